@@ -197,10 +197,10 @@ class Emulator:
                 except httpx.HTTPError as exc:
                     delivery.error = f"{type(exc).__name__}: {exc}"[:200]
 
-    async def wait_for_deliveries(self, timeout: float = 10.0) -> None:
+    async def wait_for_deliveries(self, within_s: float = 10.0) -> None:
         tasks = list(self._delivery_tasks)
         if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+            await asyncio.wait(tasks, timeout=within_s)
 
     # --- the app ---------------------------------------------------------------------------------
 
@@ -444,8 +444,10 @@ class ServerThread:
         self.stop()
 
 
-async def serve_forever(emulators: Mapping[Emulator, int], host: str = "127.0.0.1") -> None:
-    """Serve emulators on fixed ports until cancelled (``revbridge sandbox``)."""
+async def serve_forever(
+    emulators: Mapping[Emulator, int], stop: asyncio.Event, host: str = "127.0.0.1"
+) -> None:
+    """Serve emulators on fixed ports until ``stop`` is set (``revbridge sandbox``)."""
     servers = [
         uvicorn.Server(
             uvicorn.Config(em.app, host=host, port=port, log_level="warning", lifespan="off")
@@ -453,5 +455,11 @@ async def serve_forever(emulators: Mapping[Emulator, int], host: str = "127.0.0.
         for em, port in emulators.items()
     ]
     for s in servers:
-        s.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    await asyncio.gather(*(s.serve() for s in servers))
+        s.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the caller owns signals
+    running = asyncio.gather(*(s.serve() for s in servers))
+    await asyncio.wait(
+        [running, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    for s in servers:
+        s.should_exit = True
+    await running

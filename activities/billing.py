@@ -1,0 +1,28 @@
+"""Activities against the configured billing platform (vendor-neutral names)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.errors import vendor_errors
+from activities.models import AddBillingNoteInput, GetInvoiceContextInput, WriteResult
+from connectors.base import BillingPlatform
+from domain.models import InvoiceContext
+
+
+class BillingActivities:
+    def __init__(self, billing: BillingPlatform) -> None:
+        self.billing = billing
+
+    @activity.defn(name="get_invoice_context")
+    @vendor_errors
+    def get_invoice_context(self, input: GetInvoiceContextInput) -> InvoiceContext:
+        return self.billing.get_invoice_context(input.invoice_id)
+
+    @activity.defn(name="add_billing_note")
+    @vendor_errors
+    def add_billing_note(self, input: AddBillingNoteInput) -> WriteResult:
+        note_id = self.billing.add_note(
+            input.target, input.target_id, input.entry.as_text(), idempotency_key=input.entry.key
+        )
+        return WriteResult(id=note_id)

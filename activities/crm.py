@@ -1,0 +1,36 @@
+"""Activities against the configured CRM (vendor-neutral names)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.errors import vendor_errors
+from activities.models import (
+    FindAccountInput,
+    FindAccountResult,
+    UpsertCaseInput,
+    WriteAuditInput,
+    WriteResult,
+)
+from connectors.base import CrmSystem
+from domain.models import CaseRef
+
+
+class CrmActivities:
+    def __init__(self, crm: CrmSystem) -> None:
+        self.crm = crm
+
+    @activity.defn(name="find_crm_account")
+    @vendor_errors
+    def find_crm_account(self, input: FindAccountInput) -> FindAccountResult:
+        return FindAccountResult(account=self.crm.find_account(input.billing, input.customer_id))
+
+    @activity.defn(name="upsert_crm_case")
+    @vendor_errors
+    def upsert_crm_case(self, input: UpsertCaseInput) -> CaseRef:
+        return self.crm.upsert_case(input.draft)
+
+    @activity.defn(name="write_crm_audit")
+    @vendor_errors
+    def write_crm_audit(self, input: WriteAuditInput) -> WriteResult:
+        return WriteResult(id=self.crm.write_audit(input.entry))

@@ -1,0 +1,114 @@
+"""``temporal-dev.yaml``: the local stack's shape, and the environment it hands its processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+
+class CliError(Exception):
+    """Shown to the user as one line, exit code 2."""
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TemporalCfg(_M):
+    ip: str = "127.0.0.1"
+    port: int = 7233
+    ui_port: int = 8233
+    namespace: str = "default"
+    db_file: str | None = ".revbridge/temporal.db"
+    sqlite_pragmas: dict[str, str] = {}
+    search_attributes: dict[str, str] = {}
+    dynamic_config: dict[str, int | float | str | bool] = {}
+    log_level: str = "warn"
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+class SandboxVendorCreds(_M):
+    site: str | None = None
+    api_key: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class SandboxCfg(_M):
+    host: str = "127.0.0.1"
+    ports: dict[str, int]
+    chargebee: SandboxVendorCreds = SandboxVendorCreds()
+    salesforce: SandboxVendorCreds = SandboxVendorCreds()
+
+    def url(self, vendor: str) -> str:
+        return f"http://{self.host}:{self.ports[vendor]}"
+
+
+class BasicCreds(_M):
+    username: str
+    password: str
+
+
+class WebhooksCfg(_M):
+    host: str = "127.0.0.1"
+    port: int = 8700
+    chargebee: BasicCreds
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+class WorkerCfg(_M):
+    task_queues: list[str] = ["revbridge"]
+    http_timeout_s: float = 20.0
+
+
+class StackConfig(_M):
+    temporal: TemporalCfg
+    sandbox: SandboxCfg
+    webhooks: WebhooksCfg
+    worker: WorkerCfg = WorkerCfg()
+    root: Path = Path(".")
+
+    @classmethod
+    def load(cls, path: str | Path) -> StackConfig:
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise CliError(f"config file not found: {path}") from None
+        except yaml.YAMLError as exc:
+            raise CliError(f"{path}: not valid YAML ({type(exc).__name__})") from None
+        try:
+            return cls.model_validate({**(raw or {}), "root": path.resolve().parent})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise CliError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+    def service_env(self) -> dict[str, str]:
+        """What the worker and webhook processes read: the vendors are the sandbox."""
+        sb = self.sandbox
+        return {
+            "TEMPORAL_ADDRESS": self.temporal.address,
+            "TEMPORAL_NAMESPACE": self.temporal.namespace,
+            "REVBRIDGE_BILLING": "chargebee",
+            "REVBRIDGE_CRM": "salesforce",
+            "REVBRIDGE_HTTP_TIMEOUT_S": str(self.worker.http_timeout_s),
+            "CHARGEBEE_SITE": sb.chargebee.site or "acme-test",
+            "CHARGEBEE_API_KEY": sb.chargebee.api_key or "",
+            "CHARGEBEE_API_URL": sb.url("chargebee"),
+            "SALESFORCE_TOKEN_URL": sb.url("salesforce") + "/services/oauth2/token",
+            "SALESFORCE_CLIENT_ID": sb.salesforce.client_id or "",
+            "SALESFORCE_CLIENT_SECRET": sb.salesforce.client_secret or "",
+            "CHARGEBEE_WEBHOOK_USERNAME": self.webhooks.chargebee.username,
+            "CHARGEBEE_WEBHOOK_PASSWORD": self.webhooks.chargebee.password,
+        }
+
+    def ui_url(self) -> str:
+        return f"http://{self.temporal.ip}:{self.temporal.ui_port}/namespaces/{self.temporal.namespace}/workflows"

@@ -1,0 +1,132 @@
+"""``revbridge``: the command line. Errors are one line on stderr with exit code 2, never a trace."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from cli.config import CliError, StackConfig
+from domain.settings import SettingsError
+
+DEFAULT_CONFIG = "temporal-dev.yaml"
+
+
+def _load(path: str | None, required: bool = True) -> StackConfig | None:
+    if path is None and not required:
+        return None
+    return StackConfig.load(path or DEFAULT_CONFIG)
+
+
+def cmd_dev(args: argparse.Namespace) -> None:
+    from cli.stack import Stack
+
+    cfg = _load(args.config)
+    assert cfg is not None
+    stack = Stack(cfg, Path(args.config or DEFAULT_CONFIG).resolve(), ui=not args.headless)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print("Starting the RevBridge local stack:")
+        try:
+            await stack.start()
+            print(f"Ready. Logs in {stack.log_dir}. Ctrl-C stops everything.")
+            while not stop.is_set():
+                dead = stack.dead_children()
+                if dead:
+                    raise CliError(f"{dead[0].name} exited unexpectedly (log: {dead[0].log})")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+            print("Stopping…")
+        finally:
+            stack.stop()
+
+    asyncio.run(go())
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from cli.demo import run_demo
+
+    cfg = _load(args.config)
+    assert cfg is not None
+    asyncio.run(
+        run_demo(
+            cfg, Path(args.config or DEFAULT_CONFIG).resolve(), as_json=args.json, keep=args.keep
+        )
+    )
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from cli.services import run_worker
+
+    run_worker(_load(args.config, required=False))
+
+
+def cmd_webhooks(args: argparse.Namespace) -> None:
+    from cli.services import run_webhooks
+
+    run_webhooks(_load(args.config, required=False), args.host, args.port)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> None:
+    from cli.services import run_sandbox
+
+    cfg = _load(args.config)
+    assert cfg is not None
+    run_sandbox(cfg)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="revbridge", description="Durable AI agents between billing and CRM."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn, help: str, config_required: bool = True) -> argparse.ArgumentParser:  # noqa: ANN001
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument(
+            "--config",
+            default=None,
+            help=f"local stack file (default {DEFAULT_CONFIG})"
+            + ("" if config_required else "; without it, settings come from the environment only"),
+        )
+        sp.set_defaults(fn=fn)
+        return sp
+
+    dev = add("dev", cmd_dev, "run the local stack in the foreground")
+    dev.add_argument("--headless", action="store_true", help="no Web UI")
+    demo = add("demo", cmd_demo, "show a failed payment become a CRM case, end to end")
+    demo.add_argument("--json", action="store_true", help="print the summary as JSON")
+    demo.add_argument("--keep", action="store_true", help="leave a stack the demo started running")
+    add("worker", cmd_worker, "run a worker", config_required=False)
+    wh = add("webhooks", cmd_webhooks, "run the webhook service", config_required=False)
+    wh.add_argument("--host", default=None)
+    wh.add_argument("--port", type=int, default=None)
+    add("sandbox", cmd_sandbox, "run the vendor emulators")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    args = parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (CliError, SettingsError) as exc:
+        print(f"revbridge {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""``revbridge worker | webhooks | sandbox``: each piece alone, against configured endpoints.
+
+With ``--config`` the local stack's endpoints are defaults (the environment still wins); without
+it, everything comes from the environment, as in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import uvicorn
+
+from cli.config import StackConfig
+from domain.settings import Settings
+
+
+def apply_stack_defaults(cfg: StackConfig | None) -> None:
+    if cfg is not None:
+        for key, value in cfg.service_env().items():
+            os.environ.setdefault(key, value)
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+def run_worker(cfg: StackConfig | None) -> None:
+    from workers import main as worker_main
+
+    apply_stack_defaults(cfg)
+    settings = Settings.from_env(os.environ)
+
+    async def go() -> None:
+        await worker_main.run(settings, stop=_stop_on_signals())
+
+    asyncio.run(go())
+
+
+def run_webhooks(cfg: StackConfig | None, host: str | None, port: int | None) -> None:
+    from webhooks.app import create_app
+
+    apply_stack_defaults(cfg)
+    app = create_app(Settings.from_env(os.environ))
+    host = host or (cfg.webhooks.host if cfg else "127.0.0.1")
+    port = port or (cfg.webhooks.port if cfg else 8700)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def run_sandbox(cfg: StackConfig) -> None:
+    from sandbox.chargebee import ChargebeeEmulator
+    from sandbox.framework import WebhookTarget, serve_forever
+    from sandbox.salesforce import SalesforceEmulator
+
+    sb, wh = cfg.sandbox, cfg.webhooks
+    emulators = {
+        ChargebeeEmulator(
+            api_key=sb.chargebee.api_key or "test_chargebee_key",
+            webhook_targets=[
+                WebhookTarget(
+                    url=f"{wh.url}/webhooks/chargebee",
+                    basic_auth=(wh.chargebee.username, wh.chargebee.password),
+                )
+            ],
+        ): sb.ports["chargebee"],
+        SalesforceEmulator(
+            client_id=sb.salesforce.client_id or "revbridge-local",
+            client_secret=sb.salesforce.client_secret or "local-secret",
+        ): sb.ports["salesforce"],
+    }
+
+    async def go() -> None:
+        await serve_forever(emulators, _stop_on_signals(), host=sb.host)
+
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(go())

@@ -1,0 +1,37 @@
+"""The dunning workflow's inputs, outputs and query results: shared by the workflow, the webhook
+service (which starts it) and the CLI (which reads it)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from domain.models import Frozen
+
+WORKFLOW_TYPE = "DunningWorkflow"
+
+
+class DunningInput(Frozen):
+    billing: str
+    invoice_id: str
+    #: how long to wait for the invoice to be paid before closing as unresolved
+    payment_wait: timedelta = timedelta(days=14)
+
+
+class DunningStatus(Frozen):
+    stage: str
+    invoice_id: str
+    customer_id: str | None = None
+    case_id: str | None = None
+    case_number: str | None = None
+    failure_class: str | None = None
+    priority: str | None = None
+    failures_seen: int = 0
+    audit_ids: list[str] = []
+    outcome: str | None = None
+
+
+class DunningResult(Frozen):
+    outcome: str  # recovered | unresolved | already_paid
+    invoice_id: str
+    case_id: str | None = None
+    audit_ids: list[str] = []

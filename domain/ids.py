@@ -1,0 +1,33 @@
+"""Workflow IDs and idempotency keys: derived from business identity, never from attempts.
+
+Workflow IDs carry provider IDs only (no names, emails, amounts): they show up in the Web UI,
+in logs and in the vendors' audit records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_SAFE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+
+
+def _provider_id(value: str) -> str:
+    if not _SAFE.fullmatch(value):
+        raise ValueError(f"not a provider ID: {value[:40]!r}")
+    return value
+
+
+def dunning_workflow_id(billing: str, invoice_id: str) -> str:
+    return f"dunning:{_provider_id(billing)}:{_provider_id(invoice_id)}"
+
+
+def idempotency_key(workflow_id: str, step: str) -> str:
+    """A stable key for one side effect of one workflow, the same on every attempt, across
+    continue-as-new, resets and worker restarts.
+
+    Hashed so it fits every vendor's limits and URL paths (Chargebee: 100 characters; Salesforce
+    upserts put it in the URL path, where ``:`` and ``/`` are trouble).
+    """
+    digest = hashlib.sha256(f"{workflow_id}|{step}".encode()).hexdigest()
+    return f"rb-{digest[:40]}"

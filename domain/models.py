@@ -1,0 +1,138 @@
+"""Canonical, vendor-neutral records and events.
+
+Money is always an integer in the currency's minor unit (cents), as every billing API in scope
+sends it. Provider IDs are opaque strings; nothing here holds a secret.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- canonical events (webhooks/ → workflows) ----------------------------------------------------
+
+
+class PaymentFailed(Frozen):
+    """A payment attempt on an invoice failed. A trigger, not the truth: workflows re-fetch."""
+
+    billing: str
+    event_id: str
+    invoice_id: str
+    customer_id: str
+    subscription_id: str | None = None
+    amount_due: int = 0
+    currency: str = "USD"
+    decline_code: str | None = None
+    occurred_at: datetime
+
+
+class InvoicePaid(Frozen):
+    billing: str
+    event_id: str
+    invoice_id: str
+    customer_id: str
+    occurred_at: datetime
+
+
+# --- records read from the billing platform -------------------------------------------------------
+
+
+class InvoiceStatus(StrEnum):
+    PAID = "paid"
+    OPEN = "open"  # payment due / not paid
+    VOID = "void"
+    OTHER = "other"
+
+
+class Invoice(Frozen):
+    id: str
+    customer_id: str
+    subscription_id: str | None = None
+    status: InvoiceStatus
+    total: int
+    amount_due: int
+    currency: str
+    issued_at: datetime | None = None
+
+
+class Payment(Frozen):
+    id: str
+    invoice_id: str | None = None
+    succeeded: bool
+    amount: int
+    currency: str
+    decline_code: str | None = None
+    decline_message: str | None = None
+    at: datetime | None = None
+
+
+class BillingCustomer(Frozen):
+    id: str
+    company: str | None = None
+    created_at: datetime | None = None
+    mrr: int = 0
+    currency: str = "USD"
+
+
+class InvoiceContext(Frozen):
+    """Everything dunning needs from billing, fetched in one activity (fewer round trips)."""
+
+    invoice: Invoice
+    customer: BillingCustomer
+    recent_payments: list[Payment] = Field(default_factory=list)
+
+    @property
+    def last_failure(self) -> Payment | None:
+        return next((p for p in self.recent_payments if not p.succeeded), None)
+
+
+# --- records read from / written to the CRM -------------------------------------------------------
+
+
+class CustomerTier(StrEnum):
+    SMB = "SMB"
+    MID_MARKET = "Mid-Market"
+    ENTERPRISE = "Enterprise"
+    STRATEGIC = "Strategic"
+
+
+class CrmAccount(Frozen):
+    id: str
+    name: str
+    tier: CustomerTier = CustomerTier.SMB
+    owner_id: str | None = None
+
+
+class CasePriority(StrEnum):
+    HIGH = "High"
+    MEDIUM = "Medium"
+    LOW = "Low"
+
+
+class CaseDraft(Frozen):
+    """A support case to open in the CRM; ``key`` makes the create idempotent."""
+
+    key: str
+    account_id: str | None
+    subject: str
+    description: str
+    priority: CasePriority
+    invoice_id: str
+
+
+class CaseRef(Frozen):
+    id: str
+    number: str | None = None
+    created: bool
+
+
+class NoteTarget(StrEnum):
+    CUSTOMER = "customer"
+    INVOICE = "invoice"

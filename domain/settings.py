@@ -1,0 +1,92 @@
+"""Runtime settings, parsed from a mapping (the process environment in production).
+
+Pure parsing only: the caller hands in ``os.environ``. Secrets are ``SecretStr`` so they never print.
+Production points the same variables at the real vendors; ``revbridge dev`` points them at the
+sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting; the message names the variable, never its value."""
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ChargebeeSettings(_Settings):
+    site: str
+    api_key: SecretStr
+    #: base URL override (sandbox or a proxy); None means https://{site}.chargebee.com
+    api_url: str | None = None
+
+
+class SalesforceSettings(_Settings):
+    token_url: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    #: client_credentials | jwt_bearer
+    auth_flow: str = "client_credentials"
+    username: str | None = None
+    private_key_file: str | None = None
+    audience: str = "https://login.salesforce.com"
+    api_version: str = "62.0"
+
+
+class WebhookSettings(_Settings):
+    chargebee_username: str | None = None
+    chargebee_password: SecretStr | None = None
+
+
+class Settings(_Settings):
+    billing: str = "chargebee"
+    crm: str = "salesforce"
+    http_timeout_s: float = 20.0
+    chargebee: ChargebeeSettings | None = None
+    salesforce: SalesforceSettings | None = None
+    webhooks: WebhookSettings = WebhookSettings()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def pick(prefix: str, names: list[str]) -> dict[str, str]:
+            return {n: env[f"{prefix}{n.upper()}"] for n in names if f"{prefix}{n.upper()}" in env}
+
+        raw: dict[str, object] = pick("REVBRIDGE_", ["billing", "crm", "http_timeout_s"])
+        cb = pick("CHARGEBEE_", ["site", "api_key", "api_url"])
+        if cb:
+            raw["chargebee"] = cb
+        sf = pick(
+            "SALESFORCE_",
+            [
+                "token_url",
+                "client_id",
+                "client_secret",
+                "auth_flow",
+                "username",
+                "private_key_file",
+                "audience",
+                "api_version",
+            ],
+        )
+        if sf:
+            raw["salesforce"] = sf
+        raw["webhooks"] = {
+            k: v
+            for k, v in {
+                "chargebee_username": env.get("CHARGEBEE_WEBHOOK_USERNAME"),
+                "chargebee_password": env.get("CHARGEBEE_WEBHOOK_PASSWORD"),
+            }.items()
+            if v is not None
+        }
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise SettingsError(f"setting {where}: {first['msg']}") from None

@@ -1,0 +1,89 @@
+"""Canonical event → Temporal: deterministic workflow IDs, signal-with-start, dedup by event ID."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain import temporal as names
+from domain.dunning import WORKFLOW_TYPE, DunningInput
+from domain.ids import dunning_workflow_id
+from domain.models import InvoicePaid, PaymentFailed
+from webhooks.errors import Rejected
+
+RPC_TIMEOUT = timedelta(seconds=5)
+
+
+async def route(client: Client, event: PaymentFailed | InvoicePaid) -> tuple[int, dict[str, str]]:
+    try:
+        wf_id = dunning_workflow_id(event.billing, event.invoice_id)
+    except ValueError as exc:
+        raise Rejected(422, str(exc), "bad_id") from None
+    try:
+        if isinstance(event, PaymentFailed):
+            return await _payment_failed(client, wf_id, event)
+        return await _invoice_paid(client, wf_id, event)
+    except RPCError as exc:
+        if exc.status in (
+            RPCStatusCode.UNAVAILABLE,
+            RPCStatusCode.DEADLINE_EXCEEDED,
+            RPCStatusCode.CANCELLED,
+        ):
+            raise Rejected(
+                503, "workflow engine unavailable, retry later", "temporal_unavailable"
+            ) from None
+        raise
+
+
+async def _payment_failed(
+    client: Client, wf_id: str, event: PaymentFailed
+) -> tuple[int, dict[str, str]]:
+    try:
+        await client.start_workflow(
+            WORKFLOW_TYPE,
+            DunningInput(billing=event.billing, invoice_id=event.invoice_id),
+            id=wf_id,
+            task_queue=names.TASK_QUEUE,
+            start_signal=names.SIGNAL_PAYMENT_FAILED,
+            start_signal_args=[event],
+            # One dunning run per invoice, ever: a late redelivery after it closed starts nothing.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    names.USE_CASE.value_set("dunning"),
+                    names.CUSTOMER.value_set(event.customer_id),
+                    names.APPROVAL.value_set("none"),
+                    names.AMOUNT_AT_RISK.value_set(event.amount_due / 100),
+                ]
+            ),
+            static_summary=f"Dunning for invoice {event.invoice_id} ({event.billing})",
+            rpc_timeout=RPC_TIMEOUT,
+        )
+    except WorkflowAlreadyStartedError:
+        return 200, {"status": "duplicate", "workflow_id": wf_id}
+    return 202, {"status": "accepted", "workflow_id": wf_id}
+
+
+async def _invoice_paid(
+    client: Client, wf_id: str, event: InvoicePaid
+) -> tuple[int, dict[str, str]]:
+    handle = client.get_workflow_handle(wf_id)
+    try:
+        desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return 200, {"status": "ignored", "reason": "no dunning run for this invoice"}
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return 200, {"status": "ignored", "reason": "dunning run already closed"}
+    try:
+        await handle.signal(names.SIGNAL_INVOICE_PAID, event, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # closed between describe and signal
+            return 200, {"status": "ignored", "reason": "dunning run already closed"}
+        raise
+    return 202, {"status": "accepted", "workflow_id": wf_id}

@@ -1,0 +1,74 @@
+"""The RevBridge worker: which workflows and activities run on which task queue, with which limits.
+
+Activities call blocking vendor SDKs, so they run as sync activities on a sized thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.billing import BillingActivities
+from activities.crm import CrmActivities
+from activities.reasoning import ReasoningActivities
+from connectors.base import BillingPlatform, CrmSystem
+from connectors.reasoner import Reasoner, RulesReasoner
+from connectors.registry import build_billing, build_crm
+from domain.connect import client_connect_kwargs
+from domain.settings import Settings
+from domain.temporal import TASK_QUEUE
+from workflows.dunning import DunningWorkflow
+
+log = logging.getLogger("revbridge.worker")
+
+WORKFLOWS = [DunningWorkflow]
+ACTIVITY_THREADS = 16
+
+
+def activities_for(billing: BillingPlatform, crm: CrmSystem, reasoner: Reasoner) -> list[Any]:
+    b, c, r = BillingActivities(billing), CrmActivities(crm), ReasoningActivities(reasoner)
+    return [
+        b.get_invoice_context,
+        b.add_billing_note,
+        c.find_crm_account,
+        c.upsert_crm_case,
+        c.write_crm_audit,
+        r.assess_payment_failure,
+    ]
+
+
+def build_worker(
+    client: Client,
+    billing: BillingPlatform,
+    crm: CrmSystem,
+    reasoner: Reasoner | None = None,
+    task_queue: str = TASK_QUEUE,
+    executor: ThreadPoolExecutor | None = None,
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(billing, crm, reasoner or RulesReasoner()),
+        activity_executor=executor
+        or ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity"),
+        max_concurrent_activities=ACTIVITY_THREADS,
+    )
+
+
+async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
+    settings = settings or Settings.from_env(os.environ)
+    billing, crm = build_billing(settings), build_crm(settings)
+    client = await Client.connect(**client_connect_kwargs())
+    worker = build_worker(client, billing, crm)
+    log.info(
+        "worker polling task queue %s (billing=%s, crm=%s)", TASK_QUEUE, billing.name, crm.name
+    )
+    async with worker:
+        await (stop or asyncio.Event()).wait()
