@@ -39,8 +39,14 @@ log = logging.getLogger("sandbox")
 
 # Headers whose values never go into the ledger in clear (the ledger is for idempotency keys and bodies).
 _SECRET_HEADERS = {"authorization", "x-api-key", "cookie"}
+# Form and JSON fields whose values never go into the ledger in clear (OAuth token requests).
+_SECRET_FIELDS = re.compile(
+    r'(?P<k>(?:client_secret|assertion|password|refresh_token)(?:"\s*:\s*"|=))(?P<v>[^&"]*)'
+)
 
 ErrorFactory = Callable[[int, str], Response]
+#: per-attempt signature headers for a webhook body sent to a target URL
+Signer = Callable[[bytes, str], Mapping[str, str]]
 
 
 @dataclass
@@ -110,6 +116,7 @@ class Emulator:
         self.webhook_targets: list[WebhookTarget] = list(webhook_targets)
         self.deliveries: list[Delivery] = []
         self._delivery_tasks: set[asyncio.Task[None]] = set()
+        self._http: httpx.AsyncClient | None = None
         self._seq = 0
         self.reset_state()
         self._app: Starlette | None = None
@@ -146,11 +153,12 @@ class Emulator:
         body: bytes,
         headers: Mapping[str, str] | None = None,
         event_id: str | None = None,
-        sign: Callable[[bytes], Mapping[str, str]] | None = None,
+        sign: Signer | None = None,
     ) -> list[Delivery]:
         """POST ``body`` to every configured target, the way the vendor does: in the background,
-        retried on a non-2xx answer or a connection error. ``sign`` adds per-attempt headers
-        (signature schemes that carry a timestamp sign each attempt anew)."""
+        retried on a non-2xx answer or a connection error. ``sign(body, url)`` adds per-attempt
+        headers (signature schemes that carry a timestamp sign each attempt anew; some cover the
+        target URL)."""
         out = []
         for target in list(self.webhook_targets):
             delivery = Delivery(seq=self.next_seq(), url=target.url, event_id=event_id)
@@ -169,7 +177,7 @@ class Emulator:
         delivery: Delivery,
         body: bytes,
         headers: dict[str, str],
-        sign: Callable[[bytes], Mapping[str, str]] | None,
+        sign: Signer | None,
     ) -> None:
         hdrs = {"Content-Type": "application/json", **target.headers, **headers}
         if target.basic_auth:
@@ -177,25 +185,28 @@ class Emulator:
             token = base64.b64encode(f"{user}:{password}".encode()).decode()
             hdrs["Authorization"] = f"Basic {token}"
         delays = (0.0, *self.webhook_retry_delays)
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            for delay in delays:
-                if delay:
-                    await asyncio.sleep(delay)
-                delivery.attempts += 1
-                try:
-                    attempt_headers = {**hdrs, **(sign(body) if sign else {})}
-                    resp = await client.post(target.url, content=body, headers=attempt_headers)
-                    delivery.status = resp.status_code
-                    delivery.error = None if resp.is_success else resp.text[:200]
-                    if resp.is_success:
-                        delivery.delivered = True
-                        return
-                    if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
-                        # Vendors retry 4xx too, but a sandbox that hammers a rejecting receiver
-                        # only makes tests slow: one attempt shows the rejection.
-                        return
-                except httpx.HTTPError as exc:
-                    delivery.error = f"{type(exc).__name__}: {exc}"[:200]
+        # One client per emulator: a new one per delivery costs ~35 ms on the server's loop.
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10.0)
+        client = self._http
+        for delay in delays:
+            if delay:
+                await asyncio.sleep(delay)
+            delivery.attempts += 1
+            try:
+                attempt_headers = {**hdrs, **(sign(body, target.url) if sign else {})}
+                resp = await client.post(target.url, content=body, headers=attempt_headers)
+                delivery.status = resp.status_code
+                delivery.error = None if resp.is_success else resp.text[:200]
+                if resp.is_success:
+                    delivery.delivered = True
+                    return
+                if 400 <= resp.status_code < 500 and resp.status_code not in (408, 429):
+                    # Vendors retry 4xx too, but a sandbox that hammers a rejecting receiver
+                    # only makes tests slow: one attempt shows the rejection.
+                    return
+            except httpx.HTTPError as exc:
+                delivery.error = f"{type(exc).__name__}: {exc}"[:200]
 
     async def wait_for_deliveries(self, within_s: float = 10.0) -> None:
         tasks = list(self._delivery_tasks)
@@ -270,8 +281,13 @@ class Emulator:
             data = await request.json()
         except ValueError:
             return JSONResponse({"error": "seed body must be JSON"}, status_code=400)
-        with self.lock:
-            return JSONResponse(self.seed(data))
+        try:
+            with self.lock:
+                return JSONResponse(self.seed(data))
+        except (ValueError, KeyError, TypeError) as exc:
+            return JSONResponse(
+                {"error": f"bad seed: {type(exc).__name__}: {exc}"[:300]}, status_code=400
+            )
 
     async def _webhooks(self, request: Request) -> Response:
         if request.method == "DELETE":
@@ -322,7 +338,7 @@ class _LedgerAndFaults:
             "path": raw_path,
             "query": scope.get("query_string", b"").decode("latin-1"),
             "headers": headers,
-            "body": body.decode("utf-8", errors="replace"),
+            "body": _SECRET_FIELDS.sub(r"\g<k><redacted>", body.decode("utf-8", errors="replace")),
             "status": None,
         }
         with self.emulator.lock:
@@ -399,13 +415,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+@dataclass(eq=False)
+class App:
+    """Any ASGI app served next to the emulators (e.g. a webhook receiver in tests)."""
+
+    name: str
+    app: Any
+
+
 class ServerThread:
     """Runs one or more emulators under uvicorn in a background thread (tests and the demo).
 
     ``servers`` maps an emulator to its port (0 picks a free one). ``urls[name]`` is each base URL.
     """
 
-    def __init__(self, emulators: Mapping[Emulator, int], host: str = "127.0.0.1") -> None:
+    def __init__(self, emulators: Mapping[Emulator | App, int], host: str = "127.0.0.1") -> None:
         self.host = host
         self.ports = {em: (port or free_port(host)) for em, port in emulators.items()}
         self.urls = {em.name: f"http://{host}:{port}" for em, port in self.ports.items()}

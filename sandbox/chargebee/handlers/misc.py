@@ -1,0 +1,229 @@
+"""Comments, coupons, item prices, events and usage events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import models
+from ..errors import duplicate, not_found, param_error
+from ..forms import FormError, parse_list_literal, to_bool, to_int, to_json_object
+from ..listing import apply_filters, paginate
+from ..state import public
+from .base import Base, Call, _opt_int, _required
+
+COMMENT_ENTITY_TYPES = {
+    "customer",
+    "subscription",
+    "invoice",
+    "quote",
+    "credit_note",
+    "transaction",
+    "plan",
+    "addon",
+    "coupon",
+    "order",
+    "business_entity",
+    "omnichannel_subscription",
+    "item_family",
+    "item",
+    "item_price",
+    "plan_item_price",
+    "addon_item_price",
+    "charge_item_price",
+    "plan_price",
+    "addon_price",
+    "charge_price",
+}
+
+
+class MiscHandlers(Base):
+    def _entity_exists(self, entity_type: str, entity_id: str) -> bool:
+        tables = {
+            "customer": {k for k, v in self.store.customers.items() if not v["deleted"]},
+            "subscription": self.store.subscriptions,
+            "invoice": self.store.invoices,
+            "transaction": self.store.transactions,
+            "coupon": self.store.coupons,
+            "item_price": self.store.item_prices,
+        }
+        table = tables.get(entity_type)
+        return table is None or entity_id in table
+
+    def create_comment(self, call: Call) -> dict[str, Any]:
+        p = call.params
+        entity_type = _required(p, "entity_type")
+        if entity_type not in COMMENT_ENTITY_TYPES:
+            raise param_error("entity_type", f"entity_type : invalid value {entity_type!r}")
+        entity_id = _required(p, "entity_id")
+        notes = _required(p, "notes")
+        if not self._entity_exists(entity_type, entity_id):
+            raise not_found(entity_type.replace("_", " ").capitalize(), entity_id, "entity_id")
+        c = models.new_comment(self.store, entity_type, entity_id, notes)
+        self.store.comments[c["id"]] = c
+        return {"comment": public(c)}
+
+    def list_comments(self, call: Call) -> dict[str, Any]:
+        p = call.params
+        rows = list(self.store.comments.values())
+        for key in ("entity_type", "entity_id"):
+            if isinstance(p.get(key), str):
+                rows = [c for c in rows if c[key] == p[key]]
+        rows = apply_filters(rows, p, ignore=("entity_type", "entity_id"))
+        return paginate(rows, p, lambda c: {"comment": public(c)}, ("created_at",), "created_at")
+
+    def retrieve_comment(self, call: Call) -> dict[str, Any]:
+        c = self.store.comments.get(call.path["id"])
+        if c is None:
+            raise not_found("Comment", call.path["id"])
+        return {"comment": public(c)}
+
+    def delete_comment(self, call: Call) -> dict[str, Any]:
+        c = self.store.comments.pop(call.path["id"], None)
+        if c is None:
+            raise not_found("Comment", call.path["id"])
+        return {"comment": public(c)}
+
+    # --- coupons -------------------------------------------------------------------------------
+
+    def create_coupon(self, call: Call) -> dict[str, Any]:
+        p = call.params
+        id_ = _required(p, "id")
+        name = _required(p, "name")
+        apply_on = _required(p, "apply_on")
+        if apply_on not in ("invoice_amount", "each_specified_item"):
+            raise param_error("apply_on", "apply_on : invalid value")
+        if id_ in self.store.coupons:
+            raise duplicate("id", id_)
+        discount_type = p.get("discount_type") or "percentage"
+        coupon: dict[str, Any] = {
+            "id": id_,
+            "name": name,
+            "invoice_name": p.get("invoice_name") or None,
+            "discount_type": discount_type,
+            "duration_type": p.get("duration_type") or "forever",
+            "status": p.get("status") or "active",
+            "apply_on": apply_on,
+            "apply_discount_on": "not_applicable",
+            "redemptions": 0,
+            "included_in_mrr": to_bool(p.get("included_in_mrr", True), "included_in_mrr"),
+            "invoice_notes": p.get("invoice_notes") or None,
+            "object": "coupon",
+        }
+        if discount_type == "percentage":
+            raw = _required(p, "discount_percentage")
+            try:
+                pct = float(raw)
+            except ValueError:
+                raise param_error("discount_percentage", "discount_percentage : invalid") from None
+            if not 0 < pct <= 100:
+                raise param_error(
+                    "discount_percentage", "discount_percentage : must be in (0, 100]"
+                )
+            coupon["discount_percentage"] = pct
+        elif discount_type == "fixed_amount":
+            coupon["discount_amount"] = to_int(_required(p, "discount_amount"), "discount_amount")
+            coupon["currency_code"] = p.get("currency_code") or "USD"
+        elif discount_type == "offer_quantity":
+            coupon["discount_quantity"] = to_int(
+                _required(p, "discount_quantity"), "discount_quantity"
+            )
+        else:
+            raise param_error("discount_type", "discount_type : invalid value")
+        if coupon["duration_type"] not in ("one_time", "forever", "limited_period"):
+            raise param_error("duration_type", "duration_type : invalid value")
+        if coupon["duration_type"] == "limited_period":
+            coupon["period"] = to_int(_required(p, "period"), "period")
+            coupon["period_unit"] = p.get("period_unit") or "month"
+        for name_ in ("valid_till", "max_redemptions", "duration_month"):
+            if p.get(name_) not in (None, ""):
+                coupon[name_] = to_int(p[name_], name_)
+        if "meta_data" in p:
+            coupon["meta_data"] = to_json_object(p["meta_data"], "meta_data")
+        constraints = p.get("item_constraints")
+        if isinstance(constraints, list):
+            coupon["item_constraints"] = [self._constraint(c, i) for i, c in enumerate(constraints)]
+        elif apply_on == "each_specified_item":
+            raise param_error("item_constraints[constraint][0]")
+        self.store.stamp(coupon, created=True)
+        self.store.coupons[id_] = coupon
+        self.event(call, "coupon_created", {"coupon": public(coupon)})
+        return {"coupon": public(coupon)}
+
+    def _constraint(self, c: Any, i: int) -> dict[str, Any]:
+        if not isinstance(c, dict):
+            raise param_error(f"item_constraints[constraint][{i}]")
+        out = {
+            "item_type": _required(c, "item_type", f"item_constraints[item_type][{i}]"),
+            "constraint": _required(c, "constraint", f"item_constraints[constraint][{i}]"),
+        }
+        ids = c.get("item_price_ids")
+        if ids not in (None, ""):
+            try:
+                out["item_price_ids"] = parse_list_literal(
+                    ids, f"item_constraints[item_price_ids][{i}]"
+                )
+            except FormError as exc:
+                raise param_error(exc.param, str(exc)) from None
+        return out
+
+    def list_coupons(self, call: Call) -> dict[str, Any]:
+        rows = apply_filters(list(self.store.coupons.values()), call.params)
+        return paginate(
+            rows, call.params, lambda c: {"coupon": public(c)}, ("created_at",), "created_at"
+        )
+
+    def retrieve_coupon(self, call: Call) -> dict[str, Any]:
+        c = self.store.coupons.get(call.path["id"])
+        if c is None:
+            raise not_found("Coupon", call.path["id"])
+        return {"coupon": public(c)}
+
+    # --- item prices, events, usage events ------------------------------------------------------
+
+    def list_item_prices(self, call: Call) -> dict[str, Any]:
+        rows = apply_filters(list(self.store.item_prices.values()), call.params)
+        return paginate(
+            rows,
+            call.params,
+            lambda i: {"item_price": public(i)},
+            ("updated_at", "created_at"),
+            "created_at",
+        )
+
+    def retrieve_item_price(self, call: Call) -> dict[str, Any]:
+        ip = self.store.item_prices.get(call.path["id"])
+        if ip is None:
+            raise not_found("Item price", call.path["id"])
+        return {"item_price": public(ip)}
+
+    def list_events(self, call: Call) -> dict[str, Any]:
+        p = call.params
+        rows = list(self.store.events.values())
+        start, end = _opt_int(p, "start_time"), _opt_int(p, "end_time")
+        if start is not None:
+            rows = [e for e in rows if e["occurred_at"] >= start]
+        if end is not None:
+            rows = [e for e in rows if e["occurred_at"] <= end]
+        rows = apply_filters(rows, p, ignore=("start_time", "end_time"))
+        return paginate(rows, p, lambda e: {"event": public(e)}, ("occurred_at",), "occurred_at")
+
+    def retrieve_event(self, call: Call) -> dict[str, Any]:
+        ev = self.store.events.get(call.path["id"])
+        if ev is None:
+            raise not_found("Event", call.path["id"])
+        return {"event": public(ev)}
+
+    def create_usage_event(self, call: Call) -> dict[str, Any]:
+        p = call.params
+        ue = {
+            "subscription_id": _required(p, "subscription_id"),
+            "deduplication_id": _required(p, "deduplication_id"),
+            "usage_timestamp": to_int(p.get("usage_timestamp"), "usage_timestamp"),
+            "properties": p.get("properties") if isinstance(p.get("properties"), dict) else {},
+        }
+        self.subscription(ue["subscription_id"], "subscription_id")
+        if not any(
+            u["deduplication_id"] == ue["deduplication_id"] for u in self.store.usage_events
+        ):
+            self.store.usage_events.append(ue)
+        return {"usage_event": ue}

@@ -1,0 +1,170 @@
+"""List endpoints: filters (``field[op]=value``), ``sort_by[asc|desc]``, ``limit``/``offset``.
+
+Pagination is keyset based: ``next_offset`` is an opaque string ``["<sort value>","<seq>"]`` (the
+shape Chargebee's offsets have) naming the last row served, so inserts between pages neither
+duplicate nor skip rows. There is no ``next_offset`` on the last page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from .errors import param_error
+from .forms import FormError, parse_list_literal, to_bool, to_int
+
+CONTROL_PARAMS = {"limit", "offset", "sort_by", "include_deleted"}
+OPERATORS = {
+    "is",
+    "is_not",
+    "starts_with",
+    "in",
+    "not_in",
+    "is_present",
+    "after",
+    "before",
+    "on",
+    "between",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+}
+Getter = Callable[[dict[str, Any]], Any]
+
+
+def _num(raw: Any, param: str) -> float:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise FormError(param, f"{param} : invalid number {raw!r}") from None
+
+
+def _day(ts: float) -> Any:
+    return datetime.fromtimestamp(ts, UTC).date()
+
+
+def _match_one(value: Any, op: str, raw: Any, param: str) -> bool:
+    if op == "is_present":
+        return (value not in (None, "")) == to_bool(raw, param)
+    if value is None:
+        return op in ("is_not", "not_in")
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    numeric = isinstance(value, int | float)
+    if op in ("is", "is_not"):
+        eq = value == _num(raw, param) if numeric else str(value) == str(raw)
+        return eq if op == "is" else not eq
+    if op == "starts_with":
+        return str(value).startswith(str(raw))
+    if op in ("in", "not_in"):
+        options = parse_list_literal(raw, param)
+        hit = any(value == _num(o, param) for o in options) if numeric else str(value) in options
+        return hit if op == "in" else not hit
+    if not numeric:
+        raise FormError(param, f"{param} : operator not supported for this attribute")
+    if op in ("after", "gt"):
+        return value > _num(raw, param)
+    if op == "gte":
+        return value >= _num(raw, param)
+    if op in ("before", "lt"):
+        return value < _num(raw, param)
+    if op == "lte":
+        return value <= _num(raw, param)
+    if op == "on":
+        return _day(value) == _day(_num(raw, param))
+    if op == "between":
+        bounds = parse_list_literal(raw, param)
+        if len(bounds) != 2:
+            raise FormError(param, f"{param} : between needs two values")
+        return _num(bounds[0], param) <= value <= _num(bounds[1], param)
+    raise FormError(param, f"{param} : unknown filter operator {op!r}")
+
+
+def apply_filters(
+    rows: Iterable[dict[str, Any]],
+    params: dict[str, Any],
+    virtual: dict[str, Getter] | None = None,
+    ignore: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    virtual = virtual or {}
+    ignored = CONTROL_PARAMS | set(ignore)
+    filters: list[tuple[str, str, Any, Getter]] = []
+    for name, spec in params.items():
+        if name in ignored or not isinstance(spec, dict):
+            continue
+        getter = virtual.get(name) or (lambda row, n=name: row.get(n))
+        for op, raw in spec.items():
+            if op not in OPERATORS:
+                raise FormError(f"{name}[{op}]", f"{name}[{op}] : unknown filter operator")
+            filters.append((name, op, raw, getter))
+    out = []
+    for row in rows:
+        ok = True
+        for name, op, raw, getter in filters:
+            value = getter(row)
+            param = f"{name}[{op}]"
+            if isinstance(value, list):
+                hit = (
+                    any(_match_one(v, op, raw, param) for v in value)
+                    if value
+                    else (_match_one(None, op, raw, param))
+                )
+            else:
+                hit = _match_one(value, op, raw, param)
+            if not hit:
+                ok = False
+                break
+        if ok:
+            out.append(row)
+    return out
+
+
+def paginate(
+    rows: list[dict[str, Any]],
+    params: dict[str, Any],
+    render: Callable[[dict[str, Any]], dict[str, Any]],
+    sort_fields: tuple[str, ...],
+    default_sort: str,
+    default_desc: bool = True,
+) -> dict[str, Any]:
+    field, desc = default_sort, default_desc
+    sort_by = params.get("sort_by")
+    if sort_by is not None:
+        if not isinstance(sort_by, dict) or len(sort_by) != 1:
+            raise param_error("sort_by", "sort_by : use sort_by[asc] or sort_by[desc]")
+        ((direction, field),) = sort_by.items()
+        if direction not in ("asc", "desc"):
+            raise param_error(f"sort_by[{direction}]", "sort_by : use asc or desc")
+        if field not in sort_fields:
+            raise param_error(
+                f"sort_by[{direction}]",
+                f"sort_by[{direction}] : invalid value {field!r}; supported: {', '.join(sort_fields)}",
+            )
+        desc = direction == "desc"
+
+    limit = to_int(params.get("limit", 10), "limit")
+    if not 1 <= limit <= 100:
+        raise param_error("limit", "limit : should be between 1 and 100")
+
+    def key(row: dict[str, Any]) -> tuple[int, int]:
+        return (int(row.get(field) or 0), int(row["_seq"]))
+
+    ordered = sorted(rows, key=key, reverse=desc)
+    offset = params.get("offset")
+    if offset not in (None, ""):
+        try:
+            value, seq = json.loads(offset)
+            cursor = (int(value), int(seq))
+        except (TypeError, ValueError):
+            raise param_error("offset", f"offset : invalid value {offset!r}") from None
+        ordered = [r for r in ordered if (key(r) < cursor if desc else key(r) > cursor)]
+
+    page = ordered[:limit]
+    out: dict[str, Any] = {"list": [render(r) for r in page]}
+    if len(ordered) > limit:
+        last = key(page[-1])
+        out["next_offset"] = json.dumps([str(last[0]), str(last[1])], separators=(",", ":"))
+    return out

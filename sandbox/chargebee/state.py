@@ -1,0 +1,102 @@
+"""In-memory state of one emulated Chargebee site.
+
+Resources are stored as dicts shaped like the API's; keys starting with ``_`` are private
+(sequence numbers, the scenario's card behaviour) and never leave the emulator.
+"""
+
+from __future__ import annotations
+
+import calendar
+import copy
+import secrets
+import string
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def random_id(prefix: str = "") -> str:
+    """Chargebee-looking id: ``16BPgETyVrQbiGhA`` (optionally with a prefix such as ``ev_``)."""
+    return prefix + "16" + "".join(secrets.choice(_ALNUM) for _ in range(14))
+
+
+@dataclass
+class IdempotencyRecord:
+    fingerprint: tuple[str, str, tuple[tuple[str, str], ...]]
+    status: int
+    body: bytes
+    stored_at: float
+
+
+@dataclass
+class Store:
+    clock: Callable[[], float] = time.time
+    item_prices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    customers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # by customer id
+    subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    coupons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    promotional_credits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usage_events: list[dict[str, Any]] = field(default_factory=list)
+    idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)
+    rate_hits: deque[float] = field(default_factory=deque)
+    seq: int = 0
+    invoice_no: int = 0
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def next_invoice_id(self) -> str:
+        while True:
+            self.invoice_no += 1
+            candidate = str(self.invoice_no)
+            if candidate not in self.invoices:
+                return candidate
+
+    def stamp(self, obj: dict[str, Any], created: bool = False) -> dict[str, Any]:
+        """Set ``updated_at`` and a strictly increasing ``resource_version`` (ms)."""
+        now = self.now()
+        if created:
+            obj.setdefault("created_at", now)
+            obj["_seq"] = self.next_seq()
+        obj["updated_at"] = now
+        obj["resource_version"] = max(obj.get("resource_version", 0) + 1, self.now_ms())
+        return obj
+
+
+def public(obj: Any) -> Any:
+    """A deep copy without private keys and without ``None`` values (Chargebee omits them)."""
+    if isinstance(obj, dict):
+        return {k: public(v) for k, v in obj.items() if not k.startswith("_") and v is not None}
+    if isinstance(obj, list):
+        return [public(v) for v in obj]
+    return copy.copy(obj)
+
+
+def add_period(ts: int, period: int, unit: str) -> int:
+    if unit == "day":
+        return ts + 86400 * period
+    if unit == "week":
+        return ts + 7 * 86400 * period
+    months = period * (12 if unit == "year" else 1)
+    d = datetime.fromtimestamp(ts, UTC)
+    month0 = d.month - 1 + months
+    year, month = d.year + month0 // 12, month0 % 12 + 1
+    day = min(d.day, calendar.monthrange(year, month)[1])
+    return int(d.replace(year=year, month=month, day=day).timestamp())
