@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -125,6 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug, not bad input: one line, the trace on request
+        if os.environ.get("REVBRIDGE_DEBUG") == "1":
+            raise
+        print(
+            f"revbridge {args.command}: unexpected {type(exc).__name__}: {str(exc)[:300]} "
+            "(REVBRIDGE_DEBUG=1 shows the trace)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

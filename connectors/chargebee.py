@@ -115,6 +115,20 @@ class ChargebeeBilling:
         )
         return resp.comment.id
 
+    def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
+        resp = self._call(
+            lambda: self._cb.Comment.list(
+                {"entity_type": target.value, "entity_id": target_id, "limit": 100}
+            ),
+            what=f"{target.value} {target_id}",
+        )
+        return [entry.comment.notes for entry in resp.list]
+
+    @property
+    def client(self) -> Chargebee:
+        """The configured official client (the demo and tests drive the sandbox with it)."""
+        return self._cb
+
     # --- helpers ------------------------------------------------------------------------------------
 
     @staticmethod

@@ -171,6 +171,20 @@ class SalesforceCrm:
                 ) from None
         raise AssertionError("unreachable")
 
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        """All records of a SOQL query (follows nextRecordsUrl)."""
+        return self._call(lambda sf: sf.query_all(soql), what="query")["records"]
+
+    def audit_log(self, workflow_id: str) -> list[dict[str, Any]]:
+        """The agent-log rows one workflow wrote, oldest first."""
+        return self.query(
+            format_soql(
+                "SELECT Id, Action__c, Outcome__c, Decision__c, Case__c, Account__c, Details__c "
+                "FROM AI_Agent_Log__c WHERE Workflow_Id__c = {} ORDER BY CreatedDate",
+                workflow_id,
+            )
+        )
+
     @property
     def api_usage(self) -> dict[str, Any]:
         return dict(self._sf.api_usage) if self._sf else {}

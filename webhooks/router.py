@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -54,10 +54,10 @@ async def _payment_failed(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
-                    names.USE_CASE.value_set("dunning"),
-                    names.CUSTOMER.value_set(event.customer_id),
-                    names.APPROVAL.value_set("none"),
-                    names.AMOUNT_AT_RISK.value_set(event.amount_due / 100),
+                    SearchAttributePair(names.USE_CASE, "dunning"),
+                    SearchAttributePair(names.CUSTOMER, event.customer_id),
+                    SearchAttributePair(names.APPROVAL, "none"),
+                    SearchAttributePair(names.AMOUNT_AT_RISK, event.amount_due / 100),
                 ]
             ),
             static_summary=f"Dunning for invoice {event.invoice_id} ({event.billing})",

@@ -1,0 +1,31 @@
+# Each target bootstraps .venv itself: a fresh clone needs only Python 3.11+.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test dev lint bench clean histories
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	@$(VENV)/bin/revbridge demo
+
+test: $(STAMP)
+	@$(PY) -m pytest -q
+
+dev: $(STAMP)
+	@$(VENV)/bin/revbridge dev
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf .revbridge
+
+histories: $(STAMP)  ## re-record tests/histories/ from the workflow scenarios (then commit them)
+	@REVBRIDGE_WRITE_HISTORIES=1 $(PY) -m pytest -q tests/workflows

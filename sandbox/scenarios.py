@@ -1,0 +1,140 @@
+"""Scenario data for the sandboxes: realistic customers on both sides, linked by billing ID.
+
+Pure data (the sandbox imports nothing of RevBridge). ``suffix`` keeps IDs unique across runs
+against a long-lived stack, since dunning workflow IDs are one-shot per invoice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class DunningCustomer:
+    key: str
+    company: str
+    tier: str
+    plan: str
+    monthly_price: int  # cents
+    quantity: int
+    tenure_days: int
+    decline_code: str | None  # what the card does on the next collection attempt
+
+    def ids(self, suffix: str) -> dict[str, str]:
+        return {
+            "customer": f"{self.key}-{suffix}",
+            "subscription": f"sub-{self.key}-{suffix}",
+            "invoice": f"INV-{self.key}-{suffix}",
+        }
+
+    @property
+    def invoice_total(self) -> int:
+        return self.monthly_price * self.quantity
+
+
+DEMO_CUSTOMERS = (
+    DunningCustomer(
+        "northwind", "Northwind Analytics", "SMB", "team-monthly", 4_900, 5, 730, "expired_card"
+    ),
+    DunningCustomer(
+        "globex",
+        "Globex Corporation",
+        "Enterprise",
+        "enterprise-monthly",
+        46_000,
+        40,
+        1_200,
+        "insufficient_funds",
+    ),
+    DunningCustomer(
+        "initech", "Initech", "Mid-Market", "business-monthly", 9_900, 12, 45, "processing_error"
+    ),
+)
+
+ITEM_PRICES = [
+    {"id": "team-monthly", "item_id": "team", "name": "Team (monthly)", "price": 4_900},
+    {"id": "business-monthly", "item_id": "business", "name": "Business (monthly)", "price": 9_900},
+    {
+        "id": "enterprise-monthly",
+        "item_id": "enterprise",
+        "name": "Enterprise (monthly)",
+        "price": 46_000,
+    },
+]
+
+
+def chargebee_seed(
+    customers: tuple[DunningCustomer, ...], suffix: str, now: int | None = None
+) -> dict:
+    now = now or int(time.time())
+    data: dict[str, list] = {
+        "item_prices": [
+            {**p, "currency_code": "USD", "period": 1, "period_unit": "month"} for p in ITEM_PRICES
+        ],
+        "customers": [],
+        "subscriptions": [],
+        "invoices": [],
+    }
+    for c in customers:
+        ids = c.ids(suffix)
+        data["customers"].append(
+            {
+                "id": ids["customer"],
+                "company": c.company,
+                "first_name": "Billing",
+                "last_name": "Contact",
+                "email": f"billing+{ids['customer']}@example.com",
+                "created_at": now - c.tenure_days * DAY,
+                "card": {
+                    "decline_code": c.decline_code,
+                    "last4": "4242",
+                    "expiry_month": 12,
+                    "expiry_year": 2027,
+                },
+            }
+        )
+        data["subscriptions"].append(
+            {
+                "id": ids["subscription"],
+                "customer_id": ids["customer"],
+                "items": [{"item_price_id": c.plan, "quantity": c.quantity}],
+                "status": "active",
+                "started_at": now - c.tenure_days * DAY,
+            }
+        )
+        data["invoices"].append(
+            {
+                "id": ids["invoice"],
+                "customer_id": ids["customer"],
+                "subscription_id": ids["subscription"],
+                "total": c.invoice_total,
+                "amount_due": c.invoice_total,
+                "currency_code": "USD",
+                "status": "payment_due",
+                "date": now - 3600,
+            }
+        )
+    return data
+
+
+def salesforce_seed(
+    customers: tuple[DunningCustomer, ...], suffix: str, billing: str = "chargebee"
+) -> dict:
+    return {
+        "records": {
+            "Account": [
+                {
+                    "Name": c.company,
+                    "Type": "Customer",
+                    "Customer_Tier__c": c.tier,
+                    "Billing_Customer_Id__c": c.ids(suffix)["customer"],
+                    "Billing_Platform__c": billing,
+                    "MRR__c": c.invoice_total / 100,
+                }
+                for c in customers
+            ]
+        }
+    }

@@ -1,0 +1,30 @@
+"""The determinism gate: every committed history replays against the current workflow code.
+
+Histories are written by the workflow tests when REVBRIDGE_WRITE_HISTORIES=1 (`make histories`).
+A change to a workflow's command sequence that breaks one of them needs `workflow.patched`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workers.main import WORKFLOWS
+
+HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
+
+
+def test_every_workflow_type_has_a_committed_history() -> None:
+    covered = {path.name.split("__")[0] for path in HISTORIES}
+    assert {wf.__temporal_workflow_definition.name for wf in WORKFLOWS} <= covered  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=lambda p: p.stem)
+async def test_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    await replayer.replay_workflow(history)
