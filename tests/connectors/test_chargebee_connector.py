@@ -1,0 +1,108 @@
+"""The Chargebee connector's error discipline and idempotency, through the official client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.chargebee import ChargebeeBilling
+from domain.models import InvoiceStatus, NoteTarget
+from domain.settings import ChargebeeSettings
+from sandbox.chargebee import ChargebeeEmulator
+from sandbox.framework import ServerThread
+from sandbox.scenarios import DEMO_CUSTOMERS, chargebee_seed
+
+
+@pytest.fixture(scope="module")
+def cb() -> Iterator[tuple[ChargebeeBilling, str]]:
+    em = ChargebeeEmulator(api_key="k")
+    with ServerThread({em: 0}) as thread:
+        url = thread.urls["chargebee"]
+        httpx.post(
+            url + "/_sandbox/seed", json=chargebee_seed(DEMO_CUSTOMERS, "t1")
+        ).raise_for_status()
+        yield (
+            ChargebeeBilling(
+                ChargebeeSettings(site="acme-test", api_key=SecretStr("k"), api_url=url),
+                timeout_s=1,
+            ),
+            url,
+        )
+
+
+def test_invoice_context_reads_invoice_customer_mrr_and_failures(
+    cb: tuple[ChargebeeBilling, str],
+) -> None:
+    billing, _ = cb
+    globex = DEMO_CUSTOMERS[1]
+    ids = globex.ids("t1")
+    with pytest.raises(Exception):  # noqa: B017 - the sandbox declines: PaymentError
+        billing.client.Invoice.collect_payment(ids["invoice"])
+    ctx = billing.get_invoice_context(ids["invoice"])
+    assert ctx.invoice.status is InvoiceStatus.OPEN
+    assert ctx.invoice.amount_due == globex.invoice_total
+    assert ctx.customer.mrr == globex.invoice_total
+    assert ctx.last_failure and ctx.last_failure.decline_code == "insufficient_funds"
+
+
+def test_missing_invoice_is_not_found(cb: tuple[ChargebeeBilling, str]) -> None:
+    with pytest.raises(NotFound):
+        cb[0].get_invoice_context("INV-nope")
+
+
+def test_note_is_idempotent_by_key(cb: tuple[ChargebeeBilling, str]) -> None:
+    billing, url = cb
+    inv = DEMO_CUSTOMERS[0].ids("t1")["invoice"]
+    first = billing.add_note(NoteTarget.INVOICE, inv, "hello", idempotency_key="rb-note-1")
+    again = billing.add_note(NoteTarget.INVOICE, inv, "hello", idempotency_key="rb-note-1")
+    assert first == again
+    assert billing.list_notes(NoteTarget.INVOICE, inv).count("hello") == 1
+    posts = [
+        r
+        for r in httpx.get(url + "/_sandbox/requests", params={"method": "POST"}).json()["requests"]
+        if r["path"].endswith("/comments")
+    ]
+    assert {r["headers"]["chargebee-idempotency-key"] for r in posts} == {"rb-note-1"}
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "retry_after"),
+    [
+        ({"kind": "status", "status": 429, "retry_after": 7}, ErrorKind.RATE_LIMITED, 7.0),
+        ({"kind": "status", "status": 503}, ErrorKind.RETRYABLE, None),
+        (
+            {
+                "kind": "status",
+                "status": 400,
+                "body": {
+                    "message": "bad",
+                    "type": "invalid_request",
+                    "api_error_code": "param_wrong_value",
+                    "http_status_code": 400,
+                },
+            },
+            ErrorKind.PERMANENT,
+            None,
+        ),
+        ({"kind": "commit_then_timeout", "delay_s": 3}, ErrorKind.RETRYABLE, None),
+    ],
+    ids=["429", "503", "400", "timeout"],
+)
+def test_errors_are_classified_for_temporal(
+    cb: tuple[ChargebeeBilling, str], fault: dict, kind: ErrorKind, retry_after: float | None
+) -> None:
+    billing, url = cb
+    httpx.post(
+        url + "/_sandbox/faults", json={**fault, "path": r"/api/v2/invoices/.*", "times": 1}
+    ).raise_for_status()
+    try:
+        with pytest.raises(ConnectorError) as err:
+            billing.get_invoice_context(DEMO_CUSTOMERS[2].ids("t1")["invoice"])
+        assert err.value.kind is kind
+        assert err.value.retry_after == retry_after
+    finally:
+        httpx.delete(url + "/_sandbox/faults")
