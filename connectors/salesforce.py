@@ -176,14 +176,25 @@ class SalesforceCrm:
         return self._call(lambda sf: sf.query_all(soql), what="query")["records"]
 
     def audit_log(self, workflow_id: str) -> list[dict[str, Any]]:
-        """The agent-log rows one workflow wrote, oldest first."""
-        return self.query(
+        """The audit entries one workflow wrote, oldest first, in vendor-neutral keys."""
+        rows = self.query(
             format_soql(
-                "SELECT Id, Action__c, Outcome__c, Decision__c, Case__c, Account__c, Details__c "
+                "SELECT Id, Action__c, Outcome__c, Case__c, Account__c, Details__c "
                 "FROM AI_Agent_Log__c WHERE Workflow_Id__c = {} ORDER BY CreatedDate",
                 workflow_id,
             )
         )
+        return [
+            {
+                "id": r["Id"],
+                "action": r["Action__c"],
+                "outcome": r["Outcome__c"],
+                "case_id": r["Case__c"],
+                "account_id": r["Account__c"],
+                "text": r["Details__c"],
+            }
+            for r in rows
+        ]
 
     @property
     def api_usage(self) -> dict[str, Any]:

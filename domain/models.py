@@ -41,6 +41,37 @@ class InvoicePaid(Frozen):
     occurred_at: datetime
 
 
+class CaseOpened(Frozen):
+    """A support case / ticket was created in the CRM (→ support context)."""
+
+    crm: str
+    event_id: str
+    case_id: str
+    occurred_at: datetime
+
+
+class DealWon(Frozen):
+    """An opportunity / deal reached closed-won (→ quote-to-cash)."""
+
+    crm: str
+    event_id: str
+    opportunity_id: str
+    occurred_at: datetime
+
+
+class CrmAccountChanged(Frozen):
+    """A CRM account / company changed (→ account sync)."""
+
+    crm: str
+    event_id: str
+    account_id: str
+    fields: list[str] = []
+    occurred_at: datetime
+
+
+CrmEvent = CaseOpened | DealWon | CrmAccountChanged
+
+
 # --- records read from the billing platform -------------------------------------------------------
 
 

@@ -39,17 +39,42 @@ class SalesforceSettings(_Settings):
     api_version: str = "62.0"
 
 
+class StripeSettings(_Settings):
+    api_key: SecretStr
+    #: base URL override (sandbox or a proxy); None means https://api.stripe.com
+    api_url: str | None = None
+
+
+class HubSpotSettings(_Settings):
+    access_token: SecretStr
+    #: base URL override (sandbox or a proxy); None means https://api.hubapi.com
+    api_url: str | None = None
+    #: the app ID our own writes carry in webhooks (``sourceId``), for echo suppression
+    app_id: str | None = None
+
+
 class WebhookSettings(_Settings):
     chargebee_username: str | None = None
     chargebee_password: SecretStr | None = None
+    #: every active Stripe endpoint secret (several during a rotation)
+    stripe_secrets: list[SecretStr] = []
+    #: the HubSpot app's client secret (signs webhooks v3)
+    hubspot_client_secret: SecretStr | None = None
+    #: the URL HubSpot posts to, exactly as configured there (the v3 signature covers it);
+    #: behind a proxy the request's own URL differs
+    hubspot_public_url: str | None = None
 
 
 class Settings(_Settings):
     billing: str = "chargebee"
     crm: str = "salesforce"
+    #: the task queue this deployment's workers poll and its webhook service starts work on
+    task_queue: str = "revbridge"
     http_timeout_s: float = 20.0
     chargebee: ChargebeeSettings | None = None
+    stripe: StripeSettings | None = None
     salesforce: SalesforceSettings | None = None
+    hubspot: HubSpotSettings | None = None
     webhooks: WebhookSettings = WebhookSettings()
 
     @classmethod
@@ -57,7 +82,9 @@ class Settings(_Settings):
         def pick(prefix: str, names: list[str]) -> dict[str, str]:
             return {n: env[f"{prefix}{n.upper()}"] for n in names if f"{prefix}{n.upper()}" in env}
 
-        raw: dict[str, object] = pick("REVBRIDGE_", ["billing", "crm", "http_timeout_s"])
+        raw: dict[str, object] = pick(
+            "REVBRIDGE_", ["billing", "crm", "task_queue", "http_timeout_s"]
+        )
         cb = pick("CHARGEBEE_", ["site", "api_key", "api_url"])
         if cb:
             raw["chargebee"] = cb
@@ -76,14 +103,28 @@ class Settings(_Settings):
         )
         if sf:
             raw["salesforce"] = sf
-        raw["webhooks"] = {
+        st = pick("STRIPE_", ["api_key", "api_url"])
+        if st:
+            raw["stripe"] = st
+        hs = pick("HUBSPOT_", ["access_token", "api_url", "app_id"])
+        if hs:
+            raw["hubspot"] = hs
+        webhooks: dict[str, object] = {
             k: v
             for k, v in {
                 "chargebee_username": env.get("CHARGEBEE_WEBHOOK_USERNAME"),
                 "chargebee_password": env.get("CHARGEBEE_WEBHOOK_PASSWORD"),
+                "hubspot_client_secret": env.get("HUBSPOT_CLIENT_SECRET"),
+                "hubspot_public_url": env.get("HUBSPOT_WEBHOOK_URL"),
             }.items()
             if v is not None
         }
+        if env.get("STRIPE_WEBHOOK_SECRETS"):
+            # comma-separated: add the new secret, deploy, switch Stripe over, then drop the old
+            webhooks["stripe_secrets"] = [
+                x.strip() for x in env["STRIPE_WEBHOOK_SECRETS"].split(",") if x.strip()
+            ]
+        raw["webhooks"] = webhooks
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:

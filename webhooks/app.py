@@ -1,8 +1,9 @@
 """The webhook starter service (ASGI): verify → normalize → route to a workflow, answer fast.
 
-Rules (DESIGN §2): verify credentials over the raw request first — a rejected request makes no
-Temporal call; every rejection is a status code with a one-line reason; Temporal unreachable is a
-503 so the vendor retries; all work happens in workflows.
+Rules (DESIGN §2): verify over the raw request bytes first — a rejected request makes no Temporal
+call; every rejection is a status code with a one-line reason, logged and counted; our own writes
+coming back (echoes) are dropped; Temporal unreachable is a 503 so the vendor retries; all work
+happens in workflows.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,8 +24,9 @@ from starlette.routing import Route
 from temporalio.client import Client
 
 from domain.connect import client_connect_kwargs
+from domain.models import InvoicePaid, PaymentFailed
 from domain.settings import Settings
-from webhooks import chargebee
+from webhooks import chargebee, hubspot, stripe
 from webhooks.errors import Rejected
 from webhooks.router import route
 
@@ -54,8 +58,28 @@ class TemporalConnection:
             return self._client
 
 
+async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise Rejected(413, "body too large", "too_large")
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise Rejected(413, "body too large", "too_large")
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise Rejected(400, f"malformed JSON at position {exc.pos}", "malformed_json") from None
+    except UnicodeDecodeError:
+        raise Rejected(400, "body is not UTF-8", "malformed_json") from None
+
+
 def create_app(settings: Settings | None = None, client: ClientProvider | None = None) -> Starlette:
     settings = settings or Settings.from_env(os.environ)
+    cfg = settings.webhooks
     get_client = client or TemporalConnection()
     counts: Counter[str] = Counter()
 
@@ -64,25 +88,17 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         log.info("webhook rejected provider=%s status=%s reason=%s", provider, exc.status, exc.code)
         return JSONResponse({"error": exc.reason}, status_code=exc.status)
 
-    async def read_json(request: Request) -> object:
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > MAX_BODY:
-            raise Rejected(413, "body too large", "too_large")
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            raise Rejected(413, "body too large", "too_large")
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            reason = (
-                f"malformed JSON at position {exc.pos}"
-                if isinstance(exc, json.JSONDecodeError)
-                else "body is not UTF-8"
+    async def dispatch(provider: str, event: PaymentFailed | InvoicePaid | None) -> Response:
+        if event is None:
+            counts[f"{provider}.ignored"] += 1
+            return JSONResponse(
+                {"status": "ignored", "reason": "event type not routed"}, status_code=200
             )
-            raise Rejected(400, reason, "malformed_json") from None
+        status, body = await route(await get_client(), event, settings.task_queue)
+        counts[f"{provider}.{body['status']}"] += 1
+        return JSONResponse(body, status_code=status)
 
     async def chargebee_webhook(request: Request) -> Response:
-        cfg = settings.webhooks
         try:
             if not (cfg.chargebee_username and cfg.chargebee_password):
                 raise Rejected(
@@ -93,20 +109,76 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 cfg.chargebee_username,
                 cfg.chargebee_password.get_secret_value(),
             )
-            event = chargebee.normalize(await read_json(request))
-            if event is None:
-                counts["chargebee.ignored"] += 1
-                return JSONResponse(
-                    {"status": "ignored", "reason": "event type not routed"}, status_code=200
-                )
-            status, body = await route(await get_client(), event)
+            event = chargebee.normalize(parse_json(await read_body(request)))
+            return await dispatch("chargebee", event)
         except Rejected as exc:
             return reject(exc, "chargebee")
-        counts[f"chargebee.{body['status']}"] += 1
-        return JSONResponse(body, status_code=status)
+
+    async def stripe_webhook(request: Request) -> Response:
+        try:
+            if not cfg.stripe_secrets:
+                raise Rejected(503, "stripe webhook secrets are not configured", "not_configured")
+            raw = await read_body(request)
+            stripe.verify(
+                raw,
+                request.headers.get("stripe-signature"),
+                [s.get_secret_value() for s in cfg.stripe_secrets],
+                now=time.time(),
+            )
+            payload = parse_json(raw)
+            if stripe.is_echo(payload):
+                counts["stripe.echo"] += 1
+                return JSONResponse({"status": "echo", "reason": "our own write"}, status_code=200)
+            return await dispatch("stripe", stripe.normalize(payload))
+        except Rejected as exc:
+            return reject(exc, "stripe")
+
+    async def hubspot_webhook(request: Request) -> Response:
+        """A batch of up to 100 events: each is judged alone, so one bad or duplicate event
+        never sinks the others (the whole batch is only retried when Temporal is down)."""
+        try:
+            if cfg.hubspot_client_secret is None:
+                raise Rejected(503, "hubspot client secret is not configured", "not_configured")
+            raw = await read_body(request)
+            hubspot.verify(
+                method=request.method,
+                uri=cfg.hubspot_public_url or str(request.url),
+                body=raw,
+                signature=request.headers.get("x-hubspot-signature-v3"),
+                timestamp=request.headers.get("x-hubspot-request-timestamp"),
+                secret=cfg.hubspot_client_secret.get_secret_value(),
+                now_ms=int(time.time() * 1000),
+            )
+            events = hubspot.parse_batch(parse_json(raw))
+        except Rejected as exc:
+            return reject(exc, "hubspot")
+        app_id = settings.hubspot.app_id if settings.hubspot else None
+        results = []
+        for raw_event in events:
+            try:
+                outcome = hubspot.normalize(raw_event, own_app_id=app_id)
+            except Rejected as exc:
+                counts[f"hubspot.dead_letter.{exc.code}"] += 1
+                log.warning("hubspot event dead-lettered reason=%s", exc.code)
+                results.append({"status": "dead_letter", "reason": exc.reason})
+                continue
+            if outcome is hubspot.ECHO:
+                counts["hubspot.echo"] += 1
+                results.append({"status": "echo"})
+            elif outcome is None:
+                counts["hubspot.ignored"] += 1
+                results.append({"status": "ignored", "reason": "event type not routed"})
+            else:
+                # CRM-side flows (support context, quote-to-cash, account sync) route here as
+                # they land; until then the canonical event is acknowledged, not lost silently.
+                counts[f"hubspot.unrouted.{type(outcome).__name__}"] += 1
+                results.append(
+                    {"status": "ignored", "reason": f"no workflow for {type(outcome).__name__} yet"}
+                )
+        return JSONResponse({"results": results}, status_code=200)
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"ok": True})
+        return JSONResponse({"ok": True, "billing": settings.billing, "crm": settings.crm})
 
     async def metrics(request: Request) -> Response:
         return JSONResponse(dict(counts))
@@ -116,6 +188,8 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             Route("/healthz", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/webhooks/chargebee", chargebee_webhook, methods=["POST"]),
+            Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+            Route("/webhooks/hubspot", hubspot_webhook, methods=["POST"]),
         ]
     )
     app.state.counts = counts

@@ -18,14 +18,16 @@ from webhooks.errors import Rejected
 RPC_TIMEOUT = timedelta(seconds=5)
 
 
-async def route(client: Client, event: PaymentFailed | InvoicePaid) -> tuple[int, dict[str, str]]:
+async def route(
+    client: Client, event: PaymentFailed | InvoicePaid, task_queue: str = names.TASK_QUEUE
+) -> tuple[int, dict[str, str]]:
     try:
         wf_id = dunning_workflow_id(event.billing, event.invoice_id)
     except ValueError as exc:
         raise Rejected(422, str(exc), "bad_id") from None
     try:
         if isinstance(event, PaymentFailed):
-            return await _payment_failed(client, wf_id, event)
+            return await _payment_failed(client, wf_id, event, task_queue)
         return await _invoice_paid(client, wf_id, event)
     except RPCError as exc:
         if exc.status in (
@@ -40,14 +42,14 @@ async def route(client: Client, event: PaymentFailed | InvoicePaid) -> tuple[int
 
 
 async def _payment_failed(
-    client: Client, wf_id: str, event: PaymentFailed
+    client: Client, wf_id: str, event: PaymentFailed, task_queue: str
 ) -> tuple[int, dict[str, str]]:
     try:
         await client.start_workflow(
             WORKFLOW_TYPE,
             DunningInput(billing=event.billing, invoice_id=event.invoice_id),
             id=wf_id,
-            task_queue=names.TASK_QUEUE,
+            task_queue=task_queue,
             start_signal=names.SIGNAL_PAYMENT_FAILED,
             start_signal_args=[event],
             # One dunning run per invoice, ever: a late redelivery after it closed starts nothing.

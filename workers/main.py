@@ -66,9 +66,12 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
     settings = settings or Settings.from_env(os.environ)
     billing, crm = build_billing(settings), build_crm(settings)
     client = await Client.connect(**client_connect_kwargs())
-    worker = build_worker(client, billing, crm)
+    worker = build_worker(client, billing, crm, task_queue=settings.task_queue)
     log.info(
-        "worker polling task queue %s (billing=%s, crm=%s)", TASK_QUEUE, billing.name, crm.name
+        "worker polling task queue %s (billing=%s, crm=%s)",
+        settings.task_queue,
+        billing.name,
+        crm.name,
     )
     async with worker:
         await (stop or asyncio.Event()).wait()

@@ -1,0 +1,400 @@
+"""HubSpot as the CRM, through the official ``hubspot-api-client`` 12.x (private-app token).
+
+Reference: ``crm-llm-apis.md`` §0 and §2. What matters here:
+
+- ``HubSpot(access_token=..., host=url, base_url=url, retry=False)`` points every API group (and the
+  generic request helper) at ``api_url``; ``retry=False`` because Temporal owns retries (urllib3's
+  default would sleep out a 429 inside the activity, hidden from the workflow).
+- The generated client has no configuration-level timeout, so every call passes
+  ``_request_timeout``.
+- The client returns ``None`` *silently* when the status code is not the one the operation
+  declares (e.g. 200 on a create). Every result is checked; ``None`` becomes a RETRYABLE error
+  (our writes are idempotent by key, so retrying an ambiguous write is safe).
+- Each API group has its own ``ApiException`` class; they share no base class, so we list the
+  groups we call.
+
+Idempotent creates. Tickets and notes carry the unique custom property ``revbridge_key``. We
+create (with the associations in the same request, so they commit together), and when HubSpot
+refuses because the key is taken — a 409 unique-value conflict: an earlier attempt whose answer we
+never saw, or a concurrent one, won — we read the record by that key
+(``GET .../{key}?idProperty=revbridge_key``: a read by unique value, not the search index, which
+lags writes by seconds) and report ``created=False``. We do not use batch upsert: on a retry it
+would overwrite fields a person may already have changed (stage, priority), and it cannot carry
+associations.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import hubspot
+import urllib3
+from hubspot.crm.associations.v4 import (
+    BatchInputPublicFetchAssociationsBatchRequest,
+    PublicFetchAssociationsBatchRequest,
+)
+from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
+from hubspot.crm.companies import Filter, FilterGroup, PublicObjectSearchRequest
+from hubspot.crm.companies.exceptions import ApiException as CompaniesApiException
+from hubspot.crm.objects.notes import PublicObjectSearchRequest as NoteSearchRequest
+from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate as NoteCreate
+from hubspot.crm.objects.notes.exceptions import ApiException as NotesApiException
+from hubspot.crm.tickets import SimplePublicObjectInputForCreate as TicketCreate
+from hubspot.crm.tickets.exceptions import ApiException as TicketsApiException
+
+from connectors.base import ConnectorError, ErrorKind, NotFound
+from domain.audit import AuditEntry
+from domain.models import CaseDraft, CasePriority, CaseRef, CrmAccount, CustomerTier
+from domain.settings import HubSpotSettings
+
+VENDOR = "hubspot"
+KEY_PROPERTY = "revbridge_key"
+#: HubSpot's ten-second rolling window: the wait when a 429 carries no Retry-After
+DEFAULT_RETRY_AFTER_S = 10.0
+#: the daily allocation resets at the portal's midnight; an hour is a sane first wait
+DAILY_RETRY_AFTER_S = 3600.0
+#: HUBSPOT_DEFINED default ("unlabeled") association type ids, from → to (reference §2.4)
+TICKET_TO_COMPANY = 339
+NOTE_TO_COMPANY = 190
+NOTE_TO_TICKET = 228
+_PRIORITY = {CasePriority.HIGH: "HIGH", CasePriority.MEDIUM: "MEDIUM", CasePriority.LOW: "LOW"}
+_API_EXCEPTIONS = (
+    CompaniesApiException,
+    TicketsApiException,
+    NotesApiException,
+    AssociationsApiException,
+)
+_NOTE_PROPERTIES = ["hs_note_body", "hs_timestamp", KEY_PROPERTY]
+_HEADLINE = re.compile(r"^\[RevBridge\] (?P<use_case>[^:]*): (?P<action>.*?) → (?P<outcome>.*)$")
+_WORKFLOW_LINE = re.compile(r"^workflow: (?P<id>\S+) \(run ")
+_BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]+>")
+_SEARCH_PAGE = 100
+
+
+def _assoc(to_id: str, type_id: int) -> dict[str, Any]:
+    return {
+        "to": {"id": to_id},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
+    }
+
+
+def note_html(text: str) -> str:
+    """Plain text as a note body: HTML-escaped (customer text is data), newlines as ``<br>``."""
+    return html.escape(text).replace("\n", "<br>")
+
+
+def note_text(body: str | None) -> str:
+    """The plain text back from a note body (``<br>`` → newline, other tags dropped)."""
+    return html.unescape(_TAG.sub("", _BR.sub("\n", body or "")))
+
+
+def _epoch_ms(at: datetime) -> str:
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return str(int(at.timestamp() * 1000))
+
+
+class HubSpotCrm:
+    name = VENDOR
+
+    def __init__(self, settings: HubSpotSettings, timeout_s: float = 20.0) -> None:
+        self._settings = settings
+        self._timeout_s = timeout_s
+        overrides = (
+            {"host": settings.api_url, "base_url": settings.api_url} if settings.api_url else {}
+        )
+        self._client = hubspot.HubSpot(
+            access_token=settings.access_token.get_secret_value(), retry=False, **overrides
+        )
+        # Each ``.basic_api`` access builds a new ApiClient and connection pool: build them once.
+        crm = self._client.crm
+        self._companies_search = crm.companies.search_api
+        self._tickets = crm.tickets.basic_api
+        self._notes = crm.objects.notes.basic_api
+        self._notes_search = crm.objects.notes.search_api
+        self._association_batches = crm.associations.v4.batch_api
+
+    # --- plumbing -----------------------------------------------------------------------------------
+
+    def _call(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+        try:
+            result = fn(*args, _request_timeout=self._timeout_s, **kwargs)
+        except _API_EXCEPTIONS as exc:
+            raise _classify(exc, what) from None
+        except urllib3.exceptions.TimeoutError:
+            raise ConnectorError(VENDOR, ErrorKind.RETRYABLE, f"{what}: timeout") from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise ConnectorError(
+                VENDOR, ErrorKind.RETRYABLE, f"{what}: network: {type(exc).__name__}"
+            ) from None
+        if result is None:
+            # An undeclared 2xx status: the client drops the body without a word (reference §0.2).
+            raise ConnectorError(
+                VENDOR, ErrorKind.RETRYABLE, f"{what}: unexpected response status", code="no_body"
+            )
+        return result
+
+    def _by_key(self, api: Any, key: str, properties: list[str], what: str) -> Any | None:
+        try:
+            return self._call(
+                api.get_by_id, key, id_property=KEY_PROPERTY, properties=properties, what=what
+            )
+        except NotFound:
+            return None
+
+    def _create_once(
+        self,
+        api: Any,
+        model: type,
+        key: str,
+        properties: dict[str, str],
+        associations: list[dict[str, Any]],
+        read_properties: list[str],
+        what: str,
+    ) -> tuple[Any, bool]:
+        """``(record, created)``: the record for ``key``, created by this call or found.
+
+        Create first (one call on the happy path); a refusal means the key may be taken by an
+        earlier attempt whose answer we never saw, so read by key before believing it. The read
+        decides, not the error's wording: HubSpot answers a unique-value clash with 409
+        ``CONFLICT`` (what the sandbox does), but its wording for custom unique properties is not
+        documented, so any 4xx refusal is checked the same way.
+        """
+        body = model(properties={**properties, KEY_PROPERTY: key}, associations=associations)
+        try:
+            return self._call(api.create, body, what=what), True
+        except ConnectorError as exc:
+            if exc.status is None or not 400 <= exc.status < 500 or exc.status == 429:
+                raise
+            found = self._by_key(api, key, read_properties, what)
+            if found is None:
+                raise
+            return found, False
+
+    # --- read helpers (demo, tests) -----------------------------------------------------------------
+
+    def search_notes(self, token: str) -> list[Any]:
+        """Every note whose body contains ``token`` (``CONTAINS_TOKEN``), all pages."""
+        out: list[Any] = []
+        after: str | None = None
+        while True:
+            request = NoteSearchRequest(
+                filter_groups=[
+                    {
+                        "filters": [
+                            {
+                                "propertyName": "hs_note_body",
+                                "operator": "CONTAINS_TOKEN",
+                                "value": token,
+                            }
+                        ]
+                    }
+                ],
+                properties=_NOTE_PROPERTIES,
+                limit=_SEARCH_PAGE,
+                after=after,
+            )
+            page = self._call(self._notes_search.do_search, request, what="note search")
+            out += page.results or []
+            nxt = page.paging.next.after if page.paging and page.paging.next else None
+            if not nxt:
+                return out
+            after = nxt
+
+    def associated(self, from_type: str, ids: list[str], to_type: str) -> dict[str, list[str]]:
+        """``{from id: [to ids]}`` through the v4 batch read (100 ids a call). Objects without
+        associations are absent (HubSpot reports them as per-input errors in a 207)."""
+        out: dict[str, list[str]] = {}
+        for i in range(0, len(ids), 100):
+            request = BatchInputPublicFetchAssociationsBatchRequest(
+                inputs=[PublicFetchAssociationsBatchRequest(id=x) for x in ids[i : i + 100]]
+            )
+            page = self._call(
+                self._association_batches.get_page, from_type, to_type, request, what="associations"
+            )
+            for row in page.results or []:
+                out[str(row._from.id)] = [str(to.to_object_id) for to in row.to or []]
+        return out
+
+    def audit_log(self, workflow_id: str) -> list[dict[str, Any]]:
+        """The audit notes one workflow wrote, oldest first, in the vendor-neutral keys
+        ``{"id", "action", "outcome", "case_id", "account_id", "text"}`` (ids from the note's
+        associations to its ticket and company).
+
+        Found with a ``CONTAINS_TOKEN`` search for the workflow ID on ``hs_note_body`` (each note's
+        text has a ``workflow: <id> (run <run>)`` line, the ID standing alone between spaces), then
+        filtered exactly on that line, since how HubSpot tokenizes ``:`` in a token is not
+        documented. Search lags writes by a few seconds on the real service.
+        """
+        rows = []
+        for note in self.search_notes(html.escape(workflow_id)):
+            text = note_text(note.properties.get("hs_note_body"))
+            lines = text.split("\n")
+            if not any(
+                (m := _WORKFLOW_LINE.match(line)) and m["id"] == workflow_id for line in lines
+            ):
+                continue
+            head = _HEADLINE.match(lines[0]) if lines else None
+            rows.append(
+                (
+                    note.properties.get("hs_timestamp") or "",
+                    int(note.id) if str(note.id).isdigit() else 0,
+                    {
+                        "id": note.id,
+                        "action": head["action"] if head else None,
+                        "outcome": head["outcome"] if head else None,
+                        "case_id": None,
+                        "account_id": None,
+                        "text": text,
+                    },
+                )
+            )
+        rows.sort(key=lambda r: (r[0], r[1]))
+        out = [r[2] for r in rows]
+        if out:
+            ids = [row["id"] for row in out]
+            companies = self.associated("notes", ids, "companies")
+            tickets = self.associated("notes", ids, "tickets")
+            for row in out:
+                row["account_id"] = next(iter(companies.get(row["id"], [])), None)
+                row["case_id"] = next(iter(tickets.get(row["id"], [])), None)
+        return out
+
+    # --- CrmSystem ------------------------------------------------------------------------------------
+
+    def find_account(self, billing: str, customer_id: str) -> CrmAccount | None:
+        request = PublicObjectSearchRequest(
+            filter_groups=[
+                FilterGroup(
+                    filters=[
+                        Filter(
+                            property_name="billing_customer_id", operator="EQ", value=customer_id
+                        ),
+                        Filter(property_name="billing_platform", operator="EQ", value=billing),
+                    ]
+                )
+            ],
+            properties=["name", "customer_tier", "hubspot_owner_id"],
+            limit=1,
+        )
+        page = self._call(self._companies_search.do_search, request, what="company search")
+        if not page.results:
+            return None
+        company = page.results[0]
+        props = company.properties or {}
+        tier = props.get("customer_tier")
+        return CrmAccount(
+            id=company.id,
+            name=props.get("name") or "",
+            tier=CustomerTier(tier)
+            if tier in CustomerTier._value2member_map_
+            else CustomerTier.SMB,
+            owner_id=props.get("hubspot_owner_id") or None,
+        )
+
+    def upsert_case(self, draft: CaseDraft) -> CaseRef:
+        properties = {
+            "subject": draft.subject,
+            "content": draft.description,
+            "hs_ticket_priority": _PRIORITY[draft.priority],
+            "hs_pipeline": "0",  # the default support pipeline
+            "hs_pipeline_stage": "1",  # New
+        }
+        associations = [_assoc(draft.account_id, TICKET_TO_COMPANY)] if draft.account_id else []
+        ticket, created = self._create_once(
+            self._tickets,
+            TicketCreate,
+            draft.key,
+            properties,
+            associations,
+            ["subject", KEY_PROPERTY],
+            what="ticket",
+        )
+        return CaseRef(id=ticket.id, number=ticket.id, created=created)
+
+    def write_audit(self, entry: AuditEntry) -> str:
+        properties = {
+            "hs_note_body": note_html(entry.as_text()),
+            "hs_timestamp": _epoch_ms(entry.at),
+        }
+        associations = []
+        if entry.account_id:
+            associations.append(_assoc(entry.account_id, NOTE_TO_COMPANY))
+        if entry.case_id:
+            associations.append(_assoc(entry.case_id, NOTE_TO_TICKET))
+        note, _ = self._create_once(
+            self._notes,
+            NoteCreate,
+            entry.key,
+            properties,
+            associations,
+            [KEY_PROPERTY],
+            what="audit note",
+        )
+        return note.id
+
+
+def _error_body(exc: Any) -> dict[str, Any]:
+    raw = getattr(exc, "body", None)
+    try:
+        body = json.loads(raw) if raw else {}
+    except (ValueError, TypeError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _header(exc: Any, name: str) -> str | None:
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        return headers.get(name)  # urllib3's HTTPHeaderDict: case-insensitive
+    except AttributeError:
+        return None
+
+
+def _retry_after(exc: Any, body: dict[str, Any]) -> float:
+    raw = _header(exc, "Retry-After")
+    try:
+        if raw is not None and float(raw) >= 0:
+            return float(raw)
+    except ValueError:
+        pass
+    return DAILY_RETRY_AFTER_S if body.get("policyName") == "DAILY" else DEFAULT_RETRY_AFTER_S
+
+
+def _classify(exc: Any, what: str) -> ConnectorError:
+    status = getattr(exc, "status", None) or 0
+    body = _error_body(exc)
+    code = body.get("category") or body.get("errorType")
+    if status == 404:
+        return NotFound(VENDOR, what)
+    if status == 429:
+        return ConnectorError(
+            VENDOR,
+            ErrorKind.RATE_LIMITED,
+            f"{what}: rate limited ({body.get('policyName') or 'unknown policy'})",
+            status=status,
+            code=body.get("policyName") or code,
+            retry_after=_retry_after(exc, body),
+        )
+    if status == 0 or status >= 500:  # status 0: TLS failure inside the client
+        return ConnectorError(
+            VENDOR,
+            ErrorKind.RETRYABLE,
+            f"{what}: {status or 'ssl error'}",
+            status=status,
+            code=code,
+        )
+    message = str(body.get("message") or "")[:200]
+    return ConnectorError(
+        VENDOR,
+        ErrorKind.PERMANENT,
+        f"{what}: {status} {code or ''} {message}".strip(),
+        status=status,
+        code=code,
+    )
