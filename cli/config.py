@@ -37,6 +37,24 @@ class SandboxVendorCreds(_M):
     api_key: str | None = None
     client_id: str | None = None
     client_secret: str | None = None
+    webhook_secret: str | None = None
+    access_token: str | None = None
+    app_id: str | None = None
+
+
+BILLING_PLATFORMS = ("chargebee", "stripe")
+CRMS = ("salesforce", "hubspot")
+
+
+class Pair(_M):
+    billing: str = "chargebee"
+    crm: str = "salesforce"
+
+    def model_post_init(self, _: object) -> None:
+        if self.billing not in BILLING_PLATFORMS:
+            raise ValueError(f"billing must be one of {', '.join(BILLING_PLATFORMS)}")
+        if self.crm not in CRMS:
+            raise ValueError(f"crm must be one of {', '.join(CRMS)}")
 
 
 class SandboxCfg(_M):
@@ -44,6 +62,8 @@ class SandboxCfg(_M):
     ports: dict[str, int]
     chargebee: SandboxVendorCreds = SandboxVendorCreds()
     salesforce: SandboxVendorCreds = SandboxVendorCreds()
+    stripe: SandboxVendorCreds = SandboxVendorCreds()
+    hubspot: SandboxVendorCreds = SandboxVendorCreds()
 
     def url(self, vendor: str) -> str:
         return f"http://{self.host}:{self.ports[vendor]}"
@@ -71,6 +91,7 @@ class WorkerCfg(_M):
 
 class StackConfig(_M):
     temporal: TemporalCfg
+    pair: Pair = Pair()
     sandbox: SandboxCfg
     webhooks: WebhooksCfg
     worker: WorkerCfg = WorkerCfg()
@@ -91,15 +112,23 @@ class StackConfig(_M):
             err = exc.errors()[0]
             raise CliError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
 
+    def with_pair(self, billing: str | None, crm: str | None) -> StackConfig:
+        try:
+            pair = Pair(billing=billing or self.pair.billing, crm=crm or self.pair.crm)
+        except ValidationError as exc:
+            raise CliError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return self.model_copy(update={"pair": pair})
+
     def service_env(self) -> dict[str, str]:
         """What the worker and webhook processes read: the vendors are the sandbox."""
         sb = self.sandbox
         return {
             "TEMPORAL_ADDRESS": self.temporal.address,
             "TEMPORAL_NAMESPACE": self.temporal.namespace,
-            "REVBRIDGE_BILLING": "chargebee",
-            "REVBRIDGE_CRM": "salesforce",
+            "REVBRIDGE_BILLING": self.pair.billing,
+            "REVBRIDGE_CRM": self.pair.crm,
             "REVBRIDGE_HTTP_TIMEOUT_S": str(self.worker.http_timeout_s),
+            "REVBRIDGE_TASK_QUEUE": self.worker.task_queues[0],
             "CHARGEBEE_SITE": sb.chargebee.site or "acme-test",
             "CHARGEBEE_API_KEY": sb.chargebee.api_key or "",
             "CHARGEBEE_API_URL": sb.url("chargebee"),
@@ -108,6 +137,14 @@ class StackConfig(_M):
             "SALESFORCE_CLIENT_SECRET": sb.salesforce.client_secret or "",
             "CHARGEBEE_WEBHOOK_USERNAME": self.webhooks.chargebee.username,
             "CHARGEBEE_WEBHOOK_PASSWORD": self.webhooks.chargebee.password,
+            "STRIPE_API_KEY": sb.stripe.api_key or "",
+            "STRIPE_API_URL": sb.url("stripe"),
+            "STRIPE_WEBHOOK_SECRETS": sb.stripe.webhook_secret or "",
+            "HUBSPOT_ACCESS_TOKEN": sb.hubspot.access_token or "",
+            "HUBSPOT_API_URL": sb.url("hubspot"),
+            "HUBSPOT_APP_ID": sb.hubspot.app_id or "",
+            "HUBSPOT_CLIENT_SECRET": sb.hubspot.client_secret or "",
+            "HUBSPOT_WEBHOOK_URL": f"{self.webhooks.url}/webhooks/hubspot",
         }
 
     def ui_url(self) -> str:

@@ -1,7 +1,7 @@
-"""``revbridge demo``: failed Chargebee payments become Salesforce cases, end to end, live.
+"""``revbridge demo``: failed payments become CRM cases, end to end, live, on any billing × CRM pair.
 
 Seeds three realistic customers in both sandboxes, makes their card payments fail through the
-official Chargebee client (so the sandbox emits the real, Basic-auth'd ``payment_failed`` webhook),
+billing platform's official client (so the sandbox emits its real, authenticated webhook),
 follows the dunning workflows as they run, pays one invoice to show a recovery, and summarizes.
 """
 
@@ -17,21 +17,25 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from chargebee.api_error import PaymentError
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.config import CliError, StackConfig
+from cli.drivers import drivers
 from cli.stack import Stack, stack_health
-from connectors.chargebee import ChargebeeBilling
-from connectors.salesforce import SalesforceCrm
+from connectors.registry import build_billing, build_crm
 from domain.dunning import DunningResult, DunningStatus
 from domain.ids import dunning_workflow_id
 from domain.models import NoteTarget
 from domain.settings import Settings
-from sandbox.scenarios import DEMO_CUSTOMERS, DunningCustomer, chargebee_seed, salesforce_seed
+from sandbox.scenarios import DEMO_CUSTOMERS, DunningCustomer
 
 WAIT_S = 45.0
+AUDIT_WORDS = {"salesforce": "AI_Agent_Log__c entries", "hubspot": "HubSpot notes on the company"}
+NOTE_WORDS = {
+    "chargebee": "Chargebee invoice comment(s)",
+    "stripe": "Stripe invoice metadata note(s)",
+}
 
 
 class Out:
@@ -52,7 +56,14 @@ async def run_demo(
     health = await stack_health(cfg)
     stack: Stack | None = None
     if all(health.values()):
-        say("Using the running stack.")
+        async with httpx.AsyncClient(timeout=2) as http:
+            running = (await http.get(cfg.webhooks.url + "/healthz")).json()
+        if (running.get("billing"), running.get("crm")) != (cfg.pair.billing, cfg.pair.crm):
+            raise CliError(
+                f"the running stack is {running.get('billing')} × {running.get('crm')}, not "
+                f"{cfg.pair.billing} × {cfg.pair.crm}: stop it, or ask for that pair"
+            )
+        say(f"Using the running stack ({cfg.pair.billing} × {cfg.pair.crm}).")
     elif any(health.values()):
         up = [k for k, v in health.items() if v]
         down = [k for k, v in health.items() if not v]
@@ -83,9 +94,8 @@ async def run_demo(
 
 async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
     settings = Settings.from_env(cfg.service_env())
-    assert settings.chargebee and settings.salesforce
-    billing = ChargebeeBilling(settings.chargebee, timeout_s=10)
-    crm = SalesforceCrm(settings.salesforce, timeout_s=10)
+    billing, crm = build_billing(settings), build_crm(settings)
+    bd, cd = drivers(settings, billing, crm)
     client = await Client.connect(
         cfg.temporal.address,
         namespace=cfg.temporal.namespace,
@@ -93,36 +103,24 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
     )
     suffix = datetime.now(UTC).strftime("%m%d%H%M%S")
     customers = DEMO_CUSTOMERS
-    async with httpx.AsyncClient(timeout=10) as http:
-        for vendor, data in (
-            ("chargebee", chargebee_seed(customers, suffix)),
-            ("salesforce", salesforce_seed(customers, suffix)),
-        ):
-            resp = await http.post(cfg.sandbox.url(vendor) + "/_sandbox/seed", json=data)
-            if resp.status_code != 200:
-                raise CliError(f"seeding the {vendor} sandbox failed: HTTP {resp.status_code}")
+    await asyncio.to_thread(bd.seed, customers, suffix)
+    await asyncio.to_thread(cd.seed, customers, suffix, bd.name)
     say(
-        f"Seeded {len(customers)} customers in Chargebee and Salesforce: "
+        f"Seeded {len(customers)} customers in {bd.name} and {cd.name}: "
         + ", ".join(c.company for c in customers)
     )
 
     for c in customers:
         ids = c.ids(suffix)
-        try:
-            await asyncio.to_thread(billing.client.Invoice.collect_payment, ids["invoice"])
-        except PaymentError:
-            say(
-                f"  ✗ Chargebee declined {c.company}'s invoice {ids['invoice']} "
-                f"({c.invoice_total / 100:,.2f} USD): {c.decline_code}"
-            )
-        else:
-            raise CliError(
-                f"the sandbox accepted a payment it should have declined ({ids['invoice']})"
-            )
+        await asyncio.to_thread(bd.decline, ids["invoice"])
+        say(
+            f"  ✗ {bd.name} declined {c.company}'s invoice {ids['invoice']} "
+            f"({c.invoice_total / 100:,.2f} USD): {c.decline_code}"
+        )
 
     handles = {
         c.key: client.get_workflow_handle(
-            dunning_workflow_id("chargebee", c.ids(suffix)["invoice"]), result_type=DunningResult
+            dunning_workflow_id(bd.name, c.ids(suffix)["invoice"]), result_type=DunningResult
         )
         for c in customers
     }
@@ -131,17 +129,7 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
     recovered = customers[-1]
     rec_ids = recovered.ids(suffix)
     say(f"{recovered.company} pays invoice {rec_ids['invoice']} by bank transfer…")
-    await asyncio.to_thread(
-        billing.client.Invoice.record_payment,
-        rec_ids["invoice"],
-        {
-            "transaction": {
-                "amount": recovered.invoice_total,
-                "payment_method": "bank_transfer",
-                "date": int(time.time()),
-            }
-        },
-    )
+    await asyncio.to_thread(bd.pay, rec_ids["invoice"], recovered.invoice_total)
     result = await asyncio.wait_for(handles[recovered.key].result(), timeout=WAIT_S)
     say(f"  ✓ {recovered.company}: {result.outcome}")
     statuses[recovered.key] = await handles[recovered.key].query(
@@ -156,7 +144,7 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
             )
         )
     return {
-        "pair": {"billing": "chargebee", "crm": "salesforce"},
+        "pair": {"billing": bd.name, "crm": cd.name},
         "web_ui": cfg.ui_url(),
         "customers": rows,
     }
@@ -191,8 +179,8 @@ def _row(
     suffix: str,
     status: DunningStatus,
     workflow_id: str,
-    crm: SalesforceCrm,
-    billing: ChargebeeBilling,
+    crm: Any,
+    billing: Any,
     cfg: StackConfig,
 ) -> dict[str, Any]:
     ids = c.ids(suffix)
@@ -208,7 +196,7 @@ def _row(
         "priority": status.priority,
         "case": {"id": status.case_id, "number": status.case_number},
         "crm_audit": [
-            {"id": r["Id"], "action": r["Action__c"], "outcome": r["Outcome__c"]} for r in logs
+            {"id": r["id"], "action": r["action"], "outcome": r["outcome"]} for r in logs
         ],
         "billing_notes": len(notes),
         "state": status.outcome or status.stage,
@@ -227,11 +215,12 @@ def _print_summary(summary: dict[str, Any], say: Out, stopped: bool) -> None:
             f"  {row['company']} ({row['tier']}), invoice {row['invoice']}, {row['amount_due']:,.2f} USD"
         )
         say(
-            f"    failure: {row['failure_class']} → Salesforce case {row['case']['number']} ({row['priority']} priority)"
+            f"    failure: {row['failure_class']} → {summary['pair']['crm']} case {row['case']['number']} ({row['priority']} priority)"
         )
         actions = ", ".join(f"{a['action']}: {a['outcome']}" for a in row["crm_audit"])
         say(
-            f"    audit: {len(row['crm_audit'])} AI_Agent_Log__c [{actions}]; {row['billing_notes']} Chargebee invoice comment(s)"
+            f"    audit: {len(row['crm_audit'])} {AUDIT_WORDS[summary['pair']['crm']]} [{actions}]; "
+            f"{row['billing_notes']} {NOTE_WORDS[summary['pair']['billing']]}"
         )
         say(f"    state: {row['state']}   workflow: {row['workflow_id']}")
         say(f"    {row['web_ui']}")

@@ -56,7 +56,9 @@ def run_webhooks(cfg: StackConfig | None, host: str | None, port: int | None) ->
 def run_sandbox(cfg: StackConfig) -> None:
     from sandbox.chargebee import ChargebeeEmulator
     from sandbox.framework import WebhookTarget, serve_forever
+    from sandbox.hubspot import HubSpotEmulator
     from sandbox.salesforce import SalesforceEmulator
+    from sandbox.stripe import StripeEmulator
 
     sb, wh = cfg.sandbox, cfg.webhooks
     emulators = {
@@ -73,6 +75,16 @@ def run_sandbox(cfg: StackConfig) -> None:
             client_id=sb.salesforce.client_id or "revbridge-local",
             client_secret=sb.salesforce.client_secret or "local-secret",
         ): sb.ports["salesforce"],
+        StripeEmulator(
+            api_key=sb.stripe.api_key or "sk_test_revbridge_local",
+            webhook_secret=sb.stripe.webhook_secret or "whsec_revbridge_local",
+            webhook_targets=[WebhookTarget(url=f"{wh.url}/webhooks/stripe")],
+        ): sb.ports["stripe"],
+        HubSpotEmulator(
+            access_token=sb.hubspot.access_token or "pat-local-revbridge",
+            client_secret=sb.hubspot.client_secret or "hubspot-local-secret",
+            webhook_targets=[WebhookTarget(url=f"{wh.url}/webhooks/hubspot")],
+        ): sb.ports["hubspot"],
     }
 
     async def go() -> None:

@@ -191,7 +191,11 @@ class Stack:
 
     async def start(self, progress: Callable[[str], None] = print) -> None:
         check_ports_free(self.cfg, self.ui)
-        env = {"PYTHONUNBUFFERED": "1"}
+        env = {
+            "PYTHONUNBUFFERED": "1",
+            "REVBRIDGE_BILLING": self.cfg.pair.billing,
+            "REVBRIDGE_CRM": self.cfg.pair.crm,
+        }
         self._spawn("temporal", temporal_server_args(self.cfg, self.ui))
         self._spawn("sandbox", self._revbridge("sandbox"), env)
         self._spawn("webhooks", self._revbridge("webhooks"), env)
@@ -212,9 +216,12 @@ class Stack:
             )
             progress(f"  {vendor:<10} {self.cfg.sandbox.url(vendor)}  (sandbox)")
         await self._wait("webhooks", _sync(http_ok, self.cfg.webhooks.url + "/healthz"))
-        progress(f"  webhooks   {self.cfg.webhooks.url}/webhooks/chargebee")
+        progress(f"  webhooks   {self.cfg.webhooks.url}/webhooks/{{chargebee,stripe,hubspot}}")
         await self._wait("worker", lambda: worker_ready(self.cfg))
-        progress(f"  worker     task queue {self.cfg.worker.task_queues[0]}")
+        progress(
+            f"  worker     task queue {self.cfg.worker.task_queues[0]} "
+            f"({self.cfg.pair.billing} × {self.cfg.pair.crm})"
+        )
 
     async def _wait(self, name: str, check: Check) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

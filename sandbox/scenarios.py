@@ -120,6 +120,80 @@ def chargebee_seed(
     return data
 
 
+def stripe_seed(
+    customers: tuple[DunningCustomer, ...], suffix: str, now: int | None = None
+) -> dict:
+    now = now or int(time.time())
+    plans = {c.plan for c in customers}
+    prices = [p for p in ITEM_PRICES if p["id"] in plans]
+    data: dict[str, list] = {
+        "products": [{"id": f"prod_{p['item_id']}_{suffix}", "name": p["name"]} for p in prices],
+        "prices": [
+            {
+                "id": f"{p['id']}-{suffix}",
+                "product": f"prod_{p['item_id']}_{suffix}",
+                "unit_amount": p["price"],
+                "currency": "usd",
+                "recurring": {"interval": "month"},
+            }
+            for p in prices
+        ],
+        "customers": [],
+        "subscriptions": [],
+        "invoices": [],
+    }
+    for c in customers:
+        ids = c.ids(suffix)
+        data["customers"].append(
+            {
+                "id": ids["customer"],
+                "name": c.company,
+                "email": f"billing+{ids['customer']}@example.com",
+                "created": now - c.tenure_days * DAY,
+                "card": {"decline_code": c.decline_code},
+            }
+        )
+        data["subscriptions"].append(
+            {
+                "id": ids["subscription"],
+                "customer": ids["customer"],
+                "items": [{"price": f"{c.plan}-{suffix}", "quantity": c.quantity}],
+                "created": now - c.tenure_days * DAY,
+            }
+        )
+        data["invoices"].append(
+            {
+                "id": ids["invoice"],
+                "customer": ids["customer"],
+                "subscription": ids["subscription"],
+                "status": "open",
+                "lines": [{"amount": c.invoice_total, "description": f"{c.plan} × {c.quantity}"}],
+            }
+        )
+    return data
+
+
+def hubspot_seed(
+    customers: tuple[DunningCustomer, ...], suffix: str, billing: str = "chargebee"
+) -> dict:
+    return {
+        "objects": {
+            "companies": [
+                {
+                    "properties": {
+                        "name": c.company,
+                        "customer_tier": c.tier,
+                        "billing_customer_id": c.ids(suffix)["customer"],
+                        "billing_platform": billing,
+                        "mrr": str(c.invoice_total / 100),
+                    }
+                }
+                for c in customers
+            ]
+        }
+    }
+
+
 def salesforce_seed(
     customers: tuple[DunningCustomer, ...], suffix: str, billing: str = "chargebee"
 ) -> dict:

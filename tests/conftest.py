@@ -12,21 +12,34 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import temporal_binary
-from domain.settings import ChargebeeSettings, SalesforceSettings, Settings, WebhookSettings
-from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS
+from domain.settings import Settings
+from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS, TASK_QUEUE
 from sandbox.chargebee import ChargebeeEmulator
-from sandbox.framework import ServerThread
+from sandbox.framework import App, ServerThread
+from sandbox.hubspot import HubSpotEmulator
 from sandbox.salesforce import SalesforceEmulator
+from sandbox.stripe import StripeEmulator
+from tests.pairs import (
+    CB_KEY,
+    HS_SECRET,
+    HS_TOKEN,
+    PAIRS,
+    SF_ID,
+    SF_SECRET,
+    STRIPE_KEY,
+    STRIPE_SECRET,
+    WEBHOOK_PASSWORD,
+    WEBHOOK_USER,
+    Pair,
+    pair_settings,
+)
 
-CB_KEY = "test_chargebee_key"
-SF_ID, SF_SECRET = "revbridge-local", "local-secret"
-WEBHOOK_USER, WEBHOOK_PASSWORD = "chargebee-webhooks", "test-webhook-password"
+__all__ = ["WEBHOOK_PASSWORD", "WEBHOOK_USER"]
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +68,9 @@ def client(temporal_env: WorkflowEnvironment) -> Client:
 def emulators() -> Iterator[tuple[ChargebeeEmulator, SalesforceEmulator, ServerThread]]:
     cb = ChargebeeEmulator(api_key=CB_KEY)
     sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
-    with ServerThread({cb: 0, sf: 0}) as thread:
+    st = StripeEmulator(api_key=STRIPE_KEY, webhook_secret=STRIPE_SECRET)
+    hs = HubSpotEmulator(access_token=HS_TOKEN, client_secret=HS_SECRET, rate_limit_per_10s=2000)
+    with ServerThread({cb: 0, sf: 0, st: 0, hs: 0}) as thread:
         yield cb, sf, thread
 
 
@@ -76,23 +91,8 @@ def sandbox_urls(emulators) -> dict[str, str]:  # noqa: ANN001
 
 @pytest.fixture(scope="session")
 def settings(sandbox_urls: dict[str, str]) -> Settings:
-    return Settings(
-        billing="chargebee",
-        crm="salesforce",
-        # short, so a "commit then time out" fault is seen as a timeout within the test
-        http_timeout_s=2.0,
-        chargebee=ChargebeeSettings(
-            site="acme-test", api_key=SecretStr(CB_KEY), api_url=sandbox_urls["chargebee"]
-        ),
-        salesforce=SalesforceSettings(
-            token_url=sandbox_urls["salesforce"] + "/services/oauth2/token",
-            client_id=SF_ID,
-            client_secret=SecretStr(SF_SECRET),
-        ),
-        webhooks=WebhookSettings(
-            chargebee_username=WEBHOOK_USER, chargebee_password=SecretStr(WEBHOOK_PASSWORD)
-        ),
-    )
+    """The default deployment: Chargebee × Salesforce on the default task queue."""
+    return pair_settings(sandbox_urls, "chargebee", "salesforce", TASK_QUEUE)
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +127,6 @@ def webhook_url(temporal_env: WorkflowEnvironment, settings: Settings) -> Iterat
     """The webhook service on a real port, with its own Temporal connection (its own loop)."""
     import os
 
-    from sandbox.framework import App
     from webhooks.app import TemporalConnection, create_app
 
     os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
@@ -135,3 +134,37 @@ def webhook_url(temporal_env: WorkflowEnvironment, settings: Settings) -> Iterat
         {App("webhooks", create_app(settings, client=TemporalConnection())): 0}
     ) as thread:
         yield thread.urls["webhooks"]
+
+
+@pytest.fixture(scope="session", params=PAIRS, ids=["-".join(p) for p in PAIRS])
+async def pair_deployment(
+    request: pytest.FixtureRequest, temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
+) -> AsyncIterator[Pair]:
+    """One deployment per billing × CRM pair: its own task queue, worker and webhook service."""
+    import os
+
+    from webhooks.app import TemporalConnection, create_app
+    from workers.main import build_worker
+
+    billing, crm = request.param
+    settings = pair_settings(sandbox_urls, billing, crm, f"revbridge-{billing}-{crm}")
+    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
+    app = App("webhooks", create_app(settings, client=TemporalConnection()))
+    with ServerThread({app: 0}) as thread:
+        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
+        worker = build_worker(
+            temporal_env.client, pair.billing, pair.crm, task_queue=settings.task_queue
+        )
+        task = asyncio.create_task(worker.run())
+        try:
+            yield pair
+        finally:
+            await worker.shutdown()
+            await task
+
+
+@pytest.fixture
+def pair(pair_deployment: Pair) -> Pair:
+    """The pair under test, with its billing sandbox's webhooks routed to its webhook service."""
+    pair_deployment.route_billing_webhooks_here()
+    return pair_deployment

@@ -42,7 +42,8 @@ class CustomerMixin(Store):
             "object": "customer",
             "address": params.get("address") or None,
             "balance": 0,
-            "created": now,
+            # a seeded customer may have history: tenure matters to whoever reads it
+            "created": int(params["created"]) if seeded and params.get("created") else now,
             "currency": None,
             "default_source": None,
             "delinquent": False,

@@ -1,0 +1,157 @@
+"""The billing × CRM pair matrix: one worker and one webhook service per pair, all on the session's
+dev server and sandboxes, and a harness that drives a pair through the vendors' official clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from cli.drivers import BillingDriver, CrmDriver, drivers
+from connectors.registry import build_billing, build_crm
+from domain.ids import idempotency_key
+from domain.models import NoteTarget
+from domain.settings import (
+    ChargebeeSettings,
+    HubSpotSettings,
+    SalesforceSettings,
+    Settings,
+    StripeSettings,
+    WebhookSettings,
+)
+from sandbox.stripe.signing import signature_header
+
+PAIRS = [
+    ("chargebee", "salesforce"),
+    ("chargebee", "hubspot"),
+    ("stripe", "salesforce"),
+    ("stripe", "hubspot"),
+]
+
+CB_KEY = "test_chargebee_key"
+SF_ID, SF_SECRET = "revbridge-local", "local-secret"
+STRIPE_KEY, STRIPE_SECRET = "sk_test_revbridge_local", "whsec_revbridge_local"
+HS_TOKEN, HS_SECRET, HS_APP_ID = "pat-local-revbridge", "hubspot-local-secret", "1160452"
+WEBHOOK_USER, WEBHOOK_PASSWORD = "chargebee-webhooks", "test-webhook-password"
+
+
+def pair_settings(urls: dict[str, str], billing: str, crm: str, task_queue: str) -> Settings:
+    return Settings(
+        billing=billing,
+        crm=crm,
+        task_queue=task_queue,
+        # short, so a "commit then time out" fault is seen as a timeout within a test
+        http_timeout_s=2.0,
+        chargebee=ChargebeeSettings(
+            site="acme-test", api_key=SecretStr(CB_KEY), api_url=urls["chargebee"]
+        ),
+        stripe=StripeSettings(api_key=SecretStr(STRIPE_KEY), api_url=urls["stripe"]),
+        salesforce=SalesforceSettings(
+            token_url=urls["salesforce"] + "/services/oauth2/token",
+            client_id=SF_ID,
+            client_secret=SecretStr(SF_SECRET),
+        ),
+        hubspot=HubSpotSettings(
+            access_token=SecretStr(HS_TOKEN), api_url=urls["hubspot"], app_id=HS_APP_ID
+        ),
+        webhooks=WebhookSettings(
+            chargebee_username=WEBHOOK_USER,
+            chargebee_password=SecretStr(WEBHOOK_PASSWORD),
+            stripe_secrets=[SecretStr(STRIPE_SECRET)],
+            hubspot_client_secret=SecretStr(HS_SECRET),
+        ),
+    )
+
+
+@dataclass
+class Pair:
+    """One deployment's worth of RevBridge (billing × CRM) and handles on both sandboxes."""
+
+    settings: Settings
+    urls: dict[str, str]
+    webhook_url: str
+    billing: Any  # the connector the worker uses
+    crm: Any
+    billing_driver: BillingDriver
+    crm_driver: CrmDriver
+
+    @classmethod
+    def build(cls, settings: Settings, urls: dict[str, str], webhook_url: str) -> Pair:
+        billing, crm = build_billing(settings), build_crm(settings)
+        bd, cd = drivers(settings, billing, crm)
+        return cls(settings, urls, webhook_url, billing, crm, bd, cd)
+
+    @property
+    def name(self) -> str:
+        return f"{self.settings.billing}×{self.settings.crm}"
+
+    @property
+    def billing_url(self) -> str:
+        return self.urls[self.settings.billing]
+
+    def route_billing_webhooks_here(self) -> None:
+        """Point the billing sandbox's webhooks at this pair's webhook service."""
+        url = self.billing_url
+        httpx.delete(url + "/_sandbox/webhooks").raise_for_status()
+        target: dict[str, Any] = {"url": f"{self.webhook_url}/webhooks/{self.settings.billing}"}
+        if self.settings.billing == "chargebee":
+            target["basic_auth"] = [WEBHOOK_USER, WEBHOOK_PASSWORD]
+        httpx.post(url + "/_sandbox/webhooks", json=target).raise_for_status()
+
+    def seed(self, customer: Any, suffix: str) -> dict[str, str]:
+        self.billing_driver.seed((customer,), suffix)
+        self.crm_driver.seed((customer,), suffix, self.settings.billing)
+        return customer.ids(suffix)
+
+    def workflow_id(self, invoice_id: str) -> str:
+        return f"dunning:{self.settings.billing}:{invoice_id}"
+
+    def cases(self, invoice_id: str) -> list[dict[str, Any]]:
+        return self.crm_driver.cases(idempotency_key(self.workflow_id(invoice_id), "create-case"))
+
+    def audit(self, invoice_id: str) -> list[dict[str, Any]]:
+        return self.crm.audit_log(self.workflow_id(invoice_id))
+
+    def billing_notes(self, invoice_id: str) -> list[str]:
+        return self.billing.list_notes(NoteTarget.INVOICE, invoice_id)
+
+    def account_id(self, customer_id: str) -> str | None:
+        account = self.crm.find_account(self.settings.billing, customer_id)
+        return account.id if account else None
+
+    def last_failure_delivery(self, invoice_id: str) -> tuple[bytes, dict[str, str]]:
+        """The body and headers the vendor would send again for this invoice's failure."""
+        if self.settings.billing == "chargebee":
+            events = self.billing.client.Event.list(
+                {"event_type": {"is": "payment_failed"}, "limit": 100}
+            ).list
+            event = next(
+                e.event.raw_data for e in events if invoice_id in json.dumps(e.event.raw_data)
+            )
+            body = json.dumps(event).encode()
+            return body, {}
+        events = self.billing.client.v1.events.list(
+            {"type": "invoice.payment_failed", "limit": 100}
+        )
+        event_id = next(e.id for e in events.data if e.data.object.id == invoice_id)
+        # the event's raw JSON, as Stripe would POST it again
+        raw = httpx.get(
+            f"{self.billing_url}/v1/events/{event_id}",
+            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+        )
+        body = raw.raise_for_status().content
+        return body, {"Stripe-Signature": signature_header(body, [STRIPE_SECRET])}
+
+    async def redeliver(
+        self, body: bytes, headers: dict[str, str], times: int
+    ) -> list[httpx.Response]:
+        auth = (WEBHOOK_USER, WEBHOOK_PASSWORD) if self.settings.billing == "chargebee" else None
+        url = f"{self.webhook_url}/webhooks/{self.settings.billing}"
+        async with httpx.AsyncClient(auth=auth, timeout=10) as http:
+            return await asyncio.gather(
+                *(http.post(url, content=body, headers=headers) for _ in range(times))
+            )
