@@ -28,6 +28,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
 
     cfg = _load(args.config)
     assert cfg is not None
+    cfg = cfg.with_pair(args.billing, args.crm)
     stack = Stack(cfg, Path(args.config or DEFAULT_CONFIG).resolve(), ui=not args.headless)
 
     async def go() -> None:
@@ -57,6 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     cfg = _load(args.config)
     assert cfg is not None
+    cfg = cfg.with_pair(args.billing, args.crm)
     asyncio.run(
         run_demo(
             cfg, Path(args.config or DEFAULT_CONFIG).resolve(), as_json=args.json, keep=args.keep
@@ -84,6 +86,23 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     run_sandbox(cfg)
 
 
+def cmd_replay(args: argparse.Namespace) -> None:
+    from cli.replay import run as run_replay
+    from cli.services import apply_stack_defaults
+
+    apply_stack_defaults(_load(args.config, required=False))
+    code = asyncio.run(run_replay(args))
+    if code:
+        raise SystemExit(code)  # a history failed to replay: 1, so it can gate a deploy
+
+
+def _pair_flags(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument(
+        "--billing", choices=["chargebee", "stripe"], help="billing platform (default: config)"
+    )
+    sp.add_argument("--crm", choices=["salesforce", "hubspot"], help="CRM (default: config)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="revbridge", description="Durable AI agents between billing and CRM."
@@ -103,14 +122,36 @@ def parser() -> argparse.ArgumentParser:
 
     dev = add("dev", cmd_dev, "run the local stack in the foreground")
     dev.add_argument("--headless", action="store_true", help="no Web UI")
+    _pair_flags(dev)
     demo = add("demo", cmd_demo, "show a failed payment become a CRM case, end to end")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument("--keep", action="store_true", help="leave a stack the demo started running")
+    _pair_flags(demo)
     add("worker", cmd_worker, "run a worker", config_required=False)
     wh = add("webhooks", cmd_webhooks, "run the webhook service", config_required=False)
     wh.add_argument("--host", default=None)
     wh.add_argument("--port", type=int, default=None)
     add("sandbox", cmd_sandbox, "run the vendor emulators")
+    rp = add(
+        "replay", cmd_replay, "replay workflow histories against this code", config_required=False
+    )
+    rp.add_argument(
+        "paths",
+        nargs="*",
+        metavar="FILE_OR_DIR",
+        help="history JSON from `temporal workflow show -o json` (a directory: its *.json); "
+        "the workflow ID is the file name's stem",
+    )
+    rp.add_argument("--workflow-id", help="replay this execution, fetched from the server")
+    rp.add_argument("--run-id", help="with --workflow-id: this run (default: the latest)")
+    rp.add_argument(
+        "--query",
+        help="replay every execution a visibility query matches, e.g. "
+        "\"WorkflowType='DunningWorkflow' AND ExecutionStatus='Running'\"",
+    )
+    rp.add_argument("--json", action="store_true", help="print the results as JSON")
+    rp.add_argument("--address", help="Temporal host:port (default: env-config, then local)")
+    rp.add_argument("--namespace", help="Temporal namespace (default: env-config, then default)")
     return p
 
 

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from connectors.base import ConnectorError, ErrorKind
 from connectors.salesforce import SalesforceCrm
-from domain.models import CasePriority, CaseDraft
+from domain.models import CaseDraft, CasePriority
 from domain.settings import SalesforceSettings
 from sandbox.framework import ServerThread
 from sandbox.salesforce import INTEGRATION_USERNAME, SalesforceEmulator
