@@ -5,9 +5,15 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.errors import vendor_errors
-from activities.models import AddBillingNoteInput, GetInvoiceContextInput, WriteResult
+from activities.models import (
+    AddBillingNoteInput,
+    ApplyCreditInput,
+    GetInvoiceContextInput,
+    RetryPaymentInput,
+    WriteResult,
+)
 from connectors.base import BillingPlatform
-from domain.models import InvoiceContext
+from domain.models import InvoiceContext, PaymentAttempt
 
 
 class BillingActivities:
@@ -26,3 +32,16 @@ class BillingActivities:
             input.target, input.target_id, input.entry.as_text(), idempotency_key=input.entry.key
         )
         return WriteResult(id=note_id)
+
+    @activity.defn(name="retry_payment")
+    @vendor_errors
+    def retry_payment(self, input: RetryPaymentInput) -> PaymentAttempt:
+        return self.billing.retry_payment(input.invoice_id, input.idempotency_key)
+
+    @activity.defn(name="apply_credit")
+    @vendor_errors
+    def apply_credit(self, input: ApplyCreditInput) -> WriteResult:
+        credit_id = self.billing.apply_credit(
+            input.customer_id, input.amount, input.currency, input.reason, input.idempotency_key
+        )
+        return WriteResult(id=credit_id)

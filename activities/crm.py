@@ -9,6 +9,7 @@ from activities.models import (
     FindAccountInput,
     FindAccountResult,
     UpsertCaseInput,
+    UpsertTaskInput,
     WriteAuditInput,
     WriteResult,
 )
@@ -34,3 +35,8 @@ class CrmActivities:
     @vendor_errors
     def write_crm_audit(self, input: WriteAuditInput) -> WriteResult:
         return WriteResult(id=self.crm.write_audit(input.entry))
+
+    @activity.defn(name="upsert_crm_task")
+    @vendor_errors
+    def upsert_crm_task(self, input: UpsertTaskInput) -> WriteResult:
+        return WriteResult(id=self.crm.upsert_task(input.draft))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.audit import AuditEntry
-from domain.models import CaseDraft, CrmAccount, Frozen, InvoiceContext, NoteTarget
+from domain.models import CaseDraft, CrmAccount, Frozen, InvoiceContext, NoteTarget, TaskDraft
 
 
 class GetInvoiceContextInput(Frozen):
@@ -43,3 +43,20 @@ class AddBillingNoteInput(Frozen):
 
 class WriteResult(Frozen):
     id: str
+
+
+class RetryPaymentInput(Frozen):
+    invoice_id: str
+    idempotency_key: str
+
+
+class ApplyCreditInput(Frozen):
+    customer_id: str
+    amount: int
+    currency: str
+    reason: str
+    idempotency_key: str
+
+
+class UpsertTaskInput(Frozen):
+    draft: TaskDraft

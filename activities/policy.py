@@ -27,6 +27,8 @@ from temporalio import activity
 from domain.policy import (
     ApproverCheck,
     CheckApproverInput,
+    EligibleApprovers,
+    EligibleApproversInput,
     PolicyDecision,
     PolicyRequest,
     PolicySet,
@@ -150,3 +152,14 @@ class PolicyActivities:
                 allowed=False,
                 reason=f"policy engine error: {type(exc).__name__}: {exc}",
             )
+
+    @activity.defn(name="eligible_approvers")
+    def eligible_approvers(self, input: EligibleApproversInput) -> EligibleApprovers:
+        """Who may approve this action right now: the gate snapshots it, so its signal handler
+        and update validator can refuse anyone else deterministically."""
+        try:
+            return EligibleApprovers(
+                emails=self.policy_set().eligible_approvers(input.action, input.roles)
+            )
+        except Exception:  # a broken policy set approves no one
+            return EligibleApprovers(emails=[])

@@ -24,6 +24,7 @@ from cli.config import CliError, StackConfig
 from cli.drivers import drivers
 from cli.stack import Stack, stack_health
 from connectors.registry import build_billing, build_crm
+from domain.approvals import QUERY, PendingApproval
 from domain.dunning import DunningResult, DunningStatus
 from domain.ids import dunning_workflow_id
 from domain.models import NoteTarget
@@ -124,7 +125,7 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
         )
         for c in customers
     }
-    statuses = await _follow(handles, "waiting for payment", say)
+    statuses, waiting = await _follow(handles, "waiting for payment", say)
 
     recovered = customers[-1]
     rec_ids = recovered.ids(suffix)
@@ -140,7 +141,15 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
     for c in customers:
         rows.append(
             await asyncio.to_thread(
-                _row, c, suffix, statuses[c.key], handles[c.key].id, crm, billing, cfg
+                _row,
+                c,
+                suffix,
+                statuses[c.key],
+                waiting.get(c.key, []),
+                handles[c.key].id,
+                crm,
+                billing,
+                cfg,
             )
         )
     return {
@@ -150,9 +159,13 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
     }
 
 
-async def _follow(handles: dict[str, Any], stage: str, say: Out) -> dict[str, DunningStatus]:
+async def _follow(
+    handles: dict[str, Any], stage: str, say: Out
+) -> tuple[dict[str, DunningStatus], dict[str, list[PendingApproval]]]:
+    """Until each run waits for payment, is closed, or waits for a person."""
     seen: dict[str, str] = {}
     done: dict[str, DunningStatus] = {}
+    waiting: dict[str, list[PendingApproval]] = {}
     deadline = time.monotonic() + WAIT_S
     while len(done) < len(handles):
         for key, handle in handles.items():
@@ -165,19 +178,29 @@ async def _follow(handles: dict[str, Any], stage: str, say: Out) -> dict[str, Du
             if seen.get(key) != status.stage:
                 seen[key] = status.stage
                 say(f"  … {handle.id}: {status.stage}")
-            if status.stage in (stage, "closed"):
+            pending = await handle.query(QUERY, result_type=list[PendingApproval])
+            if pending and seen.get(key) != "approval":
+                seen[key] = "approval"
+                for p in pending:
+                    say(
+                        f"  ⏸ {handle.id}: {p.action.describe()} waits for "
+                        f"{' or '.join(p.approver_roles)} approval ({', '.join(p.policy_ids)})"
+                    )
+            if status.stage in (stage, "closed") or pending:
                 done[key] = status
+                waiting[key] = pending
         if time.monotonic() > deadline:
             missing = [handles[k].id for k in handles if k not in done]
             raise CliError(f"timed out waiting for {', '.join(missing)} (see .revbridge/logs/)")
         await asyncio.sleep(0.2)
-    return done
+    return done, waiting
 
 
 def _row(
     c: DunningCustomer,
     suffix: str,
     status: DunningStatus,
+    pending: list[PendingApproval],
     workflow_id: str,
     crm: Any,
     billing: Any,
@@ -199,7 +222,22 @@ def _row(
             {"id": r["id"], "action": r["action"], "outcome": r["outcome"]} for r in logs
         ],
         "billing_notes": len(notes),
-        "state": status.outcome or status.stage,
+        "state": status.outcome or ("waiting for approval" if pending else status.stage),
+        "actions": status.actions,
+        "pending_approvals": [
+            {
+                "action_id": p.action_id,
+                "action": p.action.describe(),
+                "approver_roles": p.approver_roles,
+                "eligible_approvers": p.eligible_approvers,
+                "signal": p.signal_json(
+                    p.eligible_approvers[0] if p.eligible_approvers else "you@example.com"
+                ),
+                "cli": f"revbridge approve {workflow_id} --action {p.action_id} --as "
+                + (p.eligible_approvers[0] if p.eligible_approvers else "<your email>"),
+            }
+            for p in pending
+        ],
         "workflow_id": workflow_id,
         "web_ui": ui,
     }
@@ -223,6 +261,10 @@ def _print_summary(summary: dict[str, Any], say: Out, stopped: bool) -> None:
             f"{row['billing_notes']} {NOTE_WORDS[summary['pair']['billing']]}"
         )
         say(f"    state: {row['state']}   workflow: {row['workflow_id']}")
+        for p in row["pending_approvals"]:
+            say(f"    ⏸ {p['action']} waits for {' or '.join(p['approver_roles'])}:")
+            say(f"      Web UI → Send a Signal `approval` with {p['signal']}")
+            say(f"      or: {p['cli']}")
         say(f"    {row['web_ui']}")
     if stopped:
         say(

@@ -14,7 +14,15 @@ from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from domain.audit import AuditEntry
-from domain.models import CaseDraft, CaseRef, CrmAccount, InvoiceContext, NoteTarget
+from domain.models import (
+    CaseDraft,
+    CaseRef,
+    CrmAccount,
+    InvoiceContext,
+    NoteTarget,
+    PaymentAttempt,
+    TaskDraft,
+)
 
 
 class ErrorKind(StrEnum):
@@ -63,6 +71,17 @@ class BillingPlatform(Protocol):
         """Attach an audit note to a customer or invoice; returns the note's ID. Idempotent by key."""
         ...
 
+    def retry_payment(self, invoice_id: str, idempotency_key: str) -> PaymentAttempt:
+        """Collect the invoice now with the payment method on file. A decline is an outcome,
+        not an error. Idempotent by key (a retried call does not charge twice)."""
+        ...
+
+    def apply_credit(
+        self, customer_id: str, amount: int, currency: str, reason: str, idempotency_key: str
+    ) -> str:
+        """Give the customer ``amount`` (minor units) of account credit; returns its ID."""
+        ...
+
 
 @runtime_checkable
 class CrmSystem(Protocol):
@@ -78,4 +97,8 @@ class CrmSystem(Protocol):
 
     def write_audit(self, entry: AuditEntry) -> str:
         """Record one audit entry on the account; idempotent by ``entry.key``."""
+        ...
+
+    def upsert_task(self, draft: TaskDraft) -> str:
+        """Open (or find again) a task for a person; idempotent by ``draft.key``."""
         ...

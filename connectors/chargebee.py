@@ -18,6 +18,7 @@ from domain.models import (
     InvoiceStatus,
     NoteTarget,
     Payment,
+    PaymentAttempt,
 )
 from domain.settings import ChargebeeSettings
 
@@ -114,6 +115,32 @@ class ChargebeeBilling:
             what=f"{target.value} {target_id}",
         )
         return resp.comment.id
+
+    def retry_payment(self, invoice_id: str, idempotency_key: str) -> PaymentAttempt:
+        try:
+            self._call(
+                lambda: self._cb.Invoice.collect_payment(
+                    invoice_id, {}, headers={"chargebee-idempotency-key": idempotency_key}
+                ),
+                what=f"invoice {invoice_id}",
+            )
+        except ConnectorError as err:
+            if err.status in (400, 402) and err.code == "payment_processing_failed":
+                return PaymentAttempt(succeeded=False, decline_code=None, message=str(err)[:200])
+            raise
+        return PaymentAttempt(succeeded=True)
+
+    def apply_credit(
+        self, customer_id: str, amount: int, currency: str, reason: str, idempotency_key: str
+    ) -> str:
+        resp = self._call(
+            lambda: self._cb.PromotionalCredit.add(
+                {"customer_id": customer_id, "amount": amount, "description": reason[:250]},
+                headers={"chargebee-idempotency-key": idempotency_key},
+            ),
+            what=f"customer {customer_id}",
+        )
+        return resp.promotional_credit.id
 
     def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
         resp = self._call(

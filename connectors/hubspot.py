@@ -44,12 +44,14 @@ from hubspot.crm.companies.exceptions import ApiException as CompaniesApiExcepti
 from hubspot.crm.objects.notes import PublicObjectSearchRequest as NoteSearchRequest
 from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate as NoteCreate
 from hubspot.crm.objects.notes.exceptions import ApiException as NotesApiException
+from hubspot.crm.objects.tasks import SimplePublicObjectInputForCreate as TaskCreate
+from hubspot.crm.objects.tasks.exceptions import ApiException as TasksApiException
 from hubspot.crm.tickets import SimplePublicObjectInputForCreate as TicketCreate
 from hubspot.crm.tickets.exceptions import ApiException as TicketsApiException
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from domain.audit import AuditEntry
-from domain.models import CaseDraft, CasePriority, CaseRef, CrmAccount, CustomerTier
+from domain.models import CaseDraft, CasePriority, CaseRef, CrmAccount, CustomerTier, TaskDraft
 from domain.settings import HubSpotSettings
 
 VENDOR = "hubspot"
@@ -62,11 +64,13 @@ DAILY_RETRY_AFTER_S = 3600.0
 TICKET_TO_COMPANY = 339
 NOTE_TO_COMPANY = 190
 NOTE_TO_TICKET = 228
+TASK_TO_COMPANY = 192
 _PRIORITY = {CasePriority.HIGH: "HIGH", CasePriority.MEDIUM: "MEDIUM", CasePriority.LOW: "LOW"}
 _API_EXCEPTIONS = (
     CompaniesApiException,
     TicketsApiException,
     NotesApiException,
+    TasksApiException,
     AssociationsApiException,
 )
 _NOTE_PROPERTIES = ["hs_note_body", "hs_timestamp", KEY_PROPERTY]
@@ -117,6 +121,7 @@ class HubSpotCrm:
         self._companies_search = crm.companies.search_api
         self._tickets = crm.tickets.basic_api
         self._notes = crm.objects.notes.basic_api
+        self._tasks = crm.objects.tasks.basic_api
         self._notes_search = crm.objects.notes.search_api
         self._association_batches = crm.associations.v4.batch_api
 
@@ -317,6 +322,26 @@ class HubSpotCrm:
             what="ticket",
         )
         return CaseRef(id=ticket.id, number=ticket.id, created=created)
+
+    def upsert_task(self, draft: TaskDraft) -> str:
+        properties = {
+            "hs_task_subject": draft.subject,
+            "hs_task_body": note_html(draft.description),
+            "hs_task_status": "NOT_STARTED",
+            "hs_task_priority": "HIGH" if draft.high_priority else "MEDIUM",
+            "hs_timestamp": _epoch_ms(draft.due or datetime.now(UTC)),
+        }
+        associations = [_assoc(draft.account_id, TASK_TO_COMPANY)] if draft.account_id else []
+        task, _ = self._create_once(
+            self._tasks,
+            TaskCreate,
+            draft.key,
+            properties,
+            associations,
+            [KEY_PROPERTY],
+            what="task",
+        )
+        return task.id
 
     def write_audit(self, entry: AuditEntry) -> str:
         properties = {

@@ -27,7 +27,7 @@ from simple_salesforce.exceptions import (
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from domain.audit import AuditEntry
-from domain.models import CaseDraft, CaseRef, CrmAccount, CustomerTier
+from domain.models import CaseDraft, CaseRef, CrmAccount, CustomerTier, TaskDraft
 from domain.settings import SalesforceSettings
 
 VENDOR = "salesforce"
@@ -244,6 +244,25 @@ class SalesforceCrm:
             lambda sf: sf.Case.get_by_custom_id("RevBridge_Key__c", draft.key), what="case"
         )
         return CaseRef(id=case["Id"], number=case.get("CaseNumber"), created=created)
+
+    def upsert_task(self, draft: TaskDraft) -> str:
+        fields: dict[str, Any] = {
+            "Subject": draft.subject[:255],
+            "Description": draft.description,
+            "Status": "Not Started",
+            "Priority": "High" if draft.high_priority else "Normal",
+        }
+        if draft.account_id:
+            fields["WhatId"] = draft.account_id
+        if draft.due:
+            fields["ActivityDate"] = draft.due.date().isoformat()
+        self._call(
+            lambda sf: sf.Task.upsert(f"RevBridge_Key__c/{draft.key}", fields), what="task"
+        )
+        row = self._call(
+            lambda sf: sf.Task.get_by_custom_id("RevBridge_Key__c", draft.key), what="task"
+        )
+        return row["Id"]
 
     def write_audit(self, entry: AuditEntry) -> str:
         fields = {

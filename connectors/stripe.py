@@ -32,6 +32,7 @@ from domain.models import (
     InvoiceStatus,
     NoteTarget,
     Payment,
+    PaymentAttempt,
 )
 from domain.settings import StripeSettings
 
@@ -166,6 +167,37 @@ class StripeBilling:
             what=f"{target.value} {target_id}",
         )
         return f"{target_id}#metadata.{key}"
+
+    def retry_payment(self, invoice_id: str, idempotency_key: str) -> PaymentAttempt:
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        try:
+            self._client.v1.invoices.pay(invoice_id, {}, options)
+        except stripe.CardError as exc:  # a decline is an outcome of the retry, not a failure
+            err = exc.error
+            return PaymentAttempt(
+                succeeded=False,
+                decline_code=(err.decline_code or err.code) if err else None,
+                message=(err.message or "")[:200] if err else None,
+            )
+        except stripe.StripeError as exc:
+            raise classify(exc, f"invoice {invoice_id}") from None
+        return PaymentAttempt(succeeded=True)
+
+    def apply_credit(
+        self, customer_id: str, amount: int, currency: str, reason: str, idempotency_key: str
+    ) -> str:
+        # A negative balance transaction is a credit the next invoices draw down.
+        params = {"amount": -amount, "currency": currency.lower(), "description": reason[:350]}
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        txn = self._call(
+            lambda: self._client.v1.customers.balance_transactions.create(
+                customer_id,
+                params,  # type: ignore[arg-type]
+                options,
+            ),
+            what=f"customer {customer_id}",
+        )
+        return txn.id
 
     def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
         """The audit notes on a customer or invoice (RevBridge's metadata entries, in key order)."""

@@ -11,7 +11,9 @@ from enum import StrEnum
 
 from pydantic import Field
 
+from domain.approvals import ProposedAction
 from domain.models import CasePriority, CrmAccount, CustomerTier, Frozen, InvoiceContext
+from domain.policy import ActionKind
 
 
 class FailureClass(StrEnum):
@@ -27,6 +29,8 @@ class DunningAssessment(Frozen):
     priority: CasePriority
     retry_recommended: bool
     reasons: list[str] = Field(min_length=1)
+    #: side effects the reasoner suggests; each still goes through policy (and maybe a person)
+    proposed_actions: list[ProposedAction] = []
     reasoner: str = "rules"
     model: str | None = None
 
@@ -63,6 +67,8 @@ _DECLINE_CLASSES: dict[FailureClass, frozenset[str]] = {
 # Amounts in minor units above which a failure is worth a human's attention today.
 HIGH_VALUE_AMOUNT = 100_000  # 1,000.00
 NEW_CUSTOMER_DAYS = 90
+#: a courtesy credit offered to large accounts short of funds, as a share of the amount due
+COURTESY_CREDIT_SHARE = 0.05
 
 
 def classify_decline(code: str | None) -> FailureClass:
@@ -110,6 +116,39 @@ def classify_payment_failure(
         CasePriority.HIGH if score >= 3 else CasePriority.MEDIUM if score >= 1 else CasePriority.LOW
     )
     retry = cls in (FailureClass.INSUFFICIENT_FUNDS, FailureClass.TECHNICAL, FailureClass.UNKNOWN)
+    proposals = []
+    inv = ctx.invoice
+    if retry:
+        proposals.append(
+            ProposedAction(
+                kind=ActionKind.RETRY_PAYMENT,
+                customer_id=ctx.customer.id,
+                invoice_id=inv.id,
+                amount=inv.amount_due,
+                currency=inv.currency,
+                reason=f"{cls.value}: a later retry usually succeeds",
+            )
+        )
+    large = account is not None and account.tier in (
+        CustomerTier.ENTERPRISE,
+        CustomerTier.STRATEGIC,
+    )
+    if large and cls is FailureClass.INSUFFICIENT_FUNDS:
+        credit = int(inv.amount_due * COURTESY_CREDIT_SHARE)
+        proposals.append(
+            ProposedAction(
+                kind=ActionKind.APPLY_CREDIT,
+                customer_id=ctx.customer.id,
+                invoice_id=inv.id,
+                amount=credit,
+                currency=inv.currency,
+                reason=f"courtesy credit ({COURTESY_CREDIT_SHARE:.0%}) to keep a large account whole while funds clear",
+            )
+        )
     return DunningAssessment(
-        failure_class=cls, priority=priority, retry_recommended=retry, reasons=reasons
+        failure_class=cls,
+        priority=priority,
+        retry_recommended=retry,
+        reasons=reasons,
+        proposed_actions=proposals,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from domain.approvals import ApprovalTiming
 from domain.models import Frozen
 
 WORKFLOW_TYPE = "DunningWorkflow"
@@ -15,6 +16,9 @@ class DunningInput(Frozen):
     invoice_id: str
     #: how long to wait for the invoice to be paid before closing as unresolved
     payment_wait: timedelta = timedelta(days=14)
+    #: when a recommended payment retry runs if the invoice is still unpaid
+    retry_after: timedelta = timedelta(days=3)
+    approval: ApprovalTiming = ApprovalTiming()
 
 
 class DunningStatus(Frozen):
@@ -27,6 +31,8 @@ class DunningStatus(Frozen):
     priority: str | None = None
     failures_seen: int = 0
     audit_ids: list[str] = []
+    #: one line per governed action: "apply_credit: needs_approval → executed (alice@…)"
+    actions: list[str] = []
     outcome: str | None = None
 
 

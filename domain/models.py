@@ -164,6 +164,23 @@ class CaseRef(Frozen):
     created: bool
 
 
+class TaskDraft(Frozen):
+    """A to-do for a person in the CRM (a reminder to approve, a call to make)."""
+
+    key: str
+    account_id: str | None
+    subject: str
+    description: str
+    high_priority: bool = False
+    due: datetime | None = None
+
+
+class PaymentAttempt(Frozen):
+    succeeded: bool
+    decline_code: str | None = None
+    message: str | None = None
+
+
 class NoteTarget(StrEnum):
     CUSTOMER = "customer"
     INVOICE = "invoice"

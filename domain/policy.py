@@ -146,6 +146,15 @@ class PolicyDecision(Frozen):
         return self.outcome is Outcome.ALLOW
 
 
+class EligibleApproversInput(Frozen):
+    action: ActionKind
+    roles: list[str] = []
+
+
+class EligibleApprovers(Frozen):
+    emails: list[str]
+
+
 class CheckApproverInput(Frozen):
     email: str
     action: ActionKind
@@ -319,6 +328,18 @@ class PolicySet:
             for role, members in self._approvers.roles.items()
             if who in {_normalize_email(m) for m in members}
         }
+
+    def eligible_approvers(self, action: ActionKind | str, roles: Iterable[str] = ()) -> list[str]:
+        """Everyone who may approve ``action`` (limited to ``roles`` when given: the roles the
+        decision named), sorted. The approval gate checks approvers against this list."""
+        try:
+            required = set(self.approver_roles(action))
+        except ValueError:
+            return []
+        wanted = required & set(roles) if roles else required
+        return sorted(
+            {_normalize_email(m) for r in wanted for m in self._approvers.roles.get(r, [])}
+        )
 
     def can_approve(self, email: str | None, action: ActionKind | str) -> bool:
         """True only for a listed human holding a role that may approve ``action``; never for an

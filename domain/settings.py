@@ -70,6 +70,8 @@ class Settings(_Settings):
     crm: str = "salesforce"
     #: the task queue this deployment's workers poll and its webhook service starts work on
     task_queue: str = "revbridge"
+    #: the policies/ folder (Cedar policies, modes, approvers); None: the one in this checkout
+    policy_dir: str | None = None
     http_timeout_s: float = 20.0
     chargebee: ChargebeeSettings | None = None
     stripe: StripeSettings | None = None

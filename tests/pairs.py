@@ -119,6 +119,13 @@ class Pair:
     def billing_notes(self, invoice_id: str) -> list[str]:
         return self.billing.list_notes(NoteTarget.INVOICE, invoice_id)
 
+    def credits(self, customer_id: str) -> int:
+        """Account credit the customer holds in billing (minor units)."""
+        if self.settings.billing == "chargebee":
+            customer = self.billing.client.Customer.retrieve(customer_id).customer
+            return int(customer.promotional_credits or 0)
+        return -int(self.billing.client.v1.customers.retrieve(customer_id).balance or 0)
+
     def account_id(self, customer_id: str) -> str | None:
         account = self.crm.find_account(self.settings.billing, customer_id)
         return account.id if account else None

@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -16,6 +17,7 @@ from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
 from activities.crm import CrmActivities
+from activities.policy import DEFAULT_POLICY_DIR, PolicyActivities
 from activities.reasoning import ReasoningActivities
 from connectors.base import BillingPlatform, CrmSystem
 from connectors.reasoner import Reasoner, RulesReasoner
@@ -31,15 +33,23 @@ WORKFLOWS = [DunningWorkflow]
 ACTIVITY_THREADS = 16
 
 
-def activities_for(billing: BillingPlatform, crm: CrmSystem, reasoner: Reasoner) -> list[Any]:
+def activities_for(
+    billing: BillingPlatform, crm: CrmSystem, reasoner: Reasoner, policies: PolicyActivities
+) -> list[Any]:
     b, c, r = BillingActivities(billing), CrmActivities(crm), ReasoningActivities(reasoner)
     return [
         b.get_invoice_context,
         b.add_billing_note,
+        b.retry_payment,
+        b.apply_credit,
         c.find_crm_account,
         c.upsert_crm_case,
+        c.upsert_crm_task,
         c.write_crm_audit,
         r.assess_payment_failure,
+        policies.decide,
+        policies.check_approver,
+        policies.eligible_approvers,
     ]
 
 
@@ -49,13 +59,19 @@ def build_worker(
     crm: CrmSystem,
     reasoner: Reasoner | None = None,
     task_queue: str = TASK_QUEUE,
+    policy_dir: Path | None = None,
     executor: ThreadPoolExecutor | None = None,
 ) -> Worker:
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(billing, crm, reasoner or RulesReasoner()),
+        activities=activities_for(
+            billing,
+            crm,
+            reasoner or RulesReasoner(),
+            PolicyActivities(policy_dir or DEFAULT_POLICY_DIR),
+        ),
         activity_executor=executor
         or ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity"),
         max_concurrent_activities=ACTIVITY_THREADS,
@@ -66,7 +82,13 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
     settings = settings or Settings.from_env(os.environ)
     billing, crm = build_billing(settings), build_crm(settings)
     client = await Client.connect(**client_connect_kwargs())
-    worker = build_worker(client, billing, crm, task_queue=settings.task_queue)
+    worker = build_worker(
+        client,
+        billing,
+        crm,
+        task_queue=settings.task_queue,
+        policy_dir=Path(settings.policy_dir) if settings.policy_dir else None,
+    )
     log.info(
         "worker polling task queue %s (billing=%s, crm=%s)",
         settings.task_queue,

@@ -56,7 +56,11 @@ def test_demo_turns_failed_payments_into_cases_with_audit_on_both_sides(tmp_path
         assert row["workflow_id"] == f"dunning:chargebee:{row['invoice']}"
     states = {row["company"]: row["state"] for row in rows}
     assert states["Initech"] == "recovered"
-    assert states["Globex Corporation"] == "waiting for payment"
+    assert states["Globex Corporation"] == "waiting for approval"
+    globex = next(row for row in rows if row["company"] == "Globex Corporation")
+    [pending] = globex["pending_approvals"]
+    assert pending["approver_roles"] == ["finance"]
+    assert pending["cli"].startswith(f"revbridge approve {globex['workflow_id']} --action act-")
     assert {row["failure_class"] for row in rows} == {
         "expired_card",
         "insufficient_funds",

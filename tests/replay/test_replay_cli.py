@@ -25,26 +25,21 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
 
     import cli.replay
-    from activities.billing import BillingActivities
     from activities.crm import CrmActivities
     from activities.models import (
-        AssessFailureInput,
         FindAccountInput,
-        GetInvoiceContextInput,
-        UpsertCaseInput,
     )
-    from activities.reasoning import ReasoningActivities
     from cli.main import main
     from cli.stack import temporal_binary
     from domain import temporal as names
     from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
-    from domain.models import InvoiceStatus, PaymentFailed
+    from domain.models import PaymentFailed
     from sandbox.scenarios import DEMO_CUSTOMERS, chargebee_seed, salesforce_seed
-    from workflows.dunning import _READ, _WRITE, DunningWorkflow
+    from workflows.dunning import _READ, DunningWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 DUNNING = sorted(HISTORIES.glob("DunningWorkflow__*.json"))
-RECOVERED = HISTORIES / "DunningWorkflow__recovered.json"
+RECOVERED = HISTORIES / "DunningWorkflow__recovered_with_approval.json"
 PATCH_ID = "find-account-first"
 
 
@@ -67,91 +62,17 @@ def lines(text: str) -> list[str]:
 
 
 class _DunningVariant(DunningWorkflow):
-    """``DunningWorkflow.run`` with the first two activities optionally swapped: the CRM account is
-    looked up (by the customer on the failure event) before the invoice context is re-fetched."""
+    """``DunningWorkflow`` with a change to its command sequence: the CRM account is looked up (by
+    the customer on the failure event) before anything else, then the run goes on as shipped."""
 
-    async def _run(self, input: DunningInput, account_first: bool) -> DunningResult:
-        await workflow.wait_condition(lambda: bool(self._failures) or self._paid is not None)
-        found = None
-        if account_first:
-            found = await workflow.execute_activity_method(
-                CrmActivities.find_crm_account,
-                FindAccountInput(billing=input.billing, customer_id=self._failures[0].customer_id),
-                summary="find the linked CRM account",
-                **_READ,
-            )
-        ctx = await workflow.execute_activity_method(
-            BillingActivities.get_invoice_context,
-            GetInvoiceContextInput(invoice_id=input.invoice_id),
-            summary="re-fetch invoice, customer and payments",
+    async def _look_up_account_first(self, input: DunningInput) -> None:
+        await workflow.wait_condition(lambda: bool(self._failures))
+        await workflow.execute_activity_method(
+            CrmActivities.find_crm_account,
+            FindAccountInput(billing=input.billing, customer_id=self._failures[0].customer_id),
+            summary="find the linked CRM account",
             **_READ,
         )
-        self._update(stage="gathering context", customer_id=ctx.customer.id)
-        workflow.upsert_search_attributes(
-            [
-                names.CUSTOMER.value_set(ctx.customer.id),
-                names.AMOUNT_AT_RISK.value_set(ctx.invoice.amount_due / 100),
-            ]
-        )
-        if ctx.invoice.status is InvoiceStatus.PAID:
-            return self._finish("already_paid", case=None)
-        if found is None:
-            found = await workflow.execute_activity_method(
-                CrmActivities.find_crm_account,
-                FindAccountInput(billing=input.billing, customer_id=ctx.customer.id),
-                summary="find the linked CRM account",
-                **_READ,
-            )
-        assessment = await workflow.execute_activity_method(
-            ReasoningActivities.assess_payment_failure,
-            AssessFailureInput(context=ctx, account=found.account, now=workflow.now()),
-            summary="classify the failure",
-            **_READ,
-        )
-        self._update(
-            stage="opening the CRM case",
-            failure_class=assessment.failure_class.value,
-            priority=assessment.priority.value,
-        )
-        case = await workflow.execute_activity_method(
-            CrmActivities.upsert_crm_case,
-            UpsertCaseInput(draft=self._case_draft(ctx, found.account, assessment)),
-            summary="open the billing case",
-            **_WRITE,
-        )
-        self._update(case_id=case.id, case_number=case.number)
-        await self._audit(
-            "create_case",
-            ctx,
-            found.account,
-            assessment,
-            case,
-            outcome="case opened" if case.created else "case already open",
-            summary=f"Payment failed on invoice {ctx.invoice.id}: {assessment.failure_class.value}, "
-            f"{assessment.priority.value} priority. " + "; ".join(assessment.reasons),
-        )
-        self._update(stage="waiting for payment")
-        workflow.set_current_details(f"Case {case.number or case.id} open.")
-        try:
-            await workflow.wait_condition(
-                lambda: self._paid is not None,
-                timeout=input.payment_wait,
-                timeout_summary="payment wait",
-            )
-            outcome = "recovered"
-        except TimeoutError:
-            outcome = "unresolved"
-        await self._audit(
-            "close_dunning",
-            ctx,
-            found.account,
-            assessment,
-            case,
-            outcome=outcome,
-            summary=f"Invoice {ctx.invoice.id} {'was paid' if outcome == 'recovered' else 'is still unpaid'}"
-            f" after {len(self._failures)} failed attempt(s).",
-        )
-        return self._finish(outcome, case=case)
 
 
 @workflow.defn(name="DunningWorkflow")
@@ -160,16 +81,19 @@ class ReorderedDunning(_DunningVariant):
 
     @workflow.run
     async def run(self, input: DunningInput) -> DunningResult:
-        return await self._run(input, account_first=True)
+        await self._look_up_account_first(input)
+        return await super().run(input)
 
 
 @workflow.defn(name="DunningWorkflow")
 class PatchedReorderedDunning(_DunningVariant):
-    """The same change behind ``workflow.patched``: old histories take the old order."""
+    """The same change behind ``workflow.patched``: old histories take the old path."""
 
     @workflow.run
     async def run(self, input: DunningInput) -> DunningResult:
-        return await self._run(input, account_first=workflow.patched(PATCH_ID))
+        if workflow.patched(PATCH_ID):
+            await self._look_up_account_first(input)
+        return await super().run(input)
 
 
 def recovered_history() -> WorkflowHistory:

@@ -22,6 +22,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from domain import temporal as names
+from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
 from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
 from domain.models import PaymentFailed
 from sandbox.scenarios import DEMO_CUSTOMERS
@@ -60,8 +61,23 @@ async def wait_for_stage(
         await asyncio.sleep(0.1)
 
 
+async def wait_for_pending(handle: WorkflowHandle, within_s: float = 20.0) -> list[PendingApproval]:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        pending = await handle.query(QUERY, result_type=list[PendingApproval])
+        if pending:
+            return pending
+        await asyncio.sleep(0.1)
+    raise AssertionError("nothing became pending")
+
+
 async def start_directly(
-    client: Client, pair: Pair, ids: dict[str, str], uid: str, wait: timedelta
+    client: Client,
+    pair: Pair,
+    ids: dict[str, str],
+    uid: str,
+    wait: timedelta,
+    retry_after: timedelta = timedelta(days=3),
 ) -> WorkflowHandle:
     event = PaymentFailed(
         billing=pair.settings.billing,
@@ -72,7 +88,12 @@ async def start_directly(
     )
     return await client.start_workflow(
         WORKFLOW_TYPE,
-        DunningInput(billing=pair.settings.billing, invoice_id=ids["invoice"], payment_wait=wait),
+        DunningInput(
+            billing=pair.settings.billing,
+            invoice_id=ids["invoice"],
+            payment_wait=wait,
+            retry_after=retry_after,
+        ),
         id=pair.workflow_id(ids["invoice"]),
         task_queue=pair.settings.task_queue,
         start_signal=names.SIGNAL_PAYMENT_FAILED,
@@ -81,7 +102,7 @@ async def start_directly(
     )
 
 
-async def test_failed_payment_becomes_case_with_audit_in_both_systems_then_recovers(
+async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers(
     client: Client, pair: Pair, uid: str
 ) -> None:
     ids = pair.seed(GLOBEX, uid)
@@ -89,9 +110,33 @@ async def test_failed_payment_becomes_case_with_audit_in_both_systems_then_recov
 
     wf_id = pair.workflow_id(ids["invoice"])
     handle = client.get_workflow_handle(wf_id, result_type=DunningResult)
+    # An enterprise account short of funds: the rules propose a 5% courtesy credit, which is
+    # above what policy allows automatically, so it waits for finance.
+    await wait_for_stage(handle, "deciding on apply_credit")
+    [pending] = await wait_for_pending(handle)
+    assert pending.action.kind.value == "apply_credit"
+    assert pending.action.amount == GLOBEX.invoice_total * 5 // 100
+    assert pending.approver_roles == ["finance"]
+    assert "credit_needs_finance" in pending.policy_ids
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(names.APPROVAL) == "pending"
+
+    await handle.execute_update(
+        UPDATE,
+        ApprovalSignal(
+            action_id=pending.action_id,
+            decision=Decision.APPROVE,
+            approver="alice@example.com",
+            note="ok",
+        ),
+    )
     status = await wait_for_stage(handle, "waiting for payment")
     assert status.failure_class in ("insufficient_funds", "unknown")  # Stripe may not say why
     assert status.priority == "High"  # enterprise + large amount
+    assert status.actions[:2] == [
+        "create_case: allow → executed",
+        "apply_credit: needs_approval → executed (alice@example.com)",
+    ]
 
     [case] = pair.cases(ids["invoice"])
     assert case["id"] == status.case_id
@@ -99,26 +144,32 @@ async def test_failed_payment_becomes_case_with_audit_in_both_systems_then_recov
     account_id = pair.account_id(ids["customer"])
     assert account_id and str(case["account_id"]) == str(account_id)
     assert wf_id in case["description"]
+    assert pair.credits(ids["customer"]) == GLOBEX.invoice_total * 5 // 100
 
-    [log] = pair.audit(ids["invoice"])
-    assert (log["action"], log["outcome"]) == ("create_case", "case opened")
+    log = pair.audit(ids["invoice"])
+    assert [(r["action"], r["outcome"].split(" ")[0]) for r in log] == [
+        ("create_case", "executed"),
+        ("apply_credit", "executed"),
+    ]
+    assert "alice@example.com" in log[1]["text"]
     notes = pair.billing_notes(ids["invoice"])
-    assert len(notes) == 1 and "create_case" in notes[0] and wf_id in notes[0]
+    assert len(notes) == 2 and any("create_case" in n and wf_id in n for n in notes)
 
     desc = await handle.describe()
     assert desc.typed_search_attributes.get(names.AMOUNT_AT_RISK) == pytest.approx(
         GLOBEX.invoice_total / 100
     )
     assert desc.typed_search_attributes.get(names.CUSTOMER) == ids["customer"]
+    assert desc.typed_search_attributes.get(names.APPROVAL) == "approved"
 
     # The customer pays: the billing sandbox emits its paid event, the workflow closes as recovered.
     pair.billing_driver.pay(ids["invoice"], GLOBEX.invoice_total)
     result = await asyncio.wait_for(handle.result(), timeout=20)
     assert result.outcome == "recovered"
-    assert [row["action"] for row in pair.audit(ids["invoice"])] == ["create_case", "close_dunning"]
-    assert len(pair.billing_notes(ids["invoice"])) == 2
+    assert [row["action"] for row in pair.audit(ids["invoice"])][-1] == "close_dunning"
+    assert len(pair.billing_notes(ids["invoice"])) == 3
     assert (await handle.describe()).typed_search_attributes.get(names.AMOUNT_AT_RISK) == 0.0
-    await keep_history(pair, handle, "recovered")
+    await keep_history(pair, handle, "recovered_with_approval")
 
 
 async def test_same_webhook_five_times_concurrently_gives_one_workflow_and_one_case(
@@ -184,11 +235,16 @@ async def test_case_write_retried_after_commit_then_timeout_opens_one_case(
 async def test_no_payment_within_the_wait_closes_unresolved(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    ids = pair.seed(NORTHWIND, uid)
-    handle = await start_directly(client, pair, ids, uid, wait=timedelta(seconds=2))
+    ids = pair.seed(INITECH, uid)  # a technical decline: the rules recommend a retry
+    handle = await start_directly(
+        client, pair, ids, uid, wait=timedelta(seconds=3), retry_after=timedelta(seconds=1)
+    )
     result = await asyncio.wait_for(handle.result(), timeout=30)
     assert result.outcome == "unresolved"
-    assert [r["outcome"] for r in pair.audit(ids["invoice"])] == ["case opened", "unresolved"]
+    log = pair.audit(ids["invoice"])
+    assert [r["action"] for r in log] == ["create_case", "retry_payment", "close_dunning"]
+    assert log[1]["outcome"].startswith("executed (declined")  # the card still declines
+    assert log[2]["outcome"] == "unresolved"
     await keep_history(pair, handle, "unresolved")
 
 

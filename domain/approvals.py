@@ -1,0 +1,117 @@
+"""Human approvals: what a workflow asks a person, and what the person answers.
+
+An action ID is a hash of the proposed action's exact parameters, so an approval given for one
+set of parameters can never authorize another. The operator sends the signal ``approval`` (Web UI
+"Send a Signal", or ``revbridge approve``) with :class:`ApprovalSignal` as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from domain.audit import parameters_hash
+from domain.models import Frozen
+from domain.policy import ActionKind
+
+SIGNAL = "approval"
+UPDATE = "decide"
+QUERY = "pending_approvals"
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class ProposedAction(Frozen):
+    """A side effect a workflow wants to take, with everything that makes it this action."""
+
+    kind: ActionKind
+    customer_id: str
+    invoice_id: str | None = None
+    amount: int = 0  # minor units
+    currency: str = "USD"
+    discount_percent: float = 0
+    reason: str = ""
+    origin: str = "rules"
+
+    @property
+    def action_id(self) -> str:
+        return "act-" + parameters_hash(self.model_dump(mode="json", exclude={"reason"}))[:20]
+
+    def describe(self) -> str:
+        money = f" of {self.amount / 100:,.2f} {self.currency}" if self.amount else ""
+        target = f" on invoice {self.invoice_id}" if self.invoice_id else ""
+        return f"{self.kind.value}{money} for customer {self.customer_id}{target}"
+
+
+class ApprovalTiming(Frozen):
+    """How long a person has: a reminder at ``remind_after``, expiry at ``expire_after``."""
+
+    remind_after: timedelta = timedelta(hours=24)
+    expire_after: timedelta = timedelta(hours=72)
+
+
+class ApprovalSignal(Frozen):
+    action_id: str
+    decision: Decision
+    approver: str
+    note: str = ""
+
+
+class PendingApproval(Frozen):
+    action_id: str
+    action: ProposedAction
+    why: str
+    policy_ids: list[str]
+    approver_roles: list[str]
+    eligible_approvers: list[str]
+    requested_at: datetime
+    remind_at: datetime
+    expires_at: datetime
+
+    def signal_json(self, approver: str = "you@example.com") -> str:
+        example: dict[str, Any] = {
+            "action_id": self.action_id,
+            "decision": "approve",
+            "approver": approver,
+            "note": "",
+        }
+        return json.dumps(example)
+
+    def details(self) -> str:
+        """The Web UI's current details: enough for a person to decide and act."""
+        return (
+            f"**Approval needed:** {self.action.describe()}\n\n"
+            f"Why: {self.why}\n\n"
+            f"Asked by policy: {', '.join(self.policy_ids) or '-'}; "
+            f"approver role: {' or '.join(self.approver_roles) or '-'}\n\n"
+            f"Expires {self.expires_at:%Y-%m-%d %H:%M} UTC.\n\n"
+            f"To decide, send the signal `{SIGNAL}` with:\n\n"
+            f"`{self.signal_json()}`\n\n"
+            f"(`decision` is `approve` or `reject`; `approver` is your email.)"
+        )
+
+
+class ApprovalOutcome(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"  # the situation resolved itself (e.g. the invoice was paid)
+
+
+class ApprovalResult(Frozen):
+    action_id: str
+    outcome: ApprovalOutcome
+    approver: str | None = None
+    note: str = ""
+
+
+class RefusedApproval(Frozen):
+    """A signal the gate did not accept, kept for the audit trail."""
+
+    signal: ApprovalSignal
+    reason: str
