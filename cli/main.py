@@ -96,6 +96,29 @@ def cmd_replay(args: argparse.Namespace) -> None:
         raise SystemExit(code)  # a history failed to replay: 1, so it can gate a deploy
 
 
+def cmd_pending(args: argparse.Namespace) -> None:
+    from cli.approvals import pending
+
+    asyncio.run(pending(args.json))
+
+
+def cmd_decide(args: argparse.Namespace) -> None:
+    from cli.approvals import decide
+    from domain.approvals import Decision
+
+    decision = Decision.APPROVE if args.command == "approve" else Decision.REJECT
+    asyncio.run(decide(args.workflow_id, args.action, args.approver, decision, args.note or ""))
+
+
+def cmd_start(args: argparse.Namespace) -> None:
+    from cli.approvals import start_dunning
+
+    if args.what != "dunning":
+        raise CliError(f"cannot start {args.what!r} by hand")
+    policy_dir = Path(args.policies) if args.policies else None
+    asyncio.run(start_dunning(args.invoice, args.billing, args.approver, policy_dir))
+
+
 def _pair_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--billing", choices=["chargebee", "stripe"], help="billing platform (default: config)"
@@ -132,6 +155,24 @@ def parser() -> argparse.ArgumentParser:
     wh.add_argument("--host", default=None)
     wh.add_argument("--port", type=int, default=None)
     add("sandbox", cmd_sandbox, "run the vendor emulators")
+    pend = add("pending", cmd_pending, "list the actions waiting for approval", False)
+    pend.add_argument("--json", action="store_true")
+    for verb in ("approve", "reject"):
+        sp = add(verb, cmd_decide, f"{verb} a pending action (immediate answer)", False)
+        sp.add_argument("workflow_id")
+        sp.add_argument("--action", required=True, help="the action ID `revbridge pending` shows")
+        sp.add_argument(
+            "--as", dest="approver", required=True, help="your email (checked against policies/)"
+        )
+        sp.add_argument("--note", default="")
+    st = add("start", cmd_start, "start work by hand (checked against policies/)", False)
+    st.add_argument("what", choices=["dunning"])
+    st.add_argument("--invoice", required=True)
+    st.add_argument("--billing", default="chargebee", choices=["chargebee", "stripe"])
+    st.add_argument(
+        "--as", dest="approver", required=True, help="your email (checked against policies/)"
+    )
+    st.add_argument("--policies", default=None, help="policies folder (default: this checkout's)")
     rp = add(
         "replay", cmd_replay, "replay workflow histories against this code", config_required=False
     )

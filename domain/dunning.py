@@ -19,6 +19,8 @@ class DunningInput(Frozen):
     #: when a recommended payment retry runs if the invoice is still unpaid
     retry_after: timedelta = timedelta(days=3)
     approval: ApprovalTiming = ApprovalTiming()
+    #: who started this run by hand (``revbridge start dunning``); None when an event did
+    started_by: str | None = None
 
 
 class DunningStatus(Frozen):

@@ -116,7 +116,10 @@ class DunningWorkflow(GovernedWorkflow):
 
     @workflow.run
     async def run(self, input: DunningInput) -> DunningResult:
-        await workflow.wait_condition(lambda: bool(self._failures) or self._paid is not None)
+        # Started by an event (signal-with-start) or by a person, who needs no event to wait for.
+        await workflow.wait_condition(
+            lambda: bool(self._failures) or self._paid is not None or input.started_by is not None
+        )
         self._refusal_auditor = asyncio.create_task(self.audit_refusals(self._audit_refusal))
 
         ctx = self._ctx = await workflow.execute_activity_method(

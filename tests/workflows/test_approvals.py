@@ -9,6 +9,7 @@ a rollout mode the way an operator would: by editing modes.yaml, no restart.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ import pytest
 import yaml
 from simple_salesforce import format_soql
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError
 
 from domain import temporal as names
 from domain.approvals import (
@@ -276,4 +278,79 @@ async def test_assist_mode_asks_before_every_write_and_switching_needs_no_deploy
     status = await status_when(handle, lambda s: s.stage == "waiting for payment")
     assert status.actions == ["create_case: needs_approval → executed (bob@example.com)"]
     assert len(gov.cases(ids["invoice"])) == 1
+    await handle.terminate("test done")
+
+
+# --- the same from a terminal ----------------------------------------------------------------------
+
+
+def revbridge(*argv: str) -> int:
+    from cli.main import main
+
+    return main(list(argv))
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, client: Client, gov: Pair) -> None:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", client.service_client.config.target_host)
+    monkeypatch.setenv("REVBRIDGE_TASK_QUEUE", gov.settings.task_queue)
+
+
+async def test_cli_lists_pending_refuses_the_wrong_approver_and_approves(
+    client: Client, gov: Pair, uid: str, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handle, ids = await start(client, gov, GLOBEX, uid)
+    pending = await pending_of(handle)
+    await asyncio.sleep(1.5)  # visibility is eventually consistent
+    assert await asyncio.to_thread(revbridge, "pending", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {"workflow_id": handle.id, "action_id": pending.action_id} in [
+        {"workflow_id": r["workflow_id"], "action_id": r["action_id"]} for r in listed
+    ]
+
+    code = await asyncio.to_thread(
+        revbridge, "approve", handle.id, "--action", pending.action_id, "--as", "bob@example.com"
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "refused" in err[0] and "needs finance" in err[0]
+    assert gov.credits(ids["customer"]) == 0
+
+    code = await asyncio.to_thread(
+        revbridge,
+        "approve",
+        handle.id,
+        "--action",
+        pending.action_id,
+        "--as",
+        "alice@example.com",
+        "--note",
+        "goodwill",
+    )
+    assert code == 0 and "approve recorded" in capsys.readouterr().out
+    await status_when(handle, lambda s: s.stage == "waiting for payment")
+    assert gov.credits(ids["customer"]) == CREDIT
+    await handle.terminate("test done")
+
+
+async def test_cli_start_checks_who_may_start_what(
+    client: Client, gov: Pair, uid: str, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = gov.seed(NORTHWIND, uid)
+    gov.billing_driver.decline(ids["invoice"])
+    # support may only read: refused, one line, nothing started
+    code = await asyncio.to_thread(
+        revbridge, "start", "dunning", "--invoice", ids["invoice"], "--as", "carol@example.com"
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "may not start dunning" in err[0]
+    with pytest.raises(RPCError):
+        await client.get_workflow_handle(gov.workflow_id(ids["invoice"])).describe()
+    # a RevOps analyst may
+    code = await asyncio.to_thread(
+        revbridge, "start", "dunning", "--invoice", ids["invoice"], "--as", "dave@example.com"
+    )
+    assert code == 0, capsys.readouterr().err
+    handle = client.get_workflow_handle(gov.workflow_id(ids["invoice"]))
+    status = await status_when(handle, lambda s: s.stage == "waiting for payment")
+    assert status.case_id and len(gov.cases(ids["invoice"])) == 1
     await handle.terminate("test done")

@@ -1,0 +1,137 @@
+"""``revbridge pending | approve | reject | start``: people acting on workflows from a terminal.
+
+Approvals go through the workflow's ``decide`` update, so the answer is immediate: accepted, or
+refused with the reason (wrong approver, stale action ID, already decided). Starting work by hand
+is checked against ``policies/starters.cedar`` with the caller's identity first.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.policy import DEFAULT_POLICY_DIR, load_policy_set
+from cli.config import CliError
+from domain import temporal as names
+from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
+from domain.connect import client_connect_kwargs
+from domain.dunning import WORKFLOW_TYPE, DunningInput
+from domain.ids import dunning_workflow_id
+from domain.policy import Outcome, StartAction
+
+PENDING_QUERY = f"{names.APPROVAL.name} = 'pending' AND ExecutionStatus = 'Running'"
+
+
+async def connect() -> Client:
+    try:
+        return await Client.connect(**client_connect_kwargs())
+    except Exception as exc:
+        raise CliError(
+            f"cannot reach Temporal ({type(exc).__name__}); is the stack running?"
+        ) from None
+
+
+async def pending(as_json: bool) -> None:
+    client = await connect()
+    rows: list[dict[str, Any]] = []
+    async for wf in client.list_workflows(PENDING_QUERY):
+        handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
+        try:
+            waiting = await handle.query(QUERY, result_type=list[PendingApproval])
+        except RPCError:
+            continue  # closed between the list and the query
+        for p in waiting:
+            rows.append(
+                {
+                    "workflow_id": wf.id,
+                    "action_id": p.action_id,
+                    "action": p.action.describe(),
+                    "why": p.why,
+                    "policy_ids": p.policy_ids,
+                    "approver_roles": p.approver_roles,
+                    "expires_at": p.expires_at.isoformat(),
+                }
+            )
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("Nothing is waiting for approval.")
+        return
+    for r in rows:
+        print(f"{r['workflow_id']}  {r['action_id']}")
+        print(
+            f"  {r['action']} — needs {' or '.join(r['approver_roles'])} ({', '.join(r['policy_ids'])})"
+        )
+        print(f"  why: {r['why']}")
+        print(f"  expires {r['expires_at']}")
+        print(f"  revbridge approve {r['workflow_id']} --action {r['action_id']} --as <email>")
+
+
+async def decide(
+    workflow_id: str, action_id: str, approver: str, decision: Decision, note: str
+) -> None:
+    client = await connect()
+    handle = client.get_workflow_handle(workflow_id)
+    signal = ApprovalSignal(action_id=action_id, decision=decision, approver=approver, note=note)
+    try:
+        answer = await handle.execute_update(UPDATE, signal, result_type=str)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause.message if exc.cause and hasattr(exc.cause, "message") else str(exc)
+        raise CliError(f"refused: {cause}") from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise CliError(f"no running workflow {workflow_id}") from None
+        raise CliError(
+            f"Temporal refused the request: {exc.status.name if exc.status else exc}"
+        ) from None
+    print(answer)
+
+
+async def start_dunning(
+    invoice_id: str, billing: str, caller: str, policy_dir: Path | None
+) -> None:
+    policies = load_policy_set(policy_dir or DEFAULT_POLICY_DIR)
+    verdict = policies.may_start(caller, StartAction.START_DUNNING)
+    if verdict.outcome is not Outcome.ALLOW:
+        raise CliError(
+            f"{caller} may not start dunning: {'; '.join(verdict.reasons) or 'no role allows it'}"
+        )
+    try:
+        wf_id = dunning_workflow_id(billing, invoice_id)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    client = await connect()
+    try:
+        await client.start_workflow(
+            WORKFLOW_TYPE,
+            DunningInput(billing=billing, invoice_id=invoice_id, started_by=caller),
+            id=wf_id,
+            task_queue=_task_queue(),
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(names.USE_CASE, "dunning"),
+                    SearchAttributePair(names.APPROVAL, "none"),
+                ]
+            ),
+            static_summary=f"Dunning for invoice {invoice_id} ({billing}), started by hand",
+            rpc_timeout=timedelta(seconds=10),
+        )
+    except WorkflowAlreadyStartedError:
+        raise CliError(f"{wf_id} already ran or is running (one dunning run per invoice)") from None
+    print(f"started {wf_id}", file=sys.stdout)
+
+
+def _task_queue() -> str:
+    import os
+
+    return os.environ.get("REVBRIDGE_TASK_QUEUE", names.TASK_QUEUE)
