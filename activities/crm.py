@@ -24,7 +24,9 @@ class CrmActivities:
     @activity.defn(name="find_crm_account")
     @vendor_errors
     def find_crm_account(self, input: FindAccountInput) -> FindAccountResult:
-        return FindAccountResult(account=self.crm.find_account(input.billing, input.customer_id))
+        account = self.crm.find_account(input.billing, input.customer_id)
+        cases = self.crm.open_cases(account.id) if account else []
+        return FindAccountResult(account=account, open_cases=cases)
 
     @activity.defn(name="upsert_crm_case")
     @vendor_errors

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 
 from domain.audit import AuditEntry
-from domain.models import CaseDraft, CrmAccount, Frozen, InvoiceContext, NoteTarget, TaskDraft
+from domain.containment import LlmUsage
+from domain.models import (
+    CaseDraft,
+    CaseSummary,
+    CrmAccount,
+    Frozen,
+    InvoiceContext,
+    NoteTarget,
+    TaskDraft,
+)
 
 
 class GetInvoiceContextInput(Frozen):
@@ -19,12 +28,17 @@ class FindAccountInput(Frozen):
 
 class FindAccountResult(Frozen):
     account: CrmAccount | None
+    #: the account's open support cases (context for the reasoner; customer-controlled text)
+    open_cases: list[CaseSummary] = []
 
 
 class AssessFailureInput(Frozen):
     context: InvoiceContext
     account: CrmAccount | None
     now: datetime
+    open_cases: list[CaseSummary] = []
+    #: LLM usage this workflow has had so far (the per-workflow budget applies to it)
+    usage_so_far: LlmUsage = LlmUsage()
 
 
 class UpsertCaseInput(Frozen):

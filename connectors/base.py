@@ -17,6 +17,7 @@ from domain.audit import AuditEntry
 from domain.models import (
     CaseDraft,
     CaseRef,
+    CaseSummary,
     CrmAccount,
     InvoiceContext,
     NoteTarget,
@@ -89,6 +90,10 @@ class CrmSystem(Protocol):
 
     def find_account(self, billing: str, customer_id: str) -> CrmAccount | None:
         """The CRM account linked to a billing customer, or None."""
+        ...
+
+    def open_cases(self, account_id: str, limit: int = 5) -> list[CaseSummary]:
+        """The account's open support cases, newest first."""
         ...
 
     def upsert_case(self, draft: CaseDraft) -> CaseRef:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -100,6 +101,7 @@ class ChargebeeBilling:
                 id=cust.id,
                 company=cust.company,
                 created_at=_ts(cust.created_at),
+                metadata=_metadata(getattr(cust, "meta_data", None)),
                 mrr=mrr,
                 currency=inv.currency_code,
             ),
@@ -213,6 +215,18 @@ def _classify(exc: APIError, what: str) -> ConnectorError:
         )
     kind = ErrorKind.PERMANENT if status in _PERMANENT_4XX else ErrorKind.RETRYABLE
     return ConnectorError("chargebee", kind, f"{code}: {exc}", status=status, code=code)
+
+
+def _metadata(raw: Any) -> dict[str, str]:
+    """Chargebee's meta_data is free-form JSON; keep its top level as strings."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {"meta_data": raw[:500]}
+    if not isinstance(raw, dict):
+        return {}
+    return {str(k)[:40]: (v if isinstance(v, str) else json.dumps(v))[:500] for k, v in raw.items()}
 
 
 def _float(value: Any) -> float | None:

@@ -51,7 +51,15 @@ from hubspot.crm.tickets.exceptions import ApiException as TicketsApiException
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from domain.audit import AuditEntry
-from domain.models import CaseDraft, CasePriority, CaseRef, CrmAccount, CustomerTier, TaskDraft
+from domain.models import (
+    CaseDraft,
+    CasePriority,
+    CaseRef,
+    CaseSummary,
+    CrmAccount,
+    CustomerTier,
+    TaskDraft,
+)
 from domain.settings import HubSpotSettings
 
 VENDOR = "hubspot"
@@ -302,6 +310,32 @@ class HubSpotCrm:
             else CustomerTier.SMB,
             owner_id=props.get("hubspot_owner_id") or None,
         )
+
+    def open_cases(self, account_id: str, limit: int = 5) -> list[CaseSummary]:
+        ticket_ids = self.associated("companies", [account_id], "tickets").get(str(account_id), [])
+        out = []
+        for ticket_id in sorted(
+            ticket_ids, key=lambda t: (len(t), t), reverse=True
+        ):  # newest first
+            ticket = self._call(
+                self._tickets.get_by_id,
+                ticket_id,
+                properties=["subject", "content", "hs_pipeline_stage"],
+                what="ticket",
+            )
+            props = ticket.properties or {}
+            if props.get("hs_pipeline_stage") == "4":  # the default pipeline's "Closed"
+                continue
+            out.append(
+                CaseSummary(
+                    id=ticket.id,
+                    subject=props.get("subject") or "",
+                    description=props.get("content") or "",
+                )
+            )
+            if len(out) >= limit:
+                break
+        return out
 
     def upsert_case(self, draft: CaseDraft) -> CaseRef:
         properties = {

@@ -27,7 +27,7 @@ from simple_salesforce.exceptions import (
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from domain.audit import AuditEntry
-from domain.models import CaseDraft, CaseRef, CrmAccount, CustomerTier, TaskDraft
+from domain.models import CaseDraft, CaseRef, CaseSummary, CrmAccount, CustomerTier, TaskDraft
 from domain.settings import SalesforceSettings
 
 VENDOR = "salesforce"
@@ -223,6 +223,22 @@ class SalesforceCrm:
             owner_id=row.get("OwnerId"),
         )
 
+    def open_cases(self, account_id: str, limit: int = 5) -> list[CaseSummary]:
+        rows = self.query(
+            format_soql(
+                "SELECT Id, Subject, Description FROM Case WHERE AccountId = {} "
+                "AND IsClosed = false ORDER BY CreatedDate DESC LIMIT {:literal}",
+                account_id,
+                str(int(limit)),
+            )
+        )
+        return [
+            CaseSummary(
+                id=r["Id"], subject=r.get("Subject") or "", description=r.get("Description") or ""
+            )
+            for r in rows
+        ]
+
     def upsert_case(self, draft: CaseDraft) -> CaseRef:
         fields = {
             "Subject": draft.subject[:255],
@@ -256,9 +272,7 @@ class SalesforceCrm:
             fields["WhatId"] = draft.account_id
         if draft.due:
             fields["ActivityDate"] = draft.due.date().isoformat()
-        self._call(
-            lambda sf: sf.Task.upsert(f"RevBridge_Key__c/{draft.key}", fields), what="task"
-        )
+        self._call(lambda sf: sf.Task.upsert(f"RevBridge_Key__c/{draft.key}", fields), what="task")
         row = self._call(
             lambda sf: sf.Task.get_by_custom_id("RevBridge_Key__c", draft.key), what="task"
         )

@@ -150,6 +150,11 @@ class StripeBilling:
                 id=str(cust["id"]),
                 company=cust.get("name") or cust.get("business_name") or None,
                 created_at=_ts(cust.get("created")),
+                metadata={
+                    str(k): str(v)
+                    for k, v in (cust.get("metadata") or {}).items()
+                    if not str(k).startswith(METADATA_PREFIX)
+                },
                 mrr=mrr,
                 currency=currency,
             ),

@@ -43,7 +43,13 @@ class AuditEntry(Frozen):
             self.summary,
             f"decision: {self.decision}"
             + (f" ({', '.join(self.policy_ids)})" if self.policy_ids else ""),
-            f"reasoner: {self.reasoner}" + (f" / {self.model}" if self.model else ""),
+            f"reasoner: {self.reasoner}"
+            + (f" / {self.model}" if self.model else "")
+            + (
+                f" ({self.input_tokens} in / {self.output_tokens} out tokens)"
+                if self.input_tokens or self.output_tokens
+                else ""
+            ),
             f"workflow: {self.workflow_id} (run {self.run_id})",
         ]
         if self.approver:

@@ -33,6 +33,11 @@ class DunningAssessment(Frozen):
     proposed_actions: list[ProposedAction] = []
     reasoner: str = "rules"
     model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    #: reasoner output that deterministic code refused before anything could act on it,
+    #: as "code: message" (the workflow audits each)
+    rejected: list[str] = []
 
 
 # Decline codes as Stripe and Chargebee gateways report them, by what they mean for recovery.

@@ -110,6 +110,8 @@ class BillingCustomer(Frozen):
     created_at: datetime | None = None
     mrr: int = 0
     currency: str = "USD"
+    #: free-form key/values on the customer (customer-controlled text: data, never instructions)
+    metadata: dict[str, str] = {}
 
 
 class InvoiceContext(Frozen):
@@ -139,6 +141,14 @@ class CrmAccount(Frozen):
     name: str
     tier: CustomerTier = CustomerTier.SMB
     owner_id: str | None = None
+
+
+class CaseSummary(Frozen):
+    """An open support case on an account (its text is customer-controlled)."""
+
+    id: str
+    subject: str = ""
+    description: str = ""
 
 
 class CasePriority(StrEnum):

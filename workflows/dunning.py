@@ -148,10 +148,24 @@ class DunningWorkflow(GovernedWorkflow):
         self._account = found.account
         assessment = self._assessment = await workflow.execute_activity_method(
             ReasoningActivities.assess_payment_failure,
-            AssessFailureInput(context=ctx, account=found.account, now=workflow.now()),
+            AssessFailureInput(
+                context=ctx, account=found.account, now=workflow.now(), open_cases=found.open_cases
+            ),
             summary="classify the failure",
             **_READ,
         )
+        for refusal in assessment.rejected:
+            # what the reasoner asked for never reached an activity; the record says why
+            code = refusal.split(":", 1)[0]
+            await self._audit(
+                "llm_output_rejected",
+                decision="deny",
+                policy_ids=[f"containment:{code}"],
+                outcome="blocked",
+                summary=f"The {assessment.model or 'LLM'} reply was refused by code: {refusal}. "
+                "The rules decided instead.",
+                key_suffix=code,
+            )
         self._update(
             stage="opening the CRM case",
             failure_class=assessment.failure_class.value,
@@ -341,6 +355,8 @@ class DunningWorkflow(GovernedWorkflow):
             approver=approver,
             reasoner=assessment.reasoner if assessment else "rules",
             model=assessment.model if assessment else None,
+            input_tokens=assessment.input_tokens if assessment else 0,
+            output_tokens=assessment.output_tokens if assessment else 0,
             outcome=outcome,
             summary=summary,
             workflow_id=info.workflow_id,
