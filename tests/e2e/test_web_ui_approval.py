@@ -1,0 +1,194 @@
+"""An operator approves a pending action in the real Temporal Web UI, in headless Chromium.
+
+Its own dev server with the UI (the session's has none), a Chargebee × Salesforce worker on the
+session's sandboxes, a governed dunning run waiting for finance. The browser reads the current
+details (User Metadata tab), sends the signal ``approval`` through "More Actions → Send a Signal"
+with the JSON shown there, and the credit is applied: checked outside the browser.
+
+Drives Debian's system Chromium through the ``playwright`` package; no browser is downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import urllib.parse
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Page, async_playwright, expect
+from temporalio.client import WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from cli.stack import temporal_binary
+from domain import temporal as names
+from sandbox.framework import free_port
+from tests.pairs import Pair, pair_settings
+from tests.workflows.test_approvals import CREDIT, GLOBEX, pending_of, start, status_when
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]  # Playwright adds a fresh --user-data-dir itself
+TASK_QUEUE = "revbridge-webui"
+APPROVER = "alice@example.com"  # finance, in policies/approvers.yaml
+
+
+@dataclass
+class WebUiStack:
+    env: WorkflowEnvironment
+    pair: Pair
+    ui_url: str
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+            "CI installs it",
+            pytrace=False,
+        )
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+async def stack(chromium: Path, sandbox_urls: dict[str, str]) -> AsyncIterator[WebUiStack]:
+    from workers.main import build_worker
+
+    ui_port = free_port()
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        ui=True,
+        ui_port=ui_port,
+        search_attributes=names.ALL_SEARCH_ATTRIBUTE_KEYS,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "history.transferProcessorMaxPollRPS=1000",
+        ],
+    )
+    try:
+        settings = pair_settings(sandbox_urls, "chargebee", "salesforce", TASK_QUEUE)
+        pair = Pair.build(settings, sandbox_urls, webhook_url="http://unused")
+        # direct starts only: the sandbox's webhooks must not reach other tests' services
+        httpx.delete(sandbox_urls["chargebee"] + "/_sandbox/webhooks").raise_for_status()
+        worker = build_worker(env.client, pair.billing, pair.crm, task_queue=TASK_QUEUE)
+        task = asyncio.create_task(worker.run())
+        try:
+            yield WebUiStack(env, pair, f"http://127.0.0.1:{ui_port}")
+        finally:
+            await worker.shutdown()
+            await task
+    finally:
+        await env.shutdown()
+
+
+async def ui_ready(url: str, within_s: float = 15) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    async with httpx.AsyncClient(timeout=2) as http:
+        while True:
+            try:
+                if (await http.get(url)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"the Web UI at {url} never answered")
+            await asyncio.sleep(0.2)
+
+
+async def approve_in_web_ui(page: Page, url: str, action_id: str) -> None:
+    await page.goto(url)
+    # current details live in the User Metadata tab, as markdown rendered in an iframe
+    await page.get_by_role("tab", name="User Metadata").click()
+    await expect(page.get_by_role("heading", name="Current Details")).to_be_visible()
+    details = page.locator("iframe#user-metadata-current-details").content_frame
+    await expect(details.get_by_text("Approval needed:")).to_be_visible(timeout=10_000)
+    await expect(details.get_by_text(action_id)).to_be_visible()
+    shown = details.locator("code", has_text='"action_id"')
+    signal = json.loads(await shown.inner_text())
+    assert signal["action_id"] == action_id
+    signal["approver"] = APPROVER
+
+    await page.get_by_role("button", name="More Actions").click()
+    await page.get_by_role("menuitem", name="Send a Signal").click()
+    dialog = page.get_by_role("dialog", name="Send a Signal")
+    # the options (name + description) come from the workflow's metadata query, via the worker
+    await dialog.get_by_role("button", name="Select a signal").click()
+    await dialog.get_by_role("option", name=re.compile(r"^approval\b")).click()
+    data = dialog.get_by_role("textbox", name="Data")
+    await data.fill(json.dumps(signal))
+    # the editor reformats the JSON on blur, which moves Submit: blur first, then click it
+    await data.press("Tab")
+    submit = dialog.get_by_role("button", name="Submit")
+    await expect(submit).to_be_enabled()
+    async with page.expect_response(
+        lambda r: "/signal/approval" in r.url and r.request.method == "POST"
+    ) as sent:
+        await submit.click()
+    response = await sent.value
+    assert response.ok, f"the UI's signal request failed: {await response.text()}"
+    await expect(dialog).to_be_hidden()
+
+
+async def approval_state(handle: WorkflowHandle, want: str, within_s: float = 20) -> str | None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        state = (await handle.describe()).typed_search_attributes.get(names.APPROVAL)
+        if state == want or asyncio.get_running_loop().time() > deadline:
+            return state
+        await asyncio.sleep(0.2)
+
+
+async def test_operator_approves_a_credit_in_the_web_ui(
+    stack: WebUiStack, chromium: Path, uid: str, tmp_path: Path
+) -> None:
+    pair = stack.pair
+    handle, ids = await start(stack.env.client, pair, GLOBEX, uid)
+    try:
+        pending = await pending_of(handle)
+        assert pending.action.kind.value == "apply_credit"
+        assert "finance" in pending.approver_roles
+        assert pair.credits(ids["customer"]) == 0
+        await ui_ready(stack.ui_url)
+
+        url = (
+            f"{stack.ui_url}/namespaces/default/workflows/{urllib.parse.quote(handle.id, safe='')}"
+        )
+        async with async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+            page = await browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(15_000)
+            try:
+                await approve_in_web_ui(page, url, pending.action_id)
+            except Exception:
+                shot = tmp_path / "web-ui-failure.png"
+                with contextlib.suppress(Exception):  # never hide the real failure
+                    await page.screenshot(path=shot, full_page=True)
+                    print(f"Web UI screenshot: {shot}")
+                raise
+            finally:
+                await browser.close()
+
+        status = await status_when(handle, lambda s: s.stage == "waiting for payment")
+        assert f"apply_credit: needs_approval → executed ({APPROVER})" in status.actions
+        assert pair.credits(ids["customer"]) == CREDIT
+        assert await approval_state(handle, "approved") == "approved"
+    finally:
+        await handle.terminate("test done")
