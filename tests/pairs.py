@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,33 @@ class Pair:
             headers={"Authorization": f"Bearer {STRIPE_KEY}"},
         )
         body = raw.raise_for_status().content
+        return body, {"Stripe-Signature": signature_header(body, [STRIPE_SECRET])}
+
+    def synthetic_failure(self, invoice_id: str, customer_id: str) -> tuple[bytes, dict[str, str]]:
+        """A well-formed, authentic failure event for an invoice the platform does not know."""
+        if self.settings.billing == "chargebee":
+            from tests.webhooks.helpers import payment_failed
+
+            return payment_failed(invoice_id, customer_id=customer_id), {}
+        event = {
+            "id": f"evt_{invoice_id}",
+            "object": "event",
+            "type": "invoice.payment_failed",
+            "created": int(time.time()),
+            "livemode": False,
+            "request": {"id": None, "idempotency_key": None},
+            "data": {
+                "object": {
+                    "id": invoice_id,
+                    "object": "invoice",
+                    "customer": customer_id,
+                    "amount_due": 1000,
+                    "currency": "usd",
+                    "status": "open",
+                }
+            },
+        }
+        body = json.dumps(event).encode()
         return body, {"Stripe-Signature": signature_header(body, [STRIPE_SECRET])}
 
     async def redeliver(

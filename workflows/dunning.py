@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.approval import Governed, GovernedWorkflow
 
@@ -122,12 +123,22 @@ class DunningWorkflow(GovernedWorkflow):
         )
         self._refusal_auditor = asyncio.create_task(self.audit_refusals(self._audit_refusal))
 
-        ctx = self._ctx = await workflow.execute_activity_method(
-            BillingActivities.get_invoice_context,
-            GetInvoiceContextInput(invoice_id=input.invoice_id),
-            summary="re-fetch invoice, customer and payments",
-            **_READ,
-        )
+        try:
+            ctx = self._ctx = await workflow.execute_activity_method(
+                BillingActivities.get_invoice_context,
+                GetInvoiceContextInput(invoice_id=input.invoice_id),
+                summary="re-fetch invoice, customer and payments",
+                **_READ,
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, ApplicationError) and (err.cause.type or "").endswith(
+                ".not_found"
+            ):
+                # An event about an invoice (or customer) the billing platform does not know:
+                # nothing to act on, nothing written. The history and the log say why.
+                workflow.logger.warning("invoice %s not found in billing", input.invoice_id)
+                return await self._finish("unknown_invoice")
+            raise
         self._update(stage="gathering context", customer_id=ctx.customer.id)
         workflow.upsert_search_attributes(
             [

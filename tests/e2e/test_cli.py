@@ -40,12 +40,25 @@ def revbridge(*args: str, cwd: Path, timeout: float = 120) -> subprocess.Complet
 
 
 @pytest.mark.e2e
-def test_demo_turns_failed_payments_into_cases_with_audit_on_both_sides(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("billing", "crm"),
+    [
+        ("chargebee", "salesforce"),
+        ("chargebee", "hubspot"),
+        ("stripe", "salesforce"),
+        ("stripe", "hubspot"),
+    ],
+)
+def test_demo_turns_failed_payments_into_cases_with_audit_on_both_sides(
+    tmp_path: Path, billing: str, crm: str
+) -> None:
     config = stack_config(tmp_path)
-    run = revbridge("demo", "--json", "--config", str(config), cwd=tmp_path)
+    run = revbridge(
+        "demo", "--json", "--billing", billing, "--crm", crm, "--config", str(config), cwd=tmp_path
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads(run.stdout)
-    assert summary["pair"] == {"billing": "chargebee", "crm": "salesforce"}
+    assert summary["pair"] == {"billing": billing, "crm": crm}
     assert summary["stack"] == "started for this run and stopped"
     rows = summary["customers"]
     assert len(rows) == 3
@@ -53,7 +66,7 @@ def test_demo_turns_failed_payments_into_cases_with_audit_on_both_sides(tmp_path
         assert row["case"]["id"] and row["case"]["number"]
         assert row["crm_audit"][0]["action"] == "create_case"
         assert row["billing_notes"] >= 1
-        assert row["workflow_id"] == f"dunning:chargebee:{row['invoice']}"
+        assert row["workflow_id"] == f"dunning:{billing}:{row['invoice']}"
     states = {row["company"]: row["state"] for row in rows}
     assert states["Initech"] == "recovered"
     assert states["Globex Corporation"] == "waiting for approval"

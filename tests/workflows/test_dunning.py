@@ -258,3 +258,17 @@ async def test_failure_event_for_an_already_paid_invoice_opens_nothing(
     assert result.outcome == "already_paid"
     assert pair.cases(ids["invoice"]) == []
     await keep_history(pair, handle, "already_paid")
+
+
+async def test_an_authentic_event_for_an_unknown_invoice_writes_nothing(
+    client: Client, pair: Pair, uid: str
+) -> None:
+    invoice, customer = f"INV-ghost-{uid}", f"ghost-{uid}"
+    body, headers = pair.synthetic_failure(invoice, customer)
+    [resp] = await pair.redeliver(body, headers, times=1)
+    assert resp.status_code == 202  # authentic: accepted; the workflow re-fetches before acting
+    handle = client.get_workflow_handle(pair.workflow_id(invoice), result_type=DunningResult)
+    result = await asyncio.wait_for(handle.result(), timeout=20)
+    assert result.outcome == "unknown_invoice"
+    assert result.case_id is None and result.audit_ids == []
+    assert pair.cases(invoice) == []
