@@ -6,7 +6,6 @@ Each test uses fresh business IDs (uuid-based), so tests share the session's ser
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -100,13 +99,8 @@ async def worker(client: Client, settings: Settings) -> AsyncIterator[None]:
     from connectors.registry import build_billing, build_crm
     from workers.main import build_worker
 
-    w = build_worker(client, build_billing(settings), build_crm(settings))
-    task = asyncio.create_task(w.run())
-    try:
+    async with build_worker(client, build_billing(settings), build_crm(settings)):
         yield
-    finally:
-        await w.shutdown()
-        await task
 
 
 @pytest.fixture
@@ -152,15 +146,10 @@ async def pair_deployment(
     app = App("webhooks", create_app(settings, client=TemporalConnection()))
     with ServerThread({app: 0}) as thread:
         pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
-        worker = build_worker(
+        async with build_worker(
             temporal_env.client, pair.billing, pair.crm, task_queue=settings.task_queue
-        )
-        task = asyncio.create_task(worker.run())
-        try:
+        ):
             yield pair
-        finally:
-            await worker.shutdown()
-            await task
 
 
 @pytest.fixture

@@ -6,16 +6,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import httpx
 from pydantic import SecretStr
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 from cli.drivers import BillingDriver, CrmDriver, drivers
 from connectors.registry import build_billing, build_crm
+from domain import temporal as names
+from domain.approvals import QUERY, ApprovalTiming, PendingApproval
+from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
 from domain.ids import idempotency_key
-from domain.models import NoteTarget
+from domain.models import NoteTarget, PaymentFailed
 from domain.settings import (
     ChargebeeSettings,
     HubSpotSettings,
@@ -25,6 +32,48 @@ from domain.settings import (
     WebhookSettings,
 )
 from sandbox.stripe.signing import signature_header
+
+T = TypeVar("T")
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str, within_s: float = 20.0
+) -> T:
+    """Poll ``probe`` until ``ok`` holds (queries may fail before the first workflow task)."""
+    deadline = time.monotonic() + within_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = await probe()
+            if ok(last):  # type: ignore[arg-type]
+                return last  # type: ignore[return-value]
+        except (RPCError, WorkflowQueryFailedError) as exc:
+            last = exc
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{what} never happened; last seen: {last!r}"[:500])
+
+
+async def status_when(
+    handle: WorkflowHandle, ok: Callable[[DunningStatus], bool], within_s: float = 20.0
+) -> DunningStatus:
+    return await eventually(
+        lambda: handle.query("status", result_type=DunningStatus), ok, "status", within_s
+    )
+
+
+async def stage(handle: WorkflowHandle, name: str, within_s: float = 20.0) -> DunningStatus:
+    return await status_when(handle, lambda s: s.stage == name, within_s)
+
+
+async def pending_of(handle: WorkflowHandle, within_s: float = 20.0) -> PendingApproval:
+    found = await eventually(
+        lambda: handle.query(QUERY, result_type=list[PendingApproval]),
+        bool,
+        "a pending approval",
+        within_s,
+    )
+    return found[0]
+
 
 PAIRS = [
     ("chargebee", "salesforce"),
@@ -180,6 +229,42 @@ class Pair:
         }
         body = json.dumps(event).encode()
         return body, {"Stripe-Signature": signature_header(body, [STRIPE_SECRET])}
+
+    async def start_directly(
+        self,
+        client: Client,
+        ids: dict[str, str],
+        event_id: str,
+        *,
+        amount_due: int = 0,
+        payment_wait: timedelta = timedelta(days=14),
+        retry_after: timedelta = timedelta(days=3),
+        approval: ApprovalTiming = ApprovalTiming(),
+    ) -> WorkflowHandle:
+        """Signal-with-start a dunning run as the webhook service would, without a webhook."""
+        event = PaymentFailed(
+            billing=self.settings.billing,
+            event_id=event_id,
+            invoice_id=ids["invoice"],
+            customer_id=ids["customer"],
+            amount_due=amount_due,
+            occurred_at=datetime.now(UTC),
+        )
+        return await client.start_workflow(
+            WORKFLOW_TYPE,
+            DunningInput(
+                billing=self.settings.billing,
+                invoice_id=ids["invoice"],
+                payment_wait=payment_wait,
+                retry_after=retry_after,
+                approval=approval,
+            ),
+            id=self.workflow_id(ids["invoice"]),
+            task_queue=self.settings.task_queue,
+            start_signal=names.SIGNAL_PAYMENT_FAILED,
+            start_signal_args=[event],
+            result_type=DunningResult,
+        )
 
     async def redeliver(
         self, body: bytes, headers: dict[str, str], times: int

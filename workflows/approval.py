@@ -17,10 +17,10 @@ action ID change nothing and are audited; a second approval of the same action i
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+
+from workflows.options import POLICY, WRITE
 
 with workflow.unsafe.imports_passed_through():
     from activities.crm import CrmActivities
@@ -50,16 +50,6 @@ with workflow.unsafe.imports_passed_through():
         PolicyDecision,
         PolicyRequest,
     )
-
-_POLICY = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10),
-}
-_WRITE = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "schedule_to_close_timeout": timedelta(minutes=25),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=60)),
-}
 
 
 class Governed(Frozen):
@@ -157,7 +147,7 @@ class GovernedWorkflow:
             discount_percent=action.discount_percent,
         )
         decision = await workflow.execute_activity_method(
-            PolicyActivities.decide, request, summary=f"policy: {action.kind.value}", **_POLICY
+            PolicyActivities.decide, request, summary=f"policy: {action.kind.value}", **POLICY
         )
         if decision.outcome is Outcome.DENY:
             outcome = Governed(action=action, decision=decision, status="blocked")
@@ -182,7 +172,7 @@ class GovernedWorkflow:
                     PolicyActivities.decide,
                     request.model_copy(update={"approved_by": answer.approver}),
                     summary=f"policy: {action.kind.value} approved by a person",
-                    **_POLICY,
+                    **POLICY,
                 )
                 if approved.outcome is Outcome.ALLOW:
                     # audited as what policy asked for (needs_approval), carried out on approval
@@ -228,7 +218,7 @@ class GovernedWorkflow:
             PolicyActivities.eligible_approvers,
             EligibleApproversInput(action=action.kind, roles=decision.approver_roles),
             summary="who may approve",
-            **_POLICY,
+            **POLICY,
         )
         now = workflow.now()
         pending = PendingApproval(
@@ -333,5 +323,5 @@ class GovernedWorkflow:
                 )
             ),
             summary="remind the approvers",
-            **_WRITE,
+            **WRITE,
         )

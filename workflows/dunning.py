@@ -21,10 +21,10 @@ import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.approval import Governed, GovernedWorkflow
+from workflows.options import READ, WRITE
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
@@ -59,18 +59,6 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import AccountFacts, ActionKind
 
 USE_CASE = "dunning"
-
-_READ = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=60), maximum_attempts=20),
-}
-# Writes stop retrying well inside Chargebee's 30-minute idempotency window, so a late retry can
-# never be taken for a new request.
-_WRITE = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "schedule_to_close_timeout": timedelta(minutes=25),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=60)),
-}
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -128,7 +116,7 @@ class DunningWorkflow(GovernedWorkflow):
                 BillingActivities.get_invoice_context,
                 GetInvoiceContextInput(invoice_id=input.invoice_id),
                 summary="re-fetch invoice, customer and payments",
-                **_READ,
+                **READ,
             )
         except ActivityError as err:
             if isinstance(err.cause, ApplicationError) and (err.cause.type or "").endswith(
@@ -154,7 +142,7 @@ class DunningWorkflow(GovernedWorkflow):
             CrmActivities.find_crm_account,
             FindAccountInput(billing=input.billing, customer_id=ctx.customer.id),
             summary="find the linked CRM account",
-            **_READ,
+            **READ,
         )
         self._account = found.account
         assessment = self._assessment = await workflow.execute_activity_method(
@@ -163,7 +151,7 @@ class DunningWorkflow(GovernedWorkflow):
                 context=ctx, account=found.account, now=workflow.now(), open_cases=found.open_cases
             ),
             summary="classify the failure",
-            **_READ,
+            **READ,
         )
         for refusal in assessment.rejected:
             # what the reasoner asked for never reached an activity; the record says why
@@ -257,7 +245,7 @@ class DunningWorkflow(GovernedWorkflow):
                 CrmActivities.upsert_crm_case,
                 UpsertCaseInput(draft=self._case_draft()),
                 summary="open the billing case",
-                **_WRITE,
+                **WRITE,
             )
             self._update(case_id=self._case.id, case_number=self._case.number)
             return self._case.id
@@ -272,7 +260,7 @@ class DunningWorkflow(GovernedWorkflow):
                     idempotency_key=key,
                 ),
                 summary="apply the credit",
-                **_WRITE,
+                **WRITE,
             )
             return credit.id
         if action.kind is ActionKind.RETRY_PAYMENT:
@@ -280,7 +268,7 @@ class DunningWorkflow(GovernedWorkflow):
                 BillingActivities.retry_payment,
                 RetryPaymentInput(invoice_id=self._ctx.invoice.id, idempotency_key=key),
                 summary="retry the payment",
-                **_WRITE,
+                **WRITE,
             )
             return (
                 "paid" if attempt.succeeded else f"declined ({attempt.decline_code or 'no code'})"
@@ -381,7 +369,7 @@ class DunningWorkflow(GovernedWorkflow):
                 CrmActivities.write_crm_audit,
                 WriteAuditInput(entry=entry),
                 summary=f"audit {action} in the CRM",
-                **_WRITE,
+                **WRITE,
             ),
             workflow.execute_activity_method(
                 BillingActivities.add_billing_note,
@@ -393,7 +381,7 @@ class DunningWorkflow(GovernedWorkflow):
                     ),
                 ),
                 summary=f"audit {action} in billing",
-                **_WRITE,
+                **WRITE,
             ),
         )
         self._update(audit_ids=[*self._status.audit_ids, crm_id.id, note_id.id])

@@ -29,8 +29,8 @@ from temporalio.testing import WorkflowEnvironment
 from cli.stack import temporal_binary
 from domain import temporal as names
 from sandbox.framework import free_port
-from tests.pairs import Pair, pair_settings
-from tests.workflows.test_approvals import CREDIT, GLOBEX, pending_of, start, status_when
+from tests.pairs import Pair, pair_settings, pending_of, status_when
+from tests.workflows.test_approvals import CREDIT, GLOBEX, start
 
 pytestmark = pytest.mark.e2e
 
@@ -88,13 +88,8 @@ async def stack(chromium: Path, sandbox_urls: dict[str, str]) -> AsyncIterator[W
         pair = Pair.build(settings, sandbox_urls, webhook_url="http://unused")
         # direct starts only: the sandbox's webhooks must not reach other tests' services
         httpx.delete(sandbox_urls["chargebee"] + "/_sandbox/webhooks").raise_for_status()
-        worker = build_worker(env.client, pair.billing, pair.crm, task_queue=TASK_QUEUE)
-        task = asyncio.create_task(worker.run())
-        try:
+        async with build_worker(env.client, pair.billing, pair.crm, task_queue=TASK_QUEUE):
             yield WebUiStack(env, pair, f"http://127.0.0.1:{ui_port}")
-        finally:
-            await worker.shutdown()
-            await task
     finally:
         await env.shutdown()
 

@@ -35,7 +35,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
     from domain.models import PaymentFailed
     from sandbox.scenarios import DEMO_CUSTOMERS, chargebee_seed, salesforce_seed
-    from workflows.dunning import _READ, DunningWorkflow
+    from workflows.dunning import DunningWorkflow
+    from workflows.options import READ
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 DUNNING = sorted(HISTORIES.glob("DunningWorkflow__*.json"))
@@ -71,7 +72,7 @@ class _DunningVariant(DunningWorkflow):
             CrmActivities.find_crm_account,
             FindAccountInput(billing=input.billing, customer_id=self._failures[0].customer_id),
             summary="find the linked CRM account",
-            **_READ,
+            **READ,
         )
 
 

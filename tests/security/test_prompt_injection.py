@@ -23,11 +23,9 @@ import pytest
 from temporalio.client import Client
 
 from connectors.reasoner import LlmReasoner, LlmReply
-from domain import temporal as names
 from domain.approvals import ApprovalTiming
 from domain.containment import LlmUsage
-from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult
-from domain.models import PaymentFailed
+from domain.dunning import DunningResult
 from tests.pairs import Pair, pair_settings
 from tests.security.injection_payloads import OTHER_CUSTOMER_ID, PAYLOADS, PII_SAMPLES, SURFACES
 
@@ -110,15 +108,10 @@ async def deployment(
     settings = pair_settings(sandbox_urls, "chargebee", "salesforce", QUEUE)
     pair = Pair.build(settings, sandbox_urls, webhook_url="http://unused")
     httpx.delete(sandbox_urls["chargebee"] + "/_sandbox/webhooks").raise_for_status()
-    worker = build_worker(
+    async with build_worker(
         client, pair.billing, pair.crm, reasoner=LlmReasoner(llm), task_queue=QUEUE
-    )
-    task = asyncio.create_task(worker.run())
-    try:
+    ):
         yield pair
-    finally:
-        await worker.shutdown()
-        await task
 
 
 def seed(urls: dict[str, str], uid: str) -> list[dict[str, str]]:
@@ -211,31 +204,16 @@ async def test_an_obedient_llm_moves_no_money_touches_no_one_else_and_is_audited
         deployment.billing_driver.decline(row["invoice"])
 
     async def run(row: dict[str, str]) -> DunningResult:
-        handle = await client.start_workflow(
-            WORKFLOW_TYPE,
-            DunningInput(
-                billing="chargebee",
-                invoice_id=row["invoice"],
-                payment_wait=timedelta(seconds=6),
-                retry_after=timedelta(seconds=5),
-                approval=ApprovalTiming(
-                    remind_after=timedelta(seconds=1), expire_after=timedelta(seconds=2)
-                ),
+        handle = await deployment.start_directly(
+            client,
+            row,
+            f"ev-{row['invoice']}",
+            amount_due=AMOUNT,
+            payment_wait=timedelta(seconds=6),
+            retry_after=timedelta(seconds=5),
+            approval=ApprovalTiming(
+                remind_after=timedelta(seconds=1), expire_after=timedelta(seconds=2)
             ),
-            id=deployment.workflow_id(row["invoice"]),
-            task_queue=QUEUE,
-            start_signal=names.SIGNAL_PAYMENT_FAILED,
-            start_signal_args=[
-                PaymentFailed(
-                    billing="chargebee",
-                    event_id=f"ev-{row['invoice']}",
-                    invoice_id=row["invoice"],
-                    customer_id=row["customer"],
-                    amount_due=AMOUNT,
-                    occurred_at=datetime.now(UTC),
-                )
-            ],
-            result_type=DunningResult,
         )
         return await handle.result()
 

@@ -12,7 +12,7 @@ import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -24,7 +24,6 @@ from temporalio.service import RPCError
 
 from domain import temporal as names
 from domain.approvals import (
-    QUERY,
     SIGNAL,
     UPDATE,
     ApprovalSignal,
@@ -32,10 +31,8 @@ from domain.approvals import (
     Decision,
     PendingApproval,
 )
-from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
-from domain.models import PaymentFailed
 from sandbox.scenarios import DEMO_CUSTOMERS
-from tests.pairs import Pair, pair_settings
+from tests.pairs import Pair, pair_settings, pending_of, status_when
 
 GLOBEX = DEMO_CUSTOMERS[1]
 NORTHWIND = DEMO_CUSTOMERS[0]
@@ -73,66 +70,25 @@ async def gov(
     settings = pair_settings(sandbox_urls, "chargebee", "salesforce", "revbridge-governance")
     pair = Pair.build(settings, sandbox_urls, webhook_url="http://unused")
     httpx.delete(sandbox_urls["chargebee"] + "/_sandbox/webhooks")  # direct starts only
-    worker = build_worker(
+    async with build_worker(
         client, pair.billing, pair.crm, task_queue=settings.task_queue, policy_dir=policy_dir
-    )
-    task = asyncio.create_task(worker.run())
-    try:
+    ):
         yield pair
-    finally:
-        await worker.shutdown()
-        await task
 
 
 async def start(
-    client: Client, pair: Pair, customer, uid: str, timing: ApprovalTiming = SLOW
-) -> tuple[WorkflowHandle, dict]:  # noqa: ANN001
+    client: Client,
+    pair: Pair,
+    customer,
+    uid: str,
+    timing: ApprovalTiming = SLOW,  # noqa: ANN001
+) -> tuple[WorkflowHandle, dict]:
     ids = pair.seed(customer, uid)
     pair.billing_driver.decline(ids["invoice"])  # the sandbox's webhooks go nowhere here
-    event = PaymentFailed(
-        billing="chargebee",
-        event_id=f"ev_{uid}",
-        invoice_id=ids["invoice"],
-        customer_id=ids["customer"],
-        amount_due=customer.invoice_total,
-        occurred_at=datetime.now(UTC),
-    )
-    handle = await client.start_workflow(
-        WORKFLOW_TYPE,
-        DunningInput(
-            billing="chargebee",
-            invoice_id=ids["invoice"],
-            payment_wait=timedelta(days=14),
-            retry_after=timedelta(days=3),
-            approval=timing,
-        ),
-        id=pair.workflow_id(ids["invoice"]),
-        task_queue=pair.settings.task_queue,
-        start_signal=names.SIGNAL_PAYMENT_FAILED,
-        start_signal_args=[event],
-        result_type=DunningResult,
+    handle = await pair.start_directly(
+        client, ids, f"ev_{uid}", amount_due=customer.invoice_total, approval=timing
     )
     return handle, ids
-
-
-async def pending_of(handle: WorkflowHandle, within_s: float = 20) -> PendingApproval:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while asyncio.get_running_loop().time() < deadline:
-        pending = await handle.query(QUERY, result_type=list[PendingApproval])
-        if pending:
-            return pending[0]
-        await asyncio.sleep(0.1)
-    raise AssertionError("nothing became pending")
-
-
-async def status_when(handle: WorkflowHandle, predicate, within_s: float = 20) -> DunningStatus:  # noqa: ANN001
-    deadline = asyncio.get_running_loop().time() + within_s
-    while asyncio.get_running_loop().time() < deadline:
-        status = await handle.query("status", result_type=DunningStatus)
-        if predicate(status):
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"status never matched; last: {status}")
 
 
 async def audit_when(pair: Pair, ids: dict, predicate, within_s: float = 10) -> list[dict]:  # noqa: ANN001

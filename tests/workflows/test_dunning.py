@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -22,11 +21,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from domain import temporal as names
-from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
-from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
-from domain.models import PaymentFailed
+from domain.approvals import UPDATE, ApprovalSignal, Decision
+from domain.dunning import DunningResult, DunningStatus
 from sandbox.scenarios import DEMO_CUSTOMERS
-from tests.pairs import Pair
+from tests.pairs import Pair, pending_of, stage
 
 NORTHWIND, GLOBEX, INITECH = DEMO_CUSTOMERS
 HISTORIES = Path(__file__).parent.parent / "histories"
@@ -45,63 +43,6 @@ async def keep_history(pair: Pair, handle: WorkflowHandle, name: str) -> None:
         (HISTORIES / f"DunningWorkflow__{name}.json").write_text(history.to_json())
 
 
-async def wait_for_stage(
-    handle: WorkflowHandle, stage: str, within_s: float = 20.0
-) -> DunningStatus:
-    deadline = time.monotonic() + within_s
-    while True:
-        try:
-            status = await handle.query("status", result_type=DunningStatus)
-            if status.stage == stage:
-                return status
-        except Exception:  # noqa: S110 - not started yet / first task not processed
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"workflow did not reach {stage!r}")
-        await asyncio.sleep(0.1)
-
-
-async def wait_for_pending(handle: WorkflowHandle, within_s: float = 20.0) -> list[PendingApproval]:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        pending = await handle.query(QUERY, result_type=list[PendingApproval])
-        if pending:
-            return pending
-        await asyncio.sleep(0.1)
-    raise AssertionError("nothing became pending")
-
-
-async def start_directly(
-    client: Client,
-    pair: Pair,
-    ids: dict[str, str],
-    uid: str,
-    wait: timedelta,
-    retry_after: timedelta = timedelta(days=3),
-) -> WorkflowHandle:
-    event = PaymentFailed(
-        billing=pair.settings.billing,
-        event_id=f"ev_{uid}",
-        invoice_id=ids["invoice"],
-        customer_id=ids["customer"],
-        occurred_at=datetime.now(UTC),
-    )
-    return await client.start_workflow(
-        WORKFLOW_TYPE,
-        DunningInput(
-            billing=pair.settings.billing,
-            invoice_id=ids["invoice"],
-            payment_wait=wait,
-            retry_after=retry_after,
-        ),
-        id=pair.workflow_id(ids["invoice"]),
-        task_queue=pair.settings.task_queue,
-        start_signal=names.SIGNAL_PAYMENT_FAILED,
-        start_signal_args=[event],
-        result_type=DunningResult,
-    )
-
-
 async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers(
     client: Client, pair: Pair, uid: str
 ) -> None:
@@ -112,8 +53,8 @@ async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers
     handle = client.get_workflow_handle(wf_id, result_type=DunningResult)
     # An enterprise account short of funds: the rules propose a 5% courtesy credit, which is
     # above what policy allows automatically, so it waits for finance.
-    await wait_for_stage(handle, "deciding on apply_credit")
-    [pending] = await wait_for_pending(handle)
+    await stage(handle, "deciding on apply_credit")
+    pending = await pending_of(handle)
     assert pending.action.kind.value == "apply_credit"
     assert pending.action.amount == GLOBEX.invoice_total * 5 // 100
     assert pending.approver_roles == ["finance"]
@@ -130,7 +71,7 @@ async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers
             note="ok",
         ),
     )
-    status = await wait_for_stage(handle, "waiting for payment")
+    status = await stage(handle, "waiting for payment")
     assert status.failure_class in ("insufficient_funds", "unknown")  # Stripe may not say why
     assert status.priority == "High"  # enterprise + large amount
     assert status.actions[:2] == [
@@ -178,7 +119,7 @@ async def test_same_webhook_five_times_concurrently_gives_one_workflow_and_one_c
     ids = pair.seed(NORTHWIND, uid)
     pair.billing_driver.decline(ids["invoice"])
     handle = client.get_workflow_handle(pair.workflow_id(ids["invoice"]))
-    await wait_for_stage(handle, "waiting for payment")
+    await stage(handle, "waiting for payment")
     run_before = (await handle.describe()).run_id
 
     # the vendor redelivers the same event five times at once
@@ -212,7 +153,7 @@ async def test_case_write_retried_after_commit_then_timeout_opens_one_case(
 
     pair.billing_driver.decline(ids["invoice"])
     handle = client.get_workflow_handle(pair.workflow_id(ids["invoice"]))
-    await wait_for_stage(handle, "waiting for payment", within_s=30)
+    await stage(handle, "waiting for payment", within_s=30)
 
     assert len(pair.cases(ids["invoice"])) == 1
     writes = [
@@ -236,8 +177,12 @@ async def test_no_payment_within_the_wait_closes_unresolved(
     client: Client, pair: Pair, uid: str
 ) -> None:
     ids = pair.seed(INITECH, uid)  # a technical decline: the rules recommend a retry
-    handle = await start_directly(
-        client, pair, ids, uid, wait=timedelta(seconds=3), retry_after=timedelta(seconds=1)
+    handle = await pair.start_directly(
+        client,
+        ids,
+        f"ev_{uid}",
+        payment_wait=timedelta(seconds=3),
+        retry_after=timedelta(seconds=1),
     )
     result = await asyncio.wait_for(handle.result(), timeout=30)
     assert result.outcome == "unresolved"
@@ -253,7 +198,7 @@ async def test_failure_event_for_an_already_paid_invoice_opens_nothing(
 ) -> None:
     ids = pair.seed(INITECH, uid)
     pair.billing_driver.pay(ids["invoice"], INITECH.invoice_total)
-    handle = await start_directly(client, pair, ids, uid, wait=timedelta(days=14))
+    handle = await pair.start_directly(client, ids, f"ev_{uid}")
     result = await asyncio.wait_for(handle.result(), timeout=20)
     assert result.outcome == "already_paid"
     assert pair.cases(ids["invoice"]) == []
