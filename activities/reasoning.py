@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.errors import to_application_error
 from activities.models import AssessFailureInput
+from connectors.base import ConnectorError, ErrorKind
 from connectors.reasoner import LlmReasoner, Reasoner
 from domain.approvals import ProposedAction
 from domain.containment import (
@@ -43,7 +45,13 @@ class ReasoningActivities:
             return rules.model_copy(
                 update={"rejected": ["budget_exceeded: LLM budget for this workflow is spent"]}
             )
-        reply = self.reasoner.ask(input.context, input.account, input.open_cases)
+        try:
+            reply = self.reasoner.ask(input.context, input.account, input.open_cases)
+        except ConnectorError as err:
+            if err.kind is not ErrorKind.PERMANENT:
+                raise to_application_error(err) from None  # Temporal retries, honouring retry-after
+            # a refused key or request will not get better: the rules decide, the audit says why
+            return rules.model_copy(update={"rejected": [f"llm_unavailable: {err}"[:300]]})
         usage = {
             "input_tokens": reply.usage.input_tokens,
             "output_tokens": reply.usage.output_tokens,

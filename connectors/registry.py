@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connectors.base import BillingPlatform, CrmSystem
+from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
 from domain.settings import Settings, SettingsError
 
 
@@ -40,3 +41,25 @@ def build_crm(settings: Settings) -> CrmSystem:
             raise SettingsError("REVBRIDGE_CRM=hubspot needs HUBSPOT_ACCESS_TOKEN")
         return HubSpotCrm(settings.hubspot, timeout_s=settings.http_timeout_s)
     raise SettingsError(f"unsupported CRM {settings.crm!r}")
+
+
+def build_reasoner(settings: Settings) -> Reasoner | LlmReasoner:
+    """Rules unless an LLM is configured (REVBRIDGE_REASONER=anthropic + ANTHROPIC_API_KEY)."""
+    if settings.reasoner == "rules":
+        return RulesReasoner()
+    if settings.reasoner == "anthropic":
+        from connectors.anthropic_llm import AnthropicLlm
+
+        if settings.anthropic is None:
+            raise SettingsError("REVBRIDGE_REASONER=anthropic needs ANTHROPIC_API_KEY")
+        a = settings.anthropic
+        return LlmReasoner(
+            AnthropicLlm(
+                a.api_key.get_secret_value(),
+                model=a.model,
+                base_url=a.base_url,
+                max_tokens=a.max_tokens,
+                timeout_s=a.timeout_s,
+            )
+        )
+    raise SettingsError(f"unsupported reasoner {settings.reasoner!r}")

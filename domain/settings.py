@@ -53,6 +53,15 @@ class HubSpotSettings(_Settings):
     app_id: str | None = None
 
 
+class AnthropicSettings(_Settings):
+    api_key: SecretStr
+    model: str = "claude-sonnet-5-5"
+    #: base URL override (sandbox or a proxy); None means the SDK's default
+    base_url: str | None = None
+    max_tokens: int = 1024
+    timeout_s: float = 30.0
+
+
 class WebhookSettings(_Settings):
     chargebee_username: str | None = None
     chargebee_password: SecretStr | None = None
@@ -72,6 +81,9 @@ class Settings(_Settings):
     task_queue: str = "revbridge"
     #: the policies/ folder (Cedar policies, modes, approvers); None: the one in this checkout
     policy_dir: str | None = None
+    #: rules (default, no key needed) | anthropic
+    reasoner: str = "rules"
+    anthropic: AnthropicSettings | None = None
     http_timeout_s: float = 20.0
     chargebee: ChargebeeSettings | None = None
     stripe: StripeSettings | None = None
@@ -85,7 +97,8 @@ class Settings(_Settings):
             return {n: env[f"{prefix}{n.upper()}"] for n in names if f"{prefix}{n.upper()}" in env}
 
         raw: dict[str, object] = pick(
-            "REVBRIDGE_", ["billing", "crm", "task_queue", "http_timeout_s"]
+            "REVBRIDGE_",
+            ["billing", "crm", "task_queue", "policy_dir", "reasoner", "http_timeout_s"],
         )
         cb = pick("CHARGEBEE_", ["site", "api_key", "api_url"])
         if cb:
@@ -105,6 +118,9 @@ class Settings(_Settings):
         )
         if sf:
             raw["salesforce"] = sf
+        llm = pick("ANTHROPIC_", ["api_key", "model", "base_url", "max_tokens", "timeout_s"])
+        if llm:
+            raw["anthropic"] = llm
         st = pick("STRIPE_", ["api_key", "api_url"])
         if st:
             raw["stripe"] = st

@@ -355,7 +355,7 @@ class _LedgerAndFaults:
             else:
                 resp = self.emulator.error_response(fault.status, "injected fault")
             if fault.retry_after is not None:
-                resp.headers["Retry-After"] = str(fault.retry_after).rstrip("0").rstrip(".")
+                resp.headers["Retry-After"] = f"{fault.retry_after:g}"
             entry["status"] = fault.status
             entry["fault"] = fault.kind
             await resp(scope, _replay_body(body), send)

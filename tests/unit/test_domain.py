@@ -100,3 +100,34 @@ def test_workflow_ids_refuse_anything_but_provider_ids(bad: str) -> None:
 
 def test_workflow_id_shape() -> None:
     assert dunning_workflow_id("chargebee", "INV-42") == "dunning:chargebee:INV-42"
+
+
+def test_settings_read_every_documented_variable_and_never_print_secrets() -> None:
+    from domain.settings import Settings
+
+    env = {
+        "REVBRIDGE_BILLING": "stripe",
+        "REVBRIDGE_CRM": "hubspot",
+        "REVBRIDGE_TASK_QUEUE": "q",
+        "REVBRIDGE_POLICY_DIR": "/etc/revbridge/policies",
+        "REVBRIDGE_REASONER": "anthropic",
+        "ANTHROPIC_API_KEY": "sk-ant-secret",
+        "STRIPE_API_KEY": "sk_live_secret",
+        "STRIPE_WEBHOOK_SECRETS": "whsec_old, whsec_new",
+        "HUBSPOT_ACCESS_TOKEN": "pat-secret",
+        "HUBSPOT_APP_ID": "42",
+    }
+    s = Settings.from_env(env)
+    assert (s.billing, s.crm, s.task_queue, s.policy_dir, s.reasoner) == (
+        "stripe",
+        "hubspot",
+        "q",
+        "/etc/revbridge/policies",
+        "anthropic",
+    )
+    assert [x.get_secret_value() for x in s.webhooks.stripe_secrets] == ["whsec_old", "whsec_new"]
+    assert s.hubspot and s.hubspot.app_id == "42"
+    shown = repr(s) + str(s)
+    assert not any(
+        secret in shown for secret in ("sk-ant-secret", "sk_live_secret", "pat-secret", "whsec_old")
+    )
