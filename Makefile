@@ -27,5 +27,8 @@ lint: $(STAMP)
 clean:
 	rm -rf .revbridge
 
+bench: $(STAMP)  ## Temporal-floor ratios for ingest, end-to-end dunning and RSS (writes bench/RESULTS.md)
+	@$(PY) -m bench
+
 histories: $(STAMP)  ## re-record tests/histories/ from the workflow scenarios (then commit them)
 	@REVBRIDGE_WRITE_HISTORIES=1 $(PY) -m pytest -q tests/workflows

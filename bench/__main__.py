@@ -1,0 +1,57 @@
+"""``python -m bench`` (``make bench``): the three benchmarks on one fresh dev server, a table on
+stdout, and ``bench/RESULTS.md``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench import flows, ingest, report
+from bench.common import stack
+
+#: after this many seconds no new burst round of the dunning benchmark starts
+BUDGET_S = 170.0
+
+
+async def main() -> None:
+    began = time.monotonic()
+    load_before = os.getloadavg()
+    logs = Path(tempfile.mkdtemp(prefix="revbridge-bench-"))
+    try:
+        async with stack(logs) as st:
+            print("1/2 webhook ingest …", flush=True)
+            ing = ingest.summarize(await ingest.run(st))
+            print(
+                f"    ingest ratio = {ing['webhooks_per_s']:.0f} webhooks/s / "
+                f"{ing['floor_per_s']:.0f} raw starts/s = {ing['ratio']:.2f}; "
+                f"{ing['missing']} lost, {ing['extra_runs']} duplicate runs",
+                flush=True,
+            )
+            print("2/2 end-to-end dunning and peak RSS …", flush=True)
+            # bounded: fewer burst rounds if ingest ran slow (make bench stays well under 5 min)
+            budget = max(30.0, BUDGET_S - (time.monotonic() - began))
+            fl = flows.summarize(await flows.run(st, budget_s=budget))
+            print(
+                f"    flow ratio = {fl['flows_per_s']:.2f} flows/s / "
+                f"{fl['floor_per_s']:.2f} workflows/s = {fl['ratio']:.2f} "
+                f"(CPU ratio {report.cpu_ratio(fl):.2f}); peak RSS worker "
+                f"{fl['rss_mb']['worker']:.0f} MB, webhooks {fl['rss_mb']['webhooks']:.0f} MB",
+                flush=True,
+            )
+    except BaseException:
+        print(f"benchmark failed; process logs kept in {logs}")
+        raise
+    shutil.rmtree(logs, ignore_errors=True)
+    elapsed = time.monotonic() - began
+    report.write(ing, fl, elapsed, (load_before, os.getloadavg()))
+    report.print_table(ing, fl, elapsed)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main())
