@@ -33,8 +33,10 @@ def _stop_on_signals() -> asyncio.Event:
 
 def run_worker(cfg: StackConfig | None) -> None:
     from workers import main as worker_main
+    from workers import telemetry
 
     apply_stack_defaults(cfg)
+    telemetry.configure_logging()
     settings = Settings.from_env(os.environ)
 
     async def go() -> None:
@@ -45,9 +47,13 @@ def run_worker(cfg: StackConfig | None) -> None:
 
 def run_webhooks(cfg: StackConfig | None, host: str | None, port: int | None) -> None:
     from webhooks.app import create_app
+    from workers import telemetry
 
     apply_stack_defaults(cfg)
-    app = create_app(Settings.from_env(os.environ))
+    telemetry.configure_logging()
+    settings = Settings.from_env(os.environ)
+    telemetry.setup_tracing(telemetry.SERVICE_WEBHOOKS, settings)
+    app = create_app(settings)
     host = host or (cfg.webhooks.host if cfg else "127.0.0.1")
     port = port or (cfg.webhooks.port if cfg else 8700)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -13,11 +13,11 @@ import json
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -29,6 +29,7 @@ from domain.settings import Settings
 from webhooks import chargebee, hubspot, stripe
 from webhooks.errors import Rejected
 from webhooks.router import route
+from workers.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
 
 log = logging.getLogger("revbridge.webhooks")
 
@@ -49,7 +50,9 @@ class TemporalConnection:
         async with self._lock:
             if self._client is None:
                 try:
-                    self._client = await Client.connect(**client_connect_kwargs())
+                    self._client = await Client.connect(
+                        **client_connect_kwargs(), interceptors=temporal_interceptors()
+                    )
                 except Exception as exc:  # connection refused, DNS, TLS: all mean "not now"
                     log.warning("temporal connect failed: %s", type(exc).__name__)
                     raise Rejected(
@@ -81,21 +84,22 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
     settings = settings or Settings.from_env(os.environ)
     cfg = settings.webhooks
     get_client = client or TemporalConnection()
-    counts: Counter[str] = Counter()
+    metrics = WebhookMetrics()
+    count = metrics.count
 
     def reject(exc: Rejected, provider: str) -> Response:
-        counts[f"{provider}.rejected.{exc.code}"] += 1
+        count(provider, "rejected", exc.code)
         log.info("webhook rejected provider=%s status=%s reason=%s", provider, exc.status, exc.code)
         return JSONResponse({"error": exc.reason}, status_code=exc.status)
 
     async def dispatch(provider: str, event: PaymentFailed | InvoicePaid | None) -> Response:
         if event is None:
-            counts[f"{provider}.ignored"] += 1
+            count(provider, "ignored", "event_not_routed")
             return JSONResponse(
                 {"status": "ignored", "reason": "event type not routed"}, status_code=200
             )
         status, body = await route(await get_client(), event, settings.task_queue)
-        counts[f"{provider}.{body['status']}"] += 1
+        count(provider, body["status"], workflow_id=body.get("workflow_id"))
         return JSONResponse(body, status_code=status)
 
     async def chargebee_webhook(request: Request) -> Response:
@@ -127,7 +131,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             )
             payload = parse_json(raw)
             if stripe.is_echo(payload):
-                counts["stripe.echo"] += 1
+                count("stripe", "echo")
                 return JSONResponse({"status": "echo", "reason": "our own write"}, status_code=200)
             return await dispatch("stripe", stripe.normalize(payload))
         except Rejected as exc:
@@ -158,20 +162,20 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             try:
                 outcome = hubspot.normalize(raw_event, own_app_id=app_id)
             except Rejected as exc:
-                counts[f"hubspot.dead_letter.{exc.code}"] += 1
+                count("hubspot", "dead_letter", exc.code)
                 log.warning("hubspot event dead-lettered reason=%s", exc.code)
                 results.append({"status": "dead_letter", "reason": exc.reason})
                 continue
             if outcome is hubspot.ECHO:
-                counts["hubspot.echo"] += 1
+                count("hubspot", "echo")
                 results.append({"status": "echo"})
             elif outcome is None:
-                counts["hubspot.ignored"] += 1
+                count("hubspot", "ignored", "event_not_routed")
                 results.append({"status": "ignored", "reason": "event type not routed"})
             else:
                 # CRM-side flows (support context, quote-to-cash, account sync) route here as
                 # they land; until then the canonical event is acknowledged, not lost silently.
-                counts[f"hubspot.unrouted.{type(outcome).__name__}"] += 1
+                count("hubspot", "unrouted", type(outcome).__name__)
                 results.append(
                     {"status": "ignored", "reason": f"no workflow for {type(outcome).__name__} yet"}
                 )
@@ -180,17 +184,24 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "billing": settings.billing, "crm": settings.crm})
 
-    async def metrics(request: Request) -> Response:
-        return JSONResponse(dict(counts))
+    async def prometheus(request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    async def metrics_json(request: Request) -> Response:
+        return JSONResponse(dict(metrics.counts))
 
     app = Starlette(
         routes=[
             Route("/healthz", health, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
+            Route("/metrics", prometheus, methods=["GET"]),
+            Route("/metrics.json", metrics_json, methods=["GET"]),
             Route("/webhooks/chargebee", chargebee_webhook, methods=["POST"]),
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/webhooks/hubspot", hubspot_webhook, methods=["POST"]),
-        ]
+        ],
+        middleware=[Middleware(WebhookTracingMiddleware, metrics=metrics)],
     )
-    app.state.counts = counts
+    app.state.counts = metrics.counts
+    app.state.metrics = metrics
     return app

@@ -20,11 +20,12 @@ from activities.crm import CrmActivities
 from activities.policy import DEFAULT_POLICY_DIR, PolicyActivities
 from activities.reasoning import ReasoningActivities
 from connectors.base import BillingPlatform, CrmSystem
-from connectors.reasoner import Reasoner, RulesReasoner
-from connectors.registry import build_billing, build_crm
+from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
+from connectors.registry import build_billing, build_crm, build_reasoner
 from domain.connect import client_connect_kwargs
 from domain.settings import Settings
 from domain.temporal import TASK_QUEUE
+from workers import telemetry
 from workflows.dunning import DunningWorkflow
 
 log = logging.getLogger("revbridge.worker")
@@ -34,7 +35,10 @@ ACTIVITY_THREADS = 16
 
 
 def activities_for(
-    billing: BillingPlatform, crm: CrmSystem, reasoner: Reasoner, policies: PolicyActivities
+    billing: BillingPlatform,
+    crm: CrmSystem,
+    reasoner: Reasoner | LlmReasoner,
+    policies: PolicyActivities,
 ) -> list[Any]:
     b, c, r = BillingActivities(billing), CrmActivities(crm), ReasoningActivities(reasoner)
     return [
@@ -57,7 +61,7 @@ def build_worker(
     client: Client,
     billing: BillingPlatform,
     crm: CrmSystem,
-    reasoner: Reasoner | None = None,
+    reasoner: Reasoner | LlmReasoner | None = None,
     task_queue: str = TASK_QUEUE,
     policy_dir: Path | None = None,
     executor: ThreadPoolExecutor | None = None,
@@ -75,17 +79,26 @@ def build_worker(
         activity_executor=executor
         or ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity"),
         max_concurrent_activities=ACTIVITY_THREADS,
+        # tracing comes from the client's TracingInterceptor (telemetry.temporal_interceptors)
+        interceptors=[telemetry.MetricsInterceptor()],
     )
 
 
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or Settings.from_env(os.environ)
+    telemetry.setup_tracing(telemetry.SERVICE_WORKER, settings)
+    runtime = telemetry.worker_runtime()  # Prometheus on REVBRIDGE_METRICS_PORT, when set
     billing, crm = build_billing(settings), build_crm(settings)
-    client = await Client.connect(**client_connect_kwargs())
+    client = await Client.connect(
+        **client_connect_kwargs(),
+        interceptors=telemetry.temporal_interceptors(),
+        **({"runtime": runtime} if runtime else {}),
+    )
     worker = build_worker(
         client,
         billing,
         crm,
+        reasoner=build_reasoner(settings),
         task_queue=settings.task_queue,
         policy_dir=Path(settings.policy_dir) if settings.policy_dir else None,
     )

@@ -421,7 +421,7 @@ async def test_rejections_answer_one_line_and_touch_no_temporal(
     headers, content = mutate(header, raw)
     async with make_http(provider, [SECRET]) as http:
         resp = await http.post(URL, content=content, headers=headers)
-        metrics = (await http.get("/metrics")).json()
+        metrics = (await http.get("/metrics.json")).json()
     assert resp.status_code == status
     reason = resp.json()["error"]
     assert reason and "\n" not in reason and SECRET not in reason
