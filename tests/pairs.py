@@ -37,9 +37,14 @@ T = TypeVar("T")
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str, within_s: float = 20.0
+    probe: Callable[[], Awaitable[T]],
+    ok: Callable[[T], bool],
+    what: str,
+    within_s: float = 20.0,
+    tolerate: tuple[type[BaseException], ...] = (RPCError, WorkflowQueryFailedError),
 ) -> T:
-    """Poll ``probe`` until ``ok`` holds (queries may fail before the first workflow task)."""
+    """Poll ``probe`` until ``ok`` holds. ``tolerate``: errors that only mean "not yet" (a query
+    before the first workflow task, a metric before the first scrape)."""
     deadline = time.monotonic() + within_s
     last: object = None
     while time.monotonic() < deadline:
@@ -47,7 +52,7 @@ async def eventually(
             last = await probe()
             if ok(last):  # type: ignore[arg-type]
                 return last  # type: ignore[return-value]
-        except (RPCError, WorkflowQueryFailedError) as exc:
+        except tolerate as exc:
             last = exc
         await asyncio.sleep(0.1)
     raise AssertionError(f"{what} never happened; last seen: {last!r}"[:500])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from domain.dunning import DunningStatus
 from domain.settings import Settings
 from sandbox.framework import free_port
 from sandbox.scenarios import DEMO_CUSTOMERS, DunningCustomer
+from tests import pairs
 from tests.pairs import Pair, pair_settings
 from tests.webhooks.helpers import basic, payment_failed
 from workers import telemetry
@@ -97,17 +97,8 @@ class Deployment:
 async def eventually(
     probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], what: str, within_s: float = 30.0
 ) -> T:
-    deadline = time.monotonic() + within_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = await probe()
-            if ok(last):  # type: ignore[arg-type]
-                return last  # type: ignore[return-value]
-        except Exception as exc:  # not started yet, first task not processed, not scraped yet
-            last = exc
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{what} never happened; last seen: {last!r}"[:800])
+    """tests.pairs.eventually, patient with anything (metrics are scraped over HTTP)."""
+    return await pairs.eventually(probe, ok, what, within_s, tolerate=(Exception,))
 
 
 @pytest.fixture(scope="session")
