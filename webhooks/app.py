@@ -102,8 +102,17 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         count(provider, body["status"], workflow_id=body.get("workflow_id"))
         return JSONResponse(body, status_code=status)
 
+    def ours(provider: str, configured: str, role: str) -> None:
+        """One deployment serves one billing x CRM pair: another vendor's events are not ours
+        (its IDs would be looked up in the wrong system)."""
+        if provider != configured:
+            raise Rejected(
+                404, f"{provider} is not this deployment's {role} ({configured})", "not_ours"
+            )
+
     async def chargebee_webhook(request: Request) -> Response:
         try:
+            ours("chargebee", settings.billing, "billing platform")
             if not (cfg.chargebee_username and cfg.chargebee_password):
                 raise Rejected(
                     503, "chargebee webhook credentials are not configured", "not_configured"
@@ -120,6 +129,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
 
     async def stripe_webhook(request: Request) -> Response:
         try:
+            ours("stripe", settings.billing, "billing platform")
             if not cfg.stripe_secrets:
                 raise Rejected(503, "stripe webhook secrets are not configured", "not_configured")
             raw = await read_body(request)
@@ -141,6 +151,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         """A batch of up to 100 events: each is judged alone, so one bad or duplicate event
         never sinks the others (the whole batch is only retried when Temporal is down)."""
         try:
+            ours("hubspot", settings.crm, "CRM")
             if cfg.hubspot_client_secret is None:
                 raise Rejected(503, "hubspot client secret is not configured", "not_configured")
             raw = await read_body(request)

@@ -182,3 +182,17 @@ async def test_temporal_unreachable_is_503(
         resp = await http.post(URL, content=payment_failed(f"INV-{uid}"), headers=basic())
     assert resp.status_code == 503
     assert resp.json()["error"] == "workflow engine unavailable, retry later"
+
+
+async def test_another_vendors_webhook_is_not_this_deployments(
+    settings: Settings, provider: CountingProvider, uid: str
+) -> None:
+    stripe_deployment = settings.model_copy(update={"billing": "stripe"})
+    app = create_app(stripe_deployment, client=provider)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://w"
+    ) as http:
+        resp = await http.post(URL, content=payment_failed(f"INV-{uid}"), headers=basic())
+    assert resp.status_code == 404
+    assert resp.json()["error"] == "chargebee is not this deployment's billing platform (stripe)"
+    assert provider.calls == 0
