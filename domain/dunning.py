@@ -3,24 +3,13 @@ service (which starts it) and the CLI (which reads it)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from domain.approvals import ApprovalTiming
-from domain.models import Frozen
+from domain.decisions import DunningAssessment
+from domain.models import CaseRef, CrmAccount, Frozen, InvoiceContext, PaymentFailed
 
 WORKFLOW_TYPE = "DunningWorkflow"
-
-
-class DunningInput(Frozen):
-    billing: str
-    invoice_id: str
-    #: how long to wait for the invoice to be paid before closing as unresolved
-    payment_wait: timedelta = timedelta(days=14)
-    #: when a recommended payment retry runs if the invoice is still unpaid
-    retry_after: timedelta = timedelta(days=3)
-    approval: ApprovalTiming = ApprovalTiming()
-    #: who started this run by hand (``revbridge start dunning``); None when an event did
-    started_by: str | None = None
 
 
 class DunningStatus(Frozen):
@@ -36,6 +25,38 @@ class DunningStatus(Frozen):
     #: one line per governed action: "apply_credit: needs_approval → executed (alice@…)"
     actions: list[str] = []
     outcome: str | None = None
+
+
+class DunningCarry(Frozen):
+    """What a run hands to its continuation when its history grows long while it waits for
+    payment: everything needed to keep waiting, nothing re-fetched or re-done."""
+
+    #: retry_due: the payment retry has not run yet; payment_wait: it has (or there is none)
+    phase: str
+    deadline: datetime
+    context: InvoiceContext
+    account: CrmAccount | None
+    assessment: DunningAssessment
+    case: CaseRef | None
+    status: DunningStatus
+    failures: list[PaymentFailed]
+    seen_events: list[str]
+
+
+class DunningInput(Frozen):
+    billing: str
+    invoice_id: str
+    #: how long to wait for the invoice to be paid before closing as unresolved
+    payment_wait: timedelta = timedelta(days=14)
+    #: when a recommended payment retry runs if the invoice is still unpaid
+    retry_after: timedelta = timedelta(days=3)
+    approval: ApprovalTiming = ApprovalTiming()
+    #: who started this run by hand (``revbridge start dunning``); None when an event did
+    started_by: str | None = None
+    #: continue-as-new once the history reaches this many events (or Temporal suggests it)
+    history_limit: int = 10_000
+    #: set on a continuation: the state the previous run carried over
+    carry: DunningCarry | None = None
 
 
 class DunningResult(Frozen):

@@ -245,6 +245,7 @@ class Pair:
         payment_wait: timedelta = timedelta(days=14),
         retry_after: timedelta = timedelta(days=3),
         approval: ApprovalTiming = ApprovalTiming(),
+        history_limit: int = 10_000,
     ) -> WorkflowHandle:
         """Signal-with-start a dunning run as the webhook service would, without a webhook."""
         event = PaymentFailed(
@@ -263,6 +264,7 @@ class Pair:
                 payment_wait=payment_wait,
                 retry_after=retry_after,
                 approval=approval,
+                history_limit=history_limit,
             ),
             id=self.workflow_id(ids["invoice"]),
             task_queue=self.settings.task_queue,

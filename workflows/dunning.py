@@ -18,7 +18,7 @@ A second failure of the same invoice while we run joins this workflow (signal-wi
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -44,7 +44,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.approvals import PendingApproval, ProposedAction, RefusedApproval
     from domain.audit import AuditEntry, parameters_hash
     from domain.decisions import DunningAssessment
-    from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
+    from domain.dunning import (
+        WORKFLOW_TYPE,
+        DunningCarry,
+        DunningInput,
+        DunningResult,
+        DunningStatus,
+    )
     from domain.ids import idempotency_key
     from domain.models import (
         CaseDraft,
@@ -79,6 +85,17 @@ class DunningWorkflow(GovernedWorkflow):
             stage="waiting for the failure event", invoice_id=input.invoice_id
         )
         self._init_gate()
+        if input.carry is not None:  # a continuation: pick up exactly where the last run was
+            c = input.carry
+            self._ctx, self._account, self._assessment, self._case = (
+                c.context,
+                c.account,
+                c.assessment,
+                c.case,
+            )
+            self._failures = list(c.failures)
+            self._seen_events = set(c.seen_events)
+            self._status = c.status
 
     # --- messages ------------------------------------------------------------------------------------
 
@@ -105,6 +122,10 @@ class DunningWorkflow(GovernedWorkflow):
 
     @workflow.run
     async def run(self, input: DunningInput) -> DunningResult:
+        if input.carry is not None:
+            self._refusal_auditor = asyncio.create_task(self.audit_refusals(self._audit_refusal))
+            recovered = await self._collect(input, input.carry.phase, input.carry.deadline)
+            return await self._conclude(recovered)
         # Started by an event (signal-with-start) or by a person, who needs no event to wait for.
         await workflow.wait_condition(
             lambda: bool(self._failures) or self._paid is not None or input.started_by is not None
@@ -188,21 +209,46 @@ class DunningWorkflow(GovernedWorkflow):
             self._update(stage=f"deciding on {action.kind.value}")
             await self._govern(action, why=action.reason)
 
-        recovered = await self._wait_for_payment(input.retry_after, "retry due")
-        retry = next((a for a in proposals if a.kind is ActionKind.RETRY_PAYMENT), None)
-        if not recovered and retry is not None:
-            self._update(stage="retrying the payment")
-            await self._govern(retry, why=retry.reason)
-        if not recovered:
-            remaining = max(input.payment_wait - input.retry_after, timedelta(0))
-            recovered = await self._wait_for_payment(remaining, "payment wait")
+        recovered = await self._collect(input, "retry_due", deadline=None)
+        return await self._conclude(recovered)
+
+    async def _collect(self, input: DunningInput, phase: str, deadline: datetime | None) -> bool:
+        """Wait for the payment, with the recommended retry when it falls due. ``deadline`` is
+        set on a continuation (the wait goes on to the same end); True when the invoice is paid."""
+        assert self._assessment is not None
+        if phase == "retry_due":
+            wait = deadline - workflow.now() if deadline else input.retry_after
+            if await self._wait_for_payment(max(wait, timedelta(0)), "retry due", phase):
+                return True
+            retry = next(
+                (
+                    a
+                    for a in self._assessment.proposed_actions
+                    if a.kind is ActionKind.RETRY_PAYMENT
+                ),
+                None,
+            )
+            if retry is not None:
+                self._update(stage="retrying the payment")
+                await self._govern(retry, why=retry.reason)
+            deadline = None
+        wait = (
+            deadline - workflow.now()
+            if deadline
+            else max(input.payment_wait - input.retry_after, timedelta(0))
+        )
+        return await self._wait_for_payment(max(wait, timedelta(0)), "payment wait", "payment_wait")
+
+    async def _conclude(self, recovered: bool) -> DunningResult:
+        assert self._ctx is not None
         outcome = "recovered" if recovered else "unresolved"
         await self._audit(
             "close_dunning",
             decision="allow",
             policy_ids=[],
             outcome=outcome,
-            summary=f"Invoice {ctx.invoice.id} {'was paid' if recovered else 'is still unpaid'}"
+            summary=f"Invoice {self._ctx.invoice.id} "
+            f"{'was paid' if recovered else 'is still unpaid'}"
             f" after {len(self._failures)} failed attempt(s).",
         )
         return await self._finish(outcome)
@@ -276,7 +322,7 @@ class DunningWorkflow(GovernedWorkflow):
         # Containment guarantees only kinds this workflow can execute reach the gate.
         raise ValueError(f"dunning cannot execute {action.kind.value}")
 
-    async def _wait_for_payment(self, wait: timedelta, summary: str) -> bool:
+    async def _wait_for_payment(self, wait: timedelta, summary: str, phase: str) -> bool:
         assert self._ctx is not None
         case = (self._case.number or self._case.id) if self._case else "none"
         self._update(stage="waiting for payment")
@@ -285,13 +331,49 @@ class DunningWorkflow(GovernedWorkflow):
             f"Waiting up to {wait.days} days {wait.seconds // 3600} h for invoice "
             f"{self._ctx.invoice.id} to be paid. Actions: {'; '.join(self._status.actions) or 'none'}."
         )
+        deadline = workflow.now() + wait
         try:
             await workflow.wait_condition(
-                lambda: self._paid is not None, timeout=wait, timeout_summary=summary
+                lambda: self._paid is not None or self._history_full(),
+                timeout=wait,
+                timeout_summary=summary,
             )
         except TimeoutError:
             return False
+        if self._paid is None:
+            await self._continue_as_new(phase, deadline)
         return True
+
+    def _history_full(self) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._input.history_limit
+        )
+
+    async def _continue_as_new(self, phase: str, deadline: datetime) -> None:
+        """Hand the wait to a fresh run: long waits collect signals (redeliveries, retries)."""
+        assert self._ctx is not None and self._assessment is not None
+        await self.refusals_audited()
+        self._refusal_auditor.cancel()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            self._input.model_copy(
+                update={
+                    "carry": DunningCarry(
+                        phase=phase,
+                        deadline=deadline,
+                        context=self._ctx,
+                        account=self._account,
+                        assessment=self._assessment,
+                        case=self._case,
+                        status=self._status,
+                        failures=self._failures,
+                        seen_events=sorted(self._seen_events),
+                    )
+                }
+            )
+        )
 
     # --- audit ---------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ from temporalio.client import Client, WorkflowHandle
 from domain import temporal as names
 from domain.approvals import UPDATE, ApprovalSignal, Decision
 from domain.dunning import DunningResult, DunningStatus
+from domain.models import PaymentFailed
 from sandbox.scenarios import DEMO_CUSTOMERS
 from tests.pairs import Pair, pending_of, stage
 
@@ -217,3 +218,49 @@ async def test_an_authentic_event_for_an_unknown_invoice_writes_nothing(
     assert result.outcome == "unknown_invoice"
     assert result.case_id is None and result.audit_ids == []
     assert pair.cases(invoice) == []
+
+
+async def test_a_long_wait_continues_as_new_and_carries_on(
+    client: Client, pair: Pair, uid: str
+) -> None:
+    """Redeliveries pile up while a run waits for payment: past its history limit it hands the
+    wait to a fresh run, which keeps the case, the dedup set and the deadline."""
+    ids = pair.seed(NORTHWIND, uid)  # expired card: no retry, no credit, just the case
+    handle = await pair.start_directly(client, ids, f"ev_{uid}", history_limit=60)
+    await stage(handle, "waiting for payment")
+    first_run = (await handle.describe()).run_id
+    for _ in range(40):  # the vendor keeps redelivering the same event
+        await handle.signal(names.SIGNAL_PAYMENT_FAILED, (await pair_event(pair, ids, uid)))
+        if (await handle.describe()).run_id != first_run:
+            break
+    latest = client.get_workflow_handle(handle.id, result_type=DunningResult)
+    assert (await latest.describe()).run_id != first_run
+    status = await stage(latest, "waiting for payment")
+    assert status.failures_seen == 1 and status.case_id  # carried over, not redone
+    last_event = [
+        e
+        async for e in client.get_workflow_handle(
+            handle.id, run_id=first_run
+        ).fetch_history_events()
+    ][-1]
+    assert last_event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+
+    pair.billing_driver.pay(ids["invoice"], NORTHWIND.invoice_total)
+    result = await asyncio.wait_for(latest.result(), timeout=20)
+    assert result.outcome == "recovered"
+    assert len(pair.cases(ids["invoice"])) == 1
+    assert [r["action"] for r in pair.audit(ids["invoice"])] == ["create_case", "close_dunning"]
+    first = client.get_workflow_handle(handle.id, run_id=first_run)
+    second = client.get_workflow_handle(handle.id, run_id=(await latest.describe()).run_id)
+    await keep_history(pair, first, "continued_as_new")
+    await keep_history(pair, second, "after_continue_as_new")
+
+
+async def pair_event(pair: Pair, ids: dict[str, str], uid: str) -> PaymentFailed:
+    return PaymentFailed(
+        billing=pair.settings.billing,
+        event_id=f"ev_{uid}",
+        invoice_id=ids["invoice"],
+        customer_id=ids["customer"],
+        occurred_at=datetime.now(UTC),
+    )
