@@ -18,12 +18,14 @@ from temporalio.testing import WorkflowEnvironment
 from cli.stack import temporal_binary
 from domain.settings import Settings
 from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS, TASK_QUEUE
+from sandbox.anthropic import AnthropicEmulator
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import App, ServerThread
 from sandbox.hubspot import HubSpotEmulator
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.stripe import StripeEmulator
 from tests.pairs import (
+    ANTHROPIC_KEY,
     CB_KEY,
     HS_SECRET,
     HS_TOKEN,
@@ -157,3 +159,31 @@ def pair(pair_deployment: Pair) -> Pair:
     """The pair under test, with its billing sandbox's webhooks routed to its webhook service."""
     pair_deployment.route_billing_webhooks_here()
     return pair_deployment
+
+
+# --- the Anthropic Messages API sandbox (emulator and connector tests) -----------------------------
+
+
+@pytest.fixture(scope="module")
+def anthropic_server() -> Iterator[tuple[AnthropicEmulator, str]]:
+    em = AnthropicEmulator(api_key=ANTHROPIC_KEY)
+    with ServerThread({em: 0}) as thread:
+        yield em, thread.urls["anthropic"]
+
+
+@pytest.fixture
+def anthropic_em(anthropic_server: tuple[AnthropicEmulator, str]) -> AnthropicEmulator:
+    """The module's emulator, emptied for this test (ledger, faults, script, cache)."""
+    em = anthropic_server[0]
+    with em.lock:
+        em.ledger.clear()
+        em.faults.clear()
+        em.reset_state()
+    return em
+
+
+@pytest.fixture
+def anthropic_url(
+    anthropic_server: tuple[AnthropicEmulator, str], anthropic_em: AnthropicEmulator
+) -> str:
+    return anthropic_server[1]

@@ -91,6 +91,7 @@ CB_KEY = "test_chargebee_key"
 SF_ID, SF_SECRET = "revbridge-local", "local-secret"
 STRIPE_KEY, STRIPE_SECRET = "sk_test_revbridge_local", "whsec_revbridge_local"
 HS_TOKEN, HS_SECRET, HS_APP_ID = "pat-local-revbridge", "hubspot-local-secret", "1160452"
+ANTHROPIC_KEY = "sk-ant-test-key"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "chargebee-webhooks", "test-webhook-password"
 
 

@@ -41,9 +41,9 @@ from sandbox.anthropic import (
     text_reply,
     tool_reply,
 )
-from sandbox.framework import Fault, ServerThread, free_port
+from sandbox.framework import Fault, free_port
+from tests.pairs import ANTHROPIC_KEY as KEY
 
-KEY = "sk-ant-connector-test"
 MODEL = "claude-sonnet-5-5"
 SCHEMA = ReasonerOutput.model_json_schema()
 CUSTOMER = "cus_42"
@@ -89,31 +89,9 @@ VALID = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[AnthropicEmulator, str]]:
-    em = AnthropicEmulator(api_key=KEY)
-    with ServerThread({em: 0}) as thread:
-        yield em, thread.urls["anthropic"]
-
-
 @pytest.fixture
-def em(server: tuple[AnthropicEmulator, str]) -> AnthropicEmulator:
-    em = server[0]
-    with em.lock:
-        em.ledger.clear()
-        em.faults.clear()
-        em.reset_state()
-    return em
-
-
-@pytest.fixture
-def url(server: tuple[AnthropicEmulator, str], em: AnthropicEmulator) -> str:
-    return server[1]
-
-
-@pytest.fixture
-def llm(url: str) -> Iterator[AnthropicLlm]:
-    client = AnthropicLlm(api_key=KEY, model=MODEL, base_url=url, timeout_s=5.0)
+def llm(anthropic_url: str) -> Iterator[AnthropicLlm]:
+    client = AnthropicLlm(api_key=KEY, model=MODEL, base_url=anthropic_url, timeout_s=5.0)
     yield client
     client.close()
 
@@ -122,8 +100,8 @@ def complete(llm: AnthropicLlm) -> Any:
     return llm.complete(SYSTEM_PROMPT, dunning_prompt(CTX, ACCOUNT, []), SCHEMA)
 
 
-def messages_requests(em: AnthropicEmulator) -> list[dict[str, Any]]:
-    return [r for r in em.ledger if r["path"] == "/v1/messages"]
+def messages_requests(anthropic_em: AnthropicEmulator) -> list[dict[str, Any]]:
+    return [r for r in anthropic_em.ledger if r["path"] == "/v1/messages"]
 
 
 def connector_error(llm: AnthropicLlm) -> ConnectorError:
@@ -136,9 +114,9 @@ def connector_error(llm: AnthropicLlm) -> ConnectorError:
 
 
 def test_complete_returns_the_tool_input_and_usage(
-    llm: AnthropicLlm, em: AnthropicEmulator
+    llm: AnthropicLlm, anthropic_em: AnthropicEmulator
 ) -> None:
-    em.script([tool_reply(VALID), tool_reply(VALID)])
+    anthropic_em.script([tool_reply(VALID), tool_reply(VALID)])
     first = complete(llm)
     assert first.raw == VALID
     assert first.model == MODEL
@@ -150,7 +128,7 @@ def test_complete_returns_the_tool_input_and_usage(
     assert second.usage.cache_creation_tokens == 0
     assert second.usage.input_tokens == first.usage.input_tokens
     # the usage is exactly what the API reported
-    reported = em.answers[-1]["usage"]
+    reported = anthropic_em.answers[-1]["usage"]
     assert second.usage == LlmUsage(
         calls=1,
         input_tokens=reported["input_tokens"],
@@ -160,9 +138,9 @@ def test_complete_returns_the_tool_input_and_usage(
     )
 
 
-def test_request_shape(llm: AnthropicLlm, em: AnthropicEmulator) -> None:
+def test_request_shape(llm: AnthropicLlm, anthropic_em: AnthropicEmulator) -> None:
     complete(llm)
-    [row] = messages_requests(em)
+    [row] = messages_requests(anthropic_em)
     body = json.loads(row["body"])
     assert body["model"] == MODEL and body["max_tokens"] == 1024
     assert body["system"] == [
@@ -181,10 +159,12 @@ def test_default_answer_is_valid_for_the_schema(llm: AnthropicLlm) -> None:
 
 
 def test_malformed_tool_input_comes_back_unchanged(
-    llm: AnthropicLlm, em: AnthropicEmulator
+    llm: AnthropicLlm, anthropic_em: AnthropicEmulator
 ) -> None:
     bad = {**VALID, "priority": "URGENT", "transfer_to": "attacker"}
-    em.script([malformed_reply(bad), malformed_reply("not an object"), text_reply("I refuse.")])
+    anthropic_em.script(
+        [malformed_reply(bad), malformed_reply("not an object"), text_reply("I refuse.")]
+    )
     assert complete(llm).raw == bad
     assert complete(llm).raw == "not an object"
     assert complete(llm).raw == "I refuse."  # no tool_use: the text, which containment refuses
@@ -202,9 +182,9 @@ def test_constructor_guards() -> None:
 
 
 def test_529_is_rate_limited_after_exactly_one_call(
-    llm: AnthropicLlm, em: AnthropicEmulator
+    llm: AnthropicLlm, anthropic_em: AnthropicEmulator
 ) -> None:
-    em.script([error_reply(529)])
+    anthropic_em.script([error_reply(529)])
     err = connector_error(llm)
     assert (err.vendor, err.kind, err.status, err.code) == (
         "anthropic",
@@ -213,24 +193,24 @@ def test_529_is_rate_limited_after_exactly_one_call(
         "overloaded_error",
     )
     assert err.retry_after == DEFAULT_RETRY_AFTER_S  # no retry-after on the 529
-    assert len(messages_requests(em)) == 1  # SDK retries off
+    assert len(messages_requests(anthropic_em)) == 1  # SDK retries off
 
 
 def test_429_is_rate_limited_with_the_servers_retry_after(
-    llm: AnthropicLlm, em: AnthropicEmulator
+    llm: AnthropicLlm, anthropic_em: AnthropicEmulator
 ) -> None:
-    em.script([error_reply(429)])
+    anthropic_em.script([error_reply(429)])
     err = connector_error(llm)
     assert (err.kind, err.status, err.retry_after) == (ErrorKind.RATE_LIMITED, 429, 1.0)
-    assert len(messages_requests(em)) == 1
-    em.faults.append(Fault(status=529, path="/v1/messages", retry_after=2.5))
+    assert len(messages_requests(anthropic_em)) == 1
+    anthropic_em.faults.append(Fault(status=529, path="/v1/messages", retry_after=2.5))
     err = connector_error(llm)
     assert (err.kind, err.retry_after) == (ErrorKind.RATE_LIMITED, 2.5)
-    assert len(messages_requests(em)) == 2
+    assert len(messages_requests(anthropic_em)) == 2
 
 
-def test_spend_limit_429_is_permanent(llm: AnthropicLlm, em: AnthropicEmulator) -> None:
-    em.script([error_reply(429, error_code="enforced_spend_limit_reached")])
+def test_spend_limit_429_is_permanent(llm: AnthropicLlm, anthropic_em: AnthropicEmulator) -> None:
+    anthropic_em.script([error_reply(429, error_code="enforced_spend_limit_reached")])
     err = connector_error(llm)
     assert (err.kind, err.code) == (ErrorKind.PERMANENT, "enforced_spend_limit_reached")
 
@@ -247,25 +227,25 @@ def test_spend_limit_429_is_permanent(llm: AnthropicLlm, em: AnthropicEmulator) 
     ],
 )
 def test_status_errors_are_classified(
-    llm: AnthropicLlm, em: AnthropicEmulator, status: int, kind: ErrorKind
+    llm: AnthropicLlm, anthropic_em: AnthropicEmulator, status: int, kind: ErrorKind
 ) -> None:
-    em.script([error_reply(status)])
+    anthropic_em.script([error_reply(status)])
     err = connector_error(llm)
     assert (err.kind, err.status, err.retry_after) == (kind, status, None)
-    assert len(messages_requests(em)) == 1
+    assert len(messages_requests(anthropic_em)) == 1
 
 
-def test_wrong_key_is_permanent(url: str, em: AnthropicEmulator) -> None:
-    llm = AnthropicLlm(api_key="sk-ant-wrong", base_url=url)
+def test_wrong_key_is_permanent(anthropic_url: str, anthropic_em: AnthropicEmulator) -> None:
+    llm = AnthropicLlm(api_key="sk-ant-wrong", base_url=anthropic_url)
     err = connector_error(llm)
     llm.close()
     assert (err.kind, err.status, err.code) == (ErrorKind.PERMANENT, 401, "authentication_error")
     assert "sk-ant-wrong" not in str(err)
 
 
-def test_bad_request_is_permanent(url: str, em: AnthropicEmulator) -> None:
-    llm = AnthropicLlm(api_key=KEY, base_url=url, max_tokens=1024)
-    em.script([tool_reply(VALID)])
+def test_bad_request_is_permanent(anthropic_url: str, anthropic_em: AnthropicEmulator) -> None:
+    llm = AnthropicLlm(api_key=KEY, base_url=anthropic_url, max_tokens=1024)
+    anthropic_em.script([tool_reply(VALID)])
     # an input_schema the API refuses (not an object schema): a 400 no retry will fix
     with pytest.raises(ConnectorError) as exc:
         llm.complete("system", "prompt", {"type": "array"})
@@ -273,12 +253,14 @@ def test_bad_request_is_permanent(url: str, em: AnthropicEmulator) -> None:
     assert (exc.value.kind, exc.value.status) == (ErrorKind.PERMANENT, 400)
 
 
-def test_timeout_and_connection_errors_are_retryable(url: str, em: AnthropicEmulator) -> None:
-    em.faults.append(Fault(kind="commit_then_timeout", path="/v1/messages", delay_s=1.0))
-    slow = AnthropicLlm(api_key=KEY, base_url=url, timeout_s=0.3)
+def test_timeout_and_connection_errors_are_retryable(
+    anthropic_url: str, anthropic_em: AnthropicEmulator
+) -> None:
+    anthropic_em.faults.append(Fault(kind="commit_then_timeout", path="/v1/messages", delay_s=1.0))
+    slow = AnthropicLlm(api_key=KEY, base_url=anthropic_url, timeout_s=0.3)
     err = connector_error(slow)
     assert (err.kind, err.code) == (ErrorKind.RETRYABLE, "APITimeoutError")
-    assert len(messages_requests(em)) == 1
+    assert len(messages_requests(anthropic_em)) == 1
     down = AnthropicLlm(api_key=KEY, base_url=f"http://127.0.0.1:{free_port()}", timeout_s=2.0)
     err = connector_error(down)
     slow.close()
@@ -305,8 +287,10 @@ def assess(llm: AnthropicLlm) -> Any:
     return ActivityEnvironment().run(acts.assess_payment_failure, inp)
 
 
-def test_malformed_reply_falls_back_to_the_rules(llm: AnthropicLlm, em: AnthropicEmulator) -> None:
-    em.script([malformed_reply({**VALID, "wire_money": True})])
+def test_malformed_reply_falls_back_to_the_rules(
+    llm: AnthropicLlm, anthropic_em: AnthropicEmulator
+) -> None:
+    anthropic_em.script([malformed_reply({**VALID, "wire_money": True})])
     out = assess(llm)
     assert out.reasoner == "rules"
     assert len(out.rejected) == 1 and out.rejected[0].startswith("unknown_field")
@@ -319,18 +303,22 @@ def test_malformed_reply_falls_back_to_the_rules(llm: AnthropicLlm, em: Anthropi
     )  # the rules' own assessment (and their own proposals, origin "rules")
     assert all(a.origin == "rules" for a in out.proposed_actions)
     assert out.model == MODEL
-    assert out.input_tokens == em.answers[-1]["usage"]["input_tokens"] > 0
+    assert out.input_tokens == anthropic_em.answers[-1]["usage"]["input_tokens"] > 0
 
 
-def test_foreign_customer_reply_is_refused(llm: AnthropicLlm, em: AnthropicEmulator) -> None:
+def test_foreign_customer_reply_is_refused(
+    llm: AnthropicLlm, anthropic_em: AnthropicEmulator
+) -> None:
     action = {**VALID["proposed_actions"][0], "customer_id": "cus_other"}
-    em.script([tool_reply({**VALID, "proposed_actions": [action]})])
+    anthropic_em.script([tool_reply({**VALID, "proposed_actions": [action]})])
     out = assess(llm)
     assert out.reasoner == "rules" and out.rejected[0].startswith("foreign_customer")
 
 
-def test_valid_reply_is_the_llms_assessment(llm: AnthropicLlm, em: AnthropicEmulator) -> None:
-    em.script([tool_reply(VALID, usage={"output_tokens": 321})])
+def test_valid_reply_is_the_llms_assessment(
+    llm: AnthropicLlm, anthropic_em: AnthropicEmulator
+) -> None:
+    anthropic_em.script([tool_reply(VALID, usage={"output_tokens": 321})])
     out = assess(llm)
     assert out.reasoner == "llm"
     assert out.rejected == []
@@ -343,6 +331,6 @@ def test_valid_reply_is_the_llms_assessment(llm: AnthropicLlm, em: AnthropicEmul
     assert [
         (a.kind.value, a.customer_id, a.invoice_id, a.origin) for a in out.proposed_actions
     ] == [("retry_payment", CUSTOMER, "in_1", "llm")]
-    usage = em.answers[-1]["usage"]
+    usage = anthropic_em.answers[-1]["usage"]
     assert (out.input_tokens, out.output_tokens) == (usage["input_tokens"], 321)
     assert out.input_tokens > 0

@@ -25,8 +25,8 @@ from sandbox.anthropic import (
     tool_reply,
 )
 from sandbox.framework import Fault, ServerThread
+from tests.pairs import ANTHROPIC_KEY as KEY
 
-KEY = "sk-ant-test-key"
 MODEL = "claude-sonnet-5-5"
 TOOL = "assess_payment_failure"
 SCHEMA = ReasonerOutput.model_json_schema()
@@ -40,31 +40,9 @@ VALID = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[AnthropicEmulator, str]]:
-    em = AnthropicEmulator(api_key=KEY)
-    with ServerThread({em: 0}) as thread:
-        yield em, thread.urls["anthropic"]
-
-
 @pytest.fixture
-def em(server: tuple[AnthropicEmulator, str]) -> AnthropicEmulator:
-    em = server[0]
-    with em.lock:
-        em.ledger.clear()
-        em.faults.clear()
-        em.reset_state()
-    return em
-
-
-@pytest.fixture
-def url(server: tuple[AnthropicEmulator, str], em: AnthropicEmulator) -> str:
-    return server[1]
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[anthropic.Anthropic]:
-    with anthropic.Anthropic(api_key=KEY, base_url=url, max_retries=0, timeout=5.0) as c:
+def client(anthropic_url: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(api_key=KEY, base_url=anthropic_url, max_retries=0, timeout=5.0) as c:
         yield c
 
 
@@ -82,15 +60,15 @@ def request(**over: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def ledger_bodies(em: AnthropicEmulator) -> list[dict[str, Any]]:
-    return [json.loads(r["body"]) for r in em.ledger if r["path"] == "/v1/messages"]
+def ledger_bodies(anthropic_em: AnthropicEmulator) -> list[dict[str, Any]]:
+    return [json.loads(r["body"]) for r in anthropic_em.ledger if r["path"] == "/v1/messages"]
 
 
 # --- answers -------------------------------------------------------------------------------------
 
 
-def test_tool_use_round_trip(client: anthropic.Anthropic, em: AnthropicEmulator) -> None:
-    em.script([tool_reply(VALID)])
+def test_tool_use_round_trip(client: anthropic.Anthropic, anthropic_em: AnthropicEmulator) -> None:
+    anthropic_em.script([tool_reply(VALID)])
     msg = client.messages.create(**request())
     assert msg.id.startswith("msg_01")
     assert (msg.type, msg.role, msg.model) == ("message", "assistant", MODEL)
@@ -99,7 +77,7 @@ def test_tool_use_round_trip(client: anthropic.Anthropic, em: AnthropicEmulator)
     assert isinstance(block, anthropic.types.ToolUseBlock)
     assert block.id.startswith("toolu_01")
     assert (block.name, block.input) == (TOOL, VALID)
-    assert em.pending() == []
+    assert anthropic_em.pending() == []
     # the SDK can send the answer back as the next assistant turn, with a tool_result after it
     follow = client.messages.create(
         **request(
@@ -118,9 +96,9 @@ def test_tool_use_round_trip(client: anthropic.Anthropic, em: AnthropicEmulator)
 
 
 def test_text_reply_and_scripted_stop_reason(
-    client: anthropic.Anthropic, em: AnthropicEmulator
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
 ) -> None:
-    em.script([text_reply("I cannot help with that."), text_reply("x" * 100)])
+    anthropic_em.script([text_reply("I cannot help with that."), text_reply("x" * 100)])
     msg = client.messages.create(**request())
     assert [b.type for b in msg.content] == ["text"]
     assert msg.content[0].text == "I cannot help with that."
@@ -131,14 +109,14 @@ def test_text_reply_and_scripted_stop_reason(
         "x" * 20,
         5,
     )
-    em.script([tool_reply(VALID, text="Thinking aloud.", stop_reason="refusal")])
+    anthropic_em.script([tool_reply(VALID, text="Thinking aloud.", stop_reason="refusal")])
     mixed = client.messages.create(**request())
     assert [b.type for b in mixed.content] == ["text", "tool_use"]
     assert mixed.stop_reason == "refusal"
 
 
 def test_default_reply_is_a_valid_instance_of_the_tool_schema(
-    client: anthropic.Anthropic, em: AnthropicEmulator
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
 ) -> None:
     msg = client.messages.create(**request())
     [block] = msg.content
@@ -159,9 +137,9 @@ def test_default_reply_is_a_valid_instance_of_the_tool_schema(
 
 
 def test_malformed_tool_input_goes_out_verbatim(
-    client: anthropic.Anthropic, em: AnthropicEmulator
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
 ) -> None:
-    em.script(
+    anthropic_em.script(
         [
             malformed_reply({**VALID, "priority": "URGENT", "wire_money": True}),
             malformed_reply('{"failure_class": "unkn'),
@@ -176,7 +154,9 @@ def test_malformed_tool_input_goes_out_verbatim(
 # --- usage and prompt caching --------------------------------------------------------------------
 
 
-def test_usage_cache_creation_then_read(client: anthropic.Anthropic, em: AnthropicEmulator) -> None:
+def test_usage_cache_creation_then_read(
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
+) -> None:
     first = client.messages.create(**request())
     second = client.messages.create(**request())
     u1, u2 = first.usage, second.usage
@@ -215,16 +195,16 @@ def test_usage_cache_creation_then_read(client: anthropic.Anthropic, em: Anthrop
     assert (bare.cache_creation_input_tokens, bare.cache_read_input_tokens) == (0, 0)
 
 
-def test_cache_expires_after_its_ttl_and_honours_the_minimum(url: str) -> None:
+def test_cache_expires_after_its_ttl_and_honours_the_minimum(anthropic_url: str) -> None:
     now = [1000.0]
-    em = AnthropicEmulator(api_key=KEY, clock=lambda: now[0], min_cache_tokens=10_000)
+    anthropic_em = AnthropicEmulator(api_key=KEY, clock=lambda: now[0], min_cache_tokens=10_000)
     with (
-        ServerThread({em: 0}) as thread,
+        ServerThread({anthropic_em: 0}) as thread,
         anthropic.Anthropic(api_key=KEY, base_url=thread.urls["anthropic"], max_retries=0) as c,
     ):
         short = c.messages.create(**request()).usage
         assert (short.cache_creation_input_tokens, short.cache_read_input_tokens) == (0, 0)
-        em.cache.min_tokens = 0
+        anthropic_em.cache.min_tokens = 0
         assert c.messages.create(**request()).usage.cache_creation_input_tokens > 0
         now[0] += 299
         assert c.messages.create(**request()).usage.cache_read_input_tokens > 0  # refreshed
@@ -239,8 +219,10 @@ def test_cache_expires_after_its_ttl_and_honours_the_minimum(url: str) -> None:
         assert hour.cache_creation.ephemeral_1h_input_tokens == hour.cache_creation_input_tokens
 
 
-def test_scripted_usage_override(client: anthropic.Anthropic, em: AnthropicEmulator) -> None:
-    em.script([tool_reply(VALID, usage={"output_tokens": 4321, "input_tokens": 7})])
+def test_scripted_usage_override(
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
+) -> None:
+    anthropic_em.script([tool_reply(VALID, usage={"output_tokens": 4321, "input_tokens": 7})])
     usage = client.messages.create(**request()).usage
     assert (usage.input_tokens, usage.output_tokens) == (7, 4321)
 
@@ -248,18 +230,20 @@ def test_scripted_usage_override(client: anthropic.Anthropic, em: AnthropicEmula
 # --- auth ----------------------------------------------------------------------------------------
 
 
-def test_bearer_auth_from_the_sdk(client: anthropic.Anthropic, em: AnthropicEmulator) -> None:
+def test_bearer_auth_from_the_sdk(
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
+) -> None:
     client.messages.create(**request())
-    headers = em.ledger[-1]["headers"]
+    headers = anthropic_em.ledger[-1]["headers"]
     assert headers["authorization"] == "<redacted>"  # the 2.x SDK's style
     assert "x-api-key" not in headers
     assert headers["anthropic-version"]  # sent, whatever its value
 
 
-def test_x_api_key_auth(url: str, em: AnthropicEmulator) -> None:
+def test_x_api_key_auth(anthropic_url: str, anthropic_em: AnthropicEmulator) -> None:
     with anthropic.Anthropic(
         api_key=KEY,
-        base_url=url,
+        base_url=anthropic_url,
         max_retries=0,
         default_headers={
             "X-Api-Key": KEY,
@@ -269,22 +253,22 @@ def test_x_api_key_auth(url: str, em: AnthropicEmulator) -> None:
     ) as c:
         msg = c.messages.create(**request())
     assert msg.stop_reason == "tool_use"
-    headers = em.ledger[-1]["headers"]
+    headers = anthropic_em.ledger[-1]["headers"]
     assert headers["x-api-key"] == "<redacted>" and "authorization" not in headers
     assert headers["anthropic-version"] == "2023-06-01"
     # a raw call in the public API's documented style
     resp = httpx.post(
-        f"{url}/v1/messages",
+        f"{anthropic_url}/v1/messages",
         json=request(),
         headers={"x-api-key": KEY, "anthropic-version": "2023-06-01"},
     )
     assert resp.status_code == 200 and resp.headers["request-id"].startswith("req_")
 
 
-def test_wrong_or_missing_key_is_401(url: str, em: AnthropicEmulator) -> None:
-    em.script([tool_reply(VALID)])
+def test_wrong_or_missing_key_is_401(anthropic_url: str, anthropic_em: AnthropicEmulator) -> None:
+    anthropic_em.script([tool_reply(VALID)])
     with (
-        anthropic.Anthropic(api_key="sk-ant-wrong", base_url=url, max_retries=0) as c,
+        anthropic.Anthropic(api_key="sk-ant-wrong", base_url=anthropic_url, max_retries=0) as c,
         pytest.raises(anthropic.AuthenticationError) as exc,
     ):
         c.messages.create(**request())
@@ -292,14 +276,16 @@ def test_wrong_or_missing_key_is_401(url: str, em: AnthropicEmulator) -> None:
     assert exc.value.type == "authentication_error"
     assert exc.value.request_id and exc.value.request_id.startswith("req_")
     assert exc.value.body["type"] == "error"  # type: ignore[index]
-    assert len(em.pending()) == 1  # a refused request does not consume the script
-    resp = httpx.post(f"{url}/v1/messages", json=request())
+    assert len(anthropic_em.pending()) == 1  # a refused request does not consume the script
+    resp = httpx.post(f"{anthropic_url}/v1/messages", json=request())
     assert resp.status_code == 401
     assert resp.json()["error"] == {
         "type": "authentication_error",
         "message": "x-api-key header is required",
     }
-    wrong_x = httpx.post(f"{url}/v1/messages", json=request(), headers={"x-api-key": "nope"})
+    wrong_x = httpx.post(
+        f"{anthropic_url}/v1/messages", json=request(), headers={"x-api-key": "nope"}
+    )
     assert wrong_x.status_code == 401
 
 
@@ -345,20 +331,23 @@ def test_wrong_or_missing_key_is_401(url: str, em: AnthropicEmulator) -> None:
     ],
 )
 def test_invalid_body_is_a_bad_request(
-    client: anthropic.Anthropic, em: AnthropicEmulator, over: dict[str, Any], fragment: str
+    client: anthropic.Anthropic,
+    anthropic_em: AnthropicEmulator,
+    over: dict[str, Any],
+    fragment: str,
 ) -> None:
-    em.script([tool_reply(VALID)])
+    anthropic_em.script([tool_reply(VALID)])
     with pytest.raises(anthropic.BadRequestError) as exc:
         client.messages.create(**request(**over))
     assert exc.value.status_code == 400
     assert exc.value.type == "invalid_request_error"
     assert fragment in (exc.value.api_message or "")
-    assert len(em.pending()) == 1
+    assert len(anthropic_em.pending()) == 1
 
 
-def test_invalid_body_raw(url: str) -> None:
+def test_invalid_body_raw(anthropic_url: str) -> None:
     headers = {"x-api-key": KEY}
-    http = httpx.Client(base_url=url)
+    http = httpx.Client(base_url=anthropic_url)
     for body, fragment in [
         (b"{not json", "error parsing the body"),
         (json.dumps({k: v for k, v in request().items() if k != "max_tokens"}), "max_tokens"),
@@ -387,16 +376,16 @@ def test_tool_use_needs_a_tool_result(client: anthropic.Anthropic) -> None:
         )
 
 
-def test_unknown_model_and_route(url: str) -> None:
-    em = AnthropicEmulator(api_key=KEY, models=[MODEL])
+def test_unknown_model_and_route(anthropic_url: str) -> None:
+    anthropic_em = AnthropicEmulator(api_key=KEY, models=[MODEL])
     with (
-        ServerThread({em: 0}) as thread,
+        ServerThread({anthropic_em: 0}) as thread,
         anthropic.Anthropic(api_key=KEY, base_url=thread.urls["anthropic"], max_retries=0) as c,
     ):
         with pytest.raises(anthropic.NotFoundError) as exc:
             c.messages.create(**request(model="claude-nonexistent"))
         assert exc.value.type == "not_found_error"
-    resp = httpx.get(f"{url}/v1/nothing-here")
+    resp = httpx.get(f"{anthropic_url}/v1/nothing-here")
     assert resp.status_code == 404 and resp.json()["error"]["type"] == "not_found_error"
 
 
@@ -404,21 +393,23 @@ def test_unknown_model_and_route(url: str) -> None:
 
 
 def test_scripted_429_carries_a_small_retry_after(
-    client: anthropic.Anthropic, em: AnthropicEmulator
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
 ) -> None:
-    em.script([error_reply(429), tool_reply(VALID)])
+    anthropic_em.script([error_reply(429), tool_reply(VALID)])
     with pytest.raises(anthropic.RateLimitError) as exc:
         client.messages.create(**request())
     err = exc.value
     assert (err.status_code, err.type) == (429, "rate_limit_error")
     assert err.response.headers["retry-after"] == "1"
     assert err.request_id and err.request_id.startswith("req_")
-    assert len(em.ledger) == 1  # SDK retries off: one request
+    assert len(anthropic_em.ledger) == 1  # SDK retries off: one request
     assert client.messages.create(**request()).content[0].input == VALID
 
 
-def test_scripted_529_is_overloaded(client: anthropic.Anthropic, em: AnthropicEmulator) -> None:
-    em.script([error_reply(529)])
+def test_scripted_529_is_overloaded(
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
+) -> None:
+    anthropic_em.script([error_reply(529)])
     with pytest.raises(anthropic.APIStatusError) as exc:
         client.messages.create(**request())
     assert isinstance(exc.value, anthropic.OverloadedError)
@@ -441,12 +432,12 @@ def test_scripted_529_is_overloaded(client: anthropic.Anthropic, em: AnthropicEm
 )
 def test_scripted_errors(
     client: anthropic.Anthropic,
-    em: AnthropicEmulator,
+    anthropic_em: AnthropicEmulator,
     status: int,
     cls: type[anthropic.APIStatusError],
     etype: str,
 ) -> None:
-    em.script([error_reply(status, "scripted")])
+    anthropic_em.script([error_reply(status, "scripted")])
     with pytest.raises(cls) as exc:
         client.messages.create(**request())
     assert (exc.value.status_code, exc.value.type, exc.value.api_message) == (
@@ -457,9 +448,11 @@ def test_scripted_errors(
 
 
 def test_retry_after_is_capped_and_error_codes_pass_through(
-    client: anthropic.Anthropic, em: AnthropicEmulator
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
 ) -> None:
-    em.script([error_reply(429, retry_after=3600, error_code="enforced_spend_limit_reached")])
+    anthropic_em.script(
+        [error_reply(429, retry_after=3600, error_code="enforced_spend_limit_reached")]
+    )
     with pytest.raises(anthropic.RateLimitError) as exc:
         client.messages.create(**request())
     assert exc.value.response.headers["retry-after"] == "60"
@@ -467,9 +460,9 @@ def test_retry_after_is_capped_and_error_codes_pass_through(
 
 
 def test_injected_fault_uses_the_error_envelope(
-    client: anthropic.Anthropic, em: AnthropicEmulator
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
 ) -> None:
-    em.faults.append(Fault(status=529, path="/v1/messages", retry_after=2.0))
+    anthropic_em.faults.append(Fault(status=529, path="/v1/messages", retry_after=2.0))
     with pytest.raises(anthropic.OverloadedError) as exc:
         client.messages.create(**request())
     assert exc.value.type == "overloaded_error"
@@ -480,9 +473,11 @@ def test_injected_fault_uses_the_error_envelope(
 # --- control plane and ledger ----------------------------------------------------------------------
 
 
-def test_script_over_http(url: str, client: anthropic.Anthropic, em: AnthropicEmulator) -> None:
+def test_script_over_http(
+    anthropic_url: str, client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
+) -> None:
     resp = httpx.post(
-        f"{url}/_sandbox/anthropic/script",
+        f"{anthropic_url}/_sandbox/anthropic/script",
         json=[{"tool_input": VALID}, {"error": {"status": 529}}, {"text": "hello"}],
     )
     assert resp.status_code == 200 and len(resp.json()["pending"]) == 3
@@ -490,17 +485,24 @@ def test_script_over_http(url: str, client: anthropic.Anthropic, em: AnthropicEm
     with pytest.raises(anthropic.OverloadedError):
         client.messages.create(**request())
     assert client.messages.create(**request()).content[0].text == "hello"
-    bad = httpx.post(f"{url}/_sandbox/anthropic/script", json=[{"tool_input": VALID}, {"oops": 1}])
-    assert bad.status_code == 400 and em.pending() == []  # all or nothing
-    httpx.post(f"{url}/_sandbox/seed", json={"script": [{"error": 500}]})
-    assert (
-        httpx.get(f"{url}/_sandbox/anthropic/script").json()["pending"][0]["error"]["status"] == 500
+    bad = httpx.post(
+        f"{anthropic_url}/_sandbox/anthropic/script", json=[{"tool_input": VALID}, {"oops": 1}]
     )
-    assert httpx.delete(f"{url}/_sandbox/anthropic/script").json() == {"pending": []}
-    assert all(r["path"] == "/v1/messages" for r in em.ledger)  # control plane not ledgered
+    assert bad.status_code == 400 and anthropic_em.pending() == []  # all or nothing
+    httpx.post(f"{anthropic_url}/_sandbox/seed", json={"script": [{"error": 500}]})
+    assert (
+        httpx.get(f"{anthropic_url}/_sandbox/anthropic/script").json()["pending"][0]["error"][
+            "status"
+        ]
+        == 500
+    )
+    assert httpx.delete(f"{anthropic_url}/_sandbox/anthropic/script").json() == {"pending": []}
+    assert all(
+        r["path"] == "/v1/messages" for r in anthropic_em.ledger
+    )  # control plane not ledgered
 
 
-def test_bad_script_entries_are_refused(em: AnthropicEmulator) -> None:
+def test_bad_script_entries_are_refused(anthropic_em: AnthropicEmulator) -> None:
     for entry in [
         {"tool_input": [1]},
         {"tool_input": {}, "error": 429},
@@ -510,21 +512,21 @@ def test_bad_script_entries_are_refused(em: AnthropicEmulator) -> None:
         "text",
     ]:
         with pytest.raises(ValueError):
-            em.script([entry])
-    assert em.pending() == []
+            anthropic_em.script([entry])
+    assert anthropic_em.pending() == []
 
 
 def test_ledger_shows_the_request_and_its_cache_control(
-    client: anthropic.Anthropic, em: AnthropicEmulator
+    client: anthropic.Anthropic, anthropic_em: AnthropicEmulator
 ) -> None:
     client.messages.create(**request())
-    [row] = em.ledger
+    [row] = anthropic_em.ledger
     assert (row["method"], row["path"], row["status"]) == ("POST", "/v1/messages", 200)
-    [body] = ledger_bodies(em)
+    [body] = ledger_bodies(anthropic_em)
     assert body["system"] == [
         {"type": "text", "text": SYSTEM, "cache_control": {"type": "ephemeral"}}
     ]
     assert body["tool_choice"] == {"type": "tool", "name": TOOL}
     assert body["tools"][0]["input_schema"] == SCHEMA
     assert KEY not in json.dumps(row)  # the key never reaches the ledger
-    assert em.answers[-1]["usage"]["cache_creation_input_tokens"] > 0
+    assert anthropic_em.answers[-1]["usage"]["cache_creation_input_tokens"] > 0
