@@ -10,11 +10,13 @@ upsert, HubSpot unique property). No Temporal imports here.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from domain.audit import AuditEntry
 from domain.models import (
+    BillingCustomer,
     CaseDraft,
     CaseRef,
     CaseSummary,
@@ -23,6 +25,18 @@ from domain.models import (
     NoteTarget,
     PaymentAttempt,
     TaskDraft,
+)
+from domain.records import (
+    BillingLink,
+    CaseDetail,
+    ChurnScoreRecord,
+    CustomerDraft,
+    CustomerPage,
+    CustomerSnapshot,
+    Opportunity,
+    Price,
+    SubscriptionDraft,
+    SubscriptionRef,
 )
 
 
@@ -83,6 +97,64 @@ class BillingPlatform(Protocol):
         """Give the customer ``amount`` (minor units) of account credit; returns its ID."""
         ...
 
+    # --- quote-to-cash ---------------------------------------------------------------------------
+
+    def find_customer_by_crm(self, crm: str, account_id: str) -> BillingCustomer | None:
+        """The customer linked to this CRM account (the link quote-to-cash stores on the customer:
+        Chargebee ``meta_data``, Stripe ``metadata`` ``crm`` + ``crm_account_id``), or None."""
+        ...
+
+    def find_customers(self, email: str | None, company: str | None) -> list[BillingCustomer]:
+        """Candidates by unique key (exact email) and by company name (case-insensitive
+        contains), at most 10, exact-email matches first. The caller does the fuzzy ranking."""
+        ...
+
+    def create_customer(self, draft: CustomerDraft) -> BillingCustomer:
+        """Create the customer with the CRM link in its metadata. Idempotent by ``draft.key``."""
+        ...
+
+    def set_crm_link(
+        self, customer_id: str, crm: str, account_id: str | None, idempotency_key: str
+    ) -> None:
+        """Write (or, with ``account_id=None``, clear) the CRM link on an existing customer."""
+        ...
+
+    def delete_customer(self, customer_id: str, idempotency_key: str) -> None:
+        """Remove a customer quote-to-cash created (compensation). Already gone is success."""
+        ...
+
+    def get_price(self, price_id: str) -> Price:
+        """A price by ID (Chargebee item price ID; Stripe price ID or lookup key). NotFound if
+        the platform has no such price."""
+        ...
+
+    def create_subscription(self, draft: SubscriptionDraft) -> SubscriptionRef:
+        """Create the subscription (Chargebee ``subscription_for_items``, Stripe subscriptions)
+        with the opportunity ID in its metadata. Idempotent by ``draft.key``."""
+        ...
+
+    def cancel_subscription(self, subscription_id: str, idempotency_key: str, reason: str) -> str:
+        """Cancel now, without proration or credits (compensation, or an end action). Returns
+        the resulting status; an already cancelled subscription is success."""
+        ...
+
+    # --- churn and support context ------------------------------------------------------------
+
+    def list_customers(self, cursor: str | None = None, limit: int = 100) -> CustomerPage:
+        """One page of customers, oldest first (the sweep walks the whole book)."""
+        ...
+
+    def customer_snapshot(self, customer_id: str, invoices: int = 5) -> CustomerSnapshot:
+        """Subscriptions, latest invoices and payments, credit balance, downgrades, usage."""
+        ...
+
+    def apply_discount(
+        self, subscription_id: str, percent: float, months: int, idempotency_key: str
+    ) -> str:
+        """A retention offer: ``percent`` off the subscription for ``months`` billing months
+        (a coupon on the subscription). Returns the coupon / discount ID."""
+        ...
+
 
 @runtime_checkable
 class CrmSystem(Protocol):
@@ -106,4 +178,43 @@ class CrmSystem(Protocol):
 
     def upsert_task(self, draft: TaskDraft) -> str:
         """Open (or find again) a task for a person; idempotent by ``draft.key``."""
+        ...
+
+    # --- quote-to-cash ---------------------------------------------------------------------------
+
+    def get_opportunity(self, opportunity_id: str) -> Opportunity:
+        """The opportunity / deal with its account (incl. its billing link), contacts and line
+        items (product code, quantity, prices, discount). NotFound if it does not exist."""
+        ...
+
+    def won_opportunities(self, since: datetime, limit: int = 200) -> list[str]:
+        """IDs of opportunities / deals closed-won and modified at or after ``since``, oldest
+        first (the catch-up for callouts that never arrived)."""
+        ...
+
+    def write_billing_link(self, link: BillingLink) -> None:
+        """Write the billing customer / subscription IDs, MRR and status to the account and the
+        opportunity (field sets: idempotent). ``None`` IDs clear them (compensation)."""
+        ...
+
+    # --- churn and support context ------------------------------------------------------------
+
+    def get_account(self, account_id: str) -> CrmAccount:
+        """One account / company with its billing link. NotFound if it does not exist."""
+        ...
+
+    def write_churn_score(self, record: ChurnScoreRecord) -> None:
+        """Write score, level, reasons and narrative onto the account (Salesforce
+        ``Churn_Risk__c``, ``Churn_Level__c``, ``Churn_Reasons__c``; HubSpot ``churn_risk``,
+        ``churn_level``, ``churn_reasons``). A field set: idempotent."""
+        ...
+
+    def get_case(self, case_id: str) -> CaseDetail:
+        """A case / ticket and the account it belongs to. NotFound if it does not exist."""
+        ...
+
+    def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str:
+        """Put the billing context on the case (Salesforce ``Billing_Context__c``; HubSpot a note
+        associated to the ticket, unique by ``revbridge_key``). Returns the written record's ID;
+        a retried call writes nothing new."""
         ...

@@ -141,6 +141,9 @@ class CrmAccount(Frozen):
     name: str
     tier: CustomerTier = CustomerTier.SMB
     owner_id: str | None = None
+    #: the billing link quote-to-cash writes (Billing_Customer_Id__c / billing_customer_id)
+    billing_customer_id: str | None = None
+    billing_platform: str | None = None
 
 
 class CaseSummary(Frozen):
@@ -149,6 +152,7 @@ class CaseSummary(Frozen):
     id: str
     subject: str = ""
     description: str = ""
+    opened_at: datetime | None = None
 
 
 class CasePriority(StrEnum):

@@ -66,6 +66,46 @@ ITEM_PRICES = [
 ]
 
 
+@dataclass(frozen=True)
+class CatalogProduct:
+    """One product as both sides sell it: the CRM catalogue (Salesforce Product2.ProductCode,
+    HubSpot product ``hs_sku``) and the billing catalogue (a Chargebee item price ID, a Stripe
+    price ``lookup_key``). ``in_billing=False``: sold in the CRM, missing in billing (and in
+    RevBridge's product mapping), so quote-to-cash must stop and ask."""
+
+    code: str
+    name: str
+    unit_price: int  # cents per month
+    chargebee_item_price: str
+    stripe_lookup_key: str
+    in_billing: bool = True
+
+    @property
+    def item_id(self) -> str:
+        return self.chargebee_item_price.removesuffix("-USD-monthly")
+
+
+CATALOG = (
+    CatalogProduct("RB-CORE", "RevBridge Core", 50_000, "core-USD-monthly", "core_monthly"),
+    CatalogProduct("RB-SEAT", "Seat", 4_000, "seat-USD-monthly", "seat_monthly"),
+    CatalogProduct(
+        "RB-SUPPORT",
+        "Premium Support",
+        20_000,
+        "support-premium-USD-monthly",
+        "support_premium_monthly",
+    ),
+    CatalogProduct(
+        "RB-LEGACY",
+        "Legacy Add-on",
+        9_900,
+        "legacy-addon-USD-monthly",
+        "legacy_addon_monthly",
+        in_billing=False,
+    ),
+)
+
+
 def chargebee_seed(
     customers: tuple[DunningCustomer, ...], suffix: str, now: int | None = None
 ) -> dict:
