@@ -22,6 +22,18 @@ def dunning_workflow_id(billing: str, invoice_id: str) -> str:
     return f"dunning:{_provider_id(billing)}:{_provider_id(invoice_id)}"
 
 
+def q2c_workflow_id(crm: str, opportunity_id: str) -> str:
+    return f"q2c:{_provider_id(crm)}:{_provider_id(opportunity_id)}"
+
+
+def support_workflow_id(crm: str, case_id: str) -> str:
+    return f"case:{_provider_id(crm)}:{_provider_id(case_id)}"
+
+
+def churn_workflow_id(billing: str, customer_id: str) -> str:
+    return f"churn:{_provider_id(billing)}:{_provider_id(customer_id)}"
+
+
 def idempotency_key(workflow_id: str, step: str) -> str:
     """A stable key for one side effect of one workflow, the same on every attempt, across
     continue-as-new, resets and worker restarts.

@@ -72,6 +72,18 @@ class CrmAccountChanged(Frozen):
 CrmEvent = CaseOpened | DealWon | CrmAccountChanged
 
 
+class RiskSignal(Frozen):
+    """Something that moves a customer's churn risk, from the events RevBridge already receives
+    (→ churn intervention, signal-with-start ``risk_signal`` on ``churn:{billing}:{customer}``)."""
+
+    billing: str
+    event_id: str
+    customer_id: str
+    #: payment_failed | downgrade | usage_drop
+    kind: str
+    occurred_at: datetime
+
+
 # --- records read from the billing platform -------------------------------------------------------
 
 
