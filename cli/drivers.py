@@ -48,6 +48,26 @@ class BillingDriver(Protocol):
         """The customer pays out of band (the sandbox emits the paid webhook)."""
         ...
 
+    # --- quote-to-cash, churn, support (raw vendor dicts, for scenarios and assertions) -----------
+
+    def seed_catalog(self) -> None:
+        """Put ``sandbox.scenarios.CATALOG`` (the in_billing products) in billing; idempotent."""
+        ...
+
+    def create_customer(
+        self, company: str, email: str, crm: str | None = None, crm_account_id: str | None = None
+    ) -> str:
+        """A customer made by hand (optionally already linked to a CRM account); its ID."""
+        ...
+
+    def customers(self, email: str | None = None, company: str | None = None) -> list[dict]:
+        """Customers with this exact email and/or company name (not deleted)."""
+        ...
+
+    def subscriptions(self, customer_id: str) -> list[dict]:
+        """All of the customer's subscriptions, cancelled ones included."""
+        ...
+
 
 class CrmDriver(Protocol):
     name: str
@@ -56,6 +76,56 @@ class CrmDriver(Protocol):
 
     def cases(self, case_key: str) -> list[dict[str, Any]]:
         """Cases/tickets RevBridge opened under one idempotency key: {id, subject, priority}."""
+        ...
+
+    # --- quote-to-cash, churn, support (raw vendor dicts, for scenarios and assertions) -----------
+
+    def seed_catalog(self) -> None:
+        """Put ``sandbox.scenarios.CATALOG`` (all of it) in the CRM's product catalogue."""
+        ...
+
+    def create_account(
+        self,
+        name: str,
+        tier: str = "SMB",
+        billing_customer_id: str | None = None,
+        billing: str | None = None,
+    ) -> str:
+        """An account / company; its ID."""
+        ...
+
+    def create_opportunity(
+        self,
+        account_id: str,
+        name: str,
+        lines: list[tuple[str, int, int, float]],
+        *,
+        term_months: int = 12,
+        payment_terms: str | None = None,
+        contact_email: str | None = None,
+    ) -> str:
+        """An open opportunity / deal with line items ``(product_code, quantity,
+        unit_price_cents, discount_percent)`` and a contact; its ID. No webhook yet."""
+        ...
+
+    def win(self, opportunity_id: str) -> None:
+        """Move it to closed-won: the CRM sends its callout / webhook to RevBridge."""
+        ...
+
+    def open_case(self, account_id: str | None, subject: str, description: str = "") -> str:
+        """A support case / ticket (the CRM sends its created callout / webhook); its ID."""
+        ...
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        """The account's fields as the API returns them."""
+        ...
+
+    def opportunity(self, opportunity_id: str) -> dict[str, Any]:
+        """The opportunity's / deal's fields as the API returns them."""
+        ...
+
+    def tasks(self, account_id: str) -> list[dict[str, Any]]:
+        """Tasks on the account (or its opportunities): {id, subject, description}."""
         ...
 
 
