@@ -37,15 +37,36 @@ class ProposedAction(Frozen):
     discount_percent: float = 0
     reason: str = ""
     origin: str = "rules"
+    #: the record acted on when it is not the customer or invoice (an opportunity, a subscription)
+    subject_id: str | None = None
+    #: how long an offer lasts (billing months), 0 when it does not apply
+    months: int = 0
+    #: terms beyond price and discount (custom payment terms, a price override), in words
+    terms: str = ""
+    #: non-standard terms that policy sends to a person
+    custom_terms: bool = False
 
     @property
     def action_id(self) -> str:
-        return "act-" + parameters_hash(self.model_dump(mode="json", exclude={"reason"}))[:20]
+        # Fields added later are hashed only when set, so the IDs of actions proposed before they
+        # existed (in running workflows and committed histories) do not change.
+        params = self.model_dump(mode="json", exclude={"reason"})
+        for later in ("subject_id", "months", "terms", "custom_terms"):
+            if params.get(later) == type(self).model_fields[later].default:
+                params.pop(later)
+        return "act-" + parameters_hash(params)[:20]
 
     def describe(self) -> str:
         money = f" of {self.amount / 100:,.2f} {self.currency}" if self.amount else ""
         target = f" on invoice {self.invoice_id}" if self.invoice_id else ""
-        return f"{self.kind.value}{money} for customer {self.customer_id}{target}"
+        subject = f" ({self.subject_id})" if self.subject_id else ""
+        discount = f", {self.discount_percent:g}% off" if self.discount_percent else ""
+        months = f" for {self.months} months" if self.months else ""
+        terms = f"; terms: {self.terms}" if self.terms else ""
+        return (
+            f"{self.kind.value}{money} for customer {self.customer_id}{target}{subject}"
+            f"{discount}{months}{terms}"
+        )
 
 
 class ApprovalTiming(Frozen):

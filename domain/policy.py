@@ -125,6 +125,8 @@ class PolicyRequest(Frozen):
     currency: str = "USD"
     origin: Origin = Origin.RULES
     discount_percent: float = Field(default=0, ge=0, le=100)
+    #: non-standard terms (custom payment terms, a price override) beyond the discount
+    custom_terms: bool = False
     #: the human whose approval is attached (from the approval signal); checked, never trusted
     approved_by: str | None = None
 
@@ -594,6 +596,7 @@ def _request(req: PolicyRequest, mode: Mode, approval: _Approval) -> dict[str, A
             "mode": str(mode),
             # Cedar decimals carry at most four fractional digits
             "discount_percent": {"__extn": {"fn": "decimal", "arg": f"{req.discount_percent:.4f}"}},
+            "custom_terms": req.custom_terms,
             "approval": {"approved": approval.approved, "approver_roles": sorted(approval.roles)},
         },
     }

@@ -145,6 +145,7 @@ class GovernedWorkflow:
             currency=action.currency,
             origin=Origin(action.origin),
             discount_percent=action.discount_percent,
+            custom_terms=action.custom_terms,
         )
         decision = await workflow.execute_activity_method(
             PolicyActivities.decide, request, summary=f"policy: {action.kind.value}", **POLICY
