@@ -145,6 +145,7 @@ class StackConfig(_M):
             "HUBSPOT_APP_ID": sb.hubspot.app_id or "",
             "HUBSPOT_CLIENT_SECRET": sb.hubspot.client_secret or "",
             "HUBSPOT_WEBHOOK_URL": f"{self.webhooks.url}/webhooks/hubspot",
+            "SALESFORCE_WEBHOOK_SECRETS": sb.salesforce.webhook_secret or "",
         }
 
     def ui_url(self) -> str:

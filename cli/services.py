@@ -80,6 +80,12 @@ def run_sandbox(cfg: StackConfig) -> None:
         SalesforceEmulator(
             client_id=sb.salesforce.client_id or "revbridge-local",
             client_secret=sb.salesforce.client_secret or "local-secret",
+            webhook_targets=[
+                WebhookTarget(
+                    url=f"{wh.url}/webhooks/salesforce",
+                    headers={"X-RevBridge-Webhook-Secret": sb.salesforce.webhook_secret or ""},
+                )
+            ],
         ): sb.ports["salesforce"],
         StripeEmulator(
             api_key=sb.stripe.api_key or "sk_test_revbridge_local",

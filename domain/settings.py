@@ -72,6 +72,11 @@ class WebhookSettings(_Settings):
     #: the URL HubSpot posts to, exactly as configured there (the v3 signature covers it);
     #: behind a proxy the request's own URL differs
     hubspot_public_url: str | None = None
+    #: the shared secret(s) the Salesforce Flow callout's External Credential sends in the
+    #: X-RevBridge-Webhook-Secret header (several during a rotation)
+    salesforce_secrets: list[SecretStr] = []
+    #: the org's ID (00D…); when set, callouts from any other org are refused
+    salesforce_org_id: str | None = None
 
 
 class Settings(_Settings):
@@ -134,6 +139,7 @@ class Settings(_Settings):
                 "chargebee_password": env.get("CHARGEBEE_WEBHOOK_PASSWORD"),
                 "hubspot_client_secret": env.get("HUBSPOT_CLIENT_SECRET"),
                 "hubspot_public_url": env.get("HUBSPOT_WEBHOOK_URL"),
+                "salesforce_org_id": env.get("SALESFORCE_ORG_ID"),
             }.items()
             if v is not None
         }
@@ -141,6 +147,10 @@ class Settings(_Settings):
             # comma-separated: add the new secret, deploy, switch Stripe over, then drop the old
             webhooks["stripe_secrets"] = [
                 x.strip() for x in env["STRIPE_WEBHOOK_SECRETS"].split(",") if x.strip()
+            ]
+        if env.get("SALESFORCE_WEBHOOK_SECRETS"):
+            webhooks["salesforce_secrets"] = [
+                x.strip() for x in env["SALESFORCE_WEBHOOK_SECRETS"].split(",") if x.strip()
             ]
         raw["webhooks"] = webhooks
         try:

@@ -93,6 +93,7 @@ STRIPE_KEY, STRIPE_SECRET = "sk_test_revbridge_local", "whsec_revbridge_local"
 HS_TOKEN, HS_SECRET, HS_APP_ID = "pat-local-revbridge", "hubspot-local-secret", "1160452"
 ANTHROPIC_KEY = "sk-ant-test-key"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "chargebee-webhooks", "test-webhook-password"
+SF_WEBHOOK_SECRET = "test-flow-secret"
 
 
 def pair_settings(urls: dict[str, str], billing: str, crm: str, task_queue: str) -> Settings:
@@ -119,6 +120,7 @@ def pair_settings(urls: dict[str, str], billing: str, crm: str, task_queue: str)
             chargebee_password=SecretStr(WEBHOOK_PASSWORD),
             stripe_secrets=[SecretStr(STRIPE_SECRET)],
             hubspot_client_secret=SecretStr(HS_SECRET),
+            salesforce_secrets=[SecretStr(SF_WEBHOOK_SECRET)],
         ),
     )
 
@@ -156,6 +158,16 @@ class Pair:
         target: dict[str, Any] = {"url": f"{self.webhook_url}/webhooks/{self.settings.billing}"}
         if self.settings.billing == "chargebee":
             target["basic_auth"] = [WEBHOOK_USER, WEBHOOK_PASSWORD]
+        httpx.post(url + "/_sandbox/webhooks", json=target).raise_for_status()
+
+    def route_crm_webhooks_here(self) -> None:
+        """Point the CRM sandbox's webhooks (Flow callouts / HubSpot webhooks) at this pair's
+        webhook service."""
+        url = self.urls[self.settings.crm]
+        httpx.delete(url + "/_sandbox/webhooks").raise_for_status()
+        target: dict[str, Any] = {"url": f"{self.webhook_url}/webhooks/{self.settings.crm}"}
+        if self.settings.crm == "salesforce":
+            target["headers"] = {"X-RevBridge-Webhook-Secret": SF_WEBHOOK_SECRET}
         httpx.post(url + "/_sandbox/webhooks", json=target).raise_for_status()
 
     def seed(self, customer: Any, suffix: str) -> dict[str, str]:

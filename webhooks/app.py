@@ -24,11 +24,11 @@ from starlette.routing import Route
 from temporalio.client import Client
 
 from domain.connect import client_connect_kwargs
-from domain.models import InvoicePaid, PaymentFailed
+from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
-from webhooks import chargebee, hubspot, stripe
+from webhooks import chargebee, hubspot, salesforce, stripe
 from webhooks.errors import Rejected
-from webhooks.router import route
+from webhooks.router import route, route_crm
 from workers.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
 
 log = logging.getLogger("revbridge.webhooks")
@@ -101,6 +101,13 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         status, body = await route(await get_client(), event, settings.task_queue)
         count(provider, body["status"], workflow_id=body.get("workflow_id"))
         return JSONResponse(body, status_code=status)
+
+    async def dispatch_crm(provider: str, event: DealWon | CaseOpened) -> tuple[int, dict]:
+        status, body = await route_crm(
+            await get_client(), event, settings.billing, settings.task_queue
+        )
+        count(provider, body["status"], workflow_id=body.get("workflow_id"))
+        return status, body
 
     def ours(provider: str, configured: str, role: str) -> None:
         """One deployment serves one billing x CRM pair: another vendor's events are not ours
@@ -183,14 +190,46 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             elif outcome is None:
                 count("hubspot", "ignored", "event_not_routed")
                 results.append({"status": "ignored", "reason": "event type not routed"})
+            elif isinstance(outcome, DealWon | CaseOpened):
+                try:
+                    _, body = await dispatch_crm("hubspot", outcome)
+                except Rejected as exc:
+                    if exc.status == 503:  # Temporal down: HubSpot retries the whole batch
+                        return reject(exc, "hubspot")
+                    count("hubspot", "dead_letter", exc.code)
+                    results.append({"status": "dead_letter", "reason": exc.reason})
+                    continue
+                results.append(body)
             else:
-                # CRM-side flows (support context, quote-to-cash, account sync) route here as
-                # they land; until then the canonical event is acknowledged, not lost silently.
+                # Account sync is not built yet: the canonical event is acknowledged and counted,
+                # not lost silently.
                 count("hubspot", "unrouted", type(outcome).__name__)
                 results.append(
                     {"status": "ignored", "reason": f"no workflow for {type(outcome).__name__} yet"}
                 )
         return JSONResponse({"results": results}, status_code=200)
+
+    async def salesforce_webhook(request: Request) -> Response:
+        """A record-triggered Flow's HTTP callout: one event per request, shared-secret header."""
+        try:
+            ours("salesforce", settings.crm, "CRM")
+            if not cfg.salesforce_secrets:
+                raise Rejected(503, "salesforce webhook secret is not configured", "not_configured")
+            raw = await read_body(request)
+            salesforce.verify(
+                request.headers.get(salesforce.HEADER),
+                [s.get_secret_value() for s in cfg.salesforce_secrets],
+            )
+            event = salesforce.normalize(parse_json(raw), org_id=cfg.salesforce_org_id)
+            if event is None:
+                count("salesforce", "ignored", "event_not_routed")
+                return JSONResponse(
+                    {"status": "ignored", "reason": "event type not routed"}, status_code=200
+                )
+            status, body = await dispatch_crm("salesforce", event)
+            return JSONResponse(body, status_code=status)
+        except Rejected as exc:
+            return reject(exc, "salesforce")
 
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "billing": settings.billing, "crm": settings.crm})
@@ -210,6 +249,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             Route("/webhooks/chargebee", chargebee_webhook, methods=["POST"]),
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/webhooks/hubspot", hubspot_webhook, methods=["POST"]),
+            Route("/webhooks/salesforce", salesforce_webhook, methods=["POST"]),
         ],
         middleware=[Middleware(WebhookTracingMiddleware, metrics=metrics)],
     )

@@ -1,0 +1,67 @@
+"""Salesforce record-triggered Flow HTTP callouts (reference §1.9): a JSON body we define, sent
+through a Named Credential whose External Credential adds a static shared-secret header.
+
+There is no HMAC of the body (Flow cannot compute one without Apex), so the secret header is
+compared in constant time against every configured secret (rotation), and the org ID is checked
+when configured. Flow does not redeliver: the quote-to-cash catch-up query covers lost callouts.
+
+Body::
+
+    {"event": "opportunity_closed_won" | "case_created", "eventId": "<uuid>",
+     "sobject": "Opportunity" | "Case", "recordId": "006…", "orgId": "00D…",
+     "occurredAt": "2024-05-01T12:00:00.000+0000", "record": {…}}
+"""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.models import CaseOpened, DealWon
+from webhooks.errors import Rejected
+
+HEADER = "x-revbridge-webhook-secret"
+CRM = "salesforce"
+
+
+def verify(header: str | None, secrets: list[str]) -> None:
+    if not header:
+        raise Rejected(401, f"missing {HEADER} header", "missing_signature")
+    # compare against every secret, without short-circuiting, so timing says nothing about which
+    matched = [hmac.compare_digest(header.encode(), s.encode()) for s in secrets]
+    if not any(matched):
+        raise Rejected(401, "webhook secret does not match", "bad_signature")
+
+
+def _occurred_at(value: Any) -> datetime:
+    if isinstance(value, str):
+        try:
+            # Salesforce writes +0000 (no colon); Python 3.11 accepts both forms
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    return datetime.now(UTC)
+
+
+def normalize(payload: Any, org_id: str | None = None) -> DealWon | CaseOpened | None:
+    """The callout body → a canonical event; None for an event type we do not route."""
+    if not isinstance(payload, dict):
+        raise Rejected(400, "body is not a JSON object", "malformed_event")
+    kind, event_id, record_id = (
+        payload.get("event"),
+        payload.get("eventId"),
+        payload.get("recordId"),
+    )
+    if not isinstance(event_id, str) or not event_id:
+        raise Rejected(400, "eventId is missing", "malformed_event")
+    if not isinstance(record_id, str) or not record_id:
+        raise Rejected(400, "recordId is missing", "malformed_event")
+    if org_id and payload.get("orgId") != org_id:
+        raise Rejected(403, "callout from another Salesforce org", "wrong_org")
+    at = _occurred_at(payload.get("occurredAt"))
+    if kind == "opportunity_closed_won":
+        return DealWon(crm=CRM, event_id=event_id, opportunity_id=record_id, occurred_at=at)
+    if kind == "case_created":
+        return CaseOpened(crm=CRM, event_id=event_id, case_id=record_id, occurred_at=at)
+    return None
