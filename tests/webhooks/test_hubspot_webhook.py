@@ -413,14 +413,33 @@ def deliveries(receiver: Receiver, url: str) -> list[dict[str, Any]]:
     return list(receiver.received)
 
 
-async def replay(hit: dict[str, Any], target: str) -> httpx.Response:
+class RecordingClient:
+    """Takes workflow starts without a server: these replays are about verification and
+    normalization (the real start path is the batch test's), and the sandbox's deal IDs repeat
+    across emulator instances, so real one-shot workflow IDs would collide with other tests'."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+
+    async def start_workflow(self, workflow: str, arg: Any, *, id: str, **_: Any) -> None:
+        self.started.append(id)
+
+
+async def replay(
+    hit: dict[str, Any], target: str, recorder: RecordingClient | None = None
+) -> httpx.Response:
     settings = make_settings(public_url=target)
     headers = {
         k: v
         for k, v in hit["headers"].items()
         if k in ("content-type", "x-hubspot-signature-v3", "x-hubspot-request-timestamp")
     }
-    async with asgi(settings, CountingProvider()) as http:
+    rec = recorder or RecordingClient()
+
+    async def provider() -> Any:
+        return rec
+
+    async with asgi(settings, provider) as http:
         return await http.post(ROUTE, content=hit["body"], headers=headers)
 
 
@@ -446,8 +465,10 @@ async def test_a_real_sandbox_batch_verifies_and_normalizes(
     assert r.status_code == 200
     [hit] = deliveries(receiver, url)
     events = json.loads(hit["body"])
-    resp = await replay(hit, target)
+    recorder = RecordingClient()
+    resp = await replay(hit, target, recorder)
     assert resp.status_code == 200, resp.text
+    assert recorder.started == [f"q2c:hubspot:{deal}"]
     assert len(resp.json()["results"]) == len(events)
     assert all(r["status"] not in ("dead_letter", "echo") for r in resp.json()["results"])
     won = [hubspot.normalize(e, APP_ID) for e in events]
