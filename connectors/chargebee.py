@@ -1,9 +1,26 @@
-"""Chargebee (API v2, Product Catalog 2.0) through the official ``chargebee`` client."""
+"""Chargebee (API v2, Product Catalog 2.0) through the official ``chargebee`` client.
+
+Quote-to-cash, churn and support context (billing-apis.md §2):
+
+- **The CRM link** lives twice on the customer: in ``meta_data`` (``crm``, ``crm_account_id``:
+  what the protocol promises, read by people and other tools) and in the customer custom field
+  ``cf_crm_link`` = ``"<crm>:<account id>"``. Chargebee's list API cannot filter on
+  ``meta_data``, but it filters on a custom field (``cf_crm_link[is]=...``) once the site has
+  made it searchable, so finding the link is one indexed call instead of a scan of the book.
+- **Idempotency** beyond the 30-minute ``chargebee-idempotency-key`` window: customers,
+  subscriptions and retention coupons are created with an ID derived from the idempotency key,
+  so a late retry meets ``duplicate_entry`` and reads the existing object instead of making a
+  second one.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from datetime import UTC, datetime
+import math
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -21,6 +38,15 @@ from domain.models import (
     Payment,
     PaymentAttempt,
 )
+from domain.records import (
+    CustomerDraft,
+    CustomerPage,
+    CustomerSnapshot,
+    Price,
+    Subscription,
+    SubscriptionDraft,
+    SubscriptionRef,
+)
 from domain.settings import ChargebeeSettings
 
 _STATUS = {
@@ -31,6 +57,17 @@ _STATUS = {
     "voided": InvoiceStatus.VOID,
 }
 _PERMANENT_4XX = {400, 401, 402, 403, 404, 405, 409, 422}
+
+#: the searchable customer custom field that holds the CRM link (see the module docstring)
+CRM_LINK_FIELD = "cf_crm_link"
+DAY_S = 86_400
+#: how far back downgrades count, and how many event pages one snapshot may read for them
+DOWNGRADE_WINDOW_S = 90 * DAY_S
+EVENT_PAGES_MAX = 10
+USAGE_PAGES_MAX = 10
+#: subscription events whose content carries the subscription as it is after the event
+_SUBSCRIPTION_EVENTS = ["subscription_created", "subscription_changed"]
+_MONTHS = {"month": 1, "year": 12}
 
 
 def _ts(value: int | None) -> datetime | None:
@@ -153,6 +190,328 @@ class ChargebeeBilling:
         )
         return [entry.comment.notes for entry in resp.list]
 
+    # --- quote-to-cash -----------------------------------------------------------------------------
+
+    def find_customer_by_crm(self, crm: str, account_id: str) -> BillingCustomer | None:
+        """One indexed lookup: ``cf_crm_link[is]=<crm>:<account id>``, oldest first.
+
+        Why a custom field: Chargebee's List customers filters on its own attributes and on
+        *searchable* custom fields, never on ``meta_data``. So create_customer / set_crm_link
+        write the link to ``meta_data`` (the protocol's contract) and to ``cf_crm_link`` (the
+        index). Chargebee silently drops a filter on a custom field the site has not made
+        searchable and answers the unfiltered list; every row is therefore checked, and rows that
+        do not carry the link mean a misconfigured site: a permanent error, never a wrong match
+        (which would link the deal to someone else's customer) or a silent None (a duplicate).
+        """
+        link = crm_link(crm, account_id)
+        resp = self._call(
+            lambda: self._cb.Customer.list(
+                {CRM_LINK_FIELD: {"is": link}, "sort_by": {"asc": "created_at"}, "limit": 10}
+            ),
+            what="customers",
+        )
+        rows = [entry.customer for entry in resp.list]
+        matches = [c for c in rows if getattr(c, CRM_LINK_FIELD, None) == link]
+        if len(matches) != len(rows):
+            raise ConnectorError(
+                self.name,
+                ErrorKind.PERMANENT,
+                f"the customer list ignored {CRM_LINK_FIELD}[is]: make the custom field "
+                "searchable on this Chargebee site",
+                code="custom_field_not_searchable",
+            )
+        return self._billing_customer(matches[0]) if matches else None
+
+    def find_customers(self, email: str | None, company: str | None) -> list[BillingCustomer]:
+        """``email[is]`` and ``company[starts_with]`` (which includes ``company[is]``; Chargebee
+        has no "contains"). Exact email first, then exact company, then company prefix."""
+        ranked: dict[str, tuple[int, int, Any]] = {}
+        if email:
+            for c in self._list_customers({"email": {"is": email}, "limit": 10}):
+                ranked[c.id] = (0, int(c.created_at or 0), c)
+        if company:
+            for c in self._list_customers({"company": {"starts_with": company}, "limit": 10}):
+                rank = 1 if (c.company or "").casefold() == company.casefold() else 2
+                if c.id not in ranked or ranked[c.id][0] > rank:
+                    ranked[c.id] = (rank, int(c.created_at or 0), c)
+        best = sorted(ranked.values(), key=lambda r: (r[0], r[1]))[:10]
+        return [self._billing_customer(c) for _, _, c in best]
+
+    def create_customer(self, draft: CustomerDraft) -> BillingCustomer:
+        """POST /customers with the key as header and (a hash of it) as the customer ID."""
+        params: dict[str, Any] = {
+            "id": object_id(draft.key),
+            "company": draft.company,
+            "preferred_currency_code": draft.currency.upper(),
+            **crm_link_params({}, draft.crm, draft.crm_account_id),
+        }
+        for name in ("email", "first_name", "last_name"):
+            if getattr(draft, name):
+                params[name] = getattr(draft, name)
+        if draft.net_term_days is not None:
+            # Net terms mean the customer pays invoices, not a card charged on creation.
+            params["net_term_days"] = draft.net_term_days
+            params["auto_collection"] = "off"
+        try:
+            resp = self._call(
+                lambda: self._cb.Customer.create(params, headers=_key(draft.key)),
+                what="customer",
+            )
+            return self._billing_customer(resp.customer)
+        except ConnectorError as err:
+            if not _duplicate_id(err):
+                raise
+        # The key's customer exists (a retry after the idempotency window): the same object.
+        existing = self._call(
+            lambda: self._cb.Customer.retrieve(params["id"]), what=f"customer {params['id']}"
+        )
+        return self._billing_customer(existing.customer)
+
+    def set_crm_link(
+        self, customer_id: str, crm: str, account_id: str | None, idempotency_key: str
+    ) -> None:
+        """Read ``meta_data``, change only the link keys, write both places back (Chargebee
+        replaces ``meta_data`` as a whole on update). Clearing leaves another CRM's link alone."""
+        cust = self._call(
+            lambda: self._cb.Customer.retrieve(customer_id), what=f"customer {customer_id}"
+        ).customer
+        meta = _json_object(getattr(cust, "meta_data", None))
+        if account_id is None and meta.get("crm") not in (None, crm):
+            return
+        params = crm_link_params(meta, crm, account_id)
+        self._call(
+            lambda: self._cb.Customer.update(customer_id, params, headers=_key(idempotency_key)),
+            what=f"customer {customer_id}",
+        )
+
+    def delete_customer(self, customer_id: str, idempotency_key: str) -> None:
+        try:
+            self._call(
+                lambda: self._cb.Customer.delete(customer_id, {}, headers=_key(idempotency_key)),
+                what=f"customer {customer_id}",
+            )
+        except NotFound:
+            return  # already gone: the compensation's goal is reached
+
+    def get_price(self, price_id: str) -> Price:
+        ip = self._item_price(price_id)
+        return Price(
+            id=ip.id,
+            product=ip.item_id or "",
+            unit_amount=int(ip.price or 0),
+            currency=ip.currency_code,
+            period=ip.period_unit or "month",
+            period_count=int(ip.period or 1),
+        )
+
+    def create_subscription(self, draft: SubscriptionDraft) -> SubscriptionRef:
+        """``subscription_for_items`` with item prices (and price overrides), a contract term of
+        ``term_months`` in billing cycles that renews, net terms, the deal's discount as a
+        subscription discount, and the opportunity in ``meta_data``. Idempotent by key (header
+        and subscription ID)."""
+        prices = [self._item_price(line.price_id) for line in draft.lines]
+        wrong = [p.id for p in prices if (p.currency_code or "").upper() != draft.currency.upper()]
+        if wrong:
+            raise ConnectorError(
+                self.name,
+                ErrorKind.PERMANENT,
+                f"item prices {wrong} are not in {draft.currency}",
+                code="currency_mismatch",
+            )
+        plan = next((p for p in prices if p.item_type == "plan"), prices[0])
+        params: dict[str, Any] = {
+            "id": object_id(draft.key),
+            "subscription_items": [_item_params(line) for line in draft.lines],
+            "meta_data": json.dumps(
+                {"crm": draft.crm, "crm_opportunity_id": draft.crm_opportunity_id}
+            ),
+        }
+        cycles = _billing_cycles(draft.term_months, int(plan.period or 1), plan.period_unit)
+        if cycles:
+            params["billing_cycles"] = cycles
+            params["contract_term"] = {"action_at_term_end": "renew"}
+            params["contract_term_billing_cycle_on_renewal"] = cycles
+        start = _start_ts(draft.start_date)
+        if start is not None:
+            params["start_date"] = start
+        if draft.net_term_days is not None:
+            params["net_term_days"] = draft.net_term_days
+        if draft.discount_percent:
+            params["discounts"] = [
+                {
+                    "apply_on": "invoice_amount",
+                    "duration_type": "forever",
+                    "percentage": round(float(draft.discount_percent), 4),
+                }
+            ]
+        created = True
+        try:
+            resp = self._call(
+                lambda: self._cb.Subscription.create_with_items(
+                    draft.customer_id, params, headers=_key(draft.key)
+                ),
+                what=f"customer {draft.customer_id}",
+            )
+            created = not resp.is_idempotency_replayed
+            sub = resp.subscription
+        except ConnectorError as err:
+            if not _duplicate_id(err):
+                raise
+            created = False
+            sub = self._subscription_raw(params["id"])
+        return SubscriptionRef(
+            id=sub.id,
+            customer_id=sub.customer_id,
+            status=sub.status,
+            mrr=int(getattr(sub, "mrr", 0) or 0),
+            currency=(sub.currency_code or draft.currency).upper(),
+            created=created,
+        )
+
+    def cancel_subscription(self, subscription_id: str, idempotency_key: str, reason: str) -> str:
+        """``cancel_for_items`` now (``end_of_term=false``), no credit for the current term,
+        and an active contract term terminated with it. Already cancelled is success.
+        ``reason`` is free text: Chargebee only takes configured reason codes, so the audit
+        note carries it, not the cancel call."""
+        sub = self._subscription_raw(subscription_id)
+        if sub.status == "cancelled":
+            return "cancelled"
+        params: dict[str, Any] = {
+            "end_of_term": False,
+            "credit_option_for_current_term_charges": "none",
+        }
+        term = getattr(sub, "contract_term", None)
+        if term is not None and term.status == "active":
+            params["contract_term_cancel_option"] = "terminate_immediately"
+        try:
+            resp = self._call(
+                lambda: self._cb.Subscription.cancel_for_items(
+                    subscription_id, params, headers=_key(idempotency_key)
+                ),
+                what=f"subscription {subscription_id}",
+            )
+        except ConnectorError as err:
+            # A concurrent cancel got there first (invalid_state_for_request): re-read.
+            if err.code != "invalid_state_for_request":
+                raise
+            return self._subscription_raw(subscription_id).status
+        return resp.subscription.status
+
+    # --- churn and support context ------------------------------------------------------------
+
+    def list_customers(self, cursor: str | None = None, limit: int = 100) -> CustomerPage:
+        params: dict[str, Any] = {
+            "limit": max(1, min(limit, 100)),
+            "sort_by": {"asc": "created_at"},
+        }
+        if cursor:
+            params["offset"] = cursor
+        resp = self._call(lambda: self._cb.Customer.list(params), what="customers")
+        return CustomerPage(
+            customers=[self._billing_customer(e.customer) for e in resp.list],
+            next_cursor=resp.next_offset or None,
+        )
+
+    def customer_snapshot(self, customer_id: str, invoices: int = 5) -> CustomerSnapshot:
+        cust = self._call(
+            lambda: self._cb.Customer.retrieve(customer_id), what=f"customer {customer_id}"
+        ).customer
+        raw_subs = list(
+            self._pages(
+                lambda offset: self._cb.Subscription.list(
+                    _paged({"customer_id": {"is": customer_id}, "limit": 100}, offset)
+                ),
+                "subscriptions",
+                max_pages=5,
+            )
+        )
+        coupons: dict[str, Any] = {}
+        subs = [self._subscription(e.subscription, coupons) for e in raw_subs]
+        invs = self._call(
+            lambda: self._cb.Invoice.list(
+                {
+                    "customer_id": {"is": customer_id},
+                    "sort_by": {"desc": "date"},
+                    "limit": max(1, min(invoices, 100)),
+                }
+            ),
+            what="invoices",
+        )
+        txns = self._call(
+            lambda: self._cb.Transaction.list(
+                {
+                    "customer_id": {"is": customer_id},
+                    "type": {"is": "payment"},
+                    "sort_by": {"desc": "date"},
+                    "limit": 10,
+                }
+            ),
+            what="transactions",
+        )
+        now = int(time.time())
+        sub_ids = [s.id for s in subs]
+        usage = self._usage(sub_ids, now)
+        currency = (subs[0].currency if subs else None) or getattr(
+            cust, "preferred_currency_code", None
+        )
+        return CustomerSnapshot(
+            customer=self._billing_customer(cust, mrr=sum(s.mrr for s in subs), currency=currency),
+            subscriptions=subs,
+            invoices=[_invoice(e.invoice) for e in invs.list],
+            payments=[self._payment(e.transaction, "") for e in txns.list],
+            credit_balance=int(getattr(cust, "promotional_credits", 0) or 0)
+            + int(getattr(cust, "refundable_credits", 0) or 0),
+            downgrades_90d=self._downgrades(set(sub_ids), now),
+            usage_30d=usage[0] if usage else None,
+            usage_prev_30d=usage[1] if usage else None,
+        )
+
+    def apply_discount(
+        self, subscription_id: str, percent: float, months: int, idempotency_key: str
+    ) -> str:
+        """A limited-period percentage coupon (ID derived from the key, so a retry finds it)
+        added to the subscription with ``update_for_items`` ``coupon_ids[0]``."""
+        coupon_id = "rb-retention-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:20]
+        params = {
+            "id": coupon_id,
+            "name": f"Retention {percent:g}% for {months} months"[:50],
+            "discount_type": "percentage",
+            "discount_percentage": round(float(percent), 4),
+            "duration_type": "limited_period",
+            "period": months,
+            "period_unit": "month",
+            "apply_on": "invoice_amount",
+        }
+        try:
+            self._call(
+                lambda: self._cb.Coupon.create_for_items(
+                    params, headers=_key(derived_key(idempotency_key, "coupon"))
+                ),
+                what=f"coupon {coupon_id}",
+            )
+        except ConnectorError as err:
+            if not _duplicate_id(err):
+                raise
+            existing = self._call(
+                lambda: self._cb.Coupon.retrieve(coupon_id), what=f"coupon {coupon_id}"
+            ).coupon
+            if float(existing.discount_percentage or 0) != params["discount_percentage"]:
+                raise ConnectorError(
+                    self.name,
+                    ErrorKind.PERMANENT,
+                    f"coupon {coupon_id} exists with other terms",
+                    code="coupon_conflict",
+                ) from None
+        self._call(
+            lambda: self._cb.Subscription.update_for_items(
+                subscription_id,
+                {"coupon_ids": [coupon_id]},
+                headers=_key(derived_key(idempotency_key, "apply")),
+            ),
+            what=f"subscription {subscription_id}",
+        )
+        return coupon_id
+
     @property
     def client(self) -> Chargebee:
         """The configured official client (the demo and tests drive the sandbox with it)."""
@@ -161,7 +520,7 @@ class ChargebeeBilling:
     # --- helpers ------------------------------------------------------------------------------------
 
     @staticmethod
-    def _payment(txn: Any, invoice_id: str) -> Payment:
+    def _payment(txn: Any, invoice_id: str | None) -> Payment:
         linked = [li.invoice_id for li in (getattr(txn, "linked_invoices", None) or [])]
         return Payment(
             id=txn.id,
@@ -173,6 +532,161 @@ class ChargebeeBilling:
             decline_message=getattr(txn, "error_text", None),
             at=_ts(txn.date),
         )
+
+    def _billing_customer(
+        self, c: Any, mrr: int = 0, currency: str | None = None
+    ) -> BillingCustomer:
+        return BillingCustomer(
+            id=c.id,
+            company=getattr(c, "company", None),
+            created_at=_ts(getattr(c, "created_at", None)),
+            mrr=mrr,
+            currency=(currency or getattr(c, "preferred_currency_code", None) or "USD").upper(),
+            metadata=_metadata(getattr(c, "meta_data", None)),
+        )
+
+    def _list_customers(self, params: dict[str, Any]) -> list[Any]:
+        resp = self._call(lambda: self._cb.Customer.list(params), what="customers")
+        return [entry.customer for entry in resp.list]
+
+    def _item_price(self, price_id: str) -> Any:
+        return self._call(
+            lambda: self._cb.ItemPrice.retrieve(price_id), what=f"item price {price_id}"
+        ).item_price
+
+    def _subscription_raw(self, subscription_id: str) -> Any:
+        return self._call(
+            lambda: self._cb.Subscription.retrieve(subscription_id),
+            what=f"subscription {subscription_id}",
+        ).subscription
+
+    def _pages(
+        self, fetch: Callable[[str | None], Any], what: str, max_pages: int
+    ) -> Iterator[Any]:
+        """Entries of a list endpoint, following ``next_offset`` for at most ``max_pages``."""
+        offset: str | None = None
+        for _ in range(max_pages):
+            resp = self._call(lambda o=offset: fetch(o), what=what)
+            yield from resp.list
+            offset = resp.next_offset
+            if not offset:
+                return
+
+    def _subscription(self, raw: Any, coupons: dict[str, Any]) -> Subscription:
+        items = list(raw.subscription_items or [])
+        plan = next((i for i in items if i.item_type == "plan"), items[0] if items else None)
+        now = int(time.time())
+        keep = 1.0  # the share of the price left after every percentage discount
+        for disc in raw.discounts or []:
+            if disc.type == "percentage" and (disc.apply_till or now + 1) > now:
+                keep *= 1 - float(disc.percentage or 0) / 100
+        for applied in raw.coupons or []:
+            if (applied.apply_till or now + 1) <= now:
+                continue
+            if applied.coupon_id not in coupons:
+                coupons[applied.coupon_id] = self._call(
+                    lambda cid=applied.coupon_id: self._cb.Coupon.retrieve(cid),
+                    what=f"coupon {applied.coupon_id}",
+                ).coupon
+            coupon = coupons[applied.coupon_id]
+            if coupon.discount_type == "percentage":
+                keep *= 1 - float(coupon.discount_percentage or 0) / 100
+        return Subscription(
+            id=raw.id,
+            customer_id=raw.customer_id,
+            status=raw.status,
+            plan=plan.item_price_id if plan else "",
+            quantity=int(plan.quantity or 1) if plan else 1,
+            mrr=int(raw.mrr or 0),
+            currency=(raw.currency_code or "USD").upper(),
+            started_at=_ts(raw.started_at),
+            current_term_end=_ts(raw.current_term_end),
+            cancel_at=_ts(raw.cancelled_at)
+            if raw.status in ("non_renewing", "cancelled")
+            else None,
+            discount_percent=round((1 - keep) * 100, 4),
+        )
+
+    def _downgrades(self, sub_ids: set[str], now: int) -> int:
+        """Plan or quantity decreases in the last 90 days, from the event log.
+
+        Chargebee's events carry the subscription *after* the change and no previous values,
+        and the events list cannot be filtered by customer. So: walk ``subscription_created`` /
+        ``subscription_changed`` events of the window oldest first (bounded pages), keep this
+        customer's subscriptions, and count a change whose recurring item value went down
+        against the subscription's previous event; for a subscription whose first event in the
+        window is a change, the baseline is its last event before the window (one bounded look
+        back). The value is the items' monthly amount *before* discounts: a retention coupon
+        lowers MRR but is not the customer downgrading.
+        """
+        if not sub_ids:
+            return 0
+        since = now - DOWNGRADE_WINDOW_S
+        window: list[tuple[str, str, float]] = []
+        for entry in self._events({"occurred_at": {"after": since}}, "asc"):
+            ev = entry.event
+            sub = (ev.content or {}).get("subscription") or {}
+            if sub.get("id") in sub_ids:
+                window.append((sub["id"], ev.event_type, _items_monthly(sub)))
+        last: dict[str, float] = {}
+        need = {sid for sid, kind, _ in _firsts(window) if kind == "subscription_changed"}
+        if need:
+            for entry in self._events({"occurred_at": {"before": since}}, "desc"):
+                sub = (entry.event.content or {}).get("subscription") or {}
+                if sub.get("id") in need:
+                    last[sub["id"]] = _items_monthly(sub)
+                    need.discard(sub["id"])
+                    if not need:
+                        break
+        count = 0
+        for sid, kind, value in window:
+            before = last.get(sid)
+            if kind == "subscription_changed" and before is not None and value < before:
+                count += 1
+            last[sid] = value
+        return count
+
+    def _events(self, time_filter: dict[str, Any], direction: str) -> Iterator[Any]:
+        base = {
+            "event_type": {"in": _SUBSCRIPTION_EVENTS},
+            "sort_by": {direction: "occurred_at"},
+            "limit": 100,
+            **time_filter,
+        }
+        return self._pages(
+            lambda offset: self._cb.Event.list(_paged(base, offset)), "events", EVENT_PAGES_MAX
+        )
+
+    def _usage(self, sub_ids: list[str], now: int) -> tuple[float, float] | None:
+        """Metered usage (``GET /usages``) of the last 30 days and the 30 before; None when the
+        customer has no usage records in those 60 days or the site has no metered billing."""
+        if not sub_ids:
+            return None
+        cut = now - 30 * DAY_S
+        params = {
+            "subscription_id": {"in": sub_ids},
+            "usage_date": {"after": now - 60 * DAY_S},
+            "limit": 100,
+        }
+        recent = previous = 0.0
+        seen = False
+        try:
+            for entry in self._pages(
+                lambda offset: self._cb.Usage.list(_paged(params, offset)),
+                "usages",
+                USAGE_PAGES_MAX,
+            ):
+                seen = True
+                quantity = float(entry.usage.quantity or 0)
+                if int(entry.usage.usage_date or 0) >= cut:
+                    recent += quantity
+                else:
+                    previous += quantity
+        except ConnectorError as err:
+            if err.kind is not ErrorKind.PERMANENT:
+                raise
+            return None  # no metered billing on this site (or nothing we may read): no usage
+        return (recent, previous) if seen else None
 
     def _call(self, fn: Any, what: str) -> Any:
         try:
@@ -234,3 +748,120 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+# --- quote-to-cash helpers -------------------------------------------------------------------------
+
+
+def crm_link(crm: str, account_id: str) -> str:
+    """The value of ``cf_crm_link``: one searchable string for the pair (CRM, account ID)."""
+    return f"{crm}:{account_id}"
+
+
+def crm_link_params(meta: dict[str, Any], crm: str, account_id: str | None) -> dict[str, Any]:
+    """Customer params that write (or, with ``account_id=None``, clear) the CRM link in both
+    places: ``meta_data`` (merged into ``meta``) and the ``cf_crm_link`` custom field. Also used
+    by the sandbox driver, so a hand-made linked customer looks like one RevBridge made."""
+    meta = {k: v for k, v in meta.items() if k not in ("crm", "crm_account_id")}
+    if account_id is not None:
+        meta.update(crm=crm, crm_account_id=account_id)
+    return {
+        # a "json key": the client sends it as given, so it must be JSON text already
+        "meta_data": json.dumps(meta),
+        CRM_LINK_FIELD: crm_link(crm, account_id) if account_id is not None else "",
+    }
+
+
+def object_id(idempotency_key: str) -> str:
+    """A Chargebee object ID for the object an idempotency key creates (≤ 50 characters)."""
+    if len(idempotency_key) <= 50 and all(ch.isalnum() or ch in "-_" for ch in idempotency_key):
+        return idempotency_key
+    return "rb-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:40]
+
+
+def derived_key(idempotency_key: str, step: str) -> str:
+    """The key of one of several calls made under one idempotency key (≤ 100 characters)."""
+    key = f"{idempotency_key}-{step}"
+    return key if len(key) <= 100 else "rb-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def _key(idempotency_key: str) -> dict[str, str]:
+    return {"chargebee-idempotency-key": idempotency_key}
+
+
+def _duplicate_id(err: ConnectorError) -> bool:
+    """Chargebee's answer to an ID that is taken: 400 ``duplicate_entry`` on ``id``."""
+    return err.code == "duplicate_entry"
+
+
+def _json_object(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    return dict(raw) if isinstance(raw, dict) else {}
+
+
+def _item_params(line: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"item_price_id": line.price_id, "quantity": line.quantity}
+    if line.unit_amount is not None:
+        item["unit_price"] = line.unit_amount  # a non-standard price for this deal
+    return item
+
+
+def _billing_cycles(term_months: int, period: int, unit: str | None) -> int | None:
+    """``term_months`` as billing cycles of the plan (12 months of a yearly plan: 1 cycle)."""
+    months = _MONTHS.get(unit or "")
+    if months is None or term_months <= 0:
+        return None  # day/week plans: no month-based contract term
+    return max(1, math.ceil(term_months / (months * max(period, 1))))
+
+
+def _start_ts(start: date | None) -> int | None:
+    """A future start date as midnight UTC; today or past: start now (backdating is a site
+    setting we do not assume)."""
+    if start is None:
+        return None
+    ts = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
+    return ts if ts > time.time() else None
+
+
+def _paged(params: dict[str, Any], offset: str | None) -> dict[str, Any]:
+    return {**params, "offset": offset} if offset else dict(params)
+
+
+def _invoice(inv: Any) -> Invoice:
+    return Invoice(
+        id=inv.id,
+        customer_id=inv.customer_id,
+        subscription_id=getattr(inv, "subscription_id", None),
+        status=_STATUS.get(inv.status, InvoiceStatus.OTHER),
+        total=int(inv.total or 0),
+        amount_due=int(inv.amount_due or 0),
+        currency=inv.currency_code,
+        issued_at=_ts(inv.date),
+    )
+
+
+def _items_monthly(sub: dict[str, Any]) -> float:
+    """The subscription's recurring item amounts per month, before discounts (raw event JSON)."""
+    total = 0.0
+    for item in sub.get("subscription_items") or []:
+        months = _MONTHS.get(item.get("billing_period_unit") or "")
+        if months is None:
+            continue
+        per = months * max(int(item.get("billing_period") or 1), 1)
+        total += float(item.get("amount") or 0) / per
+    return total
+
+
+def _firsts(events: list[tuple[str, str, float]]) -> list[tuple[str, str, float]]:
+    """The first event of each subscription, in order."""
+    seen: set[str] = set()
+    out = []
+    for ev in events:
+        if ev[0] not in seen:
+            seen.add(ev[0])
+            out.append(ev)
+    return out

@@ -3,14 +3,20 @@
 Vendor API (``/api/v2``, HTTP Basic with the api key as username): customers, subscriptions
 (``subscription_for_items``, ``update_for_items``, ``cancel_for_items``), invoices
 (``collect_payment``, ``record_payment``, payments), transactions, comments, coupons
-(``create_for_items``), promotional credits, item prices, events, usage events (JSON).
+(``create_for_items``), promotional credits, item prices, events, usages (metered), usage
+events (JSON). Customers take ``cf_*`` custom fields; ``cf_x[is]`` list filters work only for
+fields the site made searchable (others are silently ignored, as on Chargebee).
+``subscription_for_items`` takes ``discounts[...]``, ``billing_cycles``, ``contract_term[...]``
+and ``net_term_days``; ``update_for_items`` records ``subscription_changed`` with the
+subscription after the change.
 
 Scenario controls (no auth, never in the request ledger):
 
 - ``POST /_sandbox/seed`` with::
 
-    {"item_prices": [{"id", "item_id", "name", "price", "currency_code", "period",
-                      "period_unit", "item_type"?}],
+    {"custom_fields": [{"api_name": "cf_...", "entity_type": "customer", "searchable": bool}],
+     "item_prices": [{"id", "item_id", "name", "price", "currency_code", "period",
+                      "period_unit", "item_type"?, "metered"?}],
      "coupons": [{"id", "name", "discount_type", "discount_percentage" | "discount_amount", ...}],
      "customers": [{"id"?, "first_name", "last_name", "email", "company", "auto_collection",
                     "net_term_days", "meta_data" (dict), "billing_address" (dict), "created_at"?,

@@ -39,6 +39,17 @@ API = "/api/v2"
 
 Handler = Callable[[Call], dict[str, Any]]
 
+#: the custom field RevBridge's install guide asks for, made searchable by Chargebee support
+DEFAULT_CUSTOM_FIELDS: tuple[Mapping[str, Any], ...] = (
+    {
+        "entity_type": "customer",
+        "api_name": "cf_crm_link",
+        "display_name": "CRM link",
+        "field_datatype": "string",
+        "searchable": True,
+    },
+)
+
 
 class ChargebeeEmulator(Emulator):
     """Chargebee API v2 under ``/api/v2`` plus scenario controls under ``/_sandbox/chargebee``.
@@ -54,6 +65,11 @@ class ChargebeeEmulator(Emulator):
     - ``default_card``: customers created without card details get a working test card.
     - ``dunning_retry_days``: days to ``next_retry_at`` after the 1st, 2nd, ... failed attempt;
       after the last one the invoice goes ``not_paid`` with ``dunning_status: exhausted``.
+    - ``custom_fields``: the site's custom field configuration (Settings > Custom Fields), each
+      ``{"entity_type": "customer", "api_name": "cf_...", "searchable": bool}``. ``searchable``
+      stands for the per-site switch Chargebee support turns on to make ``cf_x[is]`` list filters
+      work; filters on any other custom field are silently ignored, as on a real site. The default
+      is the setup RevBridge's Chargebee connector expects (a searchable ``cf_crm_link``).
     """
 
     name = "chargebee"
@@ -69,8 +85,10 @@ class ChargebeeEmulator(Emulator):
         default_card: bool = True,
         dunning_retry_days: Sequence[float] = (3, 5, 7),
         clock: Callable[[], float] = time.time,
+        custom_fields: Iterable[Mapping[str, Any]] = DEFAULT_CUSTOM_FIELDS,
     ) -> None:
         self.api_key = api_key
+        self._custom_fields_default = [dict(c) for c in custom_fields]
         self.idempotency_window_s = idempotency_window_s
         self._rate_limit_default = (rate_limit_per_minute, rate_limit_window_s)
         self.payment_error_status = payment_error_status
@@ -85,6 +103,7 @@ class ChargebeeEmulator(Emulator):
     def reset_state(self) -> None:
         """Drop all state; a rate limit set through the control route goes back to the default."""
         self.store = Store(clock=self.clock)
+        self.store.custom_fields = {c["api_name"]: dict(c) for c in self._custom_fields_default}
         self.rate_limit_per_minute, self.rate_limit_window_s = self._rate_limit_default
 
     def error_response(self, status: int, message: str) -> Response:
@@ -137,6 +156,8 @@ class ChargebeeEmulator(Emulator):
             r("GET", "/events", a.list_events),
             r("GET", "/events/{id}", a.retrieve_event),
             r("POST", "/usage_events", a.create_usage_event),
+            r("POST", "/subscriptions/{id}/usages", a.create_usage),
+            r("GET", "/usages", a.list_usages),
         ]
         control = "/_sandbox/chargebee"
         return [

@@ -148,6 +148,8 @@ def new_item_price(store: Store, spec: dict[str, Any]) -> dict[str, Any]:
         "is_taxable": True,
         "channel": "web",
         "object": "item_price",
+        # Chargebee keeps "metered" on the item; the sandbox has no items, so the price carries it
+        "_metered": bool(spec.get("metered", False)),
     }
     store.stamp(ip, created=True)
     return ip
@@ -190,9 +192,21 @@ def render_subscription(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
     if sub["status"] in ("active", "non_renewing"):
         for item in sub["subscription_items"]:
             mrr += monthly(item["amount"], item["billing_period"], item["billing_period_unit"])
+        now = store.now()
+        # Discounts that count towards MRR (``included_in_mrr``) and have not run out, in the order
+        # Chargebee applies them: subscription discounts, then coupons.
+        for disc in sub.get("discounts") or []:
+            if disc.get("included_in_mrr") is False or (disc.get("apply_till") or now + 1) <= now:
+                continue
+            if disc["type"] == "percentage":
+                mrr -= mrr * float(disc["percentage"]) / 100
+            else:
+                mrr -= int(disc.get("amount") or 0)
         for applied in sub.get("coupons") or []:
             coupon = store.coupons.get(applied["coupon_id"])
             if not coupon or coupon.get("included_in_mrr") is False:
+                continue
+            if (applied.get("apply_till") or now + 1) <= now:
                 continue
             if coupon["discount_type"] == "percentage":
                 mrr -= mrr * float(coupon.get("discount_percentage") or 0) / 100

@@ -56,6 +56,11 @@ def seed(em: ChargebeeEmulator, data: Mapping[str, Any]) -> dict[str, Any]:
     with em.lock:
         store = em.store
         now = store.now()
+        for spec in data.get("custom_fields") or []:
+            if not str(spec.get("api_name", "")).startswith("cf_"):
+                raise ValueError(f"seed custom field: api_name must start with cf_: {spec!r}")
+            store.custom_fields[spec["api_name"]] = {"entity_type": "customer", **spec}
+
         for spec in data.get("item_prices") or []:
             ip = models.new_item_price(store, spec)
             store.item_prices[ip["id"]] = ip

@@ -47,6 +47,9 @@ class Store:
     promotional_credits: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     usage_events: list[dict[str, Any]] = field(default_factory=list)
+    usages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the site's custom field configuration, by api_name (``cf_...``)
+    custom_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)
     rate_hits: deque[float] = field(default_factory=deque)
     seq: int = 0

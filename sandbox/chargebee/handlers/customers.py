@@ -25,8 +25,25 @@ CUSTOMER_TEXT_FIELDS = (
 
 
 class CustomerHandlers(Base):
+    def _custom_fields(self, p: dict[str, Any]) -> dict[str, Any]:
+        """``cf_<name>=value`` parameters: only custom fields configured for customers on the
+        site are accepted; an empty value clears the field (the client sends ``None`` as "")."""
+        out: dict[str, Any] = {}
+        for name, value in p.items():
+            if not name.startswith("cf_"):
+                continue
+            config = self.store.custom_fields.get(name)
+            if config is None or config.get("entity_type") != "customer":
+                raise param_error(name, f"{name} : is not a custom field of customers")
+            if not isinstance(value, str):
+                raise param_error(name, f"{name} : invalid value")
+            if len(value) > int(config.get("max_length") or 99):
+                raise param_error(name, f"{name} : cannot be more than 99 characters")
+            out[name] = value or None
+        return out
+
     def _customer_fields(self, p: dict[str, Any]) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
+        fields: dict[str, Any] = self._custom_fields(p)
         for name in CUSTOMER_TEXT_FIELDS:
             if name in p:
                 if not isinstance(p[name], str):
@@ -69,7 +86,17 @@ class CustomerHandlers(Base):
     def list_customers(self, call: Call) -> dict[str, Any]:
         include_deleted = to_bool(call.params.get("include_deleted", False), "include_deleted")
         rows = [c for c in self.store.customers.values() if include_deleted or not c["deleted"]]
-        rows = apply_filters(rows, call.params, ignore=("relationship",))
+        # Chargebee filters on a custom field only when the site has it made searchable (a
+        # support-enabled setting); otherwise the filter is silently dropped and the unfiltered
+        # list comes back (chargebee-typescript issues #6 and #69). The sandbox does the same, so
+        # a caller that forgets to check what came back is caught here, not in production.
+        unsearchable = [
+            name
+            for name in call.params
+            if name.startswith("cf_")
+            and not (self.store.custom_fields.get(name) or {}).get("searchable")
+        ]
+        rows = apply_filters(rows, call.params, ignore=("relationship", *unsearchable))
         return paginate(
             rows, call.params, self.customer_wrap, ("created_at", "updated_at"), "created_at"
         )

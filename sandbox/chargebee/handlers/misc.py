@@ -1,4 +1,4 @@
-"""Comments, coupons, item prices, events and usage events."""
+"""Comments, coupons, item prices, events, usages (metered billing) and usage events."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from .. import models
 from ..errors import duplicate, not_found, param_error
 from ..forms import FormError, parse_list_literal, to_bool, to_int, to_json_object
 from ..listing import apply_filters, paginate
-from ..state import public
+from ..state import public, random_id
 from .base import Base, Call, _opt_int, _required
 
 COMMENT_ENTITY_TYPES = {
@@ -227,3 +227,52 @@ class MiscHandlers(Base):
         ):
             self.store.usage_events.append(ue)
         return {"usage_event": ue}
+
+    # --- usages (metered billing: POST /subscriptions/{id}/usages, GET /usages) -----------------
+
+    def create_usage(self, call: Call) -> dict[str, Any]:
+        """Record usage of a metered item price on the subscription (it must carry that price)."""
+        p = call.params
+        sub = self.subscription(call.path["id"])
+        ip_id = _required(p, "item_price_id")
+        item = next((x for x in sub["subscription_items"] if x["item_price_id"] == ip_id), None)
+        ip = self.store.item_prices.get(ip_id)
+        if item is None or ip is None:
+            raise not_found("Item price", ip_id, "item_price_id")
+        if not ip.get("_metered"):
+            raise param_error("item_price_id", "item_price_id : should be a metered item price")
+        quantity = _required(p, "quantity")
+        try:
+            if float(quantity) < 0:
+                raise ValueError(quantity)
+        except ValueError:
+            raise param_error("quantity", "quantity : invalid value") from None
+        usage_date = to_int(_required(p, "usage_date"), "usage_date")
+        if usage_date > self.store.now():
+            raise param_error("usage_date", "usage_date : cannot be a future date")
+        id_ = p.get("id") or random_id("usage_")
+        if id_ in self.store.usages:
+            raise duplicate("id", id_)
+        usage = {
+            "id": id_,
+            "usage_date": usage_date,
+            "subscription_id": sub["id"],
+            "item_price_id": ip_id,
+            "quantity": quantity,
+            "source": "api",
+            "note": p.get("note") or None,
+            "object": "usage",
+        }
+        self.store.stamp(usage, created=True)
+        self.store.usages[id_] = usage
+        return {"usage": public(usage)}
+
+    def list_usages(self, call: Call) -> dict[str, Any]:
+        rows = apply_filters(list(self.store.usages.values()), call.params)
+        return paginate(
+            rows,
+            call.params,
+            lambda u: {"usage": public(u)},
+            ("usage_date", "updated_at"),
+            "usage_date",
+        )

@@ -9,7 +9,7 @@ from .. import models
 from ..errors import ChargebeeError, duplicate, invalid_state, not_found, param_error
 from ..forms import to_bool, to_int, to_json_object
 from ..listing import apply_filters, paginate
-from ..state import public, random_id
+from ..state import add_period, public, random_id
 from .base import Call, _opt_int, _required
 from .payments import PaymentHandlers
 
@@ -57,6 +57,136 @@ class SubscriptionHandlers(PaymentHandlers):
             out.append(coupon)
         return out
 
+    def _discounts(self, raw: Any, currency: str) -> list[dict[str, Any]]:
+        """``discounts[apply_on][i]``, ``[duration_type][i]``, ``[percentage][i]`` | ``[amount][i]``,
+        ``[period][i]``/``[period_unit][i]`` (limited_period), ``[included_in_mrr][i]``,
+        ``[item_price_id][i]`` (apply_on=specific_item_price) -> subscription discounts."""
+        if raw in (None, ""):
+            return []
+        if not isinstance(raw, list):
+            raise param_error("discounts[apply_on][0]", "discounts : expected discounts[...][0]")
+        now = self.store.now()
+        out = []
+        for i, d in enumerate(raw):
+            if not isinstance(d, dict):
+                raise param_error(f"discounts[apply_on][{i}]")
+            apply_on = _required(d, "apply_on", f"discounts[apply_on][{i}]")
+            if apply_on not in ("invoice_amount", "specific_item_price"):
+                raise param_error(
+                    f"discounts[apply_on][{i}]", f"discounts[apply_on][{i}] : invalid"
+                )
+            duration = _required(d, "duration_type", f"discounts[duration_type][{i}]")
+            if duration not in ("one_time", "forever", "limited_period"):
+                raise param_error(
+                    f"discounts[duration_type][{i}]", f"discounts[duration_type][{i}] : invalid"
+                )
+            disc: dict[str, Any] = {
+                "id": random_id("disc_"),
+                "invoice_name": d.get("invoice_name") or None,
+                "duration_type": duration,
+                "included_in_mrr": to_bool(
+                    d.get("included_in_mrr", True), f"discounts[included_in_mrr][{i}]"
+                ),
+                "apply_on": apply_on,
+                "created_at": now,
+                "applied_count": 0,
+                "index": i,
+                "object": "discount",
+            }
+            has_pct = d.get("percentage") not in (None, "")
+            has_amount = d.get("amount") not in (None, "")
+            if has_pct == has_amount:
+                raise param_error(
+                    f"discounts[percentage][{i}]",
+                    f"discounts[percentage][{i}] : exactly one of percentage and amount is required",
+                )
+            if has_pct:
+                try:
+                    pct = float(d["percentage"])
+                except ValueError:
+                    raise param_error(f"discounts[percentage][{i}]") from None
+                if not 0 < pct <= 100:
+                    raise param_error(
+                        f"discounts[percentage][{i}]",
+                        f"discounts[percentage][{i}] : must be in (0, 100]",
+                    )
+                disc.update(type="percentage", percentage=pct)
+            else:
+                amount = to_int(d["amount"], f"discounts[amount][{i}]")
+                disc.update(type="fixed_amount", amount=amount, currency_code=currency)
+            if duration == "limited_period":
+                period = to_int(
+                    _required(d, "period", f"discounts[period][{i}]"), f"discounts[period][{i}]"
+                )
+                unit = d.get("period_unit") or "month"
+                disc.update(
+                    period=period, period_unit=unit, apply_till=add_period(now, period, unit)
+                )
+            if apply_on == "specific_item_price":
+                disc["item_price_id"] = _required(
+                    d, "item_price_id", f"discounts[item_price_id][{i}]"
+                )
+            out.append(disc)
+        return out
+
+    def _coupon_entry(self, coupon: dict[str, Any]) -> dict[str, Any]:
+        """A coupon as applied to a subscription; limited-period coupons get ``apply_till``."""
+        entry: dict[str, Any] = {"coupon_id": coupon["id"], "applied_count": 0, "object": "coupon"}
+        if coupon.get("duration_type") == "limited_period":
+            entry["apply_till"] = add_period(
+                self.store.now(),
+                int(coupon.get("period") or 1),
+                coupon.get("period_unit") or "month",
+            )
+        return entry
+
+    def _contract_term(self, sub: dict[str, Any], p: dict[str, Any]) -> None:
+        """``billing_cycles`` with ``contract_term[action_at_term_end]``: a contract term of that
+        many billing cycles (Contract Terms enabled on the site); ``billing_cycles`` alone: the
+        subscription is cancelled once they are billed (``remaining_billing_cycles``)."""
+        cycles = _opt_int(p, "billing_cycles")
+        if cycles is not None and cycles < 1:
+            raise param_error("billing_cycles", "billing_cycles : should be at least 1")
+        term = p.get("contract_term")
+        renewal = _opt_int(p, "contract_term_billing_cycle_on_renewal")
+        if isinstance(term, dict) and term:
+            action = term.get("action_at_term_end") or "renew"
+            if action not in ("renew", "evergreen", "cancel", "renew_once"):
+                raise param_error(
+                    "contract_term[action_at_term_end]",
+                    "contract_term[action_at_term_end] : invalid value",
+                )
+            cycles = cycles or 12  # the site's default contract term length
+            start = sub.get("start_date") or sub.get("started_at") or self.store.now()
+            end = add_period(start, cycles * sub["billing_period"], sub["billing_period_unit"])
+            mrr = sum(
+                models.monthly(x["amount"], x["billing_period"], x["billing_period_unit"])
+                for x in sub["subscription_items"]
+            )
+            months = (
+                cycles * sub["billing_period"] * (12 if sub["billing_period_unit"] == "year" else 1)
+            )
+            sub["contract_term"] = {
+                "id": random_id("ct_"),
+                "status": "active",
+                "contract_start": start,
+                "contract_end": end,
+                "billing_cycle": cycles,
+                "action_at_term_end": action,
+                "total_contract_value": int(round(mrr * months)),
+                "cancellation_cutoff_period": _opt_int(
+                    term, "cancellation_cutoff_period", "contract_term[cancellation_cutoff_period]"
+                )
+                or 0,
+                "created_at": self.store.now(),
+                "subscription_id": sub["id"],
+                "remaining_billing_cycles": cycles,
+                "object": "contract_term",
+            }
+            sub["contract_term_billing_cycle_on_renewal"] = renewal or cycles
+        elif cycles is not None:
+            sub["remaining_billing_cycles"] = cycles
+
     def apply_items(
         self, sub: dict[str, Any], items: list[tuple[dict[str, Any], dict[str, Any]]], replace: bool
     ) -> None:
@@ -101,6 +231,21 @@ class SubscriptionHandlers(PaymentHandlers):
         subtotal = sum(x["amount"] for x in sub["subscription_items"])
         discounts = []
         remaining = subtotal
+        for disc in sub.get("discounts") or []:
+            if disc["type"] == "percentage":
+                amount = round(remaining * float(disc["percentage"]) / 100)
+            else:
+                amount = min(int(disc["amount"]), remaining)
+            remaining -= amount
+            discounts.append(
+                {
+                    "amount": amount,
+                    "description": disc.get("invoice_name") or "Discount",
+                    "entity_type": "document_level_discount",
+                    "discount_type": disc["type"],
+                    "entity_id": disc["id"],
+                }
+            )
         for applied in sub["coupons"]:
             coupon = self.store.coupons[applied["coupon_id"]]
             if coupon["discount_type"] == "percentage":
@@ -131,7 +276,7 @@ class SubscriptionHandlers(PaymentHandlers):
             for x in sub["subscription_items"]
         ]
         customer = self.store.customers[sub["customer_id"]]
-        net = int(customer.get("net_term_days") or 0)
+        net = int(sub.get("net_term_days") or customer.get("net_term_days") or 0)
         now = self.store.now()
         return models.new_invoice(
             self.store,
@@ -167,10 +312,9 @@ class SubscriptionHandlers(PaymentHandlers):
             "customer_id": customer["id"],
             "status": "active",
             "subscription_items": [],
-            "coupons": [
-                {"coupon_id": c["id"], "applied_count": 0, "object": "coupon"} for c in coupons
-            ],
+            "coupons": [self._coupon_entry(c) for c in coupons],
             "auto_collection": p.get("auto_collection") or None,
+            "net_term_days": _opt_int(p, "net_term_days"),
             "has_scheduled_changes": False,
             "has_scheduled_advance_invoices": False,
             "channel": "web",
@@ -181,6 +325,7 @@ class SubscriptionHandlers(PaymentHandlers):
         if "meta_data" in p:
             sub["meta_data"] = to_json_object(p["meta_data"], "meta_data")
         self.apply_items(sub, items, replace=True)
+        sub["discounts"] = self._discounts(p.get("discounts"), sub["currency_code"])
         if start_date and start_date > now:
             sub.update(status="future", start_date=start_date)
             sub["next_billing_at"] = start_date
@@ -192,6 +337,7 @@ class SubscriptionHandlers(PaymentHandlers):
         else:
             sub.update(started_at=now, activated_at=now)
             models.set_term(sub, now, sub["billing_period"], sub["billing_period_unit"], now)
+        self._contract_term(sub, p)
 
         invoice = None
         auto = sub["auto_collection"] or customer["auto_collection"]
@@ -293,11 +439,7 @@ class SubscriptionHandlers(PaymentHandlers):
                 else sub["coupons"]
             )
             known = {c["coupon_id"] for c in kept}
-            sub["coupons"] = kept + [
-                {"coupon_id": c["id"], "applied_count": 0, "object": "coupon"}
-                for c in coupons
-                if c["id"] not in known
-            ]
+            sub["coupons"] = kept + [self._coupon_entry(c) for c in coupons if c["id"] not in known]
         if "auto_collection" in p:
             if p["auto_collection"] not in ("on", "off"):
                 raise param_error("auto_collection", "auto_collection : invalid value")
@@ -320,11 +462,31 @@ class SubscriptionHandlers(PaymentHandlers):
         now = self.store.now()
         if option not in ("immediately", "end_of_term", "specific_date", "end_of_billing_term"):
             raise param_error("cancel_option", "cancel_option : invalid value")
+        credit = p.get("credit_option_for_current_term_charges") or None
+        if credit not in (None, "none", "prorate", "full"):
+            raise param_error(
+                "credit_option_for_current_term_charges",
+                "credit_option_for_current_term_charges : invalid value",
+            )
+        term_option = p.get("contract_term_cancel_option") or None
+        if term_option not in (
+            None,
+            "terminate_immediately",
+            "end_of_contract_term",
+            "specific_date",
+            "end_of_subscription_billing_term",
+        ):
+            raise param_error(
+                "contract_term_cancel_option", "contract_term_cancel_option : invalid value"
+            )
         if p.get("cancel_reason_code"):
             sub["cancel_reason_code"] = p["cancel_reason_code"]
+        term = sub.get("contract_term")
         if option == "immediately":
             sub.update(status="cancelled", cancelled_at=now, next_billing_at=None)
             sub["current_term_end"] = now
+            if term and term["status"] == "active":
+                term["status"] = "terminated"
             event_type = "subscription_cancelled"
         else:
             at = sub.get("current_term_end") or now
