@@ -12,13 +12,22 @@ Shape and error discipline as :mod:`connectors.chargebee`. Stripe specifics (bil
 - Current API versions: an invoice's subscription is ``parent.subscription_details.subscription``
   and its payments are ``invoice_payment`` objects (``payments``, only when expanded); a payment
   attempt's decline lives on the payment intent's ``last_payment_error``.
+- Quote-to-cash: the CRM link is customer **metadata** ``crm`` + ``crm_account_id``; found again
+  with the Search API, which is *eventually consistent* (a customer is searchable about a minute
+  after it is written), so the create itself is what the idempotency key protects. DELETEs carry
+  no key: Stripe ignores keys on DELETE (they are idempotent by definition; a repeat is a 404,
+  which these methods treat as done).
+- Churn and support: Stripe lists newest first and pages with ``starting_after=<last id>``;
+  plan/quantity decreases come from ``customer.subscription.updated`` events (their
+  ``previous_attributes``), which Stripe keeps for 30 days only.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime
 from fractions import Fraction
 from typing import Any, TypeVar
 
@@ -33,6 +42,15 @@ from domain.models import (
     NoteTarget,
     Payment,
     PaymentAttempt,
+)
+from domain.records import (
+    CustomerDraft,
+    CustomerPage,
+    CustomerSnapshot,
+    Price,
+    Subscription,
+    SubscriptionDraft,
+    SubscriptionRef,
 )
 from domain.settings import StripeSettings
 
@@ -61,6 +79,11 @@ _MONTHS_PER_INTERVAL = {
 }
 #: subscriptions that no longer (or not yet) bring revenue
 _NO_REVENUE = {"canceled", "incomplete", "incomplete_expired"}
+#: subscriptions that are over: cancelling one again is success, and they are never "the" one
+_ENDED = {"canceled", "incomplete_expired"}
+#: what a CRM-linked object carries in its metadata
+CRM_KEY, CRM_ACCOUNT_KEY, CRM_OPPORTUNITY_KEY = "crm", "crm_account_id", "crm_opportunity_id"
+DAY_S = 86_400
 METADATA_PREFIX = "rb_"
 METADATA_VALUE_MAX = 500  # Stripe's limit per metadata value (and 40 characters per key)
 DEFAULT_RETRY_AFTER_S = 2.0
@@ -86,18 +109,26 @@ def monthly_recurring(subscription: Mapping[str, Any]) -> int:
     """
     if subscription.get("status") in _NO_REVENUE:
         return 0
-    total = Fraction(0)
-    for item in (subscription.get("items") or {}).get("data") or []:
-        price = item.get("price") or {}
-        recurring = price.get("recurring") or {}
-        months = _MONTHS_PER_INTERVAL.get(recurring.get("interval") or "")
-        unit = price.get("unit_amount")
-        if months is None or unit is None or recurring.get("usage_type") == "metered":
-            continue
-        count = int(recurring.get("interval_count") or 1)
-        quantity = int(item.get("quantity") if item.get("quantity") is not None else 1)
-        total += Fraction(int(unit) * quantity) / (months * count)
-    return round(total)
+    return round(_items_monthly(subscription.get("items")))
+
+
+def _items_monthly(items: Any) -> Fraction:
+    """The monthly-normalised amount of a subscription's ``items`` list (no status check)."""
+    return sum(
+        (_item_monthly(item) for item in ((items or {}).get("data") or [])), start=Fraction(0)
+    )
+
+
+def _item_monthly(item: Mapping[str, Any]) -> Fraction:
+    price = item.get("price") or {}
+    recurring = price.get("recurring") or {}
+    months = _MONTHS_PER_INTERVAL.get(recurring.get("interval") or "")
+    unit = price.get("unit_amount")
+    if months is None or unit is None or recurring.get("usage_type") == "metered":
+        return Fraction(0)
+    count = int(recurring.get("interval_count") or 1)
+    quantity = int(item.get("quantity") if item.get("quantity") is not None else 1)
+    return Fraction(int(unit) * quantity) / (months * count)
 
 
 class StripeBilling:
@@ -146,18 +177,7 @@ class StripeBilling:
                 currency=currency,
                 issued_at=_ts(inv.get("created")),
             ),
-            customer=BillingCustomer(
-                id=str(cust["id"]),
-                company=cust.get("name") or cust.get("business_name") or None,
-                created_at=_ts(cust.get("created")),
-                metadata={
-                    str(k): str(v)
-                    for k, v in (cust.get("metadata") or {}).items()
-                    if not str(k).startswith(METADATA_PREFIX)
-                },
-                mrr=mrr,
-                currency=currency,
-            ),
+            customer=_customer(cust, mrr=mrr, currency=currency),
             recent_payments=recent[:payments],
         )
 
@@ -204,6 +224,316 @@ class StripeBilling:
         )
         return txn.id
 
+    # --- quote-to-cash -----------------------------------------------------------------------------
+
+    def find_customer_by_crm(self, crm: str, account_id: str) -> BillingCustomer | None:
+        """The customer whose metadata links it to this CRM account (Search API).
+
+        Stripe's search is eventually consistent: data is normally searchable within a minute
+        of a write (longer during incidents), so a customer created moments ago may not be
+        found yet. None is therefore no proof of absence; the create's idempotency key is what
+        keeps a retried quote-to-cash from making a second customer.
+        """
+        query = (
+            f"metadata['{CRM_ACCOUNT_KEY}']:{_quote(account_id)}"
+            f" AND metadata['{CRM_KEY}']:{_quote(crm)}"
+        )
+        found = self._call(
+            lambda: self._client.v1.customers.search({"query": query, "limit": 10}),
+            what="customer search",
+        )
+        # Oldest first: should a duplicate ever exist, the original stays the linked one.
+        hits = sorted((c.to_dict() for c in found.data), key=lambda c: c.get("created") or 0)
+        return _customer(hits[0]) if hits else None
+
+    def find_customers(self, email: str | None, company: str | None) -> list[BillingCustomer]:
+        """Exact email through the (strongly consistent) list filter, then company names
+        through search (``name~"…"``, case-insensitive substring; eventually consistent)."""
+        found: dict[str, dict[str, Any]] = {}
+        if email:
+            page = self._call(
+                lambda: self._client.v1.customers.list({"email": email, "limit": 10}),
+                what="customers",
+            )
+            for c in page.data:
+                found.setdefault(c.id, c.to_dict())
+        name = (company or "").strip()
+        if name and len(found) < 10:
+            # A one- or two-letter substring would match half the book: match those exactly.
+            op = "~" if len(name) >= 3 else ":"
+            page = self._call(
+                lambda: self._client.v1.customers.search(
+                    {"query": f"name{op}{_quote(name)}", "limit": 10}
+                ),
+                what="customer search",
+            )
+            for c in page.data:
+                found.setdefault(c.id, c.to_dict())
+        return [_customer(c) for c in list(found.values())[:10]]
+
+    def create_customer(self, draft: CustomerDraft) -> BillingCustomer:
+        """POST /v1/customers with the CRM link in metadata; ``draft.key`` is the
+        Idempotency-Key (a retry replays the first answer; other parameters under the same key
+        are Stripe's ``idempotency_error``, PERMANENT). Stripe customers have no payment terms
+        or currency of their own: those go on the subscription."""
+        params: dict[str, Any] = {
+            "name": draft.company,
+            "metadata": {CRM_KEY: draft.crm, CRM_ACCOUNT_KEY: draft.crm_account_id},
+        }
+        if draft.email:
+            params["email"] = draft.email
+        options: stripe.RequestOptions = {"idempotency_key": draft.key}
+        cus = self._call(
+            lambda: self._client.v1.customers.create(params, options),  # type: ignore[arg-type]
+            what="customer",
+        )
+        return _customer(cus.to_dict())
+
+    def set_crm_link(
+        self, customer_id: str, crm: str, account_id: str | None, idempotency_key: str
+    ) -> None:
+        # An empty string unsets a metadata key in Stripe.
+        link = (
+            {CRM_KEY: crm, CRM_ACCOUNT_KEY: account_id}
+            if account_id
+            else {
+                CRM_KEY: "",
+                CRM_ACCOUNT_KEY: "",
+            }
+        )
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        self._call(
+            lambda: self._client.v1.customers.update(customer_id, {"metadata": link}, options),
+            what=f"customer {customer_id}",
+        )
+
+    def delete_customer(self, customer_id: str, idempotency_key: str) -> None:
+        """DELETE /v1/customers/{id} (Stripe also cancels its subscriptions). No key is sent:
+        DELETE is idempotent by definition at Stripe, and a repeat answers 404 = done."""
+        try:
+            self._client.v1.customers.delete(customer_id)
+        except stripe.StripeError as exc:
+            err = classify(exc, f"customer {customer_id}")
+            if not isinstance(err, NotFound):
+                raise err from None
+
+    def get_price(self, price_id: str) -> Price:
+        """A price by ID or by lookup key (``GET /v1/prices?lookup_keys[]=…&active=true``).
+        IDs that look like Stripe's (``price_…``) are tried as IDs first, anything else as a
+        lookup key first; NotFound when neither exists."""
+        lookups: list[Callable[[], dict[str, Any] | None]] = [
+            lambda: self._price_by_id(price_id),
+            lambda: self._price_by_lookup_key(price_id),
+        ]
+        if not price_id.startswith("price_"):
+            lookups.reverse()
+        for lookup in lookups:
+            found = lookup()
+            if found is not None:
+                return _price(found)
+        raise NotFound("stripe", f"price {price_id}")
+
+    def create_subscription(self, draft: SubscriptionDraft) -> SubscriptionRef:
+        """POST /v1/subscriptions under ``draft.key``.
+
+        - lines → ``items[i][price]`` + ``[quantity]``; a price override → ``items[i][price_data]``
+          (same product, currency and interval as the catalogue price);
+        - the deal discount → a ``percent_off``/``forever`` coupon (its own key, derived from
+          ``draft.key``) in ``discounts[0][coupon]``;
+        - net terms → ``collection_method=send_invoice`` + ``days_until_due``;
+        - metadata ``crm``, ``crm_opportunity_id``, ``term_months`` (Stripe subscriptions renew
+          until cancelled; the term is recorded, not enforced);
+        - a future ``start_date`` within one billing interval → ``billing_cycle_anchor`` at its
+          midnight UTC with ``proration_behavior=none`` (active now, the time until the start is
+          free, first full invoice on the start date). Further out, Stripe rejects such an
+          anchor: the subscription gets ``trial_end`` at the start date instead (status
+          ``trialing`` until then). Subscription schedules would model it exactly; not used.
+
+        Stripe prunes idempotency keys after 24 h, so the customer's subscriptions are listed
+        first (a strongly consistent read): a live one for the same opportunity is returned
+        with ``created=False``. A replayed answer (``Idempotent-Replayed: true``) is too.
+        """
+        existing = self._subscription_for(draft)
+        if existing is not None:
+            return _ref(existing, draft.discount_percent, created=False)
+        prices = [self.get_price(line.price_id) for line in draft.lines]
+        items: list[dict[str, Any]] = []
+        for line, price in zip(draft.lines, prices, strict=True):
+            item: dict[str, Any] = {"quantity": line.quantity}
+            if line.unit_amount is None or line.unit_amount == price.unit_amount:
+                item["price"] = price.id
+            else:
+                item["price_data"] = {
+                    "currency": price.currency.lower(),
+                    "product": price.product,
+                    "unit_amount": line.unit_amount,
+                    "recurring": {"interval": price.period, "interval_count": price.period_count},
+                }
+            items.append(item)
+        params: dict[str, Any] = {
+            "customer": draft.customer_id,
+            "items": items,
+            "metadata": {
+                CRM_KEY: draft.crm,
+                CRM_OPPORTUNITY_KEY: draft.crm_opportunity_id,
+                "term_months": str(draft.term_months),
+            },
+        }
+        if draft.discount_percent > 0:
+            coupon = self._create_coupon(
+                {
+                    "percent_off": draft.discount_percent,
+                    "duration": "forever",
+                    "name": f"Deal discount {draft.discount_percent:g}%",
+                    "metadata": {CRM_KEY: draft.crm, CRM_OPPORTUNITY_KEY: draft.crm_opportunity_id},
+                },
+                f"{draft.key}-coupon",
+            )
+            params["discounts"] = [{"coupon": coupon}]
+        if draft.net_term_days is not None:
+            params["collection_method"] = "send_invoice"
+            params["days_until_due"] = draft.net_term_days
+        params.update(_start_params(draft.start_date, prices[0], time.time()))
+        options: stripe.RequestOptions = {"idempotency_key": draft.key}
+        sub = self._call(
+            lambda: self._client.v1.subscriptions.create(params, options),  # type: ignore[arg-type]
+            what=f"subscription for customer {draft.customer_id}",
+        )
+        return _ref(sub.to_dict(), draft.discount_percent, created=not _replayed(sub))
+
+    def cancel_subscription(self, subscription_id: str, idempotency_key: str, reason: str) -> str:
+        """DELETE /v1/subscriptions/{id} with ``prorate=false&invoice_now=false``. Stripe
+        answers 404 for one already cancelled: a retrieve tells that apart from a missing one.
+        No key is sent (Stripe ignores keys on DELETE)."""
+        params = {
+            "prorate": False,
+            "invoice_now": False,
+            "cancellation_details": {"comment": reason[:500]},
+        }
+        what = f"subscription {subscription_id}"
+        try:
+            sub = self._client.v1.subscriptions.cancel(subscription_id, params)  # type: ignore[arg-type]
+            return str(sub.status)
+        except stripe.StripeError as exc:
+            err = classify(exc, what)
+            if not isinstance(err, NotFound):
+                raise err from None
+        current = self._call(lambda: self._client.v1.subscriptions.retrieve(subscription_id), what)
+        if current.status in _ENDED:
+            return str(current.status)
+        raise NotFound("stripe", what)
+
+    # --- churn and support context -----------------------------------------------------------------
+
+    def list_customers(self, cursor: str | None = None, limit: int = 100) -> CustomerPage:
+        """One page in Stripe's own order, **newest first** (the protocol says oldest first;
+        Stripe has no ascending list, and a sweep only needs to see everyone once). The
+        cursor is the page's last ID (``starting_after``). MRR is not filled in here."""
+        params: dict[str, Any] = {"limit": max(1, min(limit, 100))}
+        if cursor:
+            params["starting_after"] = cursor
+        page = self._call(lambda: self._client.v1.customers.list(params), what="customers")
+        data = [c.to_dict() for c in page.data]
+        return CustomerPage(
+            customers=[_customer(c) for c in data],
+            next_cursor=data[-1]["id"] if page.has_more and data else None,
+        )
+
+    def customer_snapshot(self, customer_id: str, invoices: int = 5) -> CustomerSnapshot:
+        """Subscriptions (all statuses, discounts expanded), the latest invoices and payment
+        intents, credit (a negative ``balance`` is credit), downgrades in the last 90 days from
+        the event log (Stripe keeps events 30 days: older ones are not seen) and metered usage
+        from the billing meters on the customer's subscriptions (None without meters)."""
+        what = f"customer {customer_id}"
+        cus = self._call(lambda: self._client.v1.customers.retrieve(customer_id), what).to_dict()
+        if cus.get("deleted"):
+            raise NotFound("stripe", what)
+        now = time.time()
+        sub_dicts = self._list(
+            self._client.v1.subscriptions,
+            {
+                "customer": customer_id,
+                "status": "all",
+                "limit": 100,
+                "expand": ["data.discounts.source.coupon"],
+            },
+            what,
+        )
+        subs = [_subscription(s, now) for s in sub_dicts]
+        count = max(1, min(invoices, 100))
+        inv_dicts = self._list(
+            self._client.v1.invoices,
+            {"customer": customer_id, "limit": count, "expand": ["data.payments"]},
+            what,
+        )
+        paid_for = {  # payment intent → the invoice it paid (invoice_payment objects)
+            str((ip.get("payment") or {}).get("payment_intent")): str(inv["id"])
+            for inv in inv_dicts
+            for ip in ((inv.get("payments") or {}).get("data") or [])
+        }
+        pi_dicts = self._list(
+            self._client.v1.payment_intents,
+            {"customer": customer_id, "limit": min(100, 2 * count)},
+            what,
+        )
+        payments = [
+            p for pi in pi_dicts if (p := _intent_payment(pi, paid_for.get(pi["id"]))) is not None
+        ]
+        live = [s for s in subs if s.status not in _NO_REVENUE]
+        currency = live[0].currency if live else _upper(cus.get("currency"))
+        balance = int(cus.get("balance") or 0)
+        usage, usage_prev = self._usage(customer_id, sub_dicts, now)
+        return CustomerSnapshot(
+            customer=_customer(cus, mrr=sum(s.mrr for s in live), currency=currency),
+            subscriptions=subs,
+            invoices=[_invoice(inv) for inv in inv_dicts][:count],
+            payments=payments,
+            credit_balance=-balance if balance < 0 else 0,
+            downgrades_90d=self._downgrades(customer_id, now),
+            usage_30d=usage,
+            usage_prev_30d=usage_prev,
+        )
+
+    def apply_discount(
+        self, subscription_id: str, percent: float, months: int, idempotency_key: str
+    ) -> str:
+        """A ``repeating`` coupon (``duration_in_months=months``, key derived from ours), then
+        POST /v1/subscriptions/{id} ``discounts`` = the discounts it already has + the coupon
+        (``discounts`` replaces the list). A retry that finds the coupon already applied
+        returns that discount without writing again. Returns the discount ID (``di_…``)."""
+        coupon = self._create_coupon(
+            {
+                "percent_off": percent,
+                "duration": "repeating",
+                "duration_in_months": months,
+                "name": f"Retention {percent:g}% x {months} mo",
+            },
+            f"{idempotency_key}-coupon",
+        )
+        what = f"subscription {subscription_id}"
+        sub = self._call(
+            lambda: self._client.v1.subscriptions.retrieve(
+                subscription_id, {"expand": ["discounts"]}
+            ),
+            what,
+        ).to_dict()
+        now = time.time()
+        current = [d for d in sub.get("discounts") or [] if isinstance(d, dict)]
+        applied = next((d for d in current if _coupon_id(d) == coupon), None)
+        if applied is not None:
+            return str(applied["id"])
+        keep = [{"discount": d["id"]} for d in current if not _ended(d, now)]
+        params = {"discounts": [*keep, {"coupon": coupon}], "expand": ["discounts"]}
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        updated = self._call(
+            lambda: self._client.v1.subscriptions.update(subscription_id, params, options),  # type: ignore[arg-type]
+            what,
+        ).to_dict()
+        for d in updated.get("discounts") or []:
+            if isinstance(d, dict) and _coupon_id(d) == coupon:
+                return str(d["id"])
+        return coupon
+
     def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
         """The audit notes on a customer or invoice (RevBridge's metadata entries, in key order)."""
         service = self._service(target)
@@ -231,8 +561,274 @@ class StripeBilling:
         except stripe.StripeError as exc:
             raise classify(exc, what) from None
 
+    def _price_by_id(self, price_id: str) -> dict[str, Any] | None:
+        try:
+            return self._call(
+                lambda: self._client.v1.prices.retrieve(price_id), what=f"price {price_id}"
+            ).to_dict()
+        except NotFound:
+            return None
+
+    def _price_by_lookup_key(self, key: str) -> dict[str, Any] | None:
+        page = self._call(
+            lambda: self._client.v1.prices.list({"lookup_keys": [key], "active": True, "limit": 1}),
+            what=f"price {key}",
+        )
+        return page.data[0].to_dict() if page.data else None
+
+    def _subscription_for(self, draft: SubscriptionDraft) -> dict[str, Any] | None:
+        """A live subscription of the customer already made for this opportunity."""
+        subs = self._list(
+            self._client.v1.subscriptions,
+            {"customer": draft.customer_id, "status": "all", "limit": 100},
+            f"customer {draft.customer_id}",
+        )
+        for sub in subs:
+            meta = sub.get("metadata") or {}
+            if (
+                sub.get("status") not in _ENDED
+                and meta.get(CRM_KEY) == draft.crm
+                and meta.get(CRM_OPPORTUNITY_KEY) == draft.crm_opportunity_id
+            ):
+                return sub
+        return None
+
+    def _create_coupon(self, params: dict[str, Any], idempotency_key: str) -> str:
+        options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
+        coupon = self._call(
+            lambda: self._client.v1.coupons.create(params, options),  # type: ignore[arg-type]
+            what="coupon",
+        )
+        return str(coupon.id)
+
+    def _list(self, service: Any, params: dict[str, Any], what: str) -> list[dict[str, Any]]:
+        """One list page as plain dicts (Stripe's order: newest first)."""
+        page = self._call(lambda: service.list(params), what)
+        return [obj.to_dict() for obj in page.data]
+
+    def _downgrades(self, customer_id: str, now: float) -> int:
+        """``customer.subscription.updated`` events of the last 90 days whose
+        ``previous_attributes`` show a higher monthly amount (quantity or price) than after.
+        The events list cannot filter by customer: the account's updates are paged through."""
+        params = {
+            "type": "customer.subscription.updated",
+            "created": {"gte": int(now) - 90 * DAY_S},
+            "limit": 100,
+        }
+        count = 0
+        try:
+            for evt in self._client.v1.events.list(params).auto_paging_iter():  # type: ignore[arg-type]
+                data = evt.to_dict().get("data") or {}
+                obj = data.get("object") or {}
+                if obj.get("customer") == customer_id and _is_downgrade(
+                    obj, data.get("previous_attributes") or {}
+                ):
+                    count += 1
+        except stripe.StripeError as exc:
+            raise classify(exc, "events") from None
+        return count
+
+    def _usage(
+        self, customer_id: str, subs: Iterable[Mapping[str, Any]], now: float
+    ) -> tuple[float | None, float | None]:
+        """Usage on the billing meters behind the customer's live metered prices: the last 30
+        days and the 30 before (summary windows start and end on minute boundaries)."""
+        meters = sorted(
+            {
+                str(meter)
+                for sub in subs
+                if sub.get("status") not in _NO_REVENUE
+                for item in ((sub.get("items") or {}).get("data") or [])
+                if (meter := ((item.get("price") or {}).get("recurring") or {}).get("meter"))
+            }
+        )
+        if not meters:
+            return None, None
+        end = int(now) // 60 * 60
+        mid, start = end - 30 * DAY_S, end - 60 * DAY_S
+        recent = sum(self._meter_total(m, customer_id, mid, end) for m in meters)
+        before = sum(self._meter_total(m, customer_id, start, mid) for m in meters)
+        return recent, before
+
+    def _meter_total(self, meter_id: str, customer_id: str, start: int, end: int) -> float:
+        params = {"customer": customer_id, "start_time": start, "end_time": end, "limit": 100}
+        page = self._call(
+            lambda: self._client.v1.billing.meters.event_summaries.list(meter_id, params),  # type: ignore[arg-type]
+            what=f"meter {meter_id}",
+        )
+        return float(sum(float(s.aggregated_value or 0) for s in page.data))
+
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _quote(value: str) -> str:
+    """A search-query string literal (Stripe escapes quotes inside with a backslash)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _customer(
+    cust: Mapping[str, Any], *, mrr: int = 0, currency: str | None = None
+) -> BillingCustomer:
+    return BillingCustomer(
+        id=str(cust["id"]),
+        company=cust.get("name") or cust.get("business_name") or None,
+        created_at=_ts(cust.get("created")),
+        metadata={
+            str(k): str(v)
+            for k, v in (cust.get("metadata") or {}).items()
+            if not str(k).startswith(METADATA_PREFIX)
+        },
+        mrr=mrr,
+        currency=currency or _upper(cust.get("currency")),
+    )
+
+
+def _invoice(inv: Mapping[str, Any]) -> Invoice:
+    customer = inv.get("customer")
+    sub = _subscription_of(inv)
+    return Invoice(
+        id=str(inv["id"]),
+        customer_id=str(customer.get("id") if isinstance(customer, dict) else customer),
+        subscription_id=sub.get("id") if isinstance(sub, dict) else sub,
+        status=_STATUS.get(inv.get("status") or "", InvoiceStatus.OTHER),
+        total=int(inv.get("total") or 0),
+        amount_due=int(inv.get("amount_due") or 0),
+        currency=_upper(inv.get("currency")),
+        issued_at=_ts(inv.get("created")),
+    )
+
+
+def _price(price: Mapping[str, Any]) -> Price:
+    recurring = price.get("recurring") or {}
+    product = price.get("product")
+    return Price(
+        id=str(price["id"]),
+        product=str(product.get("id") if isinstance(product, dict) else product or ""),
+        unit_amount=int(price.get("unit_amount") or 0),
+        currency=_upper(price.get("currency")),
+        period=recurring.get("interval") or "one_time",
+        period_count=int(recurring.get("interval_count") or 1),
+    )
+
+
+def _start_params(start: date | None, price: Price, now: float) -> dict[str, Any]:
+    """How a future start date is expressed (see ``create_subscription``)."""
+    if start is None:
+        return {}
+    at = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp())
+    if at <= now:
+        return {}
+    months = _MONTHS_PER_INTERVAL.get(price.period)
+    # The next natural billing date, conservatively (a month is at least 28 days).
+    horizon = now + float(months or 0) * price.period_count * 28 * DAY_S
+    if at <= horizon:
+        return {"billing_cycle_anchor": at, "proration_behavior": "none"}
+    return {"trial_end": at}
+
+
+def _replayed(obj: Any) -> bool:
+    """Whether Stripe answered from its idempotency store (``Idempotent-Replayed: true``)."""
+    response = getattr(obj, "last_response", None)
+    headers = response.headers if response is not None else {}
+    return any(
+        k.lower() == "idempotent-replayed" and str(v).lower() == "true" for k, v in headers.items()
+    )
+
+
+def _ref(sub: Mapping[str, Any], percent: float, *, created: bool) -> SubscriptionRef:
+    """The deal's MRR (items × price after the deal discount): also while ``incomplete``
+    (awaiting its first payment), since that is what was sold; 0 once it ended."""
+    factor = Fraction(1) - Fraction(str(percent)) / 100
+    mrr = 0 if sub.get("status") in _ENDED else round(_items_monthly(sub.get("items")) * factor)
+    return SubscriptionRef(
+        id=str(sub["id"]),
+        customer_id=str(sub["customer"]),
+        status=str(sub.get("status")),
+        mrr=max(0, mrr),
+        currency=_upper(sub.get("currency")),
+        created=created,
+    )
+
+
+def _coupon_id(discount: Mapping[str, Any]) -> str | None:
+    coupon = (discount.get("source") or {}).get("coupon") or discount.get("coupon")
+    return str(coupon.get("id") if isinstance(coupon, dict) else coupon) if coupon else None
+
+
+def _ended(discount: Mapping[str, Any], now: float) -> bool:
+    end = discount.get("end")
+    return end is not None and int(end) <= now
+
+
+def _subscription(sub: Mapping[str, Any], now: float) -> Subscription:
+    """A subscription with its MRR after its active discounts (expanded coupons only)."""
+    items = (sub.get("items") or {}).get("data") or []
+    main = max(items, key=_item_monthly, default={})  # the item that earns the most
+    monthly = Fraction(0) if sub.get("status") in _NO_REVENUE else _items_monthly(sub.get("items"))
+    factor, amount_off = Fraction(1), Fraction(0)
+    first = ((items[0].get("price") or {}).get("recurring") or {}) if items else {}
+    months = _MONTHS_PER_INTERVAL.get(first.get("interval") or "", Fraction(1)) * int(
+        first.get("interval_count") or 1
+    )
+    for discount in sub.get("discounts") or []:
+        coupon = (
+            (discount.get("source") or {}).get("coupon") if isinstance(discount, dict) else None
+        )
+        if not isinstance(coupon, dict) or _ended(discount, now):
+            continue  # not expanded, or over
+        if coupon.get("percent_off"):
+            factor *= 1 - Fraction(str(coupon["percent_off"])) / 100
+        elif coupon.get("amount_off"):
+            amount_off += Fraction(int(coupon["amount_off"])) / months  # per invoice → per month
+    quantity = main.get("quantity")
+    return Subscription(
+        id=str(sub["id"]),
+        customer_id=str(sub["customer"]),
+        status=str(sub.get("status")),
+        plan=str((main.get("price") or {}).get("id") or ""),
+        quantity=int(quantity) if quantity is not None else 1,
+        mrr=max(0, round(monthly * factor - amount_off)),
+        currency=_upper(sub.get("currency")),
+        started_at=_ts(sub.get("start_date")),
+        # current API versions keep the period on the items
+        current_term_end=_ts(main.get("current_period_end") or sub.get("current_period_end")),
+        cancel_at=_ts(sub.get("cancel_at")),
+        discount_percent=float(round((1 - factor) * 100, 4)),
+    )
+
+
+def _intent_payment(pi: Mapping[str, Any], invoice_id: str | None) -> Payment | None:
+    """A payment intent as a payment attempt; None for one never attempted yet."""
+    error = pi.get("last_payment_error") or None
+    succeeded = pi.get("status") == "succeeded"
+    if not succeeded and error is None:
+        return None
+    return Payment(
+        id=str(pi["id"]),
+        invoice_id=invoice_id,
+        succeeded=succeeded,
+        amount=int((pi.get("amount_received") if succeeded else pi.get("amount")) or 0),
+        currency=_upper(pi.get("currency")),
+        decline_code=None if succeeded else (error.get("decline_code") or error.get("code")),
+        decline_message=None if succeeded else error.get("message"),
+        at=_ts(pi.get("created")),
+    )
+
+
+def _is_downgrade(obj: Mapping[str, Any], previous: Mapping[str, Any]) -> bool:
+    """A lower monthly amount (fewer seats or a cheaper price) after the update than before.
+    ``previous_attributes.items`` holds the whole old item list; older API versions also had
+    top-level ``quantity`` / ``plan``."""
+    if isinstance(previous.get("items"), dict):
+        return _items_monthly(obj.get("items")) < _items_monthly(previous["items"])
+    old_qty, new_qty = previous.get("quantity"), obj.get("quantity")
+    if old_qty is not None and new_qty is not None and int(new_qty) < int(old_qty):
+        return True
+    old_plan, new_plan = previous.get("plan"), obj.get("plan")
+    if isinstance(old_plan, dict) and isinstance(new_plan, dict):
+        return int(new_plan.get("amount") or 0) < int(old_plan.get("amount") or 0)
+    return False
 
 
 def _subscription_of(inv: Mapping[str, Any]) -> Any:

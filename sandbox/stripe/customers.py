@@ -310,7 +310,8 @@ def compile_query(query: str) -> Callable[[dict[str, Any]], bool]:
         if not m:
             raise StripeError(400, f"Invalid query: {part.strip()!r}", param="query")
         neg, field, op, raw = m.groups()
-        value = raw[1:-1] if raw[:1] in "'\"" else raw
+        # quoted values may escape their quote character with a backslash: name:"Acme \"EU\""
+        value = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw[:1] in "'\"" else raw
         clauses.append((bool(neg), field, op, value))
 
     def lookup(obj: dict[str, Any], field: str) -> Any:

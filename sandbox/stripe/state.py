@@ -26,20 +26,24 @@ class StripeState(SubscriptionMixin, InvoiceMixin, CreditNoteMixin, CustomerMixi
         "customers": [{..., "card": {"decline_code": null | "insufficient_funds"}}],
         "subscriptions": [{"customer", "items": [{"price", "quantity"}], "status"?, ...}],
         "invoices": [{"customer", "subscription"?, "status"?, "lines": [{"amount", ...}], ...}]}``
-        Caller-chosen ``id`` values are kept. Returns the created ids per kind.
+        Caller-chosen ``id`` values are kept. The catalogue is idempotent: a product or price
+        whose ``id`` exists, or a price whose ``lookup_key`` is taken, is kept as it is (its id
+        is returned). Returns the ids per kind.
         """
         out: dict[str, list[str]] = {}
         self.emit_events = False
         try:
             for spec in data.get("products", []):
+                kept = self.find(spec.get("id"), "product")
                 out.setdefault("products", []).append(
-                    self.create_product(dict(spec), seeded=True)["id"]
+                    kept["id"] if kept else self.create_product(dict(spec), seeded=True)["id"]
                 )
             for spec in data.get("meters", []):
                 out.setdefault("meters", []).append(self.create_meter(dict(spec))["id"])
             for spec in data.get("prices", []):
+                kept = self._seeded_price(spec)
                 out.setdefault("prices", []).append(
-                    self.create_price(dict(spec), seeded=True)["id"]
+                    kept["id"] if kept else self.create_price(dict(spec), seeded=True)["id"]
                 )
             for spec in data.get("coupons", []):
                 out.setdefault("coupons", []).append(
@@ -59,6 +63,17 @@ class StripeState(SubscriptionMixin, InvoiceMixin, CreditNoteMixin, CustomerMixi
         finally:
             self.emit_events = True
         return out
+
+    def _seeded_price(self, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The price a catalogue entry already is: same ``id``, or the holder of its
+        ``lookup_key`` (unique per account: Stripe rejects a second price with the key unless
+        ``transfer_lookup_key``), so seeding one catalogue many times adds nothing."""
+        kept = self.find(spec.get("id"), "price")
+        if kept is None and spec.get("lookup_key"):
+            kept = next(
+                (p for p in self.all("price") if p["lookup_key"] == spec["lookup_key"]), None
+            )
+        return kept
 
     def _seed_subscription(self, spec: dict[str, Any]) -> str:
         status = spec.pop("status", "active")

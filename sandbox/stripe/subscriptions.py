@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import StripeError, card_error, missing
+from .errors import StripeError, card_error, missing, no_such
 from .forms import (
     apply_metadata,
     as_bool,
@@ -183,6 +183,21 @@ class SubscriptionMixin(Store):
             trial_end = now + rec["trial_period_days"] * 86400
         anchor = as_int(params, "billing_cycle_anchor")
         full_end = add_interval(now, rec["interval"], rec["interval_count"])
+        if anchor is not None and not trial_end and not seeded:
+            if anchor < now:
+                raise StripeError(
+                    400,
+                    "Invalid timestamp: must be an integer Unix timestamp in the future.",
+                    param="billing_cycle_anchor",
+                )
+            if anchor > full_end:
+                # Stripe: the anchor must come before the next natural billing date.
+                raise StripeError(
+                    400,
+                    "billing_cycle_anchor cannot be later than next natural billing date "
+                    f"({full_end}) for plan",
+                    param="billing_cycle_anchor",
+                )
         if trial_end:
             period = [now, trial_end]
         elif anchor and now < anchor < full_end:
@@ -190,8 +205,17 @@ class SubscriptionMixin(Store):
         else:
             anchor = None
             period = [now, full_end]
-        first_amount = sum(
-            (p["unit_amount"] or 0) * (q or 0) for p, q in zip(prices, qtys, strict=True)
+        # With an anchor, proration_behavior=none makes the initial period up to it free.
+        free_until_anchor = (
+            bool(anchor) and as_enum(
+                params, "proration_behavior", ("create_prorations", "none", "always_invoice"),
+                "create_prorations",
+            ) == "none"
+        )  # fmt: skip
+        first_amount = (
+            0
+            if free_until_anchor
+            else sum((p["unit_amount"] or 0) * (q or 0) for p, q in zip(prices, qtys, strict=True))
         )
         if (
             not seeded
@@ -281,7 +305,9 @@ class SubscriptionMixin(Store):
                 lines.append((si, price, qty, 0, f"Trial period for {self._product_name(price)}"))
             elif not self._metered(price):
                 amount = (price["unit_amount"] or 0) * (qty or 0)
-                if anchor:
+                if free_until_anchor:
+                    amount = 0
+                elif anchor:
                     amount = round(amount * (period[1] - period[0]) / (full_end - period[0]))
                 lines.append((si, price, qty, amount, None))
         extra = []
@@ -549,11 +575,9 @@ class SubscriptionMixin(Store):
         check_known(params, {"cancellation_details", "invoice_now", "prorate"})
         sub = self.get(sub_id, "subscription")
         if sub["status"] in ("canceled", "incomplete_expired"):
-            raise StripeError(
-                400,
-                f"This subscription ({sub_id}) has already been canceled.",
-                code="resource_missing",
-            )
+            # Stripe treats a canceled subscription as gone for DELETE: 404 "No such subscription"
+            # (it can still be retrieved, and its metadata / cancellation_details updated).
+            raise no_such("subscription", sub_id)
         now = self.now()
         if as_bool(params, "prorate", False) and sub["status"] in ("active", "past_due"):
             start, end = sub["_period"]
