@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlparse
 
@@ -28,12 +29,30 @@ from simple_salesforce.exceptions import (
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from domain.audit import AuditEntry
 from domain.models import CaseDraft, CaseRef, CaseSummary, CrmAccount, CustomerTier, TaskDraft
+from domain.records import (
+    BillingLink,
+    CaseDetail,
+    ChurnScoreRecord,
+    Contact,
+    Opportunity,
+    OpportunityLine,
+)
 from domain.settings import SalesforceSettings
 
 VENDOR = "salesforce"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # Salesforce error codes that a retry can fix.
 _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION"}
+# Error codes that mean "no such record" (a bad or deleted ID in a filter or a collection item).
+_MISSING_CODES = {
+    "NOT_FOUND",
+    "ENTITY_IS_DELETED",
+    "INVALID_CROSS_REFERENCE_KEY",
+    "INVALID_QUERY_FILTER_OPERATOR",
+    "MALFORMED_ID",
+}
+_LONG_TEXT = 32768  # Long Text Area length of the churn and billing-context fields
+_ACCOUNT_FIELDS = "Id, Name, Customer_Tier__c, OwnerId, Billing_Customer_Id__c, Billing_Platform__c"
 
 
 class _Transport(HTTPAdapter):
@@ -171,6 +190,26 @@ class SalesforceCrm:
                 ) from None
         raise AssertionError("unreachable")
 
+    def _call_record(self, fn: Callable[[Salesforce], Any], what: str) -> Any:
+        """``_call`` for one named record: a malformed, unknown or deleted ID is NotFound."""
+        try:
+            return self._call(fn, what)
+        except ConnectorError as exc:
+            if exc.code in _MISSING_CODES:
+                raise NotFound(VENDOR, what, status=exc.status) from None
+            raise
+
+    def _one(self, soql: str, what: str) -> dict[str, Any]:
+        rows = self._call_record(lambda sf: sf.query(soql), what)["records"]
+        if not rows:
+            raise NotFound(VENDOR, what)
+        return rows[0]
+
+    @property
+    def client(self) -> Salesforce:
+        """The authenticated simple-salesforce client (scenario drivers, tests)."""
+        return self._client()
+
     def query(self, soql: str) -> list[dict[str, Any]]:
         """All records of a SOQL query (follows nextRecordsUrl)."""
         return self._call(lambda sf: sf.query_all(soql), what="query")["records"]
@@ -204,29 +243,19 @@ class SalesforceCrm:
 
     def find_account(self, billing: str, customer_id: str) -> CrmAccount | None:
         soql = format_soql(
-            "SELECT Id, Name, Customer_Tier__c, OwnerId FROM Account "
+            "SELECT {:literal} FROM Account "
             "WHERE Billing_Customer_Id__c = {} AND Billing_Platform__c = {} LIMIT 1",
+            _ACCOUNT_FIELDS,
             customer_id,
             billing,
         )
         rows = self._call(lambda sf: sf.query(soql), what="account")["records"]
-        if not rows:
-            return None
-        row = rows[0]
-        tier = row.get("Customer_Tier__c")
-        return CrmAccount(
-            id=row["Id"],
-            name=row["Name"],
-            tier=CustomerTier(tier)
-            if tier in CustomerTier._value2member_map_
-            else CustomerTier.SMB,
-            owner_id=row.get("OwnerId"),
-        )
+        return _account(rows[0]) if rows else None
 
     def open_cases(self, account_id: str, limit: int = 5) -> list[CaseSummary]:
         rows = self.query(
             format_soql(
-                "SELECT Id, Subject, Description FROM Case WHERE AccountId = {} "
+                "SELECT Id, Subject, Description, CreatedDate FROM Case WHERE AccountId = {} "
                 "AND IsClosed = false ORDER BY CreatedDate DESC LIMIT {:literal}",
                 account_id,
                 str(int(limit)),
@@ -234,7 +263,10 @@ class SalesforceCrm:
         )
         return [
             CaseSummary(
-                id=r["Id"], subject=r.get("Subject") or "", description=r.get("Description") or ""
+                id=r["Id"],
+                subject=r.get("Subject") or "",
+                description=r.get("Description") or "",
+                opened_at=_datetime(r.get("CreatedDate")),
             )
             for r in rows
         ]
@@ -309,6 +341,242 @@ class SalesforceCrm:
             what="audit log",
         )
         return row["Id"]
+
+    # --- quote-to-cash ---------------------------------------------------------------------------
+
+    def get_opportunity(self, opportunity_id: str) -> Opportunity:
+        """One query: the opportunity, its account (child-to-parent) and its line items and
+        contact roles (parent-to-child subqueries)."""
+        account = ", ".join(f"Account.{f.strip()}" for f in _ACCOUNT_FIELDS.split(","))
+        soql = format_soql(
+            "SELECT Id, Name, StageName, IsWon, Amount, CloseDate, Start_Date__c, "
+            "Term_Months__c, Payment_Terms__c, Billing_Subscription_Id__c, AccountId, {:literal}, "
+            "(SELECT Id, Name, ProductCode, Product2.ProductCode, Product2.Name, Quantity, "
+            "UnitPrice, ListPrice, Discount FROM OpportunityLineItems "
+            "ORDER BY SortOrder, CreatedDate, Id), "
+            "(SELECT ContactId, Contact.Name, Contact.Email, IsPrimary "
+            "FROM OpportunityContactRoles ORDER BY IsPrimary DESC, CreatedDate, Id) "
+            "FROM Opportunity WHERE Id = {}",
+            account,
+            opportunity_id,
+        )
+        row = self._one(soql, "opportunity")
+        lines = [_line(r) for r in self._children(row, "OpportunityLineItems")]
+        contacts: dict[str, Contact] = {}
+        for r in self._children(row, "OpportunityContactRoles"):
+            person = r.get("Contact") or {}
+            contacts.setdefault(
+                r["ContactId"],
+                Contact(
+                    id=r["ContactId"], name=person.get("Name") or "", email=person.get("Email")
+                ),
+            )
+        if not contacts and row.get("AccountId"):
+            # No contact roles on the deal: fall back to the account's oldest contacts.
+            for r in self.query(
+                format_soql(
+                    "SELECT Id, Name, Email FROM Contact WHERE AccountId = {} "
+                    "ORDER BY CreatedDate, Id LIMIT 5",
+                    row["AccountId"],
+                )
+            ):
+                contacts[r["Id"]] = Contact(
+                    id=r["Id"], name=r.get("Name") or "", email=r.get("Email")
+                )
+        close_date = _date(row.get("CloseDate"))
+        # A single-currency org has no CurrencyIsoCode field: the record's default (USD) holds.
+        # Lines are priced per month (the catalogue's unit), hence the default billing period.
+        return Opportunity(
+            id=row["Id"],
+            name=row.get("Name") or "",
+            stage=row.get("StageName") or "",
+            won=bool(row.get("IsWon")),
+            account=_account(row["Account"]) if row.get("Account") else None,
+            contacts=list(contacts.values()),
+            lines=lines,
+            amount=_cents(row.get("Amount")),
+            close_date=close_date,
+            start_date=_date(row.get("Start_Date__c")) or close_date,
+            term_months=int(row.get("Term_Months__c") or 12),
+            payment_terms=row.get("Payment_Terms__c"),
+            billing_subscription_id=row.get("Billing_Subscription_Id__c"),
+        )
+
+    def _children(self, row: dict[str, Any], relationship: str) -> list[dict[str, Any]]:
+        """A parent-to-child subquery's records (``null`` when empty), following its
+        ``nextRecordsUrl`` when Salesforce pages a large one."""
+        page = row.get(relationship)
+        out: list[dict[str, Any]] = []
+        while page:
+            out.extend(page.get("records") or [])
+            url = None if page.get("done", True) else page.get("nextRecordsUrl")
+            page = (
+                self._call(
+                    lambda sf, url=url: sf.query_more(url, identifier_is_url=True), relationship
+                )
+                if url
+                else None
+            )
+        return out
+
+    def won_opportunities(self, since: datetime, limit: int = 200) -> list[str]:
+        # format_soql writes whole seconds (Salesforce keeps no more), so ``>=`` floors ``since``
+        # to its second: a catch-up may see one record twice, never miss one.
+        soql = format_soql(
+            "SELECT Id FROM Opportunity WHERE IsWon = true AND LastModifiedDate >= {} "
+            "ORDER BY LastModifiedDate, Id LIMIT {:literal}",
+            _utc(since),
+            str(max(1, min(int(limit), 2000))),
+        )
+        return [r["Id"] for r in self.query(soql)]
+
+    def write_billing_link(self, link: BillingLink) -> None:
+        """Both records in one sObject Collections PATCH with ``allOrNone``: the account and
+        the opportunity never disagree about the link."""
+        linked = link.subscription_id is not None
+        mrr = round(link.mrr / 100, 2) if linked else None
+        status = link.status[:255]
+        records = [
+            {
+                "attributes": {"type": "Account"},
+                "id": link.account_id,
+                "Billing_Customer_Id__c": link.customer_id,
+                "Billing_Platform__c": link.billing if link.customer_id else None,
+                "Billing_Subscription_Id__c": link.subscription_id,
+                "MRR__c": mrr,
+                "Billing_Status__c": status,
+            },
+            {
+                "attributes": {"type": "Opportunity"},
+                "id": link.opportunity_id,
+                "Billing_Subscription_Id__c": link.subscription_id,
+                "MRR__c": mrr,
+                "Billing_Status__c": status,
+            },
+        ]
+        results = self._call(
+            lambda sf: sf.restful(
+                "composite/sobjects",
+                method="PATCH",
+                json={"allOrNone": True, "records": records},
+            ),
+            what="billing link",
+        )
+        _check_save_results(results, "billing link")
+
+    # --- churn and support context ---------------------------------------------------------------
+
+    def get_account(self, account_id: str) -> CrmAccount:
+        row = self._one(
+            format_soql(
+                "SELECT {:literal} FROM Account WHERE Id = {}", _ACCOUNT_FIELDS, account_id
+            ),
+            "account",
+        )
+        return _account(row)
+
+    def write_churn_score(self, record: ChurnScoreRecord) -> None:
+        fields = {
+            "Churn_Risk__c": record.score,
+            "Churn_Level__c": record.level,
+            "Churn_Reasons__c": "\n".join(record.reasons)[:_LONG_TEXT] or None,
+            "Churn_Narrative__c": record.narrative[:_LONG_TEXT] or None,
+            "Churn_Scored_At__c": _utc(record.scored_at).isoformat(timespec="seconds"),
+        }
+        self._call_record(lambda sf: sf.Account.update(record.account_id, fields), "account")
+
+    def get_case(self, case_id: str) -> CaseDetail:
+        row = self._one(
+            format_soql(
+                "SELECT Id, CaseNumber, AccountId, Subject, Status, CreatedDate FROM Case "
+                "WHERE Id = {}",
+                case_id,
+            ),
+            "case",
+        )
+        return CaseDetail(
+            id=row["Id"],
+            number=row.get("CaseNumber"),
+            account_id=row.get("AccountId"),
+            subject=row.get("Subject") or "",
+            status=row.get("Status") or "",
+            opened_at=_datetime(row.get("CreatedDate")),
+        )
+
+    def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str:
+        # A field set on the case: a retry writes the same value again, nothing new appears,
+        # so the key needs no vendor-side home here (HubSpot notes do need it).
+        fields = {"Billing_Context__c": text[:_LONG_TEXT]}
+        self._call_record(lambda sf: sf.Case.update(case_id, fields), "case")
+        return case_id
+
+
+def _account(row: dict[str, Any]) -> CrmAccount:
+    tier = row.get("Customer_Tier__c")
+    return CrmAccount(
+        id=row["Id"],
+        name=row.get("Name") or "",
+        tier=CustomerTier(tier) if tier in CustomerTier._value2member_map_ else CustomerTier.SMB,
+        owner_id=row.get("OwnerId"),
+        billing_customer_id=row.get("Billing_Customer_Id__c"),
+        billing_platform=row.get("Billing_Platform__c"),
+    )
+
+
+def _line(row: dict[str, Any]) -> OpportunityLine:
+    product = row.get("Product2") or {}
+    list_price = row.get("ListPrice")
+    return OpportunityLine(
+        id=row["Id"],
+        product_code=row.get("ProductCode") or product.get("ProductCode") or "",
+        name=product.get("Name") or row.get("Name") or "",
+        quantity=round(row.get("Quantity") or 0),
+        unit_price=_cents(row.get("UnitPrice")),
+        list_price=None if list_price is None else _cents(list_price),
+        discount_percent=float(row.get("Discount") or 0),
+    )
+
+
+def _cents(amount: float | int | None) -> int:
+    """Salesforce currency (a decimal number of major units) → integer minor units."""
+    return round((amount or 0) * 100)
+
+
+def _date(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def _datetime(value: str | None) -> datetime | None:
+    """``2024-05-01T12:00:00.000+0000`` (Salesforce's format) → an aware UTC datetime."""
+    return datetime.fromisoformat(value).astimezone(UTC) if value else None
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _check_save_results(results: Any, what: str) -> None:
+    """sObject Collections answer 200 with one SaveResult per record; a failed record carries
+    ``errors[{statusCode, message, fields}]`` and, under ``allOrNone``, the others say
+    ``ALL_OR_NONE_OPERATION_ROLLED_BACK``. Raise the first real failure, classified."""
+    if not isinstance(results, list):
+        raise ConnectorError(VENDOR, ErrorKind.RETRYABLE, f"{what}: unexpected collection answer")
+    errors = [
+        err
+        for r in results
+        if not r.get("success")
+        for err in (r.get("errors") or [{}])
+        if err.get("statusCode") != "ALL_OR_NONE_OPERATION_ROLLED_BACK"
+    ]
+    if not errors:
+        if all(r.get("success") for r in results):
+            return
+        errors = [{"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK"}]
+    code = errors[0].get("statusCode")
+    if code in _MISSING_CODES:
+        raise NotFound(VENDOR, what, status=None)
+    kind = ErrorKind.RETRYABLE if code in _RETRYABLE_CODES else ErrorKind.PERMANENT
+    raise ConnectorError(VENDOR, kind, f"{what}: {code}", code=code)
 
 
 def _classify(exc: SalesforceError) -> ConnectorError:

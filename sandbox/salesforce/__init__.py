@@ -27,8 +27,18 @@ HTTP surface (plain HTTP; the client rewrites its hard-coded ``https://``, see t
   ``GET /_sandbox/salesforce/records/{Obj}[?include_deleted=true]``.
 
 Objects: Account, Contact, Opportunity, Case, Task, User (4 seeded users; the integration user
-``integration@revbridge.local`` owns what the API creates) and ``AI_Agent_Log__c`` (schema.py).
-``seed()`` adds objects, fields and records (see :meth:`SalesforceEmulator.seed`).
+``integration@revbridge.local`` owns what the API creates) and ``AI_Agent_Log__c`` (schema.py),
+plus the products feature: Product2, Pricebook2 (a seeded, active ``Standard Price Book`` with
+``IsStandard = true``), PricebookEntry, OpportunityLineItem (``ProductCode``, ``ListPrice``,
+``Subtotal``, ``TotalPrice`` derived; Amount roll-up onto the opportunity) and
+OpportunityContactRole (one primary per opportunity). The org's rules for them, with
+Salesforce's error codes (``FIELD_INTEGRITY_EXCEPTION``, ``STANDARD_PRICE_NOT_DEFINED``, ...),
+live in ``automation.py``. RevBridge's custom fields: Account ``Billing_*``, ``MRR__c``,
+``Churn_Risk__c`` / ``Churn_Level__c`` / ``Churn_Reasons__c`` / ``Churn_Narrative__c`` /
+``Churn_Scored_At__c``; Opportunity ``Term_Months__c``, ``Payment_Terms__c`` (Net 15/30/45/60),
+``Start_Date__c``, ``Billing_Status__c``, ``Billing_Subscription_Id__c``, ``MRR__c``; Case
+``Billing_Context__c`` (32,768). ``seed()`` adds objects, fields and records (see
+:meth:`SalesforceEmulator.seed`).
 
 Change notifications (what a record-triggered Flow with an async HTTP callout through a Named
 Credential would send). When a Case is created, or an Opportunity's ``StageName`` becomes
@@ -39,7 +49,8 @@ Credential would send). When a Case is created, or an Opportunity's ``StageName`
      "sobject": "Case", "recordId": "500...", "record": {<every field, API format>},
      "orgId": "00D...", "occurredAt": "2024-05-01T12:00:00.000+0000"}
 
-Changes rolled back (``allOrNone``) and seeded records send nothing. The framework retries non-2xx
+Changes rolled back (``allOrNone``), seeded records and the org's own roll-up writes send
+nothing; a later update of a won opportunity is no second "won". The framework retries non-2xx
 answers (a real Flow callout does not; see reference §1.9).
 """
 

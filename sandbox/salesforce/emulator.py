@@ -16,7 +16,16 @@ from ..framework import Emulator, WebhookTarget
 from .app import RestApi, event_payload
 from .errors import SfError
 from .oauth import Session, TokenEndpoint, Tokens
-from .schema import Schema, SObject, base_schema, define_object, field_from_spec, id18, text_field
+from .schema import (
+    STANDARD_PRICE_BOOK,
+    Schema,
+    SObject,
+    base_schema,
+    define_object,
+    field_from_spec,
+    id18,
+    text_field,
+)
 from .store import Event, Store
 from .values import now
 
@@ -98,6 +107,19 @@ class SalesforceEmulator(Emulator):
         for rid in ids:  # the users were created by, and belong to, the integration user
             rec = self.store.tables["User"][rid]
             rec["CreatedById"] = rec["LastModifiedById"] = ids[0]
+        self.standard_pricebook_id = self._seed_standard_pricebook()
+
+    def _seed_standard_pricebook(self) -> str:
+        """Every org with products has one standard price book (IsStandard is read-only)."""
+        book = self._sobject("Pricebook2")
+        rid = self.store.create(
+            book,
+            {"Name": STANDARD_PRICE_BOOK, "IsActive": True},
+            user_id=self.integration_user_id,
+            seeding=True,
+        )
+        self.store.tables["Pricebook2"][rid]["IsStandard"] = True
+        return rid
 
     def vendor_routes(self) -> list[BaseRoute]:
         methods = ["GET", "POST", "PATCH", "PUT", "DELETE"]

@@ -408,12 +408,20 @@ OPPORTUNITY_STAGES = {
     "Closed Lost": 0,
 }
 CASE_STATUSES = ("New", "Working", "Escalated", "Closed")
+PAYMENT_TERMS = ("Net 15", "Net 30", "Net 45", "Net 60")
+CHURN_LEVELS = ("low", "medium", "high", "critical")
+CONTACT_ROLES = (
+    "Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker", "Evaluator",
+    "Executive Sponsor", "Influencer", "Technical Buyer", "Other",
+)  # fmt: skip
+STANDARD_PRICE_BOOK = "Standard Price Book"
 TASK_STATUSES = ("Not Started", "In Progress", "Completed", "Waiting on someone else", "Deferred")
 _RO = {"createable": False, "updateable": False}
 
 
 def base_schema() -> Schema:
-    """Account, Contact, Opportunity, Case, Task, User and AI_Agent_Log__c."""
+    """Account, Contact, Opportunity (with products, price books, line items and contact roles),
+    Case, Task, User and AI_Agent_Log__c."""
     s = Schema()
     define_object(s, "User", "User", "Users", "005", [
         Field("Name", "string", "Full Name", length=121, calculated=True, **_RO),
@@ -448,6 +456,11 @@ def base_schema() -> Schema:
         _pick("Customer_Tier__c", ["SMB", "Mid-Market", "Enterprise", "Strategic"],
               restricted=True, custom=True),
         Field("Churn_Risk__c", "double", "Churn Risk", custom=True),
+        text_field("Billing_Status__c", custom=True),
+        _pick("Churn_Level__c", CHURN_LEVELS, restricted=True, custom=True),
+        Field("Churn_Reasons__c", "textarea", custom=True, length=32768),
+        Field("Churn_Narrative__c", "textarea", custom=True, length=32768),
+        Field("Churn_Scored_At__c", "datetime", "Churn Scored At", custom=True),
     ])  # fmt: skip
     define_object(s, "Contact", "Contact", "Contacts", "003", [
         _ref("AccountId", "Account", "Account", label="Account ID"),
@@ -459,6 +472,32 @@ def base_schema() -> Schema:
         Field("MobilePhone", "phone", length=40),
         text_field("Title", 128),
     ])  # fmt: skip
+    # Products and price books (Sales Cloud with products enabled). They have no owner: access
+    # follows the price book / opportunity. A standard price book is seeded by the emulator.
+    define_object(s, "Product2", "Product", "Products", "01t", [
+        text_field("Name", required=True, label="Product Name"),
+        text_field("ProductCode", label="Product Code"),
+        Field("Description", "textarea", "Product Description", length=4000),
+        Field("IsActive", "boolean", "Active"),
+        _pick("Family", ["Software", "Services", "Support"], label="Product Family"),
+    ], owner=False)  # fmt: skip
+    define_object(s, "Pricebook2", "Price Book", "Price Books", "01s", [
+        text_field("Name", required=True, label="Price Book Name"),
+        Field("IsActive", "boolean", "Active"),
+        Field("IsStandard", "boolean", "Is Standard Price Book", **_RO),
+        text_field("Description"),
+    ], owner=False)  # fmt: skip
+    define_object(s, "PricebookEntry", "Price Book Entry", "Price Book Entries", "01u", [
+        Field("Name", "string", "Product Name", length=255, calculated=True, **_RO),
+        _ref("Pricebook2Id", "Pricebook2", "Pricebook2", label="Price Book ID", required=True,
+             updateable=False, child_name="PricebookEntries"),
+        _ref("Product2Id", "Product2", "Product2", label="Product ID", required=True,
+             updateable=False, child_name="PricebookEntries"),
+        Field("ProductCode", "string", "Product Code", length=255, calculated=True, **_RO),
+        Field("UnitPrice", "currency", "List Price", required=True),
+        Field("IsActive", "boolean", "Active"),
+        Field("UseStandardPrice", "boolean", "Use Standard Price"),
+    ], owner=False)  # fmt: skip
     define_object(s, "Opportunity", "Opportunity", "Opportunities", "006", [
         _ref("AccountId", "Account", "Account", label="Account ID"),
         text_field("Name", 120, required=True),
@@ -473,8 +512,46 @@ def base_schema() -> Schema:
         Field("Description", "textarea"),
         Field("IsClosed", "boolean", "Closed", calculated=True, **_RO),
         Field("IsWon", "boolean", "Won", calculated=True, **_RO),
+        # set by the org from the first line item's price book when left empty
+        _ref("Pricebook2Id", "Pricebook2", "Pricebook2", label="Price Book ID",
+             child_name="Opportunities"),
+        Field("HasOpportunityLineItem", "boolean", "Has Line Item", calculated=True, **_RO),
         text_field("Billing_Subscription_Id__c", custom=True),
+        Field("Term_Months__c", "double", "Term (Months)", custom=True),
+        _pick("Payment_Terms__c", PAYMENT_TERMS, restricted=True, custom=True),
+        Field("Start_Date__c", "date", "Start Date", custom=True),
+        text_field("Billing_Status__c", custom=True),
+        Field("MRR__c", "currency", "MRR", custom=True),
     ])  # fmt: skip
+    define_object(s, "OpportunityLineItem", "Opportunity Product", "Opportunity Products", "00k", [
+        _ref("OpportunityId", "Opportunity", "Opportunity", label="Opportunity ID",
+             required=True, updateable=False, child_name="OpportunityLineItems"),
+        # one of PricebookEntryId / Product2Id on create (automation.py resolves the other)
+        _ref("PricebookEntryId", "PricebookEntry", "PricebookEntry",
+             label="Price Book Entry ID", updateable=False, child_name="OpportunityLineItems"),
+        _ref("Product2Id", "Product2", "Product2", label="Product ID", updateable=False,
+             child_name="OpportunityLineItems"),
+        Field("ProductCode", "string", "Product Code", length=255, calculated=True, **_RO),
+        Field("Name", "string", "Opportunity Product Name", length=376, calculated=True, **_RO),
+        Field("Quantity", "double", required=True),
+        Field("UnitPrice", "currency", "Sales Price"),
+        Field("ListPrice", "currency", "List Price", calculated=True, **_RO),
+        Field("Discount", "percent"),
+        Field("Subtotal", "currency", calculated=True, **_RO),
+        Field("TotalPrice", "currency", "Total Price"),
+        Field("ServiceDate", "date", "Date"),
+        text_field("Description", label="Line Description"),
+        Field("SortOrder", "int", "Sort Order", **_RO),
+    ], owner=False)  # fmt: skip
+    define_object(s, "OpportunityContactRole", "Opportunity Contact Role",
+                  "Opportunity Contact Roles", "00K", [
+        _ref("OpportunityId", "Opportunity", "Opportunity", label="Opportunity ID",
+             required=True, updateable=False, child_name="OpportunityContactRoles"),
+        _ref("ContactId", "Contact", "Contact", label="Contact ID", required=True,
+             child_name="OpportunityContactRoles"),
+        _pick("Role", CONTACT_ROLES),
+        Field("IsPrimary", "boolean", "Primary"),
+    ], owner=False)  # fmt: skip
     define_object(s, "Case", "Case", "Cases", "500", [
         Field("CaseNumber", "string", "Case Number", length=30, auto_number="{00000000}", **_RO),
         _ref("AccountId", "Account", "Account", label="Account ID"),
@@ -494,6 +571,7 @@ def base_schema() -> Schema:
         text_field("SuppliedName", 80, label="Web Name"),
         _key(),
         text_field("Billing_Invoice_Id__c", custom=True),
+        Field("Billing_Context__c", "textarea", custom=True, length=32768),
     ])  # fmt: skip
     define_object(s, "Task", "Task", "Tasks", "00T", [
         _ref("WhoId", "Contact", "Who", label="Name ID"),

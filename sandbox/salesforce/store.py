@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from . import automation
 from .errors import MultipleMatches, SfError, bad, not_found
 from .schema import AUDIT_FIELDS, OPPORTUNITY_STAGES, Field, Schema, SObject, make_id, normalize_id
 from .values import coerce, now, to_json
@@ -158,6 +159,7 @@ class Store:
             )
         self._check_unique(sobj, rec, None)
         self._put(sobj.name, rid, rec)
+        automation.after_save(self, sobj, None, rec, seeding)
         self._events(sobj, None, rec, seeding)
         return rid
 
@@ -189,6 +191,7 @@ class Store:
             )
         self._check_unique(sobj, rec, rid)
         self._put(sobj.name, rid, rec)
+        automation.after_save(self, sobj, old, rec, seeding)
         self._events(sobj, old, rec, seeding)
         return rid
 
@@ -219,7 +222,18 @@ class Store:
         rec = {**old, "IsDeleted": True, "SystemModstamp": t, "LastModifiedById": user_id}
         self._put(sobj.name, old["Id"], rec)
         self.deleted_at[old["Id"]] = t
+        automation.after_save(self, sobj, old, rec, False)
         return old["Id"]
+
+    def touch(
+        self, obj: str, record_id: str, changes: Mapping[str, Any], *, stamp: bool = True
+    ) -> None:
+        """A write the org makes itself (roll-ups, derived fields): no validation, no events,
+        but journaled, so an ``allOrNone`` rollback undoes it with the write that caused it."""
+        rec = {**self.tables[obj][record_id], **changes}
+        if stamp:
+            rec["LastModifiedDate"] = rec["SystemModstamp"] = now()
+        self._put(obj, record_id, rec)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -297,8 +311,8 @@ class Store:
         assert f.auto_number is not None
         return re.sub(r"\{(0+)\}", lambda m: str(n).zfill(len(m.group(1))), f.auto_number)
 
-    @staticmethod
     def _derive(
+        self,
         sobj: SObject,
         old: Mapping[str, Any] | None,
         rec: dict[str, Any],
@@ -327,6 +341,7 @@ class Store:
                 rec["ClosedDate"] = rec["LastModifiedDate"]
         elif sobj.name == "Task":
             rec["IsClosed"] = rec["Status"] == "Completed"
+        automation.before_save(self, sobj, old, rec, changed)
 
     def _events(
         self, sobj: SObject, old: Mapping[str, Any] | None, rec: Mapping[str, Any], seeding: bool
