@@ -21,6 +21,11 @@ never saw, or a concurrent one, won — we read the record by that key
 lags writes by seconds) and report ``created=False``. We do not use batch upsert: on a retry it
 would overwrite fields a person may already have changed (stage, priority), and it cannot carry
 associations.
+
+Quote-to-cash reads a deal with its associations in one GET (a v3 read names its line items
+``"line items"``, with a space), then batch-reads the line items, their products (list price, SKU
+fallback) and the contacts. Money is a decimal string in HubSpot and minor units here. Field sets
+(billing link, churn score) are plain PATCHes: idempotent by nature; an empty string clears.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import hubspot
@@ -40,12 +46,24 @@ from hubspot.crm.associations.v4 import (
 )
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
 from hubspot.crm.companies import Filter, FilterGroup, PublicObjectSearchRequest
+from hubspot.crm.companies import SimplePublicObjectInput as CompanyUpdate
 from hubspot.crm.companies.exceptions import ApiException as CompaniesApiException
+from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId as ContactBatchRead
+from hubspot.crm.contacts.exceptions import ApiException as ContactsApiException
+from hubspot.crm.deals import Filter as DealFilter
+from hubspot.crm.deals import FilterGroup as DealFilterGroup
+from hubspot.crm.deals import PublicObjectSearchRequest as DealSearchRequest
+from hubspot.crm.deals import SimplePublicObjectInput as DealUpdate
+from hubspot.crm.deals.exceptions import ApiException as DealsApiException
+from hubspot.crm.line_items import BatchReadInputSimplePublicObjectId as LineItemBatchRead
+from hubspot.crm.line_items.exceptions import ApiException as LineItemsApiException
 from hubspot.crm.objects.notes import PublicObjectSearchRequest as NoteSearchRequest
 from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate as NoteCreate
 from hubspot.crm.objects.notes.exceptions import ApiException as NotesApiException
 from hubspot.crm.objects.tasks import SimplePublicObjectInputForCreate as TaskCreate
 from hubspot.crm.objects.tasks.exceptions import ApiException as TasksApiException
+from hubspot.crm.products import BatchReadInputSimplePublicObjectId as ProductBatchRead
+from hubspot.crm.products.exceptions import ApiException as ProductsApiException
 from hubspot.crm.tickets import SimplePublicObjectInputForCreate as TicketCreate
 from hubspot.crm.tickets.exceptions import ApiException as TicketsApiException
 
@@ -60,6 +78,14 @@ from domain.models import (
     CustomerTier,
     TaskDraft,
 )
+from domain.records import (
+    BillingLink,
+    CaseDetail,
+    ChurnScoreRecord,
+    Contact,
+    Opportunity,
+    OpportunityLine,
+)
 from domain.settings import HubSpotSettings
 
 VENDOR = "hubspot"
@@ -73,9 +99,55 @@ TICKET_TO_COMPANY = 339
 NOTE_TO_COMPANY = 190
 NOTE_TO_TICKET = 228
 TASK_TO_COMPANY = 192
+#: the default pipeline's closed-won stage (custom pipelines use numeric stage IDs)
+CLOSED_WON = "closedwon"
+#: the default support pipeline's stages (``hs_pipeline`` "0"), id → label
+TICKET_STAGES = {"1": "New", "2": "Waiting on contact", "3": "Waiting on us", "4": "Closed"}
+#: a single-line / multi-line text property holds at most this many characters
+TEXT_MAX = 65_536
+#: CRM search pages hold at most 200 results, and a query reaches at most 10,000
+_SEARCH_MAX_PAGE = 200
+_SEARCH_MAX_RESULTS = 10_000
+_BATCH = 100
+_COMPANY_PROPERTIES = [
+    "name",
+    "customer_tier",
+    "hubspot_owner_id",
+    "billing_customer_id",
+    "billing_platform",
+]
+_DEAL_PROPERTIES = [
+    "dealname",
+    "dealstage",
+    "pipeline",
+    "amount",
+    "deal_currency_code",
+    "closedate",
+    "hs_is_closed_won",
+    "term_months",
+    "payment_terms",
+    "start_date",
+    "billing_subscription_id",
+]
+_LINE_PROPERTIES = [
+    "name",
+    "hs_sku",
+    "hs_product_id",
+    "quantity",
+    "price",
+    "discount",
+    "hs_discount_percentage",
+    "recurringbillingfrequency",
+    "hs_recurring_billing_period",
+]
+_TERM = re.compile(r"^P(?:(?P<y>\d+)Y)?(?:(?P<m>\d+)M)?$")
 _PRIORITY = {CasePriority.HIGH: "HIGH", CasePriority.MEDIUM: "MEDIUM", CasePriority.LOW: "LOW"}
 _API_EXCEPTIONS = (
     CompaniesApiException,
+    ContactsApiException,
+    DealsApiException,
+    LineItemsApiException,
+    ProductsApiException,
     TicketsApiException,
     NotesApiException,
     TasksApiException,
@@ -112,6 +184,89 @@ def _epoch_ms(at: datetime) -> str:
     return str(int(at.timestamp() * 1000))
 
 
+def _cents(value: str | None) -> int | None:
+    """A HubSpot money string (``"500"``, ``"1234.5"``) in minor units; None when unset."""
+    if value is None or not str(value).strip():
+        return None
+    try:
+        return int((Decimal(str(value)) * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    except InvalidOperation:
+        return None
+
+
+def _money(cents: int) -> str:
+    """Minor units as the decimal string HubSpot stores (``123450`` → ``"1234.50"``)."""
+    return f"{Decimal(cents) / 100:.2f}"
+
+
+def _number(value: str | None, default: float = 0.0) -> float:
+    try:
+        return float(value) if value not in (None, "") else default
+    except (TypeError, ValueError):
+        return default
+
+
+def _datetime(value: str | None) -> datetime | None:
+    """A datetime property (ISO-8601 or epoch ms) as an aware UTC datetime."""
+    if not value:
+        return None
+    text = str(value).strip()
+    try:
+        if text.isdigit():
+            return datetime.fromtimestamp(int(text) / 1000, tz=UTC)
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _date(value: str | None) -> date | None:
+    """A date property (``2025-02-01``) or a datetime one (its UTC date)."""
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        at = _datetime(value)
+        return at.date() if at else None
+
+
+def _term_months(value: str | None) -> int | None:
+    """A line item's term ``hs_recurring_billing_period`` (ISO-8601 ``P12M``, ``P1Y``) in months."""
+    m = _TERM.match(str(value or "").strip().upper())
+    if not m or not (m["y"] or m["m"]):
+        return None
+    return int(m["y"] or 0) * 12 + int(m["m"] or 0)
+
+
+def _assoc_ids(
+    associations: Mapping[str, Any] | None, keys: Iterable[str], primary: str | None = None
+) -> list[str]:
+    """Associated IDs from a v3 read's ``associations`` (under any of ``keys``), each once, the
+    ``primary`` association type first (HubSpot lists a primary company twice: once labelled
+    ``deal_to_company``, once ``deal_to_company_unlabeled``)."""
+    rows: list[Any] = []
+    for key in keys:
+        found = (associations or {}).get(key)
+        if found is not None:
+            rows += found.results or []
+    ordered = sorted(rows, key=lambda r: 0 if primary and r.type == primary else 1)
+    return list(dict.fromkeys(str(r.id) for r in ordered))
+
+
+def _account(company: Any) -> CrmAccount:
+    props = company.properties or {}
+    tier = props.get("customer_tier")
+    return CrmAccount(
+        id=str(company.id),
+        name=props.get("name") or "",
+        tier=CustomerTier(tier) if tier in CustomerTier._value2member_map_ else CustomerTier.SMB,
+        owner_id=props.get("hubspot_owner_id") or None,
+        billing_customer_id=props.get("billing_customer_id") or None,
+        billing_platform=props.get("billing_platform") or None,
+    )
+
+
 class HubSpotCrm:
     name = VENDOR
 
@@ -126,7 +281,13 @@ class HubSpotCrm:
         )
         # Each ``.basic_api`` access builds a new ApiClient and connection pool: build them once.
         crm = self._client.crm
+        self._companies = crm.companies.basic_api
         self._companies_search = crm.companies.search_api
+        self._deals = crm.deals.basic_api
+        self._deals_search = crm.deals.search_api
+        self._line_item_batches = crm.line_items.batch_api
+        self._product_batches = crm.products.batch_api
+        self._contact_batches = crm.contacts.batch_api
         self._tickets = crm.tickets.basic_api
         self._notes = crm.objects.notes.basic_api
         self._tasks = crm.objects.tasks.basic_api
@@ -293,23 +454,13 @@ class HubSpotCrm:
                     ]
                 )
             ],
-            properties=["name", "customer_tier", "hubspot_owner_id"],
+            properties=_COMPANY_PROPERTIES,
             limit=1,
         )
         page = self._call(self._companies_search.do_search, request, what="company search")
         if not page.results:
             return None
-        company = page.results[0]
-        props = company.properties or {}
-        tier = props.get("customer_tier")
-        return CrmAccount(
-            id=company.id,
-            name=props.get("name") or "",
-            tier=CustomerTier(tier)
-            if tier in CustomerTier._value2member_map_
-            else CustomerTier.SMB,
-            owner_id=props.get("hubspot_owner_id") or None,
-        )
+        return _account(page.results[0])
 
     def open_cases(self, account_id: str, limit: int = 5) -> list[CaseSummary]:
         ticket_ids = self.associated("companies", [account_id], "tickets").get(str(account_id), [])
@@ -320,7 +471,7 @@ class HubSpotCrm:
             ticket = self._call(
                 self._tickets.get_by_id,
                 ticket_id,
-                properties=["subject", "content", "hs_pipeline_stage"],
+                properties=["subject", "content", "hs_pipeline_stage", "createdate"],
                 what="ticket",
             )
             props = ticket.properties or {}
@@ -331,6 +482,7 @@ class HubSpotCrm:
                     id=ticket.id,
                     subject=props.get("subject") or "",
                     description=props.get("content") or "",
+                    opened_at=_datetime(props.get("createdate")) or ticket.created_at,
                 )
             )
             if len(out) >= limit:
@@ -397,6 +549,252 @@ class HubSpotCrm:
             what="audit note",
         )
         return note.id
+
+    # --- quote-to-cash --------------------------------------------------------------------------------
+
+    def _batch_read(self, api: Any, model: type, ids: list[str], properties: list[str], what: str):
+        """Objects by ID through ``batch/read`` (100 a call), in no particular order. IDs gone
+        meanwhile are left out (HubSpot reports them as errors of a 207)."""
+        out: list[Any] = []
+        for i in range(0, len(ids), _BATCH):
+            body = model(inputs=[{"id": x} for x in ids[i : i + _BATCH]], properties=properties)
+            page = self._call(api.read, body, what=what)
+            out += page.results or []
+        return out
+
+    def get_opportunity(self, opportunity_id: str) -> Opportunity:
+        deal = self._call(
+            self._deals.get_by_id,
+            opportunity_id,
+            properties=_DEAL_PROPERTIES,
+            associations=["companies", "contacts", "line_items"],
+            what="deal",
+        )
+        props = deal.properties or {}
+        assoc = deal.associations or {}
+        company_ids = _assoc_ids(assoc, ["companies"], primary="deal_to_company")
+        account = self.get_account(company_ids[0]) if company_ids else None
+        contact_ids = _assoc_ids(assoc, ["contacts"])
+        contacts = [
+            Contact(
+                id=str(c.id),
+                name=" ".join(
+                    filter(None, [(c.properties or {}).get(k) for k in ("firstname", "lastname")])
+                ),
+                email=(c.properties or {}).get("email") or None,
+            )
+            for c in sorted(
+                self._batch_read(
+                    self._contact_batches,
+                    ContactBatchRead,
+                    contact_ids,
+                    ["firstname", "lastname", "email"],
+                    "contacts",
+                ),
+                key=lambda c: contact_ids.index(str(c.id)),
+            )
+        ]
+        line_ids = _assoc_ids(assoc, ["line items", "line_items"])
+        line_rows = sorted(
+            self._batch_read(
+                self._line_item_batches, LineItemBatchRead, line_ids, _LINE_PROPERTIES, "line items"
+            ),
+            key=lambda r: line_ids.index(str(r.id)),
+        )
+        product_ids = list(
+            dict.fromkeys(p for r in line_rows if (p := (r.properties or {}).get("hs_product_id")))
+        )
+        products = {
+            str(p.id): p.properties or {}
+            for p in self._batch_read(
+                self._product_batches,
+                ProductBatchRead,
+                product_ids,
+                ["hs_sku", "price", "name"],
+                "products",
+            )
+        }
+        lines = [_line(r.id, r.properties or {}, products) for r in line_rows]
+        line_props = [r.properties or {} for r in line_rows]
+        stage = props.get("dealstage") or ""
+        close_date = _date(props.get("closedate"))
+        term = int(_number(props.get("term_months"))) or next(
+            (t for p in line_props if (t := _term_months(p.get("hs_recurring_billing_period")))),
+            12,
+        )
+        frequency = next(
+            (f for p in line_props if (f := p.get("recurringbillingfrequency"))), "monthly"
+        )
+        return Opportunity(
+            id=str(deal.id),
+            name=props.get("dealname") or "",
+            stage=stage,
+            won=stage == CLOSED_WON or props.get("hs_is_closed_won") == "true",
+            account=account,
+            contacts=contacts,
+            lines=lines,
+            amount=_cents(props.get("amount")) or 0,
+            currency=props.get("deal_currency_code") or "USD",
+            close_date=close_date,
+            start_date=_date(props.get("start_date")),
+            term_months=term,
+            billing_period="year" if frequency == "annually" else "month",
+            payment_terms=props.get("payment_terms") or None,
+            billing_subscription_id=props.get("billing_subscription_id") or None,
+        )
+
+    def won_opportunities(self, since: datetime, limit: int = 200) -> list[str]:
+        """CRM search: ``dealstage EQ closedwon AND hs_lastmodifieddate GTE since``, oldest
+        modification first. The search index lags writes by seconds, so a catch-up run should
+        look back a little further than its last run."""
+        out: list[str] = []
+        after: str | None = None
+        while len(out) < limit:
+            offset = int(after or 0)
+            size = min(_SEARCH_MAX_PAGE, limit - len(out), _SEARCH_MAX_RESULTS - offset)
+            if size <= 0:
+                break
+            request = DealSearchRequest(
+                filter_groups=[
+                    DealFilterGroup(
+                        filters=[
+                            DealFilter(property_name="dealstage", operator="EQ", value=CLOSED_WON),
+                            DealFilter(
+                                property_name="hs_lastmodifieddate",
+                                operator="GTE",
+                                value=_epoch_ms(since),
+                            ),
+                        ]
+                    )
+                ],
+                sorts=[{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}],
+                properties=["dealstage", "hs_lastmodifieddate"],
+                limit=size,
+                after=after,
+            )
+            page = self._call(self._deals_search.do_search, request, what="deal search")
+            out += [str(d.id) for d in page.results or []]
+            after = page.paging.next.after if page.paging and page.paging.next else None
+            if not after:
+                break
+        return out[:limit]
+
+    def write_billing_link(self, link: BillingLink) -> None:
+        """Two PATCHes (company, then deal); an empty string clears a property in HubSpot."""
+        linked = link.customer_id is not None
+        mrr = _money(link.mrr) if link.subscription_id else ""
+        company = {
+            "billing_customer_id": link.customer_id or "",
+            "billing_platform": link.billing if linked else "",
+            "billing_subscription_id": link.subscription_id or "",
+            "billing_status": link.status[:TEXT_MAX],
+            "mrr": mrr,
+        }
+        self._call(
+            self._companies.update,
+            link.account_id,
+            CompanyUpdate(properties=company),
+            what="company",
+        )
+        deal = {
+            "billing_subscription_id": link.subscription_id or "",
+            "billing_status": link.status[:TEXT_MAX],
+            "mrr": mrr,
+        }
+        self._call(
+            self._deals.update, link.opportunity_id, DealUpdate(properties=deal), what="deal"
+        )
+
+    # --- churn and support context --------------------------------------------------------------------
+
+    def get_account(self, account_id: str) -> CrmAccount:
+        company = self._call(
+            self._companies.get_by_id, account_id, properties=_COMPANY_PROPERTIES, what="company"
+        )
+        return _account(company)
+
+    def write_churn_score(self, record: ChurnScoreRecord) -> None:
+        properties = {
+            "churn_risk": str(record.score),
+            "churn_level": record.level,
+            "churn_reasons": "\n".join(record.reasons)[:TEXT_MAX],
+            "churn_narrative": record.narrative[:TEXT_MAX],
+            "churn_scored_at": _epoch_ms(record.scored_at),
+        }
+        self._call(
+            self._companies.update,
+            record.account_id,
+            CompanyUpdate(properties=properties),
+            what="company",
+        )
+
+    def _ticket(self, case_id: str) -> Any:
+        return self._call(
+            self._tickets.get_by_id,
+            case_id,
+            properties=["subject", "hs_pipeline", "hs_pipeline_stage", "createdate"],
+            associations=["companies"],
+            what="ticket",
+        )
+
+    def get_case(self, case_id: str) -> CaseDetail:
+        ticket = self._ticket(case_id)
+        props = ticket.properties or {}
+        stage = props.get("hs_pipeline_stage") or ""
+        in_default = (props.get("hs_pipeline") or "0") == "0"
+        companies = _assoc_ids(ticket.associations, ["companies"], primary="ticket_to_company")
+        return CaseDetail(
+            id=str(ticket.id),
+            number=str(ticket.id),
+            account_id=companies[0] if companies else None,
+            subject=props.get("subject") or "",
+            status=TICKET_STAGES.get(stage, stage) if in_default else stage,
+            opened_at=_datetime(props.get("createdate")) or ticket.created_at,
+        )
+
+    def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str:
+        """A note on the ticket (and its company, so the account timeline shows it too), created
+        once per key. The ticket is read first: a missing one is NotFound, not a 400 about an
+        invalid association."""
+        ticket = self._ticket(case_id)
+        companies = _assoc_ids(ticket.associations, ["companies"], primary="ticket_to_company")
+        associations = [_assoc(str(ticket.id), NOTE_TO_TICKET)]
+        if companies:
+            associations.append(_assoc(companies[0], NOTE_TO_COMPANY))
+        properties = {
+            "hs_note_body": note_html(text)[:TEXT_MAX],
+            "hs_timestamp": _epoch_ms(datetime.now(UTC)),
+        }
+        note, _ = self._create_once(
+            self._notes,
+            NoteCreate,
+            idempotency_key,
+            properties,
+            associations,
+            [KEY_PROPERTY],
+            what="case note",
+        )
+        return note.id
+
+
+def _line(line_id: str, props: Mapping[str, str], products: Mapping[str, Mapping[str, str]]):
+    """One line item: its SKU (else its product's), quantity, the price sold at, the product's
+    price as the list price, and the discount (a percentage, or a unit discount as one)."""
+    product = products.get(props.get("hs_product_id") or "", {})
+    unit_price = _cents(props.get("price")) or 0
+    discount = _number(props.get("hs_discount_percentage"))
+    unit_discount = _cents(props.get("discount")) or 0
+    if not discount and unit_discount and unit_price:
+        discount = round(unit_discount * 100 / unit_price, 4)
+    return OpportunityLine(
+        id=str(line_id),
+        product_code=props.get("hs_sku") or product.get("hs_sku") or "",
+        name=props.get("name") or product.get("name") or "",
+        quantity=int(_number(props.get("quantity"), 1)),
+        unit_price=unit_price,
+        list_price=_cents(product.get("price")),
+        discount_percent=discount,
+    )
 
 
 def _error_body(exc: Any) -> dict[str, Any]:

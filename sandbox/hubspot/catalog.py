@@ -23,6 +23,12 @@ class ObjectType:
     #: properties the free-text ``query`` of a search looks at
     searchable: tuple[str, ...] = ()
     group: str = "information"
+    #: the key of its ids under a v3 read's ``associations`` (HubSpot writes "line items")
+    association_key: str = ""
+
+    @property
+    def assoc_key(self) -> str:
+        return self.association_key or self.name
 
 
 OBJECT_TYPES: dict[str, ObjectType] = {
@@ -84,6 +90,34 @@ OBJECT_TYPES: dict[str, ObjectType] = {
             group="ticketinformation",
         ),
         ObjectType(
+            "products",
+            "0-7",
+            "product",
+            "product",
+            ("createdate", "description", "hs_lastmodifieddate", "hs_object_id", "name", "price"),
+            searchable=("name", "hs_sku", "description"),
+            group="productinformation",
+        ),
+        ObjectType(
+            "line_items",
+            "0-8",
+            "line_item",
+            "line_item",
+            (
+                "amount",
+                "createdate",
+                "hs_lastmodifieddate",
+                "hs_object_id",
+                "hs_product_id",
+                "name",
+                "price",
+                "quantity",
+            ),
+            searchable=("name", "hs_sku"),
+            group="lineiteminformation",
+            association_key="line items",
+        ),
+        ObjectType(
             "tasks",
             "0-27",
             "task",
@@ -107,6 +141,7 @@ OBJECT_TYPES: dict[str, ObjectType] = {
 }
 
 _ALIASES = {alias: t for t in OBJECT_TYPES.values() for alias in (t.name, t.type_id, t.singular)}
+_ALIASES["lineitem"] = _ALIASES["lineitems"] = OBJECT_TYPES["line_items"]
 
 
 def resolve_type(name: str) -> ObjectType | None:
@@ -189,6 +224,8 @@ READ_ONLY = {
     "hs_is_closed",
     "hs_is_closed_won",
 }
+#: per-type calculated properties (a deal's ``amount`` is writable, a line item's is not)
+READ_ONLY_BY_TYPE = {"line_items": {"amount"}}
 
 
 def prop(
@@ -202,6 +239,7 @@ def prop(
     unique: bool = False,
     hubspot_defined: bool = True,
     description: str = "",
+    read_only: bool = False,
 ) -> dict[str, Any]:
     """A property definition in the shape the properties API returns (``Property``)."""
     field_type = (
@@ -241,7 +279,7 @@ def prop(
         "modificationMetadata": {
             "archivable": not hubspot_defined,
             "readOnlyDefinition": hubspot_defined,
-            "readOnlyValue": name in READ_ONLY,
+            "readOnlyValue": read_only or name in READ_ONLY,
         },
     }
 
@@ -256,6 +294,23 @@ LIFECYCLE = (
     "evangelist",
     "other",
 )
+
+
+#: HubSpot's billing frequency options on products and line items
+BILLING_FREQUENCIES = (
+    ("weekly", "Weekly"),
+    ("biweekly", "Biweekly"),
+    ("monthly", "Monthly"),
+    ("quarterly", "Quarterly"),
+    ("per_six_months", "Every six months"),
+    ("annually", "Annually"),
+    ("per_two_years", "Every two years"),
+    ("per_three_years", "Every three years"),
+)
+#: the currencies this portal has turned on (a portal setting in HubSpot)
+CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD")
+PAYMENT_TERMS = ("Net 15", "Net 30", "Net 45", "Net 60")
+CHURN_LEVELS = ("low", "medium", "high", "critical")
 
 
 def _common() -> list[dict[str, Any]]:
@@ -309,6 +364,12 @@ def _defaults() -> dict[str, list[dict[str, Any]]]:
             prop("description", field_type="textarea"),
             prop("hs_is_closed", "bool"),
             prop("hs_is_closed_won", "bool"),
+            prop(
+                "deal_currency_code",
+                "enumeration",
+                "select",
+                options=tuple((c, c) for c in CURRENCIES),
+            ),
         ],
         "tickets": [
             prop("subject"),
@@ -327,6 +388,29 @@ def _defaults() -> dict[str, list[dict[str, Any]]]:
                 options=("LOW", "MEDIUM", "HIGH", "URGENT"),
             ),
             prop("hs_ticket_category"),
+        ],
+        "products": [
+            prop("name"),
+            prop("description", field_type="textarea"),
+            prop("price", "number", label="Unit price"),
+            prop("hs_sku", label="SKU"),
+            prop("hs_cost_of_goods_sold", "number", label="Unit cost"),
+            prop("recurringbillingfrequency", "enumeration", "select", options=BILLING_FREQUENCIES),
+            prop("hs_recurring_billing_period", label="Term"),
+        ],
+        "line_items": [
+            prop("name"),
+            prop("description", field_type="textarea"),
+            prop("hs_product_id", label="Product ID"),
+            prop("hs_sku", label="SKU"),
+            prop("quantity", "number"),
+            prop("price", "number", label="Unit price"),
+            prop("discount", "number", label="Unit discount"),
+            prop("hs_discount_percentage", "number", label="Discount percentage"),
+            prop("amount", "number", label="Net price", read_only=True),
+            prop("recurringbillingfrequency", "enumeration", "select", options=BILLING_FREQUENCIES),
+            prop("hs_recurring_billing_period", label="Term"),
+            prop("hs_recurring_billing_start_date", "date", label="Billing start date"),
         ],
         "tasks": [
             prop("hs_timestamp", "datetime", label="Due date"),
@@ -362,8 +446,22 @@ def _defaults() -> dict[str, list[dict[str, Any]]]:
 def _revbridge() -> dict[str, list[dict[str, Any]]]:
     """The RevBridge custom properties a real portal gets from the project's setup step."""
 
-    def custom(name: str, type_: str = "string", unique: bool = False) -> dict[str, Any]:
-        return prop(name, type_, group="revbridge", unique=unique, hubspot_defined=False)
+    def custom(
+        name: str,
+        type_: str = "string",
+        unique: bool = False,
+        field_type: str | None = None,
+        options: tuple[str | tuple[str, str], ...] = (),
+    ) -> dict[str, Any]:
+        return prop(
+            name,
+            type_,
+            field_type,
+            group="revbridge",
+            unique=unique,
+            hubspot_defined=False,
+            options=options,
+        )
 
     key = [custom("revbridge_key", unique=True)]
     return {
@@ -373,7 +471,24 @@ def _revbridge() -> dict[str, list[dict[str, Any]]]:
             custom("billing_subscription_id"),
             custom("mrr", "number"),
             custom("customer_tier"),
+            custom("billing_status"),
             custom("churn_risk"),
+            custom(
+                "churn_level",
+                "enumeration",
+                options=tuple((v, v.title()) for v in CHURN_LEVELS),
+            ),
+            custom("churn_reasons", field_type="textarea"),
+            custom("churn_narrative", field_type="textarea"),
+            custom("churn_scored_at", "datetime"),
+        ],
+        "deals": [
+            custom("term_months", "number"),
+            custom("payment_terms", "enumeration", options=tuple((v, v) for v in PAYMENT_TERMS)),
+            custom("start_date", "date"),
+            custom("billing_subscription_id"),
+            custom("billing_status"),
+            custom("mrr", "number"),
         ],
         "tickets": key,
         "tasks": [dict(p) for p in key],
@@ -419,6 +534,7 @@ _pair("contacts", "tickets", 15, 16)
 _pair("deals", "companies", 341, 342, (5, 6))
 _pair("tickets", "companies", 339, 340, (26, 25))
 _pair("deals", "tickets", 27, 28)
+_pair("deals", "line_items", 19, 20)
 for _kind, _ids in (("notes", (202, 190, 214, 228)), ("tasks", (204, 192, 216, 230))):
     for _to, _id in zip(("contacts", "companies", "deals", "tickets"), _ids, strict=True):
         _pair(_kind, _to, _id, _id - 1)

@@ -261,12 +261,21 @@ class HubSpotEmulator(Emulator):
 
     # --- "HubSpot UI" changes (webhooks with changeSource CRM_UI) ------------------------------
 
-    def ui_create(self, object_type: str, properties: Mapping[str, Any]) -> dict[str, Any]:
+    def ui_create(
+        self,
+        object_type: str,
+        properties: Mapping[str, Any],
+        associations: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """A record a person creates in HubSpot, optionally "associated with" existing records
+        (v3 create shape: ``[{"to": {"id"}, "types": [...]}]``), as the UI's create form does;
+        the ``*.creation`` webhook says ``CRM_UI``."""
         with self.lock:
             otype = self.store.otype(object_type)
-            return self.store.render(
-                self.store.create(otype.name, {"properties": dict(properties)}, "CRM_UI")
-            )
+            body: dict[str, Any] = {"properties": dict(properties)}
+            if associations:
+                body["associations"] = associations
+            return self.store.render(self.store.create(otype.name, body, "CRM_UI"))
 
     def ui_update(
         self, object_type: str, object_id: str, properties: Mapping[str, Any]
@@ -302,7 +311,9 @@ class HubSpotEmulator(Emulator):
     async def _ui_create_route(self, request: Request) -> Response:
         otype = request.path_params["otype"]
         return await self._control(
-            request, lambda b: self.ui_create(otype, b.get("properties", {})), 201
+            request,
+            lambda b: self.ui_create(otype, b.get("properties", {}), b.get("associations")),
+            201,
         )
 
     async def _ui_update_route(self, request: Request) -> Response:

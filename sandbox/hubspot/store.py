@@ -16,7 +16,7 @@ from typing import Any
 from . import catalog, search
 from .catalog import OBJECT_TYPES, ObjectType
 from .errors import HubSpotError, not_found, property_errors
-from .values import iso, normalize, now_ms
+from .values import iso, normalize, now_ms, number
 
 #: properties that dedupe like unique ones without ``hasUniqueValue`` (HubSpot's contact email)
 IMPLICIT_UNIQUE = {"contacts": {"email"}}
@@ -31,6 +31,30 @@ _CREATE_DEFAULTS = {
     "tickets": {"hs_pipeline": "0", "hs_pipeline_stage": "1"},
     "tasks": {"hs_task_status": "NOT_STARTED"},
 }
+
+
+#: what a line item copies from its product (``hs_product_id``) when the request leaves it out
+_PRODUCT_FIELDS = (
+    "name",
+    "description",
+    "hs_sku",
+    "price",
+    "recurringbillingfrequency",
+    "hs_recurring_billing_period",
+)
+
+
+def _line_amount(props: dict[str, str]) -> None:
+    """A line item's calculated ``amount`` (net price): quantity × unit price, less the unit
+    discount, or less the discount percentage."""
+    quantity, price = number(props.get("quantity") or "1"), number(props.get("price") or "0")
+    if quantity is None or price is None:
+        return
+    unit_discount = number(props.get("discount") or "0") or 0.0
+    percent = number(props.get("hs_discount_percentage") or "0") or 0.0
+    net = quantity * (price - unit_discount) if unit_discount else quantity * price
+    net *= 1 - percent / 100 if not unit_discount else 1
+    props["amount"] = f"{net:.2f}"
 
 
 @dataclass
@@ -177,7 +201,7 @@ class Store:
                 if types[type_id][0] == "HUBSPOT_DEFINED"
             ]
             if rows:
-                assoc_out[to_type.name] = {"results": rows}
+                assoc_out[to_type.assoc_key] = {"results": rows}
         if assoc_out:
             out["associations"] = assoc_out
         return out
@@ -336,6 +360,8 @@ class Store:
                 stage = obj.props.get("dealstage", "")
                 obj.props["hs_is_closed_won"] = str(stage == "closedwon").lower()
                 obj.props["hs_is_closed"] = str(stage in ("closedwon", "closedlost")).lower()
+            elif type_name == "line_items":
+                _line_amount(obj.props)
         if not plan.new:
             for k, v in changes.items():
                 self._emit(
@@ -345,8 +371,32 @@ class Store:
             self.associate(type_name, obj.id, to_type, to_id, types, source)
         return obj
 
+    def _from_product(self, type_name: str, values: dict[str, str]) -> dict[str, str]:
+        """A line item made from a product (``hs_product_id``) takes the product's name, SKU,
+        price and billing terms unless the request sets them, as HubSpot does; the product must
+        exist. (The 400's wording is ours: HubSpot's is not documented.)"""
+        if type_name != "line_items" or not values.get("hs_product_id"):
+            return values
+        product = self.find("products", values["hs_product_id"])
+        if product is None:
+            raise HubSpotError(
+                400,
+                f"Product with id {values['hs_product_id']} does not exist",
+                "VALIDATION_ERROR",
+                errors=[
+                    {
+                        "message": f"Product with id {values['hs_product_id']} does not exist",
+                        "code": "INVALID_PRODUCT",
+                        "context": {"propertyName": ["hs_product_id"]},
+                    }
+                ],
+            )
+        inherited = {k: product.props[k] for k in _PRODUCT_FIELDS if product.props.get(k)}
+        return {**inherited, **values}
+
     def create(self, type_name: str, body: dict[str, Any], source: str | None) -> CrmObject:
         values = self.prepare(type_name, body.get("properties", {}), creating=True)
+        values = self._from_product(type_name, values)
         self._check_unique(type_name, None, values, {})
         plan = _Plan(
             values,
@@ -443,6 +493,7 @@ class Store:
     def batch_create(self, type_name: str, body: dict[str, Any], source: str | None):
         def plan_one(item: dict[str, Any], claimed: dict) -> _Plan:
             values = self.prepare(type_name, item.get("properties", {}), creating=True)
+            values = self._from_product(type_name, values)
             self._check_unique(type_name, None, values, claimed)
             return _Plan(
                 values,

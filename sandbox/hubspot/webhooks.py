@@ -27,7 +27,8 @@ _URI_DECODE = {
     "%3B": ";",
 }
 _KINDS = ("creation", "deletion", "propertyChange", "associationChange", "merge", "restore")
-_PREFIXES = ("contact", "company", "deal", "ticket", "object")
+#: appended, never reordered: a subscription's id derives from its position
+_PREFIXES = ("contact", "company", "deal", "ticket", "object", "product", "line_item")
 
 
 def signing_uri(url: str) -> str:
