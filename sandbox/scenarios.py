@@ -113,6 +113,22 @@ def chargebee_seed(
     data: dict[str, list] = {
         "item_prices": [
             {**p, "currency_code": "USD", "period": 1, "period_unit": "month"} for p in ITEM_PRICES
+        ]
+        + [
+            # the shared catalogue: Core is the plan, seats and support are add-ons to it
+            # (Chargebee wants exactly one plan item price per subscription)
+            {
+                "id": p.chargebee_item_price,
+                "item_id": p.item_id,
+                "name": p.name,
+                "price": p.unit_price,
+                "currency_code": "USD",
+                "period": 1,
+                "period_unit": "month",
+                "item_type": "plan" if p.code == "RB-CORE" else "addon",
+            }
+            for p in CATALOG
+            if p.in_billing
         ],
         "customers": [],
         "subscriptions": [],
@@ -166,17 +182,37 @@ def stripe_seed(
     now = now or int(time.time())
     plans = {c.plan for c in customers}
     prices = [p for p in ITEM_PRICES if p["id"] in plans]
+    # The shared catalogue under fixed IDs and its lookup keys: the emulator keeps a product or
+    # price it already has (same ID, or a lookup key already taken), so seeding again adds none.
+    catalog = [p for p in CATALOG if p.in_billing]
+    product_id = {p.code: "prod_rb_" + p.code.removeprefix("RB-").lower() for p in catalog}
     data: dict[str, list] = {
-        "products": [{"id": f"prod_{p['item_id']}_{suffix}", "name": p["name"]} for p in prices],
+        "products": [
+            *({"id": f"prod_{p['item_id']}_{suffix}", "name": p["name"]} for p in prices),
+            *({"id": product_id[p.code], "name": p.name} for p in catalog),
+        ],
         "prices": [
-            {
-                "id": f"{p['id']}-{suffix}",
-                "product": f"prod_{p['item_id']}_{suffix}",
-                "unit_amount": p["price"],
-                "currency": "usd",
-                "recurring": {"interval": "month"},
-            }
-            for p in prices
+            *(
+                {
+                    "id": f"{p['id']}-{suffix}",
+                    "product": f"prod_{p['item_id']}_{suffix}",
+                    "unit_amount": p["price"],
+                    "currency": "usd",
+                    "recurring": {"interval": "month"},
+                }
+                for p in prices
+            ),
+            *(
+                {
+                    "id": f"price_{p.stripe_lookup_key}",
+                    "product": product_id[p.code],
+                    "lookup_key": p.stripe_lookup_key,
+                    "unit_amount": p.unit_price,
+                    "currency": "usd",
+                    "recurring": {"interval": "month"},
+                }
+                for p in catalog
+            ),
         ],
         "customers": [],
         "subscriptions": [],
