@@ -31,4 +31,4 @@ bench: $(STAMP)  ## Temporal-floor ratios for ingest, end-to-end dunning and RSS
 	@$(PY) -m bench
 
 histories: $(STAMP)  ## re-record tests/histories/ from the workflow scenarios (then commit them)
-	@REVBRIDGE_WRITE_HISTORIES=1 $(PY) -m pytest -q tests/workflows
+	@REVBRIDGE_WRITE_HISTORIES=1 $(PY) -m pytest -q tests/workflows tests/dunning tests/support_context tests/quote_to_cash tests/churn

@@ -8,6 +8,7 @@ from activities.errors import vendor_errors
 from activities.models import (
     AddBillingNoteInput,
     ApplyCreditInput,
+    CancelSubscriptionInput,
     GetInvoiceContextInput,
     RetryPaymentInput,
     WriteResult,
@@ -23,7 +24,18 @@ class BillingActivities:
     @activity.defn(name="get_invoice_context")
     @vendor_errors
     def get_invoice_context(self, input: GetInvoiceContextInput) -> InvoiceContext:
-        return self.billing.get_invoice_context(input.invoice_id)
+        ctx = self.billing.get_invoice_context(input.invoice_id)
+        # the contact's address is PII: it stays out of history (the email activity looks it up)
+        customer = ctx.customer.model_copy(update={"email": None})
+        return ctx.model_copy(update={"customer": customer})
+
+    @activity.defn(name="cancel_subscription")
+    @vendor_errors
+    def cancel_subscription(self, input: CancelSubscriptionInput) -> WriteResult:
+        status = self.billing.cancel_subscription(
+            input.subscription_id, input.idempotency_key, input.reason
+        )
+        return WriteResult(id=f"{input.subscription_id}:{status}")
 
     @activity.defn(name="add_billing_note")
     @vendor_errors

@@ -74,3 +74,42 @@ class ApplyCreditInput(Frozen):
 
 class UpsertTaskInput(Frozen):
     draft: TaskDraft
+
+
+class PlaybookInput(Frozen):
+    tier: str
+
+
+class DraftReminderInput(Frozen):
+    invoice_id: str
+    company: str | None
+    amount_due: int
+    currency: str
+    failure_class: str
+    reminder: int
+    reminders: int
+    tone: str
+    days_left: int
+
+
+class SendEmailInput(Frozen):
+    """The recipient is looked up inside the activity (billing contact of the invoice's customer),
+    so no address is ever in workflow history."""
+
+    key: str
+    invoice_id: str
+    subject: str
+    body: str
+
+
+class SendEmailResult(Frozen):
+    sent: bool
+    message_id: str | None = None
+    #: why nothing was sent (no relay configured, no contact address)
+    reason: str = ""
+
+
+class CancelSubscriptionInput(Frozen):
+    subscription_id: str
+    idempotency_key: str
+    reason: str

@@ -130,7 +130,7 @@ class CrmDriver(Protocol):
         ...
 
     def tasks(self, account_id: str) -> list[dict[str, Any]]:
-        """Tasks on the account (or its opportunities): {id, subject, description}."""
+        """Tasks on the account (or its opportunities): {id, subject, description, owner_id}."""
         ...
 
 
@@ -455,13 +455,19 @@ class SalesforceDriver:
         what_ids = [account_id, *(r["Id"] for r in opps)]
         rows = self.connector.query(
             format_soql(
-                "SELECT Id, Subject, Description FROM Task WHERE WhatId IN {} "
+                "SELECT Id, Subject, Description, OwnerId FROM Task WHERE WhatId IN {} "
                 "ORDER BY CreatedDate, Id",
                 what_ids,
             )
         )
         return [
-            {"id": r["Id"], "subject": r["Subject"], "description": r["Description"]} for r in rows
+            {
+                "id": r["Id"],
+                "subject": r["Subject"],
+                "description": r["Description"],
+                "owner_id": r["OwnerId"],
+            }
+            for r in rows
         ]
 
 
@@ -709,7 +715,8 @@ class HubSpotDriver:
         found = client.crm.objects.batch_api.read(
             "tasks",
             HsBatchRead(
-                inputs=[{"id": i} for i in ids], properties=["hs_task_subject", "hs_task_body"]
+                inputs=[{"id": i} for i in ids],
+                properties=["hs_task_subject", "hs_task_body", "hubspot_owner_id"],
             ),
         )
         return sorted(
@@ -718,6 +725,7 @@ class HubSpotDriver:
                     "id": str(t.id),
                     "subject": t.properties.get("hs_task_subject") or "",
                     "description": note_text(t.properties.get("hs_task_body")),
+                    "owner_id": t.properties.get("hubspot_owner_id") or None,
                 }
                 for t in found.results
             ),

@@ -141,6 +141,7 @@ class ChargebeeBilling:
                 metadata=_metadata(getattr(cust, "meta_data", None)),
                 mrr=mrr,
                 currency=inv.currency_code,
+                email=getattr(cust, "email", None) or None,
             ),
             recent_payments=recent,
         )
@@ -543,6 +544,7 @@ class ChargebeeBilling:
             mrr=mrr,
             currency=(currency or getattr(c, "preferred_currency_code", None) or "USD").upper(),
             metadata=_metadata(getattr(c, "meta_data", None)),
+            email=getattr(c, "email", None) or None,
         )
 
     def _list_customers(self, params: dict[str, Any]) -> list[Any]:

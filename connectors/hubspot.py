@@ -517,6 +517,8 @@ class HubSpotCrm:
             "hs_task_priority": "HIGH" if draft.high_priority else "MEDIUM",
             "hs_timestamp": _epoch_ms(draft.due or datetime.now(UTC)),
         }
+        if draft.owner_id:
+            properties["hubspot_owner_id"] = draft.owner_id  # the company owner
         associations = [_assoc(draft.account_id, TASK_TO_COMPANY)] if draft.account_id else []
         task, _ = self._create_once(
             self._tasks,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from connectors.base import BillingPlatform, CrmSystem
+from connectors.email import SmtpMailer
 from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
 from domain.settings import Settings, SettingsError
 
@@ -41,6 +42,21 @@ def build_crm(settings: Settings) -> CrmSystem:
             raise SettingsError("REVBRIDGE_CRM=hubspot needs HUBSPOT_ACCESS_TOKEN")
         return HubSpotCrm(settings.hubspot, timeout_s=settings.http_timeout_s)
     raise SettingsError(f"unsupported CRM {settings.crm!r}")
+
+
+def build_mailer(settings: Settings) -> SmtpMailer | None:
+    s = settings.smtp
+    if s is None:
+        return None
+    return SmtpMailer(
+        s.host,
+        s.port,
+        s.sender,
+        timeout_s=s.timeout_s,
+        starttls=s.starttls,
+        username=s.username,
+        password=s.password.get_secret_value() if s.password else None,
+    )
 
 
 def build_reasoner(settings: Settings) -> Reasoner | LlmReasoner:

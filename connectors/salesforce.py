@@ -304,6 +304,8 @@ class SalesforceCrm:
             fields["WhatId"] = draft.account_id
         if draft.due:
             fields["ActivityDate"] = draft.due.date().isoformat()
+        if draft.owner_id:
+            fields["OwnerId"] = draft.owner_id  # the account owner, not the integration user
         self._call(lambda sf: sf.Task.upsert(f"RevBridge_Key__c/{draft.key}", fields), what="task")
         row = self._call(
             lambda sf: sf.Task.get_by_custom_id("RevBridge_Key__c", draft.key), what="task"

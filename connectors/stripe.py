@@ -673,6 +673,7 @@ def _customer(
     return BillingCustomer(
         id=str(cust["id"]),
         company=cust.get("name") or cust.get("business_name") or None,
+        email=cust.get("email") or None,
         created_at=_ts(cust.get("created")),
         metadata={
             str(k): str(v)

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from domain.approvals import ApprovalTiming
 from domain.decisions import DunningAssessment
 from domain.models import CaseRef, CrmAccount, Frozen, InvoiceContext, PaymentFailed
+from domain.playbook import SegmentPlaybook
 
 WORKFLOW_TYPE = "DunningWorkflow"
 
@@ -25,6 +26,15 @@ class DunningStatus(Frozen):
     #: one line per governed action: "apply_credit: needs_approval → executed (alice@…)"
     actions: list[str] = []
     outcome: str | None = None
+    #: the playbook's segment, and how far along its schedule the run is
+    segment: str | None = None
+    reminders_sent: int = 0
+    reminders_total: int = 0
+    next_step_at: datetime | None = None
+    #: the open support case that pauses reminders, if one does
+    paused_by_case: str | None = None
+    #: what recovered the payment ("payment retry on day 3", "after reminder 2 (day 3)")
+    attribution: str | None = None
 
 
 class DunningCarry(Frozen):
@@ -41,6 +51,13 @@ class DunningCarry(Frozen):
     status: DunningStatus
     failures: list[PaymentFailed]
     seen_events: list[str]
+    #: phase "playbook": the segment's playbook and the schedule's position
+    playbook: SegmentPlaybook | None = None
+    started_at: datetime | None = None
+    step: int = 0
+    paused: timedelta = timedelta(0)
+    reminders_sent: int = 0
+    last_step: str | None = None
 
 
 class DunningInput(Frozen):
@@ -60,7 +77,10 @@ class DunningInput(Frozen):
 
 
 class DunningResult(Frozen):
-    outcome: str  # recovered | unresolved | already_paid
+    #: recovered | written_off | cancelled | already_paid | unknown_invoice (unresolved: runs
+    #: started before the playbook)
+    outcome: str
     invoice_id: str
+    attribution: str | None = None
     case_id: str | None = None
     audit_ids: list[str] = []

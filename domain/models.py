@@ -122,6 +122,8 @@ class BillingCustomer(Frozen):
     created_at: datetime | None = None
     mrr: int = 0
     currency: str = "USD"
+    #: the billing contact (PII: goes to SMTP only; never logged, in IDs, prompts or audit text)
+    email: str | None = None
     #: free-form key/values on the customer (customer-controlled text: data, never instructions)
     metadata: dict[str, str] = {}
 
@@ -199,6 +201,8 @@ class TaskDraft(Frozen):
     description: str
     high_priority: bool = False
     due: datetime | None = None
+    #: the CRM user to assign it to (the account owner); None: the integration user
+    owner_id: str | None = None
 
 
 class PaymentAttempt(Frozen):

@@ -62,6 +62,18 @@ class AnthropicSettings(_Settings):
     timeout_s: float = 30.0
 
 
+class SmtpSettings(_Settings):
+    """The mail relay dunning reminders go through (SMTP_HOST, SMTP_PORT, SMTP_SENDER, ...)."""
+
+    host: str
+    port: int = 587
+    sender: str = "billing@revbridge.local"
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout_s: float = 20.0
+
+
 class WebhookSettings(_Settings):
     chargebee_username: str | None = None
     chargebee_password: SecretStr | None = None
@@ -94,6 +106,8 @@ class Settings(_Settings):
     stripe: StripeSettings | None = None
     salesforce: SalesforceSettings | None = None
     hubspot: HubSpotSettings | None = None
+    #: None: no relay, so reminder drafts go to the CRM as tasks for a rep
+    smtp: SmtpSettings | None = None
     webhooks: WebhookSettings = WebhookSettings()
 
     @classmethod
@@ -129,6 +143,11 @@ class Settings(_Settings):
         st = pick("STRIPE_", ["api_key", "api_url"])
         if st:
             raw["stripe"] = st
+        smtp = pick(
+            "SMTP_", ["host", "port", "sender", "starttls", "username", "password", "timeout_s"]
+        )
+        if smtp:
+            raw["smtp"] = smtp
         hs = pick("HUBSPOT_", ["access_token", "api_url", "app_id"])
         if hs:
             raw["hubspot"] = hs

@@ -262,6 +262,8 @@ def hubspot_seed(
                         "billing_customer_id": c.ids(suffix)["customer"],
                         "billing_platform": billing,
                         "mrr": str(c.invoice_total / 100),
+                        # every company has an owner in a real portal (the owner's user ID)
+                        "hubspot_owner_id": "7001",
                     }
                 }
                 for c in customers

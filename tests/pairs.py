@@ -259,8 +259,10 @@ class Pair:
         retry_after: timedelta = timedelta(days=3),
         approval: ApprovalTiming = ApprovalTiming(),
         history_limit: int = 10_000,
+        task_queue: str | None = None,
     ) -> WorkflowHandle:
-        """Signal-with-start a dunning run as the webhook service would, without a webhook."""
+        """Signal-with-start a dunning run as the webhook service would, without a webhook
+        (``task_queue``: another deployment's worker, e.g. on the time-skipping server)."""
         event = PaymentFailed(
             billing=self.settings.billing,
             event_id=event_id,
@@ -280,7 +282,7 @@ class Pair:
                 history_limit=history_limit,
             ),
             id=self.workflow_id(ids["invoice"]),
-            task_queue=self.settings.task_queue,
+            task_queue=task_queue or self.settings.task_queue,
             start_signal=names.SIGNAL_PAYMENT_FAILED,
             start_signal_args=[event],
             result_type=DunningResult,

@@ -1,0 +1,103 @@
+"""Dunning schedules on Temporal's time-skipping test server: a worker for the pair under test on
+the test server, mailing through the sandbox's SMTP mailbox."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from connectors.email import SmtpMailer
+from domain.dunning import DunningStatus
+from sandbox.framework import ServerThread
+from sandbox.mailbox import MailboxEmulator
+from tests.pairs import Pair, eventually
+from workers.main import build_worker
+
+
+@pytest.fixture(scope="module")
+def mailbox() -> Iterator[tuple[MailboxEmulator, str]]:
+    em = MailboxEmulator()
+    with ServerThread({em: 0}) as thread:
+        em.start_smtp()
+        try:
+            yield em, thread.urls["mailbox"]
+        finally:
+            em.stop_smtp()
+
+
+@dataclass
+class Schedule:
+    """Walks a dunning run through its schedule, one step at a time, on the test server's clock.
+
+    Time moves only in :meth:`to_next_step` (auto-skipping stays locked): to one second past the
+    next step, then — in real time — until the workflow is idle again. Activities never see the
+    clock jump under them."""
+
+    env: WorkflowEnvironment
+    handle: WorkflowHandle
+
+    async def status(self) -> DunningStatus:
+        return await self.handle.query("status", result_type=DunningStatus)
+
+    async def idle(self, within_s: float = 30.0) -> DunningStatus:
+        """Until the run waits (for a step, or paused) or has closed."""
+
+        return await eventually(
+            self.status,
+            lambda s: (
+                s.stage in ("waiting for payment", "paused by an open support case", "closed")
+            ),
+            "the run waiting for its next step",
+            within_s=within_s,
+        )
+
+    async def to_next_step(self) -> DunningStatus:
+        before = await self.idle()
+        assert before.next_step_at is not None, before
+        now = await self.env.get_current_time()
+        await self.env.sleep(max(before.next_step_at - now, timedelta(0)) + timedelta(seconds=1))
+
+        await eventually(
+            self.status,
+            lambda s: s.next_step_at != before.next_step_at or s.stage == "closed",
+            "the step running",
+            within_s=30,
+        )
+        return await self.idle()
+
+    async def day(self) -> float:
+        """Days since the run's schedule started (test server clock)."""
+        start = (await self.handle.describe()).start_time
+        return ((await self.env.get_current_time()) - start).total_seconds() / 86_400
+
+
+@pytest.fixture
+async def schedule_worker(
+    time_env: WorkflowEnvironment, pair: Pair, mailbox: tuple[MailboxEmulator, str]
+) -> AsyncIterator[str]:
+    """A worker for this pair on the time-skipping server; yields its task queue."""
+    em, _ = mailbox
+    assert em.smtp_port
+    # billing's webhooks would start the same runs on the dev server's deployment: not here
+    httpx.delete(pair.billing_url + "/_sandbox/webhooks").raise_for_status()
+    queue = f"dunning-ts-{pair.settings.billing}-{pair.settings.crm}-{uuid.uuid4().hex[:6]}"
+    mailer = SmtpMailer("127.0.0.1", em.smtp_port, "billing@revbridge.local", timeout_s=2)
+    async with build_worker(
+        time_env.client, pair.billing, pair.crm, task_queue=queue, mailer=mailer
+    ):
+        yield queue
+
+
+def inbox(mailbox: tuple[MailboxEmulator, str], invoice_id: str) -> list[dict[str, Any]]:
+    """Messages about one invoice, oldest first."""
+    _, url = mailbox
+    rows = httpx.get(url + "/_sandbox/mailbox/messages").json()["messages"]
+    return [m for m in rows if invoice_id in m["subject"]]
