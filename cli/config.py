@@ -60,6 +60,7 @@ class Pair(_M):
 class SandboxCfg(_M):
     host: str = "127.0.0.1"
     ports: dict[str, int]
+    smtp_port: int = 8725
     chargebee: SandboxVendorCreds = SandboxVendorCreds()
     salesforce: SandboxVendorCreds = SandboxVendorCreds()
     stripe: SandboxVendorCreds = SandboxVendorCreds()
@@ -146,6 +147,9 @@ class StackConfig(_M):
             "HUBSPOT_CLIENT_SECRET": sb.hubspot.client_secret or "",
             "HUBSPOT_WEBHOOK_URL": f"{self.webhooks.url}/webhooks/hubspot",
             "SALESFORCE_WEBHOOK_SECRETS": sb.salesforce.webhook_secret or "",
+            "SMTP_HOST": sb.host,
+            "SMTP_PORT": str(sb.smtp_port),
+            "SMTP_SENDER": "billing@revbridge.local",
         }
 
     def ui_url(self) -> str:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from domain.dunning import DunningResult, DunningStatus
 from domain.ids import dunning_workflow_id
 from domain.models import NoteTarget
 from domain.settings import Settings
-from sandbox.scenarios import DEMO_CUSTOMERS, DunningCustomer
+from sandbox.scenarios import DEMO_CUSTOMERS, DEMO_STRATEGIC, DunningCustomer
 
 WAIT_S = 45.0
 AUDIT_WORDS = {"salesforce": "AI_Agent_Log__c entries", "hubspot": "HubSpot notes on the company"}
@@ -49,10 +50,40 @@ class Out:
         print(line, file=self.stream, flush=True)
 
 
+Scenario = Callable[[StackConfig, Out], Awaitable[dict[str, Any]]]
+Printer = Callable[[dict[str, Any], Out], None]
+
+#: ``revbridge demo --scenario NAME``: the use case to show
+SCENARIOS = ("dunning", "quote-to-cash", "churn", "support")
+
+
+def _scenario_for(name: str) -> tuple[Scenario, Printer | None]:
+    if name == "dunning":
+        return _scenario, None
+    if name == "quote-to-cash":
+        from cli import demo_q2c as mod
+    elif name == "churn":
+        from cli import demo_churn as mod  # type: ignore[no-redef]
+    elif name == "support":
+        from cli import demo_support as mod  # type: ignore[no-redef]
+    else:
+        raise CliError(f"unknown scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
+    return mod.scenario, getattr(mod, "print_summary", None) or _print_json
+
+
+def _print_json(summary: dict[str, Any], say: Out) -> None:
+    say(json.dumps({k: v for k, v in summary.items() if k not in ("seconds", "stack")}, indent=2))
+
+
 async def run_demo(
-    cfg: StackConfig, config_path: Path, as_json: bool = False, keep: bool = False
+    cfg: StackConfig,
+    config_path: Path,
+    as_json: bool = False,
+    keep: bool = False,
+    scenario: str = "dunning",
 ) -> None:
     say = Out(as_json)
+    run_scenario, printer = _scenario_for(scenario)
     started = time.monotonic()
     health = await stack_health(cfg)
     stack: Stack | None = None
@@ -77,7 +108,7 @@ async def run_demo(
         stack = Stack(cfg, config_path)
         await stack.start(progress=say)
     try:
-        summary = await _scenario(cfg, say)
+        summary = await run_scenario(cfg, say)
     finally:
         if stack is not None and not keep:
             stack.stop()
@@ -88,7 +119,10 @@ async def run_demo(
     )
     summary["seconds"] = round(time.monotonic() - started, 1)
     if as_json:
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(summary, indent=2, default=str))
+    elif printer is not None:
+        printer(summary, say)
+        say(f"({summary['seconds']} s; stack {summary['stack']}.)")
     else:
         _print_summary(summary, say, stopped=stack is not None and not keep)
 
@@ -103,7 +137,7 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
         data_converter=pydantic_data_converter,
     )
     suffix = datetime.now(UTC).strftime("%m%d%H%M%S")
-    customers = DEMO_CUSTOMERS
+    customers = (*DEMO_CUSTOMERS, DEMO_STRATEGIC)
     await asyncio.to_thread(bd.seed, customers, suffix)
     await asyncio.to_thread(cd.seed, customers, suffix, bd.name)
     say(
@@ -127,7 +161,7 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
     }
     statuses, waiting = await _follow(handles, "waiting for payment", say)
 
-    recovered = customers[-1]
+    recovered = customers[2]  # Initech, Mid-Market
     rec_ids = recovered.ids(suffix)
     say(f"{recovered.company} pays invoice {rec_ids['invoice']} by bank transfer…")
     await asyncio.to_thread(bd.pay, rec_ids["invoice"], recovered.invoice_total)
@@ -209,6 +243,7 @@ def _row(
     ids = c.ids(suffix)
     logs = crm.audit_log(workflow_id)
     notes = billing.list_notes(NoteTarget.INVOICE, ids["invoice"])
+    mail = _mailed(cfg, ids["invoice"])
     ui = f"http://{cfg.temporal.ip}:{cfg.temporal.ui_port}/namespaces/{cfg.temporal.namespace}/workflows/{quote(workflow_id, safe='')}"
     return {
         "company": c.company,
@@ -222,6 +257,11 @@ def _row(
             {"id": r["id"], "action": r["action"], "outcome": r["outcome"]} for r in logs
         ],
         "billing_notes": len(notes),
+        "segment": status.segment,
+        "reminders": f"{status.reminders_sent} of {status.reminders_total}",
+        "emails": [m["subject"] for m in mail],
+        "next_step_at": status.next_step_at.isoformat() if status.next_step_at else None,
+        "attribution": status.attribution,
         "state": status.outcome or ("waiting for approval" if pending else status.stage),
         "actions": status.actions,
         "pending_approvals": [
@@ -243,6 +283,17 @@ def _row(
     }
 
 
+def _mailed(cfg: StackConfig, invoice_id: str) -> list[dict[str, Any]]:
+    """What the sandbox's mail relay received about this invoice."""
+    if "mailbox" not in cfg.sandbox.ports:
+        return []
+    try:
+        rows = httpx.get(cfg.sandbox.url("mailbox") + "/_sandbox/mailbox/messages", timeout=5)
+    except httpx.HTTPError:
+        return []
+    return [m for m in rows.json()["messages"] if invoice_id in m["subject"]]
+
+
 def _print_summary(summary: dict[str, Any], say: Out, stopped: bool) -> None:
     say("")
     say(
@@ -260,7 +311,13 @@ def _print_summary(summary: dict[str, Any], say: Out, stopped: bool) -> None:
             f"    audit: {len(row['crm_audit'])} {AUDIT_WORDS[summary['pair']['crm']]} [{actions}]; "
             f"{row['billing_notes']} {NOTE_WORDS[summary['pair']['billing']]}"
         )
-        say(f"    state: {row['state']}   workflow: {row['workflow_id']}")
+        say(
+            f"    playbook: {row['segment']}, reminder {row['reminders']} sent"
+            + (f", next step {row['next_step_at'][:16]} UTC" if row["next_step_at"] else "")
+            + (f"; emails: {'; '.join(row['emails'])}" if row["emails"] else "; no email")
+        )
+        state = row["state"] + (f" ({row['attribution']})" if row["attribution"] else "")
+        say(f"    state: {state}   workflow: {row['workflow_id']}")
         for p in row["pending_approvals"]:
             say(f"    ⏸ {p['action']} waits for {' or '.join(p['approver_roles'])}:")
             say(f"      Web UI → Send a Signal `approval` with {p['signal']}")

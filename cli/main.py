@@ -61,7 +61,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     cfg = cfg.with_pair(args.billing, args.crm)
     asyncio.run(
         run_demo(
-            cfg, Path(args.config or DEFAULT_CONFIG).resolve(), as_json=args.json, keep=args.keep
+            cfg,
+            Path(args.config or DEFAULT_CONFIG).resolve(),
+            as_json=args.json,
+            keep=args.keep,
+            scenario=args.scenario,
         )
     )
 
@@ -149,6 +153,12 @@ def parser() -> argparse.ArgumentParser:
     demo = add("demo", cmd_demo, "show a failed payment become a CRM case, end to end")
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.add_argument("--keep", action="store_true", help="leave a stack the demo started running")
+    demo.add_argument(
+        "--scenario",
+        choices=("dunning", "quote-to-cash", "churn", "support"),
+        default="dunning",
+        help="the use case to show (default: dunning)",
+    )
     _pair_flags(demo)
     add("worker", cmd_worker, "run a worker", config_required=False)
     wh = add("webhooks", cmd_webhooks, "run the webhook service", config_required=False)

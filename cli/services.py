@@ -63,6 +63,7 @@ def run_sandbox(cfg: StackConfig) -> None:
     from sandbox.chargebee import ChargebeeEmulator
     from sandbox.framework import WebhookTarget, serve_forever
     from sandbox.hubspot import HubSpotEmulator
+    from sandbox.mailbox import MailboxEmulator
     from sandbox.salesforce import SalesforceEmulator
     from sandbox.stripe import StripeEmulator
 
@@ -99,8 +100,15 @@ def run_sandbox(cfg: StackConfig) -> None:
         ): sb.ports["hubspot"],
     }
 
+    mailbox = MailboxEmulator()
+    emulators[mailbox] = sb.ports.get("mailbox", 8705)  # type: ignore[index]
+    mailbox.start_smtp(sb.host, sb.smtp_port)
+
     async def go() -> None:
-        await serve_forever(emulators, _stop_on_signals(), host=sb.host)
+        try:
+            await serve_forever(emulators, _stop_on_signals(), host=sb.host)
+        finally:
+            mailbox.stop_smtp()
 
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(go())

@@ -94,6 +94,7 @@ def stack_ports(cfg: StackConfig, ui: bool = True) -> dict[str, tuple[str, int]]
         ports["temporal web UI"] = (cfg.temporal.ip, cfg.temporal.ui_port)
     for vendor, port in cfg.sandbox.ports.items():
         ports[f"{vendor} sandbox"] = (cfg.sandbox.host, port)
+    ports["mail relay (SMTP)"] = (cfg.sandbox.host, cfg.sandbox.smtp_port)
     ports["webhooks"] = (cfg.webhooks.host, cfg.webhooks.port)
     return ports
 

@@ -54,6 +54,18 @@ DEMO_CUSTOMERS = (
     ),
 )
 
+#: a strategic account: people, not automated email, chase its payments
+DEMO_STRATEGIC = DunningCustomer(
+    "umbrella",
+    "Umbrella Holdings",
+    "Strategic",
+    "enterprise-monthly",
+    46_000,
+    60,
+    2_400,
+    "expired_card",
+)
+
 ITEM_PRICES = [
     {"id": "team-monthly", "item_id": "team", "name": "Team (monthly)", "price": 4_900},
     {"id": "business-monthly", "item_id": "business", "name": "Business (monthly)", "price": 9_900},

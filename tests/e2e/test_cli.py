@@ -22,6 +22,7 @@ def stack_config(tmp_path: Path) -> Path:
     cfg["temporal"]["port"] = free_port()
     cfg["temporal"]["ui_port"] = free_port()
     cfg["sandbox"]["ports"] = {name: free_port() for name in cfg["sandbox"]["ports"]}
+    cfg["sandbox"]["smtp_port"] = free_port()
     cfg["webhooks"]["port"] = free_port()
     path = tmp_path / "temporal-dev.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -61,7 +62,7 @@ def test_demo_turns_failed_payments_into_cases_with_audit_on_both_sides(
     assert summary["pair"] == {"billing": billing, "crm": crm}
     assert summary["stack"] == "started for this run and stopped"
     rows = summary["customers"]
-    assert len(rows) == 3
+    assert len(rows) == 4
     for row in rows:
         assert row["case"]["id"] and row["case"]["number"]
         assert row["crm_audit"][0]["action"] == "create_case"
@@ -79,6 +80,15 @@ def test_demo_turns_failed_payments_into_cases_with_audit_on_both_sides(
         "insufficient_funds",
         "technical",
     }
+    by = {row["company"]: row for row in rows}
+    # day 0 of each segment's playbook: SMB is emailed through the local relay; a strategic
+    # account goes to its owner, never to automated email
+    assert by["Northwind Analytics"]["segment"] == "SMB"
+    assert len(by["Northwind Analytics"]["emails"]) == 1
+    assert by["Northwind Analytics"]["state"] == "waiting for payment"
+    assert by["Umbrella Holdings"]["segment"] == "Strategic"
+    assert by["Umbrella Holdings"]["emails"] == []
+    assert by["Initech"]["attribution"]
     # the stack's own processes are gone
     assert (tmp_path / ".revbridge" / "logs" / "worker.log").exists()
 
