@@ -1,0 +1,330 @@
+"""Activities for quote-to-cash: read the won deal, the product mapping and the prices; find,
+create, link and (as compensation) delete the billing customer; create and cancel the
+subscription; write the billing link back to the CRM; and, for the catch-up, list won deals and
+start the runs the CRM's callout never started.
+
+Thin: each calls a connector (vendor errors classified by :func:`vendor_errors`) and decides
+nothing. Every write carries the idempotency key the workflow derived from its ID and the step.
+Reading the mapping file is an activity too, so the mapping a run used is in its history and a
+replay never depends on the file as it is today.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.errors import vendor_errors
+from connectors.base import BillingPlatform, ConnectorError, CrmSystem, ErrorKind, NotFound
+from domain import temporal as names
+from domain.ids import q2c_workflow_id
+from domain.models import BillingCustomer, Frozen
+from domain.quote import WORKFLOW_TYPE, ProductMapping, QuoteToCashInput
+from domain.records import (
+    BillingLink,
+    CustomerDraft,
+    Opportunity,
+    Price,
+    SubscriptionDraft,
+    SubscriptionRef,
+)
+
+PRODUCTS_FILE = "products.yaml"
+USE_CASE = "quote_to_cash"
+
+# --- inputs and outputs (one of each per activity) ------------------------------------------------
+
+
+class ReadMappingInput(Frozen):
+    pass
+
+
+class GetOpportunityInput(Frozen):
+    opportunity_id: str
+
+
+class OpportunityFound(Frozen):
+    #: None: the CRM has no such opportunity (deleted, or a stale event)
+    opportunity: Opportunity | None
+
+
+class GetPricesInput(Frozen):
+    #: what the mapping names (Chargebee item price IDs, Stripe lookup keys or price IDs)
+    refs: list[str]
+
+
+class PricesFound(Frozen):
+    #: by the reference asked for
+    prices: dict[str, Price] = {}
+    missing: list[str] = []
+
+
+class FindCustomerInput(Frozen):
+    crm: str
+    account_id: str
+    email: str | None = None
+    company: str | None = None
+
+
+class CustomerSearch(Frozen):
+    #: the customer already linked to the account in billing, if any
+    linked: BillingCustomer | None = None
+    #: customers with the contact's exact email (a unique key)
+    by_email: list[BillingCustomer] = []
+    #: customers whose company name contains the account's (the fuzzy ranking is the caller's)
+    by_company: list[BillingCustomer] = []
+
+
+class CreateCustomerInput(Frozen):
+    draft: CustomerDraft
+
+
+class SetCrmLinkInput(Frozen):
+    customer_id: str
+    crm: str
+    #: None clears the link (compensation)
+    account_id: str | None
+    idempotency_key: str
+
+
+class CreateSubscriptionInput(Frozen):
+    draft: SubscriptionDraft
+
+
+class WriteBillingLinkInput(Frozen):
+    link: BillingLink
+
+
+class UndoCustomerInput(Frozen):
+    """Delete the customer a run created. ``customer_id`` None: the create's outcome is unknown
+    (it failed for good, perhaps after committing); the draft is replayed under its key to
+    learn the ID (the vendor answers a committed create again), then deleted."""
+
+    draft: CustomerDraft
+    customer_id: str | None = None
+    idempotency_key: str
+
+
+class UndoSubscriptionInput(Frozen):
+    """Cancel the subscription a run created (see :class:`UndoCustomerInput` for an unknown ID)."""
+
+    draft: SubscriptionDraft
+    subscription_id: str | None = None
+    idempotency_key: str
+    reason: str
+
+
+class Undone(Frozen):
+    #: what was undone, in words ("" when there was nothing to undo)
+    did: str
+    record_id: str | None = None
+
+
+class WonSinceInput(Frozen):
+    since: datetime
+    limit: int = 200
+
+
+class WonOpportunities(Frozen):
+    crm: str
+    billing: str
+    opportunity_ids: list[str] = []
+
+
+class StartRunsInput(Frozen):
+    crm: str
+    billing: str
+    opportunity_ids: list[str]
+    trigger: str = "catch_up"
+
+
+class StartedRuns(Frozen):
+    #: runs started now or already running (USE_EXISTING joins a running one)
+    running: list[str] = []
+    #: runs that already ran to the end (REJECT_DUPLICATE: a deal is handled once)
+    already_done: list[str] = []
+
+
+class QuoteActivities:
+    """Holds the pair's connectors and where the product mapping lives."""
+
+    def __init__(self, billing: BillingPlatform, crm: CrmSystem, mapping_path: Path) -> None:
+        self.billing = billing
+        self.crm = crm
+        self.mapping_path = Path(mapping_path)
+
+    def methods(self) -> list[Any]:
+        return [
+            self.read_product_mapping,
+            self.get_opportunity,
+            self.get_prices,
+            self.find_billing_customer,
+            self.create_billing_customer,
+            self.set_crm_link,
+            self.create_subscription,
+            self.write_billing_link,
+            self.undo_customer,
+            self.undo_subscription,
+            self.won_opportunities,
+            self.start_quote_to_cash_runs,
+        ]
+
+    @activity.defn(name="q2c_read_product_mapping")
+    def read_product_mapping(self, input: ReadMappingInput) -> ProductMapping:
+        # A missing or broken file is retried (a person is fixing it), not fatal.
+        return ProductMapping.parse(self.mapping_path.read_text(encoding="utf-8"))
+
+    @activity.defn(name="q2c_get_opportunity")
+    @vendor_errors
+    def get_opportunity(self, input: GetOpportunityInput) -> OpportunityFound:
+        try:
+            return OpportunityFound(opportunity=self.crm.get_opportunity(input.opportunity_id))
+        except NotFound:
+            return OpportunityFound(opportunity=None)
+
+    @activity.defn(name="q2c_get_prices")
+    @vendor_errors
+    def get_prices(self, input: GetPricesInput) -> PricesFound:
+        prices: dict[str, Price] = {}
+        missing: list[str] = []
+        for ref in dict.fromkeys(input.refs):
+            try:
+                prices[ref] = self.billing.get_price(ref)
+            except NotFound:
+                missing.append(ref)
+        return PricesFound(prices=prices, missing=missing)
+
+    @activity.defn(name="q2c_find_billing_customer")
+    @vendor_errors
+    def find_billing_customer(self, input: FindCustomerInput) -> CustomerSearch:
+        linked = self.billing.find_customer_by_crm(input.crm, input.account_id)
+        if linked is not None:
+            return CustomerSearch(linked=linked)
+        by_email = self.billing.find_customers(input.email, None) if input.email else []
+        by_company = self.billing.find_customers(None, input.company) if input.company else []
+        return CustomerSearch(by_email=by_email, by_company=by_company)
+
+    @activity.defn(name="q2c_create_billing_customer")
+    @vendor_errors
+    def create_billing_customer(self, input: CreateCustomerInput) -> BillingCustomer:
+        return self.billing.create_customer(input.draft)
+
+    @activity.defn(name="q2c_set_crm_link")
+    @vendor_errors
+    def set_crm_link(self, input: SetCrmLinkInput) -> None:
+        self.billing.set_crm_link(
+            input.customer_id, input.crm, input.account_id, input.idempotency_key
+        )
+
+    @activity.defn(name="q2c_create_subscription")
+    @vendor_errors
+    def create_subscription(self, input: CreateSubscriptionInput) -> SubscriptionRef:
+        return self.billing.create_subscription(input.draft)
+
+    @activity.defn(name="q2c_write_billing_link")
+    @vendor_errors
+    def write_billing_link(self, input: WriteBillingLinkInput) -> None:
+        self.crm.write_billing_link(input.link)
+
+    @activity.defn(name="q2c_undo_customer")
+    @vendor_errors
+    def undo_customer(self, input: UndoCustomerInput) -> Undone:
+        customer_id = input.customer_id or self._replayed(
+            lambda: self.billing.create_customer(input.draft).id
+        )
+        if customer_id is None:
+            return Undone(did="")
+        self.billing.delete_customer(customer_id, input.idempotency_key)
+        return Undone(did=f"deleted customer {customer_id}", record_id=customer_id)
+
+    @activity.defn(name="q2c_undo_subscription")
+    @vendor_errors
+    def undo_subscription(self, input: UndoSubscriptionInput) -> Undone:
+        sub_id = input.subscription_id or self._replayed(
+            lambda: self.billing.create_subscription(input.draft).id
+        )
+        if sub_id is None:
+            return Undone(did="")
+        status = self.billing.cancel_subscription(sub_id, input.idempotency_key, input.reason)
+        return Undone(did=f"cancelled subscription {sub_id} ({status})", record_id=sub_id)
+
+    @staticmethod
+    def _replayed(create: Any) -> str | None:
+        """The ID a create under the same key committed; None when the vendor refuses the
+        request for good (it never committed: nothing to undo)."""
+        try:
+            return create()
+        except ConnectorError as err:
+            if err.kind is ErrorKind.PERMANENT:
+                return None
+            raise
+
+    # --- the catch-up -----------------------------------------------------------------------------
+
+    @activity.defn(name="q2c_won_opportunities")
+    @vendor_errors
+    def won_opportunities(self, input: WonSinceInput) -> WonOpportunities:
+        return WonOpportunities(
+            crm=self.crm.name,
+            billing=self.billing.name,
+            opportunity_ids=self.crm.won_opportunities(input.since, input.limit),
+        )
+
+    @activity.defn(name="q2c_start_runs")
+    async def start_quote_to_cash_runs(self, input: StartRunsInput) -> StartedRuns:
+        """Start a QuoteToCashWorkflow for each deal, exactly as the webhook service does: the
+        same deterministic ID, ``REJECT_DUPLICATE`` (a deal that already ran is never run again)
+        and ``USE_EXISTING`` (a running one is joined, not failed). Heartbeats its progress, so
+        a retry resumes where the last attempt stopped."""
+        client: Client = activity.client()
+        info = activity.info()
+        progress = (
+            StartedRuns.model_validate(info.heartbeat_details[0])
+            if info.heartbeat_details
+            else StartedRuns()
+        )
+        running, already_done = list(progress.running), list(progress.already_done)
+        for index, opp_id in enumerate(input.opportunity_ids):
+            if index < len(running) + len(already_done):
+                continue
+            wf_id = q2c_workflow_id(input.crm, opp_id)
+            try:
+                await client.start_workflow(
+                    WORKFLOW_TYPE,
+                    QuoteToCashInput(
+                        crm=input.crm,
+                        billing=input.billing,
+                        opportunity_id=opp_id,
+                        trigger=input.trigger,
+                    ),
+                    id=wf_id,
+                    task_queue=info.task_queue,
+                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(names.USE_CASE, USE_CASE),
+                            SearchAttributePair(names.APPROVAL, "none"),
+                        ]
+                    ),
+                    static_summary=f"Quote-to-cash for {input.crm} opportunity {opp_id}",
+                    rpc_timeout=timedelta(seconds=10),
+                )
+                running.append(wf_id)
+            except WorkflowAlreadyStartedError:
+                already_done.append(wf_id)
+            activity.heartbeat(
+                StartedRuns(running=running, already_done=already_done).model_dump(mode="json")
+            )
+        return StartedRuns(running=running, already_done=already_done)

@@ -1,0 +1,78 @@
+"""The catch-up: won deals whose callout never came still get exactly one run; and the Temporal
+Schedule that runs it every 15 minutes is created once and updated in place."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio.client import Client, ScheduleActionStartWorkflow
+
+from domain.quote import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
+from domain.quote import CatchUpInput, CatchUpResult, QuoteToCashResult
+from tests.pairs import Pair
+from tests.quote_to_cash.conftest import keep_history, live_subscriptions, won_deal
+from workers.q2c_schedule import EVERY, ensure_q2c_schedule, schedule_id
+
+STANDARD = [("RB-CORE", 1, 50_000, 0.0), ("RB-SEAT", 3, 4_000, 0.0)]
+
+
+async def catch_up(client: Client, pair: Pair, since: datetime, uid: str, n: int) -> CatchUpResult:
+    return await client.execute_workflow(
+        WORKFLOW_TYPE,
+        CatchUpInput(since=since),
+        id=f"q2c-catch-up-test-{uid}-{n}",
+        task_queue=pair.settings.task_queue,
+        result_type=CatchUpResult,
+    )
+
+
+async def test_the_catch_up_starts_a_missed_deal_once_and_never_again(
+    client: Client, pair: Pair, uid: str
+) -> None:
+    if pair.name not in ("chargebee×salesforce", "stripe×hubspot"):
+        pytest.skip("runs on chargebee×salesforce and stripe×hubspot")
+    since = datetime.now(UTC) - timedelta(seconds=2)
+    # Won in the CRM; its callout is lost (no run is started here)
+    deal = won_deal(pair, uid, STANDARD, callout=False)
+    wf_id = deal.workflow_id(pair)
+
+    first = await catch_up(client, pair, since, uid, 1)
+    assert deal.opportunity_id in first.found
+    assert wf_id in first.running and wf_id not in first.already_done
+    assert first.watermark > since
+    handle = client.get_workflow_handle(wf_id, result_type=QuoteToCashResult)
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert result.outcome == "live", result.reason
+
+    # our write-back modified the deal, so the next catch-up sees it again: it starts nothing
+    second = await catch_up(client, pair, since, uid, 2)
+    assert deal.opportunity_id in second.found
+    assert wf_id in second.already_done and wf_id not in second.running
+    [customer] = pair.billing_driver.customers(email=deal.email)
+    assert len(live_subscriptions(pair, customer["id"])) == 1
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{wf_id}'")]
+    assert len(runs) == 1
+    await keep_history(pair, client.get_workflow_handle(f"q2c-catch-up-test-{uid}-1"), "started")
+
+
+async def test_the_schedule_is_created_once_and_updated_in_place(
+    client: Client, pair: Pair
+) -> None:
+    if pair.name != "chargebee×salesforce":
+        pytest.skip("pair-independent")
+    settings = pair.settings.model_copy(update={"task_queue": "q2c-schedule-test"})
+    handle = client.get_schedule_handle(schedule_id(settings))
+    try:
+        assert await ensure_q2c_schedule(client, settings) == "created"
+        await handle.pause(note="paused by an operator")
+        assert await ensure_q2c_schedule(client, settings) == "updated"
+        desc = await handle.describe()
+        assert [i.every for i in desc.schedule.spec.intervals] == [EVERY]
+        action = desc.schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
+        assert action.workflow == WORKFLOW_TYPE and action.task_queue == "q2c-schedule-test"
+        assert desc.schedule.state.paused  # the operator's pause survives an update
+    finally:
+        await handle.delete()

@@ -1,0 +1,95 @@
+"""The quote-to-cash catch-up: won deals whose callout never arrived still get their run.
+
+Salesforce Flow callouts are not redelivered and a webhook can be lost, so a Temporal Schedule
+(workers/q2c_schedule.py) runs this every 15 minutes. It asks the CRM for deals closed-won and
+modified since a watermark, starts a QuoteToCashWorkflow for each with the webhook service's
+deterministic ID and policies (``REJECT_DUPLICATE``: a deal already handled is never handled
+again; ``USE_EXISTING``: a running one is joined), and moves the watermark on.
+
+The watermark is this workflow's result: each scheduled run reads the previous successful run's
+result (``get_last_completion_result``), so there is no state store to keep. A run looks back a
+little before it (``overlap``) to absorb clock skew and late index updates; starting an existing
+run is a no-op, so the overlap costs nothing but a lookup.
+
+Why an activity and not child workflows: the runs must not belong to this workflow — they outlive
+it (they may wait days for an approval), and the webhook service starts the very same IDs as
+top-level runs. A child start cannot say ``USE_EXISTING``, would tie each run to a parent, and would
+put every start in this history. One activity (``activity.client()``) makes the same start call as
+the webhook service, heartbeating its progress so a retry resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+from workflows.options import READ, WRITE
+
+with workflow.unsafe.imports_passed_through():
+    from activities.quote import QuoteActivities, StartRunsInput, WonSinceInput
+    from domain.quote import CATCH_UP_MAX_LIMIT as MAX_LIMIT
+    from domain.quote import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
+    from domain.quote import CatchUpInput, CatchUpResult
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class QuoteToCashCatchUpWorkflow:
+    @workflow.run
+    async def run(self, input: CatchUpInput) -> CatchUpResult:
+        now = workflow.now()
+        last = (
+            workflow.get_last_completion_result(CatchUpResult)
+            if workflow.has_last_completion_result()
+            else None
+        )
+        if input.since is not None:
+            since = input.since
+        elif last is not None:
+            since = last.watermark - input.overlap
+        else:
+            since = now - input.lookback
+        workflow.set_current_details(f"Won deals modified since {since:%Y-%m-%d %H:%M:%S} UTC")
+        # The CRM query has no cursor: on a full page, ask again for more (oldest first, so a
+        # bigger page is a superset), up to MAX_LIMIT; past that, move on and say so.
+        limit = input.limit
+        while True:
+            won = await workflow.execute_activity_method(
+                QuoteActivities.won_opportunities,
+                WonSinceInput(since=since, limit=limit),
+                summary="won deals since the watermark",
+                **READ,
+            )
+            truncated = len(won.opportunity_ids) >= limit
+            if not truncated or limit >= MAX_LIMIT:
+                break
+            limit = min(limit * 4, MAX_LIMIT)
+        if truncated:
+            workflow.logger.warning("catch-up saw a full page of %d won deals", limit)
+        watermark = now
+        if not won.opportunity_ids:
+            return CatchUpResult(watermark=watermark, since=since)
+        started = await workflow.execute_activity_method(
+            QuoteActivities.start_quote_to_cash_runs,
+            StartRunsInput(
+                crm=won.crm,
+                billing=won.billing,
+                opportunity_ids=won.opportunity_ids,
+                trigger="catch_up",
+            ),
+            summary=f"start runs for {len(won.opportunity_ids)} won deal(s)",
+            heartbeat_timeout=timedelta(seconds=30),
+            **WRITE,
+        )
+        workflow.set_current_details(
+            f"{len(won.opportunity_ids)} won deal(s) since {since:%Y-%m-%d %H:%M:%S} UTC: "
+            f"{len(started.running)} started or running, {len(started.already_done)} done before."
+        )
+        return CatchUpResult(
+            watermark=watermark,
+            since=since,
+            found=won.opportunity_ids,
+            running=started.running,
+            already_done=started.already_done,
+            truncated=truncated,
+        )
