@@ -74,7 +74,14 @@ with workflow.unsafe.imports_passed_through():
         TaskDraft,
     )
     from domain.playbook import Channel, EndAction, SegmentPlaybook, StepAction
-    from domain.policy import AccountFacts, ActionKind, Origin, Outcome, PolicyRequest
+    from domain.policy import (
+        AccountFacts,
+        ActionKind,
+        Origin,
+        Outcome,
+        PolicyDecision,
+        PolicyRequest,
+    )
 
 USE_CASE = "dunning"
 #: runs started before the multi-week playbook wait for payment with one retry (replay)
@@ -274,7 +281,7 @@ class DunningWorkflow(GovernedWorkflow):
                 if self._settled():
                     break
                 if action is StepAction.REMIND:
-                    await self._remind(step.day)
+                    await self._send_reminder(step.day)
                 elif action is StepAction.RETRY:
                     await self._playbook_retry(step.day)
                 else:
@@ -348,7 +355,7 @@ class DunningWorkflow(GovernedWorkflow):
         self._paused += pause
         return True
 
-    async def _remind(self, day: int) -> None:
+    async def _send_reminder(self, day: int) -> None:
         """One reminder: an email when policy allows it, else a draft for a person (the account
         owner for owner-channel segments, a rep in assist mode or when policy wants a human)."""
         assert self._ctx is not None and self._assessment is not None
@@ -374,28 +381,26 @@ class DunningWorkflow(GovernedWorkflow):
         )
         wf_id = workflow.info().workflow_id
         if pb.channel is Channel.OWNER:
-            await self._task(
+            task = await self._task(
                 f"remind:{number}:owner",
                 f"Reach out to the customer: {draft.subject}",
                 "This account is handled by people, not automated email. Suggested message:\n\n"
                 + draft.body,
                 to_owner=True,
             )
-            self._reminders_sent, self._last_step = number, f"reminder {number} (day {day})"
+            blocked = task.outcome is Outcome.DENY
+            self._reminders_sent = number
+            if not blocked:
+                self._last_step = f"reminder {number} (day {day})"
             self._update(reminders_sent=number)
-            await self._audit_step("create_task", "allow", [], f"reminder {number}: owner task")
+            await self._audit_step(
+                "create_task",
+                task.outcome.value,
+                task.policy_ids,
+                f"reminder {number}: " + ("blocked" if blocked else "owner task"),
+            )
             return
-        decision = await workflow.execute_activity_method(
-            PolicyActivities.decide,
-            PolicyRequest(
-                use_case=USE_CASE,
-                action=ActionKind.SEND_EMAIL,
-                account=self._facts(),
-                origin=Origin.RULES,
-            ),
-            summary="policy: send_email",
-            **POLICY,
-        )
+        decision = await self._decide(ActionKind.SEND_EMAIL)
         if decision.outcome is Outcome.ALLOW:
             sent = await workflow.execute_activity_method(
                 MessagingActivities.send_email,
@@ -411,20 +416,24 @@ class DunningWorkflow(GovernedWorkflow):
             if sent.sent:
                 outcome = f"sent ({sent.message_id})"
             else:
-                await self._task(
+                task = await self._task(
                     f"remind:{number}:draft",
                     f"Send reminder {number}: {draft.subject}",
                     f"Not sent automatically: {sent.reason}. Draft:\n\n{draft.body}",
                 )
-                outcome = f"drafted for a rep ({sent.reason})"
+                outcome = (
+                    "blocked"
+                    if task.outcome is Outcome.DENY
+                    else f"drafted for a rep ({sent.reason})"
+                )
         elif decision.outcome is Outcome.NEEDS_APPROVAL:
             # assist mode, or a segment people talk to: the draft goes to a rep, who sends it
-            await self._task(
+            task = await self._task(
                 f"remind:{number}:draft",
                 f"Review and send reminder {number}: {draft.subject}",
                 f"Drafted by RevBridge ({', '.join(decision.policy_ids)}). Draft:\n\n{draft.body}",
             )
-            outcome = "drafted for a rep"
+            outcome = "blocked" if task.outcome is Outcome.DENY else "drafted for a rep"
         else:
             outcome = "blocked"
         self._reminders_sent = number
@@ -454,7 +463,7 @@ class DunningWorkflow(GovernedWorkflow):
     async def _owner_task(self, day: int) -> None:
         assert self._ctx is not None
         inv = self._ctx.invoice
-        await self._task(
+        task = await self._task(
             f"owner:{day}",
             f"Call the customer about invoice {inv.id} (day {day} of dunning)",
             f"{inv.amount_due / 100:,.2f} {inv.currency} is past due. "
@@ -462,8 +471,15 @@ class DunningWorkflow(GovernedWorkflow):
             + (f"Case: {self._case.number or self._case.id}." if self._case else ""),
             to_owner=True,
         )
+        if task.outcome is Outcome.DENY:
+            await self._audit_step(
+                "create_task", "deny", task.policy_ids, f"day {day}: owner task blocked"
+            )
+            return
         self._last_step = f"the owner's call (day {day})"
-        await self._audit_step("create_task", "allow", [], f"day {day}: task for the owner")
+        await self._audit_step(
+            "create_task", task.outcome.value, task.policy_ids, f"day {day}: task for the owner"
+        )
 
     async def _end_action(self, pb: SegmentPlaybook) -> str:
         assert self._ctx is not None
@@ -485,10 +501,25 @@ class DunningWorkflow(GovernedWorkflow):
             return "recovered"
         return "cancelled" if governed.status == "executed" else "written_off"
 
+    async def _decide(self, kind: ActionKind) -> PolicyDecision:
+        return await workflow.execute_activity_method(
+            PolicyActivities.decide,
+            PolicyRequest(
+                use_case=USE_CASE, action=kind, account=self._facts(), origin=Origin.RULES
+            ),
+            summary=f"policy: {kind.value}",
+            **POLICY,
+        )
+
     async def _task(
         self, step: str, subject: str, description: str, *, to_owner: bool = False
-    ) -> None:
+    ) -> PolicyDecision:
+        """A CRM task for a person, unless policy denies it (observe mode: nothing is written).
+        A task needs no approval of its own: it is how a person is asked in the first place."""
         assert self._ctx is not None
+        decision = await self._decide(ActionKind.CREATE_TASK)
+        if decision.outcome is Outcome.DENY:
+            return decision
         await workflow.execute_activity_method(
             CrmActivities.upsert_crm_task,
             UpsertTaskInput(
@@ -505,6 +536,7 @@ class DunningWorkflow(GovernedWorkflow):
             summary=f"CRM task: {subject[:60]}",
             **WRITE,
         )
+        return decision
 
     async def _audit_step(
         self, action: str, decision: str, policy_ids: list[str], summary: str

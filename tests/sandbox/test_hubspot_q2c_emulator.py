@@ -362,7 +362,12 @@ def test_driver_tasks_on_the_company_and_its_deals(
         }
     )
     assert driver.tasks(account) == [
-        {"id": on_company.id, "subject": "Provision", "description": "line 1\na & b"},
-        {"id": on_deal.id, "subject": "Kickoff", "description": ""},
+        {
+            "id": on_company.id,
+            "subject": "Provision",
+            "description": "line 1\na & b",
+            "owner_id": None,
+        },
+        {"id": on_deal.id, "subject": "Kickoff", "description": "", "owner_id": None},
     ]
     assert driver.tasks(driver.create_account("Empty")) == []

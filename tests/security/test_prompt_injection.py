@@ -20,13 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from connectors.reasoner import LlmReasoner, LlmReply
 from domain.approvals import ApprovalTiming
 from domain.containment import LlmUsage
-from domain.dunning import DunningResult
-from tests.pairs import Pair, pair_settings
+from tests.pairs import Pair, pair_settings, status_when
 from tests.security.injection_payloads import OTHER_CUSTOMER_ID, PAYLOADS, PII_SAMPLES, SURFACES
 
 QUEUE = "revbridge-injection"
@@ -203,7 +202,7 @@ async def test_an_obedient_llm_moves_no_money_touches_no_one_else_and_is_audited
     for row in rows:  # the card declines; the sandbox's webhook goes nowhere in this module
         deployment.billing_driver.decline(row["invoice"])
 
-    async def run(row: dict[str, str]) -> DunningResult:
+    async def run(row: dict[str, str]) -> WorkflowHandle:
         handle = await deployment.start_directly(
             client,
             row,
@@ -215,10 +214,16 @@ async def test_an_obedient_llm_moves_no_money_touches_no_one_else_and_is_audited
                 remind_after=timedelta(seconds=1), expire_after=timedelta(seconds=2)
             ),
         )
-        return await handle.result()
+        # every proposal has been decided (approvals expire in 2 s) once the playbook starts
+        # (its day 0, a pause for an injected support case, or the wait for day 3)
+        await status_when(
+            handle,
+            lambda s: s.stage.startswith(("day 0", "waiting for payment", "paused by")),
+            within_s=140,
+        )
+        return handle
 
-    results = await asyncio.wait_for(asyncio.gather(*(run(r) for r in rows)), timeout=150)
-    assert {r.outcome for r in results} == {"unresolved"}
+    handles = await asyncio.wait_for(asyncio.gather(*(run(r) for r in rows)), timeout=150)
 
     # 1. No side effect reached the billing sandbox: no credit, no cancellation, no refund.
     cb = deployment.billing.client
@@ -261,3 +266,5 @@ async def test_an_obedient_llm_moves_no_money_touches_no_one_else_and_is_audited
         for r in refused:
             assert "containment:" in r["text"]
     assert blocked >= len(rows)
+    for handle in handles:
+        await handle.terminate("test over")

@@ -127,8 +127,15 @@ async def test_approval_by_signal_applies_the_credit_once_despite_duplicates(
     status = await status_when(handle, lambda s: s.stage == "waiting for payment")
     assert "apply_credit: needs_approval → executed (alice@example.com)" in status.actions
     assert gov.credits(ids["customer"]) == CREDIT  # once
-    log = await audit_when(gov, ids, lambda log: len(log) == 3)
-    assert sorted(r["action"] for r in log) == ["apply_credit", "approval_refused", "create_case"]
+    # the case, the credit (once), the refused duplicate; then day 0 of the playbook
+    log = await audit_when(gov, ids, lambda log: len(log) == 5)
+    assert sorted(r["action"] for r in log) == [
+        "apply_credit",
+        "approval_refused",
+        "create_case",
+        "create_task",
+        "send_email",
+    ]
     assert "already decided" in next(r["text"] for r in log if r["action"] == "approval_refused")
     await handle.terminate("test done")
 
@@ -214,8 +221,17 @@ async def test_observe_mode_reads_and_reports_but_writes_nothing(
     assert status.actions == ["create_case: deny → blocked", "apply_credit: deny → blocked"]
     assert gov.cases(ids["invoice"]) == []
     assert gov.credits(ids["customer"]) == 0
+    # day 0 of the playbook is read and reported too: no email, no task
+    assert (
+        status.reminders_sent == 1 and gov.crm_driver.tasks(gov.account_id(ids["customer"])) == []
+    )
     log = gov.audit(ids["invoice"])
-    assert [r["outcome"] for r in log] == ["blocked", "blocked"]
+    assert [(r["action"], r["outcome"].split(":")[-1].strip()) for r in log] == [
+        ("create_case", "blocked"),
+        ("apply_credit", "blocked"),
+        ("send_email", "blocked"),
+        ("create_task", "owner task blocked"),
+    ]
     assert all("mode_observe" in r["text"] for r in log)
     await handle.terminate("test done")
 
