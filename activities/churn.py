@@ -1,0 +1,276 @@
+"""Churn intervention's activities: score a customer, write the score, offer a discount, and walk
+the book for the scheduled sweep.
+
+Scoring reads the configuration (``policies/churn.yaml``), the billing snapshot and the CRM's
+account and open cases in one activity, so the inputs and the result of every score sit together
+in the workflow's history (and the configuration it used with them). The sweep's page activity
+lists one page of customers and signals-with-start each customer's churn workflow: a running
+intervention just rescores, a customer without one gets a fresh run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+
+from activities.errors import to_application_error, vendor_errors
+from activities.policy import DEFAULT_POLICY_DIR
+from connectors.base import BillingPlatform, ConnectorError, CrmSystem, NotFound
+from domain import churn
+from domain.audit import AuditEntry, parameters_hash
+from domain.churn import ChurnConfig, ChurnInput, ChurnScore, ChurnSignals
+from domain.ids import churn_workflow_id, idempotency_key
+from domain.models import CrmAccount, Frozen
+from domain.records import ChurnScoreRecord
+from domain.temporal import SIGNAL_RISK
+
+log = logging.getLogger("revbridge.churn")
+
+DEFAULT_CHURN_CONFIG = DEFAULT_POLICY_DIR / "churn.yaml"
+#: how many customers of a page the sweep scores at once
+SWEEP_CONCURRENCY = 4
+
+
+# --- inputs and outputs --------------------------------------------------------------------------
+
+
+class ScoreCustomerInput(Frozen):
+    billing: str
+    customer_id: str
+    #: the moment the score is "as of" (the workflow's clock, so a retry scores the same moment)
+    now: datetime
+    #: the MRR a previous score of this intervention saw (None: estimate from the invoices)
+    baseline_mrr: int | None = None
+
+
+class CustomerScore(Frozen):
+    """One score, with what it was computed from (small: numbers and IDs)."""
+
+    config: ChurnConfig
+    signals: ChurnSignals
+    result: ChurnScore
+    account: CrmAccount | None = None
+    #: the live subscription a retention offer would go on, and its current discount
+    subscription_id: str | None = None
+    subscription_discount: float = 0
+    currency: str = "USD"
+
+
+class WriteChurnScoreInput(Frozen):
+    record: ChurnScoreRecord
+
+
+class ApplyDiscountInput(Frozen):
+    subscription_id: str
+    percent: float
+    months: int
+    idempotency_key: str
+
+
+class DiscountResult(Frozen):
+    id: str
+
+
+class SweepPageInput(Frozen):
+    billing: str
+    sweep_id: str
+    cursor: str | None = None
+    limit: int = 100
+    #: passed on to the per-customer workflows the page starts
+    follow_up: timedelta | None = None
+
+
+class SweepPageResult(Frozen):
+    customers: int
+    #: at-risk customers whose churn workflow was signalled-with-start
+    signalled: int
+    #: low-risk scores the page wrote to the CRM itself
+    written: int = 0
+    next_cursor: str | None = None
+
+
+# --- the activities ------------------------------------------------------------------------------
+
+
+def load_config(path: Path) -> ChurnConfig:
+    """The scorecard configuration; a broken file raises (the activity retries until fixed)."""
+    try:
+        return ChurnConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError, ValidationError) as exc:
+        raise ApplicationError(
+            f"{path.name} is unusable: {str(exc)[:300]}", type="churn.config_invalid"
+        ) from None
+
+
+class ChurnActivities:
+    def __init__(
+        self, billing: BillingPlatform, crm: CrmSystem, config_path: Path = DEFAULT_CHURN_CONFIG
+    ) -> None:
+        self.billing = billing
+        self.crm = crm
+        self.config_path = config_path
+
+    def methods(self) -> list[Any]:
+        """The activity methods a worker registers."""
+        return [self.score_customer, self.write_score, self.apply_discount, self.sweep_page]
+
+    def score_now(
+        self, customer_id: str, now: datetime, baseline_mrr: int | None = None
+    ) -> CustomerScore:
+        """Score one customer from live data (the activity, and ``revbridge churn score``)."""
+        config = load_config(self.config_path)
+        snapshot = self.billing.customer_snapshot(customer_id)
+        account = self.crm.find_account(self.billing.name, customer_id)
+        cases = self.crm.open_cases(account.id) if account else []
+        signals = churn.signals_from(snapshot, account, cases, now, baseline_mrr)
+        sub = churn.main_subscription(snapshot)
+        return CustomerScore(
+            config=config,
+            signals=signals,
+            result=churn.score(signals, config),
+            account=account,
+            subscription_id=sub.id if sub else None,
+            subscription_discount=sub.discount_percent if sub else 0,
+            currency=snapshot.customer.currency,
+        )
+
+    @activity.defn(name="churn_score_customer")
+    @vendor_errors
+    def score_customer(self, input: ScoreCustomerInput) -> CustomerScore:
+        return self.score_now(input.customer_id, input.now, input.baseline_mrr)
+
+    @activity.defn(name="churn_write_score")
+    @vendor_errors
+    def write_score(self, input: WriteChurnScoreInput) -> None:
+        self.crm.write_churn_score(input.record)
+
+    @activity.defn(name="churn_apply_discount")
+    @vendor_errors
+    def apply_discount(self, input: ApplyDiscountInput) -> DiscountResult:
+        return DiscountResult(
+            id=self.billing.apply_discount(
+                input.subscription_id, input.percent, input.months, input.idempotency_key
+            )
+        )
+
+    @activity.defn(name="churn_sweep_page")
+    async def sweep_page(self, input: SweepPageInput) -> SweepPageResult:
+        """Score one page of customers. Below the task threshold the score is written to the
+        CRM here (with its audit entry) and a running intervention, if any, is signalled to
+        rescore; at or above it the customer's churn workflow is signalled-with-start and takes
+        over (task, offer, follow-up). Only at-risk customers cost a workflow, so a nightly
+        sweep of a large book stays cheap.
+
+        Heartbeats the count done, so a retried attempt resumes where it stopped; the signals
+        carry the sweep's event ID, so a customer signalled twice in one sweep rescores once.
+        """
+        info = activity.info()
+        try:
+            page = await asyncio.to_thread(self.billing.list_customers, input.cursor, input.limit)
+        except ConnectorError as err:
+            raise to_application_error(err) from None
+        done = int(info.heartbeat_details[0]) if info.heartbeat_details else 0
+        client = activity.client()
+        now = datetime.now(UTC)
+        config = load_config(self.config_path)
+
+        async def one(customer_id: str) -> tuple[int, int]:
+            """(interventions signalled, low-risk scores written) for one customer."""
+            try:
+                workflow_id = churn_workflow_id(input.billing, customer_id)
+            except ValueError:
+                log.warning("sweep: skipping a customer ID that is not a provider ID")
+                return 0, 0
+            signal = churn.sweep_signal(input.billing, customer_id, input.sweep_id, now)
+            try:
+                scored = await asyncio.to_thread(self.score_now, customer_id, now)
+            except NotFound:
+                return 0, 0  # deleted between the list and the read
+            except ConnectorError as err:
+                raise to_application_error(err) from None
+            if scored.result.score >= config.task_threshold:
+                await client.start_workflow(
+                    churn.WORKFLOW_TYPE,
+                    ChurnInput(
+                        billing=input.billing, customer_id=customer_id, follow_up=input.follow_up
+                    ),
+                    id=workflow_id,
+                    task_queue=info.task_queue,
+                    start_signal=SIGNAL_RISK,
+                    start_signal_args=[signal],
+                )
+                return 1, 0
+            written = 0
+            if scored.account is not None:
+                try:
+                    await asyncio.to_thread(
+                        self._write_low_risk, scored, customer_id, workflow_id, input.sweep_id, now
+                    )
+                except ConnectorError as err:
+                    raise to_application_error(err) from None
+                written = 1
+            with contextlib.suppress(RPCError):  # NOT_FOUND: no intervention running
+                await client.get_workflow_handle(workflow_id).signal(SIGNAL_RISK, signal)
+            return 0, written
+
+        ids = [c.id for c in page.customers]
+        signalled = written = 0
+        for start in range(done, len(ids), SWEEP_CONCURRENCY):
+            chunk = ids[start : start + SWEEP_CONCURRENCY]
+            for s, w in await asyncio.gather(*(one(i) for i in chunk)):
+                signalled, written = signalled + s, written + w
+            activity.heartbeat(start + len(chunk))
+        return SweepPageResult(
+            customers=len(ids), signalled=signalled, written=written, next_cursor=page.next_cursor
+        )
+
+    def _write_low_risk(
+        self,
+        scored: CustomerScore,
+        customer_id: str,
+        workflow_id: str,
+        sweep_id: str,
+        now: datetime,
+    ) -> None:
+        """A low-risk score from the sweep: the CRM fields and one agent-log entry."""
+        assert scored.account is not None
+        result = scored.result
+        self.crm.write_churn_score(
+            ChurnScoreRecord(
+                account_id=scored.account.id,
+                score=result.score,
+                level=result.level.value,
+                reasons=result.reasons,
+                narrative=churn.narrative(result, scored.signals),
+                scored_at=now,
+            )
+        )
+        info = activity.info()
+        self.crm.write_audit(
+            AuditEntry(
+                key=idempotency_key(workflow_id, f"sweep:{sweep_id}:write_churn_score"),
+                use_case=churn.USE_CASE,
+                action="write_churn_score",
+                parameters_hash=parameters_hash(
+                    {"score": result.score, "level": result.level.value, "sweep": sweep_id}
+                ),
+                decision="allow",
+                outcome="written",
+                summary=f"Churn risk {result.score}/100 ({result.level.value}), nightly sweep "
+                f"{sweep_id}: " + ("; ".join(result.reasons) or "no risk factor present"),
+                workflow_id=info.workflow_id,
+                run_id=info.workflow_run_id,
+                account_id=scored.account.id,
+                at=now,
+            )
+        )

@@ -1,0 +1,102 @@
+"""The Temporal Schedule that starts the churn sweep: create it, or bring it up to date.
+
+Idempotent: run it on every deploy. A schedule that exists is updated in place (spec, action,
+policy) and keeps its paused state and its history; one that does not is created. Overlap policy
+SKIP: a sweep still walking a large book is never joined by a second one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleState,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from domain import temporal as names
+from domain.churn import (
+    SWEEP_SCHEDULE_ID,
+    SWEEP_WORKFLOW_ID,
+    SWEEP_WORKFLOW_TYPE,
+    USE_CASE,
+    SweepInput,
+)
+from domain.temporal import TASK_QUEUE
+
+
+@dataclass(frozen=True)
+class SweepSchedule:
+    billing: str
+    task_queue: str = TASK_QUEUE
+    #: UTC hour of the nightly sweep (quiet hours for the vendors' rate limits)
+    hour_utc: int = 3
+    page_size: int = 100
+    pages_per_run: int = 20
+    schedule_id: str = SWEEP_SCHEDULE_ID
+
+    def schedule(self) -> Schedule:
+        return Schedule(
+            action=ScheduleActionStartWorkflow(
+                SWEEP_WORKFLOW_TYPE,
+                SweepInput(
+                    billing=self.billing,
+                    page_size=self.page_size,
+                    pages_per_run=self.pages_per_run,
+                ),
+                # the schedule appends the scheduled time: one workflow ID per sweep
+                id=SWEEP_WORKFLOW_ID,
+                task_queue=self.task_queue,
+                execution_timeout=timedelta(hours=23),
+                typed_search_attributes=TypedSearchAttributes(
+                    [SearchAttributePair(names.USE_CASE, USE_CASE)]
+                ),
+            ),
+            spec=ScheduleSpec(
+                calendars=[
+                    ScheduleCalendarSpec(
+                        hour=[ScheduleRange(self.hour_utc)],
+                        minute=[ScheduleRange(0)],
+                        second=[ScheduleRange(0)],
+                        comment="nightly churn sweep",
+                    )
+                ]
+            ),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+            state=ScheduleState(note="RevBridge: rescore every customer's churn risk"),
+        )
+
+
+async def ensure_churn_schedule(client: Client, spec: SweepSchedule) -> str:
+    """Create the sweep's schedule, or update the one that exists; returns ``created`` or
+    ``updated``."""
+    wanted = spec.schedule()
+    try:
+        await client.create_schedule(spec.schedule_id, wanted)
+        return "created"
+    except ScheduleAlreadyRunningError:
+        pass
+
+    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
+        # keep the operator's pause and note: only what RevBridge owns is replaced
+        state = current.description.schedule.state
+        return ScheduleUpdate(
+            schedule=Schedule(
+                action=wanted.action, spec=wanted.spec, policy=wanted.policy, state=state
+            )
+        )
+
+    await client.get_schedule_handle(spec.schedule_id).update(update)
+    return "updated"
