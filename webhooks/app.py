@@ -28,7 +28,7 @@ from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
 from webhooks import chargebee, hubspot, salesforce, stripe
 from webhooks.errors import Rejected
-from webhooks.router import route, route_crm
+from webhooks.router import risk_of, route, route_crm, route_risk
 from workers.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
 
 log = logging.getLogger("revbridge.webhooks")
@@ -98,7 +98,11 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             return JSONResponse(
                 {"status": "ignored", "reason": "event type not routed"}, status_code=200
             )
-        status, body = await route(await get_client(), event, settings.task_queue)
+        client = await get_client()
+        status, body = await route(client, event, settings.task_queue)
+        if isinstance(event, PaymentFailed):
+            # a failed payment is also a churn signal (the churn run dedups by event ID)
+            await route_risk(client, risk_of(event), settings.task_queue)
         count(provider, body["status"], workflow_id=body.get("workflow_id"))
         return JSONResponse(body, status_code=status)
 

@@ -11,11 +11,16 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain import quote, support
+from domain import churn, quote, support
 from domain import temporal as names
 from domain.dunning import WORKFLOW_TYPE, DunningInput
-from domain.ids import dunning_workflow_id, q2c_workflow_id, support_workflow_id
-from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
+from domain.ids import (
+    churn_workflow_id,
+    dunning_workflow_id,
+    q2c_workflow_id,
+    support_workflow_id,
+)
+from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed, RiskSignal
 from webhooks.errors import Rejected
 
 RPC_TIMEOUT = timedelta(seconds=5)
@@ -87,6 +92,48 @@ async def route_crm(
     raise AssertionError("unreachable")
 
 
+async def route_risk(
+    client: Client, signal: RiskSignal, task_queue: str = names.TASK_QUEUE
+) -> Routed:
+    """A failed payment or a downgrade moves churn risk: signal-with-start the customer's churn
+    intervention (a running one rescores; the signal's event ID dedups redeliveries)."""
+    try:
+        wf_id = churn_workflow_id(signal.billing, signal.customer_id)
+    except ValueError as exc:
+        raise Rejected(422, str(exc), "bad_id") from None
+    async with _temporal_errors():
+        await client.start_workflow(
+            churn.WORKFLOW_TYPE,
+            churn.ChurnInput(billing=signal.billing, customer_id=signal.customer_id),
+            id=wf_id,
+            task_queue=task_queue,
+            start_signal=names.SIGNAL_RISK,
+            start_signal_args=[signal],
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(names.USE_CASE, "churn_intervention"),
+                    SearchAttributePair(names.CUSTOMER, signal.customer_id),
+                    SearchAttributePair(names.APPROVAL, "none"),
+                ]
+            ),
+            static_summary=f"Churn intervention for customer {signal.customer_id} "
+            f"({signal.billing})",
+            rpc_timeout=RPC_TIMEOUT,
+        )
+        return 202, {"status": "accepted", "workflow_id": wf_id}
+    raise AssertionError("unreachable")
+
+
+def risk_of(event: PaymentFailed) -> RiskSignal:
+    return RiskSignal(
+        billing=event.billing,
+        event_id=event.event_id,
+        customer_id=event.customer_id,
+        kind="payment_failed",
+        occurred_at=event.occurred_at,
+    )
+
+
 @asynccontextmanager
 async def _temporal_errors() -> AsyncIterator[None]:
     """Temporal unreachable → 503, so the vendor retries; anything else is a real error."""
@@ -126,6 +173,15 @@ async def _payment_failed(
                 ]
             ),
             static_summary=f"Dunning for invoice {event.invoice_id} ({event.billing})",
+            static_details=(
+                f"Started by {event.billing} event `{event.event_id}` at "
+                f"{event.occurred_at:%Y-%m-%d %H:%M} UTC: a payment on invoice "
+                f"`{event.invoice_id}` of customer `{event.customer_id}` failed"
+                + (f" ({event.decline_code})" if event.decline_code else "")
+                + f"; {event.amount_due / 100:,.2f} {event.currency} due. The run re-fetches "
+                "the invoice, follows the segment's playbook (policies/playbooks.yaml) and waits "
+                "for payment; its status query and current details say where it stands."
+            ),
             rpc_timeout=RPC_TIMEOUT,
         )
     except WorkflowAlreadyStartedError:

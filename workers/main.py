@@ -16,21 +16,39 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
+from activities.churn import ChurnActivities
 from activities.crm import CrmActivities
+from activities.messaging import MessagingActivities
+from activities.playbook import PlaybookActivities
 from activities.policy import DEFAULT_POLICY_DIR, PolicyActivities
+from activities.quote import PRODUCTS_FILE, QuoteActivities
 from activities.reasoning import ReasoningActivities
+from activities.support import SupportActivities
 from connectors.base import BillingPlatform, CrmSystem
+from connectors.email import SmtpMailer
 from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
-from connectors.registry import build_billing, build_crm, build_reasoner
+from connectors.registry import build_billing, build_crm, build_mailer, build_reasoner
 from domain.connect import client_connect_kwargs
 from domain.settings import Settings
 from domain.temporal import TASK_QUEUE
 from workers import telemetry
+from workflows.churn import ChurnInterventionWorkflow
+from workflows.churn_sweep import ChurnSweepWorkflow
 from workflows.dunning import DunningWorkflow
+from workflows.q2c_catch_up import QuoteToCashCatchUpWorkflow
+from workflows.quote_to_cash import QuoteToCashWorkflow
+from workflows.support_context import SupportContextWorkflow
 
 log = logging.getLogger("revbridge.worker")
 
-WORKFLOWS = [DunningWorkflow]
+WORKFLOWS = [
+    DunningWorkflow,
+    SupportContextWorkflow,
+    ChurnInterventionWorkflow,
+    ChurnSweepWorkflow,
+    QuoteToCashWorkflow,
+    QuoteToCashCatchUpWorkflow,
+]
 ACTIVITY_THREADS = 16
 
 
@@ -39,13 +57,19 @@ def activities_for(
     crm: CrmSystem,
     reasoner: Reasoner | LlmReasoner,
     policies: PolicyActivities,
+    mailer: SmtpMailer | None = None,
 ) -> list[Any]:
+    m, pb = MessagingActivities(billing, mailer), PlaybookActivities(policies.policy_dir)
     b, c, r = BillingActivities(billing), CrmActivities(crm), ReasoningActivities(reasoner)
     return [
         b.get_invoice_context,
         b.add_billing_note,
         b.retry_payment,
         b.apply_credit,
+        b.cancel_subscription,
+        m.draft_reminder,
+        m.send_email,
+        pb.dunning_playbook,
         c.find_crm_account,
         c.upsert_crm_case,
         c.upsert_crm_task,
@@ -54,6 +78,9 @@ def activities_for(
         policies.decide,
         policies.check_approver,
         policies.eligible_approvers,
+        *ChurnActivities(billing, crm).methods(),
+        *SupportActivities(billing, crm).methods(),
+        *QuoteActivities(billing, crm, policies.policy_dir / PRODUCTS_FILE).methods(),
     ]
 
 
@@ -65,6 +92,7 @@ def build_worker(
     task_queue: str = TASK_QUEUE,
     policy_dir: Path | None = None,
     executor: ThreadPoolExecutor | None = None,
+    mailer: SmtpMailer | None = None,
 ) -> Worker:
     return Worker(
         client,
@@ -75,6 +103,7 @@ def build_worker(
             crm,
             reasoner or RulesReasoner(),
             PolicyActivities(policy_dir or DEFAULT_POLICY_DIR),
+            mailer,
         ),
         activity_executor=executor
         or ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity"),
@@ -99,6 +128,7 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         billing,
         crm,
         reasoner=build_reasoner(settings),
+        mailer=build_mailer(settings),
         task_queue=settings.task_queue,
         policy_dir=Path(settings.policy_dir) if settings.policy_dir else None,
     )

@@ -148,6 +148,27 @@ async def test_payment_failed_starts_one_dunning_workflow_with_search_attributes
     assert attrs.get(AMOUNT_AT_RISK) == pytest.approx(123.45)
 
 
+async def test_a_failed_payment_also_reaches_the_churn_run(
+    http: httpx.AsyncClient, client: Client, uid: str
+) -> None:
+    body = payment_failed(f"INV-{uid}", customer_id=f"cust_{uid}")
+    for _ in range(3):  # redeliveries signal the same churn run; it dedups by event ID
+        assert (await http.post(URL, content=body, headers=basic())).status_code in (200, 202)
+    handle = client.get_workflow_handle(f"churn:chargebee:cust_{uid}")
+    desc = await handle.describe()
+    assert desc.workflow_type == "ChurnInterventionWorkflow"
+    assert desc.typed_search_attributes.get(USE_CASE) == "churn_intervention"
+    signals = [
+        e
+        async for e in handle.fetch_history_events()
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert len(signals) == 3
+    assert {s.workflow_execution_signaled_event_attributes.signal_name for s in signals} == {
+        "risk_signal"
+    }
+
+
 async def test_five_concurrent_deliveries_make_one_workflow_run(
     http: httpx.AsyncClient, client: Client, uid: str
 ) -> None:
