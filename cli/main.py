@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from cli.churn import add_churn_command
 from cli.config import CliError, StackConfig
 from domain.settings import SettingsError
 
@@ -161,6 +162,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _pair_flags(demo)
     add("worker", cmd_worker, "run a worker", config_required=False)
+    add_churn_command(add)
     wh = add("webhooks", cmd_webhooks, "run the webhook service", config_required=False)
     wh.add_argument("--host", default=None)
     wh.add_argument("--port", type=int, default=None)

@@ -14,15 +14,12 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleCalendarSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleRange,
     ScheduleSpec,
     ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
@@ -35,6 +32,7 @@ from domain.churn import (
     SweepInput,
 )
 from domain.temporal import TASK_QUEUE
+from workers.schedules import ensure_schedule
 
 
 @dataclass(frozen=True)
@@ -82,21 +80,4 @@ class SweepSchedule:
 async def ensure_churn_schedule(client: Client, spec: SweepSchedule) -> str:
     """Create the sweep's schedule, or update the one that exists; returns ``created`` or
     ``updated``."""
-    wanted = spec.schedule()
-    try:
-        await client.create_schedule(spec.schedule_id, wanted)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        pass
-
-    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
-        # keep the operator's pause and note: only what RevBridge owns is replaced
-        state = current.description.schedule.state
-        return ScheduleUpdate(
-            schedule=Schedule(
-                action=wanted.action, spec=wanted.spec, policy=wanted.policy, state=state
-            )
-        )
-
-    await client.get_schedule_handle(spec.schedule_id).update(update)
-    return "updated"
+    return await ensure_schedule(client, spec.schedule_id, spec.schedule())

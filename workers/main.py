@@ -31,7 +31,7 @@ from connectors.registry import build_billing, build_crm, build_mailer, build_re
 from domain.connect import client_connect_kwargs
 from domain.settings import Settings
 from domain.temporal import TASK_QUEUE
-from workers import telemetry
+from workers import schedules, telemetry
 from workflows.churn import ChurnInterventionWorkflow
 from workflows.churn_sweep import ChurnSweepWorkflow
 from workflows.dunning import DunningWorkflow
@@ -132,6 +132,7 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         task_queue=settings.task_queue,
         policy_dir=Path(settings.policy_dir) if settings.policy_dir else None,
     )
+    await schedules.ensure_all(client, settings)
     log.info(
         "worker polling task queue %s (billing=%s, crm=%s)",
         settings.task_queue,

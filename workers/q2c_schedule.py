@@ -15,14 +15,11 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
     ScheduleState,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
@@ -30,6 +27,7 @@ from domain import temporal as names
 from domain.quote import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
 from domain.quote import CatchUpInput
 from domain.settings import Settings
+from workers.schedules import ensure_schedule
 
 EVERY = timedelta(minutes=15)
 
@@ -62,23 +60,4 @@ def catch_up_schedule(settings: Settings, every: timedelta = EVERY) -> Schedule:
 
 async def ensure_q2c_schedule(client: Client, settings: Settings) -> str:
     """Create the catch-up schedule or bring it up to date; returns ``created`` or ``updated``."""
-    wanted = catch_up_schedule(settings)
-    try:
-        await client.create_schedule(schedule_id(settings), wanted)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        pass
-
-    def update(current: ScheduleUpdateInput) -> ScheduleUpdate:
-        # keep the operator's pause and note: only what RevBridge owns is replaced
-        return ScheduleUpdate(
-            schedule=Schedule(
-                action=wanted.action,
-                spec=wanted.spec,
-                policy=wanted.policy,
-                state=current.description.schedule.state,
-            )
-        )
-
-    await client.get_schedule_handle(schedule_id(settings)).update(update)
-    return "updated"
+    return await ensure_schedule(client, schedule_id(settings), catch_up_schedule(settings))
