@@ -38,7 +38,7 @@ from domain.ids import churn_workflow_id
 from domain.settings import Settings
 from sandbox import books
 
-BOOK_SIZE = 12
+BOOK_SIZE = 16
 FOLLOW_UP = timedelta(seconds=15)
 WAIT_S = 90.0
 REVOPS = "bob@example.com"  # policies/approvers.yaml: revops
@@ -85,7 +85,7 @@ async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, An
         data_converter=pydantic_data_converter,
     )
     prefix = f"churn{datetime.now(UTC):%m%d%H%M%S}"
-    book = books.book(BOOK_SIZE, prefix=prefix, seed=11)
+    book = books.book(BOOK_SIZE, prefix=prefix, seed=16)  # a seed with at-risk customers
     await asyncio.to_thread(_seed_book, settings, billing, book)
     say(
         f"Seeded {BOOK_SIZE} customers in {settings.billing} and {settings.crm}; "

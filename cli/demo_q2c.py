@@ -235,3 +235,15 @@ def _print_row(row: dict[str, Any], say: Say) -> None:
         say(f"    Web UI → Send a Signal `approval` with {p['signal']}")
         say(f"    or: {p['cli']}")
     say(f"  {row['web_ui']}")
+
+
+def print_summary(summary: dict[str, Any], say: Say) -> None:
+    """Each deal was printed as it settled; close with where to look next."""
+    live = sum(1 for row in summary["deals"] if row["subscriptions"])
+    waiting = sum(1 for row in summary["deals"] if row["pending_approvals"])
+    say("")
+    say(
+        f"Summary ({summary['pair']['crm']} → {summary['pair']['billing']}): "
+        f"{live} deal(s) live and linked, {waiting} waiting for approval. "
+        f"Web UI: {summary['web_ui']}"
+    )

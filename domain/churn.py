@@ -259,6 +259,13 @@ def main_subscription(snapshot: CustomerSnapshot) -> Subscription | None:
     return max(candidates, key=lambda s: (s.mrr, s.id)) if candidates else None
 
 
+def list_mrr(sub: Subscription) -> int:
+    """The subscription's MRR before its discount."""
+    if 0 < sub.discount_percent < 100:
+        return round(sub.mrr / (1 - sub.discount_percent / 100))
+    return sub.mrr
+
+
 def signals_from(
     snapshot: CustomerSnapshot,
     account: CrmAccount | None,
@@ -298,7 +305,9 @@ def signals_from(
     tenure = max(0, (now - created).days) if created else None
 
     alive = live(snapshot.subscriptions)
-    mrr = snapshot.customer.mrr or sum(s.mrr for s in alive)
+    # MRR at list price: a discount (our own retention offer, above all) is not the customer
+    # paying for less, so it must neither raise the risk nor read as a downgrade afterwards
+    mrr = sum(list_mrr(s) for s in alive) if alive else snapshot.customer.mrr
     if baseline_mrr is None:
         billed = [
             inv

@@ -272,3 +272,27 @@ def test_outcomes() -> None:
     assert outcome_of(before, cut) is Outcome.DOWNGRADED
     assert outcome_of(before, gone) is Outcome.CHURNED
     assert outcome_of(before, ending) is Outcome.CHURNED
+
+
+def test_a_retention_discount_is_not_a_downgrade() -> None:
+    """Our own offer lowers what the customer pays, not what they buy: the MRR factor and the
+    follow-up's outcome read list-price MRR."""
+    from datetime import UTC, datetime
+
+    from domain.churn import Outcome, outcome_of, signals_from
+    from domain.models import BillingCustomer
+    from domain.records import CustomerSnapshot, Subscription
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def snapshot(discount: float) -> CustomerSnapshot:
+        mrr = round(50_000 * (1 - discount / 100))
+        sub = Subscription(
+            id="sub_1", customer_id="c1", status="active", mrr=mrr, discount_percent=discount
+        )
+        return CustomerSnapshot(customer=BillingCustomer(id="c1", mrr=mrr), subscriptions=[sub])
+
+    before = signals_from(snapshot(0), None, [], now, baseline_mrr=50_000)
+    after = signals_from(snapshot(15), None, [], now, baseline_mrr=50_000)
+    assert before.mrr == after.mrr == 50_000 and after.mrr_drop == 0
+    assert outcome_of(before, after) is Outcome.RETAINED
