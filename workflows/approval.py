@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import Frozen, TaskDraft
     from domain.policy import (
         AccountFacts,
+        ActionKind,
         EligibleApproversInput,
         Origin,
         Outcome,
@@ -109,6 +110,16 @@ class GovernedWorkflow:
     @workflow.query(name=QUERY, description="Actions waiting for a person.")
     def pending_approvals(self) -> list[PendingApproval]:
         return list(self._pending.values())
+
+    async def policy_only(self, kind: ActionKind, account: AccountFacts) -> PolicyDecision:
+        """Ask policy about a write that needs no approval of its own — a CRM task (itself the way
+        a person is asked) or a field RevBridge owns — so observe mode still writes nothing."""
+        return await workflow.execute_activity_method(
+            PolicyActivities.decide,
+            PolicyRequest(use_case=self.use_case, action=kind, account=account),
+            summary=f"policy: {kind.value}",
+            **POLICY,
+        )
 
     def _refusal(self, signal: ApprovalSignal) -> str | None:
         pending = self._pending.get(signal.action_id)

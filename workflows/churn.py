@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.ids import idempotency_key
     from domain.models import CrmAccount, CustomerTier, NoteTarget, RiskSignal, TaskDraft
-    from domain.policy import AccountFacts, ActionKind
+    from domain.policy import AccountFacts, ActionKind, Outcome
     from domain.records import ChurnScoreRecord
 
 
@@ -232,6 +232,18 @@ class ChurnInterventionWorkflow(GovernedWorkflow):
         text = churn.narrative(result, scored.signals)
         if why.startswith("follow-up closed"):
             text += f" Intervention {why}."
+        decision = await self.policy_only(ActionKind.UPDATE_CRM_FIELD, self._facts(scored))
+        if decision.outcome is Outcome.DENY:  # observe mode: reported, not written
+            await self._audit(
+                "write_churn_score",
+                decision="deny",
+                outcome="blocked",
+                summary=f"Churn risk {result.score}/100 ({result.level.value}), {why}: not "
+                f"written ({', '.join(decision.policy_ids)}).",
+                key_suffix=str(self._status.scores),
+                parameters={"score": result.score, "level": result.level.value, "why": why},
+            )
+            return
         await workflow.execute_activity_method(
             ChurnActivities.write_score,
             WriteChurnScoreInput(
@@ -265,10 +277,29 @@ class ChurnInterventionWorkflow(GovernedWorkflow):
             return None  # never stack a retention offer on a running discount
         return config.offers.get(scored.result.level)
 
+    def _facts(self, scored: CustomerScore) -> AccountFacts:
+        account = scored.account
+        return AccountFacts(
+            id=account.id if account else self._input.customer_id,
+            tier=account.tier if account else CustomerTier.SMB,
+            mrr=scored.signals.mrr,
+        )
+
     async def _open_csm_task(self, scored: CustomerScore, offer: Offer | None) -> None:
         self._update(stage="opening the CSM task")
         account = scored.account
         result = scored.result
+        decision = await self.policy_only(ActionKind.CREATE_TASK, self._facts(scored))
+        if decision.outcome is Outcome.DENY:
+            await self._audit(
+                "create_task",
+                decision="deny",
+                outcome="blocked",
+                summary=f"CSM task for churn risk {result.score}/100 not opened "
+                f"({', '.join(decision.policy_ids)}).",
+                parameters={"task": "csm", "score": result.score},
+            )
+            return
         task = await workflow.execute_activity_method(
             CrmActivities.upsert_crm_task,
             UpsertTaskInput(
@@ -311,11 +342,7 @@ class ChurnInterventionWorkflow(GovernedWorkflow):
         )
         governed = await self.govern(
             action,
-            AccountFacts(
-                id=account.id if account else self._input.customer_id,
-                tier=account.tier if account else CustomerTier.SMB,
-                mrr=scored.signals.mrr,
-            ),
+            self._facts(scored),
             why="; ".join(result.reasons),
             execute=self._execute,
             audit=self._audit_governed,

@@ -25,7 +25,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.approval import Governed, GovernedWorkflow
-from workflows.options import POLICY, READ, WRITE
+from workflows.options import READ, WRITE
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
@@ -47,7 +47,6 @@ with workflow.unsafe.imports_passed_through():
         WriteAuditInput,
     )
     from activities.playbook import PlaybookActivities
-    from activities.policy import PolicyActivities
     from activities.reasoning import ReasoningActivities
     from domain import temporal as names
     from domain.approvals import PendingApproval, ProposedAction, RefusedApproval
@@ -77,10 +76,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.policy import (
         AccountFacts,
         ActionKind,
-        Origin,
         Outcome,
         PolicyDecision,
-        PolicyRequest,
     )
 
 USE_CASE = "dunning"
@@ -502,14 +499,7 @@ class DunningWorkflow(GovernedWorkflow):
         return "cancelled" if governed.status == "executed" else "written_off"
 
     async def _decide(self, kind: ActionKind) -> PolicyDecision:
-        return await workflow.execute_activity_method(
-            PolicyActivities.decide,
-            PolicyRequest(
-                use_case=USE_CASE, action=kind, account=self._facts(), origin=Origin.RULES
-            ),
-            summary=f"policy: {kind.value}",
-            **POLICY,
-        )
+        return await self.policy_only(kind, self._facts())
 
     async def _task(
         self, step: str, subject: str, description: str, *, to_owner: bool = False

@@ -68,12 +68,17 @@ def own_sandboxes() -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture
-def observe_policies(tmp_path: Path) -> Path:
+def no_offer_policies(tmp_path: Path) -> Path:
     folder = tmp_path / "policies"
     shutil.copytree(DEFAULT_POLICY_DIR, folder)
     modes = yaml.safe_load((folder / "modes.yaml").read_text())
-    modes["use_cases"]["churn_intervention"] = "observe"
+    modes["use_cases"]["churn_intervention"] = "auto"
     (folder / "modes.yaml").write_text(yaml.safe_dump(modes))
+    # no retention offers in this book: none waits for a person, every intervention runs through
+    (folder / "no_offers.cedar").write_text(
+        '@id("test_no_offers")\n'
+        'forbid (principal, action == RevBridge::Action::"offer_discount", resource);\n'
+    )
     return folder
 
 
@@ -83,7 +88,7 @@ def seed(url: str, data: dict) -> None:
 
 @pytest.mark.timeout(int(BUDGET_S) + 120)
 async def test_a_sweep_over_a_seeded_book_scores_everyone(
-    temporal_env: WorkflowEnvironment, own_sandboxes: dict[str, str], observe_policies: Path
+    temporal_env: WorkflowEnvironment, own_sandboxes: dict[str, str], no_offer_policies: Path
 ) -> None:
     client = temporal_env.client
     task_queue = f"churn-sweep-{uuid.uuid4().hex[:8]}"
@@ -104,7 +109,7 @@ async def test_a_sweep_over_a_seeded_book_scores_everyone(
 
     started = time.monotonic()
     async with build_worker(
-        client, billing, crm, task_queue=task_queue, policy_dir=observe_policies
+        client, billing, crm, task_queue=task_queue, policy_dir=no_offer_policies
     ):
         sweep: WorkflowHandle = await client.start_workflow(
             SWEEP_WORKFLOW_TYPE,
