@@ -136,3 +136,10 @@ class RefusedApproval(Frozen):
 
     signal: ApprovalSignal
     reason: str
+
+    def summary(self) -> str:
+        s = self.signal
+        return (
+            f"An approval signal for {s.action_id} from {s.approver!r} changed nothing: "
+            f"{self.reason}."
+        )

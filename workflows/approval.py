@@ -64,6 +64,20 @@ class Governed(Frozen):
     note: str = ""
     result_id: str | None = None
 
+    @property
+    def outcome(self) -> str:
+        """For the audit's outcome field: ``executed (cred_123)``, ``rejected``, ..."""
+        return self.status + (f" ({self.result_id})" if self.result_id else "")
+
+    def summary(self) -> str:
+        """For the audit's summary: what, what became of it, by whom, and why."""
+        return (
+            f"{self.action.describe()}: {self.status}"
+            + (f" by {self.approver}" if self.approver else "")
+            + (f" ({self.note})" if self.note else "")
+            + f". Why: {self.action.reason}"
+        )
+
 
 Execute = Callable[[ProposedAction], Awaitable[str]]
 Audit = Callable[[Governed], Awaitable[None]]

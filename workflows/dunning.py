@@ -770,16 +770,12 @@ class DunningWorkflow(GovernedWorkflow):
 
     async def _audit_governed(self, governed: Governed) -> None:
         action = governed.action
-        detail = f" ({governed.result_id})" if governed.result_id else ""
         await self._audit(
             action.kind.value,
             decision=governed.decision.outcome.value,
             policy_ids=governed.decision.policy_ids,
-            outcome=governed.status + detail,
-            summary=f"{action.describe()}: {governed.status}"
-            + (f" by {governed.approver}" if governed.approver else "")
-            + (f" ({governed.note})" if governed.note else "")
-            + f". Why: {action.reason}",
+            outcome=governed.outcome,
+            summary=governed.summary(),
             approver=governed.approver,
             key_suffix=action.action_id,
             parameters=action.model_dump(mode="json"),
@@ -794,7 +790,7 @@ class DunningWorkflow(GovernedWorkflow):
             decision="deny",
             policy_ids=[],
             outcome="refused",
-            summary=f"An approval signal for {sig.action_id} from {sig.approver!r} changed nothing: {refused.reason}.",
+            summary=refused.summary(),
             key_suffix=parameters_hash(sig.model_dump(mode="json")),
             parameters=sig.model_dump(mode="json"),
         )

@@ -625,11 +625,8 @@ class QuoteToCashWorkflow(GovernedWorkflow):
             action.kind.value,
             decision=governed.decision.outcome.value,
             policy_ids=governed.decision.policy_ids,
-            outcome=governed.status + (f" ({governed.result_id})" if governed.result_id else ""),
-            summary=f"{action.describe()}: {governed.status}"
-            + (f" by {governed.approver}" if governed.approver else "")
-            + (f" ({governed.note})" if governed.note else "")
-            + f". Why: {action.reason}",
+            outcome=governed.outcome,
+            summary=governed.summary(),
             approver=governed.approver,
             key_suffix=action.action_id,
             parameters=action.model_dump(mode="json"),
@@ -644,8 +641,7 @@ class QuoteToCashWorkflow(GovernedWorkflow):
             "approval_refused",
             decision="deny",
             outcome="refused",
-            summary=f"An approval signal for {sig.action_id} from {sig.approver!r} changed "
-            f"nothing: {refused.reason}.",
+            summary=refused.summary(),
             key_suffix=parameters_hash(sig.model_dump(mode="json")),
             parameters=sig.model_dump(mode="json"),
         )
