@@ -71,6 +71,28 @@ def _scenario_for(name: str) -> tuple[Scenario, Printer | None]:
     return mod.scenario, getattr(mod, "print_summary", None) or _print_json
 
 
+async def run_on_stack(
+    cfg: StackConfig, say: Out, run_scenario: Callable[..., Awaitable[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Run a scenario written against any deployment (``run_scenario(settings, billing, crm,
+    client, say, ui_url=, suffix=)``, which the tests call with a pair's) on the local stack."""
+    settings = Settings.from_env(cfg.service_env())
+    client = await Client.connect(
+        cfg.temporal.address,
+        namespace=cfg.temporal.namespace,
+        data_converter=pydantic_data_converter,
+    )
+    return await run_scenario(
+        settings,
+        build_billing(settings),
+        build_crm(settings),
+        client,
+        say,
+        ui_url=cfg.ui_url(),
+        suffix=datetime.now(UTC).strftime("%m%d%H%M%S"),
+    )
+
+
 def _print_json(summary: dict[str, Any], say: Out) -> None:
     say(json.dumps({k: v for k, v in summary.items() if k not in ("seconds", "stack")}, indent=2))
 

@@ -20,12 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from cli.config import CliError, StackConfig
 from cli.drivers import drivers
-from connectors.registry import build_billing, build_crm
 from domain.approvals import QUERY, PendingApproval
 from domain.ids import q2c_workflow_id
 from domain.quote import CATCH_UP_WORKFLOW_TYPE as CATCH_UP
@@ -44,21 +42,9 @@ DEALS = (
 
 
 async def scenario(cfg: StackConfig, say: Say) -> dict[str, Any]:
-    settings = Settings.from_env(cfg.service_env())
-    client = await Client.connect(
-        cfg.temporal.address,
-        namespace=cfg.temporal.namespace,
-        data_converter=pydantic_data_converter,
-    )
-    return await run_scenario(
-        settings,
-        build_billing(settings),
-        build_crm(settings),
-        client,
-        say,
-        ui_url=cfg.ui_url(),
-        suffix=datetime.now(UTC).strftime("%m%d%H%M%S"),
-    )
+    from cli.demo import run_on_stack
+
+    return await run_on_stack(cfg, say, run_scenario)
 
 
 async def run_scenario(

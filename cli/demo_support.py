@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from hubspot import HubSpot
 from simple_salesforce import format_soql
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.config import CliError, StackConfig
 from cli.drivers import drivers
 from connectors.hubspot import note_text
-from connectors.registry import build_billing, build_crm
 from domain.dunning import DunningStatus
 from domain.ids import dunning_workflow_id, support_workflow_id
 from domain.settings import Settings
@@ -35,21 +32,9 @@ Say = Any  # cli.demo.Out, or any callable taking one line
 
 
 async def scenario(cfg: StackConfig, say: Say) -> dict[str, Any]:
-    settings = Settings.from_env(cfg.service_env())
-    client = await Client.connect(
-        cfg.temporal.address,
-        namespace=cfg.temporal.namespace,
-        data_converter=pydantic_data_converter,
-    )
-    return await run_scenario(
-        settings,
-        build_billing(settings),
-        build_crm(settings),
-        client,
-        say,
-        ui_url=cfg.ui_url(),
-        suffix=datetime.now(UTC).strftime("%m%d%H%M%S"),
-    )
+    from cli.demo import run_on_stack
+
+    return await run_on_stack(cfg, say, run_scenario)
 
 
 async def run_scenario(

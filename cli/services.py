@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import time
 
 import uvicorn
 
@@ -68,6 +69,9 @@ def run_sandbox(cfg: StackConfig) -> None:
     from sandbox.stripe import StripeEmulator
 
     sb, wh = cfg.sandbox, cfg.webhooks
+    # The dev server keeps one-shot workflow IDs (case:…, q2c:…) across stack restarts, while the
+    # CRM emulators start empty: start their record IDs where no earlier run's can be.
+    id_base = int(time.time()) * 10
     emulators = {
         ChargebeeEmulator(
             api_key=sb.chargebee.api_key or "test_chargebee_key",
@@ -81,6 +85,7 @@ def run_sandbox(cfg: StackConfig) -> None:
         SalesforceEmulator(
             client_id=sb.salesforce.client_id or "revbridge-local",
             client_secret=sb.salesforce.client_secret or "local-secret",
+            id_base=id_base,
             webhook_targets=[
                 WebhookTarget(
                     url=f"{wh.url}/webhooks/salesforce",
@@ -96,6 +101,7 @@ def run_sandbox(cfg: StackConfig) -> None:
         HubSpotEmulator(
             access_token=sb.hubspot.access_token or "pat-local-revbridge",
             client_secret=sb.hubspot.client_secret or "hubspot-local-secret",
+            id_base=id_base,
             webhook_targets=[WebhookTarget(url=f"{wh.url}/webhooks/hubspot")],
         ): sb.ports["hubspot"],
     }

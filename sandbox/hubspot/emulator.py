@@ -138,6 +138,7 @@ class HubSpotEmulator(Emulator):
         app_id: int = 1160452,
         ui_user_id: int = 9000001,
         webhook_subscriptions: Iterable[str] | None = None,
+        id_base: int = 1001,
         spec_dir: str | Path | None = None,
     ) -> None:
         self.access_token = access_token
@@ -152,7 +153,8 @@ class HubSpotEmulator(Emulator):
             None if webhook_subscriptions is None else frozenset(webhook_subscriptions)
         )
         self.spec = spec.load(str(spec_dir or spec.default_spec_dir()))
-        self.store = Store(sink=self._enqueue_event)
+        # id_base: see SalesforceEmulator (a long-lived stack starts each run's IDs elsewhere)
+        self.store = Store(sink=self._enqueue_event, id_base=id_base)
         self._window: deque[float] = deque()
         self._search_window: deque[float] = deque()
         self._daily_used = 0

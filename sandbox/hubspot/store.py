@@ -80,8 +80,9 @@ class _Plan:
 
 
 class Store:
-    def __init__(self, sink: Sink | None = None) -> None:
+    def __init__(self, sink: Sink | None = None, id_base: int = 1001) -> None:
         self.sink = sink
+        self.id_base = id_base
         self.reset()
 
     def reset(self) -> None:
@@ -92,7 +93,7 @@ class Store:
             tuple[str, str], dict[tuple[str, str], dict[int, tuple[str, str | None]]]
         ] = {}
         self.unique: dict[str, dict[str, dict[str, str]]] = {t: {} for t in OBJECT_TYPES}
-        self._next_id = 1001
+        self._next_id = self.id_base
         self._reindex_all()
 
     # --- helpers ---------------------------------------------------------------------------------

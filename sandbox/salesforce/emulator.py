@@ -73,7 +73,11 @@ class SalesforceEmulator(Emulator):
         webhook_targets: Iterable[WebhookTarget | str] = (),
         jwt_public_key_pem: str | None = None,
         org_id: str = ORG_ID,
+        id_base: int = 1,
     ) -> None:
+        #: where record ID sequences start: a long-lived stack starts each run elsewhere, so IDs
+        #: never repeat against a Temporal server that remembers one-shot workflow IDs
+        self.id_base = id_base
         self.client_id = client_id
         self.client_secret = client_secret
         self.daily_api_limit = daily_api_limit
@@ -97,7 +101,7 @@ class SalesforceEmulator(Emulator):
         """Back to a fresh org: the base schema (seeded fields dropped), no records but the
         default users, API usage 0. Issued tokens stay valid."""
         self.schema: Schema = base_schema()
-        self.store = Store(self.schema, itertools.count(1))
+        self.store = Store(self.schema, itertools.count(getattr(self, "id_base", 1)))
         self.api_used = 0
         self.rest.cursors.clear()
         user = self.schema.get("User")
