@@ -69,6 +69,13 @@ class Governed(Frozen):
         """For the audit's outcome field: ``executed (cred_123)``, ``rejected``, ..."""
         return self.status + (f" ({self.result_id})" if self.result_id else "")
 
+    @property
+    def line(self) -> str:
+        """One line for a status query: ``apply_credit: needs_approval → executed (alice@…)``."""
+        return f"{self.action.kind.value}: {self.decision.outcome.value} → {self.status}" + (
+            f" ({self.approver})" if self.approver else ""
+        )
+
     def summary(self) -> str:
         """For the audit's summary: what, what became of it, by whom, and why."""
         return (

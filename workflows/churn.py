@@ -354,8 +354,7 @@ class ChurnInterventionWorkflow(GovernedWorkflow):
             offer_id=governed.result_id,
             actions=[
                 *self._status.actions,
-                f"{action.kind.value}: {governed.decision.outcome.value} → {governed.status}"
-                + (f" ({governed.approver})" if governed.approver else ""),
+                governed.line,
             ],
         )
 

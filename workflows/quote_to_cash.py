@@ -533,8 +533,7 @@ class QuoteToCashWorkflow(GovernedWorkflow):
         self._update(
             actions=[
                 *self._status.actions,
-                f"{action.kind.value}: {governed.decision.outcome.value} → {governed.status}"
-                + (f" ({governed.approver})" if governed.approver else ""),
+                governed.line,
             ],
         )
         return governed
