@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 from pydantic import SecretStr
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
@@ -297,3 +298,14 @@ class Pair:
             return await asyncio.gather(
                 *(http.post(url, content=body, headers=headers) for _ in range(times))
             )
+
+
+def on_pairs(*names: str) -> pytest.MarkDecorator:
+    """Run a test on some pairs only (``"chargebee×salesforce"``, ...): for behaviour that is
+    pair-independent past the connectors, which other tests cover on every pair. The test is
+    collected for those pairs alone, rather than skipped on the others."""
+    chosen = [p for p in PAIRS if "×".join(p) in names]
+    assert len(chosen) == len(names), f"unknown pair in {names}"
+    return pytest.mark.parametrize(
+        "pair_deployment", chosen, indirect=True, ids=["-".join(p) for p in chosen]
+    )

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow
 
 from domain.quote import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
 from domain.quote import CatchUpInput, CatchUpResult, QuoteToCashResult
-from tests.pairs import Pair
+from tests.pairs import Pair, on_pairs
 from tests.quote_to_cash.conftest import keep_history, live_subscriptions, won_deal
 from workers.q2c_schedule import EVERY, ensure_q2c_schedule, schedule_id
 
@@ -28,11 +27,10 @@ async def catch_up(client: Client, pair: Pair, since: datetime, uid: str, n: int
     )
 
 
+@on_pairs("chargebee×salesforce", "stripe×hubspot")
 async def test_the_catch_up_starts_a_missed_deal_once_and_never_again(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    if pair.name not in ("chargebee×salesforce", "stripe×hubspot"):
-        pytest.skip("runs on chargebee×salesforce and stripe×hubspot")
     since = datetime.now(UTC) - timedelta(seconds=2)
     # Won in the CRM; its callout is lost (no run is started here)
     deal = won_deal(pair, uid, STANDARD, callout=False)
@@ -57,11 +55,10 @@ async def test_the_catch_up_starts_a_missed_deal_once_and_never_again(
     await keep_history(pair, client.get_workflow_handle(f"q2c-catch-up-test-{uid}-1"), "started")
 
 
+@on_pairs("chargebee×salesforce")  # pair-independent
 async def test_the_schedule_is_created_once_and_updated_in_place(
     client: Client, pair: Pair
 ) -> None:
-    if pair.name != "chargebee×salesforce":
-        pytest.skip("pair-independent")
     settings = pair.settings.model_copy(update={"task_queue": "q2c-schedule-test"})
     handle = client.get_schedule_handle(schedule_id(settings))
     try:

@@ -3,18 +3,16 @@ discounted one waits for RevOps."""
 
 from __future__ import annotations
 
-import pytest
 from temporalio.client import Client
 
 from cli.demo_q2c import run_scenario
-from tests.pairs import Pair
+from tests.pairs import Pair, on_pairs
 
 
+@on_pairs("chargebee×hubspot")  # one pair is enough for the demo's own logic
 async def test_demo_scenario_shows_a_live_deal_and_one_waiting_for_approval(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    if pair.name != "chargebee×hubspot":
-        pytest.skip("one pair is enough for the demo's own logic")
     pair.route_crm_webhooks_here()  # the CRM's callouts reach this deployment (as `make dev` sets up)
     lines: list[str] = []
     summary = await run_scenario(

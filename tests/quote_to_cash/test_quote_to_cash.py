@@ -24,7 +24,7 @@ from activities.policy import DEFAULT_POLICY_DIR
 from domain import temporal as names
 from domain.approvals import UPDATE, ApprovalSignal, Decision
 from domain.quote import WORKFLOW_TYPE, MappingFixed, QuoteToCashInput, QuoteToCashResult
-from tests.pairs import Pair, eventually, pending_of
+from tests.pairs import Pair, eventually, on_pairs, pending_of
 from tests.quote_to_cash.conftest import (
     crm_link,
     keep_history,
@@ -81,13 +81,6 @@ async def test_won_deal_becomes_a_live_subscription_linked_on_both_sides(
     await keep_history(pair, handle, "live")
 
 
-def only(pair: Pair, *names_: str) -> None:
-    """Keep the suite short: this behaviour is pair-independent past the connectors, which the
-    happy path covers on all four pairs."""
-    if pair.name not in names_:
-        pytest.skip(f"runs on {', '.join(names_)}")
-
-
 CB_SF, CB_HS, ST_SF, ST_HS = (
     "chargebee×salesforce",
     "chargebee×hubspot",
@@ -96,10 +89,10 @@ CB_SF, CB_HS, ST_SF, ST_HS = (
 )
 
 
+@on_pairs(CB_SF, ST_HS)
 async def test_the_same_won_event_twice_gives_one_customer_and_one_subscription(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    only(pair, CB_SF, ST_HS)
     deal = won_deal(pair, uid, STANDARD)
     # the callout delivered twice at once (and perhaps a third time by the CRM's own webhook)
     first, second = await asyncio.gather(start(client, pair, deal), start(client, pair, deal))
@@ -115,10 +108,10 @@ async def test_the_same_won_event_twice_gives_one_customer_and_one_subscription(
     assert len(runs) == 1
 
 
+@on_pairs(CB_HS, ST_SF)
 async def test_an_existing_customer_with_the_contacts_email_is_linked_not_duplicated(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    only(pair, CB_HS, ST_SF)
     deal = won_deal(pair, uid, STANDARD, win=False)
     existing = pair.billing_driver.create_customer(deal.company, deal.email)
     pair.crm_driver.win(deal.opportunity_id)
@@ -136,10 +129,10 @@ async def test_an_existing_customer_with_the_contacts_email_is_linked_not_duplic
     assert found is not None and found.id == existing
 
 
+@on_pairs(CB_SF, ST_HS)
 async def test_a_similar_customer_waits_for_a_person_to_pick_then_links_it(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    only(pair, CB_SF, ST_HS)
     deal = won_deal(pair, uid, STANDARD, win=False)
     lookalike = pair.billing_driver.create_customer(
         f"{deal.company} Inc.", f"accounts-{uid}@elsewhere.example"
@@ -167,10 +160,10 @@ async def test_a_similar_customer_waits_for_a_person_to_pick_then_links_it(
     await keep_history(pair, handle, "customer_picked")
 
 
+@on_pairs(CB_SF, ST_HS)
 async def test_an_unknown_product_waits_for_the_mapping_then_continues(
     client: Client, pair: Pair, uid: str, tmp_path: Path
 ) -> None:
-    only(pair, CB_SF, ST_HS)
     # this test edits the mapping: its own worker reads its own copy of policies/
     policies = tmp_path / "policies"
     shutil.copytree(DEFAULT_POLICY_DIR, policies)
@@ -213,10 +206,10 @@ async def test_an_unknown_product_waits_for_the_mapping_then_continues(
     assert final["unmapped"] == {} and final["mrr"] == 50_000 + 2 * 4_000
 
 
+@on_pairs(CB_HS, ST_SF)
 async def test_a_discount_above_policy_waits_for_revops_then_is_created(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    only(pair, CB_HS, ST_SF)
     deal = won_deal(pair, uid, [("RB-CORE", 1, 50_000, 25.0), ("RB-SEAT", 5, 4_000, 25.0)])
     handle = await start(client, pair, deal)
     pending = await pending_of(handle)
@@ -249,8 +242,8 @@ async def test_a_discount_above_policy_waits_for_revops_then_is_created(
     assert "bob@example.com" in next(r for r in log if r["action"] == "create_subscription")["text"]
 
 
+@on_pairs(CB_SF, ST_HS)
 async def test_a_rejected_deal_leaves_nothing_behind(client: Client, pair: Pair, uid: str) -> None:
-    only(pair, CB_SF, ST_HS)
     deal = won_deal(pair, uid, [("RB-CORE", 1, 50_000, 40.0)])
     handle = await start(client, pair, deal)
     pending = await pending_of(handle)
@@ -294,10 +287,10 @@ TASK_WRITES = {
 }
 
 
+@on_pairs(CB_HS, ST_SF)
 async def test_a_failure_after_the_subscription_was_created_is_compensated(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    only(pair, CB_HS, ST_SF)
     method, path = TASK_WRITES[pair.settings.crm]
     httpx.post(
         pair.urls[pair.settings.crm] + "/_sandbox/faults",
@@ -333,10 +326,10 @@ SUBSCRIPTION_CREATES = {
 }
 
 
+@on_pairs(CB_SF, ST_HS)
 async def test_a_subscription_create_retried_after_commit_then_timeout_makes_one(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    only(pair, CB_SF, ST_HS)
     method, path = SUBSCRIPTION_CREATES[pair.settings.billing]
     httpx.post(
         pair.billing_url + "/_sandbox/faults",
@@ -375,12 +368,12 @@ async def test_a_subscription_create_retried_after_commit_then_timeout_makes_one
     assert 2 in attempts
 
 
+@on_pairs(CB_SF, ST_HS)
 async def test_a_deal_won_in_the_crm_starts_its_run_through_the_crm_webhook(
     client: Client, pair: Pair, uid: str
 ) -> None:
     """No direct start: the Salesforce Flow callout / HubSpot deal.propertyChange webhook goes
     to this pair's webhook service, which starts the run."""
-    only(pair, CB_SF, ST_HS)
     deal = won_deal(pair, uid, STANDARD)
     handle = client.get_workflow_handle(deal.workflow_id(pair), result_type=QuoteToCashResult)
     await eventually(handle.describe, lambda d: d is not None, "the run started by the webhook")
@@ -391,10 +384,10 @@ async def test_a_deal_won_in_the_crm_starts_its_run_through_the_crm_webhook(
     assert desc.typed_search_attributes.get(names.USE_CASE) == "quote_to_cash"
 
 
+@on_pairs(CB_HS)
 async def test_a_compensation_that_fails_is_audited_and_fails_the_run(
     client: Client, pair: Pair, uid: str
 ) -> None:
-    only(pair, CB_HS)
     crm_method, crm_path = TASK_WRITES[pair.settings.crm]
     for url, fault in (
         (pair.urls[pair.settings.crm], {"method": crm_method, "path": crm_path}),
