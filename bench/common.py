@@ -36,6 +36,7 @@ from domain.settings import Settings
 from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
+from sandbox.mailbox import MailboxEmulator
 from sandbox.salesforce import SalesforceEmulator
 from tests.pairs import CB_KEY, SF_ID, SF_SECRET, WEBHOOK_PASSWORD, WEBHOOK_USER, pair_settings
 
@@ -59,6 +60,8 @@ class Stack:
     salesforce: SalesforceEmulator
     sandbox: ServerThread
     logs: Path
+    #: the mailbox's SMTP port: day 0 of the playbook emails SMB customers
+    smtp_port: int
 
     @property
     def client(self) -> Client:
@@ -86,6 +89,7 @@ class Stack:
             sandbox=SandboxCfg(
                 host=HOST,
                 ports=ports,
+                smtp_port=self.smtp_port,
                 chargebee=SandboxVendorCreds(site="acme-test", api_key=CB_KEY),
                 salesforce=SandboxVendorCreds(client_id=SF_ID, client_secret=SF_SECRET),
             ),
@@ -119,8 +123,13 @@ async def stack(logs: Path) -> AsyncIterator[Stack]:
     try:
         cb = ChargebeeEmulator(api_key=CB_KEY)
         sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
-        with ServerThread({cb: 0, sf: 0}, host=HOST) as thread:
-            yield Stack(env, cb, sf, thread, logs)
+        mb = MailboxEmulator()
+        smtp_port = mb.start_smtp(HOST)
+        try:
+            with ServerThread({cb: 0, sf: 0, mb: 0}, host=HOST) as thread:
+                yield Stack(env, cb, sf, thread, logs, smtp_port)
+        finally:
+            mb.stop_smtp()
     finally:
         await env.shutdown()
 
