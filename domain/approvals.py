@@ -137,6 +137,17 @@ class RefusedApproval(Frozen):
     signal: ApprovalSignal
     reason: str
 
+    def audit_fields(self) -> dict[str, Any]:
+        """The audit entry's fields for a refused approval, the same in every workflow."""
+        params = self.signal.model_dump(mode="json")
+        return {
+            "decision": "deny",
+            "outcome": "refused",
+            "summary": self.summary(),
+            "key_suffix": parameters_hash(params),
+            "parameters": params,
+        }
+
     def summary(self) -> str:
         s = self.signal
         return (

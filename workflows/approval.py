@@ -17,6 +17,7 @@ action ID change nothing and are audited; a second approval of the same action i
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from temporalio import workflow
 
@@ -75,6 +76,18 @@ class Governed(Frozen):
         return f"{self.action.kind.value}: {self.decision.outcome.value} → {self.status}" + (
             f" ({self.approver})" if self.approver else ""
         )
+
+    def audit_fields(self) -> dict[str, Any]:
+        """The audit entry's fields for this action, the same in every workflow."""
+        return {
+            "decision": self.decision.outcome.value,
+            "policy_ids": self.decision.policy_ids,
+            "outcome": self.outcome,
+            "summary": self.summary(),
+            "approver": self.approver,
+            "key_suffix": self.action.action_id,
+            "parameters": self.action.model_dump(mode="json"),
+        }
 
     def summary(self) -> str:
         """For the audit's summary: what, what became of it, by whom, and why."""

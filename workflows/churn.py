@@ -45,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
     from domain import churn
     from domain import temporal as names
     from domain.approvals import PendingApproval, ProposedAction, RefusedApproval
-    from domain.audit import parameters_hash
     from domain.churn import (
         USE_CASE,
         WORKFLOW_TYPE,
@@ -378,30 +377,12 @@ class ChurnInterventionWorkflow(GovernedWorkflow):
 
     async def _audit_governed(self, governed: Governed) -> None:
         action = governed.action
-        await self._audit(
-            action.kind.value,
-            decision=governed.decision.outcome.value,
-            policy_ids=governed.decision.policy_ids,
-            outcome=governed.outcome,
-            summary=governed.summary(),
-            approver=governed.approver,
-            key_suffix=action.action_id,
-            parameters=action.model_dump(mode="json"),
-            billing=True,
-        )
+        await self._audit(action.kind.value, **governed.audit_fields(), billing=True)
 
     async def _audit_refusal(
         self, refused: RefusedApproval, pending: PendingApproval | None
     ) -> None:
-        sig = refused.signal
-        await self._audit(
-            "approval_refused",
-            decision="deny",
-            outcome="refused",
-            summary=refused.summary(),
-            key_suffix=parameters_hash(sig.model_dump(mode="json")),
-            parameters=sig.model_dump(mode="json"),
-        )
+        await self._audit("approval_refused", **refused.audit_fields())
 
     async def _audit(
         self,

@@ -769,30 +769,12 @@ class DunningWorkflow(GovernedWorkflow):
 
     async def _audit_governed(self, governed: Governed) -> None:
         action = governed.action
-        await self._audit(
-            action.kind.value,
-            decision=governed.decision.outcome.value,
-            policy_ids=governed.decision.policy_ids,
-            outcome=governed.outcome,
-            summary=governed.summary(),
-            approver=governed.approver,
-            key_suffix=action.action_id,
-            parameters=action.model_dump(mode="json"),
-        )
+        await self._audit(action.kind.value, **governed.audit_fields())
 
     async def _audit_refusal(
         self, refused: RefusedApproval, pending: PendingApproval | None
     ) -> None:
-        sig = refused.signal
-        await self._audit(
-            "approval_refused",
-            decision="deny",
-            policy_ids=[],
-            outcome="refused",
-            summary=refused.summary(),
-            key_suffix=parameters_hash(sig.model_dump(mode="json")),
-            parameters=sig.model_dump(mode="json"),
-        )
+        await self._audit("approval_refused", policy_ids=[], **refused.audit_fields())
 
     async def _audit(
         self,

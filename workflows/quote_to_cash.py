@@ -57,7 +57,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain import temporal as names
     from domain.approvals import PendingApproval, ProposedAction, RefusedApproval
-    from domain.audit import parameters_hash
     from domain.ids import idempotency_key
     from domain.matching import rank_candidates
     from domain.models import BillingCustomer, CrmAccount, NoteTarget, TaskDraft
@@ -620,30 +619,12 @@ class QuoteToCashWorkflow(GovernedWorkflow):
     async def _audit_governed(self, governed: Governed) -> None:
         action = governed.action
         customer = self._created_customer.id if self._created_customer else self._customer_id
-        await self._audit(
-            action.kind.value,
-            decision=governed.decision.outcome.value,
-            policy_ids=governed.decision.policy_ids,
-            outcome=governed.outcome,
-            summary=governed.summary(),
-            approver=governed.approver,
-            key_suffix=action.action_id,
-            parameters=action.model_dump(mode="json"),
-            note_on=customer,
-        )
+        await self._audit(action.kind.value, **governed.audit_fields(), note_on=customer)
 
     async def _audit_refusal(
         self, refused: RefusedApproval, pending: PendingApproval | None
     ) -> None:
-        sig = refused.signal
-        await self._audit(
-            "approval_refused",
-            decision="deny",
-            outcome="refused",
-            summary=refused.summary(),
-            key_suffix=parameters_hash(sig.model_dump(mode="json")),
-            parameters=sig.model_dump(mode="json"),
-        )
+        await self._audit("approval_refused", **refused.audit_fields())
 
     async def _audit(
         self,

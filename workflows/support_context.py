@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain import temporal as names
     from domain.approvals import ApprovalTiming, PendingApproval, ProposedAction, RefusedApproval
-    from domain.audit import parameters_hash
     from domain.ids import idempotency_key
     from domain.models import CrmAccount
     from domain.policy import AccountFacts, ActionKind
@@ -228,18 +227,12 @@ class SupportContextWorkflow(GovernedWorkflow):
     async def _audit_refusal(
         self, refused: RefusedApproval, pending: PendingApproval | None
     ) -> None:
-        sig = refused.signal
         await write_audit(
             audit_entry(
                 USE_CASE,
                 "approval_refused",
-                decision="deny",
-                outcome="refused",
-                summary=f"An approval signal for {sig.action_id} from {sig.approver!r} changed "
-                f"nothing: {refused.reason}.",
                 case_id=self._input.case_id,
-                key_suffix=parameters_hash(sig.model_dump(mode="json")),
-                parameters=sig.model_dump(mode="json"),
+                **refused.audit_fields(),
             ),
             billing_note=None,
         )
