@@ -22,10 +22,10 @@ from activities.policy import DEFAULT_POLICY_DIR, load_policy_set
 from cli.config import CliError
 from domain import temporal as names
 from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
-from domain.connect import client_connect_kwargs
 from domain.dunning import WORKFLOW_TYPE, DunningInput
 from domain.ids import dunning_workflow_id
 from domain.policy import Outcome, StartAction
+from infra.connection import client_connect_kwargs
 
 PENDING_QUERY = f"{names.APPROVAL.name} = 'pending' AND ExecutionStatus = 'Running'"
 

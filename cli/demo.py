@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.config import CliError, StackConfig
-from cli.drivers import drivers
+from cli.demo_stack import Out
 from cli.stack import Stack, stack_health
 from connectors.registry import build_billing, build_crm
 from domain.approvals import QUERY, PendingApproval
@@ -30,6 +29,7 @@ from domain.dunning import DunningResult, DunningStatus
 from domain.ids import dunning_workflow_id
 from domain.models import NoteTarget
 from domain.settings import Settings
+from harness.drivers import drivers
 from sandbox.scenarios import DEMO_CUSTOMERS, DEMO_STRATEGIC, DunningCustomer
 
 WAIT_S = 45.0
@@ -38,16 +38,6 @@ NOTE_WORDS = {
     "chargebee": "Chargebee invoice comment(s)",
     "stripe": "Stripe invoice metadata note(s)",
 }
-
-
-class Out:
-    """Progress for people; with --json progress goes to stderr and stdout carries only JSON."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.stream = sys.stderr if as_json else sys.stdout
-
-    def __call__(self, line: str) -> None:
-        print(line, file=self.stream, flush=True)
 
 
 Scenario = Callable[[StackConfig, Out], Awaitable[dict[str, Any]]]
@@ -69,28 +59,6 @@ def _scenario_for(name: str) -> tuple[Scenario, Printer | None]:
     else:
         raise CliError(f"unknown scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
     return mod.scenario, getattr(mod, "print_summary", None) or _print_json
-
-
-async def run_on_stack(
-    cfg: StackConfig, say: Out, run_scenario: Callable[..., Awaitable[dict[str, Any]]]
-) -> dict[str, Any]:
-    """Run a scenario written against any deployment (``run_scenario(settings, billing, crm,
-    client, say, ui_url=, suffix=)``, which the tests call with a pair's) on the local stack."""
-    settings = Settings.from_env(cfg.service_env())
-    client = await Client.connect(
-        cfg.temporal.address,
-        namespace=cfg.temporal.namespace,
-        data_converter=pydantic_data_converter,
-    )
-    return await run_scenario(
-        settings,
-        build_billing(settings),
-        build_crm(settings),
-        client,
-        say,
-        ui_url=cfg.ui_url(),
-        suffix=datetime.now(UTC).strftime("%m%d%H%M%S"),
-    )
 
 
 def _print_json(summary: dict[str, Any], say: Out) -> None:

@@ -23,12 +23,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from cli.config import CliError, StackConfig
-from cli.drivers import drivers
 from domain.approvals import QUERY, PendingApproval
 from domain.ids import q2c_workflow_id
 from domain.quote import CATCH_UP_WORKFLOW_TYPE as CATCH_UP
 from domain.quote import QUERY_STATUS, CatchUpInput, CatchUpResult, QuoteToCashStatus
 from domain.settings import Settings
+from harness.drivers import drivers
 
 WAIT_S = 45.0
 CALLOUT_WAIT_S = 6.0
@@ -42,7 +42,7 @@ DEALS = (
 
 
 async def scenario(cfg: StackConfig, say: Say) -> dict[str, Any]:
-    from cli.demo import run_on_stack
+    from cli.demo_stack import run_on_stack
 
     return await run_on_stack(cfg, say, run_scenario)
 

@@ -19,12 +19,12 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.config import CliError, StackConfig
-from cli.drivers import drivers
 from connectors.hubspot import note_text
 from domain.dunning import DunningStatus
 from domain.ids import dunning_workflow_id, support_workflow_id
 from domain.settings import Settings
 from domain.support import SupportContextResult
+from harness.drivers import drivers
 from sandbox.scenarios import DEMO_CUSTOMERS
 
 WAIT_S = 45.0
@@ -32,7 +32,7 @@ Say = Any  # cli.demo.Out, or any callable taking one line
 
 
 async def scenario(cfg: StackConfig, say: Say) -> dict[str, Any]:
-    from cli.demo import run_on_stack
+    from cli.demo_stack import run_on_stack
 
     return await run_on_stack(cfg, say, run_scenario)
 

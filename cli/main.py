@@ -14,6 +14,7 @@ from pathlib import Path
 from cli.churn import add_churn_command
 from cli.config import CliError, StackConfig
 from domain.settings import SettingsError
+from harness.errors import HarnessError
 
 DEFAULT_CONFIG = "temporal-dev.yaml"
 
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.fn(args)
-    except (CliError, SettingsError) as exc:
+    except (CliError, HarnessError, SettingsError) as exc:
         print(f"revbridge {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

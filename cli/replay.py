@@ -185,7 +185,7 @@ def load_history_file(path: Path) -> WorkflowHistory:
 async def connect(address: str | None, namespace: str | None) -> Client:
     import asyncio
 
-    from domain.connect import client_connect_kwargs
+    from infra.connection import client_connect_kwargs
 
     try:
         kwargs = client_connect_kwargs()

@@ -33,8 +33,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def run_worker(cfg: StackConfig | None) -> None:
+    from infra import telemetry
     from workers import main as worker_main
-    from workers import telemetry
 
     apply_stack_defaults(cfg)
     telemetry.configure_logging()
@@ -47,8 +47,8 @@ def run_worker(cfg: StackConfig | None) -> None:
 
 
 def run_webhooks(cfg: StackConfig | None, host: str | None, port: int | None) -> None:
+    from infra import telemetry
     from webhooks.app import create_app
-    from workers import telemetry
 
     apply_stack_defaults(cfg)
     telemetry.configure_logging()

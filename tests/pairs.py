@@ -17,7 +17,6 @@ from pydantic import SecretStr
 from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.service import RPCError
 
-from cli.drivers import BillingDriver, CrmDriver, drivers
 from connectors.registry import build_billing, build_crm
 from domain import temporal as names
 from domain.approvals import QUERY, ApprovalTiming, PendingApproval
@@ -32,6 +31,7 @@ from domain.settings import (
     StripeSettings,
     WebhookSettings,
 )
+from harness.drivers import BillingDriver, CrmDriver, drivers
 from sandbox.stripe.signing import signature_header
 
 T = TypeVar("T")

@@ -23,13 +23,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
-from domain.connect import client_connect_kwargs
 from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
+from infra.connection import client_connect_kwargs
+from infra.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
 from webhooks import chargebee, hubspot, salesforce, stripe
 from webhooks.errors import Rejected
 from webhooks.router import risk_of, route, route_crm, route_risk
-from workers.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
 
 log = logging.getLogger("revbridge.webhooks")
 

@@ -32,7 +32,7 @@ from domain.churn import (
     SweepInput,
 )
 from domain.temporal import TASK_QUEUE
-from workers.schedules import ensure_schedule
+from infra.schedules import ensure_schedule
 
 
 @dataclass(frozen=True)

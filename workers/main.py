@@ -28,10 +28,11 @@ from connectors.base import BillingPlatform, CrmSystem
 from connectors.email import SmtpMailer
 from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
 from connectors.registry import build_billing, build_crm, build_mailer, build_reasoner
-from domain.connect import client_connect_kwargs
 from domain.settings import Settings
 from domain.temporal import TASK_QUEUE
-from workers import schedules, telemetry
+from infra import telemetry
+from infra.connection import client_connect_kwargs
+from workers import schedules
 from workflows.churn import ChurnInterventionWorkflow
 from workflows.churn_sweep import ChurnSweepWorkflow
 from workflows.dunning import DunningWorkflow

@@ -27,7 +27,7 @@ from domain import temporal as names
 from domain.quote import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
 from domain.quote import CatchUpInput
 from domain.settings import Settings
-from workers.schedules import ensure_schedule
+from infra.schedules import ensure_schedule
 
 EVERY = timedelta(minutes=15)
 

@@ -13,12 +13,12 @@ import pytest
 from hubspot.crm.deals import SimplePublicObjectInput as DealUpdate
 from pydantic import SecretStr
 
-from cli.drivers import HubSpotDriver
 from connectors.base import NotFound
 from connectors.hubspot import HubSpotCrm, note_text
 from domain.models import CustomerTier
 from domain.records import BillingLink, ChurnScoreRecord
 from domain.settings import HubSpotSettings
+from harness.drivers import HubSpotDriver
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
 

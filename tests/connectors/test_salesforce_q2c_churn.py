@@ -12,11 +12,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from cli.drivers import SalesforceDriver
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.salesforce import SalesforceCrm
 from domain.records import BillingLink, ChurnScoreRecord
 from domain.settings import SalesforceSettings
+from harness.drivers import SalesforceDriver
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.salesforce.schema import make_id

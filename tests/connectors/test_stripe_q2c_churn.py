@@ -16,12 +16,12 @@ import pytest
 import stripe
 from pydantic import SecretStr
 
-from cli.drivers import StripeDriver
 from connectors.base import BillingPlatform, ConnectorError, ErrorKind, NotFound
 from connectors.stripe import StripeBilling
 from domain.ids import idempotency_key
 from domain.records import CustomerDraft, SubscriptionDraft, SubscriptionLine
 from domain.settings import StripeSettings
+from harness.drivers import StripeDriver
 from sandbox.framework import ServerThread
 from sandbox.scenarios import CATALOG, stripe_seed
 from sandbox.stripe import StripeEmulator

@@ -24,12 +24,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.dunning import DunningStatus
 from domain.settings import Settings
+from infra import telemetry
 from sandbox.framework import free_port
 from sandbox.scenarios import DEMO_CUSTOMERS, DunningCustomer
 from tests import pairs
 from tests.pairs import Pair, pair_settings
 from tests.webhooks.helpers import basic, payment_failed
-from workers import telemetry
 
 T = TypeVar("T")
 NORTHWIND, GLOBEX, _ = DEMO_CUSTOMERS

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
+from infra import telemetry
 from tests.observability.conftest import GLOBEX, Deployment, eventually
 from tests.webhooks.helpers import basic, payment_failed
-from workers import telemetry
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:

@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from infra import telemetry
 from tests.observability.conftest import Deployment, eventually
 from tests.pairs import CB_KEY, SF_SECRET, WEBHOOK_PASSWORD
-from workers import telemetry
 
 
 def _url(span: ReadableSpan) -> str:

@@ -24,8 +24,8 @@ from hubspot.crm.line_items.exceptions import ApiException as LineItemApiExcepti
 from hubspot.crm.objects import PublicObjectSearchRequest
 from hubspot.crm.products import SimplePublicObjectInputForCreate as ProductCreate
 
-from cli.drivers import HubSpotDriver
 from domain.models import CaseOpened, DealWon
+from harness.drivers import HubSpotDriver
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
 from tests.sandbox.test_hubspot_emulator import SECRET, TOKEN, Receiver, make_client, verify_v3

@@ -22,8 +22,8 @@ from hubspot.crm.objects.exceptions import NotFoundException as HsNotFound
 from hubspot.crm.tickets import PublicObjectSearchRequest
 from simple_salesforce import format_soql
 
-from cli.config import CliError
 from domain.settings import Settings
+from harness.errors import HarnessError
 from sandbox.scenarios import (
     DunningCustomer,
     chargebee_seed,
@@ -36,7 +36,7 @@ from sandbox.scenarios import (
 def _seed(url: str, data: dict[str, Any]) -> dict[str, Any]:
     resp = httpx.post(url + "/_sandbox/seed", json=data, timeout=10)
     if resp.status_code != 200:
-        raise CliError(f"seeding {url} failed: HTTP {resp.status_code}: {resp.text[:200]}")
+        raise HarnessError(f"seeding {url} failed: HTTP {resp.status_code}: {resp.text[:200]}")
     return resp.json()
 
 
@@ -148,7 +148,7 @@ class ChargebeeDriver:
             self.connector.client.Invoice.collect_payment(invoice_id)
         except PaymentError:
             return
-        raise CliError(f"the sandbox accepted a payment it should have declined ({invoice_id})")
+        raise HarnessError(f"the sandbox accepted a payment it should have declined ({invoice_id})")
 
     def pay(self, invoice_id: str, amount: int) -> None:
         self.connector.client.Invoice.record_payment(
@@ -206,7 +206,7 @@ class StripeDriver:
             self.connector.client.v1.invoices.pay(invoice_id)
         except stripe.CardError:
             return
-        raise CliError(f"the sandbox accepted a payment it should have declined ({invoice_id})")
+        raise HarnessError(f"the sandbox accepted a payment it should have declined ({invoice_id})")
 
     def pay(self, invoice_id: str, amount: int) -> None:
         self.connector.client.v1.invoices.pay(invoice_id, {"paid_out_of_band": True})
@@ -296,7 +296,7 @@ class SalesforceDriver:
     def _standard_pricebook(self) -> str:
         rows = self.connector.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1")
         if not rows:
-            raise CliError("the Salesforce org has no standard price book")
+            raise HarnessError("the Salesforce org has no standard price book")
         return rows[0]["Id"]
 
     def seed_catalog(self) -> None:
@@ -387,7 +387,9 @@ class SalesforceDriver:
             )
         }
         if missing := [c for c in codes if c not in entries]:
-            raise CliError(f"products not in the Salesforce price book: {missing} (seed_catalog?)")
+            raise HarnessError(
+                f"products not in the Salesforce price book: {missing} (seed_catalog?)"
+            )
         if lines:
             records = [
                 {
@@ -406,7 +408,7 @@ class SalesforceDriver:
                 json={"allOrNone": True, "records": records},
             )
             if not all(r.get("success") for r in results):
-                raise CliError(f"line items refused: {[r.get('errors') for r in results]}")
+                raise HarnessError(f"line items refused: {[r.get('errors') for r in results]}")
         if contact_email:
             local = contact_email.split("@")[0].replace("_", ".").split(".")
             contact_id = sf.Contact.create(
@@ -524,7 +526,9 @@ class HubSpotDriver:
         """A sandbox control call: what a person does in HubSpot's UI (changeSource CRM_UI)."""
         resp = httpx.post(f"{self.url}/_sandbox/hubspot{path}", json=body or {}, timeout=30)
         if resp.status_code >= 300:
-            raise CliError(f"hubspot sandbox {path}: HTTP {resp.status_code}: {resp.text[:200]}")
+            raise HarnessError(
+                f"hubspot sandbox {path}: HTTP {resp.status_code}: {resp.text[:200]}"
+            )
         return resp.json()
 
     def _send_webhooks(self) -> None:
