@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	@$(VENV)/bin/revbridge demo
 
-test: $(STAMP)
+test: $(STAMP)  ## the browser the Web UI test drives (scripts/bootstrap-browser, as CI), then every test
+	@scripts/bootstrap-browser $(PY)
 	@$(PY) -m pytest -q
 
 dev: $(STAMP)

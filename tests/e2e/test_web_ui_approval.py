@@ -5,7 +5,8 @@ session's sandboxes, a governed dunning run waiting for finance. The browser rea
 details (User Metadata tab), sends the signal ``approval`` through "More Actions → Send a Signal"
 with the JSON shown there, and the credit is applied: checked outside the browser.
 
-Drives Debian's system Chromium through the ``playwright`` package; no browser is downloaded.
+Drives Debian's system Chromium through the ``playwright`` package, or Playwright's own Chromium
+where the package manager is not usable: scripts/bootstrap-browser sets up one or the other.
 """
 
 from __future__ import annotations
@@ -57,14 +58,19 @@ class WebUiStack:
 
 
 @pytest.fixture(scope="module")
-def chromium() -> Path:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
-            "CI installs it",
-            pytrace=False,
-        )
-    return CHROMIUM
+async def chromium() -> Path:
+    """Debian's chromium, else Playwright's own Chromium: what scripts/bootstrap-browser (run by
+    `make test` and CI) installs."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    async with async_playwright() as pw:
+        own = Path(pw.chromium.executable_path)
+    if own.exists():
+        return own
+    pytest.fail(
+        f"no browser ({CHROMIUM} or {own}): run scripts/bootstrap-browser (make test does)",
+        pytrace=False,
+    )
 
 
 @pytest.fixture(scope="module")
