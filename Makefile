@@ -28,7 +28,7 @@ lint: $(STAMP)
 clean:
 	rm -rf .revbridge
 
-bench: $(STAMP)  ## Temporal-floor ratios for ingest, end-to-end dunning and RSS (writes bench/RESULTS.md)
+bench: $(STAMP)  ## Temporal-floor ratios for ingest, end-to-end dunning and RSS (writes bench/RESULTS.md); the 1,000-customer churn sweep soak
 	@$(PY) -m bench
 
 histories: $(STAMP)  ## re-record tests/histories/ from the workflow scenarios (then commit them)

@@ -1,5 +1,6 @@
 """``python -m bench`` (``make bench``): the three benchmarks on one fresh dev server, a table on
-stdout, and ``bench/RESULTS.md``."""
+stdout, and ``bench/RESULTS.md``; then the churn sweep soak over a 1,000-customer book on a dev
+server of its own (bench/churn_soak.py; ``python -m bench.churn_soak [N]`` runs it alone)."""
 
 from __future__ import annotations
 
@@ -7,24 +8,25 @@ import asyncio
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench import flows, ingest, report
+from bench import churn_soak, flows, ingest, report
 from bench.common import stack
 
 #: after this many seconds no new burst round of the dunning benchmark starts
 BUDGET_S = 170.0
 
 
-async def main() -> None:
+async def main() -> int:
     began = time.monotonic()
     load_before = os.getloadavg()
     logs = Path(tempfile.mkdtemp(prefix="revbridge-bench-"))
     try:
         async with stack(logs) as st:
-            print("1/2 webhook ingest …", flush=True)
+            print("1/3 webhook ingest …", flush=True)
             ing = ingest.summarize(await ingest.run(st))
             print(
                 f"    ingest ratio = {ing['webhooks_per_s']:.0f} webhooks/s / "
@@ -32,7 +34,7 @@ async def main() -> None:
                 f"{ing['missing']} lost, {ing['extra_runs']} duplicate runs",
                 flush=True,
             )
-            print("2/2 end-to-end dunning and peak RSS …", flush=True)
+            print("2/3 end-to-end dunning and peak RSS …", flush=True)
             # bounded: fewer burst rounds if ingest ran slow (make bench stays well under 5 min)
             budget = max(30.0, BUDGET_S - (time.monotonic() - began))
             fl = flows.summarize(await flows.run(st, budget_s=budget))
@@ -50,8 +52,10 @@ async def main() -> None:
     elapsed = time.monotonic() - began
     report.write(ing, fl, elapsed, (load_before, os.getloadavg()))
     report.print_table(ing, fl, elapsed)
+    print("3/3 ", end="", flush=True)
+    return await churn_soak.main()
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,228 @@
+"""The churn sweep over a seeded book (``make bench`` runs the issue's 1,000 customers;
+``python -m bench.churn_soak [N]`` alone). ``make test`` runs the same sweep over a small book
+(tests/churn/test_churn_sweep.py), which proves the logic; this is the soak: does a night's sweep
+over a real-sized book finish, score everyone and fan out, in how long.
+
+Stripe × Salesforce sandboxes of its own, so the sweep walks exactly this book: the Chargebee SDK
+builds a new HTTP client (and TLS context) per request, which makes a 1,000-customer sweep
+CPU-bound for minutes in one process; the per-customer workflow is the same on every pair. Every
+sandbox request scans the whole book in one single-threaded process, so the per-customer cost grows
+with the book (about 14 minutes for 1,000 on 2 cores).
+
+Retention offers are forbidden by an extra policy, so no intervention waits for a person and each
+one runs to its outcome after a short follow-up: the sweep can wait for every intervention.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import stripe
+import yaml
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.policy import DEFAULT_POLICY_DIR
+from cli.stack import temporal_binary
+from connectors.registry import build_billing, build_crm
+from domain.churn import SWEEP_WORKFLOW_TYPE, ChurnResult, SweepInput, SweepResult
+from domain.ids import churn_workflow_id
+from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS
+from sandbox import books
+from sandbox.framework import ServerThread
+from sandbox.salesforce import SalesforceEmulator
+from sandbox.stripe import StripeEmulator
+from tests.pairs import SF_ID, SF_SECRET, STRIPE_KEY, STRIPE_SECRET, pair_settings
+from workers.main import build_worker
+
+#: the issue's book
+BOOK_SIZE = 1000
+
+
+def budget_s(n: int) -> float:
+    """How long a sweep of ``n`` customers may take, interventions included."""
+    return 120 + n * 1.5
+
+
+@dataclass
+class Swept:
+    """What a sweep did, read back from the sandboxes and Temporal (not from the code's counters)."""
+
+    book: books.Book
+    sweep: WorkflowHandle
+    result: SweepResult
+    #: billing customer ID → the churn score on its CRM account
+    scores: dict[str, int]
+    #: at-risk customer ID → its intervention's result
+    interventions: dict[str, ChurnResult]
+    #: the sweep's own audit entries in the CRM
+    audit: list[dict[str, Any]]
+    elapsed_s: float
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+@contextmanager
+def own_sandboxes() -> Iterator[dict[str, str]]:
+    st = StripeEmulator(api_key=STRIPE_KEY, webhook_secret=STRIPE_SECRET)
+    sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    with ServerThread({st: 0, sf: 0}) as thread:
+        urls = dict(thread.urls)
+        # pair_settings wants every vendor's URL; the other two are never called here
+        urls.setdefault("chargebee", "http://127.0.0.1:9")
+        urls.setdefault("hubspot", "http://127.0.0.1:9")
+        yield urls
+
+
+def no_offer_policies(folder: Path) -> Path:
+    """The shipped policies with churn intervention in ``auto`` and retention offers forbidden."""
+    shutil.copytree(DEFAULT_POLICY_DIR, folder)
+    modes = yaml.safe_load((folder / "modes.yaml").read_text())
+    modes["use_cases"]["churn_intervention"] = "auto"
+    (folder / "modes.yaml").write_text(yaml.safe_dump(modes))
+    (folder / "no_offers.cedar").write_text(
+        '@id("test_no_offers")\n'
+        'forbid (principal, action == RevBridge::Action::"offer_discount", resource);\n'
+    )
+    return folder
+
+
+def _seed(url: str, data: dict) -> None:
+    httpx.post(url + "/_sandbox/seed", json=data, timeout=120).raise_for_status()
+
+
+async def sweep_book(
+    client: Client,
+    urls: dict[str, str],
+    policy_dir: Path,
+    n: int,
+    *,
+    page_size: int = 100,
+    pages_per_run: int = 2,
+) -> Swept:
+    """Seed a book of ``n`` customers, run one sweep over it on a worker of its own, and wait for
+    every intervention it started to reach its outcome."""
+    task_queue = f"churn-sweep-{uuid.uuid4().hex[:8]}"
+    # one process drives the whole book against single-threaded emulators: give a busy emulator
+    # time to answer rather than time out and retry
+    settings = pair_settings(urls, "stripe", "salesforce", task_queue).model_copy(
+        update={"http_timeout_s": 15.0}
+    )
+    billing, crm = build_billing(settings), build_crm(settings)
+    book = books.book(n, prefix=f"bk{uuid.uuid4().hex[:6]}")
+    _seed(urls["stripe"], books.stripe_seed(book))
+    _seed(urls["salesforce"], books.salesforce_seed(book, "stripe"))
+    for invoice_id, attempts in books.stripe_failed_attempts(book):
+        for _ in range(attempts):  # the card declines: Stripe records a failed payment
+            try:
+                billing.client.v1.invoices.pay(invoice_id)
+            except stripe.CardError:
+                continue
+            raise AssertionError(f"the seeded decline of {invoice_id} was paid")
+
+    started = time.monotonic()
+    async with build_worker(client, billing, crm, task_queue=task_queue, policy_dir=policy_dir):
+        sweep: WorkflowHandle = await client.start_workflow(
+            SWEEP_WORKFLOW_TYPE,
+            SweepInput(
+                billing="stripe",
+                page_size=page_size,
+                pages_per_run=pages_per_run,
+                follow_up=timedelta(seconds=3),
+            ),
+            id=f"churn-sweep-test-{uuid.uuid4().hex[:8]}",
+            task_queue=task_queue,
+            result_type=SweepResult,
+        )
+        result = await asyncio.wait_for(sweep.result(), timeout=budget_s(n))
+        rows = crm.query(
+            "SELECT Billing_Customer_Id__c, Churn_Risk__c FROM Account WHERE Churn_Risk__c != null"
+        )
+        scores = {r["Billing_Customer_Id__c"]: int(r["Churn_Risk__c"]) for r in rows}
+        interventions: dict[str, ChurnResult] = {}
+        for cid in (cid for cid, s in scores.items() if s >= 50):
+            handle = client.get_workflow_handle(
+                churn_workflow_id("stripe", cid), result_type=ChurnResult
+            )
+            interventions[cid] = await asyncio.wait_for(handle.result(), timeout=300)
+        elapsed = time.monotonic() - started
+    return Swept(book, sweep, result, scores, interventions, crm.audit_log(sweep.id), elapsed)
+
+
+@asynccontextmanager
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(temporal_binary()),
+        search_attributes=ALL_SEARCH_ATTRIBUTE_KEYS,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            "history.transferProcessorMaxPollRPS=1000",
+        ],
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def check(swept: Swept, n: int, page_size: int = 100, pages_per_run: int = 2) -> list[str]:
+    """What must hold after any sweep; returns the problems (empty: all good)."""
+    problems = []
+    r = swept.result
+    want = (n, -(-n // page_size), -(-n // (page_size * pages_per_run)))
+    if (r.customers, r.pages, r.runs) != want:
+        problems.append(f"customers/pages/runs {(r.customers, r.pages, r.runs)} != {want}")
+    if set(swept.scores) != {c.id for c in swept.book.customers}:
+        problems.append(f"{len(swept.scores)} of {n} accounts scored")
+    if not swept.interventions:
+        problems.append("no customer at risk got an intervention")
+    outcomes = {i.outcome for i in swept.interventions.values()}
+    if not outcomes <= {"retained", "downgraded", "churned"}:
+        problems.append(f"intervention outcomes {sorted(outcomes)}")
+    if {i.offer for i in swept.interventions.values()} - {"blocked", None}:
+        problems.append("a retention offer was made although policy forbids them")
+    by_id = {c.id: c for c in swept.book.customers}
+    risky = [s for cid, s in swept.scores.items() if by_id[cid].risky]
+    calm = [s for cid, s in swept.scores.items() if not by_id[cid].risky]
+    if risky and calm and not sum(risky) / len(risky) > 2 * sum(calm) / len(calm):
+        problems.append("the risky part of the book does not score well above the rest")
+    if not swept.audit or {row["action"] for row in swept.audit} != {"write_churn_score"}:
+        problems.append("the sweep's audit log is not one write_churn_score per low-risk score")
+    if swept.elapsed_s > budget_s(n):
+        problems.append(f"took {swept.elapsed_s:.0f} s, budget {budget_s(n):.0f} s")
+    return problems
+
+
+async def main(n: int = BOOK_SIZE) -> int:
+    print(f"churn sweep soak: {n} customers …", flush=True)
+    with tempfile.TemporaryDirectory(prefix="revbridge-soak-") as tmp, own_sandboxes() as urls:
+        policies = no_offer_policies(Path(tmp) / "policies")
+        async with dev_server() as env:
+            swept = await sweep_book(env.client, urls, policies, n)
+    problems = check(swept, n)
+    print(
+        f"    swept {n} customers in {swept.result.pages} pages over {swept.result.runs} runs, "
+        f"{len(swept.interventions)} interventions, in {swept.elapsed_s:.0f} s "
+        f"({swept.elapsed_s / n * 1000:.0f} ms per customer; budget {budget_s(n):.0f} s)",
+        flush=True,
+    )
+    for p in problems:
+        print(f"    FAILED: {p}", flush=True)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else BOOK_SIZE)))
