@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import re
 
-_SAFE = re.compile(r"^[A-Za-z0-9_.\-]{1,128}$")
+#: what a provider ID may look like in a workflow ID or search attribute (webhooks validate
+#: every ID against it before any Temporal call)
+PROVIDER_ID = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
 
 
 def _provider_id(value: str) -> str:
-    if not _SAFE.fullmatch(value):
-        raise ValueError(f"not a provider ID: {value[:40]!r}")
+    if not isinstance(value, str) or not PROVIDER_ID.fullmatch(value):
+        raise ValueError(f"not a provider ID: {str(value)[:40]!r}")
     return value
 
 

@@ -89,6 +89,9 @@ class WebhookSettings(_Settings):
     salesforce_secrets: list[SecretStr] = []
     #: the org's ID (00D…); when set, callouts from any other org are refused
     salesforce_org_id: str | None = None
+    #: the integration user RevBridge's API calls run as (005…): callouts for records it last
+    #: changed are echoes of our own writes (SALESFORCE_INTEGRATION_USER_ID)
+    salesforce_integration_user_id: str | None = None
 
 
 class Settings(_Settings):
@@ -159,6 +162,7 @@ class Settings(_Settings):
                 "hubspot_client_secret": env.get("HUBSPOT_CLIENT_SECRET"),
                 "hubspot_public_url": env.get("HUBSPOT_WEBHOOK_URL"),
                 "salesforce_org_id": env.get("SALESFORCE_ORG_ID"),
+                "salesforce_integration_user_id": env.get("SALESFORCE_INTEGRATION_USER_ID"),
             }.items()
             if v is not None
         }

@@ -9,12 +9,10 @@ happens in workflows.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -27,13 +25,14 @@ from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
 from infra.connection import client_connect_kwargs
 from infra.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
-from webhooks import chargebee, hubspot, salesforce, stripe
+from webhooks import chargebee, hubspot, router, salesforce, stripe
 from webhooks.errors import Rejected
-from webhooks.router import risk_of, route, route_crm, route_risk
+
+# the bounded parser every route shares (size, depth, number bounds), re-exported for the routes
+from webhooks.parsing import Echo, parse_json, read_body
 
 log = logging.getLogger("revbridge.webhooks")
 
-MAX_BODY = 1_000_000  # bytes; vendor events are far smaller
 
 ClientProvider = Callable[[], Awaitable[Client]]
 
@@ -61,25 +60,6 @@ class TemporalConnection:
             return self._client
 
 
-async def read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise Rejected(413, "body too large", "too_large")
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise Rejected(413, "body too large", "too_large")
-    return body
-
-
-def parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise Rejected(400, f"malformed JSON at position {exc.pos}", "malformed_json") from None
-    except UnicodeDecodeError:
-        raise Rejected(400, "body is not UTF-8", "malformed_json") from None
-
-
 def create_app(settings: Settings | None = None, client: ClientProvider | None = None) -> Starlette:
     settings = settings or Settings.from_env(os.environ)
     cfg = settings.webhooks
@@ -92,24 +72,26 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         log.info("webhook rejected provider=%s status=%s reason=%s", provider, exc.status, exc.code)
         return JSONResponse({"error": exc.reason}, status_code=exc.status)
 
-    async def dispatch(provider: str, event: PaymentFailed | InvoicePaid | None) -> Response:
+    def echo(provider: str, event: Echo) -> Response:
+        count(provider, "echo")
+        return JSONResponse({"status": "echo", "reason": event.reason}, status_code=200)
+
+    async def dispatch(provider: str, event: PaymentFailed | InvoicePaid | Echo | None) -> Response:
         if event is None:
             count(provider, "ignored", "event_not_routed")
             return JSONResponse(
                 {"status": "ignored", "reason": "event type not routed"}, status_code=200
             )
-        client = await get_client()
-        status, body = await route(client, event, settings.task_queue)
-        if isinstance(event, PaymentFailed):
-            # a failed payment is also a churn signal (the churn run dedups by event ID)
-            await route_risk(client, risk_of(event), settings.task_queue)
+        if isinstance(event, Echo):
+            return echo(provider, event)
+        # the whole event is validated and planned before the first Temporal call
+        plan = router.plan(event, settings.task_queue)
+        status, body = await router.execute(await get_client(), plan, settings.task_queue)
         count(provider, body["status"], workflow_id=body.get("workflow_id"))
         return JSONResponse(body, status_code=status)
 
-    async def dispatch_crm(provider: str, event: DealWon | CaseOpened) -> tuple[int, dict]:
-        status, body = await route_crm(
-            await get_client(), event, settings.billing, settings.task_queue
-        )
+    async def dispatch_crm(provider: str, plan: router.Plan) -> tuple[int, dict]:
+        status, body = await router.execute(await get_client(), plan, settings.task_queue)
         count(provider, body["status"], workflow_id=body.get("workflow_id"))
         return status, body
 
@@ -150,11 +132,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 [s.get_secret_value() for s in cfg.stripe_secrets],
                 now=time.time(),
             )
-            payload = parse_json(raw)
-            if stripe.is_echo(payload):
-                count("stripe", "echo")
-                return JSONResponse({"status": "echo", "reason": "our own write"}, status_code=200)
-            return await dispatch("stripe", stripe.normalize(payload))
+            return await dispatch("stripe", stripe.normalize(parse_json(raw)))
         except Rejected as exc:
             return reject(exc, "stripe")
 
@@ -179,10 +157,15 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         except Rejected as exc:
             return reject(exc, "hubspot")
         app_id = settings.hubspot.app_id if settings.hubspot else None
-        results = []
+        # every event of the batch is judged (validated and planned) before the first Temporal
+        # call; each then starts what it should, or is dead-lettered alone
+        results: list[dict[str, str] | router.Plan] = []
         for raw_event in events:
             try:
                 outcome = hubspot.normalize(raw_event, own_app_id=app_id)
+                if isinstance(outcome, DealWon | CaseOpened):
+                    results.append(router.plan_crm(outcome, settings.billing))
+                    continue
             except Rejected as exc:
                 count("hubspot", "dead_letter", exc.code)
                 log.warning("hubspot event dead-lettered reason=%s", exc.code)
@@ -194,16 +177,6 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             elif outcome is None:
                 count("hubspot", "ignored", "event_not_routed")
                 results.append({"status": "ignored", "reason": "event type not routed"})
-            elif isinstance(outcome, DealWon | CaseOpened):
-                try:
-                    _, body = await dispatch_crm("hubspot", outcome)
-                except Rejected as exc:
-                    if exc.status == 503:  # Temporal down: HubSpot retries the whole batch
-                        return reject(exc, "hubspot")
-                    count("hubspot", "dead_letter", exc.code)
-                    results.append({"status": "dead_letter", "reason": exc.reason})
-                    continue
-                results.append(body)
             else:
                 # Account sync is not built yet: the canonical event is acknowledged and counted,
                 # not lost silently.
@@ -211,6 +184,15 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 results.append(
                     {"status": "ignored", "reason": f"no workflow for {type(outcome).__name__} yet"}
                 )
+        for i, item in enumerate(results):
+            if isinstance(item, router.Plan):
+                try:
+                    _, results[i] = await dispatch_crm("hubspot", item)
+                except Rejected as exc:
+                    if exc.status == 503:  # Temporal down: HubSpot retries the whole batch
+                        return reject(exc, "hubspot")
+                    count("hubspot", "dead_letter", exc.code)
+                    results[i] = {"status": "dead_letter", "reason": exc.reason}
         return JSONResponse({"results": results}, status_code=200)
 
     async def salesforce_webhook(request: Request) -> Response:
@@ -224,13 +206,21 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 request.headers.get(salesforce.HEADER),
                 [s.get_secret_value() for s in cfg.salesforce_secrets],
             )
-            event = salesforce.normalize(parse_json(raw), org_id=cfg.salesforce_org_id)
+            event = salesforce.normalize(
+                parse_json(raw),
+                org_id=cfg.salesforce_org_id,
+                integration_user_id=cfg.salesforce_integration_user_id,
+            )
             if event is None:
                 count("salesforce", "ignored", "event_not_routed")
                 return JSONResponse(
                     {"status": "ignored", "reason": "event type not routed"}, status_code=200
                 )
-            status, body = await dispatch_crm("salesforce", event)
+            if isinstance(event, Echo):
+                return echo("salesforce", event)
+            status, body = await dispatch_crm(
+                "salesforce", router.plan_crm(event, settings.billing)
+            )
             return JSONResponse(body, status_code=status)
         except Rejected as exc:
             return reject(exc, "salesforce")

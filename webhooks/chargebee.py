@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.models import InvoicePaid, PaymentFailed
+from webhooks import parsing as p
 from webhooks.errors import Rejected
 
 PROVIDER = "chargebee"
@@ -31,63 +32,54 @@ def check_basic_auth(header: str | None, username: str, password: str) -> None:
         raise Rejected(401, "invalid credentials", "auth_invalid")
 
 
-def _require(obj: Any, key: str, where: str) -> Any:
-    if not isinstance(obj, dict) or obj.get(key) in (None, ""):
-        raise Rejected(422, f"{where}.{key} is missing", "missing_field")
-    return obj[key]
-
-
 def normalize(payload: Any) -> PaymentFailed | InvoicePaid | None:
-    """The canonical event, or None for event types RevBridge does not route (acknowledged)."""
+    """The canonical event, or None for event types RevBridge does not route (acknowledged).
+    Every field is validated here (``webhooks.parsing``), so a routed event is safe to start."""
     if not isinstance(payload, dict):
         raise Rejected(400, "body must be a JSON object", "not_an_object")
-    event_id = str(_require(payload, "id", "event"))
-    event_type = str(_require(payload, "event_type", "event"))
-    if str(payload.get("api_version", "v2")).lower() != "v2":
-        raise Rejected(
-            422, f"unsupported api_version {payload.get('api_version')!r}", "api_version"
-        )
-    content = payload.get("content")
-    if not isinstance(content, dict):
-        raise Rejected(422, "event.content is missing", "missing_field")
+    event_id = p.provider_id(payload.get("id"), "event.id")
+    event_type = p.text(payload.get("event_type"), "event.event_type")
+    api_version = payload.get("api_version", "v2")
+    if not isinstance(api_version, str) or api_version.lower() != "v2":
+        raise Rejected(422, f"unsupported api_version {str(api_version)[:20]!r}", "api_version")
+    content = p.obj(payload.get("content"), "event.content")
     occurred = payload.get("occurred_at")
-    try:
-        occurred_at = datetime.fromtimestamp(int(occurred), UTC) if occurred else datetime.now(UTC)
-    except (TypeError, ValueError, OverflowError):
-        raise Rejected(422, "event.occurred_at is not a unix timestamp", "bad_field") from None
+    occurred_at = (
+        datetime.now(UTC) if occurred is None else p.unix_seconds(occurred, "event.occurred_at")
+    )
 
     if event_type == "payment_failed":
         invoice = content.get("invoice")
-        transaction = content.get("transaction") or {}
         if not isinstance(invoice, dict):
             raise Rejected(422, "payment_failed without content.invoice", "missing_field")
-        try:
-            return PaymentFailed(
-                billing=PROVIDER,
-                event_id=event_id,
-                invoice_id=str(_require(invoice, "id", "invoice")),
-                customer_id=str(_require(invoice, "customer_id", "invoice")),
-                subscription_id=invoice.get("subscription_id"),
-                amount_due=int(invoice.get("amount_due") or 0),
-                currency=str(invoice.get("currency_code") or "USD"),
-                decline_code=transaction.get("error_code")
-                if isinstance(transaction, dict)
-                else None,
-                occurred_at=occurred_at,
-            )
-        except (TypeError, ValueError) as exc:
-            raise Rejected(
-                422, f"invalid payment_failed: {type(exc).__name__}", "bad_field"
-            ) from None
+        transaction = content.get("transaction")
+        if transaction is not None and not isinstance(transaction, dict):
+            raise Rejected(422, "content.transaction is not an object", "bad_field")
+        return PaymentFailed(
+            billing=PROVIDER,
+            event_id=event_id,
+            invoice_id=p.provider_id(invoice.get("id"), "invoice.id"),
+            customer_id=p.provider_id(invoice.get("customer_id"), "invoice.customer_id"),
+            subscription_id=p.optional_provider_id(
+                invoice.get("subscription_id"), "invoice.subscription_id"
+            ),
+            amount_due=p.amount(invoice.get("amount_due"), "invoice.amount_due", default=0),
+            currency=p.currency(invoice.get("currency_code"), "invoice.currency_code", "USD"),
+            decline_code=p.optional_text(
+                (transaction or {}).get("error_code"), "transaction.error_code"
+            ),
+            occurred_at=occurred_at,
+        )
     if event_type == "payment_succeeded":
         invoice = content.get("invoice")
-        if not isinstance(invoice, dict):
+        if invoice is None:
             return None  # a payment not tied to an invoice: nothing of ours waits on it
+        invoice = p.obj(invoice, "content.invoice")
         return InvoicePaid(
             billing=PROVIDER,
             event_id=event_id,
-            invoice_id=str(_require(invoice, "id", "invoice")),
-            customer_id=str(_require(invoice, "customer_id", "invoice")),
+            invoice_id=p.provider_id(invoice.get("id"), "invoice.id"),
+            customer_id=p.provider_id(invoice.get("customer_id"), "invoice.customer_id"),
             occurred_at=occurred_at,
         )
     return None

@@ -31,10 +31,11 @@ import base64
 import hashlib
 import hmac
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from domain.models import CaseOpened, CrmAccountChanged, DealWon
+from webhooks import parsing
 from webhooks.errors import Rejected
 
 CRM = "hubspot"
@@ -129,9 +130,9 @@ def _numeric_id(event: dict[str, Any], key: str) -> str:
     value = event.get(key)
     if isinstance(value, bool) or value is None:
         raise Rejected(422, f"event is missing {key}", "malformed_event")
-    if isinstance(value, int) and value >= 0:
+    if isinstance(value, int) and 0 <= value < 10**30:
         return str(value)
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 30:
         return value
     raise Rejected(422, f"event {key} is not a numeric ID", "malformed_event")
 
@@ -141,8 +142,8 @@ def _occurred_at(event: dict[str, Any]) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise Rejected(422, "event is missing occurredAt (epoch milliseconds)", "malformed_event")
     try:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
+        return parsing.epoch_ms(value, "event occurredAt")
+    except Rejected:
         raise Rejected(422, "event occurredAt is out of range", "malformed_event") from None
 
 

@@ -1,13 +1,25 @@
-"""Canonical event → Temporal: deterministic workflow IDs, signal-with-start, dedup by event ID."""
+"""Canonical event → Temporal: deterministic workflow IDs, signal-with-start, dedup by event ID.
+
+Two steps, so an event either starts (or signals) everything it should or nothing:
+
+1. :func:`plan` validates the whole event and computes every workflow ID, input, search attribute
+   and summary — pure, no I/O. A bad field is a ``Rejected(422)`` before any Temporal call.
+2. :func:`execute` makes the calls. Each is idempotent (deterministic IDs, the reuse/conflict
+   policies of ``domain.starts``, signal handlers that dedup by event ID), so when Temporal fails
+   half-way the 503 makes the vendor redeliver and the redelivery completes the rest.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,107 +33,259 @@ from domain.ids import (
     support_workflow_id,
 )
 from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed, RiskSignal
+from domain.starts import start_options
 from webhooks.errors import Rejected
 
 RPC_TIMEOUT = timedelta(seconds=5)
 
-
 Routed = tuple[int, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Start:
+    """One start, or signal-with-start when ``signal`` is set, with the workflow type's policies."""
+
+    workflow: str
+    arg: Any
+    id: str
+    use_case: str
+    summary: str
+    customer: str | None = None
+    amount_at_risk: float | None = None
+    details: str | None = None
+    signal: str | None = None
+    signal_args: tuple[Any, ...] = ()
+
+    def search_attributes(self) -> TypedSearchAttributes:
+        pairs: list[SearchAttributePair[Any]] = [SearchAttributePair(names.USE_CASE, self.use_case)]
+        if self.customer is not None:
+            pairs.append(SearchAttributePair(names.CUSTOMER, self.customer))
+        pairs.append(SearchAttributePair(names.APPROVAL, "none"))
+        if self.amount_at_risk is not None:
+            pairs.append(SearchAttributePair(names.AMOUNT_AT_RISK, self.amount_at_risk))
+        return TypedSearchAttributes(pairs)
+
+
+@dataclass(frozen=True)
+class SignalIfRunning:
+    """Signal a run only while it runs (a paid invoice never starts a dunning run)."""
+
+    id: str
+    signal: str
+    arg: Any
+    missing_reason: str
+    closed_reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one event does in Temporal. ``follow_up`` runs only when ``first`` started or joined
+    a run; when ``first`` met a closed run (a late redelivery), ``follow_up`` only signals a
+    running one (``if_closed``) — so a redelivered failed payment never starts a second churn
+    intervention after the first ended."""
+
+    first: Start | SignalIfRunning
+    follow_up: Start | None = None
+    if_closed: SignalIfRunning | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def _bad_id(exc: ValueError) -> Rejected:
+    return Rejected(422, str(exc), "bad_id")
+
+
+def _amount(minor_units: int) -> float:
+    """The amount-at-risk search attribute (major units); a value no float holds is refused."""
+    try:
+        value = minor_units / 100
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise Rejected(422, "amount_due is out of range", "bad_field")
+    return value
+
+
+def plan(event: PaymentFailed | InvoicePaid, task_queue: str = names.TASK_QUEUE) -> Plan:
+    """A billing event's plan; raises ``Rejected(422)`` for anything that could not be started."""
+    try:
+        wf_id = dunning_workflow_id(event.billing, event.invoice_id)
+        churn_id = churn_workflow_id(event.billing, event.customer_id)
+    except ValueError as exc:
+        raise _bad_id(exc) from None
+    if isinstance(event, InvoicePaid):
+        return Plan(
+            SignalIfRunning(
+                wf_id,
+                names.SIGNAL_INVOICE_PAID,
+                event,
+                "no dunning run for this invoice",
+                "dunning run already closed",
+            )
+        )
+    amount = _amount(event.amount_due)
+    dunning = Start(
+        WORKFLOW_TYPE,
+        DunningInput(billing=event.billing, invoice_id=event.invoice_id),
+        wf_id,
+        use_case="dunning",
+        customer=event.customer_id,
+        amount_at_risk=amount,
+        summary=f"Dunning for invoice {event.invoice_id} ({event.billing})",
+        details=(
+            f"Started by {event.billing} event `{event.event_id}` at "
+            f"{event.occurred_at:%Y-%m-%d %H:%M} UTC: a payment on invoice "
+            f"`{event.invoice_id}` of customer `{event.customer_id}` failed"
+            + (f" ({event.decline_code})" if event.decline_code else "")
+            + f"; {amount:,.2f} {event.currency} due. The run re-fetches "
+            "the invoice, follows the segment's playbook (policies/playbooks.yaml) and waits "
+            "for payment; its status query and current details say where it stands."
+        ),
+        signal=names.SIGNAL_PAYMENT_FAILED,
+        signal_args=(event,),
+    )
+    # a failed payment is also a churn signal (the churn run dedups by event ID)
+    signal = risk_of(event)
+    return Plan(
+        dunning,
+        follow_up=_churn_start(signal, churn_id),
+        if_closed=SignalIfRunning(
+            churn_id,
+            names.SIGNAL_RISK,
+            signal,
+            "no churn intervention for this customer",
+            "churn intervention already closed",
+        ),
+    )
+
+
+def plan_risk(signal: RiskSignal) -> Plan:
+    try:
+        churn_id = churn_workflow_id(signal.billing, signal.customer_id)
+    except ValueError as exc:
+        raise _bad_id(exc) from None
+    return Plan(_churn_start(signal, churn_id))
+
+
+def _churn_start(signal: RiskSignal, churn_id: str) -> Start:
+    return Start(
+        churn.WORKFLOW_TYPE,
+        churn.ChurnInput(billing=signal.billing, customer_id=signal.customer_id),
+        churn_id,
+        use_case="churn_intervention",
+        customer=signal.customer_id,
+        summary=f"Churn intervention for customer {signal.customer_id} ({signal.billing})",
+        signal=names.SIGNAL_RISK,
+        signal_args=(signal,),
+    )
+
+
+def plan_crm(event: DealWon | CaseOpened, billing: str) -> Plan:
+    """A won deal starts quote-to-cash, a new case support context: each once per record (a
+    failed run may be redone, ``domain.starts``), so a redelivered callout and the catch-up
+    query start nothing new."""
+    try:
+        if isinstance(event, DealWon):
+            return Plan(
+                Start(
+                    quote.WORKFLOW_TYPE,
+                    quote.QuoteToCashInput(
+                        crm=event.crm, billing=billing, opportunity_id=event.opportunity_id
+                    ),
+                    q2c_workflow_id(event.crm, event.opportunity_id),
+                    use_case="quote_to_cash",
+                    summary=f"Quote-to-cash for opportunity {event.opportunity_id} ({event.crm})",
+                )
+            )
+        return Plan(
+            Start(
+                support.WORKFLOW_TYPE,
+                support.SupportContextInput(crm=event.crm, billing=billing, case_id=event.case_id),
+                support_workflow_id(event.crm, event.case_id),
+                use_case="support_context",
+                summary=f"Billing context for case {event.case_id} ({event.crm})",
+            )
+        )
+    except ValueError as exc:
+        raise _bad_id(exc) from None
+
+
+async def execute(client: Client, p: Plan, task_queue: str = names.TASK_QUEUE) -> Routed:
+    """Make the plan's calls; Temporal unreachable → ``Rejected(503)`` (the vendor retries)."""
+    async with _temporal_errors():
+        status, body = await _run(client, p.first, task_queue)
+        if p.follow_up is not None:
+            if body["status"] == "duplicate" and p.if_closed is not None:
+                await _run(client, p.if_closed, task_queue)
+            else:
+                await _run(client, p.follow_up, task_queue)
+        return status, body
+    raise AssertionError("unreachable")
+
+
+async def _run(client: Client, step: Start | SignalIfRunning, task_queue: str) -> Routed:
+    if isinstance(step, SignalIfRunning):
+        return await _signal_if_running(client, step)
+    try:
+        await client.start_workflow(
+            step.workflow,
+            step.arg,
+            id=step.id,
+            task_queue=task_queue,
+            start_signal=step.signal,
+            start_signal_args=list(step.signal_args),
+            search_attributes=step.search_attributes(),
+            static_summary=step.summary,
+            static_details=step.details,
+            rpc_timeout=RPC_TIMEOUT,
+            **start_options(step.workflow),
+        )
+    except WorkflowAlreadyStartedError:
+        return 200, {"status": "duplicate", "workflow_id": step.id}
+    return 202, {"status": "accepted", "workflow_id": step.id}
+
+
+async def _signal_if_running(client: Client, step: SignalIfRunning) -> Routed:
+    handle = client.get_workflow_handle(step.id)
+    try:
+        desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return 200, {"status": "ignored", "reason": step.missing_reason}
+        raise
+    if desc.status != WorkflowExecutionStatus.RUNNING:
+        return 200, {"status": "ignored", "reason": step.closed_reason}
+    try:
+        await handle.signal(step.signal, step.arg, rpc_timeout=RPC_TIMEOUT)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # closed between describe and signal
+            return 200, {"status": "ignored", "reason": step.closed_reason}
+        raise
+    return 202, {"status": "accepted", "workflow_id": step.id}
+
+
+# --- the one-call forms (each validates before its call) --------------------------------------------
 
 
 async def route(
     client: Client, event: PaymentFailed | InvoicePaid, task_queue: str = names.TASK_QUEUE
 ) -> Routed:
-    try:
-        wf_id = dunning_workflow_id(event.billing, event.invoice_id)
-    except ValueError as exc:
-        raise Rejected(422, str(exc), "bad_id") from None
-    async with _temporal_errors():
-        if isinstance(event, PaymentFailed):
-            return await _payment_failed(client, wf_id, event, task_queue)
-        return await _invoice_paid(client, wf_id, event)
-    raise AssertionError("unreachable")
+    """Every Temporal call a billing event makes: the dunning run and, for a failed payment,
+    the churn signal."""
+    return await execute(client, plan(event, task_queue), task_queue)
 
 
 async def route_crm(
     client: Client, event: DealWon | CaseOpened, billing: str, task_queue: str = names.TASK_QUEUE
 ) -> Routed:
-    """A won deal starts quote-to-cash, a new case support context: each once per record, ever
-    (REJECT_DUPLICATE), so a redelivered callout and the catch-up query start nothing new."""
-    try:
-        if isinstance(event, DealWon):
-            wf_id = q2c_workflow_id(event.crm, event.opportunity_id)
-            workflow, arg, use_case = (
-                quote.WORKFLOW_TYPE,
-                quote.QuoteToCashInput(
-                    crm=event.crm, billing=billing, opportunity_id=event.opportunity_id
-                ),
-                "quote_to_cash",
-            )
-            summary = f"Quote-to-cash for opportunity {event.opportunity_id} ({event.crm})"
-        else:
-            wf_id = support_workflow_id(event.crm, event.case_id)
-            workflow, arg, use_case = (
-                support.WORKFLOW_TYPE,
-                support.SupportContextInput(crm=event.crm, billing=billing, case_id=event.case_id),
-                "support_context",
-            )
-            summary = f"Billing context for case {event.case_id} ({event.crm})"
-    except ValueError as exc:
-        raise Rejected(422, str(exc), "bad_id") from None
-    async with _temporal_errors():
-        try:
-            await client.start_workflow(
-                workflow,
-                arg,
-                id=wf_id,
-                task_queue=task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(names.USE_CASE, use_case),
-                        SearchAttributePair(names.APPROVAL, "none"),
-                    ]
-                ),
-                static_summary=summary,
-                rpc_timeout=RPC_TIMEOUT,
-            )
-        except WorkflowAlreadyStartedError:
-            return 200, {"status": "duplicate", "workflow_id": wf_id}
-        return 202, {"status": "accepted", "workflow_id": wf_id}
-    raise AssertionError("unreachable")
+    return await execute(client, plan_crm(event, billing), task_queue)
 
 
 async def route_risk(
     client: Client, signal: RiskSignal, task_queue: str = names.TASK_QUEUE
 ) -> Routed:
-    """A failed payment or a downgrade moves churn risk: signal-with-start the customer's churn
+    """A downgrade or usage drop moves churn risk: signal-with-start the customer's churn
     intervention (a running one rescores; the signal's event ID dedups redeliveries)."""
-    try:
-        wf_id = churn_workflow_id(signal.billing, signal.customer_id)
-    except ValueError as exc:
-        raise Rejected(422, str(exc), "bad_id") from None
-    async with _temporal_errors():
-        await client.start_workflow(
-            churn.WORKFLOW_TYPE,
-            churn.ChurnInput(billing=signal.billing, customer_id=signal.customer_id),
-            id=wf_id,
-            task_queue=task_queue,
-            start_signal=names.SIGNAL_RISK,
-            start_signal_args=[signal],
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(names.USE_CASE, "churn_intervention"),
-                    SearchAttributePair(names.CUSTOMER, signal.customer_id),
-                    SearchAttributePair(names.APPROVAL, "none"),
-                ]
-            ),
-            static_summary=f"Churn intervention for customer {signal.customer_id} "
-            f"({signal.billing})",
-            rpc_timeout=RPC_TIMEOUT,
-        )
-        return 202, {"status": "accepted", "workflow_id": wf_id}
-    raise AssertionError("unreachable")
+    return await execute(client, plan_risk(signal), task_queue)
 
 
 def risk_of(event: PaymentFailed) -> RiskSignal:
@@ -149,62 +313,3 @@ async def _temporal_errors() -> AsyncIterator[None]:
                 503, "workflow engine unavailable, retry later", "temporal_unavailable"
             ) from None
         raise
-
-
-async def _payment_failed(
-    client: Client, wf_id: str, event: PaymentFailed, task_queue: str
-) -> tuple[int, dict[str, str]]:
-    try:
-        await client.start_workflow(
-            WORKFLOW_TYPE,
-            DunningInput(billing=event.billing, invoice_id=event.invoice_id),
-            id=wf_id,
-            task_queue=task_queue,
-            start_signal=names.SIGNAL_PAYMENT_FAILED,
-            start_signal_args=[event],
-            # One dunning run per invoice, ever: a late redelivery after it closed starts nothing.
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(names.USE_CASE, "dunning"),
-                    SearchAttributePair(names.CUSTOMER, event.customer_id),
-                    SearchAttributePair(names.APPROVAL, "none"),
-                    SearchAttributePair(names.AMOUNT_AT_RISK, event.amount_due / 100),
-                ]
-            ),
-            static_summary=f"Dunning for invoice {event.invoice_id} ({event.billing})",
-            static_details=(
-                f"Started by {event.billing} event `{event.event_id}` at "
-                f"{event.occurred_at:%Y-%m-%d %H:%M} UTC: a payment on invoice "
-                f"`{event.invoice_id}` of customer `{event.customer_id}` failed"
-                + (f" ({event.decline_code})" if event.decline_code else "")
-                + f"; {event.amount_due / 100:,.2f} {event.currency} due. The run re-fetches "
-                "the invoice, follows the segment's playbook (policies/playbooks.yaml) and waits "
-                "for payment; its status query and current details say where it stands."
-            ),
-            rpc_timeout=RPC_TIMEOUT,
-        )
-    except WorkflowAlreadyStartedError:
-        return 200, {"status": "duplicate", "workflow_id": wf_id}
-    return 202, {"status": "accepted", "workflow_id": wf_id}
-
-
-async def _invoice_paid(
-    client: Client, wf_id: str, event: InvoicePaid
-) -> tuple[int, dict[str, str]]:
-    handle = client.get_workflow_handle(wf_id)
-    try:
-        desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return 200, {"status": "ignored", "reason": "no dunning run for this invoice"}
-        raise
-    if desc.status != WorkflowExecutionStatus.RUNNING:
-        return 200, {"status": "ignored", "reason": "dunning run already closed"}
-    try:
-        await handle.signal(names.SIGNAL_INVOICE_PAID, event, rpc_timeout=RPC_TIMEOUT)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:  # closed between describe and signal
-            return 200, {"status": "ignored", "reason": "dunning run already closed"}
-        raise
-    return 202, {"status": "accepted", "workflow_id": wf_id}

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.models import CaseOpened, DealWon
+from webhooks import parsing
 from webhooks.errors import Rejected
 
 HEADER = "x-revbridge-webhook-secret"
@@ -35,17 +36,38 @@ def verify(header: str | None, secrets: list[str]) -> None:
 
 
 def _occurred_at(value: Any) -> datetime:
-    if isinstance(value, str):
-        try:
-            # Salesforce writes +0000 (no colon); Python 3.11 accepts both forms
-            return datetime.fromisoformat(value)
-        except ValueError:
-            pass
-    return datetime.now(UTC)
+    """The callout's time; the Flow body is ours, so a missing one is "now", a garbled one a 422."""
+    if value is None:
+        return datetime.now(UTC)
+    return parsing.iso_timestamp(value, "occurredAt")
 
 
-def normalize(payload: Any, org_id: str | None = None) -> DealWon | CaseOpened | None:
-    """The callout body → a canonical event; None for an event type we do not route."""
+def is_echo(kind: Any, record: Any, integration_user_id: str | None) -> str | None:
+    """Why this callout is our own write coming back, or None when a person (or another
+    integration) caused it. Salesforce reports who did what on the record itself:
+
+    - a Case carrying ``RevBridge_Key__c`` was opened by RevBridge (the key is how its create is
+      idempotent; nobody else sets it) — its ``case_created`` callout is an echo;
+    - any record whose last change was made by our integration user (``LastModifiedById``, or
+      ``CreatedById`` on a create) is ours. A rep closing an opportunity RevBridge created is
+      the rep's change (``LastModifiedById`` is the rep) and is routed.
+    """
+    if not isinstance(record, dict):
+        return None
+    if kind == "case_created" and record.get("RevBridge_Key__c"):
+        return "a case RevBridge opened"
+    if integration_user_id:
+        field = "CreatedById" if kind == "case_created" else "LastModifiedById"
+        if record.get(field) == integration_user_id:
+            return "a change made by the RevBridge integration user"
+    return None
+
+
+def normalize(
+    payload: Any, org_id: str | None = None, integration_user_id: str | None = None
+) -> DealWon | CaseOpened | parsing.Echo | None:
+    """The callout body → a canonical event, an :class:`~webhooks.parsing.Echo` of our own
+    write, or None for an event type we do not route."""
     if not isinstance(payload, dict):
         raise Rejected(400, "body is not a JSON object", "malformed_event")
     kind, event_id, record_id = (
@@ -57,11 +79,15 @@ def normalize(payload: Any, org_id: str | None = None) -> DealWon | CaseOpened |
         raise Rejected(400, "eventId is missing", "malformed_event")
     if not isinstance(record_id, str) or not record_id:
         raise Rejected(400, "recordId is missing", "malformed_event")
+    event_id = parsing.text(event_id, "eventId", max_len=128)
     if org_id and payload.get("orgId") != org_id:
         raise Rejected(403, "callout from another Salesforce org", "wrong_org")
     at = _occurred_at(payload.get("occurredAt"))
+    if kind not in ("opportunity_closed_won", "case_created"):
+        return None
+    echo = is_echo(kind, payload.get("record"), integration_user_id)
+    if echo:
+        return parsing.Echo(echo)
     if kind == "opportunity_closed_won":
         return DealWon(crm=CRM, event_id=event_id, opportunity_id=record_id, occurred_at=at)
-    if kind == "case_created":
-        return CaseOpened(crm=CRM, event_id=event_id, case_id=record_id, occurred_at=at)
-    return None
+    return CaseOpened(crm=CRM, event_id=event_id, case_id=record_id, occurred_at=at)

@@ -13,10 +13,10 @@ import hashlib
 import hmac
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from domain.models import InvoicePaid, PaymentFailed
+from webhooks import parsing as p
 from webhooks.errors import Rejected
 
 PROVIDER = "stripe"
@@ -101,8 +101,10 @@ def verify(
 
 
 def is_echo(payload: Any) -> bool:
-    """Our own API writes come back as events; Stripe records the request's idempotency key, and
-    every key RevBridge sends starts with ``rb-``."""
+    """The event was caused by one of our own API requests: Stripe records the request's
+    idempotency key on the event (``request.idempotency_key``), and every key RevBridge sends
+    starts with ``rb-``. Caused by our request is not the same as ours to drop: see
+    :func:`normalize`."""
     if not isinstance(payload, dict):
         return False
     request = payload.get("request")
@@ -123,8 +125,15 @@ def _provider_id(obj: Any, key: str, where: str) -> str:
     return value
 
 
-def normalize(payload: Any) -> PaymentFailed | InvoicePaid | None:
-    """The canonical event, or None for event types RevBridge does not route (acknowledged)."""
+def normalize(payload: Any) -> PaymentFailed | InvoicePaid | p.Echo | None:
+    """The canonical event; an :class:`~webhooks.parsing.Echo` for another event our own request
+    caused; None for event types RevBridge does not route (acknowledged).
+
+    A payment's outcome is never an echo, whoever sent the request that led to it: the card was
+    declined (or paid) on the customer's side. The first invoice of a subscription quote-to-cash
+    created fails with ``request.idempotency_key`` = our key — that failure must start dunning;
+    a retry of ours that fails or succeeds reaches the run that made it (deduplicated by event
+    ID), which is how it learns the outcome."""
     if not isinstance(payload, dict):
         raise Rejected(400, "body must be a JSON object", "not_an_object")
     event_id = _provider_id(payload, "id", "event")
@@ -132,14 +141,11 @@ def normalize(payload: Any) -> PaymentFailed | InvoicePaid | None:
     if not isinstance(event_type, str) or not event_type:
         raise Rejected(422, "event.type is missing", "missing_field")
     if event_type != "invoice.payment_failed" and event_type not in _PAID_TYPES:
-        return None
+        return p.Echo("our own write") if is_echo(payload) else None
     created = payload.get("created")
     if isinstance(created, bool) or not isinstance(created, int):
         raise Rejected(422, "event.created is not a unix timestamp", "bad_field")
-    try:
-        occurred_at = datetime.fromtimestamp(created, UTC)
-    except (OverflowError, OSError, ValueError):
-        raise Rejected(422, "event.created is out of range", "bad_field") from None
+    occurred_at = p.unix_seconds(created, "event.created")
     data = payload.get("data")
     invoice = data.get("object") if isinstance(data, dict) else None
     if not isinstance(invoice, dict):
@@ -164,12 +170,8 @@ def normalize(payload: Any) -> PaymentFailed | InvoicePaid | None:
         if isinstance(details, dict) and details.get("subscription")
         else None
     )
-    amount_due = invoice.get("amount_due", 0)
-    if isinstance(amount_due, bool) or not isinstance(amount_due, int) or amount_due < 0:
-        raise Rejected(422, "invoice.amount_due is not an amount", "bad_field")
-    currency = invoice.get("currency")
-    if not isinstance(currency, str) or not re.fullmatch(r"[A-Za-z]{3}", currency):
-        raise Rejected(422, "invoice.currency is not a currency code", "bad_field")
+    amount_due = p.amount(invoice.get("amount_due", 0), "invoice.amount_due")
+    currency = p.currency(invoice.get("currency"), "invoice.currency")
     return PaymentFailed(
         billing=PROVIDER,
         event_id=event_id,
@@ -177,7 +179,7 @@ def normalize(payload: Any) -> PaymentFailed | InvoicePaid | None:
         customer_id=customer_id,
         subscription_id=subscription_id,
         amount_due=amount_due,
-        currency=currency.upper(),
+        currency=currency,
         # the invoice snapshot carries no decline; the workflow re-fetches the payment attempts
         decline_code=None,
         occurred_at=occurred_at,
