@@ -32,6 +32,7 @@ from domain.churn import ChurnConfig, ChurnInput, ChurnScore, ChurnSignals
 from domain.ids import churn_workflow_id, idempotency_key
 from domain.models import CrmAccount, Frozen
 from domain.records import ChurnScoreRecord
+from domain.starts import start_options
 from domain.temporal import SIGNAL_RISK
 
 log = logging.getLogger("revbridge.churn")
@@ -208,6 +209,8 @@ class ChurnActivities:
                     task_queue=info.task_queue,
                     start_signal=SIGNAL_RISK,
                     start_signal_args=[signal],
+                    # the webhook route's policies (domain.starts): a running one is rescored
+                    **start_options(churn.WORKFLOW_TYPE),
                 )
                 return 1, 0
             written = 0

@@ -16,13 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.errors import vendor_errors
@@ -39,6 +34,7 @@ from domain.records import (
     SubscriptionDraft,
     SubscriptionRef,
 )
+from domain.starts import start_options
 
 PRODUCTS_FILE = "products.yaml"
 USE_CASE = "quote_to_cash"
@@ -150,9 +146,9 @@ class StartRunsInput(Frozen):
 
 
 class StartedRuns(Frozen):
-    #: runs started now or already running (USE_EXISTING joins a running one)
+    #: runs started now or already running (a running one is left to run)
     running: list[str] = []
-    #: runs that already ran to the end (REJECT_DUPLICATE: a deal is handled once)
+    #: runs that already ran to the end (a finished deal is never run again; domain.starts)
     already_done: list[str] = []
 
 
@@ -284,8 +280,9 @@ class QuoteActivities:
     @activity.defn(name="q2c_start_runs")
     async def start_quote_to_cash_runs(self, input: StartRunsInput) -> StartedRuns:
         """Start a QuoteToCashWorkflow for each deal, exactly as the webhook service does: the
-        same deterministic ID, ``REJECT_DUPLICATE`` (a deal that already ran is never run again)
-        and ``USE_EXISTING`` (a running one is joined, not failed). Heartbeats its progress, so
+        same deterministic ID and the same policies (``domain.starts``: a deal that finished is
+        never run again, a failed one may be redone, a running one is left to run). Heartbeats
+        its progress, so
         a retry resumes where the last attempt stopped."""
         client: Client = activity.client()
         info = activity.info()
@@ -310,8 +307,9 @@ class QuoteActivities:
                     ),
                     id=wf_id,
                     task_queue=info.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                    # the webhook route's policies (domain.starts): a deal that finished is
+                    # never run again, a failed (rolled-back) one may be, a running one is left
+                    **start_options(WORKFLOW_TYPE),
                     search_attributes=TypedSearchAttributes(
                         [
                             SearchAttributePair(names.USE_CASE, USE_CASE),
@@ -323,7 +321,13 @@ class QuoteActivities:
                 )
                 running.append(wf_id)
             except WorkflowAlreadyStartedError:
-                already_done.append(wf_id)
+                desc = await client.get_workflow_handle(wf_id).describe(
+                    rpc_timeout=timedelta(seconds=10)
+                )
+                if desc.status == WorkflowExecutionStatus.RUNNING:
+                    running.append(wf_id)
+                else:
+                    already_done.append(wf_id)
             activity.heartbeat(
                 StartedRuns(running=running, already_done=already_done).model_dump(mode="json")
             )

@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -25,6 +29,7 @@ from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApp
 from domain.dunning import WORKFLOW_TYPE, DunningInput
 from domain.ids import dunning_workflow_id
 from domain.policy import Outcome, StartAction
+from domain.starts import start_options
 from infra.connection import client_connect_kwargs
 
 PENDING_QUERY = f"{names.APPROVAL.name} = 'pending' AND ExecutionStatus = 'Running'"
@@ -116,7 +121,12 @@ async def start_dunning(
             DunningInput(billing=billing, invoice_id=invoice_id, started_by=caller),
             id=wf_id,
             task_queue=_task_queue(),
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # the webhook route's reuse policy (domain.starts: a run that failed may be redone,
+            # a finished one never); a hand start reports a running run instead of joining it
+            **{
+                **start_options(WORKFLOW_TYPE),
+                "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
+            },
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(names.USE_CASE, "dunning"),
@@ -127,7 +137,10 @@ async def start_dunning(
             rpc_timeout=timedelta(seconds=10),
         )
     except WorkflowAlreadyStartedError:
-        raise CliError(f"{wf_id} already ran or is running (one dunning run per invoice)") from None
+        raise CliError(
+            f"{wf_id} is running or finished (one dunning run per invoice; a failed one may be "
+            "started again)"
+        ) from None
     print(f"started {wf_id}", file=sys.stdout)
 
 
