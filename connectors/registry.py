@@ -23,6 +23,12 @@ def build_billing(settings: Settings) -> BillingPlatform:
         if settings.stripe is None:
             raise SettingsError("REVBRIDGE_BILLING=stripe needs STRIPE_API_KEY")
         return StripeBilling(settings.stripe, timeout_s=settings.http_timeout_s)
+    if settings.billing == "recurly":
+        from connectors.recurly import RecurlyBilling
+
+        if settings.recurly is None:
+            raise SettingsError("REVBRIDGE_BILLING=recurly needs RECURLY_API_KEY")
+        return RecurlyBilling(settings.recurly, timeout_s=settings.http_timeout_s)
     raise SettingsError(f"unsupported billing platform {settings.billing!r}")
 
 

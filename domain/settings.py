@@ -27,6 +27,14 @@ class ChargebeeSettings(_Settings):
     api_url: str | None = None
 
 
+class RecurlySettings(_Settings):
+    api_key: SecretStr
+    #: us | eu (v3.recurly.com | v3.eu.recurly.com)
+    region: str = "us"
+    #: base URL override (sandbox or a proxy); None means the region's API host
+    api_url: str | None = None
+
+
 class SalesforceSettings(_Settings):
     token_url: str
     client_id: str
@@ -79,6 +87,8 @@ class WebhookSettings(_Settings):
     chargebee_password: SecretStr | None = None
     #: every active Stripe endpoint secret (several during a rotation)
     stripe_secrets: list[SecretStr] = []
+    #: every active Recurly webhook endpoint secret (several during a rotation)
+    recurly_secrets: list[SecretStr] = []
     #: the HubSpot app's client secret (signs webhooks v3)
     hubspot_client_secret: SecretStr | None = None
     #: the URL HubSpot posts to, exactly as configured there (the v3 signature covers it);
@@ -107,6 +117,7 @@ class Settings(_Settings):
     http_timeout_s: float = 20.0
     chargebee: ChargebeeSettings | None = None
     stripe: StripeSettings | None = None
+    recurly: RecurlySettings | None = None
     salesforce: SalesforceSettings | None = None
     hubspot: HubSpotSettings | None = None
     #: None: no relay, so reminder drafts go to the CRM as tasks for a rep
@@ -146,6 +157,9 @@ class Settings(_Settings):
         st = pick("STRIPE_", ["api_key", "api_url"])
         if st:
             raw["stripe"] = st
+        rc = pick("RECURLY_", ["api_key", "region", "api_url"])
+        if rc:
+            raw["recurly"] = rc
         smtp = pick(
             "SMTP_", ["host", "port", "sender", "starttls", "username", "password", "timeout_s"]
         )
@@ -170,6 +184,10 @@ class Settings(_Settings):
             # comma-separated: add the new secret, deploy, switch Stripe over, then drop the old
             webhooks["stripe_secrets"] = [
                 x.strip() for x in env["STRIPE_WEBHOOK_SECRETS"].split(",") if x.strip()
+            ]
+        if env.get("RECURLY_WEBHOOK_SECRETS"):
+            webhooks["recurly_secrets"] = [
+                x.strip() for x in env["RECURLY_WEBHOOK_SECRETS"].split(",") if x.strip()
             ]
         if env.get("SALESFORCE_WEBHOOK_SECRETS"):
             webhooks["salesforce_secrets"] = [
