@@ -29,6 +29,14 @@ def build_billing(settings: Settings) -> BillingPlatform:
         if settings.recurly is None:
             raise SettingsError("REVBRIDGE_BILLING=recurly needs RECURLY_API_KEY")
         return RecurlyBilling(settings.recurly, timeout_s=settings.http_timeout_s)
+    if settings.billing == "zuora":
+        from connectors.zuora import ZuoraBilling
+
+        if settings.zuora is None:
+            raise SettingsError(
+                "REVBRIDGE_BILLING=zuora needs ZUORA_CLIENT_ID and ZUORA_CLIENT_SECRET"
+            )
+        return ZuoraBilling(settings.zuora, timeout_s=settings.http_timeout_s)
     raise SettingsError(f"unsupported billing platform {settings.billing!r}")
 
 

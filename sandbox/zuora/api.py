@@ -787,10 +787,24 @@ class Api:
             ):
                 sub = s.subscription(spec["subscriptionNumber"])
             types: list[str] = []
+            metrics: list[dict[str, Any]] = []
             for action in actions:
                 kind = _need(action, "type", ORDER)
                 types.append(kind)
+                before = r.subscription_mrr(sub, s.now()) if sub is not None else (0, 0, 0.0)
                 sub = self._order_action(acct, sub, spec, action, kind, order)
+                after = r.subscription_mrr(sub, s.now())
+                discount = kind == "AddProduct" and after[0] == before[0] and after[1] != before[1]
+                metrics.append(
+                    {
+                        "type": kind,
+                        "at": s.now(),
+                        # list-price MRR moves; a discount moves only the net (Zuora reports it
+                        # as a negative MRR slice of the discount charge)
+                        "delta": (after[1] - before[1]) if discount else (after[0] - before[0]),
+                        "discount": discount,
+                    }
+                )
             if sub is None:
                 raise ZuoraError(ORDER, MISSING_FIELD, "'subscriptionNumber' may not be null")
             if spec.get("notes") is not None:
@@ -798,7 +812,11 @@ class Api:
             for k, v in (spec.get("customFields") or {}).items():
                 sub[k] = v
             order["subscriptions"].append(
-                {"subscriptionNumber": sub["subscriptionNumber"], "orderActions": types}
+                {
+                    "subscriptionNumber": sub["subscriptionNumber"],
+                    "orderActions": types,
+                    "metrics": metrics,
+                }
             )
             out_subs.append(sub)
             types_by_sub.append((sub, types))
@@ -910,29 +928,60 @@ class Api:
         self._record_change(sub, kind, before, r.subscription_mrr(sub, s.now())[0])
         return sub
 
+    def render_order(self, order: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "orderNumber": order["orderNumber"],
+            "orderDate": day(order["orderDate"]),
+            "existingAccountNumber": order["existingAccountNumber"],
+            "status": order["status"],
+            "description": order.get("description"),
+            "customFields": order["customFields"],
+            "createdDate": r.stamp(order["createdDate"]),
+            "subscriptions": [
+                {
+                    "subscriptionNumber": x["subscriptionNumber"],
+                    "orderActions": [
+                        {
+                            "type": m["type"],
+                            "sequence": n,
+                            "orderMetrics": [
+                                {
+                                    "mrr": [
+                                        {
+                                            "amount": r.money(m["delta"]),
+                                            "startDate": day(m["at"]),
+                                            "discountChargeNumber": "DISCOUNT"
+                                            if m["discount"]
+                                            else None,
+                                            "type": "Regular",
+                                        }
+                                    ]
+                                }
+                            ],
+                        }
+                        for n, m in enumerate(x["metrics"])
+                    ],
+                }
+                for x in order["subscriptions"]
+            ],
+        }
+
     def get_order(self, req: Req) -> dict[str, Any]:
         order = self.store.orders.get(req.params["number"])
         if order is None:
             raise ZuoraError(ORDER, 40, f"Cannot find entity by key: '{req.params['number']}'.")
-        return {
-            "order": {
-                "orderNumber": order["orderNumber"],
-                "orderDate": day(order["orderDate"]),
-                "existingAccountNumber": order["existingAccountNumber"],
-                "status": order["status"],
-                "description": order.get("description"),
-                "customFields": order["customFields"],
-                "createdDate": r.stamp(order["createdDate"]),
-                "subscriptions": [
-                    {
-                        "subscriptionNumber": x["subscriptionNumber"],
-                        "orderActions": [{"type": t} for t in x["orderActions"]],
-                    }
-                    for x in order["subscriptions"]
-                ],
-            },
-            "success": True,
-        }
+        return {"order": self.render_order(order), "success": True}
+
+    def orders_by_subscription(self, req: Req) -> dict[str, Any]:
+        """``GET /v1/orders/subscription/{subscriptionNumber}``: the orders that touched it,
+        oldest first, each with its order actions and their MRR metrics."""
+        number = self.store.subscription(req.params["number"])["subscriptionNumber"]
+        rows = [
+            self.render_order(o)
+            for o in sorted(self.store.orders.values(), key=lambda o: o["createdDate"])
+            if any(x["subscriptionNumber"] == number for x in o["subscriptions"])
+        ]
+        return _page(req, rows, "orders")
 
     # --- invoices ----------------------------------------------------------------------------------
 
@@ -1499,7 +1548,14 @@ class Api:
             ] = {
                 "accounts": (
                     [a for a in s.accounts.values() if not a.get("_deleted")],
-                    lambda a: r.expanded_account(s, a),
+                    lambda a: {
+                        **r.expanded_account(s, a),
+                        **(
+                            {"billTo": r.expanded_contact(s.contacts[a["billToId"]])}
+                            if "billto" in {e.lower() for e in req.qs("expand[]")}
+                            else {}
+                        ),
+                    },
                 ),
                 "contacts": (list(s.contacts.values()), r.expanded_contact),
                 "subscriptions": (

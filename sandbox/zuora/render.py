@@ -289,6 +289,9 @@ def subscription(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
         "termEndDate": day(sub["termEndDate"]) if sub.get("termEndDate") else None,
         "subscriptionEndDate": day(sub["cancelledDate"]) if sub.get("cancelledDate") else None,
         "cancelReason": sub.get("cancelReason"),
+        "scheduledCancelDate": day(sub["scheduledCancelDate"])
+        if sub.get("scheduledCancelDate")
+        else None,
         "notes": sub.get("notes"),
         "currency": acct.get("currency"),
         "paymentTerm": acct.get("paymentTerm"),
