@@ -25,7 +25,7 @@ from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
 from infra.connection import client_connect_kwargs
 from infra.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
-from webhooks import chargebee, hubspot, router, salesforce, stripe
+from webhooks import chargebee, hubspot, recurly, router, salesforce, stripe
 from webhooks.errors import Rejected
 
 # the bounded parser every route shares (size, depth, number bounds), re-exported for the routes
@@ -136,6 +136,30 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         except Rejected as exc:
             return reject(exc, "stripe")
 
+    recurly_lookup: list[recurly.RecurlyLookup] = []
+
+    async def recurly_webhook(request: Request) -> Response:
+        """Signed JSON notifications (IDs only): verify, then re-fetch what they name."""
+        try:
+            ours("recurly", settings.billing, "billing platform")
+            if not cfg.recurly_secrets or settings.recurly is None:
+                raise Rejected(503, "recurly webhooks are not configured", "not_configured")
+            raw = await read_body(request)
+            recurly.verify(
+                raw,
+                request.headers.get("recurly-signature"),
+                [s.get_secret_value() for s in cfg.recurly_secrets],
+                now_ms=int(time.time() * 1000),
+            )
+            note = recurly.parse(parse_json(raw))
+            if note is None:
+                return await dispatch("recurly", None)
+            if not recurly_lookup:
+                recurly_lookup.append(recurly.RecurlyLookup(settings.recurly))
+            return await dispatch("recurly", await recurly_lookup[0].resolve(note))
+        except Rejected as exc:
+            return reject(exc, "recurly")
+
     async def hubspot_webhook(request: Request) -> Response:
         """A batch of up to 100 events: each is judged alone, so one bad or duplicate event
         never sinks the others (the whole batch is only retried when Temporal is down)."""
@@ -242,6 +266,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             Route("/metrics.json", metrics_json, methods=["GET"]),
             Route("/webhooks/chargebee", chargebee_webhook, methods=["POST"]),
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
+            Route("/webhooks/recurly", recurly_webhook, methods=["POST"]),
             Route("/webhooks/hubspot", hubspot_webhook, methods=["POST"]),
             Route("/webhooks/salesforce", salesforce_webhook, methods=["POST"]),
         ],
