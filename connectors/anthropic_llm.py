@@ -35,6 +35,7 @@ import anthropic
 
 from connectors.base import ConnectorError, ErrorKind
 from connectors.reasoner import LlmReply
+from connectors.timeouts import MAX_CALL_S, call_timeout
 from domain.containment import LlmUsage
 
 VENDOR = "anthropic"
@@ -65,7 +66,7 @@ class AnthropicLlm:
         model: str = DEFAULT_MODEL,
         base_url: str | None = None,
         max_tokens: int = 1024,
-        timeout_s: float = 30.0,
+        timeout_s: float = MAX_CALL_S,
     ) -> None:
         if not api_key:
             # the SDK would fall back to ANTHROPIC_API_KEY, auth tokens or profiles: be explicit
@@ -74,8 +75,11 @@ class AnthropicLlm:
             raise ValueError("max_tokens must be >= 1")
         self.model = model
         self.max_tokens = max_tokens
+        # below the assessment activity's 30 s start-to-close (connectors/timeouts.py): the
+        # call ends with its own classified timeout instead of being abandoned by Temporal
+        self.call_timeout_s = call_timeout(timeout_s)
         self._client = anthropic.Anthropic(
-            api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s
+            api_key=api_key, base_url=base_url, max_retries=0, timeout=self.call_timeout_s
         )
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from chargebee import Chargebee
 from chargebee.api_error import APIError
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.timeouts import call_timeout
 from domain.models import (
     BillingCustomer,
     Invoice,
@@ -78,6 +79,8 @@ class ChargebeeBilling:
     name = "chargebee"
 
     def __init__(self, settings: ChargebeeSettings, timeout_s: float = 20.0) -> None:
+        # below the activity's start-to-close (connectors/timeouts.py)
+        timeout_s = self.call_timeout_s = call_timeout(timeout_s)
         key = settings.api_key.get_secret_value()
         protocol = urlparse(settings.api_url).scheme if settings.api_url else "https"
         # The client picks http only when this *class* attribute is off; TLS to the real API is

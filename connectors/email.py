@@ -15,6 +15,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 
 from connectors.base import ConnectorError, ErrorKind
+from connectors.timeouts import call_timeout
 from domain.models import Frozen
 
 
@@ -40,7 +41,9 @@ class SmtpMailer:
         password: str | None = None,
     ) -> None:
         self.host, self.port, self.sender = host, port, sender
-        self.timeout_s, self.starttls = timeout_s, starttls
+        # below the activity's start-to-close (connectors/timeouts.py)
+        self.timeout_s = self.call_timeout_s = call_timeout(timeout_s)
+        self.starttls = starttls
         self._login = (username, password) if username and password else None
 
     def message_id(self, key: str) -> str:

@@ -68,6 +68,7 @@ from hubspot.crm.tickets import SimplePublicObjectInputForCreate as TicketCreate
 from hubspot.crm.tickets.exceptions import ApiException as TicketsApiException
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
 from domain.models import (
     CaseDraft,
@@ -272,7 +273,8 @@ class HubSpotCrm:
 
     def __init__(self, settings: HubSpotSettings, timeout_s: float = 20.0) -> None:
         self._settings = settings
-        self._timeout_s = timeout_s
+        # below the activity's start-to-close (connectors/timeouts.py)
+        self._timeout_s = self.call_timeout_s = call_timeout(timeout_s)
         overrides = (
             {"host": settings.api_url, "base_url": settings.api_url} if settings.api_url else {}
         )

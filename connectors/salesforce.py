@@ -27,6 +27,7 @@ from simple_salesforce.exceptions import (
 )
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
 from domain.models import CaseDraft, CaseRef, CaseSummary, CrmAccount, CustomerTier, TaskDraft
 from domain.records import (
@@ -77,7 +78,8 @@ class SalesforceCrm:
 
     def __init__(self, settings: SalesforceSettings, timeout_s: float = 20.0) -> None:
         self._settings = settings
-        self._timeout_s = timeout_s
+        # below the activity's start-to-close (connectors/timeouts.py)
+        self._timeout_s = self.call_timeout_s = call_timeout(timeout_s)
         token_url = urlparse(settings.token_url)
         if token_url.scheme != "https" and token_url.hostname not in _LOOPBACK:
             raise ConnectorError(

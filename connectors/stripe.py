@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import stripe
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.timeouts import call_timeout
 from domain.models import (
     BillingCustomer,
     Invoice,
@@ -135,6 +136,8 @@ class StripeBilling:
     name = "stripe"
 
     def __init__(self, settings: StripeSettings, timeout_s: float = 20.0) -> None:
+        # below the activity's start-to-close (connectors/timeouts.py)
+        timeout_s = self.call_timeout_s = call_timeout(timeout_s)
         base_addresses: dict[str, str] = {}
         if settings.api_url:
             base_addresses["api"] = settings.api_url.rstrip("/")

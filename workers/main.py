@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,11 @@ WORKFLOWS = [
     QuoteToCashCatchUpWorkflow,
 ]
 ACTIVITY_THREADS = 16
+#: on shutdown (a deploy's SIGTERM) running activities get this long to finish before they are
+#: cancelled: longer than every activity's 30 s start-to-close (workflows/options.py), so a vendor
+#: call in flight completes; the long heartbeating ones (the churn sweep) are cancelled and resume
+#: from their last heartbeat elsewhere. The orchestrator's grace period must exceed it (docs).
+GRACEFUL_SHUTDOWN = timedelta(seconds=40)
 
 
 def activities_for(
@@ -111,6 +117,7 @@ def build_worker(
         max_concurrent_activities=ACTIVITY_THREADS,
         # tracing comes from the client's TracingInterceptor (telemetry.temporal_interceptors)
         interceptors=[telemetry.MetricsInterceptor()],
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
 
 
