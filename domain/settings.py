@@ -35,6 +35,19 @@ class RecurlySettings(_Settings):
     api_url: str | None = None
 
 
+class ZuoraSettings(_Settings):
+    """OAuth client credentials (Settings > Administration > Manage Users > OAuth clients)."""
+
+    client_id: str
+    client_secret: SecretStr
+    #: the tenant's REST base URL (https://rest.na.zuora.com, https://rest.eu.zuora.com, ...)
+    api_url: str = "https://rest.zuora.com"
+    #: the discount-percentage product rate plan retention offers add (number or ID)
+    discount_plan: str = "PRP-DISCOUNT-PERCENTAGE"
+    #: the product rate plan whose one-time charge courtesy credit memos are made from
+    credit_plan: str = "PRP-COURTESY-CREDIT"
+
+
 class SalesforceSettings(_Settings):
     token_url: str
     client_id: str
@@ -100,6 +113,12 @@ class WebhookSettings(_Settings):
     salesforce_secrets: list[SecretStr] = []
     #: the org's ID (00D…); when set, callouts from any other org are refused
     salesforce_org_id: str | None = None
+    #: the Basic auth of the Zuora callout templates (challenge/response or preemptive)
+    zuora_username: str | None = None
+    zuora_password: SecretStr | None = None
+    #: optional HMAC keys of the callout templates (several during a rotation), and the header
+    zuora_hmac_keys: list[SecretStr] = []
+    zuora_hmac_header: str = "X-Zuora-Signature"
     #: the integration user RevBridge's API calls run as (005…): callouts for records it last
     #: changed are echoes of our own writes (SALESFORCE_INTEGRATION_USER_ID)
     salesforce_integration_user_id: str | None = None
@@ -118,6 +137,7 @@ class Settings(_Settings):
     http_timeout_s: float = 20.0
     chargebee: ChargebeeSettings | None = None
     stripe: StripeSettings | None = None
+    zuora: ZuoraSettings | None = None
     recurly: RecurlySettings | None = None
     salesforce: SalesforceSettings | None = None
     hubspot: HubSpotSettings | None = None
@@ -158,6 +178,11 @@ class Settings(_Settings):
         st = pick("STRIPE_", ["api_key", "api_url"])
         if st:
             raw["stripe"] = st
+        zu = pick(
+            "ZUORA_", ["client_id", "client_secret", "api_url", "discount_plan", "credit_plan"]
+        )
+        if zu:
+            raw["zuora"] = zu
         rc = pick("RECURLY_", ["api_key", "region", "api_url"])
         if rc:
             raw["recurly"] = rc
@@ -177,6 +202,9 @@ class Settings(_Settings):
                 "hubspot_client_secret": env.get("HUBSPOT_CLIENT_SECRET"),
                 "hubspot_public_url": env.get("HUBSPOT_WEBHOOK_URL"),
                 "salesforce_org_id": env.get("SALESFORCE_ORG_ID"),
+                "zuora_username": env.get("ZUORA_WEBHOOK_USERNAME"),
+                "zuora_password": env.get("ZUORA_WEBHOOK_PASSWORD"),
+                "zuora_hmac_header": env.get("ZUORA_WEBHOOK_HMAC_HEADER"),
                 "salesforce_integration_user_id": env.get("SALESFORCE_INTEGRATION_USER_ID"),
             }.items()
             if v is not None
@@ -189,6 +217,10 @@ class Settings(_Settings):
         if env.get("RECURLY_WEBHOOK_SECRETS"):
             webhooks["recurly_secrets"] = [
                 x.strip() for x in env["RECURLY_WEBHOOK_SECRETS"].split(",") if x.strip()
+            ]
+        if env.get("ZUORA_WEBHOOK_HMAC_KEYS"):
+            webhooks["zuora_hmac_keys"] = [
+                x.strip() for x in env["ZUORA_WEBHOOK_HMAC_KEYS"].split(",") if x.strip()
             ]
         if env.get("SALESFORCE_WEBHOOK_SECRETS"):
             webhooks["salesforce_secrets"] = [
