@@ -170,13 +170,6 @@ def test_invoice_without_attempts_has_no_payments(billing: StripeBilling, url: s
     assert ctx.recent_payments == [] and ctx.invoice.status is InvoiceStatus.OPEN
 
 
-def test_missing_invoice_is_not_found(billing: StripeBilling) -> None:
-    with pytest.raises(NotFound) as exc:
-        billing.get_invoice_context("in_does_not_exist")
-    assert exc.value.kind is ErrorKind.PERMANENT and exc.value.status == 404
-    assert exc.value.vendor == "stripe"
-
-
 def test_mrr_normalisation() -> None:
     def sub(*items: tuple[int | None, int | None, str, int, str], status: str = "active") -> Any:
         return {
@@ -270,15 +263,6 @@ def test_429_is_rate_limited_with_retry_after(billing: StripeBilling, url: str) 
     with pytest.raises(ConnectorError) as exc:
         billing.add_note(NoteTarget.CUSTOMER, ids["customer"], "t", key("rl"))
     assert exc.value.kind is ErrorKind.RATE_LIMITED and exc.value.retry_after == 2.0
-
-
-@pytest.mark.parametrize("status", [500, 503])
-def test_5xx_is_retryable(billing: StripeBilling, url: str, status: int) -> None:
-    ids = seed(url)
-    fault(url, status=status, method="GET", path="/v1/invoices/.*")
-    with pytest.raises(ConnectorError) as exc:
-        billing.get_invoice_context(ids["invoice"])
-    assert exc.value.kind is ErrorKind.RETRYABLE and exc.value.status == status
 
 
 def test_concurrent_use_of_a_key_is_retryable(billing: StripeBilling, url: str) -> None:
