@@ -25,7 +25,7 @@ from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
 from infra.connection import client_connect_kwargs
 from infra.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
-from webhooks import chargebee, hubspot, recurly, router, salesforce, stripe
+from webhooks import chargebee, hubspot, recurly, router, salesforce, stripe, zuora
 from webhooks.errors import Rejected
 
 # the bounded parser every route shares (size, depth, number bounds), re-exported for the routes
@@ -160,6 +160,10 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         except Rejected as exc:
             return reject(exc, "recurly")
 
+    async def zuora_webhook(request: Request) -> Response:
+        """Callouts: Basic by challenge/response or preemptive, optional HMAC; exactly 200."""
+        return await zuora.receive(request, settings, get_client, count)
+
     async def hubspot_webhook(request: Request) -> Response:
         """A batch of up to 100 events: each is judged alone, so one bad or duplicate event
         never sinks the others (the whole batch is only retried when Temporal is down)."""
@@ -267,6 +271,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             Route("/webhooks/chargebee", chargebee_webhook, methods=["POST"]),
             Route("/webhooks/stripe", stripe_webhook, methods=["POST"]),
             Route("/webhooks/recurly", recurly_webhook, methods=["POST"]),
+            Route("/webhooks/zuora", zuora_webhook, methods=["POST"]),
             Route("/webhooks/hubspot", hubspot_webhook, methods=["POST"]),
             Route("/webhooks/salesforce", salesforce_webhook, methods=["POST"]),
         ],

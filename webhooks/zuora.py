@@ -1,0 +1,215 @@
+"""Zuora callouts: Basic auth (challenge/response or preemptive), optional HMAC, IDs only.
+
+Zuora's callout templates build their JSON body from merge fields; RevBridge's install guide
+(``sandbox/zuora/emulator.py`` ``DEFAULT_TEMPLATES``) asks for **IDs only**:
+``{"eventCategory", "eventTimestamp", "paymentId", "accountId", "invoiceId", ...}`` for Payment
+Declined / Payment Processed, ``orderNumber`` / ``subscriptionNumber`` / ``orderActionTypes`` /
+``revbridgeKey`` for Order Processed, ``usageId`` for the custom Usage event. Nothing in a body
+is trusted beyond the IDs: the workflows re-fetch the invoice, the declined payment (its
+gateway response code), the account and its subscriptions from Zuora's API before acting, so
+stale, out-of-order or replayed callouts do no harm (DESIGN §2 "events are triggers, not truth").
+
+- **Auth**: Zuora's default Basic mode sends the first request *without* credentials and
+  expects ``401`` with ``WWW-Authenticate``; it then resends with ``Authorization: Basic``.
+  "Preemptive" mode sends them at once. Both arrive here; the credential is compared in
+  constant time.
+- **HMAC** (optional, configured in the template): the hex HMAC-SHA256 of the raw body in
+  ``ZUORA_WEBHOOK_HMAC_HEADER``; any of several keys is accepted during a rotation.
+- **Exactly 200**: Zuora counts any other status (even 202) as a failed delivery and retries,
+  so every accepted, duplicate, ignored or echoed callout is answered 200.
+- **Deduplication**: ``Zuora-Request-Id`` is new on every retry, so it is never a dedup key;
+  the event ID is the category and the object ID (``PaymentDeclined:<payment id>``), which the
+  runs deduplicate on.
+- **Echoes**: orders RevBridge places carry the order custom field ``RevBridgeKey__c``; their
+  Order Processed callouts come back with it and are dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from temporalio.client import Client
+
+from domain.models import InvoicePaid, PaymentFailed, RiskSignal
+from domain.settings import Settings
+from webhooks import router
+from webhooks.errors import Rejected
+from webhooks.parsing import (
+    Echo,
+    iso_timestamp,
+    obj,
+    optional_provider_id,
+    optional_text,
+    parse_json,
+    provider_id,
+    read_body,
+    text,
+)
+
+PROVIDER = "zuora"
+REALM = 'Basic realm="RevBridge Zuora callouts", charset="UTF-8"'
+#: order actions that can lower what a customer pays (a churn signal to rescore)
+DOWNGRADE_ACTIONS = frozenset({"RemoveProduct", "UpdateProduct", "ChangePlan"})
+
+log = logging.getLogger("revbridge.webhooks")
+
+Counter = Callable[..., None]
+ClientProvider = Callable[[], Awaitable[Client]]
+
+
+def check_basic_auth(header: str | None, username: str, password: str) -> None:
+    """No credentials: the challenge (401 ``auth_challenge``; Zuora resends with them). Wrong
+    or malformed ones: 401. The whole credential is compared in constant time."""
+    if not header:
+        raise Rejected(401, "credentials required", "auth_challenge")
+    if not header.startswith("Basic "):
+        raise Rejected(401, "Basic credentials required", "auth_malformed")
+    try:
+        given = base64.b64decode(header[6:].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise Rejected(401, "malformed Basic credentials", "auth_malformed") from None
+    expected = f"{username}:{password}".encode()
+    if not hmac.compare_digest(given, expected):
+        raise Rejected(401, "invalid credentials", "auth_invalid")
+
+
+def verify_hmac(raw: bytes, signature: str | None, keys: Sequence[str]) -> None:
+    """The hex HMAC-SHA256 of the raw body under any configured key (a rotation keeps two)."""
+    if not signature:
+        raise Rejected(401, "missing callout signature", "signature_missing")
+    given = signature.strip().lower().removeprefix("sha256=").encode()
+    if len(given) != 64:
+        raise Rejected(401, "malformed callout signature", "signature_malformed")
+    ok = False
+    for key in keys:
+        expected = hmac.new(key.encode(), raw, hashlib.sha256).hexdigest().encode()
+        ok |= hmac.compare_digest(given, expected)  # every key is tried: no timing on which
+    if not ok:
+        raise Rejected(401, "invalid callout signature", "signature_invalid")
+
+
+def _occurred(payload: dict[str, Any]) -> datetime:
+    value = payload.get("eventTimestamp")
+    if value in (None, ""):
+        return datetime.now(UTC)
+    return iso_timestamp(value, "eventTimestamp")
+
+
+def normalize(payload: Any) -> PaymentFailed | InvoicePaid | RiskSignal | Echo | None:
+    """The canonical event, an echo of our own write, or None (acknowledged, nothing to do)."""
+    body = obj(payload, "callout")
+    category = text(body.get("eventCategory"), "eventCategory", 60)
+    occurred_at = _occurred(body)
+    if category == "PaymentDeclined":
+        payment = provider_id(body.get("paymentId"), "paymentId")
+        return PaymentFailed(
+            billing=PROVIDER,
+            event_id=f"PaymentDeclined:{payment}",
+            invoice_id=provider_id(body.get("invoiceId"), "invoiceId"),
+            customer_id=provider_id(body.get("accountId"), "accountId"),
+            # a code, not customer text; the run reads the payment again anyway
+            decline_code=optional_text(body.get("gatewayResponseCode"), "gatewayResponseCode", 60),
+            occurred_at=occurred_at,
+        )
+    if category == "PaymentProcessed":
+        payment = provider_id(body.get("paymentId"), "paymentId")
+        invoice = optional_provider_id(body.get("invoiceId"), "invoiceId")
+        if invoice is None:
+            return None  # a payment not tied to an invoice: nothing of ours waits on it
+        return InvoicePaid(
+            billing=PROVIDER,
+            event_id=f"PaymentProcessed:{payment}",
+            invoice_id=invoice,
+            customer_id=provider_id(body.get("accountId"), "accountId"),
+            occurred_at=occurred_at,
+        )
+    if category == "OrderProcessed":
+        order = provider_id(body.get("orderNumber"), "orderNumber")
+        if optional_text(body.get("revbridgeKey"), "revbridgeKey", 255):
+            return Echo(f"order {order} was placed by RevBridge")
+        kinds = {
+            k.strip()
+            for k in str(
+                optional_text(body.get("orderActionTypes"), "orderActionTypes") or ""
+            ).split(",")
+        }
+        if not kinds & DOWNGRADE_ACTIONS:
+            return None
+        return RiskSignal(
+            billing=PROVIDER,
+            event_id=f"OrderProcessed:{order}",
+            customer_id=provider_id(body.get("accountId"), "accountId"),
+            kind="downgrade",
+            occurred_at=occurred_at,
+        )
+    # InvoicePosted, UsageRecorded (custom event), anything else: acknowledged, nothing routed
+    return None
+
+
+def _answer(body: dict[str, Any]) -> Response:
+    """Zuora treats anything but 200 as a failed delivery."""
+    return JSONResponse(body, status_code=200)
+
+
+async def receive(
+    request: Request, settings: Settings, get_client: ClientProvider, count: Counter
+) -> Response:
+    """``POST /webhooks/zuora``: auth (+ HMAC), parse, normalize, route; exactly 200 when
+    accepted."""
+    cfg = settings.webhooks
+    try:
+        if settings.billing != PROVIDER:
+            raise Rejected(
+                404,
+                f"zuora is not this deployment's billing platform ({settings.billing})",
+                "not_ours",
+            )
+        if not (cfg.zuora_username and cfg.zuora_password):
+            raise Rejected(503, "zuora callout credentials are not configured", "not_configured")
+        raw = await read_body(request)
+        check_basic_auth(
+            request.headers.get("authorization"),
+            cfg.zuora_username,
+            cfg.zuora_password.get_secret_value(),
+        )
+        if cfg.zuora_hmac_keys:
+            verify_hmac(
+                raw,
+                request.headers.get(cfg.zuora_hmac_header),
+                [k.get_secret_value() for k in cfg.zuora_hmac_keys],
+            )
+        event = normalize(parse_json(raw))
+        if event is None:
+            count(PROVIDER, "ignored", "event_not_routed")
+            return _answer({"status": "ignored", "reason": "event type not routed"})
+        if isinstance(event, Echo):
+            count(PROVIDER, "echo")
+            return _answer({"status": "echo", "reason": event.reason})
+        # the whole event is validated and planned before the first Temporal call
+        plan = (
+            router.plan_risk(event)
+            if isinstance(event, RiskSignal)
+            else router.plan(event, settings.task_queue)
+        )
+        _, body = await router.execute(await get_client(), plan, settings.task_queue)
+        count(PROVIDER, body["status"], workflow_id=body.get("workflow_id"))
+        return _answer(body)
+    except Rejected as exc:
+        if exc.code == "auth_challenge":
+            count(PROVIDER, "challenge")
+        else:
+            count(PROVIDER, "rejected", exc.code)
+            log.info("webhook rejected provider=zuora status=%s reason=%s", exc.status, exc.code)
+        headers = {"WWW-Authenticate": REALM} if exc.status == 401 else {}
+        if exc.status == 503:
+            headers["Retry-After"] = "10"  # as every 503 of the service (webhooks/app.py)
+        return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=headers)
