@@ -847,10 +847,7 @@ def _classify(exc: recurly.ApiError, what: str) -> ConnectorError:
     if isinstance(exc, rerr.NotFoundError) or etype == "not_found":
         return NotFound(VENDOR, what)
     if isinstance(exc, rerr.TooManyRequestsError) or etype == "rate_limited":
-        reset = getattr(response, "rate_limit_reset", None)
-        wait = 60.0
-        if reset is not None:
-            wait = max(1.0, _epoch(reset) - time.time())
+        wait = _retry_after(response)
         return ConnectorError(
             VENDOR,
             ErrorKind.RATE_LIMITED,
@@ -887,6 +884,22 @@ def _classify(exc: recurly.ApiError, what: str) -> ConnectorError:
     return ConnectorError(
         VENDOR, ErrorKind.PERMANENT, f"{etype}: {message}"[:300], status=status or 422, code=code
     )
+
+
+def _retry_after(response: Any) -> float:
+    """Seconds until the limit lifts: a ``Retry-After`` when a proxy in front sends one, else
+    Recurly's ``X-RateLimit-Reset`` (epoch seconds), else a minute."""
+    headers = getattr(response, "_Response__headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        if value is not None:
+            return max(0.0, float(value))
+    except ValueError:
+        pass
+    reset = getattr(response, "rate_limit_reset", None)
+    if reset is not None:
+        return max(1.0, _epoch(reset) - time.time())
+    return 60.0
 
 
 def _invoice(inv: Any) -> Invoice:

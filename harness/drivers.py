@@ -783,6 +783,9 @@ def drivers(settings: Settings, billing: Any, crm: Any) -> tuple[BillingDriver, 
     if settings.billing == "chargebee":
         assert settings.chargebee and settings.chargebee.api_url
         b: BillingDriver = ChargebeeDriver(settings.chargebee.api_url, billing)
+    elif settings.billing == "recurly":
+        assert settings.recurly and settings.recurly.api_url
+        b = RecurlyDriver(settings.recurly.api_url, billing)
     else:
         assert settings.stripe and settings.stripe.api_url
         b = StripeDriver(settings.stripe.api_url, billing)
@@ -795,3 +798,94 @@ def drivers(settings: Settings, billing: Any, crm: Any) -> tuple[BillingDriver, 
             settings.hubspot.api_url, settings.hubspot.access_token.get_secret_value()
         )
     return b, c
+
+
+@dataclass
+class RecurlyDriver:
+    """Recurly through the official ``recurly`` client (the connector's own), plus the sandbox's
+    control routes for what only Recurly itself does (its scheduled renewal attempts)."""
+
+    url: str
+    connector: Any  # connectors.recurly.RecurlyBilling
+    name: str = "recurly"
+
+    def seed(self, customers: tuple[DunningCustomer, ...], suffix: str) -> None:
+        from sandbox.recurly.seeding import dunning_seed
+
+        _seed(self.url, dunning_seed(customers, suffix))
+
+    def decline(self, invoice_id: str) -> None:
+        """Recurly's own scheduled attempt on the invoice declines with the card's code (the
+        sandbox sends payment/failed and charge_invoice/past_due). Not a ``collect``: that is
+        how RevBridge retries, and its notifications are dropped as echoes."""
+        resp = httpx.post(
+            f"{self.url}/_sandbox/recurly/invoices/{invoice_id}/fail_payment", json={}, timeout=10
+        )
+        if resp.status_code != 200:
+            raise HarnessError(f"declining {invoice_id} failed: HTTP {resp.status_code}")
+        if resp.json().get("status") != "declined":
+            raise HarnessError(
+                f"the sandbox accepted a payment it should have declined ({invoice_id})"
+            )
+
+    def pay(self, invoice_id: str, amount: int) -> None:
+        """Paid outside Recurly (a wire): ``PUT /invoices/{id}/mark_successful``."""
+        self.connector.client.mark_invoice_successful(invoice_id)
+
+    def seed_catalog(self) -> None:
+        from sandbox.recurly.seeding import catalog_plans
+
+        _seed(self.url, {"plans": catalog_plans()})
+
+    def create_customer(
+        self, company: str, email: str, crm: str | None = None, crm_account_id: str | None = None
+    ) -> str:
+        import uuid
+
+        body: dict[str, Any] = {
+            "code": f"hand-{uuid.uuid4().hex[:12]}",
+            "company": company,
+            "email": email,
+            "billing_info": {"token_id": "tok_visa"},
+        }
+        if crm and crm_account_id:
+            body["custom_fields"] = [
+                {"name": "crm", "value": crm},
+                {"name": "crm_account_id", "value": crm_account_id},
+            ]
+        return self.connector.client.create_account(body).code
+
+    def customers(self, email: str | None = None, company: str | None = None) -> list[dict]:
+        params: dict[str, Any] = {"limit": 200, "state": "active"}
+        if email is not None:
+            params["email"] = email
+        found = self.connector.client.list_accounts(params=params).items()
+        return [_recurly_account(a) for a in found if company is None or a.company == company]
+
+    def subscriptions(self, customer_id: str) -> list[dict]:
+        found = self.connector.client.list_account_subscriptions(
+            f"code-{customer_id}", params={"limit": 200}
+        ).items()
+        return [
+            {
+                "id": s.id,
+                "state": s.state,
+                "plan": s.plan.code,
+                "quantity": s.quantity,
+                "add_ons": {a.add_on.code: a.quantity for a in s.add_ons or []},
+                "total": s.total,
+                "custom_fields": {f.name: f.value for f in s.custom_fields or []},
+                "coupons": [r.coupon.code for r in s.coupon_redemptions or []],
+            }
+            for s in found
+        ]
+
+
+def _recurly_account(a: Any) -> dict[str, Any]:
+    return {
+        "id": a.code,
+        "company": a.company,
+        "email": a.email,
+        "state": a.state,
+        "custom_fields": {f.name: f.value for f in a.custom_fields or []},
+    }

@@ -26,6 +26,7 @@ from domain.models import NoteTarget, PaymentFailed
 from domain.settings import (
     ChargebeeSettings,
     HubSpotSettings,
+    RecurlySettings,
     SalesforceSettings,
     Settings,
     StripeSettings,
@@ -95,6 +96,7 @@ HS_TOKEN, HS_SECRET, HS_APP_ID = "pat-local-revbridge", "hubspot-local-secret", 
 ANTHROPIC_KEY = "sk-ant-test-key"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "chargebee-webhooks", "test-webhook-password"
 SF_WEBHOOK_SECRET = "test-flow-secret"
+RECURLY_KEY, RECURLY_SECRET = "recurly_test_key", "recurly_webhook_secret"
 
 
 def pair_settings(urls: dict[str, str], billing: str, crm: str, task_queue: str) -> Settings:
@@ -108,6 +110,9 @@ def pair_settings(urls: dict[str, str], billing: str, crm: str, task_queue: str)
             site="acme-test", api_key=SecretStr(CB_KEY), api_url=urls["chargebee"]
         ),
         stripe=StripeSettings(api_key=SecretStr(STRIPE_KEY), api_url=urls["stripe"]),
+        recurly=RecurlySettings(api_key=SecretStr(RECURLY_KEY), api_url=urls["recurly"])
+        if "recurly" in urls
+        else None,
         salesforce=SalesforceSettings(
             token_url=urls["salesforce"] + "/services/oauth2/token",
             client_id=SF_ID,
@@ -120,6 +125,7 @@ def pair_settings(urls: dict[str, str], billing: str, crm: str, task_queue: str)
             chargebee_username=WEBHOOK_USER,
             chargebee_password=SecretStr(WEBHOOK_PASSWORD),
             stripe_secrets=[SecretStr(STRIPE_SECRET)],
+            recurly_secrets=[SecretStr(RECURLY_SECRET)],
             hubspot_client_secret=SecretStr(HS_SECRET),
             salesforce_secrets=[SecretStr(SF_WEBHOOK_SECRET)],
         ),

@@ -123,7 +123,15 @@ class RecurlyEmulator(Emulator):
         self.rate_limit_per_minute, self.rate_limit_window_s, self.count_writes = self._rate_default
 
     def error_response(self, status: int, message: str) -> Response:
-        return self._error(for_status(status, message))
+        headers = {}
+        if status == 429:  # an injected "slow down" says when it lifts, as Recurly's does
+            reset = math.ceil(self.clock() + 60)
+            headers = {
+                "X-RateLimit-Limit": "0",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(reset),
+            }
+        return self._error(for_status(status, message), headers)
 
     def seed(self, data: Mapping[str, Any]) -> dict[str, Any]:
         from .seeding import seed
@@ -243,13 +251,14 @@ class RecurlyEmulator(Emulator):
             self.store.set_billing_info(account, {"token_id": token}, notify=False)
 
     async def fail_payment(self, invoice_id: str, decline_code: str | None = None) -> dict:
-        """A scheduled (dunning) attempt on the invoice declines: failed transaction (origin
+        """A scheduled (renewal or dunning) attempt on the invoice declines, with
+        ``decline_code``, else the card's, else ``declined``: failed transaction (origin
         ``recurring``), invoice ``past_due`` under the account's campaign, notifications."""
         with self.lock:
             inv = self.store.invoice(invoice_id)
-            txn = self.store.charge(
-                inv, origin="recurring", decline_code=decline_code or "declined"
-            )
+            info = self.store.accounts[inv["account"]["id"]].get("billing_info") or {}
+            code = decline_code or info.get("_decline_code") or "declined"
+            txn = self.store.charge(inv, origin="recurring", decline_code=code)
             out = public(txn)
         await self._flush()
         return out

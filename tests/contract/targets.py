@@ -16,9 +16,20 @@ from typing import Any
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import Emulator
 from sandbox.hubspot import HubSpotEmulator
+from sandbox.recurly import RecurlyEmulator
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.stripe import StripeEmulator
-from tests.pairs import CB_KEY, HS_SECRET, HS_TOKEN, SF_ID, SF_SECRET, STRIPE_KEY, STRIPE_SECRET
+from tests.pairs import (
+    CB_KEY,
+    HS_SECRET,
+    HS_TOKEN,
+    RECURLY_KEY,
+    RECURLY_SECRET,
+    SF_ID,
+    SF_SECRET,
+    STRIPE_KEY,
+    STRIPE_SECRET,
+)
 
 #: (method or None for any, raw-path regex) of one request a connector call makes
 Request = tuple[str | None, str]
@@ -60,6 +71,14 @@ def _chargebee_credits(billing: Any, customer_id: str) -> int:
     return int(billing.client.Customer.retrieve(customer_id).customer.promotional_credits or 0)
 
 
+def _recurly_credits(billing: Any, customer_id: str) -> int:
+    """Credit adjustments on the account not yet used by an invoice."""
+    items = billing.client.list_account_line_items(
+        f"code-{customer_id}", params={"state": "pending", "type": "credit", "limit": 200}
+    ).items()
+    return -round(sum(li.amount for li in items) * 100)
+
+
 def _stripe_credits(billing: Any, customer_id: str) -> int:
     return -int(billing.client.v1.customers.retrieve(customer_id).balance or 0)
 
@@ -78,6 +97,13 @@ BILLING: list[BillingSpec] = [
         read=("GET", r"/v1/invoices/.*"),
         credit_write=("POST", r"/v1/customers/.*/balance_transactions"),
         credits=_stripe_credits,
+    ),
+    BillingSpec(
+        "recurly",
+        lambda: RecurlyEmulator(api_key=RECURLY_KEY, webhook_secrets=[RECURLY_SECRET]),
+        read=("GET", r"/invoices/.*"),
+        credit_write=("POST", r"/accounts/.*/line_items"),
+        credits=_recurly_credits,
     ),
 ]
 
