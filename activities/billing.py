@@ -13,6 +13,7 @@ from activities.models import (
     RetryPaymentInput,
     WriteResult,
 )
+from activities.writes import writes
 from connectors.base import BillingPlatform
 from domain.models import InvoiceContext, PaymentAttempt
 
@@ -29,6 +30,7 @@ class BillingActivities:
         customer = ctx.customer.model_copy(update={"email": None})
         return ctx.model_copy(update={"customer": customer})
 
+    @writes
     @activity.defn(name="cancel_subscription")
     @vendor_errors
     def cancel_subscription(self, input: CancelSubscriptionInput) -> WriteResult:
@@ -37,6 +39,7 @@ class BillingActivities:
         )
         return WriteResult(id=f"{input.subscription_id}:{status}")
 
+    @writes
     @activity.defn(name="add_billing_note")
     @vendor_errors
     def add_billing_note(self, input: AddBillingNoteInput) -> WriteResult:
@@ -45,11 +48,13 @@ class BillingActivities:
         )
         return WriteResult(id=note_id)
 
+    @writes
     @activity.defn(name="retry_payment")
     @vendor_errors
     def retry_payment(self, input: RetryPaymentInput) -> PaymentAttempt:
         return self.billing.retry_payment(input.invoice_id, input.idempotency_key)
 
+    @writes
     @activity.defn(name="apply_credit")
     @vendor_errors
     def apply_credit(self, input: ApplyCreditInput) -> WriteResult:

@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 
 from activities.errors import to_application_error, vendor_errors
 from activities.policy import DEFAULT_POLICY_DIR
+from activities.writes import writes
 from connectors.base import BillingPlatform, ConnectorError, CrmSystem, NotFound
 from domain import churn
 from domain.audit import AuditEntry, parameters_hash
@@ -89,15 +90,24 @@ class SweepPageInput(Frozen):
     limit: int = 100
     #: passed on to the per-customer workflows the page starts
     follow_up: timedelta | None = None
+    #: True only for sweeps started before the write gate (they wrote low-risk scores here);
+    #: now the page returns them and the workflow writes them through the gate
+    write_low_risk: bool = True
 
 
 class SweepPageResult(Frozen):
     customers: int
     #: at-risk customers whose churn workflow was signalled-with-start
     signalled: int
-    #: low-risk scores the page wrote to the CRM itself
+    #: low-risk scores the page wrote to the CRM itself (sweeps started before the write gate)
     written: int = 0
     next_cursor: str | None = None
+    #: low-risk scores for the workflow to write through the gate
+    low_risk: list[ChurnScoreRecord] = []
+
+
+class WriteChurnScoresInput(Frozen):
+    records: list[ChurnScoreRecord]
 
 
 # --- the activities ------------------------------------------------------------------------------
@@ -123,7 +133,12 @@ class ChurnActivities:
 
     def methods(self) -> list[Any]:
         """The activity methods a worker registers."""
-        return [self.score_customer, self.write_score, self.apply_discount, self.sweep_page]
+        return [
+            self.churn_score_customer,
+            self.churn_write_score,
+            self.churn_apply_discount,
+            self.churn_sweep_page,
+        ]
 
     def score_now(
         self, customer_id: str, now: datetime, baseline_mrr: int | None = None
@@ -147,17 +162,27 @@ class ChurnActivities:
 
     @activity.defn(name="churn_score_customer")
     @vendor_errors
-    def score_customer(self, input: ScoreCustomerInput) -> CustomerScore:
+    def churn_score_customer(self, input: ScoreCustomerInput) -> CustomerScore:
         return self.score_now(input.customer_id, input.now, input.baseline_mrr)
 
+    @writes
     @activity.defn(name="churn_write_score")
     @vendor_errors
-    def write_score(self, input: WriteChurnScoreInput) -> None:
+    def churn_write_score(self, input: WriteChurnScoreInput) -> None:
         self.crm.write_churn_score(input.record)
 
+    @writes
+    @activity.defn(name="churn_write_scores")
+    @vendor_errors
+    def churn_write_scores(self, input: WriteChurnScoresInput) -> None:
+        """A page of low-risk scores from the sweep (each write is idempotent: a field set)."""
+        for record in input.records:
+            self.crm.write_churn_score(record)
+
+    @writes
     @activity.defn(name="churn_apply_discount")
     @vendor_errors
-    def apply_discount(self, input: ApplyDiscountInput) -> DiscountResult:
+    def churn_apply_discount(self, input: ApplyDiscountInput) -> DiscountResult:
         return DiscountResult(
             id=self.billing.apply_discount(
                 input.subscription_id, input.percent, input.months, input.idempotency_key
@@ -165,7 +190,7 @@ class ChurnActivities:
         )
 
     @activity.defn(name="churn_sweep_page")
-    async def sweep_page(self, input: SweepPageInput) -> SweepPageResult:
+    async def churn_sweep_page(self, input: SweepPageInput) -> SweepPageResult:
         """Score one page of customers. Below the task threshold the score is written to the
         CRM here (with its audit entry) and a running intervention, if any, is signalled to
         rescore; at or above it the customer's churn workflow is signalled-with-start and takes
@@ -184,6 +209,8 @@ class ChurnActivities:
         client = activity.client()
         now = datetime.now(UTC)
         config = load_config(self.config_path)
+
+        low_risk: list[ChurnScoreRecord] = []
 
         async def one(customer_id: str) -> tuple[int, int]:
             """(interventions signalled, low-risk scores written) for one customer."""
@@ -214,7 +241,9 @@ class ChurnActivities:
                 )
                 return 1, 0
             written = 0
-            if scored.account is not None:
+            if scored.account is not None and not input.write_low_risk:
+                low_risk.append(_record(scored, now))
+            elif scored.account is not None:
                 try:
                     await asyncio.to_thread(
                         self._write_low_risk, scored, customer_id, workflow_id, input.sweep_id, now
@@ -234,7 +263,11 @@ class ChurnActivities:
                 signalled, written = signalled + s, written + w
             activity.heartbeat(start + len(chunk))
         return SweepPageResult(
-            customers=len(ids), signalled=signalled, written=written, next_cursor=page.next_cursor
+            customers=len(ids),
+            signalled=signalled,
+            written=written,
+            next_cursor=page.next_cursor,
+            low_risk=low_risk,
         )
 
     def _write_low_risk(
@@ -248,16 +281,7 @@ class ChurnActivities:
         """A low-risk score from the sweep: the CRM fields and one agent-log entry."""
         assert scored.account is not None
         result = scored.result
-        self.crm.write_churn_score(
-            ChurnScoreRecord(
-                account_id=scored.account.id,
-                score=result.score,
-                level=result.level.value,
-                reasons=result.reasons,
-                narrative=churn.narrative(result, scored.signals),
-                scored_at=now,
-            )
-        )
+        self.crm.write_churn_score(_record(scored, now))
         info = activity.info()
         self.crm.write_audit(
             AuditEntry(
@@ -277,3 +301,17 @@ class ChurnActivities:
                 at=now,
             )
         )
+
+
+def _record(scored: CustomerScore, now: datetime) -> ChurnScoreRecord:
+    """A low-risk score as the CRM keeps it."""
+    assert scored.account is not None
+    result = scored.result
+    return ChurnScoreRecord(
+        account_id=scored.account.id,
+        score=result.score,
+        level=result.level.value,
+        reasons=result.reasons,
+        narrative=churn.narrative(result, scored.signals),
+        scored_at=now,
+    )

@@ -13,6 +13,7 @@ from activities.models import (
     WriteAuditInput,
     WriteResult,
 )
+from activities.writes import writes
 from connectors.base import CrmSystem
 from domain.models import CaseRef
 
@@ -28,16 +29,19 @@ class CrmActivities:
         cases = self.crm.open_cases(account.id) if account else []
         return FindAccountResult(account=account, open_cases=cases)
 
+    @writes
     @activity.defn(name="upsert_crm_case")
     @vendor_errors
     def upsert_crm_case(self, input: UpsertCaseInput) -> CaseRef:
         return self.crm.upsert_case(input.draft)
 
+    @writes
     @activity.defn(name="write_crm_audit")
     @vendor_errors
     def write_crm_audit(self, input: WriteAuditInput) -> WriteResult:
         return WriteResult(id=self.crm.write_audit(input.entry))
 
+    @writes
     @activity.defn(name="upsert_crm_task")
     @vendor_errors
     def upsert_crm_task(self, input: UpsertTaskInput) -> WriteResult:

@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.errors import vendor_errors
 from activities.models import DraftReminderInput, SendEmailInput, SendEmailResult
+from activities.writes import writes
 from connectors.base import BillingPlatform
 from connectors.email import Email, SmtpMailer
 from domain.decisions import FailureClass
@@ -37,6 +38,7 @@ class MessagingActivities:
             days_left=input.days_left,
         )
 
+    @writes
     @activity.defn(name="send_email")
     @vendor_errors
     def send_email(self, input: SendEmailInput) -> SendEmailResult:

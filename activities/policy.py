@@ -125,7 +125,7 @@ class PolicyActivities:
         return policy_set
 
     @activity.defn(name="decide_policy")
-    def decide(self, req: PolicyRequest) -> PolicyDecision:
+    def decide_policy(self, req: PolicyRequest) -> PolicyDecision:
         try:
             decision = self.policy_set().decide(req)
         except Exception as exc:  # never raise: an unexpected failure is a deny, recorded

@@ -21,6 +21,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.errors import vendor_errors
+from activities.writes import writes
 from connectors.base import BillingPlatform, ConnectorError, CrmSystem, ErrorKind, NotFound
 from domain import temporal as names
 from domain.ids import q2c_workflow_id
@@ -162,28 +163,28 @@ class QuoteActivities:
 
     def methods(self) -> list[Any]:
         return [
-            self.read_product_mapping,
-            self.get_opportunity,
-            self.get_prices,
-            self.find_billing_customer,
-            self.create_billing_customer,
-            self.set_crm_link,
-            self.create_subscription,
-            self.write_billing_link,
-            self.undo_customer,
-            self.undo_subscription,
-            self.won_opportunities,
-            self.start_quote_to_cash_runs,
+            self.q2c_read_product_mapping,
+            self.q2c_get_opportunity,
+            self.q2c_get_prices,
+            self.q2c_find_billing_customer,
+            self.q2c_create_billing_customer,
+            self.q2c_set_crm_link,
+            self.q2c_create_subscription,
+            self.q2c_write_billing_link,
+            self.q2c_undo_customer,
+            self.q2c_undo_subscription,
+            self.q2c_won_opportunities,
+            self.q2c_start_runs,
         ]
 
     @activity.defn(name="q2c_read_product_mapping")
-    def read_product_mapping(self, input: ReadMappingInput) -> ProductMapping:
+    def q2c_read_product_mapping(self, input: ReadMappingInput) -> ProductMapping:
         # A missing or broken file is retried (a person is fixing it), not fatal.
         return ProductMapping.parse(self.mapping_path.read_text(encoding="utf-8"))
 
     @activity.defn(name="q2c_get_opportunity")
     @vendor_errors
-    def get_opportunity(self, input: GetOpportunityInput) -> OpportunityFound:
+    def q2c_get_opportunity(self, input: GetOpportunityInput) -> OpportunityFound:
         try:
             return OpportunityFound(opportunity=self.crm.get_opportunity(input.opportunity_id))
         except NotFound:
@@ -191,7 +192,7 @@ class QuoteActivities:
 
     @activity.defn(name="q2c_get_prices")
     @vendor_errors
-    def get_prices(self, input: GetPricesInput) -> PricesFound:
+    def q2c_get_prices(self, input: GetPricesInput) -> PricesFound:
         prices: dict[str, Price] = {}
         missing: list[str] = []
         for ref in dict.fromkeys(input.refs):
@@ -203,7 +204,7 @@ class QuoteActivities:
 
     @activity.defn(name="q2c_find_billing_customer")
     @vendor_errors
-    def find_billing_customer(self, input: FindCustomerInput) -> CustomerSearch:
+    def q2c_find_billing_customer(self, input: FindCustomerInput) -> CustomerSearch:
         linked = self.billing.find_customer_by_crm(input.crm, input.account_id)
         if linked is not None:
             return CustomerSearch(linked=linked)
@@ -211,31 +212,36 @@ class QuoteActivities:
         by_company = self.billing.find_customers(None, input.company) if input.company else []
         return CustomerSearch(by_email=by_email, by_company=by_company)
 
+    @writes
     @activity.defn(name="q2c_create_billing_customer")
     @vendor_errors
-    def create_billing_customer(self, input: CreateCustomerInput) -> BillingCustomer:
+    def q2c_create_billing_customer(self, input: CreateCustomerInput) -> BillingCustomer:
         return self.billing.create_customer(input.draft)
 
+    @writes
     @activity.defn(name="q2c_set_crm_link")
     @vendor_errors
-    def set_crm_link(self, input: SetCrmLinkInput) -> None:
+    def q2c_set_crm_link(self, input: SetCrmLinkInput) -> None:
         self.billing.set_crm_link(
             input.customer_id, input.crm, input.account_id, input.idempotency_key
         )
 
+    @writes
     @activity.defn(name="q2c_create_subscription")
     @vendor_errors
-    def create_subscription(self, input: CreateSubscriptionInput) -> SubscriptionRef:
+    def q2c_create_subscription(self, input: CreateSubscriptionInput) -> SubscriptionRef:
         return self.billing.create_subscription(input.draft)
 
+    @writes
     @activity.defn(name="q2c_write_billing_link")
     @vendor_errors
-    def write_billing_link(self, input: WriteBillingLinkInput) -> None:
+    def q2c_write_billing_link(self, input: WriteBillingLinkInput) -> None:
         self.crm.write_billing_link(input.link)
 
+    @writes
     @activity.defn(name="q2c_undo_customer")
     @vendor_errors
-    def undo_customer(self, input: UndoCustomerInput) -> Undone:
+    def q2c_undo_customer(self, input: UndoCustomerInput) -> Undone:
         customer_id = input.customer_id or self._replayed(
             lambda: self.billing.create_customer(input.draft).id
         )
@@ -244,9 +250,10 @@ class QuoteActivities:
         self.billing.delete_customer(customer_id, input.idempotency_key)
         return Undone(did=f"deleted customer {customer_id}", record_id=customer_id)
 
+    @writes
     @activity.defn(name="q2c_undo_subscription")
     @vendor_errors
-    def undo_subscription(self, input: UndoSubscriptionInput) -> Undone:
+    def q2c_undo_subscription(self, input: UndoSubscriptionInput) -> Undone:
         sub_id = input.subscription_id or self._replayed(
             lambda: self.billing.create_subscription(input.draft).id
         )
@@ -270,7 +277,7 @@ class QuoteActivities:
 
     @activity.defn(name="q2c_won_opportunities")
     @vendor_errors
-    def won_opportunities(self, input: WonSinceInput) -> WonOpportunities:
+    def q2c_won_opportunities(self, input: WonSinceInput) -> WonOpportunities:
         return WonOpportunities(
             crm=self.crm.name,
             billing=self.billing.name,
@@ -278,7 +285,7 @@ class QuoteActivities:
         )
 
     @activity.defn(name="q2c_start_runs")
-    async def start_quote_to_cash_runs(self, input: StartRunsInput) -> StartedRuns:
+    async def q2c_start_runs(self, input: StartRunsInput) -> StartedRuns:
         """Start a QuoteToCashWorkflow for each deal, exactly as the webhook service does: the
         same deterministic ID and the same policies (``domain.starts``: a deal that finished is
         never run again, a failed one may be redone, a running one is left to run). Heartbeats

@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import vendor_errors
 from activities.models import WriteResult
+from activities.writes import writes
 from connectors.base import BillingPlatform, CrmSystem, NotFound
 from domain.dunning import DunningStatus
 from domain.ids import dunning_workflow_id
@@ -85,11 +86,16 @@ class SupportActivities:
 
     def methods(self) -> list[Any]:
         """The bound activities a worker registers."""
-        return [self.get_case, self.customer_snapshot, self.open_dunning, self.annotate_case]
+        return [
+            self.support_get_case,
+            self.support_customer_snapshot,
+            self.support_open_dunning,
+            self.support_annotate_case,
+        ]
 
     @activity.defn(name="support_get_case")
     @vendor_errors
-    def get_case(self, input: GetSupportCaseInput) -> SupportCase:
+    def support_get_case(self, input: GetSupportCaseInput) -> SupportCase:
         try:
             case = self.crm.get_case(input.case_id)
         except NotFound:
@@ -104,7 +110,7 @@ class SupportActivities:
 
     @activity.defn(name="support_customer_snapshot")
     @vendor_errors
-    def customer_snapshot(self, input: SupportSnapshotInput) -> SupportSnapshot:
+    def support_customer_snapshot(self, input: SupportSnapshotInput) -> SupportSnapshot:
         try:
             return SupportSnapshot(
                 snapshot=self.billing.customer_snapshot(input.customer_id, invoices=input.invoices)
@@ -113,7 +119,7 @@ class SupportActivities:
             return SupportSnapshot(snapshot=None)
 
     @activity.defn(name="support_open_dunning")
-    async def open_dunning(self, input: OpenDunningInput) -> OpenDunningResult:
+    async def support_open_dunning(self, input: OpenDunningInput) -> OpenDunningResult:
         """Async: it only talks to Temporal, through the worker's own (async) client."""
         client = self._client or activity.client()
         found = await asyncio.gather(
@@ -151,9 +157,10 @@ class SupportActivities:
             case_number=case_number,
         )
 
+    @writes
     @activity.defn(name="support_annotate_case")
     @vendor_errors
-    def annotate_case(self, input: AnnotateCaseInput) -> WriteResult:
+    def support_annotate_case(self, input: AnnotateCaseInput) -> WriteResult:
         return WriteResult(
             id=self.crm.annotate_case(input.case_id, input.text, input.idempotency_key)
         )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from domain.approvals import ApprovalTiming
 from domain.models import CaseSummary, CrmAccount, Frozen, InvoiceStatus, RiskSignal
@@ -439,24 +439,40 @@ class ChurnStatus(Frozen):
     outcome: str | None = None
 
 
-class ChurnCarry(Frozen):
-    """What a following run hands to its continuation."""
+class ChurnState(BaseModel):
+    """Everything an intervention knows, in one object: the workflow works on it and a
+    continuation receives it whole (``ChurnInput.carry``). The fields are those of the carry
+    model of earlier releases, so their continued-as-new inputs load as this state."""
 
-    config: ChurnConfig
-    baseline: ChurnSignals
-    latest: ChurnSignals
-    account: CrmAccount | None
-    deadline: datetime
+    model_config = ConfigDict(extra="ignore")
+
+    config: ChurnConfig | None = None
+    baseline: ChurnSignals | None = None
+    latest: ChurnSignals | None = None
+    account: CrmAccount | None = None
+    deadline: datetime | None = None
     status: ChurnStatus
-    seen_events: list[str]
+    seen_events: list[str] = []
+    #: a risk signal arrived that the last score did not cover
     pending_rescore: bool = False
     #: the retention offer's fate (executed, rejected, expired, blocked), None when none
     offer_status: str | None = None
 
 
+#: the name earlier releases gave the state a continuation carries
+ChurnCarry = ChurnState
+
+
+class ChurnOutcome(StrEnum):
+    LOW_RISK = "low_risk"
+    RETAINED = "retained"
+    DOWNGRADED = "downgraded"
+    CHURNED = "churned"
+    UNKNOWN_CUSTOMER = "unknown_customer"
+
+
 class ChurnResult(Frozen):
-    #: low_risk | retained | downgraded | churned | unknown_customer
-    outcome: str
+    outcome: ChurnOutcome
     customer_id: str
     first_score: int | None = None
     first_level: str | None = None

@@ -2,12 +2,12 @@
 
 Pure functions and models (no I/O, no Temporal), four layers:
 
-- **Closed output schema** — :class:`ReasonerOutput` / :class:`ProposedAction` (``extra="forbid"``,
+- **Closed output schema** — :class:`ReasonerOutput` / :class:`ReasonerProposal` (``extra="forbid"``,
   strict scalar types) and :func:`validate_reasoner_output`, which also enforces what a schema
   cannot: actions only for the event's customer, amounts within what is owed, kinds from the
   caller's allow-list. Every refusal is a :class:`ContainmentError` with a stable ``code``. A valid
   output is still only a *proposal*: each action goes to the policy engine
-  (:meth:`ProposedAction.to_policy_request`, ``origin=llm``).
+  (:meth:`ReasonerProposal.to_policy_request`, ``origin=llm``).
 - **PII minimisation** — :func:`redact_pii` replaces emails, phone numbers, Luhn-valid card
   numbers and checksum-valid IBANs with ``[email]`` / ``[phone]`` / ``[card]`` / ``[iban]``.
 - **Data fencing** — :func:`fence` wraps customer-controlled text in an ``<untrusted_data>`` block
@@ -32,7 +32,7 @@ from typing import Annotated, Any
 from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
 
 from domain.decisions import DunningAssessment, FailureClass
-from domain.models import CasePriority, Frozen
+from domain.models import CasePriority, Frozen, Strict
 from domain.policy import AccountFacts, ActionKind, Origin, PolicyRequest
 
 # --- errors --------------------------------------------------------------------------------------
@@ -116,7 +116,7 @@ _Id = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_CHARS)]
 _Reason = Annotated[StrictStr, Field(min_length=1, max_length=MAX_REASON_CHARS)]
 
 
-class ProposedAction(Frozen):
+class ReasonerProposal(Strict):
     """One side effect the reasoner asks for. Money in minor units of ``currency``."""
 
     kind: ActionKind
@@ -140,7 +140,7 @@ class ProposedAction(Frozen):
         )
 
 
-class ReasonerOutput(Frozen):
+class ReasonerOutput(Strict):
     """Everything a reasoner may return for a failed payment — nothing else is accepted.
 
     ``ReasonerOutput.model_json_schema()`` is the tool / structured-output schema to give the model.
@@ -151,7 +151,7 @@ class ReasonerOutput(Frozen):
     retry_recommended: StrictBool
     reasons: list[_Reason] = Field(min_length=1, max_length=MAX_REASONS, strict=True)
     message_draft: Annotated[StrictStr, Field(max_length=MAX_MESSAGE_DRAFT_CHARS)] | None = None
-    proposed_actions: list[ProposedAction] = Field(
+    proposed_actions: list[ReasonerProposal] = Field(
         default_factory=list, max_length=MAX_PROPOSED_ACTIONS, strict=True
     )
 

@@ -4,10 +4,20 @@ service (which starts it) and the CLI (which reads it)."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
 
 from domain.approvals import ApprovalTiming
 from domain.decisions import DunningAssessment
-from domain.models import CaseRef, CrmAccount, Frozen, InvoiceContext, PaymentFailed
+from domain.models import (
+    CaseRef,
+    CrmAccount,
+    Frozen,
+    InvoiceContext,
+    InvoicePaid,
+    PaymentFailed,
+)
 from domain.playbook import SegmentPlaybook
 
 WORKFLOW_TYPE = "DunningWorkflow"
@@ -37,27 +47,65 @@ class DunningStatus(Frozen):
     attribution: str | None = None
 
 
-class DunningCarry(Frozen):
-    """What a run hands to its continuation when its history grows long while it waits for
-    payment: everything needed to keep waiting, nothing re-fetched or re-done."""
+class DunningPhase(StrEnum):
+    """Where a continuation picks up."""
 
-    #: retry_due: the payment retry has not run yet; payment_wait: it has (or there is none)
-    phase: str
-    deadline: datetime
-    context: InvoiceContext
-    account: CrmAccount | None
-    assessment: DunningAssessment
-    case: CaseRef | None
+    #: pre-playbook runs: the payment retry has not run yet / it has (or there is none)
+    RETRY_DUE = "retry_due"
+    PAYMENT_WAIT = "payment_wait"
+    #: the segment's playbook, at ``step``
+    PLAYBOOK = "playbook"
+
+
+class DunningOutcome(StrEnum):
+    RECOVERED = "recovered"
+    WRITTEN_OFF = "written_off"
+    CANCELLED = "cancelled"
+    ALREADY_PAID = "already_paid"
+    UNKNOWN_INVOICE = "unknown_invoice"
+    #: runs started before the playbook
+    UNRESOLVED = "unresolved"
+
+
+class DunningState(BaseModel):
+    """Everything a dunning run knows, in one object: the workflow works on it, a continuation
+    receives it whole (``DunningInput.carry``), nothing is re-fetched or re-done.
+
+    The first fields are those of the carry model of earlier releases, so their continued-as-new
+    inputs (running workflows, committed histories) load as this state."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: DunningPhase = DunningPhase.PLAYBOOK
+    #: set on a continuation: the end of the wait that was handed over
+    deadline: datetime | None = None
+    context: InvoiceContext | None = None
+    account: CrmAccount | None = None
+    assessment: DunningAssessment | None = None
+    case: CaseRef | None = None
     status: DunningStatus
-    failures: list[PaymentFailed]
-    seen_events: list[str]
-    #: phase "playbook": the segment's playbook and the schedule's position
+    failures: list[PaymentFailed] = []
+    seen_events: list[str] = []
     playbook: SegmentPlaybook | None = None
     started_at: datetime | None = None
     step: int = 0
     paused: timedelta = timedelta(0)
     reminders_sent: int = 0
     last_step: str | None = None
+    #: the invoice-paid event, once it came
+    paid: InvoicePaid | None = None
+    #: a playbook retry that collected the invoice (no need to wait for the paid event)
+    recovered_by: str | None = None
+    #: scopes idempotency keys of actions a playbook may repeat on several days
+    key_scope: str = ""
+
+    @property
+    def settled(self) -> bool:
+        return self.paid is not None or self.recovered_by is not None
+
+
+#: the name earlier releases gave the state a continuation carries
+DunningCarry = DunningState
 
 
 class DunningInput(Frozen):
@@ -79,7 +127,7 @@ class DunningInput(Frozen):
 class DunningResult(Frozen):
     #: recovered | written_off | cancelled | already_paid | unknown_invoice (unresolved: runs
     #: started before the playbook)
-    outcome: str
+    outcome: DunningOutcome
     invoice_id: str
     attribution: str | None = None
     case_id: str | None = None

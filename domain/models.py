@@ -13,6 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Frozen(BaseModel):
+    """Every model that crosses Temporal (inputs, results, signals, state). Unknown fields are
+    ignored, so a newer webhook service or worker sending an extra field never breaks an older
+    worker during a rolling deploy. Models that judge untrusted output (the LLM's reply in
+    ``domain/containment.py``) use :class:`Strict`."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Strict(BaseModel):
+    """A closed schema: an unknown field is an error (the LLM's reply, the approval signal)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 

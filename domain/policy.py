@@ -74,6 +74,8 @@ class ActionKind(StrEnum):
     WRITE_NOTE = "write_note"
     CREATE_SUBSCRIPTION = "create_subscription"
     CREATE_CUSTOMER = "create_customer"
+    #: a field RevBridge owns on a billing record (the CRM link on a customer)
+    UPDATE_BILLING_FIELD = "update_billing_field"
 
 
 class StartAction(StrEnum):

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 
 import yaml
+from pydantic import BaseModel, ConfigDict
 
 from domain.approvals import ApprovalTiming
-from domain.models import Frozen
-from domain.records import Opportunity, OpportunityLine, Price, SubscriptionLine
+from domain.models import BillingCustomer, CrmAccount, Frozen
+from domain.records import Opportunity, OpportunityLine, Price, SubscriptionLine, SubscriptionRef
 
 WORKFLOW_TYPE = "QuoteToCashWorkflow"
 
@@ -33,9 +35,16 @@ class QuoteToCashInput(Frozen):
     started_by: str | None = None
 
 
+class QuoteToCashOutcome(StrEnum):
+    LIVE = "live"
+    ROLLED_BACK = "rolled_back"
+    NOT_WON = "not_won"
+    NOT_FOUND = "not_found"
+    ALREADY_LIVE = "already_live"
+
+
 class QuoteToCashResult(Frozen):
-    #: live | rolled_back | not_won
-    outcome: str
+    outcome: QuoteToCashOutcome
     opportunity_id: str
     customer_id: str | None = None
     subscription_id: str | None = None
@@ -297,3 +306,21 @@ def plan_subscription(
         mrr=round(mrr * (1 - discount / 100)),
         custom=custom,
     )
+
+
+class QuoteToCashState(BaseModel):
+    """Everything a quote-to-cash run knows, in one object."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: QuoteToCashStatus
+    mapping_fixes: list[MappingFixed] = []
+    pick: CustomerPick | None = None
+    opp: Opportunity | None = None
+    account: CrmAccount | None = None
+    plan: QuotePlan | None = None
+    #: a customer this run created (deleted on rollback) vs one it found
+    created_customer: BillingCustomer | None = None
+    customer_id: str | None = None
+    subscription: SubscriptionRef | None = None
+    rollback_reason: str = ""

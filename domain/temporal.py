@@ -3,9 +3,25 @@ attributes, signal names. Side-effect free, so the workflow sandbox may import i
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from temporalio.common import SearchAttributeKey
 
 TASK_QUEUE = "revbridge"
+
+
+class UseCase(StrEnum):
+    """The one name of each use case: its search attribute value, its policy principal
+    (``RevBridge::Agent::"dunning"``), its mode in policies/modes.yaml and its audit entries."""
+
+    DUNNING = "dunning"
+    QUOTE_TO_CASH = "quote_to_cash"
+    CHURN_INTERVENTION = "churn_intervention"
+    SUPPORT_CONTEXT = "support_context"
+    ACCOUNT_SYNC = "account_sync"
+    EXPANSION = "expansion"
+    RECONCILIATION = "reconciliation"
+
 
 USE_CASE = SearchAttributeKey.for_keyword("RevBridgeUseCase")
 CUSTOMER = SearchAttributeKey.for_keyword("RevBridgeCustomer")

@@ -34,11 +34,11 @@ from domain.temporal import TASK_QUEUE
 from infra import telemetry
 from infra.connection import client_connect_kwargs
 from workers import schedules
-from workflows.churn import ChurnInterventionWorkflow
-from workflows.churn_sweep import ChurnSweepWorkflow
-from workflows.dunning import DunningWorkflow
-from workflows.q2c_catch_up import QuoteToCashCatchUpWorkflow
-from workflows.quote_to_cash import QuoteToCashWorkflow
+from workflows.churn.sweep import ChurnSweepWorkflow
+from workflows.churn.workflow import ChurnInterventionWorkflow
+from workflows.dunning.workflow import DunningWorkflow
+from workflows.quote_to_cash.catch_up import QuoteToCashCatchUpWorkflow
+from workflows.quote_to_cash.workflow import QuoteToCashWorkflow
 from workflows.support_context import SupportContextWorkflow
 
 log = logging.getLogger("revbridge.worker")
@@ -82,7 +82,7 @@ def activities_for(
         c.upsert_crm_task,
         c.write_crm_audit,
         r.assess_payment_failure,
-        policies.decide,
+        policies.decide_policy,
         policies.check_approver,
         policies.eligible_approvers,
         *ChurnActivities(billing, crm).methods(),

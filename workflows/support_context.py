@@ -19,13 +19,12 @@ asks a person first).
 
 from __future__ import annotations
 
-import asyncio
-
 from temporalio import workflow
 
-from workflows.approval import Governed, GovernedWorkflow
-from workflows.auditing import audit_entry, write_audit
-from workflows.options import READ, WRITE
+from workflows.governed.audit import AuditScope
+from workflows.governed.base import GovernedWorkflow
+from workflows.governed.gate import Governed, Permit
+from workflows.options import READ
 
 with workflow.unsafe.imports_passed_through():
     from activities.support import (
@@ -36,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
         SupportSnapshotInput,
     )
     from domain import temporal as names
-    from domain.approvals import ApprovalTiming, PendingApproval, ProposedAction, RefusedApproval
+    from domain.approvals import ApprovalTiming, ProposedAction
     from domain.ids import idempotency_key
     from domain.models import CrmAccount
     from domain.policy import AccountFacts, ActionKind
@@ -52,20 +51,21 @@ with workflow.unsafe.imports_passed_through():
         summarize,
         unpaid_invoice_ids,
     )
+    from domain.temporal import UseCase
 
-USE_CASE = "support_context"
 NOTE_STEP = "billing-context"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
 class SupportContextWorkflow(GovernedWorkflow):
-    use_case = USE_CASE
+    use_case = UseCase.SUPPORT_CONTEXT
 
     @workflow.init
     def __init__(self, input: SupportContextInput) -> None:
         self._input = input
         self._status = SupportStatus(stage="reading the case", case_id=input.case_id)
-        self._init_gate()
+        self._account: CrmAccount | None = None
+        self._init_governed()
 
     @workflow.query(name="status", description="Where this support context run stands.")
     def status(self) -> SupportStatus:
@@ -73,10 +73,10 @@ class SupportContextWorkflow(GovernedWorkflow):
 
     @workflow.run
     async def run(self, input: SupportContextInput) -> SupportContextResult:
-        workflow.upsert_search_attributes([names.USE_CASE.value_set(USE_CASE)])
+        workflow.upsert_search_attributes([names.USE_CASE.value_set(self.use_case)])
         self._stage(f"Reading {input.crm} case {input.case_id} and its account.")
         found = await workflow.execute_activity_method(
-            SupportActivities.get_case,
+            SupportActivities.support_get_case,
             GetSupportCaseInput(case_id=input.case_id),
             summary="read the case and its account",
             **READ,
@@ -89,6 +89,7 @@ class SupportContextWorkflow(GovernedWorkflow):
                 f"Case {input.case_id} was not found in {input.crm}: nothing written.",
             )
         case, account = found.case, found.account
+        self._account = account
         self._update(account_id=account.id if account else None)
 
         customer_id = billing_link(account, input.billing)
@@ -99,7 +100,7 @@ class SupportContextWorkflow(GovernedWorkflow):
             self._stage(f"Reading {input.billing} customer {customer_id}.")
             snapshot = (
                 await workflow.execute_activity_method(
-                    SupportActivities.customer_snapshot,
+                    SupportActivities.support_customer_snapshot,
                     SupportSnapshotInput(customer_id=customer_id),
                     summary="read the billing customer (read-only)",
                     **READ,
@@ -142,7 +143,7 @@ class SupportContextWorkflow(GovernedWorkflow):
             return []
         self._stage(f"Looking for dunning runs on {len(unpaid)} unpaid invoice(s).")
         found = await workflow.execute_activity_method(
-            SupportActivities.open_dunning,
+            SupportActivities.support_open_dunning,
             OpenDunningInput(billing=self._input.billing, invoice_ids=unpaid),
             summary="find open dunning runs",
             **READ,
@@ -170,24 +171,20 @@ class SupportContextWorkflow(GovernedWorkflow):
             tier=account.tier if account else "SMB",
             mrr=snapshot.customer.mrr if snapshot else 0,
         )
-        self._refusal_auditor = asyncio.create_task(self.audit_refusals(self._audit_refusal))
-        try:
-            return await self.govern(
-                action,
-                facts,
-                why=action.reason,
-                execute=lambda _: self._write_note(case.id, text),
-                audit=lambda governed: self._audit_note(governed, case, account, outcome),
-                timing=ApprovalTiming(),
-                crm_account_id=account.id if account else None,
-            )
-        finally:
-            await self.refusals_audited()
-            self._refusal_auditor.cancel()
+        return await self.govern(
+            action,
+            facts,
+            why=action.reason,
+            execute=lambda permit, _: self._write_note(permit, case.id, text),
+            audit=lambda governed: self._audit_note(governed, case, outcome),
+            timing=ApprovalTiming(),
+            crm_account_id=account.id if account else None,
+        )
 
-    async def _write_note(self, case_id: str, text: str) -> str:
-        written = await workflow.execute_activity_method(
-            SupportActivities.annotate_case,
+    async def _write_note(self, permit: Permit, case_id: str, text: str) -> str:
+        written = await self.write(
+            permit,
+            SupportActivities.support_annotate_case,
             AnnotateCaseInput(
                 case_id=case_id,
                 text=text,
@@ -195,46 +192,32 @@ class SupportContextWorkflow(GovernedWorkflow):
                 idempotency_key=idempotency_key(workflow.info().workflow_id, NOTE_STEP),
             ),
             summary="write the billing context onto the case",
-            **WRITE,
         )
         return written.id
 
     # --- audit (CRM only: this use case never writes to billing) --------------------------------
 
-    async def _audit_note(
-        self, governed: Governed, case: CaseDetail, account: CrmAccount | None, outcome: str
-    ) -> None:
-        detail = f" ({governed.result_id})" if governed.result_id else ""
-        await write_audit(
-            audit_entry(
-                USE_CASE,
-                "annotate_case",
-                decision=governed.decision.outcome.value,
-                policy_ids=governed.decision.policy_ids,
-                approver=governed.approver,
-                outcome=governed.status + detail,
-                summary=f"Billing context for case {case.number or case.id} ({outcome}): "
-                f"{governed.status}"
-                + (f" by {governed.approver}" if governed.approver else "")
-                + ". Read-only toward billing.",
-                account_id=account.id if account else None,
-                case_id=case.id,
-                parameters=governed.action.model_dump(mode="json"),
-            ),
+    def _audit_scope(self) -> AuditScope:
+        return AuditScope(
+            use_case=self.use_case,
+            account_id=self._account.id if self._account else None,
+            case_id=self._input.case_id,
             billing_note=None,
         )
 
-    async def _audit_refusal(
-        self, refused: RefusedApproval, pending: PendingApproval | None
-    ) -> None:
-        await write_audit(
-            audit_entry(
-                USE_CASE,
-                "approval_refused",
-                case_id=self._input.case_id,
-                **refused.audit_fields(),
-            ),
-            billing_note=None,
+    async def _audit_note(self, governed: Governed, case: CaseDetail, outcome: str) -> None:
+        detail = f" ({governed.result_id})" if governed.result_id else ""
+        await self.audit(
+            "annotate_case",
+            decision=governed.decision.outcome.value,
+            policy_ids=governed.decision.policy_ids,
+            approver=governed.approver,
+            outcome=governed.status + detail,
+            summary=f"Billing context for case {case.number or case.id} ({outcome}): "
+            f"{governed.status}"
+            + (f" by {governed.approver}" if governed.approver else "")
+            + ". Read-only toward billing.",
+            parameters=governed.action.model_dump(mode="json"),
         )
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -270,7 +253,7 @@ class SupportContextWorkflow(GovernedWorkflow):
     ) -> SupportContextResult:
         self._update(stage="closed", outcome=outcome)
         workflow.set_current_details(details)
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self.handlers_finished()
         return SupportContextResult(
             outcome=outcome,
             case_id=self._input.case_id,

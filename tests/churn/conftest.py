@@ -136,7 +136,7 @@ class Harness:
 
 @pytest.fixture
 async def churn_env(time_env: WorkflowEnvironment) -> AsyncIterator[Harness]:
-    from workflows.churn import ChurnInterventionWorkflow
+    from workflows.churn.workflow import ChurnInterventionWorkflow
 
     vendors = FakeVendors()
     task_queue = f"churn-{uuid.uuid4().hex[:8]}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.saga import Saga
+from workflows.governed.saga import Saga
 
 
 def failure(activity: str) -> ActivityError:

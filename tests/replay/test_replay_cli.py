@@ -35,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
     from domain.models import PaymentFailed
     from sandbox.scenarios import DEMO_CUSTOMERS, chargebee_seed, salesforce_seed
-    from workflows.dunning import DunningWorkflow
+    from workflows.dunning.workflow import DunningWorkflow
     from workflows.options import READ
 
 HISTORIES = Path(__file__).parent.parent / "histories"

@@ -136,18 +136,19 @@ async def test_a_redelivered_case_event_joins_the_same_run(
     assert fake.crm.annotate_calls == 1 and len(fake.crm.notes) == 1
 
 
-async def test_observe_mode_blocks_the_note_and_audits_why(
+async def test_observe_mode_blocks_the_note_and_reports_why(
     client: Client, fake_observe: FakeDeployment, uid: str
 ) -> None:
+    """Observe mode reads and reports: no note and no audit entry in the CRM; the run keeps what
+    it would have audited (query ``observed``) and says why in its status."""
     fake = fake_observe
     case_id = f"500{uid}"
     fake.crm.add_case(case_id, _account(uid))
     handle, result = await fake.run(client, case_id)
     assert (result.outcome, result.note_id) == ("no_billing_account", None)
     assert fake.crm.notes == {}
-    (entry,) = fake.crm.audits.values()
-    assert (entry.decision, entry.outcome) == ("deny", "blocked")
-    assert "mode_observe" in entry.policy_ids
+    assert fake.crm.audits == {}
+    assert await handle.query("observed") == ["annotate_case: blocked"]
     status = await handle.query("status", result_type=SupportStatus)
     assert status.policy == "deny: blocked"
 

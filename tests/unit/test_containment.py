@@ -21,8 +21,8 @@ from domain.containment import (
     ContainmentError,
     LlmBudget,
     LlmUsage,
-    ProposedAction,
     ReasonerOutput,
+    ReasonerProposal,
     fence,
     iban_valid,
     luhn_valid,
@@ -118,7 +118,7 @@ def test_output_converts_to_assessment_and_policy_request() -> None:
 def test_json_schema_is_closed() -> None:
     schema = ReasonerOutput.model_json_schema()
     assert schema["additionalProperties"] is False
-    assert schema["$defs"]["ProposedAction"]["additionalProperties"] is False
+    assert schema["$defs"]["ReasonerProposal"]["additionalProperties"] is False
 
 
 @pytest.mark.parametrize(
@@ -306,9 +306,9 @@ def test_too_many_actions_even_if_they_are_garbage() -> None:
 
 def test_models_reject_bad_values_when_built_directly() -> None:
     with pytest.raises(ValidationError):
-        ProposedAction(kind=ActionKind.REFUND, customer_id=CUSTOMER, amount=-1, reason="r")
+        ReasonerProposal(kind=ActionKind.REFUND, customer_id=CUSTOMER, amount=-1, reason="r")
     with pytest.raises(ValidationError):
-        ProposedAction(kind=ActionKind.REFUND, customer_id=CUSTOMER, reason="r", extra=1)
+        ReasonerProposal(kind=ActionKind.REFUND, customer_id=CUSTOMER, reason="r", extra=1)
 
 
 def test_caller_errors_are_not_containment_errors() -> None:

@@ -55,7 +55,7 @@ class QuoteToCashCatchUpWorkflow:
         limit = input.limit
         while True:
             won = await workflow.execute_activity_method(
-                QuoteActivities.won_opportunities,
+                QuoteActivities.q2c_won_opportunities,
                 WonSinceInput(since=since, limit=limit),
                 summary="won deals since the watermark",
                 **READ,
@@ -70,7 +70,7 @@ class QuoteToCashCatchUpWorkflow:
         if not won.opportunity_ids:
             return CatchUpResult(watermark=watermark, since=since)
         started = await workflow.execute_activity_method(
-            QuoteActivities.start_quote_to_cash_runs,
+            QuoteActivities.q2c_start_runs,
             StartRunsInput(
                 crm=won.crm,
                 billing=won.billing,

@@ -1,0 +1,357 @@
+"""Dunning: a failed payment becomes a CRM case with context, governed actions, a playbook of
+reminders over weeks, and an audit trail.
+
+The story: a billing platform reports that a payment failed. We do not trust the event: we
+re-fetch the invoice, its customer and the recent payment attempts, and find the linked CRM
+account. A reasoner (rules by default) classifies the failure — expired card, insufficient funds,
+hard decline, technical — names its reasons and proposes actions (a payment retry, a courtesy
+credit for a large account). Every side effect goes through the governed gate: the policy engine
+allows it, blocks it, or asks a named person first. We open one CRM case for the invoice, take the
+allowed or approved actions, then walk the segment's playbook (``playbook.py``: reminders,
+retries and owner tasks on durable timers, paused by an open support case) until the invoice is
+paid or the schedule ends in its end action. Either way the outcome is audited on both sides.
+
+A second failure of the same invoice while we run joins this workflow (signal-with-start on
+``dunning:{billing}:{invoice_id}``); duplicate deliveries are ignored by event ID.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.dunning.legacy import LegacyCollect
+from workflows.dunning.playbook import PlaybookRunner
+from workflows.governed.audit import AuditScope
+from workflows.governed.base import GovernedWorkflow
+from workflows.governed.gate import Governed, Permit
+from workflows.options import READ
+
+with workflow.unsafe.imports_passed_through():
+    from activities.billing import BillingActivities
+    from activities.crm import CrmActivities
+    from activities.models import (
+        ApplyCreditInput,
+        AssessFailureInput,
+        CancelSubscriptionInput,
+        FindAccountInput,
+        GetInvoiceContextInput,
+        RetryPaymentInput,
+        UpsertCaseInput,
+    )
+    from activities.reasoning import ReasoningActivities
+    from domain import temporal as names
+    from domain.approvals import ProposedAction
+    from domain.dunning import (
+        WORKFLOW_TYPE,
+        DunningInput,
+        DunningOutcome,
+        DunningPhase,
+        DunningResult,
+        DunningState,
+        DunningStatus,
+    )
+    from domain.dunning_text import case_draft, closed_details
+    from domain.ids import idempotency_key
+    from domain.models import CustomerTier, InvoicePaid, InvoiceStatus, NoteTarget, PaymentFailed
+    from domain.policy import AccountFacts, ActionKind
+    from domain.temporal import UseCase
+
+#: runs started before the multi-week playbook wait for payment with one retry (``legacy.py``)
+PLAYBOOK_PATCH = "dunning-playbook"
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
+    use_case = UseCase.DUNNING
+    refusals_to_billing = True
+
+    @workflow.init
+    def __init__(self, input: DunningInput) -> None:
+        self._input = input
+        # a continuation picks up exactly where the last run was: the state comes whole
+        self.s = input.carry or DunningState(
+            status=DunningStatus(stage="waiting for the failure event", invoice_id=input.invoice_id)
+        )
+        self._init_governed()
+
+    # --- messages ------------------------------------------------------------------------------------
+
+    @workflow.signal(
+        name=names.SIGNAL_PAYMENT_FAILED, description="A payment on this invoice failed."
+    )
+    def payment_failed(self, event: PaymentFailed) -> None:
+        if event.event_id in self.s.seen_events:
+            return  # a redelivered webhook: already counted
+        self.s.seen_events.append(event.event_id)
+        self.s.failures.append(event)
+        self._update(failures_seen=len(self.s.failures))
+
+    @workflow.signal(name=names.SIGNAL_INVOICE_PAID, description="The invoice was paid.")
+    def invoice_paid(self, event: InvoicePaid) -> None:
+        if self.s.paid is None:
+            self.s.paid = event
+
+    @workflow.query(name="status", description="Where this dunning run stands.")
+    def status(self) -> DunningStatus:
+        return self.s.status
+
+    # --- the plot ----------------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: DunningInput) -> DunningResult:
+        if input.carry is not None:
+            return await self._resume(input.carry.phase)
+        # Started by an event (signal-with-start) or by a person, who needs no event to wait for.
+        await workflow.wait_condition(
+            lambda: bool(self.s.failures) or self.s.paid is not None or input.started_by is not None
+        )
+        ctx = await self._invoice_context()
+        if ctx is None:
+            # An event about an invoice (or customer) the billing platform does not know:
+            # nothing to act on, nothing written. The history and the log say why.
+            workflow.logger.warning("invoice %s not found in billing", input.invoice_id)
+            return await self._finish(DunningOutcome.UNKNOWN_INVOICE)
+        if ctx.invoice.status is InvoiceStatus.PAID:
+            # Events are triggers, not truth: a stale or late failure event for a paid invoice.
+            return await self._finish(DunningOutcome.ALREADY_PAID)
+
+        found = await workflow.execute_activity_method(
+            CrmActivities.find_crm_account,
+            FindAccountInput(billing=input.billing, customer_id=ctx.customer.id),
+            summary="find the linked CRM account",
+            **READ,
+        )
+        self.s.account = found.account
+        assessment = self.s.assessment = await workflow.execute_activity_method(
+            ReasoningActivities.assess_payment_failure,
+            AssessFailureInput(
+                context=ctx, account=found.account, now=workflow.now(), open_cases=found.open_cases
+            ),
+            summary="classify the failure",
+            **READ,
+        )
+        await self._audit_refused_reasoning()
+        self._update(
+            stage="opening the CRM case",
+            failure_class=assessment.failure_class.value,
+            priority=assessment.priority.value,
+        )
+        await self._govern(
+            ProposedAction(
+                kind=ActionKind.CREATE_CASE,
+                customer_id=ctx.customer.id,
+                invoice_id=ctx.invoice.id,
+                reason="open a billing case with the context",
+            ),
+            why="; ".join(assessment.reasons),
+        )
+        for action in assessment.proposed_actions:
+            if action.kind is ActionKind.RETRY_PAYMENT:
+                continue  # retries are the playbook's
+            if self.s.paid is not None:
+                break
+            self._update(stage=f"deciding on {action.kind.value}")
+            await self._govern(action, why=action.reason)
+
+        if workflow.patched(PLAYBOOK_PATCH):
+            return await self._conclude_playbook(await self._run_playbook())
+        return await self._conclude(await self._collect(DunningPhase.RETRY_DUE, deadline=None))
+
+    async def _resume(self, phase: DunningPhase) -> DunningResult:
+        """A continuation goes on with the wait it was handed."""
+        if phase is DunningPhase.PLAYBOOK:
+            return await self._conclude_playbook(await self._run_playbook())
+        return await self._conclude(await self._collect(phase, self.s.deadline))
+
+    async def _invoice_context(self):  # noqa: ANN202 - InvoiceContext | None
+        try:
+            ctx = self.s.context = await workflow.execute_activity_method(
+                BillingActivities.get_invoice_context,
+                GetInvoiceContextInput(invoice_id=self._input.invoice_id),
+                summary="re-fetch invoice, customer and payments",
+                **READ,
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, ApplicationError) and (err.cause.type or "").endswith(
+                ".not_found"
+            ):
+                return None
+            raise
+        self._update(stage="gathering context", customer_id=ctx.customer.id)
+        workflow.upsert_search_attributes(
+            [
+                names.CUSTOMER.value_set(ctx.customer.id),
+                names.AMOUNT_AT_RISK.value_set(ctx.invoice.amount_due / 100),
+            ]
+        )
+        return ctx
+
+    async def _audit_refused_reasoning(self) -> None:
+        """What the reasoner asked for and code refused never reached an activity: the record
+        says why."""
+        assessment = self.s.assessment
+        assert assessment is not None
+        for refusal in assessment.rejected:
+            code = refusal.split(":", 1)[0]
+            await self._audit(
+                "llm_output_rejected",
+                decision="deny",
+                policy_ids=[f"containment:{code}"],
+                outcome="blocked",
+                summary=f"The {assessment.model or 'LLM'} reply was refused by code: {refusal}. "
+                "The rules decided instead.",
+                key_suffix=code,
+            )
+
+    # --- governed actions ----------------------------------------------------------------------------
+
+    async def _govern(self, action: ProposedAction, why: str) -> Governed:
+        account = self.s.account
+        governed = await self.govern(
+            action,
+            self._facts(),
+            why=why,
+            execute=self._execute,
+            audit=self._audit_governed,
+            timing=self._input.approval,
+            crm_account_id=account.id if account else None,
+            superseded=lambda: self.s.settled,
+        )
+        self._update(actions=[*self.s.status.actions, governed.line])
+        return governed
+
+    async def _execute(self, permit: Permit, action: ProposedAction) -> str:
+        """Run one allowed action; the idempotency key is the workflow ID plus the action ID."""
+        ctx = self.s.context
+        assert ctx is not None
+        scope = f":{self.s.key_scope}" if self.s.key_scope else ""
+        key = idempotency_key(workflow.info().workflow_id, f"act:{action.action_id}{scope}")
+        if action.kind is ActionKind.CREATE_CASE:
+            assert self.s.assessment is not None
+            wf_id = workflow.info().workflow_id
+            draft = case_draft(
+                ctx,
+                self.s.assessment,
+                self.s.account,
+                self._input.billing,
+                wf_id,
+                key=idempotency_key(wf_id, "create-case"),
+            )
+            case = self.s.case = await self.write(
+                permit,
+                CrmActivities.upsert_crm_case,
+                UpsertCaseInput(draft=draft),
+                summary="open the billing case",
+            )
+            self._update(case_id=case.id, case_number=case.number)
+            return case.id
+        if action.kind is ActionKind.APPLY_CREDIT:
+            credit = await self.write(
+                permit,
+                BillingActivities.apply_credit,
+                ApplyCreditInput(
+                    customer_id=action.customer_id,
+                    amount=action.amount,
+                    currency=action.currency,
+                    reason=f"RevBridge dunning: {action.reason}"[:250],
+                    idempotency_key=key,
+                ),
+                summary="apply the credit",
+            )
+            return credit.id
+        if action.kind is ActionKind.RETRY_PAYMENT:
+            attempt = await self.write(
+                permit,
+                BillingActivities.retry_payment,
+                RetryPaymentInput(invoice_id=ctx.invoice.id, idempotency_key=key),
+                summary="retry the payment",
+            )
+            return (
+                "paid" if attempt.succeeded else f"declined ({attempt.decline_code or 'no code'})"
+            )
+        if action.kind is ActionKind.CANCEL_SUBSCRIPTION and action.subject_id:
+            cancelled = await self.write(
+                permit,
+                BillingActivities.cancel_subscription,
+                CancelSubscriptionInput(
+                    subscription_id=action.subject_id,
+                    idempotency_key=key,
+                    reason=f"RevBridge dunning: {action.reason}"[:250],
+                ),
+                summary="cancel the subscription",
+            )
+            return cancelled.id
+        # Containment guarantees only kinds this workflow can execute reach the gate.
+        raise ValueError(f"dunning cannot execute {action.kind.value}")
+
+    def _facts(self) -> AccountFacts:
+        ctx, account = self.s.context, self.s.account
+        assert ctx is not None
+        return AccountFacts(
+            id=account.id if account else ctx.customer.id,
+            tier=account.tier if account else CustomerTier.SMB,
+            mrr=ctx.customer.mrr,
+        )
+
+    # --- audit ---------------------------------------------------------------------------------------
+
+    def _audit_scope(self) -> AuditScope:
+        a = self.s.assessment
+        return AuditScope(
+            use_case=self.use_case,
+            account_id=self.s.account.id if self.s.account else None,
+            case_id=self.s.case.id if self.s.case else None,
+            billing_note=(NoteTarget.INVOICE, self._input.invoice_id),
+            step_billing_key=True,
+            reasoner=a.reasoner if a else "rules",
+            model=a.model if a else None,
+            input_tokens=a.input_tokens if a else 0,
+            output_tokens=a.output_tokens if a else 0,
+        )
+
+    async def _audit(
+        self, action: str, *, parameters: dict | None = None, **fields: object
+    ) -> None:
+        ids = await self.audit(
+            action,
+            parameters=parameters or {"action": action, "invoice": self._input.invoice_id},
+            **fields,  # type: ignore[arg-type]
+        )
+        await self._record_audit_ids(ids)
+
+    async def _audit_governed(self, governed: Governed) -> None:
+        await self._audit(governed.action.kind.value, **governed.audit_fields())
+
+    async def _record_audit_ids(self, ids: list[str]) -> None:
+        self._update(audit_ids=[*self.s.status.audit_ids, *ids])
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _update(self, **changes: object) -> None:
+        self.s.status = self.s.status.model_copy(update=changes)
+
+    async def _continue(self, phase: DunningPhase, deadline: object) -> None:
+        """Hand the wait to a fresh run: long waits collect signals (redeliveries, retries)."""
+        self.s.phase, self.s.deadline = phase, deadline  # type: ignore[assignment]
+        await self.continue_as_new(self._input.model_copy(update={"carry": self.s}))
+
+    def _history_full(self) -> bool:
+        return self.history_full(self._input.history_limit)
+
+    async def _finish(self, outcome: DunningOutcome) -> DunningResult:
+        self._update(stage="closed", outcome=outcome.value)
+        ctx = self.s.context
+        at_risk = (
+            ctx.invoice.amount_due / 100 if ctx and outcome is DunningOutcome.UNRESOLVED else 0.0
+        )
+        workflow.upsert_search_attributes([names.AMOUNT_AT_RISK.value_set(at_risk)])
+        workflow.set_current_details(closed_details(outcome.value, self.s.status))
+        await self.handlers_finished()
+        return DunningResult(
+            outcome=outcome,
+            invoice_id=self._input.invoice_id,
+            attribution=self.s.status.attribution,
+            case_id=self.s.case.id if self.s.case else None,
+            audit_ids=self.s.status.audit_ids,
+        )

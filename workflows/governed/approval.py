@@ -1,0 +1,189 @@
+"""Waiting for a person: the signal ``approval``, the update ``decide`` and the query
+``pending_approvals`` every governed workflow answers.
+
+An action that policy sends to a person is published with its ID (a hash of its exact
+parameters), ``RevBridgeApproval=pending`` and current details a person can act on; the gate waits
+for an eligible approver, reminds the approvers at the SLA and expires after that. Approvals from
+someone without the role, from the agent itself, or for another action ID change nothing and are
+audited — by the signal handler itself, which contains any failure of that audit, so a refused
+approval can never leave a run hanging (``all_handlers_finished`` waits for it before the run
+closes or continues as new).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from domain import temporal as names
+    from domain.approvals import (
+        QUERY,
+        SIGNAL,
+        UPDATE,
+        ApprovalOutcome,
+        ApprovalResult,
+        ApprovalSignal,
+        ApprovalTiming,
+        Decision,
+        PendingApproval,
+        ProposedAction,
+        RefusedApproval,
+    )
+    from domain.policy import PolicyDecision
+
+
+class ApprovalGate:
+    """Mixin: the messages of the approval gate and the wait for a person. Subclasses provide
+    :meth:`_audit_refusal` (write the audit entry) and :meth:`_remind` (a task for approvers)."""
+
+    use_case: str = ""
+
+    def _init_approvals(self) -> None:
+        self._pending: dict[str, PendingApproval] = {}
+        self._answers: dict[str, ApprovalSignal] = {}
+        self._decided: set[str] = set()
+        self._refused: list[str] = []
+        self._last_approval_state = "none"
+
+    # --- messages -------------------------------------------------------------------------------------
+
+    @workflow.signal(
+        name=SIGNAL,
+        description="Approve or reject a pending action: {action_id, decision, approver, note}.",
+    )
+    async def approval(self, signal: ApprovalSignal) -> None:
+        reason = self._refusal(signal)
+        if reason is None:
+            self._answers[signal.action_id] = signal
+            return
+        refused = RefusedApproval(signal=signal, reason=reason)
+        self._refused.append(refused.summary())
+        pending = self._pending.get(signal.action_id)
+        if pending is not None:  # the person looking at the Web UI sees why nothing happened
+            workflow.set_current_details(
+                f"**Refused:** {refused.summary()}\n\n---\n\n{pending.details()}"
+            )
+        try:
+            await self._audit_refusal(refused, pending)
+        except ActivityError as err:  # the audit gave up: logged and shown, never fatal
+            workflow.logger.warning("audit of a refused approval failed: %s", err.cause or err)
+            self._refused.append(f"(not audited: {err.cause or err})"[:300])
+
+    @workflow.update(name=UPDATE, description="Like the approval signal, but answers at once.")
+    def decide(self, signal: ApprovalSignal) -> str:
+        self._answers[signal.action_id] = signal
+        return f"{signal.decision.value} recorded for {signal.action_id}"
+
+    @decide.validator
+    def _validate_decide(self, signal: ApprovalSignal) -> None:
+        reason = self._refusal(signal)
+        if reason is not None:
+            raise ValueError(reason)
+
+    @workflow.query(name=QUERY, description="Actions waiting for a person.")
+    def pending_approvals(self) -> list[PendingApproval]:
+        return list(self._pending.values())
+
+    def _refusal(self, signal: ApprovalSignal) -> str | None:
+        pending = self._pending.get(signal.action_id)
+        if signal.action_id in self._decided or signal.action_id in self._answers:
+            return f"action {signal.action_id} was already decided"
+        if pending is None:
+            return f"no pending action {signal.action_id} (stale or wrong action ID)"
+        approver = signal.approver.strip().lower()
+        if approver.startswith("agent:") or approver == self.use_case:
+            return "the agent cannot approve its own action"
+        if approver not in pending.eligible_approvers:
+            roles = " or ".join(pending.approver_roles) or "an approver role"
+            return f"{approver or '(no approver)'} may not approve {pending.action.kind.value}: it needs {roles}"
+        return None
+
+    # --- waiting for a person ----------------------------------------------------------------------
+
+    async def _await_approval(
+        self,
+        action: ProposedAction,
+        decision: PolicyDecision,
+        eligible: list[str],
+        why: str,
+        crm_account_id: str | None,
+        timing: ApprovalTiming,
+        superseded: object,
+    ) -> ApprovalResult:
+        now = workflow.now()
+        pending = PendingApproval(
+            action_id=action.action_id,
+            action=action,
+            why=why,
+            policy_ids=decision.policy_ids,
+            approver_roles=decision.approver_roles,
+            eligible_approvers=eligible,
+            requested_at=now,
+            remind_at=now + timing.remind_after,
+            expires_at=now + timing.expire_after,
+        )
+        self._pending[pending.action_id] = pending
+        self._publish_approval_state("pending")
+        workflow.set_current_details(pending.details())
+
+        def answered() -> bool:
+            return pending.action_id in self._answers or superseded()  # type: ignore[operator]
+
+        if not await self._wait(answered, timing.remind_after, "approval reminder due"):
+            await self._remind(pending, crm_account_id)
+            if not await self._wait(
+                answered, timing.expire_after - timing.remind_after, "approval expires"
+            ):
+                return self._close(pending, ApprovalOutcome.EXPIRED)
+        answer = self._answers.get(pending.action_id)
+        if answer is None:
+            return self._close(pending, ApprovalOutcome.SUPERSEDED)
+        approved = answer.decision is Decision.APPROVE
+        return self._close(
+            pending,
+            ApprovalOutcome.APPROVED if approved else ApprovalOutcome.REJECTED,
+            approver=answer.approver.strip().lower(),
+            note=answer.note,
+        )
+
+    @staticmethod
+    async def _wait(done: object, within: timedelta, summary: str) -> bool:
+        try:
+            await workflow.wait_condition(done, timeout=within, timeout_summary=summary)  # type: ignore[arg-type]
+        except TimeoutError:
+            return False
+        return True
+
+    def _close(
+        self,
+        pending: PendingApproval,
+        outcome: ApprovalOutcome,
+        approver: str | None = None,
+        note: str = "",
+    ) -> ApprovalResult:
+        self._pending.pop(pending.action_id, None)
+        self._decided.add(pending.action_id)
+        self._answers.pop(pending.action_id, None)
+        self._publish_approval_state(outcome.value)
+        return ApprovalResult(
+            action_id=pending.action_id, outcome=outcome, approver=approver, note=note
+        )
+
+    def _publish_approval_state(self, state: str) -> None:
+        state = "pending" if self._pending else state
+        if state != self._last_approval_state:
+            self._last_approval_state = state
+            workflow.upsert_search_attributes([names.APPROVAL.value_set(state)])
+
+    # --- provided by the gate ---------------------------------------------------------------------
+
+    async def _audit_refusal(
+        self, refused: RefusedApproval, pending: PendingApproval | None
+    ) -> None:
+        raise NotImplementedError
+
+    async def _remind(self, pending: PendingApproval, crm_account_id: str | None) -> None:
+        raise NotImplementedError

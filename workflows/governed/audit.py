@@ -1,0 +1,122 @@
+"""The audit trail every use case writes: one entry per action, to the CRM's agent log and (where
+there is a billing record to attach it to) as a note in billing, in parallel.
+
+Keys derive from the workflow ID and the step, so a retried or replayed write never records
+twice. In observe mode nothing is written to either system: the entry is kept in the run's
+status instead (observe means read and report only). This module and ``gate.py`` are the only
+places that call write activities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio import workflow
+
+from workflows.options import WRITE
+
+with workflow.unsafe.imports_passed_through():
+    from activities.billing import BillingActivities
+    from activities.crm import CrmActivities
+    from activities.models import AddBillingNoteInput, WriteAuditInput
+    from domain.audit import AuditEntry, parameters_hash
+    from domain.ids import idempotency_key
+    from domain.models import NoteTarget
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    """What a workflow's audit entries share: where they go and what they cite."""
+
+    use_case: str
+    account_id: str | None = None
+    case_id: str | None = None
+    #: the billing record the note goes on; None: CRM only (nothing in billing to attach it to)
+    billing_note: tuple[NoteTarget, str] | None = None
+    #: prefixed to every key suffix (a churn intervention's first run ID)
+    key_prefix: str = ""
+    #: dunning's billing-note key (``…:billing`` step) predates the shared one; runs in flight
+    #: keep theirs so a retried note stays one note
+    step_billing_key: bool = False
+    reasoner: str = "rules"
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+def audit_entry(
+    scope: AuditScope,
+    action: str,
+    *,
+    decision: str,
+    outcome: str,
+    summary: str,
+    policy_ids: list[str] | None = None,
+    approver: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    key_suffix: str = "",
+) -> AuditEntry:
+    """An entry for this workflow run; ``key_suffix`` tells apart two entries of one action."""
+    info = workflow.info()
+    suffix = f"{scope.key_prefix}:{key_suffix}" if scope.key_prefix else key_suffix
+    return AuditEntry(
+        key=idempotency_key(info.workflow_id, f"audit:{action}:{suffix}:crm"),
+        use_case=scope.use_case,
+        action=action,
+        parameters_hash=parameters_hash(parameters or {"action": action, "suffix": suffix}),
+        decision=decision,
+        policy_ids=policy_ids or [],
+        approver=approver,
+        reasoner=scope.reasoner,
+        model=scope.model,
+        input_tokens=scope.input_tokens,
+        output_tokens=scope.output_tokens,
+        outcome=outcome,
+        summary=summary,
+        workflow_id=info.workflow_id,
+        run_id=info.run_id,
+        account_id=scope.account_id,
+        case_id=scope.case_id,
+        at=workflow.now(),
+    )
+
+
+def note_key(scope: AuditScope, entry: AuditEntry, key_suffix: str) -> str:
+    """The billing note's own idempotency key (the CRM entry's key is ``entry.key``)."""
+    if scope.step_billing_key:
+        suffix = f"{scope.key_prefix}:{key_suffix}" if scope.key_prefix else key_suffix
+        return idempotency_key(entry.workflow_id, f"audit:{entry.action}:{suffix}:billing")
+    return idempotency_key(entry.key, "billing")
+
+
+async def write_audit(
+    entry: AuditEntry, note: tuple[NoteTarget, str] | None, note_key: str
+) -> list[str]:
+    """Write ``entry`` to the CRM and, with ``note=(target, id)``, to billing too.
+    Returns the IDs of what was written (CRM log first)."""
+    writes = [
+        workflow.execute_activity_method(
+            CrmActivities.write_crm_audit,
+            WriteAuditInput(entry=entry),
+            summary=f"audit {entry.action} in the CRM",
+            **WRITE,
+        )
+    ]
+    if note is not None:
+        target, target_id = note
+        writes.append(
+            workflow.execute_activity_method(
+                BillingActivities.add_billing_note,
+                AddBillingNoteInput(
+                    target=target,
+                    target_id=target_id,
+                    entry=entry.model_copy(update={"key": note_key}),
+                ),
+                summary=f"audit {entry.action} in billing",
+                **WRITE,
+            )
+        )
+    results = await asyncio.gather(*writes)
+    return [r.id for r in results]

@@ -1,0 +1,196 @@
+"""Quote-to-cash, the subscription and the links: the subscription through the approval gate, the
+billing IDs written back to the CRM, and the provisioning task — each write through the gate, each
+compensation registered before its write."""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+from workflows.governed.gate import Execute, Governed, Permit
+from workflows.quote_to_cash.customer import GATED_LINKS_PATCH
+
+with workflow.unsafe.imports_passed_through():
+    from activities.crm import CrmActivities
+    from activities.models import UpsertTaskInput
+    from activities.quote import (
+        CreateSubscriptionInput,
+        QuoteActivities,
+        UndoSubscriptionInput,
+        WriteBillingLinkInput,
+    )
+    from domain.approvals import ProposedAction
+    from domain.ids import idempotency_key
+    from domain.models import CrmAccount, TaskDraft
+    from domain.policy import ActionKind
+    from domain.quote import QuotePlan
+    from domain.records import BillingLink, Opportunity, SubscriptionDraft, SubscriptionRef
+
+
+class SubscriptionSteps:
+    """Mixin of :class:`~workflows.quote_to_cash.workflow.QuoteToCashWorkflow`."""
+
+    async def _govern_subscription(
+        self, opp: Opportunity, account: CrmAccount, plan: QuotePlan, customer_id: str
+    ) -> Governed:
+        draft = SubscriptionDraft(
+            key=idempotency_key(workflow.info().workflow_id, "create-subscription"),
+            customer_id=customer_id,
+            lines=plan.lines,
+            currency=plan.currency,
+            start_date=plan.start_date,
+            term_months=plan.term_months,
+            discount_percent=plan.discount_percent,
+            net_term_days=plan.net_term_days,
+            crm=self._input.crm,
+            crm_opportunity_id=opp.id,
+        )
+
+        async def create(permit: Permit, action: ProposedAction) -> str:
+            async def cancel() -> str:
+                sub = self.s.subscription
+                undone = await self.write(
+                    permit,
+                    QuoteActivities.q2c_undo_subscription,
+                    UndoSubscriptionInput(
+                        draft=draft,
+                        subscription_id=sub.id if sub else None,
+                        idempotency_key=idempotency_key(
+                            workflow.info().workflow_id, "cancel-subscription"
+                        ),
+                        reason=f"RevBridge quote-to-cash rolled back: {self.s.rollback_reason}"[
+                            :250
+                        ],
+                    ),
+                    summary="compensate: cancel the subscription",
+                )
+                return undone.did
+
+            self._saga.register("create subscription", cancel)
+            self.s.subscription = await self.write(
+                permit,
+                QuoteActivities.q2c_create_subscription,
+                CreateSubscriptionInput(draft=draft),
+                summary="create the subscription",
+            )
+            self._update(subscription_id=self.s.subscription.id)
+            return self.s.subscription.id
+
+        lines = ", ".join(f"{line.quantity} × {line.price_id}" for line in plan.lines)
+        return await self._govern(
+            ProposedAction(
+                kind=ActionKind.CREATE_SUBSCRIPTION,
+                customer_id=customer_id,
+                subject_id=opp.id,
+                amount=plan.mrr,
+                currency=plan.currency,
+                discount_percent=plan.discount_percent,
+                months=plan.term_months,
+                terms=plan.terms,
+                custom_terms=plan.custom_terms,
+                reason=f"won deal: {lines}",
+            ),
+            account,
+            why=f"Opportunity {opp.id} was won: {lines}, {plan.discount_percent:g}% off, "
+            f"{plan.term_months} months, MRR {plan.mrr / 100:,.2f} {plan.currency}"
+            + (f"; non-standard: {plan.terms}" if plan.custom else ""),
+            execute=create,
+        )
+
+    async def _govern(
+        self, action: ProposedAction, account: CrmAccount, why: str, execute: Execute
+    ) -> Governed:
+        governed = await self.govern(
+            action,
+            self._account_facts(account),
+            why=why,
+            execute=execute,
+            audit=self._audit_governed,
+            timing=self._input.approval,
+            crm_account_id=account.id,
+        )
+        self._update(
+            actions=[
+                *self.s.status.actions,
+                governed.line,
+            ],
+        )
+        return governed
+
+    # --- the CRM link --------------------------------------------------------------------------------
+
+    async def _write_link(
+        self, customer_id: str | None, subscription_id: str | None, mrr: int, status: str
+    ) -> None:
+        """The billing IDs, MRR and status onto the CRM account and opportunity: fields RevBridge
+        owns, so policy only (observe mode writes nothing)."""
+        assert self.s.opp is not None and self.s.account is not None
+        permit = await self.housekeeping_since(
+            GATED_LINKS_PATCH, ActionKind.UPDATE_CRM_FIELD, self._account_facts(self.s.account)
+        )
+        if not permit.allowed:
+            return
+        await self.write(
+            permit,
+            QuoteActivities.q2c_write_billing_link,
+            WriteBillingLinkInput(
+                link=BillingLink(
+                    account_id=self.s.account.id,
+                    opportunity_id=self.s.opp.id,
+                    billing=self._input.billing,
+                    customer_id=customer_id,
+                    subscription_id=subscription_id,
+                    mrr=mrr,
+                    currency=self.s.opp.currency,
+                    status=status[:250],
+                )
+            ),
+            summary="write the billing link to the CRM"
+            if subscription_id
+            else "put the rollback reason on the opportunity",
+        )
+
+    async def _restore_crm_link(self) -> str:
+        """Compensation of the write-back: the account keeps the link it had before this run
+        (none, or its existing customer), the opportunity loses the subscription and carries
+        the reason."""
+        account = self.s.account
+        assert account is not None
+        before = (
+            account.billing_customer_id
+            if account.billing_platform in (None, self._input.billing)
+            else None
+        )
+        await self._write_link(before, None, 0, status=f"rolled back: {self.s.rollback_reason}")
+        return "restored the CRM link and recorded the reason"
+
+    async def _open_provisioning_task(
+        self, opp: Opportunity, account: CrmAccount, sub: SubscriptionRef
+    ) -> None:
+        permit = await self.housekeeping_since(
+            GATED_LINKS_PATCH, ActionKind.CREATE_TASK, self._account_facts(account)
+        )
+        if permit.allowed:
+            await self.write(
+                permit,
+                CrmActivities.upsert_crm_task,
+                UpsertTaskInput(draft=self._provisioning_task(opp, account, sub)),
+                summary="open the provisioning task",
+            )
+
+    def _provisioning_task(
+        self, opp: Opportunity, account: CrmAccount, sub: SubscriptionRef
+    ) -> TaskDraft:
+        assert self.s.plan is not None
+        lines = "\n".join(f"- {line.quantity} × {line.price_id}" for line in self.s.plan.lines)
+        return TaskDraft(
+            key=idempotency_key(workflow.info().workflow_id, "provisioning-task"),
+            account_id=account.id,
+            subject=f"Provision opportunity {opp.id}: subscription {sub.id}"[:250],
+            description=(
+                f"Opportunity {opp.id} is won and billed on {self._input.billing}: subscription "
+                f"{sub.id} ({sub.status}) for customer {sub.customer_id}.\n{lines}\n"
+                f"Term {self.s.plan.term_months} months"
+                + (f", starts {self.s.plan.start_date}" if self.s.plan.start_date else "")
+                + f".\nOpened by RevBridge workflow {workflow.info().workflow_id}."
+            ),
+        )
