@@ -99,6 +99,9 @@ class SmtpSettings(_Settings):
 class WebhookSettings(_Settings):
     chargebee_username: str | None = None
     chargebee_password: SecretStr | None = None
+    #: the ``user`` Chargebee names on events our API key caused (``source: api``): those are
+    #: echoes of our own writes (CHARGEBEE_API_USER)
+    chargebee_api_user: str | None = None
     #: every active Stripe endpoint secret (several during a rotation)
     stripe_secrets: list[SecretStr] = []
     #: every active Recurly webhook endpoint secret (several during a rotation)
@@ -199,6 +202,7 @@ class Settings(_Settings):
             for k, v in {
                 "chargebee_username": env.get("CHARGEBEE_WEBHOOK_USERNAME"),
                 "chargebee_password": env.get("CHARGEBEE_WEBHOOK_PASSWORD"),
+                "chargebee_api_user": env.get("CHARGEBEE_API_USER"),
                 "hubspot_client_secret": env.get("HUBSPOT_CLIENT_SECRET"),
                 "hubspot_public_url": env.get("HUBSPOT_WEBHOOK_URL"),
                 "salesforce_org_id": env.get("SALESFORCE_ORG_ID"),

@@ -115,7 +115,9 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 cfg.chargebee_username,
                 cfg.chargebee_password.get_secret_value(),
             )
-            event = chargebee.normalize(parse_json(await read_body(request)))
+            event = chargebee.normalize(
+                parse_json(await read_body(request)), api_user=cfg.chargebee_api_user
+            )
             return await dispatch("chargebee", event)
         except Rejected as exc:
             return reject(exc, "chargebee")

@@ -32,9 +32,23 @@ def check_basic_auth(header: str | None, username: str, password: str) -> None:
         raise Rejected(401, "invalid credentials", "auth_invalid")
 
 
-def normalize(payload: Any) -> PaymentFailed | InvoicePaid | None:
-    """The canonical event, or None for event types RevBridge does not route (acknowledged).
-    Every field is validated here (``webhooks.parsing``), so a routed event is safe to start."""
+def is_echo(payload: dict[str, Any], api_user: str | None) -> bool:
+    """Chargebee says who caused each event: ``source`` (``api``, ``admin_console``,
+    ``scheduled_job``, ``hosted_page``, ``portal``, ...) and, when a user did, ``user``
+    (billing-apis.md §2d). An event from the API by our integration's user is our own write."""
+    return bool(api_user) and payload.get("source") == "api" and payload.get("user") == api_user
+
+
+def normalize(
+    payload: Any, api_user: str | None = None
+) -> PaymentFailed | InvoicePaid | p.Echo | None:
+    """The canonical event, an :class:`~webhooks.parsing.Echo` of our own write, or None for
+    event types RevBridge does not route (acknowledged). Every field is validated here
+    (``webhooks.parsing``), so a routed event is safe to start.
+
+    A payment's outcome is never an echo, even when our API call led to it: a subscription
+    quote-to-cash created whose first charge fails (``source: api``) must start dunning, and the
+    outcome of a dunning retry reaches the run that made it (deduplicated by event ID)."""
     if not isinstance(payload, dict):
         raise Rejected(400, "body must be a JSON object", "not_an_object")
     event_id = p.provider_id(payload.get("id"), "event.id")
@@ -82,4 +96,4 @@ def normalize(payload: Any) -> PaymentFailed | InvoicePaid | None:
             customer_id=p.provider_id(invoice.get("customer_id"), "invoice.customer_id"),
             occurred_at=occurred_at,
         )
-    return None
+    return p.Echo("our own write") if is_echo(payload, api_user) else None

@@ -86,8 +86,11 @@ class ChargebeeEmulator(Emulator):
         dunning_retry_days: Sequence[float] = (3, 5, 7),
         clock: Callable[[], float] = time.time,
         custom_fields: Iterable[Mapping[str, Any]] = DEFAULT_CUSTOM_FIELDS,
+        api_user: str = "revbridge-integration",
     ) -> None:
         self.api_key = api_key
+        #: who an event caused through the API names in its ``user`` field (``source: "api"``)
+        self.api_user = api_user
         self._custom_fields_default = [dict(c) for c in custom_fields]
         self.idempotency_window_s = idempotency_window_s
         self._rate_limit_default = (rate_limit_per_minute, rate_limit_window_s)

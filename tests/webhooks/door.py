@@ -22,8 +22,9 @@ HUBSPOT_URL = "http://webhooks/webhooks/hubspot"
 ROUTES = ("chargebee", "stripe", "hubspot", "salesforce")
 
 
-def deployment(settings: Settings, route: str, task_queue: str) -> Settings:
-    """The session's settings, turned into a deployment whose billing or CRM is ``route``."""
+def deployment(settings: Settings, route: str, task_queue: str, **webhooks: object) -> Settings:
+    """The session's settings, turned into a deployment whose billing or CRM is ``route``
+    (``webhooks``: more webhook settings, e.g. the integration user that marks our writes)."""
     update: dict[str, object] = {"task_queue": task_queue}
     if route in ("chargebee", "stripe"):
         update["billing"] = route
@@ -37,6 +38,7 @@ def deployment(settings: Settings, route: str, task_queue: str) -> Settings:
             "hubspot_client_secret": SecretStr(HS_SECRET),
             "hubspot_public_url": HUBSPOT_URL,
             "salesforce_secrets": [SecretStr(SF_WEBHOOK_SECRET)],
+            **webhooks,
         }
     )
     return settings.model_copy(update=update)
@@ -86,9 +88,11 @@ class Door:
         )
 
 
-def door(settings: Settings, route: str, client: Client | None, task_queue: str) -> Door:
+def door(
+    settings: Settings, route: str, client: Client | None, task_queue: str, **webhooks: object
+) -> Door:
     provider = CountingProvider(client)
-    app = create_app(deployment(settings, route, task_queue), client=provider)
+    app = create_app(deployment(settings, route, task_queue, **webhooks), client=provider)
     # a 500 must come back as a response (as a vendor would see it), not as a test exception
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return Door(route, httpx.AsyncClient(transport=transport, base_url="http://webhooks"), provider)

@@ -58,6 +58,8 @@ class Base:
         ev = models.new_event(
             self.store, event_type, content, call.source, bool(self.em.webhook_targets)
         )
+        if call.source == "api":  # events carry who caused them: {source, user?} (§2d)
+            ev["user"] = self.em.api_user
         call.events.append(ev)
         return ev
 
