@@ -71,13 +71,9 @@ class LegacyCollect:
     async def _conclude(self, recovered: bool) -> DunningResult:
         assert self.s.context is not None
         outcome = DunningOutcome.RECOVERED if recovered else DunningOutcome.UNRESOLVED
-        await self._audit(
-            "close_dunning",
-            decision="allow",
-            policy_ids=[],
-            outcome=outcome.value,
-            summary=f"Invoice {self.s.context.invoice.id} "
+        return await self._close_run(
+            outcome,
+            f"Invoice {self.s.context.invoice.id} "
             f"{'was paid' if recovered else 'is still unpaid'}"
             f" after {len(self.s.failures)} failed attempt(s).",
         )
-        return await self._finish(outcome)

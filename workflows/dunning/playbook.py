@@ -186,12 +186,7 @@ class PlaybookRunner(Reminders):
             DunningOutcome.WRITTEN_OFF: f"{unpaid} left past due with finance.",
             DunningOutcome.CANCELLED: f"{unpaid} the subscription was cancelled.",
         }[outcome]
-        await self._audit(
-            "close_dunning",
-            decision="allow",
-            policy_ids=[],
-            outcome=outcome.value,
-            summary=f"{summary} {len(s.failures)} failed attempt(s), "
-            f"{s.reminders_sent} reminder(s).",
+        return await self._close_run(
+            outcome,
+            f"{summary} {len(s.failures)} failed attempt(s), {s.reminders_sent} reminder(s).",
         )
-        return await self._finish(outcome)

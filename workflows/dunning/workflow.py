@@ -339,6 +339,13 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
     def _history_full(self) -> bool:
         return self.history_full(self._input.history_limit)
 
+    async def _close_run(self, outcome: DunningOutcome, summary: str) -> DunningResult:
+        """The closing audit entry on both sides, then finish."""
+        await self._audit(
+            "close_dunning", decision="allow", policy_ids=[], outcome=outcome.value, summary=summary
+        )
+        return await self._finish(outcome)
+
     async def _finish(self, outcome: DunningOutcome) -> DunningResult:
         self._update(stage="closed", outcome=outcome.value)
         ctx = self.s.context

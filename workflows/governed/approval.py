@@ -137,12 +137,12 @@ class ApprovalGate:
             if not await self._wait(
                 answered, timing.expire_after - timing.remind_after, "approval expires"
             ):
-                return self._close(pending, ApprovalOutcome.EXPIRED)
+                return self._close_approval(pending, ApprovalOutcome.EXPIRED)
         answer = self._answers.get(pending.action_id)
         if answer is None:
-            return self._close(pending, ApprovalOutcome.SUPERSEDED)
+            return self._close_approval(pending, ApprovalOutcome.SUPERSEDED)
         approved = answer.decision is Decision.APPROVE
-        return self._close(
+        return self._close_approval(
             pending,
             ApprovalOutcome.APPROVED if approved else ApprovalOutcome.REJECTED,
             approver=answer.approver.strip().lower(),
@@ -157,7 +157,7 @@ class ApprovalGate:
             return False
         return True
 
-    def _close(
+    def _close_approval(
         self,
         pending: PendingApproval,
         outcome: ApprovalOutcome,

@@ -171,39 +171,31 @@ class CustomerSteps:
     async def _link(self, customer_id: str, account: CrmAccount) -> None:
         """Link an existing customer to the account in billing (undone by clearing the link):
         a field RevBridge owns, so policy only — observe mode links nothing."""
-        wf_id = workflow.info().workflow_id
         permit = await self.housekeeping_since(
             GATED_LINKS_PATCH, ActionKind.UPDATE_BILLING_FIELD, self._account_facts(account)
         )
         if not permit.allowed:
             return
 
-        async def unlink() -> str:
+        async def set_link(account_id: str | None, step: str, summary: str) -> None:
             await self.write(
                 permit,
                 QuoteActivities.q2c_set_crm_link,
                 SetCrmLinkInput(
                     customer_id=customer_id,
                     crm=self._input.crm,
-                    account_id=None,
-                    idempotency_key=idempotency_key(wf_id, "unlink-customer"),
+                    account_id=account_id,
+                    idempotency_key=idempotency_key(workflow.info().workflow_id, step),
                 ),
-                summary="compensate: unlink the customer",
+                summary=summary,
             )
+
+        async def unlink() -> str:
+            await set_link(None, "unlink-customer", "compensate: unlink the customer")
             return f"unlinked customer {customer_id}"
 
         self._saga.register("link customer", unlink)
-        await self.write(
-            permit,
-            QuoteActivities.q2c_set_crm_link,
-            SetCrmLinkInput(
-                customer_id=customer_id,
-                crm=self._input.crm,
-                account_id=account.id,
-                idempotency_key=idempotency_key(wf_id, "link-customer"),
-            ),
-            summary="link the customer to the CRM account",
-        )
+        await set_link(account.id, "link-customer", "link the customer to the CRM account")
 
     async def _create_customer(
         self, opp: Opportunity, account: CrmAccount, email: str | None
