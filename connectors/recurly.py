@@ -71,6 +71,9 @@ _STATUS = {
     "open": InvoiceStatus.OPEN,
     "voided": InvoiceStatus.VOID,
 }
+#: Recurly's "canceled" is a live subscription that will not renew (it expires at the period's
+#: end): the state Chargebee calls non_renewing, the spelling the domain's scorecard knows
+_LIVE_ENDING = {"canceled": "non_renewing"}
 _MARKER = re.compile(r"\[revbridge:([0-9a-f]{16})\]")
 _CODE_OK = re.compile(r"[a-z0-9@\-_.+]{1,50}")
 
@@ -506,7 +509,7 @@ class RecurlyBilling:
             )
         )
         subs = [self._subscription(s) for s in raw_subs]
-        live = [s for s in subs if s.status in ("active", "canceled", "paused", "future")]
+        live = [s for s in subs if s.status in ("active", "non_renewing", "paused", "future")]
         n = max(1, min(invoices, 200))
         invs = self._call(
             lambda c: c.list_account_invoices(code, params={"limit": n, "order": "desc"}).take(n),
@@ -694,7 +697,7 @@ class RecurlyBilling:
         return Subscription(
             id=s.id,
             customer_id=s.account.code,
-            status=s.state,
+            status=_LIVE_ENDING.get(s.state, s.state),
             plan=s.plan.code,
             quantity=int(s.quantity or 1),
             mrr=self._mrr(s),

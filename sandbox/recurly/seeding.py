@@ -17,7 +17,8 @@ Seed JSON (every list optional)::
                         "coupon_codes"?}],
      "invoices": [{"id"?, "account_code", "subscription_id"?, "total", "currency"?,
                    "state"?: "paid"|"past_due"|"pending"|"failed", "created_at"?,
-                   "decline_code"? (past_due: the failed attempt's code)}],
+                   "declines"? (declined attempts first; default 1 when past_due or failed),
+                   "decline_code"?}],
      "usage": [{"subscription_id", "add_on_code", "amount", "usage_timestamp" (unix)}],
      "changes": [{"subscription_id", "plan_code"?, "quantity"?, "at" (unix)}]}
 
@@ -30,6 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from sandbox import books
 from sandbox.scenarios import CATALOG, ITEM_PRICES, DunningCustomer
 
 from .store import DAY, iso
@@ -129,6 +131,62 @@ def dunning_seed(
                 "created_at": now - 1 * DAY,
             }
         )
+    return data
+
+
+def book_seed(b: books.Book, now: int | None = None) -> dict[str, Any]:
+    """A churn book as a Recurly site holds it: the book plans, an account with a working card
+    per customer, its subscription (canceled = set to end), two monthly invoices (the failed
+    one with its declined attempts, paid afterwards or still past due), and its downgrade as an
+    immediate change with proration."""
+    now = now or int(time.time())
+    data: dict[str, list] = {
+        "plans": [
+            {
+                "code": plan,
+                "name": f"{plan} (monthly)",
+                "currencies": [{"currency": "USD", "unit_amount": price / 100}],
+            }
+            for plan, price, _ in books.PLANS
+        ],
+        "accounts": [],
+        "subscriptions": [],
+        "invoices": [],
+        "changes": [],
+    }
+    for c in b.customers:
+        started = now - c.tenure_days * DAY
+        data["accounts"].append({"code": c.id, "company": c.company, "created_at": started})
+        data["subscriptions"].append(
+            {
+                "id": c.subscription_id,
+                "account_code": c.id,
+                "plan_code": c.plan,
+                "quantity": c.quantity + c.downgrade_by,
+                "unit_amount": c.unit_price / 100,
+                "created_at": started,
+                "state": "canceled" if c.non_renewing else "active",
+            }
+        )
+        for k, age in enumerate((45, 15)):
+            failed_here = bool(c.failures) and k == 1
+            unpaid = failed_here and c.unpaid
+            data["invoices"].append(
+                {
+                    "id": f"inv-{c.id}-{k}",
+                    "account_code": c.id,
+                    "subscription_id": c.subscription_id,
+                    "total": c.mrr / 100,
+                    "state": "past_due" if unpaid else "paid",
+                    "declines": c.failures if failed_here else 0,
+                    "decline_code": "declined",
+                    "created_at": now - age * DAY,
+                }
+            )
+        if c.downgrade_by:
+            data["changes"].append(
+                {"subscription_id": c.subscription_id, "quantity": c.quantity, "at": now - 20 * DAY}
+            )
     return data
 
 
@@ -258,12 +316,13 @@ def _invoice(em: RecurlyEmulator, i: Mapping[str, Any]) -> str:
     )
     st._attach(inv, [li])
     state = i.get("state", "pending")
+    declines = int(i.get("declines", 1 if state in ("past_due", "failed") else 0))
+    for _ in range(declines):  # declined attempts first (Recurly's retries)
+        st.charge(inv, origin="recurring", decline_code=i.get("decline_code") or "declined")
     if state == "paid":
         st.charge(inv, origin="recurring", fail_state=None, force_success=True)
-    elif state in ("past_due", "failed"):
-        st.charge(inv, origin="recurring", decline_code=i.get("decline_code") or "declined")
-        if state == "failed":
-            st.mark_failed(inv)
+    elif state == "failed":
+        st.mark_failed(inv)
     for txn in inv["transactions"]:  # attempts happen when the invoice was made
         if i.get("created_at"):
             st.stamp(txn, created=float(i["created_at"]))

@@ -1,0 +1,230 @@
+"""Every use case once on Recurly × Salesforce and Recurly × HubSpot: the real dev server, the
+pair's worker and webhook service, the Recurly sandbox through the official ``recurly`` client
+and the CRM sandboxes through theirs. Payment failures arrive the way Recurly sends them (a
+signed IDs-only notification the webhook service re-fetches)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowHandle
+
+from domain import temporal as names
+from domain.approvals import UPDATE, ApprovalSignal, Decision
+from domain.churn import WORKFLOW_TYPE as CHURN
+from domain.churn import ChurnInput, ChurnResult, ChurnStatus
+from domain.dunning import DunningResult, DunningStatus
+from domain.ids import churn_workflow_id, support_workflow_id
+from domain.models import NoteTarget, RiskSignal
+from sandbox import books
+from sandbox.recurly.seeding import book_seed
+from sandbox.scenarios import DEMO_CUSTOMERS
+from tests.pairs import Pair, eventually, pending_of, stage
+from tests.quote_to_cash.conftest import crm_link, start, won_deal
+from tests.support_context.conftest import start_support
+
+NORTHWIND, GLOBEX, _ = DEMO_CUSTOMERS
+HISTORIES = Path(__file__).parent.parent / "histories"
+STANDARD = [("RB-CORE", 1, 50_000, 10.0), ("RB-SEAT", 10, 4_000, 10.0)]
+STANDARD_MRR = round((50_000 + 10 * 4_000) * 0.9)
+
+
+async def keep_history(pair: Pair, handle: WorkflowHandle, what: str) -> None:
+    """With REVBRIDGE_WRITE_HISTORIES=1, commit this run's history for the replay gate."""
+    if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1" and pair.name == "recurly×salesforce":
+        history = await handle.fetch_history()
+        wf_type = (await handle.describe()).workflow_type
+        (HISTORIES / f"{wf_type}__recurly_{what}.json").write_text(history.to_json())
+
+
+def credit_of(pair: Pair, customer_id: str) -> int:
+    return pair.billing.customer_snapshot(customer_id).credit_balance
+
+
+async def test_dunning_case_credit_approved_redeliveries_joined_then_recovered(
+    client: Client, rpair: Pair, uid: str
+) -> None:
+    ids = rpair.seed(GLOBEX, uid)
+    rpair.billing_driver.decline(ids["invoice"])  # Recurly's renewal attempt declines
+
+    handle = client.get_workflow_handle(
+        rpair.workflow_id(ids["invoice"]), result_type=DunningResult
+    )
+    await stage(handle, "deciding on apply_credit", within_s=30)
+    pending = await pending_of(handle)
+    assert pending.action.kind.value == "apply_credit"
+    assert pending.action.amount == GLOBEX.invoice_total * 5 // 100
+    await handle.execute_update(
+        UPDATE,
+        ApprovalSignal(
+            action_id=pending.action_id, decision=Decision.APPROVE, approver="alice@example.com"
+        ),
+    )
+    status = await stage(handle, "waiting for payment")
+    assert status.failure_class == "insufficient_funds"
+    assert status.actions[:2] == [
+        "create_case: allow → executed",
+        "apply_credit: needs_approval → executed (alice@example.com)",
+    ]
+    [case] = rpair.cases(ids["invoice"])
+    assert case["id"] == status.case_id
+    assert credit_of(rpair, ids["customer"]) == GLOBEX.invoice_total * 5 // 100
+    notes = rpair.billing_notes(ids["invoice"])  # audit notes: account notes in Recurly
+    assert any("create_case" in n and handle.id in n for n in notes)
+
+    # Recurly delivers every notification again, newest first: the run joins them all
+    resp = httpx.post(
+        rpair.billing_url + "/_sandbox/recurly/notifications/redeliver", json={"reverse": True}
+    )
+    assert resp.status_code == 200
+    await asyncio.sleep(1.0)
+    again = await handle.query("status", result_type=DunningStatus)
+    assert again.actions == status.actions and again.case_id == status.case_id
+    assert len(rpair.cases(ids["invoice"])) == 1
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{handle.id}'")]
+    assert len(runs) == 1
+
+    rpair.billing_driver.pay(ids["invoice"], GLOBEX.invoice_total)  # a wire, out of band
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert result.outcome == "recovered"
+    assert (await handle.describe()).typed_search_attributes.get(names.AMOUNT_AT_RISK) == 0.0
+    await keep_history(rpair, handle, "recovered_with_approval")
+
+
+async def test_quote_to_cash_subscription_with_coupon_linked_on_both_sides(
+    client: Client, rpair: Pair, uid: str
+) -> None:
+    deal = won_deal(rpair, uid, STANDARD)
+    handle = await start(client, rpair, deal)
+    result = await asyncio.wait_for(handle.result(), timeout=45)
+    assert result.outcome == "live", result.reason
+    [customer] = rpair.billing_driver.customers(email=deal.email)
+    assert customer["id"] == result.customer_id
+    assert customer["custom_fields"] == {
+        "crm": rpair.settings.crm,
+        "crm_account_id": deal.account_id,
+    }
+    [sub] = rpair.billing_driver.subscriptions(result.customer_id)
+    assert sub["id"] == result.subscription_id and sub["state"] == "active"
+    assert (sub["plan"], sub["add_ons"]) == ("rb-core", {"seat": 10})
+    assert len(sub["coupons"]) == 1  # the deal's 10% as a coupon redemption
+    assert sub["custom_fields"]["crm_opportunity_id"] == deal.opportunity_id
+    link = crm_link(rpair, deal)
+    assert (link["customer"], link["subscription"]) == (result.customer_id, result.subscription_id)
+    assert float(link["mrr"] or 0) == pytest.approx(STANDARD_MRR / 100)
+    await keep_history(rpair, handle, "live")
+
+
+def seed_risky(pair: Pair, uid: str) -> books.BookCustomer:
+    c = books.BookCustomer(
+        id=f"risky-{uid}",
+        company=f"Risky Co {uid}",
+        tier="Mid-Market",
+        plan="book-business",
+        unit_price=9_900,
+        quantity=12,
+        tenure_days=40,
+        failures=3,
+        unpaid=True,
+        open_cases=(20, 35),
+        non_renewing=True,
+        risky=True,
+    )
+    book = books.Book(prefix=f"p{uid}", customers=[c])
+    crm = pair.settings.crm
+    crm_seed = (
+        books.salesforce_seed(book, "recurly")
+        if crm == "salesforce"
+        else books.hubspot_seed(book, "recurly")
+    )
+    for vendor, data in (("recurly", book_seed(book)), (crm, crm_seed)):
+        httpx.post(pair.urls[vendor] + "/_sandbox/seed", json=data, timeout=30).raise_for_status()
+    return c
+
+
+async def test_churn_scored_offer_approved_as_a_coupon_redemption(
+    client: Client, rpair: Pair, uid: str
+) -> None:
+    c = seed_risky(rpair, uid)
+    handle = await client.start_workflow(
+        CHURN,
+        ChurnInput(billing="recurly", customer_id=c.id, follow_up=timedelta(seconds=3)),
+        id=churn_workflow_id("recurly", c.id),
+        task_queue=rpair.settings.task_queue,
+        start_signal=names.SIGNAL_RISK,
+        start_signal_args=[
+            RiskSignal(
+                billing="recurly",
+                event_id=f"ev_{uid}",
+                customer_id=c.id,
+                kind="payment_failed",
+                occurred_at=datetime.now(UTC),
+            )
+        ],
+        result_type=ChurnResult,
+    )
+    pending = await pending_of(handle, within_s=30)
+    status = await handle.query("status", result_type=ChurnStatus)
+    assert status.score is not None and status.score >= 60, status
+    assert pending.action.kind.value == "offer_discount"
+    assert pending.action.subject_id == c.subscription_id
+    assert any("scheduled to cancel" in r for r in status.reasons)
+    assert any("failed" in r for r in status.reasons)
+    await handle.execute_update(
+        UPDATE,
+        ApprovalSignal(
+            action_id=pending.action_id, decision=Decision.APPROVE, approver="bob@example.com"
+        ),
+    )
+    result = await asyncio.wait_for(handle.result(), timeout=60)
+    assert (result.outcome, result.offer) == ("churned", "executed")
+    final = await handle.query("status", result_type=ChurnStatus)
+    subs = rpair.billing_driver.subscriptions(c.id)
+    assert final.offer_id and final.offer_id in json.dumps(subs)  # redeemed on the subscription
+    actions = [r["action"] for r in rpair.crm.audit_log(handle.id)]
+    for expected in ("write_churn_score", "create_task", "offer_discount", "churn_outcome"):
+        assert expected in actions, actions
+    notes = await eventually(
+        lambda: asyncio.to_thread(rpair.billing.list_notes, NoteTarget.CUSTOMER, c.id),
+        lambda n: len(n) >= 2,
+        "account notes for the offer and the outcome",
+    )
+    assert any("churn_outcome" in n for n in notes)
+    await keep_history(rpair, handle, "offer_approved_churned")
+
+
+async def test_support_context_cites_the_recurly_invoice_and_open_dunning(
+    client: Client, rpair: Pair, uid: str
+) -> None:
+    from cli.demo_support import written_note
+
+    ids = rpair.seed(NORTHWIND, uid)
+    rpair.billing_driver.decline(ids["invoice"])
+    dunning = client.get_workflow_handle(rpair.workflow_id(ids["invoice"]))
+    try:
+        await stage(dunning, "waiting for payment", within_s=30)
+        account_id = rpair.account_id(ids["customer"])
+        assert account_id is not None
+        case_id = rpair.crm_driver.open_case(account_id, "Card declined: why is our invoice open?")
+        handle = await start_support(
+            client, rpair.settings.crm, "recurly", case_id, rpair.settings.task_queue
+        )
+        result = await handle.result()
+    finally:
+        await dunning.terminate("test over")
+    assert (result.outcome, result.customer_id) == ("summarized", ids["customer"])
+    note = written_note(rpair.settings, rpair.crm, case_id, result.note_id)
+    assert note is not None
+    total = f"{NORTHWIND.invoice_total / 100:,.2f} USD"
+    assert f"Payment status: 1 unpaid invoice(s), {total} due ({ids['invoice']})." in note
+    assert "(expired_card)" in note
+    assert f"Open dunning: invoice {ids['invoice']} since " in note
+    log = rpair.crm.audit_log(support_workflow_id(rpair.settings.crm, case_id))
+    assert [r["action"] for r in log] == ["annotate_case"]
+    await keep_history(rpair, handle, "summarized")
