@@ -315,3 +315,22 @@ def on_pairs(*names: str) -> pytest.MarkDecorator:
     return pytest.mark.parametrize(
         "pair_deployment", chosen, indirect=True, ids=["-".join(p) for p in chosen]
     )
+
+
+def covering(pairs: list[tuple[str, str]] = PAIRS) -> list[tuple[str, str]]:
+    """The fewest pairs in which every billing platform and every CRM of ``pairs`` appears:
+    2 of the 2 × 2 matrix, 4 of 4 × 2."""
+    billings = list(dict.fromkeys(b for b, _ in pairs))
+    crms = list(dict.fromkeys(c for _, c in pairs))
+    n = max(len(billings), len(crms))
+    chosen = [(billings[i % len(billings)], crms[i % len(crms)]) for i in range(n)]
+    assert all(p in pairs for p in chosen), f"{chosen} not all in the matrix"
+    return chosen
+
+
+def on_cover() -> pytest.MarkDecorator:
+    """Run a full-stack test once per vendor rather than once per pair (:func:`covering`): for
+    depth whose branch logic tests/fast proves and whose vendor side (a webhook route, a retried
+    write, a CRM's task) needs each billing platform and each CRM once. Every pair still gets a
+    smoke run per use case."""
+    return on_pairs(*("×".join(p) for p in covering()))

@@ -19,7 +19,7 @@ from domain.churn import WORKFLOW_TYPE, ChurnInput, ChurnResult, ChurnStatus
 from domain.ids import churn_workflow_id
 from domain.models import RiskSignal
 from sandbox import books
-from tests.pairs import Pair, eventually, pending_of
+from tests.pairs import Pair, eventually, on_cover, pending_of
 
 
 def seed_risky(pair: Pair, uid: str) -> books.BookCustomer:
@@ -128,6 +128,7 @@ def _customer_target():  # noqa: ANN202
     return NoteTarget.CUSTOMER
 
 
+@on_cover()
 def test_the_cli_shows_the_current_score_and_reasons(pair: Pair, uid: str) -> None:
     import argparse
 

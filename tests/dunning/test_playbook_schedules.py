@@ -1,6 +1,7 @@
 """Whole dunning schedules, walked on Temporal's time-skipping test server (days pass in seconds),
-on every billing × CRM pair: the exact emails in the SMTP mailbox, tasks and cases in the CRM, and
-calls in the billing sandbox.
+once per vendor (``on_cover``: every billing platform and every CRM): the exact emails in the SMTP
+mailbox, tasks and cases in the CRM, and calls in the billing sandbox. Each branch of the schedule
+is proven over fake activities in tests/fast/test_dunning.py.
 
 The playbooks under test are the shipped ``policies/playbooks.yaml``: SMB and Mid-Market are
 reminded by email on days 0, 3, 7 and 14 (a retry on day 3 when the decline allows one), Strategic
@@ -22,7 +23,7 @@ from domain.models import CaseDraft, CasePriority, InvoicePaid
 from sandbox.mailbox import MailboxEmulator
 from sandbox.scenarios import DEMO_CUSTOMERS
 from tests.dunning.conftest import Schedule, inbox
-from tests.pairs import Pair
+from tests.pairs import Pair, on_cover
 from tests.workflows.test_dunning import keep_history
 
 NORTHWIND, GLOBEX, INITECH = DEMO_CUSTOMERS  # SMB expired card, Enterprise, Mid-Market technical
@@ -76,6 +77,7 @@ def collect_calls(pair: Pair, invoice_id: str) -> int:
     )
 
 
+@on_cover()
 async def test_recovered_on_day_5_after_two_reminders(
     time_env: WorkflowEnvironment,
     pair: Pair,
@@ -112,6 +114,7 @@ async def test_recovered_on_day_5_after_two_reminders(
     ]
 
 
+@on_cover()
 async def test_written_off_on_day_21_after_the_whole_schedule(
     time_env: WorkflowEnvironment,
     pair: Pair,
@@ -154,6 +157,7 @@ async def test_written_off_on_day_21_after_the_whole_schedule(
     await keep_history(pair, run.handle, "playbook_written_off")
 
 
+@on_cover()
 async def test_an_open_support_case_pauses_the_reminders(
     time_env: WorkflowEnvironment,
     pair: Pair,
@@ -196,6 +200,7 @@ async def test_an_open_support_case_pauses_the_reminders(
     await keep_history(pair, handle, "playbook_paused_then_paid")
 
 
+@on_cover()
 async def test_a_strategic_account_goes_to_its_owner_not_to_email(
     time_env: WorkflowEnvironment,
     pair: Pair,
@@ -220,6 +225,7 @@ async def test_a_strategic_account_goes_to_its_owner_not_to_email(
     assert result.attribution == "paid after reminder 2 (day 7)"
 
 
+@on_cover()
 async def test_a_second_failure_of_the_invoice_joins_the_running_schedule(
     time_env: WorkflowEnvironment,
     pair: Pair,

@@ -1,5 +1,6 @@
-"""Support context on every billing × CRM pair: real sandboxes through the official clients, the
-pair's worker, a real dunning run for the open-dunning part.
+"""Support context through real sandboxes and official clients, the pair's worker, a real dunning run
+for the open-dunning part: the linked note on every billing × CRM pair, the other branches once per
+vendor (``on_cover``; each branch is in tests/fast/test_support_context.py).
 
 Cases are opened through the CRM driver (the CRM emits its case-created webhook); the test then
 starts the run as the webhook service does, joining the run if the webhook already started it.
@@ -19,7 +20,7 @@ from cli.demo_support import written_note
 from domain.ids import idempotency_key, support_workflow_id
 from domain.support import SupportContextResult
 from sandbox.scenarios import DEMO_CUSTOMERS
-from tests.pairs import Pair, stage
+from tests.pairs import Pair, on_cover, stage
 from tests.support_context.conftest import start_support
 
 NORTHWIND = DEMO_CUSTOMERS[0]  # expired card: dunning opens a case and waits for payment
@@ -109,6 +110,7 @@ async def test_linked_customer_note_cites_invoices_payments_and_open_dunning(
     ]
 
 
+@on_cover()
 async def test_unlinked_account_gets_no_billing_account_note(
     client: Client, pair: Pair, uid: str
 ) -> None:
@@ -125,6 +127,7 @@ async def test_unlinked_account_gets_no_billing_account_note(
     assert ledger(pair.billing_url, billing_mark) == []  # not even a read
 
 
+@on_cover()
 async def test_missing_case_writes_nothing(client: Client, pair: Pair, uid: str) -> None:
     crm_url = pair.urls[pair.settings.crm]
     crm_mark, billing_mark = mark(crm_url), mark(pair.billing_url)
@@ -135,6 +138,7 @@ async def test_missing_case_writes_nothing(client: Client, pair: Pair, uid: str)
     assert ledger(pair.billing_url, billing_mark) == []
 
 
+@on_cover()
 async def test_a_retried_annotate_writes_once(client: Client, pair: Pair, uid: str) -> None:
     crm = pair.settings.crm
     crm_url = pair.urls[crm]

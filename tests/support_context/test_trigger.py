@@ -1,4 +1,5 @@
-"""The trigger, end to end on every pair: a case opened through the CRM's official client makes
+"""The trigger, end to end once per vendor (``on_cover``: every CRM's route and every billing
+platform): a case opened through the CRM's official client makes
 the CRM send its callout / webhook, the pair's webhook service starts SupportContextWorkflow
 ``case:{crm}:{case_id}``, and the note appears on the case. Also `revbridge demo --scenario
 support`'s scenario, run against the pair."""
@@ -15,7 +16,7 @@ from cli.demo_support import print_summary, run_scenario, written_note
 from domain.ids import support_workflow_id
 from domain.support import SupportContextResult
 from sandbox.scenarios import DEMO_CUSTOMERS
-from tests.pairs import Pair
+from tests.pairs import Pair, on_cover
 
 GLOBEX = DEMO_CUSTOMERS[1]
 
@@ -34,6 +35,7 @@ async def started(client: Client, wf_id: str, within_s: float = 20.0) -> Workflo
         await asyncio.sleep(0.1)
 
 
+@on_cover()
 async def test_a_new_case_starts_support_context_through_the_crm_webhook(
     client: Client, crm_webhooks: Pair, uid: str
 ) -> None:
@@ -55,6 +57,7 @@ async def test_a_new_case_starts_support_context_through_the_crm_webhook(
     )
 
 
+@on_cover()
 async def test_demo_support_scenario(client: Client, crm_webhooks: Pair, uid: str) -> None:
     pair = crm_webhooks
     lines: list[str] = []

@@ -1,5 +1,6 @@
-"""DunningWorkflow on every billing × CRM pair, against a real dev server, the sandboxes and the
-real webhook service.
+"""DunningWorkflow against a real dev server, the sandboxes and the real webhook service: the main
+story on every billing × CRM pair, the edge cases once per vendor (``on_cover``; every branch is
+in tests/fast/test_dunning.py).
 
 Payment failures happen the way production sees them: the billing platform's official client
 tries to collect from a declining card, the billing sandbox emits its real webhook (Basic auth for
@@ -25,7 +26,7 @@ from domain.approvals import UPDATE, ApprovalSignal, Decision
 from domain.dunning import DunningResult, DunningStatus
 from domain.models import PaymentFailed
 from sandbox.scenarios import DEMO_CUSTOMERS
-from tests.pairs import Pair, pending_of, stage
+from tests.pairs import Pair, on_cover, pending_of, stage
 
 NORTHWIND, GLOBEX, INITECH = DEMO_CUSTOMERS
 HISTORIES = Path(__file__).parent.parent / "histories"
@@ -123,6 +124,7 @@ async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers
     await keep_history(pair, handle, "playbook_recovered_with_approval")
 
 
+@on_cover()
 async def test_same_webhook_five_times_concurrently_gives_one_workflow_and_one_case(
     client: Client, pair: Pair, uid: str
 ) -> None:
@@ -145,6 +147,7 @@ async def test_same_webhook_five_times_concurrently_gives_one_workflow_and_one_c
     assert (await handle.describe()).run_id == run_before
 
 
+@on_cover()
 async def test_case_write_retried_after_commit_then_timeout_opens_one_case(
     client: Client, pair: Pair, uid: str
 ) -> None:
@@ -184,6 +187,7 @@ async def test_case_write_retried_after_commit_then_timeout_opens_one_case(
     assert 2 in attempts
 
 
+@on_cover()
 async def test_failure_event_for_an_already_paid_invoice_opens_nothing(
     client: Client, pair: Pair, uid: str
 ) -> None:
@@ -196,6 +200,7 @@ async def test_failure_event_for_an_already_paid_invoice_opens_nothing(
     await keep_history(pair, handle, "already_paid")
 
 
+@on_cover()
 async def test_an_authentic_event_for_an_unknown_invoice_writes_nothing(
     client: Client, pair: Pair, uid: str
 ) -> None:
@@ -210,6 +215,7 @@ async def test_an_authentic_event_for_an_unknown_invoice_writes_nothing(
     assert pair.cases(invoice) == []
 
 
+@on_cover()
 async def test_a_long_wait_continues_as_new_and_carries_on(
     client: Client, pair: Pair, uid: str
 ) -> None:
