@@ -19,10 +19,10 @@ tested against instead (billing-apis.md §3, ``../shared/specs/zuora``).
   subscription a new ID at every version, its number never changes).
 - **The CRM link** lives in Zuora's own ``crmId`` field plus the custom field
   ``RevBridgeCrm__c`` (which CRM); Object Query filters on both.
-- **Audit notes** go to the ``notes`` field of the account and of the invoice's subscription
-  (there is no comment object): one line per note, marked with a hash of its idempotency key,
-  so a retried note is found instead of appended twice. Subscription notes hold 500
-  characters: the oldest lines make room.
+- **Audit notes** go to the ``notes`` fields (there is no comment object): the whole note as
+  one line of the account's notes, and for an invoice a short line on its subscription's notes
+  (500 characters: the oldest lines make room). Each line is marked with a hash of its
+  idempotency key, so a retried note is found instead of appended twice.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ OPPORTUNITY_FIELD = "CrmOpportunityId__c"
 ORDER_KEY_FIELD = "RevBridgeKey__c"
 ACCOUNT_NOTES_MAX = 65_535
 SUBSCRIPTION_NOTES_MAX = 500
+#: how much of a note an invoice's subscription keeps (its notes hold 500 characters)
+SUBSCRIPTION_LINE_MAX = 110
 TOKEN_MARGIN_S = 60.0
 DAY_S = 86_400
 DOWNGRADE_WINDOW_S = 90 * DAY_S
@@ -504,49 +506,49 @@ class ZuoraBilling:
         )
 
     def add_note(self, target: NoteTarget, target_id: str, text: str, idempotency_key: str) -> str:
-        """One line on the account's notes (customer) or on the invoice's subscription's notes
-        (invoice; the account when the invoice has no subscription)."""
+        """The full note is one line of the account's ``notes`` (65,535 characters; an invoice's
+        note names the invoice); an invoice's note also leaves a short line on its
+        subscription's ``notes`` (500 characters, the newest lines kept), where people look.
+        Each line carries the key's marker, so a retried note is found, not written twice."""
         marker = note_marker(idempotency_key)
-        line = f"{marker} {' '.join(text.split())}"
+        flat = " ".join(text.split())
+        account_id = target_id
+        sub_number = None
         if target is NoteTarget.INVOICE:
+            inv = self._request("GET", f"/v1/invoices/{target_id}", what=f"invoice {target_id}")
+            account_id = inv["accountId"]
             sub_number = self._invoice_subscription(target_id)
-            if sub_number:
-                sub = self._subscription_raw(sub_number)
-                notes = sub.get("notes") or ""
-                if marker not in notes:
-                    self._request(
-                        "PUT",
-                        f"/v1/subscriptions/{sub_number}",
-                        what=f"subscription {sub_number}",
-                        json={"notes": _append(notes, line, SUBSCRIPTION_NOTES_MAX)},
-                    )
-                return f"{sub_number}{marker}"
-            target_id = self._request(
-                "GET", f"/v1/invoices/{target_id}", what=f"invoice {target_id}"
-            )["accountId"]
-        acct = self._account(target_id)
+            line = f"{marker} invoice {target_id}: {flat}"
+        else:
+            line = f"{marker} {flat}"
+        acct = self._account(account_id)
         notes = acct.get("notes") or ""
         if marker not in notes:
             self._request(
                 "PUT",
-                f"/v1/accounts/{target_id}",
-                what=f"account {target_id}",
+                f"/v1/accounts/{account_id}",
+                what=f"account {account_id}",
                 json={"notes": _append(notes, line, ACCOUNT_NOTES_MAX)},
             )
-        return f"{target_id}{marker}"
+        if sub_number:
+            sub_notes = self._subscription_raw(sub_number).get("notes") or ""
+            if marker not in sub_notes:
+                short = f"{marker} {flat[:SUBSCRIPTION_LINE_MAX]}"
+                self._request(
+                    "PUT",
+                    f"/v1/subscriptions/{sub_number}",
+                    what=f"subscription {sub_number}",
+                    json={"notes": _append(sub_notes, short, SUBSCRIPTION_NOTES_MAX)},
+                )
+        return f"{account_id}{marker}"
 
     def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
+        """The notes RevBridge wrote about a customer (all of the account's lines) or about
+        one invoice (the account's lines naming it), oldest first."""
         if target is NoteTarget.INVOICE:
-            sub_number = self._invoice_subscription(target_id)
-            if sub_number:
-                return [
-                    n
-                    for n in (self._subscription_raw(sub_number).get("notes") or "").splitlines()
-                    if n
-                ]
-            target_id = self._request(
-                "GET", f"/v1/invoices/{target_id}", what=f"invoice {target_id}"
-            )["accountId"]
+            inv = self._request("GET", f"/v1/invoices/{target_id}", what=f"invoice {target_id}")
+            lines = (self._account(inv["accountId"]).get("notes") or "").splitlines()
+            return [n for n in lines if f" invoice {target_id}: " in n]
         return [n for n in (self._account(target_id).get("notes") or "").splitlines() if n]
 
     def retry_payment(self, invoice_id: str, idempotency_key: str) -> PaymentAttempt:

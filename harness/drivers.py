@@ -786,6 +786,9 @@ def drivers(settings: Settings, billing: Any, crm: Any) -> tuple[BillingDriver, 
     elif settings.billing == "recurly":
         assert settings.recurly and settings.recurly.api_url
         b = RecurlyDriver(settings.recurly.api_url, billing)
+    elif settings.billing == "zuora":
+        assert settings.zuora
+        b = ZuoraDriver(settings.zuora.api_url, billing)
     else:
         assert settings.stripe and settings.stripe.api_url
         b = StripeDriver(settings.stripe.api_url, billing)
@@ -889,3 +892,93 @@ def _recurly_account(a: Any) -> dict[str, Any]:
         "state": a.state,
         "custom_fields": {f.name: f.value for f in a.custom_fields or []},
     }
+
+
+@dataclass
+class ZuoraDriver:
+    """Zuora through the connector's own authenticated ``httpx`` client (there is no official
+    Python client in use: billing-apis.md §3), as a Zuora admin or the customer would act."""
+
+    url: str
+    connector: Any  # connectors.zuora.ZuoraBilling
+    name: str = "zuora"
+
+    def seed(self, customers: tuple[DunningCustomer, ...], suffix: str) -> None:
+        from sandbox.zuora.scenarios import zuora_seed
+
+        _seed(self.url, zuora_seed(customers, suffix))
+
+    def decline(self, invoice_id: str) -> None:
+        """Collect now (invoice-collect); the card declines: ``success:false`` with a
+        category-99 gateway reason, and the tenant sends its Payment Declined callout."""
+        from connectors.base import ConnectorError
+
+        invoice = self.connector.request("GET", f"/v1/invoices/{invoice_id}")
+        try:
+            self.connector.request(
+                "POST",
+                "/v1/operations/invoice-collect",
+                json={"accountKey": invoice["accountId"], "invoiceId": invoice_id},
+            )
+        except ConnectorError as err:
+            if (err.code or "").endswith("99"):
+                return
+            raise
+        raise HarnessError(f"the sandbox accepted a payment it should have declined ({invoice_id})")
+
+    def pay(self, invoice_id: str, amount: int) -> None:
+        """The customer puts a working card on file and pays the invoice in the portal: an
+        electronic payment (Zuora sends Payment Processed only for electronic payments)."""
+        invoice = self.connector.request("GET", f"/v1/invoices/{invoice_id}")
+        account = invoice["accountId"]
+        httpx.post(
+            f"{self.url}/_sandbox/zuora/accounts/{account}/card",
+            json={"decline_code": None},
+            timeout=10,
+        ).raise_for_status()
+        self.connector.request(
+            "POST",
+            "/v1/payments",
+            json={
+                "type": "Electronic",
+                "accountId": account,
+                "amount": amount / 100,
+                "currency": invoice["currency"],
+                "invoices": [{"invoiceId": invoice_id, "amount": amount / 100}],
+            },
+        )
+
+    def seed_catalog(self) -> None:
+        from sandbox.zuora.scenarios import catalog
+
+        _seed(self.url, {"products": catalog()})
+
+    def create_customer(
+        self, company: str, email: str, crm: str | None = None, crm_account_id: str | None = None
+    ) -> str:
+        from connectors.zuora import CRM_SYSTEM_FIELD  # the link exactly as RevBridge writes it
+
+        body: dict[str, Any] = {
+            "name": company,
+            "currency": "USD",
+            "billToContact": {"firstName": "Billing", "lastName": "Contact", "workEmail": email},
+        }
+        if crm and crm_account_id:
+            body.update({"crmId": crm_account_id, CRM_SYSTEM_FIELD: crm})
+        return self.connector.request("POST", "/v1/accounts", json=body)["accountId"]
+
+    def customers(self, email: str | None = None, company: str | None = None) -> list[dict]:
+        filters = ["status.EQ:Active"]
+        if company is not None:
+            filters.append(f"name.EQ:{company}")
+        params = [("filter[]", f) for f in filters] + [("expand[]", "billTo"), ("pageSize", "99")]
+        rows = self.connector.request("GET", "/object-query/accounts", params=params)["data"]
+        if email is not None:
+            rows = [r for r in rows if (r.get("billTo") or {}).get("workEmail") == email]
+        return rows
+
+    def subscriptions(self, customer_id: str) -> list[dict]:
+        found = self.connector.request(
+            "GET", f"/v1/subscriptions/accounts/{customer_id}", params={"pageSize": 40}
+        )
+        return list(found.get("subscriptions") or [])

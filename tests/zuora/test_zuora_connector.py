@@ -131,24 +131,33 @@ def test_missing_invoice_is_not_found(billing: ZuoraBilling) -> None:
         billing.get_invoice_context("no-such-invoice")
 
 
-def test_notes_go_to_subscription_and_account_once_per_key(billing: ZuoraBilling, url: str) -> None:
+def test_notes_go_to_account_and_subscription_once_per_key(billing: ZuoraBilling, url: str) -> None:
     acct, sub, inv = _fresh_customer(billing, url)
     first = billing.add_note(NoteTarget.INVOICE, inv, "Reminder sent\nto billing", "rb-note-1")
     again = billing.add_note(NoteTarget.INVOICE, inv, "Reminder sent\nto billing", "rb-note-1")
     assert first == again
-    notes = billing.list_notes(NoteTarget.INVOICE, inv)
-    assert notes == [f"{note_marker('rb-note-1')} Reminder sent to billing"]
+    assert billing.list_notes(NoteTarget.INVOICE, inv) == [
+        f"{note_marker('rb-note-1')} invoice {inv}: Reminder sent to billing"
+    ]
     billing.add_note(NoteTarget.CUSTOMER, acct, "Case opened", "rb-note-2")
     billing.add_note(NoteTarget.CUSTOMER, acct, "Case opened", "rb-note-2")
     assert billing.list_notes(NoteTarget.CUSTOMER, acct) == [
-        f"{note_marker('rb-note-2')} Case opened"
+        f"{note_marker('rb-note-1')} invoice {inv}: Reminder sent to billing",
+        f"{note_marker('rb-note-2')} Case opened",
     ]
-    # subscription notes hold 500 characters: the oldest lines make room
+    assert billing.list_notes(NoteTarget.INVOICE, inv) == [
+        f"{note_marker('rb-note-1')} invoice {inv}: Reminder sent to billing"
+    ]
+    puts = [r for r in _ledger(url, "PUT", f"/v1/accounts/{acct}")]
+    assert len(puts) == 2  # one per key, none for the retries
+    # the subscription keeps short lines within its 500 characters, newest last
     for n in range(12):
-        billing.add_note(NoteTarget.INVOICE, inv, f"step {n} " + "x" * 40, f"rb-fill-{n}")
-    kept = billing.list_notes(NoteTarget.INVOICE, inv)
-    assert len("\n".join(kept)) <= 500 and kept[-1].startswith(note_marker("rb-fill-11"))
-    assert not any(line.startswith(note_marker("rb-note-1")) for line in kept)
+        billing.add_note(NoteTarget.INVOICE, inv, f"step {n} " + "x" * 200, f"rb-fill-{n}")
+    sub_notes = billing.request("GET", f"/v1/subscriptions/{sub}")["notes"]
+    assert len(sub_notes) <= 500
+    assert sub_notes.splitlines()[-1].startswith(note_marker("rb-fill-11") + " step 11 ")
+    assert note_marker("rb-note-1") not in sub_notes
+    assert len(billing.list_notes(NoteTarget.INVOICE, inv)) == 13  # all kept on the account
 
 
 def test_retry_payment_decline_is_an_outcome_then_success_then_never_twice(
