@@ -543,13 +543,15 @@ class ZuoraBilling:
         return f"{account_id}{marker}"
 
     def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
-        """The notes RevBridge wrote about a customer (all of the account's lines) or about
-        one invoice (the account's lines naming it), oldest first."""
+        """The texts of the notes RevBridge wrote about a customer (every line of the account's
+        notes) or about one invoice (the account's lines naming it), oldest first, without
+        their markers."""
         if target is NoteTarget.INVOICE:
             inv = self._request("GET", f"/v1/invoices/{target_id}", what=f"invoice {target_id}")
-            lines = (self._account(inv["accountId"]).get("notes") or "").splitlines()
-            return [n for n in lines if f" invoice {target_id}: " in n]
-        return [n for n in (self._account(target_id).get("notes") or "").splitlines() if n]
+            prefix = f"invoice {target_id}: "
+            texts = _note_texts(self._account(inv["accountId"]).get("notes"))
+            return [t.removeprefix(prefix) for t in texts if t.startswith(prefix)]
+        return _note_texts(self._account(target_id).get("notes"))
 
     def retry_payment(self, invoice_id: str, idempotency_key: str) -> PaymentAttempt:
         """``invoice-collect`` of this invoice with the default payment method. A paid invoice
@@ -1169,6 +1171,17 @@ class ZuoraBilling:
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         """A raw authenticated call (the demo's driver and the tests act as a Zuora admin)."""
         return self._request(method, path, what=path, **kw)
+
+
+def _note_texts(notes: Any) -> list[str]:
+    """Lines of a notes field, each without its ``[rb:…]`` marker."""
+    out = []
+    for line in str(notes or "").splitlines():
+        if line.startswith("[rb:") and "] " in line:
+            line = line.split("] ", 1)[1]
+        if line:
+            out.append(line)
+    return out
 
 
 def _append(notes: str, line: str, limit: int) -> str:

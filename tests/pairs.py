@@ -31,6 +31,7 @@ from domain.settings import (
     Settings,
     StripeSettings,
     WebhookSettings,
+    ZuoraSettings,
 )
 from harness.drivers import BillingDriver, CrmDriver, drivers
 from sandbox.stripe.signing import signature_header
@@ -97,6 +98,7 @@ ANTHROPIC_KEY = "sk-ant-test-key"
 WEBHOOK_USER, WEBHOOK_PASSWORD = "chargebee-webhooks", "test-webhook-password"
 SF_WEBHOOK_SECRET = "test-flow-secret"
 RECURLY_KEY, RECURLY_SECRET = "recurly_test_key", "recurly_webhook_secret"
+ZUORA_ID, ZUORA_SECRET = "revbridge-zuora-local", "zuora-local-secret"
 
 
 def pair_settings(urls: dict[str, str], billing: str, crm: str, task_queue: str) -> Settings:
@@ -112,6 +114,11 @@ def pair_settings(urls: dict[str, str], billing: str, crm: str, task_queue: str)
         stripe=StripeSettings(api_key=SecretStr(STRIPE_KEY), api_url=urls["stripe"]),
         recurly=RecurlySettings(api_key=SecretStr(RECURLY_KEY), api_url=urls["recurly"])
         if "recurly" in urls
+        else None,
+        zuora=ZuoraSettings(
+            client_id=ZUORA_ID, client_secret=SecretStr(ZUORA_SECRET), api_url=urls["zuora"]
+        )
+        if "zuora" in urls
         else None,
         salesforce=SalesforceSettings(
             token_url=urls["salesforce"] + "/services/oauth2/token",

@@ -19,6 +19,7 @@ from sandbox.hubspot import HubSpotEmulator
 from sandbox.recurly import RecurlyEmulator
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.stripe import StripeEmulator
+from sandbox.zuora import ZuoraEmulator
 from tests.pairs import (
     CB_KEY,
     HS_SECRET,
@@ -29,6 +30,8 @@ from tests.pairs import (
     SF_SECRET,
     STRIPE_KEY,
     STRIPE_SECRET,
+    ZUORA_ID,
+    ZUORA_SECRET,
 )
 
 #: (method or None for any, raw-path regex) of one request a connector call makes
@@ -83,6 +86,15 @@ def _stripe_credits(billing: Any, customer_id: str) -> int:
     return -int(billing.client.v1.customers.retrieve(customer_id).balance or 0)
 
 
+def _zuora_credits(billing: Any, customer_id: str) -> int:
+    """Every credit memo on the account: applied to its invoices, or still unapplied."""
+    params = [("filter[]", f"accountId.EQ:{customer_id}"), ("pageSize", "99")]
+    invoices = billing.request("GET", "/object-query/invoices", params=params)["data"]
+    applied = sum(round(float(i.get("creditMemoAmount") or 0) * 100) for i in invoices)
+    metrics = billing.request("GET", f"/v1/accounts/{customer_id}")["metrics"]
+    return applied + round(float(metrics.get("unappliedCreditMemoAmount") or 0) * 100)
+
+
 BILLING: list[BillingSpec] = [
     BillingSpec(
         "chargebee",
@@ -104,6 +116,13 @@ BILLING: list[BillingSpec] = [
         read=("GET", r"/invoices/.*"),
         credit_write=("POST", r"/accounts/.*/line_items"),
         credits=_recurly_credits,
+    ),
+    BillingSpec(
+        "zuora",
+        lambda: ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET),
+        read=("GET", r"/v1/invoices/.*"),
+        credit_write=("POST", r"/v1/credit-memos"),
+        credits=_zuora_credits,
     ),
 ]
 
