@@ -29,7 +29,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 import activities as activities_package
-from domain.policy import Outcome
+from domain.policy import Mode, Outcome
 
 #: activities that change something in a vendor system (or send mail): what observe mode must
 #: never call. The audit trail (write_crm_audit, add_billing_note) is not among them.
@@ -160,9 +160,10 @@ def policy(
     default: Outcome = Outcome.ALLOW,
     roles: Iterable[str] = ("finance",),
     after_approval: Outcome = Outcome.ALLOW,
+    mode: Mode = Mode.AUTO,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """``decide_policy`` by action kind: ``outcomes`` per kind, else ``default``; a request that
-    carries an approval gets ``after_approval``."""
+    carries an approval gets ``after_approval``. Every decision names the rollout ``mode``."""
     outcomes = outcomes or {}
 
     def decide(req: dict[str, Any]) -> dict[str, Any]:
@@ -172,6 +173,7 @@ def policy(
             "outcome": out.value,
             "policy_ids": [f"fake_{kind}_{out.value}"],
             "approver_roles": list(roles) if out is Outcome.NEEDS_APPROVAL else [],
+            "mode": mode.value,
             "approved_by": req.get("approved_by"),
             "reasons": [f"fake policy: {out.value}"],
         }

@@ -33,7 +33,7 @@ from domain.churn import (
 )
 from domain.ids import churn_workflow_id, idempotency_key
 from domain.models import CrmAccount, CustomerTier, RiskSignal
-from domain.policy import ActionKind, Outcome
+from domain.policy import ActionKind, Mode, Outcome
 from tests.fast.fakes import (
     APPROVER,
     Fakes,
@@ -335,7 +335,9 @@ async def test_continue_as_new_keeps_following_with_nothing_redone(client: Clien
     assert (result.outcome, result.first_score, result.last_score) == ("retained", 55, 50)
 
 
-async def test_observe_mode_scores_and_audits_but_writes_nothing(client: Client) -> None:
+async def test_a_policy_that_denies_everything_blocks_each_write_and_audits_why(
+    client: Client,
+) -> None:
     c = Customer()
     fakes = churn_fakes(c.scored(80), c.scored(80))
     fakes.on("decide_policy", policy(default=Outcome.DENY))
@@ -345,6 +347,18 @@ async def test_observe_mode_scores_and_audits_but_writes_nothing(client: Client)
     assert {o for _, o in fakes.audited()} <= {"blocked", "retained"}
     assert ("offer_discount", "blocked") in fakes.audited()
     assert result.offer == "blocked"
+
+
+async def test_observe_mode_scores_but_writes_nothing_not_even_the_audit(client: Client) -> None:
+    c = Customer()
+    fakes = churn_fakes(c.scored(80), c.scored(80))
+    fakes.on("decide_policy", policy(default=Outcome.DENY, mode=Mode.OBSERVE))
+    async with intervention(client, c, fakes) as handle:
+        result = await handle.result()
+    assert fakes.writes() == []
+    assert fakes.inputs("write_crm_audit") == [] and fakes.inputs("add_billing_note") == []
+    assert len(fakes.inputs("churn_score_customer")) == 2  # scored at the start and the end
+    assert (result.offer, result.first_score) == ("blocked", 80)
 
 
 # --- the nightly sweep ---------------------------------------------------------------------------

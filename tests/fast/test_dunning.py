@@ -34,7 +34,7 @@ from domain.models import (
     PaymentFailed,
 )
 from domain.playbook import Channel, EndAction, SegmentPlaybook, Step, StepAction
-from domain.policy import ActionKind, Outcome
+from domain.policy import ActionKind, Mode, Outcome
 from tests.fast.fakes import APPROVER, Fakes, counter, fake_worker, governance, not_found, policy
 from tests.pairs import eventually
 
@@ -532,7 +532,8 @@ async def test_a_second_failure_joins_the_run_and_a_redelivery_is_ignored(client
         if i["entry"]["action"] == "close_dunning"
     ]
     assert "2 failed attempt(s)" in close["summary"]
-    assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice}]  # one run, one read
+    # one run: its first read, then one before each of the 2 steps and before the end
+    assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice}] * 4
     assert result.outcome == "written_off"
 
 
@@ -546,9 +547,10 @@ async def test_continue_as_new_carries_the_schedule_and_redoes_nothing(client: C
         first = client.get_workflow_handle(run.wf_id, run_id=handle.result_run_id)
         first_status = (await first.describe()).status
     assert first_status is WorkflowExecutionStatus.CONTINUED_AS_NEW
-    # read once, classified once, the case opened once, the playbook read once
+    # classified once, the case opened once, the playbook read once (the invoice is read again
+    # before each step, not redone: once more per step and before the end)
+    assert len(fakes.inputs("get_invoice_context")) == 1 + 3
     for name in (
-        "get_invoice_context",
         "assess_payment_failure",
         "upsert_crm_case",
         "dunning_playbook",
@@ -564,7 +566,9 @@ async def test_continue_as_new_carries_the_schedule_and_redoes_nothing(client: C
     assert result.outcome == "written_off" and result.case_id == "500case"
 
 
-async def test_observe_mode_reads_and_audits_but_writes_nothing(client: Client) -> None:
+async def test_a_policy_that_denies_everything_blocks_each_write_and_audits_why(
+    client: Client,
+) -> None:
     run = Run()
     fakes = dunning_fakes(run, assessment=run.assessment(run.retry(), run.credit()))
     fakes.on("decide_policy", policy(default=Outcome.DENY))
@@ -577,5 +581,21 @@ async def test_observe_mode_reads_and_audits_but_writes_nothing(client: Client) 
         "reminder 1 of 2 (day 0): blocked",
         "reminder 2 of 2 (day 3): blocked",
     }
+    assert final.actions[:2] == ["create_case: deny → blocked", "apply_credit: deny → blocked"]
+    assert result.outcome == "written_off" and result.case_id is None
+
+
+async def test_observe_mode_reads_and_reports_but_writes_nothing_not_even_the_audit(
+    client: Client,
+) -> None:
+    run = Run()
+    fakes = dunning_fakes(run, assessment=run.assessment(run.retry(), run.credit()))
+    fakes.on("decide_policy", policy(default=Outcome.DENY, mode=Mode.OBSERVE))
+    async with dunning(client, run, fakes) as handle:
+        result = await handle.result()
+        final = await status(handle)
+    assert fakes.writes() == []
+    assert fakes.inputs("write_crm_audit") == [] and fakes.inputs("add_billing_note") == []
+    assert fakes.inputs("get_invoice_context") and fakes.inputs("dunning_playbook")  # it read
     assert final.actions[:2] == ["create_case: deny → blocked", "apply_credit: deny → blocked"]
     assert result.outcome == "written_off" and result.case_id is None

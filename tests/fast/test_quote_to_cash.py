@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from domain.approvals import QUERY, SIGNAL, ApprovalSignal, Decision
 from domain.ids import idempotency_key, q2c_workflow_id
 from domain.models import BillingCustomer, CrmAccount
-from domain.policy import Outcome
+from domain.policy import Mode, Outcome
 from domain.quote import (
     CATCH_UP_MAX_LIMIT,
     CATCH_UP_WORKFLOW_TYPE,
@@ -34,7 +34,7 @@ from domain.quote import (
     QuoteToCashStatus,
 )
 from domain.records import Contact, Opportunity, OpportunityLine, Price
-from tests.fast.fakes import APPROVER, Fakes, counter, fake_worker, governance, sequence
+from tests.fast.fakes import APPROVER, Fakes, counter, fake_worker, governance, policy, sequence
 from tests.pairs import eventually
 
 CRM, BILLING = "fakecrm", "fakebill"
@@ -468,3 +468,17 @@ async def test_the_catch_up_with_nothing_won_starts_nothing(client: Client) -> N
         )
     assert fakes.names() == ["q2c_won_opportunities"]
     assert result.found == [] and result.watermark - result.since == timedelta(hours=24)
+
+
+async def test_observe_mode_reads_the_deal_but_writes_nothing_not_even_the_rollback(
+    client: Client,
+) -> None:
+    deal = Deal()
+    fakes = q2c_fakes(deal)
+    fakes.on("decide_policy", policy(default=Outcome.DENY, mode=Mode.OBSERVE))
+    async with q2c(client, deal, fakes) as handle:
+        result = await handle.result()
+    assert fakes.writes() == []
+    assert fakes.inputs("write_crm_audit") == [] and fakes.inputs("add_billing_note") == []
+    assert fakes.inputs("q2c_get_opportunity") and fakes.inputs("q2c_find_billing_customer")
+    assert result.outcome == "rolled_back" and result.subscription_id is None

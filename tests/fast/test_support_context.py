@@ -11,7 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from domain.ids import idempotency_key, support_workflow_id
 from domain.models import CrmAccount
-from domain.policy import Outcome
+from domain.policy import Mode, Outcome
 from domain.records import CaseDetail
 from domain.support import WORKFLOW_TYPE, SupportContextInput, SupportContextResult
 from tests.fast.fakes import Fakes, fake_worker, governance, policy
@@ -159,11 +159,21 @@ async def test_a_paid_up_customer_needs_no_dunning_lookup(client: Client) -> Non
     assert "support_open_dunning" not in fakes.names()
 
 
-async def test_observe_mode_reads_and_audits_but_writes_no_note(client: Client) -> None:
+async def test_a_denied_note_is_not_written_and_the_audit_says_why(client: Client) -> None:
     case = Case()
     fakes = support_fakes(case)
     fakes.on("decide_policy", policy(default=Outcome.DENY))
     result = await run(client, case, fakes)
     assert fakes.writes() == []
     assert fakes.audited() == [("annotate_case", "blocked")]
+    assert result.outcome == "summarized" and result.note_id is None
+
+
+async def test_observe_mode_reads_but_writes_nothing_not_even_the_audit(client: Client) -> None:
+    case = Case()
+    fakes = support_fakes(case)
+    fakes.on("decide_policy", policy(default=Outcome.DENY, mode=Mode.OBSERVE))
+    result = await run(client, case, fakes)
+    assert fakes.writes() == [] and fakes.audited() == []
+    assert fakes.names()[:2] == ["support_get_case", "support_customer_snapshot"]
     assert result.outcome == "summarized" and result.note_id is None
