@@ -13,21 +13,30 @@ import httpx
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from domain.settings import Settings
+from domain.settings import RecurlySettings, Settings
 from tests.pairs import HS_SECRET, SF_WEBHOOK_SECRET, STRIPE_SECRET, WEBHOOK_PASSWORD, WEBHOOK_USER
 from webhooks import hubspot, salesforce
 from webhooks.app import create_app
 
 HUBSPOT_URL = "http://webhooks/webhooks/hubspot"
 ROUTES = ("chargebee", "stripe", "hubspot", "salesforce")
+#: with the routes added later (their normalizers re-fetch from the vendor: no property test here)
+ALL_ROUTES = (*ROUTES, "zuora", "recurly")
+RECURLY_SECRET = "recurly-door-secret"
+ZUORA_USER, ZUORA_PASSWORD = "zuora-callouts", "zuora-door-password"
 
 
 def deployment(settings: Settings, route: str, task_queue: str, **webhooks: object) -> Settings:
     """The session's settings, turned into a deployment whose billing or CRM is ``route``
     (``webhooks``: more webhook settings, e.g. the integration user that marks our writes)."""
     update: dict[str, object] = {"task_queue": task_queue}
-    if route in ("chargebee", "stripe"):
+    if route in ("chargebee", "stripe", "zuora", "recurly"):
         update["billing"] = route
+        if route == "recurly" and settings.recurly is None:
+            # nothing is looked up in these tests: every body is refused before the re-fetch
+            update["recurly"] = RecurlySettings(
+                api_key=SecretStr("door"), api_url="http://127.0.0.1:9"
+            )
     else:
         update["crm"] = route
     update["webhooks"] = settings.webhooks.model_copy(
@@ -38,6 +47,9 @@ def deployment(settings: Settings, route: str, task_queue: str, **webhooks: obje
             "hubspot_client_secret": SecretStr(HS_SECRET),
             "hubspot_public_url": HUBSPOT_URL,
             "salesforce_secrets": [SecretStr(SF_WEBHOOK_SECRET)],
+            "recurly_secrets": [SecretStr(RECURLY_SECRET)],
+            "zuora_username": ZUORA_USER,
+            "zuora_password": SecretStr(ZUORA_PASSWORD),
             **webhooks,
         }
     )
@@ -49,6 +61,13 @@ def auth(route: str, body: bytes) -> dict[str, str]:
     if route == "chargebee":
         token = base64.b64encode(f"{WEBHOOK_USER}:{WEBHOOK_PASSWORD}".encode()).decode()
         return {"Authorization": f"Basic {token}"}
+    if route == "zuora":
+        token = base64.b64encode(f"{ZUORA_USER}:{ZUORA_PASSWORD}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+    if route == "recurly":
+        ms = str(int(time.time() * 1000))
+        digest = hmac.new(RECURLY_SECRET.encode(), ms.encode() + b"." + body, hashlib.sha256)
+        return {"recurly-signature": f"{ms},{digest.hexdigest()}"}
     if route == "stripe":
         ts = int(time.time())  # Stripe signs the raw bytes, whatever they are
         digest = hmac.new(STRIPE_SECRET.encode(), f"{ts}.".encode() + body, hashlib.sha256)
