@@ -24,6 +24,7 @@ dev: $(STAMP)
 lint: $(STAMP)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/hadolint Dockerfile
 
 clean:
 	rm -rf .revbridge

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from temporalio import activity
 
+import revbridge_data
 from domain.policy import (
     ApproverCheck,
     CheckApproverInput,
@@ -35,8 +36,9 @@ from domain.policy import (
     engine_error_decision,
 )
 
-#: the policies shipped in the repository (the worker may point elsewhere)
-DEFAULT_POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+#: the policies shipped in the package — in a checkout, its top-level policies/ (the worker points
+#: elsewhere with REVBRIDGE_POLICY_DIR, e.g. the copy `revbridge init` wrote)
+DEFAULT_POLICY_DIR = revbridge_data.default_policy_dir()
 
 MODES_FILE = "modes.yaml"
 APPROVERS_FILE = "approvers.yaml"

@@ -7,6 +7,11 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+import revbridge_data
+
+#: the file ``revbridge dev`` / ``demo`` read from the working directory when there is no --config
+CONFIG_NAME = revbridge_data.CONFIG_NAME
+
 
 class CliError(Exception):
     """Shown to the user as one line, exit code 2."""
@@ -23,6 +28,8 @@ class TemporalCfg(_M):
     namespace: str = "default"
     db_file: str | None = ".revbridge/temporal.db"
     sqlite_pragmas: dict[str, str] = {}
+    #: extra search attributes the dev server registers at start (--search-attribute); RevBridge's
+    #: own (domain/temporal.py) are registered by `revbridge setup temporal`, as on any cluster
     search_attributes: dict[str, str] = {}
     dynamic_config: dict[str, int | float | str | bool] = {}
     log_level: str = "warn"
@@ -88,6 +95,9 @@ class WebhooksCfg(_M):
 class WorkerCfg(_M):
     task_queues: list[str] = ["revbridge"]
     http_timeout_s: float = 20.0
+    #: the policies/ folder, relative to this file (`revbridge init` writes one to own and edit);
+    #: None: the policies shipped in the package
+    policy_dir: str | None = None
 
 
 class StackConfig(_M):
@@ -100,6 +110,8 @@ class StackConfig(_M):
 
     @classmethod
     def load(cls, path: str | Path) -> StackConfig:
+        """A stack file; the packaged default keeps its state (``.revbridge/``) in the working
+        directory, never inside site-packages."""
         path = Path(path)
         try:
             raw = yaml.safe_load(path.read_text())
@@ -108,7 +120,8 @@ class StackConfig(_M):
         except yaml.YAMLError as exc:
             raise CliError(f"{path}: not valid YAML ({type(exc).__name__})") from None
         try:
-            return cls.model_validate({**(raw or {}), "root": path.resolve().parent})
+            root = Path.cwd() if revbridge_data.is_shipped(path) else path.resolve().parent
+            return cls.model_validate({**(raw or {}), "root": root})
         except ValidationError as exc:
             err = exc.errors()[0]
             raise CliError(f"{path}: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
@@ -123,7 +136,13 @@ class StackConfig(_M):
     def service_env(self) -> dict[str, str]:
         """What the worker and webhook processes read: the vendors are the sandbox."""
         sb = self.sandbox
+        policies = (
+            {"REVBRIDGE_POLICY_DIR": str((self.root / self.worker.policy_dir).resolve())}
+            if self.worker.policy_dir
+            else {}
+        )
         return {
+            **policies,
             "TEMPORAL_ADDRESS": self.temporal.address,
             "TEMPORAL_NAMESPACE": self.temporal.namespace,
             "REVBRIDGE_BILLING": self.pair.billing,
@@ -154,3 +173,14 @@ class StackConfig(_M):
 
     def ui_url(self) -> str:
         return f"http://{self.temporal.ip}:{self.temporal.ui_port}/namespaces/{self.temporal.namespace}/workflows"
+
+
+def config_path(arg: str | None) -> tuple[Path, bool]:
+    """The stack file to use: ``--config``, else ``./temporal-dev.yaml``, else the one shipped in
+    the package (any directory works after ``pip install``). The flag says it is the shipped one."""
+    if arg:
+        return Path(arg).resolve(), False
+    local = Path(CONFIG_NAME)
+    if local.exists():
+        return local.resolve(), False
+    return revbridge_data.default_config(), True

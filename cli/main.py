@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from cli.churn import add_churn_command
-from cli.config import CliError, StackConfig
+from cli.config import CliError, StackConfig, config_path
 from domain.settings import SettingsError
 from harness.errors import HarnessError
 
@@ -22,7 +22,14 @@ DEFAULT_CONFIG = "temporal-dev.yaml"
 def _load(path: str | None, required: bool = True) -> StackConfig | None:
     if path is None and not required:
         return None
-    return StackConfig.load(path or DEFAULT_CONFIG)
+    resolved, shipped = config_path(path)
+    if shipped:
+        print(
+            f"(no {DEFAULT_CONFIG} here: using the packaged default; "
+            "`revbridge init .` writes one to edit)",
+            file=sys.stderr,
+        )
+    return StackConfig.load(resolved)
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
@@ -31,7 +38,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
     cfg = _load(args.config)
     assert cfg is not None
     cfg = cfg.with_pair(args.billing, args.crm)
-    stack = Stack(cfg, Path(args.config or DEFAULT_CONFIG).resolve(), ui=not args.headless)
+    stack = Stack(cfg, config_path(args.config)[0], ui=not args.headless)
 
     async def go() -> None:
         stop = asyncio.Event()
@@ -64,7 +71,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     asyncio.run(
         run_demo(
             cfg,
-            Path(args.config or DEFAULT_CONFIG).resolve(),
+            config_path(args.config)[0],
             as_json=args.json,
             keep=args.keep,
             scenario=args.scenario,
@@ -100,6 +107,21 @@ def cmd_replay(args: argparse.Namespace) -> None:
     code = asyncio.run(run_replay(args))
     if code:
         raise SystemExit(code)  # a history failed to replay: 1, so it can gate a deploy
+
+
+def cmd_setup(args: argparse.Namespace) -> None:
+    from cli.services import apply_stack_defaults
+    from cli.setup_temporal import run as run_setup
+
+    apply_stack_defaults(_load(args.config, required=False))
+    asyncio.run(run_setup(args))
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from cli.init import init
+
+    for line in init(Path(args.dir), force=args.force):
+        print(line)
 
 
 def cmd_pending(args: argparse.Namespace) -> None:
@@ -168,6 +190,20 @@ def parser() -> argparse.ArgumentParser:
     wh.add_argument("--host", default=None)
     wh.add_argument("--port", type=int, default=None)
     add("sandbox", cmd_sandbox, "run the vendor emulators")
+    su = add(
+        "setup",
+        cmd_setup,
+        "make a Temporal namespace ready: search attributes, retention, connection",
+        config_required=False,
+    )
+    su.add_argument("what", choices=["temporal"])
+    su.add_argument(
+        "--dry-run", action="store_true", help="print what would change, change nothing"
+    )
+    ini = sub.add_parser("init", help=f"write a starter {DEFAULT_CONFIG} and policies/ to own")
+    ini.add_argument("dir", nargs="?", default=".", help="where (default: here)")
+    ini.add_argument("--force", action="store_true", help="overwrite files that exist")
+    ini.set_defaults(fn=cmd_init)
     pend = add("pending", cmd_pending, "list the actions waiting for approval", False)
     pend.add_argument("--json", action="store_true")
     for verb in ("approve", "reject"):
@@ -185,7 +221,7 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--as", dest="approver", required=True, help="your email (checked against policies/)"
     )
-    st.add_argument("--policies", default=None, help="policies folder (default: this checkout's)")
+    st.add_argument("--policies", default=None, help="policies folder (default: the packaged one)")
     rp = add(
         "replay", cmd_replay, "replay workflow histories against this code", config_required=False
     )

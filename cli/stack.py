@@ -25,6 +25,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from cli.config import CliError, StackConfig
+from cli.setup_temporal import ensure_stack_temporal
 
 STARTUP_TIMEOUT_S = 60.0
 
@@ -209,8 +210,11 @@ class Stack:
         self._spawn("sandbox", self._revbridge("sandbox"), env)
         self._spawn("webhooks", self._revbridge("webhooks"), env)
         await self._wait("temporal", lambda: temporal_ready(self.cfg))
+        # the dev server set up like any cluster: search attributes, retention (setup temporal)
+        applied = await ensure_stack_temporal(self.cfg)
         progress(
             f"  temporal   {self.cfg.temporal.address} (namespace {self.cfg.temporal.namespace})"
+            + (f", set up: {len(applied)} change(s)" if applied else "")
         )
         if self.ui:
             await self._wait(

@@ -132,7 +132,8 @@ class Settings(_Settings):
     crm: str = "salesforce"
     #: the task queue this deployment's workers poll and its webhook service starts work on
     task_queue: str = "revbridge"
-    #: the policies/ folder (Cedar policies, modes, approvers); None: the one in this checkout
+    #: the policies/ folder (Cedar policies, modes, approvers, playbooks, product map); None: the
+    #: one shipped in the package (activities.policy.DEFAULT_POLICY_DIR)
     policy_dir: str | None = None
     #: rules (default, no key needed) | anthropic
     reasoner: str = "rules"
