@@ -49,7 +49,7 @@ class SandboxVendorCreds(_M):
     app_id: str | None = None
 
 
-BILLING_PLATFORMS = ("chargebee", "stripe")
+BILLING_PLATFORMS = ("chargebee", "stripe", "zuora")
 CRMS = ("salesforce", "hubspot")
 
 
@@ -72,6 +72,7 @@ class SandboxCfg(_M):
     salesforce: SandboxVendorCreds = SandboxVendorCreds()
     stripe: SandboxVendorCreds = SandboxVendorCreds()
     hubspot: SandboxVendorCreds = SandboxVendorCreds()
+    zuora: SandboxVendorCreds = SandboxVendorCreds()
 
     def url(self, vendor: str) -> str:
         return f"http://{self.host}:{self.ports[vendor]}"
@@ -86,6 +87,8 @@ class WebhooksCfg(_M):
     host: str = "127.0.0.1"
     port: int = 8700
     chargebee: BasicCreds
+    #: the Basic auth the Zuora tenant's callout templates use
+    zuora: BasicCreds | None = None
 
     @property
     def url(self) -> str:
@@ -166,6 +169,17 @@ class StackConfig(_M):
             "HUBSPOT_CLIENT_SECRET": sb.hubspot.client_secret or "",
             "HUBSPOT_WEBHOOK_URL": f"{self.webhooks.url}/webhooks/hubspot",
             "SALESFORCE_WEBHOOK_SECRETS": sb.salesforce.webhook_secret or "",
+            "ZUORA_CLIENT_ID": sb.zuora.client_id or "",
+            "ZUORA_CLIENT_SECRET": sb.zuora.client_secret or "",
+            **({"ZUORA_API_URL": sb.url("zuora")} if "zuora" in sb.ports else {}),
+            **(
+                {
+                    "ZUORA_WEBHOOK_USERNAME": self.webhooks.zuora.username,
+                    "ZUORA_WEBHOOK_PASSWORD": self.webhooks.zuora.password,
+                }
+                if self.webhooks.zuora
+                else {}
+            ),
             "SMTP_HOST": sb.host,
             "SMTP_PORT": str(sb.smtp_port),
             "SMTP_SENDER": "billing@revbridge.local",

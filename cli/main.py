@@ -149,7 +149,9 @@ def cmd_start(args: argparse.Namespace) -> None:
 
 def _pair_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
-        "--billing", choices=["chargebee", "stripe"], help="billing platform (default: config)"
+        "--billing",
+        choices=["chargebee", "stripe", "zuora"],
+        help="billing platform (default: config)",
     )
     sp.add_argument("--crm", choices=["salesforce", "hubspot"], help="CRM (default: config)")
 
@@ -217,7 +219,7 @@ def parser() -> argparse.ArgumentParser:
     st = add("start", cmd_start, "start work by hand (checked against policies/)", False)
     st.add_argument("what", choices=["dunning"])
     st.add_argument("--invoice", required=True)
-    st.add_argument("--billing", default="chargebee", choices=["chargebee", "stripe"])
+    st.add_argument("--billing", default="chargebee", choices=["chargebee", "stripe", "zuora"])
     st.add_argument(
         "--as", dest="approver", required=True, help="your email (checked against policies/)"
     )

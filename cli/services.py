@@ -106,6 +106,23 @@ def run_sandbox(cfg: StackConfig) -> None:
         ): sb.ports["hubspot"],
     }
 
+    if "zuora" in sb.ports:
+        from sandbox.zuora import ZuoraEmulator
+
+        hook = wh.zuora
+        emulators[
+            ZuoraEmulator(
+                client_id=sb.zuora.client_id or "revbridge-zuora-local",
+                client_secret=sb.zuora.client_secret or "zuora-local-secret",
+                webhook_targets=[
+                    WebhookTarget(
+                        url=f"{wh.url}/webhooks/zuora",
+                        basic_auth=(hook.username, hook.password) if hook else None,
+                    )
+                ],
+            )
+        ] = sb.ports["zuora"]
+
     mailbox = MailboxEmulator()
     emulators[mailbox] = sb.ports.get("mailbox", 8705)  # type: ignore[index]
     mailbox.start_smtp(sb.host, sb.smtp_port)

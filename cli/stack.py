@@ -229,7 +229,9 @@ class Stack:
             )
             progress(f"  {vendor:<10} {self.cfg.sandbox.url(vendor)}  (sandbox)")
         await self._wait("webhooks", _sync(http_ok, self.cfg.webhooks.url + "/healthz"))
-        progress(f"  webhooks   {self.cfg.webhooks.url}/webhooks/{{chargebee,stripe,hubspot}}")
+        progress(
+            f"  webhooks   {self.cfg.webhooks.url}/webhooks/{{chargebee,stripe,zuora,hubspot}}"
+        )
         await self._wait("worker", lambda: worker_ready(self.cfg))
         progress(
             f"  worker     task queue {self.cfg.worker.task_queues[0]} "
