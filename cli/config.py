@@ -49,7 +49,7 @@ class SandboxVendorCreds(_M):
     app_id: str | None = None
 
 
-BILLING_PLATFORMS = ("chargebee", "stripe", "zuora")
+BILLING_PLATFORMS = ("chargebee", "stripe", "zuora", "recurly")
 CRMS = ("salesforce", "hubspot")
 
 
@@ -71,6 +71,7 @@ class SandboxCfg(_M):
     chargebee: SandboxVendorCreds = SandboxVendorCreds()
     salesforce: SandboxVendorCreds = SandboxVendorCreds()
     stripe: SandboxVendorCreds = SandboxVendorCreds()
+    recurly: SandboxVendorCreds = SandboxVendorCreds()
     hubspot: SandboxVendorCreds = SandboxVendorCreds()
     zuora: SandboxVendorCreds = SandboxVendorCreds()
 
@@ -163,6 +164,15 @@ class StackConfig(_M):
             "STRIPE_API_KEY": sb.stripe.api_key or "",
             "STRIPE_API_URL": sb.url("stripe"),
             "STRIPE_WEBHOOK_SECRETS": sb.stripe.webhook_secret or "",
+            **(
+                {
+                    "RECURLY_API_KEY": sb.recurly.api_key or "",
+                    "RECURLY_API_URL": sb.url("recurly"),
+                    "RECURLY_WEBHOOK_SECRETS": sb.recurly.webhook_secret or "",
+                }
+                if "recurly" in sb.ports
+                else {}
+            ),
             "HUBSPOT_ACCESS_TOKEN": sb.hubspot.access_token or "",
             "HUBSPOT_API_URL": sb.url("hubspot"),
             "HUBSPOT_APP_ID": sb.hubspot.app_id or "",

@@ -37,6 +37,7 @@ AUDIT_WORDS = {"salesforce": "AI_Agent_Log__c entries", "hubspot": "HubSpot note
 NOTE_WORDS = {
     "chargebee": "Chargebee invoice comment(s)",
     "stripe": "Stripe invoice metadata note(s)",
+    "recurly": "Recurly account note(s)",
     "zuora": "Zuora account note(s) (and a line on the subscription)",
 }
 

@@ -59,6 +59,11 @@ def _seed_book(settings: Settings, billing: Any, book: books.Book) -> None:
                 sub_id,
                 {"subscription_items": [{"item_price_id": item_price, "quantity": quantity}]},
             )
+    elif settings.billing == "recurly":
+        from sandbox.recurly.seeding import book_seed  # downgrades as immediate changes
+
+        assert settings.recurly and settings.recurly.api_url
+        _seed(settings.recurly.api_url, book_seed(book))
     else:
         import stripe
 

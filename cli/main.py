@@ -150,7 +150,7 @@ def cmd_start(args: argparse.Namespace) -> None:
 def _pair_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(
         "--billing",
-        choices=["chargebee", "stripe", "zuora"],
+        choices=["chargebee", "stripe", "zuora", "recurly"],
         help="billing platform (default: config)",
     )
     sp.add_argument("--crm", choices=["salesforce", "hubspot"], help="CRM (default: config)")
@@ -219,7 +219,9 @@ def parser() -> argparse.ArgumentParser:
     st = add("start", cmd_start, "start work by hand (checked against policies/)", False)
     st.add_argument("what", choices=["dunning"])
     st.add_argument("--invoice", required=True)
-    st.add_argument("--billing", default="chargebee", choices=["chargebee", "stripe", "zuora"])
+    st.add_argument(
+        "--billing", default="chargebee", choices=["chargebee", "stripe", "zuora", "recurly"]
+    )
     st.add_argument(
         "--as", dest="approver", required=True, help="your email (checked against policies/)"
     )

@@ -123,6 +123,16 @@ def run_sandbox(cfg: StackConfig) -> None:
             )
         ] = sb.ports["zuora"]
 
+    if "recurly" in sb.ports:
+        from sandbox.recurly import RecurlyEmulator
+
+        emulators[
+            RecurlyEmulator(
+                api_key=sb.recurly.api_key or "recurly_test_key",
+                webhook_secrets=[sb.recurly.webhook_secret or "recurly_webhook_secret"],
+                webhook_targets=[WebhookTarget(url=f"{wh.url}/webhooks/recurly")],
+            )
+        ] = sb.ports["recurly"]
     mailbox = MailboxEmulator()
     emulators[mailbox] = sb.ports.get("mailbox", 8705)  # type: ignore[index]
     mailbox.start_smtp(sb.host, sb.smtp_port)

@@ -230,7 +230,7 @@ class Stack:
             progress(f"  {vendor:<10} {self.cfg.sandbox.url(vendor)}  (sandbox)")
         await self._wait("webhooks", _sync(http_ok, self.cfg.webhooks.url + "/healthz"))
         progress(
-            f"  webhooks   {self.cfg.webhooks.url}/webhooks/{{chargebee,stripe,zuora,hubspot}}"
+            f"  webhooks   {self.cfg.webhooks.url}/webhooks/{{chargebee,stripe,zuora,recurly,hubspot}}"
         )
         await self._wait("worker", lambda: worker_ready(self.cfg))
         progress(
