@@ -50,9 +50,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
             await stack.start()
             print(f"Ready. Logs in {stack.log_dir}. Ctrl-C stops everything.")
             while not stop.is_set():
-                dead = stack.dead_children()
-                if dead:
-                    raise CliError(f"{dead[0].name} exited unexpectedly (log: {dead[0].log})")
+                stack.supervise(print)  # restarts a crashed piece, with back-off
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1.0)
             print("Stopping…")

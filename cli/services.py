@@ -7,15 +7,21 @@ it, everything comes from the environment, as in production.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import sys
 import time
+from typing import NoReturn
 
 import uvicorn
 
 from cli.config import StackConfig
 from domain.settings import Settings
+from domain.temporal import SEARCH_ATTRIBUTES
+from infra import startup
+from infra.startup import StartupError
 
 
 def apply_stack_defaults(cfg: StackConfig | None) -> None:
@@ -33,31 +39,82 @@ def _stop_on_signals() -> asyncio.Event:
 
 
 def run_worker(cfg: StackConfig | None) -> None:
+    apply_stack_defaults(cfg)
+    try:  # a bad key or namespace is reported before the heavy imports below
+        asyncio.run(startup.preflight(SEARCH_ATTRIBUTES))
+    except StartupError as exc:
+        _exit_now("worker", exc)
+
     from infra import telemetry
     from workers import main as worker_main
 
-    apply_stack_defaults(cfg)
     telemetry.configure_logging()
     settings = Settings.from_env(os.environ)
 
     async def go() -> None:
         await worker_main.run(settings, stop=_stop_on_signals())
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except StartupError as exc:  # a permanent Temporal error, or the configured wait ran out
+        _exit_now("worker", exc)
 
 
 def run_webhooks(cfg: StackConfig | None, host: str | None, port: int | None) -> None:
     from infra import telemetry
-    from webhooks.app import create_app
+    from webhooks.app import TemporalConnection, create_app
 
     apply_stack_defaults(cfg)
     telemetry.configure_logging()
     settings = Settings.from_env(os.environ)
     telemetry.setup_tracing(telemetry.SERVICE_WEBHOOKS, settings)
-    app = create_app(settings)
+    connection = TemporalConnection()
+    app = create_app(settings, client=connection)
     host = host or (cfg.webhooks.host if cfg else "127.0.0.1")
     port = port or (cfg.webhooks.port if cfg else 8700)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+
+    async def go() -> None:
+        """Serve at once (liveness up, readiness and webhooks 503 + Retry-After) while the start-up
+        wait connects to Temporal; a permanent Temporal error stops the service (infra/startup.py)."""
+        connection.waiting = True
+        waiting = asyncio.create_task(
+            startup.connect_temporal(
+                wait_limit_s=startup.wait_limit_from_env(),
+                search_attributes=SEARCH_ATTRIBUTES,
+                interceptors=telemetry.temporal_interceptors(),
+            )
+        )
+        serving = asyncio.create_task(server.serve())
+        done, _ = await asyncio.wait({waiting, serving}, return_when=asyncio.FIRST_COMPLETED)
+        if waiting in done:
+            failed = waiting.exception()
+            if failed is not None:
+                server.should_exit = True
+                await serving
+                raise failed
+            connection.attach(waiting.result())  # type: ignore[arg-type]
+            await serving
+        else:  # stopped (SIGTERM/SIGINT) while still waiting
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StartupError):
+                await waiting
+
+    try:
+        asyncio.run(go())
+    except StartupError as exc:
+        _exit_now("webhooks", exc)
+
+
+def _exit_now(command: str, exc: StartupError) -> NoReturn:
+    """One line and exit status 2, as cli/main.py does for a CliError, but without interpreter
+    finalization: the Temporal runtime's threads can still be unwinding a failed connect, and
+    Python aborts ("PyGILState_Release … finalizing") about one time in three when they race it."""
+    print(f"revbridge {command}: {exc}", file=sys.stderr, flush=True)
+    logging.shutdown()
+    os._exit(2)
 
 
 def run_sandbox(cfg: StackConfig) -> None:

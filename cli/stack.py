@@ -28,6 +28,9 @@ from cli.config import CliError, StackConfig
 from cli.setup_temporal import ensure_stack_temporal
 
 STARTUP_TIMEOUT_S = 60.0
+#: supervision: a crashed piece restarts after 1, 2, 4 … up to 30 s; a minute up resets that
+RESTART_CAP_S = 30.0
+RESTART_RESET_S = 60.0
 
 Check = Callable[[], Awaitable[bool]]
 
@@ -166,6 +169,12 @@ class Child:
     name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] | None = None
+    #: supervision (Stack.supervise): restarts in a row, when the pending restart is due
+    restarts: int = 0
+    restart_at: float | None = None
+    started_at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -182,8 +191,15 @@ class Stack:
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_dir / f"{name}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(  # noqa: S603 - our own binaries and modules
+        child = Child(name, self._popen(args, env, log, "wb"), log, args, env)
+        self.children.append(child)
+        return child
+
+    def _popen(
+        self, args: list[str], env: dict[str, str] | None, log: Path, mode: str
+    ) -> subprocess.Popen[bytes]:
+        with log.open(mode) as out:
+            return subprocess.Popen(  # noqa: S603 - our own binaries and modules
                 args,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -192,9 +208,6 @@ class Stack:
                 cwd=self.cfg.root,
                 start_new_session=True,  # Ctrl-C reaches us; we stop the children in order
             )
-        child = Child(name, proc, log)
-        self.children.append(child)
-        return child
 
     def _revbridge(self, command: str) -> list[str]:
         return [sys.executable, "-m", "cli.main", command, "--config", str(self.config_path)]
@@ -258,6 +271,32 @@ class Stack:
     def dead_children(self) -> list[Child]:
         return [c for c in self.children if c.proc.poll() is not None]
 
+    def supervise(self, say: Callable[[str], None] = print) -> None:
+        """Restart a piece that exited unexpectedly, with back-off (1 s doubling to 30 s; a
+        piece that ran a minute starts again from 1 s), saying which piece, its exit status and
+        its last log line. Called about once a second by ``revbridge dev``."""
+        now = time.monotonic()
+        for child in self.children:
+            code = child.proc.poll()
+            if code is None:
+                if child.restarts and now - child.started_at > RESTART_RESET_S:
+                    child.restarts = 0
+                continue
+            if child.restart_at is None:
+                delay = min(RESTART_CAP_S, 2.0**child.restarts)
+                child.restart_at = now + delay
+                say(
+                    f"  {child.name} exited unexpectedly ({exit_status(code)}); last log line: "
+                    f"{_last_line(child.log)[:200]}; restarting in {delay:.0f} s "
+                    f"(restart {child.restarts + 1}, log: {child.log})"
+                )
+            elif now >= child.restart_at:
+                child.proc = self._popen(child.args, child.env, child.log, "ab")
+                child.restarts += 1
+                child.restart_at = None
+                child.started_at = now
+                say(f"  {child.name} restarted (pid {child.proc.pid})")
+
     def stop(self) -> None:
         """SIGTERM in reverse start order (worker and webhooks drain first), then SIGKILL stragglers."""
         for child in reversed(self.children):
@@ -272,6 +311,23 @@ class Stack:
                 child.proc.kill()
                 child.proc.wait()
         self.children.clear()
+
+
+def exit_status(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no log)"
+    return lines[-1] if lines else "(no output)"
 
 
 def _sync(fn: Callable[..., bool], *args: object) -> Check:

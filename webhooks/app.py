@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -33,6 +34,7 @@ from webhooks.parsing import Echo, parse_json, read_body
 
 log = logging.getLogger("revbridge.webhooks")
 
+RETRY_AFTER_S = "10"  # seconds, on every 503 (Temporal unreachable, not configured)
 
 ClientProvider = Callable[[], Awaitable[Client]]
 
@@ -44,8 +46,35 @@ class TemporalConnection:
     def __init__(self) -> None:
         self._client: Client | None = None
         self._lock = asyncio.Lock()
+        #: set while ``revbridge webhooks`` waits for Temporal at start (infra/startup.py): requests
+        #: answer 503 at once instead of each trying a connect of its own
+        self.waiting = False
+        self._health: tuple[float, bool, str] = (0.0, False, "not checked yet")
+
+    def attach(self, client: Client) -> None:
+        """The client the start-up wait connected (and checked)."""
+        self._client = client
+        self.waiting = False
+
+    async def ready(self) -> tuple[bool, str]:
+        """Readiness: Temporal answers its health check now (cached for a second)."""
+        at, ok, why = self._health
+        if time.monotonic() - at < 1.0:
+            return ok, why
+        try:
+            client = await self()
+            ok = await client.service_client.check_health(timeout=timedelta(seconds=2))
+            why = "temporal reachable" if ok else "temporal not serving"
+        except Rejected:
+            ok, why = False, "waiting for temporal" if self.waiting else "temporal unreachable"
+        except Exception as exc:  # unreachable after start: the SDK reconnects by itself
+            ok, why = False, f"temporal unreachable ({type(exc).__name__})"
+        self._health = (time.monotonic(), ok, why)
+        return ok, why
 
     async def __call__(self) -> Client:
+        if self._client is None and self.waiting:
+            raise Rejected(503, "workflow engine unavailable, retry later", "temporal_unavailable")
         async with self._lock:
             if self._client is None:
                 try:
@@ -70,7 +99,9 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
     def reject(exc: Rejected, provider: str) -> Response:
         count(provider, "rejected", exc.code)
         log.info("webhook rejected provider=%s status=%s reason=%s", provider, exc.status, exc.code)
-        return JSONResponse({"error": exc.reason}, status_code=exc.status)
+        # 503 means "not now": tell the vendor when to come back (docs/reliability.md)
+        headers = {"Retry-After": RETRY_AFTER_S} if exc.status == 503 else None
+        return JSONResponse({"error": exc.reason}, status_code=exc.status, headers=headers)
 
     def echo(provider: str, event: Echo) -> Response:
         count(provider, "echo")
@@ -258,6 +289,24 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "billing": settings.billing, "crm": settings.crm})
 
+    async def readiness(request: Request) -> Response:
+        """Ready to hand events over: fails (503) while Temporal is unreachable, so an
+        orchestrator routes vendors' deliveries elsewhere; /healthz stays the liveness probe."""
+        ready = getattr(get_client, "ready", None)
+        if ready is not None:
+            ok, why = await ready()
+        else:  # a provider without a health view (tests): ready when it yields a client
+            try:
+                await get_client()
+                ok, why = True, "temporal client available"
+            except Rejected as exc:
+                ok, why = False, exc.reason
+        return JSONResponse(
+            {"ok": ok, "reason": why},
+            status_code=200 if ok else 503,
+            headers=None if ok else {"Retry-After": RETRY_AFTER_S},
+        )
+
     async def prometheus(request: Request) -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
@@ -268,6 +317,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
     app = Starlette(
         routes=[
             Route("/healthz", health, methods=["GET"]),
+            Route("/readyz", readiness, methods=["GET"]),
             Route("/metrics", prometheus, methods=["GET"]),
             Route("/metrics.json", metrics_json, methods=["GET"]),
             Route("/webhooks/chargebee", chargebee_webhook, methods=["POST"]),

@@ -30,9 +30,9 @@ from connectors.email import SmtpMailer
 from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
 from connectors.registry import build_billing, build_crm, build_mailer, build_reasoner
 from domain.settings import Settings
-from domain.temporal import TASK_QUEUE
-from infra import telemetry
-from infra.connection import client_connect_kwargs
+from domain.temporal import SEARCH_ATTRIBUTES, TASK_QUEUE
+from infra import startup, telemetry
+from infra.health import HealthServer, WorkerProbe, health_port_from_env
 from workers import schedules
 from workflows.churn.sweep import ChurnSweepWorkflow
 from workflows.churn.workflow import ChurnInterventionWorkflow
@@ -126,11 +126,37 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
     telemetry.setup_tracing(telemetry.SERVICE_WORKER, settings)
     runtime = telemetry.worker_runtime()  # Prometheus on REVBRIDGE_METRICS_PORT, when set
     billing, crm = build_billing(settings), build_crm(settings)
-    client = await Client.connect(
-        **client_connect_kwargs(),
-        interceptors=telemetry.temporal_interceptors(),
-        **({"runtime": runtime} if runtime else {}),
-    )
+    # Liveness/readiness on REVBRIDGE_HEALTH_PORT (infra/health.py), up before Temporal is.
+    probe = WorkerProbe(settings.task_queue)
+    bind = health_port_from_env()
+    health = await HealthServer(probe.live, probe.readiness, *bind).start() if bind else None
+    try:
+        # Temporal down at start is waited out; a permanent error is one line (infra/startup.py).
+        client = await startup.connect_temporal(
+            stop=stop,
+            wait_limit_s=startup.wait_limit_from_env(),
+            search_attributes=SEARCH_ATTRIBUTES,
+            after_connect=lambda c: schedules.ensure_all(c, settings),
+            interceptors=telemetry.temporal_interceptors(),
+            **({"runtime": runtime} if runtime else {}),
+        )
+        if client is None:  # stopped while waiting
+            return
+        await _serve(client, settings, billing, crm, probe, stop)
+    finally:
+        await probe.stop()
+        if health is not None:
+            await health.close()
+
+
+async def _serve(
+    client: Client,
+    settings: Settings,
+    billing: BillingPlatform,
+    crm: CrmSystem,
+    probe: WorkerProbe,
+    stop: asyncio.Event | None,
+) -> None:
     worker = build_worker(
         client,
         billing,
@@ -140,7 +166,6 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         task_queue=settings.task_queue,
         policy_dir=Path(settings.policy_dir) if settings.policy_dir else None,
     )
-    await schedules.ensure_all(client, settings)
     log.info(
         "worker polling task queue %s (billing=%s, crm=%s)",
         settings.task_queue,
@@ -148,4 +173,5 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         crm.name,
     )
     async with worker:
+        probe.attach(client)
         await (stop or asyncio.Event()).wait()
