@@ -19,18 +19,22 @@ from connectors.anthropic_llm import AnthropicLlm
 from connectors.chargebee import ChargebeeBilling
 from connectors.email import SmtpMailer
 from connectors.hubspot import HubSpotCrm
+from connectors.recurly import RecurlyBilling
 from connectors.registry import build_billing, build_crm, build_mailer, build_reasoner
 from connectors.salesforce import SalesforceCrm
 from connectors.stripe import StripeBilling
 from connectors.timeouts import MAX_CALL_S, call_timeout
+from connectors.zuora import ZuoraBilling
 from domain.settings import (
     AnthropicSettings,
     ChargebeeSettings,
     HubSpotSettings,
+    RecurlySettings,
     SalesforceSettings,
     Settings,
     SmtpSettings,
     StripeSettings,
+    ZuoraSettings,
 )
 from workers.main import GRACEFUL_SHUTDOWN
 from workflows.options import POLICY, READ, WRITE
@@ -62,12 +66,20 @@ def connectors(timeout_s: float) -> dict[str, Any]:
         ),
         "smtp": SmtpMailer("127.0.0.1", 9, "billing@example.com", timeout_s=timeout_s),
         "anthropic": AnthropicLlm("sk-ant-x", base_url=LOCAL, timeout_s=timeout_s),
+        "zuora": ZuoraBilling(
+            ZuoraSettings(client_id="x", client_secret=SecretStr("y"), api_url=LOCAL),
+            timeout_s=timeout_s,
+        ),
+        "recurly": RecurlyBilling(
+            RecurlySettings(api_key=SecretStr("k"), api_url=LOCAL), timeout_s=timeout_s
+        ),
     }
 
 
 @pytest.mark.parametrize("requested_s", [2.0, 20.0, 30.0, 120.0])
 @pytest.mark.parametrize(
-    "vendor", ["chargebee", "stripe", "salesforce", "hubspot", "smtp", "anthropic"]
+    "vendor",
+    ["chargebee", "stripe", "zuora", "recurly", "salesforce", "hubspot", "smtp", "anthropic"],
 )
 def test_each_connectors_call_timeout_is_shorter_than_its_activitys_start_to_close(
     vendor: str, requested_s: float
