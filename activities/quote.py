@@ -36,9 +36,10 @@ from domain.records import (
     SubscriptionRef,
 )
 from domain.starts import start_options
+from domain.temporal import UseCase
 
 PRODUCTS_FILE = "products.yaml"
-USE_CASE = "quote_to_cash"
+USE_CASE = UseCase.QUOTE_TO_CASH
 
 # --- inputs and outputs (one of each per activity) ------------------------------------------------
 
@@ -319,8 +320,8 @@ class QuoteActivities:
                     **start_options(WORKFLOW_TYPE),
                     search_attributes=TypedSearchAttributes(
                         [
-                            SearchAttributePair(names.USE_CASE, USE_CASE),
-                            SearchAttributePair(names.APPROVAL, "none"),
+                            SearchAttributePair(names.USE_CASE_KEY, USE_CASE),
+                            SearchAttributePair(names.APPROVAL_KEY, "none"),
                         ]
                     ),
                     static_summary=f"Quote-to-cash for {input.crm} opportunity {opp_id}",

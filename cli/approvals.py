@@ -32,7 +32,7 @@ from domain.policy import Outcome, StartAction
 from domain.starts import start_options
 from infra.connection import client_connect_kwargs
 
-PENDING_QUERY = f"{names.APPROVAL.name} = 'pending' AND ExecutionStatus = 'Running'"
+PENDING_QUERY = f"{names.APPROVAL_KEY.name} = 'pending' AND ExecutionStatus = 'Running'"
 
 
 async def connect() -> Client:
@@ -129,8 +129,8 @@ async def start_dunning(
             },
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(names.USE_CASE, "dunning"),
-                    SearchAttributePair(names.APPROVAL, "none"),
+                    SearchAttributePair(names.USE_CASE_KEY, names.UseCase.DUNNING),
+                    SearchAttributePair(names.APPROVAL_KEY, "none"),
                 ]
             ),
             static_summary=f"Dunning for invoice {invoice_id} ({billing}), started by hand",

@@ -20,10 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from domain.approvals import ApprovalTiming
 from domain.models import CaseSummary, CrmAccount, Frozen, InvoiceStatus, RiskSignal
 from domain.records import CustomerSnapshot, Subscription
+from domain.temporal import UseCase
 
 WORKFLOW_TYPE = "ChurnInterventionWorkflow"
 SWEEP_WORKFLOW_TYPE = "ChurnSweepWorkflow"
-USE_CASE = "churn_intervention"
+USE_CASE = UseCase.CHURN_INTERVENTION
 #: the Temporal Schedule that starts the sweep, and the sweep's workflow ID prefix
 SWEEP_SCHEDULE_ID = "churn-sweep"
 SWEEP_WORKFLOW_ID = "churn-sweep"

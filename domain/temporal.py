@@ -23,19 +23,19 @@ class UseCase(StrEnum):
     RECONCILIATION = "reconciliation"
 
 
-USE_CASE = SearchAttributeKey.for_keyword("RevBridgeUseCase")
-CUSTOMER = SearchAttributeKey.for_keyword("RevBridgeCustomer")
-APPROVAL = SearchAttributeKey.for_keyword("RevBridgeApproval")
-AMOUNT_AT_RISK = SearchAttributeKey.for_float("RevBridgeAmountAtRisk")
+USE_CASE_KEY = SearchAttributeKey.for_keyword("RevBridgeUseCase")
+CUSTOMER_KEY = SearchAttributeKey.for_keyword("RevBridgeCustomer")
+APPROVAL_KEY = SearchAttributeKey.for_keyword("RevBridgeApproval")
+AMOUNT_AT_RISK_KEY = SearchAttributeKey.for_float("RevBridgeAmountAtRisk")
 
 #: every custom search attribute RevBridge registers, with its type as the dev server names it
 SEARCH_ATTRIBUTES: dict[str, str] = {
-    USE_CASE.name: "Keyword",
-    CUSTOMER.name: "Keyword",
-    APPROVAL.name: "Keyword",
-    AMOUNT_AT_RISK.name: "Double",
+    USE_CASE_KEY.name: "Keyword",
+    CUSTOMER_KEY.name: "Keyword",
+    APPROVAL_KEY.name: "Keyword",
+    AMOUNT_AT_RISK_KEY.name: "Double",
 }
-ALL_SEARCH_ATTRIBUTE_KEYS = (USE_CASE, CUSTOMER, APPROVAL, AMOUNT_AT_RISK)
+ALL_SEARCH_ATTRIBUTE_KEYS = (USE_CASE_KEY, CUSTOMER_KEY, APPROVAL_KEY, AMOUNT_AT_RISK_KEY)
 
 SIGNAL_PAYMENT_FAILED = "payment_failed"
 SIGNAL_INVOICE_PAID = "invoice_paid"

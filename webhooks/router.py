@@ -34,6 +34,7 @@ from domain.ids import (
 )
 from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed, RiskSignal
 from domain.starts import start_options
+from domain.temporal import UseCase
 from webhooks.errors import Rejected
 
 RPC_TIMEOUT = timedelta(seconds=5)
@@ -57,12 +58,14 @@ class Start:
     signal_args: tuple[Any, ...] = ()
 
     def search_attributes(self) -> TypedSearchAttributes:
-        pairs: list[SearchAttributePair[Any]] = [SearchAttributePair(names.USE_CASE, self.use_case)]
+        pairs: list[SearchAttributePair[Any]] = [
+            SearchAttributePair(names.USE_CASE_KEY, self.use_case)
+        ]
         if self.customer is not None:
-            pairs.append(SearchAttributePair(names.CUSTOMER, self.customer))
-        pairs.append(SearchAttributePair(names.APPROVAL, "none"))
+            pairs.append(SearchAttributePair(names.CUSTOMER_KEY, self.customer))
+        pairs.append(SearchAttributePair(names.APPROVAL_KEY, "none"))
         if self.amount_at_risk is not None:
-            pairs.append(SearchAttributePair(names.AMOUNT_AT_RISK, self.amount_at_risk))
+            pairs.append(SearchAttributePair(names.AMOUNT_AT_RISK_KEY, self.amount_at_risk))
         return TypedSearchAttributes(pairs)
 
 
@@ -127,7 +130,7 @@ def plan(event: PaymentFailed | InvoicePaid, task_queue: str = names.TASK_QUEUE)
         WORKFLOW_TYPE,
         DunningInput(billing=event.billing, invoice_id=event.invoice_id),
         wf_id,
-        use_case="dunning",
+        use_case=UseCase.DUNNING,
         customer=event.customer_id,
         amount_at_risk=amount,
         summary=f"Dunning for invoice {event.invoice_id} ({event.billing})",
@@ -171,7 +174,7 @@ def _churn_start(signal: RiskSignal, churn_id: str) -> Start:
         churn.WORKFLOW_TYPE,
         churn.ChurnInput(billing=signal.billing, customer_id=signal.customer_id),
         churn_id,
-        use_case="churn_intervention",
+        use_case=UseCase.CHURN_INTERVENTION,
         customer=signal.customer_id,
         summary=f"Churn intervention for customer {signal.customer_id} ({signal.billing})",
         signal=names.SIGNAL_RISK,
@@ -192,7 +195,7 @@ def plan_crm(event: DealWon | CaseOpened, billing: str) -> Plan:
                         crm=event.crm, billing=billing, opportunity_id=event.opportunity_id
                     ),
                     q2c_workflow_id(event.crm, event.opportunity_id),
-                    use_case="quote_to_cash",
+                    use_case=UseCase.QUOTE_TO_CASH,
                     summary=f"Quote-to-cash for opportunity {event.opportunity_id} ({event.crm})",
                 )
             )
@@ -201,7 +204,7 @@ def plan_crm(event: DealWon | CaseOpened, billing: str) -> Plan:
                 support.WORKFLOW_TYPE,
                 support.SupportContextInput(crm=event.crm, billing=billing, case_id=event.case_id),
                 support_workflow_id(event.crm, event.case_id),
-                use_case="support_context",
+                use_case=UseCase.SUPPORT_CONTEXT,
                 summary=f"Billing context for case {event.case_id} ({event.crm})",
             )
         )

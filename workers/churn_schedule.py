@@ -59,7 +59,7 @@ class SweepSchedule:
                 task_queue=self.task_queue,
                 execution_timeout=timedelta(hours=23),
                 typed_search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(names.USE_CASE, USE_CASE)]
+                    [SearchAttributePair(names.USE_CASE_KEY, USE_CASE)]
                 ),
             ),
             spec=ScheduleSpec(

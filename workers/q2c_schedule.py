@@ -46,7 +46,7 @@ def catch_up_schedule(settings: Settings, every: timedelta = EVERY) -> Schedule:
             task_queue=settings.task_queue,
             execution_timeout=every,
             typed_search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(names.USE_CASE, "quote_to_cash")]
+                [SearchAttributePair(names.USE_CASE_KEY, names.UseCase.QUOTE_TO_CASH)]
             ),
             static_summary=f"Quote-to-cash catch-up: won {settings.crm} deals without a run",
         ),

@@ -73,7 +73,7 @@ class SupportContextWorkflow(GovernedWorkflow):
 
     @workflow.run
     async def run(self, input: SupportContextInput) -> SupportContextResult:
-        workflow.upsert_search_attributes([names.USE_CASE.value_set(self.use_case)])
+        workflow.upsert_search_attributes([names.USE_CASE_KEY.value_set(self.use_case)])
         self._stage(f"Reading {input.crm} case {input.case_id} and its account.")
         found = await workflow.execute_activity_method(
             SupportActivities.support_get_case,
@@ -96,7 +96,7 @@ class SupportContextWorkflow(GovernedWorkflow):
         snapshot: CustomerSnapshot | None = None
         if customer_id is not None:
             self._update(customer_id=customer_id)
-            workflow.upsert_search_attributes([names.CUSTOMER.value_set(customer_id)])
+            workflow.upsert_search_attributes([names.CUSTOMER_KEY.value_set(customer_id)])
             self._stage(f"Reading {input.billing} customer {customer_id}.")
             snapshot = (
                 await workflow.execute_activity_method(

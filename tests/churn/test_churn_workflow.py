@@ -137,8 +137,8 @@ async def test_each_real_time_trigger_scores_and_writes_to_the_crm(
     [audit] = churn_env.vendors.audits
     assert audit.action == "write_churn_score" and audit.use_case == "churn_intervention"
     desc = await handle.describe()
-    assert desc.typed_search_attributes.get(names.CUSTOMER) == customer
-    assert desc.typed_search_attributes.get(names.USE_CASE) == "churn_intervention"
+    assert desc.typed_search_attributes.get(names.CUSTOMER_KEY) == customer
+    assert desc.typed_search_attributes.get(names.USE_CASE_KEY) == "churn_intervention"
     if kind == "payment_failed":
         await keep_history(handle, "low_risk")
 
@@ -166,7 +166,7 @@ async def test_at_the_task_threshold_a_csm_task_no_offer_then_retained(
     assert "help them update their payment method" in task.description
     assert "retention offer" not in task.description
     desc = await handle.describe()
-    assert desc.typed_search_attributes.get(names.AMOUNT_AT_RISK) == pytest.approx(400.0)
+    assert desc.typed_search_attributes.get(names.AMOUNT_AT_RISK_KEY) == pytest.approx(400.0)
 
     result = await handle.result()  # 30 days pass
     assert (result.outcome, result.first_score, result.last_score) == ("retained", 50, 0)
@@ -194,7 +194,7 @@ async def test_offer_approved_by_revops_is_applied_then_the_outcome_is_recorded(
     assert p.approver_roles == ["revops"] and p.eligible_approvers == ["bob@example.com"]
     [task] = churn_env.vendors.tasks  # the CSM hears of it before RevOps decides
     assert "15% off for 3 months" in task.description
-    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL) == "pending"
+    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY) == "pending"
 
     await handle.signal(
         SIGNAL,
@@ -216,7 +216,7 @@ async def test_offer_approved_by_revops_is_applied_then_the_outcome_is_recorded(
         "discount_needs_revops"
     ]
     assert len(churn_env.vendors.notes) == 2  # the offer and the outcome, in billing
-    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL) == "approved"
+    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY) == "approved"
     await keep_history(handle, "offer_approved")
 
 

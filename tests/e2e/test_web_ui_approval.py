@@ -151,7 +151,7 @@ async def approve_in_web_ui(page: Page, url: str, action_id: str) -> None:
 async def approval_state(handle: WorkflowHandle, want: str, within_s: float = 20) -> str | None:
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
-        state = (await handle.describe()).typed_search_attributes.get(names.APPROVAL)
+        state = (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY)
         if state == want or asyncio.get_running_loop().time() > deadline:
             return state
         await asyncio.sleep(0.2)

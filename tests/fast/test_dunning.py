@@ -247,7 +247,7 @@ async def test_a_failure_event_for_a_paid_invoice_closes_as_already_paid(client:
         desc = await handle.describe()
     assert (result.outcome, result.case_id) == ("already_paid", None)
     assert fakes.names() == ["get_invoice_context"]
-    assert desc.typed_search_attributes.get(names.CUSTOMER) == run.customer
+    assert desc.typed_search_attributes.get(names.CUSTOMER_KEY) == run.customer
 
 
 # --- the case and the proposed actions ---------------------------------------------------------------
@@ -310,7 +310,7 @@ async def test_a_credit_waits_for_finance_and_is_applied_once_approved(client: C
         assert waiting.action_id == credit.action_id
         assert (waiting.approver_roles, waiting.eligible_approvers) == (["finance"], [APPROVER])
         assert fakes.inputs("apply_credit") == []  # nothing moves before the approval
-        assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL) == "pending"
+        assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY) == "pending"
         # someone without the role is refused (and audited); the finance approver counts
         await handle.signal(
             SIGNAL,
@@ -326,7 +326,7 @@ async def test_a_credit_waits_for_finance_and_is_applied_once_approved(client: C
         )
         result = await handle.result()
         final = await status(handle)
-        approval_state = (await handle.describe()).typed_search_attributes.get(names.APPROVAL)
+        approval_state = (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY)
 
     (applied,) = fakes.inputs("apply_credit")
     assert applied["idempotency_key"] == run.key(f"act:{credit.action_id}")

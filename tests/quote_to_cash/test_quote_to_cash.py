@@ -76,8 +76,8 @@ async def test_won_deal_becomes_a_live_subscription_linked_on_both_sides(
         "quote_to_cash_live",
     ]
     desc = await handle.describe()
-    assert desc.typed_search_attributes.get(names.USE_CASE) == "quote_to_cash"
-    assert desc.typed_search_attributes.get(names.CUSTOMER) == result.customer_id
+    assert desc.typed_search_attributes.get(names.USE_CASE_KEY) == "quote_to_cash"
+    assert desc.typed_search_attributes.get(names.CUSTOMER_KEY) == result.customer_id
     await keep_history(pair, handle, "live")
 
 
@@ -218,7 +218,7 @@ async def test_a_discount_above_policy_waits_for_revops_then_is_created(
     assert pending.approver_roles == ["revops"]
     assert "q2c_discount_needs_revops" in pending.policy_ids
     desc = await handle.describe()
-    assert desc.typed_search_attributes.get(names.APPROVAL) == "pending"
+    assert desc.typed_search_attributes.get(names.APPROVAL_KEY) == "pending"
     # the customer exists, the subscription does not, while RevOps decides
     [customer] = pair.billing_driver.customers(email=deal.email)
     assert pair.billing_driver.subscriptions(customer["id"]) == []
@@ -237,7 +237,7 @@ async def test_a_discount_above_policy_waits_for_revops_then_is_created(
     assert status["actions"][-1] == (
         "create_subscription: needs_approval → executed (bob@example.com)"
     )
-    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL) == "approved"
+    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY) == "approved"
     log = pair.crm.audit_log(handle.id)
     assert "bob@example.com" in next(r for r in log if r["action"] == "create_subscription")["text"]
 
@@ -381,7 +381,7 @@ async def test_a_deal_won_in_the_crm_starts_its_run_through_the_crm_webhook(
     assert result.outcome == "live", result.reason
     assert crm_link(pair, deal)["subscription"] == result.subscription_id
     desc = await handle.describe()
-    assert desc.typed_search_attributes.get(names.USE_CASE) == "quote_to_cash"
+    assert desc.typed_search_attributes.get(names.USE_CASE_KEY) == "quote_to_cash"
 
 
 @on_pairs(CB_HS)

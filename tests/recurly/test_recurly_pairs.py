@@ -93,7 +93,7 @@ async def test_dunning_case_credit_approved_redeliveries_joined_then_recovered(
     rpair.billing_driver.pay(ids["invoice"], GLOBEX.invoice_total)  # a wire, out of band
     result = await asyncio.wait_for(handle.result(), timeout=30)
     assert result.outcome == "recovered"
-    assert (await handle.describe()).typed_search_attributes.get(names.AMOUNT_AT_RISK) == 0.0
+    assert (await handle.describe()).typed_search_attributes.get(names.AMOUNT_AT_RISK_KEY) == 0.0
     await keep_history(rpair, handle, "recovered_with_approval")
 
 

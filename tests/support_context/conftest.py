@@ -48,8 +48,8 @@ async def start_support(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(names.USE_CASE, "support_context"),
-                    SearchAttributePair(names.APPROVAL, "none"),
+                    SearchAttributePair(names.USE_CASE_KEY, "support_context"),
+                    SearchAttributePair(names.APPROVAL_KEY, "none"),
                 ]
             ),
             static_summary=static_summary(

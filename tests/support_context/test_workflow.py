@@ -67,8 +67,8 @@ async def test_linked_customer_gets_a_note_citing_invoices_payments_and_open_dun
     assert (entry.case_id, entry.account_id) == (case_id, f"001{uid}")
     # the Web UI story: search attributes, static summary, current details, status query
     desc = await handle.describe()
-    assert desc.typed_search_attributes.get(names.CUSTOMER) == customer
-    assert desc.typed_search_attributes.get(names.USE_CASE) == "support_context"
+    assert desc.typed_search_attributes.get(names.CUSTOMER_KEY) == customer
+    assert desc.typed_search_attributes.get(names.USE_CASE_KEY) == "support_context"
     assert await desc.static_summary() == f"Support context for fakecrm case {case_id} (fakebill)"
     status = await handle.query("status", result_type=SupportStatus)
     assert status.outcome == "summarized" and status.open_dunning == [dunning.id]

@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import Client
 
 from domain.settings import Settings
-from domain.temporal import AMOUNT_AT_RISK, CUSTOMER, USE_CASE
+from domain.temporal import AMOUNT_AT_RISK_KEY, CUSTOMER_KEY, USE_CASE_KEY
 from sandbox.framework import free_port
 from tests.webhooks.helpers import basic, payment_failed, payment_succeeded
 from webhooks.app import TemporalConnection, create_app
@@ -143,9 +143,9 @@ async def test_payment_failed_starts_one_dunning_workflow_with_search_attributes
     desc = await client.get_workflow_handle(f"dunning:chargebee:INV-{uid}").describe()
     assert desc.workflow_type == "DunningWorkflow"
     attrs = desc.typed_search_attributes
-    assert attrs.get(USE_CASE) == "dunning"
-    assert attrs.get(CUSTOMER) == f"cust_{uid}"
-    assert attrs.get(AMOUNT_AT_RISK) == pytest.approx(123.45)
+    assert attrs.get(USE_CASE_KEY) == "dunning"
+    assert attrs.get(CUSTOMER_KEY) == f"cust_{uid}"
+    assert attrs.get(AMOUNT_AT_RISK_KEY) == pytest.approx(123.45)
 
 
 async def test_a_failed_payment_also_reaches_the_churn_run(
@@ -157,7 +157,7 @@ async def test_a_failed_payment_also_reaches_the_churn_run(
     handle = client.get_workflow_handle(f"churn:chargebee:cust_{uid}")
     desc = await handle.describe()
     assert desc.workflow_type == "ChurnInterventionWorkflow"
-    assert desc.typed_search_attributes.get(USE_CASE) == "churn_intervention"
+    assert desc.typed_search_attributes.get(USE_CASE_KEY) == "churn_intervention"
     signals = [
         e
         async for e in handle.fetch_history_events()

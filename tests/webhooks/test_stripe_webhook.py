@@ -26,7 +26,7 @@ from connectors.stripe import StripeBilling
 from domain.ids import idempotency_key
 from domain.models import InvoicePaid, NoteTarget, PaymentFailed
 from domain.settings import Settings, StripeSettings, WebhookSettings
-from domain.temporal import CUSTOMER
+from domain.temporal import CUSTOMER_KEY
 from sandbox.framework import App, ServerThread
 from sandbox.stripe import StripeEmulator
 from sandbox.stripe.signing import compute_signature, signature_header
@@ -476,7 +476,7 @@ async def test_emulator_signed_payment_failed_starts_dunning(
         desc = await handle.describe()
         assert desc.status == WorkflowExecutionStatus.RUNNING
         assert desc.workflow_type == "DunningWorkflow"
-        assert desc.typed_search_attributes.get(CUSTOMER) == cus
+        assert desc.typed_search_attributes.get(CUSTOMER_KEY) == cus
         # a redelivery signals the same run (the workflow dedups by event ID): still one run
         async with make_http(provider, [NEW]) as http:
             again = await http.post(URL, content=raw, headers={"Stripe-Signature": header})

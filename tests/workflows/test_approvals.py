@@ -151,7 +151,7 @@ async def test_rejection_leaves_nothing_behind(client: Client, gov: Pair, uid: s
     assert "apply_credit: needs_approval → rejected (alice@example.com)" in status.actions
     assert gov.credits(ids["customer"]) == 0
     assert ("apply_credit", "rejected") in actions_of(gov, ids)
-    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL) == "rejected"
+    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY) == "rejected"
     await handle.terminate("test done")
 
 
@@ -208,7 +208,7 @@ async def test_unanswered_approval_reminds_then_expires(
     # too late: an approval after expiry is refused by the validator
     with pytest.raises(WorkflowUpdateFailedError):
         await handle.execute_update(UPDATE, approve(pending, "alice@example.com"))
-    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL) == "expired"
+    assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY) == "expired"
     await handle.terminate("test done")
 
 

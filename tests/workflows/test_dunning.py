@@ -64,7 +64,7 @@ async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers
     assert pending.approver_roles == ["finance"]
     assert "credit_needs_finance" in pending.policy_ids
     desc = await handle.describe()
-    assert desc.typed_search_attributes.get(names.APPROVAL) == "pending"
+    assert desc.typed_search_attributes.get(names.APPROVAL_KEY) == "pending"
 
     await handle.execute_update(
         UPDATE,
@@ -107,11 +107,11 @@ async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers
     assert status.segment == "Enterprise" and status.reminders_sent == 1
 
     desc = await handle.describe()
-    assert desc.typed_search_attributes.get(names.AMOUNT_AT_RISK) == pytest.approx(
+    assert desc.typed_search_attributes.get(names.AMOUNT_AT_RISK_KEY) == pytest.approx(
         GLOBEX.invoice_total / 100
     )
-    assert desc.typed_search_attributes.get(names.CUSTOMER) == ids["customer"]
-    assert desc.typed_search_attributes.get(names.APPROVAL) == "approved"
+    assert desc.typed_search_attributes.get(names.CUSTOMER_KEY) == ids["customer"]
+    assert desc.typed_search_attributes.get(names.APPROVAL_KEY) == "approved"
 
     # The customer pays: the billing sandbox emits its paid event, the workflow closes as recovered.
     pair.billing_driver.pay(ids["invoice"], GLOBEX.invoice_total)
@@ -120,7 +120,7 @@ async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers
     assert result.attribution == "paid after the owner's call (day 0)"
     assert [row["action"] for row in pair.audit(ids["invoice"])][-1] == "close_dunning"
     assert len(pair.billing_notes(ids["invoice"])) == 5
-    assert (await handle.describe()).typed_search_attributes.get(names.AMOUNT_AT_RISK) == 0.0
+    assert (await handle.describe()).typed_search_attributes.get(names.AMOUNT_AT_RISK_KEY) == 0.0
     await keep_history(pair, handle, "playbook_recovered_with_approval")
 
 

@@ -70,7 +70,7 @@ class ChurnSweepWorkflow(GovernedWorkflow):
     @workflow.run
     async def run(self, input: SweepInput) -> SweepResult:
         if input.runs == 0:
-            workflow.upsert_search_attributes([names.USE_CASE.value_set(self.use_case)])
+            workflow.upsert_search_attributes([names.USE_CASE_KEY.value_set(self.use_case)])
         cursor = input.cursor
         for page_in_run in range(input.pages_per_run):
             workflow.set_current_details(

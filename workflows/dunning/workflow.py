@@ -181,8 +181,8 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
         self._update(stage="gathering context", customer_id=ctx.customer.id)
         workflow.upsert_search_attributes(
             [
-                names.CUSTOMER.value_set(ctx.customer.id),
-                names.AMOUNT_AT_RISK.value_set(ctx.invoice.amount_due / 100),
+                names.CUSTOMER_KEY.value_set(ctx.customer.id),
+                names.AMOUNT_AT_RISK_KEY.value_set(ctx.invoice.amount_due / 100),
             ]
         )
         return ctx
@@ -352,7 +352,7 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
         at_risk = (
             ctx.invoice.amount_due / 100 if ctx and outcome is DunningOutcome.UNRESOLVED else 0.0
         )
-        workflow.upsert_search_attributes([names.AMOUNT_AT_RISK.value_set(at_risk)])
+        workflow.upsert_search_attributes([names.AMOUNT_AT_RISK_KEY.value_set(at_risk)])
         workflow.set_current_details(closed_details(outcome.value, self.s.status))
         await self.handlers_finished()
         return DunningResult(

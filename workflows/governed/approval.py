@@ -176,7 +176,7 @@ class ApprovalGate:
         state = "pending" if self._pending else state
         if state != self._last_approval_state:
             self._last_approval_state = state
-            workflow.upsert_search_attributes([names.APPROVAL.value_set(state)])
+            workflow.upsert_search_attributes([names.APPROVAL_KEY.value_set(state)])
 
     # --- provided by the gate ---------------------------------------------------------------------
 

@@ -111,7 +111,7 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
 
     @workflow.run
     async def run(self, input: QuoteToCashInput) -> QuoteToCashResult:
-        workflow.upsert_search_attributes([names.USE_CASE.value_set(self.use_case)])
+        workflow.upsert_search_attributes([names.USE_CASE_KEY.value_set(self.use_case)])
         try:
             result = await self._quote_to_cash()
         except RollBack as stop:
@@ -159,7 +159,7 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
         self._update(mrr=plan.mrr, discount_percent=plan.discount_percent)
 
         customer_id = self.s.customer_id = await self._find_or_create_customer(opp, account)
-        workflow.upsert_search_attributes([names.CUSTOMER.value_set(customer_id)])
+        workflow.upsert_search_attributes([names.CUSTOMER_KEY.value_set(customer_id)])
 
         self._update(stage="creating the subscription")
         governed = await self._govern_subscription(opp, account, plan, customer_id)
