@@ -310,7 +310,9 @@ async def test_a_credit_waits_for_finance_and_is_applied_once_approved(client: C
         assert waiting.action_id == credit.action_id
         assert (waiting.approver_roles, waiting.eligible_approvers) == (["finance"], [APPROVER])
         assert fakes.inputs("apply_credit") == []  # nothing moves before the approval
-        assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY) == "pending"
+        assert (await handle.describe()).typed_search_attributes.get(
+            names.APPROVAL_KEY
+        ) == "pending"
         # someone without the role is refused (and audited); the finance approver counts
         await handle.signal(
             SIGNAL,

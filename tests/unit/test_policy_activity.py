@@ -56,7 +56,10 @@ def set_mode(policy_dir: Path, use_case: str, mode: str) -> None:
 
 
 def test_activity_names() -> None:
-    assert activity._Definition.must_from_callable(PolicyActivities.decide_policy).name == "decide_policy"
+    assert (
+        activity._Definition.must_from_callable(PolicyActivities.decide_policy).name
+        == "decide_policy"
+    )
     check = activity._Definition.must_from_callable(PolicyActivities.check_approver)
     assert check.name == "check_approver"
 

@@ -87,7 +87,10 @@ class ChurnInterventionWorkflow(ChurnSteps, GovernedWorkflow):
             lambda: self.s.pending_rescore or input.started_by is not None
         )
         workflow.upsert_search_attributes(
-            [names.USE_CASE_KEY.value_set(self.use_case), names.CUSTOMER_KEY.value_set(input.customer_id)]
+            [
+                names.USE_CASE_KEY.value_set(self.use_case),
+                names.CUSTOMER_KEY.value_set(input.customer_id),
+            ]
         )
         try:
             first = await self._score(baseline_mrr=None)
@@ -108,7 +111,9 @@ class ChurnInterventionWorkflow(ChurnSteps, GovernedWorkflow):
         follow_up = input.follow_up or timedelta(days=config.follow_up_days)
         self.s.deadline = workflow.now() + follow_up
         self._update(follow_up_until=self.s.deadline)
-        workflow.upsert_search_attributes([names.AMOUNT_AT_RISK_KEY.value_set(first.signals.mrr / 100)])
+        workflow.upsert_search_attributes(
+            [names.AMOUNT_AT_RISK_KEY.value_set(first.signals.mrr / 100)]
+        )
         offer = self._offer_for(first)
         await self._open_csm_task(first, offer)
         if offer is not None:
