@@ -46,6 +46,11 @@ class ZuoraSettings(_Settings):
     discount_plan: str = "PRP-DISCOUNT-PERCENTAGE"
     #: the product rate plan whose one-time charge courtesy credit memos are made from
     credit_plan: str = "PRP-COURTESY-CREDIT"
+    #: Zuora Collect's Configurable Payment Retry API (its own host, Basic auth with a login
+    #: email and a CPR API token): when set, an invoice in an active retry cycle is left to it
+    collect_api_url: str | None = None
+    collect_username: str | None = None
+    collect_token: SecretStr | None = None
 
 
 class SalesforceSettings(_Settings):
@@ -183,7 +188,17 @@ class Settings(_Settings):
         if st:
             raw["stripe"] = st
         zu = pick(
-            "ZUORA_", ["client_id", "client_secret", "api_url", "discount_plan", "credit_plan"]
+            "ZUORA_",
+            [
+                "client_id",
+                "client_secret",
+                "api_url",
+                "discount_plan",
+                "credit_plan",
+                "collect_api_url",
+                "collect_username",
+                "collect_token",
+            ],
         )
         if zu:
             raw["zuora"] = zu

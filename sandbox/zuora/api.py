@@ -1171,8 +1171,35 @@ class Api:
         s.payments[pay["id"]] = pay
         return pay
 
+    def start_retry_cycle(self, inv: dict[str, Any], pay: dict[str, Any]) -> None:
+        """Zuora Collect's Configurable Payment Retry: a declined scheduled collection puts the
+        invoice in a retry cycle (attempts ``em.retry_days`` apart) that Zuora runs itself."""
+        days = self.em.retry_days
+        cycle = inv.get("_cycle")
+        if not days:
+            return
+        if cycle is None or cycle["status"] != "Cycle Incomplete":
+            cycle = inv["_cycle"] = {"status": "Cycle Incomplete", "attempts": []}
+        cycle["attempts"].append(
+            {
+                "attempt_number": len(cycle["attempts"]) + 1,
+                "payment_id": pay["id"],
+                "time_of_execution": r.stamp(self.store.now()),
+                "success": False,
+                "gateway_response_code": pay.get("gatewayResponseCode"),
+            }
+        )
+        n = len(cycle["attempts"])
+        if n > len(days):
+            cycle["status"], cycle["next"] = "Cycle Complete", None  # retries exhausted
+        else:
+            cycle["next"] = self.store.now() + days[n - 1] * DAY_S
+
     def apply_payment(self, pay: dict[str, Any], inv: dict[str, Any], amount: int) -> None:
         amount = min(amount, inv["balance"])
+        cycle = inv.get("_cycle")
+        if cycle and cycle["status"] == "Cycle Incomplete" and amount >= inv["balance"]:
+            cycle.update(status="Cycle Complete", next=None)  # paid: the cycle ends
         inv["balance"] -= amount
         inv["paymentAmount"] = inv.get("paymentAmount", 0) + amount
         inv["updatedDate"] = self.store.now()
@@ -1340,6 +1367,7 @@ class Api:
                 run["processed"] += 1
                 if pay["status"] == "Error":
                     run["errors"] += 1
+                    self.start_retry_cycle(inv, pay)
                 else:
                     run["collected"] += amount
         s.payment_runs[run["id"]] = run

@@ -137,7 +137,13 @@ class ZuoraEmulator(Emulator):
         callout_hmac_key: str | None = None,
         callout_hmac_header: str = "X-Zuora-Signature",
         callout_attempts: int = 3,
+        retry_days: tuple[float, ...] = (1, 3, 5),
+        collections_user: str = "collections@revbridge.local",
+        collections_token: str = "test_cpr_token",  # noqa: S107  (the sandbox's own)
     ) -> None:
+        #: Zuora Collect's retry cycle: days between the attempts after a declined payment run
+        self.retry_days = tuple(retry_days)
+        self.collections_auth = (collections_user, collections_token)
         self.client_id = client_id
         self.client_secret = client_secret
         self.token_ttl_s = token_ttl_s
@@ -250,6 +256,18 @@ class ZuoraEmulator(Emulator):
         return [
             *routes,
             Route("/v1/{rest:path}", self._unknown, methods=_ALL),
+            # Zuora Collect (Configurable Payment Retry): a separate host in production, with
+            # Basic auth (login email + CPR API token); here under /api/v1 of the same server
+            Route(
+                "/api/v1/payments/active_invoice_cycle_information/{invoice}",
+                self._cpr_cycle,
+                methods=["GET"],
+            ),
+            Route(
+                "/api/v1/payments/remove_invoice_from_retry_cycle/{invoice}",
+                self._cpr_remove,
+                methods=["PUT"],
+            ),
             Route(f"{ctl}/limits", self._ctl_limits, methods=["POST"]),
             Route(f"{ctl}/tokens/expire", self._ctl_expire, methods=["POST"]),
             Route(f"{ctl}/slow", self._ctl_slow, methods=["POST"]),
@@ -540,6 +558,49 @@ class ZuoraEmulator(Emulator):
             }
         )
 
+    # --- Zuora Collect: Configurable Payment Retry ---------------------------------------------
+
+    def _cpr_authorized(self, request: Request) -> bool:
+        expected = "Basic " + base64.b64encode(":".join(self.collections_auth).encode()).decode()
+        return hmac.compare_digest(request.headers.get("authorization", ""), expected)
+
+    async def _cpr_cycle(self, request: Request) -> Response:
+        if not self._cpr_authorized(request):
+            return JSONResponse({"success": False, "message": "Unauthorized"}, status_code=401)
+        with self.lock:
+            inv = self.store.invoices.get(request.path_params["invoice"])
+            cycle = inv.get("_cycle") if inv else None
+            if inv is None or cycle is None:
+                return JSONResponse({"cycles": []})
+            acct = self.store.accounts[inv["accountId"]]
+            return JSONResponse(
+                {
+                    "cycles": [
+                        {
+                            "account_id": acct["id"],
+                            "invoice_id": inv["id"],
+                            "payment_method_id": acct.get("defaultPaymentMethodId"),
+                            "currency": inv["currency"],
+                            "status": cycle["status"],
+                            "current_attempt_number": len(cycle["attempts"]),
+                            "next_attempt": stamp(cycle["next"]) if cycle.get("next") else None,
+                            "customer_group": "All Remaining Customers",
+                            "attempts": cycle["attempts"],
+                        }
+                    ]
+                }
+            )
+
+    async def _cpr_remove(self, request: Request) -> Response:
+        if not self._cpr_authorized(request):
+            return JSONResponse({"success": False, "message": "Unauthorized"}, status_code=401)
+        with self.lock:
+            inv = self.store.invoices.get(request.path_params["invoice"])
+            if inv is None or not inv.get("_cycle"):
+                return JSONResponse({"success": False, "message": "No active retry cycle"})
+            inv["_cycle"].update(status="Stopped", next=None)
+        return JSONResponse({"success": True, "message": "Invoice removed from the retry cycle"})
+
     # --- callouts ---------------------------------------------------------------------------------
 
     async def _send_callouts(self, callouts: list[tuple[str, dict[str, str]]]) -> None:
@@ -638,6 +699,7 @@ class ZuoraEmulator(Emulator):
         with self.lock:
             inv = self.store.invoice(invoice_key)
             pay = self.api.charge(req, inv, decline=decline_code or "card_declined")
+            self.api.start_retry_cycle(inv, pay)
             out = {"paymentId": pay["id"], "status": pay["status"]}
         await self._send_callouts(req.callouts)
         return out

@@ -487,3 +487,54 @@ def test_snapshot_counts_order_downgrades_not_discounts_and_reads_usage(
         if r["headers"].get("idempotency-key") == f"rb-offer-{acct}"
     ]
     assert len(offers) == 1
+
+
+def test_an_invoice_in_collects_retry_cycle_is_left_to_it(
+    env: tuple[ZuoraBilling, ZuoraEmulator, ServerThread],
+) -> None:
+    """Zuora Collect retries a declined payment run on its own schedule; RevBridge does not
+    charge the card in between, and collects once the invoice is out of the cycle."""
+    billing, em, thread = env
+    url = thread.urls["zuora"]
+    cpr = ("collections@revbridge.local", "test_cpr_token")
+    collect = ZuoraBilling(
+        ZuoraSettings(
+            client_id=ID,
+            client_secret=SecretStr(SECRET),
+            api_url=url,
+            collect_api_url=url,
+            collect_username=cpr[0],
+            collect_token=SecretStr(cpr[1]),
+        ),
+        timeout_s=2,
+    )
+    acct, _, inv = _fresh_customer(billing, url, decline="insufficient_funds")
+    _decline(em, thread, inv, "insufficient_funds")  # the payment run declines: a cycle starts
+    cycle_url = f"{url}/api/v1/payments/active_invoice_cycle_information/{inv}"
+    [cycle] = httpx.get(cycle_url, auth=cpr).json()["cycles"]
+    assert cycle["status"] == "Cycle Incomplete" and cycle["current_attempt_number"] == 1
+    before = len(_ledger(url, "POST", "/v1/operations/invoice-collect"))
+    left = collect.retry_payment(inv, "rb-cpr-1")
+    assert left.succeeded is False and "left to Zuora Collect's retry cycle" in (left.message or "")
+    assert len(_ledger(url, "POST", "/v1/operations/invoice-collect")) == before  # no charge
+    # a person takes it out of the cycle; the next retry collects (the card works again)
+    removed = httpx.put(f"{url}/api/v1/payments/remove_invoice_from_retry_cycle/{inv}", auth=cpr)
+    assert removed.json()["success"] is True
+    em.set_card_decline(acct, None)
+    assert collect.retry_payment(inv, "rb-cpr-2").succeeded is True
+    assert httpx.get(cycle_url, auth=cpr).json()["cycles"][0]["status"] == "Stopped"
+    # without Collect credentials the connector never asks (and Collect refuses strangers)
+    assert httpx.get(cycle_url, auth=(cpr[0], "nope")).status_code == 401
+    wrong = ZuoraBilling(
+        ZuoraSettings(
+            client_id=ID,
+            client_secret=SecretStr(SECRET),
+            api_url=url,
+            collect_api_url=url,
+            collect_username=cpr[0],
+            collect_token=SecretStr("nope"),
+        )
+    )
+    with pytest.raises(ConnectorError) as refused:
+        wrong.retry_payment(_fresh_customer(billing, url)[2], "rb-cpr-3")
+    assert refused.value.kind is ErrorKind.PERMANENT and refused.value.code == "collect_refused"
