@@ -275,3 +275,66 @@ async def test_support_context_cites_plan_invoice_declined_payment_and_open_dunn
     assert "PRP-TEAM-MONTHLY" in note and f"Open dunning: invoice {ids['invoice']}" in note
     assert "@" not in note
     await keep_history(zpair, handle, "summarized")
+
+
+#: where each CRM's provisioning task goes, to refuse it for good
+TASK_WRITES = {
+    "salesforce": ("PATCH", r"/services/data/v[0-9.]+/sobjects/Task/RevBridge_Key__c/.+"),
+    "hubspot": ("POST", r"/crm/v3/objects/tasks"),
+}
+
+
+async def test_quote_to_cash_compensation_cancels_the_orders_subscription(
+    client: Client, zpair: Pair, uid: str
+) -> None:
+    method, path = TASK_WRITES[zpair.settings.crm]
+    crm_url = zpair.urls[zpair.settings.crm]
+    httpx.post(
+        crm_url + "/_sandbox/faults",
+        json={"kind": "status", "status": 400, "method": method, "path": path, "times": -1},
+    ).raise_for_status()  # the CRM refuses the provisioning task for good
+    try:
+        deal = won_deal(zpair, uid, STANDARD)
+        handle = await start(client, zpair, deal)
+        result = await asyncio.wait_for(handle.result(), timeout=40)
+    finally:
+        httpx.delete(crm_url + "/_sandbox/faults")
+    assert result.outcome == "rolled_back" and result.reason.startswith("upsert_crm_task failed")
+    status = await handle.query("status", result_type=None)
+    sub_id, customer_id = status["subscription_id"], status["customer_id"]
+    assert sub_id and customer_id
+    assert [c.split(" ")[0] for c in status["compensations"]] == [
+        "cancelled",
+        "deleted",
+        "restored",
+    ]
+    sub = zpair.billing.request("GET", f"/v1/subscriptions/{sub_id}")
+    assert sub["status"] == "Cancelled" and sub["orderNumber"].startswith("RB-O-")
+    assert zpair.billing_driver.customers(email=deal.email) == []
+    link = crm_link(zpair, deal)
+    assert link["customer"] is None and link["subscription"] is None
+
+
+async def test_quote_to_cash_order_retried_after_commit_then_timeout_makes_one(
+    client: Client, zpair: Pair, uid: str
+) -> None:
+    httpx.post(
+        zpair.urls["zuora"] + "/_sandbox/faults",
+        json={"kind": "commit_then_timeout", "method": "POST", "path": "/v1/orders", "delay_s": 4},
+    ).raise_for_status()  # the order commits; the connector gives up after 2 s not knowing it
+    deal = won_deal(zpair, uid, STANDARD)
+    handle = await start(client, zpair, deal)
+    result = await asyncio.wait_for(handle.result(), timeout=40)
+    assert result.outcome == "live", result.reason
+    subs = zpair.billing_driver.subscriptions(result.customer_id)
+    assert [s["subscriptionNumber"] for s in subs] == [result.subscription_id]
+    orders = [
+        r
+        for r in httpx.get(
+            zpair.urls["zuora"] + "/_sandbox/requests",
+            params={"method": "POST", "path_prefix": "/v1/orders"},
+        ).json()["requests"]
+        if deal.opportunity_id in r["body"]
+    ]
+    # one POST, committed then timed out; the retry found the subscription by its number
+    assert [o.get("fault") for o in orders] == ["commit_then_timeout"]
