@@ -30,6 +30,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.config import StackConfig
+from cli.setup_temporal import ensure_stack_temporal
 from cli.stack import temporal_ready, temporal_server_args
 from sandbox.framework import free_port
 
@@ -254,12 +255,18 @@ class LocalStack:
 
     # --- life cycle --------------------------------------------------------------------------------
 
-    async def start(self) -> LocalStack:
+    async def start_temporal(self) -> None:
+        """Start the dev server and set it up like any cluster (search attributes, retention:
+        ``revbridge setup temporal``), as ``revbridge dev`` does."""
         self.temporal.start()
+        await self.wait_until("temporal", self.temporal_up, 60, [self.temporal])
+        await ensure_stack_temporal(self.cfg)
+
+    async def start(self) -> LocalStack:
         self.sandbox.start()
         for piece in [*self.webhooks, *self.workers]:
             piece.start()
-        await self.wait_until("temporal", self.temporal_up, 60, [self.temporal])
+        await self.start_temporal()
         await self.wait_until("sandbox", self.sandbox_up, 30, [self.sandbox])
         for piece in [*self.webhooks, *self.workers]:
             await self.wait_until(f"{piece.name} ready", lambda p=piece: self.ready(p), 60, [piece])

@@ -42,10 +42,17 @@ ENV_WAIT = "REVBRIDGE_TEMPORAL_WAIT_S"
 
 #: checks after connecting answer within this, or count as a transient failure
 CHECK_TIMEOUT = timedelta(seconds=5)
+#: how long missing search attributes may take to appear before they are a person's problem
+SEARCH_ATTRIBUTE_GRACE_S = 30.0
 
 
 class StartupError(Exception):
     """A failure a person must fix (or a configured wait that ran out): one line, no trace."""
+
+
+class MissingSearchAttributes(StartupError):
+    """Permanent — unless a set-up step is registering them right now (``revbridge setup
+    temporal`` after a fresh server starts): waited for ``SEARCH_ATTRIBUTE_GRACE_S`` first."""
 
 
 @dataclass(frozen=True)
@@ -186,9 +193,9 @@ async def check_search_attributes(client: Client, required: Iterable[str]) -> No
         raise
     missing = sorted(set(required) - set(resp.custom_attributes))
     if missing:
-        raise StartupError(
+        raise MissingSearchAttributes(
             f"namespace {client.namespace!r} lacks the search attribute(s) {', '.join(missing)}: "
-            "register them (temporal operator search-attribute create, or `revbridge dev`)"
+            "register them (`revbridge setup temporal`)"
         )
 
 
@@ -228,6 +235,7 @@ async def connect_with_retry(
     required = tuple(search_attributes)
     started = time.monotonic()
     attempt = 0
+    missing_since: float | None = None
     while True:
         attempt += 1
         try:
@@ -247,9 +255,13 @@ async def connect_with_retry(
             return client
         except Exception as exc:  # classified below: the trace is never the message
             failure = classify(exc)
+            delay = backoff.delay(attempt)
+            if isinstance(exc, MissingSearchAttributes):
+                missing_since = missing_since or time.monotonic()
+                if time.monotonic() - missing_since < SEARCH_ATTRIBUTE_GRACE_S:
+                    failure, delay = Failure(True, str(exc).split(":")[0]), min(delay, 2.0)
             if not failure.transient:
                 raise StartupError(f"Temporal at {address}: {failure.reason}") from None
-            delay = backoff.delay(attempt)
             waited = time.monotonic() - started
             if wait_limit_s is not None and waited >= wait_limit_s:
                 raise StartupError(
@@ -317,6 +329,8 @@ async def preflight(search_attributes: Iterable[str] = ()) -> None:
         required = tuple(search_attributes)
         if required:
             await check_search_attributes(client, required)
+    except MissingSearchAttributes:
+        return  # maybe being registered right now: the real start-up gives it a grace period
     except Exception as exc:
         failure = classify(exc)
         if not failure.transient:

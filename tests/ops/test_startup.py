@@ -40,8 +40,8 @@ async def test_worker_and_webhooks_wait_for_a_server_started_20_s_later(tmp_path
         assert resp.status_code == 503 and resp.headers["retry-after"].isdigit()
         await asyncio.sleep(20 - 2)  # the server comes 20 s after the pieces
         assert worker.alive and webhooks.alive
-        stack.temporal.start()
         began = time.monotonic()
+        await stack.start_temporal()  # the server, set up as `revbridge setup temporal` does
         await stack.wait_until(
             "webhooks ready", lambda: _get(webhooks, "/readyz") == 200, 15, [webhooks]
         )
@@ -142,8 +142,7 @@ def test_a_bad_api_key_exits_within_5_s_with_one_line(command: str) -> None:
 async def test_an_unknown_namespace_exits_within_5_s_with_one_line(tmp_path: Path) -> None:
     stack = LocalStack(tmp_path)
     try:
-        stack.temporal.start()
-        await stack.wait_until("temporal", stack.temporal_up, 60, [stack.temporal])
+        await stack.start_temporal()
         env = {"TEMPORAL_ADDRESS": stack.cfg.temporal.address, "TEMPORAL_NAMESPACE": "no-such-ns"}
         for command in ("worker", "webhooks"):
             code, stderr, took = await asyncio.to_thread(_revbridge, command, env)
