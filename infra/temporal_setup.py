@@ -19,6 +19,7 @@ Cloud the frontend API may refuse (2) and (3): the error names the ``tcld`` comm
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -258,10 +259,15 @@ async def apply(client: Client, p: Plan) -> list[str]:
 async def setup(target: Target, dry_run: bool = False) -> tuple[Plan, list[str]]:
     """Connect, plan, and (unless ``dry_run``) apply. Returns the plan and the lines applied."""
     client = await target.connect()
-    p = await plan(client, target)
-    if dry_run or not p.changes():
-        return p, []
-    return p, await apply(client, p)
+    try:
+        p = await plan(client, target)
+        return p, ([] if dry_run or not p.changes() else await apply(client, p))
+    finally:
+        # temporalio 1.35: a process that exits while the client's runtime threads are still
+        # finishing can abort in interpreter shutdown; let go of the client while the loop runs
+        del client
+        gc.collect()
+        await asyncio.sleep(0.05)
 
 
 def report(p: Plan, applied: list[str], dry_run: bool) -> list[str]:
