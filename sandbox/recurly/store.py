@@ -35,11 +35,28 @@ DECLINE_MESSAGES = {
     "expired_card": "Your credit card has expired.",
     "call_issuer": "Your card was declined. Please call your bank.",
     "fraud_gateway": "Your transaction was declined. Please contact support.",
-    "processing_error": "An error occurred while processing your transaction.",
+    "gateway_error": "An error occurred while processing your transaction.",
     "no_billing_information": "The account has no billing information on file.",
 }
 #: decline codes whose category is "hard" (do not retry with the same card)
-HARD_DECLINES = {"expired_card", "fraud_gateway", "no_billing_information", "invalid_card_number"}
+HARD_DECLINES = {"expired_card", "fraud_gateway", "no_billing_information", "declined_card_number"}
+#: gateway codes other platforms' scenarios use → Recurly's (transaction_error ``code`` from
+#: its ErrorCodeEnum, ``decline_code`` from its DeclineCodeEnum)
+_RECURLY_CODES: dict[str, tuple[str, str | None]] = {
+    "processing_error": ("gateway_error", None),
+    "card_declined": ("declined", "generic_decline"),
+    "declined": ("declined", "generic_decline"),
+    "insufficient_funds": ("insufficient_funds", "insufficient_funds"),
+    "expired_card": ("expired_card", "expired_card"),
+    "fraudulent": ("fraud_gateway", "fraudulent"),
+    "call_issuer": ("call_issuer", "call_issuer"),
+    "no_billing_information": ("no_billing_information", None),
+}
+
+
+def recurly_decline(code: str) -> tuple[str, str | None]:
+    """(code, decline_code) as Recurly reports a decline another platform calls ``code``."""
+    return _RECURLY_CODES.get(code, (code, None))
 
 
 def iso(ts: float | None) -> str | None:
@@ -245,7 +262,7 @@ class Store:
             "object": "custom_field_definition",
             "related_type": related_type,
             "name": name,
-            "user_access": "writable",
+            "user_access": "write",
             "display_name": label or name,
             "tooltip": None,
         }
@@ -323,12 +340,12 @@ class Store:
     def deactivate_account(self, account: dict[str, Any]) -> dict[str, Any]:
         """DELETE /accounts/{id}: closes the account, terminates its live subscriptions (no
         refund), removes its billing info. The code stays taken."""
-        if account["state"] == "closed":
+        if account["state"] == "inactive":
             return account
         for sub in self.subscriptions_of(account):
             if sub["state"] in ("active", "paused", "future", "canceled"):
                 self.terminate(sub, "none")
-        account["state"] = "closed"
+        account["state"] = "inactive"
         account["deleted_at"] = iso(self.now())
         account["billing_info"] = None
         self.stamp(account)
@@ -343,7 +360,7 @@ class Store:
         return account
 
     def require_open(self, account: dict[str, Any]) -> None:
-        if account["state"] == "closed":
+        if account["state"] == "inactive":
             raise validation("account", "is closed")
 
     def set_billing_info(
@@ -374,7 +391,7 @@ class Store:
             "vat_number": None,
             "valid": decline != "expired_card",
             "payment_method": {
-                "object": "payment_method",
+                "object": "credit_card",
                 "card_type": "Visa",
                 "first_six": "411111",
                 "last_four": last4,
@@ -424,7 +441,12 @@ class Store:
             "account": self.account_mini(account),
             "past_due": account["has_past_due_invoice"],
             "balances": [
-                {"object": "balance", "currency": c, "amount": money(v)}
+                {
+                    "currency": c,
+                    "amount": money(v),
+                    "available_credit_amount": money(max(-v, 0.0)),
+                    "processing_prepayment_amount": 0.0,
+                }
                 for c, v in sorted(amounts.items())
             ],
         }
@@ -445,6 +467,7 @@ class Store:
             "message": message,
         }
         self.stamp(note)
+        note.pop("updated_at")  # notes are immutable: the API shows created_at only
         self.notes[note["id"]] = note
         return note
 
@@ -679,7 +702,6 @@ class Store:
             "default_campaign": bool(body.get("default_campaign", False)),
             "dunning_cycles": [
                 {
-                    "object": "dunning_cycle",
                     "type": cycle.get("type", "automatic"),
                     "applies_to_manual_trial": False,
                     "first_communication_interval": cycle.get("first_communication_interval", 3),
@@ -1524,7 +1546,7 @@ class Store:
                 "transaction_id": txn["id"],
                 "category": "hard" if code in HARD_DECLINES else "soft",
                 "code": code,
-                "decline_code": code,
+                "decline_code": txn.get("_decline_code"),
                 "message": txn["status_message"],
                 "merchant_advice": txn["customer_message"],
                 "three_d_secure_action_token_id": None,
@@ -1554,6 +1576,9 @@ class Store:
         else:
             code = info.get("_decline_code")
         success = code is None
+        decline_code = None
+        if code is not None:
+            code, decline_code = recurly_decline(code)
         txn = {
             "id": new_id(),
             "object": "transaction",
@@ -1577,6 +1602,7 @@ class Store:
             "ip_address_v4": None,
             "ip_address_country": None,
             "status_code": code,
+            "_decline_code": decline_code,
             "status_message": None if success else DECLINE_MESSAGES.get(code, "Declined."),
             "customer_message": None if success else DECLINE_MESSAGES.get(code, "Declined."),
             "customer_message_locale": "en-US",

@@ -223,7 +223,7 @@ def test_customer_link_subscription_and_compensation(url: str, billing: RecurlyB
     assert billing.cancel_subscription(ref.id, "rb-cancel", "rolled back") == "expired"
     billing.delete_customer(made.id, "rb-delete")
     billing.delete_customer(made.id, "rb-delete")
-    assert billing.client.get_account(f"code-{made.id}").state == "closed"
+    assert billing.client.get_account(f"code-{made.id}").state == "inactive"
 
 
 def test_a_declined_first_invoice_is_permanent(url: str, billing: RecurlyBilling) -> None:

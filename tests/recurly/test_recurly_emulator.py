@@ -243,7 +243,7 @@ def test_accounts_notes_custom_fields_and_deactivation(rc: recurly.Client) -> No
     rc.remove_account_note("code-acct-1", note.id)
     assert list(rc.list_account_notes("code-acct-1").items()) == []
     closed = rc.deactivate_account("code-acct-1")
-    assert closed.state == "closed"
+    assert closed.state == "inactive"
     with pytest.raises(rerr.ValidationError):
         rc.create_account({"code": "acct-1"})  # a code is taken for ever
 
