@@ -28,6 +28,7 @@ import httpx
 from chargebee import Chargebee
 from chargebee.api_error import APIError
 
+from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.models import (
@@ -150,6 +151,13 @@ class ChargebeeBilling:
         )
 
     def add_note(self, target: NoteTarget, target_id: str, text: str, idempotency_key: str) -> str:
+        if limits.retry_attempt():
+            # The key is remembered for 30 minutes only: a retry after an outage or a wait for
+            # the rate limit looks for the earlier attempt's note (same text: the entry names
+            # its workflow, run, action and outcome) before writing again.
+            found = self._note_with_text(target, target_id, text)
+            if found is not None:
+                return found
         resp = self._call(
             lambda: self._cb.Comment.create(
                 {"entity_type": target.value, "entity_id": target_id, "notes": text},
@@ -160,6 +168,14 @@ class ChargebeeBilling:
         return resp.comment.id
 
     def retry_payment(self, invoice_id: str, idempotency_key: str) -> PaymentAttempt:
+        if limits.retry_attempt():
+            # Past the key's 30-minute window a re-sent collect would charge again: an invoice
+            # an earlier attempt already collected is that attempt's success.
+            inv = self._call(
+                lambda: self._cb.Invoice.retrieve(invoice_id), what=f"invoice {invoice_id}"
+            ).invoice
+            if inv.status == "paid":
+                return PaymentAttempt(succeeded=True)
         try:
             self._call(
                 lambda: self._cb.Invoice.collect_payment(
@@ -184,6 +200,15 @@ class ChargebeeBilling:
             what=f"customer {customer_id}",
         )
         return resp.promotional_credit.id
+
+    def _note_with_text(self, target: NoteTarget, target_id: str, text: str) -> str | None:
+        resp = self._call(
+            lambda: self._cb.Comment.list(
+                {"entity_type": target.value, "entity_id": target_id, "limit": 100}
+            ),
+            what=f"{target.value} {target_id}",
+        )
+        return next((e.comment.id for e in resp.list if e.comment.notes == text), None)
 
     def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
         resp = self._call(
@@ -694,6 +719,7 @@ class ChargebeeBilling:
         return (recent, previous) if seen else None
 
     def _call(self, fn: Any, what: str) -> Any:
+        limits.pace(self.name)  # one HTTP request per call
         try:
             return fn()
         except APIError as exc:

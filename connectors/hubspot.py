@@ -67,6 +67,7 @@ from hubspot.crm.products.exceptions import ApiException as ProductsApiException
 from hubspot.crm.tickets import SimplePublicObjectInputForCreate as TicketCreate
 from hubspot.crm.tickets.exceptions import ApiException as TicketsApiException
 
+from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
@@ -299,9 +300,11 @@ class HubSpotCrm:
     # --- plumbing -----------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+        limits.pace(VENDOR)  # one HTTP request per call
         try:
             result = fn(*args, _request_timeout=self._timeout_s, **kwargs)
         except _API_EXCEPTIONS as exc:
+            limits.observe_headers(VENDOR, getattr(exc, "headers", None))
             raise _classify(exc, what) from None
         except urllib3.exceptions.TimeoutError:
             raise ConnectorError(VENDOR, ErrorKind.RETRYABLE, f"{what}: timeout") from None
@@ -309,6 +312,7 @@ class HubSpotCrm:
             raise ConnectorError(
                 VENDOR, ErrorKind.RETRYABLE, f"{what}: network: {type(exc).__name__}"
             ) from None
+        _observe_allowance(fn)
         if result is None:
             # An undeclared 2xx status: the client drops the body without a word (reference §0.2).
             raise ConnectorError(
@@ -799,6 +803,18 @@ def _line(line_id: str, props: Mapping[str, str], products: Mapping[str, Mapping
         list_price=_cents(product.get("price")),
         discount_percent=discount,
     )
+
+
+def _observe_allowance(fn: Any) -> None:
+    """Read the daily-allowance headers of the response the API group's client just got (the
+    generated client keeps only the last one; a concurrent call may have replaced it, which only
+    makes the figure a moment fresher)."""
+    response = getattr(
+        getattr(getattr(fn, "__self__", None), "api_client", None), "last_response", None
+    )
+    getheaders = getattr(response, "getheaders", None)
+    if getheaders is not None:
+        limits.observe_headers(VENDOR, getheaders())
 
 
 def _error_body(exc: Any) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 import httpx
 import requests
-from requests.adapters import HTTPAdapter
 from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import (
     SalesforceError,
@@ -26,6 +25,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
@@ -56,20 +56,18 @@ _LONG_TEXT = 32768  # Long Text Area length of the churn and billing-context fie
 _ACCOUNT_FIELDS = "Id, Name, Customer_Tier__c, OwnerId, Billing_Customer_Id__c, Billing_Platform__c"
 
 
-class _Transport(HTTPAdapter):
-    """Gives every call a timeout (simple-salesforce sets none) and, for a loopback sandbox only,
-    speaks plain HTTP where simple-salesforce insists on https (crm-llm-apis.md §1.1)."""
+class _Transport(limits.PacedAdapter):
+    """Gives every call a timeout (simple-salesforce sets none), paces it and reads
+    ``Sforce-Limit-Info`` (connectors/limits.py) and, for a loopback sandbox only, speaks plain
+    HTTP where simple-salesforce insists on https (crm-llm-apis.md §1.1)."""
 
     def __init__(self, timeout_s: float, plain_http: bool) -> None:
-        super().__init__(max_retries=0)
-        self.timeout_s = timeout_s
+        super().__init__(VENDOR, timeout_s)
         self.plain_http = plain_http
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if self.plain_http and request.url and request.url.startswith("https://"):
             request.url = "http://" + request.url[len("https://") :]
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.timeout_s
         return super().send(request, **kwargs)
 
 

@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 import stripe
 
+from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.models import (
@@ -146,7 +147,10 @@ class StripeBilling:
             base_addresses=base_addresses,  # type: ignore[arg-type]
             # Temporal owns retries: the client's own would reuse its key but hide the failure.
             max_network_retries=0,
-            http_client=stripe.RequestsClient(timeout=timeout_s),
+            # every request paced (per process) and its rate headers read: connectors/limits.py
+            http_client=stripe.RequestsClient(
+                timeout=timeout_s, session=limits.paced_session(self.name)
+            ),
         )
 
     # --- BillingPlatform ---------------------------------------------------------------------------

@@ -62,6 +62,9 @@ METRIC_ACTIONS = "revbridge_actions"
 METRIC_VENDOR_CALLS = "revbridge_vendor_api_calls"
 METRIC_LLM_TOKENS = "revbridge_llm_tokens"
 METRIC_WEBHOOKS = "revbridge_webhooks"
+# a vendor's daily API allowance as it last reported it (Sforce-Limit-Info, HubSpot daily headers)
+METRIC_VENDOR_ALLOWANCE_REMAINING = "revbridge_vendor_daily_allowance_remaining"
+METRIC_VENDOR_ALLOWANCE_LIMIT = "revbridge_vendor_daily_allowance_limit"
 # pending approvals = requested - decided
 METRIC_APPROVALS_REQUESTED = "revbridge_approvals_requested"
 METRIC_APPROVALS_DECIDED = "revbridge_approvals_decided"
@@ -304,6 +307,21 @@ def worker_runtime(env: Mapping[str, str] = os.environ) -> Runtime | None:
     )
     _fallback_meter = runtime.metric_meter
     return runtime
+
+
+def record_vendor_allowance(vendor: str, remaining: int, limit: int) -> None:
+    """Gauges of a vendor's daily allowance (set on every response that reports it), on the
+    process runtime's meter (one series per vendor, not per activity type)."""
+    meter = _fallback_meter or _meter()
+    if meter is None:
+        return
+    labels = {"vendor": vendor}
+    meter.create_gauge(
+        METRIC_VENDOR_ALLOWANCE_REMAINING, "Calls left in the vendor's daily allowance", "1"
+    ).set(max(remaining, 0), labels)
+    meter.create_gauge(METRIC_VENDOR_ALLOWANCE_LIMIT, "The vendor's daily allowance", "1").set(
+        max(limit, 0), labels
+    )
 
 
 class MetricsInterceptor(Interceptor):

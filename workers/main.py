@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
+from activities.budget import LIMITS_FILE, BudgetGate, BudgetInterceptor, Limits, load_limits
 from activities.churn import ChurnActivities
 from activities.crm import CrmActivities
 from activities.messaging import MessagingActivities
@@ -25,6 +26,7 @@ from activities.policy import DEFAULT_POLICY_DIR, PolicyActivities
 from activities.quote import PRODUCTS_FILE, QuoteActivities
 from activities.reasoning import ReasoningActivities
 from activities.support import SupportActivities
+from connectors import limits as vendor_limits
 from connectors.base import BillingPlatform, CrmSystem
 from connectors.email import SmtpMailer
 from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
@@ -34,9 +36,11 @@ from domain.temporal import SEARCH_ATTRIBUTES, TASK_QUEUE
 from infra import startup, telemetry
 from infra.health import HealthServer, WorkerProbe, health_port_from_env
 from workers import schedules
+from workers.vendor_queues import VendorRouting, WorkerGroup, vendor_workers
 from workflows.churn.sweep import ChurnSweepWorkflow
 from workflows.churn.workflow import ChurnInterventionWorkflow
 from workflows.dunning.workflow import DunningWorkflow
+from workflows.options import BILLING, CRM, vendor_sides
 from workflows.quote_to_cash.catch_up import QuoteToCashCatchUpWorkflow
 from workflows.quote_to_cash.workflow import QuoteToCashWorkflow
 from workflows.support_context import SupportContextWorkflow
@@ -100,25 +104,57 @@ def build_worker(
     policy_dir: Path | None = None,
     executor: ThreadPoolExecutor | None = None,
     mailer: SmtpMailer | None = None,
-) -> Worker:
-    return Worker(
+    limits: Limits | None = None,
+) -> WorkerGroup:
+    """The main queue's worker (workflows, every activity) and one worker per vendor queue
+    (workers/vendor_queues.py), paced by ``limits`` (default: policies/limits.yaml)."""
+    own = policy_dir / LIMITS_FILE if policy_dir else None
+    limits_file = own if own and own.exists() else None  # else REVBRIDGE_LIMITS_FILE / policies/
+    gate = BudgetGate(limits=limits) if limits else BudgetGate(limits_file)
+    limits = limits or load_limits(limits_file)
+    vendors = {BILLING: billing.name, CRM: crm.name}
+    vendor_limits.configure_pacing({v: limits.process_rate(v) for v in vendors.values()})
+    vendor_limits.add_listener(_allowance_gauge)
+    budget = BudgetInterceptor(
+        gate, lambda activity_type: tuple(vendors[s] for s in vendor_sides(activity_type))
+    )
+    activities = activities_for(
+        billing,
+        crm,
+        reasoner or RulesReasoner(),
+        PolicyActivities(policy_dir or DEFAULT_POLICY_DIR),
+        mailer,
+    )
+    # tracing comes from the client's TracingInterceptor (telemetry.temporal_interceptors)
+    interceptors = [telemetry.MetricsInterceptor(), budget]
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(
-            billing,
-            crm,
-            reasoner or RulesReasoner(),
-            PolicyActivities(policy_dir or DEFAULT_POLICY_DIR),
-            mailer,
-        ),
+        activities=activities,
         activity_executor=executor
         or ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity"),
         max_concurrent_activities=ACTIVITY_THREADS,
-        # tracing comes from the client's TracingInterceptor (telemetry.temporal_interceptors)
-        interceptors=[telemetry.MetricsInterceptor()],
+        interceptors=[*interceptors, VendorRouting(task_queue, vendors)],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
+    return WorkerGroup(
+        main,
+        vendor_workers(
+            client,
+            task_queue,
+            activities,
+            vendors,
+            limits,
+            interceptors,
+            ACTIVITY_THREADS,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        ),
+    )
+
+
+def _allowance_gauge(entry: vendor_limits.Allowance) -> None:
+    telemetry.record_vendor_allowance(entry.vendor, entry.remaining, entry.limit)
 
 
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
