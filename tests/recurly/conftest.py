@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
@@ -51,7 +52,9 @@ async def recurly_pair_deployment(
 
 
 @pytest.fixture
-def rpair(recurly_pair_deployment: Pair) -> Pair:
-    """The Recurly pair under test, its sandbox's notifications routed to its webhook service."""
+def rpair(recurly_pair_deployment: Pair) -> Iterator[Pair]:
+    """The Recurly pair under test, its sandbox's notifications routed to its webhook service;
+    faults left on the Recurly sandbox are cleared after the test (the CRMs' by conftest)."""
     recurly_pair_deployment.route_billing_webhooks_here()
-    return recurly_pair_deployment
+    yield recurly_pair_deployment
+    httpx.delete(recurly_pair_deployment.billing_url + "/_sandbox/faults")

@@ -228,3 +228,66 @@ async def test_support_context_cites_the_recurly_invoice_and_open_dunning(
     log = rpair.crm.audit_log(support_workflow_id(rpair.settings.crm, case_id))
     assert [r["action"] for r in log] == ["annotate_case"]
     await keep_history(rpair, handle, "summarized")
+
+
+#: where each CRM's provisioning task goes (refused for good to make quote-to-cash roll back)
+TASK_WRITES = {
+    "salesforce": ("PATCH", r"/services/data/v[0-9.]+/sobjects/Task/RevBridge_Key__c/.+"),
+    "hubspot": ("POST", r"/crm/v3/objects/tasks"),
+}
+
+
+async def test_quote_to_cash_compensation_terminates_and_deactivates_what_it_made(
+    client: Client, rpair: Pair, uid: str
+) -> None:
+    method, path = TASK_WRITES[rpair.settings.crm]
+    httpx.post(
+        rpair.urls[rpair.settings.crm] + "/_sandbox/faults",
+        json={"kind": "status", "status": 400, "method": method, "path": path, "times": -1},
+    ).raise_for_status()
+    deal = won_deal(rpair, uid, STANDARD)
+    handle = await start(client, rpair, deal)
+    result = await asyncio.wait_for(handle.result(), timeout=45)
+    assert result.outcome == "rolled_back", result.reason
+    status = await handle.query("status", result_type=None)
+    assert [c.split(" ")[0] for c in status["compensations"]] == [
+        "cancelled",
+        "deleted",
+        "restored",
+    ]
+    sub = rpair.billing.client.get_subscription(status["subscription_id"])
+    assert sub.state == "expired"  # terminated, no refund
+    account = rpair.billing.client.get_account(f"code-{status['customer_id']}")
+    assert account.state == "inactive"
+    assert rpair.billing_driver.customers(email=deal.email) == []
+    link = crm_link(rpair, deal)
+    assert link["customer"] is None and link["subscription"] is None
+
+
+async def test_a_subscription_create_whose_answer_is_lost_makes_one(
+    client: Client, rpair: Pair, uid: str
+) -> None:
+    httpx.post(
+        rpair.billing_url + "/_sandbox/faults",
+        json={
+            "kind": "commit_then_timeout",
+            "method": "POST",
+            "path": "/subscriptions",
+            "delay_s": 4,
+            "times": 1,
+        },
+    ).raise_for_status()  # Recurly commits; the connector gives up after 2 s
+    deal = won_deal(rpair, uid, STANDARD)
+    handle = await start(client, rpair, deal)
+    result = await asyncio.wait_for(handle.result(), timeout=45)
+    assert result.outcome == "live", result.reason
+    subs = rpair.billing_driver.subscriptions(result.customer_id)
+    assert [s["id"] for s in subs] == [result.subscription_id]
+    posts = httpx.get(rpair.billing_url + "/_sandbox/requests", params={"method": "POST"}).json()[
+        "requests"
+    ]
+    creates = [
+        r for r in posts if r["path"] == "/subscriptions" and deal.opportunity_id in r["body"]
+    ]
+    assert creates[0].get("fault") == "commit_then_timeout"
+    assert len(creates) == 1  # the retry looked up revbridge_key and found it: no second POST
