@@ -64,6 +64,15 @@ def _seed_book(settings: Settings, billing: Any, book: books.Book) -> None:
 
         assert settings.recurly and settings.recurly.api_url
         _seed(settings.recurly.api_url, book_seed(book))
+    elif settings.billing == "zuora":
+        from harness.drivers import ZuoraDriver
+        from sandbox.zuora.scenarios import book_downgrades, book_seed
+
+        assert settings.zuora
+        _seed(settings.zuora.api_url, book_seed(book))
+        driver = ZuoraDriver(settings.zuora.api_url, billing)
+        for number, quantity in book_downgrades(book):  # orders: their MRR metrics record it
+            driver.downgrade(number, quantity)
     else:
         import stripe
 

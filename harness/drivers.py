@@ -982,3 +982,36 @@ class ZuoraDriver:
             "GET", f"/v1/subscriptions/accounts/{customer_id}", params={"pageSize": 40}
         )
         return list(found.get("subscriptions") or [])
+
+    def downgrade(self, subscription_number: str, quantity: int) -> None:
+        """The customer drops seats: an UpdateProduct order on the subscription's first plan
+        (its MRR metric is what churn reads as a downgrade)."""
+        sub = self.connector.request("GET", f"/v1/subscriptions/{subscription_number}")
+        plan = sub["ratePlans"][0]
+        self.connector.request(
+            "POST",
+            "/v1/orders",
+            json={
+                "orderDate": time.strftime("%Y-%m-%d", time.gmtime()),
+                "existingAccountNumber": sub["accountNumber"],
+                "subscriptions": [
+                    {
+                        "subscriptionNumber": subscription_number,
+                        "orderActions": [
+                            {
+                                "type": "UpdateProduct",
+                                "updateProduct": {
+                                    "ratePlanId": plan["id"],
+                                    "chargeUpdates": [
+                                        {
+                                            "chargeNumber": plan["ratePlanCharges"][0]["number"],
+                                            "pricing": {"recurringPerUnit": {"quantity": quantity}},
+                                        }
+                                    ],
+                                },
+                            }
+                        ],
+                    }
+                ],
+            },
+        )

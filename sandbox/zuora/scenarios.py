@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+from sandbox.books import PLANS, Book
 from sandbox.scenarios import CATALOG, DAY, ITEM_PRICES, DunningCustomer
 
 #: the retention discount rate plan (added to a subscription for N months)
@@ -58,6 +59,20 @@ def catalog() -> list[dict]:
         }
         for p in CATALOG
         if p.in_billing
+    ]
+    products += [
+        {
+            "name": f"Book {plan.removeprefix('book-').title()}",
+            "sku": "SKU-" + plan.upper(),
+            "rate_plans": [
+                {
+                    "number": rate_plan_number(plan + "-monthly"),
+                    "name": f"{plan} (monthly)",
+                    "charges": [{"name": plan, "model": "PerUnit", "price": price, "uom": "Seat"}],
+                }
+            ],
+        }
+        for plan, price, _ in PLANS
     ]
     products += [
         {
@@ -131,3 +146,65 @@ def zuora_seed(customers: tuple[DunningCustomer, ...], suffix: str, now: int | N
             }
         )
     return data
+
+
+def book_seed(b: Book, now: int | None = None) -> dict:
+    """A churn book (``sandbox.books``) as a Zuora tenant: accounts, TERMED subscriptions
+    (cancelled at term end when non-renewing), two monthly invoices each, the declined payments
+    of the failures and the processed payment of every paid invoice. Downgrades are orders made
+    after seeding (:func:`book_downgrades`): an order's MRR metrics are what record them."""
+    now = now or int(time.time())
+    data: dict[str, list] = {
+        "products": catalog(),
+        "accounts": [],
+        "subscriptions": [],
+        "invoices": [],
+        "payments": [],
+    }
+    for c in b.customers:
+        started = now - c.tenure_days * DAY
+        data["accounts"].append({"id": c.id, "name": c.company, "createdDate": started})
+        data["subscriptions"].append(
+            {
+                "subscriptionNumber": c.subscription_id,
+                "account": c.id,
+                "start": started,
+                "plans": [{"plan": rate_plan_number(c.plan + "-monthly"), "quantity": c.quantity}],
+                "cancelAtTermEnd": c.non_renewing,
+            }
+        )
+        for k, age in enumerate((45, 15)):
+            inv_id = f"inv-{c.id}-{k}"
+            failed_here = c.failures and k == 1
+            unpaid = failed_here and c.unpaid
+            data["invoices"].append(
+                {
+                    "id": inv_id,
+                    "account": c.id,
+                    "subscription": c.subscription_id,
+                    "amount": c.mrr,
+                    "balance": c.mrr if unpaid else 0,
+                    "invoiceDate": now - age * DAY,
+                }
+            )
+            if failed_here:
+                data["payments"] += [
+                    {
+                        "account": c.id,
+                        "invoice": inv_id,
+                        "status": "Error",
+                        "gatewayResponseCode": "card_declined",
+                        "createdDate": now - (14 - f) * DAY,
+                    }
+                    for f in range(c.failures)
+                ]
+            if not unpaid:
+                data["payments"].append(
+                    {"account": c.id, "invoice": inv_id, "createdDate": now - (age - 1) * DAY}
+                )
+    return data
+
+
+def book_downgrades(b: Book) -> list[tuple[str, int]]:
+    """``(subscription number, new quantity)``: UpdateProduct orders to place after seeding."""
+    return [(c.subscription_id, c.quantity - c.downgrade_by) for c in b.customers if c.downgrade_by]

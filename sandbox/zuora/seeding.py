@@ -10,7 +10,7 @@
                    "email"?, "createdDate"? (unix), "card": {"decline_code"} | null}],
      "subscriptions": [{"id"?, "subscriptionNumber"?, "account", "start"? (unix),
                         "plans": [{"plan": rate plan number or ID, "quantity"?, "price"?,
-                                   "discountPercentage"?}], "status"?}],
+                                   "discountPercentage"?}], "status"?, "cancelAtTermEnd"?}],
      "invoices": [{"id"?, "invoiceNumber"?, "account", "subscription"?, "amount" (cents),
                    "balance"?, "invoiceDate"? (unix)}],
      "payments": [{"account", "invoice"?, "amount"?, "status": Processed|Error,
@@ -130,6 +130,12 @@ def seed(em: ZuoraEmulator, data: Mapping[str, Any]) -> dict[str, Any]:
             s.subscriptions[spec["id"]] = s.subscriptions.pop(sub["id"])
             sub["id"] = spec["id"]
         sub["createdDate"] = start
+        term = sub["termEndDate"] - sub["termStartDate"] if sub.get("termEndDate") else 0
+        while term and sub["termEndDate"] <= s.now():  # renewed every term since it started
+            sub["termStartDate"] += term
+            sub["termEndDate"] += term
+        if spec.get("cancelAtTermEnd"):  # cancelled with EndOfCurrentTerm: active until then
+            sub["scheduledCancelDate"] = sub["termEndDate"]
         for plan in spec.get("plans") or []:
             override: dict[str, Any] = {}
             for k in ("quantity", "discountPercentage"):

@@ -538,3 +538,36 @@ def test_an_invoice_in_collects_retry_cycle_is_left_to_it(
     with pytest.raises(ConnectorError) as refused:
         wrong.retry_payment(_fresh_customer(billing, url)[2], "rb-cpr-3")
     assert refused.value.kind is ErrorKind.PERMANENT and refused.value.code == "collect_refused"
+
+
+def test_a_churn_book_seeds_failures_non_renewals_and_downgrade_orders(
+    billing: ZuoraBilling, url: str
+) -> None:
+    """The churn book in Zuora's shape reads back as churn scoring needs it."""
+    from harness.drivers import ZuoraDriver
+    from sandbox import books
+    from sandbox.zuora.scenarios import book_downgrades, book_seed
+
+    book = books.book(16, prefix=f"cb{uuid.uuid4().hex[:6]}", seed=16)
+    httpx.post(url + "/_sandbox/seed", json=book_seed(book), timeout=30).raise_for_status()
+    driver = ZuoraDriver(url, billing)
+    for number, quantity in book_downgrades(book):
+        driver.downgrade(number, quantity)
+    by_id = {c.id: c for c in book.customers}
+    down = next(c for c in book.customers if c.downgrade_by)
+    snap = billing.customer_snapshot(down.id)
+    assert snap.downgrades_90d == 1
+    assert snap.subscriptions[0].quantity == down.quantity - down.downgrade_by
+    ending = next(c for c in book.customers if c.non_renewing)
+    sub = billing.customer_snapshot(ending.id).subscriptions[0]
+    assert sub.status == "non_renewing" and sub.cancel_at is not None
+    failing = next(c for c in book.customers if c.failures)
+    payments = billing.customer_snapshot(failing.id).payments
+    assert sum(not p.succeeded for p in payments) == failing.failures
+    assert all(p.decline_code == "card_declined" for p in payments if not p.succeeded)
+    healthy = next(
+        c for c in book.customers if not (c.failures or c.downgrade_by or c.non_renewing)
+    )
+    snap = billing.customer_snapshot(healthy.id)
+    assert (snap.downgrades_90d, snap.subscriptions[0].status) == (0, "active")
+    assert snap.customer.mrr == by_id[healthy.id].mrr
