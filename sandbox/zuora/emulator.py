@@ -793,9 +793,12 @@ class ZuoraEmulator(Emulator):
         elif order == "shuffle":
             random.shuffle(held)
         deliveries = []
-        for body, event_id in held:
-            deliveries += await self.emit_webhook(body, event_id=event_id)
-        await self.wait_for_deliveries()
+        for body, event_id in held:  # one after the other: the order asked for is the order sent
+            for target in list(self.webhook_targets):
+                delivery = Delivery(seq=self.next_seq(), url=target.url, event_id=event_id)
+                self.deliveries.append(delivery)
+                deliveries.append(delivery)
+                await self._deliver(target, delivery, body, {}, None)
         return JSONResponse({"deliveries": [d.__dict__ for d in deliveries]})
 
     async def _ctl_send(self, request: Request) -> Response:
