@@ -158,6 +158,7 @@ _CONNECT_ERRORS = {
     "timed out": "timed out",
     "deadline": "timed out",
     "certificate": "TLS handshake failed (certificate): check TEMPORAL_TLS*",
+    "privatekeyparseerror": "the TLS client key cannot be parsed: check TEMPORAL_TLS_CLIENT_KEY*",
     "invalidcontenttype": "TLS handshake failed (is the server plaintext?): check TEMPORAL_TLS*",
 }
 

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from cli.stack import temporal_binary
 from domain.redelivery import REDELIVERY_WINDOWS, REQUIRED_RETENTION
 from domain.temporal import SEARCH_ATTRIBUTES
-from infra.temporal_setup import days
+from infra.temporal_setup import Target, days
 from sandbox.framework import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,9 +35,10 @@ async def bare_server() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-def setup_temporal(address: str, *flags: str) -> subprocess.CompletedProcess[str]:
+def setup_temporal(address: str, *flags: str, **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPORAL_", "REVBRIDGE_"))}
     env |= {"TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "default", "PYTHONPATH": str(ROOT)}
+    env |= extra
     return subprocess.run(  # noqa: S603
         [sys.executable, "-m", "cli.main", "setup", "temporal", *flags],
         capture_output=True,
@@ -117,3 +118,43 @@ def test_unreachable_temporal_is_one_line() -> None:
     assert line.startswith("revbridge setup: cannot connect to Temporal at 127.0.0.1:")
     assert line.endswith("(plaintext, no credentials): connection refused")
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "auth"),
+    [
+        ({}, "plaintext, no credentials"),
+        ({"TEMPORAL_API_KEY": "k-123"}, "API key over TLS"),
+        ({"TEMPORAL_TLS": "true"}, "TLS, no client credentials"),
+        ({"TEMPORAL_TLS_CLIENT_CERT_DATA": "c", "TEMPORAL_TLS_CLIENT_KEY_DATA": "k"}, "mTLS"),
+    ],
+)
+def test_env_config_decides_how_setup_connects(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], auth: str
+) -> None:
+    for key in list(os.environ):
+        if key.startswith("TEMPORAL_"):
+            monkeypatch.delenv(key)
+    for key, value in {"TEMPORAL_ADDRESS": "temporal.example:7233", **env}.items():
+        monkeypatch.setenv(key, value)
+    target = Target.from_env()
+    assert (target.address, target.namespace, target.auth) == (
+        "temporal.example:7233",
+        "default",
+        auth,
+    )
+    assert "k-123" not in repr(target)
+
+
+def test_refusals_are_one_line_without_the_secret(bare_server: WorkflowEnvironment) -> None:
+    address = bare_server.client.service_client.config.target_host
+    # an API key means TLS; the dev server speaks plaintext
+    run = setup_temporal(address, "--dry-run", TEMPORAL_API_KEY="k-secret-123")
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"revbridge setup: cannot connect to Temporal at {address} (API key over TLS): "
+        "TLS handshake failed (is the server plaintext?): check TEMPORAL_TLS*"
+    )
+    run = setup_temporal(address, "--dry-run", TEMPORAL_NAMESPACE="nope")
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"revbridge setup: namespace nope does not exist at {address}"
