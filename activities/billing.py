@@ -1,8 +1,15 @@
-"""Activities against the configured billing platform (vendor-neutral names)."""
+"""Activities against the configured billing platform (vendor-neutral names), and the dunning
+catch-up's two steps: what billing says happened since a watermark, and the runs it concerns."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import vendor_errors
 from activities.models import (
@@ -14,8 +21,21 @@ from activities.models import (
     WriteResult,
 )
 from activities.writes import writes
-from connectors.base import BillingPlatform
+from connectors.base import BillingPlatform, ConnectorError, ErrorKind
+from domain import temporal as names
+from domain.dunning import (
+    WORKFLOW_TYPE,
+    BillingChanges,
+    BillingChangesInput,
+    CatchUpRuns,
+    CatchUpRunsInput,
+    DunningInput,
+)
+from domain.ids import dunning_workflow_id
 from domain.models import InvoiceContext, PaymentAttempt
+from domain.starts import start_options
+
+RPC_TIMEOUT = timedelta(seconds=10)
 
 
 class BillingActivities:
@@ -52,7 +72,18 @@ class BillingActivities:
     @activity.defn(name="retry_payment")
     @vendor_errors
     def retry_payment(self, input: RetryPaymentInput) -> PaymentAttempt:
-        return self.billing.retry_payment(input.invoice_id, input.idempotency_key)
+        """Collect the invoice now. An invoice settled meanwhile (paid, voided, credited — the
+        "paid" event may have been lost) is a recovery, never a failure: every platform refuses
+        to collect it with a permanent error, so on one the invoice is read again."""
+        try:
+            return self.billing.retry_payment(input.invoice_id, input.idempotency_key)
+        except ConnectorError as err:
+            if err.kind is not ErrorKind.PERMANENT or err.code == "not_found":
+                raise
+            invoice = self.billing.get_invoice_context(input.invoice_id, payments=1).invoice
+            if invoice.settled is None:
+                raise
+            return PaymentAttempt(succeeded=True, already=invoice.settled)
 
     @writes
     @activity.defn(name="apply_credit")
@@ -62,3 +93,86 @@ class BillingActivities:
             input.customer_id, input.amount, input.currency, input.reason, input.idempotency_key
         )
         return WriteResult(id=credit_id)
+
+    # --- the dunning catch-up (workflows/dunning/catch_up.py) ------------------------------------
+
+    @activity.defn(name="dunning_billing_changes")
+    @vendor_errors
+    def dunning_billing_changes(self, input: BillingChangesInput) -> BillingChanges:
+        """Invoices settled and payments failed since the watermark, oldest first."""
+        return BillingChanges(
+            billing=self.billing.name,
+            paid=self.billing.paid_invoices(input.since, input.limit),
+            failed=self.billing.failed_payments(input.since, input.limit),
+        )
+
+    @activity.defn(name="dunning_catch_up_runs")
+    async def dunning_catch_up_runs(self, input: CatchUpRunsInput) -> CatchUpRuns:
+        """What the webhook routes would have done: a failed payment signal-with-starts its
+        dunning run (the same ID and start policies: a running run dedups the failure by event
+        ID, a finished one is never doubled), a settled invoice signals its running run. Temporal
+        calls only, each idempotent, so a retried attempt simply repeats them."""
+        client: Client = activity.client()
+        info = activity.info()
+        started: list[str] = []
+        signalled: list[str] = []
+        closed: list[str] = []
+        for failure in input.failed:
+            wf_id = dunning_workflow_id(input.billing, failure.invoice_id)
+            try:
+                handle = await client.start_workflow(
+                    WORKFLOW_TYPE,
+                    DunningInput(billing=input.billing, invoice_id=failure.invoice_id),
+                    id=wf_id,
+                    task_queue=info.task_queue,
+                    start_signal=names.SIGNAL_PAYMENT_FAILED,
+                    start_signal_args=[failure],
+                    **start_options(WORKFLOW_TYPE),
+                    search_attributes=TypedSearchAttributes(
+                        [
+                            SearchAttributePair(names.USE_CASE_KEY, names.UseCase.DUNNING),
+                            SearchAttributePair(names.CUSTOMER_KEY, failure.customer_id),
+                            SearchAttributePair(names.APPROVAL_KEY, "none"),
+                            SearchAttributePair(names.AMOUNT_AT_RISK_KEY, failure.amount_due / 100),
+                        ]
+                    ),
+                    static_summary=f"Dunning for invoice {failure.invoice_id} ({input.billing})",
+                    static_details=(
+                        f"Started by the billing catch-up: {input.billing} reported a failed "
+                        f"payment on invoice `{failure.invoice_id}` (event `{failure.event_id}`) "
+                        "that no webhook delivered."
+                    ),
+                    rpc_timeout=RPC_TIMEOUT,
+                )
+                (started if handle.first_execution_run_id else signalled).append(wf_id)
+            except WorkflowAlreadyStartedError:
+                closed.append(wf_id)
+            activity.heartbeat(len(started) + len(signalled) + len(closed))
+        for paid in input.paid:
+            wf_id = dunning_workflow_id(input.billing, paid.invoice_id)
+            handle = client.get_workflow_handle(wf_id)
+            try:
+                desc = await handle.describe(rpc_timeout=RPC_TIMEOUT)
+            except RPCError as err:
+                if err.status is RPCStatusCode.NOT_FOUND:
+                    continue  # no dunning run for this invoice: nothing to settle
+                raise
+            if desc.status != WorkflowExecutionStatus.RUNNING:
+                closed.append(wf_id)
+                continue
+            try:
+                await handle.signal(names.SIGNAL_INVOICE_PAID, paid, rpc_timeout=RPC_TIMEOUT)
+                signalled.append(wf_id)
+            except RPCError as err:
+                if err.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                closed.append(wf_id)  # it closed between the two calls
+            activity.heartbeat(len(started) + len(signalled) + len(closed))
+        return CatchUpRuns(
+            started=sorted(set(started)),
+            signalled=sorted(set(signalled)),
+            closed=sorted(set(closed)),
+        )
+
+    def catch_up_methods(self) -> list:  # noqa: ANN201 - activity callables
+        return [self.dunning_billing_changes, self.dunning_catch_up_runs]

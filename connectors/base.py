@@ -22,8 +22,10 @@ from domain.models import (
     CaseSummary,
     CrmAccount,
     InvoiceContext,
+    InvoicePaid,
     NoteTarget,
     PaymentAttempt,
+    PaymentFailed,
     TaskDraft,
 )
 from domain.records import (
@@ -153,6 +155,18 @@ class BillingPlatform(Protocol):
     ) -> str:
         """A retention offer: ``percent`` off the subscription for ``months`` billing months
         (a coupon on the subscription). Returns the coupon / discount ID."""
+        ...
+
+    # --- the dunning catch-up (a lost webhook is repaired within one period) -----------------
+
+    def paid_invoices(self, since: datetime, limit: int = 200) -> list[InvoicePaid]:
+        """Invoices paid, voided or credited at or after ``since``, oldest first, at most
+        ``limit``: the "paid" events a webhook outage may have lost."""
+        ...
+
+    def failed_payments(self, since: datetime, limit: int = 200) -> list[PaymentFailed]:
+        """Failed payment attempts on invoices at or after ``since``, oldest first, at most
+        ``limit``, with the event ID the webhook would have carried where the vendor has one."""
         ...
 
 

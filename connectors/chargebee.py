@@ -35,10 +35,12 @@ from domain.models import (
     BillingCustomer,
     Invoice,
     InvoiceContext,
+    InvoicePaid,
     InvoiceStatus,
     NoteTarget,
     Payment,
     PaymentAttempt,
+    PaymentFailed,
 )
 from domain.records import (
     CustomerDraft,
@@ -589,6 +591,72 @@ class ChargebeeBilling:
             lambda: self._cb.Subscription.retrieve(subscription_id),
             what=f"subscription {subscription_id}",
         ).subscription
+
+    # --- the dunning catch-up -------------------------------------------------------------------
+
+    def paid_invoices(self, since: datetime, limit: int = 200) -> list[InvoicePaid]:
+        """Invoices paid or voided (a credit note that settles an invoice marks it paid) and
+        updated at or after ``since``, oldest first, as ``InvoicePaid``."""
+        params = {
+            "status": {"in": ["paid", "voided"]},
+            "updated_at": {"after": int(since.timestamp()) - 1},
+            "sort_by": {"asc": "updated_at"},
+            "limit": min(limit, 100),
+        }
+        found: list[InvoicePaid] = []
+        for entry in self._pages(
+            lambda offset: self._cb.Invoice.list(_paged(params, offset)),
+            "invoices",
+            math.ceil(limit / 100),
+        ):
+            inv = entry.invoice
+            at = _ts(getattr(inv, "paid_at", None) or getattr(inv, "updated_at", None))
+            found.append(
+                InvoicePaid(
+                    billing=self.name,
+                    event_id=f"catch-up:{inv.id}:{inv.status}",
+                    invoice_id=inv.id,
+                    customer_id=inv.customer_id,
+                    occurred_at=at or datetime.now(UTC),
+                )
+            )
+        return found[:limit]
+
+    def failed_payments(self, since: datetime, limit: int = 200) -> list[PaymentFailed]:
+        """``payment_failed`` events at or after ``since``, oldest first, as the webhook reads
+        them (the same event ID, so a run that had the webhook counts the failure once)."""
+        params = {
+            "event_type": {"in": ["payment_failed"]},
+            "occurred_at": {"after": int(since.timestamp()) - 1},
+            "sort_by": {"asc": "occurred_at"},
+            "limit": min(limit, 100),
+        }
+        found: list[PaymentFailed] = []
+        for entry in self._pages(
+            lambda offset: self._cb.Event.list(_paged(params, offset)),
+            "events",
+            math.ceil(limit / 100),
+        ):
+            ev = entry.event
+            content = ev.content or {}
+            inv = content.get("invoice") or {}
+            txn = content.get("transaction") or {}
+            if not inv.get("id") or not inv.get("customer_id"):
+                continue  # a failure not tied to an invoice: nothing to dun
+            found.append(
+                PaymentFailed(
+                    billing=self.name,
+                    event_id=ev.id,
+                    invoice_id=inv["id"],
+                    customer_id=inv["customer_id"],
+                    subscription_id=inv.get("subscription_id"),
+                    amount_due=int(inv.get("amount_due") or 0),
+                    currency=inv.get("currency_code") or "USD",
+                    decline_code=txn.get("error_code"),
+                    occurred_at=_ts(ev.occurred_at) or datetime.now(UTC),
+                )
+            )
+        return found[:limit]
 
     def _pages(
         self, fetch: Callable[[str | None], Any], what: str, max_pages: int

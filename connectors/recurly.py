@@ -41,10 +41,12 @@ from domain.models import (
     BillingCustomer,
     Invoice,
     InvoiceContext,
+    InvoicePaid,
     InvoiceStatus,
     NoteTarget,
     Payment,
     PaymentAttempt,
+    PaymentFailed,
 )
 from domain.records import (
     CustomerDraft,
@@ -832,6 +834,65 @@ class RecurlyBilling:
                     elif ts >= now - 60 * DAY_S:
                         previous += float(u.amount or 0)
         return (recent, previous) if seen else None
+
+    # --- the dunning catch-up (issue 13: a lost webhook repaired within one period) -------------
+
+    def paid_invoices(self, since: datetime, limit: int = 200) -> list[InvoicePaid]:
+        """Invoices paid or voided and updated at or after ``since``, oldest first."""
+        params = {
+            "state": "paid,voided",
+            "sort": "updated_at",
+            "order": "asc",
+            "begin_time": since,
+            "limit": max(1, min(limit, 200)),
+        }
+        found: list[InvoicePaid] = []
+        for inv in self._scan(
+            lambda c: c.list_invoices(params=params), "invoices", pages=-(-limit // 200)
+        ):
+            found.append(
+                InvoicePaid(
+                    billing=self.name,
+                    event_id=f"catch-up:{inv.id}:{inv.state}",
+                    invoice_id=inv.id,
+                    customer_id=inv.account.code,
+                    occurred_at=_aware(inv.updated_at) or datetime.now(UTC),
+                )
+            )
+        return found[:limit]
+
+    def failed_payments(self, since: datetime, limit: int = 200) -> list[PaymentFailed]:
+        """Declined payment transactions on invoices since ``since``, oldest first, keyed by the
+        transaction UUID as the webhook keys them; RevBridge's own attempts (``force_collect``)
+        are left out, as the webhook leaves them out."""
+        params = {
+            "type": "payment",
+            "success": "false",
+            "sort": "created_at",
+            "order": "asc",
+            "begin_time": since,
+            "limit": max(1, min(limit, 200)),
+        }
+        found: list[PaymentFailed] = []
+        for t in self._scan(
+            lambda c: c.list_transactions(params=params), "transactions", pages=-(-limit // 200)
+        ):
+            if getattr(t, "invoice", None) is None or getattr(t, "origin", None) == "force_collect":
+                continue
+            currency = str(t.currency or "USD").upper()
+            found.append(
+                PaymentFailed(
+                    billing=self.name,
+                    event_id=t.uuid,
+                    invoice_id=t.invoice.id,
+                    customer_id=t.account.code,
+                    amount_due=to_minor(t.amount, currency),
+                    currency=currency,
+                    decline_code=(t.status_code or None) and str(t.status_code)[:200],
+                    occurred_at=_aware(t.created_at) or datetime.now(UTC),
+                )
+            )
+        return found[:limit]
 
 
 class _Declined(Exception):

@@ -40,10 +40,12 @@ from domain.models import (
     BillingCustomer,
     Invoice,
     InvoiceContext,
+    InvoicePaid,
     InvoiceStatus,
     NoteTarget,
     Payment,
     PaymentAttempt,
+    PaymentFailed,
 )
 from domain.records import (
     CustomerDraft,
@@ -607,6 +609,66 @@ class StripeBilling:
             what="coupon",
         )
         return str(coupon.id)
+
+    # --- the dunning catch-up -------------------------------------------------------------------
+
+    def paid_invoices(self, since: datetime, limit: int = 200) -> list[InvoicePaid]:
+        """``invoice.paid`` / ``invoice.voided`` events since ``since`` (a credit note that
+        settles an invoice pays it), oldest first, one per invoice, with the event's ID."""
+        events = self._events_since(["invoice.paid", "invoice.voided"], since, limit)
+        found: dict[str, InvoicePaid] = {}
+        for evt in events:
+            inv = (evt.get("data") or {}).get("object") or {}
+            if inv.get("id") and inv.get("customer") and inv["id"] not in found:
+                found[inv["id"]] = InvoicePaid(
+                    billing=self.name,
+                    event_id=str(evt["id"]),
+                    invoice_id=str(inv["id"]),
+                    customer_id=str(inv["customer"]),
+                    occurred_at=_ts(evt.get("created")) or datetime.now(UTC),
+                )
+        return list(found.values())
+
+    def failed_payments(self, since: datetime, limit: int = 200) -> list[PaymentFailed]:
+        """``invoice.payment_failed`` events since ``since``, oldest first, as the webhook reads
+        them (the same event ID: a run that had the webhook counts the failure once)."""
+        found: list[PaymentFailed] = []
+        for evt in self._events_since(["invoice.payment_failed"], since, limit):
+            inv = (evt.get("data") or {}).get("object") or {}
+            if not inv.get("id") or not inv.get("customer"):
+                continue
+            sub = _subscription_of(inv)
+            found.append(
+                PaymentFailed(
+                    billing=self.name,
+                    event_id=str(evt["id"]),
+                    invoice_id=str(inv["id"]),
+                    customer_id=str(inv["customer"]),
+                    subscription_id=(sub.get("id") if isinstance(sub, dict) else sub) or None,
+                    amount_due=int(inv.get("amount_due") or 0),
+                    currency=_upper(inv.get("currency")),
+                    occurred_at=_ts(evt.get("created")) or datetime.now(UTC),
+                )
+            )
+        return found
+
+    def _events_since(self, types: list[str], since: datetime, limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` events of ``types`` created at or after ``since``, oldest first
+        (Stripe lists newest first and keeps events for 30 days)."""
+        params: dict[str, Any] = {
+            "types": types,
+            "created": {"gte": int(since.timestamp())},
+            "limit": min(limit, 100),
+        }
+        events: list[dict[str, Any]] = []
+        try:
+            for evt in self._client.v1.events.list(params).auto_paging_iter():  # type: ignore[arg-type]
+                events.append(evt.to_dict())
+                if len(events) >= limit:
+                    break
+        except stripe.StripeError as exc:
+            raise classify(exc, "events") from None
+        return list(reversed(events))
 
     def _list(self, service: Any, params: dict[str, Any], what: str) -> list[dict[str, Any]]:
         """One list page as plain dicts (Stripe's order: newest first)."""

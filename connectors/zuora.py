@@ -43,10 +43,12 @@ from domain.models import (
     BillingCustomer,
     Invoice,
     InvoiceContext,
+    InvoicePaid,
     InvoiceStatus,
     NoteTarget,
     Payment,
     PaymentAttempt,
+    PaymentFailed,
 )
 from domain.records import (
     CustomerDraft,
@@ -1228,6 +1230,80 @@ class ZuoraBilling:
     def request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         """A raw authenticated call (the demo's driver and the tests act as a Zuora admin)."""
         return self._request(method, path, what=path, **kw)
+
+    # --- the dunning catch-up (issue 13: a lost callout repaired within one period) ------------
+
+    def paid_invoices(self, since: datetime, limit: int = 200) -> list[InvoicePaid]:
+        """Invoices updated at or after ``since`` (Object Query, oldest first) that are paid
+        (posted, nothing left due: paid or credited) or cancelled."""
+        found: list[InvoicePaid] = []
+        for inv in self._query_all(
+            "invoices",
+            [f"updatedDate.GE:{_stamp(since)}"],
+            sort="updatedDate.ASC",
+            max_pages=-(-limit // 99),
+        ):
+            status = inv.get("status")
+            balance = minor(inv.get("balance"), inv.get("currency"))
+            if not (status == "Canceled" or (status == "Posted" and balance <= 0)):
+                continue
+            found.append(
+                InvoicePaid(
+                    billing=self.name,
+                    event_id=f"catch-up:{inv['id']}:{'paid' if status == 'Posted' else 'void'}",
+                    invoice_id=inv["id"],
+                    customer_id=inv["accountId"],
+                    occurred_at=_ts(inv.get("updatedDate")) or datetime.now(UTC),
+                )
+            )
+        return found[:limit]
+
+    def failed_payments(self, since: datetime, limit: int = 200) -> list[PaymentFailed]:
+        """Declined payments (``status`` Error) created at or after ``since`` on an invoice,
+        oldest first, keyed as the PaymentDeclined callout is (``PaymentDeclined:<payment>``)."""
+        found: list[PaymentFailed] = []
+        for p in self._query_all(
+            "payments",
+            [f"createdDate.GE:{_stamp(since)}", "status.EQ:Error"],
+            sort="createdDate.ASC",
+            max_pages=-(-limit // 99),
+            expand=["paymentApplications"],
+        ):
+            apps = p.get("paymentApplications") or []
+            invoice = next((a.get("invoiceId") for a in apps if a.get("invoiceId")), None)
+            invoice = invoice or p.get("invoiceId") or self._open_invoice(p["accountId"])
+            if invoice is None:
+                continue  # nothing left due on the account: nothing to dun
+            currency = str(p.get("currency") or "USD").upper()
+            found.append(
+                PaymentFailed(
+                    billing=self.name,
+                    event_id=f"PaymentDeclined:{p['id']}",
+                    invoice_id=invoice,
+                    customer_id=p["accountId"],
+                    amount_due=minor(p.get("amount"), currency),
+                    currency=currency,
+                    decline_code=p.get("gatewayResponseCode") or None,
+                    occurred_at=_ts(p.get("createdDate")) or datetime.now(UTC),
+                )
+            )
+        return found[:limit]
+
+    def _open_invoice(self, account_id: str) -> str | None:
+        """A declined payment applies to nothing: the invoice it tried to collect is the
+        account's newest posted invoice with a balance (what the callout names)."""
+        rows = self._query(
+            "invoices",
+            [f"accountId.EQ:{account_id}", "status.EQ:Posted", "balance.GT:0"],
+            sort="invoiceDate.DESC",
+            size=1,
+        ).get("data")
+        return rows[0]["id"] if rows else None
+
+
+def _stamp(at: datetime) -> str:
+    """A timestamp as Zuora writes them (``2026-01-01T10:00:00.000+00:00``)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
 
 
 def _note_texts(notes: Any) -> list[str]:

@@ -132,3 +132,61 @@ class DunningResult(Frozen):
     attribution: str | None = None
     case_id: str | None = None
     audit_ids: list[str] = []
+
+
+# --- the billing-side catch-up (workflows/dunning/catch_up.py) -------------------------------------
+
+CATCH_UP_WORKFLOW_TYPE = "DunningCatchUpWorkflow"
+#: the most invoices one catch-up asks billing for, per kind (paid, failed)
+CATCH_UP_MAX_LIMIT = 2_000
+
+
+class DunningCatchUpInput(Frozen):
+    #: look back this far on the very first run (no previous watermark)
+    lookback: timedelta = timedelta(hours=24)
+    #: look back this much before the last watermark (clock skew, late indexing)
+    overlap: timedelta = timedelta(minutes=5)
+    #: the first page size asked for; grows on a full page up to CATCH_UP_MAX_LIMIT
+    limit: int = 200
+    #: an explicit start (tests, a manual backfill); None: the last run's watermark
+    since: datetime | None = None
+
+
+class BillingChangesInput(Frozen):
+    since: datetime
+    limit: int = 200
+
+
+class BillingChanges(Frozen):
+    """What billing says happened since the watermark, as the webhooks would have said it."""
+
+    billing: str
+    #: invoices paid, voided or credited since the watermark (oldest first)
+    paid: list[InvoicePaid] = []
+    #: failed payments since the watermark (the vendor's event ID where it has one)
+    failed: list[PaymentFailed] = []
+
+
+class CatchUpRunsInput(Frozen):
+    billing: str
+    paid: list[InvoicePaid] = []
+    failed: list[PaymentFailed] = []
+
+
+class CatchUpRuns(Frozen):
+    #: dunning runs started for a failed payment that had none
+    started: list[str] = []
+    #: running dunning runs a failure joined (deduplicated by event ID) or a payment settled
+    signalled: list[str] = []
+    #: runs that had closed already (a finished dunning run is never doubled)
+    closed: list[str] = []
+
+
+class DunningCatchUpResult(Frozen):
+    #: where the next run starts (this run's start time)
+    watermark: datetime
+    since: datetime
+    paid: list[str] = []
+    failed: list[str] = []
+    runs: CatchUpRuns = CatchUpRuns()
+    truncated: bool = False

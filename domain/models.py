@@ -115,6 +115,18 @@ class Invoice(Frozen):
     currency: str
     issued_at: datetime | None = None
 
+    @property
+    def settled(self) -> str | None:
+        """Why nobody should be chased for this invoice any more — ``paid``, ``voided`` or
+        ``credited`` (open, but credit notes left nothing due) — or None while money is due."""
+        if self.status is InvoiceStatus.PAID:
+            return "paid"
+        if self.status is InvoiceStatus.VOID:
+            return "voided"
+        if self.status is InvoiceStatus.OPEN and self.amount_due <= 0 < self.total:
+            return "credited"
+        return None
+
 
 class Payment(Frozen):
     id: str
@@ -220,6 +232,9 @@ class PaymentAttempt(Frozen):
     succeeded: bool
     decline_code: str | None = None
     message: str | None = None
+    #: the invoice was already settled (paid, voided, credited) when the retry came: nothing was
+    #: charged, and the dunning run is over — a recovery, not a failure
+    already: str | None = None
 
 
 class NoteTarget(StrEnum):

@@ -39,6 +39,7 @@ from workers import schedules
 from workers.vendor_queues import VendorRouting, WorkerGroup, vendor_workers
 from workflows.churn.sweep import ChurnSweepWorkflow
 from workflows.churn.workflow import ChurnInterventionWorkflow
+from workflows.dunning.catch_up import DunningCatchUpWorkflow
 from workflows.dunning.workflow import DunningWorkflow
 from workflows.options import BILLING, CRM, vendor_sides
 from workflows.quote_to_cash.catch_up import QuoteToCashCatchUpWorkflow
@@ -49,6 +50,7 @@ log = logging.getLogger("revbridge.worker")
 
 WORKFLOWS = [
     DunningWorkflow,
+    DunningCatchUpWorkflow,
     SupportContextWorkflow,
     ChurnInterventionWorkflow,
     ChurnSweepWorkflow,
@@ -78,6 +80,7 @@ def activities_for(
         b.retry_payment,
         b.apply_credit,
         b.cancel_subscription,
+        *b.catch_up_methods(),
         m.draft_reminder,
         m.send_email,
         pb.dunning_playbook,

@@ -8,6 +8,7 @@ from temporalio.client import Client
 
 from domain.settings import Settings
 from workers.churn_schedule import SweepSchedule, ensure_churn_schedule
+from workers.dunning_schedule import ensure_dunning_schedule
 from workers.q2c_schedule import ensure_q2c_schedule, schedule_id
 
 log = logging.getLogger("revbridge.worker")
@@ -19,3 +20,4 @@ async def ensure_all(client: Client, settings: Settings) -> None:
     sweep = SweepSchedule(billing=settings.billing, task_queue=settings.task_queue)
     churn = await ensure_churn_schedule(client, sweep)
     log.info("schedules: %s %s, %s %s", schedule_id(settings), q2c, sweep.schedule_id, churn)
+    log.info("schedules: dunning catch-up %s", await ensure_dunning_schedule(client, settings))

@@ -39,6 +39,8 @@ class LegacyCollect:
                 (a for a in assessment.proposed_actions if a.kind is ActionKind.RETRY_PAYMENT),
                 None,
             )
+            if retry is not None and await self._settled_now("the retry"):
+                return True
             if retry is not None:
                 self._update(stage="retrying the payment")
                 await self._govern(retry, why=retry.reason)

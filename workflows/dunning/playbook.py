@@ -55,6 +55,8 @@ class PlaybookRunner(Reminders):
                 return DunningOutcome.RECOVERED
             if await self._paused_by_open_case(pb):
                 continue  # the schedule moved by the pause: wait for the step's new time
+            if await self._settled_now(f"day {step.day}"):
+                return DunningOutcome.RECOVERED
             s.key_scope = f"day{step.day}"
             self._update(stage=f"day {step.day}: {', '.join(step.actions)}")
             for action in step.actions:
@@ -72,6 +74,8 @@ class PlaybookRunner(Reminders):
             s.step += 1
         end = s.started_at + timedelta(days=pb.end_day) + s.paused
         if await self._wait_until(end, f"day {pb.end_day}: {pb.end_action.value}"):
+            return DunningOutcome.RECOVERED
+        if await self._settled_now(f"the end action (day {pb.end_day})"):
             return DunningOutcome.RECOVERED
         return await self._end_action(pb)
 
@@ -147,6 +151,9 @@ class PlaybookRunner(Reminders):
         governed = await self._govern(retry, why=retry.reason)
         if governed.status == "executed" and governed.result_id == "paid":
             self.s.recovered_by = f"payment retry on day {day}"
+        elif governed.status == "executed" and (governed.result_id or "").startswith("already "):
+            # settled before the retry came (a lost paid event): a recovery, nothing charged
+            self.s.recovered_by = f"{governed.result_id[8:]} before the retry on day {day}"
 
     async def _end_action(self, pb: SegmentPlaybook) -> DunningOutcome:
         ctx = self.s.context
@@ -165,7 +172,7 @@ class PlaybookRunner(Reminders):
             ),
             why=f"the {self.s.status.segment} playbook ends in cancellation",
         )
-        if self.s.paid is not None:
+        if self.s.settled:
             return DunningOutcome.RECOVERED
         if governed.status == "executed":
             return DunningOutcome.CANCELLED

@@ -59,6 +59,9 @@ with workflow.unsafe.imports_passed_through():
 
 #: runs started before the multi-week playbook wait for payment with one retry (``legacy.py``)
 PLAYBOOK_PATCH = "dunning-playbook"
+#: runs started before it trusted the "paid" event alone; since, the invoice is read again before
+#: every customer-facing step (a reminder, an owner task, a retry, the end action)
+REREAD_PATCH = "dunning-reread-invoice"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -187,6 +190,37 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
         )
         return ctx
 
+    async def _settled_now(self, before: str) -> bool:
+        """Before anything reaches the customer, ask billing again: a lost "paid" event (a
+        webhook outage, a replay window passed) must never leave a paying customer chased. An
+        invoice paid, voided or credited — or gone — ends the run as recovered."""
+        if self.s.settled:
+            return True
+        if not workflow.patched(REREAD_PATCH):
+            return False
+        try:
+            ctx = await workflow.execute_activity_method(
+                BillingActivities.get_invoice_context,
+                GetInvoiceContextInput(invoice_id=self._input.invoice_id),
+                summary=f"re-read the invoice before {before}",
+                **READ,
+            )
+        except ActivityError as err:
+            if not (
+                isinstance(err.cause, ApplicationError)
+                and (err.cause.type or "").endswith(".not_found")
+            ):
+                raise
+            settled = "deleted"
+        else:
+            settled = ctx.invoice.settled
+            if settled is None:
+                self.s.context = ctx  # the next step quotes today's amount due
+                return False
+        self.s.recovered_by = f"{settled} before {before} (billing said so; no paid event came)"
+        self._update(stage=f"invoice {settled}: closing")
+        return True
+
     async def _audit_refused_reasoning(self) -> None:
         """What the reasoner asked for and code refused never reached an activity: the record
         says why."""
@@ -267,10 +301,15 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
                 RetryPaymentInput(invoice_id=ctx.invoice.id, idempotency_key=key),
                 summary="retry the payment",
             )
+            if attempt.already:
+                return f"already {attempt.already}"
             return (
                 "paid" if attempt.succeeded else f"declined ({attempt.decline_code or 'no code'})"
             )
         if action.kind is ActionKind.CANCEL_SUBSCRIPTION and action.subject_id:
+            # an approval may have taken days: never cancel the subscription of a payer
+            if await self._settled_now("the cancellation"):
+                return "not cancelled: the invoice was settled"
             cancelled = await self.write(
                 permit,
                 BillingActivities.cancel_subscription,
