@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test dev lint bench clean histories
+.PHONY: demo test dev lint bench clean histories chaos
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -34,3 +34,6 @@ bench: $(STAMP)  ## Temporal-floor ratios for ingest, end-to-end dunning and RSS
 
 histories: $(STAMP)  ## re-record tests/histories/ from the workflow scenarios (then commit them)
 	@REVBRIDGE_WRITE_HISTORIES=1 $(PY) -m pytest -q tests/workflows tests/dunning tests/support_context tests/quote_to_cash tests/churn
+
+chaos: $(STAMP)  ## every chaos scenario on every pair, as separate processes (minutes; docs/reliability.md)
+	@$(PY) -m chaos

@@ -84,6 +84,9 @@ class Inbox:
         self.events: list[Captured] = []
 
         async def receive(request: Request) -> Response:
+            if request.path_params["vendor"] == "zuora" and "authorization" not in request.headers:
+                # Zuora's Basic auth is challenge/response: it resends with credentials
+                return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="x"'})
             drop = {"host", "content-length", "connection", "accept-encoding", "user-agent"}
             headers = {k: v for k, v in request.headers.items() if k not in drop}
             self.events.append(Captured(await request.body(), headers, time.time()))
