@@ -1332,6 +1332,12 @@ def _status(sub: dict[str, Any]) -> str:
     return status
 
 
+def subscription_status(sub: dict[str, Any]) -> str:
+    """A Zuora subscription's status in the domain's words (``active``, ``non_renewing``,
+    ``cancelled``, ``paused``, ``future``): what the protocol's records carry."""
+    return _status(sub)
+
+
 def _retry_after(resp: httpx.Response) -> float | None:
     for name in ("retry-after", "ratelimit-reset"):
         try:

@@ -978,10 +978,23 @@ class ZuoraDriver:
         return rows
 
     def subscriptions(self, customer_id: str) -> list[dict]:
+        """Zuora's subscription objects, with ``id`` the subscription *number* (what RevBridge
+        calls a Zuora subscription: its ID changes with every version; ``zuora_id`` keeps it)
+        and ``status`` in the domain's words, as the other drivers report them."""
+        from connectors.zuora import subscription_status
+
         found = self.connector.request(
             "GET", f"/v1/subscriptions/accounts/{customer_id}", params={"pageSize": 40}
         )
-        return list(found.get("subscriptions") or [])
+        return [
+            {
+                **s,
+                "id": s["subscriptionNumber"],
+                "zuora_id": s["id"],
+                "status": subscription_status(s),
+            }
+            for s in found.get("subscriptions") or []
+        ]
 
     def downgrade(self, subscription_number: str, quantity: int) -> None:
         """The customer drops seats: an UpdateProduct order on the subscription's first plan

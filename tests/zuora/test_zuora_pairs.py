@@ -54,7 +54,7 @@ async def keep_history(pair: Pair, handle: WorkflowHandle, what: str) -> None:
 
 
 def live_subscriptions(pair: Pair, customer_id: str) -> list[dict]:
-    return [s for s in pair.billing_driver.subscriptions(customer_id) if s["status"] == "Active"]
+    return [s for s in pair.billing_driver.subscriptions(customer_id) if s["status"] == "active"]
 
 
 async def test_dunning_payment_declined_callout_case_notes_then_payment_processed(
