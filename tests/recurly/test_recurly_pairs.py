@@ -291,3 +291,28 @@ async def test_a_subscription_create_whose_answer_is_lost_makes_one(
     ]
     assert creates[0].get("fault") == "commit_then_timeout"
     assert len(creates) == 1  # the retry looked up revbridge_key and found it: no second POST
+
+
+async def test_the_catch_up_starts_a_missed_deal_once(
+    client: Client, rpair: Pair, uid: str
+) -> None:
+    from domain.quote import CATCH_UP_WORKFLOW_TYPE, CatchUpInput, CatchUpResult, QuoteToCashResult
+
+    since = datetime.now(UTC) - timedelta(seconds=2)
+    deal = won_deal(rpair, uid, STANDARD, callout=False)  # the callout is lost
+    catch_up_id = f"q2c-catch-up-recurly-{uid}"
+    first = await client.execute_workflow(
+        CATCH_UP_WORKFLOW_TYPE,
+        CatchUpInput(since=since),
+        id=catch_up_id,
+        task_queue=rpair.settings.task_queue,
+        result_type=CatchUpResult,
+    )
+    wf_id = deal.workflow_id(rpair)
+    assert deal.opportunity_id in first.found and wf_id in first.running
+    run = client.get_workflow_handle(wf_id, result_type=QuoteToCashResult)
+    result = await asyncio.wait_for(run.result(), timeout=45)
+    assert result.outcome == "live", result.reason
+    [customer] = rpair.billing_driver.customers(email=deal.email)
+    assert len(rpair.billing_driver.subscriptions(customer["id"])) == 1
+    await keep_history(rpair, client.get_workflow_handle(catch_up_id), "started")
