@@ -30,7 +30,14 @@ from domain.churn import (
     ChurnResult,
     ChurnStatus,
 )
-from domain.dunning import DunningResult
+from domain.dunning import (
+    CATCH_UP_WORKFLOW_TYPE as DUNNING_CATCH_UP,
+)
+from domain.dunning import (
+    DunningCatchUpInput,
+    DunningCatchUpResult,
+    DunningResult,
+)
 from domain.ids import churn_workflow_id
 from domain.models import NoteTarget, RiskSignal
 from domain.quote import CATCH_UP_WORKFLOW_TYPE, CatchUpInput, CatchUpResult, QuoteToCashResult
@@ -82,6 +89,41 @@ async def test_dunning_payment_declined_callout_case_notes_then_payment_processe
     assert [r["action"] for r in zpair.audit(ids["invoice"])][-1] == "close_dunning"
     assert zpair.billing.get_invoice_context(ids["invoice"]).invoice.amount_due == 0
     await keep_history(zpair, handle, "recovered")
+
+
+async def test_dunning_catch_up_repairs_lost_callouts(
+    client: Client, zpair: Pair, uid: str
+) -> None:
+    """Zuora gave up on both callouts (the receiver was down): the catch-up finds the declined
+    payment through Object Query and starts the run once, then the paid invoice and ends it."""
+    httpx.delete(zpair.urls["zuora"] + "/_sandbox/webhooks").raise_for_status()  # lost callouts
+    ids = zpair.seed(NORTHWIND, f"c{uid}")
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    zpair.billing_driver.decline(ids["invoice"])
+
+    async def catch_up(n: int) -> DunningCatchUpResult:
+        return await client.execute_workflow(
+            DUNNING_CATCH_UP,
+            DunningCatchUpInput(since=since),
+            id=f"dunning-catch-up-zuora-{uid}-{n}",
+            task_queue=zpair.settings.task_queue,
+            result_type=DunningCatchUpResult,
+        )
+
+    first = await catch_up(1)
+    wf_id = zpair.workflow_id(ids["invoice"])
+    assert wf_id in first.runs.started
+    handle = client.get_workflow_handle(wf_id, result_type=DunningResult)
+    await stage(handle, "waiting for payment", within_s=30)
+    zpair.billing_driver.pay(ids["invoice"], NORTHWIND.invoice_total)  # its callout is lost too
+    second = await catch_up(2)
+    assert ids["invoice"] in second.paid and wf_id not in second.runs.started
+    assert (await asyncio.wait_for(handle.result(), timeout=30)).outcome == "recovered"
+    runs = [e async for e in client.list_workflows(f"WorkflowId = '{wf_id}'")]
+    assert len(runs) == 1
+    await keep_history(
+        zpair, client.get_workflow_handle(f"dunning-catch-up-zuora-{uid}-1"), "started"
+    )
 
 
 async def test_quote_to_cash_order_creates_the_subscription_and_links_both_sides(
