@@ -44,16 +44,17 @@ SHORTEST_START_TO_CLOSE: timedelta = min(o["start_to_close_timeout"] for o in (R
 LONGEST_START_TO_CLOSE: timedelta = max(o["start_to_close_timeout"] for o in (READ, WRITE, POLICY))
 
 
-def connectors(timeout_s: float) -> dict[str, Any]:
-    return {
-        "chargebee": ChargebeeBilling(
+def connector(vendor: str, timeout_s: float) -> Any:
+    """One client, built the way the registry builds it, with ``timeout_s`` requested."""
+    build = {
+        "chargebee": lambda: ChargebeeBilling(
             ChargebeeSettings(site="acme-test", api_key=SecretStr("k"), api_url=LOCAL),
             timeout_s=timeout_s,
         ),
-        "stripe": StripeBilling(
+        "stripe": lambda: StripeBilling(
             StripeSettings(api_key=SecretStr("sk_test_x"), api_url=LOCAL), timeout_s=timeout_s
         ),
-        "salesforce": SalesforceCrm(
+        "salesforce": lambda: SalesforceCrm(
             SalesforceSettings(
                 token_url=LOCAL + "/services/oauth2/token",
                 client_id="x",
@@ -61,19 +62,20 @@ def connectors(timeout_s: float) -> dict[str, Any]:
             ),
             timeout_s=timeout_s,
         ),
-        "hubspot": HubSpotCrm(
+        "hubspot": lambda: HubSpotCrm(
             HubSpotSettings(access_token=SecretStr("pat"), api_url=LOCAL), timeout_s=timeout_s
         ),
-        "smtp": SmtpMailer("127.0.0.1", 9, "billing@example.com", timeout_s=timeout_s),
-        "anthropic": AnthropicLlm("sk-ant-x", base_url=LOCAL, timeout_s=timeout_s),
-        "zuora": ZuoraBilling(
+        "smtp": lambda: SmtpMailer("127.0.0.1", 9, "billing@example.com", timeout_s=timeout_s),
+        "anthropic": lambda: AnthropicLlm("sk-ant-x", base_url=LOCAL, timeout_s=timeout_s),
+        "zuora": lambda: ZuoraBilling(
             ZuoraSettings(client_id="x", client_secret=SecretStr("y"), api_url=LOCAL),
             timeout_s=timeout_s,
         ),
-        "recurly": RecurlyBilling(
+        "recurly": lambda: RecurlyBilling(
             RecurlySettings(api_key=SecretStr("k"), api_url=LOCAL), timeout_s=timeout_s
         ),
     }
+    return build[vendor]()
 
 
 @pytest.mark.parametrize("requested_s", [2.0, 20.0, 30.0, 120.0])
@@ -84,9 +86,9 @@ def connectors(timeout_s: float) -> dict[str, Any]:
 def test_each_connectors_call_timeout_is_shorter_than_its_activitys_start_to_close(
     vendor: str, requested_s: float
 ) -> None:
-    connector = connectors(requested_s)[vendor]
-    assert connector.call_timeout_s == min(requested_s, MAX_CALL_S)
-    assert timedelta(seconds=connector.call_timeout_s) < SHORTEST_START_TO_CLOSE
+    client = connector(vendor, requested_s)
+    assert client.call_timeout_s == min(requested_s, MAX_CALL_S)
+    assert timedelta(seconds=client.call_timeout_s) < SHORTEST_START_TO_CLOSE
 
 
 def test_the_llm_client_itself_carries_the_shorter_timeout() -> None:
