@@ -639,8 +639,9 @@ class RecurlyBilling:
             yield from page
 
     def _accounts_scan(self) -> Iterator[Any]:
+        # Recurly's account list has no state filter: deactivated accounts are skipped here
         pages = self._scan(
-            lambda c: c.list_accounts(params={"limit": 200, "order": "asc", "state": "active"}),
+            lambda c: c.list_accounts(params={"limit": 200, "order": "asc"}),
             "accounts",
             pages=SCAN_PAGES_MAX + 1,
         )
@@ -652,7 +653,8 @@ class RecurlyBilling:
                     f"more than {SCAN_PAGES_MAX * 200} accounts to scan for a CRM link",
                     code="book_too_large",
                 )
-            yield account
+            if account.state == "active":
+                yield account
 
     def _notes(self, code: str) -> list[Any]:
         return list(

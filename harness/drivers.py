@@ -859,11 +859,15 @@ class RecurlyDriver:
         return self.connector.client.create_account(body).code
 
     def customers(self, email: str | None = None, company: str | None = None) -> list[dict]:
-        params: dict[str, Any] = {"limit": 200, "state": "active"}
+        params: dict[str, Any] = {"limit": 200}
         if email is not None:
             params["email"] = email
         found = self.connector.client.list_accounts(params=params).items()
-        return [_recurly_account(a) for a in found if company is None or a.company == company]
+        return [
+            _recurly_account(a)
+            for a in found
+            if a.state == "active" and (company is None or a.company == company)
+        ]
 
     def subscriptions(self, customer_id: str) -> list[dict]:
         found = self.connector.client.list_account_subscriptions(

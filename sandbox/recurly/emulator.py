@@ -522,7 +522,6 @@ class RecurlyEmulator(Emulator):
             self.store.accounts.values(),
             {
                 "email": lambda a, v: (a.get("email") or "").lower() == v.lower(),
-                "state": lambda a, v: a["state"] == v,
                 "subscriber": lambda a, v: self._subscriber(a) == (v == "true"),
                 "past_due": lambda a, v: self._past_due(a) == (v == "true"),
             },

@@ -445,3 +445,17 @@ def test_redelivery_twice_and_out_of_order(
     wait_for(lambda: len(receiver.received) >= 2 * len(first))
     again = [json.loads(r["body"])["id"] for r in receiver.received[len(first) :]]
     assert again == list(reversed(first))
+
+
+def test_every_notification_can_be_delivered_twice(
+    url: str, rc: recurly.Client, receiver: _Receiver, em: RecurlyEmulator
+) -> None:
+    em.duplicate_deliveries = True
+    try:
+        rc.create_account({"code": "twice"})
+        wait_for(lambda: len(receiver.received) >= 2)
+    finally:
+        em.duplicate_deliveries = False
+    bodies = [r["body"] for r in receiver.received]
+    assert bodies[0] == bodies[1]  # the same notification (same id), signed anew
+    assert json.loads(bodies[0])["account_code"] == "twice"
