@@ -119,10 +119,17 @@ def verify(
         raise Rejected(401, "signature mismatch", "bad_signature")
 
 
+#: HubSpot sends at most 100 events per request (crm-llm-apis.md §2.7); a bigger batch is not
+#: HubSpot's, and would hold the request for as many Temporal calls
+MAX_BATCH = 100
+
+
 def parse_batch(payload: Any) -> list[Any]:
     """The events of one delivery; HubSpot always sends a JSON array (up to 100 events)."""
     if not isinstance(payload, list):
         raise Rejected(400, "a HubSpot webhook body must be a JSON array of events", "not_a_batch")
+    if len(payload) > MAX_BATCH:
+        raise Rejected(400, f"a HubSpot batch has at most {MAX_BATCH} events", "batch_too_large")
     return payload
 
 

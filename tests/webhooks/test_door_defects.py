@@ -99,3 +99,26 @@ async def test_an_invalid_customer_id_is_refused_before_any_run_starts(
     assert "customer_id" in resp.json()["error"]
     assert d.provider.calls == 0  # not even a connection: refused before any Temporal call
     await assert_no_workflow(client, f"dunning:chargebee:{invoice}")
+
+
+async def test_a_hubspot_batch_of_more_than_100_events_is_refused_before_any_start(
+    settings: Settings, client: Client, uid: str
+) -> None:
+    """HubSpot sends at most 100 events a request; 5,000 small valid ones (well under the size
+    limit) would hold the request for 5,000 Temporal starts."""
+    now_ms = int(time.time() * 1000)
+    first = 800_000_000 + int(uid[:6], 16) * 10_000
+    batch = [
+        {"eventId": first + i, "subscriptionType": "ticket.creation", "objectId": first + i,
+         "occurredAt": now_ms, "changeSource": "CRM_UI"}
+        for i in range(5_000)
+    ]  # fmt: skip
+    d = door(settings, "hubspot", client, f"door-{uid}")
+    async with d.http:
+        resp = await d.post(json.dumps(batch).encode())
+    assert (resp.status_code, resp.json()["error"]) == (
+        400,
+        "a HubSpot batch has at most 100 events",
+    )
+    assert d.provider.calls == 0
+    await assert_no_workflow(client, f"case:hubspot:{first}")
