@@ -792,6 +792,7 @@ class ZuoraEmulator(Emulator):
             held.reverse()
         elif order == "shuffle":
             random.shuffle(held)
+        await self.wait_for_deliveries()  # what is already on its way arrives first
         deliveries = []
         for body, event_id in held:  # one after the other: the order asked for is the order sent
             for target in list(self.webhook_targets):
