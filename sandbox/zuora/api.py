@@ -1029,6 +1029,37 @@ class Api:
         out["postedOn"] = out.pop("postedDate")
         return {k: out[k] for k in keep}
 
+    def post_invoice(self, req: Req) -> dict[str, Any]:
+        """``PUT /v1/invoices/{key}/post``: a draft invoice is posted (its balance becomes due)
+        and the Invoice Posted callout goes out."""
+        inv = self.store.invoice(req.params["key"])
+        if inv["status"] != "Draft":
+            raise ZuoraError(INVOICE, BUSINESS_RULE, "Only a draft invoice can be posted.")
+        inv["status"] = "Posted"
+        inv["updatedDate"] = self.store.now()
+        acct = self.store.accounts[inv["accountId"]]
+        req.callouts.append(
+            (
+                "InvoicePosted",
+                {
+                    "Invoice.Id": inv["id"],
+                    "Invoice.InvoiceNumber": inv["invoiceNumber"],
+                    "Account.Id": acct["id"],
+                    "Account.AccountNumber": acct["accountNumber"],
+                },
+            )
+        )
+        return r.invoice(inv)
+
+    def cancel_invoice(self, req: Req) -> dict[str, Any]:
+        """``PUT /v1/invoices/{key}/cancel``: only a draft invoice can be cancelled."""
+        inv = self.store.invoice(req.params["key"])
+        if inv["status"] != "Draft":
+            raise ZuoraError(INVOICE, BUSINESS_RULE, "Only a draft invoice can be canceled.")
+        inv["status"] = "Canceled"
+        inv["updatedDate"] = self.store.now()
+        return r.invoice(inv)
+
     def write_off_invoice(self, req: Req) -> dict[str, Any]:
         body = req.obj()
         inv = self.store.invoice(req.params["key"])

@@ -227,6 +227,8 @@ class ZuoraEmulator(Emulator):
             self._route("PUT", "/v1/invoices/{key}", a.update_invoice, c),
             self._route("GET", "/v1/invoices/{key}/items", a.invoice_items, c),
             self._route("PUT", "/v1/invoices/{key}/write-off", a.write_off_invoice, c),
+            self._route("PUT", "/v1/invoices/{key}/post", a.post_invoice, c),
+            self._route("PUT", "/v1/invoices/{key}/cancel", a.cancel_invoice, c),
             self._route("POST", "/v1/payments", a.create_payment, c),
             self._route("GET", "/v1/payments", a.list_payments, c),
             self._route("GET", "/v1/payments/{key}", a.get_payment, c),

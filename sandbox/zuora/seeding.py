@@ -12,7 +12,7 @@
                         "plans": [{"plan": rate plan number or ID, "quantity"?, "price"?,
                                    "discountPercentage"?}], "status"?, "cancelAtTermEnd"?}],
      "invoices": [{"id"?, "invoiceNumber"?, "account", "subscription"?, "amount" (cents),
-                   "balance"?, "invoiceDate"? (unix)}],
+                   "balance"?, "invoiceDate"? (unix), "status"? (Posted | Draft)}],
      "payments": [{"account", "invoice"?, "amount"?, "status": Processed|Error,
                    "gatewayResponseCode"?, "createdDate"? (unix)}],
      "usages": [{"account", "subscription"?, "uom", "quantity", "startDateTime" (unix)}]}
@@ -166,6 +166,7 @@ def seed(em: ZuoraEmulator, data: Mapping[str, Any]) -> dict[str, Any]:
             invoice_date=float(spec.get("invoiceDate") or s.now()),
             number=spec.get("invoiceNumber"),
             id_=spec.get("id"),
+            status=spec.get("status", "Posted"),
         )
         if spec.get("balance") is not None:
             inv["balance"] = int(spec["balance"])

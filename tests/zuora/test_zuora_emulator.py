@@ -736,3 +736,30 @@ def test_callout_preemptive_and_hmac_and_out_of_order_release(z: Zuora) -> None:
     assert all("authorization" in h["headers"] for h in z.receiver.received)  # no challenge round
     sig = hooks[0]["headers"]["x-zuora-signature"]
     assert hmac.compare_digest(sig, hmac.new(b"k1", hooks[0]["body"], hashlib.sha256).hexdigest())
+
+
+def test_posting_a_draft_invoice_sends_invoice_posted_ids_only(z: Zuora) -> None:
+    aid = z.account()["accountId"]
+    number = z.subscribe(aid)["subscriptionNumber"]
+    seeded = httpx.post(
+        z.url + "/_sandbox/seed",
+        json={
+            "invoices": [
+                {"account": aid, "subscription": number, "amount": 9_900, "status": "Draft"}
+            ]
+        },
+    ).json()["invoices"][0]
+    assert z.raw("GET", f"/v1/invoices/{seeded}").json()["status"] == "Draft"
+    posted = z.raw("PUT", f"/v1/invoices/{seeded}/post").json()
+    assert posted["status"] == "Posted" and problems("InvoiceResponse", posted) == []
+    again = z.raw("PUT", f"/v1/invoices/{seeded}/post").json()
+    assert again["success"] is False and again["reasons"][0]["code"] % 100 == 30
+    [hook] = z.wait_callouts(1)
+    assert json.loads(hook["body"]) == {
+        "eventCategory": "InvoicePosted",
+        "eventTimestamp": json.loads(hook["body"])["eventTimestamp"],
+        "invoiceId": seeded,
+        "accountId": aid,
+    }
+    cancelled = z.raw("PUT", f"/v1/invoices/{seeded}/cancel").json()
+    assert cancelled["success"] is False  # a posted invoice is not cancelled, it is reversed
