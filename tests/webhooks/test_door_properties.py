@@ -26,18 +26,21 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from domain.settings import Settings
+from domain.settings import RecurlySettings, Settings
 from sandbox.framework import App, ServerThread
+from sandbox.recurly import RecurlyEmulator
+from tests.pairs import RECURLY_KEY
 from tests.webhooks.door import ROUTES, auth, deployment
 from webhooks.app import TemporalConnection, create_app
 
 #: per route; DOOR_EXAMPLES=500 for a deeper run
-#: every route whose answer depends on the body alone (Recurly's re-fetches from the vendor)
-PROPERTY_ROUTES = (*ROUTES, "zuora")
+#: every route; Recurly's re-fetches what a notification names from a Recurly sandbox
+PROPERTY_ROUTES = (*ROUTES, "zuora", "recurly")
 EXAMPLES = int(os.environ.get("DOOR_EXAMPLES", "40"))
 DOCUMENTED = {200, 202, 400, 413, 422}
 RAW = "__raw_token__"
@@ -110,6 +113,16 @@ def template(route: str, n: int) -> tuple[Any, list[tuple[Any, ...]]]:
                  (*obj, "amount_due"), (*obj, "parent"),
                  (*obj, "parent", "subscription_details", "subscription")]  # fmt: skip
         return body, paths
+    if route == "recurly":
+        body = {
+            "id": f"rn{n}",
+            "object_type": "payment",
+            "event_type": "failed",
+            "uuid": f"{n:032x}",
+            "event_time": "2026-11-27T10:00:00Z",
+        }
+        paths = [("id",), ("object_type",), ("event_type",), ("uuid",), ("event_time",)]
+        return body, paths
     if route == "zuora":
         body = {
             "eventCategory": "PaymentDeclined",
@@ -157,6 +170,8 @@ def candidates(route: str, n: int) -> list[str]:
         return [f"dunning:stripe:in_p{n}", f"churn:stripe:cus_p{n}"]
     if route == "zuora":
         return [f"dunning:zuora:8a90i{n}", f"churn:zuora:8a90a{n}"]
+    if route == "recurly":  # the IDs come from the re-fetch: nothing of the sandbox's matches
+        return []
     if route == "hubspot":
         return [f"case:hubspot:{900_000_000 + n}"]
     return [f"case:salesforce:500P{n:011d}"]
@@ -229,13 +244,24 @@ def doors(
     os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
     tag = f"{time.time_ns():x}"
     queues = {route: f"door-props-{route}-{tag}" for route in PROPERTY_ROUTES}
-    apps = {
-        App(f"door-{route}", create_app(deployment(settings, route, queues[route]),
-                                        client=TemporalConnection())): 0
-        for route in PROPERTY_ROUTES
-    }  # fmt: skip
-    with ServerThread(apps) as thread:
-        yield {route: (thread.urls[f"door-{route}"], queues[route]) for route in PROPERTY_ROUTES}
+    recurly = RecurlyEmulator(api_key=RECURLY_KEY, rate_limit_per_minute=None)
+    with ServerThread({recurly: 0}) as vendor:
+        settings = settings.model_copy(
+            update={
+                "recurly": RecurlySettings(
+                    api_key=SecretStr(RECURLY_KEY), api_url=vendor.urls["recurly"]
+                )
+            }
+        )
+        apps = {
+            App(f"door-{route}", create_app(deployment(settings, route, queues[route]),
+                                            client=TemporalConnection())): 0
+            for route in PROPERTY_ROUTES
+        }  # fmt: skip
+        with ServerThread(apps) as thread:
+            yield {
+                route: (thread.urls[f"door-{route}"], queues[route]) for route in PROPERTY_ROUTES
+            }
 
 
 async def _started(target: str, namespace: str, queue: str) -> tuple[Client, set[str]]:
@@ -310,4 +336,4 @@ def test_hostile_payloads_with_valid_auth_never_5xx_hang_or_start_a_rejected_run
             assert not await _exists(client, workflow_id), f"{workflow_id} started by a rejection"
 
     asyncio.run(verify())
-    assert rejected, statuses  # the generator does reach the refusals
+    assert any(code >= 400 for code in statuses), statuses  # the refusals are reached
