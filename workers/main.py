@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 
 from activities.billing import BillingActivities
 from activities.budget import LIMITS_FILE, BudgetGate, BudgetInterceptor, Limits, load_limits
-from activities.churn import ChurnActivities
+from activities.churn import DEFAULT_CHURN_CONFIG, ChurnActivities
 from activities.crm import CrmActivities
 from activities.messaging import MessagingActivities
 from activities.playbook import PlaybookActivities
@@ -92,7 +92,8 @@ def activities_for(
         policies.decide_policy,
         policies.check_approver,
         policies.eligible_approvers,
-        *ChurnActivities(billing, crm).methods(),
+        # the deployment's churn weights (policies/churn.yaml in REVBRIDGE_POLICY_DIR), like the rest
+        *ChurnActivities(billing, crm, policies.policy_dir / DEFAULT_CHURN_CONFIG.name).methods(),
         *SupportActivities(billing, crm).methods(),
         *QuoteActivities(billing, crm, policies.policy_dir / PRODUCTS_FILE).methods(),
     ]

@@ -12,6 +12,7 @@ import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -137,3 +138,25 @@ def test_checkout_defaults_are_the_top_level_copies() -> None:
     assert DEFAULT_POLICY_DIR == ROOT / "policies"
     assert revbridge_data.default_config() == ROOT / "temporal-dev.yaml"
     assert StackConfig.load(revbridge_data.default_config()).root == ROOT
+
+
+def test_the_worker_reads_every_policy_file_from_the_teams_policy_dir(tmp_path: Path) -> None:
+    """REVBRIDGE_POLICY_DIR (what `revbridge init` + the stack file set) governs every file the
+    worker reads from policies/: Cedar, modes and approvers, playbooks, product map, churn weights."""
+    from activities.policy import PolicyActivities
+    from workers.main import activities_for
+
+    team = tmp_path / "policies"
+    init(tmp_path)
+    stand_in = SimpleNamespace(name="chargebee")
+    paths: dict[str, Path] = {}
+    for fn in activities_for(stand_in, stand_in, stand_in, PolicyActivities(team)):  # type: ignore[arg-type]
+        for value in vars(getattr(fn, "__self__", SimpleNamespace())).values():
+            if isinstance(value, Path):
+                paths[type(fn.__self__).__name__] = value
+    assert paths == {
+        "PolicyActivities": team,
+        "PlaybookActivities": team / "playbooks.yaml",
+        "QuoteActivities": team / "products.yaml",
+        "ChurnActivities": team / "churn.yaml",
+    }
