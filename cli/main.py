@@ -141,7 +141,9 @@ def cmd_start(args: argparse.Namespace) -> None:
 
     if args.what != "dunning":
         raise CliError(f"cannot start {args.what!r} by hand")
-    policy_dir = Path(args.policies) if args.policies else None
+    # the worker's policies: --policies, else REVBRIDGE_POLICY_DIR, else the packaged ones
+    chosen = args.policies or os.environ.get("REVBRIDGE_POLICY_DIR")
+    policy_dir = Path(chosen) if chosen else None
     asyncio.run(start_dunning(args.invoice, args.billing, args.approver, policy_dir))
 
 
@@ -223,7 +225,11 @@ def parser() -> argparse.ArgumentParser:
     st.add_argument(
         "--as", dest="approver", required=True, help="your email (checked against policies/)"
     )
-    st.add_argument("--policies", default=None, help="policies folder (default: the packaged one)")
+    st.add_argument(
+        "--policies",
+        default=None,
+        help="policies folder (default: REVBRIDGE_POLICY_DIR, else the packaged one)",
+    )
     rp = add(
         "replay", cmd_replay, "replay workflow histories against this code", config_required=False
     )

@@ -160,3 +160,19 @@ def test_the_worker_reads_every_policy_file_from_the_teams_policy_dir(tmp_path: 
         "QuoteActivities": team / "products.yaml",
         "ChurnActivities": team / "churn.yaml",
     }
+
+
+def test_start_by_hand_asks_the_same_policies_as_the_worker(tmp_path: Path) -> None:
+    """`revbridge start` checks the caller against REVBRIDGE_POLICY_DIR when it is set."""
+    missing = tmp_path / "nowhere"
+    run = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "cli.main", "start", "dunning", "--invoice", "in_1"]
+        + ["--as", "alice@example.com"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "REVBRIDGE_POLICY_DIR": str(missing)},
+    )
+    assert run.returncode == 2
+    assert f"cannot read policies from {missing}" in run.stderr
