@@ -436,6 +436,10 @@ class RecurlyBilling:
         if draft.net_term_days is not None:
             body["net_terms"] = draft.net_term_days
             body["collection_method"] = "manual"
+        elif not self._has_billing_info(draft.customer_id):
+            # nothing to charge yet (an account quote-to-cash just made): Recurly invoices it
+            # for the customer to pay instead of declining the purchase
+            body["collection_method"] = "manual"
         start = _future(draft.start_date)
         if start is not None:
             body["starts_at"] = start
@@ -724,6 +728,12 @@ class RecurlyBilling:
             currency=(sub.currency or "USD").upper(),
             created=created,
         )
+
+    def _has_billing_info(self, customer_id: str) -> bool:
+        account = self._call(
+            lambda c: c.get_account(f"code-{customer_id}"), f"account {customer_id}"
+        )
+        return getattr(account, "billing_info", None) is not None
 
     def _subscription_by_key(self, customer_id: str, key: str) -> Any | None:
         value = _key_value(key)

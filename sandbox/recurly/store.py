@@ -862,6 +862,13 @@ class Store:
             self.require_open(account)
             sub = self._new_subscription(account, plan, currency, body, created)
             collection = body.get("collection_method", "automatic")
+            if sub["state"] == "future":
+                # starts later: nothing is invoiced until it starts (no clock runs here)
+                for code_ in body.get("coupon_codes") or []:
+                    self.redeem(account, self.coupon("code-" + str(code_)), sub["id"])
+                self._price(sub)
+                self.notify("subscription", "created", uuid=sub["uuid"])
+                return sub
             invoice = self._invoice_subscription(sub, origin="purchase", collection=collection)
             for code_ in body.get("coupon_codes") or []:
                 self.redeem(account, self.coupon("code-" + str(code_)), sub["id"])
@@ -887,6 +894,11 @@ class Store:
         if quantity < 1:
             raise validation("quantity", "must be greater than 0")
         now = created if created is not None else self.now()
+        future = False
+        if body.get("starts_at") is not None:
+            starts = parse_time(body["starts_at"], "starts_at")
+            future = starts > self.now()
+            now = starts if future else now
         period = self._period(plan)
         total_cycles = body.get("total_billing_cycles", plan.get("total_billing_cycles"))
         sub_id = new_id()
@@ -896,7 +908,7 @@ class Store:
             "uuid": new_uuid(),
             "account": self.account_mini(account),
             "plan": self.plan_mini(plan),
-            "state": "active",
+            "state": "future" if future else "active",
             "shipping": None,
             "coupon_redemptions": [],
             "pending_change": None,
@@ -927,7 +939,7 @@ class Store:
             "customer_notes": body.get("customer_notes"),
             "expiration_reason": None,
             "custom_fields": self.custom_fields("subscription", body.get("custom_fields"), []),
-            "activated_at": iso(now),
+            "activated_at": None if future else iso(now),
             "canceled_at": None,
             "expires_at": None,
             "bank_account_authorized_at": None,

@@ -320,3 +320,47 @@ def test_pages_snapshot_downgrades_usage_and_retention_offer(
     after = billing.customer_snapshot("book-00")
     assert after.subscriptions[0].discount_percent == 20
     assert after.downgrades_90d == 1  # a coupon lowers MRR but is not a downgrade
+
+
+def test_a_future_start_date_makes_a_future_subscription(url: str, billing: RecurlyBilling) -> None:
+    from datetime import date, timedelta
+
+    made = billing.create_customer(
+        CustomerDraft(key="rb-q2c-future", company="Later Inc", crm="hubspot", crm_account_id="7")
+    )
+    start = date.today() + timedelta(days=20)
+    ref = billing.create_subscription(
+        SubscriptionDraft(
+            key="rb-q2c-future-sub",
+            customer_id=made.id,
+            lines=[SubscriptionLine(price_id=price_ref("RB-CORE"))],
+            start_date=start,
+            net_term_days=30,
+            crm="hubspot",
+            crm_opportunity_id="d7",
+        )
+    )
+    assert ref.status == "future"
+    sub = billing.client.get_subscription(ref.id)
+    assert sub.current_period_started_at.date() == start and sub.collection_method == "manual"
+    assert list(billing.client.list_subscription_invoices(ref.id).items()) == []
+
+
+def test_an_account_without_billing_info_is_invoiced_not_declined(
+    url: str, billing: RecurlyBilling
+) -> None:
+    made = billing.create_customer(
+        CustomerDraft(key="rb-q2c-nocard", company="No Card", crm="hubspot", crm_account_id="8")
+    )
+    ref = billing.create_subscription(
+        SubscriptionDraft(
+            key="rb-q2c-nocard-sub",
+            customer_id=made.id,
+            lines=[SubscriptionLine(price_id=price_ref("RB-CORE"))],
+            crm="hubspot",
+            crm_opportunity_id="d8",
+        )
+    )
+    assert ref.status == "active"
+    [invoice] = billing.client.list_subscription_invoices(ref.id).items()
+    assert (invoice.state, invoice.collection_method) == ("pending", "manual")
