@@ -102,8 +102,10 @@ def load_policy_set(directory: Path) -> PolicySet:
 
 
 class PolicyActivities:
-    def __init__(self, policy_dir: Path = DEFAULT_POLICY_DIR) -> None:
+    def __init__(self, policy_dir: Path = DEFAULT_POLICY_DIR, crm: str | None = None) -> None:
         self.policy_dir = Path(policy_dir)
+        #: the deployment's CRM: approvers' CRM users are looked up for it (approvers.yaml)
+        self.crm = crm
         self._lock = threading.Lock()
         self._cached: tuple[str, PolicySet] | None = None
 
@@ -160,8 +162,10 @@ class PolicyActivities:
         """Who may approve this action right now: the gate snapshots it, so its signal handler
         and update validator can refuse anyone else deterministically."""
         try:
+            policy_set = self.policy_set()
+            emails = policy_set.eligible_approvers(input.action, input.roles)
             return EligibleApprovers(
-                emails=self.policy_set().eligible_approvers(input.action, input.roles)
+                emails=emails, crm_user_ids=policy_set.crm_user_ids(emails, self.crm)
             )
         except Exception:  # a broken policy set approves no one
             return EligibleApprovers(emails=[])

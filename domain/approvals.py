@@ -93,6 +93,8 @@ class PendingApproval(Frozen):
     requested_at: datetime
     remind_at: datetime
     expires_at: datetime
+    #: the eligible approvers' CRM users: the reminder task is assigned to them
+    approver_crm_ids: list[str] = []
 
     def signal_json(self, approver: str = "you@example.com") -> str:
         example: dict[str, Any] = {

@@ -157,6 +157,8 @@ class EligibleApproversInput(Frozen):
 
 class EligibleApprovers(Frozen):
     emails: list[str]
+    #: their users in the deployment's CRM (approvers.yaml ``crm_users``), for reminder tasks
+    crm_user_ids: list[str] = []
 
 
 class CheckApproverInput(Frozen):
@@ -190,6 +192,9 @@ class ApproversConfig(Frozen):
     default: list[str] = ["revops"]
     actions: dict[ActionKind, list[str]] = {}
     roles: dict[str, list[str]] = {}
+    #: each approver's user in the CRM (a Salesforce User ID, a HubSpot owner ID): one ID for the
+    #: deployment's CRM, or one per CRM (``{salesforce: 005…, hubspot: "…"}``)
+    crm_users: dict[str, str | dict[str, str]] = {}
 
     @model_validator(mode="after")
     def _roles_are_declared(self) -> ApproversConfig:
@@ -344,6 +349,19 @@ class PolicySet:
         return sorted(
             {_normalize_email(m) for r in wanted for m in self._approvers.roles.get(r, [])}
         )
+
+    def crm_user_ids(self, emails: Iterable[str], crm: str | None) -> list[str]:
+        """The CRM users of ``emails`` (approvers.yaml ``crm_users``), in order, for ``crm``
+        (the deployment's CRM; a plain ID counts for any). People without one are left out."""
+        users = {_normalize_email(k): v for k, v in self._approvers.crm_users.items()}
+        found: list[str] = []
+        for email in emails:
+            user = users.get(_normalize_email(email))
+            if isinstance(user, dict):
+                user = user.get(crm or "")
+            if user and user not in found:
+                found.append(str(user))
+        return found
 
     def can_approve(self, email: str | None, action: ActionKind | str) -> bool:
         """True only for a listed human holding a role that may approve ``action``; never for an

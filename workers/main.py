@@ -126,7 +126,7 @@ def build_worker(
         billing,
         crm,
         reasoner or RulesReasoner(),
-        PolicyActivities(policy_dir or DEFAULT_POLICY_DIR),
+        PolicyActivities(policy_dir or DEFAULT_POLICY_DIR, crm=crm.name),
         mailer,
     )
     # tracing comes from the client's TracingInterceptor (telemetry.temporal_interceptors)

@@ -45,7 +45,7 @@ def acts(policy_dir: Path) -> PolicyActivities:
 
 
 def decide(acts: PolicyActivities, req: PolicyRequest = CASE) -> PolicyDecision:
-    return ActivityEnvironment().run(acts.decide, req)
+    return ActivityEnvironment().run(acts.decide_policy, req)
 
 
 def set_mode(policy_dir: Path, use_case: str, mode: str) -> None:

@@ -112,6 +112,7 @@ class ApprovalGate:
         crm_account_id: str | None,
         timing: ApprovalTiming,
         superseded: object,
+        approver_crm_ids: list[str] | None = None,
     ) -> ApprovalResult:
         now = workflow.now()
         pending = PendingApproval(
@@ -124,6 +125,7 @@ class ApprovalGate:
             requested_at=now,
             remind_at=now + timing.remind_after,
             expires_at=now + timing.expire_after,
+            approver_crm_ids=approver_crm_ids or [],
         )
         self._pending[pending.action_id] = pending
         self._publish_approval_state("pending")

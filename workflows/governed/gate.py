@@ -50,6 +50,11 @@ with workflow.unsafe.imports_passed_through():
     )
 
 
+#: runs started before it created one unassigned reminder task (it landed on the integration
+#: user); since, one task per eligible approver, assigned to their CRM user
+REMIND_APPROVERS_PATCH = "remind-approvers"
+
+
 @dataclass(frozen=True, eq=False)
 class Permit:
     """What policy said about one write. Only the gate makes them (it remembers each one)."""
@@ -255,7 +260,14 @@ class Gate(ApprovalGate):
             **POLICY,
         )
         answer = await self._await_approval(
-            action, decision, eligible.emails, why, crm_account_id, timing, superseded
+            action,
+            decision,
+            eligible.emails,
+            why,
+            crm_account_id,
+            timing,
+            superseded,
+            approver_crm_ids=eligible.crm_user_ids,
         )
         if answer.outcome is not ApprovalOutcome.APPROVED:
             return Governed(
@@ -302,20 +314,38 @@ class Gate(ApprovalGate):
         )
 
     async def _remind(self, pending: PendingApproval, crm_account_id: str | None) -> None:
-        """A CRM task for the approvers at the SLA. Policy already asked for a person; the
-        reminder is part of asking, so it writes under that request."""
-        info = workflow.info()
+        """A CRM task for each eligible approver at the SLA, assigned to their CRM user
+        (approvers.yaml ``crm_users``) — never left on the integration user. Approvers without
+        a CRM user (and runs started before ``remind-approvers``) get the one unassigned task.
+        Policy already asked for a person; the reminder is part of asking, so it writes under
+        that request."""
         permit = self._permit(
             ActionKind.CREATE_TASK,
             PolicyDecision(outcome=Outcome.ALLOW, policy_ids=["approval_reminder"]),
         )
+        owners: list[str | None] = [None]
+        if workflow.patched(REMIND_APPROVERS_PATCH) and pending.approver_crm_ids:
+            owners = list(pending.approver_crm_ids)
+        for owner in owners:
+            await self._remind_one(permit, pending, crm_account_id, owner)
+
+    async def _remind_one(
+        self,
+        permit: Permit,
+        pending: PendingApproval,
+        crm_account_id: str | None,
+        owner: str | None,
+    ) -> None:
+        info = workflow.info()
+        step = f"remind:{pending.action_id}" + (f":{owner}" if owner else "")
         await self.write(
             permit,
             CrmActivities.upsert_crm_task,
             UpsertTaskInput(
                 draft=TaskDraft(
-                    key=idempotency_key(info.workflow_id, f"remind:{pending.action_id}"),
+                    key=idempotency_key(info.workflow_id, step),
                     account_id=crm_account_id,
+                    owner_id=owner,
                     subject=f"Approval waiting: {pending.action.describe()}"[:250],
                     description=(
                         f"{pending.why}\n\nApprover role: {' or '.join(pending.approver_roles)}. "
@@ -328,5 +358,5 @@ class Gate(ApprovalGate):
                     due=pending.expires_at,
                 )
             ),
-            summary="remind the approvers",
+            summary="remind the approver" + (f" {owner}" if owner else "s"),
         )
