@@ -9,11 +9,13 @@ before, the LLM client's 30 s equalled its activity's 30 s.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from temporalio.client import Client
 
 from connectors.anthropic_llm import AnthropicLlm
 from connectors.chargebee import ChargebeeBilling
@@ -36,7 +38,7 @@ from domain.settings import (
     StripeSettings,
     ZuoraSettings,
 )
-from workers.main import GRACEFUL_SHUTDOWN
+from workers.main import GRACEFUL_SHUTDOWN, build_worker
 from workflows.options import POLICY, READ, WRITE
 
 LOCAL = "http://127.0.0.1:9"  # nothing is called: only the clients' configuration is read
@@ -128,3 +130,16 @@ def test_a_non_positive_timeout_is_a_configuration_error(bad: float) -> None:
 def test_the_worker_lets_running_activities_finish_on_shutdown() -> None:
     """A deploy's SIGTERM gives in-flight activities longer than any start-to-close."""
     assert GRACEFUL_SHUTDOWN > LONGEST_START_TO_CLOSE
+
+
+async def test_every_worker_the_process_runs_has_that_grace(
+    client: Client, settings: Settings
+) -> None:
+    """The main queue's worker and each vendor queue's worker (activities run on those)."""
+    group = build_worker(
+        client, build_billing(settings), build_crm(settings), task_queue=f"grace-{uuid.uuid4()}"
+    )
+    workers = getattr(group, "workers", [group])
+    assert len(workers) >= 2
+    for worker in workers:
+        assert worker.config()["graceful_shutdown_timeout"] == GRACEFUL_SHUTDOWN
