@@ -164,11 +164,18 @@ def test_one_table_holds_every_started_workflow_types_policy() -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["webhooks/router.py", "activities/quote.py", "activities/churn.py", "cli/approvals.py"]
+    "path",
+    [
+        "webhooks/router.py",
+        "activities/quote.py",  # the quote-to-cash catch-up
+        "activities/churn.py",  # the churn sweep
+        "activities/billing.py",  # the dunning catch-up
+        "cli/approvals.py",  # revbridge start
+    ],
 )
 def test_every_start_path_takes_its_policies_from_the_table(path: str) -> None:
-    """The routes, the quote-to-cash catch-up, the churn sweep and `revbridge start` start the
-    same workflows: none may choose a reuse policy of its own."""
+    """The routes, the quote-to-cash and dunning catch-ups, the churn sweep and `revbridge start`
+    start the same workflows: none may choose a reuse policy of its own."""
     source = (ROOT / path).read_text(encoding="utf-8")
     assert "start_options(" in source
     assert "WorkflowIDReusePolicy." not in source
