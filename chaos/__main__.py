@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -100,6 +101,14 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds the running scenario, which stops its stack's processes
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    sys.exit(asyncio.run(main()))
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        sys.exit(asyncio.run(main()))
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -36,11 +36,14 @@ def _clean(result: Result) -> None:
     "name", ["redelivery", "worker-kills", "webhook-kills", "server-restart", "combined"]
 )
 async def test_short_scenario(arena: Arena, name: str) -> None:
-    result = await play(BY_NAME[name], arena, events=EVENTS, settle_s=90, rounds=1)
+    result = await play(BY_NAME[name], arena, events=EVENTS, settle_s=90, rounds=1, fault_tail_s=5)
     _clean(result)
     if name != "redelivery":
         assert result.kills >= 1
-    assert result.faults >= 1  # vendor faults were really injected
+    if name in ("redelivery", "webhook-kills"):
+        # the worker is up throughout, so faults surely hit (elsewhere the window may pass while
+        # the worker is down or waiting for the server: make chaos reports those counts)
+        assert result.faults >= 1
 
 
 async def test_short_scale_out(tmp_path: Path) -> None:
