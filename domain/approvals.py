@@ -83,6 +83,36 @@ class ApprovalSignal(Frozen):
     note: str = ""
 
 
+APPROVAL_FIELDS = ("action_id", "decision", "approver", "note")
+_REQUIRED = ("action_id", "decision", "approver")
+
+
+def read_approval(data: object) -> ApprovalSignal | str:
+    """An approval payload (the Web UI's "Send a Signal" JSON, the CLI's) as an
+    :class:`ApprovalSignal`, or the one-line reason it is refused: not an object, a field missing
+    or unexpected (a typo must not pass silently), a value of the wrong kind."""
+    if not isinstance(data, dict):
+        return (
+            "bad approval payload: expected a JSON object "
+            f"{{{', '.join(APPROVAL_FIELDS)}}}, got {type(data).__name__}"
+        )
+    problems = []
+    missing = [f for f in _REQUIRED if data.get(f) in (None, "")]
+    extra = sorted(str(k)[:40] for k in data if k not in APPROVAL_FIELDS)
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if extra:
+        problems.append("unexpected " + ", ".join(extra[:5]) + (", …" if len(extra) > 5 else ""))
+    if problems:
+        return "bad approval payload: " + "; ".join(problems)
+    wrong = [f for f in APPROVAL_FIELDS if f in data and not isinstance(data[f], str)]
+    if wrong:
+        return "bad approval payload: not text: " + ", ".join(wrong)
+    if data["decision"] not in {d.value for d in Decision}:
+        return f"bad approval payload: decision must be approve or reject, not {data['decision'][:40]!r}"
+    return ApprovalSignal.model_validate(data)
+
+
 class PendingApproval(Frozen):
     action_id: str
     action: ProposedAction
@@ -134,14 +164,21 @@ class ApprovalResult(Frozen):
 
 
 class RefusedApproval(Frozen):
-    """A signal the gate did not accept, kept for the audit trail."""
+    """A signal the gate did not accept, kept for the audit trail. ``signal`` is None when the
+    payload itself was bad; ``payload`` then keeps what it said (bounded)."""
 
-    signal: ApprovalSignal
+    signal: ApprovalSignal | None = None
     reason: str
+    payload: dict[str, str] = {}
+
+    @classmethod
+    def bad_payload(cls, data: object, reason: str) -> RefusedApproval:
+        items = list(data.items())[:10] if isinstance(data, dict) else [("payload", data)]
+        return cls(reason=reason, payload={str(k)[:40]: str(v)[:200] for k, v in items})
 
     def audit_fields(self) -> dict[str, Any]:
         """The audit entry's fields for a refused approval, the same in every workflow."""
-        params = self.signal.model_dump(mode="json")
+        params = self.signal.model_dump(mode="json") if self.signal else dict(self.payload)
         return {
             "decision": "deny",
             "outcome": "refused",
@@ -151,8 +188,11 @@ class RefusedApproval(Frozen):
         }
 
     def summary(self) -> str:
+        """One line: what was refused and why."""
         s = self.signal
+        action = s.action_id if s else self.payload.get("action_id", "(no action ID)")
+        approver = s.approver if s else self.payload.get("approver", "")
         return (
-            f"An approval signal for {s.action_id} from {s.approver!r} changed nothing: "
+            f"An approval signal for {action[:80]} from {approver[:80]!r} changed nothing: "
             f"{self.reason}."
         )

@@ -10,15 +10,22 @@ real DunningWorkflow and governed gate, every activity faked by its registered n
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.policy import PolicyActivities
+from domain import temporal as names
+from domain.approvals import SIGNAL
+from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult
 from domain.policy import ActionKind, EligibleApproversInput, Outcome
-from tests.fast.test_dunning import Run, dunning, dunning_fakes, pending, status
+from tests.fast.fakes import APPROVER, Fakes, fake_worker
+from tests.fast.test_dunning import BILLING, Run, dunning, dunning_fakes, pending, status
+from tests.pairs import eventually
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -73,10 +80,162 @@ async def test_the_approval_reminder_is_a_task_for_each_eligible_approver(client
     assert all(r["account_id"] == run.account and r["high_priority"] for r in reminders)
 
 
-def test_the_policy_activity_names_the_approvers_crm_users_for_the_deployments_crm() -> None:
+def test_the_policy_activity_names_the_approvers_crm_users_for_the_deployments_crm(
+    tmp_path: Path,
+) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICIES, policies)
+    approvers = policies / "approvers.yaml"
+    approvers.write_text(
+        approvers.read_text().replace(
+            "crm_users: {}",
+            'crm_users:\n  alice@example.com: {salesforce: "0055e000001AliceAA", hubspot: "9001"}'
+            '\n  bob@example.com: "0055e000001BobROAA"',
+        )
+    )
     wanted = EligibleApproversInput(action=ActionKind.APPLY_CREDIT, roles=["finance"])
-    sf = PolicyActivities(POLICIES, crm="salesforce").eligible_approvers(wanted)
-    hs = PolicyActivities(POLICIES, crm="hubspot").eligible_approvers(wanted)
+    sf = PolicyActivities(policies, crm="salesforce").eligible_approvers(wanted)
+    hs = PolicyActivities(policies, crm="hubspot").eligible_approvers(wanted)
     assert sf.emails == hs.emails == ["alice@example.com"]
-    assert (sf.crm_user_ids, hs.crm_user_ids) == (["0055e000001AliceAA"], ["90000101"])
-    assert PolicyActivities(POLICIES).eligible_approvers(wanted).crm_user_ids == []
+    assert (sf.crm_user_ids, hs.crm_user_ids) == (["0055e000001AliceAA"], ["9001"])
+    assert PolicyActivities(policies).eligible_approvers(wanted).crm_user_ids == []
+    revops = EligibleApproversInput(action=ActionKind.CANCEL_SUBSCRIPTION, roles=["revops"])
+    one = PolicyActivities(policies, crm="salesforce").eligible_approvers(revops)
+    assert one.crm_user_ids == ["0055e000001BobROAA"]  # one ID: the deployment's CRM
+    # the shipped file names none (the sandboxes mint user IDs per stack)
+    shipped = PolicyActivities(POLICIES, crm="salesforce").eligible_approvers(wanted)
+    assert shipped.crm_user_ids == []
+
+
+# --- bad input at the approval gate ------------------------------------------------------------
+
+
+async def details(handle: WorkflowHandle) -> str:
+    return (await handle.query("__temporal_workflow_metadata")).current_details
+
+
+def refused_audits(fakes: Fakes) -> list[str]:
+    return [
+        i["entry"]["summary"]
+        for i in fakes.inputs("write_crm_audit")
+        if i["entry"]["action"] == "approval_refused"
+    ]
+
+
+async def test_bad_approvals_are_refused_shown_and_audited_and_the_run_goes_on(
+    client: Client,
+) -> None:
+    run = Run()
+    credit = run.credit()
+    fakes = dunning_fakes(
+        run, assessment=run.assessment(credit), apply_credit=Outcome.NEEDS_APPROVAL
+    )
+    ok = {"action_id": credit.action_id, "decision": "approve", "approver": APPROVER}
+    bad: list[tuple[object, str]] = [
+        ({k: v for k, v in ok.items() if k != "approver"}, "missing approver"),
+        ({**ok, "role": "admin"}, "unexpected role"),
+        ({**ok, "decision": "yes"}, "decision must be approve or reject"),
+        ({**ok, "action_id": "act-unknown"}, "no pending action act-unknown"),
+        (["approve"], "expected a JSON object"),
+    ]
+    async with dunning(client, run, fakes) as handle:
+        await pending(handle)
+        for payload, reason in bad:
+            await handle.signal(SIGNAL, payload)
+            shown = await eventually(
+                lambda: details(handle), lambda d, r=reason: r in d, f"refusal {reason}"
+            )
+            assert shown.startswith("**Refused:**") and shown.count("**Refused:**") == 1
+            assert "Approval needed" in shown  # what the person can still act on stays below
+        assert (await pending(handle)).action_id == credit.action_id  # still waiting
+        await handle.signal(SIGNAL, ok)
+        result = await handle.result()
+        final = await status(handle)
+    summaries = refused_audits(fakes)
+    assert len(summaries) == len(bad)
+    assert all(reason in s for (_, reason), s in zip(bad, summaries, strict=True))
+    assert all("\n" not in s for s in summaries)  # one line each
+    assert "apply_credit: needs_approval → executed (alice@example.com)" in final.actions
+    assert result.outcome == "written_off"
+
+
+async def test_an_approval_after_expiry_is_refused_as_expired(
+    client: Client, time_env: WorkflowEnvironment
+) -> None:
+    run = Run()
+    credit = run.credit()
+    fakes = dunning_fakes(
+        run, assessment=run.assessment(credit), apply_credit=Outcome.NEEDS_APPROVAL
+    )
+    async with dunning(client, run, fakes) as handle:
+        await pending(handle)
+        await time_env.sleep(73 * 3600)  # past the 72 h expiry
+        await eventually(
+            lambda: status(handle),
+            lambda s: "apply_credit: needs_approval → expired" in s.actions,
+            "expiry",
+            within_s=30,
+        )
+        await handle.signal(
+            SIGNAL, {"action_id": credit.action_id, "decision": "approve", "approver": APPROVER}
+        )
+        shown = await eventually(lambda: details(handle), lambda d: "Refused" in d, "refusal")
+        result = await handle.result()
+    assert f"action {credit.action_id} was already decided (expired)" in shown
+    assert any("already decided (expired)" in s for s in refused_audits(fakes))
+    assert fakes.inputs("apply_credit") == []
+    assert result.outcome == "written_off"
+
+
+async def test_an_approval_before_the_context_exists_is_refused_and_shown(client: Client) -> None:
+    run = Run()
+    fakes = dunning_fakes(run)
+    async with fake_worker(client, fakes) as queue:
+        handle = await client.start_workflow(
+            WORKFLOW_TYPE,
+            DunningInput(billing=BILLING, invoice_id=run.invoice),
+            id=run.wf_id,
+            task_queue=queue,
+            result_type=DunningResult,
+        )
+        try:
+            await handle.signal(
+                SIGNAL, {"action_id": "act-early", "decision": "approve", "approver": APPROVER}
+            )
+            shown = await eventually(lambda: details(handle), lambda d: "Refused" in d, "shown")
+            assert "no pending action act-early" in shown
+            await handle.signal(names.SIGNAL_PAYMENT_FAILED, run.failure())
+            await eventually(lambda: status(handle), lambda s: s.reminders_sent == 1, "going on")
+        finally:
+            await handle.terminate("test over")
+    assert any("act-early" in s for s in refused_audits(fakes))
+
+
+async def test_a_crm_user_the_crm_refuses_still_gets_the_reminder_unassigned(
+    client: Client,
+) -> None:
+    run = Run()
+    credit = run.credit()
+
+    def task(i: dict) -> dict:
+        if i["draft"]["owner_id"] == "005gone":
+            return ApplicationError(
+                "no such user", type="salesforce.MALFORMED_ID", non_retryable=True
+            )
+        return {"id": "task-1"}
+
+    fakes = (
+        dunning_fakes(run, assessment=run.assessment(credit), apply_credit=Outcome.NEEDS_APPROVAL)
+        .on("eligible_approvers", {"emails": [APPROVER], "crm_user_ids": ["005gone"]})
+        .on("upsert_crm_task", task)
+    )
+    async with dunning(client, run, fakes) as handle:
+        result = await handle.result()
+    reminders = [
+        i["draft"] for i in fakes.inputs("upsert_crm_task") if "Approval" in i["draft"]["subject"]
+    ]
+    assert [(r["owner_id"], r["key"]) for r in reminders] == [
+        ("005gone", run.key(f"remind:{credit.action_id}:005gone")),
+        (None, run.key(f"remind:{credit.action_id}")),
+    ]
+    assert result.outcome == "written_off"  # the run went on

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -31,8 +32,13 @@ with workflow.unsafe.imports_passed_through():
         PendingApproval,
         ProposedAction,
         RefusedApproval,
+        read_approval,
     )
     from domain.policy import PolicyDecision
+
+#: the separator between a refusal line and the details it sits on
+_REFUSED = "**Refused:** "
+_RULE = "\n\n---\n\n"
 
 
 class ApprovalGate:
@@ -45,6 +51,8 @@ class ApprovalGate:
         self._pending: dict[str, PendingApproval] = {}
         self._answers: dict[str, ApprovalSignal] = {}
         self._decided: set[str] = set()
+        #: how each decided action ended (approved, rejected, expired, superseded)
+        self._closed_as: dict[str, str] = {}
         self._refused: list[str] = []
         self._last_approval_state = "none"
 
@@ -54,18 +62,23 @@ class ApprovalGate:
         name=SIGNAL,
         description="Approve or reject a pending action: {action_id, decision, approver, note}.",
     )
-    async def approval(self, signal: ApprovalSignal) -> None:
-        reason = self._refusal(signal)
-        if reason is None:
-            self._answers[signal.action_id] = signal
-            return
-        refused = RefusedApproval(signal=signal, reason=reason)
+    async def approval(self, raw: RawValue) -> None:
+        # Taken raw: a payload with a field missing would otherwise be dropped by the SDK before
+        # this handler ran (nothing shown, nothing audited), and an extra one silently ignored.
+        data = self._approval_payload(raw)
+        signal = read_approval(data)
+        pending: PendingApproval | None = None
+        if isinstance(signal, str):
+            refused = RefusedApproval.bad_payload(data, signal)
+        else:
+            reason = self._refusal(signal)
+            if reason is None:
+                self._answers[signal.action_id] = signal
+                return
+            refused = RefusedApproval(signal=signal, reason=reason)
+            pending = self._pending.get(signal.action_id)
         self._refused.append(refused.summary())
-        pending = self._pending.get(signal.action_id)
-        if pending is not None:  # the person looking at the Web UI sees why nothing happened
-            workflow.set_current_details(
-                f"**Refused:** {refused.summary()}\n\n---\n\n{pending.details()}"
-            )
+        self._show_refusal(refused.summary(), pending)
         try:
             await self._audit_refusal(refused, pending)
         except ActivityError as err:  # the audit gave up: logged and shown, never fatal
@@ -73,15 +86,33 @@ class ApprovalGate:
             self._refused.append(f"(not audited: {err.cause or err})"[:300])
 
     @workflow.update(name=UPDATE, description="Like the approval signal, but answers at once.")
-    def decide(self, signal: ApprovalSignal) -> str:
+    def decide(self, raw: RawValue) -> str:
+        signal = read_approval(self._approval_payload(raw))
+        assert isinstance(signal, ApprovalSignal)  # the validator refused anything else
         self._answers[signal.action_id] = signal
         return f"{signal.decision.value} recorded for {signal.action_id}"
 
     @decide.validator
-    def _validate_decide(self, signal: ApprovalSignal) -> None:
-        reason = self._refusal(signal)
+    def _validate_decide(self, raw: RawValue) -> None:
+        # A refused update never reaches history (Temporal's design): the caller gets the reason.
+        signal = read_approval(self._approval_payload(raw))
+        reason = signal if isinstance(signal, str) else self._refusal(signal)
         if reason is not None:
             raise ValueError(reason)
+
+    @staticmethod
+    def _approval_payload(raw: RawValue) -> object:
+        try:
+            return workflow.payload_converter().from_payload(raw.payload)
+        except Exception as exc:  # not JSON at all: refused like any bad payload
+            return f"<unreadable: {type(exc).__name__}>"
+
+    def _show_refusal(self, line: str, pending: PendingApproval | None) -> None:
+        """The person looking at the Web UI sees why nothing happened, above what they saw."""
+        below = pending.details() if pending else workflow.get_current_details()
+        if below.startswith(_REFUSED):  # replace an earlier refusal, never stack them
+            below = below.split(_RULE, 1)[1] if _RULE in below else ""
+        workflow.set_current_details(f"{_REFUSED}{line}" + (f"{_RULE}{below}" if below else ""))
 
     @workflow.query(name=QUERY, description="Actions waiting for a person.")
     def pending_approvals(self) -> list[PendingApproval]:
@@ -89,10 +120,16 @@ class ApprovalGate:
 
     def _refusal(self, signal: ApprovalSignal) -> str | None:
         pending = self._pending.get(signal.action_id)
+        if signal.action_id in self._closed_as:
+            ended = self._closed_as[signal.action_id]
+            return f"action {signal.action_id} was already decided ({ended})"
         if signal.action_id in self._decided or signal.action_id in self._answers:
             return f"action {signal.action_id} was already decided"
         if pending is None:
-            return f"no pending action {signal.action_id} (stale or wrong action ID)"
+            return (
+                f"no pending action {signal.action_id[:80]} (stale or wrong action ID, or "
+                "nothing waits for a person yet)"
+            )
         approver = signal.approver.strip().lower()
         if approver.startswith("agent:") or approver == self.use_case:
             return "the agent cannot approve its own action"
@@ -168,6 +205,7 @@ class ApprovalGate:
     ) -> ApprovalResult:
         self._pending.pop(pending.action_id, None)
         self._decided.add(pending.action_id)
+        self._closed_as[pending.action_id] = outcome.value
         self._answers.pop(pending.action_id, None)
         self._publish_approval_state(outcome.value)
         return ApprovalResult(

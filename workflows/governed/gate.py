@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.governed.approval import ApprovalGate
 from workflows.options import POLICY, WRITE
@@ -326,8 +326,18 @@ class Gate(ApprovalGate):
         owners: list[str | None] = [None]
         if workflow.patched(REMIND_APPROVERS_PATCH) and pending.approver_crm_ids:
             owners = list(pending.approver_crm_ids)
+        unassigned = False
         for owner in owners:
-            await self._remind_one(permit, pending, crm_account_id, owner)
+            try:
+                await self._remind_one(permit, pending, crm_account_id, owner)
+            except ActivityError as err:
+                if owner is None:
+                    raise
+                # a user the CRM refuses (left, mistyped): the reminder still goes out, unassigned
+                workflow.logger.warning("reminder for CRM user %s refused: %s", owner, err.cause)
+                unassigned = True
+        if unassigned:
+            await self._remind_one(permit, pending, crm_account_id, None)
 
     async def _remind_one(
         self,
