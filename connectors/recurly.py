@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlparse
 import recurly
 from recurly import errors as rerr
 
+from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.models import (
@@ -605,6 +606,7 @@ class RecurlyBilling:
     # --- helpers ---------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[[recurly.Client], Any], what: str) -> Any:
+        limits.pace(VENDOR)  # connectors/limits.py: this process's share of the rate
         with self._lock:
             try:
                 return fn(self._rc)

@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.models import (
@@ -267,6 +268,7 @@ class ZuoraBilling:
         resp = None
         for attempt in (0, 1):
             token = self._bearer(refresh=attempt == 1)
+            limits.pace(VENDOR)  # connectors/limits.py: this process's share of the rate
             try:
                 resp = self._http.request(
                     method,
