@@ -72,6 +72,7 @@ SINGLE_VENDOR: dict[str, str] = {
     "q2c_create_subscription": BILLING,
     "q2c_undo_customer": BILLING,
     "q2c_undo_subscription": BILLING,
+    "dunning_billing_changes": BILLING,
     # CRM
     "find_crm_account": CRM,
     "upsert_crm_case": CRM,
