@@ -136,6 +136,7 @@ class ChurnActivities:
         return [
             self.churn_score_customer,
             self.churn_write_score,
+            self.churn_write_scores,
             self.churn_apply_discount,
             self.churn_sweep_page,
         ]

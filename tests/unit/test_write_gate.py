@@ -18,7 +18,8 @@ from temporalio import workflow
 import activities
 from activities.crm import CrmActivities
 from activities.models import UpsertTaskInput
-from activities.writes import WRITE_ACTIVITIES, is_write
+from activities.policy import PolicyActivities
+from activities.writes import WRITE_ACTIVITIES, activity_name, is_write
 from domain.models import TaskDraft
 from domain.policy import AccountFacts, ActionKind, Mode, Outcome, PolicyDecision, PolicyRequest
 from workflows.governed.base import GovernedWorkflow
@@ -213,3 +214,18 @@ async def test_the_gate_refuses_a_forged_or_denying_permit(time_env, how: str) -
     cause = failed.value.cause
     assert getattr(cause, "type", None) == "GateViolation", cause
     assert written == []
+
+
+def test_every_declared_activity_is_registered_on_the_worker() -> None:
+    """A write (or any activity) a workflow can schedule is one the worker runs."""
+    from connectors.reasoner import RulesReasoner
+    from workers.main import activities_for
+
+    class Nothing:
+        name = "chargebee"
+
+    registered = {
+        activity_name(fn)
+        for fn in activities_for(Nothing(), Nothing(), RulesReasoner(), PolicyActivities())
+    }
+    assert write_methods() and registered >= WRITE_ACTIVITIES
