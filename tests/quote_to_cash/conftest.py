@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx
 from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from domain.approvals import ApprovalTiming
 from domain.ids import q2c_workflow_id
 from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult, QuoteToCashStatus
+from domain.starts import start_options
 from tests.pairs import Pair, eventually
 
 HISTORIES = Path(__file__).parent.parent / "histories"
@@ -81,7 +81,7 @@ async def start(
     approval: ApprovalTiming = ApprovalTiming(),
     trigger: str = "event",
 ) -> WorkflowHandle:
-    """Start the run as the webhook service does (REJECT_DUPLICATE + USE_EXISTING): when the
+    """Start the run as the webhook service does (domain/starts.py): when the
     CRM's callout got there first, this joins that run."""
     return await client.start_workflow(
         WORKFLOW_TYPE,
@@ -94,8 +94,7 @@ async def start(
         ),
         id=deal.workflow_id(pair),
         task_queue=pair.settings.task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        **start_options(WORKFLOW_TYPE),
         result_type=QuoteToCashResult,
     )
 

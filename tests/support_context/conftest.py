@@ -14,13 +14,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.policy import DEFAULT_POLICY_DIR
 from domain import temporal as names
 from domain.ids import support_workflow_id
+from domain.starts import start_options
 from domain.support import (
     WORKFLOW_TYPE,
     SupportContextInput,
@@ -45,10 +45,10 @@ async def start_support(
             SupportContextInput(crm=crm, billing=billing, case_id=case_id),
             id=wf_id,
             task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            **start_options(WORKFLOW_TYPE),
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(names.USE_CASE_KEY, "support_context"),
+                    SearchAttributePair(names.USE_CASE_KEY, names.UseCase.SUPPORT_CONTEXT),
                     SearchAttributePair(names.APPROVAL_KEY, "none"),
                 ]
             ),
