@@ -24,7 +24,9 @@ from domain.settings import Settings
 
 def score_of(settings: Settings, customer_id: str, config: Path | None = None) -> CustomerScore:
     billing, crm = build_billing(settings), build_crm(settings)
-    activities = ChurnActivities(billing, crm, config or DEFAULT_CHURN_CONFIG)
+    # the worker's own policies when it points elsewhere (REVBRIDGE_POLICY_DIR, `revbridge init`)
+    own = Path(settings.policy_dir) / "churn.yaml" if settings.policy_dir else None
+    activities = ChurnActivities(billing, crm, config or own or DEFAULT_CHURN_CONFIG)
     try:
         return activities.score_now(customer_id, datetime.now(UTC))
     except NotFound as exc:

@@ -93,13 +93,14 @@ async def run_demo(
         down = [k for k, v in health.items() if not v]
         raise CliError(
             f"a partial stack is running ({', '.join(up)} up; {', '.join(down)} down): "
-            "stop it, or start all of it with `make dev`"
+            "stop it, or start all of it with `revbridge dev`"
         )
     else:
         say("Starting the embedded stack (Temporal dev server, sandboxes, worker, webhooks):")
         stack = Stack(cfg, config_path)
-        await stack.start(progress=say)
     try:
+        if stack is not None:  # inside the try: a start that fails half-way stops what it began
+            await stack.start(progress=say)
         summary = await run_scenario(cfg, say)
     finally:
         if stack is not None and not keep:
@@ -317,7 +318,8 @@ def _print_summary(summary: dict[str, Any], say: Out, stopped: bool) -> None:
         say(f"    {row['web_ui']}")
     if stopped:
         say(
-            "The stack was started for this run and has stopped; `make dev` keeps it (and the Web UI) up."
+            "The stack was started for this run and has stopped; `revbridge dev` (or `make dev` in a "
+            "checkout) keeps it (and the Web UI) up."
         )
     else:
         say(f"Web UI: {summary['web_ui']}")
