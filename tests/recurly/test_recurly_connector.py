@@ -45,7 +45,7 @@ def url(server: tuple[RecurlyEmulator, str]) -> str:
 
 @pytest.fixture
 def billing(url: str) -> RecurlyBilling:
-    return RecurlyBilling(RecurlySettings(api_key=SecretStr(KEY), api_url=url), timeout_s=1.0)
+    return RecurlyBilling(RecurlySettings(api_key=SecretStr(KEY), api_url=url), timeout_s=3.0)
 
 
 def seed(url: str, data: dict) -> dict:
@@ -110,7 +110,7 @@ def test_a_collect_whose_answer_is_lost_is_not_charged_twice(
     seed(url, dunning_seed(DEMO_CUSTOMERS[:1], s))
     ids = DEMO_CUSTOMERS[0].ids(s)
     httpx.post(f"{url}/_sandbox/recurly/accounts/{ids['customer']}/card", json={})
-    fault(url, kind="commit_then_timeout", method="PUT", path=".*/collect", delay_s=3)
+    fault(url, kind="commit_then_timeout", method="PUT", path=".*/collect", delay_s=5)
     with pytest.raises(ConnectorError) as lost:
         billing.retry_payment(ids["invoice"], "rb-k-lost")
     assert lost.value.kind is ErrorKind.RETRYABLE

@@ -95,7 +95,7 @@ def seed(url: str, data: dict[str, Any]) -> dict[str, Any]:
     return resp.json()
 
 
-def wait_for(pred, within_s: float = 5.0) -> None:  # noqa: ANN001
+def wait_for(pred, within_s: float = 15.0) -> None:  # noqa: ANN001
     deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         if pred():

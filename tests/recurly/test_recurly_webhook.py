@@ -199,7 +199,7 @@ class Receiver:
         return JSONResponse({"ok": True})
 
     def wait_for(
-        self, object_type: str, event_type: str, within_s: float = 5.0
+        self, object_type: str, event_type: str, within_s: float = 15.0
     ) -> tuple[str, bytes]:
         deadline = time.monotonic() + within_s
         while time.monotonic() < deadline:
