@@ -135,7 +135,9 @@ def vendor_workers(
                 client,
                 task_queue=vendor_task_queue(task_queue, vendor),
                 activities=mine,
-                activity_executor=ThreadPoolExecutor(slots, thread_name_prefix=f"act-{vendor}"),
+                activity_executor=ThreadPoolExecutor(
+                    slots, thread_name_prefix=f"activity-{vendor}"
+                ),
                 max_concurrent_activities=slots,
                 max_task_queue_activities_per_second=limits.queue_rate(vendor),
                 interceptors=list(interceptors),
