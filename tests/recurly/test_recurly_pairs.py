@@ -56,8 +56,8 @@ async def test_dunning_case_credit_approved_redeliveries_joined_then_recovered(
     handle = client.get_workflow_handle(
         rpair.workflow_id(ids["invoice"]), result_type=DunningResult
     )
-    await stage(handle, "deciding on apply_credit", within_s=30)
-    pending = await pending_of(handle)
+    await stage(handle, "deciding on apply_credit", within_s=60)
+    pending = await pending_of(handle, within_s=60)
     assert pending.action.kind.value == "apply_credit"
     assert pending.action.amount == GLOBEX.invoice_total * 5 // 100
     await handle.execute_update(
@@ -66,7 +66,7 @@ async def test_dunning_case_credit_approved_redeliveries_joined_then_recovered(
             action_id=pending.action_id, decision=Decision.APPROVE, approver="alice@example.com"
         ),
     )
-    status = await stage(handle, "waiting for payment")
+    status = await stage(handle, "waiting for payment", within_s=60)
     assert status.failure_class == "insufficient_funds"
     assert status.actions[:2] == [
         "create_case: allow → executed",
@@ -91,7 +91,7 @@ async def test_dunning_case_credit_approved_redeliveries_joined_then_recovered(
     assert len(runs) == 1
 
     rpair.billing_driver.pay(ids["invoice"], GLOBEX.invoice_total)  # a wire, out of band
-    result = await asyncio.wait_for(handle.result(), timeout=30)
+    result = await asyncio.wait_for(handle.result(), timeout=90)
     assert result.outcome == "recovered"
     assert (await handle.describe()).typed_search_attributes.get(names.AMOUNT_AT_RISK_KEY) == 0.0
     await keep_history(rpair, handle, "recovered_with_approval")
@@ -102,7 +102,7 @@ async def test_quote_to_cash_subscription_with_coupon_linked_on_both_sides(
 ) -> None:
     deal = won_deal(rpair, uid, STANDARD)
     handle = await start(client, rpair, deal)
-    result = await asyncio.wait_for(handle.result(), timeout=45)
+    result = await asyncio.wait_for(handle.result(), timeout=90)
     assert result.outcome == "live", result.reason
     [customer] = rpair.billing_driver.customers(email=deal.email)
     assert customer["id"] == result.customer_id
@@ -144,7 +144,7 @@ def seed_risky(pair: Pair, uid: str) -> books.BookCustomer:
         else books.hubspot_seed(book, "recurly")
     )
     for vendor, data in (("recurly", book_seed(book)), (crm, crm_seed)):
-        httpx.post(pair.urls[vendor] + "/_sandbox/seed", json=data, timeout=30).raise_for_status()
+        httpx.post(pair.urls[vendor] + "/_sandbox/seed", json=data, timeout=90).raise_for_status()
     return c
 
 
@@ -169,7 +169,7 @@ async def test_churn_scored_offer_approved_as_a_coupon_redemption(
         ],
         result_type=ChurnResult,
     )
-    pending = await pending_of(handle, within_s=30)
+    pending = await pending_of(handle, within_s=60)
     status = await handle.query("status", result_type=ChurnStatus)
     assert status.score is not None and status.score >= 60, status
     assert pending.action.kind.value == "offer_discount"
@@ -194,6 +194,7 @@ async def test_churn_scored_offer_approved_as_a_coupon_redemption(
         lambda: asyncio.to_thread(rpair.billing.list_notes, NoteTarget.CUSTOMER, c.id),
         lambda n: len(n) >= 2,
         "account notes for the offer and the outcome",
+        within_s=60,
     )
     assert any("churn_outcome" in n for n in notes)
     await keep_history(rpair, handle, "offer_approved_churned")
@@ -208,7 +209,7 @@ async def test_support_context_cites_the_recurly_invoice_and_open_dunning(
     rpair.billing_driver.decline(ids["invoice"])
     dunning = client.get_workflow_handle(rpair.workflow_id(ids["invoice"]))
     try:
-        await stage(dunning, "waiting for payment", within_s=30)
+        await stage(dunning, "waiting for payment", within_s=60)
         account_id = rpair.account_id(ids["customer"])
         assert account_id is not None
         case_id = rpair.crm_driver.open_case(account_id, "Card declined: why is our invoice open?")
@@ -247,7 +248,7 @@ async def test_quote_to_cash_compensation_terminates_and_deactivates_what_it_mad
     ).raise_for_status()
     deal = won_deal(rpair, uid, STANDARD)
     handle = await start(client, rpair, deal)
-    result = await asyncio.wait_for(handle.result(), timeout=45)
+    result = await asyncio.wait_for(handle.result(), timeout=90)
     assert result.outcome == "rolled_back", result.reason
     status = await handle.query("status", result_type=None)
     assert [c.split(" ")[0] for c in status["compensations"]] == [
@@ -279,7 +280,7 @@ async def test_a_subscription_create_whose_answer_is_lost_makes_one(
     ).raise_for_status()  # Recurly commits; the connector gives up after 2 s
     deal = won_deal(rpair, uid, STANDARD)
     handle = await start(client, rpair, deal)
-    result = await asyncio.wait_for(handle.result(), timeout=45)
+    result = await asyncio.wait_for(handle.result(), timeout=90)
     assert result.outcome == "live", result.reason
     subs = rpair.billing_driver.subscriptions(result.customer_id)
     assert [s["id"] for s in subs] == [result.subscription_id]
@@ -311,7 +312,7 @@ async def test_the_catch_up_starts_a_missed_deal_once(
     wf_id = deal.workflow_id(rpair)
     assert deal.opportunity_id in first.found and wf_id in first.running
     run = client.get_workflow_handle(wf_id, result_type=QuoteToCashResult)
-    result = await asyncio.wait_for(run.result(), timeout=45)
+    result = await asyncio.wait_for(run.result(), timeout=90)
     assert result.outcome == "live", result.reason
     [customer] = rpair.billing_driver.customers(email=deal.email)
     assert len(rpair.billing_driver.subscriptions(customer["id"])) == 1
