@@ -11,7 +11,9 @@ replay never depends on the file as it is today.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import asyncio
+import os
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.errors import vendor_errors
+from activities.errors import to_application_error, vendor_errors
 from activities.writes import writes
 from connectors.base import BillingPlatform, ConnectorError, CrmSystem, ErrorKind, NotFound
 from domain import temporal as names
@@ -32,9 +34,11 @@ from domain.records import (
     CustomerDraft,
     Opportunity,
     Price,
+    Subscription,
     SubscriptionDraft,
     SubscriptionRef,
 )
+from domain.settings import go_live_from_env
 from domain.starts import start_options
 from domain.temporal import UseCase
 
@@ -55,6 +59,8 @@ class GetOpportunityInput(Frozen):
 class OpportunityFound(Frozen):
     #: None: the CRM has no such opportunity (deleted, or a stale event)
     opportunity: Opportunity | None
+    #: the deployment's go-live date (REVBRIDGE_GO_LIVE): deals closed before it are not provisioned
+    go_live: date | None = None
 
 
 class GetPricesInput(Frozen):
@@ -129,6 +135,21 @@ class Undone(Frozen):
     record_id: str | None = None
 
 
+class ActiveSubscriptionsInput(Frozen):
+    customer_id: str
+    #: the billing prices of the won deal's lines
+    price_ids: list[str]
+
+
+class ActiveSubscriptions(Frozen):
+    #: the customer's live subscriptions on one of those prices
+    subscriptions: list[Subscription] = []
+
+
+#: subscription states that no longer bill (every platform's spelling)
+ENDED = frozenset({"cancelled", "canceled", "expired", "incomplete_expired", "ended", "deleted"})
+
+
 class WonSinceInput(Frozen):
     since: datetime
     limit: int = 200
@@ -152,14 +173,24 @@ class StartedRuns(Frozen):
     running: list[str] = []
     #: runs that already ran to the end (a finished deal is never run again; domain.starts)
     already_done: list[str] = []
+    #: deals closed before go-live: no run started (``revbridge link`` links them)
+    before_go_live: list[str] = []
 
 
 class QuoteActivities:
     """Holds the pair's connectors and where the product mapping lives."""
 
-    def __init__(self, billing: BillingPlatform, crm: CrmSystem, mapping_path: Path) -> None:
+    def __init__(
+        self,
+        billing: BillingPlatform,
+        crm: CrmSystem,
+        mapping_path: Path,
+        go_live: date | None | str = "env",
+    ) -> None:
         self.billing = billing
         self.crm = crm
+        #: deals won before it are never provisioned (default: REVBRIDGE_GO_LIVE, or none)
+        self.go_live = go_live_from_env(os.environ) if go_live == "env" else go_live
         self.mapping_path = Path(mapping_path)
 
     def methods(self) -> list[Any]:
@@ -171,6 +202,7 @@ class QuoteActivities:
             self.q2c_create_billing_customer,
             self.q2c_set_crm_link,
             self.q2c_create_subscription,
+            self.q2c_active_subscriptions,
             self.q2c_write_billing_link,
             self.q2c_undo_customer,
             self.q2c_undo_subscription,
@@ -187,9 +219,25 @@ class QuoteActivities:
     @vendor_errors
     def q2c_get_opportunity(self, input: GetOpportunityInput) -> OpportunityFound:
         try:
-            return OpportunityFound(opportunity=self.crm.get_opportunity(input.opportunity_id))
+            opp = self.crm.get_opportunity(input.opportunity_id)
         except NotFound:
             return OpportunityFound(opportunity=None)
+        return OpportunityFound(opportunity=opp, go_live=self.go_live)
+
+    @activity.defn(name="q2c_active_subscriptions")
+    @vendor_errors
+    def q2c_active_subscriptions(self, input: ActiveSubscriptionsInput) -> ActiveSubscriptions:
+        """The customer's live subscriptions for the same products: a second one would bill a
+        paying customer twice, so policy sends it to RevOps with both shown."""
+        snapshot = self.billing.customer_snapshot(input.customer_id, invoices=1)
+        wanted = set(input.price_ids)
+        return ActiveSubscriptions(
+            subscriptions=[
+                s
+                for s in snapshot.subscriptions
+                if s.plan in wanted and s.status.lower() not in ENDED
+            ]
+        )
 
     @activity.defn(name="q2c_get_prices")
     @vendor_errors
@@ -300,8 +348,17 @@ class QuoteActivities:
             else StartedRuns()
         )
         running, already_done = list(progress.running), list(progress.already_done)
+        before = list(progress.before_go_live)
         for index, opp_id in enumerate(input.opportunity_ids):
-            if index < len(running) + len(already_done):
+            if index < len(running) + len(already_done) + len(before):
+                continue
+            if self.go_live is not None and await asyncio.to_thread(self._before_go_live, opp_id):
+                before.append(opp_id)  # an old deal someone edited: never provisioned again
+                activity.heartbeat(
+                    StartedRuns(
+                        running=running, already_done=already_done, before_go_live=before
+                    ).model_dump(mode="json")
+                )
                 continue
             wf_id = q2c_workflow_id(input.crm, opp_id)
             try:
@@ -337,6 +394,19 @@ class QuoteActivities:
                 else:
                     already_done.append(wf_id)
             activity.heartbeat(
-                StartedRuns(running=running, already_done=already_done).model_dump(mode="json")
+                StartedRuns(
+                    running=running, already_done=already_done, before_go_live=before
+                ).model_dump(mode="json")
             )
-        return StartedRuns(running=running, already_done=already_done)
+        return StartedRuns(running=running, already_done=already_done, before_go_live=before)
+
+    def _before_go_live(self, opportunity_id: str) -> bool:
+        """Closed before go-live (an unknown close date counts as before: never guess)."""
+        try:
+            opp = self.crm.get_opportunity(opportunity_id)
+        except NotFound:
+            return False  # the run closes it as not found
+        except ConnectorError as err:
+            raise to_application_error(err) from None
+        assert self.go_live is not None
+        return opp.close_date is None or opp.close_date < self.go_live

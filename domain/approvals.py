@@ -45,13 +45,16 @@ class ProposedAction(Frozen):
     terms: str = ""
     #: non-standard terms that policy sends to a person
     custom_terms: bool = False
+    #: active subscriptions the customer already has for the same products (shown to the
+    #: approver next to the new one; policy sends a duplicate to RevOps)
+    duplicate_of: list[str] = []
 
     @property
     def action_id(self) -> str:
         # Fields added later are hashed only when set, so the IDs of actions proposed before they
         # existed (in running workflows and committed histories) do not change.
         params = self.model_dump(mode="json", exclude={"reason"})
-        for later in ("subject_id", "months", "terms", "custom_terms"):
+        for later in ("subject_id", "months", "terms", "custom_terms", "duplicate_of"):
             if params.get(later) == type(self).model_fields[later].default:
                 params.pop(later)
         return "act-" + parameters_hash(params)[:20]
@@ -63,9 +66,15 @@ class ProposedAction(Frozen):
         discount = f", {self.discount_percent:g}% off" if self.discount_percent else ""
         months = f" for {self.months} months" if self.months else ""
         terms = f"; terms: {self.terms}" if self.terms else ""
+        dup = (
+            f"; the customer already has active subscription(s) {', '.join(self.duplicate_of)} "
+            "for the same products"
+            if self.duplicate_of
+            else ""
+        )
         return (
             f"{self.kind.value}{money} for customer {self.customer_id}{target}{subject}"
-            f"{discount}{months}{terms}"
+            f"{discount}{months}{terms}{dup}"
         )
 
 

@@ -129,6 +129,8 @@ class PolicyRequest(Frozen):
     discount_percent: float = Field(default=0, ge=0, le=100)
     #: non-standard terms (custom payment terms, a price override) beyond the discount
     custom_terms: bool = False
+    #: the customer already has an active subscription for the same products (quote-to-cash)
+    duplicate_subscription: bool = False
     #: the human whose approval is attached (from the approval signal); checked, never trusted
     approved_by: str | None = None
 
@@ -618,5 +620,8 @@ def _request(req: PolicyRequest, mode: Mode, approval: _Approval) -> dict[str, A
             "discount_percent": {"__extn": {"fn": "decimal", "arg": f"{req.discount_percent:.4f}"}},
             "custom_terms": req.custom_terms,
             "approval": {"approved": approval.approved, "approver_roles": sorted(approval.roles)},
+            # optional in the schema: sent only when set, so policy folders copied before it
+            # existed keep validating every other request
+            **({"duplicate_subscription": True} if req.duplicate_subscription else {}),
         },
     }

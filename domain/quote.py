@@ -41,6 +41,8 @@ class QuoteToCashOutcome(StrEnum):
     NOT_WON = "not_won"
     NOT_FOUND = "not_found"
     ALREADY_LIVE = "already_live"
+    #: won before RevBridge went live (settings ``go_live``): billed already, never provisioned
+    BEFORE_GO_LIVE = "before_go_live"
 
 
 class QuoteToCashResult(Frozen):
@@ -78,6 +80,8 @@ class CatchUpResult(Frozen):
     running: list[str] = []
     #: workflow IDs that had already run to the end
     already_done: list[str] = []
+    #: won deals closed before go-live: skipped (``revbridge link`` links them)
+    before_go_live: list[str] = []
     #: the CRM returned a full page even at CATCH_UP_MAX_LIMIT: deals past it were not seen
     truncated: bool = False
 

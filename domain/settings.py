@@ -8,6 +8,7 @@ sandbox.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError
 
@@ -142,6 +143,9 @@ class Settings(_Settings):
     policy_dir: str | None = None
     #: rules (default, no key needed) | anthropic
     reasoner: str = "rules"
+    #: the day RevBridge went live (REVBRIDGE_GO_LIVE, YYYY-MM-DD): deals won before it are
+    #: never provisioned automatically (they are billed already; ``revbridge link`` links them)
+    go_live: date | None = None
     anthropic: AnthropicSettings | None = None
     http_timeout_s: float = 20.0
     chargebee: ChargebeeSettings | None = None
@@ -161,7 +165,7 @@ class Settings(_Settings):
 
         raw: dict[str, object] = pick(
             "REVBRIDGE_",
-            ["billing", "crm", "task_queue", "policy_dir", "reasoner", "http_timeout_s"],
+            ["billing", "crm", "task_queue", "policy_dir", "reasoner", "http_timeout_s", "go_live"],
         )
         cb = pick("CHARGEBEE_", ["site", "api_key", "api_url"])
         if cb:
@@ -253,3 +257,15 @@ class Settings(_Settings):
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise SettingsError(f"setting {where}: {first['msg']}") from None
+
+
+def go_live_from_env(env: Mapping[str, str]) -> date | None:
+    """REVBRIDGE_GO_LIVE (YYYY-MM-DD) alone, for the quote-to-cash activities; None when unset.
+    A malformed date is a ValueError with one line (the worker refuses to start)."""
+    raw = (env.get("REVBRIDGE_GO_LIVE") or "").strip()
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise ValueError(f"REVBRIDGE_GO_LIVE: expected YYYY-MM-DD, got {raw[:20]!r}") from None

@@ -58,7 +58,6 @@ CRM = "crm"
 SINGLE_VENDOR: dict[str, str] = {
     # billing platform
     "get_invoice_context": BILLING,
-    "dunning_billing_changes": BILLING,
     "add_billing_note": BILLING,
     "retry_payment": BILLING,
     "apply_credit": BILLING,
@@ -70,6 +69,7 @@ SINGLE_VENDOR: dict[str, str] = {
     "q2c_create_billing_customer": BILLING,
     "q2c_set_crm_link": BILLING,
     "q2c_create_subscription": BILLING,
+    "q2c_active_subscriptions": BILLING,
     "q2c_undo_customer": BILLING,
     "q2c_undo_subscription": BILLING,
     "dunning_billing_changes": BILLING,

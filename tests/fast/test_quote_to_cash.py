@@ -76,6 +76,7 @@ def q2c_fakes(deal: Deal, **outcomes: Outcome) -> Fakes:
         .on("q2c_read_product_mapping", MAPPING)
         .on("q2c_get_prices", PRICES)
         .on("q2c_find_billing_customer", NO_MATCH)
+        .on("q2c_active_subscriptions", {"subscriptions": []})
         .on("q2c_create_billing_customer", {"id": "cus-new", "company": "Acme Rockets"})
         .on("q2c_set_crm_link", None)
         .on(

@@ -11,6 +11,7 @@ real DunningWorkflow and governed gate, every activity faked by its registered n
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,16 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.policy import PolicyActivities
+from activities.policy import PolicyActivities, load_policy_set
 from domain import temporal as names
-from domain.approvals import SIGNAL
+from domain.approvals import QUERY, SIGNAL
 from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult
-from domain.policy import ActionKind, EligibleApproversInput, Outcome
+from domain.models import CrmAccount
+from domain.policy import ActionKind, EligibleApproversInput, Outcome, PolicyRequest
+from domain.records import Subscription
 from tests.fast.fakes import APPROVER, Fakes, fake_worker
 from tests.fast.test_dunning import BILLING, Run, dunning, dunning_fakes, pending, status
+from tests.fast.test_quote_to_cash import Deal, q2c, q2c_fakes
 from tests.pairs import eventually
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -239,3 +243,74 @@ async def test_a_crm_user_the_crm_refuses_still_gets_the_reminder_unassigned(
         (None, run.key(f"remind:{credit.action_id}")),
     ]
     assert result.outcome == "written_off"  # the run went on
+
+
+# --- harm 2: a second subscription for an existing customer ---------------------------------------
+
+
+async def test_a_deal_won_before_go_live_is_never_provisioned(client: Client) -> None:
+    deal = Deal(close_date=date(2025, 3, 1))
+    fakes = q2c_fakes(deal).on(
+        "q2c_get_opportunity",
+        {"opportunity": deal.opp.model_dump(mode="json"), "go_live": "2026-01-01"},
+    )
+    async with q2c(client, deal, fakes) as handle:
+        result = await handle.result()
+    assert result.outcome == "before_go_live"
+    assert "before go-live (2026-01-01)" in result.reason and "revbridge link" in result.reason
+    assert fakes.names() == ["q2c_get_opportunity"]  # nothing read further, nothing written
+
+
+async def test_a_deal_won_after_go_live_is_provisioned(client: Client) -> None:
+    deal = Deal(close_date=date(2026, 2, 1))
+    fakes = q2c_fakes(deal).on(
+        "q2c_get_opportunity",
+        {"opportunity": deal.opp.model_dump(mode="json"), "go_live": "2026-01-01"},
+    )
+    async with q2c(client, deal, fakes) as handle:
+        result = await handle.result()
+    assert result.outcome == "live"
+
+
+async def test_an_existing_customer_with_the_same_products_needs_revops_with_both_shown(
+    client: Client,
+) -> None:
+    account = CrmAccount(
+        id="001acct", name="Acme Rockets", billing_customer_id="cus-old", billing_platform=BILLING
+    )
+    deal = Deal(account=account)
+    live = Subscription(id="sub-old", customer_id="cus-old", status="active", plan="price-pro")
+    fakes = (
+        q2c_fakes(deal)
+        .on("q2c_active_subscriptions", {"subscriptions": [live.model_dump(mode="json")]})
+        .on("decide_policy", real_policy)
+    )
+    async with q2c(client, deal, fakes) as handle:
+        (waiting,) = await eventually(
+            lambda: handle.query(QUERY, result_type=list), bool, "the approval"
+        )
+        assert fakes.inputs("q2c_create_subscription") == []  # nothing billed twice
+        assert waiting["approver_roles"] == ["revops"]
+        assert waiting["action"]["duplicate_of"] == ["sub-old"]
+        assert "sub-old (active, 1 × price-pro" in waiting["why"]  # the one it has
+        assert "5 × price-pro" in waiting["why"]  # and the one it would get
+        await handle.signal(
+            SIGNAL,
+            {
+                "action_id": waiting["action_id"],
+                "decision": "reject",
+                "approver": "bob@example.com",
+            },
+        )
+        result = await handle.result()
+    assert fakes.inputs("q2c_active_subscriptions") == [
+        {"customer_id": "cus-old", "price_ids": ["price-pro"]}
+    ]
+    assert fakes.inputs("q2c_create_subscription") == []
+    assert result.outcome == "rolled_back"
+
+
+def real_policy(request: dict) -> dict:
+    """The shipped Cedar policies, in auto mode for quote-to-cash."""
+    decision = load_policy_set(POLICIES).decide(PolicyRequest.model_validate(request))
+    return decision.model_dump(mode="json")

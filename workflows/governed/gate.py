@@ -227,6 +227,7 @@ class Gate(ApprovalGate):
             origin=Origin(action.origin),
             discount_percent=action.discount_percent,
             custom_terms=action.custom_terms,
+            duplicate_subscription=bool(action.duplicate_of),
         )
         decision = await self._decide(request)
         if decision.outcome is Outcome.DENY:

@@ -83,7 +83,12 @@ class QuoteToCashCatchUpWorkflow:
         )
         workflow.set_current_details(
             f"{len(won.opportunity_ids)} won deal(s) since {since:%Y-%m-%d %H:%M:%S} UTC: "
-            f"{len(started.running)} started or running, {len(started.already_done)} done before."
+            f"{len(started.running)} started or running, {len(started.already_done)} done before"
+            + (
+                f", {len(started.before_go_live)} closed before go-live (skipped)."
+                if started.before_go_live
+                else "."
+            )
         )
         return CatchUpResult(
             watermark=watermark,
@@ -91,5 +96,6 @@ class QuoteToCashCatchUpWorkflow:
             found=won.opportunity_ids,
             running=started.running,
             already_done=started.already_done,
+            before_go_live=started.before_go_live,
             truncated=truncated,
         )

@@ -7,12 +7,14 @@ from __future__ import annotations
 from temporalio import workflow
 
 from workflows.governed.gate import Execute, Governed, Permit
+from workflows.options import READ
 from workflows.quote_to_cash.customer import GATED_LINKS_PATCH
 
 with workflow.unsafe.imports_passed_through():
     from activities.crm import CrmActivities
     from activities.models import UpsertTaskInput
     from activities.quote import (
+        ActiveSubscriptionsInput,
         CreateSubscriptionInput,
         QuoteActivities,
         UndoSubscriptionInput,
@@ -23,7 +25,16 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import CrmAccount, TaskDraft
     from domain.policy import ActionKind
     from domain.quote import QuotePlan
-    from domain.records import BillingLink, Opportunity, SubscriptionDraft, SubscriptionRef
+    from domain.records import (
+        BillingLink,
+        Opportunity,
+        Subscription,
+        SubscriptionDraft,
+        SubscriptionRef,
+    )
+
+#: runs started before it created the subscription without looking for one the customer has
+DUPLICATE_GUARD_PATCH = "q2c-duplicate-guard"
 
 
 class SubscriptionSteps:
@@ -76,6 +87,7 @@ class SubscriptionSteps:
             return self.s.subscription.id
 
         lines = ", ".join(f"{line.quantity} × {line.price_id}" for line in plan.lines)
+        existing = await self._active_subscriptions(customer_id, plan)
         return await self._govern(
             ProposedAction(
                 kind=ActionKind.CREATE_SUBSCRIPTION,
@@ -87,14 +99,43 @@ class SubscriptionSteps:
                 months=plan.term_months,
                 terms=plan.terms,
                 custom_terms=plan.custom_terms,
+                duplicate_of=[sub.id for sub in existing],
                 reason=f"won deal: {lines}",
             ),
             account,
             why=f"Opportunity {opp.id} was won: {lines}, {plan.discount_percent:g}% off, "
             f"{plan.term_months} months, MRR {plan.mrr / 100:,.2f} {plan.currency}"
-            + (f"; non-standard: {plan.terms}" if plan.custom else ""),
+            + (f"; non-standard: {plan.terms}" if plan.custom else "")
+            + (
+                ". The customer ALREADY HAS, for the same products: "
+                + "; ".join(
+                    f"{sub.id} ({sub.status}, {sub.quantity} × {sub.plan}, "
+                    f"MRR {sub.mrr / 100:,.2f} {sub.currency})"
+                    for sub in existing
+                )
+                + ". Approve only if the customer really buys a second one; else reject and "
+                "link the deal to the existing subscription (`revbridge link`)"
+                if existing
+                else ""
+            ),
             execute=create,
         )
+
+    async def _active_subscriptions(self, customer_id: str, plan: object) -> list[Subscription]:
+        """A customer that existed before this run may already pay for these products (an old
+        deal edited after go-live, a deal closed twice): its live subscriptions for them."""
+        if self.s.created_customer is not None or not workflow.patched(DUPLICATE_GUARD_PATCH):
+            return []
+        found = await workflow.execute_activity_method(
+            QuoteActivities.q2c_active_subscriptions,
+            ActiveSubscriptionsInput(
+                customer_id=customer_id,
+                price_ids=[line.price_id for line in plan.lines],  # type: ignore[attr-defined]
+            ),
+            summary="active subscriptions for the same products",
+            **READ,
+        )
+        return list(found.subscriptions)
 
     async def _govern(
         self, action: ProposedAction, account: CrmAccount, why: str, execute: Execute

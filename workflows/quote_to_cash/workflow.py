@@ -137,6 +137,15 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
         if not opp.won:
             # Events are triggers, not truth: reopened or a stale callout.
             return self._closed("not_won", f"stage is {opp.stage!r}")
+        if found.go_live and (opp.close_date is None or opp.close_date < found.go_live):
+            # A deal won before RevBridge went live is billed already (someone edited it, so the
+            # catch-up saw it): provisioning it again would bill the customer twice.
+            return self._closed(
+                "before_go_live",
+                f"closed {opp.close_date or 'on an unknown date'}, before go-live "
+                f"({found.go_live}): never provisioned automatically; `revbridge link` links "
+                "it to its existing subscription",
+            )
         if opp.billing_subscription_id:
             return self._closed(
                 "already_live", f"already linked to subscription {opp.billing_subscription_id}"
