@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain import temporal as names
 from domain.approvals import UPDATE, ApprovalSignal, Decision
@@ -22,11 +23,12 @@ from domain.churn import ChurnInput, ChurnResult, ChurnStatus
 from domain.dunning import DunningResult, DunningStatus
 from domain.ids import churn_workflow_id, support_workflow_id
 from domain.models import NoteTarget, RiskSignal
+from domain.quote import QuoteToCashResult
 from sandbox import books
 from sandbox.recurly.seeding import book_seed
 from sandbox.scenarios import DEMO_CUSTOMERS
 from tests.pairs import Pair, eventually, pending_of, stage
-from tests.quote_to_cash.conftest import crm_link, start, won_deal
+from tests.quote_to_cash.conftest import Deal, crm_link, start, won_deal
 from tests.support_context.conftest import start_support
 
 NORTHWIND, GLOBEX, _ = DEMO_CUSTOMERS
@@ -41,6 +43,15 @@ async def keep_history(pair: Pair, handle: WorkflowHandle, what: str) -> None:
         history = await handle.fetch_history()
         wf_type = (await handle.describe()).workflow_type
         (HISTORIES / f"{wf_type}__recurly_{what}.json").write_text(history.to_json())
+
+
+async def start_or_join(client: Client, pair: Pair, deal: Deal) -> WorkflowHandle:
+    """Start the deal's run as the catch-up would; when the CRM's own callout already started it
+    (one run per deal: a second start is refused), follow that run."""
+    try:
+        return await start(client, pair, deal)
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle(deal.workflow_id(pair), result_type=QuoteToCashResult)
 
 
 def credit_of(pair: Pair, customer_id: str) -> int:
@@ -101,7 +112,7 @@ async def test_quote_to_cash_subscription_with_coupon_linked_on_both_sides(
     client: Client, rpair: Pair, uid: str
 ) -> None:
     deal = won_deal(rpair, uid, STANDARD)
-    handle = await start(client, rpair, deal)
+    handle = await start_or_join(client, rpair, deal)
     result = await asyncio.wait_for(handle.result(), timeout=90)
     assert result.outcome == "live", result.reason
     [customer] = rpair.billing_driver.customers(email=deal.email)
@@ -247,7 +258,7 @@ async def test_quote_to_cash_compensation_terminates_and_deactivates_what_it_mad
         json={"kind": "status", "status": 400, "method": method, "path": path, "times": -1},
     ).raise_for_status()
     deal = won_deal(rpair, uid, STANDARD)
-    handle = await start(client, rpair, deal)
+    handle = await start_or_join(client, rpair, deal)
     result = await asyncio.wait_for(handle.result(), timeout=90)
     assert result.outcome == "rolled_back", result.reason
     status = await handle.query("status", result_type=None)
@@ -279,7 +290,7 @@ async def test_a_subscription_create_whose_answer_is_lost_makes_one(
         },
     ).raise_for_status()  # Recurly commits; the connector gives up after 2 s
     deal = won_deal(rpair, uid, STANDARD)
-    handle = await start(client, rpair, deal)
+    handle = await start_or_join(client, rpair, deal)
     result = await asyncio.wait_for(handle.result(), timeout=90)
     assert result.outcome == "live", result.reason
     subs = rpair.billing_driver.subscriptions(result.customer_id)
