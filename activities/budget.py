@@ -76,6 +76,15 @@ class Limits:
         rate = self.queue_rate(vendor)
         return rate / max(self.worker_processes, 1) if rate else None
 
+    def process_rates(self, vendors: Iterable[str]) -> dict[str, float | None]:
+        """This process's pacing for the deployment's vendors and their sub-limits
+        (``hubspot.search``), by the names connectors/limits.py paces under."""
+        names = set(vendors)
+        return {
+            name: self.process_rate(name)
+            for name in {*names, *(n for n in self.vendors if n.split(".")[0] in names)}
+        }
+
     def process_concurrency(self, vendor: str) -> int | None:
         limit = self.vendors.get(vendor)
         if limit is None or not limit.concurrency:

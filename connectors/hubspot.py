@@ -300,6 +300,8 @@ class HubSpotCrm:
     # --- plumbing -----------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
+        if getattr(fn, "__name__", "") == "do_search":
+            limits.pace(limits.search_limit(VENDOR))  # CRM search: a few per second per account
         limits.pace(VENDOR)  # one HTTP request per call
         try:
             result = fn(*args, _request_timeout=self._timeout_s, **kwargs)

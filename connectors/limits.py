@@ -115,6 +115,12 @@ def configure_pacing(rates: Mapping[str, float | None]) -> None:
                 _pacers.pop(vendor, None)
 
 
+def search_limit(vendor: str) -> str:
+    """The name a vendor's search endpoints are paced under (``stripe.search``: 20/s,
+    ``hubspot.search``: 4/s), on top of the vendor's own rate."""
+    return f"{vendor}.search"
+
+
 def pacing_rate(vendor: str) -> float | None:
     pacer = _pacers.get(vendor)
     return pacer.rate_per_s if pacer else None
@@ -139,6 +145,8 @@ class PacedAdapter(HTTPAdapter):
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if kwargs.get("timeout") is None and self.timeout_s is not None:
             kwargs["timeout"] = self.timeout_s
+        if "/search" in (request.path_url or ""):
+            pace(search_limit(self.vendor))  # search endpoints have a lower limit of their own
         pace(self.vendor)
         response = super().send(request, **kwargs)
         observe_headers(self.vendor, response.headers)

@@ -117,7 +117,7 @@ def build_worker(
     gate = BudgetGate(limits=limits) if limits else BudgetGate(limits_file)
     limits = limits or load_limits(limits_file)
     vendors = {BILLING: billing.name, CRM: crm.name}
-    vendor_limits.configure_pacing({v: limits.process_rate(v) for v in vendors.values()})
+    vendor_limits.configure_pacing(limits.process_rates(vendors.values()))
     vendor_limits.add_listener(_allowance_gauge)
     budget = BudgetInterceptor(
         gate, lambda activity_type: tuple(vendors[s] for s in vendor_sides(activity_type))
