@@ -25,10 +25,13 @@ from cli.demo_support import written_note
 from domain import temporal as names
 from domain.approvals import UPDATE, ApprovalSignal, Decision
 from domain.churn import (
+    SWEEP_WORKFLOW_TYPE,
     WORKFLOW_TYPE,
     ChurnInput,
     ChurnResult,
     ChurnStatus,
+    SweepInput,
+    SweepResult,
 )
 from domain.dunning import (
     CATCH_UP_WORKFLOW_TYPE as DUNNING_CATCH_UP,
@@ -43,6 +46,7 @@ from domain.models import NoteTarget, RiskSignal
 from domain.quote import CATCH_UP_WORKFLOW_TYPE, CatchUpInput, CatchUpResult, QuoteToCashResult
 from sandbox import books
 from sandbox.scenarios import DAY, DEMO_CUSTOMERS
+from sandbox.zuora.scenarios import book_downgrades, book_seed
 from tests.pairs import Pair, eventually, pending_of, stage
 from tests.quote_to_cash.conftest import crm_link, start, won_deal
 from tests.support_context.conftest import start_support
@@ -380,3 +384,41 @@ async def test_quote_to_cash_order_retried_after_commit_then_timeout_makes_one(
     ]
     # one POST, committed then timed out; the retry found the subscription by its number
     assert [o.get("fault") for o in orders] == ["commit_then_timeout"]
+
+
+async def test_churn_sweep_walks_the_tenant_with_object_query_pages(
+    client: Client, zpair: Pair, uid: str
+) -> None:
+    """A small book (sandbox.books) with its failures, non-renewals and downgrade orders; the
+    sweep pages through the tenant's accounts with Object Query cursors and continues as new."""
+    book = books.book(6, prefix=f"zb{uid}", seed=16)
+    seed_url = zpair.urls["zuora"] + "/_sandbox/seed"
+    httpx.post(seed_url, json=book_seed(book), timeout=30).raise_for_status()
+    for number, quantity in book_downgrades(book):
+        zpair.billing_driver.downgrade(number, quantity)  # type: ignore[attr-defined]
+    crm = zpair.settings.crm
+    crm_seed = (
+        books.salesforce_seed(book, "zuora")
+        if crm == "salesforce"
+        else books.hubspot_seed(book, "zuora")
+    )
+    httpx.post(zpair.urls[crm] + "/_sandbox/seed", json=crm_seed, timeout=30).raise_for_status()
+    active = 0
+    cursor = None
+    while True:
+        page = zpair.billing.list_customers(cursor, limit=99)
+        active += len(page.customers)
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    assert active >= len(book.customers)
+    sweep = await client.start_workflow(
+        SWEEP_WORKFLOW_TYPE,
+        SweepInput(billing="zuora", page_size=4, pages_per_run=1, follow_up=timedelta(seconds=3)),
+        id=f"churn-sweep-zuora-{uid}",
+        task_queue=zpair.settings.task_queue,
+        result_type=SweepResult,
+    )
+    result = await asyncio.wait_for(sweep.result(), timeout=60)
+    assert result.customers == active and result.runs >= 2  # paged, continued as new
+    await keep_history(zpair, sweep, "finished")
