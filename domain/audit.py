@@ -35,11 +35,21 @@ class AuditEntry(Frozen):
     account_id: str | None = None
     case_id: str | None = None
     at: datetime
+    #: what this entry is about within the run: a governed action's ID (``act-…``), else the
+    #: step (``send_email:day3:2``); empty in entries written before it existed
+    action_id: str = ""
+
+    @property
+    def correlation_id(self) -> str:
+        """The one ID both systems' copies of this entry carry: workflow, run and action."""
+        return f"{self.workflow_id}/{self.run_id}/{self.action_id or self.action}"
 
     def as_text(self) -> str:
-        """The human-readable form billing notes carry (no PII: IDs and decisions only)."""
+        """The human-readable form both systems carry (no PII: IDs and decisions only). The
+        correlation ID comes second, so even a note cut to a platform's limit keeps it."""
         lines = [
             f"[RevBridge] {self.use_case}: {self.action} → {self.outcome}",
+            f"correlation: {self.correlation_id}",
             self.summary,
             f"decision: {self.decision}"
             + (f" ({', '.join(self.policy_ids)})" if self.policy_ids else ""),

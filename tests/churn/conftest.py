@@ -121,7 +121,7 @@ class FakeVendors:
             upsert_crm_task,
             write_crm_audit,
             add_billing_note,
-            policies.decide,
+            policies.decide_policy,
             policies.check_approver,
             policies.eligible_approvers,
         ]

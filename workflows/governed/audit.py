@@ -80,6 +80,7 @@ def audit_entry(
         account_id=scope.account_id,
         case_id=scope.case_id,
         at=workflow.now(),
+        action_id=suffix if suffix.startswith("act-") else f"{action}:{suffix}".rstrip(":"),
     )
 
 

@@ -23,6 +23,9 @@ with workflow.unsafe.imports_passed_through():
 
 #: a run that has not asked policy anything yet learns its mode before its first audit
 AUDIT_MODE_PATCH = "audit-knows-mode"
+#: runs started before it noted refused approvals in billing only where ``refusals_to_billing``
+#: said so; since, on the scope's billing record wherever there is one (docs/audit.md)
+REFUSALS_BOTH_SIDES_PATCH = "refusals-both-sides"
 
 
 class GovernedWorkflow(Gate):
@@ -88,7 +91,8 @@ class GovernedWorkflow(Gate):
         self, refused: RefusedApproval, pending: PendingApproval | None
     ) -> None:
         fields = refused.audit_fields()
-        ids = await self.audit("approval_refused", **fields, billing_note=self.refusals_to_billing)
+        both = self.refusals_to_billing or workflow.patched(REFUSALS_BOTH_SIDES_PATCH)
+        ids = await self.audit("approval_refused", **fields, billing_note=both)
         await self._record_audit_ids(ids)
 
     async def _record_audit_ids(self, ids: list[str]) -> None:
