@@ -148,3 +148,15 @@ def test_link_writes_the_one_certain_link_and_twice_is_the_same(
 def test_the_command_is_wired_with_dry_run() -> None:
     args = parser().parse_args(["link", "--dry-run", "--since", "2024-01-01"])
     assert args.dry_run and args.since == date(2024, 1, 1) and args.fn.__name__ == "cmd_link"
+
+
+def test_the_catch_up_skips_deals_closed_before_go_live(world: tuple[Billing, Crm]) -> None:
+    from pathlib import Path
+
+    from activities.quote import QuoteActivities
+
+    billing, crm = world
+    acts = QuoteActivities(billing, crm, Path("unused"), go_live=date(2026, 1, 1))  # type: ignore[arg-type]
+    assert acts._before_go_live("006linked")  # closed 2024-06-01
+    assert not acts._before_go_live("006new")  # closed 2026-03-01
+    assert QuoteActivities(billing, crm, Path("unused"), go_live=None).go_live is None  # type: ignore[arg-type]
