@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from cli.demo_support import written_note
 from domain import temporal as names
@@ -48,13 +49,23 @@ from sandbox import books
 from sandbox.scenarios import DAY, DEMO_CUSTOMERS
 from sandbox.zuora.scenarios import book_downgrades, book_seed
 from tests.pairs import Pair, eventually, pending_of, stage
-from tests.quote_to_cash.conftest import crm_link, start, won_deal
+from tests.quote_to_cash.conftest import Deal, crm_link, won_deal
+from tests.quote_to_cash.conftest import start as start_q2c
 from tests.support_context.conftest import start_support
 
 HISTORIES = Path(__file__).parent.parent / "histories"
 NORTHWIND = DEMO_CUSTOMERS[0]  # SMB, expired card
 STANDARD = [("RB-CORE", 1, 50_000, 10.0), ("RB-SEAT", 10, 4_000, 10.0)]
 STANDARD_MRR = round((50_000 + 10 * 4_000) * 0.9)
+
+
+async def start(client: Client, pair: Pair, deal: Deal) -> WorkflowHandle:
+    """The deal's run as the webhook service starts it; when the CRM's callout started it
+    first (quote-to-cash's start policy refuses a second start), the run it started."""
+    try:
+        return await start_q2c(client, pair, deal)
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle(deal.workflow_id(pair), result_type=QuoteToCashResult)
 
 
 async def keep_history(pair: Pair, handle: WorkflowHandle, what: str) -> None:
