@@ -10,6 +10,7 @@ real DunningWorkflow and governed gate, every activity faked by its registered n
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -34,9 +35,21 @@ from tests.pairs import eventually
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
 @pytest.fixture
 def client(time_env: WorkflowEnvironment) -> Client:
     return time_env.client
+
+
+async def keep_history(handle: WorkflowHandle, name: str) -> None:
+    """With REVBRIDGE_WRITE_HISTORIES=1 (`make histories`), commit the run for the replay gate:
+    the new branches (``remind-approvers``, bad approvals, ``q2c-duplicate-guard``) stay covered."""
+    if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1":
+        wf_type = (await handle.describe()).workflow_type
+        history = await handle.fetch_history()
+        (HISTORIES / f"{wf_type}__{name}.json").write_text(history.to_json())
 
 
 # --- harm 1 ----------------------------------------------------------------------------------------
@@ -72,6 +85,7 @@ async def test_the_approval_reminder_is_a_task_for_each_eligible_approver(client
         waiting = await pending(handle)
         assert waiting.approver_crm_ids == ["005A", "005F"]
         await handle.result()  # 24 h to the reminder, 72 h to expiry
+        await keep_history(handle, "approval_reminders_assigned")
     reminders = [
         i["draft"]
         for i in fakes.inputs("upsert_crm_task")
@@ -155,6 +169,7 @@ async def test_bad_approvals_are_refused_shown_and_audited_and_the_run_goes_on(
         await handle.signal(SIGNAL, ok)
         result = await handle.result()
         final = await status(handle)
+        await keep_history(handle, "bad_approvals_refused")
     summaries = refused_audits(fakes)
     assert len(summaries) == len(bad)
     assert all(reason in s for (_, reason), s in zip(bad, summaries, strict=True))
@@ -303,6 +318,7 @@ async def test_an_existing_customer_with_the_same_products_needs_revops_with_bot
             },
         )
         result = await handle.result()
+        await keep_history(handle, "duplicate_rejected_by_revops")
     assert fakes.inputs("q2c_active_subscriptions") == [
         {"customer_id": "cus-old", "price_ids": ["price-pro"]}
     ]
