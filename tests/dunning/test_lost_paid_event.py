@@ -20,9 +20,10 @@ import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from uuid import uuid4
 
 import httpx
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from domain.dunning import (
@@ -31,11 +32,13 @@ from domain.dunning import (
     DunningCatchUpResult,
     DunningResult,
 )
+from domain.settings import Settings
 from sandbox.mailbox import MailboxEmulator
 from sandbox.scenarios import DEMO_CUSTOMERS
 from tests.dunning.conftest import inbox
 from tests.dunning.test_playbook_schedules import start
 from tests.pairs import Pair, on_cover
+from workers.dunning_schedule import EVERY, ensure_dunning_schedule, schedule_id
 
 _, _, INITECH = DEMO_CUSTOMERS  # Mid-Market, a technical decline: reminders and a day-3 retry
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -132,3 +135,23 @@ async def test_the_run_reads_the_invoice_again_before_its_next_step(
     assert [a for a, _ in log] == ["create_case", "send_email", "close_dunning"]
     assert log[-1][1] == "recovered"
     await keep_history(pair, run.handle, "playbook_paid_found_on_reread")
+
+
+async def test_the_catch_up_schedule_is_created_once_and_updated_in_place(client: Client) -> None:
+    settings = Settings(
+        billing="stripe", crm="hubspot", task_queue=f"dunning-sched-{uuid4().hex[:6]}"
+    )
+    handle = client.get_schedule_handle(schedule_id(settings))
+    try:
+        assert await ensure_dunning_schedule(client, settings) == "created"
+        await handle.pause(note="paused by an operator")
+        assert await ensure_dunning_schedule(client, settings) == "updated"
+        desc = await handle.describe()
+        assert [i.every for i in desc.schedule.spec.intervals] == [EVERY]
+        action = desc.schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow)
+        assert action.workflow == CATCH_UP_WORKFLOW_TYPE
+        assert action.task_queue == settings.task_queue
+        assert desc.schedule.state.paused  # the operator's pause survives an update
+    finally:
+        await handle.delete()
