@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 from temporalio.client import Client, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain.approvals import ApprovalTiming
 from domain.ids import q2c_workflow_id
@@ -81,8 +82,17 @@ async def start(
     approval: ApprovalTiming = ApprovalTiming(),
     trigger: str = "event",
 ) -> WorkflowHandle:
-    """Start the run as the webhook service does (domain/starts.py): when the
-    CRM's callout got there first, this joins that run."""
+    """Start the run as the webhook service does (domain/starts.py); when the CRM's callout got
+    there first (the service answers "duplicate"), this joins that run."""
+    try:
+        return await _start(client, pair, deal, approval, trigger)
+    except WorkflowAlreadyStartedError:
+        return client.get_workflow_handle(deal.workflow_id(pair), result_type=QuoteToCashResult)
+
+
+async def _start(
+    client: Client, pair: Pair, deal: Deal, approval: ApprovalTiming, trigger: str
+) -> WorkflowHandle:
     return await client.start_workflow(
         WORKFLOW_TYPE,
         QuoteToCashInput(
