@@ -8,11 +8,20 @@ this walks the subset those schemas use: ``$ref``, ``anyOf``, ``type``, ``items`
 from __future__ import annotations
 
 import json
+import os
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-SPEC = Path(__file__).resolve().parents[3] / "shared" / "specs" / "zuora" / "zuora-api.json"
+
+def spec_path() -> Path:
+    """``<checkout>/../shared/specs/zuora/zuora-api.json``, or under ``$REVBRIDGE_SHARED_DIR``
+    (as sandbox/hubspot/spec.py finds HubSpot's specs)."""
+    shared = os.environ.get("REVBRIDGE_SHARED_DIR")
+    root = Path(shared) if shared else Path(__file__).resolve().parents[3] / "shared"
+    return root / "specs" / "zuora" / "zuora-api.json"
+
+
 _TYPES = {
     "string": str,
     "integer": int,
@@ -29,7 +38,7 @@ NUMBER_AS_STRING = {("FailedReason", "code")}
 
 @cache
 def spec() -> dict[str, Any]:
-    return json.loads(SPEC.read_text())
+    return json.loads(spec_path().read_text())
 
 
 def operation(method: str, path: str) -> dict[str, Any]:
