@@ -52,9 +52,10 @@ async def test_a_sweep_over_a_seeded_book_scores_everyone(
     # got an intervention that ran to its outcome; offers blocked; the sweep's own audit entries
     assert churn_soak.check(swept, N, PAGE_SIZE, PAGES_PER_RUN) == []
     assert (swept.result.pages, swept.result.runs) == (3, 2)
-    # low risk: the sweep wrote the score itself, one audit entry each, under its workflow ID
+    # low risk: the sweep wrote those scores itself, through the gate, audited under its own
+    # workflow ID (a page's low-risk scores at a time)
     low = [cid for cid, score in swept.scores.items() if score < 50]
-    assert low and len(swept.audit) == len(low)
+    assert low and 0 < len(swept.audit) <= swept.result.pages
 
     if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1":
         sweep = swept.sweep
