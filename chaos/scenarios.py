@@ -226,13 +226,18 @@ class Arena:
         http_timeout_s: float = 3.0,
     ) -> None:  # fmt: skip
         self.billing, self.crm, self.http_timeout_s = billing, crm, http_timeout_s
+        self.folder, self.workers, self.webhooks = folder, workers, webhooks
+        self._build(folder)
+
+    def _build(self, folder: Path) -> None:
         self.stack = LocalStack(
-            folder, billing, crm, workers=workers, webhooks=webhooks, http_timeout_s=http_timeout_s
-        )
+            folder, self.billing, self.crm, workers=self.workers, webhooks=self.webhooks,
+            http_timeout_s=self.http_timeout_s,
+        )  # fmt: skip
         self.inbox = Inbox()
         self.proxy = RoundRobin([w.health_url or "" for w in self.stack.webhooks])
         apps: dict[Any, int] = {self.inbox.app: 0}
-        if webhooks > 1:
+        if self.webhooks > 1:
             apps[self.proxy.app] = self.stack.cfg.webhooks.port  # one URL, as behind an ingress
         self.servers = ServerThread(apps)
 
@@ -245,6 +250,19 @@ class Arena:
         return self.stack.cfg.sandbox.url(self.crm)
 
     async def __aenter__(self) -> Arena:
+        for attempt in range(3):
+            try:
+                return await self._start()
+            except (AssertionError, RuntimeError):
+                # free_port() picks a port that another process may take before our piece binds
+                # it: start again on fresh ports (any other failure is raised as it is)
+                clash = any("address already in use" in p.text() for p in self.stack.pieces)
+                if not clash or attempt == 2:
+                    raise
+                self._build(self.folder / f"retry{attempt + 1}")
+        raise AssertionError("unreachable")
+
+    async def _start(self) -> Arena:
         self.servers.start()
         try:
             await self.stack.start()
