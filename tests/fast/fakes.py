@@ -24,34 +24,15 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 import activities as activities_package
+from activities.writes import WRITE_ACTIVITIES
+from domain.approvals import SIGNAL, ApprovalSignal, Decision
 from domain.policy import Mode, Outcome
 
-#: activities that change something in a vendor system (or send mail): what observe mode must
-#: never call. The audit trail (write_crm_audit, add_billing_note) is not among them.
-WRITES = frozenset(
-    {
-        "upsert_crm_case",
-        "upsert_crm_task",
-        "apply_credit",
-        "retry_payment",
-        "cancel_subscription",
-        "send_email",
-        "churn_write_score",
-        "churn_apply_discount",
-        "q2c_create_billing_customer",
-        "q2c_set_crm_link",
-        "q2c_create_subscription",
-        "q2c_write_billing_link",
-        "q2c_undo_customer",
-        "q2c_undo_subscription",
-        "support_annotate_case",
-    }
-)
 AUDITS = frozenset({"write_crm_audit", "add_billing_note"})
 APPROVER = "alice@example.com"
 
@@ -71,6 +52,9 @@ def registered_activity_names() -> set[str]:
 
 
 REAL_NAMES = frozenset(registered_activity_names())
+#: activities that change something in a vendor system (or send mail), as activities/writes.py
+#: declares them, less the audit trail: what observe mode must never call
+WRITES = frozenset(WRITE_ACTIVITIES) - AUDITS
 
 
 @dataclass(frozen=True)
@@ -220,3 +204,33 @@ async def fake_worker(client: Client, fakes: Fakes) -> AsyncIterator[str]:
         client, task_queue=task_queue, workflows=WORKFLOWS, activities=fakes.activities()
     ):
         yield task_queue
+
+
+@asynccontextmanager
+async def started(
+    client: Client, fakes: Fakes, workflow: str, arg: Any, *, id: str, **start: Any
+) -> AsyncIterator[WorkflowHandle[Any, Any]]:
+    """Start ``workflow`` on a worker over ``fakes`` (``start``: signal-with-start, result type,
+    ...); terminates the run if the test leaves it running, so no timer outlives its test on the
+    shared time-skipping server."""
+    async with fake_worker(client, fakes) as task_queue:
+        handle = await client.start_workflow(workflow, arg, id=id, task_queue=task_queue, **start)
+        try:
+            yield handle
+        finally:
+            if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
+                await handle.terminate("test over")
+
+
+async def answer(
+    handle: WorkflowHandle[Any, Any],
+    action_id: str,
+    decision: Decision = Decision.APPROVE,
+    approver: str = APPROVER,
+    note: str = "",
+) -> None:
+    """A person's answer to a pending action, as the Web UI sends it (signal ``approval``)."""
+    await handle.signal(
+        SIGNAL,
+        ApprovalSignal(action_id=action_id, decision=decision, approver=approver, note=note),
+    )

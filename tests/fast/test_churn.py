@@ -4,17 +4,15 @@ over fake activities: a 45-day follow-up in a second, no vendor, no emulator."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
 from domain import temporal as names
-from domain.approvals import SIGNAL, ApprovalSignal, Decision
+from domain.approvals import Decision
 from domain.approvals import ProposedAction as Proposed
 from domain.churn import (
     SWEEP_WORKFLOW_TYPE,
@@ -37,12 +35,14 @@ from domain.policy import ActionKind, Mode, Outcome
 from tests.fast.fakes import (
     APPROVER,
     Fakes,
+    answer,
     counter,
     fake_worker,
     governance,
     not_found,
     policy,
     sequence,
+    started,
 )
 from tests.pairs import eventually
 
@@ -53,11 +53,6 @@ CONFIG = ChurnConfig(
     offers={Level.CRITICAL: Offer(percent=20, months=3)},
     follow_up_days=45,
 )
-
-
-@pytest.fixture
-def client(time_env: WorkflowEnvironment) -> Client:
-    return time_env.client
 
 
 class Customer:
@@ -130,25 +125,19 @@ def churn_fakes(*scores: dict[str, Any], **outcomes: Outcome) -> Fakes:
     )
 
 
-@asynccontextmanager
-async def intervention(
+def intervention(
     client: Client, customer: Customer, fakes: Fakes, **input: Any
-) -> AsyncIterator[WorkflowHandle[Any, ChurnResult]]:
-    async with fake_worker(client, fakes) as task_queue:
-        handle = await client.start_workflow(
-            WORKFLOW_TYPE,
-            ChurnInput(billing=BILLING, customer_id=customer.id, follow_up=FOLLOW_UP, **input),
-            id=customer.wf_id,
-            task_queue=task_queue,
-            start_signal=names.SIGNAL_RISK,
-            start_signal_args=[customer.signal()],
-            result_type=ChurnResult,
-        )
-        try:
-            yield handle
-        finally:
-            if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
-                await handle.terminate("test over")
+) -> AbstractAsyncContextManager[WorkflowHandle[Any, ChurnResult]]:
+    return started(
+        client,
+        fakes,
+        WORKFLOW_TYPE,
+        ChurnInput(billing=BILLING, customer_id=customer.id, follow_up=FOLLOW_UP, **input),
+        id=customer.wf_id,
+        start_signal=names.SIGNAL_RISK,
+        start_signal_args=[customer.signal()],
+        result_type=ChurnResult,
+    )
 
 
 async def status(handle: WorkflowHandle) -> ChurnStatus:
@@ -205,10 +194,7 @@ async def test_an_approved_offer_is_applied_once_then_followed_to_retained(clien
         )
         assert waiting[0]["action_id"] == offer.action_id
         assert fakes.inputs("churn_apply_discount") == []
-        await handle.signal(
-            SIGNAL,
-            ApprovalSignal(action_id=offer.action_id, decision=Decision.APPROVE, approver=APPROVER),
-        )
+        await answer(handle, offer.action_id)
         result = await handle.result()
         final = await status(handle)
     # the CSM task, critical: high priority, keyed by the intervention
@@ -247,10 +233,7 @@ async def test_a_rejected_offer_is_never_applied(client: Client) -> None:
         await eventually(
             lambda: handle.query("pending_approvals", result_type=list), bool, "the offer"
         )
-        await handle.signal(
-            SIGNAL,
-            ApprovalSignal(action_id=offer.action_id, decision=Decision.REJECT, approver=APPROVER),
-        )
+        await answer(handle, offer.action_id, Decision.REJECT)
         result = await handle.result()
     assert fakes.inputs("churn_apply_discount") == []
     assert ("offer_discount", "rejected") in fakes.audited()

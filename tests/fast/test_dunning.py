@@ -5,17 +5,16 @@ the activities (names, inputs, order, when) and what it answered."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.testing import WorkflowEnvironment
 
 from domain import temporal as names
-from domain.approvals import QUERY, SIGNAL, ApprovalSignal, Decision, PendingApproval
+from domain.approvals import QUERY, Decision, PendingApproval
 from domain.approvals import ProposedAction as Proposed
 from domain.decisions import DunningAssessment, FailureClass
 from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult, DunningStatus
@@ -35,7 +34,16 @@ from domain.models import (
 )
 from domain.playbook import Channel, EndAction, SegmentPlaybook, Step, StepAction
 from domain.policy import ActionKind, Mode, Outcome
-from tests.fast.fakes import APPROVER, Fakes, counter, fake_worker, governance, not_found, policy
+from tests.fast.fakes import (
+    APPROVER,
+    Fakes,
+    answer,
+    counter,
+    governance,
+    not_found,
+    policy,
+    started,
+)
 from tests.pairs import eventually
 
 BILLING = "fakebill"
@@ -53,11 +61,6 @@ EMAIL_PLAYBOOK = SegmentPlaybook(
     end_action=EndAction.WRITE_OFF,
     max_pause_days=2,
 )
-
-
-@pytest.fixture
-def client(time_env: WorkflowEnvironment) -> Client:
-    return time_env.client
 
 
 class Run:
@@ -182,27 +185,20 @@ def dunning_fakes(
     )
 
 
-@asynccontextmanager
-async def dunning(
+def dunning(
     client: Client, run: Run, fakes: Fakes, **input: Any
-) -> AsyncIterator[WorkflowHandle[Any, DunningResult]]:
-    """Signal-with-start the run as the webhook service does, on a worker over ``fakes``;
-    terminates it if a test leaves it running."""
-    async with fake_worker(client, fakes) as task_queue:
-        handle = await client.start_workflow(
-            WORKFLOW_TYPE,
-            DunningInput(billing=BILLING, invoice_id=run.invoice, **input),
-            id=run.wf_id,
-            task_queue=task_queue,
-            start_signal=names.SIGNAL_PAYMENT_FAILED,
-            start_signal_args=[run.failure()],
-            result_type=DunningResult,
-        )
-        try:
-            yield handle
-        finally:
-            if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
-                await handle.terminate("test over")
+) -> AbstractAsyncContextManager[WorkflowHandle[Any, DunningResult]]:
+    """Signal-with-start the run as the webhook service does, on a worker over ``fakes``."""
+    return started(
+        client,
+        fakes,
+        WORKFLOW_TYPE,
+        DunningInput(billing=BILLING, invoice_id=run.invoice, **input),
+        id=run.wf_id,
+        start_signal=names.SIGNAL_PAYMENT_FAILED,
+        start_signal_args=[run.failure()],
+        result_type=DunningResult,
+    )
 
 
 async def status(handle: WorkflowHandle) -> DunningStatus:
@@ -314,18 +310,8 @@ async def test_a_credit_waits_for_finance_and_is_applied_once_approved(client: C
             names.APPROVAL_KEY
         ) == "pending"
         # someone without the role is refused (and audited); the finance approver counts
-        await handle.signal(
-            SIGNAL,
-            ApprovalSignal(
-                action_id=credit.action_id, decision=Decision.APPROVE, approver="eve@example.com"
-            ),
-        )
-        await handle.signal(
-            SIGNAL,
-            ApprovalSignal(
-                action_id=credit.action_id, decision=Decision.APPROVE, approver=APPROVER
-            ),
-        )
+        await answer(handle, credit.action_id, Decision.APPROVE, "eve@example.com")
+        await answer(handle, credit.action_id)
         result = await handle.result()
         final = await status(handle)
         approval_state = (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY)
@@ -357,12 +343,7 @@ async def test_a_rejected_credit_is_never_applied(client: Client) -> None:
     )
     async with dunning(client, run, fakes) as handle:
         await pending(handle)
-        await handle.signal(
-            SIGNAL,
-            ApprovalSignal(
-                action_id=credit.action_id, decision=Decision.REJECT, approver=APPROVER, note="no"
-            ),
-        )
+        await answer(handle, credit.action_id, Decision.REJECT, APPROVER, note="no")
         result = await handle.result()
         final = await status(handle)
     assert fakes.inputs("apply_credit") == []

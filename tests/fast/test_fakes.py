@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from activities.writes import WRITE_ACTIVITIES
 from tests.fast.fakes import AUDITS, REAL_NAMES, WRITES, Fakes
 
 
 def test_writes_and_audits_are_registered_activity_names() -> None:
     assert set() == WRITES - REAL_NAMES
     assert set() == AUDITS - REAL_NAMES
+    # the writes are activities/writes.py's declared writes, less the audit trail
+    assert AUDITS <= WRITE_ACTIVITIES and WRITES == WRITE_ACTIVITIES - AUDITS
+    assert {"upsert_crm_case", "apply_credit", "churn_write_scores"} <= WRITES
     assert "get_invoice_context" in REAL_NAMES and "decide_policy" in REAL_NAMES
 
 

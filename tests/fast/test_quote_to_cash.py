@@ -5,17 +5,15 @@ failed run, without a vendor or an emulator."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
 
-from domain.approvals import QUERY, SIGNAL, ApprovalSignal, Decision
+from domain.approvals import QUERY, Decision
 from domain.ids import idempotency_key, q2c_workflow_id
 from domain.models import BillingCustomer, CrmAccount
 from domain.policy import Mode, Outcome
@@ -34,18 +32,23 @@ from domain.quote import (
     QuoteToCashStatus,
 )
 from domain.records import Contact, Opportunity, OpportunityLine, Price
-from tests.fast.fakes import APPROVER, Fakes, counter, fake_worker, governance, policy, sequence
+from tests.fast.fakes import (
+    APPROVER,
+    Fakes,
+    answer,
+    counter,
+    fake_worker,
+    governance,
+    policy,
+    sequence,
+    started,
+)
 from tests.pairs import eventually
 
 CRM, BILLING = "fakecrm", "fakebill"
 MAPPING = {"products": {"PRO": {BILLING: "price-pro"}}}
 PRICES = {"prices": {"price-pro": Price(id="price-pro", unit_amount=10_000, currency="USD")}}
 NO_MATCH: dict[str, Any] = {"linked": None, "by_email": [], "by_company": []}
-
-
-@pytest.fixture
-def client(time_env: WorkflowEnvironment) -> Client:
-    return time_env.client
 
 
 class Deal:
@@ -95,23 +98,17 @@ def q2c_fakes(deal: Deal, **outcomes: Outcome) -> Fakes:
     )
 
 
-@asynccontextmanager
-async def q2c(
+def q2c(
     client: Client, deal: Deal, fakes: Fakes
-) -> AsyncIterator[WorkflowHandle[Any, QuoteToCashResult]]:
-    async with fake_worker(client, fakes) as task_queue:
-        handle = await client.start_workflow(
-            WORKFLOW_TYPE,
-            QuoteToCashInput(crm=CRM, billing=BILLING, opportunity_id=deal.id),
-            id=deal.wf_id,
-            task_queue=task_queue,
-            result_type=QuoteToCashResult,
-        )
-        try:
-            yield handle
-        finally:
-            if (await handle.describe()).status is WorkflowExecutionStatus.RUNNING:
-                await handle.terminate("test over")
+) -> AbstractAsyncContextManager[WorkflowHandle[Any, QuoteToCashResult]]:
+    return started(
+        client,
+        fakes,
+        WORKFLOW_TYPE,
+        QuoteToCashInput(crm=CRM, billing=BILLING, opportunity_id=deal.id),
+        id=deal.wf_id,
+        result_type=QuoteToCashResult,
+    )
 
 
 async def status(handle: WorkflowHandle) -> QuoteToCashStatus:
@@ -293,12 +290,7 @@ async def test_non_standard_terms_wait_for_revops_and_go_live_once_approved(clie
         assert pending["action"]["custom_terms"] is True
         assert pending["action"]["terms"] == "payment terms Net 60"
         assert fakes.inputs("q2c_create_subscription") == []
-        await handle.signal(
-            SIGNAL,
-            ApprovalSignal(
-                action_id=pending["action_id"], decision=Decision.APPROVE, approver=APPROVER
-            ),
-        )
+        await answer(handle, pending["action_id"])
         result = await handle.result()
     (sub,) = fakes.inputs("q2c_create_subscription")
     assert sub["draft"]["net_term_days"] == 60
@@ -313,12 +305,7 @@ async def test_a_rejected_subscription_undoes_the_customer_it_created(client: Cl
         (pending,) = await eventually(
             lambda: handle.query(QUERY, result_type=list), bool, "the approval"
         )
-        await handle.signal(
-            SIGNAL,
-            ApprovalSignal(
-                action_id=pending["action_id"], decision=Decision.REJECT, approver=APPROVER
-            ),
-        )
+        await answer(handle, pending["action_id"], Decision.REJECT)
         result = await handle.result()
         final = await status(handle)
     assert fakes.inputs("q2c_create_subscription") == []

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
 from domain.ids import idempotency_key, support_workflow_id
 from domain.models import CrmAccount
@@ -18,11 +17,6 @@ from tests.fast.fakes import Fakes, fake_worker, governance, policy
 from tests.support_context.fakes import linked_snapshot
 
 CRM, BILLING = "fakecrm", "fakebill"
-
-
-@pytest.fixture
-def client(time_env: WorkflowEnvironment) -> Client:
-    return time_env.client
 
 
 class Case:
