@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from connectors.base import ErrorKind
 from connectors.registry import build_billing, build_crm
 from harness.drivers import BillingDriver, CrmDriver, drivers
 from sandbox.framework import ServerThread
@@ -23,6 +24,16 @@ UNUSED = "http://127.0.0.1:9"
 #: the seeded customer: a Globex invoice whose card declines for insufficient funds
 CUSTOMER: DunningCustomer = DEMO_CUSTOMERS[1]
 OTHERS: tuple[DunningCustomer, ...] = (DEMO_CUSTOMERS[0], DEMO_CUSTOMERS[2])
+
+
+#: what a vendor answers when it is busy or broken, and the kind the connector must report: None is
+#: the vendor's own "slow down" (the spec's ``rate_limit``)
+TRANSIENT: list[tuple[dict[str, Any] | None, ErrorKind]] = [
+    (None, ErrorKind.RATE_LIMITED),
+    ({"kind": "status", "status": 503}, ErrorKind.RETRYABLE),
+    ({"kind": "status", "status": 500}, ErrorKind.RETRYABLE),
+]
+TRANSIENT_IDS = ["rate-limited", "503", "500"]
 
 
 @dataclass

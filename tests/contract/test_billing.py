@@ -9,7 +9,7 @@ import pytest
 from activities.errors import to_application_error
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from domain.models import InvoiceStatus, NoteTarget
-from tests.contract.conftest import CUSTOMER, OTHERS, BillingTarget
+from tests.contract.conftest import CUSTOMER, OTHERS, TRANSIENT, TRANSIENT_IDS, BillingTarget
 
 CREDIT = 2_500
 
@@ -80,15 +80,7 @@ def test_a_credit_committed_then_timed_out_is_one_credit_after_the_retry(
     assert billing.spec.credits(billing.connector, customer) == before + CREDIT
 
 
-@pytest.mark.parametrize(
-    ("fault", "kind"),
-    [
-        (None, ErrorKind.RATE_LIMITED),
-        ({"kind": "status", "status": 503}, ErrorKind.RETRYABLE),
-        ({"kind": "status", "status": 500}, ErrorKind.RETRYABLE),
-    ],
-    ids=["rate-limited", "503", "500"],
-)
+@pytest.mark.parametrize(("fault", "kind"), TRANSIENT, ids=TRANSIENT_IDS)
 def test_errors_are_classified_the_way_temporal_retries_them(
     billing: BillingTarget, fault: dict | None, kind: ErrorKind
 ) -> None:

@@ -12,7 +12,7 @@ from activities.errors import to_application_error
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from domain.audit import AuditEntry
 from domain.models import CaseDraft, CasePriority, CustomerTier
-from tests.contract.conftest import CUSTOMER, OTHERS, CrmTarget
+from tests.contract.conftest import CUSTOMER, OTHERS, TRANSIENT, TRANSIENT_IDS, CrmTarget
 
 
 def draft(crm: CrmTarget, key: str, account_id: str | None) -> CaseDraft:
@@ -101,15 +101,7 @@ def test_open_cases_honour_their_limit(crm: CrmTarget) -> None:
     assert {c.id for c in crm.connector.open_cases(owner, limit=5)} == set(opened)
 
 
-@pytest.mark.parametrize(
-    ("fault", "kind"),
-    [
-        (None, ErrorKind.RATE_LIMITED),
-        ({"kind": "status", "status": 503}, ErrorKind.RETRYABLE),
-        ({"kind": "status", "status": 500}, ErrorKind.RETRYABLE),
-    ],
-    ids=["rate-limited", "503", "500"],
-)
+@pytest.mark.parametrize(("fault", "kind"), TRANSIENT, ids=TRANSIENT_IDS)
 def test_errors_are_classified_the_way_temporal_retries_them(
     crm: CrmTarget, fault: dict | None, kind: ErrorKind
 ) -> None:
