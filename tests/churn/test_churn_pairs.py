@@ -61,6 +61,9 @@ def seed_risky(pair: Pair, uid: str) -> books.BookCustomer:
 async def test_risky_customer_scored_task_offer_approved_discount_applied_outcome(
     client: Client, pair: Pair, uid: str
 ) -> None:
+    # this test starts the intervention itself (a 3 s follow-up): the seeded failures' webhooks
+    # must not start the customer's run first with the configured 45 days
+    httpx.delete(pair.billing_url + "/_sandbox/webhooks").raise_for_status()
     c = seed_risky(pair, uid)
     billing = pair.settings.billing
     handle = await client.start_workflow(
