@@ -67,10 +67,10 @@ class _DunningVariant(DunningWorkflow):
     the customer on the failure event) before anything else, then the run goes on as shipped."""
 
     async def _look_up_account_first(self, input: DunningInput) -> None:
-        await workflow.wait_condition(lambda: bool(self._failures))
+        await workflow.wait_condition(lambda: bool(self.s.failures))
         await workflow.execute_activity_method(
             CrmActivities.find_crm_account,
-            FindAccountInput(billing=input.billing, customer_id=self._failures[0].customer_id),
+            FindAccountInput(billing=input.billing, customer_id=self.s.failures[0].customer_id),
             summary="find the linked CRM account",
             **READ,
         )
