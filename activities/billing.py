@@ -119,8 +119,9 @@ class BillingActivities:
         closed: list[str] = []
         for failure in input.failed:
             wf_id = dunning_workflow_id(input.billing, failure.invoice_id)
+            running = await _is_running(client, wf_id)
             try:
-                handle = await client.start_workflow(
+                await client.start_workflow(
                     WORKFLOW_TYPE,
                     DunningInput(billing=input.billing, invoice_id=failure.invoice_id),
                     id=wf_id,
@@ -144,7 +145,7 @@ class BillingActivities:
                     ),
                     rpc_timeout=RPC_TIMEOUT,
                 )
-                (started if handle.first_execution_run_id else signalled).append(wf_id)
+                (signalled if running else started).append(wf_id)
             except WorkflowAlreadyStartedError:
                 closed.append(wf_id)
             activity.heartbeat(len(started) + len(signalled) + len(closed))
@@ -176,3 +177,14 @@ class BillingActivities:
 
     def catch_up_methods(self) -> list:  # noqa: ANN201 - activity callables
         return [self.dunning_billing_changes, self.dunning_catch_up_runs]
+
+
+async def _is_running(client: Client, workflow_id: str) -> bool:
+    """Whether a run with this ID is open (for the report only: the start decides)."""
+    try:
+        desc = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=RPC_TIMEOUT)
+    except RPCError as err:
+        if err.status is RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return desc.status == WorkflowExecutionStatus.RUNNING
