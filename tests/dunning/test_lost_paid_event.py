@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import uuid4
 
 import httpx
+import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
@@ -35,6 +37,7 @@ from domain.dunning import (
 from domain.settings import Settings
 from sandbox.mailbox import MailboxEmulator
 from sandbox.scenarios import DEMO_CUSTOMERS
+from tests.conftest import start_time_skipping
 from tests.dunning.conftest import inbox
 from tests.dunning.test_playbook_schedules import start
 from tests.pairs import Pair, on_cover
@@ -50,6 +53,18 @@ async def keep_history(pair: Pair, handle: WorkflowHandle, name: str) -> None:
         wf_type = (await handle.describe()).workflow_type
         history = await handle.fetch_history()
         (HISTORIES / f"{wf_type}__{name}.json").write_text(history.to_json())
+
+
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of each test's own: the catch-up may start runs for other tests'
+    invoices in the shared sandbox, and one of those left without its worker would stall the
+    session's clock for every later time-skipping test."""
+    env = await start_time_skipping()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 def ledger_after(pair: Pair, invoice_id: str, index: int) -> list[dict]:
