@@ -56,7 +56,7 @@ def run_worker(cfg: StackConfig | None) -> None:
         await worker_main.run(settings, stop=_stop_on_signals())
         # Let the SDK's clients and their background threads go while the loop still runs: a
         # SIGTERM'd worker in the container otherwise crashed (139) in about one exit of three
-        # during interpreter shutdown (docs/deploy.md; measured 0 of 6 with this).
+        # during interpreter shutdown (0 of 6 with this).
         gc.collect()
         await asyncio.sleep(0.1)
 
