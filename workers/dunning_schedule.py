@@ -12,23 +12,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleState,
-)
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.client import Client, Schedule
 
-from domain import temporal as names
 from domain.dunning import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
 from domain.dunning import DunningCatchUpInput
 from domain.settings import Settings
-from infra.schedules import ensure_schedule
+from domain.temporal import UseCase
+from infra.schedules import CatchUp
 
 EVERY = timedelta(minutes=15)
 
@@ -37,28 +27,23 @@ def schedule_id(settings: Settings) -> str:
     return f"dunning-catch-up:{settings.task_queue}"
 
 
-def catch_up_schedule(settings: Settings, every: timedelta = EVERY) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            WORKFLOW_TYPE,
-            DunningCatchUpInput(),
-            # the schedule appends the scheduled time: one workflow ID per run
-            id=schedule_id(settings),
-            task_queue=settings.task_queue,
-            execution_timeout=every,
-            typed_search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(names.USE_CASE_KEY, "dunning")]
-            ),
-            static_summary=f"Dunning catch-up: {settings.billing} payments no webhook delivered",
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=every),
-        state=ScheduleState(
-            note="RevBridge: settle dunning runs whose invoice was paid, start those never started"
-        ),
+def catch_up(settings: Settings, every: timedelta = EVERY) -> CatchUp:
+    return CatchUp(
+        schedule_id=schedule_id(settings),
+        workflow_type=WORKFLOW_TYPE,
+        input=DunningCatchUpInput(),
+        task_queue=settings.task_queue,
+        use_case=UseCase.DUNNING,
+        summary=f"Dunning catch-up: {settings.billing} payments no webhook delivered",
+        note="RevBridge: settle dunning runs whose invoice was paid, start those never started",
+        every=every,
     )
+
+
+def catch_up_schedule(settings: Settings, every: timedelta = EVERY) -> Schedule:
+    return catch_up(settings, every).schedule()
 
 
 async def ensure_dunning_schedule(client: Client, settings: Settings) -> str:
     """Create the catch-up schedule or bring it up to date; returns ``created`` or ``updated``."""
-    return await ensure_schedule(client, schedule_id(settings), catch_up_schedule(settings))
+    return await catch_up(settings).ensure(client)

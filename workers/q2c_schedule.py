@@ -11,23 +11,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleState,
-)
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.client import Client, Schedule
 
-from domain import temporal as names
 from domain.quote import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
 from domain.quote import CatchUpInput
 from domain.settings import Settings
-from infra.schedules import ensure_schedule
+from domain.temporal import UseCase
+from infra.schedules import CatchUp
 
 EVERY = timedelta(minutes=15)
 
@@ -36,28 +26,23 @@ def schedule_id(settings: Settings) -> str:
     return f"q2c-catch-up:{settings.task_queue}"
 
 
-def catch_up_schedule(settings: Settings, every: timedelta = EVERY) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            WORKFLOW_TYPE,
-            CatchUpInput(),
-            # the schedule appends the scheduled time: one workflow ID per run
-            id=schedule_id(settings),
-            task_queue=settings.task_queue,
-            execution_timeout=every,
-            typed_search_attributes=TypedSearchAttributes(
-                [SearchAttributePair(names.USE_CASE_KEY, names.UseCase.QUOTE_TO_CASH)]
-            ),
-            static_summary=f"Quote-to-cash catch-up: won {settings.crm} deals without a run",
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=every),
-        state=ScheduleState(
-            note="RevBridge: start quote-to-cash for won deals whose callout never arrived"
-        ),
+def catch_up(settings: Settings, every: timedelta = EVERY) -> CatchUp:
+    return CatchUp(
+        schedule_id=schedule_id(settings),
+        workflow_type=WORKFLOW_TYPE,
+        input=CatchUpInput(),
+        task_queue=settings.task_queue,
+        use_case=UseCase.QUOTE_TO_CASH,
+        summary=f"Quote-to-cash catch-up: won {settings.crm} deals without a run",
+        note="RevBridge: start quote-to-cash for won deals whose callout never arrived",
+        every=every,
     )
+
+
+def catch_up_schedule(settings: Settings, every: timedelta = EVERY) -> Schedule:
+    return catch_up(settings, every).schedule()
 
 
 async def ensure_q2c_schedule(client: Client, settings: Settings) -> str:
     """Create the catch-up schedule or bring it up to date; returns ``created`` or ``updated``."""
-    return await ensure_schedule(client, schedule_id(settings), catch_up_schedule(settings))
+    return await catch_up(settings).ensure(client)

@@ -11,23 +11,19 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.budget import Limits
-from cli.stack import test_server_binary
 from connectors import limits as vendor_limits
 from connectors.registry import build_billing, build_crm
-from domain.temporal import SEARCH_ATTRIBUTES
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.stripe import StripeEmulator
+from tests.conftest import start_time_skipping
 from tests.limits.probe import LimitsProbeWorkflow
 from tests.pairs import (
     CB_KEY,
@@ -71,19 +67,7 @@ def sandboxes() -> Iterator[Sandboxes]:
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     """A time-skipping test server of this module's own (it shadows the session's): a run
     another suite leaves open on the shared one, without its worker, stalls its clock."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(test_server_binary()),
-        data_converter=pydantic_data_converter,
-    )
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={
-                name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind.upper()}")
-                for name, kind in SEARCH_ATTRIBUTES.items()
-            },
-        )
-    )
+    env = await start_time_skipping()
     try:
         yield env
     finally:
