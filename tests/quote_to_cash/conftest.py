@@ -85,14 +85,20 @@ async def start(
     """Start the run as the webhook service does (domain/starts.py); when the CRM's callout got
     there first (the service answers "duplicate"), this joins that run."""
     try:
-        return await _start(client, pair, deal, approval, trigger)
+        return await start_once(client, pair, deal, approval, trigger)
     except WorkflowAlreadyStartedError:
         return client.get_workflow_handle(deal.workflow_id(pair), result_type=QuoteToCashResult)
 
 
-async def _start(
-    client: Client, pair: Pair, deal: Deal, approval: ApprovalTiming, trigger: str
+async def start_once(
+    client: Client,
+    pair: Pair,
+    deal: Deal,
+    approval: ApprovalTiming = ApprovalTiming(),
+    trigger: str = "event",
 ) -> WorkflowHandle:
+    """Exactly what the webhook service sends: a second start of the deal's run fails
+    (``WorkflowAlreadyStartedError``) while it runs or after it finished."""
     return await client.start_workflow(
         WORKFLOW_TYPE,
         QuoteToCashInput(
