@@ -182,8 +182,18 @@ class CrmSystem(Protocol):
         """The account's open support cases, newest first."""
         ...
 
-    def upsert_case(self, draft: CaseDraft) -> CaseRef:
-        """Open (or find again) the case for ``draft.key``: a retried call never opens two."""
+    def find_account_with_cases(
+        self, billing: str, customer_id: str, limit: int = 5
+    ) -> tuple[CrmAccount | None, list[CaseSummary]]:
+        """``find_account`` and its ``open_cases`` in one request where the CRM allows it
+        (Salesforce: one SOQL with a Cases subquery). The hot path's only CRM read."""
+        ...
+
+    def upsert_case(self, draft: CaseDraft, audit: AuditEntry | None = None) -> CaseRef:
+        """Open (or find again) the case for ``draft.key``: a retried call never opens two.
+        With ``audit``, the audit entry is written in the same request where the CRM allows it
+        (Salesforce ``/composite``), idempotent by ``audit.key`` as ``write_audit`` is. The
+        returned ref comes from the write itself, never from a re-read."""
         ...
 
     def write_audit(self, entry: AuditEntry) -> str:
