@@ -12,6 +12,7 @@ from domain.approvals import ApprovalTiming
 from domain.decisions import DunningAssessment
 from domain.models import (
     CaseRef,
+    CatchUpWindow,
     CrmAccount,
     Frozen,
     InvoiceContext,
@@ -141,15 +142,8 @@ CATCH_UP_WORKFLOW_TYPE = "DunningCatchUpWorkflow"
 CATCH_UP_MAX_LIMIT = 2_000
 
 
-class DunningCatchUpInput(Frozen):
-    #: look back this far on the very first run (no previous watermark)
-    lookback: timedelta = timedelta(hours=24)
-    #: look back this much before the last watermark (clock skew, late indexing)
-    overlap: timedelta = timedelta(minutes=5)
-    #: the first page size asked for; grows on a full page up to CATCH_UP_MAX_LIMIT
-    limit: int = 200
-    #: an explicit start (tests, a manual backfill); None: the last run's watermark
-    since: datetime | None = None
+class DunningCatchUpInput(CatchUpWindow):
+    """The dunning catch-up's window (invoices settled and payments failed in it)."""
 
 
 class BillingChangesInput(Frozen):

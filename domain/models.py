@@ -6,7 +6,7 @@ sends it. Provider IDs are opaque strings; nothing here holds a secret.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -240,3 +240,18 @@ class PaymentAttempt(Frozen):
 class NoteTarget(StrEnum):
     CUSTOMER = "customer"
     INVOICE = "invoice"
+
+
+class CatchUpWindow(Frozen):
+    """Where a scheduled catch-up looks (the dunning and quote-to-cash catch-ups): from the last
+    run's watermark minus ``overlap``, or ``lookback`` on the very first run, or an explicit
+    ``since``; asking for ``limit`` records first and more on a full page."""
+
+    #: look back this far on the very first run (no previous watermark)
+    lookback: timedelta = timedelta(hours=24)
+    #: look back this much before the last watermark (clock skew, late indexing)
+    overlap: timedelta = timedelta(minutes=5)
+    #: the first page size asked for; grows on a full page up to the use case's maximum
+    limit: int = 200
+    #: an explicit start (tests, a manual backfill); None: the last run's watermark
+    since: datetime | None = None

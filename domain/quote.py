@@ -12,14 +12,14 @@ subscription ID).
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 
 import yaml
 from pydantic import BaseModel, ConfigDict
 
 from domain.approvals import ApprovalTiming
-from domain.models import BillingCustomer, CrmAccount, Frozen
+from domain.models import BillingCustomer, CatchUpWindow, CrmAccount, Frozen
 from domain.records import Opportunity, OpportunityLine, Price, SubscriptionLine, SubscriptionRef
 
 WORKFLOW_TYPE = "QuoteToCashWorkflow"
@@ -61,14 +61,8 @@ CATCH_UP_WORKFLOW_TYPE = "QuoteToCashCatchUpWorkflow"
 CATCH_UP_MAX_LIMIT = 2000
 
 
-class CatchUpInput(Frozen):
-    #: the first run (no previous result) looks this far back
-    lookback: timedelta = timedelta(hours=24)
-    #: each run also re-reads this much before the watermark
-    overlap: timedelta = timedelta(minutes=5)
-    limit: int = 200
-    #: look from here instead of the watermark (a backfill, or a test)
-    since: datetime | None = None
+class CatchUpInput(CatchUpWindow):
+    """The quote-to-cash catch-up's window (won deals modified in it)."""
 
 
 class CatchUpResult(Frozen):

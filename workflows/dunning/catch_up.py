@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows.governed import watermark
 from workflows.options import READ, WRITE
 
 with workflow.unsafe.imports_passed_through():
@@ -38,33 +39,21 @@ class DunningCatchUpWorkflow:
     @workflow.run
     async def run(self, input: DunningCatchUpInput) -> DunningCatchUpResult:
         now = workflow.now()
-        last = (
-            workflow.get_last_completion_result(DunningCatchUpResult)
-            if workflow.has_last_completion_result()
-            else None
-        )
-        if input.since is not None:
-            since = input.since
-        elif last is not None:
-            since = last.watermark - input.overlap
-        else:
-            since = now - input.lookback
+        since = watermark.since(input, DunningCatchUpResult)
         workflow.set_current_details(f"Billing changes since {since:%Y-%m-%d %H:%M:%S} UTC")
-        # No cursor across runs: on a full page ask again for more, up to MAX_LIMIT.
-        limit = input.limit
-        while True:
-            changes = await workflow.execute_activity_method(
+        changes, truncated = await watermark.read_growing(
+            lambda limit: workflow.execute_activity_method(
                 BillingActivities.dunning_billing_changes,
                 BillingChangesInput(since=since, limit=limit),
                 summary="invoices paid and payments failed since the watermark",
                 **READ,
-            )
-            truncated = max(len(changes.paid), len(changes.failed)) >= limit
-            if not truncated or limit >= MAX_LIMIT:
-                break
-            limit = min(limit * 4, MAX_LIMIT)
+            ),
+            lambda changes: max(len(changes.paid), len(changes.failed)),
+            limit=input.limit,
+            max_limit=MAX_LIMIT,
+        )
         if truncated:
-            workflow.logger.warning("dunning catch-up saw a full page of %d", limit)
+            workflow.logger.warning("dunning catch-up saw a full page of %d", MAX_LIMIT)
         result = DunningCatchUpResult(
             watermark=now,
             since=since,

@@ -24,6 +24,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows.governed import watermark
 from workflows.options import READ, WRITE
 
 with workflow.unsafe.imports_passed_through():
@@ -38,37 +39,24 @@ class QuoteToCashCatchUpWorkflow:
     @workflow.run
     async def run(self, input: CatchUpInput) -> CatchUpResult:
         now = workflow.now()
-        last = (
-            workflow.get_last_completion_result(CatchUpResult)
-            if workflow.has_last_completion_result()
-            else None
-        )
-        if input.since is not None:
-            since = input.since
-        elif last is not None:
-            since = last.watermark - input.overlap
-        else:
-            since = now - input.lookback
+        since = watermark.since(input, CatchUpResult)
         workflow.set_current_details(f"Won deals modified since {since:%Y-%m-%d %H:%M:%S} UTC")
-        # The CRM query has no cursor: on a full page, ask again for more (oldest first, so a
-        # bigger page is a superset), up to MAX_LIMIT; past that, move on and say so.
-        limit = input.limit
-        while True:
-            won = await workflow.execute_activity_method(
+        # The CRM query has no cursor: oldest first, so a bigger page is a superset.
+        won, truncated = await watermark.read_growing(
+            lambda limit: workflow.execute_activity_method(
                 QuoteActivities.q2c_won_opportunities,
                 WonSinceInput(since=since, limit=limit),
                 summary="won deals since the watermark",
                 **READ,
-            )
-            truncated = len(won.opportunity_ids) >= limit
-            if not truncated or limit >= MAX_LIMIT:
-                break
-            limit = min(limit * 4, MAX_LIMIT)
+            ),
+            lambda won: len(won.opportunity_ids),
+            limit=input.limit,
+            max_limit=MAX_LIMIT,
+        )
         if truncated:
-            workflow.logger.warning("catch-up saw a full page of %d won deals", limit)
-        watermark = now
+            workflow.logger.warning("catch-up saw a full page of %d won deals", MAX_LIMIT)
         if not won.opportunity_ids:
-            return CatchUpResult(watermark=watermark, since=since)
+            return CatchUpResult(watermark=now, since=since)
         started = await workflow.execute_activity_method(
             QuoteActivities.q2c_start_runs,
             StartRunsInput(
@@ -91,7 +79,7 @@ class QuoteToCashCatchUpWorkflow:
             )
         )
         return CatchUpResult(
-            watermark=watermark,
+            watermark=now,
             since=since,
             found=won.opportunity_ids,
             running=started.running,
