@@ -7,17 +7,16 @@ import logging
 from temporalio.client import Client
 
 from domain.settings import Settings
+from workers.catch_ups import ensure_dunning_schedule, ensure_q2c_schedule, q2c_schedule_id
 from workers.churn_schedule import SweepSchedule, ensure_churn_schedule
-from workers.dunning_schedule import ensure_dunning_schedule
-from workers.q2c_schedule import ensure_q2c_schedule, schedule_id
 
 log = logging.getLogger("revbridge.worker")
 
 
 async def ensure_all(client: Client, settings: Settings) -> None:
-    """Every schedule this deployment needs: the quote-to-cash catch-up and the churn sweep."""
+    """Every schedule this deployment needs: the two catch-ups and the churn sweep."""
     q2c = await ensure_q2c_schedule(client, settings)
     sweep = SweepSchedule(billing=settings.billing, task_queue=settings.task_queue)
     churn = await ensure_churn_schedule(client, sweep)
-    log.info("schedules: %s %s, %s %s", schedule_id(settings), q2c, sweep.schedule_id, churn)
+    log.info("schedules: %s %s, %s %s", q2c_schedule_id(settings), q2c, sweep.schedule_id, churn)
     log.info("schedules: dunning catch-up %s", await ensure_dunning_schedule(client, settings))

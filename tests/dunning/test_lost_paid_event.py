@@ -41,7 +41,8 @@ from tests.conftest import start_time_skipping
 from tests.dunning.conftest import inbox
 from tests.dunning.test_playbook_schedules import start
 from tests.pairs import Pair, on_cover
-from workers.dunning_schedule import EVERY, ensure_dunning_schedule, schedule_id
+from workers.catch_ups import EVERY, ensure_dunning_schedule
+from workers.catch_ups import dunning_schedule_id as schedule_id
 
 _, _, INITECH = DEMO_CUSTOMERS  # Mid-Market, a technical decline: reminders and a day-3 retry
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"

@@ -12,7 +12,8 @@ from domain.quote import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
 from domain.quote import CatchUpInput, CatchUpResult, QuoteToCashResult
 from tests.pairs import Pair, on_pairs
 from tests.quote_to_cash.conftest import keep_history, live_subscriptions, won_deal
-from workers.q2c_schedule import EVERY, ensure_q2c_schedule, schedule_id
+from workers.catch_ups import EVERY, ensure_q2c_schedule
+from workers.catch_ups import q2c_schedule_id as schedule_id
 
 STANDARD = [("RB-CORE", 1, 50_000, 0.0), ("RB-SEAT", 3, 4_000, 0.0)]
 

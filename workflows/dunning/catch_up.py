@@ -2,7 +2,7 @@
 
 A webhook outage, or a vendor that stopped redelivering, would leave a dunning run reminding a
 customer who paid. Each run re-reads the invoice before every customer-facing step, and this
-workflow — on a Temporal Schedule every 15 minutes (workers/dunning_schedule.py) — asks billing
+workflow — on a Temporal Schedule every 15 minutes (workers/catch_ups.py) — asks billing
 what happened since a watermark: invoices paid, voided or credited signal their running dunning
 run (``invoice_paid``: it closes as recovered at once, before its next step), and failed payments
 with no dunning run start one with the webhook's own ID, event and start policies (a running run

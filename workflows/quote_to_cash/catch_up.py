@@ -1,7 +1,7 @@
 """The quote-to-cash catch-up: won deals whose callout never arrived still get their run.
 
 Salesforce Flow callouts are not redelivered and a webhook can be lost, so a Temporal Schedule
-(workers/q2c_schedule.py) runs this every 15 minutes. It asks the CRM for deals closed-won and
+(workers/catch_ups.py) runs this every 15 minutes. It asks the CRM for deals closed-won and
 modified since a watermark, starts a QuoteToCashWorkflow for each with the webhook service's
 deterministic ID and policies (``REJECT_DUPLICATE``: a deal already handled is never handled
 again; ``USE_EXISTING``: a running one is joined), and moves the watermark on.
