@@ -15,9 +15,11 @@ Quote-to-cash, churn and support context (billing-apis.md §2):
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
@@ -26,6 +28,7 @@ from urllib.parse import urlparse
 
 import httpx
 from chargebee import Chargebee
+from chargebee import http_request as _sdk_http
 from chargebee.api_error import APIError
 
 from connectors import limits
@@ -78,6 +81,43 @@ def _ts(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value else None
 
 
+# --- one keep-alive HTTP client per connector ------------------------------------------------------
+#
+# The chargebee client (3.x) sends every request through ``chargebee.http_request._make_request``,
+# which opens ``with httpx.Client(verify=...)`` for that one request: a new TCP (and TLS)
+# connection and, with its default CA checks, the CA bundle loaded again (~30 ms CPU) per call.
+# The client offers no way to pass an HTTP client in, so this is the one seam: that function is
+# replaced once per process by one that sends through the ``httpx.Client`` of the connector
+# making the call (a context variable set around each call in ``_call``) and hands every other
+# caller to the SDK's own function unchanged.
+
+_HTTP: contextvars.ContextVar[httpx.Client | None] = contextvars.ContextVar(
+    "chargebee_http_client", default=None
+)
+_SDK_MAKE_REQUEST = getattr(_sdk_http, "_make_request", None)
+_seam_lock = threading.Lock()
+
+
+def _make_request(request_args: dict[str, Any]) -> Any:
+    client = _HTTP.get()
+    if client is None or _SDK_MAKE_REQUEST is None:
+        return _SDK_MAKE_REQUEST(request_args)  # type: ignore[misc]
+    request_args.pop("verify", None)  # the shared client verifies TLS with httpx's defaults
+    response = client.request(**request_args)
+    return _sdk_http._handle_response(request_args, response)
+
+
+def _install_shared_client_seam() -> bool:
+    """Route the SDK's requests through the calling connector's client; False when this SDK
+    version has no such function (then every call opens its own client, as before)."""
+    with _seam_lock:
+        if _SDK_MAKE_REQUEST is None or not hasattr(_sdk_http, "_handle_response"):
+            return False
+        if _sdk_http._make_request is not _make_request:
+            _sdk_http._make_request = _make_request
+        return True
+
+
 class ChargebeeBilling:
     name = "chargebee"
 
@@ -100,46 +140,59 @@ class ChargebeeBilling:
             base = settings.api_url.rstrip("/")
             self._cb.env.api_url = lambda url, subDomain=None: f"{base}/api/v2{url}"
         # SDK retries stay off (the default RetryConfig): Temporal owns retries.
+        # One keep-alive client for every call this connector makes (see _make_request above),
+        # with at most Chargebee's concurrency limit in flight (test sites 100: billing-apis.md
+        # §2f; policies/limits.yaml).
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout_s),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        )
+        self.keep_alive = _install_shared_client_seam()
+
+    def close(self) -> None:
+        """Close the connector's HTTP connections (at shutdown)."""
+        self._http.close()
 
     # --- BillingPlatform ---------------------------------------------------------------------------
 
     def get_invoice_context(self, invoice_id: str, payments: int = 5) -> InvoiceContext:
+        """The invoice, then its subscription — whose retrieve carries the customer too (one call
+        for both, and the MRR) — or the customer alone for an invoice without a subscription;
+        then the customer's last ``payments`` payment transactions (the decline code lives only
+        on the transaction: neither the invoice's ``linked_payments`` nor its
+        ``dunning_attempts`` carry it). ``payments=0`` skips them: two calls."""
         inv = self._call(
             lambda: self._cb.Invoice.retrieve(invoice_id), what=f"invoice {invoice_id}"
         ).invoice
-        cust = self._call(
-            lambda: self._cb.Customer.retrieve(inv.customer_id), what=f"customer {inv.customer_id}"
-        ).customer
         mrr = 0
         if inv.subscription_id:
-            sub = self._call(
+            both = self._call(
                 lambda: self._cb.Subscription.retrieve(inv.subscription_id),
                 what=f"subscription {inv.subscription_id}",
-            ).subscription
-            mrr = int(getattr(sub, "mrr", 0) or 0)
-        txns = self._call(
-            lambda: self._cb.Transaction.list(
-                {
-                    "customer_id": {"is": inv.customer_id},
-                    "type": {"is": "payment"},
-                    "sort_by": {"desc": "date"},
-                    "limit": payments,
-                }
-            ),
-            what="transactions",
-        )
-        recent = [self._payment(entry.transaction, invoice_id) for entry in txns.list]
+            )
+            cust = both.customer
+            mrr = int(getattr(both.subscription, "mrr", 0) or 0)
+        else:
+            cust = self._call(
+                lambda: self._cb.Customer.retrieve(inv.customer_id),
+                what=f"customer {inv.customer_id}",
+            ).customer
+        recent: list[Payment] = []
+        if payments > 0:
+            txns = self._call(
+                lambda: self._cb.Transaction.list(
+                    {
+                        "customer_id": {"is": inv.customer_id},
+                        "type": {"is": "payment"},
+                        "sort_by": {"desc": "date"},
+                        "limit": min(payments, 100),
+                    }
+                ),
+                what="transactions",
+            )
+            recent = [self._payment(entry.transaction, invoice_id) for entry in txns.list]
         return InvoiceContext(
-            invoice=Invoice(
-                id=inv.id,
-                customer_id=inv.customer_id,
-                subscription_id=inv.subscription_id,
-                status=_STATUS.get(inv.status, InvoiceStatus.OTHER),
-                total=int(inv.total or 0),
-                amount_due=int(inv.amount_due or 0),
-                currency=inv.currency_code,
-                issued_at=_ts(inv.date),
-            ),
+            invoice=_invoice(inv),
             customer=BillingCustomer(
                 id=cust.id,
                 company=cust.company,
@@ -788,6 +841,7 @@ class ChargebeeBilling:
 
     def _call(self, fn: Any, what: str) -> Any:
         limits.pace(self.name)  # one HTTP request per call
+        token = _HTTP.set(self._http)
         try:
             return fn()
         except APIError as exc:
@@ -808,6 +862,8 @@ class ChargebeeBilling:
                     self.name, ErrorKind.RETRYABLE, "server error (non-JSON body)"
                 ) from None
             raise
+        finally:
+            _HTTP.reset(token)
 
 
 def _classify(exc: APIError, what: str) -> ConnectorError:
