@@ -83,6 +83,51 @@ async def pending_of(handle: WorkflowHandle, within_s: float = 20.0) -> PendingA
     return found[0]
 
 
+def seed_crm_book(pair: Pair, book: Any) -> None:
+    """Seed a ``sandbox.books.Book`` into the pair's CRM, linked to the pair's billing platform."""
+    from sandbox import books
+
+    crm, billing = pair.settings.crm, pair.settings.billing
+    data = (
+        books.salesforce_seed(book, billing)
+        if crm == "salesforce"
+        else books.hubspot_seed(book, billing)
+    )
+    httpx.post(pair.urls[crm] + "/_sandbox/seed", json=data, timeout=90).raise_for_status()
+
+
+async def start_churn_on_risk(
+    client: Client, pair: Pair, customer_id: str, uid: str, follow_up_s: float = 3.0
+) -> WorkflowHandle:
+    """Start a customer's churn intervention the way a failed payment does (signal-with-start of
+    ``risk_signal``), with a short follow-up so a test sees the outcome."""
+    from domain.churn import WORKFLOW_TYPE as CHURN
+    from domain.churn import ChurnInput, ChurnResult
+    from domain.ids import churn_workflow_id
+    from domain.models import RiskSignal
+
+    billing = pair.settings.billing
+    return await client.start_workflow(
+        CHURN,
+        ChurnInput(
+            billing=billing, customer_id=customer_id, follow_up=timedelta(seconds=follow_up_s)
+        ),
+        id=churn_workflow_id(billing, customer_id),
+        task_queue=pair.settings.task_queue,
+        start_signal=names.SIGNAL_RISK,
+        start_signal_args=[
+            RiskSignal(
+                billing=billing,
+                event_id=f"ev_{uid}",
+                customer_id=customer_id,
+                kind="payment_failed",
+                occurred_at=datetime.now(UTC),
+            )
+        ],
+        result_type=ChurnResult,
+    )
+
+
 PAIRS = [
     ("chargebee", "salesforce"),
     ("chargebee", "hubspot"),

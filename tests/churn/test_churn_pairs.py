@@ -8,18 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from datetime import UTC, datetime, timedelta
 
 import httpx
 from temporalio.client import Client
 
-from domain import temporal as names
 from domain.approvals import UPDATE, ApprovalSignal, Decision
-from domain.churn import WORKFLOW_TYPE, ChurnInput, ChurnResult, ChurnStatus
-from domain.ids import churn_workflow_id
-from domain.models import RiskSignal
+from domain.churn import ChurnStatus
 from sandbox import books
-from tests.pairs import Pair, eventually, on_cover, pending_of
+from tests.pairs import Pair, eventually, on_cover, pending_of, seed_crm_book, start_churn_on_risk
 
 
 def seed_risky(pair: Pair, uid: str) -> books.BookCustomer:
@@ -39,15 +35,10 @@ def seed_risky(pair: Pair, uid: str) -> books.BookCustomer:
         risky=True,
     )
     book = books.Book(prefix=f"p{uid}", customers=[c])
-    billing, crm = pair.settings.billing, pair.settings.crm
-    seeds = {
-        billing: books.chargebee_seed(book) if billing == "chargebee" else books.stripe_seed(book),
-        crm: books.salesforce_seed(book, billing)
-        if crm == "salesforce"
-        else books.hubspot_seed(book, billing),
-    }
-    for vendor, data in seeds.items():
-        httpx.post(pair.urls[vendor] + "/_sandbox/seed", json=data, timeout=30).raise_for_status()
+    billing = pair.settings.billing
+    data = books.chargebee_seed(book) if billing == "chargebee" else books.stripe_seed(book)
+    httpx.post(pair.urls[billing] + "/_sandbox/seed", json=data, timeout=30).raise_for_status()
+    seed_crm_book(pair, book)
     if billing == "stripe":
         import stripe
 
@@ -65,24 +56,7 @@ async def test_risky_customer_scored_task_offer_approved_discount_applied_outcom
     # must not start the customer's run first with the configured 45 days
     httpx.delete(pair.billing_url + "/_sandbox/webhooks").raise_for_status()
     c = seed_risky(pair, uid)
-    billing = pair.settings.billing
-    handle = await client.start_workflow(
-        WORKFLOW_TYPE,
-        ChurnInput(billing=billing, customer_id=c.id, follow_up=timedelta(seconds=3)),
-        id=churn_workflow_id(billing, c.id),
-        task_queue=pair.settings.task_queue,
-        start_signal=names.SIGNAL_RISK,
-        start_signal_args=[
-            RiskSignal(
-                billing=billing,
-                event_id=f"ev_{uid}",
-                customer_id=c.id,
-                kind="payment_failed",
-                occurred_at=datetime.now(UTC),
-            )
-        ],
-        result_type=ChurnResult,
-    )
+    handle = await start_churn_on_risk(client, pair, c.id, uid)
     pending = await pending_of(handle, within_s=30)
     status = await handle.query("status", result_type=ChurnStatus)
     assert status.score is not None and status.score >= 60, status

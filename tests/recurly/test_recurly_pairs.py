@@ -18,16 +18,15 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from domain import temporal as names
 from domain.approvals import UPDATE, ApprovalSignal, Decision
-from domain.churn import WORKFLOW_TYPE as CHURN
-from domain.churn import ChurnInput, ChurnResult, ChurnStatus
+from domain.churn import ChurnStatus
 from domain.dunning import DunningResult, DunningStatus
-from domain.ids import churn_workflow_id, support_workflow_id
-from domain.models import NoteTarget, RiskSignal
+from domain.ids import support_workflow_id
+from domain.models import NoteTarget
 from domain.quote import QuoteToCashResult
 from sandbox import books
 from sandbox.recurly.seeding import book_seed
 from sandbox.scenarios import DEMO_CUSTOMERS
-from tests.pairs import Pair, eventually, pending_of, stage
+from tests.pairs import Pair, eventually, pending_of, seed_crm_book, stage, start_churn_on_risk
 from tests.quote_to_cash.conftest import Deal, crm_link, start, won_deal
 from tests.support_context.conftest import start_support
 
@@ -148,14 +147,10 @@ def seed_risky(pair: Pair, uid: str) -> books.BookCustomer:
         risky=True,
     )
     book = books.Book(prefix=f"p{uid}", customers=[c])
-    crm = pair.settings.crm
-    crm_seed = (
-        books.salesforce_seed(book, "recurly")
-        if crm == "salesforce"
-        else books.hubspot_seed(book, "recurly")
-    )
-    for vendor, data in (("recurly", book_seed(book)), (crm, crm_seed)):
-        httpx.post(pair.urls[vendor] + "/_sandbox/seed", json=data, timeout=90).raise_for_status()
+    httpx.post(
+        pair.urls["recurly"] + "/_sandbox/seed", json=book_seed(book), timeout=90
+    ).raise_for_status()
+    seed_crm_book(pair, book)
     return c
 
 
@@ -163,23 +158,7 @@ async def test_churn_scored_offer_approved_as_a_coupon_redemption(
     client: Client, rpair: Pair, uid: str
 ) -> None:
     c = seed_risky(rpair, uid)
-    handle = await client.start_workflow(
-        CHURN,
-        ChurnInput(billing="recurly", customer_id=c.id, follow_up=timedelta(seconds=3)),
-        id=churn_workflow_id("recurly", c.id),
-        task_queue=rpair.settings.task_queue,
-        start_signal=names.SIGNAL_RISK,
-        start_signal_args=[
-            RiskSignal(
-                billing="recurly",
-                event_id=f"ev_{uid}",
-                customer_id=c.id,
-                kind="payment_failed",
-                occurred_at=datetime.now(UTC),
-            )
-        ],
-        result_type=ChurnResult,
-    )
+    handle = await start_churn_on_risk(client, rpair, c.id, uid)
     pending = await pending_of(handle, within_s=60)
     status = await handle.query("status", result_type=ChurnStatus)
     assert status.score is not None and status.score >= 60, status

@@ -23,13 +23,9 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from cli.demo_support import written_note
-from domain import temporal as names
 from domain.approvals import UPDATE, ApprovalSignal, Decision
 from domain.churn import (
     SWEEP_WORKFLOW_TYPE,
-    WORKFLOW_TYPE,
-    ChurnInput,
-    ChurnResult,
     ChurnStatus,
     SweepInput,
     SweepResult,
@@ -42,13 +38,12 @@ from domain.dunning import (
     DunningCatchUpResult,
     DunningResult,
 )
-from domain.ids import churn_workflow_id
-from domain.models import NoteTarget, RiskSignal
+from domain.models import NoteTarget
 from domain.quote import CATCH_UP_WORKFLOW_TYPE, CatchUpInput, CatchUpResult, QuoteToCashResult
 from sandbox import books
 from sandbox.scenarios import DAY, DEMO_CUSTOMERS
 from sandbox.zuora.scenarios import book_downgrades, book_seed
-from tests.pairs import Pair, eventually, pending_of, stage
+from tests.pairs import Pair, eventually, pending_of, seed_crm_book, stage, start_churn_on_risk
 from tests.quote_to_cash.conftest import Deal, crm_link, won_deal
 from tests.quote_to_cash.conftest import start as start_q2c
 from tests.support_context.conftest import start_support
@@ -234,15 +229,8 @@ def seed_risky(pair: Pair, uid: str) -> books.BookCustomer:
             for k in range(3)
         ],
     }
-    crm = pair.settings.crm
-    book = books.Book(prefix=f"z{uid}", customers=[c])
-    crm_seed = (
-        books.salesforce_seed(book, "zuora")
-        if crm == "salesforce"
-        else books.hubspot_seed(book, "zuora")
-    )
-    for vendor, data in (("zuora", zuora), (crm, crm_seed)):
-        httpx.post(pair.urls[vendor] + "/_sandbox/seed", json=data, timeout=30).raise_for_status()
+    httpx.post(pair.urls["zuora"] + "/_sandbox/seed", json=zuora, timeout=30).raise_for_status()
+    seed_crm_book(pair, books.Book(prefix=f"z{uid}", customers=[c]))
     pair.billing.request(
         "PUT",
         f"/v1/subscriptions/{c.subscription_id}/cancel",
@@ -255,23 +243,7 @@ async def test_churn_intervention_scores_offers_a_discount_rate_plan_and_follows
     client: Client, zpair: Pair, uid: str
 ) -> None:
     c = seed_risky(zpair, uid)
-    handle = await client.start_workflow(
-        WORKFLOW_TYPE,
-        ChurnInput(billing="zuora", customer_id=c.id, follow_up=timedelta(seconds=3)),
-        id=churn_workflow_id("zuora", c.id),
-        task_queue=zpair.settings.task_queue,
-        start_signal=names.SIGNAL_RISK,
-        start_signal_args=[
-            RiskSignal(
-                billing="zuora",
-                event_id=f"ev_{uid}",
-                customer_id=c.id,
-                kind="payment_failed",
-                occurred_at=datetime.now(UTC),
-            )
-        ],
-        result_type=ChurnResult,
-    )
+    handle = await start_churn_on_risk(client, zpair, c.id, uid)
     pending = await pending_of(handle, within_s=60)
     status = await handle.query("status", result_type=ChurnStatus)
     assert status.score is not None and status.score >= 60, status
@@ -408,13 +380,7 @@ async def test_churn_sweep_walks_the_tenant_with_object_query_pages(
     httpx.post(seed_url, json=book_seed(book), timeout=30).raise_for_status()
     for number, quantity in book_downgrades(book):
         zpair.billing_driver.downgrade(number, quantity)  # type: ignore[attr-defined]
-    crm = zpair.settings.crm
-    crm_seed = (
-        books.salesforce_seed(book, "zuora")
-        if crm == "salesforce"
-        else books.hubspot_seed(book, "zuora")
-    )
-    httpx.post(zpair.urls[crm] + "/_sandbox/seed", json=crm_seed, timeout=30).raise_for_status()
+    seed_crm_book(zpair, book)
     active = 0
     cursor = None
     while True:
