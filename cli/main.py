@@ -108,6 +108,16 @@ def cmd_replay(args: argparse.Namespace) -> None:
         raise SystemExit(code)  # a history failed to replay: 1, so it can gate a deploy
 
 
+def cmd_doctor(args: argparse.Namespace) -> None:
+    from cli.doctor import doctor
+    from cli.services import apply_stack_defaults
+
+    apply_stack_defaults(_load(args.config, required=False))
+    code = doctor(strict=args.strict)
+    if code:
+        raise SystemExit(code)  # a check failed (or, with --strict, warned): 1, for CI
+
+
 def cmd_setup(args: argparse.Namespace) -> None:
     from cli.services import apply_stack_defaults
     from cli.setup_temporal import run as run_setup
@@ -204,6 +214,13 @@ def parser() -> argparse.ArgumentParser:
     su.add_argument(
         "--dry-run", action="store_true", help="print what would change, change nothing"
     )
+    doc = add(
+        "doctor",
+        cmd_doctor,
+        "check the configured accounts before go-live: one line per check, exit 1 on a FAIL",
+        config_required=False,
+    )
+    doc.add_argument("--strict", action="store_true", help="a WARN fails too (exit 1)")
     ini = sub.add_parser("init", help=f"write a starter {DEFAULT_CONFIG} and policies/ to own")
     ini.add_argument("dir", nargs="?", default=".", help="where (default: here)")
     ini.add_argument("--force", action="store_true", help="overwrite files that exist")

@@ -49,6 +49,7 @@ from domain.models import (
     PaymentAttempt,
     PaymentFailed,
 )
+from domain.preflight import Check, CheckStatus
 from domain.records import (
     CustomerDraft,
     CustomerPage,
@@ -80,6 +81,14 @@ _STATUS = {
 _LIVE_ENDING = {"canceled": "non_renewing"}
 _MARKER = re.compile(r"\[revbridge:([0-9a-f]{16})\]")
 _CODE_OK = re.compile(r"[a-z0-9@\-_.+]{1,50}")
+#: the custom fields the site must define (related type, API name): ``revbridge doctor`` checks them
+REQUIRED_CUSTOM_FIELDS: tuple[tuple[str, str], ...] = (
+    ("account", CF_CRM),
+    ("account", CF_CRM_ACCOUNT),
+    ("subscription", CF_CRM),
+    ("subscription", CF_OPPORTUNITY),
+    ("subscription", CF_KEY),
+)
 
 
 def marker(idempotency_key: str) -> str:
@@ -907,6 +916,65 @@ class RecurlyBilling:
                 )
             )
         return found[:limit]
+
+    # --- preflight (revbridge doctor) ------------------------------------------------------------
+
+    def preflight(self) -> list[Check]:
+        """The API key works on this site, and the custom fields RevBridge writes are defined
+        (Recurly refuses a write naming an undefined one: the CRM link, the deal, our key)."""
+        try:
+            defined = {
+                (d.related_type, d.name)
+                for d in self._scan(
+                    lambda c: c.list_custom_field_definitions(params={"limit": 200}),
+                    "custom field definitions",
+                    pages=10,
+                )
+                if not getattr(d, "deleted_at", None)
+            }
+        except ConnectorError as exc:
+            refused = exc.status in (401, 403) or exc.code in (
+                "unauthorized",
+                "invalid_api_key",
+                "invalid_permissions",
+            )
+            return [
+                Check(
+                    system=VENDOR,
+                    name="credentials",
+                    status=CheckStatus.FAIL,
+                    detail=f"the API key was refused ({exc.code or exc.status})"
+                    if refused
+                    else f"the site did not answer: {exc}"[:240],
+                    fix="set RECURLY_API_KEY to a private API key of the site (Integrations > "
+                    "API Credentials) and RECURLY_REGION to its region"
+                    if refused
+                    else "check RECURLY_REGION / RECURLY_API_URL and the network, then retry",
+                )
+            ]
+        checks = [
+            Check(
+                system=VENDOR,
+                name="credentials",
+                status=CheckStatus.OK,
+                detail="API key accepted; custom field definitions readable",
+            )
+        ]
+        for related, name in REQUIRED_CUSTOM_FIELDS:
+            ok = (related, name) in defined
+            checks.append(
+                Check(
+                    system=VENDOR,
+                    name=f"custom-field:{related}.{name}",
+                    status=CheckStatus.OK if ok else CheckStatus.FAIL,
+                    detail="defined" if ok else f"not defined on {related}s of this site",
+                    fix=""
+                    if ok
+                    else f"define the {related} custom field '{name}' (Configuration "
+                    "> Custom Fields; API name exactly as shown)",
+                )
+            )
+        return checks
 
 
 class _Declined(Exception):

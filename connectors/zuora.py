@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 
@@ -51,6 +52,7 @@ from domain.models import (
     PaymentAttempt,
     PaymentFailed,
 )
+from domain.preflight import Check, CheckStatus
 from domain.records import (
     CustomerDraft,
     CustomerPage,
@@ -73,6 +75,12 @@ ACCOUNT_NOTES_MAX = 65_535
 SUBSCRIPTION_NOTES_MAX = 500
 #: how much of a note an invoice's subscription keeps (its notes hold 500 characters)
 SUBSCRIPTION_LINE_MAX = 110
+#: the custom fields the tenant must have, by object: ``revbridge doctor`` checks them
+REQUIRED_CUSTOM_FIELDS: dict[str, tuple[str, ...]] = {
+    "Account": (CRM_SYSTEM_FIELD,),
+    "Subscription": (OPPORTUNITY_FIELD, CRM_SYSTEM_FIELD),
+    "Order": (ORDER_KEY_FIELD,),
+}
 TOKEN_MARGIN_S = 60.0
 DAY_S = 86_400
 DOWNGRADE_WINDOW_S = 90 * DAY_S
@@ -1301,6 +1309,114 @@ class ZuoraBilling:
             size=1,
         ).get("data")
         return rows[0]["id"] if rows else None
+
+    # --- preflight (revbridge doctor) ------------------------------------------------------------
+
+    def preflight(self) -> list[Check]:
+        """The OAuth client works and may read, the custom fields RevBridge writes exist (Zuora's
+        Describe API), and the discount and courtesy-credit rate plans are in the catalog."""
+        s = self._settings
+        try:
+            self._bearer(refresh=True)
+            self._query("accounts", [], size=1)
+        except ConnectorError as exc:
+            refused = exc.code == "auth_failed" or exc.status in (401, 403)
+            return [
+                Check(
+                    system=VENDOR,
+                    name="credentials",
+                    status=CheckStatus.FAIL,
+                    detail=f"the OAuth client was refused ({exc.status or exc.code})"
+                    if refused
+                    else f"the tenant did not answer: {exc}"[:240],
+                    fix="set ZUORA_CLIENT_ID / ZUORA_CLIENT_SECRET to an OAuth client of this "
+                    "tenant (Settings > Administration > Manage Users) and ZUORA_API_URL to its "
+                    "REST host"
+                    if refused
+                    else "check ZUORA_API_URL (the tenant's REST host) and the network",
+                )
+            ]
+        checks = [
+            Check(
+                system=VENDOR,
+                name="credentials",
+                status=CheckStatus.OK,
+                detail=f"OAuth client accepted at {s.api_url}; Object Query readable",
+            )
+        ]
+        for obj, fields in REQUIRED_CUSTOM_FIELDS.items():
+            checks += self._custom_field_checks(obj, fields)
+        for setting, plan in (
+            ("ZUORA_DISCOUNT_PLAN", s.discount_plan),
+            ("ZUORA_CREDIT_PLAN", s.credit_plan),
+        ):
+            try:
+                prp = self._plan(plan)
+                checks.append(
+                    Check(
+                        system=VENDOR,
+                        name=f"rate-plan:{setting}",
+                        status=CheckStatus.OK,
+                        detail=f"{plan} ({str(prp.get('name') or '')[:60]})",
+                    )
+                )
+            except NotFound:
+                checks.append(
+                    Check(
+                        system=VENDOR,
+                        name=f"rate-plan:{setting}",
+                        status=CheckStatus.FAIL,
+                        detail=f"product rate plan {plan} is not in the catalog",
+                        fix=f"create it in the product catalog, or set {setting} to its ID",
+                    )
+                )
+        return checks
+
+    def _custom_field_checks(self, obj: str, fields: tuple[str, ...]) -> list[Check]:
+        """``GET /v1/describe/{object}`` (XML): is each field among the object's fields?"""
+        try:
+            limits.pace(VENDOR)
+            resp = self._http.get(
+                f"/v1/describe/{obj}",
+                headers={"Authorization": f"Bearer {self._bearer()}", "Accept": "application/xml"},
+            )
+            names: dict[str, str] | None = None
+            if resp.status_code == 200 and resp.text.lstrip().startswith("<"):
+                root = ElementTree.fromstring(resp.text)  # noqa: S314 - our tenant's own answer
+                names = {
+                    (f.findtext("name") or "").strip(): (f.findtext("type") or "").strip()
+                    for f in root.iter("field")
+                }
+        except (httpx.HTTPError, ElementTree.ParseError) as exc:
+            why = f"the Describe API did not answer ({type(exc).__name__})"
+            names = None
+        else:
+            why = f"the Describe API is not available here (HTTP {resp.status_code})"
+        if names is None:
+            return [
+                Check(
+                    system=VENDOR,
+                    name=f"custom-field:{obj}.{name}",
+                    status=CheckStatus.SKIP,
+                    detail=why,
+                )
+                for name in fields
+            ]
+        return [
+            Check(
+                system=VENDOR,
+                name=f"custom-field:{obj}.{name}",
+                status=CheckStatus.OK if name in names else CheckStatus.FAIL,
+                detail=f"exists ({names[name] or 'type not stated'})"
+                if name in names
+                else f"{obj} has no custom field {name}",
+                fix=""
+                if name in names
+                else f"create the custom field {name} on {obj} (Settings > Custom Fields; "
+                "text, API name exactly as shown)",
+            )
+            for name in fields
+        ]
 
 
 def _stamp(at: datetime) -> str:

@@ -1,0 +1,381 @@
+"""`revbridge doctor` against the session's dev server and the vendor sandboxes: every check passes
+on a ready deployment (exit 0), and each misconfiguration is one FAIL line with its fix (exit 1):
+a namespace that does not exist, a missing search attribute, a short retention, a Recurly site
+missing a custom field, a Zuora tenant without the rate plans, a connector whose preflight
+raises. No line carries a trace or a secret.
+
+Each test makes namespaces of its own on the shared server (the default namespace is left alone)
+and runs the command in a thread of its own (its asyncio.run never touches the session's loop).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client
+
+from cli.doctor import NEEDED_RETENTION
+from cli.main import main
+from domain.preflight import Check, CheckStatus
+from domain.temporal import SEARCH_ATTRIBUTES
+from harness.drivers import ZuoraDriver
+from sandbox.framework import ServerThread
+from sandbox.recurly import RecurlyEmulator
+from sandbox.recurly.emulator import DEFAULT_CUSTOM_FIELDS
+from sandbox.zuora import ZuoraEmulator
+from tests.pairs import (
+    CB_KEY,
+    HS_TOKEN,
+    RECURLY_KEY,
+    RECURLY_SECRET,
+    SF_ID,
+    SF_SECRET,
+    STRIPE_KEY,
+    ZUORA_ID,
+    ZUORA_SECRET,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+#: what the command reads: Temporal's env-config, the pair, each vendor's credentials
+PREFIXES = ("TEMPORAL_", "REVBRIDGE_", "CHARGEBEE_", "STRIPE_", "RECURLY_", "ZUORA_")
+PREFIXES += ("SALESFORCE_", "HUBSPOT_", "SMTP_", "ANTHROPIC_")
+MISSING = "RevBridgeAmountAtRisk"
+
+
+@pytest.fixture(scope="module")
+def vendors(sandbox_urls: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The session's Chargebee/Salesforce/Stripe/HubSpot sandboxes, plus a Zuora tenant with its
+    catalog, a Recurly site with every custom field and one lacking ``crm_account_id``."""
+    partial = [f for f in DEFAULT_CUSTOM_FIELDS if f != ("account", "crm_account_id")]
+    lacking = RecurlyEmulator(
+        api_key=RECURLY_KEY, webhook_secrets=[RECURLY_SECRET], custom_fields=partial
+    )
+    full = RecurlyEmulator(api_key=RECURLY_KEY, webhook_secrets=[RECURLY_SECRET])
+    zuora = ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET)
+    with ServerThread({zuora: 0, full: 0, lacking: 0}) as thread:
+        url = {em: f"http://{thread.host}:{port}" for em, port in thread.ports.items()}
+        ZuoraDriver(url[zuora], None).seed_catalog()
+        yield {
+            **sandbox_urls,
+            "zuora": url[zuora],
+            "recurly": url[full],
+            "recurly-partial": url[lacking],
+        }
+
+
+async def namespace(client: Client, retention: timedelta, attributes: dict[str, str]) -> str:
+    name = f"doctor-{uuid.uuid4().hex[:8]}"
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name,
+            workflow_execution_retention_period=Duration(seconds=int(retention.total_seconds())),
+        )
+    )
+    if attributes:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=name,
+                search_attributes={
+                    n: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{k.upper()}")
+                    for n, k in attributes.items()
+                },
+            )
+        )
+    return name
+
+
+@pytest.fixture(scope="module")
+async def ready(client: Client) -> str:
+    """A namespace as `revbridge setup temporal` leaves it."""
+    return await namespace(client, NEEDED_RETENTION, SEARCH_ATTRIBUTES)
+
+
+def env_for(
+    client: Client, ns: str, billing: str, crm: str, urls: dict[str, str]
+) -> dict[str, str]:
+    return {
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": ns,
+        "REVBRIDGE_BILLING": billing,
+        "REVBRIDGE_CRM": crm,
+        "REVBRIDGE_HTTP_TIMEOUT_S": "5",
+        "CHARGEBEE_SITE": "acme-test",
+        "CHARGEBEE_API_KEY": CB_KEY,
+        "CHARGEBEE_API_URL": urls["chargebee"],
+        "STRIPE_API_KEY": STRIPE_KEY,
+        "STRIPE_API_URL": urls["stripe"],
+        "RECURLY_API_KEY": RECURLY_KEY,
+        "RECURLY_API_URL": urls["recurly"],
+        "ZUORA_CLIENT_ID": ZUORA_ID,
+        "ZUORA_CLIENT_SECRET": ZUORA_SECRET,
+        "ZUORA_API_URL": urls["zuora"],
+        "SALESFORCE_TOKEN_URL": urls["salesforce"] + "/services/oauth2/token",
+        "SALESFORCE_CLIENT_ID": SF_ID,
+        "SALESFORCE_CLIENT_SECRET": SF_SECRET,
+        "HUBSPOT_ACCESS_TOKEN": HS_TOKEN,
+        "HUBSPOT_API_URL": urls["hubspot"],
+    }
+
+
+def doctor(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    *flags: str,
+) -> tuple[int, list[str], str]:
+    """`revbridge doctor` in-process with exactly ``env``: (exit status, stdout lines, stderr)."""
+    for key in list(os.environ):
+        if key.startswith(PREFIXES):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+
+    def run() -> int:
+        try:
+            return main(["doctor", *flags])
+        except SystemExit as exc:
+            return int(exc.code or 0)
+
+    with ThreadPoolExecutor(1) as pool:
+        code = pool.submit(run).result(timeout=150)
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err
+
+
+def failed(lines: list[str]) -> list[str]:
+    return [line for line in lines if line.startswith("FAIL")]
+
+
+@pytest.mark.parametrize(
+    ("billing", "crm"), [("recurly", "salesforce"), ("zuora", "hubspot"), ("chargebee", "hubspot")]
+)
+def test_a_ready_deployment_passes_every_check(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    billing: str,
+    crm: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, lines, err = doctor(monkeypatch, capsys, env_for(client, ready, billing, crm, vendors))
+    assert code == 0, lines
+    assert failed(lines) == [] and err == ""
+    for expected in (
+        "OK    temporal: connection",
+        f"OK    temporal: namespace — {ready}",
+        *(f"OK    temporal: search-attribute:{n} — {k}" for n, k in SEARCH_ATTRIBUTES.items()),
+        "OK    temporal: retention — 7 days ≥ 7 days needed",
+        "OK    llm: reasoner",
+    ):
+        assert any(line.startswith(expected) for line in lines), (expected, lines)
+    # every configured system has its lines: its own checks, or one SKIP saying it has none yet
+    for system in (billing, crm, "smtp"):
+        assert any(line.split()[1] == f"{system}:" for line in lines), (system, lines)
+    if billing in ("recurly", "zuora"):
+        assert f"OK    {billing}: credentials" in {line.split(" — ")[0] for line in lines}
+    if billing == "recurly":
+        assert "OK    recurly: custom-field:account.crm_account_id — defined" in lines
+    if billing == "zuora":
+        assert any(line.startswith("OK    zuora: rate-plan:ZUORA_CREDIT_PLAN") for line in lines)
+    assert lines[-1].startswith("doctor: ") and "0 fail" in lines[-1]
+
+
+def test_a_namespace_that_does_not_exist_is_one_fail_line_with_its_fix_and_exit_1(
+    client: Client, vendors: dict[str, str]
+) -> None:
+    """The real command in a process of its own, as CI runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    env |= env_for(client, "no-such-namespace", "recurly", "salesforce", vendors)
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "cli.main", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    lines = done.stdout.splitlines()
+    assert failed(lines) == [
+        "FAIL  temporal: namespace — namespace 'no-such-namespace' does not exist at "
+        f"{env['TEMPORAL_ADDRESS']} (fix: set TEMPORAL_NAMESPACE to the namespace RevBridge runs "
+        "in, or create it: temporal operator namespace create --namespace no-such-namespace "
+        "--retention 7d)"
+    ]
+    # what depends on the namespace is skipped, not failed twice
+    assert "SKIP  temporal: retention — namespace 'no-such-namespace' not readable" in lines
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+async def test_a_missing_search_attribute_is_one_fail_line_with_its_fix(
+    client: Client,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    partial = {n: k for n, k in SEARCH_ATTRIBUTES.items() if n != MISSING}
+    ns = await namespace(client, NEEDED_RETENTION, partial)
+    env = env_for(client, ns, "recurly", "salesforce", vendors)
+    code, lines, _ = await _in_thread(monkeypatch, capsys, env)
+    assert code == 1
+    assert failed(lines) == [
+        f"FAIL  temporal: search-attribute:{MISSING} — not registered in namespace {ns} (every "
+        "workflow start would fail) (fix: run `revbridge setup temporal` with the same "
+        "TEMPORAL_* settings)"
+    ]
+
+
+async def test_a_retention_shorter_than_the_redelivery_windows_fails(
+    client: Client,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ns = await namespace(client, timedelta(days=1), SEARCH_ATTRIBUTES)
+    code, lines, _ = await _in_thread(
+        monkeypatch, capsys, env_for(client, ns, "recurly", "salesforce", vendors)
+    )
+    assert code == 1
+    [line] = failed(lines)
+    assert line.startswith("FAIL  temporal: retention — 1 day < 7 days needed")
+    assert line.endswith("(fix: run `revbridge setup temporal` with the same TEMPORAL_* settings)")
+
+
+async def _in_thread(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str]
+) -> tuple[int, list[str], str]:
+    """From an async test (its namespace made on the session's loop): the command still runs in
+    a thread of its own."""
+    import asyncio
+
+    return await asyncio.to_thread(doctor, monkeypatch, capsys, env)
+
+
+def test_a_recurly_site_missing_a_custom_field_is_one_fail_line_with_its_fix(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    urls = {**vendors, "recurly": vendors["recurly-partial"]}
+    code, lines, _ = doctor(monkeypatch, capsys, env_for(client, ready, "recurly", "hubspot", urls))
+    assert code == 1
+    assert failed(lines) == [
+        "FAIL  recurly: custom-field:account.crm_account_id — not defined on accounts of this "
+        "site (fix: define the account custom field 'crm_account_id' (Configuration > Custom "
+        "Fields; API name exactly as shown))"
+    ]
+
+
+def test_a_zuora_tenant_without_the_rate_plans_and_a_refused_key_fail(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = env_for(client, ready, "zuora", "hubspot", vendors) | {
+        "ZUORA_CREDIT_PLAN": "PRP-NOT-THERE"
+    }
+    code, lines, _ = doctor(monkeypatch, capsys, env)
+    assert code == 1
+    assert failed(lines) == [
+        "FAIL  zuora: rate-plan:ZUORA_CREDIT_PLAN — product rate plan PRP-NOT-THERE is not in "
+        "the catalog (fix: create it in the product catalog, or set ZUORA_CREDIT_PLAN to its ID)"
+    ]
+    env["ZUORA_CLIENT_SECRET"] = "not-the-secret"
+    code, lines, _ = doctor(monkeypatch, capsys, env)
+    assert code == 1
+    [line] = failed(lines)
+    assert line.startswith("FAIL  zuora: credentials — the OAuth client was refused")
+    assert "not-the-secret" not in "\n".join(lines)
+
+
+def test_a_preflight_that_raises_is_a_fail_line_naming_it_never_a_trace(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from connectors.recurly import RecurlyBilling
+
+    def boom(self: RecurlyBilling) -> list[Check]:
+        raise RuntimeError("the site answered nonsense\n  File 'x.py', line 1")
+
+    monkeypatch.setattr(RecurlyBilling, "preflight", boom)
+    code, lines, err = doctor(
+        monkeypatch, capsys, env_for(client, ready, "recurly", "salesforce", vendors)
+    )
+    assert code == 1
+    assert failed(lines) == [
+        "FAIL  recurly: preflight — the check itself failed (RuntimeError: the site answered "
+        "nonsense) (fix: rerun with REVBRIDGE_DEBUG=1 for the trace, and report it if it persists)"
+    ]
+    assert "Traceback" not in "\n".join(lines) + err and "x.py" not in "\n".join(lines)
+
+
+def test_secrets_are_masked_and_warn_fails_only_when_strict(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from connectors.recurly import RecurlyBilling
+
+    def leaky(self: RecurlyBilling) -> list[Check]:
+        return [
+            Check(
+                system="recurly",
+                name="allowance",
+                status=CheckStatus.WARN,
+                detail=f"key {RECURLY_KEY} has 3% of its daily calls left",
+                fix="raise the plan's limit",
+            )
+        ]
+
+    monkeypatch.setattr(RecurlyBilling, "preflight", leaky)
+    env = env_for(client, ready, "recurly", "salesforce", vendors)
+    code, lines, _ = doctor(monkeypatch, capsys, env)
+    assert code == 0
+    assert (
+        "WARN  recurly: allowance — key *** has 3% of its daily calls left "
+        "(fix: raise the plan's limit)"
+    ) in lines
+    assert RECURLY_KEY not in "\n".join(lines)
+    code, _, _ = doctor(monkeypatch, capsys, env, "--strict")
+    assert code == 1
+
+
+def test_colour_only_when_asked_and_the_same_words_either_way() -> None:
+    import io
+    import re
+
+    from cli.doctor import render
+
+    checks = [
+        Check(system="x", name="a", status=CheckStatus.FAIL, detail="d", fix="f"),
+        Check(system="x", name="b", status=CheckStatus.OK),
+    ]
+    plain, coloured = io.StringIO(), io.StringIO()
+    render(checks, set(), plain, colour=False)
+    render(checks, set(), coloured, colour=True)
+    assert "\x1b[" not in plain.getvalue() and "\x1b[" in coloured.getvalue()
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured.getvalue()) == plain.getvalue()
