@@ -115,6 +115,16 @@ def configure_pacing(rates: Mapping[str, float | None]) -> None:
                 _pacers.pop(vendor, None)
 
 
+def ensure_pacing(rates: Mapping[str, float]) -> None:
+    """Pace each vendor at ``rate`` unless this process already configured it (a connector's
+    safe default outside a worker: tests, the CLI, the harness; the worker's own
+    configuration, made later, still wins)."""
+    with _pacers_lock:
+        for vendor, rate in rates.items():
+            if rate and vendor not in _pacers:
+                _pacers[vendor] = Pacer(vendor, rate)
+
+
 def search_limit(vendor: str) -> str:
     """The name a vendor's search endpoints are paced under (``stripe.search``: 20/s,
     ``hubspot.search``: 4/s), on top of the vendor's own rate."""
@@ -137,8 +147,8 @@ class PacedAdapter(HTTPAdapter):
     """A requests transport that paces every request and reads the vendor's allowance headers
     (Stripe's session; Salesforce's transport extends it)."""
 
-    def __init__(self, vendor: str, timeout_s: float | None = None) -> None:
-        super().__init__(max_retries=0)
+    def __init__(self, vendor: str, timeout_s: float | None = None, pool_maxsize: int = 10) -> None:
+        super().__init__(max_retries=0, pool_maxsize=pool_maxsize)
         self.vendor = vendor
         self.timeout_s = timeout_s
 
@@ -153,9 +163,13 @@ class PacedAdapter(HTTPAdapter):
         return response
 
 
-def paced_session(vendor: str, timeout_s: float | None = None) -> requests.Session:
+def paced_session(
+    vendor: str, timeout_s: float | None = None, pool_maxsize: int = 10
+) -> requests.Session:
+    """A keep-alive session whose requests are paced; ``pool_maxsize`` connections per host
+    are kept open (as many as threads that call at once, so none is opened per request)."""
     session = requests.Session()
-    adapter = PacedAdapter(vendor, timeout_s)
+    adapter = PacedAdapter(vendor, timeout_s, pool_maxsize)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
     return session

@@ -2,8 +2,8 @@
 
 Shape and error discipline as :mod:`connectors.chargebee`. Stripe specifics (billing-apis.md §1):
 
-- One ``StripeClient`` per connector, ``max_network_retries=0`` (Temporal owns retries) and an
-  HTTP client (``RequestsClient``: a session per thread) with our timeout.
+- One ``StripeClient`` per connector, ``max_network_retries=0`` (Temporal owns retries), on the
+  process's one shared HTTP client (``RequestsClient`` over a paced keep-alive session).
 - Every POST carries *our* stable idempotency key: stripe-python would otherwise add a random one
   per call, so a Temporal retry would be a brand-new request to Stripe. Reads pass none.
 - Stripe has no notes: an audit note is a **metadata** entry on the invoice or customer, keyed by a
@@ -13,8 +13,12 @@ Shape and error discipline as :mod:`connectors.chargebee`. Stripe specifics (bil
   and its payments are ``invoice_payment`` objects (``payments``, only when expanded); a payment
   attempt's decline lives on the payment intent's ``last_payment_error``.
 - Quote-to-cash: the CRM link is customer **metadata** ``crm`` + ``crm_account_id``; found again
-  with the Search API, which is *eventually consistent* (a customer is searchable about a minute
-  after it is written), so the create itself is what the idempotency key protects. DELETEs carry
+  with the Search API, which is *eventually consistent* (a customer is searchable up to about a
+  minute after it is written), plus the customer events of the last ten minutes (a strongly
+  consistent list), so a customer created or linked moments ago is found without waiting.
+- Limits: a test-mode account answers 429 past 25 requests/s (search: 20/s); every request is
+  paced through one keep-alive session per process (connectors/limits.py), and written fields
+  are cut to Stripe's documented lengths (coupon name 40, metadata value 500). DELETEs carry
   no key: Stripe ignores keys on DELETE (they are idempotent by definition; a repeat is a 404,
   which these methods treat as done).
 - Churn and support: Stripe lists newest first and pages with ``starting_after=<last id>``;
@@ -25,6 +29,7 @@ Shape and error discipline as :mod:`connectors.chargebee`. Stripe specifics (bil
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -47,6 +52,7 @@ from domain.models import (
     PaymentAttempt,
     PaymentFailed,
 )
+from domain.preflight import Check, CheckStatus
 from domain.records import (
     CustomerDraft,
     CustomerPage,
@@ -135,6 +141,49 @@ def _item_monthly(item: Mapping[str, Any]) -> Fraction:
     return Fraction(int(unit) * quantity) / (months * count)
 
 
+#: Stripe's documented rates (billing-apis.md §1f) at policies/limits.yaml's 0.8 share: the
+#: pacing a connector uses until the worker configures its own
+_DEFAULT_RATES = {
+    "test": {"stripe": 20.0, "stripe.search": 16.0},
+    "live": {"stripe": 80.0, "stripe.search": 16.0},
+}
+#: how long a write may take to show in Stripe's search (docs: "less than a minute" normally);
+#: the reads that must not miss a recent write list the customers created in this window too
+SEARCH_LAG_WINDOW_S = 600
+#: documented field limits RevBridge writes to
+COUPON_NAME_MAX = 40
+DESCRIPTION_MAX = 350  # customer balance transaction description
+CANCELLATION_COMMENT_MAX = 500  # kept as before (Stripe documents no lower limit)
+#: the events RevBridge's webhook endpoint must receive (webhooks/stripe.py)
+WEBHOOK_EVENTS = ("invoice.payment_failed", "invoice.paid")
+#: the HTTP client every StripeBilling of this process shares, per timeout (keep-alive: one TCP
+#: connection per calling thread instead of one per request, and the CA bundle loaded once)
+_http_clients: dict[float, stripe.RequestsClient] = {}
+_http_lock = threading.Lock()
+_POOL_SIZE = 32  # connections kept open: at least the worker's activity threads
+
+
+def shared_http_client(timeout_s: float) -> stripe.RequestsClient:
+    """The process's one keep-alive HTTP client for the ``stripe`` SDK (a paced
+    ``requests.Session``: connectors/limits.py); the session is thread-safe and shared."""
+    with _http_lock:
+        client = _http_clients.get(timeout_s)
+        if client is None:
+            session = limits.paced_session("stripe", pool_maxsize=_POOL_SIZE)
+            client = _http_clients[timeout_s] = stripe.RequestsClient(
+                timeout=timeout_s, session=session
+            )
+        return client
+
+
+def key_mode(api_key: str) -> str | None:
+    """``test`` or ``live`` from a secret (``sk_``) or restricted (``rk_``) key; None otherwise."""
+    for mode in ("test", "live"):
+        if api_key.startswith((f"sk_{mode}_", f"rk_{mode}_")):
+            return mode
+    return None
+
+
 class StripeBilling:
     name = "stripe"
 
@@ -144,15 +193,17 @@ class StripeBilling:
         base_addresses: dict[str, str] = {}
         if settings.api_url:
             base_addresses["api"] = settings.api_url.rstrip("/")
+        api_key = settings.api_key.get_secret_value()
+        self.mode = key_mode(api_key)
+        # paced below the account's limit even outside a worker (which sets its own share)
+        limits.ensure_pacing(_DEFAULT_RATES[self.mode or "test"])
         self._client = stripe.StripeClient(
-            settings.api_key.get_secret_value(),
+            api_key,
             base_addresses=base_addresses,  # type: ignore[arg-type]
             # Temporal owns retries: the client's own would reuse its key but hide the failure.
             max_network_retries=0,
-            # every request paced (per process) and its rate headers read: connectors/limits.py
-            http_client=stripe.RequestsClient(
-                timeout=timeout_s, session=limits.paced_session(self.name)
-            ),
+            # one keep-alive client per process, every request paced and its headers read
+            http_client=shared_http_client(timeout_s),
         )
 
     # --- BillingPlatform ---------------------------------------------------------------------------
@@ -221,7 +272,11 @@ class StripeBilling:
         self, customer_id: str, amount: int, currency: str, reason: str, idempotency_key: str
     ) -> str:
         # A negative balance transaction is a credit the next invoices draw down.
-        params = {"amount": -amount, "currency": currency.lower(), "description": reason[:350]}
+        params = {
+            "amount": -amount,
+            "currency": currency.lower(),
+            "description": _cut(reason, DESCRIPTION_MAX),
+        }
         options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
         txn = self._call(
             lambda: self._client.v1.customers.balance_transactions.create(
@@ -236,13 +291,14 @@ class StripeBilling:
     # --- quote-to-cash -----------------------------------------------------------------------------
 
     def find_customer_by_crm(self, crm: str, account_id: str) -> BillingCustomer | None:
-        """The customer whose metadata links it to this CRM account (Search API).
+        """The customer whose metadata links it to this CRM account.
 
-        Stripe's search is eventually consistent: data is normally searchable within a minute
-        of a write (longer during incidents), so a customer created moments ago may not be
-        found yet. None is therefore no proof of absence; the create's idempotency key is what
-        keeps a retried quote-to-cash from making a second customer.
-        """
+        Stripe's Search API is eventually consistent (a write is searchable "in less than a
+        minute", longer during incidents), so search alone would miss a customer created or
+        linked moments ago — and quote-to-cash would create a second one for the next deal of
+        the same account. The window is closed with a strongly consistent read: the customer
+        events of the last :data:`SEARCH_LAG_WINDOW_S` seconds (created, updated, deleted) are
+        listed and their newest snapshots matched on metadata too. No wait is needed."""
         query = (
             f"metadata['{CRM_ACCOUNT_KEY}']:{_quote(account_id)}"
             f" AND metadata['{CRM_KEY}']:{_quote(crm)}"
@@ -251,21 +307,32 @@ class StripeBilling:
             lambda: self._client.v1.customers.search({"query": query, "limit": 10}),
             what="customer search",
         )
+        hits = {c.id: c.to_dict() for c in found.data}
+        for c in self._recent_customers():
+            meta = c.get("metadata") or {}
+            if meta.get(CRM_KEY) == crm and meta.get(CRM_ACCOUNT_KEY) == account_id:
+                hits.setdefault(c["id"], c)
         # Oldest first: should a duplicate ever exist, the original stays the linked one.
-        hits = sorted((c.to_dict() for c in found.data), key=lambda c: c.get("created") or 0)
-        return _customer(hits[0]) if hits else None
+        ordered = sorted(hits.values(), key=lambda c: c.get("created") or 0)
+        return _customer(ordered[0]) if ordered else None
 
     def find_customers(self, email: str | None, company: str | None) -> list[BillingCustomer]:
         """Exact email through the (strongly consistent) list filter, then company names
-        through search (``name~"…"``, case-insensitive substring; eventually consistent)."""
+        through search (``name~"…"``, case-insensitive substring; eventually consistent) and
+        among the customers created too recently to be searchable.
+
+        Stripe's ``email=`` filter is case-SENSITIVE: the address is tried as given and in
+        lower case (how most systems store it), so ``Jane@Acme.com`` in the CRM finds
+        ``jane@acme.com`` in Stripe."""
         found: dict[str, dict[str, Any]] = {}
         if email:
-            page = self._call(
-                lambda: self._client.v1.customers.list({"email": email, "limit": 10}),
-                what="customers",
-            )
-            for c in page.data:
-                found.setdefault(c.id, c.to_dict())
+            for variant in dict.fromkeys([email.strip(), email.strip().lower()]):
+                page = self._call(
+                    lambda v=variant: self._client.v1.customers.list({"email": v, "limit": 10}),
+                    what="customers",
+                )
+                for c in page.data:
+                    found.setdefault(c.id, c.to_dict())
         name = (company or "").strip()
         if name and len(found) < 10:
             # A one- or two-letter substring would match half the book: match those exactly.
@@ -278,7 +345,29 @@ class StripeBilling:
             )
             for c in page.data:
                 found.setdefault(c.id, c.to_dict())
+            wanted = name.casefold()
+            for c in self._recent_customers():
+                have = str(c.get("name") or "").casefold()
+                if have and (wanted in have if op == "~" else wanted == have):
+                    found.setdefault(c["id"], c)
         return [_customer(c) for c in list(found.values())[:10]]
+
+    def _recent_customers(self) -> list[dict[str, Any]]:
+        """The customers created, changed or deleted within the search lag window, as their
+        newest event shows them (``GET /v1/events`` is strongly consistent; one page of 100,
+        newest first): what a search may not reflect yet, new links set on old customers
+        included. Deleted ones are left out."""
+        params = {
+            "types": ["customer.created", "customer.updated", "customer.deleted"],
+            "created": {"gte": int(time.time()) - SEARCH_LAG_WINDOW_S},
+            "limit": 100,
+        }
+        newest: dict[str, dict[str, Any] | None] = {}
+        for evt in self._list(self._client.v1.events, params, "events"):
+            obj = (evt.get("data") or {}).get("object") or {}
+            if obj.get("id") and obj["id"] not in newest:
+                newest[obj["id"]] = None if evt.get("type") == "customer.deleted" else obj
+        return [c for c in newest.values() if c is not None]
 
     def create_customer(self, draft: CustomerDraft) -> BillingCustomer:
         """POST /v1/customers with the CRM link in metadata; ``draft.key`` is the
@@ -417,7 +506,7 @@ class StripeBilling:
         params = {
             "prorate": False,
             "invoice_now": False,
-            "cancellation_details": {"comment": reason[:500]},
+            "cancellation_details": {"comment": _cut(reason, CANCELLATION_COMMENT_MAX)},
         }
         what = f"subscription {subscription_id}"
         try:
@@ -552,6 +641,91 @@ class StripeBilling:
         metadata: dict[str, str] = obj.get("metadata") or {}
         return [metadata[k] for k in sorted(metadata) if k.startswith(METADATA_PREFIX)]
 
+    # --- preflight (revbridge doctor) ---------------------------------------------------------------
+
+    def preflight(self) -> list[Check]:
+        """The key (valid; test or live mode) and the webhook endpoint (enabled, posting to
+        ``/webhooks/stripe``, subscribed to the events RevBridge acts on). Two reads."""
+        checks = [self._check_mode()]
+        try:
+            self._client.v1.customers.list({"limit": 1})
+        except stripe.StripeError as exc:
+            checks.append(_key_failure(exc))
+            checks.append(
+                Check(
+                    system="stripe",
+                    name="webhook-endpoint",
+                    status=CheckStatus.SKIP,
+                    detail="not checked: the key does not work",
+                )
+            )
+            return checks
+        checks.append(Check(system="stripe", name="credentials", status=CheckStatus.OK, detail="valid"))
+        checks.append(self._check_webhook_endpoint())
+        return checks
+
+    def _check_mode(self) -> Check:
+        if self.mode is None:
+            return Check(
+                system="stripe",
+                name="key-mode",
+                status=CheckStatus.WARN,
+                detail="the key is neither a secret (sk_) nor a restricted (rk_) key",
+                fix="set STRIPE_API_KEY to the account's sk_live_… / rk_live_… (or _test_) key",
+            )
+        detail = f"{self.mode} mode"
+        if self.mode == "live":
+            detail += ": set stripe's per_second to 100 in policies/limits.yaml"
+        return Check(system="stripe", name="key-mode", status=CheckStatus.OK, detail=detail)
+
+    def _check_webhook_endpoint(self) -> Check:
+        name = "webhook-endpoint"
+        try:
+            page = self._client.v1.webhook_endpoints.list({"limit": 100})
+        except stripe.StripeError as exc:
+            return Check(
+                system="stripe",
+                name=name,
+                status=CheckStatus.WARN,
+                detail=f"could not list webhook endpoints ({classify(exc, 'webhook endpoints')})",
+                fix="grant the key read access to Webhook Endpoints, or check them in the Dashboard",
+            )
+        ours = [
+            e.to_dict()
+            for e in page.data
+            if "/webhooks/stripe" in str(e.url or "") and e.status == "enabled"
+        ]
+        fix_events = ", ".join(WEBHOOK_EVENTS)
+        if not ours:
+            return Check(
+                system="stripe",
+                name=name,
+                status=CheckStatus.FAIL,
+                detail="no enabled webhook endpoint posts to …/webhooks/stripe",
+                fix=(
+                    "Dashboard → Developers → Webhooks: add https://<your host>/webhooks/stripe "
+                    f"for {fix_events}; put its signing secret in STRIPE_WEBHOOK_SECRETS"
+                ),
+            )
+        for endpoint in ours:
+            enabled = set(endpoint.get("enabled_events") or [])
+            if "*" in enabled or enabled.issuperset(WEBHOOK_EVENTS):
+                return Check(
+                    system="stripe",
+                    name=name,
+                    status=CheckStatus.OK,
+                    detail=f"{endpoint['id']} receives {fix_events}",
+                )
+        endpoint = ours[0]
+        missing = [e for e in WEBHOOK_EVENTS if e not in set(endpoint.get("enabled_events") or [])]
+        return Check(
+            system="stripe",
+            name=name,
+            status=CheckStatus.FAIL,
+            detail=f"{endpoint['id']} does not send {', '.join(missing)}",
+            fix=f"add {', '.join(missing)} to the endpoint's events in the Dashboard",
+        )
+
     @property
     def client(self) -> stripe.StripeClient:
         """The configured official client (the demo and tests drive the sandbox with it)."""
@@ -603,6 +777,7 @@ class StripeBilling:
         return None
 
     def _create_coupon(self, params: dict[str, Any], idempotency_key: str) -> str:
+        params = {**params, "name": _cut(str(params.get("name") or ""), COUPON_NAME_MAX) or None}
         options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
         coupon = self._call(
             lambda: self._client.v1.coupons.create(params, options),  # type: ignore[arg-type]
@@ -729,6 +904,11 @@ class StripeBilling:
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` within a documented length limit (an ellipsis marks a cut)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _quote(value: str) -> str:
@@ -961,6 +1141,21 @@ def _retry_after(exc: stripe.StripeError) -> float:
     except ValueError:
         return DEFAULT_RETRY_AFTER_S
     return value if value >= 0 else DEFAULT_RETRY_AFTER_S
+
+
+def _key_failure(exc: stripe.StripeError) -> Check:
+    if isinstance(exc, stripe.AuthenticationError):
+        detail, fix = (
+            "Stripe refused the key",
+            "set STRIPE_API_KEY to a valid secret or restricted key",
+        )
+    elif isinstance(exc, stripe.PermissionError):
+        detail = "the restricted key may not read customers"
+        fix = "grant the key write access to Customers, Invoices, Subscriptions, Coupons and read to Events"
+    else:
+        detail = f"Stripe could not be reached ({classify(exc, 'customers')})"
+        fix = "check the network path to api.stripe.com (or STRIPE_API_URL)"
+    return Check(system="stripe", name="credentials", status=CheckStatus.FAIL, detail=detail, fix=fix)
 
 
 def classify(exc: stripe.StripeError, what: str) -> ConnectorError:

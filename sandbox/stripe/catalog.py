@@ -268,7 +268,7 @@ class CatalogMixin(Store):
             "livemode": False,
             "max_redemptions": as_int(params, "max_redemptions"),
             "metadata": apply_metadata({}, params.get("metadata")),
-            "name": as_str(params, "name"),
+            "name": coupon_name(params),
             "percent_off": percent_off,
             "redeem_by": as_int(params, "redeem_by"),
             "times_redeemed": 0,
@@ -283,7 +283,7 @@ class CatalogMixin(Store):
         coupon = self.get(coupon_id, "coupon")
         before = self.render(coupon)
         if "name" in params:
-            coupon["name"] = as_str(params, "name")
+            coupon["name"] = coupon_name(params)
         coupon["metadata"] = apply_metadata(coupon["metadata"], params.get("metadata"))
         self._updated("coupon.updated", coupon, before)
         return coupon
@@ -453,3 +453,20 @@ class CatalogMixin(Store):
         changes = diff(before, self.render(obj))
         if changes:
             self.event(etype, obj, changes)
+
+
+#: a coupon's ``name`` is "displayed to customers on, for instance, invoices": at most 40 characters
+COUPON_NAME_MAX = 40
+
+
+def coupon_name(params: dict[str, Any]) -> str | None:
+    """The coupon ``name`` parameter, refused above 40 characters as Stripe does."""
+    name = as_str(params, "name")
+    if name is not None and len(name) > COUPON_NAME_MAX:
+        raise StripeError(
+            400,
+            f"Invalid string: {name[:COUPON_NAME_MAX]}...; must be at most "
+            f"{COUPON_NAME_MAX} characters",
+            param="name",
+        )
+    return name

@@ -165,7 +165,8 @@ class CustomerMixin(Store):
             self.all("customer"),
             params,
             "/v1/customers",
-            lambda c: not email or (c["email"] or "").lower() == str(email).lower(),
+            # case-SENSITIVE, as at Stripe ("Jane@x.com" does not find "jane@x.com")
+            lambda c: not email or (c["email"] or "") == str(email),
         )
 
     # --- balance ----------------------------------------------------------------------------------
@@ -279,7 +280,8 @@ class CustomerMixin(Store):
             if not page.startswith("page_"):
                 raise StripeError(400, "Invalid page", param="page")
             offset = int(page[5:] or 0)
-        hits = [o for o in self.all(kind) if pred(self.render(o))]
+        # matched against the (lagging) index, answered with the objects as they are now
+        hits = [o for o in self.all(kind) if (seen := self.indexed(o)) is not None and pred(seen)]
         data = hits[offset : offset + limit]
         more = len(hits) > offset + limit
         return {

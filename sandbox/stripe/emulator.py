@@ -8,6 +8,7 @@ import base64
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,14 @@ from .signing import signature_header
 from .state import StripeState
 
 log = logging.getLogger("sandbox.stripe")
+
+#: Stripe's rate limiter in test mode (billing-apis.md §1f): 25 requests/s, search 20/s
+SANDBOX_RATE_PER_S = 25.0
+SEARCH_RATE_PER_S = 20.0
+#: how long a write takes to show in search results. Stripe: "data is searchable in less than a
+#: minute" (longer during incidents); a second here keeps the suite quick yet makes any
+#: read-after-write through search visible as the bug it is.
+DEFAULT_SEARCH_LAG_S = 1.0
 
 #: what stripe-python 16.1 pins (``stripe.api_version``); events carry it as their api_version
 DEFAULT_API_VERSION = "2026-10-28.endive"
@@ -57,6 +66,10 @@ class StripeEmulator(Emulator):
         idempotency_ttl_s: float = 24 * 3600,
         retry_schedule_days: tuple[int, ...] = (3, 5, 7),
         final_dunning_action: str = "cancel",
+        realistic: bool = True,
+        rate_limit_per_s: float | None = SANDBOX_RATE_PER_S,
+        search_rate_per_s: float | None = SEARCH_RATE_PER_S,
+        search_lag_s: float = DEFAULT_SEARCH_LAG_S,
     ) -> None:
         self.api_key = api_key
         self.webhook_secrets: list[str] = [webhook_secret] if webhook_secret else []
@@ -64,6 +77,17 @@ class StripeEmulator(Emulator):
         self.idempotency_ttl_s = idempotency_ttl_s
         self.retry_schedule_days = tuple(retry_schedule_days)
         self.final_dunning_action = final_dunning_action
+        # A real test-mode account's limits and lag (billing-apis.md §1f, Search docs); off with
+        # ``realistic=False`` for a focused unit test.
+        self.rate_limit_per_s = rate_limit_per_s if realistic else None
+        self.search_rate_per_s = search_rate_per_s if realistic else None
+        self.search_lag_s = search_lag_s if realistic else 0.0
+        self._windows: dict[str, deque[float]] = {"global": deque(), "search": deque()}
+        #: the events each webhook endpoint is enabled for (``["*"]``: all), as the Dashboard
+        #: shows them at ``GET /v1/webhook_endpoints`` (one endpoint per webhook target)
+        self.webhook_enabled_events: list[str] = ["*"]
+        #: how many requests were answered 429 (tests and bench read it)
+        self.rate_limited = 0
         #: seconds every vendor request waits after reserving its idempotency key (race tests)
         self.latency_s = 0.0
         self.clock_offset = 0.0
@@ -82,6 +106,8 @@ class StripeEmulator(Emulator):
         self.state.retry_schedule_days = self.retry_schedule_days
         self.state.final_dunning_action = self.final_dunning_action
         self.state.webhook_count = lambda: len(self.webhook_targets)
+        self.state.search_lag_s = getattr(self, "search_lag_s", 0.0)
+        self.state.webhook_endpoints = self._webhook_endpoints
         self.idempotency: dict[str, _IdemRecord] = {}
 
     def seed(self, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,6 +192,63 @@ class StripeEmulator(Emulator):
                 sign=self.sign,
             )
 
+    def _webhook_endpoints(self) -> list[dict[str, Any]]:
+        """The account's webhook endpoints: one per webhook target (newest first)."""
+        out = []
+        for n, target in enumerate(self.webhook_targets):
+            out.append(
+                {
+                    "id": f"we_{n + 1:024d}",
+                    "object": "webhook_endpoint",
+                    "api_version": None,
+                    "application": None,
+                    "created": 0,
+                    "description": None,
+                    "enabled_events": list(self.webhook_enabled_events),
+                    "livemode": False,
+                    "metadata": {},
+                    "status": "enabled",
+                    "url": target.url,
+                }
+            )
+        return list(reversed(out))
+
+    # --- rate limits ------------------------------------------------------------------------------
+
+    def set_search_lag(self, seconds: float) -> None:
+        """How long a write takes to reach ``/search`` results from now on."""
+        with self.lock:
+            self.search_lag_s = self.state.search_lag_s = max(0.0, float(seconds))
+
+    def _rate_limit(self, path: str) -> StripeError | None:
+        """Stripe's rate limiter: at most ``rate_limit_per_s`` requests in any second (25 in
+        test mode), search at most ``search_rate_per_s`` (20) on top; past it a 429 with
+        ``code=rate_limit`` and ``Stripe-Rate-Limited-Reason``. Refused requests do not count."""
+        limits = [("global", self.rate_limit_per_s, "global-rate")]
+        if path.endswith("/search"):
+            limits.append(("search", self.search_rate_per_s, "endpoint-rate"))
+        now = time.monotonic()
+        with self.lock:
+            for name, rate, reason in limits:
+                if not rate:
+                    continue
+                window = self._windows[name]
+                while window and window[0] <= now - 1.0:
+                    window.popleft()
+                if len(window) >= rate:
+                    self.rate_limited += 1
+                    return StripeError(
+                        429,
+                        "Request rate limit exceeded. You can learn more about rate limits here "
+                        "https://stripe.com/docs/rate-limits.",
+                        code="rate_limit",
+                        headers={"Stripe-Rate-Limited-Reason": reason},
+                    )
+            for name, rate, _ in limits:
+                if rate:
+                    self._windows[name].append(now)
+        return None
+
     # --- the API ----------------------------------------------------------------------------------
 
     def vendor_routes(self) -> list[BaseRoute]:
@@ -179,6 +262,7 @@ class StripeEmulator(Emulator):
             Route(ctl + "/clock", self._ctl_clock, methods=["GET", "POST"]),
             Route(ctl + "/webhook_secrets", self._ctl_secrets, methods=["GET", "POST", "DELETE"]),
             Route(ctl + "/meter_events", self._ctl_meter_events, methods=["GET"]),
+            Route(ctl + "/realism", self._ctl_realism, methods=["GET", "POST"]),
             Route("/v1/{rest:path}", self._api, methods=["GET", "POST", "DELETE"]),
         ]
 
@@ -236,6 +320,9 @@ class StripeEmulator(Emulator):
                 )
             )
         handler, path_params = match
+        limited = self._rate_limit(path)
+        if limited is not None:
+            return fail(limited)
         try:
             if method == "POST":
                 raw = (await request.body()).decode("utf-8")
@@ -478,3 +565,22 @@ class StripeEmulator(Emulator):
                 and (not name or e["event_name"] == name)
             ]
         return JSONResponse({"meter_events": evts})
+
+    async def _ctl_realism(self, request: Request) -> Response:
+        """Read or change the account's limits and search lag (None/0 turns one off)."""
+        if request.method == "POST":
+            body = await self._json(request)
+            with self.lock:
+                for name in ("rate_limit_per_s", "search_rate_per_s"):
+                    if name in body:
+                        setattr(self, name, float(body[name]) if body[name] else None)
+            if "search_lag_s" in body:
+                self.set_search_lag(float(body["search_lag_s"] or 0))
+        return JSONResponse(
+            {
+                "rate_limit_per_s": self.rate_limit_per_s,
+                "search_rate_per_s": self.search_rate_per_s,
+                "search_lag_s": self.search_lag_s,
+                "rate_limited": self.rate_limited,
+            }
+        )

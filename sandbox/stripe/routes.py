@@ -134,8 +134,13 @@ ROUTES: list[tuple[str, str, Handler]] = [
         lambda s, p, id: s.meter_event_summaries(id, p),
     ),
     ("POST", "/v1/billing/meter_events", lambda s, p: s.create_meter_event(p)),
-    # events
+    # events and webhook endpoints (read-only here: the sandbox's targets)
     ("GET", "/v1/events", lambda s, p: s.list_events(p)),
+    (
+        "GET",
+        "/v1/webhook_endpoints",
+        lambda s, p: s.page(s.webhook_endpoints(), p, "/v1/webhook_endpoints"),
+    ),
     ("GET", "/v1/events/{id}", _get("event")),
 ]
 

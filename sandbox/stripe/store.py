@@ -12,6 +12,9 @@ from .forms import as_int, as_list
 
 _ALNUM = string.ascii_letters + string.digits
 
+#: the object types Stripe's Search API covers (through the emulator's routes)
+SEARCHABLE = {"customer", "invoice", "price", "product", "subscription"}
+
 #: object type -> the noun Stripe uses in "No such ..." messages
 NOUNS = {
     "customer": "customer",
@@ -66,8 +69,13 @@ class Store:
         self.outbox: list[dict[str, Any]] = []
         self.request_ctx: dict[str, Any] = {"id": None, "idempotency_key": None}
         self.webhook_count: Callable[[], int] = lambda: 0
+        self.webhook_endpoints: Callable[[], list[dict[str, Any]]] = lambda: []
         self.emit_events = True
         self._rng = random.Random()  # noqa: S311 - ids, not secrets
+        #: seconds before a write is seen by ``/search`` (Stripe: "up to a minute")
+        self.search_lag_s = 0.0
+        #: object id -> [(visible_at, snapshot)]: what the search index holds, oldest first
+        self.search_index: dict[str, list[tuple[float, dict[str, Any]]]] = {}
 
     # --- basics ----------------------------------------------------------------------------------
 
@@ -247,7 +255,34 @@ class Store:
         }
         self.put(evt)
         self.outbox.append(evt)
+        self._index(data["object"])
         return evt
+
+    # --- the search index (eventually consistent) -----------------------------------------------
+
+    def _index(self, snapshot: dict[str, Any]) -> None:
+        """Queue a written object for the search index: searchable ``search_lag_s`` from now.
+        Every write of a searchable object emits an event, so events are the index's feed;
+        seeded objects (no events) are searchable at once, like data written long ago."""
+        if snapshot.get("object") not in SEARCHABLE or "id" not in snapshot:
+            return
+        entries = self.search_index.setdefault(snapshot["id"], [])
+        entries.append((self.clock() + self.search_lag_s, snapshot))
+
+    def indexed(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """The object as the search index sees it now: its latest snapshot that is visible,
+        None if the index does not have it yet (created less than ``search_lag_s`` ago)."""
+        entries = self.search_index.get(obj["id"])
+        if entries is None:
+            return self.render(obj)
+        now = self.clock()
+        visible = [i for i, (at, _) in enumerate(entries) if at <= now]
+        if not visible:
+            return None
+        latest = visible[-1]
+        del entries[:latest]  # older snapshots are never seen again
+        snapshot = entries[0][1]
+        return None if snapshot.get("deleted") else snapshot
 
     def list_events(self, params: Mapping[str, Any]) -> dict[str, Any]:
         etype = params.get("type")

@@ -64,7 +64,9 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def emulator() -> StripeEmulator:
-    return StripeEmulator(api_key=API_KEY, webhook_secret=SECRET)
+    # focused on shapes and state: the account's rate limits and search lag are off here
+    # (tests/sandbox/test_stripe_realism.py holds those)
+    return StripeEmulator(api_key=API_KEY, webhook_secret=SECRET, realistic=False)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ API_KEY = "sk_test_revbridge_q2c_emulator"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    with ServerThread({StripeEmulator(api_key=API_KEY): 0}) as srv:
+    # focused on shapes and state: limits and search lag are off (test_stripe_realism.py)
+    with ServerThread({StripeEmulator(api_key=API_KEY, realistic=False): 0}) as srv:
         yield srv.urls["stripe"]
 
 
