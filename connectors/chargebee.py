@@ -21,7 +21,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlparse
@@ -45,6 +45,7 @@ from domain.models import (
     PaymentAttempt,
     PaymentFailed,
 )
+from domain.preflight import Check, CheckStatus
 from domain.records import (
     CustomerDraft,
     CustomerPage,
@@ -67,6 +68,46 @@ _PERMANENT_4XX = {400, 401, 402, 403, 404, 405, 409, 422}
 
 #: the searchable customer custom field that holds the CRM link (see the module docstring)
 CRM_LINK_FIELD = "cf_crm_link"
+#: the documented maximum length of a comment's ``notes``; longer audit text is cut to it
+COMMENT_MAX_CHARS = 1000
+TRUNCATED_MARKER = " […truncated by RevBridge]"
+#: payment terms RevBridge's quotes use without an approval (domain/quote.STANDARD_PAYMENT_TERMS)
+STANDARD_NET_TERM_DAYS = (30,)
+#: what to do about each site setting RevBridge needs (one line each; ``revbridge doctor``)
+FIX_CUSTOM_FIELD = (
+    f"create the customer custom field {CRM_LINK_FIELD} (single-line text) in Settings > "
+    "Configure Chargebee > Custom Fields, then ask Chargebee support to make it searchable"
+)
+FIX_SEARCHABLE = (
+    f"ask Chargebee support to make the customer custom field {CRM_LINK_FIELD} searchable"
+)
+FIX_CONTRACT_TERMS = "enable Contract Terms in Settings > Configure Chargebee > Contract Terms"
+FIX_CREDENTIALS = "set CHARGEBEE_SITE and CHARGEBEE_API_KEY to a full-access API key of the site"
+
+
+def fix_net_terms(days: Iterable[int]) -> str:
+    terms = ", ".join(f"Net {d}" for d in sorted(days))
+    return f"add {terms} in Settings > Configure Chargebee > Billing LogIQ > Payment Terms"
+
+
+class ConfigurationError(ConnectorError):
+    """The Chargebee site lacks a setting RevBridge needs (a payment term, Contract Terms, the
+    CRM-link custom field or its searchability). Permanent, and the same for every run until a
+    person changes the site: the activity fails non-retryably as ``chargebee.needs_configuration``
+    and ``preflight()`` reports the same ``check`` with its ``fix`` before go-live."""
+
+    def __init__(self, check: str, problem: str, fix: str, status: int | None = None) -> None:
+        super().__init__(
+            "chargebee",
+            ErrorKind.PERMANENT,
+            f"needs configuration ({check}): {problem}; fix: {fix}",
+            status=status,
+            code="needs_configuration",
+        )
+        self.check = check
+        self.fix = fix
+
+
 DAY_S = 86_400
 #: how far back downgrades count, and how many event pages one snapshot may read for them
 DOWNGRADE_WINDOW_S = 90 * DAY_S
@@ -206,6 +247,9 @@ class ChargebeeBilling:
         )
 
     def add_note(self, target: NoteTarget, target_id: str, text: str, idempotency_key: str) -> str:
+        """A comment; text beyond Chargebee's 1,000 characters is cut, with a marker saying so
+        (the full entry stays in the CRM's audit log and the workflow's history)."""
+        text = note_text(text)
         if limits.retry_attempt():
             # The key is remembered for 30 minutes only: a retry after an outage or a wait for
             # the rate limit looks for the earlier attempt's note (same text: the entry names
@@ -284,7 +328,7 @@ class ChargebeeBilling:
         write the link to ``meta_data`` (the protocol's contract) and to ``cf_crm_link`` (the
         index). Chargebee silently drops a filter on a custom field the site has not made
         searchable and answers the unfiltered list; every row is therefore checked, and rows that
-        do not carry the link mean a misconfigured site: a permanent error, never a wrong match
+        do not carry the link mean a misconfigured site: a ConfigurationError, never a wrong match
         (which would link the deal to someone else's customer) or a silent None (a duplicate).
         """
         link = crm_link(crm, account_id)
@@ -297,12 +341,10 @@ class ChargebeeBilling:
         rows = [entry.customer for entry in resp.list]
         matches = [c for c in rows if getattr(c, CRM_LINK_FIELD, None) == link]
         if len(matches) != len(rows):
-            raise ConnectorError(
-                self.name,
-                ErrorKind.PERMANENT,
-                f"the customer list ignored {CRM_LINK_FIELD}[is]: make the custom field "
-                "searchable on this Chargebee site",
-                code="custom_field_not_searchable",
+            raise ConfigurationError(
+                f"searchable:{CRM_LINK_FIELD}",
+                f"the customer list ignored {CRM_LINK_FIELD}[is] (not searchable)",
+                FIX_SEARCHABLE,
             )
         return self._billing_customer(matches[0]) if matches else None
 
@@ -596,6 +638,165 @@ class ChargebeeBilling:
         )
         return coupon_id
 
+    # --- preflight (revbridge doctor) -------------------------------------------------------------
+
+    def preflight(
+        self,
+        net_term_days: Iterable[int] = STANDARD_NET_TERM_DAYS,
+        site_net_terms: Iterable[int] | None = None,
+    ) -> list[Check]:
+        """What this site must offer before go-live, one :class:`Check` each, read-only (list
+        reads and a subscription *estimate*, which creates nothing):
+
+        - ``credentials``: the key opens the site (a one-row customer list);
+        - ``custom-field:cf_crm_link``: the customer custom field exists (``GET
+          /custom_field_configs``);
+        - ``searchable:cf_crm_link``: a ``cf_crm_link[is]`` filter on a value no customer has
+          answers nothing (Chargebee silently ignores a filter on a field it has not made
+          searchable and answers the unfiltered list);
+        - ``contract-terms``: an estimate of a plan with a contract term is accepted;
+        - ``net-terms``: the payment terms quotes need (``net_term_days``: Net 30 unless told)
+          against ``site_net_terms``. Chargebee's API does not expose the site's payment terms,
+          so without ``site_net_terms`` this is a WARN that names what to check by hand.
+        """
+        system = self.name
+        try:
+            sample = self._call(lambda: self._cb.Customer.list({"limit": 1}), what="customers")
+        except ConnectorError as err:
+            auth = err.status in (401, 403)
+            checks = [
+                Check(
+                    system=system,
+                    name="credentials",
+                    status=CheckStatus.FAIL,
+                    detail="the API key was refused" if auth else f"site unreachable ({err.kind})",
+                    fix=FIX_CREDENTIALS if auth else "check CHARGEBEE_SITE and the network path",
+                )
+            ]
+            reason = "credentials failed"
+            names = (f"custom-field:{CRM_LINK_FIELD}", f"searchable:{CRM_LINK_FIELD}")
+            for name in (*names, "contract-terms", "net-terms"):
+                checks.append(
+                    Check(system=system, name=name, status=CheckStatus.SKIP, detail=reason)
+                )
+            return checks
+        checks = [Check(system=system, name="credentials", status=CheckStatus.OK)]
+        checks += self._preflight_custom_field(bool(sample.list))
+        checks.append(self._preflight_contract_terms())
+        checks.append(_net_terms_check(set(net_term_days), site_net_terms))
+        return checks
+
+    def _preflight_custom_field(self, has_customers: bool) -> list[Check]:
+        system, field_ = self.name, CRM_LINK_FIELD
+        exists_name, search_name = f"custom-field:{field_}", f"searchable:{field_}"
+        try:
+            body, _headers, _status = self._call(
+                lambda: _sdk_http.request(
+                    "get",
+                    "/custom_field_configs",
+                    self._cb.env,
+                    params={"entity_type": "customer", "limit": 100},
+                ),
+                what="custom field configs",
+            )
+            names = {
+                (e.get("custom_field_config") or {}).get("api_name") for e in body.get("list", [])
+            }
+            exists: bool | None = field_ in names
+        except ConnectorError:
+            exists = None  # an older API without custom field configs: the filter probe decides
+        if exists is False:
+            return [
+                Check(
+                    system=system,
+                    name=exists_name,
+                    status=CheckStatus.FAIL,
+                    detail="no such customer custom field",
+                    fix=FIX_CUSTOM_FIELD,
+                ),
+                Check(
+                    system=system,
+                    name=search_name,
+                    status=CheckStatus.FAIL,
+                    detail="the field does not exist",
+                    fix=FIX_SEARCHABLE,
+                ),
+            ]
+        checks = []
+        if exists:
+            checks.append(Check(system=system, name=exists_name, status=CheckStatus.OK))
+        probe = "revbridge-preflight:no-such-link"
+        rows = self._call(
+            lambda: self._cb.Customer.list({field_: {"is": probe}, "limit": 1}), what="customers"
+        ).list
+        if rows:
+            checks.append(
+                Check(
+                    system=system,
+                    name=search_name,
+                    status=CheckStatus.FAIL,
+                    detail=f"a {field_}[is] filter was ignored",
+                    fix=FIX_SEARCHABLE,
+                )
+            )
+        elif has_customers:
+            checks.append(Check(system=system, name=search_name, status=CheckStatus.OK))
+        else:
+            checks.append(
+                Check(
+                    system=system,
+                    name=search_name,
+                    status=CheckStatus.WARN,
+                    detail="the site has no customers yet, so the filter cannot be tested",
+                    fix=f"run revbridge doctor again after the first customer, or {FIX_SEARCHABLE}",
+                )
+            )
+        if exists is None:
+            checks.insert(
+                0,
+                Check(
+                    system=system,
+                    name=exists_name,
+                    status=CheckStatus.SKIP,
+                    detail="custom field configs cannot be listed on this site",
+                ),
+            )
+        return checks
+
+    def _preflight_contract_terms(self) -> Check:
+        system, name = self.name, "contract-terms"
+        plans = self._call(
+            lambda: self._cb.ItemPrice.list({"item_type": {"is": "plan"}, "limit": 1}),
+            what="item prices",
+        ).list
+        if not plans:
+            return Check(
+                system=system,
+                name=name,
+                status=CheckStatus.SKIP,
+                detail="no plan item price to estimate a contract term with",
+            )
+        try:
+            self._call(
+                lambda: self._cb.Estimate.create_sub_item_estimate(
+                    {
+                        "subscription_items": [{"item_price_id": plans[0].item_price.id}],
+                        "billing_cycles": 12,
+                        "contract_term": {"action_at_term_end": "renew"},
+                    }
+                ),
+                what="estimate",
+            )
+        except ConfigurationError as err:
+            return Check(
+                system=system,
+                name=name,
+                status=CheckStatus.FAIL,
+                detail="a subscription with a contract term is refused",
+                fix=err.fix,
+            )
+        return Check(system=system, name=name, status=CheckStatus.OK)
+
     @property
     def client(self) -> Chargebee:
         """The configured official client (the demo and tests drive the sandbox with it)."""
@@ -882,8 +1083,40 @@ def _classify(exc: APIError, what: str) -> ConnectorError:
             code=code,
             retry_after=retry_after,
         )
+    config = _configuration_error(exc)
+    if config is not None:
+        return config
     kind = ErrorKind.PERMANENT if status in _PERMANENT_4XX else ErrorKind.RETRYABLE
     return ConnectorError("chargebee", kind, f"{code}: {exc}", status=status, code=code)
+
+
+def _configuration_error(exc: APIError) -> ConfigurationError | None:
+    """A 400 that names a site setting RevBridge needs: the payment term (``net_term_days``),
+    Contract Terms (``contract_term[...]``), or the CRM-link custom field (unknown until created)."""
+    status = int(exc.http_status_code or 0)
+    param = str(getattr(exc, "param", None) or "")
+    if status != 400 or not param:
+        return None
+    if param == "net_term_days":
+        return ConfigurationError(
+            "net-terms",
+            f"the site refused the payment term ({str(exc)[:120]})",
+            "add the deal's payment term in Settings > Configure Chargebee > Billing LogIQ > "
+            "Payment Terms",
+            status,
+        )
+    if param.startswith("contract_term"):
+        return ConfigurationError(
+            "contract-terms", "Contract Terms are not enabled", FIX_CONTRACT_TERMS, status
+        )
+    if param == CRM_LINK_FIELD:
+        return ConfigurationError(
+            f"custom-field:{CRM_LINK_FIELD}",
+            "the site has no such customer custom field",
+            FIX_CUSTOM_FIELD,
+            status,
+        )
+    return None
 
 
 def _metadata(raw: Any) -> dict[str, str]:
@@ -906,6 +1139,35 @@ def _float(value: Any) -> float | None:
 
 
 # --- quote-to-cash helpers -------------------------------------------------------------------------
+
+
+def _net_terms_check(needed: set[int], site: Iterable[int] | None) -> Check:
+    wanted = ", ".join(f"Net {d}" for d in sorted(needed))
+    if site is None:
+        return Check(
+            system="chargebee",
+            name="net-terms",
+            status=CheckStatus.WARN,
+            detail=f"quotes need {wanted}; Chargebee's API does not show the site's payment terms",
+            fix=f"make sure the site offers them: {fix_net_terms(needed)}",
+        )
+    missing = needed - set(site)
+    if missing:
+        return Check(
+            system="chargebee",
+            name="net-terms",
+            status=CheckStatus.FAIL,
+            detail=f"the site does not offer {', '.join(f'Net {d}' for d in sorted(missing))}",
+            fix=fix_net_terms(missing),
+        )
+    return Check(system="chargebee", name="net-terms", status=CheckStatus.OK, detail=wanted)
+
+
+def note_text(text: str) -> str:
+    """``text`` as a Chargebee comment holds it: at most 1,000 characters, cut with a marker."""
+    if len(text) <= COMMENT_MAX_CHARS:
+        return text
+    return text[: COMMENT_MAX_CHARS - len(TRUNCATED_MARKER)] + TRUNCATED_MARKER
 
 
 def crm_link(crm: str, account_id: str) -> str:

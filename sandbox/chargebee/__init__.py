@@ -4,8 +4,13 @@ Vendor API (``/api/v2``, HTTP Basic with the api key as username): customers, su
 (``subscription_for_items``, ``update_for_items``, ``cancel_for_items``), invoices
 (``collect_payment``, ``record_payment``, payments), transactions, comments, coupons
 (``create_for_items``), promotional credits, item prices, events, usages (metered), usage
-events (JSON). Customers take ``cf_*`` custom fields; ``cf_x[is]`` list filters work only for
-fields the site made searchable (others are silently ignored, as on Chargebee).
+events (JSON), custom field configs, subscription estimates. Customers take ``cf_*`` custom
+fields; ``cf_x[is]`` list filters work only for fields the site made searchable (others are
+silently ignored, as on Chargebee: chargebee-typescript issues #6 and #69). Site settings:
+payment terms offered (``net_term_days``), Contract Terms on/off; ``ChargebeeEmulator.fresh_site()``
+is a new site (no custom fields, out-of-the-box terms, Contract Terms off). Test-site limits are on
+by default (150 requests/min, comments of at most 1,000 characters; ``limits=False`` turns them
+off).
 ``subscription_for_items`` takes ``discounts[...]``, ``billing_cycles``, ``contract_term[...]``
 and ``net_term_days``; ``update_for_items`` records ``subscription_changed`` with the
 subscription after the change.
@@ -36,6 +41,10 @@ Scenario controls (no auth, never in the request ledger):
 - ``POST /_sandbox/chargebee/invoices/{id}/fail_payment`` ``{"decline_code"?: str}`` and
   ``POST /_sandbox/chargebee/invoices/{id}/pay``: a charge attempt; answer the event created.
 - ``POST /_sandbox/chargebee/rate_limit`` ``{"per_minute": int | null, "window_s"?: float}``
+- ``POST /_sandbox/chargebee/site`` ``{"net_terms"?: [days], "contract_terms"?: bool,
+  "custom_field"?: {"api_name": "cf_...", "searchable"?: bool, ...}}``: what a site admin (or
+  Chargebee support) changes: adds payment terms, enables Contract Terms, creates a custom field
+  or makes it searchable.
 - ``GET /_sandbox/chargebee/events``: every event, oldest first.
 """
 

@@ -50,6 +50,17 @@ DEFAULT_CUSTOM_FIELDS: tuple[Mapping[str, Any], ...] = (
     },
 )
 
+#: Payment terms (Net D) a site offers out of the box: Due Upon Receipt (0) and Net 7 to Net 90
+#: (Settings > Configure Chargebee > Billing LogIQ > Payment Terms; support article 251161).
+#: Any other term (1-180 days) exists only once the site adds it.
+FRESH_NET_TERMS: tuple[int, ...] = (0, 7, 15, 30, 45, 60, 90)
+
+#: Chargebee's documented limit on test sites: 150 API requests per minute (billing-apis.md §2f)
+TEST_SITE_RATE_PER_MINUTE = 150
+
+#: the documented maximum length of a comment's ``notes``
+COMMENT_MAX_CHARS = 1000
+
 
 class ChargebeeEmulator(Emulator):
     """Chargebee API v2 under ``/api/v2`` plus scenario controls under ``/_sandbox/chargebee``.
@@ -70,6 +81,22 @@ class ChargebeeEmulator(Emulator):
       stands for the per-site switch Chargebee support turns on to make ``cf_x[is]`` list filters
       work; filters on any other custom field are silently ignored, as on a real site. The default
       is the setup RevBridge's Chargebee connector expects (a searchable ``cf_crm_link``).
+    - ``net_terms``: the payment terms (days) the site offers; ``net_term_days`` outside them is
+      refused (400 ``param_wrong_value`` on ``net_term_days``). None: any value (a site set up for
+      every term RevBridge sends).
+    - ``contract_terms``: whether Contract Terms are enabled on the site; when off a
+      ``contract_term[...]`` is refused (400 ``configuration_incompatible``).
+    - ``comment_max_chars``: the documented 1,000-character limit on a comment's ``notes``
+      (None: no limit).
+
+    The two error bodies above use codes of Chargebee's error catalogue; their message texts are
+    ours (not checked against a live site). ``ChargebeeEmulator.fresh_site()`` is a site as
+    Chargebee hands it over: no custom fields, the out-of-the-box payment terms, Contract Terms
+    off, the test-site rate limit.
+
+    Realistic limits are on by default: ``rate_limit_per_minute`` is a test site's 150 and
+    ``comment_max_chars`` 1,000. ``ChargebeeEmulator(..., limits=False)`` turns both off for a
+    focused unit test.
     """
 
     name = "chargebee"
@@ -79,7 +106,7 @@ class ChargebeeEmulator(Emulator):
         api_key: str = "test_chargebee_key",
         webhook_targets: Iterable[WebhookTarget] = (),
         idempotency_window_s: float = 1800,
-        rate_limit_per_minute: int | None = None,
+        rate_limit_per_minute: int | None = TEST_SITE_RATE_PER_MINUTE,
         rate_limit_window_s: float = 60.0,
         payment_error_status: int = 400,
         default_card: bool = True,
@@ -87,8 +114,20 @@ class ChargebeeEmulator(Emulator):
         clock: Callable[[], float] = time.time,
         custom_fields: Iterable[Mapping[str, Any]] = DEFAULT_CUSTOM_FIELDS,
         api_user: str = "revbridge-integration",
+        net_terms: Iterable[int] | None = None,
+        contract_terms: bool = True,
+        comment_max_chars: int | None = COMMENT_MAX_CHARS,
+        limits: bool = True,
     ) -> None:
+        if not limits:
+            rate_limit_per_minute = None
+            comment_max_chars = None
         self.api_key = api_key
+        self._site_default = {
+            "net_terms": None if net_terms is None else sorted({int(d) for d in net_terms}),
+            "contract_terms": bool(contract_terms),
+        }
+        self.comment_max_chars = comment_max_chars
         #: who an event caused through the API names in its ``user`` field (``source: "api"``)
         self.api_user = api_user
         self._custom_fields_default = [dict(c) for c in custom_fields]
@@ -107,7 +146,39 @@ class ChargebeeEmulator(Emulator):
         """Drop all state; a rate limit set through the control route goes back to the default."""
         self.store = Store(clock=self.clock)
         self.store.custom_fields = {c["api_name"]: dict(c) for c in self._custom_fields_default}
+        self.store.site = dict(self._site_default)
         self.rate_limit_per_minute, self.rate_limit_window_s = self._rate_limit_default
+
+    @classmethod
+    def fresh_site(cls, **kwargs: Any) -> ChargebeeEmulator:
+        """A site as Chargebee hands it over: no custom fields (so no ``cf_crm_link``), only the
+        out-of-the-box payment terms, Contract Terms off. Keyword arguments override."""
+        kwargs.setdefault("custom_fields", ())
+        kwargs.setdefault("net_terms", FRESH_NET_TERMS)
+        kwargs.setdefault("contract_terms", False)
+        return cls(**kwargs)
+
+    def configure_site(
+        self,
+        net_terms: Iterable[int] | None = None,
+        contract_terms: bool | None = None,
+        custom_field: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """What a site admin (or Chargebee support) changes in the site settings: add payment
+        terms, enable Contract Terms, create a custom field or make it searchable."""
+        with self.lock:
+            site = self.store.site
+            if net_terms is not None and site["net_terms"] is not None:
+                site["net_terms"] = sorted({*site["net_terms"], *(int(d) for d in net_terms)})
+            if contract_terms is not None:
+                site["contract_terms"] = bool(contract_terms)
+            if custom_field is not None:
+                name = str(custom_field.get("api_name", ""))
+                if not name.startswith("cf_"):
+                    raise ValueError("a custom field's api_name starts with cf_")
+                current = self.store.custom_fields.get(name, {"entity_type": "customer"})
+                self.store.custom_fields[name] = {**current, **custom_field}
+            return {**site, "custom_fields": sorted(self.store.custom_fields)}
 
     def error_response(self, status: int, message: str) -> Response:
         return for_status(status, message).response()
@@ -161,6 +232,8 @@ class ChargebeeEmulator(Emulator):
             r("POST", "/usage_events", a.create_usage_event),
             r("POST", "/subscriptions/{id}/usages", a.create_usage),
             r("GET", "/usages", a.list_usages),
+            r("GET", "/custom_field_configs", a.list_custom_field_configs),
+            r("POST", "/estimates/create_subscription_for_items", a.estimate_subscription),
         ]
         control = "/_sandbox/chargebee"
         return [
@@ -170,6 +243,7 @@ class ChargebeeEmulator(Emulator):
             Route(f"{control}/invoices/{{id}}/pay", self._ctl_pay, methods=["POST"]),
             Route(f"{control}/customers/{{id}}/card", self._ctl_card, methods=["POST"]),
             Route(f"{control}/rate_limit", self._ctl_rate_limit, methods=["POST"]),
+            Route(f"{control}/site", self._ctl_site, methods=["POST"]),
             Route(f"{control}/events", self._ctl_events, methods=["GET"]),
         ]
 
@@ -269,6 +343,20 @@ class ChargebeeEmulator(Emulator):
         return JSONResponse(
             {"per_minute": self.rate_limit_per_minute, "window_s": self.rate_limit_window_s}
         )
+
+    async def _ctl_site(self, request: Request) -> Response:
+        try:
+            body = await self._ctl_body(request)
+            site = self.configure_site(
+                net_terms=body.get("net_terms"),
+                contract_terms=body.get("contract_terms"),
+                custom_field=body.get("custom_field"),
+            )
+        except ChargebeeError as exc:
+            return exc.response()
+        except (TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(site)
 
     async def _ctl_events(self, request: Request) -> Response:
         with self.lock:

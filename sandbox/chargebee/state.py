@@ -50,6 +50,10 @@ class Store:
     usages: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the site's custom field configuration, by api_name (``cf_...``)
     custom_fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: site settings: ``net_terms`` (list of days, or None: any), ``contract_terms`` (bool)
+    site: dict[str, Any] = field(
+        default_factory=lambda: {"net_terms": None, "contract_terms": True}
+    )
     idempotency: dict[str, IdempotencyRecord] = field(default_factory=dict)
     rate_hits: deque[float] = field(default_factory=deque)
     seq: int = 0

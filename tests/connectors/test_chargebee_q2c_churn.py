@@ -174,7 +174,8 @@ def test_an_unsearchable_link_field_is_a_loud_error_not_a_wrong_match(site: Site
         with pytest.raises(ConnectorError) as err:
             site.billing.find_customer_by_crm("salesforce", "001-someone-else")
         assert err.value.kind is ErrorKind.PERMANENT
-        assert err.value.code == "custom_field_not_searchable"
+        assert err.value.code == "needs_configuration"
+        assert "searchable" in str(err.value)
     finally:
         site.seed({"custom_fields": [{"api_name": "cf_crm_link", "searchable": True}]})
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .. import models
-from ..errors import not_found, param_error
+from ..errors import ChargebeeError, not_found, param_error
 from ..forms import to_int
 from ..state import Store, public
 
@@ -53,6 +53,27 @@ class Base:
         return self.em.store
 
     # --- helpers --------------------------------------------------------------------------------
+
+    def net_term_days(self, params: dict[str, Any]) -> int | None:
+        """``net_term_days`` when given, refused unless the site offers that payment term."""
+        days = _opt_int(params, "net_term_days")
+        offered = self.store.site.get("net_terms")
+        if days is not None and offered is not None and days not in offered:
+            raise param_error(
+                "net_term_days",
+                f"net_term_days : {days} is not a payment term configured for this site",
+            )
+        return days
+
+    def require_contract_terms(self) -> None:
+        if not self.store.site.get("contract_terms"):
+            raise ChargebeeError(
+                400,
+                "configuration_incompatible",
+                "Contract terms is not enabled for this site",
+                type="invalid_request",
+                param="contract_term[action_at_term_end]",
+            )
 
     def event(self, call: Call, event_type: str, content: dict[str, Any]) -> dict[str, Any]:
         ev = models.new_event(

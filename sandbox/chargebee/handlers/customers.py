@@ -56,7 +56,7 @@ class CustomerHandlers(Base):
                 raise param_error("auto_collection", "auto_collection : invalid value")
             fields["auto_collection"] = p["auto_collection"]
         if "net_term_days" in p:
-            fields["net_term_days"] = to_int(p["net_term_days"], "net_term_days")
+            fields["net_term_days"] = self.net_term_days(p) or 0
         if "meta_data" in p:
             fields["meta_data"] = to_json_object(p["meta_data"], "meta_data")
         if isinstance(p.get("billing_address"), dict):

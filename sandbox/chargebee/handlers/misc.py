@@ -56,6 +56,9 @@ class MiscHandlers(Base):
             raise param_error("entity_type", f"entity_type : invalid value {entity_type!r}")
         entity_id = _required(p, "entity_id")
         notes = _required(p, "notes")
+        limit = self.em.comment_max_chars
+        if limit is not None and len(notes) > limit:
+            raise param_error("notes", f"notes : cannot be more than {limit} characters")
         if not self._entity_exists(entity_type, entity_id):
             raise not_found(entity_type.replace("_", " ").capitalize(), entity_id, "entity_id")
         c = models.new_comment(self.store, entity_type, entity_id, notes)
@@ -84,6 +87,49 @@ class MiscHandlers(Base):
         return {"comment": public(c)}
 
     # --- coupons -------------------------------------------------------------------------------
+
+    def list_custom_field_configs(self, call: Call) -> dict[str, Any]:
+        """``GET /custom_field_configs`` (``entity_type`` filter): the site's custom fields. The
+        per-site "searchable" switch is not part of the resource: it shows only in whether a
+        ``cf_x[is]`` filter is applied."""
+        entity = call.params.get("entity_type")
+        rows = [
+            {
+                "entity_type": c.get("entity_type", "customer"),
+                "api_name": c["api_name"],
+                "display_name": c.get("display_name") or c["api_name"],
+                "field_datatype": c.get("field_datatype", "string"),
+                "required": bool(c.get("required", False)),
+                "props": "{}",
+                "status": "active",
+                "object": "custom_field_config",
+            }
+            for c in self.store.custom_fields.values()
+            if entity in (None, c.get("entity_type", "customer"))
+        ]
+        limit = min(max(_opt_int(call.params, "limit") or 10, 1), 100)
+        return {"list": [{"custom_field_config": r} for r in rows[:limit]]}
+
+    def estimate_subscription(self, call: Call) -> dict[str, Any]:
+        """``POST /estimates/create_subscription_for_items``: what a subscription would be,
+        nothing created. Checks the items and, like the create, the contract term."""
+        p = call.params
+        items = self.em.api._items(p.get("subscription_items"), required=True)
+        if isinstance(p.get("contract_term"), dict) and p["contract_term"]:
+            self.require_contract_terms()
+        currency = items[0][0]["currency_code"]
+        now = self.store.now()
+        return {
+            "estimate": {
+                "created_at": now,
+                "object": "estimate",
+                "subscription_estimate": {
+                    "status": "active",
+                    "currency_code": currency,
+                    "object": "subscription_estimate",
+                },
+            }
+        }
 
     def create_coupon(self, call: Call) -> dict[str, Any]:
         p = call.params

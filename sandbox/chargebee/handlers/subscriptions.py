@@ -150,6 +150,7 @@ class SubscriptionHandlers(PaymentHandlers):
         term = p.get("contract_term")
         renewal = _opt_int(p, "contract_term_billing_cycle_on_renewal")
         if isinstance(term, dict) and term:
+            self.require_contract_terms()
             action = term.get("action_at_term_end") or "renew"
             if action not in ("renew", "evergreen", "cancel", "renew_once"):
                 raise param_error(
@@ -314,7 +315,7 @@ class SubscriptionHandlers(PaymentHandlers):
             "subscription_items": [],
             "coupons": [self._coupon_entry(c) for c in coupons],
             "auto_collection": p.get("auto_collection") or None,
-            "net_term_days": _opt_int(p, "net_term_days"),
+            "net_term_days": self.net_term_days(p),
             "has_scheduled_changes": False,
             "has_scheduled_advance_invoices": False,
             "channel": "web",
