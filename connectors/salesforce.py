@@ -10,9 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 import httpx
 import requests
@@ -30,6 +31,7 @@ from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
 from domain.models import CaseDraft, CaseRef, CaseSummary, CrmAccount, CustomerTier, TaskDraft
+from domain.preflight import Check, CheckStatus
 from domain.records import (
     BillingLink,
     CaseDetail,
@@ -54,6 +56,97 @@ _MISSING_CODES = {
 }
 _LONG_TEXT = 32768  # Long Text Area length of the churn and billing-context fields
 _ACCOUNT_FIELDS = "Id, Name, Customer_Tier__c, OwnerId, Billing_Customer_Id__c, Billing_Platform__c"
+_CASE_FIELDS = "Id, Subject, Description, CreatedDate"
+
+
+@dataclass(frozen=True)
+class _Need:
+    """A field RevBridge reads or writes: its type family and, for text, the length the
+    connector cuts to (the org's field must hold at least that much)."""
+
+    type: str  # string | textarea | picklist | double | currency | date | datetime | reference
+    length: int = 0
+    external_id: bool = False
+    writes: bool = True
+
+
+#: Every field RevBridge needs, by object: what ``preflight`` checks on a real org and the
+#: lengths the connector truncates to before sending (a longer value is a permanent 400
+#: ``STRING_TOO_LONG`` on a real org). Standard fields carry Salesforce's documented lengths
+#: (``Description`` long text areas: 32,000); custom ones the lengths RevBridge declares.
+NEEDS: dict[str, dict[str, _Need]] = {
+    "Account": {
+        "Billing_Customer_Id__c": _Need("string", 255, external_id=True),
+        "Billing_Platform__c": _Need("string", 40),
+        "Billing_Subscription_Id__c": _Need("string", 255),
+        "Billing_Status__c": _Need("string", 255),
+        "MRR__c": _Need("currency"),
+        "Customer_Tier__c": _Need("picklist", writes=False),
+        "Churn_Risk__c": _Need("double"),
+        "Churn_Level__c": _Need("picklist"),
+        "Churn_Reasons__c": _Need("textarea", _LONG_TEXT),
+        "Churn_Narrative__c": _Need("textarea", _LONG_TEXT),
+        "Churn_Scored_At__c": _Need("datetime"),
+    },
+    "Opportunity": {
+        "Billing_Subscription_Id__c": _Need("string", 255),
+        "Billing_Status__c": _Need("string", 255),
+        "MRR__c": _Need("currency"),
+        "Term_Months__c": _Need("double", writes=False),
+        "Payment_Terms__c": _Need("picklist", writes=False),
+        "Start_Date__c": _Need("date", writes=False),
+    },
+    "Case": {
+        "Subject": _Need("string", 255),
+        "Description": _Need("textarea", 32000),
+        "RevBridge_Key__c": _Need("string", 64, external_id=True),
+        "Billing_Invoice_Id__c": _Need("string", 255),
+        "Billing_Context__c": _Need("textarea", _LONG_TEXT),
+    },
+    "Task": {
+        "Subject": _Need("string", 255),
+        "Description": _Need("textarea", 32000),
+        "RevBridge_Key__c": _Need("string", 64, external_id=True),
+    },
+    "AI_Agent_Log__c": {
+        "RevBridge_Key__c": _Need("string", 64, external_id=True),
+        "Use_Case__c": _Need("string", 80),
+        "Action__c": _Need("string", 255),
+        "Decision__c": _Need("string", 40),
+        "Policy_Ids__c": _Need("string", 255),
+        "Approver__c": _Need("string", 255),
+        "Reasoner__c": _Need("string", 80),
+        "Outcome__c": _Need("string", 255),
+        "Parameters_Hash__c": _Need("string", 128),
+        "Workflow_Id__c": _Need("string", 255),
+        "Run_Id__c": _Need("string", 255),
+        "Account__c": _Need("reference"),
+        "Case__c": _Need("reference"),
+        "Details__c": _Need("textarea", 131072),
+    },
+}
+#: the objects RevBridge creates records of (the integration user needs create and edit)
+_CREATES = ("Case", "Task", "AI_Agent_Log__c")
+#: daily API allowance left below which preflight warns
+ALLOWANCE_WARN = 0.20
+
+
+def _fit(obj: str, field: str, text: str | None) -> str | None:
+    """``text`` cut to the field's length in :data:`NEEDS`."""
+    need = NEEDS[obj][field]
+    return fit(text, need.length, marker=need.type == "textarea")
+
+
+def fit(text: str | None, limit: int, marker: bool = True) -> str | None:
+    """``text`` within ``limit`` characters. A long text area keeps its head (an audit text
+    starts with what happened and the correlation ID) and ends with a line naming the original
+    length; a one-line field just ends with an ellipsis."""
+    if text is None or len(text) <= limit:
+        return text
+    if not marker:
+        return text[: limit - 1] + "…"
+    note = f"\n…[truncated by RevBridge: {len(text)} characters in all]"
+    return text[: limit - len(note)] + note
 
 
 class _Transport(limits.PacedAdapter):
@@ -255,48 +348,99 @@ class SalesforceCrm:
     def open_cases(self, account_id: str, limit: int = 5) -> list[CaseSummary]:
         rows = self.query(
             format_soql(
-                "SELECT Id, Subject, Description, CreatedDate FROM Case WHERE AccountId = {} "
+                "SELECT {:literal} FROM Case WHERE AccountId = {} "
                 "AND IsClosed = false ORDER BY CreatedDate DESC LIMIT {:literal}",
+                _CASE_FIELDS,
                 account_id,
                 str(int(limit)),
             )
         )
-        return [
-            CaseSummary(
-                id=r["Id"],
-                subject=r.get("Subject") or "",
-                description=r.get("Description") or "",
-                opened_at=_datetime(r.get("CreatedDate")),
-            )
-            for r in rows
-        ]
+        return [_case_summary(r) for r in rows]
 
-    def upsert_case(self, draft: CaseDraft) -> CaseRef:
-        fields = {
-            "Subject": draft.subject[:255],
-            "Description": draft.description,
+    def find_account_with_cases(
+        self, billing: str, customer_id: str, limit: int = 5
+    ) -> tuple[CrmAccount | None, list[CaseSummary]]:
+        """One SOQL: the account and, in a parent-to-child subquery on ``Cases``, its newest
+        open cases (Salesforce answers ``"Cases": null`` when there are none)."""
+        soql = format_soql(
+            "SELECT {:literal}, (SELECT {:literal} FROM Cases WHERE IsClosed = false "
+            "ORDER BY CreatedDate DESC LIMIT {:literal}) FROM Account "
+            "WHERE Billing_Customer_Id__c = {} AND Billing_Platform__c = {} LIMIT 1",
+            _ACCOUNT_FIELDS,
+            _CASE_FIELDS,
+            str(max(1, int(limit))),
+            customer_id,
+            billing,
+        )
+        rows = self._call(lambda sf: sf.query(soql), what="account")["records"]
+        if not rows:
+            return None, []
+        cases = [_case_summary(r) for r in self._children(rows[0], "Cases")]
+        return _account(rows[0]), cases[: max(0, int(limit))]
+
+    def upsert_case(self, draft: CaseDraft, audit: AuditEntry | None = None) -> CaseRef:
+        """One ``/composite`` request with ``allOrNone``: the case upsert by its external ID,
+        its case number read through ``@{case.id}``, and (with ``audit``) the audit entry upsert
+        by its own key, pointing at ``@{case.id}``. One API call and no re-read; a retry updates
+        the same keyed records, so it still opens one case and writes one audit row."""
+        fields: dict[str, Any] = {
+            "Subject": _fit("Case", "Subject", draft.subject),
+            "Description": _fit("Case", "Description", draft.description),
             "Priority": draft.priority.value,
             "Status": "New",
             "Origin": "Web",
             "Type": "Billing",
-            "Billing_Invoice_Id__c": draft.invoice_id,
+            "Billing_Invoice_Id__c": _fit("Case", "Billing_Invoice_Id__c", draft.invoice_id),
         }
         if draft.account_id:
             fields["AccountId"] = draft.account_id
-        resp = self._call(
-            lambda sf: sf.Case.upsert(f"RevBridge_Key__c/{draft.key}", fields, raw_response=True),
+        base = f"/services/data/v{self._settings.api_version}/sobjects"
+        subrequests: list[dict[str, Any]] = [
+            {
+                "method": "PATCH",
+                "url": f"{base}/Case/RevBridge_Key__c/{quote(draft.key, safe='')}",
+                "referenceId": "case",
+                "body": fields,
+            },
+            {
+                "method": "GET",
+                "url": f"{base}/Case/@{{case.id}}?fields=CaseNumber",
+                "referenceId": "caseNumber",
+            },
+        ]
+        if audit is not None:
+            entry = _audit_fields(audit)
+            entry.setdefault("Case__c", "@{case.id}")
+            if draft.account_id:
+                entry.setdefault("Account__c", draft.account_id)
+            subrequests.append(
+                {
+                    "method": "PATCH",
+                    "url": f"{base}/AI_Agent_Log__c/RevBridge_Key__c/{quote(audit.key, safe='')}",
+                    "referenceId": "audit",
+                    "body": entry,
+                }
+            )
+        answer = self._call(
+            lambda sf: sf.restful(
+                "composite",
+                method="POST",
+                json={"allOrNone": True, "compositeRequest": subrequests},
+            ),
             what="case",
         )
-        created = resp.status_code == 201
-        case = self._call(
-            lambda sf: sf.Case.get_by_custom_id("RevBridge_Key__c", draft.key), what="case"
+        results = _composite_results(answer, "case")
+        case, number = results["case"], results["caseNumber"]
+        return CaseRef(
+            id=case["body"]["id"],
+            number=(number.get("body") or {}).get("CaseNumber"),
+            created=case["httpStatusCode"] == 201,
         )
-        return CaseRef(id=case["Id"], number=case.get("CaseNumber"), created=created)
 
     def upsert_task(self, draft: TaskDraft) -> str:
         fields: dict[str, Any] = {
-            "Subject": draft.subject[:255],
-            "Description": draft.description,
+            "Subject": _fit("Task", "Subject", draft.subject),
+            "Description": _fit("Task", "Description", draft.description),
             "Status": "Not Started",
             "Priority": "High" if draft.high_priority else "Normal",
         }
@@ -313,23 +457,7 @@ class SalesforceCrm:
         return row["Id"]
 
     def write_audit(self, entry: AuditEntry) -> str:
-        fields = {
-            "Use_Case__c": entry.use_case,
-            "Action__c": entry.action,
-            "Decision__c": entry.decision,
-            "Policy_Ids__c": ",".join(entry.policy_ids) or None,
-            "Approver__c": entry.approver,
-            "Reasoner__c": entry.reasoner + (f"/{entry.model}" if entry.model else ""),
-            "Outcome__c": entry.outcome,
-            "Parameters_Hash__c": entry.parameters_hash,
-            "Workflow_Id__c": entry.workflow_id,
-            "Run_Id__c": entry.run_id,
-            "Details__c": entry.as_text(),
-        }
-        if entry.account_id:
-            fields["Account__c"] = entry.account_id
-        if entry.case_id:
-            fields["Case__c"] = entry.case_id
+        fields = _audit_fields(entry)
         resp = self._call(
             lambda sf: sf.AI_Agent_Log__c.upsert(
                 f"RevBridge_Key__c/{entry.key}", fields, raw_response=True
@@ -343,6 +471,66 @@ class SalesforceCrm:
             what="audit log",
         )
         return row["Id"]
+
+    # --- preflight (revbridge doctor) ------------------------------------------------------------
+
+    def preflight(self) -> list[Check]:
+        """Checks a real org before go-live, in two API calls at most: the OAuth token, then one
+        ``/composite`` of ``sobjects/<X>/describe`` for every object RevBridge uses (describe
+        answers for the integration user: fields it cannot see are absent, objects it may not
+        create say ``createable: false``). The allowance comes from that answer's
+        ``Sforce-Limit-Info``. One line per object, per problem, and for the allowance."""
+        try:
+            self._client(refresh=True)
+        except ConnectorError as exc:
+            return [
+                _check("credentials", CheckStatus.FAIL, _reason(exc), _CREDENTIALS_FIX),
+                _check("org", CheckStatus.SKIP, "not checked without credentials"),
+            ]
+        checks = [_check("credentials", CheckStatus.OK, f"token from {self._token_host()}")]
+        objects = list(NEEDS)
+        base = f"/services/data/v{self._settings.api_version}/sobjects"
+        subrequests = [
+            {"method": "GET", "url": f"{base}/{obj}/describe", "referenceId": f"d{i}"}
+            for i, obj in enumerate(objects)
+        ]
+        try:
+            answer = self._call(
+                lambda sf: sf.restful(
+                    "composite",
+                    method="POST",
+                    json={"allOrNone": False, "compositeRequest": subrequests},
+                ),
+                what="describe",
+            )
+        except ConnectorError as exc:
+            if exc.code == "REQUEST_LIMIT_EXCEEDED":
+                checks.append(_check("api-allowance", CheckStatus.FAIL, "spent", _ALLOWANCE_FIX))
+            else:
+                checks.append(_check("describe", CheckStatus.FAIL, _reason(exc), _ACCESS_FIX))
+            return checks
+        results = (answer.get("compositeResponse") if isinstance(answer, dict) else None) or []
+        for obj, result in zip(objects, results, strict=False):
+            checks.extend(_object_checks(obj, result))
+        checks.append(self._allowance_check())
+        return checks
+
+    def _token_host(self) -> str:
+        return urlparse(self._settings.token_url).hostname or "?"
+
+    def _allowance_check(self) -> Check:
+        usage = self.api_usage.get("api-usage")
+        if usage is None:
+            limits = self._call(lambda sf: sf.limits(), what="limits")["DailyApiRequests"]
+            total, left = int(limits["Max"]), int(limits["Remaining"])
+        else:
+            total, left = int(usage.total), max(0, int(usage.total) - int(usage.used))
+        detail = f"{left} of {total} daily API requests left"
+        if total <= 0 or left <= 0:
+            return _check("api-allowance", CheckStatus.FAIL, detail, _ALLOWANCE_FIX)
+        if left < ALLOWANCE_WARN * total:
+            return _check("api-allowance", CheckStatus.WARN, detail, _ALLOWANCE_FIX)
+        return _check("api-allowance", CheckStatus.OK, detail)
 
     # --- quote-to-cash ---------------------------------------------------------------------------
 
@@ -481,8 +669,9 @@ class SalesforceCrm:
         fields = {
             "Churn_Risk__c": record.score,
             "Churn_Level__c": record.level,
-            "Churn_Reasons__c": "\n".join(record.reasons)[:_LONG_TEXT] or None,
-            "Churn_Narrative__c": record.narrative[:_LONG_TEXT] or None,
+            "Churn_Reasons__c": _fit("Account", "Churn_Reasons__c", "\n".join(record.reasons))
+            or None,
+            "Churn_Narrative__c": _fit("Account", "Churn_Narrative__c", record.narrative) or None,
             "Churn_Scored_At__c": _utc(record.scored_at).isoformat(timespec="seconds"),
         }
         self._call_record(lambda sf: sf.Account.update(record.account_id, fields), "account")
@@ -508,9 +697,185 @@ class SalesforceCrm:
     def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str:
         # A field set on the case: a retry writes the same value again, nothing new appears,
         # so the key needs no vendor-side home here (HubSpot notes do need it).
-        fields = {"Billing_Context__c": text[:_LONG_TEXT]}
+        fields = {"Billing_Context__c": _fit("Case", "Billing_Context__c", text)}
         self._call_record(lambda sf: sf.Case.update(case_id, fields), "case")
         return case_id
+
+
+_CREDENTIALS_FIX = (
+    "check SALESFORCE_TOKEN_URL (your My Domain), SALESFORCE_CLIENT_ID and the secret or JWT key, "
+    "and that the connected app's Run As / pre-authorised user is active"
+)
+_ACCESS_FIX = "give the integration user the RevBridge permission set (API Enabled, object access)"
+_ALLOWANCE_FIX = (
+    "raise the org's daily API allocation (Setup > Company Information) or lower RevBridge's "
+    "Salesforce rate in policies/limits.yaml"
+)
+_COMPATIBLE = {
+    "string": {"string", "textarea"},
+    "textarea": {"textarea", "string"},
+    "picklist": {"picklist", "string"},
+    "double": {"double", "percent"},
+    "currency": {"currency", "double"},
+    "date": {"date"},
+    "datetime": {"datetime"},
+    "reference": {"reference"},
+}
+
+
+def _check(name: str, status: CheckStatus, detail: str = "", fix: str = "") -> Check:
+    return Check(system=VENDOR, name=name, status=status, detail=detail, fix=fix)
+
+
+def _reason(exc: ConnectorError) -> str:
+    return str(exc).removeprefix(f"{VENDOR}: ")
+
+
+def _object_checks(obj: str, result: dict[str, Any]) -> list[Check]:
+    """One describe's findings: a FAIL per missing object, permission, field, type, length
+    or external-ID flag; one OK line when the object has everything RevBridge needs."""
+    name = f"object:{obj}"
+    status = int(result.get("httpStatusCode") or 500)
+    describe = result.get("body")
+    if status == 404 or (status >= 400 and _error_code(describe) in ("NOT_FOUND", "INVALID_TYPE")):
+        fix = (
+            f"deploy the custom object {obj} with RevBridge's fields "
+            "(sandbox/salesforce/schema.py lists them), or grant the integration user Read on it"
+            if obj.endswith("__c")
+            else f"grant the integration user Read on {obj}"
+        )
+        return [_check(name, CheckStatus.FAIL, "not visible to the integration user", fix)]
+    if status >= 300 or not isinstance(describe, dict):
+        detail = f"describe answered {status} {_error_code(describe) or ''}".strip()
+        return [_check(name, CheckStatus.FAIL, detail, _ACCESS_FIX)]
+    checks: list[Check] = []
+    wanted = [("Read", "queryable", True), ("Create", "createable", obj in _CREATES)]
+    wanted.append(("Edit", "updateable", any(n.writes for n in NEEDS[obj].values())))
+    missing_perms = [perm for perm, flag, needed in wanted if needed and not describe.get(flag)]
+    if missing_perms:
+        checks.append(
+            _check(
+                f"{name}:permissions",
+                CheckStatus.FAIL,
+                f"the integration user lacks {', '.join(missing_perms)}",
+                f"grant {'/'.join(missing_perms)} on {obj} in the integration user's permission set",
+            )
+        )
+    fields = {f.get("name", "").lower(): f for f in describe.get("fields") or []}
+    for field_name, need in NEEDS[obj].items():
+        problem = _field_problem(need, fields.get(field_name.lower()))
+        if problem:
+            detail, fix = problem
+            checks.append(
+                _check(
+                    f"field:{obj}.{field_name}",
+                    CheckStatus.FAIL,
+                    detail,
+                    fix.format(f"{obj}.{field_name}"),
+                )
+            )
+    if not checks:
+        checks.append(_check(name, CheckStatus.OK, f"{len(NEEDS[obj])} fields as RevBridge needs"))
+    return checks
+
+
+def _field_problem(need: _Need, field: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(detail, fix with ``{}`` for the field's name) when the org's field will not do."""
+    kind = need.type + (f"({need.length})" if need.length else "")
+    if field is None:
+        return (
+            "missing or not visible",
+            f"create {{}} as {kind}, or grant the integration user read/edit on it (field-level security)",
+        )
+    actual = str(field.get("type") or "")
+    if actual not in _COMPATIBLE[need.type]:
+        return f"is {actual}, RevBridge needs {need.type}", f"recreate {{}} as {kind}"
+    if need.length and int(field.get("length") or 0) < need.length:
+        return (
+            f"holds {field.get('length')} characters, RevBridge writes up to {need.length}",
+            f"raise the length of {{}} to {need.length}",
+        )
+    if need.external_id and not field.get("externalId"):
+        return "is not an External ID", "mark {} as External ID (and Unique)"
+    if need.writes and not (field.get("createable") and field.get("updateable")):
+        return (
+            "is read-only for the integration user",
+            "give the integration user Edit on {} (field-level security)",
+        )
+    return None
+
+
+def _error_code(body: Any) -> str | None:
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return body[0].get("errorCode")
+    return None
+
+
+def _audit_fields(entry: AuditEntry) -> dict[str, Any]:
+    """An audit entry as ``AI_Agent_Log__c`` fields, each within its length."""
+
+    def cut(name: str, value: str | None) -> str | None:
+        return _fit("AI_Agent_Log__c", name, value)
+
+    fields: dict[str, Any] = {
+        "Use_Case__c": cut("Use_Case__c", entry.use_case),
+        "Action__c": cut("Action__c", entry.action),
+        "Decision__c": cut("Decision__c", entry.decision),
+        "Policy_Ids__c": cut("Policy_Ids__c", ",".join(entry.policy_ids)) or None,
+        "Approver__c": cut("Approver__c", entry.approver),
+        "Reasoner__c": cut(
+            "Reasoner__c", entry.reasoner + (f"/{entry.model}" if entry.model else "")
+        ),
+        "Outcome__c": cut("Outcome__c", entry.outcome),
+        "Parameters_Hash__c": cut("Parameters_Hash__c", entry.parameters_hash),
+        "Workflow_Id__c": cut("Workflow_Id__c", entry.workflow_id),
+        "Run_Id__c": cut("Run_Id__c", entry.run_id),
+        "Details__c": cut("Details__c", entry.as_text()),
+    }
+    if entry.account_id:
+        fields["Account__c"] = entry.account_id
+    if entry.case_id:
+        fields["Case__c"] = entry.case_id
+    return fields
+
+
+def _composite_results(answer: Any, what: str) -> dict[str, dict[str, Any]]:
+    """A ``/composite`` answer (HTTP 200 whatever happened) by referenceId; the first real
+    failure raised, classified (under ``allOrNone`` the others say ``PROCESSING_HALTED``)."""
+    results = answer.get("compositeResponse") if isinstance(answer, dict) else None
+    if not isinstance(results, list):
+        raise ConnectorError(VENDOR, ErrorKind.RETRYABLE, f"{what}: unexpected composite answer")
+    failures = [r for r in results if int(r.get("httpStatusCode") or 500) >= 300]
+    if not failures:
+        return {r["referenceId"]: r for r in results}
+    errors = [
+        (r, err)
+        for r in failures
+        for err in (r.get("body") if isinstance(r.get("body"), list) else [{}])
+        if not isinstance(err, dict) or err.get("errorCode") != "PROCESSING_HALTED"
+    ] or [(failures[0], (failures[0].get("body") or [{}])[0])]
+    result, err = errors[0]
+    code = err.get("errorCode") if isinstance(err, dict) else None
+    status = int(result.get("httpStatusCode") or 500)
+    retryable = code in _RETRYABLE_CODES or status >= 500
+    kind = ErrorKind.RETRYABLE if retryable else ErrorKind.PERMANENT
+    return_code = code or str(status)
+    raise ConnectorError(
+        VENDOR,
+        kind,
+        f"{what}: {result.get('referenceId')}: {return_code}",
+        status=status,
+        code=code,
+    )
+
+
+def _case_summary(row: dict[str, Any]) -> CaseSummary:
+    return CaseSummary(
+        id=row["Id"],
+        subject=row.get("Subject") or "",
+        description=row.get("Description") or "",
+        opened_at=_datetime(row.get("CreatedDate")),
+    )
 
 
 def _account(row: dict[str, Any]) -> CrmAccount:

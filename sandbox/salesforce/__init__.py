@@ -5,7 +5,12 @@ Constructor::
 
     SalesforceEmulator(client_id="revbridge-local", client_secret="local-secret",
                        token_ttl_s=3600, daily_api_limit=15000, webhook_targets=(),
-                       jwt_public_key_pem=None)
+                       jwt_public_key_pem=None, limits=True, clock=time.time)
+
+The daily allowance is on by default at a Developer Edition org's 15,000 requests, counted over a
+rolling 24 hours as Salesforce counts it (one per REST call; a ``/composite`` call is one);
+``limits=False`` never refuses (a focused unit test). Field lengths are always enforced: a
+standard ``Description`` holds 32,000 characters, longer is 400 ``STRING_TOO_LONG``.
 
 HTTP surface (plain HTTP; the client rewrites its hard-coded ``https://``, see the tests):
 
@@ -20,10 +25,16 @@ HTTP surface (plain HTTP; the client rewrites its hard-coded ``https://``, see t
   ``query`` / ``queryAll`` (``soql.py``; pages of 2000 or ``Sforce-Query-Options: batchSize=N``,
   ``nextRecordsUrl`` = ``/services/data/vXX.X/query/<locator>-<offset>``), ``composite/sobjects``
   (POST create, PATCH update, DELETE ``?ids=``, ``/{Obj}`` retrieve, ``/{Obj}/{ExtField}`` PATCH
-  upsert; ``allOrNone`` rolls everything back), ``limits``.
+  upsert; ``allOrNone`` rolls everything back), ``composite`` (up to 25 subrequests, at most 5
+  of them queries or collections; ``@{ref.id}`` / ``@{ref.records[0].Id}`` references;
+  ``allOrNone`` rolls back and answers the others 400 ``PROCESSING_HALTED``; one API call),
+  ``limits``.
 - Errors are arrays ``[{"message", "errorCode", "fields"}]``; SaveResults use ``statusCode``.
 - Control plane (besides the framework's ``/_sandbox/*``): ``POST /_sandbox/salesforce/expire_tokens``,
   ``GET|POST /_sandbox/salesforce/api_usage`` (``{"used": n}`` sets the counter),
+  ``POST /_sandbox/salesforce/org`` (``{"drop_fields": ["Case.Billing_Context__c"],
+  "drop_objects": ["AI_Agent_Log__c"], "access": {"Case": {"create": false}}}``: an org not yet
+  set up for RevBridge, see :meth:`SalesforceEmulator.configure_org`),
   ``GET /_sandbox/salesforce/records/{Obj}[?include_deleted=true]``.
 
 Objects: Account, Contact, Opportunity, Case, Task, User (4 seeded users; the integration user

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,6 +31,15 @@ if TYPE_CHECKING:
 BATCH_DEFAULT = 2000
 BATCH_MIN = 200
 COLLECTION_MAX = 200
+COMPOSITE_MAX = 25  # subrequests in one /composite call
+COMPOSITE_QUERY_MAX = 5  # of which query / sObject Collections subrequests
+_REFERENCE_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_REFERENCE_RE = re.compile(r"@\{([A-Za-z][A-Za-z0-9_]*)((?:\.[A-Za-z0-9_]+|\[\d+\])+)\}")
+_HALTED = {
+    "errorCode": "PROCESSING_HALTED",
+    "message": "The transaction was rolled back since another operation in the same transaction "
+    "failed.",
+}
 MAX_CURSORS = 50
 _VERSION_RE = re.compile(r"v(\d{2,3}\.\d)")
 _ROLLED_BACK = {
@@ -55,6 +64,8 @@ class Ctx:
     params: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    #: inside a ``/composite`` call with ``allOrNone: true``: every collection is all-or-none too
+    all_or_none: bool = False
 
     def json(self) -> Any:
         try:
@@ -139,18 +150,18 @@ class RestApi:
             body=await request.body(),
         )
         with em.lock:
-            if em.api_used >= em.daily_api_limit:
+            if em.allowance_spent():
                 resp = sf_json(
                     SfError(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.").body(),
                     403,
                 )
             else:
-                em.api_used += 1
+                em.spend_api_call()
                 try:
                     resp = self.route(ctx, segs[1:])
                 except SfError as exc:
                     resp = sf_json(exc.body(), exc.status)
-            resp.headers["Sforce-Limit-Info"] = f"api-usage={em.api_used}/{em.daily_api_limit}"
+            resp.headers["Sforce-Limit-Info"] = em.usage_header()
             events, self.store.events[:] = list(self.store.events), []
         if events:
             await em.emit_events(events)
@@ -167,6 +178,8 @@ class RestApi:
             return self.sobjects(ctx, rest)
         if head in ("query", "queryAll"):
             return self.query(ctx, head == "queryAll", rest)
+        if head == "composite" and not rest:
+            return self.composite(ctx)
         if head == "composite" and rest[:1] == ["sobjects"]:
             return self.collections(ctx, rest[1:])
         if head == "limits" and not rest:
@@ -372,6 +385,124 @@ class RestApi:
             }
         )
 
+    # --- Composite -------------------------------------------------------------------------------
+
+    def composite(self, ctx: Ctx) -> Response:
+        """``POST /composite``: up to 25 subrequests in order, in one transaction, one API call.
+
+        ``@{ref.field}`` / ``@{ref.records[0].Id}`` in a later subrequest's URL or body reads an
+        earlier subrequest's response body. With ``allOrNone`` the first failure rolls every
+        write back: the failed subrequest keeps its error, every other one answers 400
+        ``PROCESSING_HALTED``. Without it, subrequests that reference a failed one are not run
+        (400 ``PROCESSING_HALTED``) and the others are. The call itself answers 200 either way.
+        """
+        allow(ctx, "POST")
+        body = ctx.json_object()
+        subs = body.get("compositeRequest")
+        if not isinstance(subs, list) or not subs:
+            raise bad("JSON_PARSER_ERROR", "compositeRequest: a list of subrequests is required")
+        if len(subs) > COMPOSITE_MAX:
+            raise bad(
+                "LIMIT_EXCEEDED",
+                f"Composite request limit exceeded: at most {COMPOSITE_MAX} subrequests are "
+                "allowed",
+            )
+        all_or_none = bool(body.get("allOrNone", False))
+        parsed = [self._subrequest(item) for item in subs]
+        refs = [p[2] for p in parsed]
+        dupes = {r for r in refs if refs.count(r) > 1}
+        if dupes:
+            raise bad("JSON_PARSER_ERROR", f"Duplicate referenceId provided: {sorted(dupes)[0]}")
+        heavy = sum(1 for _, url, _, _ in parsed if _counts_as_query(url))
+        if heavy > COMPOSITE_QUERY_MAX:
+            raise bad(
+                "LIMIT_EXCEEDED",
+                f"Composite request limit exceeded: at most {COMPOSITE_QUERY_MAX} query or "
+                "sObject Collections subrequests are allowed",
+            )
+        done: dict[str, Any] = {}  # referenceId -> response body of a successful subrequest
+        results: list[dict[str, Any]] = []
+        failed = False
+        with self.store.atomic() as savepoint:
+            for method, url, ref, sub_body in parsed:
+                if failed and all_or_none:
+                    results.append(_sub_result(ref, 400, [dict(_HALTED)]))
+                    continue
+                try:
+                    url = _resolve(url, done, encode=True)
+                    sub_body = _resolve(sub_body, done)
+                except _Unresolved as exc:
+                    failed = True
+                    results.append(_sub_result(ref, 400, [exc.error()]))
+                    continue
+                status, out, headers = self._run_sub(ctx, method, url, sub_body, all_or_none)
+                ok = status < 300 and not (
+                    all_or_none
+                    and isinstance(out, list)
+                    and any(isinstance(r, dict) and r.get("success") is False for r in out)
+                )
+                if ok:
+                    done[ref] = out
+                else:
+                    failed = True
+                results.append(_sub_result(ref, status, out, headers))
+            if failed and all_or_none:
+                self.store.rollback(savepoint)
+                for i, r in enumerate(results):
+                    if parsed[i][2] in done:
+                        results[i] = _sub_result(r["referenceId"], 400, [dict(_HALTED)])
+        return sf_json({"compositeResponse": results})
+
+    def _subrequest(self, item: Any) -> tuple[str, str, str, Any]:
+        if not isinstance(item, dict):
+            raise bad("JSON_PARSER_ERROR", "each subrequest must be a JSON object")
+        method, url, ref = item.get("method"), item.get("url"), item.get("referenceId")
+        if method not in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            raise bad("INVALID_INPUT", f"Invalid method for a composite subrequest: {method}")
+        if not isinstance(url, str) or not url.startswith("/services/data/v"):
+            raise bad("INVALID_INPUT", f"Invalid url for a composite subrequest: {url}")
+        if not isinstance(ref, str) or not _REFERENCE_ID_RE.fullmatch(ref):
+            raise bad("INVALID_INPUT", f"Invalid referenceId for a composite subrequest: {ref}")
+        headers = {k.lower() for k in (item.get("httpHeaders") or {})}
+        if headers & {"accept", "authorization", "content-type"}:
+            raise bad(
+                "INVALID_INPUT", "Accept, Authorization and Content-Type cannot be overridden"
+            )
+        return method, url, ref, item.get("body")
+
+    def _run_sub(
+        self, ctx: Ctx, method: str, url: str, body: Any, all_or_none: bool
+    ) -> tuple[int, Any, dict[str, str]]:
+        path, _, query = url.partition("?")
+        segs = [s for s in path[len("/services/data/") :].split("/") if s != ""]
+        m = _VERSION_RE.fullmatch(segs[0]) if segs else None
+        if m is None or segs[1:2] == ["composite"] and len(segs) == 2:
+            err = not_found()
+            return err.status, err.body(), {}
+        sub = Ctx(
+            method=method,
+            version=m.group(1),
+            user_id=ctx.user_id,
+            params=dict(parse_qsl(query, keep_blank_values=True)),
+            headers=ctx.headers,
+            body=b"" if body is None else json.dumps(body).encode(),
+            all_or_none=all_or_none,
+        )
+        try:
+            resp = self.route(sub, segs[1:])
+        except SfError as exc:
+            return exc.status, exc.body(), {}
+        out = json.loads(resp.body) if resp.body else None
+        headers: dict[str, str] = {}
+        if (
+            resp.status_code == 201
+            and isinstance(out, dict)
+            and out.get("id")
+            and segs[1:2] == ["sobjects"]
+        ):
+            headers["Location"] = f"/services/data/v{sub.version}/sobjects/{segs[2]}/{out['id']}"
+        return resp.status_code, out, headers
+
     # --- sObject Collections ---------------------------------------------------------------------
 
     def collections(self, ctx: Ctx, rest: list[str]) -> Response:
@@ -379,7 +510,9 @@ class RestApi:
             allow(ctx, "POST", "PATCH", "DELETE")
             if ctx.method == "DELETE":
                 ids = [i for i in ctx.params.get("ids", "").split(",") if i]
-                all_or_none = ctx.params.get("allOrNone", "false").lower() == "true"
+                all_or_none = (
+                    ctx.params.get("allOrNone", "false").lower() == "true" or ctx.all_or_none
+                )
                 return self.run_batch(ids, all_or_none, lambda i: self._delete_item(ctx, i))
             records, all_or_none = self._records_body(ctx)
             op = self._create_item if ctx.method == "POST" else self._update_item
@@ -406,7 +539,7 @@ class RestApi:
         records = body.get("records")
         if not isinstance(records, list):
             raise bad("JSON_PARSER_ERROR", "records: a list of sObjects is required")
-        return records, bool(body.get("allOrNone", False))
+        return records, bool(body.get("allOrNone", False)) or ctx.all_or_none
 
     def run_batch(
         self, items: list[Any], all_or_none: bool, op: Callable[[Any], dict[str, Any]]
@@ -534,3 +667,73 @@ def event_payload(
         "orgId": org_id,
         "occurredAt": format_datetime(occurred),
     }
+
+
+class _Unresolved(Exception):
+    def __init__(self, ref: str, path: str) -> None:
+        super().__init__(ref)
+        self.ref, self.path = ref, path
+
+    def error(self) -> dict[str, Any]:
+        return {
+            "errorCode": "PROCESSING_HALTED",
+            "message": f"Invalid reference specified. No value for {self.ref}{self.path} found "
+            f"in {self.ref}. Provided referenceId ('{self.ref}') must be the referenceId of a "
+            "previous successful subrequest.",
+        }
+
+
+def _lookup(done: dict[str, Any], ref: str, path: str) -> Any:
+    if ref not in done:
+        raise _Unresolved(ref, path)
+    value = done[ref]
+    for name, index in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", path):
+        if name and isinstance(value, dict) and name in value:
+            value = value[name]
+        elif index and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+        else:
+            raise _Unresolved(ref, path)
+    if value is None or isinstance(value, dict | list):
+        raise _Unresolved(ref, path)
+    return value
+
+
+def _resolve(value: Any, done: dict[str, Any], encode: bool = False) -> Any:
+    """Replace ``@{ref.path}`` references with values from earlier responses; a string that is
+    one whole reference takes the value's own JSON type."""
+    if isinstance(value, str):
+        whole = _REFERENCE_RE.fullmatch(value)
+        if whole and not encode:
+            return _lookup(done, whole.group(1), whole.group(2))
+
+        def text(m: re.Match[str]) -> str:
+            v = _lookup(done, m.group(1), m.group(2))
+            v = "true" if v is True else "false" if v is False else str(v)
+            return quote(v, safe="") if encode else v
+
+        return _REFERENCE_RE.sub(text, value)
+    if isinstance(value, dict):
+        return {k: _resolve(v, done, encode) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, done, encode) for v in value]
+    return value
+
+
+def _sub_result(
+    ref: str, status: int, body: Any, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "body": body,
+        "httpHeaders": headers or {},
+        "httpStatusCode": status,
+        "referenceId": ref,
+    }
+
+
+def _counts_as_query(url: str) -> bool:
+    path = url.split("?", 1)[0].rstrip("/")
+    parts = path.split("/")
+    return len(parts) > 4 and (
+        parts[4] in ("query", "queryAll") or parts[4:6] == ["composite", "sobjects"]
+    )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -30,6 +32,7 @@ from .store import Event, Store
 from .values import now
 
 ORG_ID = id18("00D8N0000012RvB")
+_WINDOW_MINUTES = 24 * 60
 INTEGRATION_USERNAME = "integration@revbridge.local"
 DEFAULT_USERS = [
     {"FirstName": "RevBridge", "LastName": "Integration", "Email": "integration@revbridge.local",
@@ -74,6 +77,8 @@ class SalesforceEmulator(Emulator):
         jwt_public_key_pem: str | None = None,
         org_id: str = ORG_ID,
         id_base: int = 1,
+        limits: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         #: where record ID sequences start: a long-lived stack starts each run elsewhere, so IDs
         #: never repeat against a Temporal server that remembers one-shot workflow IDs
@@ -81,6 +86,10 @@ class SalesforceEmulator(Emulator):
         self.client_id = client_id
         self.client_secret = client_secret
         self.daily_api_limit = daily_api_limit
+        #: False: never refuse for the daily allowance (a focused unit test); usage still counts
+        self.limits = limits
+        self.clock = clock
+        self._usage: deque[list[int]] = deque()  # [minute, calls] over the rolling 24 hours
         self.org_id = org_id
         self.tokens = Tokens(org_id, token_ttl_s)
         self.token_endpoint = TokenEndpoint(
@@ -102,7 +111,7 @@ class SalesforceEmulator(Emulator):
         default users, API usage 0. Issued tokens stay valid."""
         self.schema: Schema = base_schema()
         self.store = Store(self.schema, itertools.count(getattr(self, "id_base", 1)))
-        self.api_used = 0
+        self._usage.clear()
         self.rest.cursors.clear()
         user = self.schema.get("User")
         assert user is not None
@@ -125,6 +134,36 @@ class SalesforceEmulator(Emulator):
         self.store.tables["Pricebook2"][rid]["IsStandard"] = True
         return rid
 
+    # --- the daily API allowance (a rolling 24 hours, as Salesforce counts it) --------------------
+
+    @property
+    def api_used(self) -> int:
+        """API requests in the last 24 hours (what ``Sforce-Limit-Info`` reports)."""
+        minute = int(self.clock() // 60)
+        while self._usage and self._usage[0][0] <= minute - _WINDOW_MINUTES:
+            self._usage.popleft()
+        return sum(n for _, n in self._usage)
+
+    @api_used.setter
+    def api_used(self, used: int) -> None:
+        """Set the window's count (as if ``used`` calls were made just now)."""
+        self._usage.clear()
+        if used:
+            self._usage.append([int(self.clock() // 60), int(used)])
+
+    def allowance_spent(self) -> bool:
+        return self.limits and self.api_used >= self.daily_api_limit
+
+    def spend_api_call(self) -> None:
+        minute = int(self.clock() // 60)
+        if self._usage and self._usage[-1][0] == minute:
+            self._usage[-1][1] += 1
+        else:
+            self._usage.append([minute, 1])
+
+    def usage_header(self) -> str:
+        return f"api-usage={self.api_used}/{self.daily_api_limit}"
+
     def vendor_routes(self) -> list[BaseRoute]:
         methods = ["GET", "POST", "PATCH", "PUT", "DELETE"]
         return [
@@ -133,12 +172,13 @@ class SalesforceEmulator(Emulator):
             Route("/services/data/{rest:path}", self.rest.dispatch, methods=methods),
             Route("/_sandbox/salesforce/expire_tokens", self._expire_tokens, methods=["POST"]),
             Route("/_sandbox/salesforce/api_usage", self._api_usage, methods=["GET", "POST"]),
+            Route("/_sandbox/salesforce/org", self._org, methods=["POST"]),
             Route("/_sandbox/salesforce/records/{sobject}", self._records, methods=["GET"]),
         ]
 
     def error_response(self, status: int, message: str) -> Response:
         code = _ERROR_CODES.get(status, "UNKNOWN_EXCEPTION")
-        headers = {"Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_api_limit}"}
+        headers = {"Sforce-Limit-Info": self.usage_header()}
         return JSONResponse(
             [{"message": message, "errorCode": code}], status_code=status, headers=headers
         )
@@ -218,6 +258,45 @@ class SalesforceEmulator(Emulator):
                 raise ValueError(f"seed failed: {exc.code}: {exc.message}") from exc
             return out
 
+    def configure_org(
+        self,
+        drop_fields: Iterable[str] = (),
+        drop_objects: Iterable[str] = (),
+        access: Mapping[str, Mapping[str, bool]] | None = None,
+    ) -> None:
+        """Make the org less ready than the base one, as a real org before setup is: custom
+        fields (``"Case.Billing_Context__c"``) or objects that were never deployed, or that the
+        integration user cannot see (both are absent from describe and SOQL), and object
+        permissions it lacks (``{"Case": {"create": False, "edit": False}}``). ``reset`` undoes
+        it."""
+        with self.lock:
+            for path in drop_fields:
+                obj_name, _, field_name = path.partition(".")
+                sobj = self._sobject(obj_name)
+                f = sobj.field(field_name)
+                if f is None:
+                    raise ValueError(f"unknown field {path}")
+                del sobj.fields[f.name.lower()]
+                for parent in f.reference_to:
+                    target = self.schema.get(parent)
+                    if target is not None:
+                        target.children = {
+                            k: c
+                            for k, c in target.children.items()
+                            if not (c.child == sobj.name and c.field == f.name)
+                        }
+            for name in drop_objects:
+                sobj = self._sobject(name)
+                del self.schema.objects[sobj.name.lower()]
+                for other in self.schema.objects.values():
+                    other.children = {
+                        k: c for k, c in other.children.items() if c.child != sobj.name
+                    }
+            for name, perms in (access or {}).items():
+                sobj = self._sobject(name)
+                sobj.createable = bool(perms.get("create", sobj.createable))
+                sobj.updateable = bool(perms.get("edit", sobj.updateable))
+
     def add_field(self, sobject: str, spec: Mapping[str, Any]) -> str:
         """Add a custom field (see :func:`schema.field_from_spec`); returns its name."""
         with self.lock:
@@ -286,6 +365,16 @@ class SalesforceEmulator(Emulator):
             body = await request.json()
             self.set_api_usage(int(body.get("used", 0)))
         return JSONResponse({"used": self.api_used, "max": self.daily_api_limit})
+
+    async def _org(self, request: Request) -> Response:
+        body = await request.json()
+        try:
+            self.configure_org(
+                body.get("drop_fields", ()), body.get("drop_objects", ()), body.get("access")
+            )
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True})
 
     async def _records(self, request: Request) -> Response:
         include = request.query_params.get("include_deleted", "").lower() == "true"

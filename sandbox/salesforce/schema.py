@@ -177,6 +177,10 @@ class SObject:
     custom: bool = False
     fields: dict[str, Field] = field(default_factory=dict)  # keyed by lower-case name
     children: dict[str, ChildRelationship] = field(default_factory=dict)  # lower-case name
+    #: the API user's object permissions (its profile / permission sets): describe reports
+    #: them, and DML without them is refused (``CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY``)
+    createable: bool = True
+    updateable: bool = True
 
     def field(self, name: str) -> Field | None:
         return self.fields.get(name.lower())
@@ -204,8 +208,8 @@ class SObject:
             "labelPlural": self.label_plural,
             "keyPrefix": self.key_prefix,
             "custom": self.custom,
-            "createable": True,
-            "updateable": True,
+            "createable": self.createable,
+            "updateable": self.updateable,
             "deletable": True,
             "queryable": True,
             "retrieveable": True,
@@ -421,7 +425,9 @@ _RO = {"createable": False, "updateable": False}
 
 def base_schema() -> Schema:
     """Account, Contact, Opportunity (with products, price books, line items and contact roles),
-    Case, Task, User and AI_Agent_Log__c."""
+    Case, Task, User and AI_Agent_Log__c. Standard ``Description`` long text areas hold 32,000
+    characters (as in a real org); RevBridge's custom Long Text Areas declare their own length
+    (up to 131,072). A longer value is refused with 400 ``STRING_TOO_LONG``."""
     s = Schema()
     define_object(s, "User", "User", "Users", "005", [
         Field("Name", "string", "Full Name", length=121, calculated=True, **_RO),
@@ -442,7 +448,7 @@ def base_schema() -> Schema:
                            "Technology", "Other"]),
         Field("Website", "url"),
         Field("Phone", "phone", length=40, label="Account Phone"),
-        Field("Description", "textarea"),
+        Field("Description", "textarea", length=32000),
         _ref("ParentId", "Account", "Parent", label="Parent Account ID",
              child_name="ChildAccounts"),
         text_field("BillingStreet"), text_field("BillingCity", 40), text_field("BillingState", 80),
@@ -509,7 +515,7 @@ def base_schema() -> Schema:
                        "Existing Customer - Downgrade", "New Customer"], label="Opportunity Type"),
         _pick("LeadSource", ["Web", "Phone Inquiry", "Partner Referral", "Other"]),
         text_field("NextStep"),
-        Field("Description", "textarea"),
+        Field("Description", "textarea", length=32000),
         Field("IsClosed", "boolean", "Closed", calculated=True, **_RO),
         Field("IsWon", "boolean", "Won", calculated=True, **_RO),
         # set by the org from the first line item's price book when left empty
@@ -557,7 +563,7 @@ def base_schema() -> Schema:
         _ref("AccountId", "Account", "Account", label="Account ID"),
         _ref("ContactId", "Contact", "Contact", label="Contact ID"),
         text_field("Subject"),
-        Field("Description", "textarea"),
+        Field("Description", "textarea", length=32000),
         _pick("Status", CASE_STATUSES, default="New", restricted=True),
         _pick("Priority", ["High", "Medium", "Low"], default="Medium"),
         _pick("Origin", ["Phone", "Email", "Web"], label="Case Origin"),
@@ -580,7 +586,7 @@ def base_schema() -> Schema:
         Field("ActivityDate", "date", "Due Date Only"),
         _pick("Status", TASK_STATUSES, default="Not Started", restricted=True),
         _pick("Priority", ["High", "Normal", "Low"], default="Normal", restricted=True),
-        Field("Description", "textarea"),
+        Field("Description", "textarea", length=32000),
         _pick("TaskSubtype", ["Task", "Email", "Call"], default="Task"),
         Field("IsClosed", "boolean", "Closed", calculated=True, **_RO),
         _key(),

@@ -123,6 +123,11 @@ class Store:
     def create(
         self, sobj: SObject, data: Mapping[str, Any], *, user_id: str, seeding: bool = False
     ) -> str:
+        if not (sobj.createable or seeding):
+            raise bad(
+                "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
+                f"entity type cannot be inserted: {sobj.label}",
+            )
         values = self._input(sobj, data, creating=True, seeding=seeding)
         t = now()
         rid = make_id(sobj.key_prefix, next(self._id_seq))
@@ -173,6 +178,11 @@ class Store:
         seeding: bool = False,
     ) -> str:
         old = self.live(sobj, record_id)
+        if not (sobj.updateable or seeding):
+            raise bad(
+                "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
+                f"entity type cannot be updated: {sobj.label}",
+            )
         rid = old["Id"]
         data = {
             k: v for k, v in data.items() if not (k.lower() == "id" and normalize_id(str(v)) == rid)

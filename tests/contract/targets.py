@@ -131,7 +131,8 @@ CRM: list[CrmSpec] = [
         "salesforce",
         lambda: SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET),
         read=("GET", r"/services/data/.*/query.*"),
-        case_write=("PATCH", r"/services/data/.*/sobjects/Case/RevBridge_Key__c/.*"),
+        # the case (and its audit entry) go in one /composite request
+        case_write=("POST", r"/services/data/v[0-9.]+/composite/?"),
         # Salesforce says "slow down" as a 403 REQUEST_LIMIT_EXCEEDED (the org's daily API
         # allocation): the connector waits at least a minute
         rate_limit={
