@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test dev lint bench clean histories chaos
+.PHONY: demo test dev lint bench clean histories chaos contract
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -17,6 +17,9 @@ demo: $(STAMP)
 test: $(STAMP)  ## the browser the Web UI test drives (scripts/bootstrap-browser, as CI), then every test
 	@scripts/bootstrap-browser $(PY)
 	@$(PY) -m pytest -q
+
+contract: $(STAMP)  ## the connector contract on each real test account whose credentials are set (one line per vendor says which; the sandboxes for the rest): tests/contract/live.py
+	@REVBRIDGE_CONTRACT=live $(PY) -m pytest -p no:cacheprovider tests/contract
 
 dev: $(STAMP)
 	@$(VENV)/bin/revbridge dev
