@@ -30,7 +30,15 @@ from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
-from domain.models import CaseDraft, CaseRef, CaseSummary, CrmAccount, CustomerTier, TaskDraft
+from domain.models import (
+    CaseDraft,
+    CasePriority,
+    CaseRef,
+    CaseSummary,
+    CrmAccount,
+    CustomerTier,
+    TaskDraft,
+)
 from domain.preflight import Check, CheckStatus
 from domain.records import (
     BillingLink,
@@ -68,6 +76,8 @@ class _Need:
     length: int = 0
     external_id: bool = False
     writes: bool = True
+    #: picklist values RevBridge writes (a restricted picklist must offer them)
+    values: tuple[str, ...] = ()
 
 
 #: Every field RevBridge needs, by object: what ``preflight`` checks on a real org and the
@@ -83,7 +93,7 @@ NEEDS: dict[str, dict[str, _Need]] = {
         "MRR__c": _Need("currency"),
         "Customer_Tier__c": _Need("picklist", writes=False),
         "Churn_Risk__c": _Need("double"),
-        "Churn_Level__c": _Need("picklist"),
+        "Churn_Level__c": _Need("picklist", values=("low", "medium", "high", "critical")),
         "Churn_Reasons__c": _Need("textarea", _LONG_TEXT),
         "Churn_Narrative__c": _Need("textarea", _LONG_TEXT),
         "Churn_Scored_At__c": _Need("datetime"),
@@ -99,6 +109,10 @@ NEEDS: dict[str, dict[str, _Need]] = {
     "Case": {
         "Subject": _Need("string", 255),
         "Description": _Need("textarea", 32000),
+        "Status": _Need("picklist", values=("New",)),
+        "Priority": _Need("picklist", values=tuple(p.value for p in CasePriority)),
+        "Origin": _Need("picklist", values=("Web",)),
+        "Type": _Need("picklist", values=("Billing",)),
         "RevBridge_Key__c": _Need("string", 64, external_id=True),
         "Billing_Invoice_Id__c": _Need("string", 255),
         "Billing_Context__c": _Need("textarea", _LONG_TEXT),
@@ -106,6 +120,8 @@ NEEDS: dict[str, dict[str, _Need]] = {
     "Task": {
         "Subject": _Need("string", 255),
         "Description": _Need("textarea", 32000),
+        "Status": _Need("picklist", values=("Not Started",)),
+        "Priority": _Need("picklist", values=("High", "Normal")),
         "RevBridge_Key__c": _Need("string", 64, external_id=True),
     },
     "AI_Agent_Log__c": {
@@ -797,6 +813,11 @@ def _field_problem(need: _Need, field: dict[str, Any] | None) -> tuple[str, str]
         )
     if need.external_id and not field.get("externalId"):
         return "is not an External ID", "mark {} as External ID (and Unique)"
+    offered = {p.get("value") for p in field.get("picklistValues") or [] if p.get("active", True)}
+    lacking = [v for v in need.values if v not in offered]
+    if lacking and field.get("restrictedPicklist"):
+        values = ", ".join(lacking)
+        return f"restricted picklist lacks {values}", f"add {values} to the picklist {{}}"
     if need.writes and not (field.get("createable") and field.get("updateable")):
         return (
             "is read-only for the integration user",

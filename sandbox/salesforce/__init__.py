@@ -33,7 +33,8 @@ HTTP surface (plain HTTP; the client rewrites its hard-coded ``https://``, see t
 - Control plane (besides the framework's ``/_sandbox/*``): ``POST /_sandbox/salesforce/expire_tokens``,
   ``GET|POST /_sandbox/salesforce/api_usage`` (``{"used": n}`` sets the counter),
   ``POST /_sandbox/salesforce/org`` (``{"drop_fields": ["Case.Billing_Context__c"],
-  "drop_objects": ["AI_Agent_Log__c"], "access": {"Case": {"create": false}}}``: an org not yet
+  "drop_objects": ["AI_Agent_Log__c"], "access": {"Case": {"create": false}},
+  "picklists": {"Case.Type": ["Question"]}}``: an org not yet
   set up for RevBridge, see :meth:`SalesforceEmulator.configure_org`),
   ``GET /_sandbox/salesforce/records/{Obj}[?include_deleted=true]``.
 

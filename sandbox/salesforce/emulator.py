@@ -263,12 +263,14 @@ class SalesforceEmulator(Emulator):
         drop_fields: Iterable[str] = (),
         drop_objects: Iterable[str] = (),
         access: Mapping[str, Mapping[str, bool]] | None = None,
+        picklists: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         """Make the org less ready than the base one, as a real org before setup is: custom
         fields (``"Case.Billing_Context__c"``) or objects that were never deployed, or that the
         integration user cannot see (both are absent from describe and SOQL), and object
-        permissions it lacks (``{"Case": {"create": False, "edit": False}}``). ``reset`` undoes
-        it."""
+        permissions it lacks (``{"Case": {"create": False, "edit": False}}``), and picklists an
+        admin restricted to their own values (``{"Case.Type": ["Question", "Problem"]}``).
+        ``reset`` undoes it."""
         with self.lock:
             for path in drop_fields:
                 obj_name, _, field_name = path.partition(".")
@@ -296,6 +298,12 @@ class SalesforceEmulator(Emulator):
                 sobj = self._sobject(name)
                 sobj.createable = bool(perms.get("create", sobj.createable))
                 sobj.updateable = bool(perms.get("edit", sobj.updateable))
+            for path, values in (picklists or {}).items():
+                obj_name, _, field_name = path.partition(".")
+                f = self._sobject(obj_name).field(field_name)
+                if f is None or f.type not in ("picklist", "multipicklist"):
+                    raise ValueError(f"unknown picklist {path}")
+                f.picklist, f.restricted = tuple(values), True
 
     def add_field(self, sobject: str, spec: Mapping[str, Any]) -> str:
         """Add a custom field (see :func:`schema.field_from_spec`); returns its name."""
@@ -370,7 +378,10 @@ class SalesforceEmulator(Emulator):
         body = await request.json()
         try:
             self.configure_org(
-                body.get("drop_fields", ()), body.get("drop_objects", ()), body.get("access")
+                body.get("drop_fields", ()),
+                body.get("drop_objects", ()),
+                body.get("access"),
+                body.get("picklists"),
             )
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)

@@ -292,6 +292,20 @@ def test_preflight_reports_each_misconfiguration_with_a_one_line_fix(
     assert "Create" in checks["object:Case:permissions"].detail
 
 
+def test_preflight_finds_a_restricted_picklist_that_would_refuse_the_case(
+    crm: SalesforceCrm, em: SalesforceEmulator, url: str
+) -> None:
+    acct = account(em)
+    em.configure_org(picklists={"Case.Type": ["Question", "Problem"]})
+    with pytest.raises(ConnectorError) as err:  # what the hot path would meet on this org
+        crm.upsert_case(draft("rb-case-5", acct))
+    assert err.value.code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
+    checks = {c.name: c for c in connector(url).preflight()}
+    failed = {n for n, c in checks.items() if c.status is CheckStatus.FAIL}
+    assert failed == {"field:Case.Type"}
+    assert checks["field:Case.Type"].fix == "add Billing to the picklist Case.Type"
+
+
 def test_preflight_on_a_spent_allowance_and_on_wrong_credentials(
     em: SalesforceEmulator, url: str
 ) -> None:
