@@ -10,6 +10,10 @@ Vendor API:
   ``stream: true`` is refused with a 400 (the SDK's non-streaming path is all RevBridge uses).
   The answer is the next scripted reply (see :mod:`.script`), or a schema-derived default.
 - ``POST /v1/messages/count_tokens`` — the same estimate the usage block uses.
+- ``GET /v1/models`` and ``GET /v1/models/{id}`` — the Models API over the catalogue
+  (:mod:`.models`): only real model IDs are served; any other (or a retired one) is a 404
+  ``not_found_error`` ``model: <id>``, and a ``max_tokens`` above the model's limit a 400
+  ``invalid_request_error`` in the API's words, as a real account answers.
 - Anything else: 404 ``not_found_error``.
 
 Every answer carries ``request-id``; errors use the envelope
@@ -36,6 +40,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..framework import Emulator, WebhookTarget, json_body
 from .errors import AnthropicApiError, error_response, new_id, new_request_id
+from .models import CATALOGUE, ModelSpec
 from .prompt import PromptCache, canonical, estimate_tokens, segments
 from .script import DEFAULT_STRING, example_for, normalize
 from .validation import MessagesRequest, bad, validate
@@ -45,8 +50,9 @@ _ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
 class AnthropicEmulator(Emulator):
-    """``api_key``: the one key it accepts. ``models``: if given, any other model is a 404
-    ``not_found_error`` (by default every model name is served). ``min_cache_tokens``: the
+    """``api_key``: the one key it accepts. ``models``: the model IDs served (default: the real
+    catalogue of :mod:`.models`; an ID the catalogue does not know is served with a 64,000
+    output limit); any other model is a 404 ``not_found_error``. ``min_cache_tokens``: the
     shortest prefix the prompt cache keeps (the API's per-model minimum; 0 so tests cache)."""
 
     name = "anthropic"
@@ -61,7 +67,11 @@ class AnthropicEmulator(Emulator):
         webhook_targets: Iterable[WebhookTarget] = (),
     ) -> None:
         self.api_key = api_key
-        self.models = frozenset(models) if models is not None else None
+        if models is None:
+            self.catalogue = {k: v for k, v in CATALOGUE.items() if v.served}
+        else:
+            self.catalogue = {m: CATALOGUE.get(m) or ModelSpec(m, m, 64_000) for m in models}
+        self.models = frozenset(self.catalogue)
         self.min_cache_tokens = min_cache_tokens
         self._clock = clock
         super().__init__(webhook_targets)
@@ -105,6 +115,8 @@ class AnthropicEmulator(Emulator):
         return [
             Route("/v1/messages", self._messages, methods=["POST"]),
             Route("/v1/messages/count_tokens", self._count_tokens, methods=["POST"]),
+            Route("/v1/models", self._list_models, methods=["GET"]),
+            Route("/v1/models/{model_id:path}", self._get_model, methods=["GET"]),
             Route(
                 "/_sandbox/anthropic/script", self._script_route, methods=["GET", "POST", "DELETE"]
             ),
@@ -150,9 +162,42 @@ class AnthropicEmulator(Emulator):
         except ValueError as exc:
             raise bad(f"There was an error parsing the body: {exc}") from None
         req = validate(body, count_tokens=count_tokens)
-        if self.models is not None and req.model not in self.models:
+        spec = self.catalogue.get(req.model)
+        if spec is None:
             raise AnthropicApiError(404, f"model: {req.model[:100]}")
+        if req.max_tokens is not None and req.max_tokens > spec.max_tokens:
+            raise bad(
+                f"max_tokens: {req.max_tokens} > {spec.max_tokens}, which is the maximum "
+                f"allowed number of output tokens for {req.model}"
+            )
         return req
+
+    async def _list_models(self, request: Request) -> Response:
+        try:
+            self._authenticate(request)
+        except AnthropicApiError as err:
+            return err.response()
+        data = [spec.info() for spec in self.catalogue.values()]
+        return JSONResponse(
+            {
+                "data": data,
+                "has_more": False,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+            },
+            headers={"request-id": new_request_id()},
+        )
+
+    async def _get_model(self, request: Request) -> Response:
+        try:
+            self._authenticate(request)
+            model_id = request.path_params["model_id"]
+            spec = self.catalogue.get(model_id)
+            if spec is None:
+                raise AnthropicApiError(404, f"model: {model_id[:100]}")
+        except AnthropicApiError as err:
+            return err.response()
+        return JSONResponse(spec.info(), headers={"request-id": new_request_id()})
 
     async def _count_tokens(self, request: Request) -> Response:
         try:
