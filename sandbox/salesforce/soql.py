@@ -419,6 +419,8 @@ class Plan:
     offset: int | None
     count_only: bool = False
     paths: list[Path] = field(default_factory=list)  # the plain select paths (semi-joins)
+    #: the only records the WHERE can match, found in an index (None: scan the table)
+    candidates: set[str] | None = None
 
 
 class Compiler:
@@ -476,6 +478,7 @@ class Compiler:
                 node.setdefault(path.keys[-1], Leaf(path.field_lower))
         if q.where is not None:
             plan.where = self.condition(sobj, q.where)
+            plan.candidates = self.candidates(sobj, q.where)
         plan.order = [(self.path(sobj, o.path), o.desc, o.nulls_first) for o in q.order]
         return plan
 
@@ -590,6 +593,34 @@ class Compiler:
             raise self.err(node.value.pos, "invalid operator for null", "MALFORMED_QUERY")
         key = _norm(value, ftype)
         return lambda o, r: _compare(op, _norm(get(o, r), ftype), key)
+
+    def candidates(self, sobj: SObject, node: Any) -> set[str] | None:
+        """The IDs a WHERE can only match among, from the store's indexes: ``=`` / ``IN`` on the
+        Id, a unique or external-ID field, or a lookup, alone or in an AND. The WHERE still runs
+        on them; this only spares a large org a scan of the whole table per query."""
+        if isinstance(node, BoolOp):
+            if node.op != "AND":
+                return None
+            found = [c for item in node.items if (c := self.candidates(sobj, item)) is not None]
+            return set.intersection(*found) if found else None
+        if not isinstance(node, Compare) or node.op not in ("=", "IN"):
+            return None
+        if isinstance(node.value, Query):
+            return None
+        path = self.path(sobj, node.path)
+        f = path.field
+        if path.rels or not (f.name == "Id" or f.external_id or f.unique or f.type == "reference"):
+            return None
+        ids: set[str] = set()
+        for lit in node.value if node.op == "IN" else [node.value]:
+            if lit.kind != "string" or not lit.value.isascii():
+                return None
+            try:
+                value = self.literal(f, lit)
+                ids.update(self.store.find_by(sobj, f, value))
+            except SfError:
+                return None  # let the WHERE itself answer (or refuse) as before
+        return ids
 
     def _semi_join(self, q: Query, path: Path) -> set[Any]:
         sub = self.compile(q)
@@ -730,7 +761,10 @@ def execute_rows(
     store: Store, plan: Plan, *, include_deleted: bool, rows: list[dict[str, Any]] | None = None
 ) -> list[dict[str, Any]]:
     """Filter, sort and window the records of ``plan.sobj`` (or ``rows``, for subqueries)."""
-    if rows is None:
+    if rows is None and plan.candidates is not None and not include_deleted:
+        table = store.table(plan.sobj)
+        rows = [table[i] for i in sorted(plan.candidates)]  # IDs sort in creation order
+    elif rows is None:
         rows = [r for r in store.table(plan.sobj).values() if include_deleted or not r["IsDeleted"]]
     if plan.where is not None:
         where, sobj = plan.where, plan.sobj
@@ -774,7 +808,13 @@ class _Projector:
 
     def subquery(self, parent_id: str, node: SubNode) -> dict[str, Any] | None:
         groups = self._children.get(id(node))
-        if groups is None:
+        link = node.plan.sobj.field(node.link_field)
+        if groups is None and link is not None and not self.include_deleted:
+            # the lookup's index: this parent's children without a scan of the child table
+            table = self.store.table(node.plan.sobj)
+            ids = self.store.find_by(node.plan.sobj, link, parent_id)
+            groups = {parent_id: [table[i] for i in ids]}
+        elif groups is None:
             groups = {}
             for r in self.store.table(node.plan.sobj).values():
                 parent = r.get(node.link_field)
