@@ -33,7 +33,7 @@ HISTORIES = Path(__file__).parent.parent / "histories"
 
 #: where each CRM's "open the case" write goes, for fault injection
 CASE_WRITES = {
-    "salesforce": ("PATCH", r"/services/data/v[0-9.]+/sobjects/Case/RevBridge_Key__c/.+"),
+    "salesforce": ("POST", r"/services/data/v[0-9.]+/composite"),  # the case and its audit
     "hubspot": ("POST", r"/crm/v3/objects/tickets(/batch/upsert)?"),
 }
 
