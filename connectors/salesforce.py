@@ -466,7 +466,12 @@ class SalesforceCrm:
             fields["ActivityDate"] = draft.due.date().isoformat()
         if draft.owner_id:
             fields["OwnerId"] = draft.owner_id  # the account owner, not the integration user
-        self._call(lambda sf: sf.Task.upsert(f"RevBridge_Key__c/{draft.key}", fields), what="task")
+        resp = self._call(
+            lambda sf: sf.Task.upsert(f"RevBridge_Key__c/{draft.key}", fields, raw_response=True),
+            what="task",
+        )
+        if resp.status_code in (200, 201) and resp.content:
+            return resp.json()["id"]  # API 46.0+: the upsert answers with the ID, no re-read
         row = self._call(
             lambda sf: sf.Task.get_by_custom_id("RevBridge_Key__c", draft.key), what="task"
         )

@@ -211,7 +211,7 @@ def test_a_refused_audit_entry_rolls_the_case_back(
 
 
 def test_long_texts_are_cut_to_the_org_field_lengths_with_a_marker(
-    crm: SalesforceCrm, em: SalesforceEmulator
+    crm: SalesforceCrm, em: SalesforceEmulator, url: str
 ) -> None:
     acct = account(em)
     long_text = "x" * 40_000
@@ -236,7 +236,10 @@ def test_long_texts_are_cut_to_the_org_field_lengths_with_a_marker(
     context = em.get_record(case.id)["Billing_Context__c"]  # type: ignore[index]
     assert len(context) == 32_768 and context.endswith("40000 characters in all]")
     task = TaskDraft(key="rb-task-1", subject="t" * 300, description=long_text, account_id=acct)
+    forget_requests(url)
     task_id = crm.upsert_task(task)
+    assert crm.upsert_task(task) == task_id
+    assert [r["method"] for r in api_requests(url)] == ["PATCH", "PATCH"]  # no re-reads
     row = em.get_record(task_id)
     assert row is not None and len(row["Description"]) == 32_000 and len(row["Subject"]) == 255
 
