@@ -178,7 +178,10 @@ async def test_at_the_task_threshold_a_csm_task_no_offer_then_retained(
         "churn_outcome",
     ]
     assert "retained" in churn_env.vendors.written[-1].narrative
-    assert len(churn_env.vendors.notes) == 1  # the outcome, on the billing customer
+    # every entry also on the billing customer, one correlation ID each (churn-audit-both-sides)
+    assert [n.entry.correlation_id for n in churn_env.vendors.notes] == [
+        a.correlation_id for a in churn_env.vendors.audits
+    ]
     assert churn_env.vendors.discounts == []
 
 
@@ -215,7 +218,10 @@ async def test_offer_approved_by_revops_is_applied_then_the_outcome_is_recorded(
     assert offer_audit.approver == "bob@example.com" and offer_audit.policy_ids == [
         "discount_needs_revops"
     ]
-    assert len(churn_env.vendors.notes) == 2  # the offer and the outcome, in billing
+    # the offer, the outcome and every other entry, in billing too (churn-audit-both-sides)
+    assert [n.entry.action for n in churn_env.vendors.notes] == [
+        a.action for a in churn_env.vendors.audits
+    ]
     assert (await handle.describe()).typed_search_attributes.get(names.APPROVAL_KEY) == "approved"
     await keep_history(handle, "offer_approved")
 

@@ -14,6 +14,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from domain import temporal as names
 from domain.approvals import Decision
 from domain.approvals import ProposedAction as Proposed
+from domain.audit import AuditEntry
 from domain.churn import (
     SWEEP_WORKFLOW_TYPE,
     WORKFLOW_TYPE,
@@ -169,7 +170,14 @@ async def test_low_risk_writes_the_score_and_stops(client: Client) -> None:
     assert fakes.writes() == ["churn_write_score"]  # no task, no offer
     assert [i["action"] for i in fakes.inputs("decide_policy")] == ["update_crm_field"]
     assert fakes.audited() == [("write_churn_score", "written")]
-    assert fakes.inputs("add_billing_note") == []  # a CRM field: audited in the CRM only
+    # a CRM field, audited on both sides with one correlation ID (issue 13, harm 6; before the
+    # churn-audit-both-sides patch it went to the CRM only, and this list was empty)
+    (note,) = fakes.inputs("add_billing_note")
+    (crm_entry,) = fakes.inputs("write_crm_audit")
+    assert (note["target"], note["target_id"]) == ("customer", c.id)
+    assert note["entry"]["action"] == "write_churn_score"
+    both = [AuditEntry.model_validate(e["entry"]).correlation_id for e in (note, crm_entry)]
+    assert both[0] == both[1]
     assert (result.outcome, result.first_score, result.first_level) == ("low_risk", 20, "low")
 
 
@@ -213,9 +221,10 @@ async def test_an_approved_offer_is_applied_once_then_followed_to_retained(clien
         "follow-up closed: retained" in fakes.inputs("churn_write_score")[1]["record"]["narrative"]
     )
     assert fakes.audited()[-1] == ("churn_outcome", "retained")
-    # the offer touches billing: audited there too (a note on the customer)
+    # every entry on both sides: the customer's billing notes hold what the CRM log holds
     notes = [i["entry"]["action"] for i in fakes.inputs("add_billing_note")]
-    assert notes == ["offer_discount", "churn_outcome"]
+    assert notes == [i["entry"]["action"] for i in fakes.inputs("write_crm_audit")]
+    assert {"write_churn_score", "create_task", "offer_discount", "churn_outcome"} <= set(notes)
     assert f"offer_discount: needs_approval → executed ({APPROVER})" in final.actions
     assert (result.outcome, result.offer, result.first_score, result.last_score) == (
         "retained",

@@ -30,12 +30,19 @@ with workflow.unsafe.imports_passed_through():
     from domain.records import ChurnScoreRecord
 
 
+#: the score, CSM task and follow-up entries also go to the customer's billing notes (issue 13,
+#: harm 6); runs from before wrote them to the CRM only
+AUDIT_BOTH_SIDES_PATCH = "churn-audit-both-sides"
+
+
 class ChurnSteps:
     """Mixin of :class:`~workflows.churn.workflow.ChurnInterventionWorkflow`."""
 
     async def _score(self, baseline_mrr: int | None) -> CustomerScore:
         self.s.pending_rescore = False  # signals that arrived before this read are covered by it
         self._update(stage="scoring")
+        # a dunning run's handoff: the CRM account and cases it read moments ago
+        handed, self._handed = self._handed, None
         scored = await workflow.execute_activity_method(
             ChurnActivities.churn_score_customer,
             ScoreCustomerInput(
@@ -43,6 +50,9 @@ class ChurnSteps:
                 customer_id=self._input.customer_id,
                 now=workflow.now(),
                 baseline_mrr=baseline_mrr,
+                has_crm=handed is not None,
+                account=handed.account if handed else None,
+                open_cases=handed.open_cases if handed else [],
             ),
             summary="score the customer from billing and CRM",
             **READ,
@@ -218,8 +228,10 @@ class ChurnSteps:
         await self._audit(governed.action.kind.value, **governed.audit_fields(), billing=True)
 
     async def _audit(self, action: str, *, billing: bool = False, **fields: object) -> None:
-        """CRM agent log always; a billing note on the customer for what touches billing."""
-        ids = await self.audit(action, billing_note=billing, **fields)  # type: ignore[arg-type]
+        """CRM agent log and a billing note on the customer, one correlation ID (runs from
+        before ``churn-audit-both-sides`` noted in billing only what touched billing)."""
+        both = billing or workflow.patched(AUDIT_BOTH_SIDES_PATCH)
+        ids = await self.audit(action, billing_note=both, **fields)  # type: ignore[arg-type]
         await self._record_audit_ids(ids)
 
     async def _record_audit_ids(self, ids: list[str]) -> None:
