@@ -416,9 +416,11 @@ async def _in_thread(fn: Callable[[], T], timeout_s: float) -> T:
         try:
             result = fn()
         except BaseException as exc:  # handed to the loop, which reports it as one line
-            loop.call_soon_threadsafe(_settle, done, None, exc)
+            outcome: tuple[Any, BaseException | None] = (None, exc)
         else:
-            loop.call_soon_threadsafe(_settle, done, result, None)
+            outcome = (result, None)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: it was cut off already
+            loop.call_soon_threadsafe(_settle, done, *outcome)
 
     threading.Thread(target=run, name="revbridge-doctor-check", daemon=True).start()
     return await asyncio.wait_for(done, timeout_s)

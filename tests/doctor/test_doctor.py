@@ -129,6 +129,14 @@ def env_for(
     }
 
 
+def use_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
+    for key in list(os.environ):
+        if key.startswith(PREFIXES):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
 def doctor(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -136,11 +144,7 @@ def doctor(
     *flags: str,
 ) -> tuple[int, list[str], str]:
     """`revbridge doctor` in-process with exactly ``env``: (exit status, stdout lines, stderr)."""
-    for key in list(os.environ):
-        if key.startswith(PREFIXES):
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+    use_env(monkeypatch, env)
     capsys.readouterr()
 
     def run() -> int:
@@ -379,3 +383,71 @@ def test_colour_only_when_asked_and_the_same_words_either_way() -> None:
     render(checks, set(), coloured, colour=True)
     assert "\x1b[" not in plain.getvalue() and "\x1b[" in coloured.getvalue()
     assert re.sub(r"\x1b\[[0-9;]*m", "", coloured.getvalue()) == plain.getvalue()
+
+
+def test_a_check_that_hangs_is_cut_off_as_one_fail_line(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+    import threading
+
+    from cli import doctor as doctor_module
+    from connectors.recurly import RecurlyBilling
+
+    release = threading.Event()
+
+    def stuck(self: RecurlyBilling) -> list[Check]:
+        release.wait(60)
+        return []
+
+    # warm up first (SDK imports, Temporal's runtime), so that only the stuck check is slow
+    code, _, _ = doctor(
+        monkeypatch, capsys, env_for(client, ready, "recurly", "salesforce", vendors)
+    )
+    assert code == 0
+    monkeypatch.setattr(RecurlyBilling, "preflight", stuck)
+    out = io.StringIO()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            code = pool.submit(doctor_module.doctor, out=out, timeout_s=3).result(timeout=60)
+    finally:
+        release.set()
+    assert code == 1
+    assert failed(out.getvalue().splitlines()) == [
+        "FAIL  recurly: checks — no answer within 3 s (fix: check the service is reachable from "
+        "here (network, proxy, firewall))"
+    ]
+
+
+def test_an_unreachable_temporal_is_one_fail_line_and_the_rest_is_skipped(
+    vendors: dict[str, str], client: Client
+) -> None:
+    from sandbox.framework import free_port
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
+    env |= env_for(client, "default", "recurly", "salesforce", vendors)
+    env |= {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port('127.0.0.1')}", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "cli.main", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+    lines = done.stdout.splitlines()
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert failed(lines) == [
+        f"FAIL  temporal: connection — cannot connect to Temporal at {env['TEMPORAL_ADDRESS']} "
+        "(plaintext, no credentials): connection refused (fix: start the server or correct "
+        "TEMPORAL_ADDRESS / TEMPORAL_API_KEY / TEMPORAL_TLS*)"
+    ]
+    assert "SKIP  temporal: namespace — no connection" in lines
+    assert (
+        "OK    recurly: credentials — API key accepted; custom field definitions readable" in lines
+    )
+    assert "Traceback" not in done.stdout + done.stderr
