@@ -65,6 +65,7 @@ _MISSING_CODES = {
 _LONG_TEXT = 32768  # Long Text Area length of the churn and billing-context fields
 _ACCOUNT_FIELDS = "Id, Name, Customer_Tier__c, OwnerId, Billing_Customer_Id__c, Billing_Platform__c"
 _CASE_FIELDS = "Id, Subject, Description, CreatedDate"
+_IN_CHUNK = 200  # IDs per SOQL IN (well under the 100,000-character SOQL limit)
 
 
 @dataclass(frozen=True)
@@ -393,6 +394,32 @@ class SalesforceCrm:
             return None, []
         cases = [_case_summary(r) for r in self._children(rows[0], "Cases")]
         return _account(rows[0]), cases[: max(0, int(limit))]
+
+    def find_accounts_with_cases(
+        self, billing: str, customer_ids: list[str], limit: int = 5
+    ) -> dict[str, tuple[CrmAccount, list[CaseSummary]]]:
+        """A page of customers at once (the churn sweep): one SOQL per 200 IDs, ``IN`` with the
+        same Cases subquery, keyed by billing customer ID; customers with no account are
+        absent."""
+        out: dict[str, tuple[CrmAccount, list[CaseSummary]]] = {}
+        ids = list(dict.fromkeys(customer_ids))
+        for start in range(0, len(ids), _IN_CHUNK):
+            soql = format_soql(
+                "SELECT {:literal}, (SELECT {:literal} FROM Cases WHERE IsClosed = false "
+                "ORDER BY CreatedDate DESC LIMIT {:literal}) FROM Account "
+                "WHERE Billing_Customer_Id__c IN {} AND Billing_Platform__c = {}",
+                _ACCOUNT_FIELDS,
+                _CASE_FIELDS,
+                str(max(1, int(limit))),
+                ids[start : start + _IN_CHUNK],
+                billing,
+            )
+            for row in self.query(soql):
+                cases = [_case_summary(r) for r in self._children(row, "Cases")]
+                found = _account(row)
+                if found.billing_customer_id is not None:
+                    out[found.billing_customer_id] = (found, cases[: max(0, int(limit))])
+        return out
 
     def upsert_case(self, draft: CaseDraft, audit: AuditEntry | None = None) -> CaseRef:
         """One ``/composite`` request with ``allOrNone``: the case upsert by its external ID,

@@ -151,6 +151,20 @@ def test_the_account_and_its_open_cases_come_in_one_soql(
     assert found is not None and cases == []  # "Cases": null
 
 
+def test_a_page_of_customers_is_one_soql_with_their_open_cases(
+    crm: SalesforceCrm, em: SalesforceEmulator, url: str
+) -> None:
+    ids = {f"cus_{n}": account(em, f"cus_{n}") for n in range(250)}
+    em.seed({"records": {"Case": [{"AccountId": ids["cus_7"], "Subject": "open"}]}})
+    crm.find_account("chargebee", "cus_0")
+    forget_requests(url)
+    page = crm.find_accounts_with_cases("chargebee", [*ids, "nobody"])
+    assert set(page) == set(ids)
+    assert [c.subject for c in page["cus_7"][1]] == ["open"] and page["cus_8"][1] == []
+    assert page["cus_7"][0].id == ids["cus_7"]
+    assert len(api_requests(url)) == 2  # 250 customers: two SOQL of at most 200 IDs
+
+
 def test_the_case_and_its_audit_entry_are_one_request_and_exactly_once(
     crm: SalesforceCrm, em: SalesforceEmulator, url: str
 ) -> None:
