@@ -451,3 +451,29 @@ def test_an_unreachable_temporal_is_one_fail_line_and_the_rest_is_skipped(
         "OK    recurly: credentials — API key accepted; custom field definitions readable" in lines
     )
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_the_llm_model_is_checked_when_an_llm_is_configured(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    anthropic_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.pairs import ANTHROPIC_KEY
+
+    env = env_for(client, ready, "recurly", "salesforce", vendors) | {
+        "REVBRIDGE_REASONER": "anthropic",
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
+        "ANTHROPIC_BASE_URL": anthropic_url,
+    }
+    code, lines, _ = doctor(monkeypatch, capsys, env)
+    assert code == 0, lines
+    assert any(line.startswith("OK    llm: model — ") for line in lines), lines
+    code, lines, _ = doctor(monkeypatch, capsys, env | {"ANTHROPIC_MODEL": "claude-nope-1"})
+    assert code == 1
+    [line] = failed(lines)
+    assert line.startswith("FAIL  llm: model — claude-nope-1 does not exist")
+    assert "(fix: set ANTHROPIC_MODEL to a served model" in line
+    assert ANTHROPIC_KEY not in "\n".join(lines)
