@@ -714,15 +714,33 @@ class SalesforceCrm:
         return _account(row)
 
     def write_churn_score(self, record: ChurnScoreRecord) -> None:
-        fields = {
-            "Churn_Risk__c": record.score,
-            "Churn_Level__c": record.level,
-            "Churn_Reasons__c": _fit("Account", "Churn_Reasons__c", "\n".join(record.reasons))
-            or None,
-            "Churn_Narrative__c": _fit("Account", "Churn_Narrative__c", record.narrative) or None,
-            "Churn_Scored_At__c": _utc(record.scored_at).isoformat(timespec="seconds"),
-        }
+        fields = _churn_fields(record)
         self._call_record(lambda sf: sf.Account.update(record.account_id, fields), "account")
+
+    def write_churn_scores(self, records: list[ChurnScoreRecord]) -> dict[str, str]:
+        """A page of scores in one sObject Collections PATCH per 200 accounts (the sweep's one
+        write per page), each account on its own (``allOrNone: false``: a deleted account does
+        not hold back the others). Field sets, so a retry is idempotent. Returns the accounts
+        that failed, with Salesforce's error code."""
+        failed: dict[str, str] = {}
+        for start in range(0, len(records), _IN_CHUNK):
+            chunk = records[start : start + _IN_CHUNK]
+            body = {
+                "allOrNone": False,
+                "records": [
+                    {"attributes": {"type": "Account"}, "id": r.account_id, **_churn_fields(r)}
+                    for r in chunk
+                ],
+            }
+            results = self._call(
+                lambda sf, body=body: sf.restful("composite/sobjects", method="PATCH", json=body),
+                what="churn scores",
+            )
+            for record, result in zip(chunk, results or [], strict=False):
+                if not result.get("success"):
+                    errors = result.get("errors") or [{}]
+                    failed[record.account_id] = str(errors[0].get("statusCode") or "UNKNOWN")
+        return failed
 
     def get_case(self, case_id: str) -> CaseDetail:
         row = self._one(
@@ -862,6 +880,16 @@ def _error_code(body: Any) -> str | None:
     if isinstance(body, list) and body and isinstance(body[0], dict):
         return body[0].get("errorCode")
     return None
+
+
+def _churn_fields(record: ChurnScoreRecord) -> dict[str, Any]:
+    return {
+        "Churn_Risk__c": record.score,
+        "Churn_Level__c": record.level,
+        "Churn_Reasons__c": _fit("Account", "Churn_Reasons__c", "\n".join(record.reasons)) or None,
+        "Churn_Narrative__c": _fit("Account", "Churn_Narrative__c", record.narrative) or None,
+        "Churn_Scored_At__c": _utc(record.scored_at).isoformat(timespec="seconds"),
+    }
 
 
 def _audit_fields(entry: AuditEntry) -> dict[str, Any]:

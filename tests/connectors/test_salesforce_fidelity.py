@@ -20,6 +20,7 @@ from connectors.salesforce import SalesforceCrm
 from domain.audit import AuditEntry
 from domain.models import CaseDraft, CasePriority, TaskDraft
 from domain.preflight import CheckStatus
+from domain.records import ChurnScoreRecord
 from domain.settings import SalesforceSettings
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
@@ -163,6 +164,24 @@ def test_a_page_of_customers_is_one_soql_with_their_open_cases(
     assert [c.subject for c in page["cus_7"][1]] == ["open"] and page["cus_8"][1] == []
     assert page["cus_7"][0].id == ids["cus_7"]
     assert len(api_requests(url)) == 2  # 250 customers: two SOQL of at most 200 IDs
+
+
+def test_a_page_of_scores_is_one_collections_write_and_a_gone_account_holds_none_back(
+    crm: SalesforceCrm, em: SalesforceEmulator, url: str
+) -> None:
+    ids = [account(em, f"cus_{n}") for n in range(3)]
+    gone = ids[1]
+    crm.client.Account.delete(gone)
+    forget_requests(url)
+    at = datetime(2024, 5, 1, tzinfo=UTC)
+    records = [
+        ChurnScoreRecord(account_id=i, score=70, level="high", reasons=["r"], scored_at=at)
+        for i in ids
+    ]
+    assert crm.write_churn_scores(records) == {gone: "ENTITY_IS_DELETED"}
+    assert [r["method"] for r in api_requests(url)] == ["PATCH"]
+    assert em.get_record(ids[2])["Churn_Level__c"] == "high"  # type: ignore[index]
+    assert crm.write_churn_scores(records[2:]) == {}  # a field set: a retry changes nothing
 
 
 def test_the_case_and_its_audit_entry_are_one_request_and_exactly_once(
