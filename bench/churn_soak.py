@@ -32,7 +32,6 @@ import httpx
 import stripe
 import yaml
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.policy import DEFAULT_POLICY_DIR
@@ -41,6 +40,7 @@ from connectors.registry import build_billing, build_crm
 from domain.churn import SWEEP_WORKFLOW_TYPE, ChurnResult, SweepInput, SweepResult
 from domain.ids import churn_workflow_id
 from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS
+from infra.codec import data_converter
 from sandbox import books
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
@@ -166,7 +166,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         search_attributes=ALL_SEARCH_ATTRIBUTE_KEYS,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         dev_server_extra_args=[
             "--dynamic-config-value",
             "history.transferProcessorMaxPollRPS=1000",

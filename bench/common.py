@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.config import (
@@ -34,6 +33,7 @@ from cli.config import (
 from cli.stack import temporal_binary
 from domain.settings import Settings
 from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS
+from infra.codec import data_converter
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.mailbox import MailboxEmulator
@@ -117,7 +117,7 @@ async def stack(logs: Path) -> AsyncIterator[Stack]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         search_attributes=ALL_SEARCH_ATTRIBUTE_KEYS,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         dev_server_extra_args=DEV_SERVER_ARGS,
     )
     try:

@@ -27,11 +27,11 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.config import StackConfig
 from cli.setup_temporal import ensure_stack_temporal
 from cli.stack import temporal_ready, temporal_server_args
+from infra.codec import data_converter
 from sandbox.framework import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,7 +184,7 @@ class LocalStack:
         return await Client.connect(
             self.cfg.temporal.address,
             namespace=self.cfg.temporal.namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(),
         )
 
     # --- health ------------------------------------------------------------------------------------

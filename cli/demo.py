@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 import httpx
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.config import CliError, StackConfig
 from cli.demo_stack import Out
@@ -30,6 +29,7 @@ from domain.ids import dunning_workflow_id
 from domain.models import NoteTarget
 from domain.settings import Settings
 from harness.drivers import drivers
+from infra.codec import data_converter
 from sandbox.scenarios import DEMO_CUSTOMERS, DEMO_STRATEGIC, DunningCustomer
 
 WAIT_S = 45.0
@@ -127,7 +127,7 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
     client = await Client.connect(
         cfg.temporal.address,
         namespace=cfg.temporal.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )
     suffix = datetime.now(UTC).strftime("%m%d%H%M%S")
     customers = (*DEMO_CUSTOMERS, DEMO_STRATEGIC)

@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from cli.churn import score_of
@@ -36,6 +35,7 @@ from domain.churn import (
 )
 from domain.ids import churn_workflow_id
 from domain.settings import Settings
+from infra.codec import data_converter
 from sandbox import books
 
 BOOK_SIZE = 16
@@ -96,7 +96,7 @@ async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, An
     client = await Client.connect(
         cfg.temporal.address,
         namespace=cfg.temporal.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )
     prefix = f"churn{datetime.now(UTC):%m%d%H%M%S}"
     book = books.book(BOOK_SIZE, prefix=prefix, seed=16)  # a seed with at-risk customers

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from cli.config import StackConfig
 from connectors.registry import build_billing, build_crm
 from domain.settings import Settings
+from infra.codec import data_converter
 
 
 class Out:
@@ -35,7 +35,7 @@ async def run_on_stack(
     client = await Client.connect(
         cfg.temporal.address,
         namespace=cfg.temporal.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )
     return await run_scenario(
         settings,

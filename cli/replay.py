@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
 from cli.config import CliError
+from infra.codec import data_converter
 
 PROGRESS_EVERY = 50
 CONNECT_TIMEOUT_S = 15.0
@@ -117,7 +117,7 @@ async def replay_histories(
     )
     replayer = Replayer(
         workflows=list(workflows),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         runtime=_replay_runtime(),
     )
     results: list[ReplayResult] = []

@@ -20,6 +20,16 @@ SIGNAL = "approval"
 UPDATE = "decide"
 QUERY = "pending_approvals"
 
+# Payload metadata of the approver proof (infra/codec.py, infra/codec_server.py; the workflow
+# reads the last two): the codec server claims and signs the signed-in person; the worker's codec
+# verifies the signature when it decodes and says so.
+CLAIMED_APPROVER = "revbridge-approver"
+APPROVER_SIGNATURE = "revbridge-approver-sig"
+#: set by the decoding codec only: the approver whose stamp verified
+VERIFIED_APPROVER = "revbridge-verified-approver"
+#: set by the decoding codec when identity keys are configured: ``verified`` or ``none``
+IDENTITY_CHECK = "revbridge-identity-check"
+
 
 class Decision(StrEnum):
     APPROVE = "approve"

@@ -6,6 +6,7 @@ Each test uses fresh business IDs (uuid-based), so tests share the session's ser
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -14,12 +15,12 @@ import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import temporal_binary, test_server_binary
 from domain.settings import Settings
 from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS, SEARCH_ATTRIBUTES, TASK_QUEUE
+from infra.codec import ENV_KEYS, data_converter, new_key_entry
 from sandbox.anthropic import AnthropicEmulator
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import App, ServerThread
@@ -44,13 +45,17 @@ from tests.pairs import (
 
 __all__ = ["WEBHOOK_PASSWORD", "WEBHOOK_USER"]
 
+# Every payload the tests send through Temporal is encrypted (infra/codec.py), with a key of this
+# session's own, in the environment so worker subprocesses share it.
+os.environ.setdefault(ENV_KEYS, new_key_entry("test"))
+
 
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         search_attributes=ALL_SEARCH_ATTRIBUTE_KEYS,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         dev_server_extra_args=[
             "--dynamic-config-value",
             "history.transferProcessorMaxPollRPS=1000",
@@ -67,7 +72,7 @@ async def start_time_skipping() -> WorkflowEnvironment:
     search attributes: timers of days and weeks fire as soon as every workflow only waits."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=str(test_server_binary()),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )
     await env.client.operator_service.add_search_attributes(
         AddSearchAttributesRequest(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -24,12 +25,21 @@ import httpx
 import pytest
 from playwright.async_api import Page, async_playwright, expect
 from temporalio.client import WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from cli.stack import temporal_binary
 from domain import temporal as names
-from sandbox.framework import free_port
+from infra.codec import (
+    ENV_IDENTITY_KEYS,
+    ENV_KEYS,
+    EncryptionCodec,
+    data_converter,
+    new_key_entry,
+    parse_keys,
+)
+from infra.codec_server import CODEC_PATH, OidcVerifier, build_app
+from sandbox.framework import App, ServerThread, free_port
+from sandbox.identity import IdentityProvider, approvers_from
 from tests.pairs import Pair, pair_settings, pending_of, status_when
 from tests.workflows.test_approvals import CREDIT, GLOBEX, start
 
@@ -48,13 +58,18 @@ CHROMIUM_ARGS = [
 ]  # Playwright adds a fresh --user-data-dir itself
 TASK_QUEUE = "revbridge-webui"
 APPROVER = "alice@example.com"  # finance, in policies/approvers.yaml
+PASSWORD = "webui-test-only"  # the local identity provider's, this module only
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
 class WebUiStack:
     env: WorkflowEnvironment
     pair: Pair
+    #: the codec server in front of the Web UI (sign-in, /encode, /decode, the UI proxied)
     ui_url: str
+    #: the dev server's own UI port, behind it
+    upstream_url: str
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +92,36 @@ async def chromium() -> Path:
 async def stack(chromium: Path, sandbox_urls: dict[str, str]) -> AsyncIterator[WebUiStack]:
     from workers.main import build_worker
 
-    ui_port = free_port()
+    ui_port, gateway_port = free_port(), free_port()
+    keys = {ENV_KEYS: os.environ[ENV_KEYS], ENV_IDENTITY_KEYS: new_key_entry("webui")}
+    provider = IdentityProvider(approvers_from(ROOT / "policies" / "approvers.yaml"), PASSWORD)
+    idp = ServerThread({App("identity", provider.app): 0}).start()
+    gateway = ServerThread(
+        {
+            App(
+                "gateway",
+                build_app(
+                    EncryptionCodec(parse_keys(keys[ENV_KEYS])),
+                    parse_keys(keys[ENV_IDENTITY_KEYS]),
+                    OidcVerifier(idp.urls["identity"], "revbridge"),
+                    ui_upstream=f"http://127.0.0.1:{ui_port}",
+                ),
+            ): gateway_port
+        }
+    ).start()
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(temporal_binary()),
         ui=True,
         ui_port=ui_port,
         search_attributes=names.ALL_SEARCH_ATTRIBUTE_KEYS,
-        data_converter=pydantic_data_converter,
+        # every payload encrypted, approvals verified: the UI reads and writes them through the
+        # codec server, as a person signed in at the identity provider
+        data_converter=data_converter(keys),
         dev_server_extra_args=[
             "--dynamic-config-value",
             "history.transferProcessorMaxPollRPS=1000",
+            "--ui-codec-endpoint",
+            f"http://127.0.0.1:{gateway_port}{CODEC_PATH}",
         ],
     )
     try:
@@ -95,9 +130,16 @@ async def stack(chromium: Path, sandbox_urls: dict[str, str]) -> AsyncIterator[W
         # direct starts only: the sandbox's webhooks must not reach other tests' services
         httpx.delete(sandbox_urls["chargebee"] + "/_sandbox/webhooks").raise_for_status()
         async with build_worker(env.client, pair.billing, pair.crm, task_queue=TASK_QUEUE):
-            yield WebUiStack(env, pair, f"http://127.0.0.1:{ui_port}")
+            yield WebUiStack(
+                env,
+                pair,
+                f"http://127.0.0.1:{gateway_port}",
+                f"http://127.0.0.1:{ui_port}",
+            )
     finally:
         await env.shutdown()
+        gateway.stop()
+        idp.stop()
 
 
 async def ui_ready(url: str, within_s: float = 15) -> None:
@@ -114,8 +156,18 @@ async def ui_ready(url: str, within_s: float = 15) -> None:
             await asyncio.sleep(0.2)
 
 
-async def approve_in_web_ui(page: Page, url: str, action_id: str) -> None:
+async def sign_in(page: Page, url: str, email: str) -> None:
+    """The UI sits behind the sign-in (the local identity provider's password login)."""
     await page.goto(url)
+    await expect(page.get_by_role("heading", name="Sign in to approve")).to_be_visible()
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url(re.compile(r"/namespaces/[^/]+/workflows/"))
+
+
+async def approve_in_web_ui(page: Page, url: str, action_id: str) -> None:
+    await sign_in(page, url, APPROVER)
     # current details live in the User Metadata tab, as markdown rendered in an iframe
     await page.get_by_role("tab", name="User Metadata").click()
     await expect(page.get_by_role("heading", name="Current Details")).to_be_visible()
@@ -167,7 +219,8 @@ async def test_operator_approves_a_credit_in_the_web_ui(
         assert pending.action.kind.value == "apply_credit"
         assert "finance" in pending.approver_roles
         assert pair.credits(ids["customer"]) == 0
-        await ui_ready(stack.ui_url)
+        await ui_ready(stack.upstream_url)
+        await ui_ready(stack.ui_url + "/_revbridge/health")
 
         url = (
             f"{stack.ui_url}/namespaces/default/workflows/{urllib.parse.quote(handle.id, safe='')}"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from infra.codec import data_converter
 from workers.main import WORKFLOWS
 from workers.vendor_queues import VendorRouting
 from workflows.options import (
@@ -31,7 +31,7 @@ async def test_committed_history_replays_with_vendor_routing(path: Path) -> None
     of an activity command is not part of the determinism check)."""
     replayer = Replayer(
         workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         interceptors=[VendorRouting("revbridge", {BILLING: "chargebee", CRM: "salesforce"})],
     )
     history = WorkflowHistory.from_json(path.stem, path.read_text())

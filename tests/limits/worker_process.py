@@ -12,10 +12,10 @@ import json
 import sys
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.budget import Limits, VendorLimit
 from connectors.registry import build_billing, build_crm
+from infra.codec import data_converter
 from tests.limits.conftest import HTTP_TIMEOUT_S
 from tests.pairs import pair_settings
 from workers.main import build_worker
@@ -31,9 +31,7 @@ async def main(argv: list[str]) -> None:
         worker_processes=int(processes),
         vendors={"chargebee": VendorLimit(per_second=float(rate))},
     )
-    client = await Client.connect(
-        target, namespace=namespace, data_converter=pydantic_data_converter
-    )
+    client = await Client.connect(target, namespace=namespace, data_converter=data_converter())
     group = build_worker(
         client, build_billing(settings), build_crm(settings), task_queue=task_queue, limits=limits
     )

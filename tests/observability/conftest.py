@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from domain.dunning import DunningStatus
 from domain.settings import Settings
 from infra import telemetry
+from infra.codec import data_converter
 from sandbox.framework import free_port
 from sandbox.scenarios import DEMO_CUSTOMERS, DunningCustomer
 from tests import pairs
@@ -122,7 +122,7 @@ async def deployment(
         namespace="default",
         runtime=runtime,
         interceptors=telemetry.temporal_interceptors(),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )
     pair = Pair.build(settings, sandbox_urls, webhook_url="http://webhooks")
     worker = build_worker(client, pair.billing, pair.crm, task_queue=task_queue)

@@ -131,10 +131,11 @@ async def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
 
 async def test_unpatched_reorder_is_nondeterministic() -> None:
     # the raw SDK first: the variant really is incompatible with the committed history
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer
 
-    replayer = Replayer(workflows=[ReorderedDunning], data_converter=pydantic_data_converter)
+    from infra.codec import data_converter
+
+    replayer = Replayer(workflows=[ReorderedDunning], data_converter=data_converter())
     with pytest.raises(workflow.NondeterminismError):
         await replayer.replay_workflow(recovered_history())
 
