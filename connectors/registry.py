@@ -70,6 +70,7 @@ def build_mailer(settings: Settings) -> SmtpMailer | None:
         starttls=s.starttls,
         username=s.username,
         password=s.password.get_secret_value() if s.password else None,
+        ca_file=s.ca_file,
     )
 
 

@@ -100,6 +100,8 @@ class SmtpSettings(_Settings):
     username: str | None = None
     password: SecretStr | None = None
     timeout_s: float = 20.0
+    #: a PEM of the CA that signed the relay's certificate, when not a public one (SMTP_CA_FILE)
+    ca_file: str | None = None
 
 
 class WebhookSettings(_Settings):
@@ -210,7 +212,8 @@ class Settings(_Settings):
         if rc:
             raw["recurly"] = rc
         smtp = pick(
-            "SMTP_", ["host", "port", "sender", "starttls", "username", "password", "timeout_s"]
+            "SMTP_",
+            ["host", "port", "sender", "starttls", "username", "password", "timeout_s", "ca_file"],
         )
         if smtp:
             raw["smtp"] = smtp

@@ -1,5 +1,5 @@
 """Dunning schedules on Temporal's time-skipping test server: a worker for the pair under test on
-the test server, mailing through the sandbox's SMTP mailbox."""
+the test server, mailing through the sandbox's SMTP mailbox over STARTTLS with a login."""
 
 from __future__ import annotations
 
@@ -21,10 +21,14 @@ from sandbox.mailbox import MailboxEmulator
 from tests.pairs import Pair, eventually
 from workers.main import build_worker
 
+#: the relay's login: the dunning schedules mail through the production path (STARTTLS with the
+#: relay's certificate verified, then AUTH), as a deployment with SMTP_STARTTLS does
+SMTP_USER, SMTP_PASSWORD = "revbridge", "sandbox-relay-password"  # noqa: S105 - sandbox only
+
 
 @pytest.fixture(scope="module")
 def mailbox() -> Iterator[tuple[MailboxEmulator, str]]:
-    em = MailboxEmulator()
+    em = MailboxEmulator(username=SMTP_USER, password=SMTP_PASSWORD)
     with ServerThread({em: 0}) as thread:
         em.start_smtp()
         try:
@@ -89,7 +93,16 @@ async def schedule_worker(
     # billing's webhooks would start the same runs on the dev server's deployment: not here
     httpx.delete(pair.billing_url + "/_sandbox/webhooks").raise_for_status()
     queue = f"dunning-ts-{pair.settings.billing}-{pair.settings.crm}-{uuid.uuid4().hex[:6]}"
-    mailer = SmtpMailer("127.0.0.1", em.smtp_port, "billing@revbridge.local", timeout_s=2)
+    mailer = SmtpMailer(
+        "127.0.0.1",
+        em.smtp_port,
+        "billing@revbridge.local",
+        timeout_s=2,
+        starttls=True,
+        username=SMTP_USER,
+        password=SMTP_PASSWORD,
+        ca_file=em.cert_file,
+    )
     async with build_worker(
         time_env.client, pair.billing, pair.crm, task_queue=queue, mailer=mailer
     ):

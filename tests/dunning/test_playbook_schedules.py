@@ -105,7 +105,9 @@ async def test_recovered_on_day_5_after_two_reminders(
     assert result.attribution == "paid after reminder 2 (day 3)"
     mails = inbox(mailbox, ids["invoice"])
     assert [m["body"].count("Reminder") for m in mails] == [1, 1]  # and no third
-    assert all(m["deliveries"] == 1 for m in mails)
+    # exactly once: one delivery per step (the mailbox keeps every delivery, folds none)
+    assert [m["delivery"] for m in mails] == [1, 1]
+    assert len({m["message_id"] for m in mails}) == 2
     assert [r["action"] for r in pair.audit(ids["invoice"])] == [
         "create_case",
         "send_email",
