@@ -477,3 +477,40 @@ def test_the_llm_model_is_checked_when_an_llm_is_configured(
     assert line.startswith("FAIL  llm: model — claude-nope-1 does not exist")
     assert "(fix: set ANTHROPIC_MODEL to a served model" in line
     assert ANTHROPIC_KEY not in "\n".join(lines)
+
+
+def test_a_fresh_chargebee_site_is_reported_check_by_check_then_passes_once_configured(
+    client: Client,
+    ready: str,
+    sandbox_urls: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 16's "fresh" site (no cf_crm_link, Contract Terms off) with the product catalog in
+    place: each misconfiguration is one FAIL line with its fix, and after the admin's changes
+    (emulated by configure_site) the same command passes."""
+    from connectors.registry import build_billing
+    from domain.settings import Settings
+    from harness.drivers import ChargebeeDriver
+    from sandbox.chargebee import ChargebeeEmulator
+    from sandbox.chargebee.emulator import DEFAULT_CUSTOM_FIELDS
+
+    site = ChargebeeEmulator.fresh_site(api_key=CB_KEY)
+    with ServerThread({site: 0}) as thread:
+        urls = {**sandbox_urls, "chargebee": thread.urls["chargebee"]}
+        urls |= {"recurly": "http://127.0.0.1:9", "zuora": "http://127.0.0.1:9"}
+        env = env_for(client, ready, "chargebee", "hubspot", urls)
+        connector = build_billing(Settings.from_env(env))
+        ChargebeeDriver(urls["chargebee"], connector).seed_catalog()
+        code, lines, err = doctor(monkeypatch, capsys, env)
+        assert code == 1 and err == ""
+        mine = [line for line in failed(lines) if line.startswith("FAIL  chargebee: ")]
+        assert [line.split(" — ")[0] for line in mine] == [
+            "FAIL  chargebee: custom-field:cf_crm_link",
+            "FAIL  chargebee: searchable:cf_crm_link",
+            "FAIL  chargebee: contract-terms",
+        ]
+        assert all("(fix: " in line and line.endswith(")") for line in mine)
+        site.configure_site(contract_terms=True, custom_field=dict(DEFAULT_CUSTOM_FIELDS[0]))
+        code, lines, _ = doctor(monkeypatch, capsys, env)
+        assert failed(lines) == [] and code == 0
