@@ -34,7 +34,7 @@ HTTP surface (plain HTTP; the client rewrites its hard-coded ``https://``, see t
   ``GET|POST /_sandbox/salesforce/api_usage`` (``{"used": n}`` sets the counter),
   ``POST /_sandbox/salesforce/org`` (``{"drop_fields": ["Case.Billing_Context__c"],
   "drop_objects": ["AI_Agent_Log__c"], "access": {"Case": {"create": false}},
-  "picklists": {"Case.Type": ["Question"]}}``: an org not yet
+  "picklists": {"Account.Churn_Level__c": ["Low", "High"]}}``: an org not yet
   set up for RevBridge, see :meth:`SalesforceEmulator.configure_org`),
   ``GET /_sandbox/salesforce/records/{Obj}[?include_deleted=true]``.
 

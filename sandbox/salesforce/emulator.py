@@ -269,7 +269,8 @@ class SalesforceEmulator(Emulator):
         fields (``"Case.Billing_Context__c"``) or objects that were never deployed, or that the
         integration user cannot see (both are absent from describe and SOQL), and object
         permissions it lacks (``{"Case": {"create": False, "edit": False}}``), and picklists an
-        admin restricted to their own values (``{"Case.Type": ["Question", "Problem"]}``).
+        admin restricted to their own values (``{"Account.Churn_Level__c": ["Low", "High"]}``;
+        custom picklists only: Salesforce does not let an admin restrict a standard one).
         ``reset`` undoes it."""
         with self.lock:
             for path in drop_fields:
@@ -303,6 +304,8 @@ class SalesforceEmulator(Emulator):
                 f = self._sobject(obj_name).field(field_name)
                 if f is None or f.type not in ("picklist", "multipicklist"):
                     raise ValueError(f"unknown picklist {path}")
+                if not f.custom:
+                    raise ValueError(f"{path}: a standard picklist cannot be restricted")
                 f.picklist, f.restricted = tuple(values), True
 
     def add_field(self, sobject: str, spec: Mapping[str, Any]) -> str:

@@ -328,18 +328,25 @@ def test_preflight_reports_each_misconfiguration_with_a_one_line_fix(
     assert "Create" in checks["object:Case:permissions"].detail
 
 
-def test_preflight_finds_a_restricted_picklist_that_would_refuse_the_case(
+def test_preflight_finds_a_restricted_picklist_that_would_refuse_the_score(
     crm: SalesforceCrm, em: SalesforceEmulator, url: str
 ) -> None:
     acct = account(em)
-    em.configure_org(picklists={"Case.Type": ["Question", "Problem"]})
-    with pytest.raises(ConnectorError) as err:  # what the hot path would meet on this org
-        crm.upsert_case(draft("rb-case-5", acct))
+    # an admin created Churn_Level__c with capitalised values and restricted it
+    em.configure_org(picklists={"Account.Churn_Level__c": ["Low", "Medium", "High", "Critical"]})
+    score = ChurnScoreRecord(
+        account_id=acct, score=80, level="high", scored_at=datetime(2024, 5, 1, tzinfo=UTC)
+    )
+    with pytest.raises(ConnectorError) as err:  # what the sweep would meet on this org
+        crm.write_churn_score(score)
     assert err.value.code == "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"
     checks = {c.name: c for c in connector(url).preflight()}
     failed = {n for n, c in checks.items() if c.status is CheckStatus.FAIL}
-    assert failed == {"field:Case.Type"}
-    assert checks["field:Case.Type"].fix == "add Billing to the picklist Case.Type"
+    assert failed == {"field:Account.Churn_Level__c"}
+    fix = "add low, medium, high, critical to the picklist Account.Churn_Level__c"
+    assert checks["field:Account.Churn_Level__c"].fix == fix
+    with pytest.raises(ValueError, match="standard picklist"):
+        em.configure_org(picklists={"Case.Type": ["Question"]})  # as in a real org
 
 
 def test_preflight_on_a_spent_allowance_and_on_wrong_credentials(
