@@ -480,7 +480,9 @@ class SalesforceCrm:
             created=case["httpStatusCode"] == 201,
         )
 
-    def upsert_task(self, draft: TaskDraft) -> str:
+    def upsert_task(self, draft: TaskDraft, audit: AuditEntry | None = None) -> str:
+        """Open (or find again) the task by its key; with ``audit``, the audit entry goes in the
+        same ``/composite`` request (allOrNone, both keyed: a retry writes nothing new)."""
         fields: dict[str, Any] = {
             "Subject": _fit("Task", "Subject", draft.subject),
             "Description": _fit("Task", "Description", draft.description),
@@ -493,6 +495,31 @@ class SalesforceCrm:
             fields["ActivityDate"] = draft.due.date().isoformat()
         if draft.owner_id:
             fields["OwnerId"] = draft.owner_id  # the account owner, not the integration user
+        if audit is not None:
+            base = f"/services/data/v{self._settings.api_version}/sobjects"
+            subrequests = [
+                {
+                    "method": "PATCH",
+                    "url": f"{base}/Task/RevBridge_Key__c/{quote(draft.key, safe='')}",
+                    "referenceId": "task",
+                    "body": fields,
+                },
+                {
+                    "method": "PATCH",
+                    "url": f"{base}/AI_Agent_Log__c/RevBridge_Key__c/{quote(audit.key, safe='')}",
+                    "referenceId": "audit",
+                    "body": _audit_fields(audit),
+                },
+            ]
+            answer = self._call(
+                lambda sf: sf.restful(
+                    "composite",
+                    method="POST",
+                    json={"allOrNone": True, "compositeRequest": subrequests},
+                ),
+                what="task",
+            )
+            return _composite_results(answer, "task")["task"]["body"]["id"]
         resp = self._call(
             lambda sf: sf.Task.upsert(f"RevBridge_Key__c/{draft.key}", fields, raw_response=True),
             what="task",

@@ -204,6 +204,24 @@ def test_the_case_and_its_audit_entry_are_one_request_and_exactly_once(
     assert crm.audit_log("dunning:chargebee:INV-1")[0]["case_id"] == first.id
 
 
+def test_a_task_and_its_audit_entry_are_one_request_and_exactly_once(
+    crm: SalesforceCrm, em: SalesforceEmulator, url: str
+) -> None:
+    acct = account(em)
+    task = TaskDraft(key="rb-task-2", subject="Call", description="d", account_id=acct)
+    entry = audit("rb-audit-task-2", action="send_email", account_id=acct)
+    crm.find_account("chargebee", "cus_1")
+    forget_requests(url)
+    first = crm.upsert_task(task, audit=entry)
+    assert crm.upsert_task(task, audit=entry) == first
+    assert [(r["method"], r["path"]) for r in api_requests(url)] == [
+        ("POST", "/services/data/v62.0/composite")
+    ] * 2
+    assert [t["Id"] for t in em.records("Task")] == [first]
+    (log,) = em.records("AI_Agent_Log__c")
+    assert (log["Action__c"], log["Account__c"]) == ("send_email", acct)
+
+
 def test_a_composite_committed_then_timed_out_is_one_case_and_one_entry_after_the_retry(
     crm: SalesforceCrm, em: SalesforceEmulator, url: str
 ) -> None:
