@@ -7,7 +7,10 @@ usage per period, the day it crosses the limit with a band, a confidence, and th
 person reads on the CRM record.
 
 The model, and why:
-- **Weekly seasonality out first**: a trailing 7-day mean turns a weekday/weekend pattern into a
+- **Spikes out first**: a day far from the median of the same weekday in the weeks around it (a
+  seasonal Hampel filter) is replaced by that median, so a one-day import does not widen the
+  band for a week.
+- **Then weekly seasonality**: a trailing 7-day mean turns a weekday/weekend pattern into a
   flat line, so Mondays never look like growth.
 - **Theil–Sen trend** over the last ``window`` smoothed days: the slope is the median of all
   pairwise slopes, so one spike (an import, a batch job, a bad meter reading) moves it little —
@@ -70,6 +73,23 @@ class ForecastError(ValueError):
     pass
 
 
+def _despiked(daily: list[float], weeks: int = 3, k: float = 3.0) -> list[float]:
+    """A seasonal Hampel filter: a day further than ``k`` robust deviations from the median of
+    the same weekday in the ``weeks`` around it is replaced by that median (a batch import, a bad
+    meter reading). Comparing Mondays with Mondays leaves a weekly pattern alone."""
+    out: list[float] = []
+    for i, value in enumerate(daily):
+        around = [
+            daily[j]
+            for j in range(i - weeks * SEASON_DAYS, i + weeks * SEASON_DAYS + 1, SEASON_DAYS)
+            if 0 <= j < len(daily)
+        ]
+        mid = median(around)
+        mad = 1.4826 * median(abs(v - mid) for v in around)
+        out.append(mid if mad > 0 and abs(value - mid) > k * mad else value)
+    return out
+
+
 def _smoothed(daily: list[float]) -> list[float]:
     """Trailing means over one season (the first days average what there is)."""
     out: list[float] = []
@@ -114,7 +134,7 @@ def forecast(
         raise ForecastError(f"{limit.item}: {len(daily)} days of usage, at least 14 needed")
     if any(not math.isfinite(v) or v < 0 for v in daily):
         raise ForecastError(f"{limit.item}: usage must be finite and not negative")
-    smooth = _smoothed(daily)[SEASON_DAYS - 1 :][-window:]
+    smooth = _smoothed(_despiked(daily))[SEASON_DAYS - 1 :][-window:]
     n = len(smooth)
     slopes = sorted((smooth[j] - smooth[i]) / (j - i) for i in range(n) for j in range(i + 1, n))
     slope = median(slopes)
