@@ -700,7 +700,7 @@ class SalesforceCrm:
         the opportunity never disagree about the link."""
         linked = link.subscription_id is not None
         mrr = round(link.mrr / 100, 2) if linked else None
-        status = link.status[:255]
+        status = _fit("Account", "Billing_Status__c", link.status)
         records = [
             {
                 "attributes": {"type": "Account"},
