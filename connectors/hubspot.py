@@ -13,14 +13,27 @@ Reference: ``crm-llm-apis.md`` §0 and §2. What matters here:
 - Each API group has its own ``ApiException`` class; they share no base class, so we list the
   groups we call.
 
-Idempotent creates. Tickets and notes carry the unique custom property ``revbridge_key``. We
-create (with the associations in the same request, so they commit together), and when HubSpot
-refuses because the key is taken — a 409 unique-value conflict: an earlier attempt whose answer we
-never saw, or a concurrent one, won — we read the record by that key
-(``GET .../{key}?idProperty=revbridge_key``: a read by unique value, not the search index, which
-lags writes by seconds) and report ``created=False``. We do not use batch upsert: on a retry it
-would overwrite fields a person may already have changed (stage, priority), and it cannot carry
-associations.
+Idempotent creates. Tickets carry the unique custom property ``revbridge_key``. We create (with
+the associations in the same request, so they commit together), and when HubSpot refuses because
+the key is taken — a 409 unique-value conflict: an earlier attempt whose answer we never saw, or a
+concurrent one, won — we read the record by that key (``GET .../{key}?idProperty=revbridge_key``:
+a read by unique value, not the search index, which lags writes by seconds) and report
+``created=False``. We do not use batch upsert: on a retry it would overwrite fields a person may
+already have changed (stage, priority), and it cannot carry associations.
+
+Notes and tasks (activities) cannot have a unique property on real HubSpot (unique properties
+exist for contacts, companies, deals, tickets and custom objects only), so they are made
+exactly-once differently (:meth:`HubSpotCrm._engagement_once`): the body ends with a deterministic
+marker, ``RevBridge ref: rb-<sha256(key)[:32]>``, and before creating we look for that marker
+among the activities already associated with the record the new one hangs on (its ticket, else
+its company). That look-up is a v4 association read plus a batch read by ID — both served from
+HubSpot's CRM store, not from the search index — and the activity is created together with its
+associations in one request, so an earlier attempt that committed is always visible to it: **the
+index-lag window is closed by not using the index**. Where the anchor is brand new (a ticket this
+very call created), nothing can be associated with it yet and the look-up is skipped. Only an
+activity with no association at all falls back to search, and on a retried attempt it waits out
+the index lag (:data:`INDEX_LAG_S`) before believing "not found". Text values are capped at
+65,536 characters by HubSpot; longer bodies are cut with a visible marker, never refused.
 
 Quote-to-cash reads a deal with its associations in one GET (a v3 read names its line items
 ``"line items"``, with a space), then batch-reads the line items, their products (list price, SKU
@@ -30,22 +43,25 @@ fallback) and the contacts. Money is a decimal string in HubSpot and minor units
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 import hubspot
+import requests
 import urllib3
 from hubspot.crm.associations.v4 import (
     BatchInputPublicFetchAssociationsBatchRequest,
     PublicFetchAssociationsBatchRequest,
 )
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
-from hubspot.crm.companies import Filter, FilterGroup, PublicObjectSearchRequest
 from hubspot.crm.companies import SimplePublicObjectInput as CompanyUpdate
 from hubspot.crm.companies.exceptions import ApiException as CompaniesApiException
 from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId as ContactBatchRead
@@ -57,13 +73,18 @@ from hubspot.crm.deals import SimplePublicObjectInput as DealUpdate
 from hubspot.crm.deals.exceptions import ApiException as DealsApiException
 from hubspot.crm.line_items import BatchReadInputSimplePublicObjectId as LineItemBatchRead
 from hubspot.crm.line_items.exceptions import ApiException as LineItemsApiException
+from hubspot.crm.objects.notes import BatchReadInputSimplePublicObjectId as NoteBatchRead
 from hubspot.crm.objects.notes import PublicObjectSearchRequest as NoteSearchRequest
 from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate as NoteCreate
 from hubspot.crm.objects.notes.exceptions import ApiException as NotesApiException
+from hubspot.crm.objects.tasks import BatchReadInputSimplePublicObjectId as TaskBatchRead
+from hubspot.crm.objects.tasks import PublicObjectSearchRequest as TaskSearchRequest
 from hubspot.crm.objects.tasks import SimplePublicObjectInputForCreate as TaskCreate
 from hubspot.crm.objects.tasks.exceptions import ApiException as TasksApiException
 from hubspot.crm.products import BatchReadInputSimplePublicObjectId as ProductBatchRead
 from hubspot.crm.products.exceptions import ApiException as ProductsApiException
+from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
+from hubspot.crm.tickets import BatchReadInputSimplePublicObjectId as TicketBatchRead
 from hubspot.crm.tickets import SimplePublicObjectInputForCreate as TicketCreate
 from hubspot.crm.tickets.exceptions import ApiException as TicketsApiException
 
@@ -80,6 +101,7 @@ from domain.models import (
     CustomerTier,
     TaskDraft,
 )
+from domain.preflight import Check, CheckStatus
 from domain.records import (
     BillingLink,
     CaseDetail,
@@ -154,13 +176,90 @@ _API_EXCEPTIONS = (
     NotesApiException,
     TasksApiException,
     AssociationsApiException,
+    PropertiesApiException,
 )
-_NOTE_PROPERTIES = ["hs_note_body", "hs_timestamp", KEY_PROPERTY]
+_NOTE_PROPERTIES = ["hs_note_body", "hs_timestamp"]
+_TICKET_PROPERTIES = ["subject", "content", "hs_pipeline_stage", "createdate"]
+#: the body property of each activity type RevBridge writes, where its exactly-once marker goes
+ENGAGEMENT_BODY = {"notes": "hs_note_body", "tasks": "hs_task_body"}
+_REF = "RevBridge ref: "
+_REF_LINE = re.compile(r"(?:<br>)*RevBridge ref: rb-[0-9a-f]{32}$")
+#: how long HubSpot's search index may lag a write ("a few moments"); waited out only by a
+#: retried attempt writing an activity that has no association to look it up by
+INDEX_LAG_S = 3.0
+#: CRM search's own limit when the worker configured no pacing for it (4/s: HubSpot says 4-5)
+DEFAULT_SEARCH_RATE_PER_S = 4.0
+#: the engagement-activity body limit: a text value holds at most 65,536 characters
+_TRUNCATED = "<br>… [truncated by RevBridge: {n:,} characters in full]"
+#: OAuth scopes the private app needs, with what each is for (``revbridge doctor``)
+REQUIRED_SCOPES: dict[str, str] = {
+    "crm.objects.companies.read": "find accounts and their billing link",
+    "crm.objects.companies.write": "write billing links and churn scores",
+    "crm.objects.deals.read": "read won deals for quote-to-cash",
+    "crm.objects.deals.write": "write subscription links on deals",
+    "crm.objects.contacts.read": "read deal contacts",
+    "crm.objects.line_items.read": "read deal line items",
+    "crm.objects.products.read": "read product list prices",
+    "crm.schemas.companies.read": "check company properties (doctor)",
+    "crm.schemas.deals.read": "check deal properties (doctor)",
+    "tickets": "open and read cases (tickets), notes and tasks",
+}
+#: (object type, property, type, unique) — what RevBridge reads and writes on a portal; the
+#: sandbox's catalog (sandbox/hubspot/catalog.py) creates exactly these
+REQUIRED_PROPERTIES: tuple[tuple[str, str, str, bool], ...] = (
+    ("companies", "billing_customer_id", "string", True),
+    ("companies", "billing_platform", "string", False),
+    ("companies", "billing_subscription_id", "string", False),
+    ("companies", "mrr", "number", False),
+    ("companies", "customer_tier", "string", False),
+    ("companies", "billing_status", "string", False),
+    ("companies", "churn_risk", "string", False),
+    ("companies", "churn_level", "enumeration", False),
+    ("companies", "churn_reasons", "string", False),
+    ("companies", "churn_narrative", "string", False),
+    ("companies", "churn_scored_at", "datetime", False),
+    ("deals", "term_months", "number", False),
+    ("deals", "payment_terms", "enumeration", False),
+    ("deals", "start_date", "date", False),
+    ("deals", "billing_subscription_id", "string", False),
+    ("deals", "billing_status", "string", False),
+    ("deals", "mrr", "number", False),
+    ("tickets", KEY_PROPERTY, "string", True),
+)
 _HEADLINE = re.compile(r"^\[RevBridge\] (?P<use_case>[^:]*): (?P<action>.*?) → (?P<outcome>.*)$")
 _WORKFLOW_LINE = re.compile(r"^workflow: (?P<id>\S+) \(run ")
 _BR = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
 _SEARCH_PAGE = 100
+
+
+def engagement_ref(key: str) -> str:
+    """The deterministic marker a note or task for ``key`` carries (no PII: a digest)."""
+    return "rb-" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def fit_body(body_html: str, suffix: str = "") -> str:
+    """``body_html + suffix`` within HubSpot's 65,536-character text limit: a longer body is cut
+    (never inside an entity or a ``<br>``) and says so, keeping ``suffix`` (the marker) whole."""
+    if len(body_html) + len(suffix) <= TEXT_MAX:
+        return body_html + suffix
+    note = _TRUNCATED.format(n=len(body_html))
+    keep = TEXT_MAX - len(suffix) - len(note)
+    cut = body_html[:keep]
+    amp, lt = cut.rfind("&"), cut.rfind("<")
+    if amp > cut.rfind(";"):
+        cut = cut[:amp]  # do not split an entity such as &amp;
+    if lt > cut.rfind(">"):
+        cut = cut[:lt]  # nor a <br>
+    return cut + note + suffix
+
+
+def fit_text(text: str) -> str:
+    """Plain text (a ticket's content) within the 65,536-character limit, cut with a marker."""
+    if len(text) <= TEXT_MAX:
+        return text
+    note = f"\n… [truncated by RevBridge: {len(text):,} characters in full]"
+    return text[: TEXT_MAX - len(note)] + note
 
 
 def _assoc(to_id: str, type_id: int) -> dict[str, Any]:
@@ -176,8 +275,9 @@ def note_html(text: str) -> str:
 
 
 def note_text(body: str | None) -> str:
-    """The plain text back from a note body (``<br>`` → newline, other tags dropped)."""
-    return html.unescape(_TAG.sub("", _BR.sub("\n", body or "")))
+    """The plain text back from a note body (``<br>`` → newline, other tags dropped), without
+    RevBridge's exactly-once marker line."""
+    return html.unescape(_TAG.sub("", _BR.sub("\n", _REF_LINE.sub("", body or ""))))
 
 
 def _epoch_ms(at: datetime) -> str:
@@ -295,13 +395,23 @@ class HubSpotCrm:
         self._notes = crm.objects.notes.basic_api
         self._tasks = crm.objects.tasks.basic_api
         self._notes_search = crm.objects.notes.search_api
+        self._tasks_search = crm.objects.tasks.search_api
+        self._note_batches = crm.objects.notes.batch_api
+        self._task_batches = crm.objects.tasks.batch_api
+        self._ticket_batches = crm.tickets.batch_api
+        self._associations = crm.associations.v4.basic_api
         self._association_batches = crm.associations.v4.batch_api
+        self._properties = crm.properties.core_api
 
     # --- plumbing -----------------------------------------------------------------------------------
 
     def _call(self, fn: Callable[..., Any], *args: Any, what: str, **kwargs: Any) -> Any:
         if getattr(fn, "__name__", "") == "do_search":
-            limits.pace(limits.search_limit(VENDOR))  # CRM search: a few per second per account
+            # CRM search: a few per second per account; paced even where no worker configured it
+            if limits.pacing_rate(limits.search_limit(VENDOR)) is None:
+                _DEFAULT_SEARCH_PACER.acquire()
+            else:
+                limits.pace(limits.search_limit(VENDOR))
         limits.pace(VENDOR)  # one HTTP request per call
         try:
             result = fn(*args, _request_timeout=self._timeout_s, **kwargs)
@@ -322,10 +432,23 @@ class HubSpotCrm:
             )
         return result
 
-    def _by_key(self, api: Any, key: str, properties: list[str], what: str) -> Any | None:
+    def _by_key(
+        self,
+        api: Any,
+        key: str,
+        properties: list[str],
+        what: str,
+        associations: list[str] | None = None,
+    ) -> Any | None:
+        extra = {"associations": associations} if associations else {}
         try:
             return self._call(
-                api.get_by_id, key, id_property=KEY_PROPERTY, properties=properties, what=what
+                api.get_by_id,
+                key,
+                id_property=KEY_PROPERTY,
+                properties=properties,
+                what=what,
+                **extra,
             )
         except NotFound:
             return None
@@ -339,6 +462,7 @@ class HubSpotCrm:
         associations: list[dict[str, Any]],
         read_properties: list[str],
         what: str,
+        read_associations: list[str] | None = None,
     ) -> tuple[Any, bool]:
         """``(record, created)``: the record for ``key``, created by this call or found.
 
@@ -354,10 +478,127 @@ class HubSpotCrm:
         except ConnectorError as exc:
             if exc.status is None or not 400 <= exc.status < 500 or exc.status == 429:
                 raise
-            found = self._by_key(api, key, read_properties, what)
+            found = self._by_key(api, key, read_properties, what, read_associations)
             if found is None:
                 raise
             return found, False
+
+    # --- activities (notes, tasks): exactly-once without a unique property -------------------------
+
+    def _engagement_apis(self, kind: str) -> tuple[Any, type, Any, type, Any, type]:
+        if kind == "notes":
+            return (
+                self._notes,
+                NoteCreate,
+                self._note_batches,
+                NoteBatchRead,
+                self._notes_search,
+                NoteSearchRequest,
+            )
+        return (
+            self._tasks,
+            TaskCreate,
+            self._task_batches,
+            TaskBatchRead,
+            self._tasks_search,
+            TaskSearchRequest,
+        )
+
+    def _associated_ids(self, from_type: str, from_id: str, to_type: str) -> list[str]:
+        """Every ``to_type`` record associated with one record (v4, 500 a page): the CRM store,
+        consistent with every committed create-with-associations."""
+        out: list[str] = []
+        after: str | None = None
+        while True:
+            extra = {"after": after} if after else {}
+            page = self._call(
+                self._associations.get_page,
+                from_type,
+                from_id,
+                to_type,
+                limit=500,
+                what="associations",
+                **extra,
+            )
+            out += [str(r.to_object_id) for r in page.results or []]
+            after = page.paging.next.after if page.paging and page.paging.next else None
+            if not after:
+                return out
+
+    def _with_ref(self, kind: str, ids: list[str], ref: str) -> str | None:
+        """Which of these activities carries ``ref`` (batch reads by ID, 100 a call)."""
+        _, _, batches, model, _, _ = self._engagement_apis(kind)
+        body = ENGAGEMENT_BODY[kind]
+        for row in self._batch_read(batches, model, ids, [body], f"{kind} read"):
+            if (row.properties or {}).get(body, "").endswith(_REF + ref):
+                return str(row.id)
+        return None
+
+    def _search_ref(self, kind: str, ref: str) -> str | None:
+        _, _, _, _, search, model = self._engagement_apis(kind)
+        request = model(
+            filter_groups=[
+                {
+                    "filters": [
+                        {
+                            "propertyName": ENGAGEMENT_BODY[kind],
+                            "operator": "CONTAINS_TOKEN",
+                            "value": ref,
+                        }
+                    ]
+                }
+            ],
+            properties=[ENGAGEMENT_BODY[kind]],
+            limit=10,
+        )
+        page = self._call(search.do_search, request, what=f"{kind} search")
+        for row in page.results or []:
+            if (row.properties or {}).get(ENGAGEMENT_BODY[kind], "").endswith(_REF + ref):
+                return str(row.id)
+        return None
+
+    def _engagement_once(
+        self,
+        kind: str,
+        key: str,
+        properties: dict[str, str],
+        associations: list[dict[str, Any]],
+        anchor: tuple[str, str] | None,
+        *,
+        known_ids: list[str] | None = None,
+        anchor_is_new: bool = False,
+    ) -> tuple[str, bool]:
+        """``(id, created)`` of the one note/task for ``key``.
+
+        The body ends with ``RevBridge ref: <engagement_ref(key)>``. Before creating, the
+        activities associated with ``anchor`` (``(type, id)``: the ticket, else the company) are
+        read by association and by ID — not through search, whose index lags writes — and one
+        carrying the marker is the earlier attempt's. ``known_ids`` are those associations when
+        the caller read them already; ``anchor_is_new`` says the anchor was created by this very
+        call, so nothing can hang on it yet. Without an anchor, search is the only look-up: a
+        retried attempt waits out :data:`INDEX_LAG_S` before it believes "not found".
+        """
+        ref = engagement_ref(key)
+        body = ENGAGEMENT_BODY[kind]
+        properties = {**properties, body: fit_body(properties.get(body, ""), "<br>" + _REF + ref)}
+        if anchor is not None and not anchor_is_new:
+            ids = known_ids if known_ids is not None else self._associated_ids(*anchor, kind)
+            found = self._with_ref(kind, ids, ref) if ids else None
+            if found:
+                return found, False
+        elif anchor is None:
+            found = self._search_ref(kind, ref)
+            if found is None and limits.retry_attempt():
+                time.sleep(INDEX_LAG_S)  # an earlier attempt's write is indexed by now
+                found = self._search_ref(kind, ref)
+            if found:
+                return found, False
+        api, model, *_ = self._engagement_apis(kind)
+        created = self._call(
+            api.create, model(properties=properties, associations=associations), what=kind[:-1]
+        )
+        _wrote(self._settings.api_url)
+        return str(created.id), True
 
     # --- read helpers (demo, tests) -----------------------------------------------------------------
 
@@ -412,8 +653,10 @@ class HubSpotCrm:
         Found with a ``CONTAINS_TOKEN`` search for the workflow ID on ``hs_note_body`` (each note's
         text has a ``workflow: <id> (run <run>)`` line, the ID standing alone between spaces), then
         filtered exactly on that line, since how HubSpot tokenizes ``:`` in a token is not
-        documented. Search lags writes by a few seconds on the real service.
+        documented. Search lags writes by a few seconds, so this first waits until
+        :data:`INDEX_LAG_S` has passed since this process last wrote a note to the portal.
         """
+        _settle(self._settings.api_url)
         rows = []
         for note in self.search_notes(html.escape(workflow_id)):
             text = note_text(note.properties.get("hs_note_body"))
@@ -450,57 +693,98 @@ class HubSpotCrm:
 
     # --- CrmSystem ------------------------------------------------------------------------------------
 
-    def find_account(self, billing: str, customer_id: str) -> CrmAccount | None:
-        request = PublicObjectSearchRequest(
-            filter_groups=[
-                FilterGroup(
-                    filters=[
-                        Filter(
-                            property_name="billing_customer_id", operator="EQ", value=customer_id
-                        ),
-                        Filter(property_name="billing_platform", operator="EQ", value=billing),
-                    ]
-                )
-            ],
-            properties=_COMPANY_PROPERTIES,
-            limit=1,
+    def _company_by_customer(
+        self, billing: str, customer_id: str, associations: list[str] | None = None
+    ) -> Any | None:
+        """The company whose unique ``billing_customer_id`` is ``customer_id`` — a read by unique
+        value (one GET, consistent at once), not a search (its index lags, and it is limited to
+        a few requests per second) — if it is linked to ``billing``."""
+        company = self._by_unique(
+            self._companies,
+            "billing_customer_id",
+            customer_id,
+            _COMPANY_PROPERTIES,
+            "company",
+            associations,
         )
-        page = self._call(self._companies_search.do_search, request, what="company search")
-        if not page.results:
+        if company is None or (company.properties or {}).get("billing_platform") != billing:
             return None
-        return _account(page.results[0])
+        return company
 
-    def open_cases(self, account_id: str, limit: int = 5) -> list[CaseSummary]:
-        ticket_ids = self.associated("companies", [account_id], "tickets").get(str(account_id), [])
-        out = []
-        for ticket_id in sorted(
-            ticket_ids, key=lambda t: (len(t), t), reverse=True
-        ):  # newest first
-            ticket = self._call(
-                self._tickets.get_by_id,
-                ticket_id,
-                properties=["subject", "content", "hs_pipeline_stage", "createdate"],
-                what="ticket",
+    def _by_unique(
+        self,
+        api: Any,
+        id_property: str,
+        value: str,
+        properties: list[str],
+        what: str,
+        associations: list[str] | None = None,
+    ) -> Any | None:
+        extra = {"associations": associations} if associations else {}
+        try:
+            return self._call(
+                api.get_by_id,
+                value,
+                id_property=id_property,
+                properties=properties,
+                what=what,
+                **extra,
             )
+        except NotFound:
+            return None
+
+    def find_account(self, billing: str, customer_id: str) -> CrmAccount | None:
+        company = self._company_by_customer(billing, customer_id)
+        return _account(company) if company is not None else None
+
+    def _cases(self, ticket_ids: list[str], limit: int) -> list[CaseSummary]:
+        """Open tickets among ``ticket_ids``, newest first: one batch read per 100."""
+        rows = self._batch_read(
+            self._ticket_batches, TicketBatchRead, ticket_ids, _TICKET_PROPERTIES, "tickets"
+        )
+        out = []
+        for ticket in rows:
             props = ticket.properties or {}
             if props.get("hs_pipeline_stage") == "4":  # the default pipeline's "Closed"
                 continue
             out.append(
                 CaseSummary(
-                    id=ticket.id,
+                    id=str(ticket.id),
                     subject=props.get("subject") or "",
                     description=props.get("content") or "",
                     opened_at=_datetime(props.get("createdate")) or ticket.created_at,
                 )
             )
-            if len(out) >= limit:
-                break
-        return out
+        out.sort(key=lambda c: (c.opened_at, len(c.id), c.id), reverse=True)
+        return out[:limit]
 
-    def upsert_case(self, draft: CaseDraft) -> CaseRef:
+    def open_cases(self, account_id: str, limit: int = 5) -> list[CaseSummary]:
+        """Two requests: the company's tickets (v4 associations), then one batch read of them."""
+        ticket_ids = self._associated_ids("companies", str(account_id), "tickets")
+        return self._cases(ticket_ids, limit) if ticket_ids else []
+
+    def find_account_with_cases(
+        self, billing: str, customer_id: str, limit: int = 5
+    ) -> tuple[CrmAccount | None, list[CaseSummary]]:
+        """One request when the account has no tickets, two when it has: the company read by its
+        unique ``billing_customer_id`` with its ticket associations (a v3 read carries them), then
+        one batch read of those tickets. HubSpot has no join of a record with its associated
+        records' properties, so two is the floor with tickets."""
+        company = self._company_by_customer(billing, customer_id, associations=["tickets"])
+        if company is None:
+            return None, []
+        ticket_ids = _assoc_ids(company.associations, ["tickets"])
+        return _account(company), (self._cases(ticket_ids, limit) if ticket_ids else [])
+
+    def upsert_case(self, draft: CaseDraft, audit: AuditEntry | None = None) -> CaseRef:
+        """The ticket (unique ``revbridge_key``), then — with ``audit`` — its audit note: two
+        requests, since HubSpot has no composite API that creates two object types at once.
+        A new ticket has no notes, so its audit note is created without a look-up; a ticket
+        found by its key comes back from that read with its note associations, so a retry
+        finds the note an earlier attempt wrote (one batch read) before writing one."""
         properties = {
             "subject": draft.subject,
-            "content": draft.description,
+            "content": fit_text(draft.description),
             "hs_ticket_priority": _PRIORITY[draft.priority],
             "hs_pipeline": "0",  # the default support pipeline
             "hs_pipeline_stage": "1",  # New
@@ -514,7 +798,15 @@ class HubSpotCrm:
             associations,
             ["subject", KEY_PROPERTY],
             what="ticket",
+            read_associations=["notes"] if audit is not None else None,
         )
+        if audit is not None:
+            entry = audit if audit.case_id else audit.model_copy(update={"case_id": str(ticket.id)})
+            self._write_audit(
+                entry,
+                known_ids=None if created else _assoc_ids(ticket.associations, ["notes"]),
+                anchor_is_new=created,
+            )
         return CaseRef(id=ticket.id, number=ticket.id, created=created)
 
     def upsert_task(self, draft: TaskDraft) -> str:
@@ -528,18 +820,19 @@ class HubSpotCrm:
         if draft.owner_id:
             properties["hubspot_owner_id"] = draft.owner_id  # the company owner
         associations = [_assoc(draft.account_id, TASK_TO_COMPANY)] if draft.account_id else []
-        task, _ = self._create_once(
-            self._tasks,
-            TaskCreate,
-            draft.key,
-            properties,
-            associations,
-            [KEY_PROPERTY],
-            what="task",
-        )
-        return task.id
+        anchor = ("companies", draft.account_id) if draft.account_id else None
+        task_id, _ = self._engagement_once("tasks", draft.key, properties, associations, anchor)
+        return task_id
 
     def write_audit(self, entry: AuditEntry) -> str:
+        return self._write_audit(entry)
+
+    def _write_audit(
+        self, entry: AuditEntry, known_ids: list[str] | None = None, anchor_is_new: bool = False
+    ) -> str:
+        """The audit note on the ticket and/or company, once per ``entry.key``; the ticket is
+        the anchor it is looked up by when there is one (a ticket has few notes; a company may
+        have many)."""
         properties = {
             "hs_note_body": note_html(entry.as_text()),
             "hs_timestamp": _epoch_ms(entry.at),
@@ -549,16 +842,23 @@ class HubSpotCrm:
             associations.append(_assoc(entry.account_id, NOTE_TO_COMPANY))
         if entry.case_id:
             associations.append(_assoc(entry.case_id, NOTE_TO_TICKET))
-        note, _ = self._create_once(
-            self._notes,
-            NoteCreate,
+        anchor = (
+            ("tickets", entry.case_id)
+            if entry.case_id
+            else ("companies", entry.account_id)
+            if entry.account_id
+            else None
+        )
+        note_id, _ = self._engagement_once(
+            "notes",
             entry.key,
             properties,
             associations,
-            [KEY_PROPERTY],
-            what="audit note",
+            anchor,
+            known_ids=known_ids,
+            anchor_is_new=anchor_is_new,
         )
-        return note.id
+        return note_id
 
     # --- quote-to-cash --------------------------------------------------------------------------------
 
@@ -738,6 +1038,99 @@ class HubSpotCrm:
             what="company",
         )
 
+    # --- preflight (revbridge doctor) -----------------------------------------------------------------
+
+    def preflight(self) -> list[Check]:
+        """What this portal lacks for RevBridge, one :class:`Check` each: the token and its
+        scopes (HubSpot's private-app token introspection), then every property RevBridge reads
+        or writes — present, of the right type, and unique where idempotency depends on it."""
+        checks = [*self._scope_checks()]
+        by_type: dict[str, list[tuple[str, str, bool]]] = {}
+        for otype, name, kind, unique in REQUIRED_PROPERTIES:
+            by_type.setdefault(otype, []).append((name, kind, unique))
+        for otype, wanted in by_type.items():
+            try:
+                page = self._call(self._properties.get_all, otype, what=f"{otype} properties")
+            except ConnectorError as exc:
+                checks.append(
+                    Check(
+                        system=VENDOR,
+                        name=f"properties:{otype}",
+                        status=CheckStatus.FAIL,
+                        detail=f"could not list {otype} properties ({exc.status or exc.kind})",
+                        fix=f"grant the private app crm.schemas.{otype}.read",
+                    )
+                )
+                continue
+            have = {p.name: p for p in page.results or [] if not getattr(p, "archived", False)}
+            checks += [_property_check(otype, n, k, u, have.get(n)) for n, k, u in wanted]
+        return checks
+
+    def _scope_checks(self) -> list[Check]:
+        token = self._settings.access_token.get_secret_value()
+        base = (self._settings.api_url or "https://api.hubapi.com").rstrip("/")
+        try:
+            limits.pace(VENDOR)
+            resp = requests.post(
+                base + "/oauth/v2/private-apps/get/access-token-info",
+                json={"tokenKey": token},
+                timeout=self._timeout_s,
+            )
+        except requests.RequestException as exc:
+            return [
+                Check(
+                    system=VENDOR,
+                    name="token",
+                    status=CheckStatus.FAIL,
+                    detail=f"HubSpot unreachable ({type(exc).__name__})",
+                    fix="check HUBSPOT_API_URL and the network path to HubSpot",
+                )
+            ]
+        if resp.status_code in (400, 401, 403, 404):
+            return [
+                Check(
+                    system=VENDOR,
+                    name="token",
+                    status=CheckStatus.FAIL,
+                    detail=f"HubSpot does not recognise the access token ({resp.status_code})",
+                    fix="set HUBSPOT_ACCESS_TOKEN to the private app's current access token",
+                )
+            ]
+        if resp.status_code != 200:
+            return [
+                Check(
+                    system=VENDOR,
+                    name="token",
+                    status=CheckStatus.SKIP,
+                    detail=f"token introspection answered {resp.status_code}; try again",
+                )
+            ]
+        info = resp.json()
+        granted = set(info.get("scopes") or [])
+        checks = [
+            Check(
+                system=VENDOR,
+                name="token",
+                status=CheckStatus.OK,
+                detail=f"private app {info.get('appId')} on portal {info.get('hubId')}",
+            )
+        ]
+        for scope, why in REQUIRED_SCOPES.items():
+            ok = scope in granted
+            checks.append(
+                Check(
+                    system=VENDOR,
+                    name=f"scope:{scope}",
+                    status=CheckStatus.OK if ok else CheckStatus.FAIL,
+                    detail=why if ok else f"missing: needed to {why}",
+                    fix=""
+                    if ok
+                    else f"add the {scope} scope to the private app "
+                    "(Settings > Integrations > Private apps > Scopes)",
+                )
+            )
+        return checks
+
     def _ticket(self, case_id: str) -> Any:
         return self._call(
             self._tickets.get_by_id,
@@ -772,19 +1165,13 @@ class HubSpotCrm:
         if companies:
             associations.append(_assoc(companies[0], NOTE_TO_COMPANY))
         properties = {
-            "hs_note_body": note_html(text)[:TEXT_MAX],
+            "hs_note_body": note_html(text),
             "hs_timestamp": _epoch_ms(datetime.now(UTC)),
         }
-        note, _ = self._create_once(
-            self._notes,
-            NoteCreate,
-            idempotency_key,
-            properties,
-            associations,
-            [KEY_PROPERTY],
-            what="case note",
+        note_id, _ = self._engagement_once(
+            "notes", idempotency_key, properties, associations, ("tickets", str(ticket.id))
         )
-        return note.id
+        return note_id
 
 
 def _line(line_id: str, props: Mapping[str, str], products: Mapping[str, Mapping[str, str]]):
@@ -805,6 +1192,58 @@ def _line(line_id: str, props: Mapping[str, str], products: Mapping[str, Mapping
         list_price=_cents(product.get("price")),
         discount_percent=discount,
     )
+
+
+_DEFAULT_SEARCH_PACER = limits.Pacer(limits.search_limit(VENDOR), DEFAULT_SEARCH_RATE_PER_S)
+#: when this process last created an activity on each portal (api_url), for :func:`_settle`
+_last_write: dict[str | None, float] = {}
+_last_write_lock = threading.Lock()
+
+
+def _wrote(portal: str | None) -> None:
+    with _last_write_lock:
+        _last_write[portal] = time.monotonic()
+
+
+def _settle(portal: str | None) -> None:
+    """Wait until the search index has had :data:`INDEX_LAG_S` since this process's last
+    activity write to ``portal`` (the audit-log read helper searches; nothing else waits)."""
+    with _last_write_lock:
+        last = _last_write.get(portal)
+    if last is not None:
+        wait = last + INDEX_LAG_S - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+
+def _property_check(otype: str, name: str, kind: str, unique: bool, found: Any) -> Check:
+    label = f"property:{otype}.{name}"
+    spec = f"{name} ({kind}{', unique values' if unique else ''}) on {otype}"
+    if found is None:
+        return Check(
+            system=VENDOR,
+            name=label,
+            status=CheckStatus.FAIL,
+            detail="missing",
+            fix=f"create property {spec}",
+        )
+    if found.type != kind:
+        return Check(
+            system=VENDOR,
+            name=label,
+            status=CheckStatus.FAIL,
+            detail=f"is {found.type}, RevBridge writes {kind}",
+            fix=f"archive {name} on {otype} and create property {spec}",
+        )
+    if unique and not found.has_unique_value:
+        return Check(
+            system=VENDOR,
+            name=label,
+            status=CheckStatus.FAIL,
+            detail="does not require unique values (a retried write could duplicate a record)",
+            fix=f"create property {spec} (uniqueness cannot be added to an existing property)",
+        )
+    return Check(system=VENDOR, name=label, status=CheckStatus.OK, detail=kind)
 
 
 def _observe_allowance(fn: Any) -> None:

@@ -7,7 +7,7 @@ Shared by ``revbridge demo`` and the pair-matrix tests, so both exercise the sam
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -18,8 +18,9 @@ from hubspot.crm.objects import BatchInputSimplePublicObjectBatchInputForCreate 
 from hubspot.crm.objects import BatchReadInputSimplePublicObjectId as HsBatchRead
 from hubspot.crm.objects import PublicObjectSearchRequest as HsSearch
 from hubspot.crm.objects import SimplePublicObjectInputForCreate as HsCreate
+from hubspot.crm.objects.exceptions import ApiException as HsApiException
 from hubspot.crm.objects.exceptions import NotFoundException as HsNotFound
-from hubspot.crm.tickets import PublicObjectSearchRequest
+from hubspot.crm.tickets.exceptions import NotFoundException as HsTicketNotFound
 from simple_salesforce import format_soql
 
 from domain.settings import Settings
@@ -478,6 +479,8 @@ class HubSpotDriver:
     url: str
     access_token: str
     name: str = "hubspot"
+    #: products this driver created, by SKU: search shows them only once its index caught up
+    created_products: dict[str, Any] = field(default_factory=dict)
 
     def seed(self, customers: tuple[DunningCustomer, ...], suffix: str, billing: str) -> None:
         _seed(self.url, hubspot_seed(customers, suffix, billing))
@@ -486,21 +489,20 @@ class HubSpotDriver:
         client = HubSpot(
             access_token=self.access_token, host=self.url, base_url=self.url, retry=False
         )
-        found = client.crm.tickets.search_api.do_search(
-            public_object_search_request=PublicObjectSearchRequest(
-                filter_groups=[
-                    {
-                        "filters": [
-                            {"propertyName": "revbridge_key", "operator": "EQ", "value": case_key}
-                        ]
-                    }
-                ],
-                properties=["subject", "content", "hs_ticket_priority"],
-            )
-        )
+        # a read by the unique key, not search: the search index lags writes by seconds
+        try:
+            found = [
+                client.crm.tickets.basic_api.get_by_id(
+                    case_key,
+                    id_property="revbridge_key",
+                    properties=["subject", "content", "hs_ticket_priority"],
+                )
+            ]
+        except HsTicketNotFound:
+            found = []
         priorities = {"HIGH": "High", "MEDIUM": "Medium", "LOW": "Low"}
         out = []
-        for t in found.results:
+        for t in found:
             assoc = client.crm.associations.v4.basic_api.get_page("tickets", t.id, "companies")
             out.append(
                 {
@@ -539,7 +541,9 @@ class HubSpotDriver:
         """Products by SKU (``hs_sku``). ``IN`` values go lowercase, as HubSpot asks for strings."""
         if not codes:
             return {}
-        found = client.crm.objects.search_api.do_search(
+        wanted = {c.lower() for c in codes}
+        found = _hs_search_paced(
+            client.crm.objects.search_api.do_search,
             "products",
             HsSearch(
                 filter_groups=[
@@ -557,7 +561,9 @@ class HubSpotDriver:
                 limit=100,
             ),
         )
-        return {p.properties["hs_sku"]: p for p in found.results if p.properties.get("hs_sku")}
+        indexed = {p.properties["hs_sku"]: p for p in found.results if p.properties.get("hs_sku")}
+        created = {c: p for c, p in self.created_products.items() if c.lower() in wanted}
+        return {**created, **indexed}
 
     def seed_catalog(self) -> None:
         from sandbox.scenarios import CATALOG
@@ -566,7 +572,7 @@ class HubSpotDriver:
         have = self._products(client, [p.code for p in CATALOG])
         missing = [p for p in CATALOG if p.code not in have]
         if missing:
-            client.crm.objects.batch_api.create(
+            made = client.crm.objects.batch_api.create(
                 "products",
                 HsBatchCreate(
                     inputs=[
@@ -583,6 +589,10 @@ class HubSpotDriver:
                     ]
                 ),
             )
+            # products have no unique key, and search shows new ones only after its index
+            # caught up (seconds): later look-ups by SKU use what this driver created meanwhile
+            for product in made.results:
+                self.created_products[product.properties["hs_sku"]] = product
 
     def create_account(
         self,
@@ -766,6 +776,19 @@ _HS_DEAL_FIELDS = (
     "billing_status",
     "mrr",
 )
+
+
+def _hs_search_paced(search: Any, *args: Any) -> Any:
+    """A CRM search that waits out HubSpot's per-second search limit (429 ``SECONDLY``, a few
+    requests per second per portal) instead of failing the scenario."""
+    for _ in range(20):
+        try:
+            return search(*args)
+        except HsApiException as exc:
+            if exc.status != 429:
+                raise
+            time.sleep(float((exc.headers or {}).get("Retry-After") or 1))
+    return search(*args)
 
 
 def _hs_assoc(to_id: str, *type_ids: int) -> dict[str, Any]:

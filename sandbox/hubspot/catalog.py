@@ -491,9 +491,12 @@ def _revbridge() -> dict[str, list[dict[str, Any]]]:
             custom("mrr", "number"),
         ],
         "tickets": key,
-        "tasks": [dict(p) for p in key],
-        "notes": [dict(p) for p in key],
     }
+
+
+#: object types that cannot have a unique-value property: HubSpot documents unique properties for
+#: contacts, companies, deals, tickets and custom objects only; activities (engagements) have none
+NO_UNIQUE_PROPERTIES = frozenset({"notes", "tasks", "calls", "meetings", "emails"})
 
 
 def default_properties() -> dict[str, dict[str, dict[str, Any]]]:

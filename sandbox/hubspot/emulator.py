@@ -78,6 +78,24 @@ _BODY_SHAPE: dict[str, type | None] = {
     _A + "/default/{toObjectType}/{toObjectId}": None,
 }
 WINDOW_S = 10.0
+#: CRM search: requests per second per account (HubSpot's docs: 5; an older changelog said 4)
+SEARCH_RATE_LIMIT_PER_S = 5
+#: how long a write takes to show in CRM search; HubSpot says "a few moments" — a few seconds
+SEARCH_LAG_S = 2.0
+#: what the sandbox's private-app token was granted (``POST /oauth/v2/private-apps/get/access-token-info``)
+DEFAULT_SCOPES = (
+    "crm.objects.companies.read",
+    "crm.objects.companies.write",
+    "crm.objects.contacts.read",
+    "crm.objects.contacts.write",
+    "crm.objects.deals.read",
+    "crm.objects.deals.write",
+    "crm.objects.line_items.read",
+    "crm.objects.products.read",
+    "crm.schemas.companies.read",
+    "crm.schemas.deals.read",
+    "tickets",
+)
 
 
 @dataclass
@@ -118,7 +136,12 @@ class HubSpotEmulator(Emulator):
 
     ``webhook_subscriptions``: ``None`` subscribes the app to every event; otherwise entries such as
     ``"deal.creation"``, ``"deal.propertyChange"`` or ``"deal.propertyChange:dealstage"``.
-    ``search_rate_limit_per_s`` turns on the CRM search API's own per-second limit (off by default).
+
+    A real portal's limits and lag are on by default: 190 requests per 10 s (a Professional or
+    Enterprise private app; Free/Starter is 100) answered with HubSpot's 429 body, CRM search at
+    ``search_rate_limit_per_s`` (5/s) and a search index that shows a write ``search_lag_s`` (2 s)
+    after it was made (seeded records are indexed at once). ``limits=False`` turns all three off
+    for a focused unit test; an explicit argument wins over it.
     """
 
     name = "hubspot"
@@ -129,11 +152,14 @@ class HubSpotEmulator(Emulator):
         self,
         access_token: str = "pat-local-revbridge",  # noqa: S107 - the sandbox's well-known token
         client_secret: str = "hubspot-local-secret",  # noqa: S107
-        rate_limit_per_10s: int = 190,
+        rate_limit_per_10s: int | None = None,
         webhook_targets: Iterable[WebhookTarget | str] = (),
         *,
+        limits: bool = True,
         daily_limit: int = 1_000_000,
-        search_rate_limit_per_s: int | None = None,
+        search_rate_limit_per_s: int | None | bool = True,
+        search_lag_s: float | None = None,
+        scopes: Iterable[str] = DEFAULT_SCOPES,
         portal_id: int = 62515,
         app_id: int = 1160452,
         ui_user_id: int = 9000001,
@@ -143,9 +169,14 @@ class HubSpotEmulator(Emulator):
     ) -> None:
         self.access_token = access_token
         self.client_secret = client_secret
+        if rate_limit_per_10s is None:
+            rate_limit_per_10s = 190 if limits else 1_000_000
+        if search_rate_limit_per_s is True:  # the default: HubSpot's, unless limits are off
+            search_rate_limit_per_s = SEARCH_RATE_LIMIT_PER_S if limits else None
         self.rate_limit_per_10s = rate_limit_per_10s
         self.daily_limit = daily_limit
-        self.search_rate_limit_per_s = search_rate_limit_per_s
+        self.search_rate_limit_per_s: int | None = search_rate_limit_per_s or None
+        self.scopes = list(scopes)
         self.portal_id = portal_id
         self.app_id = app_id
         self.ui_user_id = ui_user_id
@@ -154,7 +185,14 @@ class HubSpotEmulator(Emulator):
         )
         self.spec = spec.load(str(spec_dir or spec.default_spec_dir()))
         # id_base: see SalesforceEmulator (a long-lived stack starts each run's IDs elsewhere)
-        self.store = Store(sink=self._enqueue_event, id_base=id_base)
+        self.store = Store(
+            sink=self._enqueue_event,
+            id_base=id_base,
+            portal_id=portal_id,
+            search_lag_s=(SEARCH_LAG_S if limits else 0.0)
+            if search_lag_s is None
+            else search_lag_s,
+        )
         self._window: deque[float] = deque()
         self._search_window: deque[float] = deque()
         self._daily_used = 0
@@ -210,6 +248,11 @@ class HubSpotEmulator(Emulator):
             Route(base + "/objects/{otype}/{oid}", self._ui_archive_route, methods=["DELETE"]),
             Route(base + "/webhooks/flush", self._flush_route, methods=["POST"]),
             Route(base + "/webhooks/events", self._events_route, methods=["GET"]),
+            Route(
+                "/oauth/v2/private-apps/get/access-token-info",
+                self._token_info_route,
+                methods=["POST"],
+            ),
             Route(
                 "/{path:path}", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
             ),
@@ -336,6 +379,36 @@ class HubSpotEmulator(Emulator):
     async def _events_route(self, request: Request) -> Response:
         with self.lock:
             return JSONResponse({"events": list(self.webhook_events)})
+
+    @property
+    def search_lag_s(self) -> float:
+        return self.store.search_lag_s
+
+    @search_lag_s.setter
+    def search_lag_s(self, value: float) -> None:
+        self.store.search_lag_s = value
+
+    async def _token_info_route(self, request: Request) -> Response:
+        """A private app's token introspection: who issued it and the scopes it was granted.
+        The token is named in the body (``tokenKey``), not in an Authorization header."""
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = None
+        key = body.get("tokenKey") if isinstance(body, dict) else None
+        if not key:
+            err = HubSpotError(400, "tokenKey is required", "VALIDATION_ERROR")
+            return JSONResponse(err.body(), status_code=400)
+        if key != self.access_token:
+            return JSONResponse(HubSpotError(401, AUTH_MESSAGE).body(), status_code=401)
+        return JSONResponse(
+            {
+                "userId": self.ui_user_id,
+                "hubId": self.portal_id,
+                "appId": self.app_id,
+                "scopes": sorted(self.scopes),
+            }
+        )
 
     # --- webhooks --------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ made on behalf of a ``source`` ("API", "CRM_UI") is reported to ``sink`` for web
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,17 @@ class CrmObject:
     updated_ms: int
     archived: bool = False
     archived_ms: int | None = None
+    #: what the search index holds for this object (None: not indexed yet), and the newer
+    #: version it will hold once ``pending_due_ms`` has passed (the index lags writes)
+    indexed: dict[str, str] | None = None
+    pending: dict[str, str] | None = None
+    pending_due_ms: int = 0
+
+    def searchable_props(self, now: int) -> dict[str, str] | None:
+        """The version search sees at ``now``: the pending one once due, else the indexed one."""
+        if self.pending is not None and now >= self.pending_due_ms:
+            self.indexed, self.pending = self.pending, None
+        return self.indexed
 
 
 @dataclass
@@ -80,9 +92,20 @@ class _Plan:
 
 
 class Store:
-    def __init__(self, sink: Sink | None = None, id_base: int = 1001) -> None:
+    def __init__(
+        self,
+        sink: Sink | None = None,
+        id_base: int = 1001,
+        *,
+        portal_id: int = 62515,
+        search_lag_s: float = 0.0,
+    ) -> None:
         self.sink = sink
         self.id_base = id_base
+        self.portal_id = portal_id
+        #: how long a write takes to reach the search index (seeded records are indexed at once:
+        #: they stand for a portal's existing data)
+        self.search_lag_s = search_lag_s
         self.reset()
 
     def reset(self) -> None:
@@ -141,6 +164,15 @@ class Store:
         self, type_name: str, object_id: str, id_property: str | None = None
     ) -> CrmObject | None:
         if id_property and id_property != "hs_object_id":
+            if type_name in catalog.NO_UNIQUE_PROPERTIES:
+                # activities have no unique properties, so nothing can be read or written by one
+                raise HubSpotError(
+                    400,
+                    f"Unable to perform read/update/upsert by non-unique "
+                    f"{OBJECT_TYPES[type_name].type_id} property {id_property} in portal ID "
+                    f"{self.portal_id}",
+                    "VALIDATION_ERROR",
+                )
             if id_property not in self.unique_names(type_name):
                 raise HubSpotError(
                     400,
@@ -363,6 +395,8 @@ class Store:
                 obj.props["hs_is_closed"] = str(stage in ("closedwon", "closedlost")).lower()
             elif type_name == "line_items":
                 _line_amount(obj.props)
+        if changes or plan.new:
+            self._stage_index(obj, now, source)
         if not plan.new:
             for k, v in changes.items():
                 self._emit(
@@ -371,6 +405,15 @@ class Store:
         for to_type, to_id, types in plan.associations:
             self.associate(type_name, obj.id, to_type, to_id, types, source)
         return obj
+
+    def _stage_index(self, obj: CrmObject, now: int, source: str | None) -> None:
+        """Queue this version for the search index: searchable after ``search_lag_s`` (at once
+        for seeded data, or with no lag configured)."""
+        if source is None or self.search_lag_s <= 0:
+            obj.indexed, obj.pending = dict(obj.props), None
+            return
+        obj.searchable_props(now)  # a due version reaches the index before the next one queues
+        obj.pending, obj.pending_due_ms = dict(obj.props), now + int(self.search_lag_s * 1000)
 
     def _from_product(self, type_name: str, values: dict[str, str]) -> dict[str, str]:
         """A line item made from a product (``hs_product_id``) takes the product's name, SKU,
@@ -594,12 +637,18 @@ class Store:
         matches = search.compile_request(body, defs, OBJECT_TYPES[type_name].searchable)
         key, reverse = search.sort_key(body, defs)
         offset, limit = search.page_window(body)
+        now = now_ms()
+        indexed = [(o, o.searchable_props(now)) for o in self.live(type_name)]
         hits = sorted(
-            ((o.id, o.props) for o in self.live(type_name) if matches(o.props)),
+            ((o.id, props) for o, props in indexed if props is not None and matches(props)),
             key=key,
             reverse=reverse,
         )
-        page = [self.objects[type_name][i] for i, _ in hits[offset : offset + limit]]
+        # results carry the indexed version of each object, as HubSpot's search does
+        page = [
+            dataclasses.replace(self.objects[type_name][i], props=props)
+            for i, props in hits[offset : offset + limit]
+        ]
         next_after = str(offset + limit) if offset + limit < len(hits) else None
         return len(hits), page, next_after
 
@@ -634,6 +683,15 @@ class Store:
                 409,
                 f"Property named '{name}' already exists.",
                 "OBJECT_ALREADY_EXISTS",
+                context={"name": [name]},
+            )
+        if body.get("hasUniqueValue") and type_name in catalog.NO_UNIQUE_PROPERTIES:
+            raise HubSpotError(
+                400,
+                f"Unique value properties are not supported for object type "
+                f"{OBJECT_TYPES[type_name].type_id} ({type_name}); they exist for contacts, "
+                "companies, deals, tickets and custom objects",
+                "VALIDATION_ERROR",
                 context={"name": [name]},
             )
         kind = body.get("type")

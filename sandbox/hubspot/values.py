@@ -7,6 +7,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+#: the most characters a text property value holds (single/multi-line text, note and task bodies)
+TEXT_MAX = 65_536
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -61,6 +64,12 @@ def normalize(definition: dict[str, Any], raw: Any) -> tuple[str, dict[str, str]
         }
     text = as_text(raw)
     kind = definition["type"]
+    if kind == "string" and len(text) > TEXT_MAX:
+        return "", {
+            "name": name,
+            "error": "INVALID_PROPERTY_VALUE",
+            "message": f"{name} has {len(text)} characters; a text value holds at most {TEXT_MAX}.",
+        }
     if kind == "number":
         if number(text) is None:
             return "", {

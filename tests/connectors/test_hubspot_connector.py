@@ -1,5 +1,6 @@
 """The HubSpot connector through the official client against the HubSpot sandbox: lookups,
-idempotent tickets and audit notes (unique ``revbridge_key``), v4 associations, and errors
+idempotent tickets (unique ``revbridge_key``) and audit notes (a marker looked up through their
+ticket or company, since activities have no unique properties), v4 associations, and errors
 classified for Temporal (timeouts after commit, 429 with Retry-After, 5xx, validation errors)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.base import ConnectorError, ErrorKind, NotFound
-from connectors.hubspot import HubSpotCrm, note_html, note_text
+from connectors.hubspot import HubSpotCrm, engagement_ref, note_html, note_text
 from domain.audit import AuditEntry
 from domain.models import CaseDraft, CasePriority, CustomerTier
 from domain.settings import HubSpotSettings
@@ -112,15 +113,10 @@ def fault(url: str, **spec: object) -> None:
     assert httpx.post(f"{url}/_sandbox/faults", json=spec).status_code == 201
 
 
-def tickets_with_key(raw: hubspot.HubSpot, key: str) -> list[str]:
-    page = raw.crm.tickets.search_api.do_search(
-        {
-            "filterGroups": [
-                {"filters": [{"propertyName": "revbridge_key", "operator": "EQ", "value": key}]}
-            ]
-        }  # fmt: skip
-    )
-    return [t.id for t in page.results]
+def tickets_with_key(hs: HubSpotEmulator, key: str) -> list[str]:
+    """Every live ticket carrying ``key``, from the sandbox's own store (search lags writes)."""
+    with hs.lock:
+        return [t.id for t in hs.store.live("tickets") if t.props.get("revbridge_key") == key]
 
 
 def associated(raw: hubspot.HubSpot, from_type: str, from_id: str, to_type: str) -> dict[str, set]:
@@ -156,7 +152,7 @@ def test_upsert_case_twice_is_one_ticket_associated_to_the_company(
     second = crm.upsert_case(draft("rb-case-1", company))
     assert first.created is True and second.created is False
     assert first.id == second.id == first.number
-    assert tickets_with_key(raw, "rb-case-1") == [first.id]
+    assert tickets_with_key(hs, "rb-case-1") == [first.id]
     ticket = raw.crm.tickets.basic_api.get_by_id(
         first.id,
         properties=["subject", "content", "hs_ticket_priority", "hs_pipeline", "hs_pipeline_stage"],
@@ -183,14 +179,14 @@ def test_write_audit_twice_is_one_note_on_company_and_ticket(
     assert associated(raw, "notes", note_id, "tickets") == {case.id: {228}}
     assert list(associated(raw, "companies", company, "notes")) == [note_id]
     note = raw.crm.objects.notes.basic_api.get_by_id(
-        note_id, properties=["hs_note_body", "hs_timestamp", "revbridge_key"]
+        note_id, properties=["hs_note_body", "hs_timestamp"]
     )
     body = note.properties["hs_note_body"]
     assert "<b>" not in body and "&lt;b&gt;&amp;&lt;/b&gt;" in body  # customer text stays data
     assert "<br>" in body and "\n" not in body
     assert note_text(body) == e.as_text()
     assert note.properties["hs_timestamp"] == "2025-01-02T03:04:05.000Z"
-    assert note.properties["revbridge_key"] == "rb-audit-1"
+    assert body.endswith("<br>RevBridge ref: " + engagement_ref("rb-audit-1"))
 
 
 def test_audit_log_lists_one_workflows_notes_oldest_first(
@@ -241,7 +237,7 @@ def test_commit_then_timeout_is_retryable_and_the_retry_finds_the_one_ticket(
     assert exc.value.kind is ErrorKind.RETRYABLE and "timeout" in str(exc.value)
     again = crm.upsert_case(draft("rb-timeout-1", company))
     assert again.created is False  # the first attempt committed it
-    assert tickets_with_key(raw, "rb-timeout-1") == [again.id]
+    assert tickets_with_key(hs, "rb-timeout-1") == [again.id]
     assert associated(raw, "tickets", again.id, "companies") == {company: {339}}
 
 
@@ -279,11 +275,11 @@ def test_rate_limit_is_rate_limited_with_retry_after(crm: HubSpotCrm, hs: HubSpo
 
 
 def test_429_without_retry_after_waits_the_ten_second_window(crm: HubSpotCrm, url: str) -> None:
-    fault(url, path=".*/search", status=429)
+    fault(url, path="/crm/v3/objects/companies/.*", status=429)
     with pytest.raises(ConnectorError) as exc:
         crm.find_account("chargebee", "cus_1")
     assert exc.value.kind is ErrorKind.RATE_LIMITED and exc.value.retry_after == 10.0
-    fault(url, path=".*/search", status=429, retry_after=2.5)
+    fault(url, path="/crm/v3/objects/companies/.*", status=429, retry_after=2.5)
     with pytest.raises(ConnectorError) as exc:
         crm.find_account("chargebee", "cus_1")
     assert exc.value.retry_after == 2.5

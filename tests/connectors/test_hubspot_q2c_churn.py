@@ -21,6 +21,7 @@ from domain.settings import HubSpotSettings
 from harness.drivers import HubSpotDriver
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
+from sandbox.hubspot.emulator import SEARCH_LAG_S
 
 TOKEN = "pat-test-hubspot-q2c"
 SEAT_LIST = 4_000  # sandbox.scenarios.CATALOG RB-SEAT, cents
@@ -166,6 +167,7 @@ def test_won_opportunities_since_only_won_oldest_first_with_limit(
     time.sleep(0.01)
     second = won_deal(driver, account, "second")
     driver.create_opportunity(account, "still open", [("RB-SEAT", 1, 4_000, 0)])
+    time.sleep(SEARCH_LAG_S + 0.1)  # the catch-up searches: writes show once indexed
 
     assert crm.won_opportunities(since) == [first, second]
     assert crm.won_opportunities(since, limit=1) == [first]
@@ -173,6 +175,7 @@ def test_won_opportunities_since_only_won_oldest_first_with_limit(
 
     time.sleep(0.01)
     raw.crm.deals.basic_api.update(before, DealUpdate(properties={"description": "renewal"}))
+    time.sleep(SEARCH_LAG_S + 0.1)
     assert crm.won_opportunities(since) == [first, second, before]  # now the latest modified
     assert crm.won_opportunities(datetime.now(UTC) + timedelta(seconds=5)) == []
 

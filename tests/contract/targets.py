@@ -149,7 +149,8 @@ CRM: list[CrmSpec] = [
         lambda: HubSpotEmulator(
             access_token=HS_TOKEN, client_secret=HS_SECRET, rate_limit_per_10s=2000
         ),
-        read=("POST", r".*/search"),
+        # find_account reads the company by its unique billing_customer_id (not search)
+        read=("GET", r"/crm/v3/objects/companies/.*"),
         case_write=("POST", r"/crm/v3/objects/tickets"),
     ),
 ]

@@ -10,6 +10,7 @@ from temporalio.client import Client, ScheduleActionStartWorkflow
 
 from domain.quote import CATCH_UP_WORKFLOW_TYPE as WORKFLOW_TYPE
 from domain.quote import CatchUpInput, CatchUpResult, QuoteToCashResult
+from sandbox.hubspot.emulator import SEARCH_LAG_S
 from tests.pairs import Pair, on_pairs
 from tests.quote_to_cash.conftest import keep_history, live_subscriptions, won_deal
 from workers.catch_ups import EVERY, ensure_q2c_schedule
@@ -28,6 +29,12 @@ async def catch_up(client: Client, pair: Pair, since: datetime, uid: str, n: int
     )
 
 
+async def index_lag(pair: Pair) -> None:
+    """HubSpot's search index shows a write seconds later (the sandbox: SEARCH_LAG_S)."""
+    if pair.settings.crm == "hubspot":
+        await asyncio.sleep(SEARCH_LAG_S + 0.2)
+
+
 @on_pairs("chargebee×salesforce", "stripe×hubspot")
 async def test_the_catch_up_starts_a_missed_deal_once_and_never_again(
     client: Client, pair: Pair, uid: str
@@ -36,6 +43,7 @@ async def test_the_catch_up_starts_a_missed_deal_once_and_never_again(
     # Won in the CRM; its callout is lost (no run is started here)
     deal = won_deal(pair, uid, STANDARD, callout=False)
     wf_id = deal.workflow_id(pair)
+    await index_lag(pair)  # the catch-up searches the CRM: a won deal shows once indexed
 
     first = await catch_up(client, pair, since, uid, 1)
     assert deal.opportunity_id in first.found
@@ -46,6 +54,7 @@ async def test_the_catch_up_starts_a_missed_deal_once_and_never_again(
     assert result.outcome == "live", result.reason
 
     # our write-back modified the deal, so the next catch-up sees it again: it starts nothing
+    await index_lag(pair)
     second = await catch_up(client, pair, since, uid, 2)
     assert deal.opportunity_id in second.found
     assert wf_id in second.already_done and wf_id not in second.running

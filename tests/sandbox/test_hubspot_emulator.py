@@ -20,6 +20,7 @@ import hubspot
 import pytest
 from hubspot.crm.associations.v4 import AssociationSpec
 from hubspot.crm.associations.v4.models import LabelsBetweenObjectPair
+from hubspot.crm.companies import SimplePublicObjectInput as CompanyUpdate
 from hubspot.crm.companies import SimplePublicObjectInputForCreate as CompanyCreate
 from hubspot.crm.companies.exceptions import ApiException as CompanyApiException
 from hubspot.crm.contacts.exceptions import ApiException as ContactApiException
@@ -34,7 +35,10 @@ from hubspot.crm.objects import (
     SimplePublicObjectInputForCreate,
 )
 from hubspot.crm.objects.exceptions import ApiException, NotFoundException
+from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate as NoteCreate
+from hubspot.crm.objects.notes.exceptions import ApiException as NoteApiException
 from hubspot.crm.properties import PropertyCreate
+from hubspot.crm.properties.exceptions import ApiException as PropertyApiException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,6 +46,7 @@ from starlette.routing import Route
 
 from sandbox.framework import App, ServerThread
 from sandbox.hubspot import API_ROUTES, HubSpotEmulator
+from sandbox.hubspot.emulator import SEARCH_LAG_S, SEARCH_RATE_LIMIT_PER_S
 from sandbox.hubspot.spec import SpecIndex, default_spec_dir
 
 TOKEN = "pat-local-revbridge"
@@ -88,6 +93,7 @@ def hs(servers) -> HubSpotEmulator:
     emulator.reset_state()
     emulator.faults.clear()
     emulator.webhook_targets.clear()
+    emulator.search_rate_limit_per_s = SEARCH_RATE_LIMIT_PER_S  # a test may have changed it
     receiver.clear()
     return emulator
 
@@ -261,13 +267,13 @@ def test_batch_upsert_by_unique_key_creates_then_updates(hs_client: hubspot.HubS
 
     def upsert(body: str) -> Any:
         return api.upsert(
-            "notes",
+            "tickets",
             BatchInputSimplePublicObjectBatchInputUpsert(
                 inputs=[
                     SimplePublicObjectBatchInputUpsert(
                         id="wf-1/step-3",
                         id_property="revbridge_key",
-                        properties={"hs_note_body": body, "hs_timestamp": "2024-05-01T10:00:00Z"},
+                        properties={"subject": "Payment failed", "content": body},
                     )
                 ]
             ),
@@ -277,14 +283,74 @@ def test_batch_upsert_by_unique_key_creates_then_updates(hs_client: hubspot.HubS
     assert first is not None and second is not None  # 200, not 201
     assert first.status == "COMPLETE" and first.results[0].new is True
     assert second.results[0].new is False and second.results[0].id == first.results[0].id
-    assert second.results[0].properties["hs_note_body"] == "v2"
+    assert second.results[0].properties["content"] == "v2"
     assert second.results[0].properties["revbridge_key"] == "wf-1/step-3"
-    page = hs_client.crm.objects.notes.basic_api.get_page(properties=["hs_note_body"])
+    page = hs_client.crm.tickets.basic_api.get_page(properties=["content"])
     assert len(page.results) == 1
-    got = hs_client.crm.objects.notes.basic_api.get_by_id(
-        "wf-1/step-3", id_property="revbridge_key"
-    )
+    got = hs_client.crm.tickets.basic_api.get_by_id("wf-1/step-3", id_property="revbridge_key")
     assert got.id == first.results[0].id  # the "/" in the id travels percent-encoded
+
+
+@pytest.mark.parametrize("otype", ["notes", "tasks"])
+def test_activities_refuse_unique_properties_and_reads_by_one(
+    hs_client: hubspot.HubSpot, url: str, otype: str
+) -> None:
+    """HubSpot has unique properties for contacts, companies, deals, tickets and custom objects,
+    not for activities: creating one on notes/tasks is a 400, and so is any ``idProperty``
+    read or upsert there (the sandbox used to allow both)."""
+    with pytest.raises(PropertyApiException) as err:
+        hs_client.crm.properties.core_api.create(
+            otype,
+            PropertyCreate(
+                name="rb_unique_key",
+                label="x",
+                type="string",
+                field_type="text",
+                group_name="g",
+                has_unique_value=True,
+            ),
+        )
+    assert err.value.status == 400
+    assert _error(err.value)["category"] == "VALIDATION_ERROR"
+    assert "rb_unique_key" not in {
+        p.name for p in hs_client.crm.properties.core_api.get_all(otype).results
+    }
+    # a plain (non-unique) custom property is fine on activities
+    hs_client.crm.properties.core_api.create(
+        otype,
+        PropertyCreate(
+            name="rb_plain", label="x", type="string", field_type="text", group_name="g"
+        ),
+    )
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    read = httpx.get(
+        f"{url}/crm/v3/objects/{otype}/k-1", params={"idProperty": "rb_plain"}, headers=headers
+    )
+    assert read.status_code == 400
+    assert read.json()["category"] == "VALIDATION_ERROR"
+    assert "non-unique" in read.json()["message"]
+    upsert = httpx.post(
+        f"{url}/crm/v3/objects/{otype}/batch/upsert",
+        json={"inputs": [{"id": "k-1", "idProperty": "rb_plain", "properties": {}}]},
+        headers=headers,
+    )
+    assert upsert.status_code == 400
+
+
+def test_a_text_value_over_65536_characters_is_refused(hs_client: hubspot.HubSpot) -> None:
+    notes = hs_client.crm.objects.notes.basic_api
+    at = "2024-05-01T10:00:00Z"
+    ok = notes.create(NoteCreate(properties={"hs_note_body": "x" * 65_536, "hs_timestamp": at}))
+    assert len(notes.get_by_id(ok.id, properties=["hs_note_body"]).properties["hs_note_body"]) == (
+        65_536
+    )
+    with pytest.raises(NoteApiException) as err:
+        notes.create(NoteCreate(properties={"hs_note_body": "x" * 65_537, "hs_timestamp": at}))
+    assert err.value.status == 400
+    body = _error(err.value)
+    assert body["category"] == "VALIDATION_ERROR"
+    assert body["message"].startswith("Property values were not valid")
+    assert body["errors"][0]["context"] == {"propertyName": ["hs_note_body"]}
 
 
 def test_batch_read_reports_missing_ids_as_207(
@@ -325,6 +391,7 @@ def test_search_filters_sorts_and_paging(hs_client: hubspot.HubSpot, hs: HubSpot
             }
         }
     )
+    hs.search_rate_limit_per_s = None  # many searches in a row: the semantics, not the limit
     search = hs_client.crm.companies.search_api.do_search
 
     def names(groups: list[FilterGroup], **kw: Any) -> list[str]:
@@ -444,7 +511,7 @@ def test_search_has_its_own_per_second_limit(
         assert exc.value.status == 429 and _error(exc.value)["policyName"] == "SECONDLY"
         assert hs_client.crm.companies.basic_api.get_page() is not None  # other calls go on
     finally:
-        hs.search_rate_limit_per_s = None
+        hs.search_rate_limit_per_s = SEARCH_RATE_LIMIT_PER_S
 
 
 # --- associations --------------------------------------------------------------------------------
@@ -503,7 +570,6 @@ def test_v3_create_with_associations(hs_client: hubspot.HubSpot, hs: HubSpotEmul
             properties={
                 "hs_task_subject": "Call",
                 "hs_timestamp": "2024-06-01T09:00:00Z",
-                "revbridge_key": "k1",
             },
             associations=[
                 {
@@ -581,6 +647,72 @@ def test_rate_limit_429_after_n_requests_in_ten_seconds() -> None:
         assert body["category"] == "RATE_LIMITS"
         assert body["message"] == "You have reached your ten_secondly_rolling limit."
         assert 1 <= int(exc.value.headers["Retry-After"]) <= 10
+
+
+def test_real_limits_and_lag_are_on_by_default_and_one_knob_turns_them_off() -> None:
+    real, focused = HubSpotEmulator(), HubSpotEmulator(limits=False)
+    assert (real.rate_limit_per_10s, real.search_rate_limit_per_s) == (190, 5)
+    assert real.search_lag_s == SEARCH_LAG_S > 0
+    assert focused.search_rate_limit_per_s is None and focused.search_lag_s == 0
+    assert focused.rate_limit_per_10s > 100_000
+    assert HubSpotEmulator(limits=False, search_lag_s=1.5).search_lag_s == 1.5  # explicit wins
+
+
+def test_default_search_limit_is_five_per_second(hs_client: hubspot.HubSpot) -> None:
+    """Before, search was unthrottled by default; HubSpot allows a few per second per portal."""
+    search = hs_client.crm.companies.search_api.do_search
+    with pytest.raises(CompanyApiException) as exc:
+        for _ in range(SEARCH_RATE_LIMIT_PER_S + 1):
+            search(PublicObjectSearchRequest())
+    assert exc.value.status == 429 and _error(exc.value)["policyName"] == "SECONDLY"
+    assert _error(exc.value)["message"] == "You have reached your secondly limit."
+
+
+def test_search_shows_a_write_only_after_the_index_lag(
+    hs_client: hubspot.HubSpot, hs: HubSpotEmulator
+) -> None:
+    """Before, a created or updated record was searchable at once; HubSpot's index lags writes
+    by seconds, while a read by ID (or by a unique property) sees the write immediately."""
+    hs.search_lag_s = 0.6
+    hs.search_rate_limit_per_s = None  # the lag, not the limit
+    try:
+        api, search = hs_client.crm.companies.basic_api, hs_client.crm.companies.search_api
+        seeded = hs.seed({"objects": {"companies": [{"properties": {"name": "Old Co"}}]}})
+        (old_id,) = seeded["objects"]["companies"]
+        new = api.create(CompanyCreate(properties={"name": "New Co", "billing_customer_id": "c9"}))
+        api.update(old_id, CompanyUpdate(properties={"name": "Renamed Co"}))
+
+        def named(name: str) -> list[str]:
+            req = PublicObjectSearchRequest(
+                filter_groups=[
+                    FilterGroup(filters=[Filter(property_name="name", operator="EQ", value=name)])
+                ],
+                properties=["name"],
+            )
+            return [r.id for r in search.do_search(req).results]
+
+        assert named("New Co") == [] and named("Old Co") == [old_id]  # not indexed yet
+        assert named("Renamed Co") == []
+        assert api.get_by_id("c9", id_property="billing_customer_id").id == new.id  # consistent
+        time.sleep(0.7)
+        assert named("New Co") == [new.id] and named("Renamed Co") == [old_id]
+        assert named("Old Co") == []
+    finally:
+        hs.search_lag_s = SEARCH_LAG_S
+
+
+def test_private_app_token_info_names_its_scopes(url: str) -> None:
+    info = httpx.post(
+        f"{url}/oauth/v2/private-apps/get/access-token-info", json={"tokenKey": TOKEN}
+    )
+    assert info.status_code == 200
+    body = info.json()
+    assert {"userId", "hubId", "appId", "scopes"} <= set(body)
+    assert "crm.objects.companies.write" in body["scopes"] and "tickets" in body["scopes"]
+    wrong = httpx.post(
+        f"{url}/oauth/v2/private-apps/get/access-token-info", json={"tokenKey": "pat-wrong"}
+    )
+    assert wrong.status_code == 401 and wrong.json()["category"] == "INVALID_AUTHENTICATION"
 
 
 def test_injected_faults_are_hubspot_shaped(

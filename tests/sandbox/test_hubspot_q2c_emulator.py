@@ -28,6 +28,7 @@ from domain.models import CaseOpened, DealWon
 from harness.drivers import HubSpotDriver
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
+from sandbox.hubspot.emulator import SEARCH_LAG_S
 from tests.sandbox.test_hubspot_emulator import SECRET, TOKEN, Receiver, make_client, verify_v3
 from webhooks.hubspot import normalize
 
@@ -237,6 +238,7 @@ def test_search_won_deals_modified_since_sorted_ascending(client: hubspot.HubSpo
     time.sleep(0.01)
     api.update(ids[0], DealUpdate(properties={"amount": "2"}))
     api.update(ids[1], DealUpdate(properties={"amount": "3"}))  # modified, but not won
+    time.sleep(SEARCH_LAG_S + 0.1)  # search shows writes once its index has caught up
 
     def search(limit: int, after: str | None = None) -> Any:
         return client.crm.objects.search_api.do_search(

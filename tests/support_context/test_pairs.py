@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 from hubspot import HubSpot
-from hubspot.crm.objects.notes import PublicObjectSearchRequest
+from hubspot.crm.objects.notes import BatchReadInputSimplePublicObjectId as NoteBatchRead
 from temporalio.client import Client
 
 from cli.demo_support import written_note
+from connectors.hubspot import engagement_ref
 from domain.ids import idempotency_key, support_workflow_id
 from domain.support import SupportContextResult
 from sandbox.scenarios import DEMO_CUSTOMERS
@@ -168,7 +169,8 @@ async def test_a_retried_annotate_writes_once(client: Client, pair: Pair, uid: s
 
 def _case_notes(pair: Pair, case_id: str, key: str) -> list[str]:
     """What the CRM holds for the case's billing context: Salesforce has one field (a retry can
-    only set it again); HubSpot must have exactly one note with the key."""
+    only set it again); HubSpot must have exactly one note on the ticket with the key's marker
+    (notes have no unique property)."""
     if pair.settings.crm == "salesforce":
         text = written_note(pair.settings, pair.crm, case_id, None)
         return [text] if text else []
@@ -180,12 +182,12 @@ def _case_notes(pair: Pair, case_id: str, key: str) -> list[str]:
         base_url=hs.api_url,
         retry=False,
     )
-    found = client.crm.objects.notes.search_api.do_search(
-        public_object_search_request=PublicObjectSearchRequest(
-            filter_groups=[
-                {"filters": [{"propertyName": "revbridge_key", "operator": "EQ", "value": key}]}
-            ],
-            properties=["hs_note_body"],
-        )
+    assoc = client.crm.associations.v4.basic_api.get_page("tickets", case_id, "notes", limit=500)
+    ids = [str(r.to_object_id) for r in assoc.results]
+    if not ids:
+        return []
+    notes = client.crm.objects.notes.batch_api.read(
+        NoteBatchRead(inputs=[{"id": i} for i in ids], properties=["hs_note_body"])
     )
-    return [n.id for n in found.results]
+    ref = "RevBridge ref: " + engagement_ref(key)
+    return [n.id for n in notes.results if (n.properties.get("hs_note_body") or "").endswith(ref)]
