@@ -55,7 +55,10 @@ class Sandboxes:
 
 @pytest.fixture(scope="module")
 def sandboxes() -> Iterator[Sandboxes]:
-    cb = ChargebeeEmulator(api_key=CB_KEY, idempotency_window_s=KEY_WINDOW_S)
+    # these tests set RevBridge's own rates: the emulated test-site limit (150/min) is off
+    cb = ChargebeeEmulator(
+        api_key=CB_KEY, idempotency_window_s=KEY_WINDOW_S, rate_limit_per_minute=None
+    )
     sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
     st = StripeEmulator(api_key=STRIPE_KEY, webhook_secret=STRIPE_SECRET)
     hs = HubSpotEmulator(access_token=HS_TOKEN, client_secret=HS_SECRET, rate_limit_per_10s=5000)
