@@ -5,15 +5,19 @@ test account, reached only through STRIPE_API_KEY / STRIPE_API_URL, as a deploym
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from sandbox.framework import ServerThread
+from sandbox.hubspot import HubSpotEmulator
 from sandbox.stripe import StripeEmulator
 from tests.contract.live import ALLOW, LIVE_VENDORS, MODE, is_live, status_line, status_lines
-from tests.pairs import STRIPE_KEY, STRIPE_SECRET
+from tests.pairs import HS_SECRET, HS_TOKEN, STRIPE_KEY, STRIPE_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,15 +59,32 @@ def test_only_recognisable_test_accounts_go_live_unless_allowed() -> None:
     assert is_live("salesforce", env | {"SALESFORCE_TOKEN_URL": sandbox_org})
 
 
+def _listed(url: str, kind: str) -> list[dict]:
+    """A HubSpot object type's live (not archived) objects, through its API."""
+    resp = httpx.get(
+        f"{url}/crm/v3/objects/{kind}",
+        params={"limit": 100, "properties": "name,subject,hs_note_body"},
+        headers={"Authorization": f"Bearer {HS_TOKEN}"},
+        timeout=10,
+    )
+    return resp.raise_for_status().json()["results"]
+
+
 def test_make_contract_runs_the_account_safe_contract_on_the_configured_account() -> None:
-    """The real command line `make contract` runs, on one vendor's tests."""
+    """The command line `make contract` runs, on two vendors' tests: Stripe, recognised as a test
+    account by its key, and HubSpot, allowed by name."""
     stripe = StripeEmulator(api_key=STRIPE_KEY, webhook_secret=STRIPE_SECRET)
-    with ServerThread({stripe: 0}) as thread:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("REVBRIDGE_", "STRIPE_"))}
+    hubspot = HubSpotEmulator(access_token=HS_TOKEN, client_secret=HS_SECRET)
+    with ServerThread({stripe: 0, hubspot: 0}) as thread:
+        mine = ("REVBRIDGE_", "STRIPE_", "HUBSPOT_")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(mine)}
         env |= {
             MODE: "live",
             "STRIPE_API_KEY": STRIPE_KEY,  # sk_test_…: recognisably a test-mode key
             "STRIPE_API_URL": thread.urls["stripe"],
+            "HUBSPOT_ACCESS_TOKEN": HS_TOKEN,  # a portal cannot be recognised: allowed by name
+            "HUBSPOT_API_URL": thread.urls["hubspot"],
+            ALLOW: "hubspot",
             "PYTHONPATH": str(ROOT),
         }
         done = subprocess.run(  # noqa: S603
@@ -75,7 +96,7 @@ def test_make_contract_runs_the_account_safe_contract_on_the_configured_account(
                 "no:cacheprovider",
                 "tests/contract/test_live_contract.py",
                 "-k",
-                "stripe-live",
+                "stripe-live or hubspot-live",
             ],
             capture_output=True,
             text=True,
@@ -83,15 +104,23 @@ def test_make_contract_runs_the_account_safe_contract_on_the_configured_account(
             env=env,
             cwd=ROOT,
         )
+        left_on_hubspot = [
+            obj
+            for kind in ("companies", "tickets", "notes")
+            for obj in _listed(thread.urls["hubspot"], kind)
+            if "contract" in json.dumps(obj)
+        ]
     out = done.stdout
     assert done.returncode == 0, out[-3000:]
     assert "contract stripe: LIVE against the account in the environment" in out
-    assert "contract hubspot: no credentials (HUBSPOT_ACCESS_TOKEN unset): sandbox" in out
-    assert " 7 passed" in out, out[-1500:]
-    # what the tests created on the "account" was deleted again
+    assert "contract hubspot: LIVE against the account in the environment" in out
+    assert "contract recurly: no credentials (RECURLY_API_KEY unset): sandbox" in out
+    assert " 12 passed" in out, out[-1500:]  # 7 billing tests on Stripe, 5 CRM on HubSpot
+    # what the tests created on the "accounts" was deleted again
     made = [
         c
         for c in stripe.state.all("customer", include_deleted=True)
         if "rb-contract-" in (c.get("email") or "")
     ]
     assert len(made) == 2 and all(c.get("_deleted") for c in made), made
+    assert left_on_hubspot == []
