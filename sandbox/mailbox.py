@@ -30,6 +30,7 @@ import ipaddress
 import shutil
 import ssl
 import tempfile
+import warnings
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from sandbox.framework import Emulator, free_port
+
+# aiosmtpd 1.4 sets its own deprecated Session.login_data on every successful AUTH
+warnings.filterwarnings("ignore", "Session.login_data is deprecated", DeprecationWarning)
 
 
 class MailboxEmulator(Emulator):
