@@ -8,6 +8,7 @@ on it. The Anthropic client plugs in as an ``LlmClient``.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime
 from typing import Any, Protocol
@@ -87,6 +88,17 @@ def dunning_prompt(
     return redact_pii("\n\n".join(parts))
 
 
+@functools.cache
+def _schema_json() -> str:
+    return json.dumps(ReasonerOutput.model_json_schema())
+
+
+def output_schema() -> dict[str, Any]:
+    """The closed output schema as the tool's ``input_schema`` (built once; a fresh copy each
+    call, so no client can alter the next one's)."""
+    return json.loads(_schema_json())
+
+
 class LlmReasoner:
     """Asks an LLM; returns its raw reply for containment to judge (see ReasoningActivities)."""
 
@@ -95,9 +107,16 @@ class LlmReasoner:
     def __init__(self, client: LlmClient) -> None:
         self.client = client
 
+    def prompt(
+        self, ctx: InvoiceContext, account: CrmAccount | None, cases: list[CaseSummary]
+    ) -> str:
+        """The user prompt for this failure (its size is what a budget reserves)."""
+        return dunning_prompt(ctx, account, cases)
+
+    def ask_prompt(self, prompt: str) -> LlmReply:
+        return self.client.complete(SYSTEM_PROMPT, prompt, output_schema())
+
     def ask(
         self, ctx: InvoiceContext, account: CrmAccount | None, cases: list[CaseSummary]
     ) -> LlmReply:
-        return self.client.complete(
-            SYSTEM_PROMPT, dunning_prompt(ctx, account, cases), ReasonerOutput.model_json_schema()
-        )
+        return self.ask_prompt(self.prompt(ctx, account, cases))

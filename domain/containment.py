@@ -29,7 +29,15 @@ import unicodedata
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from domain.decisions import DunningAssessment, FailureClass
 from domain.models import CasePriority, Frozen, Strict
@@ -155,9 +163,10 @@ class ReasonerOutput(Strict):
         default_factory=list, max_length=MAX_PROPOSED_ACTIONS, strict=True
     )
 
-    def to_assessment(self, *, model: str | None = None) -> DunningAssessment:
-        """The same conclusion in the shape the rules reasoner returns."""
-        return DunningAssessment(
+    def to_assessment(self, *, model: str | None = None) -> ContainedAssessment:
+        """The same conclusion in the shape the rules reasoner returns, every text neutralized
+        (:class:`ContainedAssessment`)."""
+        return ContainedAssessment(
             failure_class=self.failure_class,
             priority=self.priority,
             retry_recommended=self.retry_recommended,
@@ -301,6 +310,9 @@ IBAN_PLACEHOLDER = "[iban]"
 _VARIATION_SELECTORS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 
 
+_ASCII_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def normalize_untrusted(text: str) -> str:
     """NFKC, with invisible characters removed: format characters (zero-width, bidi overrides,
     Unicode tag characters), variation selectors and control characters other than tab and
@@ -308,6 +320,8 @@ def normalize_untrusted(text: str) -> str:
     ``４１１１…`` or ``＜/untrusted_data＞`` cannot slip past the checks that follow."""
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
     text = text.replace("\u2029", "\n")
+    if text.isascii():  # the common case: NFKC is the identity, only C0 controls and DEL go
+        return _ASCII_CONTROLS.sub("", text)
     text = _VARIATION_SELECTORS.sub("", text)
     kept = [
         ch
@@ -317,9 +331,13 @@ def normalize_untrusted(text: str) -> str:
     return unicodedata.normalize("NFKC", "".join(kept))
 
 
+# Each alternative starts only where its local part starts (the lookbehinds): without them a
+# long run of word characters with no "@" after it was rescanned from every position —
+# quadratic, 1.5 s for a 7,000-character support case.
 _EMAIL = re.compile(
-    r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}"
-    r"|[\w.+-]+\s*[\[({]\s*at\s*[\])}]\s*[\w-]+(?:\s*[\[({]\s*dot\s*[\])}]\s*[\w-]+)+",
+    r"(?<![\w.!#$%&'*+/=?^`{|}~-])[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}"
+    r"|(?<![\w.+-])[\w.+-]+\s*[\[({]\s*at\s*[\])}]\s*[\w-]+"
+    r"(?:\s*[\[({]\s*dot\s*[\])}]\s*[\w-]+)+",
     re.IGNORECASE,
 )
 
@@ -506,22 +524,162 @@ def fence(label: str, text: str, *, max_chars: int = DEFAULT_FENCE_MAX_CHARS) ->
 
 
 _MD_LINK = re.compile(r"!?\[([^\]\n]{0,500})\]\(([^)\n]{0,2000})\)")
-_URL = re.compile(r"\b(?:https?|ftp)://\S+", re.IGNORECASE)
+# any scheme://, a javascript:/data:/vbscript: URI, a bare www. host, a mailto:
+_URL = re.compile(r"\b[a-z][a-z0-9+.\-]{1,20}://\S*", re.IGNORECASE)
+_SCRIPT_URI = re.compile(r"\b(?:javascript|vbscript|data|mailto|file)\s*:\S*", re.IGNORECASE)
 _WWW = re.compile(r"\bwww\.\S+", re.IGNORECASE)
+#: a host name with a TLD a reader would click or type (``evil.example/pay``, ``bit.ly/x``)
+_BARE_HOST = re.compile(
+    r"(?<![\w@.\-])(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+"
+    r"(?:com|net|org|io|ly|co|me|info|biz|xyz|ru|cn|app|dev|link|site|online|example|test)"
+    r"(?:/\S*)?(?![\w\-])",
+    re.IGNORECASE,
+)
+LINK_PLACEHOLDER = "[link removed]"
+INSTRUCTION_PLACEHOLDER = "[instruction removed]"
+# Text addressed to a model or an operator rather than describing the customer: role markers,
+# chat-template tokens and the classic override phrases. The LLM's text may be read by another
+# model later (a summary, an email draft) or by an approver; it must not carry orders.
+_INSTRUCTION = re.compile(
+    r"<\|[^|>]{0,40}\|>"  # <|im_start|>, <|system|>, <|endoftext|>
+    r"|\[/?(?:INST|SYS|SYSTEM)\]|<<\s*/?SYS\s*>>"
+    r"|(?:^|(?<=[\n.!?;:]))\s*#*\s*(?:admin(?:istrator)?|user|tool|function)"
+    r"\s*(?:prompt|message|override|note)?\s*:"  # "### User:" opening a line or sentence
+    r"|\b(?:system|assistant|developer|human)\s*(?:prompt|message|override|note)?\s*:"
+    r"|\b(?:ignore|disregard|forget|override|bypass|skip)\b[^.\n]{0,40}?"
+    r"\b(?:instructions?|prompts?|rules|polic(?:y|ies)|guidelines|guardrails|approvals?"
+    r"|constraints|checks|everything)\b"
+    r"|\b(?:new|updated|real|actual|hidden)\s+(?:system\s+)?instructions?\b"
+    r"|\byou\s+are\s+now\b|\bact\s+as\b|\bjailbreak\w*|\bdo\s+anything\s+now\b"
+    r"|\bdeveloper\s+mode\b|\bpre-?approved\b|\bauto-?approve\w*",
+    re.IGNORECASE | re.MULTILINE,
+)
+# an ampersand that does not already start one of the entities _escape writes
+_BARE_AMP = re.compile(r"&(?!amp;|lt;|gt;)")
+_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
 
 
-def neutralize_llm_text(text: str, *, max_chars: int = MAX_MESSAGE_DRAFT_CHARS) -> str:
-    """LLM text on its way into a CRM note / case / email draft: stays inert data.
-
-    Normalised and PII-redacted, Markdown links and images reduced to their text, URLs replaced
-    with ``[link removed]`` (links the customer needs are added by templates, not the model),
-    ``&``/``<``/``>`` escaped so no HTML is interpreted, and cut to ``max_chars``.
-    """
+def _neutralize_once(text: str, max_chars: int, one_line: bool) -> str:
     text = redact_pii(text)
+    if one_line:
+        text = re.sub(r"\s*\n\s*", " ", text)
     text = _MD_LINK.sub(lambda m: m.group(1), text)
-    text = _WWW.sub("[link removed]", _URL.sub("[link removed]", text))
-    text = _escape(text)
-    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+    text = _URL.sub(LINK_PLACEHOLDER, text)
+    text = _SCRIPT_URI.sub(LINK_PLACEHOLDER, text)
+    text = _WWW.sub(LINK_PLACEHOLDER, text)
+    text = _BARE_HOST.sub(LINK_PLACEHOLDER, text)
+    text = _INSTRUCTION.sub(INSTRUCTION_PLACEHOLDER, text)
+    text = _BARE_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;")
+    if len(text) > max_chars:
+        # never end inside an entity, or the next pass would escape its "&" again; "..." not
+        # "…", which NFKC (redact_pii) would turn into "..." on the next pass
+        text = _PARTIAL_ENTITY.sub("", text[: max_chars - 3]) + "..."
+    return text
+
+
+def neutralize_llm_text(
+    text: str, *, max_chars: int = MAX_MESSAGE_DRAFT_CHARS, one_line: bool = False
+) -> str:
+    """LLM text on its way into a CRM note / case / audit entry / email draft: stays inert data.
+
+    Normalised and PII-redacted (:func:`redact_pii`), Markdown links and images reduced to their
+    text, URLs (any scheme, ``javascript:``/``data:`` URIs, ``www.`` and bare host names)
+    replaced with ``[link removed]`` (links a customer needs come from templates, never the
+    model), text addressed to a model or an operator (role markers, chat-template tokens,
+    "ignore previous instructions", "pre-approved"...) replaced with ``[instruction removed]``,
+    ``&``/``<``/``>`` escaped so no markup is interpreted, newlines folded when ``one_line``,
+    and cut to ``max_chars``. Idempotent (applied until nothing changes), so
+    :func:`is_neutral` can check any text: ``neutralize_llm_text(x) == x``.
+    """
+    if max_chars < 4:
+        raise ValueError("max_chars must be >= 4")
+    for _ in range(8):  # each pass that changes something removes a link, tag or instruction
+        out = _neutralize_once(text, max_chars, one_line)
+        if out == text:
+            return out
+        text = out
+    return text
+
+
+def is_neutral(
+    text: str, *, max_chars: int = MAX_MESSAGE_DRAFT_CHARS, one_line: bool = False
+) -> bool:
+    """True when ``text`` is already what :func:`neutralize_llm_text` would make of it."""
+    return neutralize_llm_text(text, max_chars=max_chars, one_line=one_line) == text
+
+
+# --- the assessment a workflow receives -------------------------------------------------------------
+
+#: the model name an assessment may carry: a vendor's model ID, nothing else
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@\-]{0,79}$")
+MAX_REFUSAL_CHARS = 300
+
+
+def _neutral_reason(text: object) -> object:
+    if not isinstance(text, str):
+        return text  # the schema will refuse it
+    return neutralize_llm_text(text, max_chars=MAX_REASON_CHARS, one_line=True)
+
+
+class ContainedAssessment(DunningAssessment):
+    """The :class:`DunningAssessment` the reasoning activity returns (and so the only one a
+    workflow receives: it is the activity's declared result type, validated on the way in).
+
+    It cannot carry an unneutralized LLM string: when an LLM shaped it (``reasoner == "llm"``)
+    every reason and every proposed action's reason is passed through
+    :func:`neutralize_llm_text` on construction; refusal texts (``rejected``, which quote what
+    the model or its API said) always are; ``model`` is a plain model ID or ``None``. Rules
+    assessments keep their texts (code wrote them). Neutralizing is idempotent, so a history
+    recorded before this type replays to the same values it shows now.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _neutralize(cls, data: Any) -> Any:
+        if isinstance(data, DunningAssessment):
+            data = data.model_dump()
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("reasoner") == Origin.LLM.value:
+            if isinstance(data.get("reasons"), list):
+                data["reasons"] = [_neutral_reason(r) for r in data["reasons"]]
+            actions = data.get("proposed_actions")
+            if isinstance(actions, list):
+                data["proposed_actions"] = [_neutral_action(a) for a in actions]
+        if isinstance(data.get("rejected"), list):
+            data["rejected"] = [
+                neutralize_llm_text(r, max_chars=MAX_REFUSAL_CHARS, one_line=True)
+                if isinstance(r, str)
+                else r
+                for r in data["rejected"]
+            ]
+        model = data.get("model")
+        if model is not None and not (isinstance(model, str) and _MODEL_NAME.match(model)):
+            data["model"] = "unrecognised-model"
+        return data
+
+    @classmethod
+    def of(cls, assessment: DunningAssessment, **update: Any) -> ContainedAssessment:
+        """``assessment`` with ``update`` applied, validated (``model_copy`` would skip it)."""
+        return cls.model_validate({**assessment.model_dump(), **update})
+
+
+def _neutral_action(action: Any) -> Any:
+    if hasattr(action, "model_dump"):
+        action = action.model_dump()
+    if isinstance(action, dict) and isinstance(action.get("reason"), str):
+        return {**action, "reason": _neutral_reason(action["reason"])}
+    return action
+
+
+def llm_strings(assessment: DunningAssessment) -> list[str]:
+    """Every string in ``assessment`` an LLM (or its API) may have written — what the checks in
+    tests hold to :func:`is_neutral`."""
+    out = list(assessment.rejected)
+    if assessment.reasoner == Origin.LLM.value:
+        out += list(assessment.reasons) + [a.reason for a in assessment.proposed_actions]
+    return out
 
 
 # --- budgets ---------------------------------------------------------------------------------------
@@ -602,3 +760,169 @@ class LlmBudget(Frozen):
 
 #: the dunning workflow's budget: 4 calls, 20k input and 4k output tokens
 DUNNING_LLM_BUDGET = LlmBudget()
+
+
+# --- budgets across workers: the day's book ---------------------------------------------------------
+#
+# One book per UTC day, kept by the budget entity workflow (workflows/llm_budget.py) so that every
+# worker process draws on the same numbers. An LLM call first *reserves* its estimate (input
+# tokens from the prompt, output tokens = the call's max_tokens) against the run's cap and the
+# day's cap; the reply's real usage then replaces the estimate. A reservation never settled (the
+# worker died mid-call) stays charged: the call may have been billed.
+
+
+class LlmBudgets(Frozen):
+    """The caps in ``policies/llm_budget.yaml``: one run (a workflow ID) and one UTC day (every
+    run on every worker)."""
+
+    per_run: LlmBudget = LlmBudget()
+    per_day: LlmBudget = LlmBudget(
+        max_calls=2_000, max_input_tokens=10_000_000, max_output_tokens=1_000_000
+    )
+
+
+class LlmReservation(Frozen):
+    """Ask the day's book for room for one LLM call. ``reservation_id`` is stable across retries
+    of the same request (workflow ID, activity ID, attempt): asking twice is one reservation."""
+
+    reservation_id: Annotated[str, Field(min_length=1, max_length=200)]
+    run_key: Annotated[str, Field(min_length=1, max_length=300)]
+    input_tokens: _Count
+    output_tokens: _Count
+    caps: LlmBudgets
+
+
+class LlmGrant(Frozen):
+    granted: bool
+    #: why not, one line naming the cap ("run cap: input_tokens 20400 > 20000")
+    reason: str = ""
+
+
+class LlmSettlement(Frozen):
+    """What a reserved call really used (the Anthropic ``usage`` block)."""
+
+    reservation_id: Annotated[str, Field(min_length=1, max_length=200)]
+    run_key: Annotated[str, Field(min_length=1, max_length=300)]
+    usage: LlmUsage
+
+
+def _minus(a: LlmUsage, b: LlmUsage) -> LlmUsage:
+    return LlmUsage(
+        calls=max(0, a.calls - b.calls),
+        input_tokens=max(0, a.input_tokens - b.input_tokens),
+        output_tokens=max(0, a.output_tokens - b.output_tokens),
+        cache_read_tokens=max(0, a.cache_read_tokens - b.cache_read_tokens),
+        cache_creation_tokens=max(0, a.cache_creation_tokens - b.cache_creation_tokens),
+    )
+
+
+def _plus(a: LlmUsage, b: LlmUsage) -> LlmUsage:
+    return a.add(
+        input_tokens=b.input_tokens,
+        output_tokens=b.output_tokens,
+        cache_read_tokens=b.cache_read_tokens,
+        cache_creation_tokens=b.cache_creation_tokens,
+        calls=b.calls,
+    )
+
+
+def _over(name: str, usage: LlmUsage, cap: LlmBudget) -> str | None:
+    for what, used, limit in (
+        ("calls", usage.calls, cap.max_calls),
+        ("input_tokens", usage.total_input_tokens, cap.max_input_tokens),
+        ("output_tokens", usage.output_tokens, cap.max_output_tokens),
+    ):
+        if used > limit:
+            return f"{name} cap: {what} {used} > {limit}"
+    return None
+
+
+class LlmBudgetBook(BaseModel):
+    """One UTC day of LLM spending, by run. Mutable: the entity workflow's state (carried whole
+    through continue-as-new). Pure and deterministic, so it runs inside the workflow."""
+
+    day: str
+    total: LlmUsage = LlmUsage()
+    runs: dict[str, LlmUsage] = {}
+    #: open reservations: id → (run key, the estimate charged)
+    held: dict[str, tuple[str, LlmUsage]] = {}
+    #: every reservation answered today: id → the answer ("settled" ones keep theirs)
+    answers: dict[str, LlmGrant] = {}
+    settled: list[str] = []
+    denied: int = 0
+
+    def reserve(self, req: LlmReservation) -> LlmGrant:
+        if req.reservation_id in self.answers:
+            return self.answers[req.reservation_id]  # a retried request: the same answer
+        charge = LlmUsage(calls=1, input_tokens=req.input_tokens, output_tokens=req.output_tokens)
+        run = self.runs.get(req.run_key, LlmUsage())
+        reason = _over("run", _plus(run, charge), req.caps.per_run) or _over(
+            "day", _plus(self.total, charge), req.caps.per_day
+        )
+        grant = LlmGrant(granted=reason is None, reason=reason or "")
+        self.answers[req.reservation_id] = grant
+        if reason is not None:
+            self.denied += 1
+            return grant
+        self.held[req.reservation_id] = (req.run_key, charge)
+        self.runs[req.run_key] = _plus(run, charge)
+        self.total = _plus(self.total, charge)
+        return grant
+
+    def settle(self, report: LlmSettlement) -> None:
+        """Replace the reservation's estimate with what the call used. A settlement without an
+        open reservation (an unknown one) is charged as it is; a repeated one is ignored."""
+        if report.reservation_id in self.settled:
+            return
+        held = self.held.pop(report.reservation_id, None)
+        estimate = held[1] if held else LlmUsage()
+        used = report.usage  # a settlement is one call, whatever its usage block says
+        used = used if used.calls else used.model_copy(update={"calls": 1})
+        run = self.runs.get(report.run_key, LlmUsage())
+        self.runs[report.run_key] = _plus(_minus(run, estimate), used)
+        self.total = _plus(_minus(self.total, estimate), used)
+        self.settled.append(report.reservation_id)
+
+
+def estimate_tokens(*texts: str) -> int:
+    """A deliberately high estimate of a prompt's tokens (about 3 UTF-8 bytes a token: English
+    runs near 4, other scripts nearer 2-3); the real figure replaces it after the call."""
+    return sum(len(t.encode()) for t in texts) // 3 + 1
+
+
+#: the failure classes the rules decide alone: the decline code names the cause, and the class,
+#: the retry and the priority follow from it and the amounts (domain.decisions). The LLM is
+#: consulted only for a decline code the rules do not know, or none (FailureClass.UNKNOWN).
+RULES_DECIDE: frozenset[FailureClass] = frozenset(
+    {
+        FailureClass.HARD_DECLINE,
+        FailureClass.EXPIRED_CARD,
+        FailureClass.INSUFFICIENT_FUNDS,
+        FailureClass.TECHNICAL,
+    }
+)
+
+
+def rules_decide(rules: DunningAssessment) -> bool:
+    """True when the rules' own assessment is conclusive, so no LLM is asked."""
+    return rules.failure_class in RULES_DECIDE
+
+
+class LlmBudgetInput(Frozen):
+    """The budget entity's input: its UTC day (``YYYY-MM-DD``), and the book a continuation
+    carries on with."""
+
+    day: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    carry: LlmBudgetBook | None = None
+    #: continue-as-new past this many history events (Temporal may suggest it earlier)
+    max_history: Annotated[int, Field(ge=20)] = 10_000
+
+
+class LlmBudgetSummary(Frozen):
+    """What the day's book says (the entity's query and result)."""
+
+    day: str
+    total: LlmUsage
+    runs: int
+    open_reservations: int
+    denied: int

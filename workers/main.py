@@ -24,7 +24,13 @@ from activities.messaging import MessagingActivities
 from activities.playbook import PlaybookActivities
 from activities.policy import DEFAULT_POLICY_DIR, PolicyActivities
 from activities.quote import PRODUCTS_FILE, QuoteActivities
-from activities.reasoning import ReasoningActivities
+from activities.reasoning import (
+    LLM_BUDGET_FILE,
+    LlmLedger,
+    ReasoningActivities,
+    TemporalLlmLedger,
+    load_llm_budgets,
+)
 from activities.support import SupportActivities
 from connectors import limits as vendor_limits
 from connectors.base import BillingPlatform, CrmSystem
@@ -41,6 +47,7 @@ from workflows.churn.sweep import ChurnSweepWorkflow
 from workflows.churn.workflow import ChurnInterventionWorkflow
 from workflows.dunning.catch_up import DunningCatchUpWorkflow
 from workflows.dunning.workflow import DunningWorkflow
+from workflows.llm_budget import LlmBudgetWorkflow
 from workflows.options import BILLING, CRM, vendor_sides
 from workflows.quote_to_cash.catch_up import QuoteToCashCatchUpWorkflow
 from workflows.quote_to_cash.workflow import QuoteToCashWorkflow
@@ -56,6 +63,7 @@ WORKFLOWS = [
     ChurnSweepWorkflow,
     QuoteToCashWorkflow,
     QuoteToCashCatchUpWorkflow,
+    LlmBudgetWorkflow,
 ]
 ACTIVITY_THREADS = 16
 #: on shutdown (a deploy's SIGTERM) running activities get this long to finish before they are
@@ -71,9 +79,13 @@ def activities_for(
     reasoner: Reasoner | LlmReasoner,
     policies: PolicyActivities,
     mailer: SmtpMailer | None = None,
+    llm_ledger: LlmLedger | None = None,
 ) -> list[Any]:
     m, pb = MessagingActivities(billing, mailer), PlaybookActivities(policies.policy_dir)
-    b, c, r = BillingActivities(billing), CrmActivities(crm), ReasoningActivities(reasoner)
+    b, c = BillingActivities(billing), CrmActivities(crm)
+    # LLM token caps from policies/llm_budget.yaml, counted in the day's budget entity workflow
+    budgets = load_llm_budgets(policies.policy_dir / LLM_BUDGET_FILE)
+    r = ReasoningActivities(reasoner, budgets, llm_ledger)
     return [
         b.get_invoice_context,
         b.add_billing_note,
@@ -128,6 +140,7 @@ def build_worker(
         reasoner or RulesReasoner(),
         PolicyActivities(policy_dir or DEFAULT_POLICY_DIR, crm=crm.name),
         mailer,
+        TemporalLlmLedger(client, task_queue),
     )
     # tracing comes from the client's TracingInterceptor (telemetry.temporal_interceptors)
     interceptors = [telemetry.MetricsInterceptor(), budget]

@@ -5,6 +5,7 @@ is refused by code, the rules decide instead, and the refusal is in the audit tr
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 
 import httpx
@@ -19,7 +20,9 @@ from sandbox.scenarios import DEMO_CUSTOMERS
 from tests.pairs import ANTHROPIC_KEY, Pair, stage
 from workers.main import build_worker
 
-INITECH = DEMO_CUSTOMERS[2]
+#: a decline code the rules do not know, so the LLM is consulted (a known one — Initech's
+#: processing_error — is decided by the rules alone: tests/security/test_prompt_injection.py)
+INITECH = dataclasses.replace(DEMO_CUSTOMERS[2], decline_code="generic_decline")
 
 
 @pytest.mark.parametrize("pair_deployment", [("chargebee", "salesforce")], indirect=True)
@@ -55,7 +58,7 @@ async def test_overload_is_retried_by_temporal_and_a_malformed_reply_falls_back_
     ]
     assert attempts == [2]  # the assessment, retried once by Temporal after the 529
 
-    assert status.failure_class == "technical"  # the rules' class for processing_error
+    assert status.failure_class == "unknown"  # the rules' class for a code they do not know
     log = pair.audit(ids["invoice"])
     refused = [r for r in log if r["action"] == "llm_output_rejected"]
     assert len(refused) == 1 and refused[0]["outcome"] == "blocked"

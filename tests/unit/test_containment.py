@@ -559,7 +559,7 @@ def test_neutralize_llm_text() -> None:
     )
     out = neutralize_llm_text(text)
     assert out == ("See our portal or x [link removed] &lt;b&gt;now&lt;/b&gt; &amp; email [email]")
-    assert neutralize_llm_text("x" * 50, max_chars=10) == "x" * 9 + "…"
+    assert neutralize_llm_text("x" * 50, max_chars=10) == "x" * 7 + "..."
 
 
 # --- budgets ---------------------------------------------------------------------------------------
