@@ -96,6 +96,8 @@ CRM_KEY, CRM_ACCOUNT_KEY, CRM_OPPORTUNITY_KEY = "crm", "crm_account_id", "crm_op
 DAY_S = 86_400
 METADATA_PREFIX = "rb_"
 METADATA_VALUE_MAX = 500  # Stripe's limit per metadata value (and 40 characters per key)
+METADATA_KEYS_MAX = 50  # Stripe's limit of metadata keys per object
+_NOTE_HEADROOM = 5  # notes dropped beyond the one that must go, when an object is full
 DEFAULT_RETRY_AFTER_S = 2.0
 
 
@@ -247,11 +249,36 @@ class StripeBilling:
         params = {"metadata": {key: value}}
         options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
         service = self._service(target)
-        self._call(
-            lambda: service.update(target_id, params, options),  # type: ignore[arg-type]
-            what=f"{target.value} {target_id}",
-        )
+        what = f"{target.value} {target_id}"
+        try:
+            service.update(target_id, params, options)
+        except stripe.InvalidRequestError as exc:
+            if "50 metadata keys" not in str(exc.user_message or ""):
+                raise classify(exc, what) from None
+            self._add_note_making_room(service, target_id, key, value, idempotency_key, what)
+        except stripe.StripeError as exc:
+            raise classify(exc, what) from None
         return f"{target_id}#metadata.{key}"
+
+    def _add_note_making_room(
+        self, service: Any, target_id: str, key: str, value: str, idempotency_key: str, what: str
+    ) -> None:
+        """Stripe keeps at most 50 metadata keys per object: when the object is full, the
+        RevBridge notes whose keys sort first are dropped in the same update (keys are hashes,
+        so which ones is arbitrary; the CRM's audit log keeps every entry), with room for
+        :data:`_NOTE_HEADROOM` more. Never touches metadata RevBridge did not write."""
+        current: dict[str, str] = (
+            self._call(lambda: service.retrieve(target_id), what).to_dict().get("metadata") or {}
+        )
+        if key in current:
+            return  # an earlier attempt wrote it
+        ours = sorted(k for k in current if k.startswith(METADATA_PREFIX))
+        excess = len(current) + 1 - METADATA_KEYS_MAX
+        drop = ours[: max(0, excess + _NOTE_HEADROOM)] if excess > 0 else []
+        params = {"metadata": {**dict.fromkeys(drop, ""), key: value}}
+        # another key: the first request was refused before Stripe ran it, but not re-sent as is
+        options: stripe.RequestOptions = {"idempotency_key": f"{idempotency_key}-room"}
+        self._call(lambda: service.update(target_id, params, options), what)  # type: ignore[arg-type]
 
     def retry_payment(self, invoice_id: str, idempotency_key: str) -> PaymentAttempt:
         options: stripe.RequestOptions = {"idempotency_key": idempotency_key}
@@ -660,7 +687,9 @@ class StripeBilling:
                 )
             )
             return checks
-        checks.append(Check(system="stripe", name="credentials", status=CheckStatus.OK, detail="valid"))
+        checks.append(
+            Check(system="stripe", name="credentials", status=CheckStatus.OK, detail="valid")
+        )
         checks.append(self._check_webhook_endpoint())
         return checks
 
@@ -1155,7 +1184,9 @@ def _key_failure(exc: stripe.StripeError) -> Check:
     else:
         detail = f"Stripe could not be reached ({classify(exc, 'customers')})"
         fix = "check the network path to api.stripe.com (or STRIPE_API_URL)"
-    return Check(system="stripe", name="credentials", status=CheckStatus.FAIL, detail=detail, fix=fix)
+    return Check(
+        system="stripe", name="credentials", status=CheckStatus.FAIL, detail=detail, fix=fix
+    )
 
 
 def classify(exc: stripe.StripeError, what: str) -> ConnectorError:

@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from connectors import stripe as stripe_connector
 from connectors.stripe import StripeBilling
+from domain.models import NoteTarget
 from domain.preflight import CheckStatus
 from domain.records import CustomerDraft
 from domain.settings import StripeSettings
@@ -180,3 +181,25 @@ def test_preflight_with_a_refused_key(url: str) -> None:
     assert checks["key-mode"].status is CheckStatus.OK and "live" in checks["key-mode"].detail
     assert checks["credentials"].failed and "STRIPE_API_KEY" in checks["credentials"].fix
     assert checks["webhook-endpoint"].status is CheckStatus.SKIP
+
+
+def test_a_note_on_a_full_object_makes_room_among_our_own_notes(
+    url: str, billing: StripeBilling
+) -> None:
+    """Stripe refuses a 51st metadata key: the note still goes in, in place of some of
+    RevBridge's older notes, never of metadata RevBridge did not write."""
+    u = uuid.uuid4().hex[:10]
+    httpx.post(
+        url + "/_sandbox/seed", json={"customers": [{"id": f"cus_{u}", "email": "f@x.example"}]}
+    )
+    billing.set_crm_link(f"cus_{u}", "salesforce", f"001{u}", idempotency_key=f"link-{u}")
+    for n in range(48):
+        billing.add_note(NoteTarget.CUSTOMER, f"cus_{u}", f"note {n}", idempotency_key=f"n{n}-{u}")
+    last = billing.add_note(NoteTarget.CUSTOMER, f"cus_{u}", "the 49th", idempotency_key=f"x-{u}")
+    metadata = billing.client.v1.customers.retrieve(f"cus_{u}").to_dict()["metadata"]
+    assert len(metadata) <= 50 and metadata[last.rsplit(".", 1)[1]] == "the 49th"
+    assert metadata["crm"] == "salesforce" and metadata["crm_account_id"] == f"001{u}"
+    assert len(billing.list_notes(NoteTarget.CUSTOMER, f"cus_{u}")) == 48 - 5
+    # the same note again (a retried activity) changes nothing
+    billing.add_note(NoteTarget.CUSTOMER, f"cus_{u}", "the 49th", idempotency_key=f"x-{u}")
+    assert billing.client.v1.customers.retrieve(f"cus_{u}").to_dict()["metadata"] == metadata
