@@ -1,0 +1,430 @@
+"""The daily billing ↔ CRM reconciliation's checks (issue 20): what disagrees, how badly, the
+evidence, and the proposed fix — over normalized views both systems are read into in bulk.
+
+Pure and deterministic. Each exception has a **stable ID** (its kind and the records it is
+about, hashed), so the same discrepancy found on two days is one exception with an age
+(:func:`track`), and a fixed one is closed. Fixes follow field ownership (policies/sync.yaml,
+``domain/golden.py``): restoring a billing-owned CRM field is housekeeping policy may allow
+automatically; anything touching money or contracts waits for finance or RevOps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+from enum import StrEnum
+
+from domain.models import Frozen
+
+
+class Severity(StrEnum):
+    LOW = "low"  # a stale field: people read a wrong number
+    MEDIUM = "medium"  # a missing link: work falls between systems
+    HIGH = "high"  # money or a contract is wrong
+
+
+class Kind(StrEnum):
+    DEAL_WITHOUT_SUBSCRIPTION = "deal_without_subscription"
+    SUBSCRIPTION_MISMATCH = "subscription_mismatch"
+    INVOICE_LINE_UNMATCHED = "invoice_line_unmatched"
+    PAID_WITHOUT_PAYMENT = "paid_without_payment"
+    UNAPPLIED_PAYMENT = "unapplied_payment"
+    OVERPAYMENT = "overpayment"
+    UNDERPAYMENT = "underpayment"
+    CRM_FIELD_DRIFT = "crm_field_drift"
+    CUSTOMER_WITHOUT_ACCOUNT = "customer_without_account"
+    ACCOUNT_WITHOUT_CUSTOMER = "account_without_customer"
+
+
+class Fix(Frozen):
+    summary: str
+    #: the system the fix writes to
+    system: str  # "billing" | "crm"
+    #: None: policy may run it automatically; else the role that must approve
+    approver_role: str | None = None
+
+
+class Discrepancy(Frozen):
+    id: str
+    kind: Kind
+    severity: Severity
+    #: the records it is about, as "system:type:id"
+    records: list[str]
+    #: what each side says (field → value), for the report and the approver
+    evidence: dict[str, str]
+    fix: Fix
+
+
+def _id(kind: Kind, records: list[str], detail: str = "") -> str:
+    key = "|".join([kind.value, *sorted(records), detail])
+    return f"rx-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _d(
+    kind: Kind,
+    severity: Severity,
+    records: list[str],
+    evidence: dict[str, object],
+    fix: Fix,
+    detail: str = "",
+) -> Discrepancy:
+    return Discrepancy(
+        id=_id(kind, records, detail),
+        kind=kind,
+        severity=severity,
+        records=records,
+        evidence={k: str(v) for k, v in evidence.items()},
+        fix=fix,
+    )
+
+
+# --- the normalized views ------------------------------------------------------------------------
+
+
+class Line(Frozen):
+    product: str
+    quantity: int = 1
+    unit_price: int = 0  # minor units
+    discount_percent: float = 0
+
+
+class Deal(Frozen):
+    opportunity_id: str
+    account_id: str
+    lines: list[Line] = []
+    subscription_id: str | None = None  # the billing link written by quote-to-cash
+
+
+class Sub(Frozen):
+    id: str
+    customer_id: str
+    status: str
+    lines: list[Line] = []
+    mrr: int = 0
+    plan: str | None = None
+    renewal: date | None = None
+
+
+class Invoice(Frozen):
+    id: str
+    customer_id: str
+    subscription_id: str | None = None
+    status: str  # paid | open | void
+    total: int
+    lines: list[Line] = []
+
+
+class Payment(Frozen):
+    id: str
+    customer_id: str
+    amount: int
+    #: invoice ID → amount applied to it
+    applied: dict[str, int] = {}
+
+
+class Account(Frozen):
+    """A CRM account with what it says about billing."""
+
+    id: str
+    is_customer: bool = False
+    billing_customer_id: str | None = None
+    mrr: int | None = None
+    status: str | None = None
+    plan: str | None = None
+    renewal: date | None = None
+
+
+class Customer(Frozen):
+    id: str
+    crm_account_id: str | None = None
+    active: bool = True
+
+
+class Book(Frozen):
+    deals: list[Deal] = []
+    subscriptions: list[Sub] = []
+    invoices: list[Invoice] = []
+    payments: list[Payment] = []
+    accounts: list[Account] = []
+    customers: list[Customer] = []
+
+
+# --- the checks ----------------------------------------------------------------------------------
+
+REVOPS = "revops"
+FINANCE = "finance"
+LIVE = {"active", "in_trial", "future", "non_renewing", "past_due"}
+
+
+def _lines_key(lines: list[Line]) -> dict[str, tuple[int, int, float]]:
+    out: dict[str, tuple[int, int, float]] = {}
+    for ln in lines:
+        qty, price, disc = out.get(ln.product, (0, ln.unit_price, ln.discount_percent))
+        out[ln.product] = (qty + ln.quantity, price, disc)
+    return out
+
+
+def check(book: Book) -> list[Discrepancy]:
+    """Every discrepancy in the book, ordered by severity then ID (a stable report)."""
+    subs = {s.id: s for s in book.subscriptions}
+    found: list[Discrepancy] = []
+    found += _deals(book, subs)
+    found += _invoices(book, subs)
+    found += _payments(book)
+    found += _crm_fields(book)
+    found += _links(book)
+    order = {Severity.HIGH: 0, Severity.MEDIUM: 1, Severity.LOW: 2}
+    return sorted(found, key=lambda d: (order[d.severity], d.kind.value, d.id))
+
+
+def _deals(book: Book, subs: dict[str, Sub]) -> list[Discrepancy]:
+    found = []
+    for deal in book.deals:
+        opp = f"crm:opportunity:{deal.opportunity_id}"
+        sub = subs.get(deal.subscription_id or "")
+        if sub is None or sub.status not in LIVE:
+            found.append(
+                _d(
+                    Kind.DEAL_WITHOUT_SUBSCRIPTION,
+                    Severity.HIGH,
+                    [opp],
+                    {"subscription": deal.subscription_id or "none", "status": sub and sub.status},
+                    Fix(
+                        summary="run quote-to-cash for the deal",
+                        system="billing",
+                        approver_role=REVOPS,
+                    ),
+                )
+            )
+            continue
+        want, have = _lines_key(deal.lines), _lines_key(sub.lines)
+        for product in sorted(set(want) | set(have)):
+            if want.get(product) == have.get(product):
+                continue
+            found.append(
+                _d(
+                    Kind.SUBSCRIPTION_MISMATCH,
+                    Severity.HIGH,
+                    [opp, f"billing:subscription:{sub.id}"],
+                    {
+                        "product": product,
+                        "deal (qty, price, discount)": want.get(product, "absent"),
+                        "subscription (qty, price, discount)": have.get(product, "absent"),
+                    },
+                    Fix(
+                        summary=f"align {product} on the subscription with the deal",
+                        system="billing",
+                        approver_role=REVOPS,
+                    ),
+                    detail=product,
+                )
+            )
+    return found
+
+
+def _invoices(book: Book, subs: dict[str, Sub]) -> list[Discrepancy]:
+    found = []
+    for inv in book.invoices:
+        sub = subs.get(inv.subscription_id or "")
+        if sub is None:
+            continue
+        products = {ln.product for ln in sub.lines}
+        for ln in inv.lines:
+            if ln.product in products:
+                continue
+            found.append(
+                _d(
+                    Kind.INVOICE_LINE_UNMATCHED,
+                    Severity.HIGH,
+                    [f"billing:invoice:{inv.id}", f"billing:subscription:{sub.id}"],
+                    {"product": ln.product, "amount": ln.unit_price * ln.quantity},
+                    Fix(
+                        summary="credit or justify the line",
+                        system="billing",
+                        approver_role=FINANCE,
+                    ),
+                    detail=ln.product,
+                )
+            )
+    return found
+
+
+def _payments(book: Book) -> list[Discrepancy]:
+    found = []
+    applied_to: dict[str, int] = {}
+    for pay in book.payments:
+        for invoice_id, amount in pay.applied.items():
+            applied_to[invoice_id] = applied_to.get(invoice_id, 0) + amount
+        left = pay.amount - sum(pay.applied.values())
+        if left > 0:
+            found.append(
+                _d(
+                    Kind.UNAPPLIED_PAYMENT,
+                    Severity.HIGH,
+                    [f"billing:payment:{pay.id}"],
+                    {"amount": pay.amount, "unapplied": left},
+                    Fix(
+                        summary="apply it to an open invoice or refund it",
+                        system="billing",
+                        approver_role=FINANCE,
+                    ),
+                )
+            )
+    for inv in book.invoices:
+        if inv.status == "void":
+            continue
+        paid = applied_to.get(inv.id, 0)
+        rec = [f"billing:invoice:{inv.id}"]
+        ev = {"total": inv.total, "applied": paid, "status": inv.status}
+        if inv.status == "paid" and paid == 0 and inv.total > 0:
+            found.append(
+                _d(
+                    Kind.PAID_WITHOUT_PAYMENT,
+                    Severity.HIGH,
+                    rec,
+                    ev,
+                    Fix(
+                        summary="find the payment or reopen the invoice",
+                        system="billing",
+                        approver_role=FINANCE,
+                    ),
+                )
+            )
+        elif paid > inv.total:
+            found.append(
+                _d(
+                    Kind.OVERPAYMENT,
+                    Severity.HIGH,
+                    rec,
+                    ev,
+                    Fix(
+                        summary="refund or credit the excess",
+                        system="billing",
+                        approver_role=FINANCE,
+                    ),
+                )
+            )
+        elif inv.status == "paid" and 0 < paid < inv.total:
+            found.append(
+                _d(
+                    Kind.UNDERPAYMENT,
+                    Severity.HIGH,
+                    rec,
+                    ev,
+                    Fix(
+                        summary="collect the rest or write it off",
+                        system="billing",
+                        approver_role=FINANCE,
+                    ),
+                )
+            )
+    return found
+
+
+def _crm_fields(book: Book) -> list[Discrepancy]:
+    """What the golden record would write: a billing-owned CRM field that drifted is restored
+    (housekeeping: policy may allow it without a person)."""
+    found = []
+    live = {}
+    for sub in book.subscriptions:
+        if sub.status in LIVE:
+            live.setdefault(sub.customer_id, []).append(sub)
+    for acc in book.accounts:
+        subs = live.get(acc.billing_customer_id or "")
+        if not subs:
+            continue
+        truth = {
+            "mrr": sum(s.mrr for s in subs),
+            "status": subs[0].status if len(subs) == 1 else "active",
+            "plan": subs[0].plan if len(subs) == 1 else None,
+            "renewal": min((s.renewal for s in subs if s.renewal), default=None),
+        }
+        held = {"mrr": acc.mrr, "status": acc.status, "plan": acc.plan, "renewal": acc.renewal}
+        for name in ("mrr", "status", "plan", "renewal"):
+            if truth[name] is None or held[name] == truth[name]:
+                continue
+            found.append(
+                _d(
+                    Kind.CRM_FIELD_DRIFT,
+                    Severity.LOW,
+                    [f"crm:account:{acc.id}"],
+                    {"field": name, "crm": held[name], "billing": truth[name]},
+                    Fix(summary=f"restore {name} from billing", system="crm"),
+                    detail=name,
+                )
+            )
+    return found
+
+
+def _links(book: Book) -> list[Discrepancy]:
+    found = []
+    linked = {a.billing_customer_id for a in book.accounts if a.billing_customer_id}
+    for c in book.customers:
+        if c.active and not c.crm_account_id and c.id not in linked:
+            found.append(
+                _d(
+                    Kind.CUSTOMER_WITHOUT_ACCOUNT,
+                    Severity.MEDIUM,
+                    [f"billing:customer:{c.id}"],
+                    {"crm_account": "none"},
+                    Fix(
+                        summary="link it (revbridge link) or create the account",
+                        system="crm",
+                        approver_role=REVOPS,
+                    ),
+                )
+            )
+    customers = {c.id for c in book.customers}
+    for acc in book.accounts:
+        if acc.is_customer and (acc.billing_customer_id or "") not in customers:
+            found.append(
+                _d(
+                    Kind.ACCOUNT_WITHOUT_CUSTOMER,
+                    Severity.MEDIUM,
+                    [f"crm:account:{acc.id}"],
+                    {"billing_customer": acc.billing_customer_id or "none"},
+                    Fix(
+                        summary="link the billing customer or clear the customer flag",
+                        system="crm",
+                        approver_role=REVOPS,
+                    ),
+                )
+            )
+    return found
+
+
+# --- exceptions across runs: one per discrepancy, with its age -------------------------------
+
+
+class OpenException(Frozen):
+    discrepancy: Discrepancy
+    first_seen: date
+    last_seen: date
+
+    def age_days(self, today: date) -> int:
+        return (today - self.first_seen).days
+
+
+class Tracked(Frozen):
+    open: list[OpenException]
+    new: list[str]
+    resolved: list[str]
+
+
+def track(previous: list[OpenException], found: list[Discrepancy], today: date) -> Tracked:
+    """Today's findings against the open exceptions: one exception per stable ID (keeping its
+    first-seen day), new ones marked, those no longer found resolved (closed automatically)."""
+    before = {e.discrepancy.id: e for e in previous}
+    seen: dict[str, OpenException] = {}
+    for d in found:
+        if d.id in seen:
+            continue
+        old = before.get(d.id)
+        seen[d.id] = OpenException(
+            discrepancy=d, first_seen=old.first_seen if old else today, last_seen=today
+        )
+    return Tracked(
+        open=list(seen.values()),
+        new=[i for i in seen if i not in before],
+        resolved=sorted(i for i in before if i not in seen),
+    )
