@@ -514,3 +514,46 @@ def test_a_fresh_chargebee_site_is_reported_check_by_check_then_passes_once_conf
         site.configure_site(contract_terms=True, custom_field=dict(DEFAULT_CUSTOM_FIELDS[0]))
         code, lines, _ = doctor(monkeypatch, capsys, env)
         assert failed(lines) == [] and code == 0
+
+
+def test_a_hubspot_portal_missing_a_property_and_a_scope_is_reported_with_fixes(
+    client: Client,
+    ready: str,
+    sandbox_urls: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 16's other Done-means: a portal where the company property billing_customer_id was
+    never created (archived here through HubSpot's properties API) and the private app lacks
+    the tickets scope: one FAIL line with its fix each, through `revbridge doctor`."""
+    import httpx
+
+    from sandbox.hubspot import HubSpotEmulator
+    from sandbox.hubspot.emulator import DEFAULT_SCOPES
+    from tests.pairs import HS_SECRET
+
+    portal = HubSpotEmulator(
+        access_token=HS_TOKEN,
+        client_secret=HS_SECRET,
+        scopes=[s for s in DEFAULT_SCOPES if s != "tickets"],
+    )
+    with ServerThread({portal: 0}) as thread:
+        url = thread.urls["hubspot"]
+        httpx.delete(
+            f"{url}/crm/v3/properties/companies/billing_customer_id",
+            headers={"Authorization": f"Bearer {HS_TOKEN}"},
+            timeout=10,
+        ).raise_for_status()
+        urls = {**sandbox_urls, "hubspot": url, "recurly": "http://127.0.0.1:9"}
+        urls["zuora"] = "http://127.0.0.1:9"
+        code, lines, err = doctor(
+            monkeypatch, capsys, env_for(client, ready, "chargebee", "hubspot", urls)
+        )
+    assert code == 1 and err == ""
+    mine = [line for line in failed(lines) if line.startswith("FAIL  hubspot: ")]
+    assert [line.split(" — ")[0] for line in mine] == [
+        "FAIL  hubspot: scope:tickets",
+        "FAIL  hubspot: property:companies.billing_customer_id",
+    ]
+    assert all("(fix: " in line and line.endswith(")") for line in mine)
+    assert HS_TOKEN not in "\n".join(lines)
