@@ -10,7 +10,10 @@ continues as new with its book, and the run's history joins the replay gate
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from domain.containment import (
 from workflows.llm_budget import LlmBudgetWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
+ROOT = Path(__file__).parent.parent.parent
 DAY = "2099-01-01"  # a day that has not begun: the book stays open for the whole test
 CAPS = LlmBudgets(
     per_run=LlmBudget(max_calls=2, max_input_tokens=10_000, max_output_tokens=10_000),
@@ -155,4 +159,58 @@ async def test_the_book_survives_continue_as_new(client: Client) -> None:
         )
         if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1":
             (HISTORIES / "LlmBudgetWorkflow__continued_as_new.json").write_text(history.to_json())
+        await handle.terminate("test over")
+
+
+#: one worker process's share of the race: its own client and ledger, five runs reserving at once
+_PROCESS = """
+import asyncio, json, sys
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from activities.reasoning import TemporalLlmLedger
+from domain.containment import LlmBudget, LlmBudgets, LlmReservation
+
+async def main(target, namespace, queue, day, tag):
+    client = await Client.connect(target, namespace=namespace, data_converter=pydantic_data_converter)
+    caps = LlmBudgets(per_day=LlmBudget(max_calls=7, max_input_tokens=10**9, max_output_tokens=10**9))
+    ledger = TemporalLlmLedger(client, queue)
+    grants = await asyncio.gather(*(
+        ledger.reserve(day, LlmReservation(reservation_id=f"{tag}-{n}", run_key=f"{tag}-{n}",
+                                           input_tokens=10, output_tokens=10, caps=caps))
+        for n in range(5)))
+    print(json.dumps([g.granted for g in grants]))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_three_worker_processes_share_one_day_cap(client: Client) -> None:
+    """Three OS processes, five reservations each, a day cap of 7 calls: exactly 7 granted."""
+    own = await plain_client(client)
+    queue = f"llm-budget-proc-{uuid.uuid4().hex[:8]}"
+    target = client.service_client.config.target_host
+    async with Worker(own, task_queue=queue, workflows=[LlmBudgetWorkflow]):
+        procs = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-c",
+                _PROCESS,
+                target,
+                client.namespace,
+                queue,
+                DAY,
+                f"p{i}",
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for i in range(3)
+        ]
+        outs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), 60)
+        assert [p.returncode for p in procs] == [0, 0, 0], [e.decode()[-300:] for _, e in outs]
+        granted = [g for out, _ in outs for g in json.loads(out.decode().strip().splitlines()[-1])]
+        assert len(granted) == 15 and sum(granted) == 7
+        handle = own.get_workflow_handle(budget_workflow_id(queue, DAY))
+        summary = await handle.query(LlmBudgetWorkflow.usage, result_type=LlmBudgetSummary)
+        assert (summary.total.calls, summary.denied, summary.runs) == (7, 8, 7)
         await handle.terminate("test over")
