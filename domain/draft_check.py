@@ -1,0 +1,209 @@
+"""Containment for text a model drafts for a customer or a record (issue 22): checked against the
+facts it was given, never trusted.
+
+A drafted collection email, CSM outreach or support note may only state what RevBridge knows and
+policy has allowed. :func:`check_draft` returns every reason a draft must be discarded (the
+caller then sends the reviewed template and audits the refusal with these reasons):
+
+- every **amount**, **date**, **invoice number** and **percentage** in the text equals one of the
+  facts (a model that rounds, invents or shifts a figure is caught, not believed);
+- **no offer** (discount, credit, refund, waiver, free period, a deadline) unless policy approved
+  one for this draft;
+- **links** only from the allow-list (the billing platform's hosted payment page);
+- **no contact data** (email addresses, phone numbers) but the facts' own — PII redacted from the
+  prompt must not come back, and no other customer's;
+- **length** and **script** limits (a draft in an unexpected alphabet is not reviewed text).
+Pure: no I/O, deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from domain.models import Frozen
+
+
+class DraftCode(StrEnum):
+    AMOUNT = "amount_not_in_facts"
+    DATE = "date_not_in_facts"
+    INVOICE = "invoice_not_in_facts"
+    PERCENT = "percent_not_approved"
+    OFFER = "offer_not_approved"
+    LINK = "link_not_allowed"
+    CONTACT = "contact_not_in_facts"
+    LENGTH = "too_long"
+    SCRIPT = "unexpected_script"
+    EMPTY = "empty"
+
+
+class DraftFacts(Frozen):
+    """What the draft may say. Amounts in minor units of ``currency``."""
+
+    currency: str = "USD"
+    amounts: list[int] = []
+    dates: list[date] = []
+    invoice_numbers: list[str] = []
+    #: percentages policy approved for this draft (an approved 10 % courtesy credit)
+    percents: list[float] = []
+    #: offers policy approved (e.g. ["credit"]); empty: the draft may offer nothing
+    offers: list[str] = []
+    #: URL prefixes a link may start with (the hosted payment page)
+    links: list[str] = []
+    #: contact data the draft may repeat (the customer's own billing email)
+    contacts: list[str] = []
+    max_chars: int = 2_000
+    #: Unicode scripts letters may come from (by the first word of their Unicode name)
+    scripts: list[str] = ["LATIN"]
+
+
+class DraftRefusal(Frozen):
+    code: DraftCode
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.code.value}: {self.detail}"
+
+
+_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY"}
+_CODES = "USD|EUR|GBP|JPY|CAD|AUD|CHF"
+_NUM = r"\d{1,3}(?:[,\u00a0 ]\d{3})+(?:\.\d{1,2})?|\d+(?:\.\d{1,2})?"
+_AMOUNT = re.compile(
+    rf"(?P<sym>[$€£¥])\s?(?P<a>{_NUM})|(?P<b>{_NUM})\s?(?P<code>{_CODES})\b|"
+    rf"\b(?P<code2>{_CODES})\s?(?P<c>{_NUM})"
+)
+_PERCENT = re.compile(r"(?P<p>\d+(?:\.\d+)?)\s?(?:%|percent\b|per cent\b)", re.IGNORECASE)
+_ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+_MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december|"
+    "jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+)
+_WORD_DATE = re.compile(
+    rf"\b(?:(?P<d1>\d{{1,2}})(?:st|nd|rd|th)?\s+(?P<m1>{_MONTHS})\.?,?\s+(?P<y1>\d{{4}})|"
+    rf"(?P<m2>{_MONTHS})\.?\s+(?P<d2>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y2>\d{{4}}))\b",
+    re.IGNORECASE,
+)
+_NUMERIC_DATE = re.compile(r"\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b")
+_INVOICE = re.compile(
+    r"\b(?:invoice|inv)\s*(?:no\.?|number|#)?\s*[:#]?\s*(?P<n>[A-Za-z0-9][A-Za-z0-9_-]{2,})",
+    re.IGNORECASE,
+)
+_INVOICE_ID = re.compile(r"\b(?:in_[A-Za-z0-9]{6,}|INV-?\d{3,})\b")
+_URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\")\]]+", re.IGNORECASE)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{7,}\d(?![\w.])")
+_OFFERS = {
+    "discount": re.compile(r"\b(discount\w*|\d+\s?% off|coupon|promo)\b", re.IGNORECASE),
+    "credit": re.compile(
+        r"\b(credit(?:ed|s)? (?:to|on|of|back)|courtesy credit|account credit)\b", re.IGNORECASE
+    ),  # fmt: skip
+    "refund": re.compile(r"\brefund\w*\b", re.IGNORECASE),
+    "waiver": re.compile(r"\b(waiv\w+|forgiv\w+|write[- ]off|written off)\b", re.IGNORECASE),
+    "free": re.compile(
+        r"\b(free (?:month|period|trial|of charge)|no charge|complimentary)\b", re.IGNORECASE
+    ),  # fmt: skip
+    "deadline": re.compile(
+        r"\b(deadline|final notice|within \d+ (?:hours|days)|or (?:we|your account) will)\b",
+        re.IGNORECASE,
+    ),  # fmt: skip
+}
+
+
+def _minor(number: str) -> int:
+    clean = re.sub(r"[,\u00a0 ]", "", number)
+    whole, _, frac = clean.partition(".")
+    return int(whole) * 100 + int((frac + "00")[:2])
+
+
+def _month(name: str) -> int:
+    key = name.lower()[:3]
+    return [m[:3] for m in _MONTHS.split("|")[:12]].index(key) + 1
+
+
+def _dates(text: str) -> tuple[list[date], list[str]]:
+    found: list[date] = []
+    bad: list[str] = []
+    for m in _ISO_DATE.finditer(text):
+        try:
+            found.append(date(int(m[1]), int(m[2]), int(m[3])))
+        except ValueError:
+            bad.append(m[0])
+    for m in _WORD_DATE.finditer(text):
+        d, mon, y = (m["d1"], m["m1"], m["y1"]) if m["d1"] else (m["d2"], m["m2"], m["y2"])
+        try:
+            found.append(date(int(y), _month(mon), int(d)))
+        except ValueError:
+            bad.append(m[0])
+    # 03/04/2026 is March or April depending on the reader: never in a customer's text
+    bad += [m[0] for m in _NUMERIC_DATE.finditer(text)]
+    return found, bad
+
+
+def _scripts(text: str) -> set[str]:
+    out = set()
+    for ch in text:
+        if ch.isalpha():
+            out.add(unicodedata.name(ch, "UNKNOWN").split(" ")[0])
+    return out
+
+
+def check_draft(text: str, facts: DraftFacts) -> list[DraftRefusal]:
+    """Every reason to discard ``text`` (empty: it may go to review or out)."""
+    refusals: list[DraftRefusal] = []
+
+    def refuse(code: DraftCode, detail: Any) -> None:
+        refusals.append(DraftRefusal(code=code, detail=str(detail)[:120]))
+
+    if not text.strip():
+        return [DraftRefusal(code=DraftCode.EMPTY, detail="the draft is empty")]
+    if len(text) > facts.max_chars:
+        refuse(DraftCode.LENGTH, f"{len(text)} characters, at most {facts.max_chars}")
+    odd = _scripts(text) - set(facts.scripts)
+    if odd:
+        refuse(DraftCode.SCRIPT, ", ".join(sorted(odd)))
+    for m in _AMOUNT.finditer(text):
+        number = m["a"] or m["b"] or m["c"]
+        currency = _SYMBOLS.get(m["sym"] or "", m["code"] or m["code2"] or facts.currency)
+        if currency != facts.currency or _minor(number) not in facts.amounts:
+            refuse(DraftCode.AMOUNT, m[0].strip())
+    for m in _PERCENT.finditer(text):
+        if float(m["p"]) not in facts.percents:
+            refuse(DraftCode.PERCENT, m[0])
+    found, bad = _dates(text)
+    for d in found:
+        if d not in facts.dates:
+            refuse(DraftCode.DATE, d.isoformat())
+    for b in bad:
+        refuse(DraftCode.DATE, f"unreadable or ambiguous date {b!r}")
+    known = {n.lower() for n in facts.invoice_numbers}
+    for m in [*_INVOICE.finditer(text), *_INVOICE_ID.finditer(text)]:
+        number = (m.groupdict().get("n") or m[0]).rstrip(".,;:")
+        if number.lower() not in known and not number.isalpha():
+            refuse(DraftCode.INVOICE, number)
+    for name, pattern in _OFFERS.items():
+        if name not in facts.offers and (m := pattern.search(text)):
+            refuse(DraftCode.OFFER, f"{name} ({m[0]!r})")
+    for m in _URL.finditer(text):
+        url = m[0].rstrip(".,;:!?")
+        if not any(url.startswith(prefix) for prefix in facts.links):
+            refuse(DraftCode.LINK, url)
+    contacts = {c.lower() for c in facts.contacts}
+    for m in [*_EMAIL.finditer(text), *_PHONE.finditer(text)]:
+        value = m[0].strip()
+        if value.lower() not in contacts and not _is_date_or_amount(value):
+            refuse(DraftCode.CONTACT, "an email address or phone number not in the facts")
+    return refusals
+
+
+def _is_date_or_amount(value: str) -> bool:
+    """A phone-looking run that is really an ISO date or a grouped amount."""
+    if _ISO_DATE.fullmatch(value) or _NUMERIC_DATE.fullmatch(value):
+        return True
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+        return True
+    except ValueError:
+        return bool(re.fullmatch(r"\d{1,3}(?:[, ]\d{3})+(?:\.\d{1,2})?", value))
