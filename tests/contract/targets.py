@@ -109,6 +109,10 @@ BILLING: list[BillingSpec] = [
         read=("GET", r"/v1/invoices/.*"),
         credit_write=("POST", r"/v1/customers/.*/balance_transactions"),
         credits=_stripe_credits,
+        # Stripe's 429 carries no Retry-After (its limits are per second): the connector waits
+        # its own default (connectors/stripe.py DEFAULT_RETRY_AFTER_S)
+        rate_limit={"kind": "status", "status": 429},
+        rate_limit_retry_after=2.0,
     ),
     BillingSpec(
         "recurly",
