@@ -1,6 +1,7 @@
 """What a Chargebee call costs (issue 15): one keep-alive HTTP client per connector instead of a
 new client (and TCP connection) per request, and the invoice context in few calls — counted
-from the connections opened and from the emulator's request ledger."""
+from the connections opened and from the emulator's request ledger. Recurly's and Zuora's
+connectors are held to the same one-connection rule."""
 
 from __future__ import annotations
 
@@ -100,3 +101,39 @@ def test_the_invoice_context_costs_at_most_three_calls_and_two_without_payments(
     assert len(short) == 2, [r["path"] for r in short]
     assert lean.customer == ctx.customer and lean.invoice == ctx.invoice
     assert lean.recent_payments == []
+
+
+@pytest.mark.parametrize("vendor", ["recurly", "zuora"])
+def test_recurly_and_zuora_already_keep_one_connection(
+    vendor: str, connections: list[tuple[str, int]]
+) -> None:
+    """The other SDKs' usage has no such waste: Recurly's client holds one ``http.client``
+    connection (serialized by the connector's lock) and the Zuora connector one
+    ``httpx.Client``; 20 reads open one connection (Zuora: the token request shares it)."""
+    from connectors.recurly import RecurlyBilling
+    from connectors.zuora import ZuoraBilling
+    from domain.settings import RecurlySettings, ZuoraSettings
+    from sandbox.recurly import RecurlyEmulator
+    from sandbox.zuora import ZuoraEmulator
+
+    em = (
+        RecurlyEmulator(api_key="k", webhook_secrets=["s"])
+        if vendor == "recurly"
+        else ZuoraEmulator(client_id="id", client_secret="secret")
+    )
+    with em.lock:
+        em.rate_limit_per_minute = None
+    with ServerThread({em: 0}) as thread:
+        url = thread.urls[vendor]
+        connections.clear()
+        billing: Any = (
+            RecurlyBilling(RecurlySettings(api_key=SecretStr("k"), api_url=url), timeout_s=5)
+            if vendor == "recurly"
+            else ZuoraBilling(
+                ZuoraSettings(client_id="id", client_secret=SecretStr("secret"), api_url=url),
+                timeout_s=5,
+            )
+        )
+        for _ in range(CALLS):
+            billing.list_customers(limit=1)
+        assert len(connections) == 1, connections
