@@ -21,9 +21,11 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from domain import temporal as names
     from domain.approvals import (
+        IDENTITY_CHECK,
         QUERY,
         SIGNAL,
         UPDATE,
+        VERIFIED_APPROVER,
         ApprovalOutcome,
         ApprovalResult,
         ApprovalSignal,
@@ -36,6 +38,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.policy import PolicyDecision
 
+#: approvals checked against the verified identity of the person who sent them
+VERIFIED_APPROVERS = "verified-approvers"
 #: the separator between a refusal line and the details it sits on
 _REFUSED = "**Refused:** "
 _RULE = "\n\n---\n\n"
@@ -71,7 +75,7 @@ class ApprovalGate:
         if isinstance(signal, str):
             refused = RefusedApproval.bad_payload(data, signal)
         else:
-            reason = self._refusal(signal)
+            reason = self._identity_refusal(raw, signal, patch=True) or self._refusal(signal)
             if reason is None:
                 self._answers[signal.action_id] = signal
                 return
@@ -96,9 +100,35 @@ class ApprovalGate:
     def _validate_decide(self, raw: RawValue) -> None:
         # A refused update never reaches history (Temporal's design): the caller gets the reason.
         signal = read_approval(self._approval_payload(raw))
-        reason = signal if isinstance(signal, str) else self._refusal(signal)
+        reason = (
+            signal
+            if isinstance(signal, str)
+            else self._identity_refusal(raw, signal, patch=False) or self._refusal(signal)
+        )
         if reason is not None:
             raise ValueError(reason)
+
+    @staticmethod
+    def _identity_refusal(raw: RawValue, signal: ApprovalSignal, patch: bool) -> str | None:
+        """Where approver identities are verified (the codec has identity keys: infra/codec.py
+        marks every payload it decodes), the approver must be the person whose signed-in
+        identity the codec server stamped on this exact payload. The check reads metadata the
+        data converter set; no I/O, so replay sees what the run saw. ``patch``: runs recorded
+        before the check keep their history (never inside the update validator, which may not
+        record anything)."""
+        check = raw.payload.metadata.get(IDENTITY_CHECK)
+        if check is None or (patch and not workflow.patched(VERIFIED_APPROVERS)):
+            return None
+        claimed = signal.approver.strip().lower()
+        verified = raw.payload.metadata.get(VERIFIED_APPROVER, b"").decode(errors="replace")
+        if not verified:
+            return (
+                f"{claimed[:80] or '(no approver)'} is not a verified identity: approve in the "
+                "Web UI signed in, or revbridge approve with REVBRIDGE_ID_TOKEN"
+            )
+        if verified.lower() != claimed:
+            return f"signed in as {verified[:80]}, not {claimed[:80]}"
+        return None
 
     @staticmethod
     def _approval_payload(raw: RawValue) -> object:
