@@ -42,6 +42,12 @@ def company_tokens(name: str | None) -> list[str]:
     return [t for t in _NON_WORD.split(text) if t and t not in _LEGAL]
 
 
+def company_domain(email: str | None) -> str | None:
+    """The email's domain when it names an organisation (not a free-mail provider)."""
+    domain = email_domain(email)
+    return domain if domain and domain not in _FREE_MAIL else None
+
+
 def email_domain(email: str | None) -> str | None:
     if not email or "@" not in email:
         return None
