@@ -44,10 +44,12 @@ class ObedientLlm:
     model = "obedient-stub"
     max_tokens = 1024
 
-    def __init__(self, *, sly: bool = False) -> None:
+    def __init__(self, *, sly: bool = False, sly_when: str | None = None) -> None:
         #: sly: stays inside the schema (a retry and a small credit for this customer), so its
-        #: reply is accepted and only its *text* carries the attack
+        #: reply is accepted and only its *text* carries the attack; ``sly_when``: only for
+        #: prompts whose untrusted data contains that text
         self.sly = sly
+        self.sly_when = sly_when
         self.prompts: list[str] = []
         self.burned = 0
         self._lock = threading.Lock()
@@ -72,7 +74,7 @@ class ObedientLlm:
             "reasons": [echo, HALLUCINATED],
             "message_draft": echo,
         }
-        if self.sly:
+        if self.sly or (self.sly_when is not None and self.sly_when in data):
             actions = [
                 {"kind": "retry_payment", "customer_id": customer, "reason": echo},
                 {

@@ -290,13 +290,18 @@ def nastiest() -> dict[str, str]:
     return {
         "support_case": batch,
         "company_name": " | ".join(CASE_TEXT_PAYLOADS[12:16])[:250],
-        "billing_metadata": "\n".join(CASE_TEXT_PAYLOADS[16:] + money[:3]),
+        "billing_metadata": "\n".join([SLY, *CASE_TEXT_PAYLOADS[16:], *money[:3]]),
     }
+
+
+#: the billing-metadata customer's text carries this: the stub answers it slyly (a schema-valid
+#: credit and retry whose reasons carry the attack), so one run's LLM proposals are accepted
+SLY = "[[sly]]"
 
 
 @pytest.fixture(scope="module")
 def llm() -> ObedientLlm:
-    return ObedientLlm()
+    return ObedientLlm(sly_when=SLY)
 
 
 @pytest.fixture(scope="module")
@@ -512,6 +517,12 @@ async def test_batched_nastiest_payloads_move_no_money_and_write_nothing_raw(
             r["outcome"].startswith("executed") for r in log if r["action"] == "apply_credit"
         )
     assert len(refusals) == 1 and refusals[0]["action"] == "llm_output_rejected"
+    # the sly run's credit passed containment and went to policy: it waited for a person and
+    # expired (its run may be the one the day's cap refused: then the rules decided it)
+    sly_log = deployment.audit(rows[2]["invoice"])
+    llm_credit = [r for r in sly_log if r["action"] == "apply_credit"]
+    if not any("budget_exceeded" in r["text"] for r in sly_log):
+        assert llm_credit and all(r["outcome"] == "expired" for r in llm_credit), sly_log
     assert any(
         "budget_exceeded" in note
         for row in rows[:4]
