@@ -1,13 +1,17 @@
 """``revbridge pending | approve | reject | start``: people acting on workflows from a terminal.
 
 Approvals go through the workflow's ``decide`` update, so the answer is immediate: accepted, or
-refused with the reason (wrong approver, stale action ID, already decided). Starting work by hand
+refused with the reason (wrong approver, stale action ID, already decided, not a verified
+identity). Its update ID is derived from the action and the decision, so a retried command is one
+decision. Where approvers are verified, ``REVBRIDGE_ID_TOKEN`` (the person's ID token) and
+``REVBRIDGE_CODEC_URL`` send the update through the codec server, which stamps that identity. Starting work by hand
 is checked against ``policies/starters.cedar`` with the caller's identity first.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +34,7 @@ from domain.dunning import WORKFLOW_TYPE, DunningInput
 from domain.ids import dunning_workflow_id
 from domain.policy import Outcome, StartAction
 from domain.starts import start_options
+from infra.codec_server import ENV_CODEC_URL, ENV_ID_TOKEN, stamping_converter
 from infra.connection import client_connect_kwargs
 
 PENDING_QUERY = f"{names.APPROVAL_KEY.name} = 'pending' AND ExecutionStatus = 'Running'"
@@ -81,14 +86,25 @@ async def pending(as_json: bool) -> None:
         print(f"  revbridge approve {r['workflow_id']} --action {r['action_id']} --as <email>")
 
 
+def decision_update_id(action_id: str, decision: Decision) -> str:
+    """One update per (action, decision): a command retried (a timeout, a second run of the same
+    line) is the same update, which Temporal answers once — never a second decision."""
+    return f"decide:{action_id[:80]}:{decision.value}"
+
+
 async def decide(
     workflow_id: str, action_id: str, approver: str, decision: Decision, note: str
 ) -> None:
     client = await connect()
+    if os.environ.get(ENV_ID_TOKEN) and os.environ.get(ENV_CODEC_URL):
+        # where approvers are verified, the codec server stamps the signed-in identity
+        client = Client(**{**client.config(), "data_converter": stamping_converter(os.environ)})
     handle = client.get_workflow_handle(workflow_id)
     signal = ApprovalSignal(action_id=action_id, decision=decision, approver=approver, note=note)
     try:
-        answer = await handle.execute_update(UPDATE, signal, result_type=str)
+        answer = await handle.execute_update(
+            UPDATE, signal, id=decision_update_id(action_id, decision), result_type=str
+        )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause.message if exc.cause and hasattr(exc.cause, "message") else str(exc)
         raise CliError(f"refused: {cause}") from None

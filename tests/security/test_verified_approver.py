@@ -10,6 +10,7 @@ server's /encode, then the raw SignalWorkflowExecution call.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from infra.codec import (
     new_key_entry,
     parse_keys,
 )
-from infra.codec_server import CODEC_PATH, OidcVerifier, build_app
+from infra.codec_server import CODEC_PATH, ENV_CODEC_URL, ENV_ID_TOKEN, OidcVerifier, build_app
 from sandbox.framework import App, ServerThread
 from sandbox.identity import IdentityProvider
 from tests.pairs import Pair, pair_settings, pending_of, status_when
@@ -54,6 +55,7 @@ class Verified:
     pair: Pair
     issuer: str
     codec_app: object
+    identity_keys: str
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ async def verified(
         OidcVerifier(idp, AUDIENCE),
     )
     async with build_worker(client, pair.billing, pair.crm, task_queue=TASK_QUEUE):
-        yield Verified(client, pair, idp, app)
+        yield Verified(client, pair, idp, app, env[ENV_IDENTITY_KEYS])
 
 
 async def sign_in(idp: str, who: str) -> str:
@@ -223,6 +225,35 @@ async def test_the_signed_in_approver_approves(verified: Verified, uid: str) -> 
         await signal_raw(
             verified, handle, await encode_as_ui(verified, body(pending, "you@example.com"), token)
         )
+        status = await status_when(handle, lambda s: s.stage == "waiting for payment")
+        assert "apply_credit: needs_approval → executed (alice@example.com)" in status.actions
+        assert verified.pair.credits(ids["customer"]) == CREDIT
+    finally:
+        await handle.terminate("test done")
+
+
+async def test_the_cli_approves_as_the_signed_in_person_only(
+    verified: Verified,
+    uid: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.workflows.test_approvals import revbridge
+
+    monkeypatch.setenv("TEMPORAL_ADDRESS", verified.client.service_client.config.target_host)
+    monkeypatch.setenv(ENV_IDENTITY_KEYS, verified.identity_keys)
+    handle, ids = await start(verified.client, verified.pair, GLOBEX, uid)
+    try:
+        pending = await pending_of(handle)
+        command = ("approve", handle.id, "--action", pending.action_id, "--as", "alice@example.com")
+        # typed, not signed in: refused at once, one line
+        assert await asyncio.to_thread(revbridge, *command) == 2
+        assert "not a verified identity" in capsys.readouterr().err
+        # alice's ID token, through the codec server: her stamp, her decision
+        with ServerThread({App("codec", verified.codec_app): 0}) as codec:
+            monkeypatch.setenv(ENV_CODEC_URL, codec.urls["codec"])
+            monkeypatch.setenv(ENV_ID_TOKEN, await sign_in(verified.issuer, "alice@example.com"))
+            assert await asyncio.to_thread(revbridge, *command) == 0, capsys.readouterr().err
         status = await status_when(handle, lambda s: s.stage == "waiting for payment")
         assert "apply_credit: needs_approval → executed (alice@example.com)" in status.actions
         assert verified.pair.credits(ids["customer"]) == CREDIT
