@@ -46,6 +46,8 @@ from domain.models import (
     PaymentFailed,
 )
 from domain.preflight import Check, CheckStatus
+from domain.quote import STANDARD_PAYMENT_TERMS
+from domain.quote import net_term_days as quote_net_term_days
 from domain.records import (
     CustomerDraft,
     CustomerPage,
@@ -71,8 +73,10 @@ CRM_LINK_FIELD = "cf_crm_link"
 #: the documented maximum length of a comment's ``notes``; longer audit text is cut to it
 COMMENT_MAX_CHARS = 1000
 TRUNCATED_MARKER = " […truncated by RevBridge]"
-#: payment terms RevBridge's quotes use without an approval (domain/quote.STANDARD_PAYMENT_TERMS)
-STANDARD_NET_TERM_DAYS = (30,)
+#: payment terms RevBridge's quotes use without an approval (Net 30): the site must offer them
+STANDARD_NET_TERM_DAYS = tuple(
+    sorted(d for d in map(quote_net_term_days, STANDARD_PAYMENT_TERMS) if d is not None)
+)
 #: what to do about each site setting RevBridge needs (one line each; ``revbridge doctor``)
 FIX_CUSTOM_FIELD = (
     f"create the customer custom field {CRM_LINK_FIELD} (single-line text) in Settings > "
