@@ -152,6 +152,8 @@ _DEFAULT_RATES = {
 #: how long a write may take to show in Stripe's search (docs: "less than a minute" normally);
 #: the reads that must not miss a recent write list the customers created in this window too
 SEARCH_LAG_WINDOW_S = 600
+#: at most this many customer events are read for that window (10 pages; one in a quiet account)
+RECENT_EVENTS_MAX = 1000
 #: documented field limits RevBridge writes to
 COUPON_NAME_MAX = 40
 DESCRIPTION_MAX = 350  # customer balance transaction description
@@ -381,19 +383,26 @@ class StripeBilling:
 
     def _recent_customers(self) -> list[dict[str, Any]]:
         """The customers created, changed or deleted within the search lag window, as their
-        newest event shows them (``GET /v1/events`` is strongly consistent; one page of 100,
-        newest first): what a search may not reflect yet, new links set on old customers
-        included. Deleted ones are left out."""
+        newest event shows them (``GET /v1/events`` is strongly consistent; pages of 100,
+        newest first, at most :data:`RECENT_EVENTS_MAX` events): what a search may not reflect
+        yet, new links set on old customers included. Deleted ones are left out."""
         params = {
             "types": ["customer.created", "customer.updated", "customer.deleted"],
             "created": {"gte": int(time.time()) - SEARCH_LAG_WINDOW_S},
             "limit": 100,
         }
         newest: dict[str, dict[str, Any] | None] = {}
-        for evt in self._list(self._client.v1.events, params, "events"):
-            obj = (evt.get("data") or {}).get("object") or {}
-            if obj.get("id") and obj["id"] not in newest:
-                newest[obj["id"]] = None if evt.get("type") == "customer.deleted" else obj
+        try:
+            pages = self._client.v1.events.list(params).auto_paging_iter()  # type: ignore[arg-type]
+            for n, event in enumerate(pages):
+                if n >= RECENT_EVENTS_MAX:
+                    break  # a busy account: the newest ones are what search may miss
+                evt = event.to_dict()
+                obj = (evt.get("data") or {}).get("object") or {}
+                if obj.get("id") and obj["id"] not in newest:
+                    newest[obj["id"]] = None if evt.get("type") == "customer.deleted" else obj
+        except stripe.StripeError as exc:
+            raise classify(exc, "events") from None
         return [c for c in newest.values() if c is not None]
 
     def create_customer(self, draft: CustomerDraft) -> BillingCustomer:

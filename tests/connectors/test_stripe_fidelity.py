@@ -203,3 +203,19 @@ def test_a_note_on_a_full_object_makes_room_among_our_own_notes(
     # the same note again (a retried activity) changes nothing
     billing.add_note(NoteTarget.CUSTOMER, f"cus_{u}", "the 49th", idempotency_key=f"x-{u}")
     assert billing.client.v1.customers.retrieve(f"cus_{u}").to_dict()["metadata"] == metadata
+
+
+def test_a_recent_link_is_found_behind_a_page_of_newer_customer_events(
+    em: StripeEmulator, url: str, billing: StripeBilling
+) -> None:
+    u = uuid.uuid4().hex[:10]
+    httpx.post(
+        url + "/_sandbox/seed",
+        json={"customers": [{"id": f"cus_a{u}", "email": "a@x.example"}, {"id": f"cus_b{u}"}]},
+    )
+    em.set_search_lag(60)
+    billing.set_crm_link(f"cus_a{u}", "salesforce", f"001{u}", idempotency_key=f"link-{u}")
+    for n in range(105):  # a busy account: more than one page of newer customer events
+        billing.client.v1.customers.update(f"cus_b{u}", {"description": f"d{n}"})
+    found = billing.find_customer_by_crm("salesforce", f"001{u}")
+    assert found is not None and found.id == f"cus_a{u}"
