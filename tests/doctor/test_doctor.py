@@ -557,3 +557,41 @@ def test_a_hubspot_portal_missing_a_property_and_a_scope_is_reported_with_fixes(
     ]
     assert all("(fix: " in line and line.endswith(")") for line in mine)
     assert HS_TOKEN not in "\n".join(lines)
+
+
+def test_the_smtp_relay_is_checked_when_configured(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sandbox relay with STARTTLS and AUTH, as in production: OK with the right login, one
+    FAIL line with its fix (and the password masked) with a wrong one."""
+    from sandbox.mailbox import MailboxEmulator
+
+    relay = MailboxEmulator(username="revbridge", password="relay-password-1")
+    port = relay.start_smtp()
+    try:
+        env = env_for(client, ready, "recurly", "salesforce", vendors) | {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(port),
+            "SMTP_STARTTLS": "true",
+            "SMTP_CA_FILE": str(relay.cert_file),
+            "SMTP_USERNAME": "revbridge",
+            "SMTP_PASSWORD": "relay-password-1",
+        }
+        code, lines, _ = doctor(monkeypatch, capsys, env)
+        assert code == 0, lines
+        assert [line.split(" — ")[0] for line in lines if line.split()[1] == "smtp:"] == [
+            "OK    smtp: reachable",
+            "OK    smtp: starttls",
+            "OK    smtp: auth",
+        ]
+        code, lines, _ = doctor(monkeypatch, capsys, env | {"SMTP_PASSWORD": "wrong-password-2"})
+        assert code == 1
+        [line] = failed(lines)
+        assert line.startswith("FAIL  smtp: auth — ") and "(fix: " in line
+        assert "wrong-password-2" not in "\n".join(lines)
+    finally:
+        relay.stop_smtp()
