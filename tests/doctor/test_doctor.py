@@ -34,6 +34,7 @@ from harness.drivers import ZuoraDriver
 from sandbox.framework import ServerThread
 from sandbox.recurly import RecurlyEmulator
 from sandbox.recurly.emulator import DEFAULT_CUSTOM_FIELDS
+from sandbox.stripe import StripeEmulator
 from sandbox.zuora import ZuoraEmulator
 from tests.pairs import (
     CB_KEY,
@@ -43,6 +44,7 @@ from tests.pairs import (
     SF_ID,
     SF_SECRET,
     STRIPE_KEY,
+    STRIPE_SECRET,
     ZUORA_ID,
     ZUORA_SECRET,
 )
@@ -64,11 +66,19 @@ def vendors(sandbox_urls: dict[str, str]) -> Iterator[dict[str, str]]:
     )
     full = RecurlyEmulator(api_key=RECURLY_KEY, webhook_secrets=[RECURLY_SECRET])
     zuora = ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET)
-    with ServerThread({zuora: 0, full: 0, lacking: 0}) as thread:
+    # an account whose webhook endpoint posts to the webhook service (the doctor only reads: no
+    # event is ever sent to it); the session's Stripe sandbox keeps its own targets
+    stripe = StripeEmulator(
+        api_key=STRIPE_KEY,
+        webhook_secret=STRIPE_SECRET,
+        webhook_targets=["http://127.0.0.1:9/webhooks/stripe"],
+    )
+    with ServerThread({zuora: 0, full: 0, lacking: 0, stripe: 0}) as thread:
         url = {em: f"http://{thread.host}:{port}" for em, port in thread.ports.items()}
         ZuoraDriver(url[zuora], None).seed_catalog()
         yield {
             **sandbox_urls,
+            "stripe": url[stripe],
             "zuora": url[zuora],
             "recurly": url[full],
             "recurly-partial": url[lacking],
@@ -164,7 +174,13 @@ def failed(lines: list[str]) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("billing", "crm"), [("recurly", "salesforce"), ("zuora", "hubspot"), ("chargebee", "hubspot")]
+    ("billing", "crm"),
+    [
+        ("recurly", "salesforce"),
+        ("zuora", "hubspot"),
+        ("chargebee", "hubspot"),
+        ("stripe", "salesforce"),
+    ],
 )
 def test_a_ready_deployment_passes_every_check(
     client: Client,
@@ -189,7 +205,7 @@ def test_a_ready_deployment_passes_every_check(
     # every configured system has its lines: its own checks, or one SKIP saying it has none yet
     for system in (billing, crm, "smtp"):
         assert any(line.split()[1] == f"{system}:" for line in lines), (system, lines)
-    if billing in ("recurly", "zuora"):
+    if billing in ("recurly", "zuora", "stripe"):
         assert f"OK    {billing}: credentials" in {line.split(" — ")[0] for line in lines}
     if billing == "recurly":
         assert "OK    recurly: custom-field:account.crm_account_id — defined" in lines
