@@ -685,8 +685,15 @@ class ChargebeeBilling:
                 )
             return checks
         checks = [Check(system=system, name="credentials", status=CheckStatus.OK)]
-        checks += self._preflight_custom_field(bool(sample.list))
-        checks.append(self._preflight_contract_terms())
+        try:
+            checks += self._preflight_custom_field(bool(sample.list))
+        except ConnectorError as err:  # a probe failed for another reason: say so, go on
+            for name in (f"custom-field:{CRM_LINK_FIELD}", f"searchable:{CRM_LINK_FIELD}"):
+                checks.append(_not_checked(name, err))
+        try:
+            checks.append(self._preflight_contract_terms())
+        except ConnectorError as err:
+            checks.append(_not_checked("contract-terms", err))
         checks.append(_net_terms_check(set(net_term_days), site_net_terms))
         return checks
 
@@ -770,7 +777,9 @@ class ChargebeeBilling:
     def _preflight_contract_terms(self) -> Check:
         system, name = self.name, "contract-terms"
         plans = self._call(
-            lambda: self._cb.ItemPrice.list({"item_type": {"is": "plan"}, "limit": 1}),
+            lambda: self._cb.ItemPrice.list(
+                {"item_type": {"is": "plan"}, "status": {"is": "active"}, "limit": 1}
+            ),
             what="item prices",
         ).list
         if not plans:
@@ -1143,6 +1152,15 @@ def _float(value: Any) -> float | None:
 
 
 # --- quote-to-cash helpers -------------------------------------------------------------------------
+
+
+def _not_checked(name: str, err: ConnectorError) -> Check:
+    return Check(
+        system="chargebee",
+        name=name,
+        status=CheckStatus.SKIP,
+        detail=f"could not be checked ({err.code or err.kind.value})",
+    )
 
 
 def _net_terms_check(needed: set[int], site: Iterable[int] | None) -> Check:

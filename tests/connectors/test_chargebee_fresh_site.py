@@ -249,3 +249,17 @@ def test_the_test_site_rate_limit_is_on_by_default_and_can_be_turned_off() -> No
         body = blocked.json()
         assert body["api_error_code"] == "api_request_limit_exceeded"
         assert 1 <= int(blocked.headers["retry-after"]) <= 60
+
+
+def test_a_probe_that_fails_for_another_reason_is_reported_not_raised(
+    fresh: tuple[ChargebeeEmulator, str],
+) -> None:
+    _em, url = fresh
+    httpx.post(
+        url + "/_sandbox/faults",
+        json={"kind": "status", "status": 503, "path": r"/api/v2/item_prices.*", "times": 1},
+    ).raise_for_status()
+    checks = {c.name: c for c in _connector(url).preflight()}
+    assert checks["contract-terms"].status is CheckStatus.SKIP
+    assert "could not be checked" in checks["contract-terms"].detail
+    assert checks["custom-field:cf_crm_link"].status is CheckStatus.FAIL
