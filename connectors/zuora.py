@@ -1346,6 +1346,8 @@ class ZuoraBilling:
         ]
         for obj, fields in REQUIRED_CUSTOM_FIELDS.items():
             checks += self._custom_field_checks(obj, fields)
+        if s.collect_api_url or s.collect_username or s.collect_token:
+            checks.append(self._collect_check())
         for setting, plan in (
             ("ZUORA_DISCOUNT_PLAN", s.discount_plan),
             ("ZUORA_CREDIT_PLAN", s.credit_plan),
@@ -1371,6 +1373,43 @@ class ZuoraBilling:
                     )
                 )
         return checks
+
+    def _collect_check(self) -> Check:
+        """Zuora Collect's Configurable Payment Retry API (its own host and Basic auth): the
+        login works, asked about an invoice no tenant has (no cycle)."""
+        s = self._settings
+        name = "collect"
+        if not (s.collect_api_url and s.collect_username and s.collect_token):
+            return Check(
+                system=VENDOR,
+                name=name,
+                status=CheckStatus.FAIL,
+                detail="Zuora Collect is configured only in part",
+                fix="set all of ZUORA_COLLECT_API_URL, ZUORA_COLLECT_USERNAME, "
+                "ZUORA_COLLECT_TOKEN, or none",
+            )
+        try:
+            self._active_retry_cycle("rb-preflight-no-such-invoice")
+        except ConnectorError as exc:
+            refused = exc.code == "collect_refused"
+            return Check(
+                system=VENDOR,
+                name=name,
+                status=CheckStatus.FAIL,
+                detail=f"the Configurable Payment Retry API refused the login ({exc.status})"
+                if refused
+                else f"the Configurable Payment Retry API did not answer: {exc}"[:240],
+                fix="set ZUORA_COLLECT_USERNAME to the login email and ZUORA_COLLECT_TOKEN to "
+                "its CPR API token"
+                if refused
+                else "check ZUORA_COLLECT_API_URL (the Collections host) and the network",
+            )
+        return Check(
+            system=VENDOR,
+            name=name,
+            status=CheckStatus.OK,
+            detail=f"Configurable Payment Retry API at {s.collect_api_url} accepted the login",
+        )
 
     def _custom_field_checks(self, obj: str, fields: tuple[str, ...]) -> list[Check]:
         """``GET /v1/describe/{object}`` (XML): is each field among the object's fields?"""

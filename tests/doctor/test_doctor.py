@@ -611,3 +611,31 @@ def test_the_smtp_relay_is_checked_when_configured(
         assert "wrong-password-2" not in "\n".join(lines)
     finally:
         relay.stop_smtp()
+
+
+def test_zuora_collect_when_configured_is_checked_with_its_own_login(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The sandbox serves Collect's Configurable Payment Retry API beside the tenant's REST API,
+    with its own Basic login (the emulator's defaults)."""
+    env = env_for(client, ready, "zuora", "hubspot", vendors) | {
+        "ZUORA_COLLECT_API_URL": vendors["zuora"],
+        "ZUORA_COLLECT_USERNAME": "collections@revbridge.local",
+        "ZUORA_COLLECT_TOKEN": "test_cpr_token",
+    }
+    code, lines, _ = doctor(monkeypatch, capsys, env)
+    assert code == 0, lines
+    assert any(line.startswith("OK    zuora: collect — ") for line in lines), lines
+    code, lines, _ = doctor(monkeypatch, capsys, env | {"ZUORA_COLLECT_TOKEN": "not-the-token"})
+    assert code == 1
+    assert failed(lines) == [
+        "FAIL  zuora: collect — the Configurable Payment Retry API refused the login (401) "
+        "(fix: set ZUORA_COLLECT_USERNAME to the login email and ZUORA_COLLECT_TOKEN to its CPR "
+        "API token)"
+    ]
+    code, lines, _ = doctor(monkeypatch, capsys, env | {"ZUORA_COLLECT_TOKEN": ""})
+    assert [line.split(" — ")[0] for line in failed(lines)] == ["FAIL  zuora: collect"]
