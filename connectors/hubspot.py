@@ -47,7 +47,6 @@ import hashlib
 import html
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -597,7 +596,6 @@ class HubSpotCrm:
         created = self._call(
             api.create, model(properties=properties, associations=associations), what=kind[:-1]
         )
-        _wrote(self._settings.api_url)
         return str(created.id), True
 
     # --- read helpers (demo, tests) -----------------------------------------------------------------
@@ -650,45 +648,67 @@ class HubSpotCrm:
         ``{"id", "action", "outcome", "case_id", "account_id", "text"}`` (ids from the note's
         associations to its ticket and company).
 
-        Found with a ``CONTAINS_TOKEN`` search for the workflow ID on ``hs_note_body`` (each note's
-        text has a ``workflow: <id> (run <run>)`` line, the ID standing alone between spaces), then
-        filtered exactly on that line, since how HubSpot tokenizes ``:`` in a token is not
-        documented. Search lags writes by a few seconds, so this first waits until
-        :data:`INDEX_LAG_S` has passed since this process last wrote a note to the portal.
+        Search finds the workflow's notes the index holds: a ``CONTAINS_TOKEN`` search for the
+        workflow ID on ``hs_note_body`` (each note's text has a ``workflow: <id> (run <run>)``
+        line, the ID standing alone between spaces), filtered exactly on that line, since how
+        HubSpot tokenizes ``:`` in a token is not documented. The index lags writes by seconds,
+        so the notes found only point the way: every note on their companies and tickets is then
+        read through the associations and by ID (the CRM store, current), which brings in the
+        workflow's newest notes too. When search finds nothing yet, it is asked once more after
+        :data:`INDEX_LAG_S`. A read helper for the demo and tests, not a hot path.
         """
-        _settle(self._settings.api_url)
-        rows = []
-        for note in self.search_notes(html.escape(workflow_id)):
-            text = note_text(note.properties.get("hs_note_body"))
+        hits = self._workflow_notes(self.search_notes(html.escape(workflow_id)), workflow_id)
+        if not hits:
+            time.sleep(INDEX_LAG_S)
+            hits = self._workflow_notes(self.search_notes(html.escape(workflow_id)), workflow_id)
+        if not hits:
+            return []
+        ids = list(hits)
+        companies = self.associated("notes", ids, "companies")
+        tickets = self.associated("notes", ids, "tickets")
+        anchors = {("companies", c) for found in companies.values() for c in found}
+        anchors |= {("tickets", t) for found in tickets.values() for t in found}
+        on_anchors = {
+            n for anchor in sorted(anchors) for n in self._associated_ids(*anchor, "notes")
+        }
+        fresh = [n for n in on_anchors if n not in hits]
+        if fresh:
+            rows = self._batch_read(
+                self._note_batches, NoteBatchRead, fresh, _NOTE_PROPERTIES, "notes read"
+            )
+            hits.update(self._workflow_notes(rows, workflow_id))
+            ids = list(hits)
+            companies = self.associated("notes", ids, "companies")
+            tickets = self.associated("notes", ids, "tickets")
+        out = sorted(hits.values(), key=lambda r: (r.pop("_at"), r.pop("_n")))
+        for row in out:
+            row["account_id"] = next(iter(companies.get(row["id"], [])), None)
+            row["case_id"] = next(iter(tickets.get(row["id"], [])), None)
+        return out
+
+    @staticmethod
+    def _workflow_notes(notes: Iterable[Any], workflow_id: str) -> dict[str, dict[str, Any]]:
+        """Of these notes, those whose text names ``workflow_id`` on its workflow line."""
+        out: dict[str, dict[str, Any]] = {}
+        for note in notes:
+            props = note.properties or {}
+            text = note_text(props.get("hs_note_body"))
             lines = text.split("\n")
             if not any(
                 (m := _WORKFLOW_LINE.match(line)) and m["id"] == workflow_id for line in lines
             ):
                 continue
             head = _HEADLINE.match(lines[0]) if lines else None
-            rows.append(
-                (
-                    note.properties.get("hs_timestamp") or "",
-                    int(note.id) if str(note.id).isdigit() else 0,
-                    {
-                        "id": note.id,
-                        "action": head["action"] if head else None,
-                        "outcome": head["outcome"] if head else None,
-                        "case_id": None,
-                        "account_id": None,
-                        "text": text,
-                    },
-                )
-            )
-        rows.sort(key=lambda r: (r[0], r[1]))
-        out = [r[2] for r in rows]
-        if out:
-            ids = [row["id"] for row in out]
-            companies = self.associated("notes", ids, "companies")
-            tickets = self.associated("notes", ids, "tickets")
-            for row in out:
-                row["account_id"] = next(iter(companies.get(row["id"], [])), None)
-                row["case_id"] = next(iter(tickets.get(row["id"], [])), None)
+            out[str(note.id)] = {
+                "id": str(note.id),
+                "action": head["action"] if head else None,
+                "outcome": head["outcome"] if head else None,
+                "case_id": None,
+                "account_id": None,
+                "text": text,
+                "_at": props.get("hs_timestamp") or "",
+                "_n": int(note.id) if str(note.id).isdigit() else 0,
+            }
         return out
 
     # --- CrmSystem ------------------------------------------------------------------------------------
@@ -1195,25 +1215,6 @@ def _line(line_id: str, props: Mapping[str, str], products: Mapping[str, Mapping
 
 
 _DEFAULT_SEARCH_PACER = limits.Pacer(limits.search_limit(VENDOR), DEFAULT_SEARCH_RATE_PER_S)
-#: when this process last created an activity on each portal (api_url), for :func:`_settle`
-_last_write: dict[str | None, float] = {}
-_last_write_lock = threading.Lock()
-
-
-def _wrote(portal: str | None) -> None:
-    with _last_write_lock:
-        _last_write[portal] = time.monotonic()
-
-
-def _settle(portal: str | None) -> None:
-    """Wait until the search index has had :data:`INDEX_LAG_S` since this process's last
-    activity write to ``portal`` (the audit-log read helper searches; nothing else waits)."""
-    with _last_write_lock:
-        last = _last_write.get(portal)
-    if last is not None:
-        wait = last + INDEX_LAG_S - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
 
 
 def _property_check(otype: str, name: str, kind: str, unique: bool, found: Any) -> Check:

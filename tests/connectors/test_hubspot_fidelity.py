@@ -387,3 +387,23 @@ def test_search_is_paced_under_hubspots_limit_even_when_no_worker_configured_it(
         assert crm.search_notes("nothing-here") == []
     with hs.lock:
         assert all(r["status"] == 200 for r in hs.ledger if r["path"].endswith("/search"))
+
+
+def test_the_audit_log_reads_notes_the_search_index_does_not_show_yet(
+    crm: HubSpotCrm, hs: HubSpotEmulator
+) -> None:
+    """Search points to the workflow's company; its notes are then read by association and ID,
+    so a note written a moment ago (not indexed yet) is in the log too, without waiting."""
+    company, (ticket,) = seed(hs, [("Outage", "1")])
+    first = crm.write_audit(entry("rb-fid-log-1", company, None))
+    time.sleep(SEARCH_LAG_S + 0.1)
+    second = crm.write_audit(entry("rb-fid-log-2", company, ticket, action="close_dunning"))
+    crm.write_audit(entry("rb-fid-log-3", company, None, workflow_id="dunning:chargebee:INV-10"))
+    started = time.monotonic()
+    rows = crm.audit_log("dunning:chargebee:INV-9")
+    assert time.monotonic() - started < INDEX_LAG_S  # no wait: the first note was indexed
+    assert [(r["id"], r["action"]) for r in rows] == [
+        (first, "create_case"),
+        (second, "close_dunning"),
+    ]
+    assert (rows[1]["account_id"], rows[1]["case_id"]) == (company, ticket)
