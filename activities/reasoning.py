@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.errors import to_application_error
@@ -219,6 +219,12 @@ class ReasoningActivities:
             raise ApplicationError(
                 f"LLM budget ledger unavailable: {err.status.name} {err.message}"[:300],
                 type="llm_budget.unavailable",
+            ) from None
+        except WorkflowAlreadyStartedError:
+            # the day's book has closed (the attempt was scheduled more than an hour before it
+            # ran): the retry is scheduled on the new day and reserves there
+            raise ApplicationError(
+                f"LLM budget book for {day} is closed", type="llm_budget.closed"
             ) from None
         if not grant.granted:
             activity.logger.warning("LLM call not made: %s", grant.reason)

@@ -10,27 +10,37 @@ continues as new with its book, and the run's history joins the replay gate
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
-from activities.reasoning import TemporalLlmLedger, budget_workflow_id
+from activities.models import AssessFailureInput
+from activities.reasoning import ReasoningActivities, TemporalLlmLedger, budget_workflow_id
+from connectors.reasoner import LlmReasoner
 from domain.containment import (
     LlmBudget,
+    LlmBudgetInput,
     LlmBudgets,
     LlmBudgetSummary,
     LlmReservation,
     LlmSettlement,
     LlmUsage,
 )
+from tests.security.obedient import ObedientLlm
+from tests.security.test_prompt_injection import context_with
 from workflows.llm_budget import LlmBudgetWorkflow
 
 HISTORIES = Path(__file__).parent.parent / "histories"
@@ -115,11 +125,6 @@ async def test_the_book_survives_continue_as_new(client: Client) -> None:
     queue = f"llm-budget-can-{uuid.uuid4().hex[:8]}"
     wf_id = budget_workflow_id(queue, DAY)
     ledger = TemporalLlmLedger(own, queue)
-    from temporalio.client import WithStartWorkflowOperation
-    from temporalio.common import WorkflowIDConflictPolicy
-
-    from domain.containment import LlmBudgetInput
-
     async with Worker(own, task_queue=queue, workflows=[LlmBudgetWorkflow]):
         # start it with a small history limit (the ledger's own start would use the default)
         start = WithStartWorkflowOperation(
@@ -214,3 +219,38 @@ async def test_three_worker_processes_share_one_day_cap(client: Client) -> None:
         summary = await handle.query(LlmBudgetWorkflow.usage, result_type=LlmBudgetSummary)
         assert (summary.total.calls, summary.denied, summary.runs) == (7, 8, 7)
         await handle.terminate("test over")
+
+
+async def test_a_closed_day_is_never_reopened(client: Client) -> None:
+    """A book closes an hour after its day; a late reservation for that day gets a one-line
+    retryable error (the activity's retry reserves on the new day), never a fresh empty book."""
+    own = await plain_client(client)
+    queue = f"llm-budget-closed-{uuid.uuid4().hex[:8]}"
+    past = "2020-01-01"
+    async with Worker(own, task_queue=queue, workflows=[LlmBudgetWorkflow]):
+        ledger = TemporalLlmLedger(own, queue)
+        assert (await ledger.reserve(past, reservation("late", 0))).granted  # then it closes
+        await own.get_workflow_handle(budget_workflow_id(queue, past)).result()
+        llm = ObedientLlm()
+        acts = ReasoningActivities(LlmReasoner(llm), ledger=ledger)
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(
+            env.info,
+            workflow_id="dunning:x:late",
+            current_attempt_scheduled_time=datetime(2020, 1, 1, 12, tzinfo=UTC),
+        )
+        ctx, account, cases = context_with("hello", "support_case")
+        inp = AssessFailureInput(
+            context=ctx, account=account, now=datetime(2020, 1, 1, tzinfo=UTC), open_cases=cases
+        )
+        try:
+            await env.run(acts.assess_payment_failure, inp)
+        except ApplicationError as err:
+            assert (err.type, err.message) == (
+                "llm_budget.closed",
+                f"LLM budget book for {past} is closed",
+            )
+            assert not err.non_retryable
+        else:
+            raise AssertionError("a closed book granted a reservation")
+        assert llm.prompts == []
