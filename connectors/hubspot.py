@@ -61,6 +61,9 @@ from hubspot.crm.associations.v4 import (
     PublicFetchAssociationsBatchRequest,
 )
 from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
+from hubspot.crm.companies import BatchInputSimplePublicObjectBatchInput as CompanyBatchUpdate
+from hubspot.crm.companies import BatchReadInputSimplePublicObjectId as CompanyBatchRead
+from hubspot.crm.companies import SimplePublicObjectBatchInput as CompanyBatchInput
 from hubspot.crm.companies import SimplePublicObjectInput as CompanyUpdate
 from hubspot.crm.companies.exceptions import ApiException as CompaniesApiException
 from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId as ContactBatchRead
@@ -385,6 +388,7 @@ class HubSpotCrm:
         crm = self._client.crm
         self._companies = crm.companies.basic_api
         self._companies_search = crm.companies.search_api
+        self._company_batches = crm.companies.batch_api
         self._deals = crm.deals.basic_api
         self._deals_search = crm.deals.search_api
         self._line_item_batches = crm.line_items.batch_api
@@ -1044,19 +1048,75 @@ class HubSpotCrm:
         return _account(company)
 
     def write_churn_score(self, record: ChurnScoreRecord) -> None:
-        properties = {
-            "churn_risk": str(record.score),
-            "churn_level": record.level,
-            "churn_reasons": "\n".join(record.reasons)[:TEXT_MAX],
-            "churn_narrative": record.narrative[:TEXT_MAX],
-            "churn_scored_at": _epoch_ms(record.scored_at),
-        }
         self._call(
             self._companies.update,
             record.account_id,
-            CompanyUpdate(properties=properties),
+            CompanyUpdate(properties=_churn_properties(record)),
             what="company",
         )
+
+    def write_churn_scores(self, records: list[ChurnScoreRecord]) -> dict[str, str]:
+        """A page of scores in one batch update per 100 companies (the sweep's one write per
+        page). Each input carries its company ID as ``objectWriteTraceId``, so a company HubSpot
+        refuses (gone, or a bad value) is reported on its own in a 207 and the others are
+        written. Field sets: a retry is idempotent. Returns the companies that failed, with
+        HubSpot's error category."""
+        failed: dict[str, str] = {}
+        for start in range(0, len(records), _BATCH):
+            chunk = records[start : start + _BATCH]
+            body = CompanyBatchUpdate(
+                inputs=[
+                    CompanyBatchInput(
+                        id=r.account_id,
+                        object_write_trace_id=r.account_id,
+                        properties=_churn_properties(r),
+                    )
+                    for r in chunk
+                ]
+            )
+            result = self._call(self._company_batches.update, body, what="churn scores")
+            for error in getattr(result, "errors", None) or []:
+                context = error.context or {}
+                category = str(error.category or "UNKNOWN")
+                for account in [*context.get("objectWriteTraceId", []), *context.get("ids", [])]:
+                    failed[str(account)] = category
+        return failed
+
+    def find_accounts_with_cases(
+        self, billing: str, customer_ids: list[str], limit: int = 5
+    ) -> dict[str, tuple[CrmAccount, list[CaseSummary]]]:
+        """A page of customers at once (the churn sweep), keyed by billing customer ID; customers
+        with no company are absent. Per 100 customers: one batch read of companies by their
+        unique ``billing_customer_id``, one v4 batch read of their tickets, and one batch read
+        per 100 of those tickets — three requests where one customer at a time took two."""
+        out: dict[str, tuple[CrmAccount, list[CaseSummary]]] = {}
+        ids = list(dict.fromkeys(customer_ids))
+        for start in range(0, len(ids), _BATCH):
+            body = CompanyBatchRead(
+                inputs=[{"id": c} for c in ids[start : start + _BATCH]],
+                properties=_COMPANY_PROPERTIES,
+                id_property="billing_customer_id",
+            )
+            page = self._call(self._company_batches.read, body, what="companies")
+            companies = [
+                c
+                for c in page.results or []
+                if (c.properties or {}).get("billing_platform") == billing
+                and (c.properties or {}).get("billing_customer_id")
+            ]
+            if not companies:
+                continue
+            tickets_of = self.associated("companies", [str(c.id) for c in companies], "tickets")
+            every = [t for found in tickets_of.values() for t in found]
+            cases: dict[str, CaseSummary] = {
+                c.id: c for c in (self._cases(every, len(every)) if every else [])
+            }
+            for company in companies:
+                mine = [cases[t] for t in tickets_of.get(str(company.id), []) if t in cases]
+                mine.sort(key=lambda c: (c.opened_at, len(c.id), c.id), reverse=True)
+                account = _account(company)
+                out[account.billing_customer_id or ""] = (account, mine[:limit])
+        return out
 
     # --- preflight (revbridge doctor) -----------------------------------------------------------------
 
@@ -1215,6 +1275,16 @@ def _line(line_id: str, props: Mapping[str, str], products: Mapping[str, Mapping
 
 
 _DEFAULT_SEARCH_PACER = limits.Pacer(limits.search_limit(VENDOR), DEFAULT_SEARCH_RATE_PER_S)
+
+
+def _churn_properties(record: ChurnScoreRecord) -> dict[str, str]:
+    return {
+        "churn_risk": str(record.score),
+        "churn_level": record.level,
+        "churn_reasons": fit_text("\n".join(record.reasons)),
+        "churn_narrative": fit_text(record.narrative),
+        "churn_scored_at": _epoch_ms(record.scored_at),
+    }
 
 
 def _property_check(otype: str, name: str, kind: str, unique: bool, found: Any) -> Check:

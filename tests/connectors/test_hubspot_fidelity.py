@@ -35,6 +35,7 @@ from connectors.hubspot import (
 from domain.audit import AuditEntry
 from domain.models import CaseDraft, CasePriority, TaskDraft
 from domain.preflight import CheckStatus
+from domain.records import ChurnScoreRecord
 from domain.settings import HubSpotSettings
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
@@ -407,3 +408,77 @@ def test_the_audit_log_reads_notes_the_search_index_does_not_show_yet(
         (second, "close_dunning"),
     ]
     assert (rows[1]["account_id"], rows[1]["case_id"]) == (company, ticket)
+
+
+# --- the churn sweep: a page of customers at once -------------------------------------------------
+
+
+def test_a_page_of_accounts_with_their_open_cases_is_three_requests(
+    crm: HubSpotCrm, hs: HubSpotEmulator, url: str
+) -> None:
+    def company(ref: str, customer: str, billing: str) -> dict[str, Any]:
+        return {
+            "ref": ref,
+            "properties": {
+                "name": ref,
+                "billing_customer_id": customer,
+                "billing_platform": billing,
+            },
+        }
+
+    link = {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 339}
+    out = hs.seed(
+        {
+            "objects": {
+                "companies": [
+                    company("a", "cus_a", "chargebee"),
+                    company("b", "cus_b", "chargebee"),
+                    company("s", "cus_s", "stripe"),
+                ],
+                "tickets": [
+                    {"ref": "t1", "properties": {"subject": "Open", "hs_pipeline_stage": "1"}},
+                    {"ref": "t2", "properties": {"subject": "Closed", "hs_pipeline_stage": "4"}},
+                    {"ref": "t3", "properties": {"subject": "Newer", "hs_pipeline_stage": "2"}},
+                ],
+            },
+            "associations": [{"from": t, "to": "a", "types": [link]} for t in ("t1", "t2", "t3")],
+        }
+    )
+    refs = {k: v["id"] for k, v in out["refs"].items()}
+    clear_ledger(url)
+    page = crm.find_accounts_with_cases("chargebee", ["cus_a", "cus_b", "cus_s", "cus_none"])
+    assert set(page) == {"cus_a", "cus_b"}  # other billing platform, or no company: absent
+    account, cases = page["cus_a"]
+    assert account.id == refs["a"] and [c.subject for c in cases] == ["Newer", "Open"]
+    assert page["cus_b"][1] == []
+    assert [(m, p) for m, p, _ in calls(hs)] == [
+        ("POST", "/crm/v3/objects/companies/batch/read"),
+        ("POST", "/crm/v4/associations/companies/tickets/batch/read"),
+        ("POST", f"{TICKETS}/batch/read"),
+    ]
+
+
+def test_a_page_of_churn_scores_is_one_request_and_a_missing_company_is_reported(
+    crm: HubSpotCrm, hs: HubSpotEmulator, url: str, raw: hubspot.HubSpot
+) -> None:
+    company, _ = seed(hs)
+    at = datetime(2025, 3, 1, tzinfo=UTC)
+    records = [
+        ChurnScoreRecord(
+            account_id=company,
+            score=72,
+            level="high",
+            reasons=["3 failures"],
+            narrative="n" * 70_000,
+            scored_at=at,
+        ),  # fmt: skip
+        ChurnScoreRecord(account_id="999999", score=10, level="low", scored_at=at),
+    ]
+    clear_ledger(url)
+    assert crm.write_churn_scores(records) == {"999999": "OBJECT_NOT_FOUND"}
+    assert [(m, p) for m, p, _ in calls(hs)] == [("POST", "/crm/v3/objects/companies/batch/update")]
+    written = raw.crm.companies.basic_api.get_by_id(
+        company, properties=["churn_risk", "churn_level", "churn_narrative"]
+    ).properties
+    assert (written["churn_risk"], written["churn_level"]) == ("72", "high")
+    assert len(written["churn_narrative"]) == TEXT_MAX  # cut to HubSpot's limit, with a marker
