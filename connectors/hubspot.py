@@ -833,7 +833,12 @@ class HubSpotCrm:
             )
         return CaseRef(id=ticket.id, number=ticket.id, created=created)
 
-    def upsert_task(self, draft: TaskDraft) -> str:
+    def upsert_task(self, draft: TaskDraft, audit: AuditEntry | None = None) -> str:
+        """The task once per ``draft.key`` (looked up through its company), then — with
+        ``audit`` — its audit note. HubSpot has no request that creates two object types, so
+        this is two creates; but a task this call created cannot have an audit note from an
+        earlier attempt (that attempt never got past the task), so the note's look-up is
+        skipped then."""
         properties = {
             "hs_task_subject": draft.subject,
             "hs_task_body": note_html(draft.description),
@@ -845,7 +850,11 @@ class HubSpotCrm:
             properties["hubspot_owner_id"] = draft.owner_id  # the company owner
         associations = [_assoc(draft.account_id, TASK_TO_COMPANY)] if draft.account_id else []
         anchor = ("companies", draft.account_id) if draft.account_id else None
-        task_id, _ = self._engagement_once("tasks", draft.key, properties, associations, anchor)
+        task_id, created = self._engagement_once(
+            "tasks", draft.key, properties, associations, anchor
+        )
+        if audit is not None:
+            self._write_audit(audit, anchor_is_new=created)
         return task_id
 
     def write_audit(self, entry: AuditEntry) -> str:

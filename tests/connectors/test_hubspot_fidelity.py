@@ -482,3 +482,20 @@ def test_a_page_of_churn_scores_is_one_request_and_a_missing_company_is_reported
     ).properties
     assert (written["churn_risk"], written["churn_level"]) == ("72", "high")
     assert len(written["churn_narrative"]) == TEXT_MAX  # cut to HubSpot's limit, with a marker
+
+
+def test_a_task_with_its_audit_note_skips_the_notes_look_up_when_the_task_is_new(
+    crm: HubSpotCrm, hs: HubSpotEmulator, url: str
+) -> None:
+    company, _ = seed(hs)
+    task = TaskDraft(key="rb-fid-task-audit", account_id=company, subject="Call", description="d")
+    audit = entry("rb-fid-task-audit-entry", company, None, action="create_task")
+    clear_ledger(url)
+    task_id = crm.upsert_task(task, audit)
+    assert calls(hs) == [
+        ("GET", f"/crm/v4/objects/companies/{company}/associations/tasks", 200),
+        ("POST", "/crm/v3/objects/tasks", 201),
+        ("POST", NOTES, 201),
+    ]
+    assert crm.upsert_task(task, audit) == task_id  # a repeat: both found, nothing new
+    assert len(notes_with(hs, audit.key)) == 1
