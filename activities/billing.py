@@ -3,6 +3,8 @@ catch-up's two steps: what billing says happened since a watermark, and the runs
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from datetime import timedelta
 
 from temporalio import activity
@@ -13,15 +15,19 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import vendor_errors
 from activities.models import (
+    SIGNAL_RISK_CONTEXT,
     AddBillingNoteInput,
     ApplyCreditInput,
     CancelSubscriptionInput,
     GetInvoiceContextInput,
     RetryPaymentInput,
+    SignalChurnInput,
+    SignalChurnResult,
     WriteResult,
 )
 from activities.writes import writes
 from connectors.base import BillingPlatform, ConnectorError, ErrorKind
+from domain import churn
 from domain import temporal as names
 from domain.dunning import (
     WORKFLOW_TYPE,
@@ -31,11 +37,43 @@ from domain.dunning import (
     CatchUpRunsInput,
     DunningInput,
 )
-from domain.ids import dunning_workflow_id
+from domain.ids import churn_workflow_id, dunning_workflow_id
 from domain.models import InvoiceContext, PaymentAttempt
 from domain.starts import start_options
 
 RPC_TIMEOUT = timedelta(seconds=10)
+
+
+class Contacts:
+    """The billing contact's address of recently read invoices, in this process's memory only.
+
+    Addresses are PII and never enter workflow history, so ``send_email`` used to read the whole
+    invoice context again for one address. The context activity remembers it here instead; the
+    email activity takes it from here, and reads billing again only on a miss (another worker
+    process read the context, or this one restarted)."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._by_invoice: OrderedDict[str, str | None] = OrderedDict()
+
+    def remember(self, invoice_id: str, email: str | None) -> None:
+        with self._lock:
+            self._by_invoice[invoice_id] = email
+            self._by_invoice.move_to_end(invoice_id)
+            while len(self._by_invoice) > self._size:
+                self._by_invoice.popitem(last=False)
+
+    def get(self, invoice_id: str) -> tuple[bool, str | None]:
+        """(known, address): ``known`` False means this process has not read the invoice."""
+        with self._lock:
+            if invoice_id not in self._by_invoice:
+                return False, None
+            return True, self._by_invoice[invoice_id]
+
+
+#: one per worker process, shared by the billing and messaging activities
+CONTACTS = Contacts()
 
 
 class BillingActivities:
@@ -46,7 +84,9 @@ class BillingActivities:
     @vendor_errors
     def get_invoice_context(self, input: GetInvoiceContextInput) -> InvoiceContext:
         ctx = self.billing.get_invoice_context(input.invoice_id)
-        # the contact's address is PII: it stays out of history (the email activity looks it up)
+        # the contact's address is PII: it stays out of history; the email activity finds it in
+        # this process's memory (CONTACTS) instead of reading the context again
+        CONTACTS.remember(input.invoice_id, ctx.customer.email)
         customer = ctx.customer.model_copy(update={"email": None})
         return ctx.model_copy(update={"customer": customer})
 
@@ -63,6 +103,12 @@ class BillingActivities:
     @activity.defn(name="add_billing_note")
     @vendor_errors
     def add_billing_note(self, input: AddBillingNoteInput) -> WriteResult:
+        """The entry's note, after any earlier entries that ride with it (``more``), each
+        idempotent by its own key. Returns the ID of ``entry``'s note."""
+        for earlier in input.more:
+            self.billing.add_note(
+                input.target, input.target_id, earlier.as_text(), idempotency_key=earlier.key
+            )
         note_id = self.billing.add_note(
             input.target, input.target_id, input.entry.as_text(), idempotency_key=input.entry.key
         )
@@ -177,6 +223,52 @@ class BillingActivities:
 
     def catch_up_methods(self) -> list:  # noqa: ANN201 - activity callables
         return [self.dunning_billing_changes, self.dunning_catch_up_runs]
+
+    # --- dunning hands the failure to churn (one Temporal call per webhook) -------------------
+
+    @activity.defn(name="dunning_signal_churn")
+    async def dunning_signal_churn(self, input: SignalChurnInput) -> SignalChurnResult:
+        """Signal-with-start the customer's churn intervention with the failures a dunning run
+        saw and what it read (the webhook service used to make this second Temporal call and the
+        intervention re-read the CRM). The start policies are the webhook's (``domain.starts``:
+        a running intervention is joined, a finished one never restarted); the intervention
+        dedups each failure by event ID, so a retried attempt changes nothing. Temporal calls
+        only: the dunning run makes it as a local activity."""
+        client: Client = activity.client()
+        info = activity.info()
+        wf_id = churn_workflow_id(input.billing, input.customer_id)
+        first, *rest = input.risks
+        try:
+            handle = await client.start_workflow(
+                churn.WORKFLOW_TYPE,
+                churn.ChurnInput(billing=input.billing, customer_id=input.customer_id),
+                id=wf_id,
+                task_queue=info.task_queue,
+                start_signal=SIGNAL_RISK_CONTEXT,
+                start_signal_args=[first],
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(names.USE_CASE_KEY, names.UseCase.CHURN_INTERVENTION),
+                        SearchAttributePair(names.CUSTOMER_KEY, input.customer_id),
+                        SearchAttributePair(names.APPROVAL_KEY, "none"),
+                    ]
+                ),
+                static_summary=(
+                    f"Churn intervention for customer {input.customer_id} ({input.billing})"
+                ),
+                rpc_timeout=RPC_TIMEOUT,
+                **start_options(churn.WORKFLOW_TYPE),
+            )
+        except WorkflowAlreadyStartedError:
+            return SignalChurnResult(workflow_id=wf_id, status="closed")
+        for risk in rest:  # several failures at once (rare): one signal each, deduped there
+            try:
+                await handle.signal(SIGNAL_RISK_CONTEXT, risk, rpc_timeout=RPC_TIMEOUT)
+            except RPCError as err:
+                if err.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                return SignalChurnResult(workflow_id=wf_id, status="closed")
+        return SignalChurnResult(workflow_id=wf_id, status="accepted")
 
 
 async def _is_running(client: Client, workflow_id: str) -> bool:

@@ -31,7 +31,7 @@ from domain import churn
 from domain.audit import AuditEntry, parameters_hash
 from domain.churn import ChurnConfig, ChurnInput, ChurnScore, ChurnSignals
 from domain.ids import churn_workflow_id, idempotency_key
-from domain.models import CrmAccount, Frozen
+from domain.models import CaseSummary, CrmAccount, Frozen
 from domain.records import ChurnScoreRecord
 from domain.starts import start_options
 from domain.temporal import SIGNAL_RISK
@@ -53,6 +53,11 @@ class ScoreCustomerInput(Frozen):
     now: datetime
     #: the MRR a previous score of this intervention saw (None: estimate from the invoices)
     baseline_mrr: int | None = None
+    #: the CRM account and open cases a dunning run read moments before (``has_crm``): the
+    #: score uses them instead of reading the CRM again
+    has_crm: bool = False
+    account: CrmAccount | None = None
+    open_cases: list[CaseSummary] = []
 
 
 class CustomerScore(Frozen):
@@ -142,13 +147,21 @@ class ChurnActivities:
         ]
 
     def score_now(
-        self, customer_id: str, now: datetime, baseline_mrr: int | None = None
+        self,
+        customer_id: str,
+        now: datetime,
+        baseline_mrr: int | None = None,
+        crm: tuple[CrmAccount | None, list[CaseSummary]] | None = None,
     ) -> CustomerScore:
-        """Score one customer from live data (the activity, and ``revbridge churn score``)."""
+        """Score one customer from live data (the activity, and ``revbridge churn score``);
+        ``crm``: the account and open cases already read (a dunning run's handoff)."""
         config = load_config(self.config_path)
         snapshot = self.billing.customer_snapshot(customer_id)
-        account = self.crm.find_account(self.billing.name, customer_id)
-        cases = self.crm.open_cases(account.id) if account else []
+        if crm is not None:
+            account, cases = crm
+        else:
+            account = self.crm.find_account(self.billing.name, customer_id)
+            cases = self.crm.open_cases(account.id) if account else []
         signals = churn.signals_from(snapshot, account, cases, now, baseline_mrr)
         sub = churn.main_subscription(snapshot)
         return CustomerScore(
@@ -164,7 +177,8 @@ class ChurnActivities:
     @activity.defn(name="churn_score_customer")
     @vendor_errors
     def churn_score_customer(self, input: ScoreCustomerInput) -> CustomerScore:
-        return self.score_now(input.customer_id, input.now, input.baseline_mrr)
+        crm = (input.account, input.open_cases) if input.has_crm else None
+        return self.score_now(input.customer_id, input.now, input.baseline_mrr, crm)
 
     @writes
     @activity.defn(name="churn_write_score")

@@ -1,6 +1,14 @@
-"""Activities against the configured CRM (vendor-neutral names)."""
+"""Activities against the configured CRM (vendor-neutral names).
+
+The dunning hot path reads the account with its open cases in one request
+(``find_account_with_cases``) and writes the case with its audit entry in one request
+(``upsert_case(draft, audit)``) where the connector offers them; a connector that does not yet
+falls back to the separate calls, with the same results and keys.
+"""
 
 from __future__ import annotations
+
+import inspect
 
 from temporalio import activity
 
@@ -21,10 +29,16 @@ from domain.models import CaseRef
 class CrmActivities:
     def __init__(self, crm: CrmSystem) -> None:
         self.crm = crm
+        #: the connector's one-request forms, where it has them (else None / False)
+        self._with_cases = getattr(crm, "find_account_with_cases", None)
+        self._case_with_audit = _accepts(crm, "upsert_case", "audit")
 
     @activity.defn(name="find_crm_account")
     @vendor_errors
     def find_crm_account(self, input: FindAccountInput) -> FindAccountResult:
+        if self._with_cases is not None:
+            account, cases = self._with_cases(input.billing, input.customer_id)
+            return FindAccountResult(account=account, open_cases=cases)
         account = self.crm.find_account(input.billing, input.customer_id)
         cases = self.crm.open_cases(account.id) if account else []
         return FindAccountResult(account=account, open_cases=cases)
@@ -33,7 +47,15 @@ class CrmActivities:
     @activity.defn(name="upsert_crm_case")
     @vendor_errors
     def upsert_crm_case(self, input: UpsertCaseInput) -> CaseRef:
-        return self.crm.upsert_case(input.draft)
+        """The case and, with ``input.audit``, its audit entry (one request where the CRM has
+        a composite API; else the case, then the entry on it — both idempotent by key)."""
+        if input.audit is None:
+            return self.crm.upsert_case(input.draft)
+        if self._case_with_audit:
+            return self.crm.upsert_case(input.draft, audit=input.audit)  # type: ignore[call-arg]
+        case = self.crm.upsert_case(input.draft)
+        self.crm.write_audit(input.audit.model_copy(update={"case_id": case.id}))
+        return case
 
     @writes
     @activity.defn(name="write_crm_audit")
@@ -46,3 +68,14 @@ class CrmActivities:
     @vendor_errors
     def upsert_crm_task(self, input: UpsertTaskInput) -> WriteResult:
         return WriteResult(id=self.crm.upsert_task(input.draft))
+
+
+def _accepts(obj: object, method: str, parameter: str) -> bool:
+    """Whether ``obj.method`` takes ``parameter`` (a connector not yet on the newer signature)."""
+    fn = getattr(obj, method, None)
+    if fn is None:
+        return False
+    try:
+        return parameter in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False

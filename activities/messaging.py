@@ -2,14 +2,18 @@
 
 Drafts are deterministic templates for either reasoner: the LLM may classify and propose, but the
 words a customer reads are reviewed text (containment: nothing a model writes reaches a customer
-unreviewed). Sending looks the billing contact up itself, so addresses never enter history; the
-idempotency key becomes the Message-ID (see connectors/email.py).
+unreviewed); the dunning workflow runs the draft as a local activity. Sending takes the billing
+contact from what this process read with the run's invoice context (``activities.billing
+.CONTACTS``), so addresses never enter history and the context is not read again; only a process
+that did not read it asks billing. The idempotency key becomes the Message-ID (see
+connectors/email.py).
 """
 
 from __future__ import annotations
 
 from temporalio import activity
 
+from activities.billing import CONTACTS
 from activities.errors import vendor_errors
 from activities.models import DraftReminderInput, SendEmailInput, SendEmailResult
 from activities.writes import writes
@@ -44,7 +48,10 @@ class MessagingActivities:
     def send_email(self, input: SendEmailInput) -> SendEmailResult:
         if self.mailer is None:
             return SendEmailResult(sent=False, reason="no mail relay configured")
-        to = self.billing.get_invoice_context(input.invoice_id, payments=1).customer.email
+        known, to = CONTACTS.get(input.invoice_id)
+        if not known:
+            to = self.billing.get_invoice_context(input.invoice_id, payments=1).customer.email
+            CONTACTS.remember(input.invoice_id, to)
         if not to:
             return SendEmailResult(sent=False, reason="the billing contact has no email address")
         message_id = self.mailer.send(

@@ -13,6 +13,7 @@ from domain.models import (
     Frozen,
     InvoiceContext,
     NoteTarget,
+    RiskSignal,
     TaskDraft,
 )
 
@@ -43,6 +44,9 @@ class AssessFailureInput(Frozen):
 
 class UpsertCaseInput(Frozen):
     draft: CaseDraft
+    #: the case's own audit entry, written with the case in one request where the CRM allows it
+    #: (``CrmSystem.upsert_case(draft, audit)``); idempotent by ``audit.key``
+    audit: AuditEntry | None = None
 
 
 class WriteAuditInput(Frozen):
@@ -53,6 +57,9 @@ class AddBillingNoteInput(Frozen):
     target: NoteTarget
     target_id: str
     entry: AuditEntry
+    #: earlier entries for the same record written in the same activity (one note each, each
+    #: idempotent by its own key): the hot path's case note rides with the next audit entry
+    more: list[AuditEntry] = []
 
 
 class WriteResult(Frozen):
@@ -113,3 +120,32 @@ class CancelSubscriptionInput(Frozen):
     subscription_id: str
     idempotency_key: str
     reason: str
+
+
+#: the churn intervention's signal that carries what a dunning run already read (a RiskSignal
+#: plus the CRM account and its open cases), so its first score does not read the CRM again
+SIGNAL_RISK_CONTEXT = "risk_signal_with_context"
+
+
+class RiskContext(Frozen):
+    """A failed payment as a churn signal, with what the dunning run read seconds before."""
+
+    signal: RiskSignal
+    #: whether ``account`` / ``open_cases`` were read (False: the intervention reads them itself)
+    has_crm: bool = False
+    account: CrmAccount | None = None
+    open_cases: list[CaseSummary] = []
+
+
+class SignalChurnInput(Frozen):
+    """``dunning_signal_churn``: signal-with-start the customer's churn intervention."""
+
+    billing: str
+    customer_id: str
+    risks: list[RiskContext]
+
+
+class SignalChurnResult(Frozen):
+    workflow_id: str
+    #: accepted (started or signalled) | closed (a finished intervention is never restarted)
+    status: str

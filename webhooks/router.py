@@ -1,5 +1,10 @@
 """Canonical event → Temporal: deterministic workflow IDs, signal-with-start, dedup by event ID.
 
+One Temporal call per billing event: a failed payment signal-with-starts its dunning run (which
+hands the failure to the customer's churn intervention itself, with what it read: see
+``workflows/dunning/workflow.py``); a paid invoice signals its dunning run without asking first
+whether it runs (NOT_FOUND: no run, or a closed one — nothing to do).
+
 Two steps, so an event either starts (or signals) everything it should or nothing:
 
 1. :func:`plan` validates the whole event and computes every workflow ID, input, search attribute
@@ -81,13 +86,23 @@ class SignalIfRunning:
 
 
 @dataclass(frozen=True)
+class SignalRunning:
+    """Signal a run that may not exist or may have closed (NOT_FOUND either way): one call."""
+
+    id: str
+    signal: str
+    arg: Any
+    missing_reason: str
+
+
+@dataclass(frozen=True)
 class Plan:
     """What one event does in Temporal. ``follow_up`` runs only when ``first`` started or joined
     a run; when ``first`` met a closed run (a late redelivery), ``follow_up`` only signals a
     running one (``if_closed``) — so a redelivered failed payment never starts a second churn
     intervention after the first ended."""
 
-    first: Start | SignalIfRunning
+    first: Start | SignalIfRunning | SignalRunning
     follow_up: Start | None = None
     if_closed: SignalIfRunning | None = None
     extra: dict[str, str] = field(default_factory=dict)
@@ -112,17 +127,18 @@ def plan(event: PaymentFailed | InvoicePaid, task_queue: str = names.TASK_QUEUE)
     """A billing event's plan; raises ``Rejected(422)`` for anything that could not be started."""
     try:
         wf_id = dunning_workflow_id(event.billing, event.invoice_id)
-        churn_id = churn_workflow_id(event.billing, event.customer_id)
+        # validated here although the dunning run makes the churn call: a customer ID that no
+        # workflow ID can hold is a 422 before anything starts
+        churn_workflow_id(event.billing, event.customer_id)
     except ValueError as exc:
         raise _bad_id(exc) from None
     if isinstance(event, InvoicePaid):
         return Plan(
-            SignalIfRunning(
+            SignalRunning(
                 wf_id,
                 names.SIGNAL_INVOICE_PAID,
                 event,
-                "no dunning run for this invoice",
-                "dunning run already closed",
+                "no running dunning run for this invoice",
             )
         )
     amount = _amount(event.amount_due)
@@ -146,19 +162,8 @@ def plan(event: PaymentFailed | InvoicePaid, task_queue: str = names.TASK_QUEUE)
         signal=names.SIGNAL_PAYMENT_FAILED,
         signal_args=(event,),
     )
-    # a failed payment is also a churn signal (the churn run dedups by event ID)
-    signal = risk_of(event)
-    return Plan(
-        dunning,
-        follow_up=_churn_start(signal, churn_id),
-        if_closed=SignalIfRunning(
-            churn_id,
-            names.SIGNAL_RISK,
-            signal,
-            "no churn intervention for this customer",
-            "churn intervention already closed",
-        ),
-    )
+    # a failed payment is also a churn signal: the dunning run hands it on (one call here)
+    return Plan(dunning)
 
 
 def plan_risk(signal: RiskSignal) -> Plan:
@@ -225,7 +230,11 @@ async def execute(client: Client, p: Plan, task_queue: str = names.TASK_QUEUE) -
     raise AssertionError("unreachable")
 
 
-async def _run(client: Client, step: Start | SignalIfRunning, task_queue: str) -> Routed:
+async def _run(
+    client: Client, step: Start | SignalIfRunning | SignalRunning, task_queue: str
+) -> Routed:
+    if isinstance(step, SignalRunning):
+        return await _signal_running(client, step)
     if isinstance(step, SignalIfRunning):
         return await _signal_if_running(client, step)
     try:
@@ -244,6 +253,18 @@ async def _run(client: Client, step: Start | SignalIfRunning, task_queue: str) -
         )
     except WorkflowAlreadyStartedError:
         return 200, {"status": "duplicate", "workflow_id": step.id}
+    return 202, {"status": "accepted", "workflow_id": step.id}
+
+
+async def _signal_running(client: Client, step: SignalRunning) -> Routed:
+    try:
+        await client.get_workflow_handle(step.id).signal(
+            step.signal, step.arg, rpc_timeout=RPC_TIMEOUT
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:  # never started, or closed already
+            return 200, {"status": "ignored", "reason": step.missing_reason}
+        raise
     return 202, {"status": "accepted", "workflow_id": step.id}
 
 
@@ -272,8 +293,7 @@ async def _signal_if_running(client: Client, step: SignalIfRunning) -> Routed:
 async def route(
     client: Client, event: PaymentFailed | InvoicePaid, task_queue: str = names.TASK_QUEUE
 ) -> Routed:
-    """Every Temporal call a billing event makes: the dunning run and, for a failed payment,
-    the churn signal."""
+    """The one Temporal call a billing event makes: its dunning run."""
     return await execute(client, plan(event, task_queue), task_queue)
 
 

@@ -93,6 +93,7 @@ def activities_for(
         b.apply_credit,
         b.cancel_subscription,
         *b.catch_up_methods(),
+        b.dunning_signal_churn,  # the dunning run's handoff to churn (a local activity)
         m.draft_reminder,
         m.send_email,
         pb.dunning_playbook,

@@ -49,6 +49,25 @@ POLICY: dict[str, Any] = {
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=10),
 }
 
+#: local activities (``workflow.execute_local_activity``): pure or local-file work — a policy
+#: decision, the rules assessment, the playbook read, a reminder's draft — and the dunning run's
+#: Temporal-only handoff to churn. They run inside the workflow's own task (a marker in history,
+#: no activity task round trip through the server); their result is recorded all the same.
+LOCAL_POLICY: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": POLICY["retry_policy"],
+}
+#: the assessment may be an LLM call (REVBRIDGE_REASONER=anthropic): vendor retries
+LOCAL_READ: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": VENDOR_RETRY,
+}
+#: Temporal calls from an activity (signal-with-start): retried until the server answers
+LOCAL_TEMPORAL: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=20),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
+}
+
 # --- which vendor each activity calls ------------------------------------------------------------
 
 BILLING = "billing"

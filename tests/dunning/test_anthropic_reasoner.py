@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import uuid
 
 import httpx
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from connectors.anthropic_llm import AnthropicLlm
@@ -51,10 +53,7 @@ async def test_overload_is_retried_by_temporal_and_a_malformed_reply_falls_back_
     calls = [r for r in anthropic_em.ledger if r["path"] == "/v1/messages"]
     assert len(calls) == 2  # the overloaded one and the malformed one: the SDK never retried
     attempts = [
-        e.activity_task_started_event_attributes.attempt
-        async for e in handle.fetch_history_events()
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-        and e.activity_task_started_event_attributes.attempt > 1
+        attempt async for e in handle.fetch_history_events() if (attempt := _attempt(e)) > 1
     ]
     assert attempts == [2]  # the assessment, retried once by Temporal after the 529
 
@@ -66,3 +65,17 @@ async def test_overload_is_retried_by_temporal_and_a_malformed_reply_falls_back_
         "unknown_field" in refused[0]["text"] and "The rules decided instead" in refused[0]["text"]
     )
     assert "wire_money" not in str(status.actions)
+
+
+def _attempt(event: HistoryEvent) -> int:
+    """The attempt an activity completed on: a regular activity's started event, or a local
+    activity's marker (the hot path runs the assessment as one; Temporal retries it all the
+    same, and the marker records the attempt that answered)."""
+    if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+        return event.activity_task_started_event_attributes.attempt
+    if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+        marker = event.marker_recorded_event_attributes
+        if marker.marker_name == "core_local_activity" and "data" in marker.details:
+            data = json.loads(marker.details["data"].payloads[0].data)
+            return int(data.get("attempt", 1))
+    return 0

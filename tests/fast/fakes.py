@@ -125,11 +125,26 @@ class Fakes:
         """The business writes made, in order (no audit entries)."""
         return [c.name for c in self.calls if c.name in WRITES]
 
+    def crm_entries(self) -> list[dict[str, Any]]:
+        """Every audit entry written to the CRM, in order: alone (``write_crm_audit``) or with
+        the case it is about (``upsert_crm_case``'s ``audit``)."""
+        found = []
+        for call in self.calls:
+            if call.name == "write_crm_audit":
+                found.append(call.input["entry"])
+            elif call.name == "upsert_crm_case" and call.input.get("audit"):
+                found.append(call.input["audit"])
+        return found
+
+    def billing_entries(self) -> list[dict[str, Any]]:
+        """Every audit note written to billing, in order (a note may carry earlier ones)."""
+        return [
+            e for i in self.inputs("add_billing_note") for e in [*i.get("more", []), i["entry"]]
+        ]
+
     def audited(self) -> list[tuple[str, str]]:
         """(action, outcome) of every audit entry written to the CRM, in order."""
-        return [
-            (i["entry"]["action"], i["entry"]["outcome"]) for i in self.inputs("write_crm_audit")
-        ]
+        return [(e["action"], e["outcome"]) for e in self.crm_entries()]
 
     def unexpected(self) -> list[str]:
         return [c.name for c in self.calls if c.name not in self.replies]

@@ -40,9 +40,10 @@ def entries(fakes: Fakes, name: str) -> list[AuditEntry]:
 
 
 def correlated(fakes: Fakes) -> tuple[list[str], list[str]]:
-    """The correlation IDs of the CRM entries and of the billing notes, in order."""
-    crm = [e.correlation_id for e in entries(fakes, "write_crm_audit")]
-    notes = [e.correlation_id for e in entries(fakes, "add_billing_note")]
+    """The correlation IDs of the CRM entries and of the billing notes, in order (an entry may
+    go with the write it is about, a note ride with a later one: the dunning case's)."""
+    crm = [AuditEntry.model_validate(e).correlation_id for e in fakes.crm_entries()]
+    notes = [AuditEntry.model_validate(e).correlation_id for e in fakes.billing_entries()]
     return crm, notes
 
 

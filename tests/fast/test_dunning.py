@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from domain import temporal as names
@@ -182,6 +183,10 @@ def dunning_fakes(
         )
         .on("send_email", lambda i: {"sent": True, "message_id": f"<{i['key'][:12]}@revbridge>"})
         .on("upsert_crm_task", counter("task"))
+        .on(
+            "dunning_signal_churn",
+            lambda i: {"workflow_id": f"churn:{BILLING}:{i['customer_id']}", "status": "accepted"},
+        )
     )
 
 
@@ -213,8 +218,10 @@ async def pending(handle: WorkflowHandle) -> PendingApproval:
 
 
 def since_start(fakes: Fakes, name: str) -> list[timedelta]:
-    """When each call of ``name`` was scheduled, counted from the playbook's start."""
-    t0 = fakes.of("dunning_playbook")[0].at
+    """When each call of ``name`` was scheduled, counted from the playbook's start (moments
+    after the first invoice read; the playbook read is a local activity, which carries no
+    server schedule time)."""
+    t0 = fakes.of("get_invoice_context")[0].at
     return [c.at - t0 for c in fakes.of(name)]
 
 
@@ -231,7 +238,8 @@ async def test_an_invoice_billing_does_not_know_closes_without_writing(client: C
     async with dunning(client, run, fakes) as handle:
         result = await handle.result()
     assert result.outcome == "unknown_invoice"
-    assert fakes.names() == ["get_invoice_context"]
+    # the two reads ran at once (the event names the customer); nothing written, nothing handed
+    assert sorted(fakes.names()) == ["find_crm_account", "get_invoice_context"]
     assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice}]
 
 
@@ -242,7 +250,7 @@ async def test_a_failure_event_for_a_paid_invoice_closes_as_already_paid(client:
         result = await handle.result()
         desc = await handle.describe()
     assert (result.outcome, result.case_id) == ("already_paid", None)
-    assert fakes.names() == ["get_invoice_context"]
+    assert sorted(fakes.names()) == ["find_crm_account", "get_invoice_context"]
     assert desc.typed_search_attributes.get(names.CUSTOMER_KEY) == run.customer
 
 
@@ -280,19 +288,61 @@ async def test_case_and_allowed_actions_are_written_once_with_keys_and_audited_o
     assert fakes.inputs("retry_payment")[0]["idempotency_key"] == run.key(
         f"act:{run.retry().action_id}:day3"
     )
-    # every decision audited in the CRM and as a billing note, with distinct keys
-    crm, notes = fakes.inputs("write_crm_audit"), fakes.inputs("add_billing_note")
-    assert [e["entry"]["action"] for e in crm] == [e["entry"]["action"] for e in notes]
+    # every decision audited in the CRM and as a billing note, with distinct keys; the case's
+    # CRM entry went with the case (one request), its billing note with the next entry's
+    crm, notes = fakes.crm_entries(), fakes.billing_entries()
+    assert [e["action"] for e in crm] == [e["action"] for e in notes]
+    assert case["audit"]["action"] == "create_case" and case["audit"]["decision"] == "allow"
     assert fakes.audited()[:2] == [
-        ("create_case", "executed (500case)"),
+        ("create_case", "executed"),
         ("apply_credit", "executed (cred-1)"),
     ]
-    keys = [e["entry"]["key"] for e in crm + notes]
+    assert (notes[0]["outcome"], notes[0]["case_id"]) == ("executed (500case)", "500case")
+    assert fakes.inputs("write_crm_audit")[0]["entry"]["action"] == "apply_credit"
+    keys = [e["key"] for e in crm + notes]
     assert len(set(keys)) == len(keys)
-    assert all(n["target_id"] == run.invoice for n in notes)
+    assert all(n["target_id"] == run.invoice for n in fakes.inputs("add_billing_note"))
     assert final.actions[:2] == ["create_case: allow → executed", "apply_credit: allow → executed"]
     assert (result.outcome, result.case_id) == ("written_off", "500case")
-    assert result.audit_ids == final.audit_ids and len(result.audit_ids) == len(crm) * 2
+    # the IDs: both sides of every entry but the case's, whose CRM entry went with the case and
+    # whose note went alone (a credit may wait days for a person: nothing is left pending)
+    assert result.audit_ids == final.audit_ids and len(result.audit_ids) == (len(crm) - 1) * 2 + 1
+
+
+async def test_the_hot_path_to_the_first_wait_is_six_activities_and_the_rest_local(
+    client: Client,
+) -> None:
+    """Issue 15: to the first durable wait (case, day-0 reminder, audit on both sides) a run
+    schedules 6 activity tasks; the policy decisions, the assessment, the playbook read, the
+    draft and the handoff to churn are local activities (markers, no task round trip)."""
+    run = Run()
+    fakes = dunning_fakes(run)
+    async with dunning(client, run, fakes) as handle:
+        await eventually(
+            lambda: status(handle),
+            lambda s: s.reminders_sent == 1 and s.stage == "waiting for payment",
+            "the wait after day 0",
+        )
+        history = await handle.fetch_history()
+    scheduled: list[str] = []
+    markers = 0
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED:
+            break
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled.append(e.activity_task_scheduled_event_attributes.activity_type.name)
+        markers += e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    # the two reads at once, the case with its audit entry, the email, its audit on both sides
+    # (the case's billing note rides with the email's)
+    assert sorted(scheduled[:2]) == ["find_crm_account", "get_invoice_context"]
+    assert scheduled[2:] == ["upsert_crm_case", "send_email", "write_crm_audit", "add_billing_note"]
+    (note,) = fakes.inputs("add_billing_note")
+    assert [e["action"] for e in [*note["more"], note["entry"]]] == ["create_case", "send_email"]
+    # local: 2 policy decisions, the assessment, the churn handoff, the playbook, the draft
+    # (plus the patch marker)
+    assert markers >= 6
+    assert len(fakes.inputs("get_invoice_context")) == 1  # day 0 reused the first read
+    assert len(fakes.inputs("find_crm_account")) == 1
 
 
 async def test_a_credit_waits_for_finance_and_is_applied_once_approved(client: Client) -> None:
@@ -423,13 +473,13 @@ async def test_an_open_support_case_pauses_the_schedule_for_at_most_max_pause_da
 ) -> None:
     run = Run()
     outage = CaseSummary(id="500outage", subject="Service down")
-    # calls 0 (context) and 1 (day 0) see no other case; from day 3 an outage case is open
-    fakes = dunning_fakes(run, open_cases=lambda n: [outage] if n >= 2 else [])
+    # call 0 (with the context; day 0 reuses it) sees no other case; from day 3 one is open
+    fakes = dunning_fakes(run, open_cases=lambda n: [outage] if n >= 1 else [])
     async with dunning(client, run, fakes) as handle:
         result = await handle.result()
         final = await status(handle)
     # looked on day 3 and day 4 (paused a day each), then the 2-day limit: day 3's step on day 5
-    assert [round(d / DAY, 1) for d in since_start(fakes, "find_crm_account")[1:]] == [0, 3, 4]
+    assert [round(d / DAY, 1) for d in since_start(fakes, "find_crm_account")[1:]] == [3, 4]
     assert all(map(about(5), since_start(fakes, "retry_payment")))
     assert [d.days for d in since_start(fakes, "send_email")] == [0, 5]
     assert final.paused_by_case == "500outage"
@@ -437,7 +487,7 @@ async def test_an_open_support_case_pauses_the_schedule_for_at_most_max_pause_da
     close = [
         c for c in fakes.of("write_crm_audit") if c.input["entry"]["action"] == "close_dunning"
     ]
-    assert (close[0].at - fakes.of("dunning_playbook")[0].at).days == 9
+    assert (close[0].at - fakes.of("get_invoice_context")[0].at).days == 9
     assert result.outcome == "written_off"
 
 
@@ -515,8 +565,13 @@ async def test_a_second_failure_joins_the_run_and_a_redelivery_is_ignored(client
         if i["entry"]["action"] == "close_dunning"
     ]
     assert "2 failed attempt(s)" in close["summary"]
-    # one run: its first read, then one before each of the 2 steps and before the end
-    assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice}] * 4
+    # one run: its first read (day 0 follows it by moments), then before day 3 and the end
+    assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice}] * 3
+    # each failure handed to the churn intervention once: the first with the CRM read
+    handed = [r for i in fakes.inputs("dunning_signal_churn") for r in i["risks"]]
+    assert [r["signal"]["event_id"] for r in handed] == ["evt-1", "evt-2"]
+    assert [r["has_crm"] for r in handed] == [True, False]
+    assert handed[0]["account"]["id"] == run.account
     assert result.outcome == "written_off"
 
 
@@ -531,8 +586,9 @@ async def test_continue_as_new_carries_the_schedule_and_redoes_nothing(client: C
         first_status = (await first.describe()).status
     assert first_status is WorkflowExecutionStatus.CONTINUED_AS_NEW
     # classified once, the case opened once, the playbook read once (the invoice is read again
-    # before each step, not redone: once more per step and before the end)
-    assert len(fakes.inputs("get_invoice_context")) == 1 + 3
+    # before each later step, not redone: before day 3 and before the end)
+    assert len(fakes.inputs("get_invoice_context")) == 1 + 2
+    assert len(fakes.inputs("dunning_signal_churn")) == 1  # no continuation hands it again
     for name in (
         "assess_payment_failure",
         "upsert_crm_case",

@@ -148,25 +148,24 @@ async def test_payment_failed_starts_one_dunning_workflow_with_search_attributes
     assert attrs.get(AMOUNT_AT_RISK_KEY) == pytest.approx(123.45)
 
 
-async def test_a_failed_payment_also_reaches_the_churn_run(
+async def test_a_failed_payment_is_one_temporal_call_churn_is_the_dunning_runs_job(
     http: httpx.AsyncClient, client: Client, uid: str
 ) -> None:
+    """Issue 15: one Temporal call per failed payment. The dunning run hands the failure to the
+    churn intervention itself, with what it read (tests/fast/test_dunning.py), so the webhook
+    service no longer starts a churn run that re-reads everything."""
     body = payment_failed(f"INV-{uid}", customer_id=f"cust_{uid}")
-    for _ in range(3):  # redeliveries signal the same churn run; it dedups by event ID
+    for _ in range(3):  # redeliveries signal the same dunning run; it dedups by event ID
         assert (await http.post(URL, content=body, headers=basic())).status_code in (200, 202)
-    handle = client.get_workflow_handle(f"churn:chargebee:cust_{uid}")
-    desc = await handle.describe()
-    assert desc.workflow_type == "ChurnInterventionWorkflow"
-    assert desc.typed_search_attributes.get(USE_CASE_KEY) == "churn_intervention"
+    handle = client.get_workflow_handle(f"dunning:chargebee:INV-{uid}")
     signals = [
-        e
+        e.workflow_execution_signaled_event_attributes.signal_name
         async for e in handle.fetch_history_events()
         if e.HasField("workflow_execution_signaled_event_attributes")
     ]
-    assert len(signals) == 3
-    assert {s.workflow_execution_signaled_event_attributes.signal_name for s in signals} == {
-        "risk_signal"
-    }
+    assert signals == ["payment_failed"] * 3
+    with pytest.raises(Exception):  # noqa: B017 - RPCError NOT_FOUND: no churn run from here
+        await client.get_workflow_handle(f"churn:chargebee:cust_{uid}").describe()
 
 
 async def test_five_concurrent_deliveries_make_one_workflow_run(

@@ -178,21 +178,11 @@ def candidates(route: str, n: int) -> list[str]:
 
 
 def started_by(route: str, body: bytes, answer: dict[str, Any]) -> set[str]:
-    """The workflow IDs an accepted event started or signalled: those the answer names, and for a
-    failed payment the customer's churn run (named by the payload the service accepted)."""
+    """The workflow IDs an accepted event started or signalled: those the answer names (a failed
+    payment's churn run is its dunning run's to start, not the service's: one call per event)."""
+    del route, body
     results = answer.get("results", [answer])
-    ids = {r["workflow_id"] for r in results if r.get("status") in ("accepted", "duplicate")}
-    if route in ("chargebee", "stripe", "zuora") and ids:
-        event = json.loads(body)
-        customer = {
-            "chargebee": lambda: event["content"]["invoice"]["customer_id"],
-            "stripe": lambda: event["data"]["object"]["customer"],
-            "zuora": lambda: event["accountId"],
-        }[route]()
-        if isinstance(customer, dict):  # an expanded Stripe object
-            customer = customer["id"]
-        ids.add(f"churn:{route}:{customer}")
-    return ids
+    return {r["workflow_id"] for r in results if r.get("status") in ("accepted", "duplicate")}
 
 
 def put(body: Any, path: tuple[Any, ...], value: Any) -> Any:

@@ -39,12 +39,13 @@ CASE_WRITES = {
 
 
 async def keep_history(pair: Pair, handle: WorkflowHandle, name: str) -> None:
-    """`make histories` commits this run's history for the replay gate (tests/replay). Histories
-    without the ``playbook_`` prefix were recorded before the playbook and keep the pre-playbook
-    branch (``workflow.patched``) covered: they are never re-recorded."""
+    """`make histories` commits this run's history for the replay gate (tests/replay), as
+    ``DunningWorkflow__hot_path_{name}``. The histories without that prefix were recorded before
+    the hot path (``dunning-hot-path``) and keep the branches before it covered — those without
+    ``playbook_`` the pre-playbook one: they are never re-recorded."""
     if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1" and pair.name == "chargebee×salesforce":
         history = await handle.fetch_history()
-        (HISTORIES / f"DunningWorkflow__{name}.json").write_text(history.to_json())
+        (HISTORIES / f"DunningWorkflow__hot_path_{name}.json").write_text(history.to_json())
 
 
 async def test_failed_payment_becomes_case_credit_approved_audited_then_recovers(

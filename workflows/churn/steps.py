@@ -41,6 +41,8 @@ class ChurnSteps:
     async def _score(self, baseline_mrr: int | None) -> CustomerScore:
         self.s.pending_rescore = False  # signals that arrived before this read are covered by it
         self._update(stage="scoring")
+        # a dunning run's handoff: the CRM account and cases it read moments ago
+        handed, self._handed = self._handed, None
         scored = await workflow.execute_activity_method(
             ChurnActivities.churn_score_customer,
             ScoreCustomerInput(
@@ -48,6 +50,9 @@ class ChurnSteps:
                 customer_id=self._input.customer_id,
                 now=workflow.now(),
                 baseline_mrr=baseline_mrr,
+                has_crm=handed is not None,
+                account=handed.account if handed else None,
+                open_cases=handed.open_cases if handed else [],
             ),
             summary="score the customer from billing and CRM",
             **READ,

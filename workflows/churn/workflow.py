@@ -31,6 +31,7 @@ from workflows.churn.steps import ChurnSteps
 from workflows.governed.base import GovernedWorkflow
 
 with workflow.unsafe.imports_passed_through():
+    from activities.models import SIGNAL_RISK_CONTEXT, RiskContext
     from domain import churn
     from domain import temporal as names
     from domain.churn import (
@@ -58,6 +59,9 @@ class ChurnInterventionWorkflow(ChurnSteps, GovernedWorkflow):
             deadline=workflow.now(),
         )
         self._intervention = workflow.info().first_execution_run_id
+        #: what a dunning run read moments before (the CRM account and open cases): the next
+        #: score uses it instead of reading the CRM again (never carried over a continuation)
+        self._handed: RiskContext | None = None
         self._init_governed()
 
     # --- messages ------------------------------------------------------------------------------------
@@ -72,6 +76,20 @@ class ChurnInterventionWorkflow(ChurnSteps, GovernedWorkflow):
         self.s.seen_events.append(signal.event_id)
         self.s.pending_rescore = True
         self._update(signals_seen=self.s.status.signals_seen + 1)
+
+    @workflow.signal(
+        name=SIGNAL_RISK_CONTEXT,
+        description="A failed payment from its dunning run, with the CRM account it read.",
+    )
+    def risk_signal_with_context(self, handed: RiskContext) -> None:
+        if (
+            handed.signal.customer_id != self._input.customer_id
+            or handed.signal.event_id in self.s.seen_events
+        ):
+            return
+        self.risk_signal(handed.signal)
+        if handed.has_crm:
+            self._handed = handed
 
     @workflow.query(name="status", description="Where this intervention stands.")
     def status(self) -> ChurnStatus:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from temporalio import workflow
 
 from workflows.dunning.reminders import Reminders
-from workflows.options import READ
+from workflows.options import LOCAL_POLICY, READ
 
 with workflow.unsafe.imports_passed_through():
     from activities.crm import CrmActivities
@@ -38,12 +38,20 @@ class PlaybookRunner(Reminders):
         assert s.context is not None
         if s.playbook is None:
             tier = s.account.tier if s.account else CustomerTier.SMB
-            s.playbook = await workflow.execute_activity_method(
-                PlaybookActivities.dunning_playbook,
-                PlaybookInput(tier=tier.value),
-                summary=f"read the {tier.value} playbook",
-                **READ,
-            )
+            if self._hot:  # a local file: read in the workflow task, recorded as a marker
+                s.playbook = await workflow.execute_local_activity_method(
+                    PlaybookActivities.dunning_playbook,
+                    PlaybookInput(tier=tier.value),
+                    summary=f"read the {tier.value} playbook",
+                    **LOCAL_POLICY,
+                )
+            else:
+                s.playbook = await workflow.execute_activity_method(
+                    PlaybookActivities.dunning_playbook,
+                    PlaybookInput(tier=tier.value),
+                    summary=f"read the {tier.value} playbook",
+                    **READ,
+                )
             s.started_at = workflow.now()
             self._update(segment=tier.value, reminders_total=s.playbook.reminders)
         pb = s.playbook
@@ -85,6 +93,7 @@ class PlaybookRunner(Reminders):
         self._update(next_step_at=due)
         wait = due - workflow.now()
         if wait > timedelta(0) and not self.s.settled:
+            await self.flush_billing_notes()  # nothing pending across a durable wait
             self._update(stage="waiting for payment")
             workflow.set_current_details(
                 playbook_details(self.s, f"next: {summary} on {due:%Y-%m-%d %H:%M} UTC")
@@ -109,12 +118,15 @@ class PlaybookRunner(Reminders):
         limit = timedelta(days=pb.max_pause_days)
         if s.account is None or s.paused >= limit:
             return False
-        found = await workflow.execute_activity_method(
-            CrmActivities.find_crm_account,
-            FindAccountInput(billing=self._input.billing, customer_id=s.context.customer.id),
-            summary="look for open support cases",
-            **READ,
-        )
+        found, self._first_cases = self._first_cases, None
+        if found is None or not self._hot or s.step != 0:
+            found = await workflow.execute_activity_method(
+                CrmActivities.find_crm_account,
+                FindAccountInput(billing=self._input.billing, customer_id=s.context.customer.id),
+                summary="look for open support cases",
+                **READ,
+            )
+        # else: the day-0 step follows the first read by moments: its open cases are today's
         own = s.case.id if s.case else None
         others = [c for c in found.open_cases if c.id != own]
         if not others:
@@ -132,6 +144,7 @@ class PlaybookRunner(Reminders):
                 s, f"paused: support case {others[0].id} is open; looking again in a day"
             )
         )
+        await self.flush_billing_notes()
         with contextlib.suppress(TimeoutError):  # the pause ran its course
             await workflow.wait_condition(
                 lambda: s.settled, timeout=pause, timeout_summary="paused: open support case"

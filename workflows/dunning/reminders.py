@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows.options import READ
+from workflows.options import LOCAL_POLICY, READ
 
 with workflow.unsafe.imports_passed_through():
     from activities.crm import CrmActivities
@@ -36,7 +36,12 @@ class Reminders:
         pb, inv = s.playbook, s.context.invoice
         number = s.reminders_sent + 1
         end = s.started_at + timedelta(days=pb.end_day) + s.paused
-        draft = await workflow.execute_activity_method(
+        run_draft = (
+            workflow.execute_local_activity_method  # a template: pure, no I/O
+            if self._hot
+            else workflow.execute_activity_method
+        )
+        draft = await run_draft(
             MessagingActivities.draft_reminder,
             DraftReminderInput(
                 invoice_id=inv.id,
@@ -50,7 +55,7 @@ class Reminders:
                 days_left=max((end - workflow.now()).days, 0),
             ),
             summary=f"draft reminder {number} of {pb.reminders}",
-            **READ,
+            **(LOCAL_POLICY if self._hot else READ),
         )
         if pb.channel is Channel.OWNER:
             task = await self._task(

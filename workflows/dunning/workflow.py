@@ -13,9 +13,21 @@ paid or the schedule ends in its end action. Either way the outcome is audited o
 
 A second failure of the same invoice while we run joins this workflow (signal-with-start on
 ``dunning:{billing}:{invoice_id}``); duplicate deliveries are ignored by event ID.
+
+The hot path (runs since ``dunning-hot-path``): the webhook makes one Temporal call, and the
+path to the CRM case is two reads in parallel (the invoice context; the CRM account with its
+open cases, found by the event's customer ID), the assessment and the policy decision as local
+activities, and one write carrying the case with its audit entry. The run then hands each
+failure to the customer's churn intervention itself (``dunning_signal_churn``, a local
+activity that signal-with-starts it with the account and cases just read), so churn reads the
+CRM no second time. The day-0 step reuses the account read and the invoice read of moments
+before; the case's billing note rides with the next audit entry's.
 """
 
 from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -25,7 +37,7 @@ from workflows.dunning.playbook import PlaybookRunner
 from workflows.governed.audit import AuditScope
 from workflows.governed.base import GovernedWorkflow
 from workflows.governed.gate import Governed, Permit
-from workflows.options import READ
+from workflows.options import LOCAL_READ, LOCAL_TEMPORAL, READ
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
@@ -35,8 +47,11 @@ with workflow.unsafe.imports_passed_through():
         AssessFailureInput,
         CancelSubscriptionInput,
         FindAccountInput,
+        FindAccountResult,
         GetInvoiceContextInput,
         RetryPaymentInput,
+        RiskContext,
+        SignalChurnInput,
         UpsertCaseInput,
     )
     from activities.reasoning import ReasoningActivities
@@ -53,7 +68,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.dunning_text import case_draft, closed_details
     from domain.ids import idempotency_key
-    from domain.models import CustomerTier, InvoicePaid, InvoiceStatus, NoteTarget, PaymentFailed
+    from domain.models import (
+        CustomerTier,
+        InvoiceContext,
+        InvoicePaid,
+        InvoiceStatus,
+        NoteTarget,
+        PaymentFailed,
+        RiskSignal,
+    )
     from domain.policy import AccountFacts, ActionKind
     from domain.temporal import UseCase
 
@@ -62,6 +85,12 @@ PLAYBOOK_PATCH = "dunning-playbook"
 #: runs started before it trusted the "paid" event alone; since, the invoice is read again before
 #: every customer-facing step (a reminder, an owner task, a retry, the end action)
 REREAD_PATCH = "dunning-reread-invoice"
+#: runs started before it read sequentially with regular activities, wrote the case's audit
+#: entry separately and left churn to the webhook service; since, the hot path (module doc)
+HOT_PATH_PATCH = "dunning-hot-path"
+#: an invoice read this recently is not read again before a step (the day-0 step follows the
+#: first read by moments: a lost "paid" event cannot hide in that gap)
+FRESH_READ = timedelta(minutes=5)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -77,6 +106,18 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
             status=DunningStatus(stage="waiting for the failure event", invoice_id=input.invoice_id)
         )
         self._init_governed()
+        #: the hot path (``HOT_PATH_PATCH``): set when the run starts
+        self._hot = False
+        #: when the context in ``self.s.context`` was read, in this run (None: not in this run)
+        self._context_at: datetime | None = None
+        #: the open cases the first read found, for the day-0 step (used once)
+        self._first_cases: FindAccountResult | None = None
+        #: the case's audit entry, sent with the case write (its billing note comes later)
+        self._case_audit = None
+        #: failures handed to churn so far (a continuation's were handed by the run before)
+        self._churn_sent = len(self.s.failures) if input.carry is not None else 0
+        self._churn_crm: FindAccountResult | None = None
+        self._churn_task: asyncio.Task[None] | None = None
 
     # --- messages ------------------------------------------------------------------------------------
 
@@ -103,13 +144,22 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
 
     @workflow.run
     async def run(self, input: DunningInput) -> DunningResult:
+        self._hot = self._local_decisions = workflow.patched(HOT_PATH_PATCH)
         if input.carry is not None:
+            if self._hot:
+                self._start_churn_handoff()
             return await self._resume(input.carry.phase)
         # Started by an event (signal-with-start) or by a person, who needs no event to wait for.
         await workflow.wait_condition(
             lambda: bool(self.s.failures) or self.s.paid is not None or input.started_by is not None
         )
-        ctx = await self._invoice_context()
+        if self._hot and self.s.failures:
+            # both reads at once: the event names the customer (checked against billing below)
+            ctx, found = await asyncio.gather(
+                self._invoice_context(), self._find_account(self.s.failures[0].customer_id)
+            )
+        else:
+            ctx, found = await self._invoice_context(), None
         if ctx is None:
             # An event about an invoice (or customer) the billing platform does not know:
             # nothing to act on, nothing written. The history and the log say why.
@@ -119,21 +169,11 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
             # Events are triggers, not truth: a stale or late failure event for a paid invoice.
             return await self._finish(DunningOutcome.ALREADY_PAID)
 
-        found = await workflow.execute_activity_method(
-            CrmActivities.find_crm_account,
-            FindAccountInput(billing=input.billing, customer_id=ctx.customer.id),
-            summary="find the linked CRM account",
-            **READ,
-        )
+        if found is None or self.s.failures[0].customer_id != ctx.customer.id:
+            found = await self._find_account(ctx.customer.id)  # billing is the truth
         self.s.account = found.account
-        assessment = self.s.assessment = await workflow.execute_activity_method(
-            ReasoningActivities.assess_payment_failure,
-            AssessFailureInput(
-                context=ctx, account=found.account, now=workflow.now(), open_cases=found.open_cases
-            ),
-            summary="classify the failure",
-            **READ,
-        )
+        self._first_cases = self._churn_crm = found
+        assessment = self.s.assessment = await self._assess(ctx, found)
         await self._audit_refused_reasoning()
         self._update(
             stage="opening the CRM case",
@@ -149,6 +189,8 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
             ),
             why="; ".join(assessment.reasons),
         )
+        if self._hot:
+            self._start_churn_handoff()  # after the case: nothing else on its path
         for action in assessment.proposed_actions:
             if action.kind is ActionKind.RETRY_PAYMENT:
                 continue  # retries are the playbook's
@@ -167,6 +209,71 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
             return await self._conclude_playbook(await self._run_playbook())
         return await self._conclude(await self._collect(phase, self.s.deadline))
 
+    async def _find_account(self, customer_id: str) -> FindAccountResult:
+        return await workflow.execute_activity_method(
+            CrmActivities.find_crm_account,
+            FindAccountInput(billing=self._input.billing, customer_id=customer_id),
+            summary="find the linked CRM account" + (" and its open cases" if self._hot else ""),
+            **READ,
+        )
+
+    async def _assess(self, ctx: InvoiceContext, found: FindAccountResult):  # noqa: ANN202
+        arg = AssessFailureInput(
+            context=ctx, account=found.account, now=workflow.now(), open_cases=found.open_cases
+        )
+        if self._hot:  # the rules are pure; an LLM reply is still validated inside
+            return await workflow.execute_local_activity_method(
+                ReasoningActivities.assess_payment_failure,
+                arg,
+                summary="classify the failure",
+                **LOCAL_READ,
+            )
+        return await workflow.execute_activity_method(
+            ReasoningActivities.assess_payment_failure, arg, summary="classify the failure", **READ
+        )
+
+    # --- the churn handoff (hot path) ----------------------------------------------------------------
+
+    def _start_churn_handoff(self) -> None:
+        """Hand every failure this run sees to the customer's churn intervention, in the
+        background: the first with the account and cases just read."""
+        self._churn_task = asyncio.create_task(self._churn_handoff())
+
+    async def _churn_handoff(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: len(self.s.failures) > self._churn_sent)
+            upto = len(self.s.failures)
+            crm, self._churn_crm = self._churn_crm, None
+            risks = [
+                RiskContext(
+                    signal=RiskSignal(
+                        billing=f.billing,
+                        event_id=f.event_id,
+                        customer_id=f.customer_id,
+                        kind="payment_failed",
+                        occurred_at=f.occurred_at,
+                    ),
+                    has_crm=crm is not None,
+                    account=crm.account if crm else None,
+                    open_cases=crm.open_cases if crm else [],
+                )
+                for f in self.s.failures[self._churn_sent : upto]
+            ]
+            customer = self.s.context.customer.id if self.s.context else risks[0].signal.customer_id
+            await workflow.execute_local_activity_method(
+                BillingActivities.dunning_signal_churn,
+                SignalChurnInput(billing=self._input.billing, customer_id=customer, risks=risks),
+                summary="hand the failure to the churn intervention",
+                **LOCAL_TEMPORAL,
+            )
+            self._churn_sent = upto
+
+    async def _settle_background(self) -> None:
+        """Before the run ends or continues: the failures handed to churn, the notes written."""
+        if self._churn_task is not None:
+            await workflow.wait_condition(lambda: self._churn_sent >= len(self.s.failures))
+        await self.flush_billing_notes()
+
     async def _invoice_context(self):  # noqa: ANN202 - InvoiceContext | None
         try:
             ctx = self.s.context = await workflow.execute_activity_method(
@@ -181,6 +288,7 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
             ):
                 return None
             raise
+        self._context_at = workflow.now()
         self._update(stage="gathering context", customer_id=ctx.customer.id)
         workflow.upsert_search_attributes(
             [
@@ -198,6 +306,8 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
             return True
         if not workflow.patched(REREAD_PATCH):
             return False
+        if self._hot and self._context_at and workflow.now() - self._context_at < FRESH_READ:
+            return False  # read moments ago (the day-0 step right after the first read)
         try:
             ctx = await workflow.execute_activity_method(
                 BillingActivities.get_invoice_context,
@@ -216,6 +326,7 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
             settled = ctx.invoice.settled
             if settled is None:
                 self.s.context = ctx  # the next step quotes today's amount due
+                self._context_at = workflow.now()
                 return False
         self.s.recovered_by = f"{settled} before {before} (billing said so; no paid event came)"
         self._update(stage=f"invoice {settled}: closing")
@@ -241,6 +352,8 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
     # --- governed actions ----------------------------------------------------------------------------
 
     async def _govern(self, action: ProposedAction, why: str) -> Governed:
+        if action.kind is not ActionKind.CREATE_CASE:
+            await self.flush_billing_notes()  # an action may wait days for a person
         account = self.s.account
         governed = await self.govern(
             action,
@@ -272,11 +385,17 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
                 wf_id,
                 key=idempotency_key(wf_id, "create-case"),
             )
+            audit = None
+            if self._hot and self._executing is not None:
+                # the case's audit entry goes to the CRM in the same request as the case
+                audit = self._case_audit = await self.entry_with_write(
+                    action.kind.value, **self._executing.audit_fields()
+                )
             case = self.s.case = await self.write(
                 permit,
                 CrmActivities.upsert_crm_case,
-                UpsertCaseInput(draft=draft),
-                summary="open the billing case",
+                UpsertCaseInput(draft=draft, audit=audit),
+                summary="open the billing case" + (" with its audit entry" if audit else ""),
             )
             self._update(case_id=case.id, case_number=case.number)
             return case.id
@@ -360,6 +479,16 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
         await self._record_audit_ids(ids)
 
     async def _audit_governed(self, governed: Governed) -> None:
+        written, self._case_audit = self._case_audit, None
+        if written is not None and governed.action.kind is ActionKind.CREATE_CASE:
+            # the CRM entry went with the case; its billing note rides with the next entry's
+            self.note_written_entry(
+                written,
+                key_suffix=governed.action.action_id,
+                outcome=governed.outcome,
+                case_id=self.s.case.id if self.s.case else None,
+            )
+            return
         await self._audit(governed.action.kind.value, **governed.audit_fields())
 
     async def _record_audit_ids(self, ids: list[str]) -> None:
@@ -373,6 +502,7 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
     async def _continue(self, phase: DunningPhase, deadline: object) -> None:
         """Hand the wait to a fresh run: long waits collect signals (redeliveries, retries)."""
         self.s.phase, self.s.deadline = phase, deadline  # type: ignore[assignment]
+        await self._settle_background()
         await self.continue_as_new(self._input.model_copy(update={"carry": self.s}))
 
     def _history_full(self) -> bool:
@@ -386,6 +516,7 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
         return await self._finish(outcome)
 
     async def _finish(self, outcome: DunningOutcome) -> DunningResult:
+        await self._settle_background()
         self._update(stage="closed", outcome=outcome.value)
         ctx = self.s.context
         at_risk = (

@@ -93,20 +93,30 @@ def note_key(scope: AuditScope, entry: AuditEntry, key_suffix: str) -> str:
 
 
 async def write_audit(
-    entry: AuditEntry, note: tuple[NoteTarget, str] | None, note_key: str
+    entry: AuditEntry,
+    note: tuple[NoteTarget, str] | None,
+    note_key: str,
+    more_notes: list[AuditEntry] | None = None,
+    crm: bool = True,
 ) -> list[str]:
     """Write ``entry`` to the CRM and, with ``note=(target, id)``, to billing too.
+    ``more_notes``: earlier entries whose CRM side was written already (with the case) and
+    whose billing notes ride with this one (same record, one activity, each its own key);
+    ``crm=False``: billing only (``entry``'s CRM side was written already too).
     Returns the IDs of what was written (CRM log first)."""
-    writes = [
-        workflow.execute_activity_method(
-            CrmActivities.write_crm_audit,
-            WriteAuditInput(entry=entry),
-            summary=f"audit {entry.action} in the CRM",
-            **WRITE,
+    writes = []
+    if crm:
+        writes.append(
+            workflow.execute_activity_method(
+                CrmActivities.write_crm_audit,
+                WriteAuditInput(entry=entry),
+                summary=f"audit {entry.action} in the CRM",
+                **WRITE,
+            )
         )
-    ]
     if note is not None:
         target, target_id = note
+        actions = [e.action for e in [*(more_notes or []), entry]]
         writes.append(
             workflow.execute_activity_method(
                 BillingActivities.add_billing_note,
@@ -114,10 +124,19 @@ async def write_audit(
                     target=target,
                     target_id=target_id,
                     entry=entry.model_copy(update={"key": note_key}),
+                    more=more_notes or [],
                 ),
-                summary=f"audit {entry.action} in billing",
+                summary=f"audit {', '.join(actions)} in billing",
                 **WRITE,
             )
         )
     results = await asyncio.gather(*writes)
     return [r.id for r in results]
+
+
+async def write_billing_notes(note: tuple[NoteTarget, str], entries: list[AuditEntry]) -> str:
+    """Billing notes only (their CRM side was written already, with the case), in one activity;
+    each entry carries its note key. Returns the last note's ID."""
+    *earlier, last = entries
+    (note_id,) = await write_audit(last, note, last.key, earlier, crm=False)
+    return note_id

@@ -13,11 +13,18 @@ from typing import Any
 
 from temporalio import workflow
 
-from workflows.governed.audit import AuditScope, audit_entry, note_key, write_audit
+from workflows.governed.audit import (
+    AuditScope,
+    audit_entry,
+    note_key,
+    write_audit,
+    write_billing_notes,
+)
 from workflows.governed.gate import Gate, Governed
 
 with workflow.unsafe.imports_passed_through():
     from domain.approvals import PendingApproval, RefusedApproval
+    from domain.audit import AuditEntry
     from domain.models import NoteTarget
     from domain.policy import AccountFacts, ActionKind, Mode
 
@@ -39,6 +46,9 @@ class GovernedWorkflow(Gate):
         self._init_gate()
         #: in observe mode: what would have been audited (kept in history, written nowhere)
         self._observed: list[str] = []
+        #: billing notes of entries whose CRM side went with a write (the case): they ride
+        #: with the next audit entry's note, or go out on :meth:`flush_billing_notes`
+        self._notes_pending: list[tuple[tuple[NoteTarget, str], AuditEntry]] = []
 
     @workflow.query(
         name="observed", description="Observe mode: what this run would have written, unwritten."
@@ -82,7 +92,40 @@ class GovernedWorkflow(Gate):
             self._observed.append(f"{action}: {outcome}")
             return []
         note = scope.billing_note if billing_note is True else (billing_note or None)
-        return await write_audit(entry, note, note_key(scope, entry, key_suffix))
+        riding = [e for target, e in self._notes_pending if target == note]
+        if len(riding) < len(self._notes_pending):
+            await self.flush_billing_notes()  # pending notes for another record go first
+        self._notes_pending = []
+        return await write_audit(entry, note, note_key(scope, entry, key_suffix), riding)
+
+    async def entry_with_write(
+        self, action: str, *, key_suffix: str = "", **fields: Any
+    ) -> AuditEntry | None:
+        """The CRM audit entry for a write that carries its own entry (the case upsert writes
+        it in the same request); None in observe mode. Its billing note is written later, by
+        :meth:`note_written_entry`."""
+        if await self._observing():
+            return None
+        return audit_entry(self._audit_scope(), action, key_suffix=key_suffix, **fields)
+
+    def note_written_entry(self, entry: AuditEntry, key_suffix: str = "", **changes: Any) -> None:
+        """``entry`` went to the CRM with its write; its billing note (with ``changes``, e.g.
+        the outcome with the ID written) rides with the next audit entry's note."""
+        scope = self._audit_scope()
+        if scope.billing_note is None:
+            return
+        noted = entry.model_copy(update=changes)
+        noted = noted.model_copy(update={"key": note_key(scope, noted, key_suffix)})
+        self._notes_pending.append((scope.billing_note, noted))
+
+    async def flush_billing_notes(self) -> None:
+        """Write the pending billing notes now (before any durable wait or the end of a run)."""
+        pending, self._notes_pending = self._notes_pending, []
+        by_target: dict[tuple[NoteTarget, str], list[AuditEntry]] = {}
+        for target, entry in pending:
+            by_target.setdefault(target, []).append(entry)
+        for target, entries in by_target.items():
+            await self._record_audit_ids([await write_billing_notes(target, entries)])
 
     async def audit_governed(self, governed: Governed, **where: Any) -> list[str]:
         return await self.audit(governed.action.kind.value, **governed.audit_fields(), **where)

@@ -21,7 +21,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.governed.approval import ApprovalGate
-from workflows.options import POLICY, WRITE
+from workflows.options import LOCAL_POLICY, POLICY, WRITE
 
 with workflow.unsafe.imports_passed_through():
     from activities.crm import CrmActivities
@@ -128,6 +128,12 @@ class Gate(ApprovalGate):
         self._permits: set[int] = set()
         #: the rollout mode the latest policy decision reported (observe → audits are not written)
         self._mode: Mode | None = None
+        #: policy decisions as local activities (a workflow sets it behind its own patch: the
+        #: decision is recorded as a marker instead of an activity task)
+        self._local_decisions = False
+        #: what :meth:`govern` will record for the action being executed right now (status
+        #: ``executed``), so an execute can send its audit entry with the write itself
+        self._executing: Governed | None = None
 
     # --- asking policy ------------------------------------------------------------------------
 
@@ -139,12 +145,20 @@ class Gate(ApprovalGate):
         )
 
     async def _decide(self, request: PolicyRequest, summary: str | None = None) -> PolicyDecision:
-        decision = await workflow.execute_activity_method(
-            PolicyActivities.decide_policy,
-            request,
-            summary=summary or f"policy: {request.action.value}",
-            **POLICY,
-        )
+        if self._local_decisions:
+            decision = await workflow.execute_local_activity_method(
+                PolicyActivities.decide_policy,
+                request,
+                summary=summary or f"policy: {request.action.value}",
+                **LOCAL_POLICY,
+            )
+        else:
+            decision = await workflow.execute_activity_method(
+                PolicyActivities.decide_policy,
+                request,
+                summary=summary or f"policy: {request.action.value}",
+                **POLICY,
+            )
         if decision.mode is not None:
             self._mode = decision.mode
         return decision
@@ -254,12 +268,15 @@ class Gate(ApprovalGate):
         crm_account_id: str | None,
         superseded: Callable[[], bool],
     ) -> Governed:
-        eligible = await workflow.execute_activity_method(
-            PolicyActivities.eligible_approvers,
-            EligibleApproversInput(action=action.kind, roles=decision.approver_roles),
-            summary="who may approve",
-            **POLICY,
-        )
+        who = EligibleApproversInput(action=action.kind, roles=decision.approver_roles)
+        if self._local_decisions:
+            eligible = await workflow.execute_local_activity_method(
+                PolicyActivities.eligible_approvers, who, summary="who may approve", **LOCAL_POLICY
+            )
+        else:
+            eligible = await workflow.execute_activity_method(
+                PolicyActivities.eligible_approvers, who, summary="who may approve", **POLICY
+            )
         answer = await self._await_approval(
             action,
             decision,
@@ -304,7 +321,17 @@ class Gate(ApprovalGate):
         execute: Execute,
         answer: ApprovalResult | None = None,
     ) -> Governed:
-        result_id = await execute(permit, action)
+        self._executing = Governed(
+            action=action,
+            decision=decision,
+            status="executed",
+            approver=answer.approver if answer else None,
+            note=answer.note if answer else "",
+        )
+        try:
+            result_id = await execute(permit, action)
+        finally:
+            self._executing = None
         return Governed(
             action=action,
             decision=decision,
