@@ -43,6 +43,9 @@ class QuoteToCashOutcome(StrEnum):
     ALREADY_LIVE = "already_live"
     #: won before RevBridge went live (settings ``go_live``): billed already, never provisioned
     BEFORE_GO_LIVE = "before_go_live"
+    #: the billing account lacks a setting RevBridge needs (``<vendor>.needs_configuration``):
+    #: rolled back like any failure, but the reason is the fix, not a failure to investigate
+    NEEDS_CONFIGURATION = "needs_configuration"
 
 
 class QuoteToCashResult(Frozen):

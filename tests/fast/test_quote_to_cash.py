@@ -355,6 +355,31 @@ async def test_a_step_that_fails_for_good_undoes_everything_newest_first(client:
     assert result.reason == "write_billing_link failed: fakecrm.invalid: CRM says no"
 
 
+async def test_a_billing_account_missing_a_setting_ends_as_needs_configuration(
+    client: Client,
+) -> None:
+    """Issue 16: a fresh Chargebee site without Contract Terms refuses the subscription; the run
+    undoes the customer it made and ends as ``needs_configuration`` with the fix as its reason
+    (before: ``rolled_back`` with "create_subscription failed", a failure to investigate)."""
+    deal = Deal()
+    refused = ApplicationError(
+        "needs configuration (contract-terms): Contract Terms are off; fix: enable them",
+        type="chargebee.needs_configuration",
+        non_retryable=True,
+    )
+    fakes = q2c_fakes(deal).on("q2c_create_subscription", lambda i: refused)
+    async with q2c(client, deal, fakes) as handle:
+        result = await handle.result()
+        final = await status(handle)
+    assert result.outcome == "needs_configuration" and final.outcome == "needs_configuration"
+    assert result.reason == (
+        "create_subscription: the billing account needs configuration (contract-terms): "
+        "Contract Terms are off; fix: enable them"
+    )
+    assert "q2c_undo_customer" in fakes.writes()  # nothing half-made is left behind
+    assert fakes.audited()[-1] == ("quote_to_cash_rolled_back", "rolled back")
+
+
 async def test_a_compensation_that_fails_is_audited_and_fails_the_run(client: Client) -> None:
     deal = Deal()
     fakes = (

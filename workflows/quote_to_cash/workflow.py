@@ -64,6 +64,11 @@ with workflow.unsafe.imports_passed_through():
     from domain.temporal import UseCase
 
 
+#: a billing account that lacks a setting (a payment term, Contract Terms, the CRM-link field)
+#: ends the run as ``needs_configuration`` with the fix, not as a failure to investigate
+NEEDS_CONFIGURATION_PATCH = "q2c-needs-configuration"
+
+
 @workflow.defn(name=WORKFLOW_TYPE)
 class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
     use_case = UseCase.QUOTE_TO_CASH
@@ -117,7 +122,13 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
         except RollBack as stop:
             result = await self._roll_back(stop.reason)
         except ActivityError as err:
-            result = await self._roll_back(f"{_activity_name(err)} failed: {_cause(err)}")
+            if _needs_configuration(err) and workflow.patched(NEEDS_CONFIGURATION_PATCH):
+                result = await self._roll_back(
+                    f"{_activity_name(err)}: the billing account {_message(err)}",
+                    outcome="needs_configuration",
+                )
+            else:
+                result = await self._roll_back(f"{_activity_name(err)} failed: {_cause(err)}")
         except asyncio.CancelledError:
             # An operator cancelled the run: leave both systems as they were, then stop.
             await self._roll_back("the run was cancelled")
@@ -198,7 +209,7 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
 
     # --- rolling back ----------------------------------------------------------------------------------
 
-    async def _roll_back(self, reason: str) -> QuoteToCashResult:
+    async def _roll_back(self, reason: str, outcome: str = "rolled_back") -> QuoteToCashResult:
         self.s.rollback_reason = reason
         self._update(stage="rolling back", reason=reason)
         workflow.set_current_details(f"Rolling back: {reason}")
@@ -214,14 +225,14 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
             + (f" NOT undone: {'; '.join(unwound.failed)}." if unwound.failed else ""),
             note_on=customer_left,
         )
-        self._update(outcome="rolled_back")
+        self._update(outcome=outcome)
         if unwound.failed:
             raise ApplicationError(
                 f"rollback incomplete: {'; '.join(unwound.failed)}"[:500],
                 type="QuoteToCashCompensationFailed",
                 non_retryable=True,
             )
-        return self._result("rolled_back", reason)
+        return self._result(outcome, reason)
 
     async def _compensation_failed(self, step: str, err: ActivityError) -> None:
         await self._audit(
@@ -320,6 +331,18 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
 
 def _activity_name(err: ActivityError) -> str:
     return (err.activity_type or "a step").removeprefix("q2c_")
+
+
+def _needs_configuration(err: ActivityError) -> bool:
+    cause = err.cause
+    return isinstance(cause, ApplicationError) and (cause.type or "").endswith(
+        ".needs_configuration"
+    )
+
+
+def _message(err: ActivityError) -> str:
+    cause = err.cause
+    return (cause.message if isinstance(cause, ApplicationError) else str(err))[:300]
 
 
 def _cause(err: ActivityError) -> str:
