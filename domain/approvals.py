@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from domain.audit import parameters_hash
+from domain.bounds import Note, Reason
 from domain.models import Frozen
 from domain.policy import ActionKind
 
@@ -45,7 +46,8 @@ class ProposedAction(Frozen):
     amount: int = 0  # minor units
     currency: str = "USD"
     discount_percent: float = 0
-    reason: str = ""
+    #: bounded (not part of the action ID): a summary, never a document
+    reason: Reason = ""
     origin: str = "rules"
     #: the record acted on when it is not the customer or invoice (an opportunity, a subscription)
     subject_id: str | None = None
@@ -99,7 +101,7 @@ class ApprovalSignal(Frozen):
     action_id: str
     decision: Decision
     approver: str
-    note: str = ""
+    note: Note = ""
 
 
 APPROVAL_FIELDS = ("action_id", "decision", "approver", "note")
@@ -127,6 +129,8 @@ def read_approval(data: object) -> ApprovalSignal | str:
     wrong = [f for f in APPROVAL_FIELDS if f in data and not isinstance(data[f], str)]
     if wrong:
         return "bad approval payload: not text: " + ", ".join(wrong)
+    if len(data["action_id"]) > 80 or len(data["approver"]) > 254:
+        return "bad approval payload: action_id or approver too long (an action ID, an email)"
     if data["decision"] not in {d.value for d in Decision}:
         return f"bad approval payload: decision must be approve or reject, not {data['decision'][:40]!r}"
     return ApprovalSignal.model_validate(data)

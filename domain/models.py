@@ -11,6 +11,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain.bounds import Subject, Summary
+
 
 class Frozen(BaseModel):
     """Every model that crosses Temporal (inputs, results, signals, state). Unknown fields are
@@ -184,11 +186,12 @@ class CrmAccount(Frozen):
 
 
 class CaseSummary(Frozen):
-    """An open support case on an account (its text is customer-controlled)."""
+    """An open support case on an account (its text is customer-controlled; bounded: a summary
+    for the decision, the full case stays in the CRM)."""
 
     id: str
-    subject: str = ""
-    description: str = ""
+    subject: Subject = ""
+    description: Summary = ""
     opened_at: datetime | None = None
 
 
