@@ -41,7 +41,7 @@ from domain.settings import Settings
 from domain.temporal import SEARCH_ATTRIBUTES, TASK_QUEUE
 from infra import startup, telemetry
 from infra.health import HealthServer, WorkerProbe, health_port_from_env
-from workers import schedules
+from workers import configuration, schedules
 from workers.vendor_queues import VendorRouting, WorkerGroup, vendor_workers
 from workflows.churn.sweep import ChurnSweepWorkflow
 from workflows.churn.workflow import ChurnInterventionWorkflow
@@ -228,4 +228,9 @@ async def _serve(
     )
     async with worker:
         probe.attach(client)
-        await (stop or asyncio.Event()).wait()
+        # a site or CRM that lacks a setting shows in the log now, not as a failed run later
+        checks = asyncio.create_task(configuration.report([billing, crm]))
+        try:
+            await (stop or asyncio.Event()).wait()
+        finally:
+            checks.cancel()
