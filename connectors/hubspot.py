@@ -32,8 +32,12 @@ associations in one request, so an earlier attempt that committed is always visi
 index-lag window is closed by not using the index**. Where the anchor is brand new (a ticket this
 very call created), nothing can be associated with it yet and the look-up is skipped. Only an
 activity with no association at all falls back to search, and on a retried attempt it waits out
-the index lag (:data:`INDEX_LAG_S`) before believing "not found". Text values are capped at
-65,536 characters by HubSpot; longer bodies are cut with a visible marker, never refused.
+the index lag (:data:`INDEX_LAG_S`) before believing "not found". What this cannot cover, and
+a unique property would: two attempts writing at the same moment (Temporal runs one attempt at
+a time, and each call's timeout is below the activity's, so only a request HubSpot commits after
+our client gave up on it could race the retry). The cost: a note or task is 2 requests (3 when
+its anchor already has activities, more past 100 of them) instead of 1. Text values are capped
+at 65,536 characters by HubSpot; longer bodies are cut with a visible marker, never refused.
 
 Quote-to-cash reads a deal with its associations in one GET (a v3 read names its line items
 ``"line items"``, with a space), then batch-reads the line items, their products (list price, SKU
@@ -94,6 +98,7 @@ from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
+from domain.churn import ScoredAccount
 from domain.models import (
     CaseDraft,
     CasePriority,
@@ -1103,7 +1108,7 @@ class HubSpotCrm:
         for start in range(0, len(ids), _BATCH):
             body = CompanyBatchRead(
                 inputs=[{"id": c} for c in ids[start : start + _BATCH]],
-                properties=_COMPANY_PROPERTIES,
+                properties=[*_COMPANY_PROPERTIES, "churn_risk", "churn_level"],
                 id_property="billing_customer_id",
             )
             page = self._call(self._company_batches.read, body, what="companies")
@@ -1123,7 +1128,7 @@ class HubSpotCrm:
             for company in companies:
                 mine = [cases[t] for t in tickets_of.get(str(company.id), []) if t in cases]
                 mine.sort(key=lambda c: (c.opened_at, len(c.id), c.id), reverse=True)
-                account = _account(company)
+                account = _scored_account(company)
                 out[account.billing_customer_id or ""] = (account, mine[:limit])
         return out
 
@@ -1395,4 +1400,19 @@ def _classify(exc: Any, what: str) -> ConnectorError:
         f"{what}: {status} {code or ''} {message}".strip(),
         status=status,
         code=code,
+    )
+
+
+def _scored_account(company: Any) -> ScoredAccount:
+    """A company with the churn score the portal stores on it (the sweep's bulk read)."""
+    props = company.properties or {}
+    risk = props.get("churn_risk")
+    try:
+        churn_risk = None if risk in (None, "") else round(float(risk))
+    except ValueError:
+        churn_risk = None  # not a number: written again
+    return ScoredAccount(
+        **_account(company).model_dump(),
+        churn_risk=churn_risk,
+        churn_level=props.get("churn_level") or None,
     )
