@@ -28,9 +28,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from statistics import median
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
+from domain.config_file import load_model
 from domain.models import Frozen
 
 SEASON_DAYS = 7
@@ -244,15 +244,4 @@ def decide(
 
 
 def load_policy(path: Path) -> ExpansionPolicy:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ForecastError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ForecastError(f"{path.name} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    try:
-        return ExpansionPolicy.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ForecastError(f"{path.name}: {where}: {first['msg']}") from None
+    return load_model(path, ExpansionPolicy, ForecastError)

@@ -26,9 +26,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
+from domain.config_file import load_model
 from domain.models import Frozen
 
 
@@ -98,18 +98,7 @@ class RulesError(Exception):
 
 
 def load_rules(path: Path) -> SyncRules:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RulesError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{path.name} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    try:
-        rules = SyncRules.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise RulesError(f"{path.name}: {where}: {first['msg']}") from None
+    rules = load_model(path, SyncRules, RulesError)
     for name, rule in rules.fields.items():
         if (rule.owner is Owner.SHARED) != (rule.direction is not None):
             raise RulesError(f"{path.name}: fields.{name}: a direction is for shared fields only")

@@ -12,9 +12,9 @@ from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from domain.config_file import load_model
 from domain.models import CustomerTier, Frozen
 
 
@@ -85,15 +85,4 @@ class PlaybookError(Exception):
 
 
 def load_playbooks(path: Path) -> Playbooks:
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise PlaybookError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise PlaybookError(f"{path} is not valid YAML: {exc}") from None
-    try:
-        return Playbooks.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise PlaybookError(f"{path.name}: {where}: {first['msg']}") from None
+    return load_model(path, Playbooks, PlaybookError)

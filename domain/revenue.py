@@ -22,9 +22,9 @@ from collections import defaultdict
 from datetime import date, timedelta
 from pathlib import Path
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from domain.config_file import load_model
 from domain.models import Frozen
 
 
@@ -202,16 +202,4 @@ class RevenueConfigError(Exception):
 
 
 def load_accounts(path: Path) -> Accounts:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RevenueConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        msg = str(exc).splitlines()[0]
-        raise RevenueConfigError(f"{path.name} is not valid YAML: {msg}") from None
-    try:
-        return Accounts.model_validate((raw or {}).get("accounts"))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "accounts"
-        raise RevenueConfigError(f"{path.name}: accounts.{where}: {first['msg']}") from None
+    return load_model(path, Accounts, RevenueConfigError, key="accounts")
