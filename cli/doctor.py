@@ -339,6 +339,32 @@ def email_checks(settings: Settings) -> list[Check]:
     return connector_checks("smtp", lambda: build_mailer(settings))
 
 
+def erp_checks(settings: Settings) -> list[Check]:
+    """NetSuite, when configured: its preflight, with the accounts of policies/revenue.yaml."""
+    from pathlib import Path
+
+    import revbridge_data
+    from connectors.registry import build_erp
+    from domain.revenue import RevenueConfigError, load_accounts
+
+    folder = (
+        Path(settings.policy_dir) if settings.policy_dir else revbridge_data.default_policy_dir()
+    )
+    try:
+        accounts = load_accounts(folder / "revenue.yaml")
+    except RevenueConfigError as exc:
+        return [
+            Check(
+                system="netsuite",
+                name="accounts",
+                status=CheckStatus.FAIL,
+                detail=str(exc),
+                fix="correct policies/revenue.yaml",
+            )
+        ]
+    return connector_checks("netsuite", lambda: build_erp(settings, accounts))
+
+
 def llm_checks(settings: Settings) -> list[Check]:
     if settings.reasoner == "rules" and settings.anthropic is None:
         return [
@@ -481,6 +507,8 @@ async def run_checks(
             ("smtp", lambda: _in_thread(lambda: email_checks(s), timeout_s)),
             ("llm", lambda: _in_thread(lambda: llm_checks(s), timeout_s)),
         ]
+        if s.netsuite is not None:
+            groups.append(("netsuite", lambda: _in_thread(lambda: erp_checks(s), timeout_s)))
     results = await asyncio.gather(*(_group(name, work, timeout_s) for name, work in groups))
     checks = [c for group in results for c in group]
     if settings is None:

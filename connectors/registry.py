@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from connectors.base import BillingPlatform, CrmSystem
 from connectors.email import SmtpMailer
 from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
 from domain.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from connectors.netsuite import NetSuiteErp
+    from domain.revenue import Accounts
 
 
 def build_billing(settings: Settings) -> BillingPlatform:
@@ -56,6 +62,16 @@ def build_crm(settings: Settings) -> CrmSystem:
             raise SettingsError("REVBRIDGE_CRM=hubspot needs HUBSPOT_ACCESS_TOKEN")
         return HubSpotCrm(settings.hubspot, timeout_s=settings.http_timeout_s)
     raise SettingsError(f"unsupported CRM {settings.crm!r}")
+
+
+def build_erp(settings: Settings, accounts: Accounts | None = None) -> NetSuiteErp | None:
+    """The ERP approved revenue journal entries post to (NetSuite, issue 20); None when none is
+    configured. ``accounts`` (policies/revenue.yaml) are what its preflight checks exist."""
+    if settings.netsuite is None:
+        return None
+    from connectors.netsuite import NetSuiteErp
+
+    return NetSuiteErp(settings.netsuite, accounts=accounts, timeout_s=settings.http_timeout_s)
 
 
 def build_mailer(settings: Settings) -> SmtpMailer | None:

@@ -80,6 +80,29 @@ class HubSpotSettings(_Settings):
     app_id: str | None = None
 
 
+class NetSuiteSettings(_Settings):
+    """The NetSuite account revenue journal entries post to (issue 20). Token-based auth (TBA:
+    OAuth 1.0a HMAC-SHA256, the integration's consumer key/secret and a token ID/secret), or
+    OAuth 2.0 client credentials (client ID, certificate ID, the certificate's private key file)."""
+
+    #: the account ID, also the OAuth realm: 1234567 or, for a sandbox, 1234567_SB1
+    account_id: str
+    #: base URL override (sandbox or a proxy); None means https://<account>.suitetalk.api.netsuite.com
+    api_url: str | None = None
+    consumer_key: SecretStr | None = None
+    consumer_secret: SecretStr | None = None
+    token_id: SecretStr | None = None
+    token_secret: SecretStr | None = None
+    client_id: str | None = None
+    certificate_id: str | None = None
+    private_key_file: str | None = None
+    #: the subsidiary entries post to (OneWorld accounts need one)
+    subsidiary_id: str = "1"
+    #: requests this process keeps in flight at once (the account's limit is shared by every
+    #: integration: 15 on a standard tier)
+    concurrency: int = 4
+
+
 class AnthropicSettings(_Settings):
     api_key: SecretStr
     model: str = "claude-sonnet-5-5"
@@ -156,6 +179,8 @@ class Settings(_Settings):
     recurly: RecurlySettings | None = None
     salesforce: SalesforceSettings | None = None
     hubspot: HubSpotSettings | None = None
+    #: the ERP approved revenue journal entries post to (issue 20)
+    netsuite: NetSuiteSettings | None = None
     #: None: no relay, so reminder drafts go to the CRM as tasks for a rep
     smtp: SmtpSettings | None = None
     webhooks: WebhookSettings = WebhookSettings()
@@ -220,6 +245,24 @@ class Settings(_Settings):
         hs = pick("HUBSPOT_", ["access_token", "api_url", "app_id"])
         if hs:
             raw["hubspot"] = hs
+        ns = pick(
+            "NETSUITE_",
+            [
+                "account_id",
+                "api_url",
+                "consumer_key",
+                "consumer_secret",
+                "token_id",
+                "token_secret",
+                "client_id",
+                "certificate_id",
+                "private_key_file",
+                "subsidiary_id",
+                "concurrency",
+            ],
+        )
+        if ns:
+            raw["netsuite"] = ns
         webhooks: dict[str, object] = {
             k: v
             for k, v in {
