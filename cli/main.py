@@ -131,6 +131,11 @@ def cmd_setup(args: argparse.Namespace) -> None:
     from cli.setup_temporal import run as run_setup
 
     apply_stack_defaults(_load(args.config, required=False))
+    if args.what == "crm":
+        from cli.setup_crm import run as run_setup_crm
+
+        run_setup_crm(args)
+        return
     asyncio.run(run_setup(args))
 
 
@@ -218,10 +223,11 @@ def parser() -> argparse.ArgumentParser:
     su = add(
         "setup",
         cmd_setup,
-        "make a Temporal namespace ready: search attributes, retention, connection",
+        "make a Temporal namespace (temporal) or the CRM (crm: its fields, objects, properties) "
+        "ready",
         config_required=False,
     )
-    su.add_argument("what", choices=["temporal"])
+    su.add_argument("what", choices=["temporal", "crm"])
     su.add_argument(
         "--dry-run", action="store_true", help="print what would change, change nothing"
     )

@@ -28,6 +28,7 @@ from simple_salesforce.exceptions import (
 
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.setup_steps import SetupStep
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
 from domain.models import (
@@ -1081,3 +1082,212 @@ def _classify(exc: SalesforceError) -> ConnectorError:
     return ConnectorError(
         VENDOR, ErrorKind.RETRYABLE, f"{code or status}", status=status, code=code
     )
+
+
+# --- setup (revbridge setup crm) ------------------------------------------------------------------
+#
+# Custom fields and the custom object go through the Tooling API (``POST tooling/sobjects/
+# CustomField`` / ``CustomObject`` with ``FullName`` + ``Metadata``): one synchronous REST call
+# each, answering an ID or ``DUPLICATE_DEVELOPER_NAME``, over the same OAuth session and client as
+# every other call. The Metadata API would also do it, but it is SOAP and asynchronous (deploy,
+# then poll a status), which buys nothing for ~30 independent creates. Both are driven by
+# :data:`NEEDS`, the table ``preflight`` checks, so setup and doctor cannot disagree.
+
+#: the custom objects RevBridge deploys (label, plural, record name), fields from NEEDS
+SETUP_OBJECTS: dict[str, dict[str, Any]] = {
+    "AI_Agent_Log__c": {
+        "label": "AI Agent Log",
+        "pluralLabel": "AI Agent Logs",
+        "nameField": {"type": "AutoNumber", "label": "Log Number", "displayFormat": "LOG-{0000}"},
+        "deploymentStatus": "Deployed",
+        "sharingModel": "ReadWrite",
+    }
+}
+#: values of the custom picklists RevBridge reads but does not write (NEEDS has none for them)
+_SETUP_VALUES: dict[str, tuple[str, ...]] = {
+    "Account.Customer_Tier__c": tuple(t.value for t in CustomerTier),
+    "Opportunity.Payment_Terms__c": ("Net 15", "Net 30", "Net 45", "Net 60"),
+}
+
+
+def field_metadata(obj: str, name: str, need: _Need) -> dict[str, Any]:
+    """The Tooling API ``Metadata`` of one custom field in :data:`NEEDS`."""
+    meta: dict[str, Any] = {"label": name.removesuffix("__c").replace("_", " ")}
+    if need.type == "string":
+        meta.update(type="Text", length=need.length, caseSensitive=False)
+        if need.external_id:
+            meta.update(externalId=True, unique=True)
+    elif need.type == "textarea":
+        if need.length > 255:
+            meta.update(type="LongTextArea", length=need.length, visibleLines=5)
+        else:
+            meta.update(type="TextArea")
+    elif need.type == "picklist":
+        values = need.values or _SETUP_VALUES[f"{obj}.{name}"]
+        meta.update(
+            type="Picklist",
+            valueSet={
+                "restricted": True,
+                "valueSetDefinition": {
+                    "sorted": False,
+                    "value": [{"fullName": v, "label": v, "default": False} for v in values],
+                },
+            },
+        )
+    elif need.type in ("double", "currency"):
+        meta.update(type="Number" if need.type == "double" else "Currency", precision=18, scale=2)
+    elif need.type in ("date", "datetime"):
+        meta.update(type="Date" if need.type == "date" else "DateTime")
+    elif need.type == "reference":
+        target = name.removesuffix("__c")
+        plural = SETUP_OBJECTS.get(obj, {}).get("pluralLabel", obj.removesuffix("__c"))
+        meta.update(
+            type="Lookup",
+            referenceTo=target,
+            relationshipName=obj.removesuffix("__c") + "s",
+            relationshipLabel=plural,
+            deleteConstraint="SetNull",
+        )
+    else:  # pragma: no cover - NEEDS holds only the types above
+        raise ValueError(f"no metadata for {need.type}")
+    return meta
+
+
+def _kind(meta: dict[str, Any]) -> str:
+    kind = str(meta["type"])
+    if "length" in meta:
+        kind += f"({meta['length']})"
+    elif "precision" in meta:
+        kind += f"({meta['precision']}, {meta['scale']})"
+    if meta.get("type") == "Lookup":
+        kind += f" to {meta['referenceTo']}"
+    if meta.get("externalId"):
+        kind += ", External ID, unique"
+    if meta.get("valueSet"):
+        values = [v["fullName"] for v in meta["valueSet"]["valueSetDefinition"]["value"]]
+        kind += f" [{', '.join(values)}]"
+    return kind
+
+
+def setup_plan(crm: SalesforceCrm) -> list[SetupStep]:
+    """What the org lacks, read in one ``/composite`` of describes (as ``preflight``): every
+    custom object and custom field of :data:`NEEDS` that is absent (to create), and what setup
+    cannot do for the integration user (object permissions, a standard object it cannot see, a
+    field of the wrong type or length an admin must change) with its fix. Nothing that exists
+    and will do is listed."""
+    objects = list(NEEDS)
+    base = f"/services/data/v{crm._settings.api_version}/sobjects"
+    answer = crm._call(
+        lambda sf: sf.restful(
+            "composite",
+            method="POST",
+            json={
+                "allOrNone": False,
+                "compositeRequest": [
+                    {"method": "GET", "url": f"{base}/{obj}/describe", "referenceId": f"d{i}"}
+                    for i, obj in enumerate(objects)
+                ],
+            },
+        ),
+        what="describe",
+    )
+    results = (answer.get("compositeResponse") if isinstance(answer, dict) else None) or []
+    steps: list[SetupStep] = []
+    for obj, result in zip(objects, results, strict=False):
+        steps += _object_steps(obj, result)
+    return steps
+
+
+def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
+    status = int(result.get("httpStatusCode") or 500)
+    describe = result.get("body")
+    missing = status == 404 or (
+        status >= 400 and _error_code(describe) in ("NOT_FOUND", "INVALID_TYPE")
+    )
+    if missing and obj not in SETUP_OBJECTS:
+        return [_manual("grant", obj, f"grant the integration user Read on {obj}")]
+    if missing:
+        meta = SETUP_OBJECTS[obj]
+        steps = [
+            SetupStep(
+                VENDOR,
+                "create object",
+                obj,
+                f"{meta['label']} ({meta['nameField']['type']} name)",
+                ("CustomObject", {"FullName": obj, "Metadata": meta}),
+            )
+        ]
+        return steps + [
+            _create_field(obj, name, need)
+            for name, need in NEEDS[obj].items()
+            if name.endswith("__c")
+        ]
+    if status >= 300 or not isinstance(describe, dict):
+        detail = f"describe answered {status} {_error_code(describe) or ''}".strip()
+        return [_manual("grant", obj, f"{detail}: {_ACCESS_FIX}")]
+    steps: list[SetupStep] = []
+    fields = {f.get("name", "").lower(): f for f in describe.get("fields") or []}
+    for name, need in NEEDS[obj].items():
+        found = fields.get(name.lower())
+        if found is None and name.endswith("__c"):
+            steps.append(_create_field(obj, name, need))
+            continue
+        problem = _field_problem(need, found)
+        if problem:
+            detail, fix = problem
+            steps.append(
+                _manual("fix", f"{obj}.{name}", f"{detail}: {fix.format(f'{obj}.{name}')}")
+            )
+    steps += [
+        _manual("grant", obj, c.fix)
+        for c in _object_checks(obj, result)
+        if c.name.endswith(":permissions")
+    ]
+    return steps
+
+
+def _create_field(obj: str, name: str, need: _Need) -> SetupStep:
+    meta = field_metadata(obj, name, need)
+    return SetupStep(
+        VENDOR,
+        "create field",
+        f"{obj}.{name}",
+        _kind(meta),
+        ("CustomField", {"FullName": f"{obj}.{name}", "Metadata": meta}),
+    )
+
+
+def _manual(action: str, target: str, detail: str) -> SetupStep:
+    return SetupStep(VENDOR, action, target, f"by hand: {detail}")
+
+
+def setup_apply(crm: SalesforceCrm, steps: list[SetupStep]) -> list[str]:
+    """Create what the automatic steps name, in order (each object before its fields), one
+    Tooling API call each. A create answered ``DUPLICATE_DEVELOPER_NAME`` is done already (an
+    earlier run, or a field the integration user cannot see: preflight says so afterwards).
+    Returns one line per step: ``created …`` or ``exists …``."""
+    done: list[str] = []
+    for step in steps:
+        if not step.automatic:
+            continue
+        kind, body = step.request
+        try:
+            crm._call(
+                lambda sf, kind=kind, body=body: sf.toolingexecute(
+                    f"sobjects/{kind}", method="POST", data=body
+                ),
+                what=f"{step.action} {step.target}",
+            )
+        except ConnectorError as exc:
+            if exc.code != "DUPLICATE_DEVELOPER_NAME":
+                raise ConnectorError(
+                    VENDOR,
+                    exc.kind,
+                    f"{step.action} {step.target}: {exc.code or exc.status or exc.kind}",
+                    status=exc.status,
+                    code=exc.code,
+                ) from None
+            done.append(f"exists  {step.target}")
+            continue
+        done.append(f"created {step.target}")
+    return done

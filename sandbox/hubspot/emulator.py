@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from ..framework import Delivery, Emulator, WebhookTarget
 from . import catalog, spec, webhooks
+from .admin import PropertyGroups
 from .errors import AUTH_MESSAGE, HubSpotError, not_found, rate_limited
 from .store import CrmObject, Store
 from .values import iso, now_ms
@@ -54,7 +55,10 @@ API_ROUTES: tuple[tuple[str, str, str, int], ...] = (
     ("PATCH", _O + "/{objectId}", "_update", 200),
     ("DELETE", _O + "/{objectId}", "_archive", 204),
     ("GET", _P, "_properties", 200),
-    ("POST", _P, "_property_create", 201),
+    ("POST", _P, "_property_create_in_group", 201),  # admin.py: its group must exist
+    ("GET", _P + "/groups", "_groups", 200),  # admin.py (before {propertyName})
+    ("POST", _P + "/groups", "_group_create", 201),
+    ("GET", _P + "/groups/{groupName}", "_group_get", 200),
     ("GET", _P + "/{propertyName}", "_property_get", 200),
     ("PATCH", _P + "/{propertyName}", "_property_update", 200),
     ("DELETE", _P + "/{propertyName}", "_property_archive", 204),
@@ -131,7 +135,7 @@ def _batch(
     return (207 if errors else status), body
 
 
-class HubSpotEmulator(Emulator):
+class HubSpotEmulator(PropertyGroups, Emulator):
     """A stateful HubSpot portal (CRM v3 objects, properties, pipelines, v4 associations, webhooks v3).
 
     ``webhook_subscriptions``: ``None`` subscribes the app to every event; otherwise entries such as

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, quote, unquote, unquote_plus
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from . import soql
+from . import soql, tooling
 from .errors import MultipleMatches, SfError, bad, not_found
 from .schema import Field, SObject, make_id, normalize_id
 from .store import Event
@@ -185,6 +185,8 @@ class RestApi:
         if head == "limits" and not rest:
             allow(ctx, "GET")
             return self.limits()
+        if head == "tooling":
+            return tooling.route(self.em, ctx, rest)
         raise not_found()
 
     # --- sObjects --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from ..framework import Emulator, WebhookTarget
+from . import tooling
 from .app import RestApi, event_payload
 from .errors import SfError
 from .oauth import Session, TokenEndpoint, Tokens
@@ -379,6 +380,8 @@ class SalesforceEmulator(Emulator):
 
     async def _org(self, request: Request) -> Response:
         body = await request.json()
+        if body.get("fresh"):
+            tooling.fresh_org(self)
         try:
             self.configure_org(
                 body.get("drop_fields", ()),

@@ -1,0 +1,384 @@
+"""`revbridge setup crm [--dry-run]` against the Salesforce and HubSpot sandboxes (issue 19's
+"Onboarding the CRM"): a fresh org / portal → the dry run lists every field, object, group and
+property RevBridge needs and changes nothing (the ledger holds only reads) → setup creates them
+through the vendor's admin API (Tooling API, properties API) → the CRM lines `revbridge doctor`
+prints are all OK and the connector writes to what was created → a second setup plans nothing.
+A Salesforce integration user without an object permission ends in one line naming the
+permission to grant. Plus the emulators' admin endpoints on their own (shapes, duplicates,
+refusals), through the official clients.
+
+Every test runs its own emulator (the session's sandboxes stay as they are) on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
+from pydantic import SecretStr
+from simple_salesforce.exceptions import SalesforceMalformedRequest
+
+from cli.doctor import connector_checks
+from cli.main import main
+from connectors.base import ConnectorError
+from connectors.hubspot import REQUIRED_PROPERTIES, HubSpotCrm
+from connectors.registry import build_crm
+from connectors.salesforce import NEEDS, SETUP_OBJECTS, SalesforceCrm
+from domain.preflight import CheckStatus
+from domain.records import ChurnScoreRecord
+from domain.settings import HubSpotSettings, SalesforceSettings, Settings
+from sandbox.framework import ServerThread
+from sandbox.hubspot import HubSpotEmulator
+from sandbox.hubspot.admin import fresh_portal
+from sandbox.salesforce import SalesforceEmulator
+from sandbox.salesforce.tooling import fresh_org
+
+SF_ID, SF_SECRET = "setup-app", "setup-secret"
+HS_TOKEN = "pat-setup"
+PREFIXES = ("REVBRIDGE_", "SALESFORCE_", "HUBSPOT_")
+#: what setup creates on a fresh org: each custom field of NEEDS and each custom object
+SF_CREATES = sum(1 for fields in NEEDS.values() for f in fields if f.endswith("__c")) + len(
+    SETUP_OBJECTS
+)
+#: on a fresh portal: each property, and the RevBridge group on each object type
+HS_CREATES = len(REQUIRED_PROPERTIES) + len({t for t, *_ in REQUIRED_PROPERTIES})
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[SalesforceEmulator, HubSpotEmulator, dict[str, str]]]:
+    sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    hs = HubSpotEmulator(access_token=HS_TOKEN, limits=False)
+    with ServerThread({sf: 0, hs: 0}) as thread:
+        yield sf, hs, thread.urls
+
+
+@pytest.fixture
+def sf(servers: tuple[SalesforceEmulator, HubSpotEmulator, dict[str, str]]) -> SalesforceEmulator:
+    em = servers[0]
+    with em.lock:
+        em.reset_state()
+    fresh_org(em)
+    em.ledger.clear()
+    return em
+
+
+@pytest.fixture
+def hs(servers: tuple[SalesforceEmulator, HubSpotEmulator, dict[str, str]]) -> HubSpotEmulator:
+    em = servers[1]
+    with em.lock:
+        em.reset_state()
+    fresh_portal(em)
+    em.require_property_groups = True  # as HubSpot: a property's group first
+    em.ledger.clear()
+    return em
+
+
+def sf_env(urls: dict[str, str]) -> dict[str, str]:
+    return {
+        "REVBRIDGE_CRM": "salesforce",
+        "REVBRIDGE_HTTP_TIMEOUT_S": "5",
+        "SALESFORCE_TOKEN_URL": urls["salesforce"] + "/services/oauth2/token",
+        "SALESFORCE_CLIENT_ID": SF_ID,
+        "SALESFORCE_CLIENT_SECRET": SF_SECRET,
+    }
+
+
+def hs_env(urls: dict[str, str]) -> dict[str, str]:
+    return {
+        "REVBRIDGE_CRM": "hubspot",
+        "REVBRIDGE_HTTP_TIMEOUT_S": "5",
+        "HUBSPOT_ACCESS_TOKEN": HS_TOKEN,
+        "HUBSPOT_API_URL": urls["hubspot"],
+    }
+
+
+def setup(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    env: dict[str, str],
+    *flags: str,
+) -> tuple[int, list[str], str]:
+    """`revbridge setup crm` in-process with exactly ``env``: (exit status, stdout lines, stderr)."""
+    for key in list(os.environ):
+        if key.startswith(PREFIXES):
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    code = main(["setup", "crm", *flags])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err
+
+
+def crm_lines(env: dict[str, str]) -> list[Any]:
+    """The CRM's lines of `revbridge doctor` (the same function doctor runs for them)."""
+    settings = Settings.from_env(env)
+    return connector_checks(settings.crm, lambda: build_crm(settings))
+
+
+def sf_writes(em: SalesforceEmulator) -> list[str]:
+    """Every request in the ledger that could change the org: anything but the token, GETs and
+    a /composite made only of GETs."""
+    out = []
+    for r in em.ledger:
+        if r["path"] == "/services/oauth2/token" or r["method"] == "GET":
+            continue
+        if r["path"].endswith("/composite"):
+            body = json.loads(r["body"])
+            if all(s["method"] == "GET" for s in body["compositeRequest"]):
+                continue
+        out.append(f"{r['method']} {r['path']}")
+    return out
+
+
+# --- Salesforce ----------------------------------------------------------------------------------
+
+
+def test_a_fresh_salesforce_org_is_planned_created_ready_and_then_left_alone(
+    servers: Any,
+    sf: SalesforceEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = sf_env(servers[2])
+    before = crm_lines(env)
+    assert any(c.failed for c in before)  # a fresh org is not ready
+    sf.ledger.clear()
+
+    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    assert code == 0 and err == ""
+    plan = [line for line in lines if line.startswith("+ ")]
+    assert len(plan) == SF_CREATES == len(lines) - 1, lines
+    assert "+ salesforce: create object AI_Agent_Log__c — AI Agent Log (AutoNumber name)" in plan
+    assert (
+        "+ salesforce: create field Case.RevBridge_Key__c — Text(64), External ID, unique" in plan
+    )
+    assert "+ salesforce: create field AI_Agent_Log__c.Case__c — Lookup to Case" in plan
+    assert (
+        lines[-1]
+        == f"salesforce: plan: {SF_CREATES} to create, 0 by hand (dry run: nothing changed)"
+    )
+    assert sf_writes(sf) == []  # the dry run only read
+    assert sf.schema.get("AI_Agent_Log__c") is None
+    assert sf.schema.get("Account").field("MRR__c") is None  # type: ignore[union-attr]
+
+    sf.ledger.clear()
+    code, lines, err = setup(monkeypatch, capsys, env)
+    assert code == 0 and err == "", (lines, err)
+    assert lines[-2] == f"salesforce: {SF_CREATES} created, 0 there already"
+    assert lines[-1].startswith("salesforce: ready (")
+    tooling = [w for w in sf_writes(sf) if "/tooling/" in w]
+    assert len(tooling) == SF_CREATES == len(sf_writes(sf))
+    assert tooling[0].endswith("/tooling/sobjects/CustomField")
+    checks = crm_lines(env)
+    assert [c.status for c in checks] == [CheckStatus.OK] * len(checks), [c.line() for c in checks]
+
+    # what was created is what the connector writes to
+    acct = sf.seed({"records": {"Account": [{"Name": "Globex"}]}})["ids"]["Account"][0]
+    crm = SalesforceCrm(
+        SalesforceSettings(
+            token_url=env["SALESFORCE_TOKEN_URL"],
+            client_id=SF_ID,
+            client_secret=SecretStr(SF_SECRET),
+        ),
+        timeout_s=5,
+    )
+    crm.write_churn_score(
+        ChurnScoreRecord(
+            account_id=acct, score=80, level="high", scored_at=datetime(2026, 5, 1, tzinfo=UTC)
+        )
+    )
+    row = sf.get_record(acct)
+    assert row is not None and row["Churn_Level__c"] == "high" and row["Churn_Risk__c"] == 80
+
+    sf.ledger.clear()
+    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    assert (code, lines, err) == (
+        0,
+        ["salesforce: plan: nothing to do (dry run: nothing changed)"],
+        "",
+    )
+    code, lines, err = setup(monkeypatch, capsys, env)
+    assert code == 0 and err == "" and lines[0] == "salesforce: nothing to create"
+    assert sf_writes(sf) == []
+
+
+def test_a_user_without_an_object_permission_ends_in_one_line_naming_the_grant(
+    servers: Any,
+    sf: SalesforceEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sf.configure_org(access={"Case": {"create": False}})
+    env = sf_env(servers[2])
+    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    assert code == 0
+    grant = [line for line in lines if line.startswith("! ")]
+    assert grant == [
+        "! salesforce: grant Case — by hand: grant Create on Case in the integration user's "
+        "permission set"
+    ]
+    code, lines, err = setup(monkeypatch, capsys, env)
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("revbridge setup: salesforce is not ready: object:Case:permissions")
+    assert "grant Create on Case in the integration user's permission set" in err
+    assert "FAIL  salesforce: object:Case:permissions — the integration user lacks Create" in (
+        "\n".join(lines)
+    )
+    # everything setup can do was done: only the grant is left
+    failed = [c.name for c in crm_lines(env) if c.failed]
+    assert failed == ["object:Case:permissions"]
+
+
+def test_a_field_of_the_wrong_shape_is_left_to_a_person_with_its_fix(
+    servers: Any,
+    sf: SalesforceEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An admin made Churn_Narrative__c too short: setup never changes a field holding data."""
+    sf.add_field("Account", {"name": "Churn_Narrative__c", "type": "textarea", "length": 4000})
+    code, lines, err = setup(monkeypatch, capsys, sf_env(servers[2]))
+    assert code == 2 and err.count("\n") == 1
+    fix = [line for line in lines if line.startswith("! ")]
+    assert fix == [
+        "! salesforce: fix Account.Churn_Narrative__c — by hand: holds 4000 characters, RevBridge "
+        "writes up to 32768: raise the length of Account.Churn_Narrative__c to 32768"
+    ]
+    assert "field:Account.Churn_Narrative__c" in err and "32768" in err
+
+
+def test_the_tooling_api_answers_as_salesforce_does(servers: Any, sf: SalesforceEmulator) -> None:
+    crm = SalesforceCrm(
+        SalesforceSettings(
+            token_url=servers[2]["salesforce"] + "/services/oauth2/token",
+            client_id=SF_ID,
+            client_secret=SecretStr(SF_SECRET),
+        ),
+        timeout_s=5,
+    )
+    client = crm.client
+    body = {
+        "FullName": "Account.Billing_Platform__c",
+        "Metadata": {"label": "Billing Platform", "type": "Text", "length": 40},
+    }
+    created = client.toolingexecute("sobjects/CustomField", method="POST", data=body)
+    assert created["success"] is True and created["errors"] == []
+    assert created["id"].startswith("00N") and len(created["id"]) == 18
+    field = {f["name"]: f for f in client.Account.describe()["fields"]}["Billing_Platform__c"]
+    assert (field["type"], field["length"], field["custom"]) == ("string", 40, True)
+    read = client.toolingexecute(f"sobjects/CustomField/{created['id']}")
+    assert read["FullName"] == "Account.Billing_Platform__c"
+    with pytest.raises(SalesforceMalformedRequest) as dup:
+        client.toolingexecute("sobjects/CustomField", method="POST", data=body)
+    assert dup.value.content[0]["errorCode"] == "DUPLICATE_DEVELOPER_NAME"
+    for bad in (
+        {"FullName": "Account.X__c", "Metadata": {"label": "X", "type": "Text"}},  # no length
+        {"FullName": "Nope__c.X__c", "Metadata": {"label": "X", "type": "Date"}},
+        {"FullName": "Account.X", "Metadata": {"label": "X", "type": "Date"}},
+        {"FullName": "Account.X__c", "Metadata": {"label": "X", "type": "Picklist"}},
+    ):
+        with pytest.raises(SalesforceMalformedRequest) as refused:
+            client.toolingexecute("sobjects/CustomField", method="POST", data=bad)
+        assert refused.value.content[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION", bad
+    obj = {"FullName": "AI_Agent_Log__c", "Metadata": SETUP_OBJECTS["AI_Agent_Log__c"]}
+    made = client.toolingexecute("sobjects/CustomObject", method="POST", data=obj)
+    assert made["id"].startswith("01I")
+    described = client.AI_Agent_Log__c.describe()
+    name = {f["name"]: f for f in described["fields"]}["Name"]
+    assert name["autoNumber"] is True and described["custom"] is True
+    with pytest.raises(SalesforceMalformedRequest) as dup:
+        client.toolingexecute("sobjects/CustomObject", method="POST", data=obj)
+    assert dup.value.content[0]["errorCode"] == "DUPLICATE_DEVELOPER_NAME"
+
+
+# --- HubSpot -------------------------------------------------------------------------------------
+
+
+def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
+    servers: Any,
+    hs: HubSpotEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    env = hs_env(servers[2])
+    assert any(c.failed for c in crm_lines(env))
+    hs.ledger.clear()
+
+    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    assert code == 0 and err == ""
+    plan = [line for line in lines if line.startswith("+ ")]
+    assert len(plan) == HS_CREATES == len(lines) - 1, lines
+    assert plan[0] == "+ hubspot: create property group companies.revbridge — RevBridge"
+    assert "+ hubspot: create property tickets.revbridge_key — string (text, unique values)" in plan
+    assert {r["method"] for r in hs.ledger} == {"GET"}  # only reads
+    assert "mrr" not in hs.store.properties["companies"]
+
+    hs.ledger.clear()
+    code, lines, err = setup(monkeypatch, capsys, env)
+    assert code == 0 and err == "", (lines, err)
+    assert lines[-2] == f"hubspot: {HS_CREATES} created, 0 there already"
+    posts = [r["path"] for r in hs.ledger if r["method"] == "POST" and "/properties/" in r["path"]]
+    assert len(posts) == HS_CREATES and posts[0] == "/crm/v3/properties/companies/groups"
+    checks = crm_lines(env)
+    assert [c.status for c in checks] == [CheckStatus.OK] * len(checks), [c.line() for c in checks]
+    churn = hs.store.properties["companies"]["churn_level"]
+    assert [o["value"] for o in churn["options"]] == ["low", "medium", "high", "critical"]
+    assert hs.store.properties["companies"]["billing_customer_id"]["hasUniqueValue"] is True
+
+    hs.ledger.clear()
+    code, lines, err = setup(monkeypatch, capsys, env)
+    assert code == 0 and err == "" and lines[0] == "hubspot: nothing to create"
+    assert [r for r in hs.ledger if r["method"] != "GET" and "/properties/" in r["path"]] == []
+
+
+def test_hubspot_property_groups_come_first_and_answer_as_hubspot_does(
+    servers: Any, hs: HubSpotEmulator
+) -> None:
+    crm = HubSpotCrm(
+        HubSpotSettings(access_token=SecretStr(HS_TOKEN), api_url=servers[2]["hubspot"]),
+        timeout_s=5,
+    )
+    from hubspot.crm.properties import GroupsApi
+
+    groups = GroupsApi(crm._properties.api_client)
+    names = {g.name for g in groups.get_all("companies").results}
+    assert "companyinformation" in names and "revbridge" not in names
+    prop = PropertyCreate(
+        name="mrr", label="MRR", type="number", field_type="number", group_name="revbridge"
+    )
+    with pytest.raises(ConnectorError) as refused:
+        crm._call(crm._properties.create, "companies", prop, what="property")
+    assert refused.value.status == 400
+    made = crm._call(
+        groups.create,
+        "companies",
+        PropertyGroupCreate(name="revbridge", label="RevBridge"),
+        what="group",
+    )
+    assert (made.name, made.label, made.archived) == ("revbridge", "RevBridge", False)
+    with pytest.raises(ConnectorError) as dup:
+        crm._call(
+            groups.create,
+            "companies",
+            PropertyGroupCreate(name="revbridge", label="R"),
+            what="group",
+        )
+    assert dup.value.status == 409
+    assert groups.get_by_name("companies", "revbridge").label == "RevBridge"
+    assert crm._call(crm._properties.create, "companies", prop, what="property").name == "mrr"
+
+
+def test_an_unreachable_crm_is_one_line_never_a_trace(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = hs_env({"hubspot": "http://127.0.0.1:9"})
+    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    assert code == 2 and lines == []
+    assert err.startswith("revbridge setup: could not read hubspot's schema: ")
+    assert err.count("\n") == 1 and "Traceback" not in err and HS_TOKEN not in err
