@@ -113,6 +113,19 @@ class AnthropicSettings(_Settings):
     timeout_s: float = 25.0
 
 
+class ZendeskSettings(_Settings):
+    """Zendesk Support as the support desk (issue 22): an agent's email + API token (Basic
+    ``{email}/token:{token}``) or an OAuth access token."""
+
+    subdomain: str
+    email: str | None = None
+    api_token: SecretStr | None = None
+    oauth_token: SecretStr | None = None
+    #: base URL override (sandbox or a proxy), e.g. http://127.0.0.1:8130; None means
+    #: https://{subdomain}.zendesk.com
+    api_url: str | None = None
+
+
 class SmtpSettings(_Settings):
     """The mail relay dunning reminders go through (SMTP_HOST, SMTP_PORT, SMTP_SENDER, ...)."""
 
@@ -156,6 +169,10 @@ class WebhookSettings(_Settings):
     #: the integration user RevBridge's API calls run as (005…): callouts for records it last
     #: changed are echoes of our own writes (SALESFORCE_INTEGRATION_USER_ID)
     salesforce_integration_user_id: str | None = None
+    #: every active Zendesk webhook signing secret (several during a rotation)
+    zendesk_secrets: list[SecretStr] = []
+    #: the Zendesk user RevBridge's API token belongs to: comments it wrote are echoes
+    zendesk_integration_user_id: str | None = None
 
 
 class Settings(_Settings):
@@ -184,6 +201,10 @@ class Settings(_Settings):
     #: None: no relay, so reminder drafts go to the CRM as tasks for a rep
     smtp: SmtpSettings | None = None
     webhooks: WebhookSettings = WebhookSettings()
+    #: where support context finds tickets: None = the CRM's cases; "zendesk" = Zendesk tickets
+    #: too (REVBRIDGE_DESK; the CRM still holds accounts and the agent log)
+    desk: str | None = None
+    zendesk: ZendeskSettings | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -192,7 +213,16 @@ class Settings(_Settings):
 
         raw: dict[str, object] = pick(
             "REVBRIDGE_",
-            ["billing", "crm", "task_queue", "policy_dir", "reasoner", "http_timeout_s", "go_live"],
+            [
+                "billing",
+                "crm",
+                "task_queue",
+                "policy_dir",
+                "reasoner",
+                "http_timeout_s",
+                "go_live",
+                "desk",
+            ],
         )
         cb = pick("CHARGEBEE_", ["site", "api_key", "api_url"])
         if cb:
@@ -242,6 +272,9 @@ class Settings(_Settings):
         )
         if smtp:
             raw["smtp"] = smtp
+        zd = pick("ZENDESK_", ["subdomain", "email", "api_token", "oauth_token", "api_url"])
+        if zd:
+            raw["zendesk"] = zd
         hs = pick("HUBSPOT_", ["access_token", "api_url", "app_id"])
         if hs:
             raw["hubspot"] = hs
@@ -276,6 +309,7 @@ class Settings(_Settings):
                 "zuora_password": env.get("ZUORA_WEBHOOK_PASSWORD"),
                 "zuora_hmac_header": env.get("ZUORA_WEBHOOK_HMAC_HEADER"),
                 "salesforce_integration_user_id": env.get("SALESFORCE_INTEGRATION_USER_ID"),
+                "zendesk_integration_user_id": env.get("ZENDESK_INTEGRATION_USER_ID"),
             }.items()
             if v is not None
         }
@@ -295,6 +329,10 @@ class Settings(_Settings):
         if env.get("SALESFORCE_WEBHOOK_SECRETS"):
             webhooks["salesforce_secrets"] = [
                 x.strip() for x in env["SALESFORCE_WEBHOOK_SECRETS"].split(",") if x.strip()
+            ]
+        if env.get("ZENDESK_WEBHOOK_SECRETS"):
+            webhooks["zendesk_secrets"] = [
+                x.strip() for x in env["ZENDESK_WEBHOOK_SECRETS"].split(",") if x.strip()
             ]
         raw["webhooks"] = webhooks
         try:

@@ -26,7 +26,7 @@ from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
 from infra.connection import client_connect_kwargs
 from infra.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
-from webhooks import chargebee, hubspot, recurly, router, salesforce, stripe, zuora
+from webhooks import chargebee, hubspot, recurly, router, salesforce, stripe, zendesk, zuora
 from webhooks.errors import Rejected
 
 # the bounded parser every route shares (size, depth, number bounds), re-exported for the routes
@@ -197,6 +197,10 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         """Callouts: Basic by challenge/response or preemptive, optional HMAC; exactly 200."""
         return await zuora.receive(request, settings, get_client, count)
 
+    async def zendesk_webhook(request: Request) -> Response:
+        """A new Zendesk ticket (signed: timestamp + body) starts its support context run."""
+        return await zendesk.receive(request, settings, get_client, count)
+
     async def hubspot_webhook(request: Request) -> Response:
         """A batch of up to 100 events: each is judged alone, so one bad or duplicate event
         never sinks the others (the whole batch is only retried when Temporal is down)."""
@@ -326,6 +330,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             Route("/webhooks/zuora", zuora_webhook, methods=["POST"]),
             Route("/webhooks/hubspot", hubspot_webhook, methods=["POST"]),
             Route("/webhooks/salesforce", salesforce_webhook, methods=["POST"]),
+            Route("/webhooks/zendesk", zendesk_webhook, methods=["POST"]),
         ],
         middleware=[Middleware(WebhookTracingMiddleware, metrics=metrics)],
     )
