@@ -135,8 +135,12 @@ def _stamped(payload: Payload, who: str, identity_keys: Mapping[str, bytes]) -> 
             data = json.loads(payload.data)
         except ValueError:
             data = None
-        if isinstance(data, dict) and "approver" in data:
-            data["approver"] = who  # the signed-in person, whatever was typed
+        # the person a message names (an approval's approver, a quote-to-cash pick's or fix's
+        # ``by``) is the signed-in person, whatever was typed
+        named = [f for f in ("approver", "by") if isinstance(data, dict) and f in data]
+        if named and isinstance(data, dict):
+            for name in named:
+                data[name] = who
             out.data = json.dumps(data, separators=(",", ":")).encode()
     stamp_approver(out, who, identity_keys)
     return out

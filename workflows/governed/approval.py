@@ -116,15 +116,21 @@ class ApprovalGate:
         data converter set; no I/O, so replay sees what the run saw. ``patch``: runs recorded
         before the check keep their history (never inside the update validator, which may not
         record anything)."""
+        return ApprovalGate._unverified_sender(raw, signal.approver, patch)
+
+    @staticmethod
+    def _unverified_sender(raw: RawValue, claimed: str, patch: bool) -> str | None:
+        """Why the person named in a message (``claimed``) is not proven to have sent it, or None
+        (proven, or identities are not verified here). Any signal a person sends uses it."""
         check = raw.payload.metadata.get(IDENTITY_CHECK)
         if check is None or (patch and not workflow.patched(VERIFIED_APPROVERS)):
             return None
-        claimed = signal.approver.strip().lower()
+        claimed = claimed.strip().lower()
         verified = raw.payload.metadata.get(VERIFIED_APPROVER, b"").decode(errors="replace")
         if not verified:
             return (
-                f"{claimed[:80] or '(no approver)'} is not a verified identity: approve in the "
-                "Web UI signed in, or revbridge approve with REVBRIDGE_ID_TOKEN"
+                f"{claimed[:80] or '(nobody named)'} is not a verified identity: send it from "
+                "the Web UI signed in, or revbridge approve with REVBRIDGE_ID_TOKEN"
             )
         if verified.lower() != claimed:
             return f"signed in as {verified[:80]}, not {claimed[:80]}"

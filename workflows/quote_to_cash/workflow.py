@@ -30,8 +30,10 @@ audited and fails the run, so a person sees it.
 from __future__ import annotations
 
 import asyncio
+from typing import TypeVar
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.governed.audit import AuditScope
@@ -64,6 +66,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.temporal import UseCase
 
 
+T = TypeVar("T", CustomerPick, MappingFixed)
+
 #: a billing account that lacks a setting (a payment term, Contract Terms, the CRM-link field)
 #: ends the run as ``needs_configuration`` with the fix, not as a failure to investigate
 NEEDS_CONFIGURATION_PATCH = "q2c-needs-configuration"
@@ -91,15 +95,21 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
         description="The product mapping (policies/products.yaml) or the billing catalogue was "
         "fixed: re-read it. Payload {by, note}.",
     )
-    def mapping_fixed(self, fix: MappingFixed) -> None:
-        self.s.mapping_fixes.append(fix)
+    def mapping_fixed(self, raw: RawValue) -> None:
+        # raw: where senders are verified, the person in ``by`` must be who signed in
+        fix = self._person_signal(raw, MappingFixed)
+        if fix is not None and not self._refused_sender(raw, fix.by, "mapping fix"):
+            self.s.mapping_fixes.append(fix)
 
     @workflow.signal(
         name=SIGNAL_CUSTOMER_PICKED,
         description="Which offered billing customer this deal belongs to: {customer_id, by}; "
         'customer_id "new" creates one.',
     )
-    def customer_picked(self, pick: CustomerPick) -> None:
+    def customer_picked(self, raw: RawValue) -> None:
+        pick = self._person_signal(raw, CustomerPick)
+        if pick is None or self._refused_sender(raw, pick.by, f"pick {pick.customer_id!r}"):
+            return
         offered = {c.customer_id for c in self.s.status.candidates}
         if self.s.pick is not None or not offered:
             self._refuse(f"pick {pick.customer_id!r} ignored: no customer choice is open")
@@ -107,6 +117,23 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
             self._refuse(f"pick {pick.customer_id!r} ignored: not one of the offered candidates")
         else:
             self.s.pick = pick
+
+    def _person_signal(self, raw: RawValue, model: type[T]) -> T | None:
+        """A person's signal payload as ``model``, or None — refused, shown, the run goes on."""
+        try:
+            return model.model_validate(workflow.payload_converter().from_payload(raw.payload))
+        except Exception as exc:  # a payload missing a field or not JSON: one line, not a stop
+            line = f"a {model.__name__} signal changed nothing: bad payload ({type(exc).__name__})"
+            self._refuse(line)
+            self._show_refusal(line, None)
+            return None
+
+    def _refused_sender(self, raw: RawValue, by: str, what: str) -> bool:
+        why = self._unverified_sender(raw, by, patch=True)
+        if why is not None:
+            self._refuse(f"{what} ignored: {why}")
+            self._show_refusal(f"{what} ignored: {why}", None)
+        return why is not None
 
     @workflow.query(name=QUERY_STATUS, description="Where this quote-to-cash run stands.")
     def status(self) -> QuoteToCashStatus:
