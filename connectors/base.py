@@ -4,8 +4,11 @@ activities translate into Temporal retry behaviour.
 The protocols are shaped by what all four billing platforms (Stripe, Chargebee, Zuora, Recurly)
 and both CRMs (Salesforce, HubSpot) can do: notes/comments exist everywhere but Stripe (which has
 metadata), idempotency is a header for Stripe/Chargebee/Zuora and lookup-before-create for
-Recurly, and CRM creates are made idempotent with a unique external key (Salesforce external-ID
-upsert, HubSpot unique property). No Temporal imports here.
+Recurly, and CRM creates are made idempotent with a unique external key where the CRM offers one
+(Salesforce external-ID upsert; HubSpot tickets and companies by a unique property) and, for
+HubSpot notes and tasks — engagements cannot have unique properties — by a marker in the body
+found through the record's associations before creating (not search: no index lag). No Temporal
+imports here.
 """
 
 from __future__ import annotations
@@ -239,6 +242,6 @@ class CrmSystem(Protocol):
 
     def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str:
         """Put the billing context on the case (Salesforce ``Billing_Context__c``; HubSpot a note
-        associated to the ticket, unique by ``revbridge_key``). Returns the written record's ID;
+        associated to the ticket, found again by its key marker). Returns the written record's ID;
         a retried call writes nothing new."""
         ...
