@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -32,7 +33,7 @@ from domain.audit import AuditEntry, parameters_hash
 from domain.churn import ChurnConfig, ChurnInput, ChurnScore, ChurnSignals
 from domain.ids import churn_workflow_id, idempotency_key
 from domain.models import CaseSummary, CrmAccount, Frozen
-from domain.records import ChurnScoreRecord
+from domain.records import ChurnScoreRecord, CustomerPage, CustomerSnapshot
 from domain.starts import start_options
 from domain.temporal import SIGNAL_RISK
 
@@ -109,6 +110,11 @@ class SweepPageResult(Frozen):
     next_cursor: str | None = None
     #: low-risk scores for the workflow to write through the gate
     low_risk: list[ChurnScoreRecord] = []
+    #: low-risk customers whose running intervention was signalled to rescore (only those the
+    #: page's one visibility query found running)
+    rescored: int = 0
+    #: low-risk scores left unwritten: within ``sweep_write_threshold`` of the CRM's, same level
+    unchanged: int = 0
 
 
 class WriteChurnScoresInput(Frozen):
@@ -162,17 +168,7 @@ class ChurnActivities:
         else:
             account = self.crm.find_account(self.billing.name, customer_id)
             cases = self.crm.open_cases(account.id) if account else []
-        signals = churn.signals_from(snapshot, account, cases, now, baseline_mrr)
-        sub = churn.main_subscription(snapshot)
-        return CustomerScore(
-            config=config,
-            signals=signals,
-            result=churn.score(signals, config),
-            account=account,
-            subscription_id=sub.id if sub else None,
-            subscription_discount=sub.discount_percent if sub else 0,
-            currency=snapshot.customer.currency,
-        )
+        return _scored(config, snapshot, account, cases, now, baseline_mrr)
 
     @activity.defn(name="churn_score_customer")
     @vendor_errors
@@ -190,9 +186,13 @@ class ChurnActivities:
     @activity.defn(name="churn_write_scores")
     @vendor_errors
     def churn_write_scores(self, input: WriteChurnScoresInput) -> None:
-        """A page of low-risk scores from the sweep (each write is idempotent: a field set)."""
-        for record in input.records:
-            self.crm.write_churn_score(record)
+        """A page of low-risk scores from the sweep: the CRM's bulk write (Salesforce sObject
+        Collections, HubSpot batch update), field sets, so a retry is idempotent. An account
+        deleted since the read is not retried (the others are written); it is logged by count."""
+        failed = self.crm.write_churn_scores(list(input.records))
+        if failed:
+            codes = sorted(set(failed.values()))
+            log.warning("sweep: %d churn score(s) not written (%s)", len(failed), ", ".join(codes))
 
     @writes
     @activity.defn(name="churn_apply_discount")
@@ -220,6 +220,8 @@ class ChurnActivities:
             page = await asyncio.to_thread(self.billing.list_customers, input.cursor, input.limit)
         except ConnectorError as err:
             raise to_application_error(err) from None
+        if not input.write_low_risk:
+            return await self._bulk_page(input, page)
         done = int(info.heartbeat_details[0]) if info.heartbeat_details else 0
         client = activity.client()
         now = datetime.now(UTC)
@@ -285,6 +287,88 @@ class ChurnActivities:
             low_risk=low_risk,
         )
 
+    async def _bulk_page(self, input: SweepPageInput, page: CustomerPage) -> SweepPageResult:
+        """A page in bulk: one billing read and one CRM read for the whole page, every score
+        computed here, the low-risk ones that moved (``score_moved``) handed back to the
+        workflow's gated write, one visibility query for the interventions still running, and
+        signals only to those (at-risk customers are signalled-with-start, as before)."""
+        info = activity.info()
+        done = int(info.heartbeat_details[0]) if info.heartbeat_details else 0
+        client = activity.client()
+        now = datetime.now(UTC)
+        config = load_config(self.config_path)
+        workflow_ids: dict[str, str] = {}
+        for customer in page.customers:
+            try:
+                workflow_ids[customer.id] = churn_workflow_id(input.billing, customer.id)
+            except ValueError:
+                log.warning("sweep: skipping a customer ID that is not a provider ID")
+        ids = list(workflow_ids)
+        try:
+            snapshots = await asyncio.to_thread(self.billing.customer_snapshots, ids)
+            accounts = await asyncio.to_thread(
+                self.crm.find_accounts_with_cases, input.billing, ids
+            )
+        except ConnectorError as err:
+            raise to_application_error(err) from None
+        at_risk: list[str] = []
+        calm: list[str] = []
+        low_risk: list[ChurnScoreRecord] = []
+        unchanged = 0
+        for cid in ids:
+            snapshot = snapshots.get(cid)
+            if snapshot is None:
+                continue  # deleted between the list and the read
+            account, cases = accounts.get(cid, (None, []))
+            scored = _scored(config, snapshot, account, cases, now)
+            if scored.result.score >= config.task_threshold:
+                at_risk.append(cid)
+                continue
+            calm.append(cid)
+            if scored.account is None:
+                continue
+            if churn.score_moved(scored.account, scored.result, config):
+                low_risk.append(_record(scored, now))
+            else:
+                unchanged += 1
+        running = await _running_interventions(client, [workflow_ids[c] for c in calm])
+        targets = [(c, True) for c in at_risk] + [
+            (c, False) for c in calm if workflow_ids[c] in running
+        ]
+
+        async def one(customer_id: str, start: bool) -> None:
+            signal = churn.sweep_signal(input.billing, customer_id, input.sweep_id, now)
+            workflow_id = workflow_ids[customer_id]
+            if start:
+                await client.start_workflow(
+                    churn.WORKFLOW_TYPE,
+                    ChurnInput(
+                        billing=input.billing, customer_id=customer_id, follow_up=input.follow_up
+                    ),
+                    id=workflow_id,
+                    task_queue=info.task_queue,
+                    start_signal=SIGNAL_RISK,
+                    start_signal_args=[signal],
+                    # the webhook route's policies (domain.starts): a running one is rescored
+                    **start_options(churn.WORKFLOW_TYPE),
+                )
+                return
+            with contextlib.suppress(RPCError):  # NOT_FOUND: it ended since the query
+                await client.get_workflow_handle(workflow_id).signal(SIGNAL_RISK, signal)
+
+        for start in range(done, len(targets), SWEEP_CONCURRENCY):
+            chunk = targets[start : start + SWEEP_CONCURRENCY]
+            await asyncio.gather(*(one(c, s) for c, s in chunk))
+            activity.heartbeat(start + len(chunk))
+        return SweepPageResult(
+            customers=len(page.customers),
+            signalled=len(at_risk),
+            next_cursor=page.next_cursor,
+            low_risk=low_risk,
+            rescored=len(targets) - len(at_risk),
+            unchanged=unchanged,
+        )
+
     def _write_low_risk(
         self,
         scored: CustomerScore,
@@ -330,3 +414,45 @@ def _record(scored: CustomerScore, now: datetime) -> ChurnScoreRecord:
         narrative=churn.narrative(result, scored.signals),
         scored_at=now,
     )
+
+
+def _scored(
+    config: ChurnConfig,
+    snapshot: CustomerSnapshot,
+    account: CrmAccount | None,
+    cases: list[CaseSummary],
+    now: datetime,
+    baseline_mrr: int | None = None,
+) -> CustomerScore:
+    signals = churn.signals_from(snapshot, account, cases, now, baseline_mrr)
+    sub = churn.main_subscription(snapshot)
+    return CustomerScore(
+        config=config,
+        signals=signals,
+        result=churn.score(signals, config),
+        account=account,
+        subscription_id=sub.id if sub else None,
+        subscription_discount=sub.discount_percent if sub else 0,
+        currency=snapshot.customer.currency,
+    )
+
+
+#: workflow IDs per visibility query (the query string stays well under the server's limit)
+_VISIBILITY_IN_MAX = 100
+
+
+async def _running_interventions(client: Client, workflow_ids: list[str]) -> set[str]:
+    """Which of these churn interventions are running: one visibility query per 100 IDs
+    (``WorkflowId IN (...)`` on the intervention type, ``ExecutionStatus = "Running"``).
+    Visibility lags a moment behind a start; a run it misses is rescored by the next sweep."""
+    running: set[str] = set()
+    safe = [w for w in workflow_ids if '"' not in w and "\\" not in w]
+    for start in range(0, len(safe), _VISIBILITY_IN_MAX):
+        chunk = ", ".join(f'"{w}"' for w in safe[start : start + _VISIBILITY_IN_MAX])
+        query = (
+            f'WorkflowType = "{churn.WORKFLOW_TYPE}" AND ExecutionStatus = "Running" '
+            f"AND WorkflowId IN ({chunk})"
+        )
+        async for execution in client.list_workflows(query, page_size=_VISIBILITY_IN_MAX):
+            running.add(execution.id)
+    return running

@@ -99,6 +99,7 @@ from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.setup_steps import SetupStep
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
+from domain.churn import ScoredAccount
 from domain.models import (
     CaseDraft,
     CasePriority,
@@ -1108,7 +1109,7 @@ class HubSpotCrm:
         for start in range(0, len(ids), _BATCH):
             body = CompanyBatchRead(
                 inputs=[{"id": c} for c in ids[start : start + _BATCH]],
-                properties=_COMPANY_PROPERTIES,
+                properties=[*_COMPANY_PROPERTIES, "churn_risk", "churn_level"],
                 id_property="billing_customer_id",
             )
             page = self._call(self._company_batches.read, body, what="companies")
@@ -1128,7 +1129,7 @@ class HubSpotCrm:
             for company in companies:
                 mine = [cases[t] for t in tickets_of.get(str(company.id), []) if t in cases]
                 mine.sort(key=lambda c: (c.opened_at, len(c.id), c.id), reverse=True)
-                account = _account(company)
+                account = _scored_account(company)
                 out[account.billing_customer_id or ""] = (account, mine[:limit])
         return out
 
@@ -1400,6 +1401,21 @@ def _classify(exc: Any, what: str) -> ConnectorError:
         f"{what}: {status} {code or ''} {message}".strip(),
         status=status,
         code=code,
+    )
+
+
+def _scored_account(company: Any) -> ScoredAccount:
+    """A company with the churn score the portal stores on it (the sweep's bulk read)."""
+    props = company.properties or {}
+    risk = props.get("churn_risk")
+    try:
+        churn_risk = None if risk in (None, "") else round(float(risk))
+    except ValueError:
+        churn_risk = None  # not a number: written again
+    return ScoredAccount(
+        **_account(company).model_dump(),
+        churn_risk=churn_risk,
+        churn_level=props.get("churn_level") or None,
     )
 
 

@@ -31,6 +31,7 @@ from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.setup_steps import SetupStep
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
+from domain.churn import ScoredAccount
 from domain.models import (
     CaseDraft,
     CasePriority,
@@ -401,7 +402,8 @@ class SalesforceCrm:
     ) -> dict[str, tuple[CrmAccount, list[CaseSummary]]]:
         """A page of customers at once (the churn sweep): one SOQL per 200 IDs, ``IN`` with the
         same Cases subquery, keyed by billing customer ID; customers with no account are
-        absent."""
+        absent. Each account carries its stored ``Churn_Risk__c`` / ``Churn_Level__c``, so the
+        sweep writes back only the scores that moved."""
         out: dict[str, tuple[CrmAccount, list[CaseSummary]]] = {}
         ids = list(dict.fromkeys(customer_ids))
         for start in range(0, len(ids), _IN_CHUNK):
@@ -409,7 +411,7 @@ class SalesforceCrm:
                 "SELECT {:literal}, (SELECT {:literal} FROM Cases WHERE IsClosed = false "
                 "ORDER BY CreatedDate DESC LIMIT {:literal}) FROM Account "
                 "WHERE Billing_Customer_Id__c IN {} AND Billing_Platform__c = {}",
-                _ACCOUNT_FIELDS,
+                _ACCOUNT_FIELDS + ", Churn_Risk__c, Churn_Level__c",
                 _CASE_FIELDS,
                 str(max(1, int(limit))),
                 ids[start : start + _IN_CHUNK],
@@ -417,7 +419,7 @@ class SalesforceCrm:
             )
             for row in self.query(soql):
                 cases = [_case_summary(r) for r in self._children(row, "Cases")]
-                found = _account(row)
+                found = _scored_account(row)
                 if found.billing_customer_id is not None:
                     out[found.billing_customer_id] = (found, cases[: max(0, int(limit))])
         return out
@@ -1081,6 +1083,16 @@ def _classify(exc: SalesforceError) -> ConnectorError:
         )
     return ConnectorError(
         VENDOR, ErrorKind.RETRYABLE, f"{code or status}", status=status, code=code
+    )
+
+
+def _scored_account(row: dict[str, Any]) -> ScoredAccount:
+    """An account row with the churn score the org stores on it (the sweep's bulk read)."""
+    risk = row.get("Churn_Risk__c")
+    return ScoredAccount(
+        **_account(row).model_dump(),
+        churn_risk=None if risk is None else round(float(risk)),
+        churn_level=row.get("Churn_Level__c") or None,
     )
 
 

@@ -1457,6 +1457,22 @@ class ZuoraBilling:
             for name in fields
         ]
 
+    # --- the churn sweep's page read ----------------------------------------------------------
+
+    def customer_snapshots(
+        self, customer_ids: list[str], invoices: int = 5
+    ) -> dict[str, CustomerSnapshot]:
+        """``customer_snapshot`` for each customer of a sweep page; a customer deleted since the
+        page was listed is absent. Still one ``customer_snapshot`` per customer: a ZOQL ``IN`` bulk
+        read is not written yet (issue 15)."""
+        out: dict[str, CustomerSnapshot] = {}
+        for customer_id in dict.fromkeys(customer_ids):
+            try:
+                out[customer_id] = self.customer_snapshot(customer_id, invoices)
+            except NotFound:
+                continue
+        return out
+
 
 def _stamp(at: datetime) -> str:
     """A timestamp as Zuora writes them (``2026-01-01T10:00:00.000+00:00``)."""

@@ -189,6 +189,9 @@ class ChurnConfig(Frozen):
     follow_up_days: int = Field(default=45, ge=1, le=365)
     #: how many reasons are written to the CRM
     max_reasons: int = Field(default=3, ge=1, le=10)
+    #: the sweep writes a low-risk score back only when it moved by at least this many points
+    #: since the CRM's stored one, or changed level (an unchanged book writes nothing)
+    sweep_write_threshold: int = Field(default=5, ge=0, le=100)
 
     @field_validator("weights")
     @classmethod
@@ -507,6 +510,26 @@ class SweepResult(Frozen):
     customers: int
     pages: int
     runs: int
+
+
+class ScoredAccount(CrmAccount):
+    """A CRM account as the sweep's bulk read returns it: with the churn score and level the CRM
+    already stores on it (Salesforce ``Churn_Risk__c`` / ``Churn_Level__c``; HubSpot
+    ``churn_risk`` / ``churn_level``), None when it was never scored."""
+
+    churn_risk: int | None = None
+    churn_level: str | None = None
+
+
+def score_moved(account: CrmAccount, result: ChurnScore, config: ChurnConfig) -> bool:
+    """Whether the sweep must write ``result`` onto ``account``: never scored, a level change, or
+    a move of at least ``sweep_write_threshold`` points. An account read without its stored
+    score (a plain :class:`CrmAccount`) is always written."""
+    if not isinstance(account, ScoredAccount) or account.churn_risk is None:
+        return True
+    if account.churn_level != result.level.value:
+        return True
+    return abs(result.score - account.churn_risk) >= config.sweep_write_threshold
 
 
 def sweep_signal(billing: str, customer_id: str, sweep_id: str, at: datetime) -> RiskSignal:

@@ -1,0 +1,71 @@
+"""The churn sweep's bulk page read on Chargebee: a page of customers through ``[in]`` filters
+(the official client against the sandbox) gives the same snapshots as one customer at a time, in a
+handful of requests for the whole page instead of several per customer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+import httpx
+import pytest
+
+from connectors.chargebee import ChargebeeBilling
+from connectors.registry import build_billing
+from sandbox import books
+from sandbox.chargebee import ChargebeeEmulator
+from sandbox.framework import ServerThread
+from tests.pairs import CB_KEY, pair_settings
+
+N = 120  # more than one [in] chunk of 100
+
+
+@pytest.fixture(scope="module")
+def seeded() -> Iterator[tuple[ChargebeeBilling, str, books.Book]]:
+    em = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=None)
+    with ServerThread({em: 0}) as thread:
+        url = dict(thread.urls)["chargebee"]
+        book = books.book(N, prefix="bulk")
+        httpx.post(url + "/_sandbox/seed", json=books.chargebee_seed(book), timeout=60)
+        urls = {
+            "chargebee": url,
+            "stripe": "http://127.0.0.1:9",
+            "salesforce": "http://127.0.0.1:9",
+        }
+        urls["hubspot"] = "http://127.0.0.1:9"
+        billing = build_billing(pair_settings(urls, "chargebee", "salesforce", "unused"))
+        assert isinstance(billing, ChargebeeBilling)
+        # seeded subscriptions have no creation event: the first change is the baseline, the
+        # second (one seat fewer) the downgrade the event log shows
+        for sub_id, price, quantity in books.chargebee_downgrades(book):
+            for q in (quantity + 1, quantity):
+                billing.client.Subscription.update_for_items(
+                    sub_id, {"subscription_items": [{"item_price_id": price, "quantity": q}]}
+                )
+        yield billing, url, book
+
+
+def ledger(url: str) -> list[dict]:
+    return httpx.get(url + "/_sandbox/requests").json()["requests"]
+
+
+def test_a_page_of_snapshots_equals_one_customer_at_a_time_in_few_requests(
+    seeded: tuple[ChargebeeBilling, str, books.Book],
+) -> None:
+    billing, url, book = seeded
+    ids = [c.id for c in book.customers] + ["nobody"]
+    httpx.delete(url + "/_sandbox/requests").raise_for_status()
+    bulk = billing.customer_snapshots(ids)
+    calls = ledger(url)
+    assert set(bulk) == {c.id for c in book.customers}  # the unknown ID is absent
+    one_by_one = {c.id: billing.customer_snapshot(c.id) for c in book.customers}
+    for cid, snap in one_by_one.items():
+        assert bulk[cid] == snap, cid
+    assert sum(s.downgrades_90d for s in bulk.values()) == len(books.chargebee_downgrades(book))
+    assert any(s.payments for s in bulk.values()) and any(s.invoices for s in bulk.values())
+    # 120 customers: two [in] chunks of customers, subscriptions, invoices, transactions and
+    # usage, plus the event log walked once (the second chunk reuses it)
+    paths = [c["path"] for c in calls]
+    assert paths.count("/api/v2/events") <= 2, paths
+    assert len(calls) <= 16, paths
+    assert all("[in]" in unquote(c["query"]) for c in calls if c["path"] != "/api/v2/events")
