@@ -14,14 +14,16 @@ from typing import Any
 import httpx
 from hubspot import HubSpot
 from hubspot.crm.objects.notes import BatchReadInputSimplePublicObjectId as NoteBatchRead
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
 
 from cli.demo_support import written_note
 from connectors.hubspot import engagement_ref
+from domain.approvals import QUERY
 from domain.ids import idempotency_key, support_workflow_id
 from domain.support import SupportContextResult
 from sandbox.scenarios import DEMO_CUSTOMERS
-from tests.pairs import Pair, on_cover, stage
+from tests.pairs import Pair, eventually, on_cover, stage
 from tests.support_context.conftest import start_support
 
 NORTHWIND = DEMO_CUSTOMERS[0]  # expired card: dunning opens a case and waits for payment
@@ -43,6 +45,29 @@ def missing_case(crm: str, uid: str) -> str:
 def ledger(url: str, after: int = 0) -> list[dict[str, Any]]:
     rows = httpx.get(url + "/_sandbox/requests").raise_for_status().json()["requests"]
     return [r for r in rows if r["seq"] > after]
+
+
+async def churn_settled(client: Client, pair: Pair, customer_id: str) -> None:
+    """The failed payment also started the customer's churn intervention, which audits on both
+    sides (a billing note per entry): let it reach its wait before the support run's billing
+    ledger is read, so its notes are not taken for the support run's."""
+    from domain.churn import ChurnStatus
+    from domain.ids import churn_workflow_id
+
+    handle = client.get_workflow_handle(churn_workflow_id(pair.settings.billing, customer_id))
+
+    async def idle() -> bool:
+        try:
+            if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+                return True
+            status = await handle.query("status", result_type=ChurnStatus)
+        except RPCError:
+            return True  # never started: nothing to wait for
+        return status.stage in ("following the account", "closed") or bool(
+            await handle.query(QUERY, result_type=list)
+        )
+
+    await eventually(idle, bool, "the churn intervention at its wait", within_s=30)
 
 
 def mark(url: str) -> int:
@@ -79,6 +104,7 @@ async def test_linked_customer_note_cites_invoices_payments_and_open_dunning(
         assert failed is not None
         account_id = pair.account_id(ids["customer"])
         assert account_id is not None
+        await churn_settled(client, pair, ids["customer"])
         billing_mark = mark(pair.billing_url)
 
         case_id = pair.crm_driver.open_case(
