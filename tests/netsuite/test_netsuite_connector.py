@@ -325,3 +325,38 @@ def test_amounts_follow_the_currency_exponent() -> None:
     assert amount(500, "JPY") == 500
     assert amount(1234, "KWD") == 1.234
     assert isinstance(NetSuiteErp, type)
+
+
+def test_revbridge_doctor_runs_the_netsuite_preflight_when_configured(ns) -> None:
+    """``run_checks`` as ``revbridge doctor`` runs it: NetSuite's lines are there (accounts from
+    the shipped policies/revenue.yaml), and no secret reaches the printed output."""
+    import asyncio
+    import io
+
+    from cli.doctor import render, run_checks, secrets_of
+    from sandbox.framework import free_port
+
+    em, url = ns
+    env = {
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port('127.0.0.1')}",  # nothing listens: one FAIL
+        "NETSUITE_ACCOUNT_ID": ACCOUNT,
+        "NETSUITE_API_URL": url,
+        "NETSUITE_CONSUMER_KEY": "ck-revbridge-0001",
+        "NETSUITE_CONSUMER_SECRET": "cs-s3cret&with/odd=chars",
+        "NETSUITE_TOKEN_ID": "tk-revbridge-0001",
+        "NETSUITE_TOKEN_SECRET": "ts-s3cret",
+    }
+    checks, settings = asyncio.run(run_checks(env, timeout_s=30))
+    ours = [c for c in checks if c.system == "netsuite"]
+    assert [(c.name, c.status) for c in ours] == [
+        ("credentials", CheckStatus.OK),
+        ("subsidiary:1", CheckStatus.OK),
+        ("account:2400", CheckStatus.OK),
+        ("account:4000", CheckStatus.OK),
+        ("account:4100", CheckStatus.OK),
+    ]
+    out = io.StringIO()
+    render(checks, secrets_of(settings, env), out, colour=False)
+    assert "OK    netsuite: credentials — TBA, account 1234567_SB1" in out.getvalue()
+    for secret in ("ts-s3cret", "cs-s3cret", "tk-revbridge-0001", "ck-revbridge-0001"):
+        assert secret not in out.getvalue()
