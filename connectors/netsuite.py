@@ -492,7 +492,12 @@ class NetSuiteErp:
             return existing
         what = f"journal entry {ext}"
         resp = self._request(
-            "PUT", f"{RECORD}/journalEntry/eid:{ext}", what=what, json=self._body(entry)
+            "PUT",
+            f"{RECORD}/journalEntry/eid:{ext}",
+            what=what,
+            json=self._body(entry),
+            # a field NetSuite does not know is an error, never silently dropped
+            headers={"X-NetSuite-PropertyNameValidation": "Error"},
         )
         location = resp.headers.get("location", "")
         if location.rstrip("/").rsplit("/", 1)[-1].isdigit():

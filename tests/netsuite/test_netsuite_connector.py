@@ -172,6 +172,7 @@ def test_concurrency_429_is_retried_then_handed_to_temporal(ns, connector) -> No
     assert erp.post_journal_entry(usd)
     statuses = [r["status"] for r in ledger(url, "PUT")]
     assert statuses == [429, 429, 204]
+    assert ledger(url, "PUT")[-1]["headers"]["x-netsuite-propertynamevalidation"] == "Error"
     refused = ledger(url, "PUT")[0]
     assert refused.get("fault") == "status"
     httpx.post(
@@ -186,12 +187,12 @@ def test_concurrency_429_is_retried_then_handed_to_temporal(ns, connector) -> No
 
 
 def test_real_concurrency_limit_is_retried(ns, connector) -> None:
-    """The emulator's own gate (not an injected fault): two slots, requests held 0.3 s, three
+    """The emulator's own gate (not an injected fault): two slots, requests held 0.6 s, three
     callers at once — the third's 429 is waited out by the connector."""
     import concurrent.futures
 
     em, url = ns
-    httpx.post(url + "/_sandbox/netsuite/concurrency", json={"limit": 2, "hold_s": 0.3})
+    httpx.post(url + "/_sandbox/netsuite/concurrency", json={"limit": 2, "hold_s": 0.6})
     erps = [connector() for _ in range(3)]
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         found = list(pool.map(lambda e: e.find_entries("2026-03"), erps))
