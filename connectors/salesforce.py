@@ -1246,6 +1246,14 @@ def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
             continue
         problem = _field_problem(need, found)
         if problem:
+            fixes = _safe_fixes(obj, name, need, found)
+            if fixes:
+                steps.append(
+                    SetupStep(
+                        VENDOR, "fix field", f"{obj}.{name}", "; ".join(fixes), ("fix", obj, name)
+                    )
+                )
+                continue
             detail, fix = problem
             steps.append(
                 _manual("fix", f"{obj}.{name}", f"{detail}: {fix.format(f'{obj}.{name}')}")
@@ -1256,6 +1264,75 @@ def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
         if c.name.endswith(":permissions")
     ]
     return steps
+
+
+def _safe_fixes(obj: str, name: str, need: _Need, found: dict[str, Any] | None) -> list[str]:
+    """What setup changes on a custom field of a standard object that exists with the right
+    type but will not do — none of it can lose data: a longer length, the External ID (and
+    unique) flag, the picklist values RevBridge writes added. Empty when the problem is anything
+    else (a type, field-level security, a custom object's field): a person fixes those."""
+    if found is None or obj.endswith("__c") or not name.endswith("__c"):
+        return []
+    if found.get("type") != need.type:
+        return []  # a type change can lose data
+    if need.writes and not (found.get("createable") and found.get("updateable")):
+        return []  # field-level security: a grant, not a change
+    fixes = []
+    length = int(found.get("length") or 0)
+    if need.length and length < need.length:
+        fixes.append(f"raise the length {length} → {need.length}")
+    if need.external_id and not found.get("externalId"):
+        fixes.append("mark External ID, unique")
+    offered = {p.get("value") for p in found.get("picklistValues") or [] if p.get("active", True)}
+    lacking = [v for v in need.values if v not in offered]
+    if lacking and found.get("restrictedPicklist"):
+        fixes.append(f"add picklist values {', '.join(lacking)}")
+    return fixes
+
+
+def _fix_field(crm: SalesforceCrm, obj: str, name: str) -> None:
+    """Read the field's Tooling record (its whole Metadata), change what :func:`_safe_fixes`
+    names, and PATCH it back: two Tooling API calls."""
+    need = NEEDS[obj][name]
+    soql = format_soql(
+        "SELECT Id, FullName, Metadata FROM CustomField WHERE TableEnumOrId = {} "
+        "AND DeveloperName = {}",
+        obj,
+        name.removesuffix("__c"),
+    )
+    rows = (
+        crm._call(
+            lambda sf: sf.toolingexecute("query/", params={"q": soql}), what=f"read {obj}.{name}"
+        ).get("records")
+        or []
+    )
+    if len(rows) != 1:
+        raise ConnectorError(
+            VENDOR, ErrorKind.PERMANENT, f"fix {obj}.{name}: not found through the Tooling API"
+        )
+    meta = dict(rows[0]["Metadata"])
+    if need.length and int(meta.get("length") or 0) < need.length:
+        meta["length"] = need.length
+        if meta.get("type") == "LongTextArea":
+            meta.setdefault("visibleLines", 5)
+    if need.external_id:
+        meta.update(externalId=True, unique=True)
+    value_set = meta.get("valueSet")
+    if need.values and isinstance(value_set, dict):
+        definition = dict(value_set.get("valueSetDefinition") or {})
+        values = list(definition.get("value") or [])
+        have = {v.get("fullName") for v in values}
+        values += [
+            {"fullName": v, "label": v, "default": False} for v in need.values if v not in have
+        ]
+        meta["valueSet"] = {**value_set, "valueSetDefinition": {**definition, "value": values}}
+    rid = rows[0]["Id"]
+    crm._call(
+        lambda sf: sf.toolingexecute(
+            f"sobjects/CustomField/{rid}", method="PATCH", data={"Metadata": meta}
+        ),
+        what=f"fix {obj}.{name}",
+    )
 
 
 def _create_field(obj: str, name: str, need: _Need) -> SetupStep:
@@ -1281,6 +1358,10 @@ def setup_apply(crm: SalesforceCrm, steps: list[SetupStep]) -> list[str]:
     done: list[str] = []
     for step in steps:
         if not step.automatic:
+            continue
+        if step.request[0] == "fix":
+            _fix_field(crm, step.request[1], step.request[2])
+            done.append(f"fixed   {step.target}")
             continue
         kind, body = step.request
         try:

@@ -7,17 +7,23 @@ Answers as the Tooling API does: 201 ``{"id", "success": true, "errors": [], "wa
 when the field or object exists already, 400 ``FIELD_INTEGRITY_EXCEPTION`` for metadata the org
 would refuse (an unknown type, a text field without a length, a lookup to an unknown object).
 The field shows in ``sobjects/{Obj}/describe`` and SOQL at once; ``GET tooling/sobjects/
-CustomField/{id}`` and ``CustomObject/{id}`` read one back.
+CustomField/{id}`` and ``CustomObject/{id}`` read one back; ``PATCH tooling/sobjects/
+CustomField/{id}`` with the whole ``Metadata`` changes a field (204): a longer length, the
+External ID / unique flags, picklist values; ``GET tooling/query?q=SELECT Id, FullName, Metadata
+FROM CustomField WHERE TableEnumOrId = 'Account' AND DeveloperName = 'MRR'`` finds a custom field
+of a standard object (also one the org had before, which gets its Tooling ID then).
 
 What is simpler than a real org: a real org grants no field-level security or object
 permission on a field or object created through the API (an admin grants them in the
 integration user's permission set); here the integration user can see and write what it
-created. Anything else under ``tooling/`` is 404 ``NOT_FOUND``.
+created. A type change through PATCH, a shorter length, and any other Tooling query are refused
+(400) rather than emulated. Anything else under ``tooling/`` is 404 ``NOT_FOUND``.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +63,8 @@ _FIXED_LENGTH = {"TextArea": 255, "Email": 80, "Phone": 40, "Url": 255}
 
 def route(em: SalesforceEmulator, ctx: Ctx, rest: list[str]) -> Response:
     """``tooling/...`` under ``/services/data/vXX.X/``."""
+    if rest == ["query"] and ctx.method == "GET":
+        return JSONResponse(_query(em, ctx.params.get("q", "")))
     if len(rest) < 2 or rest[0] != "sobjects" or rest[1] not in ("CustomField", "CustomObject"):
         raise not_found()
     kind = rest[1]
@@ -77,11 +85,16 @@ def route(em: SalesforceEmulator, ctx: Ctx, rest: list[str]) -> Response:
             {"id": rid, "success": True, "errors": [], "warnings": [], "infos": []},
             status_code=201,
         )
-    if len(rest) == 3 and ctx.method == "GET":
+    if len(rest) == 3 and ctx.method in ("GET", "PATCH"):
         found = _state(em)["records"].get(rest[2])
         if found is None or found["attributes"]["type"] != kind:
             raise not_found()
-        return JSONResponse(found)
+        if ctx.method == "GET":
+            return JSONResponse(found)
+        if kind != "CustomField":
+            raise SfError(405, "METHOD_NOT_ALLOWED", "the sandbox updates CustomField only")
+        _update_field(em, found, ctx.json_object().get("Metadata"))
+        return Response(status_code=204)
     raise not_found()
 
 
@@ -259,3 +272,109 @@ def _create_object(
         prefix = em.schema.next_custom_prefix()
         define_object(em.schema, full_name, label, plural, prefix, [name])
     return _record(tooling, "CustomObject", OBJECT_PREFIX, full_name, dict(meta))
+
+
+_FIELD_QUERY = re.compile(
+    r"SELECT\s+Id\s*,\s*FullName\s*,\s*Metadata\s+FROM\s+CustomField\s+WHERE\s+"
+    r"TableEnumOrId\s*=\s*'(?P<table>[A-Za-z0-9_]+)'\s+AND\s+"
+    r"DeveloperName\s*=\s*'(?P<name>[A-Za-z0-9_]+)'\s*",
+    re.IGNORECASE,
+)
+_REVERSE = {
+    "string": "Text",
+    "picklist": "Picklist",
+    "multipicklist": "MultiselectPicklist",
+    "double": "Number",
+    "currency": "Currency",
+    "percent": "Percent",
+    "date": "Date",
+    "datetime": "DateTime",
+    "boolean": "Checkbox",
+    "email": "Email",
+    "phone": "Phone",
+    "url": "Url",
+    "reference": "Lookup",
+}
+
+
+def _query(em: SalesforceEmulator, soql: str) -> dict[str, Any]:
+    m = _FIELD_QUERY.fullmatch(soql.strip())
+    if m is None:
+        raise bad(
+            "MALFORMED_QUERY",
+            "the sandbox's Tooling query answers only SELECT Id, FullName, Metadata FROM "
+            "CustomField WHERE TableEnumOrId = '<Object>' AND DeveloperName = '<Name>'",
+        )
+    sobj = em.schema.get(m["table"])
+    f = sobj.field(m["name"] + "__c") if sobj is not None and not sobj.custom else None
+    rows = [] if f is None or sobj is None else [_field_record(em, sobj.name, f)]
+    return {
+        "size": len(rows),
+        "totalSize": len(rows),
+        "done": True,
+        "queryLocator": None,
+        "entityTypeName": "CustomField",
+        "records": rows,
+    }
+
+
+def _field_record(em: SalesforceEmulator, obj_name: str, f: Field) -> dict[str, Any]:
+    """The Tooling record of a custom field, made on first sight for one the org had already."""
+    tooling = _state(em)
+    full_name = f"{obj_name}.{f.name}"
+    for record in tooling["records"].values():
+        if record["FullName"] == full_name:
+            return record
+    meta: dict[str, Any] = {"label": f.label, "type": _REVERSE.get(f.type, "Text")}
+    if f.type == "textarea":
+        meta.update(
+            {"type": "LongTextArea", "length": f.length, "visibleLines": 3}
+            if f.length > 255
+            else {"type": "TextArea"}
+        )
+    elif f.type == "string":
+        meta["length"] = f.length
+    if f.external_id or f.unique:
+        meta.update(externalId=f.external_id, unique=f.unique)
+    if f.picklist:
+        meta["valueSet"] = {
+            "restricted": f.restricted,
+            "valueSetDefinition": {
+                "sorted": False,
+                "value": [{"fullName": v, "label": v, "default": False} for v in f.picklist],
+            },
+        }
+    rid = _record(tooling, "CustomField", FIELD_PREFIX, full_name, meta)
+    return tooling["records"][rid]
+
+
+def _update_field(em: SalesforceEmulator, record: dict[str, Any], meta: Any) -> None:
+    if not isinstance(meta, dict):
+        raise bad("REQUIRED_FIELD_MISSING", "Required fields are missing: [Metadata]")
+    obj_name, _, field_name = record["FullName"].partition(".")
+    sobj = em.schema.get(obj_name)
+    f = sobj.field(field_name) if sobj is not None else None
+    if sobj is None or f is None:
+        raise not_found()
+    old = record["Metadata"]
+    if meta.get("type") != old.get("type"):
+        raise bad(
+            "FIELD_INTEGRITY_EXCEPTION",
+            f"the sandbox does not change a field's type ({old.get('type')} to {meta.get('type')})",
+            ["type"],
+        )
+    spec = _field_spec(em, obj_name, field_name, meta)
+    length = int(spec.get("length") or f.length)
+    if length < f.length:
+        raise bad(
+            "FIELD_INTEGRITY_EXCEPTION",
+            f"Length: {field_name} holds {f.length} characters; the sandbox does not shorten it",
+            ["length"],
+        )
+    f.length = length
+    f.label = spec["label"]
+    f.external_id, f.unique = spec["externalId"], spec["unique"]
+    if "picklistValues" in spec:
+        f.picklist = tuple(spec["picklistValues"])
+        f.restricted = spec["restrictedPicklist"]
+    record["Metadata"] = dict(meta)

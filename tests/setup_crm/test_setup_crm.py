@@ -235,22 +235,67 @@ def test_a_user_without_an_object_permission_ends_in_one_line_naming_the_grant(
     assert failed == ["object:Case:permissions"]
 
 
-def test_a_field_of_the_wrong_shape_is_left_to_a_person_with_its_fix(
+def test_fields_an_admin_made_too_short_or_unflagged_are_fixed_a_wrong_type_is_left_to_a_person(
     servers: Any,
     sf: SalesforceEmulator,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """An admin made Churn_Narrative__c too short: setup never changes a field holding data."""
+    """What cannot lose data is fixed through the Tooling API (a longer length, the External ID
+    flag, picklist values added); a field of the wrong type holds data: setup names the fix."""
     sf.add_field("Account", {"name": "Churn_Narrative__c", "type": "textarea", "length": 4000})
-    code, lines, err = setup(monkeypatch, capsys, sf_env(servers[2]))
-    assert code == 2 and err.count("\n") == 1
-    fix = [line for line in lines if line.startswith("! ")]
-    assert fix == [
-        "! salesforce: fix Account.Churn_Narrative__c — by hand: holds 4000 characters, RevBridge "
-        "writes up to 32768: raise the length of Account.Churn_Narrative__c to 32768"
+    sf.add_field("Account", {"name": "Billing_Customer_Id__c", "type": "string"})
+    sf.add_field(
+        "Account",
+        {
+            "name": "Churn_Level__c",
+            "type": "picklist",
+            "picklistValues": ["Low", "High"],
+            "restrictedPicklist": True,
+        },
+    )
+    sf.add_field("Account", {"name": "MRR__c", "type": "string", "length": 20})
+    env = sf_env(servers[2])
+    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    assert code == 0 and err == ""
+    fixes = [line for line in lines if " fix" in line]
+    assert fixes == [
+        "+ salesforce: fix field Account.Billing_Customer_Id__c — mark External ID, unique",
+        "! salesforce: fix Account.MRR__c — by hand: is string, RevBridge needs currency: "
+        "recreate Account.MRR__c as currency",
+        "+ salesforce: fix field Account.Churn_Level__c — add picklist values low, medium, "
+        "high, critical",
+        "+ salesforce: fix field Account.Churn_Narrative__c — raise the length 4000 → 32768",
     ]
-    assert "field:Account.Churn_Narrative__c" in err and "32768" in err
+    assert sf_writes(sf) == []
+
+    code, lines, err = setup(monkeypatch, capsys, env)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("revbridge setup: salesforce is not ready: field:Account.MRR__c: ")
+    assert "recreate Account.MRR__c as currency" in err
+    patches = [w for w in sf_writes(sf) if w.startswith("PATCH ")]
+    assert len(patches) == 3 and all("/tooling/sobjects/CustomField/00N" in p for p in patches)
+    account = sf.schema.get("Account")
+    assert account is not None
+    assert account.field("Churn_Narrative__c").length == 32768  # type: ignore[union-attr]
+    assert account.field("Billing_Customer_Id__c").external_id  # type: ignore[union-attr]
+    assert account.field("Churn_Level__c").picklist == (  # type: ignore[union-attr]
+        "Low",
+        "High",
+        "low",
+        "medium",
+        "high",
+        "critical",
+    )
+    assert [c.name for c in crm_lines(env) if c.failed] == ["field:Account.MRR__c"]
+
+    # the admin recreates MRR__c as currency: then the org is ready, and stays as it is
+    sf.configure_org(drop_fields=["Account.MRR__c"])
+    code, lines, err = setup(monkeypatch, capsys, env)
+    assert code == 0 and err == "", (lines, err)
+    assert lines[0] == "+ salesforce: create field Account.MRR__c — Currency(18, 2)"
+    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    assert lines == ["salesforce: plan: nothing to do (dry run: nothing changed)"]
 
 
 def test_the_tooling_api_answers_as_salesforce_does(servers: Any, sf: SalesforceEmulator) -> None:
@@ -286,6 +331,25 @@ def test_the_tooling_api_answers_as_salesforce_does(servers: Any, sf: Salesforce
         with pytest.raises(SalesforceMalformedRequest) as refused:
             client.toolingexecute("sobjects/CustomField", method="POST", data=bad)
         assert refused.value.content[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION", bad
+    # a field is read back through a Tooling query, and changed with its whole Metadata
+    soql = (
+        "SELECT Id, FullName, Metadata FROM CustomField WHERE TableEnumOrId = 'Account' "
+        "AND DeveloperName = 'Billing_Platform'"
+    )
+    found = client.toolingexecute("query/", params={"q": soql})
+    assert found["size"] == 1 and found["records"][0]["Id"] == created["id"]
+    longer = {**body["Metadata"], "length": 80}
+    client.toolingexecute(
+        f"sobjects/CustomField/{created['id']}", method="PATCH", data={"Metadata": longer}
+    )
+    field = {f["name"]: f for f in client.Account.describe()["fields"]}["Billing_Platform__c"]
+    assert field["length"] == 80
+    for change in ({**longer, "length": 10}, {**longer, "type": "Date"}):
+        with pytest.raises(SalesforceMalformedRequest) as refused:
+            client.toolingexecute(
+                f"sobjects/CustomField/{created['id']}", method="PATCH", data={"Metadata": change}
+            )
+        assert refused.value.content[0]["errorCode"] == "FIELD_INTEGRITY_EXCEPTION"
     obj = {"FullName": "AI_Agent_Log__c", "Metadata": SETUP_OBJECTS["AI_Agent_Log__c"]}
     made = client.toolingexecute("sobjects/CustomObject", method="POST", data=obj)
     assert made["id"].startswith("01I")
