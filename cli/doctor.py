@@ -10,6 +10,8 @@ sandbox endpoints are defaults) and runs, side by side:
 - **each configured connector** (the billing platform, the CRM, the SMTP relay): its own
   ``preflight() -> list[domain.preflight.Check]`` when it has one, else one SKIP line saying so;
 - **llm**: when an LLM reasoner is configured, ``connectors.llm_preflight`` (the model exists).
+- **netsuite**: when NETSUITE_* is set, the ERP connector's preflight (credentials, subsidiary,
+  the accounts of ``policies/revenue.yaml``).
 
 Exit status: 0 when nothing failed, 1 when a check FAILed (``--strict``: a WARN too). A check
 that raises becomes one FAIL line naming it, never a trace; a check that hangs is cut off after
