@@ -835,8 +835,8 @@ def _object_checks(obj: str, result: dict[str, Any]) -> list[Check]:
     describe = result.get("body")
     if status == 404 or (status >= 400 and _error_code(describe) in ("NOT_FOUND", "INVALID_TYPE")):
         fix = (
-            f"deploy the custom object {obj} with RevBridge's fields "
-            "(sandbox/salesforce/schema.py lists them), or grant the integration user Read on it"
+            f"run `revbridge setup crm` (it deploys {obj} with RevBridge's fields), "
+            "or grant the integration user Read on it"
             if obj.endswith("__c")
             else f"grant the integration user Read on {obj}"
         )
@@ -881,7 +881,8 @@ def _field_problem(need: _Need, field: dict[str, Any] | None) -> tuple[str, str]
     if field is None:
         return (
             "missing or not visible",
-            f"create {{}} as {kind}, or grant the integration user read/edit on it (field-level security)",
+            f"create {{}} as {kind} (`revbridge setup crm` creates custom fields), or grant the "
+            "integration user read/edit on it (field-level security)",
         )
     actual = str(field.get("type") or "")
     if actual not in _COMPATIBLE[need.type]:
