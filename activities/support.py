@@ -11,13 +11,23 @@ strongly consistent (visibility lags, so a case opened seconds after a failed pa
 the run that just started), needs no search attribute to have been set by whoever started the
 run, and costs at most one call per unpaid invoice in the snapshot. What it cannot see is a run
 for an invoice older than the snapshot's window — dunning is about recent invoices.
+
+**A support desk beside the CRM** (issue 22, Zendesk): the desk is an activity-level choice, so
+the workflow is unchanged. :class:`DeskRoutedCrm` wraps the deployment's CRM: in a run whose
+workflow ID is ``case:<desk>:<ticket>`` (started by the desk's webhook), ``get_case`` /
+``get_account`` / ``annotate_case`` go to the desk (its ticket, the "account" it derives from the
+ticket's organization and requester with their billing customer, its internal note); every
+other call, and every other run, goes to the CRM. The run's audit entries still go to the CRM's
+agent log, without the desk's ticket and account IDs (they mean nothing to the CRM: a Salesforce
+lookup would refuse them, a HubSpot association could hit an unrelated record with the same
+number); the entry's workflow ID names the ticket.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -27,6 +37,7 @@ from activities.errors import vendor_errors
 from activities.models import WriteResult
 from activities.writes import writes
 from connectors.base import BillingPlatform, CrmSystem, NotFound
+from domain.audit import AuditEntry
 from domain.dunning import DunningStatus
 from domain.ids import dunning_workflow_id
 from domain.models import CrmAccount, Frozen
@@ -72,6 +83,56 @@ class AnnotateCaseInput(Frozen):
     case_id: str
     text: str
     idempotency_key: str
+
+
+class SupportDesk(Protocol):
+    """The CRM-shaped calls support context makes, as a support desk answers them."""
+
+    vendor: str
+
+    def get_case(self, case_id: str) -> CaseDetail: ...
+
+    def get_account(self, account_id: str) -> CrmAccount: ...
+
+    def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str: ...
+
+
+class DeskRoutedCrm:
+    """The CRM, with a desk's support-context runs routed to the desk (module docstring)."""
+
+    def __init__(self, crm: CrmSystem, desk: SupportDesk) -> None:
+        self._crm = crm
+        self.desk = desk
+        self._prefix = f"case:{desk.vendor}:"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._crm, name)
+
+    def _for_run(self) -> CrmSystem | SupportDesk:
+        try:
+            workflow_id = activity.info().workflow_id
+        except RuntimeError:  # not in an activity (a direct call): the CRM, as before
+            return self._crm
+        return self.desk if (workflow_id or "").startswith(self._prefix) else self._crm
+
+    def get_case(self, case_id: str) -> CaseDetail:
+        return self._for_run().get_case(case_id)
+
+    def get_account(self, account_id: str) -> CrmAccount:
+        return self._for_run().get_account(account_id)
+
+    def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str:
+        return self._for_run().annotate_case(case_id, text, idempotency_key)
+
+    def write_audit(self, entry: AuditEntry) -> str:
+        if entry.workflow_id.startswith(self._prefix):
+            entry = entry.model_copy(update={"account_id": None, "case_id": None})
+        return self._crm.write_audit(entry)
+
+
+def with_desk(crm: CrmSystem, desk: SupportDesk | None) -> CrmSystem:
+    """The CRM the worker uses: ``crm`` itself without a desk."""
+    return crm if desk is None else DeskRoutedCrm(crm, desk)  # type: ignore[return-value]
 
 
 class SupportActivities:

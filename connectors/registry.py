@@ -11,6 +11,7 @@ from domain.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from connectors.netsuite import NetSuiteErp
+    from connectors.zendesk import ZendeskDesk
     from domain.revenue import Accounts
 
 
@@ -72,6 +73,27 @@ def build_erp(settings: Settings, accounts: Accounts | None = None) -> NetSuiteE
     from connectors.netsuite import NetSuiteErp
 
     return NetSuiteErp(settings.netsuite, accounts=accounts, timeout_s=settings.http_timeout_s)
+
+
+def build_desk(settings: Settings, billing: BillingPlatform | None = None) -> ZendeskDesk | None:
+    """The support desk beside the CRM's cases (REVBRIDGE_DESK), or None: cases only."""
+    if settings.desk in (None, "", settings.crm):
+        return None
+    if settings.desk == "zendesk":
+        from connectors.zendesk import ZendeskDesk
+
+        if settings.zendesk is None:
+            raise SettingsError(
+                "REVBRIDGE_DESK=zendesk needs ZENDESK_SUBDOMAIN and ZENDESK_EMAIL + "
+                "ZENDESK_API_TOKEN (or ZENDESK_OAUTH_TOKEN)"
+            )
+        try:
+            return ZendeskDesk(
+                settings.zendesk, billing, settings.billing, timeout_s=settings.http_timeout_s
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+    raise SettingsError(f"unsupported support desk {settings.desk!r}")
 
 
 def build_mailer(settings: Settings) -> SmtpMailer | None:

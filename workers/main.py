@@ -31,12 +31,18 @@ from activities.reasoning import (
     TemporalLlmLedger,
     load_llm_budgets,
 )
-from activities.support import SupportActivities
+from activities.support import SupportActivities, with_desk
 from connectors import limits as vendor_limits
 from connectors.base import BillingPlatform, CrmSystem
 from connectors.email import SmtpMailer
 from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
-from connectors.registry import build_billing, build_crm, build_mailer, build_reasoner
+from connectors.registry import (
+    build_billing,
+    build_crm,
+    build_desk,
+    build_mailer,
+    build_reasoner,
+)
 from domain.settings import Settings
 from domain.temporal import SEARCH_ATTRIBUTES, TASK_QUEUE
 from infra import startup, telemetry
@@ -180,6 +186,9 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
     telemetry.setup_tracing(telemetry.SERVICE_WORKER, settings)
     runtime = telemetry.worker_runtime()  # Prometheus on REVBRIDGE_METRICS_PORT, when set
     billing, crm = build_billing(settings), build_crm(settings)
+    # a support desk beside the CRM's cases (REVBRIDGE_DESK=zendesk): the support-context runs of
+    # its tickets read and annotate the desk; everything else is the CRM (activities/support.py)
+    crm = with_desk(crm, build_desk(settings, billing))
     # Liveness/readiness on REVBRIDGE_HEALTH_PORT (infra/health.py), up before Temporal is.
     probe = WorkerProbe(settings.task_queue)
     bind = health_port_from_env()
