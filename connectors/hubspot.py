@@ -1495,6 +1495,8 @@ def setup_plan(crm: HubSpotCrm) -> list[SetupStep]:
             if name not in have:
                 body = property_definition(name, kind, unique)
                 detail = f"{kind} ({body['fieldType']}{', unique values' if unique else ''})"
+                if body.get("options"):
+                    detail += f" [{', '.join(o['value'] for o in body['options'])}]"
                 steps.append(
                     SetupStep(
                         VENDOR,

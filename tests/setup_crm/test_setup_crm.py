@@ -380,6 +380,10 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
     assert len(plan) == HS_CREATES == len(lines) - 1, lines
     assert plan[0] == "+ hubspot: create property group companies.revbridge — RevBridge"
     assert "+ hubspot: create property tickets.revbridge_key — string (text, unique values)" in plan
+    assert (
+        "+ hubspot: create property deals.payment_terms — enumeration (select) "
+        "[Net 15, Net 30, Net 45, Net 60]"
+    ) in plan
     assert {r["method"] for r in hs.ledger} == {"GET"}  # only reads
     assert "mrr" not in hs.store.properties["companies"]
 
