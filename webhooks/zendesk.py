@@ -10,8 +10,12 @@
 
   - the event-subscribed envelope ``{"type": "zen:event-type:ticket.created", "id", "time",
     "subject", "detail": {"id": "<ticket id>", ...}, "event": {...}}``;
-  - a trigger-connected webhook whose JSON body is ours (the trigger's template):
-    ``{"event": "ticket_created", "ticket_id": "{{ticket.id}}"}`` (Zendesk's placeholder).
+  - a trigger-connected webhook whose JSON body is ours (the trigger's template; condition the
+    trigger on "Ticket is Created", or every update would post it):
+    ``{"event": "ticket_created", "ticket_id": "{{ticket.id}}"}``, and for echo suppression on
+    an update trigger ``{"event": "ticket_updated", "ticket_id": "{{ticket.id}}",
+    "comment_body": "{{ticket.latest_comment}}", "updater_id": "{{current_user.id}}"}``
+    (placeholder names from Zendesk's placeholder reference, not checked against a live account).
 
   Only the ticket ID is trusted: the run reads the ticket, its requester and organization back
   from Zendesk (events are triggers, not truth).

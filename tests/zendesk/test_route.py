@@ -189,6 +189,23 @@ async def test_our_own_note_coming_back_is_dropped() -> None:
     assert client.started == []
 
 
+async def test_a_trigger_update_carrying_our_note_is_dropped() -> None:
+    client = RecordingClient()
+    app = app_for(client)
+    ours = json.dumps(
+        {
+            "event": "ticket_updated",
+            "ticket_id": "1001",
+            "comment_body": f"Billing context\n\n{note_marker('a1b2c3d4e5f6')}",
+            "updater_id": "555",
+        }
+    ).encode()
+    agent = ours.replace(b"[revbridge:a1b2c3d4e5f6]", b"we are on it")
+    r1, r2 = [await post(app, b, signed(b)) for b in (ours, agent)]
+    assert r1.json()["status"] == "echo" and r2.json()["status"] == "ignored"
+    assert client.started == []
+
+
 async def test_not_this_deployments_desk_or_not_configured() -> None:
     body = created()
     crm_only = await post(app_for(RecordingClient(), desk=None), body, signed(body))
