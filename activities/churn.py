@@ -113,7 +113,7 @@ class SweepPageResult(Frozen):
     #: low-risk customers whose running intervention was signalled to rescore (only those the
     #: page's one visibility query found running)
     rescored: int = 0
-    #: low-risk scores left unwritten: within ``sweep_write_threshold`` of the CRM's, same level
+    #: customers whose score is within ``sweep_write_threshold`` of the CRM's, same level
     unchanged: int = 0
 
 
@@ -291,7 +291,9 @@ class ChurnActivities:
         """A page in bulk: one billing read and one CRM read for the whole page, every score
         computed here, the low-risk ones that moved (``score_moved``) handed back to the
         workflow's gated write, one visibility query for the interventions still running, and
-        signals only to those (at-risk customers are signalled-with-start, as before)."""
+        signals only to those whose score moved; an at-risk customer is signalled-with-start
+        unless its intervention is running with this very score. An unchanged book writes
+        nothing and signals nothing."""
         info = activity.info()
         done = int(info.heartbeat_details[0]) if info.heartbeat_details else 0
         client = activity.client()
@@ -313,28 +315,31 @@ class ChurnActivities:
             raise to_application_error(err) from None
         at_risk: list[str] = []
         calm: list[str] = []
+        #: customers whose score moved against the CRM's stored one (or who have none)
+        moved: set[str] = set()
         low_risk: list[ChurnScoreRecord] = []
-        unchanged = 0
         for cid in ids:
             snapshot = snapshots.get(cid)
             if snapshot is None:
                 continue  # deleted between the list and the read
             account, cases = accounts.get(cid, (None, []))
             scored = _scored(config, snapshot, account, cases, now)
+            if scored.account is None or churn.score_moved(scored.account, scored.result, config):
+                moved.add(cid)
             if scored.result.score >= config.task_threshold:
                 at_risk.append(cid)
                 continue
             calm.append(cid)
-            if scored.account is None:
-                continue
-            if churn.score_moved(scored.account, scored.result, config):
+            if scored.account is not None and cid in moved:
                 low_risk.append(_record(scored, now))
-            else:
-                unchanged += 1
-        running = await _running_interventions(client, [workflow_ids[c] for c in calm])
-        targets = [(c, True) for c in at_risk] + [
-            (c, False) for c in calm if workflow_ids[c] in running
+        running = await _running_interventions(client, [workflow_ids[c] for c in ids])
+        # at risk: signal-with-start, unless its intervention is running and already holds this
+        # score; low risk: only a running intervention, and only when the score moved (a rescore
+        # of an unchanged customer would write the same score again)
+        targets = [(c, True) for c in at_risk if c in moved or workflow_ids[c] not in running] + [
+            (c, False) for c in calm if c in moved and workflow_ids[c] in running
         ]
+        started = sum(1 for _, s in targets if s)
 
         async def one(customer_id: str, start: bool) -> None:
             signal = churn.sweep_signal(input.billing, customer_id, input.sweep_id, now)
@@ -362,11 +367,11 @@ class ChurnActivities:
             activity.heartbeat(start + len(chunk))
         return SweepPageResult(
             customers=len(page.customers),
-            signalled=len(at_risk),
+            signalled=started,
             next_cursor=page.next_cursor,
             low_risk=low_risk,
-            rescored=len(targets) - len(at_risk),
-            unchanged=unchanged,
+            rescored=len(targets) - started,
+            unchanged=len(ids) - len(moved),
         )
 
     def _write_low_risk(

@@ -15,7 +15,9 @@ one runs to its outcome after a short follow-up: the sweep can wait for every in
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -23,7 +25,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,18 +36,26 @@ import yaml
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities.budget import load_limits
 from activities.policy import DEFAULT_POLICY_DIR
 from cli.stack import temporal_binary
 from connectors.registry import build_billing, build_crm
-from domain.churn import SWEEP_WORKFLOW_TYPE, ChurnResult, SweepInput, SweepResult
+from domain.churn import (
+    SWEEP_WORKFLOW_TYPE,
+    WORKFLOW_TYPE,
+    ChurnResult,
+    SweepInput,
+    SweepResult,
+)
 from domain.ids import churn_workflow_id
 from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS
 from infra.codec import data_converter
 from sandbox import books
+from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.stripe import StripeEmulator
-from tests.pairs import SF_ID, SF_SECRET, STRIPE_KEY, STRIPE_SECRET, pair_settings
+from tests.pairs import CB_KEY, SF_ID, SF_SECRET, STRIPE_KEY, STRIPE_SECRET, pair_settings
 from workers.main import build_worker
 
 #: the issue's book
@@ -206,6 +216,173 @@ def check(swept: Swept, n: int, page_size: int = 100, pages_per_run: int = 2) ->
     return problems
 
 
+# --- the bulk sweep at scale: Chargebee x Salesforce, two sweeps, the second over an unchanged book
+
+
+@contextmanager
+def bulk_sandboxes() -> Iterator[dict[str, str]]:
+    """Chargebee (its bulk ``[in]`` reads) and Salesforce, seeded with limits off; the bench turns
+    Chargebee's test-site limit (150/min) on for the sweeps when asked."""
+    cb = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=None)
+    sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    with ServerThread({cb: 0, sf: 0}) as thread:
+        urls = dict(thread.urls)
+        urls.setdefault("stripe", "http://127.0.0.1:9")
+        urls.setdefault("hubspot", "http://127.0.0.1:9")
+        yield urls
+
+
+def _ledger(url: str) -> list[dict[str, Any]]:
+    rows = httpx.get(url + "/_sandbox/requests", timeout=120).json()["requests"]
+    return [r for r in rows if not r["path"].startswith("/services/oauth2")]
+
+
+def _forget(*urls: str) -> None:
+    for url in urls:
+        httpx.delete(url + "/_sandbox/requests", timeout=120).raise_for_status()
+
+
+def _rate_limit(url: str, per_minute: int | None) -> None:
+    httpx.post(
+        url + "/_sandbox/chargebee/rate_limit", json={"per_minute": per_minute}, timeout=30
+    ).raise_for_status()
+
+
+def _is_write(row: dict[str, Any]) -> bool:
+    """A write in a vendor's ledger: Chargebee's writes are POSTs under /api/v2 (its reads are
+    GETs); Salesforce's are anything but GET except the composite/tree reads RevBridge never
+    sends (its SOQL is GET /query)."""
+    return row["method"] != "GET"
+
+
+@dataclass
+class SweepFigures:
+    customers: int
+    elapsed_s: float
+    billing_calls: int
+    crm_calls: int
+    billing_writes: int
+    crm_writes: int
+    started: int  # interventions running after the sweep
+
+    @property
+    def per_s(self) -> float:
+        return self.customers / self.elapsed_s if self.elapsed_s else 0.0
+
+    @property
+    def calls_per_20(self) -> float:
+        return (self.billing_calls + self.crm_calls) * 20 / max(1, self.customers)
+
+    def line(self, name: str) -> str:
+        return (
+            f"    {name}: {self.customers} customers in {self.elapsed_s:.1f} s "
+            f"({self.per_s:.0f} customers/s); vendor calls {self.billing_calls} billing + "
+            f"{self.crm_calls} CRM = {self.calls_per_20:.2f} per 20 customers; writes "
+            f"{self.billing_writes} billing + {self.crm_writes} CRM; "
+            f"{self.started} interventions running"
+        )
+
+
+async def _running(client: Client, task_queue: str) -> list[str]:
+    query = (
+        f'WorkflowType = "{WORKFLOW_TYPE}" AND ExecutionStatus = "Running" '
+        f'AND TaskQueue = "{task_queue}"'
+    )
+    return [w.id async for w in client.list_workflows(query)]
+
+
+async def _one_sweep(
+    client: Client, urls: dict[str, str], task_queue: str, n: int, timeout_s: float
+) -> SweepFigures:
+    """One sweep over the seeded book, timed from start to result; the ledgers were cleared
+    before it, and the interventions it starts keep running (a 45-day follow-up in production:
+    an hour here), so their own reads are counted with the sweep's."""
+    _forget(urls["chargebee"], urls["salesforce"])
+    started = time.monotonic()
+    sweep: WorkflowHandle = await client.start_workflow(
+        SWEEP_WORKFLOW_TYPE,
+        SweepInput(billing="chargebee", follow_up=timedelta(hours=1)),
+        id=f"churn-sweep-bench-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+        result_type=SweepResult,
+    )
+    result = await asyncio.wait_for(sweep.result(), timeout=timeout_s)
+    elapsed = time.monotonic() - started
+    billing_rows, crm_rows = _ledger(urls["chargebee"]), _ledger(urls["salesforce"])
+    return SweepFigures(
+        customers=result.customers,
+        elapsed_s=elapsed,
+        billing_calls=len(billing_rows),
+        crm_calls=len(crm_rows),
+        billing_writes=sum(map(_is_write, billing_rows)),
+        crm_writes=sum(map(_is_write, crm_rows)),
+        started=len(await _running(client, task_queue)),
+    )
+
+
+async def bulk_bench(
+    client: Client, urls: dict[str, str], policy_dir: Path, n: int, *, limits: bool
+) -> tuple[SweepFigures, SweepFigures]:
+    """Seed ``n`` customers, sweep twice; the second sweep sees the book the first left (every
+    score stored, every at-risk customer's intervention running). With ``limits`` Chargebee
+    answers 429 past 150 requests a minute (a test site) and the worker paces Chargebee as
+    policies/limits.yaml says; without, neither (the ratios alone)."""
+    task_queue = f"churn-bench-{uuid.uuid4().hex[:8]}"
+    settings = pair_settings(urls, "chargebee", "salesforce", task_queue).model_copy(
+        update={"http_timeout_s": 30.0}
+    )
+    billing, crm = build_billing(settings), build_crm(settings)
+    book = books.book(n, prefix=f"bk{uuid.uuid4().hex[:6]}")
+    _seed(urls["chargebee"], books.chargebee_seed(book))
+    _seed(urls["salesforce"], books.salesforce_seed(book, "chargebee"))
+    for sub_id, price, quantity in books.chargebee_downgrades(book):
+        billing.client.Subscription.update_for_items(  # type: ignore[attr-defined]
+            sub_id, {"subscription_items": [{"item_price_id": price, "quantity": quantity}]}
+        )
+    vendor_limits = load_limits()
+    if limits:
+        _rate_limit(urls["chargebee"], 150)
+    else:
+        vendor_limits = replace(vendor_limits, vendors={})
+    timeout_s = 3600.0 + n * 0.1
+    async with build_worker(
+        client, billing, crm, task_queue=task_queue, policy_dir=policy_dir, limits=vendor_limits
+    ):
+        first = await _one_sweep(client, urls, task_queue, n, timeout_s)
+        # the interventions the first sweep started write their first score: wait for them
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if crm.query("SELECT Id FROM Account WHERE Churn_Risk__c = null LIMIT 1") == []:
+                break
+            await asyncio.sleep(2)
+        second = await _one_sweep(client, urls, task_queue, n, timeout_s)
+        for wid in await _running(client, task_queue):
+            with contextlib.suppress(Exception):
+                await client.get_workflow_handle(wid).terminate("bench done")
+    return first, second
+
+
+async def bulk_main(n: int, limits: bool) -> int:
+    mode = "limits on (Chargebee 150/min, paced)" if limits else "limits off"
+    print(f"churn sweep bench: {n} customers, Chargebee x Salesforce, {mode} …", flush=True)
+    with tempfile.TemporaryDirectory(prefix="revbridge-soak-") as tmp, bulk_sandboxes() as urls:
+        policies = no_offer_policies(Path(tmp) / "policies")
+        async with dev_server() as env:
+            first, second = await bulk_bench(env.client, urls, policies, n, limits=limits)
+    print(first.line("first sweep (cold book)"), flush=True)
+    print(second.line("second sweep (unchanged book)"), flush=True)
+    problems = []
+    if second.billing_writes or second.crm_writes:
+        problems.append(
+            f"the unchanged book cost {second.billing_writes + second.crm_writes} writes"
+        )
+    if first.customers != n or second.customers != n:
+        problems.append(f"swept {first.customers} and {second.customers} of {n}")
+    for p in problems:
+        print(f"    FAILED: {p}", flush=True)
+    return 1 if problems else 0
+
+
 async def main(n: int = BOOK_SIZE) -> int:
     print(f"churn sweep soak: {n} customers …", flush=True)
     with tempfile.TemporaryDirectory(prefix="revbridge-soak-") as tmp, own_sandboxes() as urls:
@@ -224,5 +401,19 @@ async def main(n: int = BOOK_SIZE) -> int:
     return 1 if problems else 0
 
 
+def cli(argv: list[str]) -> int:
+    """``python -m bench.churn_soak [N]``: the Stripe soak (interventions to their outcome);
+    ``--bulk 10000`` (or ``--bulk 100000``, the 100k mode) the bulk sweep, twice, Chargebee x
+    Salesforce, limits off; add ``--limits`` for Chargebee's test-site limit."""
+    parser = argparse.ArgumentParser(prog="python -m bench.churn_soak")
+    parser.add_argument("n", nargs="?", type=int, default=BOOK_SIZE)
+    parser.add_argument("--bulk", type=int, metavar="N", help="bulk sweep bench over N customers")
+    parser.add_argument("--limits", action="store_true", help="Chargebee 150/min, paced")
+    args = parser.parse_args(argv)
+    if args.bulk:
+        return asyncio.run(bulk_main(args.bulk, args.limits))
+    return asyncio.run(main(args.n))
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else BOOK_SIZE)))
+    sys.exit(cli(sys.argv[1:]))

@@ -46,6 +46,16 @@ def _day(ts: float) -> Any:
     return datetime.fromtimestamp(ts, UTC).date()
 
 
+class _Options:
+    """An ``[in]`` / ``[not_in]`` list parsed once per request (not once per row scanned)."""
+
+    __slots__ = ("strings", "values")
+
+    def __init__(self, values: list[Any]) -> None:
+        self.values = values
+        self.strings = frozenset(str(v) for v in values)
+
+
 def _match_one(value: Any, op: str, raw: Any, param: str) -> bool:
     if op == "is_present":
         return (value not in (None, "")) == to_bool(raw, param)
@@ -60,8 +70,11 @@ def _match_one(value: Any, op: str, raw: Any, param: str) -> bool:
     if op == "starts_with":
         return str(value).startswith(str(raw))
     if op in ("in", "not_in"):
-        options = parse_list_literal(raw, param)
-        hit = any(value == _num(o, param) for o in options) if numeric else str(value) in options
+        options = raw if isinstance(raw, _Options) else _Options(parse_list_literal(raw, param))
+        if numeric:
+            hit = any(value == _num(o, param) for o in options.values)
+        else:
+            hit = str(value) in options.strings
         return hit if op == "in" else not hit
     if not numeric:
         raise FormError(param, f"{param} : operator not supported for this attribute")
@@ -99,6 +112,8 @@ def apply_filters(
         for op, raw in spec.items():
             if op not in OPERATORS:
                 raise FormError(f"{name}[{op}]", f"{name}[{op}] : unknown filter operator")
+            if op in ("in", "not_in"):
+                raw = _Options(parse_list_literal(raw, f"{name}[{op}]"))
             filters.append((name, op, raw, getter))
     out = []
     for row in rows:

@@ -215,8 +215,8 @@ def render_subscription(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
     out["mrr"] = max(int(round(mrr)), 0)
     due = [
         inv
-        for inv in store.invoices.values()
-        if inv.get("subscription_id") == sub["id"] and inv["status"] in ("payment_due", "not_paid")
+        for inv in store.invoices_of_subscription(sub["id"])
+        if inv["status"] in ("payment_due", "not_paid")
     ]
     out["due_invoices_count"] = len(due)
     if due:

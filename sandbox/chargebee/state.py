@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 _ALNUM = string.ascii_letters + string.digits
@@ -58,6 +59,20 @@ class Store:
     rate_hits: deque[float] = field(default_factory=deque)
     seq: int = 0
     invoice_no: int = 0
+    #: invoices by subscription, kept up to date lazily (invoices are only ever added): a
+    #: subscription's render reads its dues without scanning every invoice of the site
+    _invoices_by_sub: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+    _invoices_indexed: int = field(default=0, repr=False)
+
+    def invoices_of_subscription(self, subscription_id: str) -> list[dict[str, Any]]:
+        if self._invoices_indexed > len(self.invoices):  # replaced wholesale: index again
+            self._invoices_by_sub, self._invoices_indexed = {}, 0
+        if self._invoices_indexed < len(self.invoices):
+            for inv in islice(self.invoices.values(), self._invoices_indexed, None):
+                if inv.get("subscription_id"):
+                    self._invoices_by_sub.setdefault(inv["subscription_id"], []).append(inv)
+            self._invoices_indexed = len(self.invoices)
+        return self._invoices_by_sub.get(subscription_id, [])
 
     def now(self) -> int:
         return int(self.clock())
