@@ -17,10 +17,12 @@ the workflow is unchanged. :class:`DeskRoutedCrm` wraps the deployment's CRM: in
 workflow ID is ``case:<desk>:<ticket>`` (started by the desk's webhook), ``get_case`` /
 ``get_account`` / ``annotate_case`` go to the desk (its ticket, the "account" it derives from the
 ticket's organization and requester with their billing customer, its internal note); every
-other call, and every other run, goes to the CRM. The run's audit entries still go to the CRM's
-agent log, without the desk's ticket and account IDs (they mean nothing to the CRM: a Salesforce
-lookup would refuse them, a HubSpot association could hit an unrelated record with the same
-number); the entry's workflow ID names the ticket.
+other call, and every other run, goes to the CRM. When the billing customer the desk found has
+a CRM account, that account is the run's account (its ID, name, tier and owner: the audit entry
+and an approval task land on it). The run's audit entries go to the CRM's agent log without the
+desk's own IDs (a ticket or a desk-derived account means nothing to the CRM: a Salesforce lookup
+would refuse it, a HubSpot association could hit an unrelated record with the same number); the
+entry's workflow ID names the ticket.
 """
 
 from __future__ import annotations
@@ -100,10 +102,11 @@ class SupportDesk(Protocol):
 class DeskRoutedCrm:
     """The CRM, with a desk's support-context runs routed to the desk (module docstring)."""
 
-    def __init__(self, crm: CrmSystem, desk: SupportDesk) -> None:
+    def __init__(self, crm: CrmSystem, desk: SupportDesk, billing: str | None = None) -> None:
         self._crm = crm
         self.desk = desk
         self._prefix = f"case:{desk.vendor}:"
+        self._billing = billing or getattr(desk, "billing_name", None)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._crm, name)
@@ -119,15 +122,36 @@ class DeskRoutedCrm:
         return self._for_run().get_case(case_id)
 
     def get_account(self, account_id: str) -> CrmAccount:
-        return self._for_run().get_account(account_id)
+        target = self._for_run()
+        account = target.get_account(account_id)
+        if target is self._crm or not (account.billing_customer_id and self._billing):
+            return account
+        linked = self._crm.find_account(self._billing, account.billing_customer_id)
+        if linked is None:
+            return account
+        return linked.model_copy(
+            update={
+                "billing_customer_id": account.billing_customer_id,
+                "billing_platform": account.billing_platform,
+            }
+        )
 
     def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str:
         return self._for_run().annotate_case(case_id, text, idempotency_key)
 
     def write_audit(self, entry: AuditEntry) -> str:
         if entry.workflow_id.startswith(self._prefix):
-            entry = entry.model_copy(update={"account_id": None, "case_id": None})
+            update: dict[str, Any] = {"case_id": None}  # the ticket: in the workflow ID
+            if entry.account_id and getattr(self.desk, "owns_account_id", _assume_desk_id)(
+                entry.account_id
+            ):
+                update["account_id"] = None
+            entry = entry.model_copy(update=update)
         return self._crm.write_audit(entry)
+
+
+def _assume_desk_id(account_id: str) -> bool:
+    return True  # a desk that cannot tell its IDs from the CRM's: drop the account, to be safe
 
 
 def with_desk(crm: CrmSystem, desk: SupportDesk | None) -> CrmSystem:

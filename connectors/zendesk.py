@@ -277,6 +277,11 @@ class ZendeskDesk:
     def annotate_case(self, case_id: str, text: str, idempotency_key: str) -> str:
         return self.add_internal_note(case_id, text, idempotency_key)
 
+    @staticmethod
+    def owns_account_id(account_ref: str) -> bool:
+        """Whether an account ID is one :meth:`get_case` made (not a CRM's)."""
+        return _ACCOUNT_ID.fullmatch(account_ref) is not None
+
     # --- the one write ------------------------------------------------------------------------------
 
     def add_internal_note(self, ticket_id: str | int, text: str, idempotency_key: str) -> str:

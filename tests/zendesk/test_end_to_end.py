@@ -29,7 +29,7 @@ from connectors.zendesk import note_marker
 from domain.ids import idempotency_key
 from domain.settings import Settings, ZendeskSettings
 from domain.support import SupportContextResult
-from harness.drivers import ChargebeeDriver
+from harness.drivers import ChargebeeDriver, SalesforceDriver
 from sandbox.framework import App, ServerThread, WebhookTarget
 from sandbox.scenarios import DEMO_CUSTOMERS
 from sandbox.zendesk import ZendeskEmulator
@@ -123,7 +123,12 @@ async def test_new_ticket_gets_one_internal_note_with_the_billing_summary(
 ) -> None:
     d, em = deployment, deployment.zendesk
     ChargebeeDriver(d.settings.chargebee.api_url, None).seed((NORTHWIND,), uid)  # type: ignore[union-attr]
+    # the customer's Salesforce account, linked to Chargebee: the run's audit lands on it
+    sf_url = d.settings.salesforce.token_url.split("/services/")[0]  # type: ignore[union-attr]
+    SalesforceDriver(sf_url, None).seed((NORTHWIND,), uid, "chargebee")
     ids = NORTHWIND.ids(uid)
+    sf_account = d.crm.find_account("chargebee", ids["customer"])  # type: ignore[attr-defined]
+    assert sf_account is not None
     em.deliveries.clear()
     em.seed(
         {
@@ -177,10 +182,11 @@ async def test_new_ticket_gets_one_internal_note_with_the_billing_summary(
     assert again.status_code == 200
     assert again.json() == {"status": "duplicate", "workflow_id": handle.id}
     assert len([c for c in em.comments[ticket_id] if not c["public"]]) == 1
-    # audited in the CRM's agent log, without the desk's IDs (they mean nothing to Salesforce)
+    # audited in the CRM's agent log on the customer's Salesforce account, without the ticket
+    # (a Zendesk ID means nothing to Salesforce)
     log = d.crm.audit_log(handle.id)  # type: ignore[attr-defined]
     assert [(r["action"], r["outcome"], r["case_id"], r["account_id"]) for r in log] == [
-        ("annotate_case", f"executed ({result.note_id})", None, None)
+        ("annotate_case", f"executed ({result.note_id})", None, sf_account.id)
     ]
 
 
@@ -199,9 +205,13 @@ async def test_requester_email_finds_the_billing_customer(
             "description": "Can I get last month's receipt?",
         },
     )
-    result = await asyncio.wait_for((await run_of(client, ticket_id)).result(), 60)
+    handle = await run_of(client, ticket_id)
+    result = await asyncio.wait_for(handle.result(), 60)
     assert (result.outcome, result.customer_id) == ("summarized", ids["customer"])
     assert ids["invoice"] in next(c["body"] for c in em.comments[ticket_id] if not c["public"])
+    # no Salesforce account for this customer: the audit names no account (not the desk's)
+    log = d.crm.audit_log(handle.id)  # type: ignore[attr-defined]
+    assert [(r["case_id"], r["account_id"]) for r in log] == [(None, None)]
 
 
 async def test_unknown_requester_gets_the_no_billing_account_note(
