@@ -236,7 +236,12 @@ class BillingActivities:
         only: the dunning run makes it as a local activity."""
         client: Client = activity.client()
         info = activity.info()
-        wf_id = churn_workflow_id(input.billing, input.customer_id)
+        try:
+            wf_id = churn_workflow_id(input.billing, input.customer_id)
+        except ValueError:  # no workflow ID can hold it (the webhook door refuses such events)
+            return SignalChurnResult(workflow_id="", status="invalid_customer_id")
+        if not input.risks:
+            return SignalChurnResult(workflow_id=wf_id, status="nothing to hand on")
         first, *rest = input.risks
         try:
             handle = await client.start_workflow(

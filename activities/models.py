@@ -147,5 +147,6 @@ class SignalChurnInput(Frozen):
 
 class SignalChurnResult(Frozen):
     workflow_id: str
-    #: accepted (started or signalled) | closed (a finished intervention is never restarted)
+    #: accepted (started or signalled) | closed (a finished intervention is never restarted) |
+    #: invalid_customer_id (no workflow ID can hold it: nothing started)
     status: str

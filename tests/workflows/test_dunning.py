@@ -24,6 +24,7 @@ from temporalio.client import Client, WorkflowHandle
 from domain import temporal as names
 from domain.approvals import UPDATE, ApprovalSignal, Decision
 from domain.dunning import DunningResult, DunningStatus
+from domain.ids import churn_workflow_id
 from domain.models import PaymentFailed
 from sandbox.scenarios import DEMO_CUSTOMERS
 from tests.pairs import Pair, eventually, on_cover, pending_of, stage
@@ -146,6 +147,29 @@ async def test_same_webhook_five_times_concurrently_gives_one_workflow_and_one_c
     # the case and day 0's reminder, once each
     assert [r["action"] for r in pair.audit(ids["invoice"])] == ["create_case", "send_email"]
     assert (await handle.describe()).run_id == run_before
+
+
+async def test_the_dunning_run_hands_the_failure_to_the_churn_intervention(
+    client: Client, pair: Pair, uid: str
+) -> None:
+    """Issue 15: the webhook makes one Temporal call; the dunning run itself signal-with-starts
+    the customer's churn intervention, with the CRM account and cases it read."""
+    ids = pair.seed(NORTHWIND, uid)
+    pair.billing_driver.decline(ids["invoice"])
+    await stage(client.get_workflow_handle(pair.workflow_id(ids["invoice"])), "waiting for payment")
+    churn = client.get_workflow_handle(churn_workflow_id(pair.settings.billing, ids["customer"]))
+
+    async def signals() -> list[str]:
+        try:
+            return [
+                e.workflow_execution_signaled_event_attributes.signal_name
+                async for e in churn.fetch_history_events()
+                if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+            ]
+        except Exception:  # noqa: BLE001 - not started yet
+            return []
+
+    assert await eventually(signals, bool, "the handoff to churn") == ["risk_signal_with_context"]
 
 
 @on_cover()
