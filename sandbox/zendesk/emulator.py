@@ -433,6 +433,10 @@ class ZendeskEmulator(Emulator):
             except ZendeskError as exc:
                 resp = exc.response()
                 remaining = max(0, self.per_minute - len(self.requests_at))
+            except (TypeError, AttributeError, KeyError, ValueError) as exc:
+                # a body of the right envelope but wrong shapes inside: Zendesk answers 400
+                resp = _err(400, {"error": "InvalidValue", "description": type(exc).__name__})
+                remaining = max(0, self.per_minute - len(self.requests_at))
             resp.headers["X-Rate-Limit"] = str(self.per_minute)
             resp.headers["X-Rate-Limit-Remaining"] = str(remaining)
             return resp

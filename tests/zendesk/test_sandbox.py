@@ -223,3 +223,15 @@ def test_signature_matches_the_documented_algorithm() -> None:
     assert (
         legacy == "tRDSF7URY8BLCDlaBcQ7FHu051Zk+aAB0NKMP53teMw="
     )  # the old vector, for the record
+
+
+def test_malformed_ticket_bodies_are_400_not_500(
+    zendesk_url: str, zendesk: ZendeskEmulator
+) -> None:
+    ids = seed_account(zendesk)
+    auth = (f"{AGENT}/token", TOKEN)
+    url = f"{zendesk_url}/api/v2/tickets/{ids['org']}.json"
+    for body in (b"{", b"[]", b'{"ticket": 1}', b'{"ticket": {"custom_fields": [1]}}'):
+        resp = httpx.put(url, content=body, auth=auth, headers={"Content-Type": "application/json"})
+        assert resp.status_code == 400, (body, resp.text)
+        assert "error" in resp.json()
