@@ -39,7 +39,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from domain.approvals import (
     APPROVER_SIGNATURE,
@@ -239,4 +243,10 @@ def data_converter(env: Mapping[str, str] | None = None) -> DataConverter:
     codec = payload_codec(env)
     if not codec.encrypts and not codec._identity_keys:
         return pydantic_data_converter
-    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
+    # failure messages and stack traces too (a vendor's error can quote customer data): they
+    # travel as an encoded attribute, sealed like any payload, and read back by every client
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=codec,
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

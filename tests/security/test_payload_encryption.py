@@ -173,3 +173,16 @@ async def test_history_holds_only_ciphertext(
         assert (await pending_of(handle)).action_id == pending.action_id
     finally:
         await handle.terminate("test done")
+
+
+async def test_failure_messages_are_sealed_too() -> None:
+    from temporalio.api.failure.v1 import Failure
+    from temporalio.exceptions import ApplicationError
+
+    converter = data_converter({ENV_KEYS: new_key_entry("k1")})
+    failure = Failure()
+    await converter.encode_failure(ApplicationError("card of ann@globex.example declined"), failure)
+    assert b"ann@globex" not in failure.SerializeToString()
+    assert failure.encoded_attributes.metadata["encoding"] == ENCODING
+    back = await converter.decode_failure(failure)
+    assert "card of ann@globex.example declined" in str(back)
