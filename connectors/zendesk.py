@@ -162,6 +162,7 @@ class ZendeskDesk:
             os.environ["ZENPY_FORCE_NETLOC"] = url.netloc
         session = requests.Session()
         session.hooks["response"].append(_hand_429_back)
+        self._session, self._timeout_s = session, timeout_s
         auth: dict[str, Any] = (
             {"email": settings.email, "token": settings.api_token.get_secret_value()}
             if settings.api_token and settings.email
@@ -361,17 +362,17 @@ class ZendeskDesk:
         return checks
 
     def _scope_check(self) -> Check:
+        base = (self.settings.api_url or f"https://{self.settings.subdomain}.zendesk.com").rstrip(
+            "/"
+        )
         try:
-            token = self._call(
-                lambda zt: zt.users.session.get(
-                    zt.users._build_url(_Endpoint("oauth/tokens/current.json")),
-                    timeout=zt.users.timeout,
-                ),
-                "oauth token",
+            # zenpy has no call for the current token: the same session (its auth), directly
+            token = self._session.get(
+                f"{base}/api/v2/oauth/tokens/current.json", timeout=self._timeout_s
             )
             token.raise_for_status()
             scopes = set(token.json()["token"]["scopes"])
-        except (ConnectorError, requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             return _check(
                 "scopes", CheckStatus.WARN, f"token scopes not read ({type(exc).__name__})"
             )
@@ -408,19 +409,6 @@ class ZendeskDesk:
             raise ConnectorError(
                 VENDOR, ErrorKind.PERMANENT, f"{what}: {type(exc).__name__}", code="client"
             ) from None
-
-
-class _Endpoint:
-    """The smallest endpoint zenpy's URL builder accepts, for a path it has no endpoint for."""
-
-    def __init__(self, path: str) -> None:
-        self.path, self.scheme, self.netloc = path, "https", ""
-
-    def prefix_path(self, prefix: str) -> None:
-        self.path = f"{prefix}/{self.path}"
-
-    def build(self) -> str:
-        return f"{self.scheme}://{self.netloc}/{self.path}"
 
 
 def _error(response: requests.Response | None, what: str) -> ConnectorError:
