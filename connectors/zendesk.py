@@ -267,7 +267,8 @@ class ZendeskDesk:
         org = self.get_organization(org_id) if org_id else None
         requester = self.get_user(user_id) if user_id else None
         match = self.find_customer(org, requester)
-        name = (org.name if org else "") or (requester.name if requester else "") or "requester"
+        # an organization is a company; a requester alone is a person, whose name stays in Zendesk
+        name = (org.name if org else "") or f"Zendesk requester {user_id or 'unknown'}"
         return CrmAccount(
             id=account_ref,
             name=name,
