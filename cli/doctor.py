@@ -341,6 +341,13 @@ def email_checks(settings: Settings) -> list[Check]:
     return connector_checks("smtp", lambda: build_mailer(settings))
 
 
+def desk_checks(settings: Settings) -> list[Check]:
+    """The support desk beside the CRM (REVBRIDGE_DESK=zendesk): credentials, role, scopes."""
+    from connectors.registry import build_desk
+
+    return connector_checks(settings.desk or "desk", lambda: build_desk(settings))
+
+
 def erp_checks(settings: Settings) -> list[Check]:
     """NetSuite, when configured: its preflight, with the accounts of policies/revenue.yaml."""
     from pathlib import Path
@@ -511,6 +518,8 @@ async def run_checks(
         ]
         if s.netsuite is not None:
             groups.append(("netsuite", lambda: _in_thread(lambda: erp_checks(s), timeout_s)))
+        if s.desk and s.desk != s.crm:
+            groups.append(("desk", lambda: _in_thread(lambda: desk_checks(s), timeout_s)))
     results = await asyncio.gather(*(_group(name, work, timeout_s) for name, work in groups))
     checks = [c for group in results for c in group]
     if settings is None:

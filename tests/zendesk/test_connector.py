@@ -200,3 +200,20 @@ def test_preflight_reads_oauth_scopes(
     assert ro[-1].name == "scopes" and ro[-1].status is CheckStatus.FAIL
     assert "write" in ro[-1].detail
     assert rw[-1].status is CheckStatus.OK
+
+
+def test_doctor_checks_the_desk_beside_the_crm(zd_settings: ZendeskSettings) -> None:
+    """`revbridge doctor` runs the desk's preflight when REVBRIDGE_DESK=zendesk."""
+    from cli.doctor import desk_checks
+    from domain.settings import Settings
+
+    settings = Settings(billing="chargebee", crm="salesforce", desk="zendesk", zendesk=zd_settings)
+    assert [(c.system, c.name, c.status) for c in desk_checks(settings)] == [
+        ("zendesk", "credentials", CheckStatus.OK),
+        ("zendesk", "role", CheckStatus.OK),
+    ]
+    refused = settings.model_copy(
+        update={"zendesk": zd_settings.model_copy(update={"api_token": SecretStr("nope")})}
+    )
+    (first, *_) = desk_checks(refused)
+    assert first.status is CheckStatus.FAIL and "nope" not in first.line()
