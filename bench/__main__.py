@@ -1,6 +1,7 @@
 """``python -m bench`` (``make bench``): the three benchmarks on one fresh dev server, a table on
 stdout, and ``bench/RESULTS.md``; then the churn sweep soak over a 1,000-customer book on a dev
-server of its own (bench/churn_soak.py; ``python -m bench.churn_soak [N]`` runs it alone)."""
+server of its own (bench/churn_soak.py; ``python -m bench.churn_soak [N]`` runs it alone;
+``python -m bench --no-soak`` skips it)."""
 
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ async def main() -> int:
     elapsed = time.monotonic() - began
     report.write(ing, fl, elapsed, (load_before, os.getloadavg()))
     report.print_table(ing, fl, elapsed)
+    if "--no-soak" in sys.argv:
+        return 0
     print("3/3 ", end="", flush=True)
     return await churn_soak.main()
 
