@@ -313,8 +313,11 @@ def _print_summary(summary: dict[str, Any], say: Out, stopped: bool) -> None:
         say(f"    state: {state}   workflow: {row['workflow_id']}")
         for p in row["pending_approvals"]:
             say(f"    ⏸ {p['action']} waits for {' or '.join(p['approver_roles'])}:")
-            say(f"      Web UI → Send a Signal `approval` with {p['signal']}")
-            say(f"      or: {p['cli']}")
+            say(f"      Web UI (signed in) → Send a Signal `approval` with {p['signal']}")
+            say(
+                f"      or: {p['cli']}"
+                + ("  (with your REVBRIDGE_ID_TOKEN, docs/approvals.md)" if _verified() else "")
+            )
         say(f"    {row['web_ui']}")
     if stopped:
         say(
@@ -323,3 +326,10 @@ def _print_summary(summary: dict[str, Any], say: Out, stopped: bool) -> None:
         )
     else:
         say(f"Web UI: {summary['web_ui']}")
+
+
+def _verified() -> bool:
+    """Approvers are verified on this stack (identity keys): a typed --as alone is refused."""
+    from infra.codec import load_identity_keys
+
+    return bool(load_identity_keys())
