@@ -34,6 +34,7 @@ from domain.dunning import WORKFLOW_TYPE, DunningInput
 from domain.ids import dunning_workflow_id
 from domain.policy import Outcome, StartAction
 from domain.starts import start_options
+from infra.codec import KeyError_
 from infra.codec_server import ENV_CODEC_URL, ENV_ID_TOKEN, stamping_converter
 from infra.connection import client_connect_kwargs
 
@@ -42,7 +43,11 @@ PENDING_QUERY = f"{names.APPROVAL_KEY.name} = 'pending' AND ExecutionStatus = 'R
 
 async def connect() -> Client:
     try:
-        return await Client.connect(**client_connect_kwargs())
+        kwargs = client_connect_kwargs()
+    except KeyError_ as exc:  # payload keys that cannot work: say which, never their material
+        raise CliError(str(exc)) from None
+    try:
+        return await Client.connect(**kwargs)
     except Exception as exc:
         raise CliError(
             f"cannot reach Temporal ({type(exc).__name__}); is the stack running?"

@@ -186,3 +186,15 @@ async def test_failure_messages_are_sealed_too() -> None:
     assert failure.encoded_attributes.metadata["encoding"] == ENCODING
     back = await converter.decode_failure(failure)
     assert "card of ann@globex.example declined" in str(back)
+
+
+def test_a_bad_key_is_one_line_naming_the_variable_not_the_key(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    monkeypatch.setenv(ENV_KEYS, "k1=c2VjcmV0LW1hdGVyaWFs")  # 15 bytes, not 32
+    assert main(["pending"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ENV_KEYS in err[0] and "32 bytes" in err[0]
+    assert "c2VjcmV0" not in err[0]
