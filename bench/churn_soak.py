@@ -44,6 +44,7 @@ from domain.churn import (
     SWEEP_WORKFLOW_TYPE,
     WORKFLOW_TYPE,
     ChurnResult,
+    ChurnStatus,
     SweepInput,
     SweepResult,
 )
@@ -264,6 +265,8 @@ class SweepFigures:
     billing_writes: int
     crm_writes: int
     started: int  # interventions running after the sweep
+    #: running intervention → the risk signals it has seen (``statuses=True`` only)
+    signals_seen: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_s(self) -> float:
@@ -292,7 +295,12 @@ async def _running(client: Client, task_queue: str) -> list[str]:
 
 
 async def _one_sweep(
-    client: Client, urls: dict[str, str], task_queue: str, n: int, timeout_s: float
+    client: Client,
+    urls: dict[str, str],
+    task_queue: str,
+    n: int,
+    timeout_s: float,
+    statuses: bool = False,
 ) -> SweepFigures:
     """One sweep over the seeded book, timed from start to result; the ledgers were cleared
     before it, and the interventions it starts keep running (a 45-day follow-up in production:
@@ -309,6 +317,11 @@ async def _one_sweep(
     result = await asyncio.wait_for(sweep.result(), timeout=timeout_s)
     elapsed = time.monotonic() - started
     billing_rows, crm_rows = _ledger(urls["chargebee"]), _ledger(urls["salesforce"])
+    running = await _running(client, task_queue)
+    seen: dict[str, int] = {}
+    for wid in running if statuses else []:
+        status = await client.get_workflow_handle(wid).query("status", result_type=ChurnStatus)
+        seen[wid] = status.signals_seen
     return SweepFigures(
         customers=result.customers,
         elapsed_s=elapsed,
@@ -316,12 +329,19 @@ async def _one_sweep(
         crm_calls=len(crm_rows),
         billing_writes=sum(map(_is_write, billing_rows)),
         crm_writes=sum(map(_is_write, crm_rows)),
-        started=len(await _running(client, task_queue)),
+        started=len(running),
+        signals_seen=seen,
     )
 
 
 async def bulk_bench(
-    client: Client, urls: dict[str, str], policy_dir: Path, n: int, *, limits: bool
+    client: Client,
+    urls: dict[str, str],
+    policy_dir: Path,
+    n: int,
+    *,
+    limits: bool,
+    statuses: bool = False,
 ) -> tuple[SweepFigures, SweepFigures]:
     """Seed ``n`` customers, sweep twice; the second sweep sees the book the first left (every
     score stored, every at-risk customer's intervention running). With ``limits`` Chargebee
@@ -348,14 +368,21 @@ async def bulk_bench(
     async with build_worker(
         client, billing, crm, task_queue=task_queue, policy_dir=policy_dir, limits=vendor_limits
     ):
-        first = await _one_sweep(client, urls, task_queue, n, timeout_s)
+        first = await _one_sweep(client, urls, task_queue, n, timeout_s, statuses)
         # the interventions the first sweep started write their first score: wait for them
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
             if crm.query("SELECT Id FROM Account WHERE Churn_Risk__c = null LIMIT 1") == []:
                 break
             await asyncio.sleep(2)
-        second = await _one_sweep(client, urls, task_queue, n, timeout_s)
+        # and their task, audit and note writes: wait until neither ledger grows for 5 s
+        quiet, seen = 0, -1
+        while quiet < 5 and time.monotonic() < deadline:
+            now_seen = len(_ledger(urls["chargebee"])) + len(_ledger(urls["salesforce"]))
+            quiet = quiet + 1 if now_seen == seen else 0
+            seen = now_seen
+            await asyncio.sleep(1)
+        second = await _one_sweep(client, urls, task_queue, n, timeout_s, statuses)
         for wid in await _running(client, task_queue):
             with contextlib.suppress(Exception):
                 await client.get_workflow_handle(wid).terminate("bench done")

@@ -96,6 +96,19 @@ def _match_one(value: Any, op: str, raw: Any, param: str) -> bool:
     raise FormError(param, f"{param} : unknown filter operator {op!r}")
 
 
+def wanted_ids(params: dict[str, Any], name: str) -> list[str] | None:
+    """The IDs a ``name[in]`` / ``name[is]`` filter names (None: no such filter), so a list can
+    read those rows by key instead of scanning the table; the filters still run on them."""
+    spec = params.get(name)
+    if not isinstance(spec, dict):
+        return None
+    if "in" in spec:
+        return parse_list_literal(spec["in"], f"{name}[in]")
+    if "is" in spec:
+        return [str(spec["is"])]
+    return None
+
+
 def apply_filters(
     rows: Iterable[dict[str, Any]],
     params: dict[str, Any],

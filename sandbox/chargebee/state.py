@@ -63,6 +63,26 @@ class Store:
     #: subscription's render reads its dues without scanning every invoice of the site
     _invoices_by_sub: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
     _invoices_indexed: int = field(default=0, repr=False)
+    #: table name → (rows by customer_id, rows indexed): ``customer_id[in]`` lists read these
+    _by_customer: dict[str, tuple[dict[str, list[dict[str, Any]]], int]] = field(
+        default_factory=dict, repr=False
+    )
+
+    def rows_of_customers(self, table: str, customer_ids: list[str]) -> list[dict[str, Any]]:
+        """The rows of ``subscriptions`` / ``invoices`` / ``transactions`` (only ever added to)
+        that belong to these customers, from an index kept up to date lazily: a list filtered by
+        ``customer_id[in]`` reads its customers' rows, not every row of the site."""
+        rows: dict[str, dict[str, Any]] = getattr(self, table)
+        index, done = self._by_customer.get(table, ({}, 0))
+        if done > len(rows):
+            index, done = {}, 0
+        if done < len(rows):
+            for row in islice(rows.values(), done, None):
+                if row.get("customer_id"):
+                    index.setdefault(row["customer_id"], []).append(row)
+            done = len(rows)
+        self._by_customer[table] = (index, done)
+        return [r for c in dict.fromkeys(customer_ids) for r in index.get(c, [])]
 
     def invoices_of_subscription(self, subscription_id: str) -> list[dict[str, Any]]:
         if self._invoices_indexed > len(self.invoices):  # replaced wholesale: index again

@@ -7,7 +7,7 @@ from typing import Any
 from .. import models
 from ..errors import duplicate, param_error
 from ..forms import to_bool, to_int, to_json_object
-from ..listing import apply_filters, paginate
+from ..listing import apply_filters, paginate, wanted_ids
 from ..state import public, random_id
 from .base import Base, Call, _required
 
@@ -85,7 +85,13 @@ class CustomerHandlers(Base):
 
     def list_customers(self, call: Call) -> dict[str, Any]:
         include_deleted = to_bool(call.params.get("include_deleted", False), "include_deleted")
-        rows = [c for c in self.store.customers.values() if include_deleted or not c["deleted"]]
+        ids = wanted_ids(call.params, "id")
+        source = (
+            self.store.customers.values()
+            if ids is None
+            else [self.store.customers[i] for i in dict.fromkeys(ids) if i in self.store.customers]
+        )
+        rows = [c for c in source if include_deleted or not c["deleted"]]
         # Chargebee filters on a custom field only when the site has it made searchable (a
         # support-enabled setting); otherwise the filter is silently dropped and the unfiltered
         # list comes back (chargebee-typescript issues #6 and #69). The sandbox does the same, so

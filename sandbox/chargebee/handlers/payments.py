@@ -8,7 +8,7 @@ from typing import Any
 from .. import models
 from ..errors import ChargebeeError, invalid_state, not_found, param_error
 from ..forms import to_bool
-from ..listing import apply_filters, paginate
+from ..listing import apply_filters, paginate, wanted_ids
 from ..state import public
 from .base import Base, Call, _opt_int, _required
 
@@ -128,7 +128,13 @@ class PaymentHandlers(Base):
 
     def list_invoices(self, call: Call) -> dict[str, Any]:
         include_deleted = to_bool(call.params.get("include_deleted", False), "include_deleted")
-        rows = [i for i in self.store.invoices.values() if include_deleted or not i.get("deleted")]
+        ids = wanted_ids(call.params, "customer_id")
+        source = (
+            self.store.invoices.values()
+            if ids is None
+            else self.store.rows_of_customers("invoices", ids)
+        )
+        rows = [i for i in source if include_deleted or not i.get("deleted")]
         rows = apply_filters(rows, call.params, ignore=("einvoice", "paid_on_after"))
         return paginate(
             rows, call.params, lambda i: {"invoice": public(i)}, ("date", "updated_at"), "date"
@@ -250,6 +256,9 @@ class PaymentHandlers(Base):
         )
 
     def list_transactions(self, call: Call) -> dict[str, Any]:
+        ids = wanted_ids(call.params, "customer_id")
+        if ids is not None:
+            return self._list_txns(call, self.store.rows_of_customers("transactions", ids))
         return self._list_txns(call, list(self.store.transactions.values()))
 
     def transactions_for(self, key: str) -> Callable[[Call], dict[str, Any]]:

@@ -8,7 +8,7 @@ from typing import Any
 from .. import models
 from ..errors import ChargebeeError, duplicate, invalid_state, not_found, param_error
 from ..forms import to_bool, to_int, to_json_object
-from ..listing import apply_filters, paginate
+from ..listing import apply_filters, paginate, wanted_ids
 from ..state import add_period, public, random_id
 from .base import Call, _opt_int, _required
 from .payments import PaymentHandlers
@@ -387,9 +387,13 @@ class SubscriptionHandlers(PaymentHandlers):
 
     def list_subscriptions(self, call: Call) -> dict[str, Any]:
         include_deleted = to_bool(call.params.get("include_deleted", False), "include_deleted")
-        rows = [
-            s for s in self.store.subscriptions.values() if include_deleted or not s.get("deleted")
-        ]
+        ids = wanted_ids(call.params, "customer_id")
+        source = (
+            self.store.subscriptions.values()
+            if ids is None
+            else self.store.rows_of_customers("subscriptions", ids)
+        )
+        rows = [s for s in source if include_deleted or not s.get("deleted")]
         virtual: dict[str, Callable[[dict[str, Any]], Any]] = {
             "item_price_id": lambda s: [x["item_price_id"] for x in s["subscription_items"]],
             "item_id": lambda s: [
