@@ -14,6 +14,7 @@ import pytest
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from activities import billing as billing_activities
 from connectors.email import SmtpMailer
 from domain.dunning import DunningStatus
 from sandbox.framework import ServerThread
@@ -85,9 +86,16 @@ class Schedule:
 
 @pytest.fixture
 async def schedule_worker(
-    time_env: WorkflowEnvironment, pair: Pair, mailbox: tuple[MailboxEmulator, str]
+    time_env: WorkflowEnvironment,
+    pair: Pair,
+    mailbox: tuple[MailboxEmulator, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[str]:
-    """A worker for this pair on the time-skipping server; yields its task queue."""
+    """A worker for this pair on the time-skipping server; yields its task queue. Its dunning
+    runs hand no failure to churn (tests/fast and tests/workflows test the handoff): with the
+    churn interventions on this shared time-skipping server, the next pair's first schedule test
+    timed out skipping time, even with every intervention closed or terminated after its test
+    (not understood yet)."""
     em, _ = mailbox
     assert em.smtp_port
     # billing's webhooks would start the same runs on the dev server's deployment: not here
@@ -103,6 +111,12 @@ async def schedule_worker(
         password=SMTP_PASSWORD,
         ca_file=em.cert_file,
     )
+
+    def no_churn(billing: str, customer_id: str) -> str:
+        raise ValueError("no churn interventions on the time-skipping server")
+
+    # the handoff answers invalid_customer_id and starts nothing
+    monkeypatch.setattr(billing_activities, "churn_workflow_id", no_churn)
     async with build_worker(
         time_env.client, pair.billing, pair.crm, task_queue=queue, mailer=mailer
     ):
