@@ -136,9 +136,9 @@ async def _signals(client: Client, workflow_id: str) -> list[dict[str, Any]]:
     for ev in history.events:
         attrs = ev.workflow_execution_signaled_event_attributes
         if ev.HasField("workflow_execution_signaled_event_attributes"):
-            out.append(
-                {"name": attrs.signal_name, "payload": json.loads(attrs.input.payloads[0].data)}
-            )
+            # payloads are encrypted in history (infra/codec.py): read through the client's codec
+            [payload] = await client.data_converter.decode([attrs.input.payloads[0]])
+            out.append({"name": attrs.signal_name, "payload": payload})
     return out
 
 
