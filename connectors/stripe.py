@@ -94,6 +94,8 @@ _ENDED = {"canceled", "incomplete_expired"}
 #: what a CRM-linked object carries in its metadata
 CRM_KEY, CRM_ACCOUNT_KEY, CRM_OPPORTUNITY_KEY = "crm", "crm_account_id", "crm_opportunity_id"
 DAY_S = 86_400
+#: how long the churn sweep reuses one walk of the downgrade window's events (one sweep)
+SWEEP_EVENTS_TTL_S = 900
 METADATA_PREFIX = "rb_"
 METADATA_VALUE_MAX = 500  # Stripe's limit per metadata value (and 40 characters per key)
 METADATA_KEYS_MAX = 50  # Stripe's limit of metadata keys per object
@@ -946,16 +948,98 @@ class StripeBilling:
         self, customer_ids: list[str], invoices: int = 5
     ) -> dict[str, CustomerSnapshot]:
         """``customer_snapshot`` for each customer of a sweep page; a customer deleted since the
-        page was listed is absent. Stripe's lists (subscriptions, invoices, payment intents) filter
-        by one customer only and its search ORs at most 10 clauses, so this is still three lists per
-        customer plus the event walk: not a bulk read yet (issue 15)."""
+        page was listed is absent. Stripe's lists (subscriptions, invoices, payment intents)
+        filter by one customer only and its search ORs at most 10 clauses, so those are still
+        read customer by customer; the event log, which cannot be filtered by customer, is walked
+        once per sweep (``SWEEP_EVENTS_TTL_S``) instead of once per customer."""
+        now = time.time()
+        downgrades = self._downgrades_by_customer(now)
         out: dict[str, CustomerSnapshot] = {}
         for customer_id in dict.fromkeys(customer_ids):
             try:
-                out[customer_id] = self.customer_snapshot(customer_id, invoices)
+                out[customer_id] = self._snapshot_without_events(
+                    customer_id, invoices, now, downgrades.get(customer_id, 0)
+                )
             except NotFound:
                 continue
         return out
+
+    def _downgrades_by_customer(self, now: float) -> dict[str, int]:
+        """``_downgrades`` for every customer at once: one walk of the window's
+        ``customer.subscription.updated`` events, kept for ``SWEEP_EVENTS_TTL_S`` (one sweep)."""
+        cached = getattr(self, "_sweep_downgrades", None)
+        if cached is not None and now - cached[0] < SWEEP_EVENTS_TTL_S:
+            return cached[1]
+        params = {
+            "type": "customer.subscription.updated",
+            "created": {"gte": int(now) - 90 * DAY_S},
+            "limit": 100,
+        }
+        counts: dict[str, int] = {}
+        try:
+            for evt in self._client.v1.events.list(params).auto_paging_iter():  # type: ignore[arg-type]
+                data = evt.to_dict().get("data") or {}
+                obj = data.get("object") or {}
+                customer = obj.get("customer")
+                if customer and _is_downgrade(obj, data.get("previous_attributes") or {}):
+                    counts[str(customer)] = counts.get(str(customer), 0) + 1
+        except stripe.StripeError as exc:
+            raise classify(exc, "events") from None
+        self._sweep_downgrades = (now, counts)
+        return counts
+
+    def _snapshot_without_events(
+        self, customer_id: str, invoices: int, now: float, downgrades: int
+    ) -> CustomerSnapshot:
+        """``customer_snapshot`` with the downgrade count given (read once per sweep)."""
+        what = f"customer {customer_id}"
+        cus = self._call(lambda: self._client.v1.customers.retrieve(customer_id), what).to_dict()
+        if cus.get("deleted"):
+            raise NotFound("stripe", what)
+        sub_dicts = self._list(
+            self._client.v1.subscriptions,
+            {
+                "customer": customer_id,
+                "status": "all",
+                "limit": 100,
+                "expand": ["data.discounts.source.coupon"],
+            },
+            what,
+        )
+        subs = [_subscription(sd, now) for sd in sub_dicts]
+        count = max(1, min(invoices, 100))
+        inv_dicts = self._list(
+            self._client.v1.invoices,
+            {"customer": customer_id, "limit": count, "expand": ["data.payments"]},
+            what,
+        )
+        paid_for = {
+            str((ip.get("payment") or {}).get("payment_intent")): str(inv["id"])
+            for inv in inv_dicts
+            for ip in ((inv.get("payments") or {}).get("data") or [])
+        }
+        pi_dicts = self._list(
+            self._client.v1.payment_intents,
+            {"customer": customer_id, "limit": min(100, 2 * count)},
+            what,
+        )
+        payments = [
+            p for pi in pi_dicts if (p := _intent_payment(pi, paid_for.get(pi["id"]))) is not None
+        ]
+        live = [sub for sub in subs if sub.status not in _NO_REVENUE]
+        currency = live[0].currency if live else _upper(cus.get("currency"))
+        balance = int(cus.get("balance") or 0)
+        usage, usage_prev = self._usage(customer_id, sub_dicts, now)
+        return CustomerSnapshot(
+            customer=_customer(cus, mrr=sum(sub.mrr for sub in live), currency=currency),
+            subscriptions=subs,
+            invoices=[_invoice(inv) for inv in inv_dicts][:count],
+            payments=payments,
+            credit_balance=-balance if balance < 0 else 0,
+            downgrades_90d=downgrades,
+            usage_30d=usage,
+            usage_prev_30d=usage_prev,
+        )
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)

@@ -15,7 +15,8 @@ from connectors.registry import build_billing
 from sandbox import books
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
-from tests.pairs import CB_KEY, pair_settings
+from sandbox.stripe import StripeEmulator
+from tests.pairs import CB_KEY, STRIPE_KEY, STRIPE_SECRET, pair_settings
 
 N = 120  # more than one [in] chunk of 100
 
@@ -69,3 +70,29 @@ def test_a_page_of_snapshots_equals_one_customer_at_a_time_in_few_requests(
     assert paths.count("/api/v2/events") <= 2, paths
     assert len(calls) <= 16, paths
     assert all("[in]" in unquote(c["query"]) for c in calls if c["path"] != "/api/v2/events")
+
+
+def test_stripe_walks_the_event_log_once_per_sweep_not_once_per_customer() -> None:
+    st = StripeEmulator(api_key=STRIPE_KEY, webhook_secret=STRIPE_SECRET)
+    with ServerThread({st: 0}) as thread:
+        url = dict(thread.urls)["stripe"]
+        book = books.book(30, prefix="stb")
+        httpx.post(url + "/_sandbox/seed", json=books.stripe_seed(book), timeout=60)
+        urls = {"stripe": url, "chargebee": "http://127.0.0.1:9", "hubspot": "http://127.0.0.1:9"}
+        urls["salesforce"] = "http://127.0.0.1:9"
+        billing = build_billing(pair_settings(urls, "stripe", "salesforce", "unused"))
+        ids = [c.id for c in book.customers]
+        downgraded = [c for c in book.customers if c.downgrade_by][:3] or book.customers[:1]
+        for c in downgraded:  # Stripe records a downgrade as a subscription.updated event
+            (sub,) = billing.client.v1.subscriptions.list({"customer": c.id}).data
+            item = sub["items"]["data"][0]
+            billing.client.v1.subscriptions.update(
+                sub.id, {"items": [{"id": item.id, "quantity": max(1, item.quantity - 1)}]}
+            )
+        httpx.delete(url + "/_sandbox/requests").raise_for_status()
+        bulk = billing.customer_snapshots(ids)
+        walks = [r for r in ledger(url) if r["path"] == "/v1/events"]
+        one_by_one = {cid: billing.customer_snapshot(cid) for cid in ids}
+    assert bulk == one_by_one
+    assert any(s.downgrades_90d for s in bulk.values())
+    assert len(walks) == 1  # one page of events for the whole page of customers (30 before)
