@@ -4,8 +4,10 @@ the book for the scheduled sweep.
 Scoring reads the configuration (``policies/churn.yaml``), the billing snapshot and the CRM's
 account and open cases in one activity, so the inputs and the result of every score sit together
 in the workflow's history (and the configuration it used with them). The sweep's page activity
-lists one page of customers and signals-with-start each customer's churn workflow: a running
-intervention just rescores, a customer without one gets a fresh run.
+lists one page of customers, reads them in bulk (one billing read, one CRM read with the scores
+the CRM stores), signals-with-start the at-risk customers' churn workflows, signals the running
+interventions whose score moved (one visibility query per page) and hands back the low-risk scores
+that moved for the sweep's gated write: an unchanged book writes and signals nothing.
 """
 
 from __future__ import annotations
