@@ -16,7 +16,7 @@ demo: $(STAMP)
 
 test: $(STAMP)  ## the browser the Web UI test drives (scripts/bootstrap-browser, as CI), then every test
 	@scripts/bootstrap-browser $(PY)
-	@$(PY) -m pytest -q
+	@$(PY) -m pytest -q -n 2 --dist loadfile
 
 contract: $(STAMP)  ## the connector contract on each real test account whose credentials are set (one line per vendor says which; the sandboxes for the rest): tests/contract/live.py
 	@REVBRIDGE_CONTRACT=live $(PY) -m pytest -p no:cacheprovider tests/contract

@@ -136,8 +136,12 @@ def run_sandbox(cfg: StackConfig) -> None:
     # CRM emulators start empty: start their record IDs where no earlier run's can be.
     id_base = int(time.time()) * 10
     emulators = {
+        # a live Enterprise site's 3,500 requests a minute (billing-apis.md §2f), as in the tests
+        # and the bench: the demo seeds, declines and reads through one site, and a test site's
+        # 150/min throttled its own seeding (the 150/min profile has tests of its own)
         ChargebeeEmulator(
             api_key=sb.chargebee.api_key or "test_chargebee_key",
+            rate_limit_per_minute=3_500,
             webhook_targets=[
                 WebhookTarget(
                     url=f"{wh.url}/webhooks/chargebee",
