@@ -62,9 +62,11 @@ LOCAL_READ: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
     "retry_policy": VENDOR_RETRY,
 }
-#: Temporal calls from an activity (signal-with-start): retried until the server answers
+#: Temporal calls from an activity (signal-with-start): retried for up to 10 minutes (a run
+#: never waits longer for an optional handoff)
 LOCAL_TEMPORAL: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=20),
+    "schedule_to_close_timeout": timedelta(minutes=10),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30), maximum_attempts=0),
 }
 

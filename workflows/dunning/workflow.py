@@ -260,12 +260,18 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
                 for f in self.s.failures[self._churn_sent : upto]
             ]
             customer = self.s.context.customer.id if self.s.context else risks[0].signal.customer_id
-            await workflow.execute_local_activity_method(
-                BillingActivities.dunning_signal_churn,
-                SignalChurnInput(billing=self._input.billing, customer_id=customer, risks=risks),
-                summary="hand the failure to the churn intervention",
-                **LOCAL_TEMPORAL,
-            )
+            try:
+                await workflow.execute_local_activity_method(
+                    BillingActivities.dunning_signal_churn,
+                    SignalChurnInput(
+                        billing=self._input.billing, customer_id=customer, risks=risks
+                    ),
+                    summary="hand the failure to the churn intervention",
+                    **LOCAL_TEMPORAL,
+                )
+            except ActivityError as err:
+                # never hold the dunning run for churn: the nightly sweep scores the customer
+                workflow.logger.warning("churn handoff failed: %s", err.cause)
             self._churn_sent = upto
 
     async def _settle_background(self) -> None:
