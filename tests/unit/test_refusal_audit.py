@@ -15,7 +15,13 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.models import AddBillingNoteInput, GetInvoiceContextInput, WriteAuditInput
+from activities.models import (
+    AddBillingNoteInput,
+    FindAccountInput,
+    FindAccountResult,
+    GetInvoiceContextInput,
+    WriteAuditInput,
+)
 from domain.approvals import ApprovalSignal, Decision
 from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult
 from domain.models import InvoiceContext, PaymentFailed
@@ -36,6 +42,11 @@ class Fakes:
                 "no such invoice", type="chargebee.not_found", non_retryable=True
             )
 
+        # the hot path reads the CRM account beside the invoice (dunning-hot-path)
+        @activity.defn(name="find_crm_account")
+        async def find_crm_account(input: FindAccountInput) -> FindAccountResult:
+            return FindAccountResult(account=None)
+
         @activity.defn(name="decide_policy")
         async def decide_policy(req: PolicyRequest) -> PolicyDecision:
             return PolicyDecision(outcome=Outcome.ALLOW, policy_ids=["p"], mode=Mode.AUTO)
@@ -52,7 +63,13 @@ class Fakes:
             self.notes.append(input)
             return {"id": f"note-{len(self.notes)}"}
 
-        return [get_invoice_context, decide_policy, write_crm_audit, add_billing_note]
+        return [
+            get_invoice_context,
+            find_crm_account,
+            decide_policy,
+            write_crm_audit,
+            add_billing_note,
+        ]
 
 
 @pytest.mark.parametrize("audit_gives_up", [False, True], ids=["audited", "audit-gives-up"])
