@@ -391,7 +391,26 @@ def write(
         *[f"- {share:.0%} `{frame}`" for share, frame in fl["profile"]],
         "",
     ]
-    RESULTS.write_text("\n".join(lines))
+    RESULTS.write_text("\n".join(lines) + _kept_sections())
+
+
+#: sections other benches write (``python -m bench.churn_soak --bulk``): kept across a rewrite
+KEPT = ("## Churn sweep (issue 15)",)
+
+
+def _kept_sections() -> str:
+    """The kept sections of the current RESULTS.md, each to the next ``## `` heading."""
+    if not RESULTS.exists():
+        return ""
+    text = RESULTS.read_text()
+    kept = []
+    for heading in KEPT:
+        start = text.find(heading)
+        if start < 0:
+            continue
+        end = text.find("\n## ", start + len(heading))
+        kept.append(text[start : end if end >= 0 else len(text)].rstrip())
+    return "".join("\n\n" + k for k in kept) + ("\n" if kept else "")
 
 
 def _load(values: tuple[float, ...]) -> str:
