@@ -27,34 +27,27 @@ before; the case's billing note rides with the next audit entry's.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.dunning.legacy import LegacyCollect
 from workflows.dunning.playbook import PlaybookRunner
+from workflows.dunning.reads import HOT_PATH_PATCH, PLAYBOOK_PATCH, DunningReads
 from workflows.governed.audit import AuditScope
 from workflows.governed.base import GovernedWorkflow
 from workflows.governed.gate import Governed, Permit
-from workflows.options import LOCAL_READ, LOCAL_TEMPORAL, READ
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
     from activities.crm import CrmActivities
     from activities.models import (
         ApplyCreditInput,
-        AssessFailureInput,
         CancelSubscriptionInput,
-        FindAccountInput,
         FindAccountResult,
-        GetInvoiceContextInput,
         RetryPaymentInput,
-        RiskContext,
-        SignalChurnInput,
         UpsertCaseInput,
     )
-    from activities.reasoning import ReasoningActivities
     from domain import temporal as names
     from domain.approvals import ProposedAction
     from domain.dunning import (
@@ -70,31 +63,17 @@ with workflow.unsafe.imports_passed_through():
     from domain.ids import idempotency_key
     from domain.models import (
         CustomerTier,
-        InvoiceContext,
         InvoicePaid,
         InvoiceStatus,
         NoteTarget,
         PaymentFailed,
-        RiskSignal,
     )
     from domain.policy import AccountFacts, ActionKind
     from domain.temporal import UseCase
 
-#: runs started before the multi-week playbook wait for payment with one retry (``legacy.py``)
-PLAYBOOK_PATCH = "dunning-playbook"
-#: runs started before it trusted the "paid" event alone; since, the invoice is read again before
-#: every customer-facing step (a reminder, an owner task, a retry, the end action)
-REREAD_PATCH = "dunning-reread-invoice"
-#: runs started before it read sequentially with regular activities, wrote the case's audit
-#: entry separately and left churn to the webhook service; since, the hot path (module doc)
-HOT_PATH_PATCH = "dunning-hot-path"
-#: an invoice read this recently is not read again before a step (the day-0 step follows the
-#: first read by moments: a lost "paid" event cannot hide in that gap)
-FRESH_READ = timedelta(minutes=5)
-
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
+class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkflow):
     use_case = UseCase.DUNNING
     refusals_to_billing = True
 
@@ -208,154 +187,6 @@ class DunningWorkflow(PlaybookRunner, LegacyCollect, GovernedWorkflow):
         if phase is DunningPhase.PLAYBOOK:
             return await self._conclude_playbook(await self._run_playbook())
         return await self._conclude(await self._collect(phase, self.s.deadline))
-
-    async def _find_account(self, customer_id: str) -> FindAccountResult:
-        return await workflow.execute_activity_method(
-            CrmActivities.find_crm_account,
-            FindAccountInput(billing=self._input.billing, customer_id=customer_id),
-            summary="find the linked CRM account" + (" and its open cases" if self._hot else ""),
-            **READ,
-        )
-
-    async def _assess(self, ctx: InvoiceContext, found: FindAccountResult):  # noqa: ANN202
-        arg = AssessFailureInput(
-            context=ctx, account=found.account, now=workflow.now(), open_cases=found.open_cases
-        )
-        if self._hot:  # the rules are pure; an LLM reply is still validated inside
-            return await workflow.execute_local_activity_method(
-                ReasoningActivities.assess_payment_failure,
-                arg,
-                summary="classify the failure",
-                **LOCAL_READ,
-            )
-        return await workflow.execute_activity_method(
-            ReasoningActivities.assess_payment_failure, arg, summary="classify the failure", **READ
-        )
-
-    # --- the churn handoff (hot path) ----------------------------------------------------------------
-
-    def _start_churn_handoff(self) -> None:
-        """Hand every failure this run sees to the customer's churn intervention, in the
-        background: the first with the account and cases just read."""
-        self._churn_task = asyncio.create_task(self._churn_handoff())
-
-    async def _churn_handoff(self) -> None:
-        while True:
-            await workflow.wait_condition(lambda: len(self.s.failures) > self._churn_sent)
-            upto = len(self.s.failures)
-            crm, self._churn_crm = self._churn_crm, None
-            risks = [
-                RiskContext(
-                    signal=RiskSignal(
-                        billing=f.billing,
-                        event_id=f.event_id,
-                        customer_id=f.customer_id,
-                        kind="payment_failed",
-                        occurred_at=f.occurred_at,
-                    ),
-                    has_crm=crm is not None,
-                    account=crm.account if crm else None,
-                    open_cases=crm.open_cases if crm else [],
-                )
-                for f in self.s.failures[self._churn_sent : upto]
-            ]
-            customer = self.s.context.customer.id if self.s.context else risks[0].signal.customer_id
-            try:
-                await workflow.execute_local_activity_method(
-                    BillingActivities.dunning_signal_churn,
-                    SignalChurnInput(
-                        billing=self._input.billing, customer_id=customer, risks=risks
-                    ),
-                    summary="hand the failure to the churn intervention",
-                    **LOCAL_TEMPORAL,
-                )
-            except ActivityError as err:
-                # never hold the dunning run for churn: the nightly sweep scores the customer
-                workflow.logger.warning("churn handoff failed: %s", err.cause)
-            self._churn_sent = upto
-
-    async def _settle_background(self) -> None:
-        """Before the run ends or continues: the failures handed to churn, the notes written."""
-        if self._churn_task is not None:
-            await workflow.wait_condition(lambda: self._churn_sent >= len(self.s.failures))
-        await self.flush_billing_notes()
-
-    async def _invoice_context(self):  # noqa: ANN202 - InvoiceContext | None
-        try:
-            ctx = self.s.context = await workflow.execute_activity_method(
-                BillingActivities.get_invoice_context,
-                GetInvoiceContextInput(invoice_id=self._input.invoice_id),
-                summary="re-fetch invoice, customer and payments",
-                **READ,
-            )
-        except ActivityError as err:
-            if isinstance(err.cause, ApplicationError) and (err.cause.type or "").endswith(
-                ".not_found"
-            ):
-                return None
-            raise
-        self._context_at = workflow.now()
-        self._update(stage="gathering context", customer_id=ctx.customer.id)
-        workflow.upsert_search_attributes(
-            [
-                names.CUSTOMER_KEY.value_set(ctx.customer.id),
-                names.AMOUNT_AT_RISK_KEY.value_set(ctx.invoice.amount_due / 100),
-            ]
-        )
-        return ctx
-
-    async def _settled_now(self, before: str) -> bool:
-        """Before anything reaches the customer, ask billing again: a lost "paid" event (a
-        webhook outage, a replay window passed) must never leave a paying customer chased. An
-        invoice paid, voided or credited — or gone — ends the run as recovered."""
-        if self.s.settled:
-            return True
-        if not workflow.patched(REREAD_PATCH):
-            return False
-        if self._hot and self._context_at and workflow.now() - self._context_at < FRESH_READ:
-            return False  # read moments ago (the day-0 step right after the first read)
-        try:
-            ctx = await workflow.execute_activity_method(
-                BillingActivities.get_invoice_context,
-                GetInvoiceContextInput(invoice_id=self._input.invoice_id),
-                summary=f"re-read the invoice before {before}",
-                **READ,
-            )
-        except ActivityError as err:
-            if not (
-                isinstance(err.cause, ApplicationError)
-                and (err.cause.type or "").endswith(".not_found")
-            ):
-                raise
-            settled = "deleted"
-        else:
-            settled = ctx.invoice.settled
-            if settled is None:
-                self.s.context = ctx  # the next step quotes today's amount due
-                self._context_at = workflow.now()
-                return False
-        self.s.recovered_by = f"{settled} before {before} (billing said so; no paid event came)"
-        self._update(stage=f"invoice {settled}: closing")
-        return True
-
-    async def _audit_refused_reasoning(self) -> None:
-        """What the reasoner asked for and code refused never reached an activity: the record
-        says why."""
-        assessment = self.s.assessment
-        assert assessment is not None
-        for refusal in assessment.rejected:
-            code = refusal.split(":", 1)[0]
-            await self._audit(
-                "llm_output_rejected",
-                decision="deny",
-                policy_ids=[f"containment:{code}"],
-                outcome="blocked",
-                summary=f"The {assessment.model or 'LLM'} reply was refused by code: {refusal}. "
-                "The rules decided instead.",
-                key_suffix=code,
-            )
-
-    # --- governed actions ----------------------------------------------------------------------------
 
     async def _govern(self, action: ProposedAction, why: str) -> Governed:
         if action.kind is not ActionKind.CREATE_CASE:
