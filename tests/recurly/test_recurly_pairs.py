@@ -28,6 +28,7 @@ from sandbox.recurly.seeding import book_seed
 from sandbox.scenarios import DEMO_CUSTOMERS
 from tests.pairs import Pair, eventually, pending_of, seed_crm_book, stage, start_churn_on_risk
 from tests.quote_to_cash.conftest import Deal, crm_link, start, won_deal
+from tests.quote_to_cash.test_catch_up import index_lag
 from tests.support_context.conftest import start_support
 
 NORTHWIND, GLOBEX, _ = DEMO_CUSTOMERS
@@ -291,6 +292,7 @@ async def test_the_catch_up_starts_a_missed_deal_once(
 
     since = datetime.now(UTC) - timedelta(seconds=2)
     deal = won_deal(rpair, uid, STANDARD, callout=False)  # the callout is lost
+    await index_lag(rpair)  # the catch-up searches the CRM: a won deal shows once indexed
     catch_up_id = f"q2c-catch-up-recurly-{uid}"
     first = await client.execute_workflow(
         CATCH_UP_WORKFLOW_TYPE,

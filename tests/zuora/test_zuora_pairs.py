@@ -46,6 +46,7 @@ from sandbox.zuora.scenarios import book_downgrades, book_seed
 from tests.pairs import Pair, eventually, pending_of, seed_crm_book, stage, start_churn_on_risk
 from tests.quote_to_cash.conftest import Deal, crm_link, won_deal
 from tests.quote_to_cash.conftest import start as start_q2c
+from tests.quote_to_cash.test_catch_up import index_lag
 from tests.support_context.conftest import start_support
 
 HISTORIES = Path(__file__).parent.parent / "histories"
@@ -166,6 +167,7 @@ async def test_quote_to_cash_catch_up_starts_a_missed_deal_once(
 ) -> None:
     since = datetime.now(UTC) - timedelta(seconds=2)
     deal = won_deal(zpair, uid, [("RB-CORE", 1, 50_000, 0.0)], callout=False)
+    await index_lag(zpair)  # the catch-up searches the CRM: a won deal shows once indexed
     catch_up = await client.start_workflow(
         CATCH_UP_WORKFLOW_TYPE,
         CatchUpInput(since=since),
