@@ -328,8 +328,8 @@ class MetricsInterceptor(Interceptor):
     """Counts what the governed activities report, without touching them (counted once the
     activity succeeded, so a retried write counts once):
 
-    - every audit entry written to the CRM is one governed step: ``revbridge_actions`` by
-      action, decision and outcome; one whose decision was ``needs_approval`` (or that names an
+    - every audit entry written to the CRM is one governed step (alone, or carried by the write
+      it audits, as the case is): ``revbridge_actions`` by action, decision and outcome; one whose decision was ``needs_approval`` (or that names an
       approver) closes an approval: ``revbridge_approvals_decided`` by action and outcome;
     - the approval gate looks up eligible approvers exactly when it parks an action for a
       person (workflows/approval.py ``_await_approval``): ``revbridge_approvals_requested``;
@@ -346,8 +346,12 @@ class _MetricsActivityInbound(ActivityInboundInterceptor):
         result = await super().execute_activity(input)
         try:
             name = activity.info().activity_type
+            carried = getattr(input.args[0], "audit", None) if input.args else None
             if name == "write_crm_audit":
                 record_audit(activity.metric_meter(), input.args[0].entry)
+            elif carried is not None and hasattr(carried, "action"):
+                # the hot path writes the case with its audit entry in one call (upsert_crm_case)
+                record_audit(activity.metric_meter(), carried)
             elif name == "eligible_approvers":
                 activity.metric_meter().create_counter(
                     METRIC_APPROVALS_REQUESTED, "Actions parked for a person's approval", "1"
