@@ -46,6 +46,7 @@ from activities.reasoning import (
 )
 from connectors.reasoner import LlmReasoner
 from domain.approvals import ApprovalTiming
+from domain.bounds import SUMMARY_MAX
 from domain.containment import (
     ContainedAssessment,
     LlmBudget,
@@ -253,7 +254,8 @@ async def test_every_payload_is_contained_at_the_boundary(
 
 async def test_budget_payloads_burn_and_are_counted() -> None:
     """Every payload aimed at the budget made the stub burn tokens (so the test above did
-    exercise the refusal for each of them, on at least one surface)."""
+    exercise the refusal for each of them, on at least one surface) — except one longer than the
+    case-text bound, whose instruction is cut before it reaches the model."""
     for payload in BUDGET_PAYLOADS:
         ctx, account, cases = context_with(payload, "support_case")
         llm = ObedientLlm()
@@ -265,7 +267,12 @@ async def test_budget_payloads_burn_and_are_counted() -> None:
             "dunning:chargebee:burn",
             1,
         )
-        assert llm.burned == 1, payload[:60]
+        if len(payload) > SUMMARY_MAX:
+            # a case text past the bound is cut before any prompt (issue 13, harm 7): an
+            # instruction at its end never reaches the model, so nothing burns
+            assert llm.burned == 0 and payload[-40:] not in llm.prompts[-1], payload[:60]
+        else:
+            assert llm.burned == 1, payload[:60]
 
 
 async def test_rules_decide_conclusive_failures_without_asking() -> None:
