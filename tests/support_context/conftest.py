@@ -126,3 +126,14 @@ def crm_webhooks(pair: Pair) -> Iterator[Pair]:
     pair.route_crm_webhooks_here()
     yield pair
     httpx.delete(pair.urls[pair.settings.crm] + "/_sandbox/webhooks").raise_for_status()
+
+
+@pytest.fixture(autouse=True)
+def no_stray_crm_webhooks(request: pytest.FixtureRequest) -> None:
+    """The CRM sandbox is shared by every pair of the session, and a test elsewhere (a won deal's
+    callout) may have left its webhooks pointing at another pair's service: that service would
+    start this test's case run first, with its own billing platform. Off, unless the test asks
+    for ``crm_webhooks`` (which routes them here after this)."""
+    if "pair" in request.fixturenames:
+        pair: Pair = request.getfixturevalue("pair")
+        httpx.delete(pair.urls[pair.settings.crm] + "/_sandbox/webhooks").raise_for_status()
