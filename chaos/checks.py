@@ -39,9 +39,14 @@ class Verdict:
     lost: list[str] = field(default_factory=list)
     doubled: list[str] = field(default_factory=list)
     stuck: list[str] = field(default_factory=list)
+    #: the same message (same Message-ID) sent again after a kill: SMTP's at-least-once
+    redelivered_emails: int = 0
 
     def line(self) -> str:
-        return f"lost={len(self.lost)} doubled={len(self.doubled)} stuck={len(self.stuck)}"
+        line = f"lost={len(self.lost)} doubled={len(self.doubled)} stuck={len(self.stuck)}"
+        return line + (
+            f" emails_redelivered={self.redelivered_emails}" if self.redelivered_emails else ""
+        )
 
     @property
     def clean(self) -> bool:
@@ -147,8 +152,14 @@ async def judge(
         to = f"billing+{entry['customer']}@example.com"
         emails = [m for m in mail if to in m["to"]]
         reminders = await _reminders_sent(client, wf)
-        if len(emails) > max(1, reminders):
-            verdict.doubled.append(f"{inv}: {len(emails)} emails for {reminders} reminder steps")
+        # SMTP has no idempotency key: a worker killed after the relay took a message but before
+        # its activity completed sends it again on the retry, with the same Message-ID (mail
+        # clients fold it; connectors/email.py). That is a redelivery, counted apart; a second
+        # *message* (another Message-ID) for one step is a duplicate.
+        distinct = {m.get("message_id") or id(m) for m in emails}
+        if len(distinct) > max(1, reminders):
+            verdict.doubled.append(f"{inv}: {len(distinct)} emails for {reminders} reminder steps")
+        verdict.redelivered_emails += len(emails) - len(distinct)
         keys: dict[str, set[str]] = {}
         for row in ledger:
             path = row["path"]
