@@ -36,7 +36,7 @@ import recurly
 from recurly import errors as rerr
 
 from connectors import limits
-from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.base import ConnectorError, ErrorKind, NotFound, snapshots_one_by_one
 from connectors.timeouts import call_timeout
 from domain.models import (
     BillingCustomer,
@@ -984,13 +984,7 @@ class RecurlyBilling:
         """``customer_snapshot`` for each customer of a sweep page; a customer deleted since the
         page was listed is absent. Still one ``customer_snapshot`` per customer: Recurly's list
         endpoints with ``ids`` are not used yet (issue 15)."""
-        out: dict[str, CustomerSnapshot] = {}
-        for customer_id in dict.fromkeys(customer_ids):
-            try:
-                out[customer_id] = self.customer_snapshot(customer_id, invoices)
-            except NotFound:
-                continue
-        return out
+        return snapshots_one_by_one(self, customer_ids, invoices)
 
 
 class _Declined(Exception):

@@ -39,7 +39,7 @@ from xml.etree import ElementTree
 import httpx
 
 from connectors import limits
-from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.base import ConnectorError, ErrorKind, NotFound, snapshots_one_by_one
 from connectors.timeouts import call_timeout
 from domain.models import (
     BillingCustomer,
@@ -1465,13 +1465,7 @@ class ZuoraBilling:
         """``customer_snapshot`` for each customer of a sweep page; a customer deleted since the
         page was listed is absent. Still one ``customer_snapshot`` per customer: a ZOQL ``IN`` bulk
         read is not written yet (issue 15)."""
-        out: dict[str, CustomerSnapshot] = {}
-        for customer_id in dict.fromkeys(customer_ids):
-            try:
-                out[customer_id] = self.customer_snapshot(customer_id, invoices)
-            except NotFound:
-                continue
-        return out
+        return snapshots_one_by_one(self, customer_ids, invoices)
 
 
 def _stamp(at: datetime) -> str:
