@@ -32,6 +32,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from fractions import Fraction
 from typing import Any, TypeVar
@@ -570,6 +571,9 @@ class StripeBilling:
             params["starting_after"] = cursor
         page = self._call(lambda: self._client.v1.customers.list(params), what="customers")
         data = [c.to_dict() for c in page.data]
+        if not cursor:  # a new pass over the book: the sweep's walks are read again
+            self._sweep_cache = self._sweep_downgrades = None
+        self._listed_customers = {str(c["id"]): c for c in data}  # the sweep's page read
         return CustomerPage(
             customers=[_customer(c) for c in data],
             next_cursor=data[-1]["id"] if page.has_more and data else None,
@@ -948,21 +952,96 @@ class StripeBilling:
         self, customer_ids: list[str], invoices: int = 5
     ) -> dict[str, CustomerSnapshot]:
         """``customer_snapshot`` for each customer of a sweep page; a customer deleted since the
-        page was listed is absent. Stripe's lists (subscriptions, invoices, payment intents)
-        filter by one customer only and its search ORs at most 10 clauses, so those are still
-        read customer by customer; the event log, which cannot be filtered by customer, is walked
-        once per sweep (``SWEEP_EVENTS_TTL_S``) instead of once per customer."""
+        page was listed is absent. Stripe's lists filter by one customer at a time (and its
+        search ORs at most 10 clauses), so the sweep reads the account's lists instead: one walk
+        per sweep of all subscriptions, invoices (with their payments) and payment intents,
+        grouped by customer (``_SweepBook``), next to the event log's one walk. The customers
+        themselves come from the page ``list_customers`` just returned; one it did not hold is
+        retrieved. A walk is kept until the sweep lists its first page again (a new pass over
+        the book) or ``SWEEP_EVENTS_TTL_S`` passes."""
         now = time.time()
         downgrades = self._downgrades_by_customer(now)
+        book = self._sweep_book(now)
+        listed: dict[str, dict[str, Any]] = getattr(self, "_listed_customers", {})
+        count = max(1, min(invoices, 100))
         out: dict[str, CustomerSnapshot] = {}
         for customer_id in dict.fromkeys(customer_ids):
-            try:
-                out[customer_id] = self._snapshot_without_events(
-                    customer_id, invoices, now, downgrades.get(customer_id, 0)
-                )
-            except NotFound:
+            cus = listed.get(customer_id)
+            if cus is None:
+                what = f"customer {customer_id}"
+                try:
+                    cus = self._call(
+                        lambda cid=customer_id: self._client.v1.customers.retrieve(cid), what
+                    ).to_dict()
+                except NotFound:
+                    continue
+            if cus.get("deleted"):
                 continue
+            sub_dicts = book.subscriptions.get(customer_id, [])
+            inv_dicts = book.invoices.get(customer_id, [])[:count]
+            paid_for = {
+                str((ip.get("payment") or {}).get("payment_intent")): str(inv["id"])
+                for inv in inv_dicts
+                for ip in ((inv.get("payments") or {}).get("data") or [])
+            }
+            pi_dicts = book.intents.get(customer_id, [])[: min(100, 2 * count)]
+            subs = [_subscription(sd, now) for sd in sub_dicts]
+            payments = [
+                p
+                for pi in pi_dicts
+                if (p := _intent_payment(pi, paid_for.get(pi["id"]))) is not None
+            ]
+            live = [sub for sub in subs if sub.status not in _NO_REVENUE]
+            currency = live[0].currency if live else _upper(cus.get("currency"))
+            balance = int(cus.get("balance") or 0)
+            usage, usage_prev = self._usage(customer_id, sub_dicts, now)
+            out[customer_id] = CustomerSnapshot(
+                customer=_customer(cus, mrr=sum(sub.mrr for sub in live), currency=currency),
+                subscriptions=subs,
+                invoices=[_invoice(inv) for inv in inv_dicts],
+                payments=payments,
+                credit_balance=-balance if balance < 0 else 0,
+                downgrades_90d=downgrades.get(customer_id, 0),
+                usage_30d=usage,
+                usage_prev_30d=usage_prev,
+            )
         return out
+
+    def _sweep_book(self, now: float) -> _SweepBook:
+        """The account's subscriptions (all statuses, discounts expanded), invoices (payments
+        expanded) and payment intents, each walked once per sweep in Stripe's order (newest
+        first) and grouped by customer, at most 100 a customer (what one customer's list page
+        would hold)."""
+        cached: _SweepBook | None = getattr(self, "_sweep_cache", None)
+        if cached is not None and now - cached.at < SWEEP_EVENTS_TTL_S:
+            return cached
+        book = _SweepBook(at=now)
+        walks: list[tuple[Any, dict[str, Any], dict[str, list[dict[str, Any]]], str]] = [
+            (
+                self._client.v1.subscriptions,
+                {"status": "all", "limit": 100, "expand": ["data.discounts.source.coupon"]},
+                book.subscriptions,
+                "subscriptions",
+            ),
+            (
+                self._client.v1.invoices,
+                {"limit": 100, "expand": ["data.payments"]},
+                book.invoices,
+                "invoices",
+            ),
+            (self._client.v1.payment_intents, {"limit": 100}, book.intents, "payment intents"),
+        ]
+        for service, params, into, what in walks:
+            try:
+                for obj in service.list(params).auto_paging_iter():
+                    row = obj.to_dict()
+                    rows = into.setdefault(str(row.get("customer") or ""), [])
+                    if len(rows) < 100:
+                        rows.append(row)
+            except stripe.StripeError as exc:
+                raise classify(exc, what) from None
+        self._sweep_cache = book
+        return book
 
     def _downgrades_by_customer(self, now: float) -> dict[str, int]:
         """``_downgrades`` for every customer at once: one walk of the window's
@@ -987,59 +1066,6 @@ class StripeBilling:
             raise classify(exc, "events") from None
         self._sweep_downgrades = (now, counts)
         return counts
-
-    def _snapshot_without_events(
-        self, customer_id: str, invoices: int, now: float, downgrades: int
-    ) -> CustomerSnapshot:
-        """``customer_snapshot`` with the downgrade count given (read once per sweep)."""
-        what = f"customer {customer_id}"
-        cus = self._call(lambda: self._client.v1.customers.retrieve(customer_id), what).to_dict()
-        if cus.get("deleted"):
-            raise NotFound("stripe", what)
-        sub_dicts = self._list(
-            self._client.v1.subscriptions,
-            {
-                "customer": customer_id,
-                "status": "all",
-                "limit": 100,
-                "expand": ["data.discounts.source.coupon"],
-            },
-            what,
-        )
-        subs = [_subscription(sd, now) for sd in sub_dicts]
-        count = max(1, min(invoices, 100))
-        inv_dicts = self._list(
-            self._client.v1.invoices,
-            {"customer": customer_id, "limit": count, "expand": ["data.payments"]},
-            what,
-        )
-        paid_for = {
-            str((ip.get("payment") or {}).get("payment_intent")): str(inv["id"])
-            for inv in inv_dicts
-            for ip in ((inv.get("payments") or {}).get("data") or [])
-        }
-        pi_dicts = self._list(
-            self._client.v1.payment_intents,
-            {"customer": customer_id, "limit": min(100, 2 * count)},
-            what,
-        )
-        payments = [
-            p for pi in pi_dicts if (p := _intent_payment(pi, paid_for.get(pi["id"]))) is not None
-        ]
-        live = [sub for sub in subs if sub.status not in _NO_REVENUE]
-        currency = live[0].currency if live else _upper(cus.get("currency"))
-        balance = int(cus.get("balance") or 0)
-        usage, usage_prev = self._usage(customer_id, sub_dicts, now)
-        return CustomerSnapshot(
-            customer=_customer(cus, mrr=sum(sub.mrr for sub in live), currency=currency),
-            subscriptions=subs,
-            invoices=[_invoice(inv) for inv in inv_dicts][:count],
-            payments=payments,
-            credit_balance=-balance if balance < 0 else 0,
-            downgrades_90d=downgrades,
-            usage_30d=usage,
-            usage_prev_30d=usage_prev,
-        )
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
@@ -1341,3 +1367,13 @@ def classify(exc: stripe.StripeError, what: str) -> ConnectorError:
     return ConnectorError(
         "stripe", ErrorKind.PERMANENT, f"{code or status}: {message}", status=status, code=code
     )
+
+
+@dataclass
+class _SweepBook:
+    """One sweep's walk of the account's lists, grouped by customer ID (Stripe's order)."""
+
+    at: float
+    subscriptions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    invoices: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    intents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)

@@ -4,6 +4,7 @@ handful of requests for the whole page instead of several per customer."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from urllib.parse import unquote
 
@@ -72,7 +73,12 @@ def test_a_page_of_snapshots_equals_one_customer_at_a_time_in_few_requests(
     assert all("[in]" in unquote(c["query"]) for c in calls if c["path"] != "/api/v2/events")
 
 
-def test_stripe_walks_the_event_log_once_per_sweep_not_once_per_customer() -> None:
+def test_stripe_reads_a_page_from_one_walk_of_each_list_per_sweep() -> None:
+    """Stripe's lists filter by one customer only: the page's snapshots come from one walk per
+    sweep of the account's subscriptions, invoices, payment intents and events (none filtered
+    by customer) and the customers the page listed, equal to one customer at a time."""
+    import stripe
+
     st = StripeEmulator(api_key=STRIPE_KEY, webhook_secret=STRIPE_SECRET)
     with ServerThread({st: 0}) as thread:
         url = dict(thread.urls)["stripe"]
@@ -89,10 +95,24 @@ def test_stripe_walks_the_event_log_once_per_sweep_not_once_per_customer() -> No
             billing.client.v1.subscriptions.update(
                 sub.id, {"items": [{"id": item.id, "quantity": max(1, item.quantity - 1)}]}
             )
+        for invoice_id, attempts in books.stripe_failed_attempts(book):
+            for _ in range(attempts):  # the card declines: a failed payment intent
+                with contextlib.suppress(stripe.CardError):
+                    billing.client.v1.invoices.pay(invoice_id)
+        page = billing.list_customers(limit=100)  # a new pass over the book
+        assert {c.id for c in page.customers} == set(ids)
         httpx.delete(url + "/_sandbox/requests").raise_for_status()
         bulk = billing.customer_snapshots(ids)
-        walks = [r for r in ledger(url) if r["path"] == "/v1/events"]
+        calls = ledger(url)
+        again = billing.customer_snapshots(ids[:5])  # the next page of the same sweep
+        calls_again = ledger(url)[len(calls) :]
         one_by_one = {cid: billing.customer_snapshot(cid) for cid in ids}
     assert bulk == one_by_one
+    assert all(again[cid] == one_by_one[cid] for cid in ids[:5])
     assert any(s.downgrades_90d for s in bulk.values())
-    assert len(walks) == 1  # one page of events for the whole page of customers (30 before)
+    failing = {c.id for c in book.customers if c.failures}
+    assert {cid for cid, s in bulk.items() if any(not p.succeeded for p in s.payments)} == failing
+    paths = sorted(c["path"] for c in calls)
+    assert paths == ["/v1/events", "/v1/invoices", "/v1/payment_intents", "/v1/subscriptions"]
+    assert all("customer=" not in unquote(c["query"]) for c in calls)
+    assert calls_again == []  # the walks serve the whole sweep
