@@ -317,6 +317,10 @@ class QuoteToCashState(BaseModel):
     status: QuoteToCashStatus
     mapping_fixes: list[MappingFixed] = []
     pick: CustomerPick | None = None
+    #: who may answer the wait that is open (the action's roles in policies/approvers.yaml): a
+    #: pick or mapping fix from anyone else is refused. None: not loaded (runs before the check)
+    pick_eligible: list[str] | None = None
+    fix_eligible: list[str] | None = None
     opp: Opportunity | None = None
     account: CrmAccount | None = None
     plan: QuotePlan | None = None

@@ -180,9 +180,17 @@ async def test_a_missing_product_mapping_waits_for_mapping_fixed(client: Client)
         waiting = await eventually(lambda: status(handle), lambda s: bool(s.unmapped), "unmapped")
         assert list(waiting.unmapped) == ["PRO"]
         assert fakes.writes() == []
-        await handle.signal(SIGNAL_MAPPING_FIXED, MappingFixed(by="ops@example.com"))
+        # a fix from someone outside the roles that may answer it changes nothing (issue 13)
+        await handle.signal(SIGNAL_MAPPING_FIXED, MappingFixed(by="intern@example.com"))
+        refused = await eventually(lambda: status(handle), lambda s: bool(s.refused), "refusal")
+        assert refused.refused == [
+            "mapping fix ignored: intern@example.com is not among who may answer"
+        ]
+        assert len(fakes.inputs("q2c_read_product_mapping")) == 1
+        await handle.signal(SIGNAL_MAPPING_FIXED, MappingFixed(by=APPROVER))
         result = await handle.result()
     assert len(fakes.inputs("q2c_read_product_mapping")) == 2
+    assert fakes.inputs("eligible_approvers")[0]["action"] == "create_subscription"
     assert result.outcome == "live"
 
 
@@ -215,11 +223,20 @@ async def test_similar_customers_wait_for_a_person_to_pick_one(client: Client) -
         )
         assert {c.customer_id for c in waiting.candidates} == {"cus-a", "cus-b"}
         # a customer that was not offered is refused; the offered one is taken
-        await handle.signal(SIGNAL_CUSTOMER_PICKED, CustomerPick(customer_id="cus-zzz", by="x"))
-        await handle.signal(SIGNAL_CUSTOMER_PICKED, CustomerPick(customer_id="cus-a", by="bob"))
+        # a customer that was not offered is refused, and so is a pick from someone outside
+        # the roles that may answer it (issue 13: RevOps by default); the offered one is taken
+        await handle.signal(
+            SIGNAL_CUSTOMER_PICKED, CustomerPick(customer_id="cus-zzz", by=APPROVER)
+        )
+        await handle.signal(SIGNAL_CUSTOMER_PICKED, CustomerPick(customer_id="cus-a", by="mallory"))
+        await handle.signal(SIGNAL_CUSTOMER_PICKED, CustomerPick(customer_id="cus-a", by=APPROVER))
         result = await handle.result()
         final = await status(handle)
-    assert final.refused == ["pick 'cus-zzz' ignored: not one of the offered candidates"]
+    assert final.refused == [
+        "pick 'cus-zzz' ignored: not one of the offered candidates",
+        "pick 'cus-a' ignored: mallory is not among who may answer",
+    ]
+    assert fakes.inputs("eligible_approvers")[0]["action"] == "create_customer"
     (link,) = fakes.inputs("q2c_set_crm_link")
     assert (link["customer_id"], link["account_id"]) == ("cus-a", deal.account_id)
     assert link["idempotency_key"] == deal.key("link-customer")
@@ -228,7 +245,7 @@ async def test_similar_customers_wait_for_a_person_to_pick_one(client: Client) -
     assert (result.outcome, result.customer_id, final.customer_how) == (
         "live",
         "cus-a",
-        "picked by bob",
+        f"picked by {APPROVER}",
     )
 
 
@@ -244,7 +261,7 @@ async def test_picking_new_creates_a_customer(client: Client) -> None:
     )
     async with q2c(client, deal, fakes) as handle:
         await eventually(lambda: status(handle), lambda s: bool(s.candidates), "candidates")
-        await handle.signal(SIGNAL_CUSTOMER_PICKED, CustomerPick(customer_id="new", by="bob"))
+        await handle.signal(SIGNAL_CUSTOMER_PICKED, CustomerPick(customer_id="new", by=APPROVER))
         result = await handle.result()
     assert fakes.inputs("q2c_set_crm_link") == []
     assert len(fakes.inputs("q2c_create_billing_customer")) == 1

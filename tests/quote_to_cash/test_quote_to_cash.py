@@ -149,16 +149,23 @@ async def test_a_similar_customer_waits_for_a_person_to_pick_then_links_it(
     # the Web UI's current details tell the person what to send
     meta = await handle.query("__temporal_workflow_metadata")
     assert lookalike in meta.current_details and "customer_picked" in meta.current_details
-    await handle.signal("customer_picked", {"customer_id": "cus_not_offered", "by": "bob"})
+    await handle.signal(
+        "customer_picked", {"customer_id": "cus_not_offered", "by": "bob@example.com"}
+    )
+    # only RevOps (policies/approvers.yaml) may pick: a support agent's pick changes nothing
+    await handle.signal("customer_picked", {"customer_id": lookalike, "by": "carol@example.com"})
     await handle.signal("customer_picked", {"customer_id": lookalike, "by": "bob@example.com"})
     result = await asyncio.wait_for(handle.result(), timeout=30)
 
     assert result.outcome == "live" and result.customer_id == lookalike
     final = await handle.query("status", result_type=None)
     assert final["customer_how"] == "picked by bob@example.com"
-    assert final["refused"] == ["pick 'cus_not_offered' ignored: not one of the offered candidates"]
+    assert final["refused"] == [
+        "pick 'cus_not_offered' ignored: not one of the offered candidates",
+        f"pick '{lookalike}' ignored: carol@example.com is not among who may answer",
+    ]
     assert pair.billing_driver.customers(email=deal.email) == []  # nobody new was created
-    await keep_history(pair, handle, "customer_picked")
+    await keep_history(pair, handle, "customer_picked_by_role")
 
 
 @on_pairs(CB_SF, ST_HS)

@@ -44,7 +44,11 @@ async def test_a_mapping_fix_from_an_unverified_sender_is_refused(
 ) -> None:
     client = verified_client(time_env)
     deal = Deal()
-    fakes = q2c_fakes(deal).on("q2c_read_product_mapping", sequence({"products": {}}, MAPPING))
+    fakes = (
+        q2c_fakes(deal)
+        .on("q2c_read_product_mapping", sequence({"products": {}}, MAPPING))
+        .on("eligible_approvers", {"emails": ["bob@example.com"]})  # bob is RevOps here
+    )
     async with q2c(client, deal, fakes) as handle:
         await eventually(lambda: status(handle), lambda s: bool(s.unmapped), "unmapped")
         await handle.signal(SIGNAL_MAPPING_FIXED, MappingFixed(by="bob@example.com"))

@@ -8,9 +8,10 @@ from __future__ import annotations
 from temporalio import workflow
 
 from workflows.governed.gate import Permit
-from workflows.options import READ
+from workflows.options import LOCAL_POLICY, READ
 
 with workflow.unsafe.imports_passed_through():
+    from activities.policy import PolicyActivities
     from activities.quote import (
         CreateCustomerInput,
         FindCustomerInput,
@@ -24,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.ids import idempotency_key
     from domain.matching import rank_candidates
     from domain.models import BillingCustomer, CrmAccount
-    from domain.policy import ActionKind
+    from domain.policy import ActionKind, EligibleApproversInput
     from domain.quote import (
         NEW_CUSTOMER,
         SIGNAL_CUSTOMER_PICKED,
@@ -39,6 +40,9 @@ with workflow.unsafe.imports_passed_through():
 
 #: runs started before the write gate linked customers and wrote CRM links without asking policy
 GATED_LINKS_PATCH = "q2c-gated-links"
+#: runs started before took a customer pick or a mapping fix from anyone (issue 13): since, only
+#: from the roles that may approve what the answer leads to (policies/approvers.yaml)
+PERSON_ROLES_PATCH = "q2c-person-roles"
 
 
 class RollBack(Exception):
@@ -86,6 +90,8 @@ class CustomerSteps:
             if not problems:
                 self._update(unmapped={})
                 return mapping, prices
+            # who may answer is known before the wait shows: every fix it counts was checked
+            self.s.fix_eligible = await self._who_may(ActionKind.CREATE_SUBSCRIPTION)
             self._update(stage="waiting for the product mapping", unmapped=problems)
             workflow.set_current_details(
                 "**Waiting for a person: unknown product(s)**\n\n"
@@ -144,7 +150,22 @@ class CustomerSteps:
                 return self._customer(pick.customer_id, f"picked by {pick.by or 'a person'}")
         return await self._create_customer(opp, account, email)
 
+    async def _who_may(self, kind: ActionKind) -> list[str] | None:
+        """Who may answer a wait whose answer leads to ``kind`` (a pick links or creates the
+        customer; a mapping fix lets the subscription be created): the people in the action's
+        roles. Loaded before the wait opens, so every answer it counts was checked."""
+        if not workflow.patched(PERSON_ROLES_PATCH):
+            return None
+        eligible = await workflow.execute_local_activity_method(
+            PolicyActivities.eligible_approvers,
+            EligibleApproversInput(action=kind),
+            summary="who may answer",
+            **LOCAL_POLICY,
+        )
+        return list(eligible.emails)
+
     async def _ask_for_customer(self, candidates: list[CustomerCandidate]) -> CustomerPick:
+        self.s.pick_eligible = await self._who_may(ActionKind.CREATE_CUSTOMER)
         self._update(stage="waiting for a person to pick the customer", candidates=candidates)
         workflow.set_current_details(
             "**Waiting for a person: which billing customer is this deal's account?**\n\n"

@@ -98,7 +98,9 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
     def mapping_fixed(self, raw: RawValue) -> None:
         # raw: where senders are verified, the person in ``by`` must be who signed in
         fix = self._person_signal(raw, MappingFixed)
-        if fix is not None and not self._refused_sender(raw, fix.by, "mapping fix"):
+        if fix is None or self._refused_sender(raw, fix.by, "mapping fix"):
+            return
+        if not self._refused_role(fix.by, self.s.fix_eligible, "mapping fix"):
             self.s.mapping_fixes.append(fix)
 
     @workflow.signal(
@@ -108,7 +110,10 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
     )
     def customer_picked(self, raw: RawValue) -> None:
         pick = self._person_signal(raw, CustomerPick)
-        if pick is None or self._refused_sender(raw, pick.by, f"pick {pick.customer_id!r}"):
+        what = f"pick {pick.customer_id!r}" if pick is not None else ""
+        if pick is None or self._refused_sender(raw, pick.by, what):
+            return
+        if self._refused_role(pick.by, self.s.pick_eligible, what):
             return
         offered = {c.customer_id for c in self.s.status.candidates}
         if self.s.pick is not None or not offered:
@@ -134,6 +139,16 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
             self._refuse(f"{what} ignored: {why}")
             self._show_refusal(f"{what} ignored: {why}", None)
         return why is not None
+
+    def _refused_role(self, by: str, eligible: list[str] | None, what: str) -> bool:
+        """A pick or fix from someone outside the roles that may answer it (RevOps by default,
+        policies/approvers.yaml) changes nothing: refused and shown, the run waits on."""
+        if eligible is None or by.strip().lower() in {e.lower() for e in eligible}:
+            return False
+        line = f"{what} ignored: {by or 'an unnamed sender'} is not among who may answer"
+        self._refuse(line)
+        self._show_refusal(line, None)
+        return True
 
     @workflow.query(name=QUERY_STATUS, description="Where this quote-to-cash run stands.")
     def status(self) -> QuoteToCashStatus:
