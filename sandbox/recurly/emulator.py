@@ -218,6 +218,7 @@ class RecurlyEmulator(Emulator):
             r("POST", "/invoices/{invoice_id}/refund", self._refund, 201),
             r("GET", "/invoices/{invoice_id}/line_items", self._invoice_line_items),
             r("GET", "/invoices/{invoice_id}/transactions", self._invoice_transactions),
+            r("GET", "/line_items", self._list_line_items),
             r("GET", "/line_items/{line_item_id}", self._get_line_item),
             r("GET", "/transactions", self._list_transactions),
             r("GET", "/transactions/{transaction_id}", self._get_transaction),
@@ -594,6 +595,15 @@ class RecurlyEmulator(Emulator):
         return self._page(
             call,
             rows,
+            {"state": lambda r, v: r["state"] == v, "type": lambda r, v: r["type"] == v},
+        )
+
+    def _list_line_items(self, call: Call) -> _Page:
+        """``GET /line_items``: the site's line items (``list_line_items``), with the account
+        list's ``state`` / ``type`` filters and the common list parameters."""
+        return self._page(
+            call,
+            self.store.line_items.values(),
             {"state": lambda r, v: r["state"] == v, "type": lambda r, v: r["type"] == v},
         )
 

@@ -17,7 +17,7 @@ from sandbox import books
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.stripe import StripeEmulator
-from tests.pairs import CB_KEY, STRIPE_KEY, STRIPE_SECRET, pair_settings
+from tests.pairs import CB_KEY, RECURLY_KEY, STRIPE_KEY, STRIPE_SECRET, pair_settings
 
 N = 120  # more than one [in] chunk of 100
 
@@ -116,3 +116,48 @@ def test_stripe_reads_a_page_from_one_walk_of_each_list_per_sweep() -> None:
     assert paths == ["/v1/events", "/v1/invoices", "/v1/payment_intents", "/v1/subscriptions"]
     assert all("customer=" not in unquote(c["query"]) for c in calls)
     assert calls_again == []  # the walks serve the whole sweep
+
+
+def test_recurly_reads_a_page_from_one_walk_of_each_site_list_per_sweep() -> None:
+    """Recurly's site lists cannot filter by account: the page's snapshots come from one walk
+    per sweep of subscriptions, invoices, payment transactions and line items (the site's own
+    ``GET /line_items``), grouped by account code, equal to one customer at a time."""
+    from sandbox.recurly import RecurlyEmulator
+    from sandbox.recurly.seeding import book_seed
+
+    em = RecurlyEmulator(api_key=RECURLY_KEY, rate_limit_per_minute=None)
+    with ServerThread({em: 0}) as thread:
+        url = dict(thread.urls)["recurly"]
+        book = books.book(40, prefix="rcb")
+        httpx.post(url + "/_sandbox/seed", json=book_seed(book), timeout=60).raise_for_status()
+        urls = {"recurly": url}
+        for other in ("chargebee", "stripe", "salesforce", "hubspot"):
+            urls[other] = "http://127.0.0.1:9"
+        billing = build_billing(pair_settings(urls, "recurly", "salesforce", "unused"))
+        ids = [c.id for c in billing.list_customers(limit=200).customers]
+        assert set(ids) == {c.id for c in book.customers}
+        httpx.delete(url + "/_sandbox/requests").raise_for_status()
+        bulk = billing.customer_snapshots([*ids, "nobody"])
+        calls = ledger(url)
+        again = billing.customer_snapshots(ids[:5])
+        calls_again = ledger(url)[len(calls) :]
+        one_by_one = {cid: billing.customer_snapshot(cid) for cid in ids}
+    assert bulk == one_by_one  # the unknown account is absent, as one at a time
+    assert all(again[cid] == one_by_one[cid] for cid in ids[:5])
+    assert sum(s.downgrades_90d for s in bulk.values()) == sum(
+        1 for c in book.customers if c.downgrade_by
+    )
+    failing = {c.id for c in book.customers if c.failures}
+    assert {cid for cid, s in bulk.items() if any(not p.succeeded for p in s.payments)} == failing
+    plans = [c for c in calls if c["path"].startswith("/plans/")]
+    assert len(plans) <= len(books.PLANS)  # each plan read once for its billing period
+    paths = sorted(c["path"] for c in calls if c not in plans)
+    assert paths == [
+        "/accounts/code-nobody",  # not on the listed page: read alone (404)
+        "/invoices",
+        "/line_items",
+        "/line_items",
+        "/subscriptions",
+        "/transactions",
+    ], paths
+    assert calls_again == []
