@@ -10,6 +10,7 @@ from connectors.reasoner import LlmReasoner, Reasoner, RulesReasoner
 from domain.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from connectors.marketing_cloud import MarketingCloudMailer
     from connectors.netsuite import NetSuiteErp
     from connectors.zendesk import ZendeskDesk
     from domain.revenue import Accounts
@@ -96,7 +97,22 @@ def build_desk(settings: Settings, billing: BillingPlatform | None = None) -> Ze
     raise SettingsError(f"unsupported support desk {settings.desk!r}")
 
 
-def build_mailer(settings: Settings) -> SmtpMailer | None:
+def build_mailer(settings: Settings) -> SmtpMailer | MarketingCloudMailer | None:
+    """The email channel (REVBRIDGE_EMAIL_CHANNEL): SMTP (None without a relay: reminder drafts
+    go to the CRM as tasks) or Marketing Cloud's Transactional Messaging API."""
+    if settings.email_channel == "marketing-cloud":
+        from connectors.marketing_cloud import MarketingCloudMailer
+
+        if settings.marketing_cloud is None:
+            raise SettingsError(
+                "REVBRIDGE_EMAIL_CHANNEL=marketing-cloud needs MARKETING_CLOUD_AUTH_URL, "
+                "MARKETING_CLOUD_CLIENT_ID and MARKETING_CLOUD_CLIENT_SECRET"
+            )
+        return MarketingCloudMailer(settings.marketing_cloud)
+    if settings.email_channel != "smtp":
+        raise SettingsError(
+            f"unsupported email channel {settings.email_channel!r} (smtp or marketing-cloud)"
+        )
     s = settings.smtp
     if s is None:
         return None

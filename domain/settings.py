@@ -126,6 +126,25 @@ class ZendeskSettings(_Settings):
     api_url: str | None = None
 
 
+class MarketingCloudSettings(_Settings):
+    """Salesforce Marketing Cloud's Transactional Messaging API as the email channel (issue 22):
+    an API integration's client ID/secret (Installed Packages), the tenant's auth host, and the
+    send definition reminders go through (MARKETING_CLOUD_*)."""
+
+    #: Authentication Base URI: https://<subdomain>.auth.marketingcloudapis.com/ (the REST base
+    #: comes from the token answer's rest_instance_url)
+    auth_url: str
+    client_id: str
+    client_secret: SecretStr
+    #: the business unit's MID (omitted: the BU that created the integration)
+    account_id: str | None = None
+    #: the transactional send definition (its content renders the %%Subject%% / %%Body%% attributes)
+    definition_key: str = "revbridge-dunning"
+    timeout_s: float = 20.0
+    #: how long a send waits for its status to leave EmailQueued before it is retried
+    status_wait_s: float = 10.0
+
+
 class SmtpSettings(_Settings):
     """The mail relay dunning reminders go through (SMTP_HOST, SMTP_PORT, SMTP_SENDER, ...)."""
 
@@ -200,6 +219,10 @@ class Settings(_Settings):
     netsuite: NetSuiteSettings | None = None
     #: None: no relay, so reminder drafts go to the CRM as tasks for a rep
     smtp: SmtpSettings | None = None
+    #: how customer email goes out (REVBRIDGE_EMAIL_CHANNEL): smtp (SMTP_*) | marketing-cloud
+    #: (MARKETING_CLOUD_*)
+    email_channel: str = "smtp"
+    marketing_cloud: MarketingCloudSettings | None = None
     webhooks: WebhookSettings = WebhookSettings()
     #: where support context finds tickets: None = the CRM's cases; "zendesk" = Zendesk tickets
     #: too (REVBRIDGE_DESK; the CRM still holds accounts and the agent log)
@@ -222,6 +245,7 @@ class Settings(_Settings):
                 "http_timeout_s",
                 "go_live",
                 "desk",
+                "email_channel",
             ],
         )
         cb = pick("CHARGEBEE_", ["site", "api_key", "api_url"])
@@ -272,6 +296,20 @@ class Settings(_Settings):
         )
         if smtp:
             raw["smtp"] = smtp
+        mc = pick(
+            "MARKETING_CLOUD_",
+            [
+                "auth_url",
+                "client_id",
+                "client_secret",
+                "account_id",
+                "definition_key",
+                "timeout_s",
+                "status_wait_s",
+            ],
+        )
+        if mc:
+            raw["marketing_cloud"] = mc
         zd = pick("ZENDESK_", ["subdomain", "email", "api_token", "oauth_token", "api_url"])
         if zd:
             raw["zendesk"] = zd
