@@ -327,6 +327,10 @@ def connector_checks(system: str, build: Callable[[], Any]) -> list[Check]:
 
 
 def email_checks(settings: Settings) -> list[Check]:
+    if settings.email_channel == "marketing-cloud":
+        from cli.doctor_marketing_cloud import checks
+
+        return checks(settings)
     if settings.smtp is None:
         return [
             Check(

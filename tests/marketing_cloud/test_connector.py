@@ -235,3 +235,25 @@ def test_the_channel_is_chosen_per_deployment(mc_url: str) -> None:
         build_mailer(Settings.from_env({"REVBRIDGE_EMAIL_CHANNEL": "marketing-cloud"}))
     with pytest.raises(SettingsError, match="unsupported email channel"):
         build_mailer(Settings.from_env({"REVBRIDGE_EMAIL_CHANNEL": "pigeon"}))
+
+
+def test_doctor_checks_marketing_cloud_when_it_is_the_channel(
+    mc: MarketingCloudEmulator, mc_url: str
+) -> None:
+    from cli.doctor import email_checks
+
+    env = {
+        "REVBRIDGE_EMAIL_CHANNEL": "marketing-cloud",
+        "MARKETING_CLOUD_AUTH_URL": mc_url,
+        "MARKETING_CLOUD_CLIENT_ID": CLIENT_ID,
+        "MARKETING_CLOUD_CLIENT_SECRET": CLIENT_SECRET,
+    }
+    found = email_checks(Settings.from_env(env))
+    assert [(c.system, c.name, c.status) for c in found] == [
+        ("marketing-cloud", "token", CheckStatus.OK),
+        ("marketing-cloud", "scopes", CheckStatus.OK),
+        ("marketing-cloud", "definition", CheckStatus.OK),
+    ]
+    missing = email_checks(Settings.from_env({"REVBRIDGE_EMAIL_CHANNEL": "marketing-cloud"}))
+    assert [(c.name, c.status) for c in missing] == [("configuration", CheckStatus.FAIL)]
+    assert "MARKETING_CLOUD_AUTH_URL" in missing[0].detail
