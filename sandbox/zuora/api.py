@@ -1626,6 +1626,9 @@ class Api:
                 "usages": (list(s.usages.values()), lambda u: r.expanded_usage(s, u)),
             }
             recs, shape = source[kind]
+            # key filters (id / accountId, EQ or IN) pick the records before they are rendered,
+            # as an index would; every filter is still applied to the rendered rows below
+            recs = _by_key(recs, req.qs("filter[]"))
             rows = [shape(x) for x in sorted(recs, key=lambda x: x.get("_seq", 0))]
             for f in req.qs("filter[]"):
                 rows = _filter(rows, f)
@@ -1677,6 +1680,22 @@ def _lower(row: dict[str, Any]) -> dict[str, Any]:
 def _sort_key(row: dict[str, Any], name: str) -> tuple[int, Any]:
     v = _lower(row).get(name.lower())
     return (0, "") if v is None else (1, v)
+
+
+def _by_key(recs: list[dict[str, Any]], specs: list[str]) -> list[dict[str, Any]]:
+    """The stored records an ``id`` / ``accountId`` ``EQ`` or ``IN`` filter can match (the
+    rendered rows carry those fields unchanged); other filters keep every record."""
+    for spec in specs:
+        head, sep, value = spec.partition(":")
+        name, _, op = head.rpartition(".")
+        if not sep or op.upper() not in ("EQ", "IN") or name.lower() not in ("id", "accountid"):
+            continue
+        key = "id" if name.lower() == "id" else "accountId"
+        wanted = (
+            {v.strip() for v in value.strip("[]").split(",")} if op.upper() == "IN" else {value}
+        )
+        recs = [r for r in recs if key not in r or str(r[key]) in wanted]
+    return recs
 
 
 def _filter(rows: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:

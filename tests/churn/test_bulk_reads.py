@@ -161,3 +161,47 @@ def test_recurly_reads_a_page_from_one_walk_of_each_site_list_per_sweep() -> Non
         "/transactions",
     ], paths
     assert calls_again == []
+
+
+def test_zuora_reads_a_page_with_object_query_in_filters() -> None:
+    """Zuora: the page's accounts, invoices, payments and usage are Object Query reads with
+    ``accountId.IN`` / ``id.IN`` for the whole page, equal to one customer at a time; what is
+    still read per customer (subscriptions with rate plans, memos, orders, an unpaid invoice's
+    items) is counted, not hidden."""
+    from harness.drivers import ZuoraDriver
+    from sandbox.zuora import ZuoraEmulator
+    from sandbox.zuora.scenarios import book_downgrades, book_seed
+    from tests.pairs import ZUORA_ID, ZUORA_SECRET
+
+    em = ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET)
+    with ServerThread({em: 0}) as thread:
+        url = dict(thread.urls)["zuora"]
+        book = books.book(30, prefix="zb")
+        httpx.post(url + "/_sandbox/seed", json=book_seed(book), timeout=60).raise_for_status()
+        urls = {"zuora": url}
+        for other in ("chargebee", "stripe", "salesforce", "hubspot"):
+            urls[other] = "http://127.0.0.1:9"
+        billing = build_billing(pair_settings(urls, "zuora", "salesforce", "unused"))
+        driver = ZuoraDriver(url, billing)  # type: ignore[arg-type]
+        for number, quantity in book_downgrades(book):
+            driver.downgrade(number, quantity)
+        ids = [c.id for c in book.customers]
+        httpx.delete(url + "/_sandbox/requests").raise_for_status()
+        bulk = billing.customer_snapshots([*ids, "nobody"])
+        calls = [c for c in ledger(url) if c["path"] != "/oauth/token"]
+        one_by_one = {cid: billing.customer_snapshot(cid) for cid in ids}
+    assert bulk == one_by_one
+    assert sum(s.downgrades_90d for s in bulk.values()) == len(book_downgrades(book))
+    failing = {c.id for c in book.customers if c.failures}
+    assert {cid for cid, s in bulk.items() if any(not p.succeeded for p in s.payments)} == failing
+    queries = [c for c in calls if c["path"].startswith("/object-query/")]
+    assert sorted(c["path"] for c in queries) == [
+        "/object-query/accounts",
+        "/object-query/invoices",
+        "/object-query/payments",
+        "/object-query/usages",
+    ]
+    assert all(".IN:" in unquote(c["query"]) for c in queries)
+    unpaid = sum(1 for c in book.customers if c.failures and c.unpaid)
+    # per customer: subscriptions, account metrics, one orders read per subscription
+    assert len(calls) == len(queries) + 3 * len(ids) + unpaid, sorted(c["path"] for c in calls)
