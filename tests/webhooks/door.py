@@ -15,15 +15,16 @@ from temporalio.client import Client
 
 from domain.settings import RecurlySettings, Settings
 from tests.pairs import HS_SECRET, SF_WEBHOOK_SECRET, STRIPE_SECRET, WEBHOOK_PASSWORD, WEBHOOK_USER
-from webhooks import hubspot, salesforce
+from webhooks import hubspot, salesforce, zendesk
 from webhooks.app import create_app
 
 HUBSPOT_URL = "http://webhooks/webhooks/hubspot"
 ROUTES = ("chargebee", "stripe", "hubspot", "salesforce")
 #: with the routes added later (their normalizers re-fetch from the vendor: no property test here)
-ALL_ROUTES = (*ROUTES, "zuora", "recurly")
+ALL_ROUTES = (*ROUTES, "zuora", "recurly", "zendesk")
 RECURLY_SECRET = "recurly-door-secret"
 ZUORA_USER, ZUORA_PASSWORD = "zuora-callouts", "zuora-door-password"
+ZENDESK_SECRET = "zendesk-door-secret"
 
 
 def deployment(settings: Settings, route: str, task_queue: str, **webhooks: object) -> Settings:
@@ -37,6 +38,8 @@ def deployment(settings: Settings, route: str, task_queue: str, **webhooks: obje
             update["recurly"] = RecurlySettings(
                 api_key=SecretStr("door"), api_url="http://127.0.0.1:9"
             )
+    elif route == "zendesk":
+        update["desk"] = route  # a support desk beside the CRM (REVBRIDGE_DESK=zendesk)
     else:
         update["crm"] = route
     update["webhooks"] = settings.webhooks.model_copy(
@@ -50,6 +53,7 @@ def deployment(settings: Settings, route: str, task_queue: str, **webhooks: obje
             "recurly_secrets": [SecretStr(RECURLY_SECRET)],
             "zuora_username": ZUORA_USER,
             "zuora_password": SecretStr(ZUORA_PASSWORD),
+            "zendesk_secrets": [SecretStr(ZENDESK_SECRET)],
             **webhooks,
         }
     )
@@ -80,6 +84,9 @@ def auth(route: str, body: bytes) -> dict[str, str]:
             ),
             "X-HubSpot-Request-Timestamp": ts,
         }
+    if route == "zendesk":
+        ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())  # Zendesk signs timestamp + body
+        return {zendesk.SIGNATURE: zendesk.sign(ZENDESK_SECRET, ts, body), zendesk.TIMESTAMP: ts}
     return {salesforce.HEADER: SF_WEBHOOK_SECRET}
 
 
