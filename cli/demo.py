@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -56,6 +57,8 @@ def _scenario_for(name: str) -> tuple[Scenario, Printer | None]:
         from cli import demo_q2c as mod
     elif name == "churn":
         from cli import demo_churn as mod  # type: ignore[no-redef]
+    elif name == "support" and os.environ.get("REVBRIDGE_DESK") == "zendesk":
+        from cli import demo_zendesk as mod  # type: ignore[no-redef]  # --desk zendesk
     elif name == "support":
         from cli import demo_support as mod  # type: ignore[no-redef]
     else:
@@ -121,7 +124,9 @@ async def run_demo(
 
 
 async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
-    settings = Settings.from_env(cfg.service_env())
+    from cli.channels import stack_env
+
+    settings = Settings.from_env(stack_env(cfg))
     billing, crm = build_billing(settings), build_crm(settings)
     bd, cd = drivers(settings, billing, crm)
     client = await Client.connect(
@@ -179,11 +184,17 @@ async def _scenario(cfg: StackConfig, say: Out) -> dict[str, Any]:
                 cfg,
             )
         )
-    return {
+    summary = {
         "pair": {"billing": bd.name, "crm": cd.name},
         "web_ui": cfg.ui_url(),
         "customers": rows,
     }
+    if settings.email_channel == "marketing-cloud":  # --channel marketing-cloud
+        from cli.channels import mc_ledger
+
+        summary["email_channel"] = "marketing-cloud"
+        summary["marketing_cloud_ledger"] = mc_ledger(cfg)
+    return summary
 
 
 async def _follow(
@@ -277,7 +288,12 @@ def _row(
 
 
 def _mailed(cfg: StackConfig, invoice_id: str) -> list[dict[str, Any]]:
-    """What the sandbox's mail relay received about this invoice."""
+    """What the sandbox's mail relay (or Marketing Cloud, when it is the channel) received
+    about this invoice."""
+    if os.environ.get("REVBRIDGE_EMAIL_CHANNEL") == "marketing-cloud":
+        from cli.channels import mc_messages
+
+        return [m for m in mc_messages(cfg) if invoice_id in m["subject"]]
     if "mailbox" not in cfg.sandbox.ports:
         return []
     try:
@@ -319,6 +335,8 @@ def _print_summary(summary: dict[str, Any], say: Out, stopped: bool) -> None:
                 + ("  (with your REVBRIDGE_ID_TOKEN, docs/approvals.md)" if _verified() else "")
             )
         say(f"    {row['web_ui']}")
+    for line in summary.get("marketing_cloud_ledger", []):
+        say(f"  Marketing Cloud ledger: {line}")
     if stopped:
         say(
             "The stack was started for this run and has stopped; `revbridge dev` (or `make dev` in a "

@@ -31,7 +31,9 @@ async def run_on_stack(
 ) -> dict[str, Any]:
     """Run a scenario written against any deployment (``run_scenario(settings, billing, crm,
     client, say, ui_url=, suffix=)``, which the tests call with a pair's) on the local stack."""
-    settings = Settings.from_env(cfg.service_env())
+    from cli.channels import stack_env
+
+    settings = Settings.from_env(stack_env(cfg))
     client = await Client.connect(
         cfg.temporal.address,
         namespace=cfg.temporal.namespace,

@@ -30,7 +30,9 @@ def _load(path: str | None, required: bool = True) -> StackConfig | None:
             "`revbridge init .` writes one to edit)",
             file=sys.stderr,
         )
-    return StackConfig.load(resolved)
+    from cli.channels import with_channels  # Marketing Cloud / Zendesk sandboxes when asked
+
+    return with_channels(StackConfig.load(resolved))
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
@@ -64,6 +66,10 @@ def cmd_dev(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from cli.demo import run_demo
 
+    if args.channel == "marketing-cloud":  # the stack's pieces inherit it (cli/channels.py)
+        os.environ["REVBRIDGE_EMAIL_CHANNEL"] = "marketing-cloud"
+    if args.desk == "zendesk":
+        os.environ["REVBRIDGE_DESK"] = "zendesk"
     cfg = _load(args.config)
     assert cfg is not None
     cfg = cfg.with_pair(args.billing, args.crm)
@@ -73,7 +79,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
             config_path(args.config)[0],
             as_json=args.json,
             keep=args.keep,
-            scenario=args.scenario,
+            # --desk zendesk shows a Zendesk ticket getting its billing context
+            scenario="support" if args.desk == "zendesk" else args.scenario,
         )
     )
 
@@ -208,6 +215,16 @@ def parser() -> argparse.ArgumentParser:
         choices=("dunning", "quote-to-cash", "churn", "support"),
         default="dunning",
         help="the use case to show (default: dunning)",
+    )
+    demo.add_argument(
+        "--channel",
+        choices=("smtp", "marketing-cloud"),
+        help="the email channel reminders go through (default: smtp, the local mail relay)",
+    )
+    demo.add_argument(
+        "--desk",
+        choices=("zendesk",),
+        help="a support desk beside the CRM's cases (--desk zendesk)",
     )
     _pair_flags(demo)
     add("worker", cmd_worker, "run a worker", config_required=False)

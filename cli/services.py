@@ -29,6 +29,10 @@ def apply_stack_defaults(cfg: StackConfig | None) -> None:
     if cfg is not None:
         for key, value in cfg.service_env().items():
             os.environ.setdefault(key, value)
+        from cli.channels import channel_env
+
+        for key, value in channel_env(cfg).items():
+            os.environ.setdefault(key, value)
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -200,6 +204,9 @@ def run_sandbox(cfg: StackConfig) -> None:
                 webhook_targets=[WebhookTarget(url=f"{wh.url}/webhooks/recurly")],
             )
         ] = sb.ports["recurly"]
+    from cli.channels import channel_emulators  # Marketing Cloud, Zendesk: when configured
+
+    emulators.update(channel_emulators(cfg, id_base))
     mailbox = MailboxEmulator()
     emulators[mailbox] = sb.ports.get("mailbox", 8705)  # type: ignore[index]
     mailbox.start_smtp(sb.host, sb.smtp_port)

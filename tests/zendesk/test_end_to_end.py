@@ -230,3 +230,33 @@ async def test_unknown_requester_gets_the_no_billing_account_note(
     assert (result.outcome, result.customer_id) == ("no_billing_account", None)
     notes = [c for c in em.comments[ticket_id] if not c["public"]]
     assert len(notes) == 1
+
+
+async def test_the_zendesk_demo_scenario_notes_the_ticket(
+    client: Client, deployment: Deployment, uid: str
+) -> None:
+    """``revbridge demo --desk zendesk``'s scenario on this deployment (the billing sandbox's
+    webhooks go elsewhere here: no dunning step)."""
+    from cli.demo_zendesk import print_summary, run_scenario
+
+    d = deployment
+    lines: list[str] = []
+    suffix = str(int(uid[:7], 16) + 10**9)  # numeric: the scenario's Zendesk IDs derive from it
+    summary = await run_scenario(
+        d.settings,
+        build_billing(d.settings),
+        d.crm,
+        client,
+        lines.append,
+        ui_url="http://ui",
+        suffix=suffix,
+        with_dunning=False,
+    )
+    ticket = summary["ticket"]
+    assert ticket["outcome"] == "summarized"
+    assert ticket["customer_id"] == NORTHWIND.ids(suffix)["customer"]
+    [note] = ticket["internal_notes"]
+    assert NORTHWIND.ids(suffix)["invoice"] in note and "[revbridge:" in note
+    assert ticket["zendesk_writes"] == [f"PUT /api/v2/tickets/{ticket['id']}.json → 200"]
+    print_summary(summary, lines.append)
+    assert any(line.startswith("    │ Billing context (") for line in lines)
