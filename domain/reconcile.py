@@ -132,6 +132,8 @@ class Account(Frozen):
     status: str | None = None
     plan: str | None = None
     renewal: date | None = None
+    #: the billing-owned fields this CRM holds (a CRM without a plan field never drifts on it)
+    holds: list[str] = ["mrr", "status", "plan", "renewal"]
 
 
 class Customer(Frozen):
@@ -341,7 +343,7 @@ def _crm_fields(book: Book) -> list[Discrepancy]:
         }
         held = {"mrr": acc.mrr, "status": acc.status, "plan": acc.plan, "renewal": acc.renewal}
         for name in ("mrr", "status", "plan", "renewal"):
-            if truth[name] is None or held[name] == truth[name]:
+            if name not in acc.holds or truth[name] is None or held[name] == truth[name]:
                 continue
             found.append(
                 _d(
@@ -414,17 +416,235 @@ class Tracked(Frozen):
 def track(previous: list[OpenException], found: list[Discrepancy], today: date) -> Tracked:
     """Today's findings against the open exceptions: one exception per stable ID (keeping its
     first-seen day), new ones marked, those no longer found resolved (closed automatically)."""
-    before = {e.discrepancy.id: e for e in previous}
+    return track_seen({e.discrepancy.id: e.first_seen for e in previous}, found, today)
+
+
+def track_seen(previous: dict[str, date], found: list[Discrepancy], today: date) -> Tracked:
+    """:func:`track` from what the CRM keeps of the open exceptions: their stable IDs and the
+    day each was first seen (the daily run reads them back instead of carrying them)."""
     seen: dict[str, OpenException] = {}
     for d in found:
         if d.id in seen:
             continue
-        old = before.get(d.id)
         seen[d.id] = OpenException(
-            discrepancy=d, first_seen=old.first_seen if old else today, last_seen=today
+            discrepancy=d, first_seen=previous.get(d.id, today), last_seen=today
         )
     return Tracked(
         open=list(seen.values()),
-        new=[i for i in seen if i not in before],
-        resolved=sorted(i for i in before if i not in seen),
+        new=[i for i in seen if i not in previous],
+        resolved=sorted(i for i in previous if i not in seen),
     )
+
+
+# --- who a discrepancy is about, and the action an approver is asked for ----------------------
+
+
+class Finding(Frozen):
+    """A discrepancy with the CRM account and billing customer it belongs to (where the book
+    knows them): the CRM record is filed on the account, the audit note on the customer."""
+
+    discrepancy: Discrepancy
+    account_id: str | None = None
+    customer_id: str | None = None
+
+
+def attribute(book: Book, found: list[Discrepancy]) -> list[Finding]:
+    """Each discrepancy's account and customer, from the records it names and the book's links
+    (an account's billing customer ID, a customer's CRM account ID)."""
+    acc_of_customer = {a.billing_customer_id: a.id for a in book.accounts if a.billing_customer_id}
+    for c in book.customers:
+        if c.crm_account_id:
+            acc_of_customer.setdefault(c.id, c.crm_account_id)
+    cust_of_account = {v: k for k, v in acc_of_customer.items()}
+    owner: dict[str, str] = {}  # billing record → customer
+    for s in book.subscriptions:
+        owner[f"billing:subscription:{s.id}"] = s.customer_id
+    for i in book.invoices:
+        owner[f"billing:invoice:{i.id}"] = i.customer_id
+    for p in book.payments:
+        owner[f"billing:payment:{p.id}"] = p.customer_id
+    for c in book.customers:
+        owner[f"billing:customer:{c.id}"] = c.id
+    acc_of_deal = {f"crm:opportunity:{d.opportunity_id}": d.account_id for d in book.deals}
+    out = []
+    for d in found:
+        account = customer = None
+        for rec in d.records:
+            if rec.startswith("crm:account:"):
+                account = account or rec.removeprefix("crm:account:")
+            elif rec in acc_of_deal:
+                account = account or acc_of_deal[rec]
+            elif rec in owner:
+                customer = customer or owner[rec]
+        account = account or acc_of_customer.get(customer or "")
+        customer = customer or cust_of_account.get(account or "")
+        out.append(Finding(discrepancy=d, account_id=account, customer_id=customer))
+    return out
+
+
+#: the policy action (domain/policy.ActionKind value) each kind of fix is asked as: its approvers
+#: come from policies/approvers.yaml (refund, apply_credit → finance; the rest → RevOps)
+FIX_ACTION: dict[Kind, str] = {
+    Kind.DEAL_WITHOUT_SUBSCRIPTION: "create_subscription",
+    Kind.SUBSCRIPTION_MISMATCH: "change_plan",
+    Kind.INVOICE_LINE_UNMATCHED: "apply_credit",
+    Kind.PAID_WITHOUT_PAYMENT: "refund",
+    Kind.UNAPPLIED_PAYMENT: "refund",
+    Kind.OVERPAYMENT: "refund",
+    Kind.UNDERPAYMENT: "apply_credit",
+    Kind.CRM_FIELD_DRIFT: "update_crm_field",
+    Kind.CUSTOMER_WITHOUT_ACCOUNT: "create_customer",
+    Kind.ACCOUNT_WITHOUT_CUSTOMER: "create_customer",
+}
+
+
+def money(d: Discrepancy) -> int:
+    """The amount at stake in minor units (0 when the evidence names none)."""
+    for key in ("unapplied", "amount"):
+        if d.evidence.get(key, "").lstrip("-").isdigit():
+            return abs(int(d.evidence[key]))
+    total, applied = d.evidence.get("total", ""), d.evidence.get("applied", "")
+    if total.isdigit() and applied.isdigit():
+        return abs(int(total) - int(applied)) or int(total)
+    return 0
+
+
+# --- what the CRM keeps of an exception ------------------------------------------------------
+
+
+class ExceptionStatus(StrEnum):
+    OPEN = "Open"
+    WAITING = "Waiting for approval"
+    APPROVED = "Approved"
+    REJECTED = "Rejected"
+    CLOSED = "Closed"
+
+
+class ExceptionRecord(Frozen):
+    """One exception as the CRM holds it (Salesforce ``Billing_Exception__c``), upserted by its
+    stable ID: writing the same record twice leaves one."""
+
+    id: str
+    kind: Kind
+    severity: Severity
+    status: ExceptionStatus
+    account_id: str | None = None
+    customer_id: str | None = None
+    records: list[str] = []
+    evidence: dict[str, str] = {}
+    fix: str = ""
+    approver_role: str | None = None
+    first_seen: date
+    last_seen: date
+    resolved_on: date | None = None
+    resolution: str = ""
+
+    @property
+    def evidence_text(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self.evidence.items())
+
+
+class FieldRestore(Frozen):
+    """A billing-owned CRM field put back to what billing says (``value`` as billing holds it:
+    MRR in minor units, status text)."""
+
+    account_id: str
+    field: str  # mrr | status | plan | renewal
+    value: str
+
+
+class StoredException(Frozen):
+    """What a run reads back: enough to age the open ones and chart the last weeks."""
+
+    id: str
+    status: ExceptionStatus
+    first_seen: date
+    resolved_on: date | None = None
+    kind: str = ""
+    severity: str = ""
+
+
+def record_of(
+    finding: Finding, first_seen: date, today: date, status: ExceptionStatus
+) -> ExceptionRecord:
+    d = finding.discrepancy
+    return ExceptionRecord(
+        id=d.id,
+        kind=d.kind,
+        severity=d.severity,
+        status=status,
+        account_id=finding.account_id,
+        customer_id=finding.customer_id,
+        records=d.records,
+        evidence=d.evidence,
+        fix=d.fix.summary,
+        approver_role=d.fix.approver_role,
+        first_seen=first_seen,
+        last_seen=today,
+    )
+
+
+def open_over_time(stored: list[StoredException], days: list[date]) -> list[int]:
+    """How many exceptions were open at the end of each day (for the report's chart)."""
+    return [
+        sum(1 for e in stored if e.first_seen <= d and (e.resolved_on is None or e.resolved_on > d))
+        for d in days
+    ]
+
+
+# --- the workflows' inputs and results ---------------------------------------------------------
+
+WORKFLOW_TYPE = "ReconciliationWorkflow"
+FIX_WORKFLOW_TYPE = "ReconciliationFixWorkflow"
+SCHEDULE_ID = "reconciliation-daily"
+#: the schedule appends the scheduled time: one workflow ID per day's run
+WORKFLOW_ID = "reconcile"
+
+
+def fix_workflow_id(crm: str, exception_id: str) -> str:
+    """One approval per exception, ever: its stable ID names the fix workflow (no PII)."""
+    return f"recon-fix:{crm}:{exception_id}"
+
+
+class ReconcileInput(Frozen):
+    #: the run's day (default: the workflow clock's UTC date); tests and back-fills set it
+    today: date | None = None
+    since: date | None = None
+    #: read, check and report; write nothing to either system
+    dry_run: bool = False
+    #: how long an approver has for a money or contract fix (reminder, expiry)
+    remind_after_h: int = 24
+    expire_after_h: int = 24 * 14
+
+
+class ReconcileResult(Frozen):
+    today: date | None = None
+    dry_run: bool = False
+    found: int = 0
+    open: int = 0
+    new: int = 0
+    resolved: int = 0
+    auto_fixed: int = 0
+    sent_for_approval: int = 0
+    by_kind: dict[str, int] = {}
+    by_severity: dict[str, int] = {}
+    written: int = 0
+    write_failures: dict[str, str] = {}
+    report_html: str | None = None
+    report_csv: str | None = None
+    scan_seconds: float = 0
+    counts: dict[str, int] = {}
+    #: what policy said about the run's writes (observe mode: blocked)
+    writes: str = ""
+
+
+class FixInput(Frozen):
+    record: ExceptionRecord
+    remind_after_h: int = 24
+    expire_after_h: int = 24 * 14
+
+
+class FixResult(Frozen):
+    exception_id: str
+    status: str  # executed | rejected | expired | blocked | superseded
+    approver: str | None = None

@@ -24,6 +24,7 @@ from activities.messaging import MessagingActivities
 from activities.playbook import PlaybookActivities
 from activities.policy import DEFAULT_POLICY_DIR, PolicyActivities
 from activities.quote import PRODUCTS_FILE, QuoteActivities
+from activities.reconcile import ReconcileActivities
 from activities.reasoning import (
     LLM_BUDGET_FILE,
     LlmLedger,
@@ -57,6 +58,8 @@ from workflows.llm_budget import LlmBudgetWorkflow
 from workflows.options import BILLING, CRM, vendor_sides
 from workflows.quote_to_cash.catch_up import QuoteToCashCatchUpWorkflow
 from workflows.quote_to_cash.workflow import QuoteToCashWorkflow
+from workflows.reconciliation.fix import ReconciliationFixWorkflow
+from workflows.reconciliation.workflow import ReconciliationWorkflow
 from workflows.support_context import SupportContextWorkflow
 
 log = logging.getLogger("revbridge.worker")
@@ -70,6 +73,8 @@ WORKFLOWS = [
     QuoteToCashWorkflow,
     QuoteToCashCatchUpWorkflow,
     LlmBudgetWorkflow,
+    ReconciliationWorkflow,
+    ReconciliationFixWorkflow,
 ]
 ACTIVITY_THREADS = 16
 #: on shutdown (a deploy's SIGTERM) running activities get this long to finish before they are
@@ -115,6 +120,8 @@ def activities_for(
         *ChurnActivities(billing, crm, policies.policy_dir / DEFAULT_CHURN_CONFIG.name).methods(),
         *SupportActivities(billing, crm).methods(),
         *QuoteActivities(billing, crm, policies.policy_dir / PRODUCTS_FILE).methods(),
+        # the daily reconciliation (issue 20): bulk reads, exceptions and restores in the CRM
+        *ReconcileActivities(billing, crm, policies.policy_dir / PRODUCTS_FILE).methods(),
     ]
 
 
