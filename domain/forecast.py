@@ -214,6 +214,11 @@ class ExpansionPolicy(Frozen):
     min_deal_mrr: int = Field(default=0, ge=0)
     #: close an open one when the limit recedes past this (hysteresis: no flapping)
     close_when_days_beyond: int = Field(default=90, gt=0)
+    #: an open expansion nobody won or lost in this many days closes as expired
+    expire_after_days: int = Field(default=90, gt=0)
+    #: a discount on the recommended tier's draft quote (0: list price); above 0 it waits for
+    #: RevOps (the Cedar policy ``discount_needs_revops``)
+    upgrade_discount_percent: float = Field(default=0, ge=0, le=100)
 
 
 class SignalAction(Frozen):

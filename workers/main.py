@@ -20,6 +20,7 @@ from activities.billing import BillingActivities
 from activities.budget import LIMITS_FILE, BudgetGate, BudgetInterceptor, Limits, load_limits
 from activities.churn import DEFAULT_CHURN_CONFIG, ChurnActivities
 from activities.crm import CrmActivities
+from activities.expansion import ExpansionActivities
 from activities.messaging import MessagingActivities
 from activities.playbook import PlaybookActivities
 from activities.policy import DEFAULT_POLICY_DIR, PolicyActivities
@@ -54,6 +55,8 @@ from workflows.churn.sweep import ChurnSweepWorkflow
 from workflows.churn.workflow import ChurnInterventionWorkflow
 from workflows.dunning.catch_up import DunningCatchUpWorkflow
 from workflows.dunning.workflow import DunningWorkflow
+from workflows.expansion.intake import ExpansionIntakeWorkflow
+from workflows.expansion.workflow import ExpansionWorkflow
 from workflows.llm_budget import LlmBudgetWorkflow
 from workflows.options import BILLING, CRM, vendor_sides
 from workflows.quote_to_cash.catch_up import QuoteToCashCatchUpWorkflow
@@ -73,6 +76,8 @@ WORKFLOWS = [
     QuoteToCashWorkflow,
     QuoteToCashCatchUpWorkflow,
     LlmBudgetWorkflow,
+    ExpansionWorkflow,
+    ExpansionIntakeWorkflow,
     ReconciliationWorkflow,
     ReconciliationFixWorkflow,
 ]
@@ -120,6 +125,8 @@ def activities_for(
         *ChurnActivities(billing, crm, policies.policy_dir / DEFAULT_CHURN_CONFIG.name).methods(),
         *SupportActivities(billing, crm).methods(),
         *QuoteActivities(billing, crm, policies.policy_dir / PRODUCTS_FILE).methods(),
+        # usage-based expansion (issue 21): usage intake, CRM signal, opportunity and draft quote
+        *ExpansionActivities(billing, crm, policies.policy_dir).methods(),
         # the daily reconciliation (issue 20): bulk reads, exceptions and restores in the CRM
         *ReconcileActivities(billing, crm, policies.policy_dir / PRODUCTS_FILE).methods(),
     ]

@@ -151,6 +151,8 @@ def new_item_price(store: Store, spec: dict[str, Any]) -> dict[str, Any]:
         # Chargebee keeps "metered" on the item; the sandbox has no items, so the price carries it
         "_metered": bool(spec.get("metered", False)),
     }
+    if spec.get("metadata") is not None:
+        ip["metadata"] = spec["metadata"]  # the item price's own JSON (expansion: plan limits)
     store.stamp(ip, created=True)
     return ip
 
