@@ -191,6 +191,7 @@ async def test_a_missing_product_mapping_waits_for_mapping_fixed(client: Client)
         result = await handle.result()
     assert len(fakes.inputs("q2c_read_product_mapping")) == 2
     assert fakes.inputs("eligible_approvers")[0]["action"] == "create_subscription"
+    assert ("answer_refused", "refused") in fakes.audited()
     assert result.outcome == "live"
 
 
@@ -237,6 +238,7 @@ async def test_similar_customers_wait_for_a_person_to_pick_one(client: Client) -
         "pick 'cus-a' ignored: mallory is not among who may answer",
     ]
     assert fakes.inputs("eligible_approvers")[0]["action"] == "create_customer"
+    assert ("answer_refused", "refused") in fakes.audited()  # the role refusal, audited
     (link,) = fakes.inputs("q2c_set_crm_link")
     assert (link["customer_id"], link["account_id"]) == ("cus-a", deal.account_id)
     assert link["idempotency_key"] == deal.key("link-customer")

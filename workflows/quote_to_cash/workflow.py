@@ -95,25 +95,28 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
         description="The product mapping (policies/products.yaml) or the billing catalogue was "
         "fixed: re-read it. Payload {by, note}.",
     )
-    def mapping_fixed(self, raw: RawValue) -> None:
+    async def mapping_fixed(self, raw: RawValue) -> None:
         # raw: where senders are verified, the person in ``by`` must be who signed in
         fix = self._person_signal(raw, MappingFixed)
         if fix is None or self._refused_sender(raw, fix.by, "mapping fix"):
             return
         if not self._refused_role(fix.by, self.s.fix_eligible, "mapping fix"):
             self.s.mapping_fixes.append(fix)
+            return
+        await self._audit_refused_answer(fix.by)
 
     @workflow.signal(
         name=SIGNAL_CUSTOMER_PICKED,
         description="Which offered billing customer this deal belongs to: {customer_id, by}; "
         'customer_id "new" creates one.',
     )
-    def customer_picked(self, raw: RawValue) -> None:
+    async def customer_picked(self, raw: RawValue) -> None:
         pick = self._person_signal(raw, CustomerPick)
         what = f"pick {pick.customer_id!r}" if pick is not None else ""
         if pick is None or self._refused_sender(raw, pick.by, what):
             return
         if self._refused_role(pick.by, self.s.pick_eligible, what):
+            await self._audit_refused_answer(pick.by)
             return
         offered = {c.customer_id for c in self.s.status.candidates}
         if self.s.pick is not None or not offered:
@@ -149,6 +152,23 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
         self._refuse(line)
         self._show_refusal(line, None)
         return True
+
+    async def _audit_refused_answer(self, by: str) -> None:
+        """The role refusal just shown, audited on both sides (one entry per refusal). Only runs
+        with the role check (``q2c-person-roles``) refuse this way, so older histories replay."""
+        line = self.s.status.refused[-1]
+        try:
+            await self.audit(
+                "answer_refused",
+                decision="refused",
+                outcome="refused",
+                summary=line,
+                approver=by or None,
+                key_suffix=f"refused-{len(self.s.status.refused)}",
+            )
+        except ActivityError as err:  # the audit gave up: logged and shown, never fatal
+            workflow.logger.warning("audit of a refused answer failed: %s", err.cause or err)
+            self._refuse(f"(not audited: {err.cause or err})"[:300])
 
     @workflow.query(name=QUERY_STATUS, description="Where this quote-to-cash run stands.")
     def status(self) -> QuoteToCashStatus:
