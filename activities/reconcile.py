@@ -286,7 +286,7 @@ def chart_svg(points: list[tuple[date, int]], width: int = 720, height: int = 22
             f'<rect class="bar" x="{x:.1f}" y="{pad_t + h - bh:.1f}" width="{max(slot - 2, 1):.1f}"'
             f' height="{bh:.1f}" fill="#c0392b"><title>{day.isoformat()}: {n} open</title></rect>'
         )
-        if i % 7 == 0 or i == len(points) - 1:
+        if (len(points) - 1 - i) % 7 == 0:
             parts.append(f'<text x="{x:.1f}" y="{height - 10}" font-size="10">{day:%m-%d}</text>')
     parts.append("</svg>")
     return "".join(parts)

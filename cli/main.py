@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from cli.churn import add_churn_command
+from cli.reconcile import add_reconcile_command
 from cli.config import CliError, StackConfig, config_path
 from cli.link import add_link_command
 from domain.settings import SettingsError
@@ -229,6 +230,7 @@ def parser() -> argparse.ArgumentParser:
     _pair_flags(demo)
     add("worker", cmd_worker, "run a worker", config_required=False)
     add_churn_command(add)
+    add_reconcile_command(add)
     add_link_command(add)
     wh = add("webhooks", cmd_webhooks, "run the webhook service", config_required=False)
     wh.add_argument("--host", default=None)

@@ -9,6 +9,7 @@ from temporalio.client import Client
 from domain.settings import Settings
 from workers.catch_ups import ensure_dunning_schedule, ensure_q2c_schedule, q2c_schedule_id
 from workers.churn_schedule import SweepSchedule, ensure_churn_schedule
+from workers.reconcile_schedule import ReconcileSchedule, ensure_reconcile_schedule
 
 log = logging.getLogger("revbridge.worker")
 
@@ -20,3 +21,9 @@ async def ensure_all(client: Client, settings: Settings) -> None:
     churn = await ensure_churn_schedule(client, sweep)
     log.info("schedules: %s %s, %s %s", q2c_schedule_id(settings), q2c, sweep.schedule_id, churn)
     log.info("schedules: dunning catch-up %s", await ensure_dunning_schedule(client, settings))
+    daily = ReconcileSchedule(task_queue=settings.task_queue)
+    log.info(
+        "schedules: %s %s",
+        daily.schedule_id,
+        await ensure_reconcile_schedule(client, daily, settings),
+    )

@@ -36,6 +36,7 @@ class ReconcilePair:
     cb_emulator: ChargebeeEmulator
     planted: Planted
     report_dir: Path
+    settings: Any = None
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,7 @@ async def rpair(
             async with build_worker(client, billing, crm, task_queue=tq):
                 yield ReconcilePair(
                     client, tq, urls["chargebee"], urls["salesforce"], billing, crm, cb, sf,
-                    cb_em, planted, report_dir,
+                    cb_em, planted, report_dir, settings,
                 )  # fmt: skip
     finally:
         if old is None:

@@ -17,6 +17,7 @@ from temporalio.api.common.v1 import Payloads, WorkflowExecution
 from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus
 
+from cli.reconcile import open_exceptions, render_open
 from domain.approvals import QUERY, SIGNAL, ApprovalSignal, Decision, PendingApproval
 from domain.models import NoteTarget
 from domain.reconcile import (
@@ -168,6 +169,11 @@ async def test_a_day_then_the_next(rpair: ReconcilePair) -> None:
     assert len(upserts) == 2  # the lost answer, and the retry
     assert third.open == len(PLANTED) - 2 and third.new == 0
     assert len(exceptions(p)) == len(PLANTED)
+
+    # `revbridge reconcile --open` lists them from the CRM, one day older each day
+    shown = render_open(open_exceptions(p.settings), DAY + timedelta(days=2))
+    assert shown.startswith(f"{len(PLANTED) - 2} open exception(s):")
+    assert shown.count("  2d  ") == len(PLANTED) - 2
 
     # the approvals still waiting belong to this test only
     for rid, row in rows.items():
