@@ -330,7 +330,7 @@ def email_checks(settings: Settings) -> list[Check]:
     if settings.email_channel == "marketing-cloud":
         from cli.doctor_marketing_cloud import checks
 
-        return checks(settings)
+        return checks(settings, connector_checks)
     if settings.smtp is None:
         return [
             Check(

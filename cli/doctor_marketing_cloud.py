@@ -5,12 +5,15 @@ send definition exists and is active. Nothing is sent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from domain.preflight import Check
 from domain.settings import Settings
 
 
-def checks(settings: Settings) -> list[Check]:
-    from cli.doctor import connector_checks
+def checks(settings: Settings, run: Callable[[str, Callable[[], Any]], list[Check]]) -> list[Check]:
+    """``run`` is the doctor's ``connector_checks`` (build as the worker does, then preflight)."""
     from connectors.registry import build_mailer
 
-    return connector_checks("marketing-cloud", lambda: build_mailer(settings))
+    return run("marketing-cloud", lambda: build_mailer(settings))
