@@ -85,21 +85,24 @@ class AnthropicLlm:
     def close(self) -> None:
         self._client.close()
 
-    def complete(self, system: str, prompt: str, output_schema: dict[str, Any]) -> LlmReply:
+    def complete(
+        self,
+        system: str,
+        prompt: str,
+        output_schema: dict[str, Any],
+        tool: tuple[str, str] | None = None,
+    ) -> LlmReply:
+        """One forced tool call; ``tool`` is (name, description), the assessment's by default
+        (drafting names its own: ``write_draft``)."""
+        name, description = tool or (TOOL_NAME, TOOL_DESCRIPTION)
         try:
             message = self._client.messages.create(
                 model=self.model,
                 max_tokens=self.max_tokens,
                 system=[{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
                 messages=[{"role": "user", "content": prompt}],
-                tools=[
-                    {
-                        "name": TOOL_NAME,
-                        "description": TOOL_DESCRIPTION,
-                        "input_schema": output_schema,
-                    }
-                ],
-                tool_choice={"type": "tool", "name": TOOL_NAME},
+                tools=[{"name": name, "description": description, "input_schema": output_schema}],
+                tool_choice={"type": "tool", "name": name},
             )
         except anthropic.APIStatusError as err:
             raise status_error(err) from None
@@ -117,15 +120,17 @@ class AnthropicLlm:
                 code="response_validation",
             ) from None
         return LlmReply(
-            raw=_tool_input(message), model=message.model or self.model, usage=_usage(message)
+            raw=_tool_input(message, name),
+            model=message.model or self.model,
+            usage=_usage(message),
         )
 
 
-def _tool_input(message: Any) -> Any:
+def _tool_input(message: Any, name: str = TOOL_NAME) -> Any:
     """Our tool's input, untouched; else the reply's text (which containment will refuse)."""
     blocks = list(message.content or [])
     for block in blocks:
-        if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == TOOL_NAME:
+        if getattr(block, "type", None) == "tool_use" and getattr(block, "name", None) == name:
             return block.input
     return "".join(getattr(b, "text", "") for b in blocks if getattr(b, "type", None) == "text")
 

@@ -46,7 +46,13 @@ class LlmReply(Frozen):
 class LlmClient(Protocol):
     model: str
 
-    def complete(self, system: str, prompt: str, output_schema: dict[str, Any]) -> LlmReply: ...
+    def complete(
+        self,
+        system: str,
+        prompt: str,
+        output_schema: dict[str, Any],
+        tool: tuple[str, str] | None = None,
+    ) -> LlmReply: ...
 
 
 SYSTEM_PROMPT = (

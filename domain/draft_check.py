@@ -12,6 +12,12 @@ caller then sends the reviewed template and audits the refusal with these reason
 - **links** only from the allow-list (the billing platform's hosted payment page);
 - **no contact data** (email addresses, phone numbers) but the facts' own — PII redacted from the
   prompt must not come back, and no other customer's;
+- **no other customer**: a company name (``Acme Corp``, ``Globex GmbH``) or a billing customer ID
+  that is not this customer's own, and none of the names the caller knows belong to others;
+- **no instruction followed**: text addressed to a model or an operator (the injection patterns
+  of ``domain.containment``: "ignore previous instructions", role markers, "pre-approved"),
+  markup, and no run of customer-written text repeated verbatim (what a model echoes from a
+  fenced case is data, never the customer's words in our voice);
 - **length** and **script** limits (a draft in an unexpected alphabet is not reviewed text).
 Pure: no I/O, deterministic.
 """
@@ -24,6 +30,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from domain.containment import INSTRUCTION_PLACEHOLDER, neutralize_llm_text
 from domain.models import Frozen
 
 
@@ -38,6 +45,10 @@ class DraftCode(StrEnum):
     LENGTH = "too_long"
     SCRIPT = "unexpected_script"
     EMPTY = "empty"
+    OTHER_CUSTOMER = "other_customer"
+    INSTRUCTION = "instruction_followed"
+    MARKUP = "markup"
+    ECHO = "customer_text_repeated"
 
 
 class DraftFacts(Frozen):
@@ -58,6 +69,14 @@ class DraftFacts(Frozen):
     max_chars: int = 2_000
     #: Unicode scripts letters may come from (by the first word of their Unicode name)
     scripts: list[str] = ["LATIN"]
+    #: this customer's own names (billing company, CRM account): the only company names allowed
+    names: list[str] = []
+    #: this customer's own billing ID(s): any other ``cus_``/``cust_`` ID is another customer's
+    customer_ids: list[str] = []
+    #: names the caller knows belong to OTHER customers (never in this draft)
+    foreign_names: list[str] = []
+    #: customer-written text given to the model as fenced data: never repeated verbatim
+    untrusted: list[str] = []
 
 
 class DraftRefusal(Frozen):
@@ -195,7 +214,56 @@ def check_draft(text: str, facts: DraftFacts) -> list[DraftRefusal]:
         value = m[0].strip()
         if value.lower() not in contacts and not _is_date_or_amount(value):
             refuse(DraftCode.CONTACT, "an email address or phone number not in the facts")
+    _check_people(text, facts, refuse)
     return refusals
+
+
+_COMPANY = re.compile(
+    r"\b((?:[A-Z][\w&'.-]*\s+){1,3})(Inc|LLC|Ltd|Limited|GmbH|Corp|Corporation|AG|BV|SAS|SARL|"
+    r"plc)\b\.?"
+)
+_CUSTOMER_ID = re.compile(r"\b(?:cus|cust|acct|customer)_[A-Za-z0-9]{4,}\b")
+_MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]{0,200}>|\]\(")
+_WORD = re.compile(r"\w+")
+#: this many words of customer-written text in a row, repeated in the draft, is an echo
+ECHO_WORDS = 6
+_COMPANY_WORDS = ("The", "Dear", "Hi", "Hello", "Your", "Our", "Team", "Thanks", "Thank")
+
+
+def _norm_name(name: str) -> str:
+    return " ".join(_WORD.findall(name.lower()))
+
+
+def _check_people(text: str, facts: DraftFacts, refuse: Any) -> None:
+    own = [_norm_name(n) for n in facts.names if n.strip()]
+    for m in _COMPANY.finditer(text):
+        words = m[1].split()
+        while words and words[0] in _COMPANY_WORDS:
+            words = words[1:]
+        name = _norm_name(" ".join(words))
+        if name and not any(name in o or o in name for o in own if o):
+            refuse(DraftCode.OTHER_CUSTOMER, f"company {(' '.join(words) + ' ' + m[2])!r}")
+    ids = {i.lower() for i in facts.customer_ids}
+    for m in _CUSTOMER_ID.finditer(text):
+        if m[0].lower() not in ids:
+            refuse(DraftCode.OTHER_CUSTOMER, f"customer ID {m[0]!r}")
+    flat = _norm_name(text)
+    for foreign in facts.foreign_names:
+        name = _norm_name(foreign)
+        if name and name not in own and re.search(rf"\b{re.escape(name)}\b", flat):
+            refuse(DraftCode.OTHER_CUSTOMER, "a name that belongs to another customer")
+    if INSTRUCTION_PLACEHOLDER in neutralize_llm_text(text, max_chars=max(len(text) * 2, 16)):
+        refuse(DraftCode.INSTRUCTION, "text addressed to a model or an operator")
+    if m := _MARKUP.search(text):
+        refuse(DraftCode.MARKUP, m[0][:40])
+    words = flat.split()
+    grams = {" ".join(words[i : i + ECHO_WORDS]) for i in range(len(words) - ECHO_WORDS + 1)}
+    for source in facts.untrusted:
+        src = _norm_name(source).split()
+        for i in range(len(src) - ECHO_WORDS + 1):
+            if " ".join(src[i : i + ECHO_WORDS]) in grams:
+                refuse(DraftCode.ECHO, f"{ECHO_WORDS}+ words of customer-written text")
+                return
 
 
 def _is_date_or_amount(value: str) -> bool:

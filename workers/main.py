@@ -20,6 +20,7 @@ from activities.billing import BillingActivities
 from activities.budget import LIMITS_FILE, BudgetGate, BudgetInterceptor, Limits, load_limits
 from activities.churn import DEFAULT_CHURN_CONFIG, ChurnActivities
 from activities.crm import CrmActivities
+from activities.drafting import drafter_for
 from activities.expansion import ExpansionActivities
 from activities.messaging import MessagingActivities
 from activities.playbook import PlaybookActivities
@@ -97,10 +98,13 @@ def activities_for(
     mailer: SmtpMailer | None = None,
     llm_ledger: LlmLedger | None = None,
 ) -> list[Any]:
-    m, pb = MessagingActivities(billing, mailer), PlaybookActivities(policies.policy_dir)
-    b, c = BillingActivities(billing), CrmActivities(crm)
     # LLM token caps from policies/llm_budget.yaml, counted in the day's budget entity workflow
     budgets = load_llm_budgets(policies.policy_dir / LLM_BUDGET_FILE)
+    # drafts: templates, or the reasoner's model under policies/drafting.yaml (issue 22)
+    drafter = drafter_for(reasoner, policies.policy_dir, budgets, llm_ledger)
+    m = MessagingActivities(billing, mailer, drafter)
+    pb = PlaybookActivities(policies.policy_dir)
+    b, c = BillingActivities(billing), CrmActivities(crm)
     r = ReasoningActivities(reasoner, budgets, llm_ledger)
     return [
         b.get_invoice_context,

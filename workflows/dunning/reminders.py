@@ -4,6 +4,16 @@ for a person), a task for the account owner, and the audit of each.
 Every write goes through the gate: an email asks policy first (``send_email``), a CRM task too
 (``create_task``; a task needs no approval of its own, it is how a person is asked), so observe
 mode writes nothing and assist mode turns emails into drafts for a rep.
+
+Since ``dunning-drafting`` (issue 22): the draft may be a model's (``activities.drafting``: it
+passed every containment check, else the template came back with the reasons, which are audited
+here on both systems); a model's draft asks policy as ``origin=llm`` (``policies/drafting.cedar``:
+only SMB accounts get one unreviewed). Where a person must review — assist mode, a segment people
+talk to, a model's draft outside SMB — the rep gets a CRM task with the exact text and its
+SHA-256, and the send is a governed action whose ID binds that hash: approval sends exactly the
+reviewed text (re-checked in the workflow and again in the send activity), once (one idempotency
+key per reminder). The audit line of every reminder names its variant (``template``/``llm``),
+which ``revbridge report recovery`` reads.
 """
 
 from __future__ import annotations
@@ -12,16 +22,32 @@ from datetime import timedelta
 
 from temporalio import workflow
 
+from workflows.governed.gate import Permit
 from workflows.options import LOCAL_POLICY, READ
 
 with workflow.unsafe.imports_passed_through():
     from activities.crm import CrmActivities
-    from activities.messaging import MessagingActivities
-    from activities.models import DraftReminderInput, SendEmailInput, UpsertTaskInput
+    from activities.drafting import ReminderDraftInput
+    from activities.messaging import MessagingActivities, SendDraftInput
+    from activities.models import SendEmailInput, UpsertTaskInput
+    from domain.approvals import ProposedAction
+    from domain.drafts import (
+        DraftedMessage,
+        Variant,
+        approval_subject,
+        approved_text_matches,
+        draft_sha256,
+        review_task_text,
+    )
     from domain.ids import idempotency_key
     from domain.models import TaskDraft
     from domain.playbook import Channel
-    from domain.policy import ActionKind, Outcome, PolicyDecision
+    from domain.policy import ActionKind, Origin, Outcome, PolicyDecision, PolicyRequest
+
+#: model drafts, their refusals audited, approve & send bound to the text's hash (issue 22)
+DRAFTING_PATCH = "dunning-drafting"
+#: the memo key naming the draft variants a run's reminders went out as ("llm", "template")
+VARIANT_MEMO = "draft_variants"
 
 
 class Reminders:
@@ -41,9 +67,11 @@ class Reminders:
             if self._hot
             else workflow.execute_activity_method
         )
-        draft = await run_draft(
+        drafting = workflow.patched(DRAFTING_PATCH)
+        payments = s.context.recent_payments
+        draft: DraftedMessage = await run_draft(
             MessagingActivities.draft_reminder,
-            DraftReminderInput(
+            ReminderDraftInput(
                 invoice_id=inv.id,
                 company=s.account.name if s.account else s.context.customer.company,
                 amount_due=inv.amount_due,
@@ -53,10 +81,25 @@ class Reminders:
                 reminders=pb.reminders,
                 tone=pb.tone,
                 days_left=max((end - workflow.now()).days, 0),
+                customer_id=s.context.customer.id,
+                segment=s.status.segment or "",
+                failed_attempts=sum(1 for p in payments if not p.succeeded),
+                paid_before=sum(1 for p in payments if p.succeeded),
+                account_name=s.account.name if s.account else None,
             ),
             summary=f"draft reminder {number} of {pb.reminders}",
             **(LOCAL_POLICY if self._hot else READ),
         )
+        if not draft.sha256:  # a worker from before drafting, or a test's fake
+            draft = draft.model_copy(update={"sha256": draft_sha256(draft.subject, draft.body)})
+        if drafting and draft.refusals:
+            await self._audit_step(
+                "draft_refused",
+                "deny",
+                ["draft_containment"],
+                f"reminder {number}: the model's draft was discarded for the template: "
+                + "; ".join(draft.refusals),
+            )
         if pb.channel is Channel.OWNER:
             task = await self._task(
                 f"remind:{number}:owner",
@@ -74,17 +117,35 @@ class Reminders:
                 f"reminder {number}: " + ("blocked" if blocked else "owner task"),
             )
             return
-        permit = await self.ask(ActionKind.SEND_EMAIL, self._facts())
+        if drafting and draft.variant is Variant.LLM:
+            # the model's words: policy decides who may get them unreviewed (drafting.cedar)
+            decision = await self._decide(
+                PolicyRequest(
+                    use_case=self.use_case,
+                    action=ActionKind.SEND_EMAIL,
+                    account=self._facts(),
+                    origin=Origin.LLM,
+                )
+            )
+            permit = self._permit(ActionKind.SEND_EMAIL, decision)
+        else:
+            permit = await self.ask(ActionKind.SEND_EMAIL, self._facts())
         decision = permit.decision
         if permit.allowed:
+            key = idempotency_key(workflow.info().workflow_id, f"remind:{number}:email")
             sent = await self.write(
                 permit,
                 MessagingActivities.send_email,
-                SendEmailInput(
-                    key=idempotency_key(workflow.info().workflow_id, f"remind:{number}:email"),
+                SendDraftInput(
+                    key=key,
                     invoice_id=inv.id,
                     subject=draft.subject,
                     body=draft.body,
+                    sha256=draft.sha256,
+                )
+                if drafting
+                else SendEmailInput(
+                    key=key, invoice_id=inv.id, subject=draft.subject, body=draft.body
                 ),
                 summary=f"email reminder {number} of {pb.reminders}",
             )
@@ -101,6 +162,8 @@ class Reminders:
                     if task.outcome is Outcome.DENY
                     else f"drafted for a rep ({sent.reason})"
                 )
+        elif decision.outcome is Outcome.NEEDS_APPROVAL and drafting:
+            outcome = await self._approve_and_send(number, draft)
         elif decision.outcome is Outcome.NEEDS_APPROVAL:
             # assist mode, or a segment people talk to: the draft goes to a rep, who sends it
             task = await self._task(
@@ -117,7 +180,70 @@ class Reminders:
             decision.outcome.value,
             decision.policy_ids,
             f"reminder {number} of {pb.reminders} (day {day}): {outcome}",
+            variant=draft.variant.value if drafting else None,
         )
+        if drafting and outcome != "blocked":
+            self._record_variant(draft.variant)
+
+    async def _approve_and_send(self, number: int, draft: DraftedMessage) -> str:
+        """A person reviews the exact text (a CRM task with it and its hash), then approves the
+        send: a governed action whose ID binds the hash, executed once."""
+        s = self.s
+        assert s.context is not None
+        inv = s.context.invoice
+        action = ProposedAction(
+            kind=ActionKind.SEND_EMAIL,
+            customer_id=s.context.customer.id,
+            invoice_id=inv.id,
+            currency=inv.currency,
+            origin=Origin.LLM.value if draft.variant is Variant.LLM else Origin.RULES.value,
+            subject_id=approval_subject(draft),
+            reason=f"reminder {number}: {draft.variant.value} draft, sent only as reviewed",
+        )
+        task = await self._task(
+            f"remind:{number}:draft",
+            f"Approve & send reminder {number}: {draft.subject}",
+            review_task_text(draft, action.action_id, workflow.info().workflow_id),
+        )
+        if task.outcome is Outcome.DENY:
+            return "blocked"
+        account = s.account
+        governed = await self.govern(
+            action,
+            self._facts(),
+            why=f"reminder {number} drafted ({draft.variant.value}); a person reviews the text",
+            execute=lambda permit, act: self._send_approved(permit, act, draft, number),
+            audit=self._audit_governed,
+            timing=self._input.approval,
+            crm_account_id=account.id if account else None,
+            superseded=lambda: s.settled,
+        )
+        self._update(actions=[*s.status.actions, governed.line])
+        if governed.status != "executed":
+            return f"drafted for a rep ({governed.status})"
+        return f"approved and sent ({governed.result_id})"
+
+    async def _send_approved(
+        self, permit: Permit, action: ProposedAction, draft: DraftedMessage, number: int
+    ) -> str:
+        """The approved send: exactly the reviewed text (its hash checked here and in the
+        activity), under the reminder's one idempotency key."""
+        if not approved_text_matches(draft, action.subject_id):
+            return "not sent: the text is not the approved draft"
+        assert self.s.context is not None
+        sent = await self.write(
+            permit,
+            MessagingActivities.send_email,
+            SendDraftInput(
+                key=idempotency_key(workflow.info().workflow_id, f"remind:{number}:email"),
+                invoice_id=self.s.context.invoice.id,
+                subject=draft.subject,
+                body=draft.body,
+                sha256=draft.sha256,
+            ),
+            summary=f"send the approved reminder {number}",
+        )
+        return sent.message_id if sent.sent else f"not sent: {sent.reason}"
 
     def _reminder_counted(self, number: int, day: int, blocked: bool) -> None:
         self.s.reminders_sent = number
@@ -174,8 +300,26 @@ class Reminders:
         )
         return permit.decision
 
+    def _record_variant(self, variant: Variant) -> None:
+        """Recovery attribution (issue 22): which variants reached the customer, in the run's memo
+        (``revbridge report recovery`` reads it without a worker)."""
+        if variant.value not in self._variants:
+            self._variants.append(variant.value)
+            workflow.upsert_memo({VARIANT_MEMO: ",".join(sorted(self._variants))})
+
+    @property
+    def _variants(self) -> list[str]:
+        if not hasattr(self, "_draft_variants"):
+            self._draft_variants: list[str] = []
+        return self._draft_variants
+
     async def _audit_step(
-        self, action: str, decision: str, policy_ids: list[str], summary: str
+        self,
+        action: str,
+        decision: str,
+        policy_ids: list[str],
+        summary: str,
+        variant: str | None = None,
     ) -> None:
         await self._audit(
             action,
@@ -184,4 +328,15 @@ class Reminders:
             outcome=summary,
             summary=summary,
             key_suffix=f"{self.s.key_scope}:{self.s.reminders_sent}:{action}",
+            **(
+                {
+                    "parameters": {
+                        "action": action,
+                        "invoice": self.s.context.invoice.id,
+                        "variant": variant,
+                    }
+                }
+                if variant and self.s.context
+                else {}
+            ),
         )

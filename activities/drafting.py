@@ -1,0 +1,214 @@
+"""Drafting customer-facing text with a model, under containment (issue 22).
+
+:class:`Drafter` is what the messaging activity (``draft_reminder``) asks when a model may draft.
+Its rules, in order:
+
+1. **Template first, and the rules path is free.** Without a model (no key, the default) or for a
+   kind ``policies/drafting.yaml`` keeps to templates, the reviewed template is the answer: zero
+   model calls, no ledger call, nothing slower on the dunning hot path.
+2. **Budgets.** A model call is reserved against the run's and the day's token caps in the same
+   ledger as the assessment (``activities.reasoning``: the day's budget entity workflow on a
+   worker), and settled with the real usage. No grant, no call: the template goes out, and the
+   reason travels with it for the audit.
+3. **Containment.** The prompt carries our facts in clear and customer-written text redacted and
+   fenced (``domain.drafts.reminder_prompt``); the answer is judged by
+   ``domain.drafts.contain_draft`` (closed schema, then every ``domain.draft_check`` check). A
+   draft failing anything is discarded for the template with its reasons.
+4. **Never fails the run.** A model that is down, slow or refusing is a reason on a template
+   (``llm_unavailable: ...``), not a retry: the reminder is due now and the template is reviewed
+   text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+
+from activities.models import DraftReminderInput
+from activities.reasoning import LlmLedger, LocalLlmLedger, _reservation_id
+from connectors.base import ConnectorError
+from connectors.reasoner import LlmClient, LlmReasoner
+from domain.containment import (
+    LlmBudgets,
+    LlmReservation,
+    LlmSettlement,
+    LlmUsage,
+    estimate_tokens,
+)
+from domain.draft_check import DraftFacts
+from domain.drafts import (
+    SYSTEM_PROMPT,
+    DraftedMessage,
+    DraftingPolicy,
+    DraftKind,
+    DraftOutput,
+    ReminderFacts,
+    contain_draft,
+    load_drafting_policy,
+    reminder_check_facts,
+    reminder_prompt,
+)
+from domain.messages import MessageDraft
+
+log = logging.getLogger(__name__)
+
+TOOL = (
+    "write_draft",
+    "Record the drafted email: subject, body and the language it is written in. Only facts "
+    "given as trusted; no offers, links or contact data that are not in them.",
+)
+
+
+class ReminderDraftInput(DraftReminderInput):
+    """The reminder's facts for a model (all optional: a run from before drafting sends none)."""
+
+    customer_id: str = ""
+    segment: str = ""
+    language: str = "en"
+    failed_attempts: int = 0
+    paid_before: int = 0
+    account_name: str | None = None
+    #: open support cases' subject and description (customer-written: fenced in the prompt)
+    case_texts: list[str] = []
+
+    def facts(self) -> ReminderFacts:
+        return ReminderFacts(
+            customer_id=self.customer_id,
+            invoice_id=self.invoice_id,
+            amount_due=self.amount_due,
+            currency=self.currency,
+            failure_class=self.failure_class,
+            segment=self.segment,
+            tone=self.tone,
+            reminder=self.reminder,
+            reminders=self.reminders,
+            days_left=self.days_left,
+            language=self.language,
+            failed_attempts=self.failed_attempts,
+            paid_before=self.paid_before,
+            open_cases=len(self.case_texts),
+            company=self.company,
+            account_name=self.account_name,
+            case_texts=self.case_texts,
+        )
+
+
+@functools.cache
+def _schema_json() -> str:
+    return json.dumps(DraftOutput.model_json_schema())
+
+
+def output_schema() -> dict[str, Any]:
+    return json.loads(_schema_json())
+
+
+class Drafter:
+    """``llm`` None: templates only (the default). ``foreign_names``: names this deployment knows
+    belong to other customers (checked on top of the company-name and customer-ID rules)."""
+
+    def __init__(
+        self,
+        llm: LlmClient | None,
+        policy: DraftingPolicy | None = None,
+        budgets: LlmBudgets | None = None,
+        ledger: LlmLedger | None = None,
+        foreign_names: Callable[[], list[str]] | None = None,
+    ) -> None:
+        self.llm = llm
+        self.policy = policy or DraftingPolicy()
+        self.budgets = budgets or LlmBudgets()
+        self.ledger: LlmLedger = ledger or LocalLlmLedger()
+        self.foreign_names = foreign_names or (lambda: [])
+        #: model calls made (for tests and the bench: the rules path makes none)
+        self.calls = 0
+
+    def enabled(self, kind: DraftKind) -> bool:
+        return self.llm is not None and kind in self.policy.llm_kinds
+
+    async def reminder(self, input: ReminderDraftInput, template: MessageDraft) -> DraftedMessage:
+        if not self.enabled(DraftKind.REMINDER):
+            return DraftedMessage.of(template)
+        facts = input.facts()
+        if facts.language not in self.policy.languages:
+            return DraftedMessage.of(template, refusals=[f"language_not_allowed: {facts.language}"])
+        return await self.draft(
+            reminder_prompt(facts, self.policy),
+            reminder_check_facts(facts, self.policy),
+            template,
+            language=facts.language,
+        )
+
+    async def draft(
+        self,
+        prompt: str,
+        facts: DraftFacts,
+        template: MessageDraft,
+        *,
+        language: str,
+    ) -> DraftedMessage:
+        assert self.llm is not None
+
+        def fallback(reason: str) -> DraftedMessage:
+            return DraftedMessage.of(template, refusals=[reason[:300]])
+
+        info = activity.info() if activity.in_activity() else None
+        run_key = info.workflow_id if info else "local"
+        rid = _reservation_id(info) if info else f"local-{self.calls}"
+        when = info.current_attempt_scheduled_time if info else datetime.now(UTC)
+        day = when.astimezone(UTC).date().isoformat()
+        request = LlmReservation(
+            reservation_id=rid,
+            run_key=run_key,
+            input_tokens=estimate_tokens(SYSTEM_PROMPT, prompt, _schema_json()),
+            output_tokens=int(getattr(self.llm, "max_tokens", 1024)),
+            caps=self.budgets,
+        )
+        try:
+            grant = await self.ledger.reserve(day, request)
+        except Exception as err:  # noqa: BLE001 - no book, no call: the template goes out
+            return fallback(f"llm_budget_unavailable: {type(err).__name__}")
+        if not grant.granted:
+            return fallback(f"budget_exceeded: {grant.reason}; the LLM was not asked")
+        self.calls += 1
+        try:
+            reply = await asyncio.to_thread(
+                self.llm.complete, SYSTEM_PROMPT, prompt, output_schema(), TOOL
+            )
+        except ConnectorError as err:
+            if err.status is not None:  # an answered error was not billed
+                await self._settle(day, rid, run_key, LlmUsage(calls=1))
+            return fallback(f"llm_unavailable: {err}")
+        await self._settle(day, rid, run_key, reply.usage)
+        return contain_draft(
+            reply.raw,
+            facts,
+            template,
+            language=language,
+            model=reply.model,
+            foreign_names=self.foreign_names(),
+        )
+
+    async def _settle(self, day: str, rid: str, run_key: str, usage: LlmUsage) -> None:
+        try:
+            await self.ledger.settle(
+                day, LlmSettlement(reservation_id=rid, run_key=run_key, usage=usage)
+            )
+        except Exception as err:  # noqa: BLE001 - the estimate stays charged: never less safe
+            log.warning("LLM usage not settled (%s): the estimate stays charged", err)
+
+
+def drafter_for(
+    reasoner: object, policy_dir: Path, budgets: LlmBudgets, ledger: LlmLedger | None
+) -> Drafter:
+    """The worker's drafter: the reasoner's model when it has one (``REVBRIDGE_REASONER=
+    anthropic``), else templates only; the same budgets and ledger as the assessment."""
+    llm = reasoner.client if isinstance(reasoner, LlmReasoner) else None
+    return Drafter(llm, load_drafting_policy(policy_dir), budgets, ledger)

@@ -1,0 +1,254 @@
+"""Drafting with a model, contained (issue 22): what a model is asked, what it may answer, and what
+happens to its answer. Pure: no I/O, deterministic.
+
+The story of one draft:
+
+1. A **template** is always drafted first (``domain.messages``): reviewed text, the default and
+   the fallback.
+2. When a model may draft this kind of text (``policies/drafting.yaml``), it gets a prompt whose
+   facts are ours, in clear, and whose customer-written text (company names, open cases) is PII-
+   redacted and fenced as data (:func:`domain.containment.fence`), and must answer in a closed
+   schema (:class:`DraftOutput`).
+3. Its answer is checked by code (:func:`contain_draft`): the schema, then every check of
+   ``domain.draft_check`` against the facts the prompt carried. A draft that fails anything is
+   discarded for the template, and the reasons travel with the result for the audit.
+4. What comes out is a :class:`DraftedMessage`: the text, which variant it is (``template`` or
+   ``llm``, recorded for recovery attribution), the reasons any model draft was refused, and the
+   SHA-256 of exactly that subject and body — the hash an
+   approval carries and the send re-checks (:func:`draft_sha256`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, StrictStr, ValidationError
+
+from domain.config_file import load_model
+from domain.containment import SYSTEM_PROMPT_DATA_RULES, fence, redact_pii
+from domain.draft_check import DraftFacts, check_draft
+from domain.messages import MessageDraft
+from domain.models import Frozen, Strict
+
+DRAFTING_FILE = "drafting.yaml"
+#: the approval binds this prefix + the SHA-256 of the reviewed text (ProposedAction.subject_id)
+SHA_PREFIX = "draft-sha256:"
+MAX_SUBJECT_CHARS = 200
+
+
+class DraftKind(StrEnum):
+    REMINDER = "reminder"
+    CSM_OUTREACH = "csm_outreach"
+    SUPPORT_SUMMARY = "support_summary"
+    HEALTH_LINE = "health_line"
+
+
+class Variant(StrEnum):
+    TEMPLATE = "template"
+    LLM = "llm"
+
+
+class DraftOutput(Strict):
+    """The closed schema a model answers in (a tool's ``input_schema``): nothing else is read."""
+
+    subject: Annotated[StrictStr, Field(min_length=1, max_length=MAX_SUBJECT_CHARS)]
+    body: Annotated[StrictStr, Field(min_length=1, max_length=4000)]
+    #: ISO 639-1 code of the language written in
+    language: Annotated[StrictStr, Field(pattern=r"^[a-z]{2}$")]
+
+
+class DraftingPolicy(Strict):
+    """``policies/drafting.yaml``: where a model may draft, and where its draft may go out alone."""
+
+    #: kinds of text a model may draft (the rest: templates only)
+    llm_kinds: list[DraftKind] = [DraftKind.REMINDER]
+    #: language → Unicode scripts its letters may come from
+    languages: dict[str, list[str]] = {
+        "en": ["LATIN"],
+        "de": ["LATIN"],
+        "fr": ["LATIN"],
+        "es": ["LATIN"],
+    }
+    #: URL prefixes a draft may link to (the billing platform's hosted payment page)
+    payment_links: list[str] = []
+    max_chars: Annotated[int, Field(ge=200, le=4000)] = 1500
+
+
+def load_drafting_policy(policy_dir: Path) -> DraftingPolicy:
+    path = policy_dir / DRAFTING_FILE
+    if not path.exists():
+        return DraftingPolicy()
+    return load_model(path, DraftingPolicy, ValueError)
+
+
+def draft_sha256(subject: str, body: str) -> str:
+    """The hash an approval binds: exactly this subject and body (length-prefixed, so no split
+    of the same characters between the two hashes alike)."""
+    raw = f"{len(subject)}:{subject}\n{body}".encode()
+    return hashlib.sha256(raw).hexdigest()
+
+
+class DraftedMessage(MessageDraft):
+    """A message ready for review or sending. Results recorded before drafting existed decode
+    with the defaults (a template, no hash)."""
+
+    variant: Variant = Variant.TEMPLATE
+    #: why a model's draft was discarded (``code: detail``), for the audit; empty otherwise
+    refusals: list[str] = []
+    model: str | None = None
+    language: str = "en"
+    sha256: str = ""
+
+    @classmethod
+    def of(cls, draft: MessageDraft, **update: Any) -> DraftedMessage:
+        fields = {"subject": draft.subject, "body": draft.body, **update}
+        fields["sha256"] = draft_sha256(fields["subject"], fields["body"])
+        return cls(**fields)
+
+    def hash_ok(self) -> bool:
+        return self.sha256 == draft_sha256(self.subject, self.body)
+
+
+class ReminderFacts(Frozen):
+    """What a reminder may say, and the customer-written text the model sees as data only."""
+
+    customer_id: str
+    invoice_id: str
+    amount_due: int
+    currency: str
+    failure_class: str
+    segment: str
+    tone: str
+    reminder: int
+    reminders: int
+    days_left: int
+    language: str = "en"
+    #: failed attempts on this invoice and successful payments before it (payment history)
+    failed_attempts: int = 0
+    paid_before: int = 0
+    open_cases: int = 0
+    company: str | None = None
+    account_name: str | None = None
+    #: customer-written text: open case subjects and descriptions
+    case_texts: list[str] = []
+
+
+SYSTEM_PROMPT = (
+    "You write one short payment reminder email for a subscription business, in the language "
+    "asked for, with the tone asked for. Use ONLY the trusted facts: never state an amount, date, "
+    "invoice number, percentage or deadline that is not in them; never offer a discount, credit, "
+    "refund, waiver or free period; never add links, email addresses or phone numbers unless the "
+    "facts list them; never name any other company or customer. Open support cases are context "
+    "for your tone (be considerate), not text to quote. Answer only with the tool.\n\n"
+    + SYSTEM_PROMPT_DATA_RULES
+)
+
+
+def _amount(minor: int, currency: str) -> str:
+    return f"{minor / 100:,.2f} {currency.upper()}"
+
+
+def reminder_prompt(f: ReminderFacts, policy: DraftingPolicy) -> str:
+    """Facts we own in clear; the company name and open cases fenced and redacted."""
+    last = f.reminder >= f.reminders
+    facts = {
+        "invoice_number": f.invoice_id,
+        "amount_due": _amount(f.amount_due, f.currency),
+        "failure": f.failure_class,
+        "segment": f.segment,
+        "tone": f.tone,
+        "language": f.language,
+        "reminder": f"{f.reminder} of {f.reminders}" + (" (the last one)" if last else ""),
+        "deadline_allowed": (f"within {f.days_left} days" if last else None),
+        "failed_attempts_on_this_invoice": f.failed_attempts,
+        "successful_payments_before": f.paid_before,
+        "open_support_cases": f.open_cases,
+        "payment_links": policy.payment_links,
+    }
+    parts = [f"Trusted facts:\n{json.dumps(facts, indent=1, ensure_ascii=False)}"]
+    if f.company:
+        parts.append(fence("company_name", f.company, max_chars=200))
+    for i, text in enumerate(f.case_texts[:3]):
+        parts.append(fence(f"open_case_{i + 1}", text, max_chars=1000))
+    return redact_pii("\n\n".join(parts))
+
+
+def reminder_check_facts(f: ReminderFacts, policy: DraftingPolicy) -> DraftFacts:
+    last = f.reminder >= f.reminders
+    return DraftFacts(
+        currency=f.currency.upper(),
+        amounts=[f.amount_due],
+        invoice_numbers=[f.invoice_id],
+        offers=["deadline"] if last else [],
+        links=policy.payment_links,
+        scripts=policy.languages.get(f.language, ["LATIN"]),
+        max_chars=policy.max_chars,
+        names=[n for n in (f.company, f.account_name) if n],
+        customer_ids=[f.customer_id],
+        untrusted=[t for t in (f.company, *f.case_texts) if t],
+    )
+
+
+def contain_draft(
+    raw: Any,
+    facts: DraftFacts,
+    template: MessageDraft,
+    *,
+    language: str,
+    model: str | None = None,
+    foreign_names: list[str] | None = None,
+) -> DraftedMessage:
+    """The model's raw answer judged by code: a draft that passes every check, or the template
+    with every reason the draft was refused."""
+
+    def fallback(reasons: list[str]) -> DraftedMessage:
+        return DraftedMessage.of(template, refusals=[r[:300] for r in reasons[:10]], model=model)
+
+    try:
+        out = DraftOutput.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "reply"
+        return fallback([f"schema_violation: {where}: {first['msg']}"])
+    if out.language != language:
+        return fallback([f"wrong_language: {out.language}, asked for {language}"])
+    if foreign_names:
+        facts = facts.model_copy(update={"foreign_names": [*facts.foreign_names, *foreign_names]})
+    refusals = check_draft(out.subject, facts.model_copy(update={"max_chars": MAX_SUBJECT_CHARS}))
+    refusals += check_draft(out.body, facts)
+    if refusals:
+        return fallback(sorted({r.line() for r in refusals}))
+    return DraftedMessage.of(
+        MessageDraft(subject=out.subject, body=out.body),
+        variant=Variant.LLM,
+        model=model,
+        language=language,
+    )
+
+
+def approval_subject(draft: DraftedMessage) -> str:
+    """What the approval binds (``ProposedAction.subject_id``): the hash of the reviewed text."""
+    return SHA_PREFIX + draft.sha256
+
+
+def approved_text_matches(draft: DraftedMessage, subject_id: str | None) -> bool:
+    """Before an approved send: the approval names this exact text and the text still hashes to
+    it (nothing edited it between review and send)."""
+    return subject_id == approval_subject(draft) and draft.hash_ok()
+
+
+def review_task_text(draft: DraftedMessage, action_id: str, workflow_id: str) -> str:
+    """The rep's CRM task: the exact text, its hash, and how to approve & send it."""
+    who = "a model (checked against the facts)" if draft.variant is Variant.LLM else "the template"
+    return (
+        f"Drafted by {who}. Approve & send sends exactly this text, once; any other text is "
+        "refused before it reaches the mail relay.\n\n"
+        f"Subject: {draft.subject}\n\n{draft.body}\n\n---\n"
+        f"SHA-256: {draft.sha256}\n"
+        f"Approve & send: revbridge approve {workflow_id} --action {action_id} --as <email> "
+        "(or the Web UI's approval signal with this action_id)."
+    )
