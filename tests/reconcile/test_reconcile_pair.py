@@ -9,6 +9,7 @@ committed."""
 from __future__ import annotations
 
 import csv
+import os
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -55,6 +56,18 @@ async def approve(p: ReconcilePair, workflow_id: str, action_id: str, approver: 
             identity="test",
         )
     )
+
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
+async def keep_history(p: ReconcilePair, workflow_id: str, name: str) -> None:
+    """`make histories` commits this run's history for the replay gate (tests/replay); a
+    committed one is never overwritten (a new branch gets a new name)."""
+    path = HISTORIES / f"{name}.json"
+    if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1" and not path.exists():
+        history = await p.client.get_workflow_handle(workflow_id).fetch_history()
+        path.write_text(history.to_json())
 
 
 async def run(p: ReconcilePair, day: date, tag: str, **kw: object) -> ReconcileResult:
@@ -134,6 +147,9 @@ async def test_a_day_then_the_next(rpair: ReconcilePair) -> None:
     # --- finance approves the refund review; meanwhile the missing payment is recorded ----------
     await approve(p, handle.id, pending[0].action_id, "alice@example.com")
     assert (await handle.result())["status"] == "executed"
+    await keep_history(p, handle.id, "ReconciliationFixWorkflow__approved")
+    await keep_history(p, "reconcile-test-dry", "ReconciliationWorkflow__dry_run")
+    await keep_history(p, "reconcile-test-day1", "ReconciliationWorkflow__day_one")
     assert exceptions(p)[nopay]["Status__c"] == ExceptionStatus.APPROVED
     httpx.post(
         p.cb_url + "/_sandbox/seed",
@@ -152,6 +168,7 @@ async def test_a_day_then_the_next(rpair: ReconcilePair) -> None:
     assert len(still) == len(PLANTED) - 2
     assert all(r["First_Seen__c"] == DAY.isoformat() for r in still)
     assert all(r["Age_Days__c"] == 1 for r in still)
+    await keep_history(p, "reconcile-test-day2", "ReconciliationWorkflow__day_two")
 
     # --- day three: every upsert's answer is lost after it committed; the retry adds nothing ----
     fault = {
