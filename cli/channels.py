@@ -109,8 +109,9 @@ def channel_emulators(cfg: StackConfig, id_base: int) -> dict[Any, int]:
             webhook_targets=[WebhookTarget(url=f"{cfg.webhooks.url}/webhooks/zendesk")],
         )
         # ticket IDs name the runs (case:zendesk:<id>), which the dev server keeps across
-        # restarts: start where no earlier stack's can be
-        zd._ids["ticket"] = id_base
+        # restarts: start where no earlier stack's can be (and apart from the CRM emulators' IDs,
+        # which start at id_base too)
+        zd._ids["ticket"] = id_base * 10
         out[zd] = cfg.sandbox.ports[ZENDESK]
     return out
 
