@@ -76,6 +76,8 @@ class ActionKind(StrEnum):
     CREATE_CUSTOMER = "create_customer"
     #: a field RevBridge owns on a billing record (the CRM link on a customer)
     UPDATE_BILLING_FIELD = "update_billing_field"
+    #: a summarized revenue-recognition journal entry posted to the ERP (issue 20)
+    POST_JOURNAL_ENTRY = "post_journal_entry"
 
 
 class StartAction(StrEnum):

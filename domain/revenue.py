@@ -150,10 +150,15 @@ def journal_entries(
 ) -> list[JournalEntry]:
     """One balanced entry per month and currency (months up to ``through`` when given): revenue
     credited per product account (a negative month is a debit), deferred revenue the other side."""
+    rows = [r for r in summarize(lines) if through is None or r.month <= through]
+    return entries_from_totals(rows, accounts)
+
+
+def entries_from_totals(rows: list[MonthRevenue], accounts: Accounts) -> list[JournalEntry]:
+    """:func:`journal_entries` from revenue already summarized per month, currency and product
+    (what a month close adds up page by page, so it never holds every line at once)."""
     by_entry: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for row in summarize(lines):
-        if through is not None and row.month > through:
-            continue
+    for row in rows:
         by_entry[(row.month, row.currency)][accounts.revenue_for(row.product)] += row.amount
     entries: list[JournalEntry] = []
     for (month, currency), per_account in sorted(by_entry.items()):
@@ -197,9 +202,145 @@ def journal_entries(
     return entries
 
 
+# --- a month close, page by page ------------------------------------------------------------------
+
+
+def month_bounds(month: str) -> tuple[date, date]:
+    """``YYYY-MM`` → its first day and the first day of the next month (exclusive)."""
+    year, mon = (int(p) for p in month.split("-"))
+    return date(year, mon, 1), date(year + mon // 12, mon % 12 + 1, 1)
+
+
+def previous_month(today: date) -> str:
+    first = date(today.year, today.month, 1) - timedelta(days=1)
+    return month_of(first)
+
+
+def month_totals(lines: list[RevenueLine], month: str) -> list[MonthRevenue]:
+    """The revenue ``lines`` recognize in ``month`` alone, per currency and product (a page's
+    share of the close; pages add up with :func:`add_totals`)."""
+    lo, hi = month_bounds(month)
+    touching = [x for x in lines if x.start < hi and x.end > lo]
+    return [r for r in summarize(touching) if r.month == month]
+
+
+def add_totals(*parts: list[MonthRevenue]) -> list[MonthRevenue]:
+    sums: dict[tuple[str, str, str], int] = defaultdict(int)
+    for part in parts:
+        for r in part:
+            sums[(r.month, r.currency, r.product)] += r.amount
+    return [
+        MonthRevenue(month=m, currency=c, product=p, amount=a)
+        for (m, c, p), a in sorted(sums.items())
+        if a != 0
+    ]
+
+
+def entry_total(entry: JournalEntry, deferred_account: str) -> int:
+    """The revenue an entry recognizes (credits less debits on every account but deferred
+    revenue), minor units."""
+    return sum(x.credit - x.debit for x in entry.lines if x.account != deferred_account)
+
+
+def unbalanced(entries: list[JournalEntry]) -> list[str]:
+    """The external IDs of entries whose debits and credits differ (never posted)."""
+    return [e.external_id for e in entries if not e.balanced]
+
+
+def format_minor(amount: int, currency: str) -> str:
+    exp = 0 if currency.upper() in {"JPY", "KRW", "CLP", "VND", "ISK"} else 2
+    exp = 3 if currency.upper() in {"BHD", "KWD", "OMR", "JOD", "TND"} else exp
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**exp)
+    return f"{sign}{whole:,}" + (f".{frac:0{exp}d}" if exp else "") + f" {currency.upper()}"
+
+
 class RevenueConfigError(Exception):
     pass
 
 
 def load_accounts(path: Path) -> Accounts:
     return load_model(path, Accounts, RevenueConfigError, key="accounts")
+
+
+# --- the month close's messages (Temporal payloads) ------------------------------------------------
+
+WORKFLOW_TYPE = "RevenuePostingWorkflow"
+SCHEDULE_ID = "revenue-close"
+USE_CASE = "revenue_recognition"
+
+
+def close_workflow_id(billing: str, month: str) -> str:
+    """One close per billing platform and month: ``revenue-close:stripe:2026-11`` (no PII)."""
+    return f"revenue-close:{billing}:{month}"
+
+
+class RevenueCloseInput(Frozen):
+    billing: str
+    #: ``YYYY-MM``; None: the month before the run's start (what the monthly schedule closes)
+    month: str | None = None
+    #: compute and show the entries, ask nobody, post nothing
+    dry_run: bool = False
+    page_size: int = 100
+    #: how far back invoices are read: a line billed this long ago can still recognize revenue
+    #: in the month (annual and multi-year plans)
+    lookback_months: int = Field(default=24, ge=1, le=120)
+    remind_after_hours: int = 24
+    expire_after_hours: int = 120
+    # carried across continue-as-new (a very large book's close): where the read stands
+    cursor: str | None = None
+    totals: list[MonthRevenue] = []
+    documents: int = 0
+    lines: int = 0
+    runs: int = 0
+
+
+class RevenuePageInput(Frozen):
+    month: str
+    issued_from: date
+    issued_to: date
+    cursor: str | None = None
+    limit: int = 100
+
+
+class RevenuePage(Frozen):
+    """One page of billing documents, reduced to what they recognize in the month."""
+
+    totals: list[MonthRevenue] = []
+    documents: int = 0
+    lines: int = 0
+    next_cursor: str | None = None
+
+
+class LedgerEntry(Frozen):
+    """A RevBridge journal entry already in the ERP (found by its external ID)."""
+
+    internal_id: str
+    external_id: str
+
+
+class PostEntryInput(Frozen):
+    entry: JournalEntry
+    #: the workflow's idempotency key for this step (the ERP dedups by ``entry.external_id``)
+    key: str
+
+
+class PostedEntry(Frozen):
+    external_id: str
+    internal_id: str
+
+
+class RevenueCloseResult(Frozen):
+    month: str
+    #: dry_run | nothing_new | posted | rejected | expired | blocked | superseded
+    outcome: str
+    entries: list[JournalEntry] = []
+    #: external ID → ERP internal ID, for entries posted by this run or found posted already
+    posted: dict[str, str] = {}
+    #: entries for a month and currency whose content changed since it was posted: never
+    #: re-posted in full, left for finance (an adjusting entry)
+    changed: list[str] = []
+    documents: int = 0
+    lines: int = 0
+    approver: str | None = None
+    totals: str = ""

@@ -21,6 +21,7 @@ class UseCase(StrEnum):
     ACCOUNT_SYNC = "account_sync"
     EXPANSION = "expansion"
     RECONCILIATION = "reconciliation"
+    REVENUE_RECOGNITION = "revenue_recognition"
 
 
 USE_CASE_KEY = SearchAttributeKey.for_keyword("RevBridgeUseCase")

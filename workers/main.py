@@ -34,6 +34,7 @@ from activities.reasoning import (
     TemporalLlmLedger,
     load_llm_budgets,
 )
+from activities.revenue import REVENUE_FILE, RevenueActivities
 from activities.support import SupportActivities, with_desk
 from connectors import limits as vendor_limits
 from connectors.base import BillingPlatform, CrmSystem
@@ -43,9 +44,11 @@ from connectors.registry import (
     build_billing,
     build_crm,
     build_desk,
+    build_erp,
     build_mailer,
     build_reasoner,
 )
+from connectors.revenue import revenue_source
 from domain.settings import Settings
 from domain.temporal import SEARCH_ATTRIBUTES, TASK_QUEUE
 from infra import startup, telemetry
@@ -64,6 +67,7 @@ from workflows.quote_to_cash.catch_up import QuoteToCashCatchUpWorkflow
 from workflows.quote_to_cash.workflow import QuoteToCashWorkflow
 from workflows.reconciliation.fix import ReconciliationFixWorkflow
 from workflows.reconciliation.workflow import ReconciliationWorkflow
+from workflows.revenue.workflow import RevenuePostingWorkflow
 from workflows.support_context import SupportContextWorkflow
 
 log = logging.getLogger("revbridge.worker")
@@ -81,6 +85,7 @@ WORKFLOWS = [
     ExpansionIntakeWorkflow,
     ReconciliationWorkflow,
     ReconciliationFixWorkflow,
+    RevenuePostingWorkflow,
 ]
 ACTIVITY_THREADS = 16
 #: on shutdown (a deploy's SIGTERM) running activities get this long to finish before they are
@@ -97,6 +102,7 @@ def activities_for(
     policies: PolicyActivities,
     mailer: SmtpMailer | None = None,
     llm_ledger: LlmLedger | None = None,
+    erp: Any | None = None,
 ) -> list[Any]:
     # LLM token caps from policies/llm_budget.yaml, counted in the day's budget entity workflow
     budgets = load_llm_budgets(policies.policy_dir / LLM_BUDGET_FILE)
@@ -128,6 +134,10 @@ def activities_for(
         # the deployment's churn weights (policies/churn.yaml in REVBRIDGE_POLICY_DIR), like the rest
         *ChurnActivities(billing, crm, policies.policy_dir / DEFAULT_CHURN_CONFIG.name).methods(),
         *SupportActivities(billing, crm).methods(),
+        # revenue recognition (issue 20): billing reads, and NetSuite when one is configured
+        *RevenueActivities(
+            revenue_source(billing), erp, policies.policy_dir / REVENUE_FILE
+        ).methods(),
         *QuoteActivities(billing, crm, policies.policy_dir / PRODUCTS_FILE).methods(),
         # usage-based expansion (issue 21): usage intake, CRM signal, opportunity and draft quote
         *ExpansionActivities(billing, crm, policies.policy_dir).methods(),
@@ -146,6 +156,7 @@ def build_worker(
     executor: ThreadPoolExecutor | None = None,
     mailer: SmtpMailer | None = None,
     limits: Limits | None = None,
+    erp: Any | None = None,
 ) -> WorkerGroup:
     """The main queue's worker (workflows, every activity) and one worker per vendor queue
     (workers/vendor_queues.py), paced by ``limits`` (default: policies/limits.yaml)."""
@@ -166,6 +177,7 @@ def build_worker(
         PolicyActivities(policy_dir or DEFAULT_POLICY_DIR, crm=crm.name),
         mailer,
         TemporalLlmLedger(client, task_queue),
+        erp,
     )
     # tracing comes from the client's TracingInterceptor (telemetry.temporal_interceptors)
     interceptors = [telemetry.MetricsInterceptor(), budget]
@@ -246,6 +258,7 @@ async def _serve(
         mailer=build_mailer(settings),
         task_queue=settings.task_queue,
         policy_dir=Path(settings.policy_dir) if settings.policy_dir else None,
+        erp=build_erp(settings),
     )
     log.info(
         "worker polling task queue %s (billing=%s, crm=%s)",
