@@ -257,3 +257,17 @@ def test_doctor_checks_marketing_cloud_when_it_is_the_channel(
     missing = email_checks(Settings.from_env({"REVBRIDGE_EMAIL_CHANNEL": "marketing-cloud"}))
     assert [(c.name, c.status) for c in missing] == [("configuration", CheckStatus.FAIL)]
     assert "MARKETING_CLOUD_AUTH_URL" in missing[0].detail
+
+
+def test_a_duplicate_answered_400_is_also_taken_as_already_accepted(
+    mc: MarketingCloudEmulator, mailer: MarketingCloudMailer
+) -> None:
+    """The HTTP status of a singleton duplicate is unverified upstream (400 or 202 + 109001):
+    either way the retry confirms the first send and sends nothing."""
+    mc.duplicate_status = 400
+    mc.faults.append(Fault(kind="commit_then_timeout", method="POST", path=SEND, delay_s=3.0))
+    with pytest.raises(ConnectorError):
+        mailer.send(_email("rb-dup-400"))
+    assert mailer.send(_email("rb-dup-400")) == "rb-dup-400"
+    assert [r["status"] for r in _posts(mc)][-1] == 400
+    assert len(mc.inbox()) == 1
