@@ -15,6 +15,7 @@ from cli.churn import add_churn_command
 from cli.reconcile import add_reconcile_command
 from cli.config import CliError, StackConfig, config_path
 from cli.link import add_link_command
+from cli.revenue import add_revenue_command
 from domain.settings import SettingsError
 from harness.errors import HarnessError
 
@@ -232,6 +233,7 @@ def parser() -> argparse.ArgumentParser:
     add_churn_command(add)
     add_reconcile_command(add)
     add_link_command(add)
+    add_revenue_command(add)
     wh = add("webhooks", cmd_webhooks, "run the webhook service", config_required=False)
     wh.add_argument("--host", default=None)
     wh.add_argument("--port", type=int, default=None)

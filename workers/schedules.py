@@ -10,6 +10,7 @@ from domain.settings import Settings
 from workers.catch_ups import ensure_dunning_schedule, ensure_q2c_schedule, q2c_schedule_id
 from workers.churn_schedule import SweepSchedule, ensure_churn_schedule
 from workers.reconcile_schedule import ReconcileSchedule, ensure_reconcile_schedule
+from workers.revenue_schedule import ensure_revenue_schedule
 
 log = logging.getLogger("revbridge.worker")
 
@@ -27,3 +28,4 @@ async def ensure_all(client: Client, settings: Settings) -> None:
         daily.schedule_id,
         await ensure_reconcile_schedule(client, daily, settings),
     )
+    log.info("schedules: revenue close %s", await ensure_revenue_schedule(client, settings))

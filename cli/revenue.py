@@ -1,0 +1,161 @@
+"""``revbridge revenue close [--month YYYY-MM] [--dry-run]`` and ``revbridge revenue entries``.
+
+``close`` starts the month close (``RevenuePostingWorkflow``, the run the monthly Schedule
+starts; default: last month) on the deployment's worker. ``--dry-run`` waits for it and prints
+the journal entries it would propose, asking nobody and posting nothing. Without it the command
+waits until the run proposes the entries to finance (or finds nothing new) and prints them with
+how to approve: ``revbridge approvals`` lists it, ``revbridge approve`` decides, or the Temporal
+Web UI. A close of a month is one workflow ID per billing platform and month; closing a month
+again after it finished is allowed (a later credit note) and posts only what is not posted.
+
+``entries --month`` prints RevBridge's journal entries for the month as NetSuite holds them
+(SuiteQL): read-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from temporalio.client import WorkflowHandle
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from cli.config import CliError, StackConfig
+from connectors.base import ConnectorError
+from connectors.registry import build_erp
+from domain.approvals import QUERY, PendingApproval
+from domain.revenue import (
+    WORKFLOW_TYPE,
+    RevenueCloseInput,
+    RevenueCloseResult,
+    close_workflow_id,
+    format_minor,
+    previous_month,
+)
+from domain.settings import Settings
+
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+WAIT_S = 120.0
+
+
+def month_arg(value: str | None) -> str:
+    if value is None:
+        return previous_month(datetime.now(UTC).date())
+    if not _MONTH.match(value):
+        raise CliError(f"--month wants YYYY-MM, not {value!r}")
+    return value
+
+
+def render(r: RevenueCloseResult, workflow_id: str, pending: PendingApproval | None) -> str:
+    head = {
+        "dry_run": "dry run: nothing asked, nothing posted",
+        "nothing_new": "nothing new to post",
+        "executed": f"posted (approved by {r.approver})",
+        "reading": "waiting for finance's approval" if pending else "still reading billing",
+    }.get(r.outcome, r.outcome)
+    lines = [
+        f"revenue close {r.month} ({workflow_id}): {head}",
+        f"  read {r.documents} billing documents, {r.lines} lines; totals: {r.totals or 'none'}",
+    ]
+    for e in r.entries:
+        state = f"posted as {r.posted[e.external_id]}" if e.external_id in r.posted else (
+            "changed since it was posted: left for finance" if e.external_id in r.changed
+            else "to post")  # fmt: skip
+        lines.append(f"  {e.external_id} ({e.date}, {state})")
+        for x in e.lines:
+            side = f"Dr {format_minor(x.debit, e.currency)}" if x.debit else (
+                f"Cr {format_minor(x.credit, e.currency)}")  # fmt: skip
+            lines.append(f"      {x.account:>8}  {side:>22}  {x.memo}")
+    if pending is not None:
+        lines += [
+            f"  approval {pending.action_id}: eligible {', '.join(pending.eligible_approvers)}",
+            f"  approve: revbridge approve {workflow_id} --action {pending.action_id} "
+            "--as <finance email>   (or: revbridge approvals; the Temporal Web UI)",
+        ]
+    return "\n".join(lines)
+
+
+async def close(settings: Settings, month: str, dry_run: bool, wait_s: float = WAIT_S) -> str:
+    from cli.approvals import connect
+
+    client = await connect()
+    wf_id = close_workflow_id(settings.billing, month)
+    if dry_run:
+        wf_id += f":dry-run-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    try:
+        handle: WorkflowHandle = await client.start_workflow(
+            WORKFLOW_TYPE,
+            RevenueCloseInput(billing=settings.billing, month=month, dry_run=dry_run),
+            id=wf_id,
+            task_queue=settings.task_queue,
+            result_type=RevenueCloseResult,
+            # closing a month again (a late credit note) is safe: posted entries are skipped
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        handle = client.get_workflow_handle(wf_id, result_type=RevenueCloseResult)
+        print(f"(the close of {month} is already running: showing it)")
+    deadline = time.monotonic() + wait_s
+    while True:
+        desc = await handle.describe()
+        if desc.status is not None and desc.status.name != "RUNNING":
+            result = await handle.result()
+            return render(result, wf_id, None)
+        status = await handle.query("status", result_type=RevenueCloseResult)
+        pending = await handle.query(QUERY, result_type=list[PendingApproval])
+        if pending:
+            return render(status, wf_id, pending[0])
+        if time.monotonic() > deadline:
+            return render(status, wf_id, None)
+        await asyncio.sleep(0.5)
+
+
+def entries(settings: Settings, month: str) -> list[dict]:
+    erp = build_erp(settings)
+    if erp is None:
+        raise CliError("no ERP is configured: set NETSUITE_ACCOUNT_ID and its credentials")
+    try:
+        return [e.model_dump(mode="json") for e in erp.find_entries(month)]
+    except ConnectorError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        erp.close()
+
+
+def cmd_revenue(args: argparse.Namespace) -> None:
+    from cli.services import apply_stack_defaults
+
+    apply_stack_defaults(StackConfig.load(args.config) if args.config else None)
+    settings = Settings.from_env(os.environ)
+    month = month_arg(args.month)
+    if args.revenue_command == "entries":
+        rows = entries(settings, month)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            print(f"{len(rows)} RevBridge journal entr{'y' if len(rows) == 1 else 'ies'} "
+                  f"for {month} in NetSuite")  # fmt: skip
+            for r in rows:
+                print(f"  {r['internal_id']:>8}  {r['external_id']}  {r['tran_date']}  {r['memo']}")
+        return
+    print(asyncio.run(close(settings, month, args.dry_run)))
+
+
+def add_revenue_command(add: Callable[..., argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """Wire ``revenue`` into ``cli.main.parser()``: call with its local ``add`` helper."""
+    sp = add("revenue", cmd_revenue, "revenue recognition: close a month, see its entries", False)
+    sub = sp.add_subparsers(dest="revenue_command", required=True)
+    c = sub.add_parser("close", help="close a month: propose its journal entries to finance")
+    c.add_argument("--month", help="YYYY-MM (default: last month)")
+    c.add_argument("--dry-run", action="store_true", help="show the entries; ask and post nothing")
+    e = sub.add_parser("entries", help="RevBridge's journal entries of a month, from NetSuite")
+    e.add_argument("--month", help="YYYY-MM (default: last month)")
+    e.add_argument("--json", action="store_true", help="print JSON")
+    return sp
