@@ -32,8 +32,9 @@ async def run_on_stack(
     """Run a scenario written against any deployment (``run_scenario(settings, billing, crm,
     client, say, ui_url=, suffix=)``, which the tests call with a pair's) on the local stack."""
     from cli.channels import stack_env
+    from cli.revenue import erp_env  # NetSuite, when the stack configures an ERP
 
-    settings = Settings.from_env(stack_env(cfg))
+    settings = Settings.from_env({**stack_env(cfg), **erp_env(cfg)})
     client = await Client.connect(
         cfg.temporal.address,
         namespace=cfg.temporal.namespace,

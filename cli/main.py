@@ -33,8 +33,9 @@ def _load(path: str | None, required: bool = True) -> StackConfig | None:
             file=sys.stderr,
         )
     from cli.channels import with_channels  # Marketing Cloud / Zendesk sandboxes when asked
+    from cli.revenue import with_erp  # the NetSuite sandbox when an ERP is asked for
 
-    return with_channels(StackConfig.load(resolved))
+    return with_erp(with_channels(StackConfig.load(resolved)))
 
 
 def cmd_dev(args: argparse.Namespace) -> None:

@@ -20,8 +20,9 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDReusePolicy
@@ -159,3 +160,68 @@ def add_revenue_command(add: Callable[..., argparse.ArgumentParser]) -> argparse
     e.add_argument("--month", help="YYYY-MM (default: last month)")
     e.add_argument("--json", action="store_true", help="print JSON")
     return sp
+
+
+# --- the local stack's NetSuite sandbox -----------------------------------------------------------
+# On when the stack file lists ``sandbox.ports.netsuite`` or the environment asks for an ERP
+# (``REVBRIDGE_ERP=netsuite``; ``revbridge demo --scenario revenue`` sets it). Every piece of the
+# stack applies the same rule (the worker and the sandbox inherit the environment and read the same
+# stack file): :func:`with_erp` adds the port (health checks, waits), :func:`erp_env` points the
+# services at the sandbox with TBA credentials (what build_erp reads: NETSUITE_*; the environment
+# still wins), :func:`erp_emulators` builds it.
+
+NETSUITE = "netsuite"
+NETSUITE_PORT = 8714
+# credentials of the local emulator only (not secrets: nothing real is behind them)
+NS_ACCOUNT = "1234567_SB1"
+NS_TBA = ("revbridge-ns-consumer", "ns-local-consumer-secret", "revbridge-ns-token", "ns-local-ts")
+
+
+def erp_wanted(cfg: StackConfig, env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return NETSUITE in cfg.sandbox.ports or env.get("REVBRIDGE_ERP") == NETSUITE
+
+
+def with_erp(cfg: StackConfig, env: Mapping[str, str] | None = None) -> StackConfig:
+    if not erp_wanted(cfg, env) or NETSUITE in cfg.sandbox.ports:
+        return cfg
+    sandbox = cfg.sandbox.model_copy(
+        update={"ports": {**cfg.sandbox.ports, NETSUITE: NETSUITE_PORT}}
+    )
+    return cfg.model_copy(update={"sandbox": sandbox})
+
+
+def erp_env(cfg: StackConfig, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = os.environ if env is None else env
+    if not erp_wanted(cfg, env):
+        return {}
+    cfg = with_erp(cfg, env)
+    key, secret, token, token_secret = NS_TBA
+    out = {
+        "NETSUITE_ACCOUNT_ID": NS_ACCOUNT,
+        "NETSUITE_API_URL": cfg.sandbox.url(NETSUITE),
+        "NETSUITE_CONSUMER_KEY": key,
+        "NETSUITE_CONSUMER_SECRET": secret,
+        "NETSUITE_TOKEN_ID": token,
+        "NETSUITE_TOKEN_SECRET": token_secret,
+    }
+    return {**out, **{k: v for k, v in env.items() if k.startswith("NETSUITE_")}}
+
+
+def erp_emulators(cfg: StackConfig) -> dict[Any, int]:
+    """The NetSuite sandbox (``revbridge sandbox``) on its port, when the stack runs one."""
+    cfg = with_erp(cfg)
+    if not erp_wanted(cfg):
+        return {}
+    from sandbox.netsuite import NetSuiteEmulator, TbaCredentials
+
+    key, secret, token, token_secret = NS_TBA
+    em = NetSuiteEmulator(
+        account_id=NS_ACCOUNT,
+        tba=[
+            TbaCredentials(
+                consumer_key=key, consumer_secret=secret, token_id=token, token_secret=token_secret
+            )
+        ],  # fmt: skip
+    )
+    return {em: cfg.sandbox.ports[NETSUITE]}

@@ -33,6 +33,10 @@ def apply_stack_defaults(cfg: StackConfig | None) -> None:
 
         for key, value in channel_env(cfg).items():
             os.environ.setdefault(key, value)
+        from cli.revenue import erp_env  # NetSuite (REVBRIDGE_ERP=netsuite): revenue postings
+
+        for key, value in erp_env(cfg).items():
+            os.environ.setdefault(key, value)
 
 
 def _stop_on_signals() -> asyncio.Event:
@@ -207,6 +211,9 @@ def run_sandbox(cfg: StackConfig) -> None:
     from cli.channels import channel_emulators  # Marketing Cloud, Zendesk: when configured
 
     emulators.update(channel_emulators(cfg, id_base))
+    from cli.revenue import erp_emulators  # NetSuite, when the stack configures an ERP
+
+    emulators.update(erp_emulators(cfg))
     mailbox = MailboxEmulator()
     emulators[mailbox] = sb.ports.get("mailbox", 8705)  # type: ignore[index]
     mailbox.start_smtp(sb.host, sb.smtp_port)
