@@ -74,6 +74,10 @@ class CustomerScore(Frozen):
     subscription_id: str | None = None
     subscription_discount: float = 0
     currency: str = "USD"
+    #: the score and level the CRM already holds for the account (None: never scored, or the
+    #: account came from a read that does not carry them, such as a dunning run's handoff)
+    stored_score: int | None = None
+    stored_level: str | None = None
 
 
 class WriteChurnScoreInput(Frozen):
@@ -168,8 +172,10 @@ class ChurnActivities:
         if crm is not None:
             account, cases = crm
         else:
-            account = self.crm.find_account(self.billing.name, customer_id)
-            cases = self.crm.open_cases(account.id) if account else []
+            # the account with its open cases and the score the CRM stores, in one read (one
+            # SOQL on Salesforce, where find_account + open_cases took two)
+            found = self.crm.find_accounts_with_cases(self.billing.name, [customer_id])
+            account, cases = found.get(customer_id, (None, []))
         return _scored(config, snapshot, account, cases, now, baseline_mrr)
 
     @activity.defn(name="churn_score_customer")
@@ -433,7 +439,10 @@ def _scored(
 ) -> CustomerScore:
     signals = churn.signals_from(snapshot, account, cases, now, baseline_mrr)
     sub = churn.main_subscription(snapshot)
+    stored = account if isinstance(account, churn.ScoredAccount) else None
     return CustomerScore(
+        stored_score=stored.churn_risk if stored else None,
+        stored_level=stored.churn_level if stored else None,
         config=config,
         signals=signals,
         result=churn.score(signals, config),

@@ -461,6 +461,10 @@ class ChurnState(BaseModel):
     pending_rescore: bool = False
     #: the retention offer's fate (executed, rejected, expired, blocked), None when none
     offer_status: str | None = None
+    #: the score and level this intervention last wrote to the CRM (``churn-unchanged-score``:
+    #: a rescore within the threshold of it, same level, is not written again)
+    written_score: int | None = None
+    written_level: str | None = None
 
 
 #: the name earlier releases gave the state a continuation carries
@@ -521,15 +525,25 @@ class ScoredAccount(CrmAccount):
     churn_level: str | None = None
 
 
+def moved(
+    stored_score: int | None, stored_level: str | None, result: ChurnScore, config: ChurnConfig
+) -> bool:
+    """Whether ``result`` must be written over the score the CRM holds: never scored (None), a
+    level change, or a move of at least ``sweep_write_threshold`` points. The one rule of the
+    sweep and of the intervention, so an unchanged book writes nothing either way."""
+    if stored_score is None:
+        return True
+    if stored_level != result.level.value:
+        return True
+    return abs(result.score - stored_score) >= config.sweep_write_threshold
+
+
 def score_moved(account: CrmAccount, result: ChurnScore, config: ChurnConfig) -> bool:
-    """Whether the sweep must write ``result`` onto ``account``: never scored, a level change, or
-    a move of at least ``sweep_write_threshold`` points. An account read without its stored
-    score (a plain :class:`CrmAccount`) is always written."""
-    if not isinstance(account, ScoredAccount) or account.churn_risk is None:
+    """:func:`moved` against the score stored on ``account``; an account read without its
+    stored score (a plain :class:`CrmAccount`) is always written."""
+    if not isinstance(account, ScoredAccount):
         return True
-    if account.churn_level != result.level.value:
-        return True
-    return abs(result.score - account.churn_risk) >= config.sweep_write_threshold
+    return moved(account.churn_risk, account.churn_level, result, config)
 
 
 def sweep_signal(billing: str, customer_id: str, sweep_id: str, at: datetime) -> RiskSignal:

@@ -41,6 +41,8 @@ class Customer:
     subscription_id: str | None = "sub_1"
     discount: float = 0
     calls: int = 0
+    #: the score and level the CRM holds for the account (a write replaces them)
+    stored: tuple[int, str] | None = None
 
 
 @dataclass
@@ -87,11 +89,16 @@ class FakeVendors:
                 account=c.account,
                 subscription_id=c.subscription_id if signals.live_subscriptions else None,
                 subscription_discount=c.discount,
+                stored_score=c.stored[0] if c.stored else None,
+                stored_level=c.stored[1] if c.stored else None,
             )
 
         @activity.defn(name="churn_write_score")
         async def write_score(input: WriteChurnScoreInput) -> None:
             self.written.append(input.record)
+            for c in self.customers.values():
+                if c.account is not None and c.account.id == input.record.account_id:
+                    c.stored = (input.record.score, input.record.level)
 
         @activity.defn(name="churn_apply_discount")
         async def apply_discount(input: ApplyDiscountInput) -> DiscountResult:

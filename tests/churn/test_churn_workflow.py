@@ -320,6 +320,47 @@ async def test_a_signal_for_a_customer_billing_does_not_know_writes_nothing(
     assert churn_env.vendors.written == [] and churn_env.vendors.audits == []
 
 
+async def test_a_score_the_crm_already_holds_is_not_written_again(churn_env: Harness) -> None:
+    """The sweep's rule (``domain.churn.moved``): within the threshold of the CRM's stored
+    score at the same level, nothing is written (score or audit); a level change is."""
+    from activities.churn import DEFAULT_CHURN_CONFIG, load_config
+    from domain import churn
+
+    config = load_config(DEFAULT_CHURN_CONFIG)
+    low = churn.score(LOW, config)
+    same, moved = cid(), cid()
+    churn_env.vendors.add(same, LOW)
+    churn_env.vendors.customers[same].stored = (low.score + 4, "low")  # threshold 5: unchanged
+    churn_env.vendors.add(moved, LOW)
+    churn_env.vendors.customers[moved].stored = (low.score, "medium")  # a level change
+    handle = await start(churn_env, same)
+    result = await handle.result()
+    assert result.outcome == "low_risk" and result.first_score == low.score
+    assert churn_env.vendors.written == []
+    assert not [a for a in churn_env.vendors.audits if a.action == "write_churn_score"]
+    await keep_history(handle, "unchanged_score_not_written")
+    await (await start(churn_env, moved)).result()
+    assert [(r.account_id, r.score) for r in churn_env.vendors.written] == [
+        (f"acc-{moved}", low.score)
+    ]
+
+
+async def test_a_rescore_equal_to_the_last_written_score_writes_nothing(
+    churn_env: Harness,
+) -> None:
+    customer = cid()
+    churn_env.vendors.add(customer, AT_TASK, AT_TASK, RECOVERED)
+    handle = await start(churn_env, customer, follow_up=timedelta(days=30))
+    await status(handle, lambda s: s.stage == "following the account")
+    await handle.signal(names.SIGNAL_RISK, signal(customer, "usage_drop", "ev_same"))
+    await status(handle, lambda s: s.scores == 2 and s.stage == "following the account")
+    result = await handle.result()
+    assert result.outcome == "retained"
+    # the first score, not the unchanged rescore, and the closing score with the outcome
+    assert [r.score for r in churn_env.vendors.written] == [50, result.last_score]
+    assert "follow-up closed" in churn_env.vendors.written[-1].narrative
+
+
 async def test_an_unlinked_customer_is_scored_but_nothing_is_written_to_the_crm(
     churn_env: Harness,
 ) -> None:

@@ -33,6 +33,10 @@ with workflow.unsafe.imports_passed_through():
 #: the score, CSM task and follow-up entries also go to the customer's billing notes (issue 13,
 #: harm 6); runs from before wrote them to the CRM only
 AUDIT_BOTH_SIDES_PATCH = "churn-audit-both-sides"
+#: a score within ``sweep_write_threshold`` of the one the CRM holds (or this intervention last
+#: wrote), at the same level, is not written again (issue 15: the sweep's rule,
+#: ``domain.churn.moved``); runs from before wrote every score
+UNCHANGED_SCORE_PATCH = "churn-unchanged-score"
 
 
 class ChurnSteps:
@@ -75,6 +79,21 @@ class ChurnSteps:
             workflow.logger.info("no CRM account linked to %s: score not written", self._scope)
             return
         result = scored.result
+        closing = why.startswith("follow-up closed")  # carries the outcome: always written
+        if workflow.patched(UNCHANGED_SCORE_PATCH) and not closing:
+            s = self.s
+            stored = (
+                (s.written_score, s.written_level)
+                if s.written_score is not None
+                else (scored.stored_score, scored.stored_level)
+            )
+            if not churn.moved(*stored, result, scored.config):
+                workflow.logger.info(
+                    "churn score %s (%s) unchanged in the CRM: not written again",
+                    result.score,
+                    result.level.value,
+                )
+                return
         text = churn.narrative(result, scored.signals)
         if why.startswith("follow-up closed"):
             text += f" Intervention {why}."
@@ -106,6 +125,7 @@ class ChurnSteps:
             ),
             summary=f"write churn score {result.score} to the CRM",
         )
+        self.s.written_score, self.s.written_level = result.score, result.level.value
         await self._audit(
             "write_churn_score",
             decision="allow",
