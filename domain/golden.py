@@ -353,3 +353,133 @@ def discrepancies(
                 )
             )
     return found
+
+
+# --- the account-sync workflow's messages (webhooks → workflows; cross Temporal) ---------------
+
+#: the entity workflow per billing customer, and its signal
+WORKFLOW_TYPE = "AccountSyncWorkflow"
+SIGNAL_CHANGE = "sync_change"
+#: the flusher that writes minor changes in bulk (one per deployment), and its signal
+FLUSH_WORKFLOW_TYPE = "AccountSyncFlushWorkflow"
+SIGNAL_MINOR = "sync_minor"
+#: the resumable backfill (linking an existing book)
+BACKFILL_WORKFLOW_TYPE = "AccountSyncBackfillWorkflow"
+
+
+def account_workflow_id(billing: str, customer_id: str) -> str:
+    """``account:{billing}:{customer}``: one ordered sync per billing customer (no PII)."""
+    from domain.ids import PROVIDER_ID
+
+    for value in (billing, customer_id):
+        if not isinstance(value, str) or not PROVIDER_ID.fullmatch(value):
+            raise ValueError("not a provider ID (1-128 of A-Z a-z 0-9 _ . -)")
+    return f"account:{billing}:{customer_id}"
+
+
+def flush_workflow_id(billing: str, crm: str) -> str:
+    return f"account-sync-flush:{billing}:{crm}"
+
+
+class SyncSignal(Frozen):
+    """Something changed for one customer on one side. A trigger, not the truth: the run
+    re-reads that side (and, before writing a shared field, the other one)."""
+
+    billing: str
+    customer_id: str
+    side: Side
+    event_id: str
+    occurred_at: datetime
+    #: what the event was (customer_changed, subscription_changed, account_changed, ...)
+    kind: str = ""
+    #: the CRM record the event names (CRM side)
+    crm_account_id: str | None = None
+    #: the vendor's word for the change where it has one ("downgrade": significance)
+    hint: str | None = None
+
+
+class Conflict(Frozen):
+    """A shared field changed on both sides since the last sync, waiting for a person."""
+
+    field: str
+    billing_value: Any = None
+    billing_at: datetime
+    crm_value: Any = None
+    crm_at: datetime
+    #: the approval's action ID (approve = take the CRM value, reject = keep billing's)
+    action_id: str = ""
+
+
+class SyncStatus(Frozen):
+    customer_id: str
+    crm_account_id: str | None = None
+    stage: str = "waiting for a change"
+    signals: int = 0
+    reads: int = 0
+    immediate_writes: int = 0
+    minor_handed: int = 0
+    restored: int = 0
+    echoes: int = 0
+    conflicts_open: list[Conflict] = []
+    conflicts_resolved: int = 0
+    last: list[str] = []  # the latest verdicts, newest last (bounded)
+
+
+class SyncState(Frozen):
+    """Everything one run knows; a continuation receives it whole."""
+
+    record: GoldenRecord
+    #: the values each side held when last read or written (a side's change is a difference
+    #: from what it held, not from the golden value: a side that has not caught up yet is not
+    #: changing anything)
+    held: dict[str, dict[str, Any]] = {}
+    queue: list[SyncSignal] = []
+    conflicts: list[Conflict] = []
+    status: SyncStatus
+    started: bool = False
+
+
+class AccountSyncInput(Frozen):
+    billing: str
+    customer_id: str
+    carry: SyncState | None = None
+    #: where minor changes go (``flush_workflow_id``); None: written at once
+    flusher_id: str | None = None
+    #: the flusher's batch window (s); None: ``policies/sync.yaml`` significance.batch_every_s
+    batch_every_s: int | None = None
+    history_limit: int = 2_000
+
+
+class MinorChange(Frozen):
+    """Minor changes of one customer for the next bulk write (coalesced per customer)."""
+
+    customer_id: str
+    crm_account_id: str
+    fields: dict[str, Any]
+    event_id: str
+    at: datetime
+
+
+class FlushInput(Frozen):
+    billing: str
+    crm: str
+    batch_every_s: int = 300
+    #: write at once when this many records wait (one bulk call's worth)
+    batch_max: int = 200
+    carry: dict[str, MinorChange] = {}
+    flushes: int = 0
+    history_limit: int = 2_000
+
+
+class FlushStatus(Frozen):
+    pending: int = 0
+    flushes: int = 0
+    records_written: int = 0
+    bulk_calls: int = 0
+    failed: dict[str, str] = {}
+
+
+def changes_of(held: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
+    """What a side changed since it was last read or written: every field whose value differs
+    from what it held (a field it never reported before counts as a change)."""
+    return {k: v for k, v in view.items() if k not in held or held[k] != v}

@@ -36,6 +36,7 @@ from activities.reasoning import (
 )
 from activities.revenue import REVENUE_FILE, RevenueActivities
 from activities.support import SupportActivities, with_desk
+from activities.sync import SyncActivities
 from connectors import limits as vendor_limits
 from connectors.base import BillingPlatform, CrmSystem
 from connectors.email import SmtpMailer
@@ -55,6 +56,8 @@ from infra import startup, telemetry
 from infra.health import HealthServer, WorkerProbe, health_port_from_env
 from workers import configuration, schedules
 from workers.vendor_queues import VendorRouting, WorkerGroup, vendor_workers
+from workflows.account_sync.flush import AccountSyncFlushWorkflow
+from workflows.account_sync.workflow import AccountSyncWorkflow
 from workflows.churn.sweep import ChurnSweepWorkflow
 from workflows.churn.workflow import ChurnInterventionWorkflow
 from workflows.dunning.catch_up import DunningCatchUpWorkflow
@@ -81,6 +84,8 @@ WORKFLOWS = [
     QuoteToCashWorkflow,
     QuoteToCashCatchUpWorkflow,
     LlmBudgetWorkflow,
+    AccountSyncWorkflow,
+    AccountSyncFlushWorkflow,
     ExpansionWorkflow,
     ExpansionIntakeWorkflow,
     ReconciliationWorkflow,
@@ -139,6 +144,8 @@ def activities_for(
             revenue_source(billing), erp, policies.policy_dir / REVENUE_FILE
         ).methods(),
         *QuoteActivities(billing, crm, policies.policy_dir / PRODUCTS_FILE).methods(),
+        # the golden customer record (issue 19): reads, field sets, bulk flushes, backfill
+        *SyncActivities(billing, crm, policies.policy_dir).methods(),
         # usage-based expansion (issue 21): usage intake, CRM signal, opportunity and draft quote
         *ExpansionActivities(billing, crm, policies.policy_dir).methods(),
         # the daily reconciliation (issue 20): bulk reads, exceptions and restores in the CRM

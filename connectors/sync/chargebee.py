@@ -1,0 +1,89 @@
+"""Chargebee for the account sync: the customer and its main subscription in two reads (no event
+log, no invoices: payment health comes from the subscription's ``due_invoices_count``, so the
+dunning hot path is never asked twice), customer field sets, and the book for linking."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.chargebee import ChargebeeBilling, _key
+from domain.linking import BillingParty
+
+#: a subscription that still bills (the main one is the live one with the highest MRR)
+LIVE = ("active", "in_trial", "non_renewing", "paused", "future")
+
+
+def _day(ts: int | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).date().isoformat() if ts else None
+
+
+class ChargebeeSync:
+    def __init__(self, billing: ChargebeeBilling) -> None:
+        self.billing = billing
+        self.name = billing.name
+        self._cb = billing.client()
+
+    def sync_view(self, customer_id: str) -> dict[str, Any]:
+        cust = self.billing._call(
+            lambda: self._cb.Customer.retrieve(customer_id), what=f"customer {customer_id}"
+        ).customer
+        subs = self.billing._call(
+            lambda: self._cb.Subscription.list({"customer_id": {"is": customer_id}, "limit": 100}),
+            what="subscriptions",
+        )
+        raw = [e.subscription for e in subs.list]
+        view: dict[str, Any] = {}
+        if getattr(cust, "company", None):
+            view["account_name"] = cust.company
+        if getattr(cust, "email", None):
+            view["billing_contact"] = cust.email
+        live = [s for s in raw if s.status in LIVE]
+        main = max(live, key=lambda s: (int(s.mrr or 0), s.id), default=None) or max(
+            raw, key=lambda s: (int(getattr(s, "cancelled_at", 0) or 0), s.id), default=None
+        )
+        if main is not None:
+            items = list(main.subscription_items or [])
+            plan = next((i for i in items if i.item_type == "plan"), items[0] if items else None)
+            view["plan"] = plan.item_price_id if plan else ""
+            view["subscription_status"] = main.status
+            view["next_renewal"] = _day(main.next_billing_at or main.current_term_end)
+            view["mrr"] = sum(int(s.mrr or 0) for s in live)
+            view["arr"] = view["mrr"] * 12
+            due = sum(int(getattr(s, "due_invoices_count", 0) or 0) for s in raw)
+            view["payment_health"] = "failing" if due else "ok"
+        return view
+
+    def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
+        params: dict[str, Any] = {}
+        if "account_name" in fields:
+            params["company"] = fields["account_name"]
+        if "billing_contact" in fields:
+            params["email"] = fields["billing_contact"]
+        if not params:
+            return
+        self.billing._call(
+            lambda: self._cb.Customer.update(customer_id, params, headers=_key(idempotency_key)),
+            what=f"customer {customer_id}",
+        )
+
+    def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[BillingParty], str | None]:
+        params: dict[str, Any] = {
+            "limit": max(1, min(limit, 100)),
+            "sort_by": {"asc": "created_at"},
+        }
+        if cursor:
+            params["offset"] = cursor
+        resp = self.billing._call(lambda: self._cb.Customer.list(params), what="customers")
+        parties = []
+        for entry in resp.list:
+            c = self.billing._billing_customer(entry.customer)
+            parties.append(
+                BillingParty(
+                    id=c.id,
+                    company=c.company,
+                    email=c.email,
+                    crm_account_id=c.metadata.get("crm_account_id"),
+                )
+            )
+        return parties, resp.next_offset or None
