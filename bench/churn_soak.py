@@ -220,22 +220,82 @@ def check(swept: Swept, n: int, page_size: int = 100, pages_per_run: int = 2) ->
 # --- the bulk sweep at scale: Chargebee x Salesforce, two sweeps, the second over an unchanged book
 
 
+#: the billing platforms the bulk sweep bench runs on (each against Salesforce)
+PLATFORMS = ("chargebee", "stripe", "zuora", "recurly")
+
+
 @contextmanager
-def bulk_sandboxes() -> Iterator[dict[str, str]]:
-    """Chargebee (its bulk ``[in]`` reads) and Salesforce, seeded with limits off; the bench turns
-    Chargebee's test-site limit (150/min) on for the sweeps when asked."""
-    cb = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=None)
+def bulk_sandboxes(billing: str = "chargebee") -> Iterator[dict[str, str]]:
+    """The billing platform's sandbox (Chargebee's limits off: the bench turns its test-site
+    limit, 150/min, on for the sweeps when asked; Stripe's test-mode rate limit and search lag
+    off) and Salesforce; every other vendor's URL points nowhere."""
+    from sandbox.recurly import RecurlyEmulator
+    from sandbox.zuora import ZuoraEmulator
+    from tests.pairs import RECURLY_KEY, ZUORA_ID, ZUORA_SECRET
+
+    emulators: dict[str, Any] = {
+        "chargebee": lambda: ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=None),
+        "stripe": lambda: StripeEmulator(
+            api_key=STRIPE_KEY,
+            webhook_secret=STRIPE_SECRET,
+            rate_limit_per_s=None,
+            search_rate_per_s=None,
+        ),
+        "zuora": lambda: ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET),
+        "recurly": lambda: RecurlyEmulator(api_key=RECURLY_KEY, rate_limit_per_minute=None),
+    }
+    em = emulators[billing]()
     sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
-    with ServerThread({cb: 0, sf: 0}) as thread:
+    with ServerThread({em: 0, sf: 0}) as thread:
         urls = dict(thread.urls)
-        urls.setdefault("stripe", "http://127.0.0.1:9")
-        urls.setdefault("hubspot", "http://127.0.0.1:9")
+        for vendor in (*PLATFORMS, "hubspot"):
+            urls.setdefault(vendor, "http://127.0.0.1:9")
         yield urls
 
 
+def seed_book(billing_name: str, billing: Any, urls: dict[str, str], book: books.Book) -> None:
+    """The book on the billing platform (its seed, then the changes that record downgrades and
+    the declines that record failed payments, through the official client) and in Salesforce."""
+    url = urls[billing_name]
+    if billing_name == "chargebee":
+        _seed(url, books.chargebee_seed(book))
+        for sub_id, price, quantity in books.chargebee_downgrades(book):
+            billing.client.Subscription.update_for_items(
+                sub_id, {"subscription_items": [{"item_price_id": price, "quantity": quantity}]}
+            )
+    elif billing_name == "stripe":
+        _seed(url, books.stripe_seed(book))
+        for c in book.customers:
+            if c.downgrade_by:  # Stripe records a downgrade as a subscription.updated event
+                sub = billing.client.v1.subscriptions.retrieve(c.subscription_id)
+                item = sub["items"]["data"][0]
+                billing.client.v1.subscriptions.update(
+                    sub.id, {"items": [{"id": item.id, "quantity": c.quantity}]}
+                )
+        for invoice_id, attempts in books.stripe_failed_attempts(book):
+            for _ in range(attempts):
+                with contextlib.suppress(stripe.CardError):
+                    billing.client.v1.invoices.pay(invoice_id)
+    elif billing_name == "zuora":
+        from harness.drivers import ZuoraDriver
+        from sandbox.zuora.scenarios import book_downgrades
+        from sandbox.zuora.scenarios import book_seed as zuora_book
+
+        _seed(url, zuora_book(book))
+        driver = ZuoraDriver(url, billing)
+        for number, quantity in book_downgrades(book):
+            driver.downgrade(number, quantity)
+    else:
+        from sandbox.recurly.seeding import book_seed as recurly_book
+
+        _seed(url, recurly_book(book))
+    _seed(urls["salesforce"], books.salesforce_seed(book, billing_name))
+
+
 def _ledger(url: str) -> list[dict[str, Any]]:
+    """The sandbox's requests, OAuth token requests left out (one per hour per client)."""
     rows = httpx.get(url + "/_sandbox/requests", timeout=120).json()["requests"]
-    return [r for r in rows if not r["path"].startswith("/services/oauth2")]
+    return [r for r in rows if not r["path"].startswith(("/services/oauth2", "/oauth/token"))]
 
 
 def _forget(*urls: str) -> None:
@@ -250,9 +310,9 @@ def _rate_limit(url: str, per_minute: int | None) -> None:
 
 
 def _is_write(row: dict[str, Any]) -> bool:
-    """A write in a vendor's ledger: Chargebee's writes are POSTs under /api/v2 (its reads are
-    GETs); Salesforce's are anything but GET except the composite/tree reads RevBridge never
-    sends (its SOQL is GET /query)."""
+    """A write in a vendor's ledger: anything but a GET (Chargebee's and Stripe's writes are
+    POSTs, Zuora's and Recurly's POST/PUT; Salesforce's SOQL is GET /query, and RevBridge sends
+    none of the composite/tree reads)."""
     return row["method"] != "GET"
 
 
@@ -301,22 +361,23 @@ async def _one_sweep(
     n: int,
     timeout_s: float,
     statuses: bool = False,
+    billing: str = "chargebee",
 ) -> SweepFigures:
     """One sweep over the seeded book, timed from start to result; the ledgers were cleared
     before it, and the interventions it starts keep running (a 45-day follow-up in production:
     an hour here), so their own reads are counted with the sweep's."""
-    _forget(urls["chargebee"], urls["salesforce"])
+    _forget(urls[billing], urls["salesforce"])
     started = time.monotonic()
     sweep: WorkflowHandle = await client.start_workflow(
         SWEEP_WORKFLOW_TYPE,
-        SweepInput(billing="chargebee", follow_up=timedelta(hours=1)),
+        SweepInput(billing=billing, follow_up=timedelta(hours=1)),
         id=f"churn-sweep-bench-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
         result_type=SweepResult,
     )
     result = await asyncio.wait_for(sweep.result(), timeout=timeout_s)
     elapsed = time.monotonic() - started
-    billing_rows, crm_rows = _ledger(urls["chargebee"]), _ledger(urls["salesforce"])
+    billing_rows, crm_rows = _ledger(urls[billing]), _ledger(urls["salesforce"])
     running = await _running(client, task_queue)
     seen: dict[str, int] = {}
     for wid in running if statuses else []:
@@ -342,23 +403,20 @@ async def bulk_bench(
     *,
     limits: bool,
     statuses: bool = False,
+    billing: str = "chargebee",
 ) -> tuple[SweepFigures, SweepFigures]:
     """Seed ``n`` customers, sweep twice; the second sweep sees the book the first left (every
-    score stored, every at-risk customer's intervention running). With ``limits`` Chargebee
-    answers 429 past 150 requests a minute (a test site) and the worker paces Chargebee as
-    policies/limits.yaml says; without, neither (the ratios alone)."""
+    score stored, every at-risk customer's intervention running). With ``limits`` (Chargebee
+    only) Chargebee answers 429 past 150 requests a minute (a test site) and the worker paces
+    Chargebee as policies/limits.yaml says; without, neither (the ratios alone)."""
+    billing_name = billing
     task_queue = f"churn-bench-{uuid.uuid4().hex[:8]}"
-    settings = pair_settings(urls, "chargebee", "salesforce", task_queue).model_copy(
+    settings = pair_settings(urls, billing_name, "salesforce", task_queue).model_copy(
         update={"http_timeout_s": 30.0}
     )
-    billing, crm = build_billing(settings), build_crm(settings)
+    platform, crm = build_billing(settings), build_crm(settings)
     book = books.book(n, prefix=f"bk{uuid.uuid4().hex[:6]}")
-    _seed(urls["chargebee"], books.chargebee_seed(book))
-    _seed(urls["salesforce"], books.salesforce_seed(book, "chargebee"))
-    for sub_id, price, quantity in books.chargebee_downgrades(book):
-        billing.client.Subscription.update_for_items(  # type: ignore[attr-defined]
-            sub_id, {"subscription_items": [{"item_price_id": price, "quantity": quantity}]}
-        )
+    seed_book(billing_name, platform, urls, book)
     vendor_limits = load_limits()
     if limits:
         _rate_limit(urls["chargebee"], 150)
@@ -366,9 +424,9 @@ async def bulk_bench(
         vendor_limits = replace(vendor_limits, vendors={})
     timeout_s = 3600.0 + n * 0.1
     async with build_worker(
-        client, billing, crm, task_queue=task_queue, policy_dir=policy_dir, limits=vendor_limits
+        client, platform, crm, task_queue=task_queue, policy_dir=policy_dir, limits=vendor_limits
     ):
-        first = await _one_sweep(client, urls, task_queue, n, timeout_s, statuses)
+        first = await _one_sweep(client, urls, task_queue, n, timeout_s, statuses, billing_name)
         # the interventions the first sweep started write their first score: wait for them
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
@@ -378,26 +436,44 @@ async def bulk_bench(
         # and their task, audit and note writes: wait until neither ledger grows for 5 s
         quiet, seen = 0, -1
         while quiet < 5 and time.monotonic() < deadline:
-            now_seen = len(_ledger(urls["chargebee"])) + len(_ledger(urls["salesforce"]))
+            now_seen = len(_ledger(urls[billing_name])) + len(_ledger(urls["salesforce"]))
             quiet = quiet + 1 if now_seen == seen else 0
             seen = now_seen
             await asyncio.sleep(1)
-        second = await _one_sweep(client, urls, task_queue, n, timeout_s, statuses)
+        second = await _one_sweep(client, urls, task_queue, n, timeout_s, statuses, billing_name)
         for wid in await _running(client, task_queue):
             with contextlib.suppress(Exception):
                 await client.get_workflow_handle(wid).terminate("bench done")
     return first, second
 
 
-async def bulk_main(n: int, limits: bool) -> int:
+async def bulk_main(n: int, limits: bool, billing: str = "chargebee") -> int:
+    """``--bulk N``: two sweeps over an N-customer book on one billing platform; the figures go
+    to RESULTS.md (``## Churn sweep at scale``: 100,000 only runs behind this flag)."""
     mode = "limits on (Chargebee 150/min, paced)" if limits else "limits off"
-    print(f"churn sweep bench: {n} customers, Chargebee x Salesforce, {mode} …", flush=True)
-    with tempfile.TemporaryDirectory(prefix="revbridge-soak-") as tmp, bulk_sandboxes() as urls:
-        policies = no_offer_policies(Path(tmp) / "policies")
-        async with dev_server() as env:
-            first, second = await bulk_bench(env.client, urls, policies, n, limits=limits)
+    print(f"churn sweep bench: {n} customers, {billing} x Salesforce, {mode} …", flush=True)
+    first, second = await _bulk_run(n, limits, billing)
     print(first.line("first sweep (cold book)"), flush=True)
     print(second.line("second sweep (unchanged book)"), flush=True)
+    problems = _bulk_problems(first, second, n)
+    for p in problems:
+        print(f"    FAILED: {p}", flush=True)
+    if n >= 100_000 or "--record" in sys.argv:
+        write_scale_section(billing, n, limits, first, second)
+    return 1 if problems else 0
+
+
+async def _bulk_run(n: int, limits: bool, billing: str) -> tuple[SweepFigures, SweepFigures]:
+    with (
+        tempfile.TemporaryDirectory(prefix="revbridge-soak-") as tmp,
+        bulk_sandboxes(billing) as urls,
+    ):
+        policies = no_offer_policies(Path(tmp) / "policies")
+        async with dev_server() as env:
+            return await bulk_bench(env.client, urls, policies, n, limits=limits, billing=billing)
+
+
+def _bulk_problems(first: SweepFigures, second: SweepFigures, n: int) -> list[str]:
     problems = []
     if second.billing_writes or second.crm_writes:
         problems.append(
@@ -405,9 +481,109 @@ async def bulk_main(n: int, limits: bool) -> int:
         )
     if first.customers != n or second.customers != n:
         problems.append(f"swept {first.customers} and {second.customers} of {n}")
-    for p in problems:
+    return problems
+
+
+#: ``make bench``'s churn part: every billing platform over this many customers, then
+#: Chargebee over ``BENCH_LARGE`` (100,000 runs only behind ``--bulk 100000``)
+BENCH_PER_PLATFORM = 500
+BENCH_LARGE = 10_000
+
+
+async def make_bench() -> int:
+    """``make bench`` step 3: the bulk sweep twice (cold, then unchanged) on each billing
+    platform over ``BENCH_PER_PLATFORM`` customers, then on Chargebee over ``BENCH_LARGE``;
+    the table goes to RESULTS.md (``## Churn sweep (issue 15)``)."""
+    rows: list[tuple[str, int, SweepFigures, SweepFigures]] = []
+    failed = 0
+    for billing in PLATFORMS:
+        print(f"    {billing} x Salesforce, {BENCH_PER_PLATFORM} customers …", flush=True)
+        first, second = await _bulk_run(BENCH_PER_PLATFORM, False, billing)
+        rows.append((billing, BENCH_PER_PLATFORM, first, second))
+        print(second.line("unchanged book"), flush=True)
+        for p in _bulk_problems(first, second, BENCH_PER_PLATFORM):
+            print(f"    FAILED: {p}", flush=True)
+            failed += 1
+    print(f"    chargebee x Salesforce, {BENCH_LARGE} customers …", flush=True)
+    first, second = await _bulk_run(BENCH_LARGE, False, "chargebee")
+    rows.append(("chargebee", BENCH_LARGE, first, second))
+    print(first.line("cold book"), second.line("unchanged book"), sep="\n", flush=True)
+    for p in _bulk_problems(first, second, BENCH_LARGE):
         print(f"    FAILED: {p}", flush=True)
-    return 1 if problems else 0
+        failed += 1
+    write_bench_section(rows)
+    return 1 if failed else 0
+
+
+def _row(billing: str, n: int, which: str, f: SweepFigures) -> str:
+    return (
+        f"| {billing} | {n:,} | {which} | {f.elapsed_s:.1f} s | {f.per_s:.0f} | "
+        f"{f.billing_calls:,} + {f.crm_calls:,} | {f.calls_per_20:.2f} | "
+        f"{f.billing_writes:,} + {f.crm_writes:,} |"
+    )
+
+
+_TABLE_HEAD = [
+    "| billing | book | sweep | time | customers/s | vendor calls (billing + CRM) "
+    "| per 20 customers | writes (billing + CRM) |",
+    "|---|---|---|---|---|---|---|---|",
+]
+SECTION = "## Churn sweep (issue 15)"
+SCALE_SECTION = "## Churn sweep at scale (issue 15)"
+
+
+def write_bench_section(rows: list[tuple[str, int, SweepFigures, SweepFigures]]) -> None:
+    """Replace RESULTS.md's churn sweep section with this run's table."""
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        SECTION,
+        "",
+        f"`make bench` step 3 (`bench.churn_soak.make_bench`), run of {when}, limits off: each "
+        "billing platform × Salesforce sandboxes of its own, the book seeded (failed payments "
+        "and downgrades recorded through the official clients), then two sweeps on one worker: "
+        "the first over the cold book (every score written, at-risk customers' interventions "
+        "started and left running), the second over the unchanged book it left. Calls and "
+        "writes are counted from the two sandboxes' request ledgers (cleared before each sweep; "
+        "OAuth token requests left out; the interventions' own calls fall in the first "
+        "sweep's count). The steady-state figure is the second sweep's *per 20 customers*.",
+        "",
+        *_TABLE_HEAD,
+    ]
+    for billing, n, first, second in rows:
+        lines += [_row(billing, n, "first (cold)", first), _row(billing, n, "second", second)]
+    _replace_section(SECTION, "\n".join(lines))
+
+
+def write_scale_section(
+    billing: str, n: int, limits: bool, first: SweepFigures, second: SweepFigures
+) -> None:
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    lines = [
+        SCALE_SECTION,
+        "",
+        f"`python -m bench.churn_soak --bulk {n} --billing {billing}` (not in `make bench`: "
+        f"it runs for a long time), run of {when}, limits {'on' if limits else 'off'}; the same "
+        "two sweeps as above.",
+        "",
+        *_TABLE_HEAD,
+        _row(billing, n, "first (cold)", first),
+        _row(billing, n, "second", second),
+    ]
+    _replace_section(SCALE_SECTION, "\n".join(lines))
+
+
+def _replace_section(heading: str, body: str) -> None:
+    """Put ``body`` in place of RESULTS.md's section ``heading`` (to the next ``## ``), or at
+    the end; the rest of the file is left as it is."""
+    results = Path(__file__).parent / "RESULTS.md"
+    text = results.read_text() if results.exists() else ""
+    start = text.find(heading)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + body + "\n"
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + body + ("\n" + text[end:] if end >= 0 else "\n")
+    results.write_text(text)
 
 
 async def main(n: int = BOOK_SIZE) -> int:
@@ -430,15 +606,20 @@ async def main(n: int = BOOK_SIZE) -> int:
 
 def cli(argv: list[str]) -> int:
     """``python -m bench.churn_soak [N]``: the Stripe soak (interventions to their outcome);
-    ``--bulk 10000`` (or ``--bulk 100000``, the 100k mode) the bulk sweep, twice, Chargebee x
-    Salesforce, limits off; add ``--limits`` for Chargebee's test-site limit."""
+    ``--bulk 10000`` (or ``--bulk 100000``, the 100k mode, recorded in RESULTS.md) the bulk
+    sweep, twice, on ``--billing`` (Chargebee by default) x Salesforce, limits off; add
+    ``--limits`` for Chargebee's test-site limit."""
     parser = argparse.ArgumentParser(prog="python -m bench.churn_soak")
     parser.add_argument("n", nargs="?", type=int, default=BOOK_SIZE)
     parser.add_argument("--bulk", type=int, metavar="N", help="bulk sweep bench over N customers")
     parser.add_argument("--limits", action="store_true", help="Chargebee 150/min, paced")
+    parser.add_argument("--billing", choices=PLATFORMS, default="chargebee")
+    parser.add_argument(
+        "--record", action="store_true", help="write the figures to RESULTS.md (100k always)"
+    )
     args = parser.parse_args(argv)
     if args.bulk:
-        return asyncio.run(bulk_main(args.bulk, args.limits))
+        return asyncio.run(bulk_main(args.bulk, args.limits, args.billing))
     return asyncio.run(main(args.n))
 
 

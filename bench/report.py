@@ -395,7 +395,11 @@ def write(
 
 
 #: sections other benches write (``python -m bench.churn_soak --bulk``): kept across a rewrite
-KEPT = ("## Churn sweep (issue 15)",)
+KEPT = (
+    "## Churn sweep (issue 15)",
+    "## Churn sweep at scale (issue 15)",
+    "## Sustained load (issue 15)",
+)
 
 
 def _kept_sections() -> str:
