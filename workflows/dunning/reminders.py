@@ -326,17 +326,7 @@ class Reminders:
             decision=decision,
             policy_ids=policy_ids,
             outcome=summary,
-            summary=summary,
+            # the variant in the summary only: what ``revbridge report recovery`` reads
+            summary=summary + (f" (variant: {variant})" if variant else ""),
             key_suffix=f"{self.s.key_scope}:{self.s.reminders_sent}:{action}",
-            **(
-                {
-                    "parameters": {
-                        "action": action,
-                        "invoice": self.s.context.invoice.id,
-                        "variant": variant,
-                    }
-                }
-                if variant and self.s.context
-                else {}
-            ),
         )
