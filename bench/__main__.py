@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import churn_soak, flows, ingest, report
+from bench import churn_soak, flows, ingest, reconcile, report
 from bench.common import stack
 
 #: after this many seconds no new burst round of the dunning benchmark starts
@@ -56,7 +56,9 @@ async def main() -> int:
     if "--no-soak" in sys.argv:
         return 0
     print("3/3 ", end="", flush=True)
-    return await churn_soak.main()
+    soak = await churn_soak.main()
+    # the daily reconciliation over 10,000 customers (issue 20): its own dev server too
+    return await reconcile.main() or soak
 
 
 if __name__ == "__main__":

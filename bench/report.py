@@ -399,6 +399,7 @@ KEPT = (
     "## Churn sweep (issue 15)",
     "## Churn sweep at scale (issue 15)",
     "## Sustained load (issue 15)",
+    "## Reconciliation (issue 20)",
 )
 
 

@@ -27,7 +27,7 @@ from domain.settings import Settings
 def open_exceptions(settings: Settings) -> list[dict]:
     try:
         book = crm_reader(build_crm(settings))
-        return book.open_exceptions()  # type: ignore[attr-defined]
+        return book.open_exceptions()
     except ConnectorError as exc:
         raise CliError(str(exc)) from None
 

@@ -56,6 +56,10 @@ class CrmReader(Protocol):
 
     def urls(self) -> dict[str, str]: ...
 
+    def open_exceptions(self) -> list[dict[str, Any]]:
+        """Every exception not closed, oldest first, as the CRM holds them (for the CLI)."""
+        ...
+
 
 def billing_reader(billing: Any) -> BillingReader:
     """The reconciliation reader wrapping the deployment's billing connector."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -198,3 +199,39 @@ async def test_a_day_then_the_next(rpair: ReconcilePair) -> None:
             h = p.client.get_workflow_handle(fix_workflow_id("salesforce", rid))
             if (await h.describe()).status == WorkflowExecutionStatus.RUNNING:
                 await h.terminate("test over")
+
+
+async def test_observe_mode_reads_and_reports_but_writes_nothing(
+    rpair: ReconcilePair, tmp_path: Path
+) -> None:
+    """The rollout's first step: policies/modes.yaml says observe; the run still reads, checks
+    and writes its report, and neither system receives a single write (from the ledgers)."""
+    from workers.main import build_worker
+
+    p = rpair
+    policies = tmp_path / "policies"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "policies", policies)
+    modes = policies / "modes.yaml"
+    modes.write_text(modes.read_text().replace("reconciliation: assist", "reconciliation: observe"))
+    tq = p.task_queue + "-observe"
+    for url in (p.cb_url, p.sf_url):
+        httpx.delete(url + "/_sandbox/requests").raise_for_status()
+    before = exceptions(p)
+    async with build_worker(p.client, p.billing, p.crm, task_queue=tq, policy_dir=policies):
+        result = await p.client.execute_workflow(
+            WORKFLOW_TYPE,
+            ReconcileInput(today=DAY + timedelta(days=9)),
+            id="reconcile-test-observe",
+            task_queue=tq,
+            result_type=ReconcileResult,
+        )
+    assert result.found > 0 and result.writes == "blocked by policy"
+    assert result.written == 0 and result.sent_for_approval == 0
+    assert result.report_html and Path(result.report_html).exists()
+    for url in (p.cb_url, p.sf_url):
+        sent = httpx.get(url + "/_sandbox/requests").json()["requests"]
+        writes = [
+            r for r in sent if r["method"] != "GET" and not r["path"].endswith("/oauth2/token")
+        ]
+        assert writes == [], writes
+    assert exceptions(p) == before
