@@ -25,7 +25,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.errors import to_application_error, vendor_errors
 from activities.writes import writes
 from connectors.base import BillingPlatform, ConnectorError, CrmSystem, ErrorKind, NotFound
+from connectors.expansion import expansion_crm, usage_source
 from domain import temporal as names
+from domain.expansion import ExpansionLink
 from domain.ids import q2c_workflow_id
 from domain.models import BillingCustomer, Frozen
 from domain.quote import WORKFLOW_TYPE, ProductMapping, QuoteToCashInput
@@ -61,6 +63,8 @@ class OpportunityFound(Frozen):
     opportunity: Opportunity | None
     #: the deployment's go-live date (REVBRIDGE_GO_LIVE): deals closed before it are not provisioned
     go_live: date | None = None
+    #: a won deal that a usage-based expansion opened: the existing subscription it upgrades
+    expansion: ExpansionLink | None = None
 
 
 class GetPricesInput(Frozen):
@@ -133,6 +137,19 @@ class Undone(Frozen):
     #: what was undone, in words ("" when there was nothing to undo)
     did: str
     record_id: str | None = None
+
+
+class ChangeSubscriptionInput(Frozen):
+    customer_id: str
+    subscription_id: str
+    from_price_id: str
+    to_price_id: str
+    idempotency_key: str
+
+
+class PlanChanged(Frozen):
+    subscription: SubscriptionRef
+    mrr_before: int = 0
 
 
 class ActiveSubscriptionsInput(Frozen):
@@ -208,6 +225,7 @@ class QuoteActivities:
             self.q2c_undo_subscription,
             self.q2c_won_opportunities,
             self.q2c_start_runs,
+            self.q2c_change_subscription,
         ]
 
     @activity.defn(name="q2c_read_product_mapping")
@@ -222,7 +240,31 @@ class QuoteActivities:
             opp = self.crm.get_opportunity(input.opportunity_id)
         except NotFound:
             return OpportunityFound(opportunity=None)
-        return OpportunityFound(opportunity=opp, go_live=self.go_live)
+        # a won expansion opportunity changes the subscription it grew out of (issue 21)
+        records = expansion_crm(self.crm) if opp.won else None
+        expansion = records.expansion_of(opp.id) if records is not None else None
+        return OpportunityFound(opportunity=opp, go_live=self.go_live, expansion=expansion)
+
+    @writes
+    @activity.defn(name="q2c_change_subscription")
+    @vendor_errors
+    def q2c_change_subscription(self, input: ChangeSubscriptionInput) -> PlanChanged:
+        """Upgrade the existing subscription (prorated) instead of creating a second one; a
+        subscription already on the new plan is success, so a retry changes nothing."""
+        usage = usage_source(self.billing)
+        if usage is None:
+            raise ConnectorError(
+                self.billing.name,
+                ErrorKind.PERMANENT,
+                "plan changes for won expansions are not built for this platform yet",
+                code="unsupported",
+            )
+        before = self.billing.customer_snapshot(input.customer_id, invoices=1)
+        mrr_before = next((s.mrr for s in before.subscriptions if s.id == input.subscription_id), 0)
+        ref = usage.change_plan(
+            input.subscription_id, input.from_price_id, input.to_price_id, input.idempotency_key
+        )
+        return PlanChanged(subscription=ref, mrr_before=mrr_before)
 
     @activity.defn(name="q2c_active_subscriptions")
     @vendor_errors

@@ -178,6 +178,9 @@ async def test_a_decline_closes_it_with_the_reason(fast_client: Client) -> None:
         last = f.inputs("expansion_upsert_signal")[-1]["record"]
         assert last["status"] == "Closed" and "no longer" in last["close_reason"]
         assert ("expansion_closed", "closed") in f.audited()
+        from tests.expansion.test_q2c_upgrade import keep
+
+        await keep(handle, "ExpansionWorkflow__opened_repeated_declined")
 
 
 async def test_a_won_deal_is_recorded_for_attribution(fast_client: Client) -> None:

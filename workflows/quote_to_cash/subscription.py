@@ -8,23 +8,27 @@ from temporalio import workflow
 
 from workflows.governed.gate import Execute, Governed, Permit
 from workflows.options import READ
-from workflows.quote_to_cash.customer import GATED_LINKS_PATCH
+from workflows.quote_to_cash.customer import GATED_LINKS_PATCH, RollBack
 
 with workflow.unsafe.imports_passed_through():
     from activities.crm import CrmActivities
     from activities.models import UpsertTaskInput
     from activities.quote import (
         ActiveSubscriptionsInput,
+        ChangeSubscriptionInput,
         CreateSubscriptionInput,
         QuoteActivities,
         UndoSubscriptionInput,
         WriteBillingLinkInput,
     )
+    from domain import expansion as ex
+    from domain import temporal as names
     from domain.approvals import ProposedAction
+    from domain.expansion import ExpansionLink, ExpansionOutcome, OutcomeSignal
     from domain.ids import idempotency_key
     from domain.models import CrmAccount, TaskDraft
     from domain.policy import ActionKind
-    from domain.quote import QuotePlan
+    from domain.quote import QuotePlan, QuoteToCashResult
     from domain.records import (
         BillingLink,
         Opportunity,
@@ -35,6 +39,9 @@ with workflow.unsafe.imports_passed_through():
 
 #: runs started before it created the subscription without looking for one the customer has
 DUPLICATE_GUARD_PATCH = "q2c-duplicate-guard"
+#: runs started before it created a new subscription for every won deal; since, a won
+#: usage-based expansion changes the existing subscription instead (issue 21)
+EXPANSION_UPGRADE_PATCH = "q2c-expansion-upgrade"
 
 
 class SubscriptionSteps:
@@ -120,6 +127,87 @@ class SubscriptionSteps:
             ),
             execute=create,
         )
+
+    async def _upgrade(
+        self, opp: Opportunity, account: CrmAccount, link: ExpansionLink
+    ) -> QuoteToCashResult:
+        """A won expansion: the existing subscription moves to the recommended plan (prorated,
+        through the gate: a plan change waits for RevOps where policy says so), the new MRR goes
+        back to the CRM, and the expansion workflow learns it was won. Nothing new is created,
+        so there is nothing to compensate: a refused change ends the run as rolled back."""
+        self.s.customer_id = link.customer_id
+        workflow.upsert_search_attributes([names.CUSTOMER_KEY.value_set(link.customer_id)])
+        self._update(stage="upgrading the subscription", customer_id=link.customer_id)
+        mrr: list[int] = []
+
+        async def change(permit: Permit, action: ProposedAction) -> str:
+            changed = await self.write(
+                permit,
+                QuoteActivities.q2c_change_subscription,
+                ChangeSubscriptionInput(
+                    customer_id=link.customer_id,
+                    subscription_id=link.subscription_id,
+                    from_price_id=link.from_price_id,
+                    to_price_id=link.to_price_id,
+                    idempotency_key=idempotency_key(
+                        workflow.info().workflow_id, "change-subscription"
+                    ),
+                ),
+                summary="upgrade the existing subscription",
+            )
+            self.s.subscription = changed.subscription
+            mrr.append(changed.mrr_before)
+            return changed.subscription.id
+
+        governed = await self._govern(
+            ProposedAction(
+                kind=ActionKind.CHANGE_PLAN,
+                customer_id=link.customer_id,
+                subject_id=link.subscription_id,
+                amount=opp.amount,
+                currency=opp.currency,
+                terms=f"{link.from_price_id} → {link.to_price_id}, prorated",
+                reason=f"won expansion {opp.id}: {link.from_price_id} → {link.to_price_id}",
+            ),
+            account,
+            why=f"Opportunity {opp.id} (a usage-based expansion) was won: move subscription "
+            f"{link.subscription_id} from {link.from_price_id} to {link.to_price_id}, prorated. "
+            "No new subscription is created.",
+            execute=change,
+        )
+        sub = self.s.subscription
+        if governed.status != "executed" or sub is None:
+            by = f" by {governed.approver}" if governed.approver else ""
+            raise RollBack(f"change_plan {governed.status}{by}")
+        self._update(stage="writing the billing link to the CRM")
+        await self._write_link(link.customer_id, sub.id, sub.mrr, status=sub.status)
+        before = mrr[0] if mrr else 0
+        try:
+            await workflow.get_external_workflow_handle(link.workflow_id).signal(
+                ex.SIGNAL_OUTCOME,
+                OutcomeSignal(
+                    event_id=f"q2c:{workflow.info().workflow_id}",
+                    opportunity_id=opp.id,
+                    outcome=ExpansionOutcome.WON,
+                    mrr_before=before,
+                    mrr_after=sub.mrr,
+                    subscription_id=sub.id,
+                ),
+            )
+        except Exception as err:  # the expansion run ended: the CRM record says won anyway
+            workflow.logger.warning("expansion %s not told: %s", link.workflow_id, err)
+        await self._audit(
+            "quote_to_cash_upgraded",
+            decision="allow",
+            outcome="live",
+            summary=f"Expansion opportunity {opp.id} is live: subscription {sub.id} moved from "
+            f"{link.from_price_id} to {link.to_price_id} (prorated), MRR "
+            f"{before / 100:,.2f} → {sub.mrr / 100:,.2f} {sub.currency}; no new subscription.",
+            note_on=link.customer_id,
+        )
+        reason = f"upgraded {sub.id}: {link.from_price_id} → {link.to_price_id}"
+        self._update(stage="live", subscription_id=sub.id, mrr=sub.mrr, outcome="live")
+        return self._result("live", reason)
 
     async def _active_subscriptions(self, customer_id: str, plan: object) -> list[Subscription]:
         """A customer that existed before this run may already pay for these products (an old

@@ -42,7 +42,7 @@ from workflows.governed.gate import Governed
 from workflows.governed.saga import Saga
 from workflows.options import READ
 from workflows.quote_to_cash.customer import CustomerSteps, RollBack
-from workflows.quote_to_cash.subscription import SubscriptionSteps
+from workflows.quote_to_cash.subscription import EXPANSION_UPGRADE_PATCH, SubscriptionSteps
 
 with workflow.unsafe.imports_passed_through():
     from activities.quote import GetOpportunityInput, QuoteActivities
@@ -225,6 +225,11 @@ class QuoteToCashWorkflow(CustomerSteps, SubscriptionSteps, GovernedWorkflow):
             )
         if opp.account is None:
             raise RollBack("the opportunity has no account")
+        if found.expansion is not None and workflow.patched(EXPANSION_UPGRADE_PATCH):
+            # a usage-based expansion won: change the subscription it grew out of (issue 21)
+            self.s.account = opp.account
+            self._update(account_id=opp.account.id, currency=opp.currency)
+            return await self._upgrade(opp, opp.account, found.expansion)
         if not opp.lines:
             raise RollBack("the opportunity has no line items")
         account = self.s.account = opp.account
