@@ -6,10 +6,12 @@ nothing."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from domain.approvals import Decision
 from domain.drafts import SHA_PREFIX, draft_sha256
@@ -21,6 +23,17 @@ from workflows.dunning.reminders import VARIANT_MEMO
 
 SUBJECT = "Your payment for the invoice did not go through"
 BODY = "Hello,\n\nWe could not collect 1,200.00 USD. Please check the card on file."
+
+
+HISTORIES = Path(__file__).parent.parent / "histories"
+
+
+async def keep_history(handle: WorkflowHandle, name: str) -> None:
+    """`make histories` commits this run's history for the replay gate (tests/replay) as
+    ``DunningWorkflow__drafting_{name}``: the branches behind ``dunning-drafting``."""
+    if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        (HISTORIES / f"DunningWorkflow__drafting_{name}.json").write_text(history.to_json())
 
 
 def model_draft(i: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +73,7 @@ async def test_a_refused_draft_is_audited_on_both_sides_and_the_template_is_sent
     fakes = dunning_fakes(run).on("draft_reminder", refused_draft)
     async with dunning(client, run, fakes) as handle:
         await handle.result()
+        await keep_history(handle, "refused_template_sent")
     crm, notes = audited(fakes, "draft_refused")
     assert len(crm) == 2 and len(notes) == 2  # two reminders, both sides each
     assert all("amount_not_in_facts" in e["summary"] for e in crm + notes)
@@ -80,6 +94,7 @@ async def test_a_model_draft_sent_where_policy_allows_it_carries_its_hash_and_va
     async with dunning(client, run, fakes) as handle:
         await handle.result()
         memo = await (await handle.describe()).memo()
+        await keep_history(handle, "llm_sent")
     asked = [p for p in fakes.inputs("decide_policy") if p["action"] == "send_email"]
     assert asked and all(p["origin"] == "llm" for p in asked)
     sent = fakes.inputs("send_email")
@@ -119,6 +134,8 @@ async def test_assist_mode_sends_exactly_the_reviewed_text_once_after_approval(
                 waiting.action_id,
             )  # a repeat
             await eventually(lambda: status(handle), lambda s: s.reminders_sent == 1, "sent")
+            await handle.terminate("history kept")
+            await keep_history(handle, "approved_and_sent")
         else:
             # an approval for another text: another action ID, refused; the draft stays unsent
             other = waiting.action_id[:-4] + "0000"
