@@ -75,7 +75,7 @@ class _Need:
     """A field RevBridge reads or writes: its type family and, for text, the length the
     connector cuts to (the org's field must hold at least that much)."""
 
-    type: str  # string | textarea | picklist | double | currency | date | datetime | reference
+    type: str  # string | textarea | picklist | double | percent | currency | email | date | …
     length: int = 0
     external_id: bool = False
     writes: bool = True
@@ -100,8 +100,14 @@ NEEDS: dict[str, dict[str, _Need]] = {
         "Churn_Reasons__c": _Need("textarea", _LONG_TEXT),
         "Churn_Narrative__c": _Need("textarea", _LONG_TEXT),
         "Churn_Scored_At__c": _Need("datetime"),
+        # the account sync's golden-record fields (connectors/sync/salesforce.py)
+        "Billing_Plan__c": _Need("string", 255),
+        "Next_Renewal__c": _Need("date"),
+        "Payment_Health__c": _Need("string", 40),
+        "Billing_Contact_Email__c": _Need("email"),
     },
     "Opportunity": {
+        "RevBridge_Key__c": _Need("string", 64, external_id=True),  # expansion's upsert key
         "Billing_Subscription_Id__c": _Need("string", 255),
         "Billing_Status__c": _Need("string", 255),
         "MRR__c": _Need("currency"),
@@ -143,9 +149,78 @@ NEEDS: dict[str, dict[str, _Need]] = {
         "Case__c": _Need("reference"),
         "Details__c": _Need("textarea", 131072),
     },
+    # usage-based expansion (connectors/expansion/salesforce.py): a draft quote on the
+    # opportunity (Quotes enabled in the org) and the signal record on the account
+    "Quote": {
+        "Name": _Need("string", 255),
+        "Status": _Need("picklist", values=("Draft", "Rejected")),
+        "Description": _Need("textarea", 32000),
+        "ExpirationDate": _Need("date"),
+        "RevBridge_Key__c": _Need("string", 64, external_id=True),
+    },
+    "QuoteLineItem": {
+        "Quantity": _Need("double"),
+        "UnitPrice": _Need("currency"),
+        "RevBridge_Key__c": _Need("string", 64, external_id=True),
+    },
+    "Expansion_Signal__c": {
+        "RevBridge_Key__c": _Need("string", 64, external_id=True),
+        "Account__c": _Need("reference"),
+        "Opportunity__c": _Need("reference"),
+        "Quote__c": _Need("reference"),
+        "Status__c": _Need("picklist", values=("Open", "Won", "Lost", "Expired", "Closed")),
+        "Billing_Platform__c": _Need("string", 40),
+        "Billing_Customer_Id__c": _Need("string", 255),
+        "Billing_Subscription_Id__c": _Need("string", 255),
+        "Metered_Item__c": _Need("string", 255),
+        "Current_Price__c": _Need("string", 255),
+        "Recommended_Price__c": _Need("string", 255),
+        "Upgrade_MRR__c": _Need("currency"),
+        "Days_To_Limit__c": _Need("double"),
+        "Crossing_Date__c": _Need("date"),
+        "Crossing_Earliest__c": _Need("date"),
+        "Crossing_Latest__c": _Need("date"),
+        "Confidence__c": _Need("percent"),
+        "Projected_Usage__c": _Need("double"),
+        "Included_Units__c": _Need("double"),
+        "Reasons__c": _Need("textarea", _LONG_TEXT),
+        "Close_Reason__c": _Need("string", 255),
+        "Workflow_Id__c": _Need("string", 255),
+    },
+    # reconciliation (connectors/reconcile/salesforce.py): one record per exception
+    "Billing_Exception__c": {
+        "Exception_Id__c": _Need("string", 40, external_id=True),
+        "Kind__c": _Need("string", 60),
+        "Severity__c": _Need("picklist", values=("low", "medium", "high")),
+        "Status__c": _Need(
+            "picklist", values=("Open", "Waiting for approval", "Approved", "Rejected", "Closed")
+        ),
+        "Account__c": _Need("reference"),
+        "Billing_Customer_Id__c": _Need("string", 255),
+        "Records__c": _Need("string", 255),
+        "Evidence__c": _Need("textarea", 32000),
+        "Proposed_Fix__c": _Need("string", 255),
+        "Approver_Role__c": _Need("string", 40),
+        "First_Seen__c": _Need("date"),
+        "Last_Seen__c": _Need("date"),
+        "Resolved_On__c": _Need("date"),
+        "Age_Days__c": _Need("double"),
+        "Resolution__c": _Need("string", 255),
+    },
 }
 #: the objects RevBridge creates records of (the integration user needs create and edit)
-_CREATES = ("Case", "Task", "AI_Agent_Log__c")
+_CREATES = (
+    "Opportunity",
+    "Case",
+    "Task",
+    "AI_Agent_Log__c",
+    "Quote",
+    "QuoteLineItem",
+    "Expansion_Signal__c",
+    "Billing_Exception__c",
+)
+#: standard objects an org has only once a feature is on (what the admin turns on)
+_FEATURES = {"Quote": "turn on Quotes (Setup > Quote Settings > Enable)"}
 #: daily API allowance left below which preflight warns
 ALLOWANCE_WARN = 0.20
 
@@ -813,6 +888,8 @@ _COMPATIBLE = {
     "picklist": {"picklist", "string"},
     "double": {"double", "percent"},
     "currency": {"currency", "double"},
+    "percent": {"percent", "double"},
+    "email": {"email", "string"},
     "date": {"date"},
     "datetime": {"datetime"},
     "reference": {"reference"},
@@ -838,7 +915,8 @@ def _object_checks(obj: str, result: dict[str, Any]) -> list[Check]:
             f"run `revbridge setup crm` (it deploys {obj} with RevBridge's fields), "
             "or grant the integration user Read on it"
             if obj.endswith("__c")
-            else f"grant the integration user Read on {obj}"
+            else (f"{_FEATURES[obj]}, then " if obj in _FEATURES else "")
+            + f"grant the integration user Read on {obj}"
         )
         return [_check(name, CheckStatus.FAIL, "not visible to the integration user", fix)]
     if status >= 300 or not isinstance(describe, dict):
@@ -1114,7 +1192,29 @@ SETUP_OBJECTS: dict[str, dict[str, Any]] = {
         "nameField": {"type": "AutoNumber", "label": "Log Number", "displayFormat": "LOG-{0000}"},
         "deploymentStatus": "Deployed",
         "sharingModel": "ReadWrite",
-    }
+    },
+    "Expansion_Signal__c": {
+        "label": "Expansion Signal",
+        "pluralLabel": "Expansion Signals",
+        "nameField": {
+            "type": "AutoNumber",
+            "label": "Signal Number",
+            "displayFormat": "EXP-{0000}",
+        },
+        "deploymentStatus": "Deployed",
+        "sharingModel": "ReadWrite",
+    },
+    "Billing_Exception__c": {
+        "label": "Billing Exception",
+        "pluralLabel": "Billing Exceptions",
+        "nameField": {
+            "type": "AutoNumber",
+            "label": "Exception Number",
+            "displayFormat": "EXC-{00000}",
+        },
+        "deploymentStatus": "Deployed",
+        "sharingModel": "ReadWrite",
+    },
 }
 #: values of the custom picklists RevBridge reads but does not write (NEEDS has none for them)
 _SETUP_VALUES: dict[str, tuple[str, ...]] = {
@@ -1149,6 +1249,10 @@ def field_metadata(obj: str, name: str, need: _Need) -> dict[str, Any]:
         )
     elif need.type in ("double", "currency"):
         meta.update(type="Number" if need.type == "double" else "Currency", precision=18, scale=2)
+    elif need.type == "percent":
+        meta.update(type="Percent", precision=5, scale=2)
+    elif need.type == "email":
+        meta.update(type="Email")
     elif need.type in ("date", "datetime"):
         meta.update(type="Date" if need.type == "date" else "DateTime")
     elif need.type == "reference":
@@ -1218,7 +1322,8 @@ def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
         status >= 400 and _error_code(describe) in ("NOT_FOUND", "INVALID_TYPE")
     )
     if missing and obj not in SETUP_OBJECTS:
-        return [_manual("grant", obj, f"grant the integration user Read on {obj}")]
+        enable = f"{_FEATURES[obj]}, then " if obj in _FEATURES else ""
+        return [_manual("grant", obj, f"{enable}grant the integration user Read on {obj}")]
     if missing:
         meta = SETUP_OBJECTS[obj]
         steps = [
