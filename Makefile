@@ -32,7 +32,7 @@ lint: $(STAMP)
 clean:
 	rm -rf .revbridge
 
-bench: $(STAMP)  ## Temporal-floor ratios for ingest, end-to-end dunning and RSS (writes bench/RESULTS.md); the 1,000-customer churn sweep soak
+bench: $(STAMP)  ## Temporal-floor ratios for ingest, end-to-end dunning, sustained load (50/s for 60 s) and RSS (writes bench/RESULTS.md); the churn sweep on every billing platform (500) and Chargebee (10,000); 100,000: python -m bench.churn_soak --bulk 100000
 	@$(PY) -m bench
 
 histories: $(STAMP)  ## re-record tests/histories/ from the workflow scenarios (then commit them; plaintext payloads: a session key could not replay them)

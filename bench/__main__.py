@@ -1,7 +1,9 @@
-"""``python -m bench`` (``make bench``): the three benchmarks on one fresh dev server, a table on
-stdout, and ``bench/RESULTS.md``; then the churn sweep soak over a 1,000-customer book on a dev
-server of its own (bench/churn_soak.py; ``python -m bench.churn_soak [N]`` runs it alone;
-``python -m bench --no-soak`` skips it)."""
+"""``python -m bench`` (``make bench``): ingest, end-to-end dunning and the sustained load
+(bench/sustained.py: 50 failed payments/s for 60 s) on one fresh dev server, a table on stdout, and
+``bench/RESULTS.md``; then the churn sweep bench (bench/churn_soak.py ``make_bench``: every billing
+platform over 500 customers, Chargebee over 10,000, each swept twice) and the reconciliation on dev
+servers of their own (``python -m bench --no-soak`` skips those; ``python -m bench.churn_soak
+--bulk 100000`` is the 100,000-customer sweep, not part of ``make bench``)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import churn_soak, flows, ingest, reconcile, report
+from bench import churn_soak, flows, ingest, reconcile, report, sustained
 from bench.common import stack
 
 #: after this many seconds no new burst round of the dunning benchmark starts
@@ -27,7 +29,7 @@ async def main() -> int:
     logs = Path(tempfile.mkdtemp(prefix="revbridge-bench-"))
     try:
         async with stack(logs) as st:
-            print("1/3 webhook ingest …", flush=True)
+            print("1/4 webhook ingest …", flush=True)
             ing = ingest.summarize(await ingest.run(st))
             print(
                 f"    ingest ratio = {ing['webhooks_per_s']:.0f} webhooks/s / "
@@ -35,7 +37,7 @@ async def main() -> int:
                 f"{ing['missing']} lost, {ing['extra_runs']} duplicate runs",
                 flush=True,
             )
-            print("2/3 end-to-end dunning and peak RSS …", flush=True)
+            print("2/4 end-to-end dunning and peak RSS …", flush=True)
             # bounded: fewer burst rounds if ingest ran slow (make bench stays well under 5 min)
             budget = max(30.0, BUDGET_S - (time.monotonic() - began))
             fl = flows.summarize(await flows.run(st, budget_s=budget))
@@ -46,6 +48,13 @@ async def main() -> int:
                 f"{fl['rss_mb']['worker']:.0f} MB, webhooks {fl['rss_mb']['webhooks']:.0f} MB",
                 flush=True,
             )
+            print(
+                f"3/4 sustained load: {sustained.RATE_PER_S:g} failed payments/s for "
+                f"{sustained.DURATION_S:g} s …",
+                flush=True,
+            )
+            sus = sustained.summarize(await sustained.run(st))
+            print(sustained.line(sus), flush=True)
     except BaseException:
         print(f"benchmark failed; process logs kept in {logs}")
         raise
@@ -53,10 +62,11 @@ async def main() -> int:
     elapsed = time.monotonic() - began
     report.write(ing, fl, elapsed, (load_before, os.getloadavg()))
     report.print_table(ing, fl, elapsed)
+    sustained.write_section(sus)
     if "--no-soak" in sys.argv:
         return 0
-    print("3/3 ", end="", flush=True)
-    soak = await churn_soak.main()
+    print("4/4 churn sweep, every billing platform …", flush=True)
+    soak = await churn_soak.make_bench()
     # the daily reconciliation over 10,000 customers (issue 20): its own dev server too
     return await reconcile.main() or soak
 

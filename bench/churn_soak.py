@@ -111,7 +111,8 @@ def no_offer_policies(folder: Path) -> Path:
 
 
 def _seed(url: str, data: dict) -> None:
-    httpx.post(url + "/_sandbox/seed", json=data, timeout=120).raise_for_status()
+    # a 100,000-customer book is one large request: minutes on a busy machine
+    httpx.post(url + "/_sandbox/seed", json=data, timeout=3600).raise_for_status()
 
 
 async def sweep_book(
