@@ -9,6 +9,7 @@ from temporalio.client import Client
 from domain.settings import Settings
 from workers.catch_ups import ensure_dunning_schedule, ensure_q2c_schedule, q2c_schedule_id
 from workers.churn_schedule import SweepSchedule, ensure_churn_schedule
+from workers.expansion_schedule import IntakeSchedule, ensure_expansion_schedule
 from workers.reconcile_schedule import ReconcileSchedule, ensure_reconcile_schedule
 from workers.revenue_schedule import ensure_revenue_schedule
 
@@ -29,3 +30,9 @@ async def ensure_all(client: Client, settings: Settings) -> None:
         await ensure_reconcile_schedule(client, daily, settings),
     )
     log.info("schedules: revenue close %s", await ensure_revenue_schedule(client, settings))
+    intake = IntakeSchedule(
+        billing=settings.billing, crm=settings.crm, task_queue=settings.task_queue
+    )
+    log.info(
+        "schedules: %s %s", intake.schedule_id, await ensure_expansion_schedule(client, intake)
+    )

@@ -191,3 +191,19 @@ async def test_the_intake_walks_every_page_and_continues_as_new(fast_client: Cli
     cursors = [i["cursor"] for i in f.inputs("expansion_intake_page")]
     assert cursors == [None, "c1", "c2"]
     assert {i["intake_id"] for i in f.inputs("expansion_intake_page")} == {"intake-t"}
+
+
+async def test_the_intake_schedule_is_created_once_and_updated_after(client: Client) -> None:
+    from workers.expansion_schedule import IntakeSchedule, ensure_expansion_schedule
+
+    spec = IntakeSchedule(
+        billing="chargebee",
+        crm="salesforce",
+        task_queue=f"exp-{uuid.uuid4().hex[:6]}",
+        schedule_id=f"revbridge-expansion-intake-{uuid.uuid4().hex[:6]}",
+    )
+    assert await ensure_expansion_schedule(client, spec) == "created"
+    assert await ensure_expansion_schedule(client, spec) == "updated"
+    desc = await client.get_schedule_handle(spec.schedule_id).describe()
+    assert desc.schedule.action.workflow == ex.INTAKE_WORKFLOW_TYPE  # type: ignore[union-attr]
+    await client.get_schedule_handle(spec.schedule_id).delete()
