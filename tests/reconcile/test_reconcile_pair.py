@@ -15,12 +15,10 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
-from temporalio.api.common.v1 import Payloads, WorkflowExecution
-from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import WorkflowExecutionStatus
 
 from cli.reconcile import open_exceptions, render_open
-from domain.approvals import QUERY, SIGNAL, ApprovalSignal, Decision, PendingApproval
+from domain.approvals import QUERY, PendingApproval
 from domain.models import NoteTarget
 from domain.reconcile import (
     WORKFLOW_TYPE,
@@ -30,33 +28,11 @@ from domain.reconcile import (
     ReconcileResult,
     fix_workflow_id,
 )
-from infra.codec import load_identity_keys, stamp_approver
 from tests.pairs import eventually
 from tests.reconcile.book import PLANTED
-from tests.reconcile.conftest import ReconcilePair
+from tests.reconcile.conftest import ReconcilePair, send_approval
 
 DAY = date(2026, 12, 1)
-
-
-async def approve(p: ReconcilePair, workflow_id: str, action_id: str, approver: str) -> None:
-    """The signal a signed-in approver sends: stamped with the identity key when the client's
-    codec checks identities (a dev stack's key file in the working directory turns that on)."""
-    conv = p.client.data_converter
-    signal = ApprovalSignal(action_id=action_id, decision=Decision.APPROVE, approver=approver)
-    payload = conv.payload_converter.to_payloads([signal])[0]
-    keys = load_identity_keys()
-    if keys:
-        stamp_approver(payload, approver, keys)
-    payloads = await conv.payload_codec.encode([payload]) if conv.payload_codec else [payload]
-    await p.client.workflow_service.signal_workflow_execution(
-        SignalWorkflowExecutionRequest(
-            namespace=p.client.namespace,
-            workflow_execution=WorkflowExecution(workflow_id=workflow_id),
-            signal_name=SIGNAL,
-            input=Payloads(payloads=payloads),
-            identity="test",
-        )
-    )
 
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -146,7 +122,7 @@ async def test_a_day_then_the_next(rpair: ReconcilePair) -> None:
     assert (await desc.memo_value("report_html")) == first.report_html
 
     # --- finance approves the refund review; meanwhile the missing payment is recorded ----------
-    await approve(p, handle.id, pending[0].action_id, "alice@example.com")
+    await send_approval(p.client, handle.id, pending[0].action_id, "alice@example.com")
     assert (await handle.result())["status"] == "executed"
     await keep_history(p, handle.id, "ReconciliationFixWorkflow__approved")
     await keep_history(p, "reconcile-test-dry", "ReconciliationWorkflow__dry_run")
@@ -192,6 +168,18 @@ async def test_a_day_then_the_next(rpair: ReconcilePair) -> None:
     shown = render_open(open_exceptions(p.settings), DAY + timedelta(days=2))
     assert shown.startswith(f"{len(PLANTED) - 2} open exception(s):")
     assert shown.count("  2d  ") == len(PLANTED) - 2
+
+    # --- a request that expired unanswered (its fix workflow set the exception back to Open) is
+    # asked again by the next day's run; the others are still waiting and are not asked twice
+    unapplied = kinds[Kind.UNAPPLIED_PAYMENT]["Exception_Id__c"]
+    expired = p.client.get_workflow_handle(fix_workflow_id("salesforce", unapplied))
+    await expired.terminate("stands in for the expiry")
+    p.crm.client.Billing_Exception__c.upsert(f"Exception_Id__c/{unapplied}", {"Status__c": "Open"})
+    fourth = await run(p, DAY + timedelta(days=3), "day4")
+    assert fourth.sent_for_approval == 1 and fourth.new == 0
+    assert (await expired.describe()).status == WorkflowExecutionStatus.RUNNING
+    assert exceptions(p)[unapplied]["Status__c"] == ExceptionStatus.WAITING
+    await keep_history(p, "reconcile-test-day4", "ReconciliationWorkflow__asks_again_after_expiry")
 
     # the approvals still waiting belong to this test only
     for rid, row in rows.items():

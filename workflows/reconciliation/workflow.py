@@ -88,6 +88,9 @@ class ReconciliationWorkflow(GovernedWorkflow):
         tracked = rx.track_seen(previous, [f.discrepancy for f in scan.findings], today)
         finding = {f.discrepancy.id: f for f in scan.findings}
         records: dict[str, rx.ExceptionRecord] = {}
+        #: exceptions a person is asked about today: new ones, and those whose earlier request
+        #: expired unanswered (the fix workflow put them back to Open)
+        ask: list[str] = []
         for oe in tracked.open:
             d = oe.discrepancy
             before = stored.get(d.id)
@@ -95,6 +98,8 @@ class ReconciliationWorkflow(GovernedWorkflow):
                 status = before.status
             else:
                 status = St.WAITING if d.fix.approver_role else St.OPEN
+            if d.fix.approver_role and (before is None or before.status is St.OPEN):
+                ask.append(d.id)
             records[d.id] = rx.record_of(finding[d.id], oe.first_seen, today, status)
         fixed = [] if input.dry_run else await self._restore(records, today)
         for rid in tracked.resolved:
@@ -126,7 +131,7 @@ class ReconciliationWorkflow(GovernedWorkflow):
         )
         if not input.dry_run and records:
             await self._file(list(records.values()))
-            await self._ask_approvals(input, [records[i] for i in tracked.new], scan.crm)
+            await self._ask_approvals(input, [records[i] for i in ask], scan.crm)
         paths = await workflow.execute_activity_method(
             ReconcileActivities.reconcile_write_report,
             ReportInput(
@@ -247,7 +252,8 @@ class ReconciliationWorkflow(GovernedWorkflow):
     async def _ask_approvals(
         self, input: rx.ReconcileInput, new: list[rx.ExceptionRecord], crm: str
     ) -> None:
-        """A fix workflow per new money or contract exception (ID = the exception's): it waits
+        """A fix workflow per money or contract exception to ask about (ID = the exception's:
+        one running at a time; a finished one whose request expired is asked again): it waits
         for finance or RevOps; this run does not."""
         if self._result.writes != "written":
             return
