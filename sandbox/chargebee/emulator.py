@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from sandbox.framework import Emulator, WebhookTarget
 
-from . import models
+from . import credit_notes, models
 from .errors import ChargebeeError, auth_failed, for_status, param_error, rate_limited
 from .forms import FormError, parse_form, parse_query
 from .handlers import Api, Call
@@ -217,6 +217,8 @@ class ChargebeeEmulator(Emulator):
             r("POST", "/invoices/{id}/record_payment", a.record_payment),
             r("GET", "/invoices/{id}/payments", a.transactions_for("_invoice_id")),
             r("GET", "/transactions", a.list_transactions),
+            r("GET", "/credit_notes", credit_notes.Handlers(self).list),
+            r("GET", "/credit_notes/{id}", credit_notes.Handlers(self).retrieve),
             r("GET", "/transactions/{id}", a.retrieve_transaction),
             r("GET", "/comments", a.list_comments),
             r("POST", "/comments", a.create_comment),

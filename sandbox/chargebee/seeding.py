@@ -119,6 +119,13 @@ def seed(em: ChargebeeEmulator, data: Mapping[str, Any]) -> dict[str, Any]:
         for spec in data.get("transactions") or []:
             txn = _seed_transaction(em, spec, now)
             out["transactions"].append(txn["id"])
+
+        from .credit_notes import new_credit_note
+
+        for spec in data.get("credit_notes") or []:
+            cn = new_credit_note(store, spec)
+            store.credit_notes[cn["id"]] = cn
+            out.setdefault("credit_notes", []).append(cn["id"])
     return out
 
 

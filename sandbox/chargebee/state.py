@@ -42,6 +42,8 @@ class Store:
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # by customer id
     subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: credit notes (seeded; read through ``GET /credit_notes``: credit_notes.py)
+    credit_notes: dict[str, dict[str, Any]] = field(default_factory=dict)
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     comments: dict[str, dict[str, Any]] = field(default_factory=dict)
     coupons: dict[str, dict[str, Any]] = field(default_factory=dict)
