@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 
 from cli.churn import add_churn_command
-from cli.reconcile import add_reconcile_command
 from cli.config import CliError, StackConfig, config_path
 from cli.link import add_link_command
+from cli.reconcile import add_reconcile_command
+from cli.report import add_report_command
 from cli.revenue import add_revenue_command
 from domain.settings import SettingsError
 from harness.errors import HarnessError
@@ -232,6 +233,7 @@ def parser() -> argparse.ArgumentParser:
     _pair_flags(demo)
     add("worker", cmd_worker, "run a worker", config_required=False)
     add_churn_command(add)
+    add_report_command(add)
     add_reconcile_command(add)
     add_link_command(add)
     add_revenue_command(add)

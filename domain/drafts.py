@@ -38,6 +38,9 @@ DRAFTING_FILE = "drafting.yaml"
 #: the approval binds this prefix + the SHA-256 of the reviewed text (ProposedAction.subject_id)
 SHA_PREFIX = "draft-sha256:"
 MAX_SUBJECT_CHARS = 200
+#: a dunning run's memo key naming the variants its reminders went out as ("llm", "template"),
+#: for recovery attribution (``revbridge report recovery``)
+VARIANT_MEMO = "draft_variants"
 
 
 class DraftKind(StrEnum):

@@ -14,12 +14,11 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 
 from domain.approvals import Decision
-from domain.drafts import SHA_PREFIX, draft_sha256
+from domain.drafts import SHA_PREFIX, VARIANT_MEMO, draft_sha256
 from domain.policy import Outcome
 from tests.fast.fakes import answer, policy
 from tests.fast.test_dunning import Run, dunning, dunning_fakes, pending, status
 from tests.pairs import eventually
-from workflows.dunning.reminders import VARIANT_MEMO
 
 SUBJECT = "Your payment for the invoice did not go through"
 BODY = "Hello,\n\nWe could not collect 1,200.00 USD. Please check the card on file."

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.models import SendEmailInput, UpsertTaskInput
     from domain.approvals import ProposedAction
     from domain.drafts import (
+        VARIANT_MEMO,
         DraftedMessage,
         Variant,
         approval_subject,
@@ -46,8 +47,6 @@ with workflow.unsafe.imports_passed_through():
 
 #: model drafts, their refusals audited, approve & send bound to the text's hash (issue 22)
 DRAFTING_PATCH = "dunning-drafting"
-#: the memo key naming the draft variants a run's reminders went out as ("llm", "template")
-VARIANT_MEMO = "draft_variants"
 
 
 class Reminders:
