@@ -35,6 +35,8 @@ from domain.quote import ProductMapping
 DEFAULT_REPORT_DIR = "reports/reconciliation"
 #: how far back the report's chart looks
 HISTORY_DAYS = 30
+#: findings one run files (most severe first): keeps every payload well under Temporal's 2 MB
+MAX_FINDINGS = 1_000
 
 
 def report_dir_from_env(env: Any = os.environ) -> Path:
@@ -60,6 +62,9 @@ class ScanResult(Frozen):
     billing: str = ""
     crm: str = ""
     seconds: float = 0
+    #: findings beyond MAX_FINDINGS (left for the next runs), and those of them already filed
+    not_shown: int = 0
+    still_open: list[str] = []
 
 
 class UpsertExceptionsInput(Frozen):
@@ -148,10 +153,16 @@ class ReconcileActivities:
             customers=billing.customers,
         )
         _beat("check")
-        findings = rx.attribute(book, rx.check(book))
+        found = rx.check(book)  # most severe first
+        # what crosses Temporal stays bounded however far apart the books are: the rest waits
+        # for the next runs (and the exceptions already filed among it stay open meanwhile)
+        shown, rest = found[:MAX_FINDINGS], found[MAX_FINDINGS:]
+        open_before = {s.id for s in stored if s.status is not rx.ExceptionStatus.CLOSED}
         return ScanResult(
-            findings=findings,
+            findings=rx.attribute(book, shown),
             stored=stored,
+            not_shown=len(rest),
+            still_open=[d.id for d in rest if d.id in open_before],
             counts={
                 "customers": len(book.customers),
                 "subscriptions": len(book.subscriptions),

@@ -621,6 +621,8 @@ class ReconcileResult(Frozen):
     today: date | None = None
     dry_run: bool = False
     found: int = 0
+    #: found beyond one run's bound (activities/reconcile.MAX_FINDINGS): filed on later runs
+    not_filed: int = 0
     open: int = 0
     new: int = 0
     resolved: int = 0

@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from cli.reconcile import open_exceptions, render_open
@@ -187,6 +188,23 @@ async def test_a_day_then_the_next(rpair: ReconcilePair) -> None:
             h = p.client.get_workflow_handle(fix_workflow_id("salesforce", rid))
             if (await h.describe()).status == WorkflowExecutionStatus.RUNNING:
                 await h.terminate("test over")
+
+
+async def test_a_run_files_at_most_its_bound_and_closes_nothing_it_did_not_check(
+    rpair: ReconcilePair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Books far apart find more than one run files (its payloads stay bounded): the most
+    severe go first, the rest wait, and an exception already filed among the rest stays open."""
+    import activities.reconcile as acts
+
+    p = rpair
+    open_before = {k for k, r in exceptions(p).items() if r["Status__c"] != "Closed"}
+    monkeypatch.setattr(acts, "MAX_FINDINGS", 3)
+    result = await run(p, DAY + timedelta(days=8), "bounded")
+    assert result.found == len(open_before) and result.not_filed == len(open_before) - 3
+    assert result.resolved == 0
+    after = {k for k, r in exceptions(p).items() if r["Status__c"] != "Closed"}
+    assert after == open_before
 
 
 async def test_observe_mode_reads_and_reports_but_writes_nothing(

@@ -86,6 +86,11 @@ class ReconciliationWorkflow(GovernedWorkflow):
         stored = {s.id: s for s in scan.stored}
         previous = {s.id: s.first_seen for s in scan.stored if s.status is not St.CLOSED}
         tracked = rx.track_seen(previous, [f.discrepancy for f in scan.findings], today)
+        if scan.still_open:  # found again but beyond this run's bound: not resolved
+            kept = set(scan.still_open)
+            tracked = tracked.model_copy(
+                update={"resolved": [i for i in tracked.resolved if i not in kept]}
+            )
         finding = {f.discrepancy.id: f for f in scan.findings}
         records: dict[str, rx.ExceptionRecord] = {}
         #: exceptions a person is asked about today: new ones, and those whose earlier request
@@ -118,7 +123,8 @@ class ReconciliationWorkflow(GovernedWorkflow):
         self._result = self._result.model_copy(
             update={
                 "today": today,
-                "found": len(scan.findings),
+                "found": len(scan.findings) + scan.not_shown,
+                "not_filed": scan.not_shown,
                 "open": len(still_open),
                 "new": len(tracked.new),
                 "resolved": len(tracked.resolved),
