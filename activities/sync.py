@@ -15,12 +15,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import vendor_errors
@@ -32,6 +27,7 @@ from domain import golden
 from domain import temporal as names
 from domain.linking import BillingParty, CrmParty, LinkPlan, plan_links
 from domain.models import Frozen
+from domain.starts import start_options
 
 RPC_TIMEOUT = timedelta(seconds=5)
 RULES_FILE = "sync.yaml"
@@ -203,9 +199,7 @@ class SyncActivities:
             ),
             static_summary=f"Account sync: bulk writes of minor changes ({input.crm})",
             rpc_timeout=RPC_TIMEOUT,
-            # one flusher per deployment: a running one is joined, a closed one followed
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            **start_options(golden.FLUSH_WORKFLOW_TYPE),
         )
         return input.flusher_id
 

@@ -192,6 +192,9 @@ class WebhookSettings(_Settings):
     zendesk_secrets: list[SecretStr] = []
     #: the Zendesk user RevBridge's API token belongs to: comments it wrote are echoes
     zendesk_integration_user_id: str | None = None
+    #: route customer, subscription and CRM account changes to the account sync (issue 19;
+    #: REVBRIDGE_ACCOUNT_SYNC=1). Off: those events are acknowledged and not routed
+    account_sync: bool = False
 
 
 class Settings(_Settings):
@@ -348,6 +351,7 @@ class Settings(_Settings):
                 "zuora_hmac_header": env.get("ZUORA_WEBHOOK_HMAC_HEADER"),
                 "salesforce_integration_user_id": env.get("SALESFORCE_INTEGRATION_USER_ID"),
                 "zendesk_integration_user_id": env.get("ZENDESK_INTEGRATION_USER_ID"),
+                "account_sync": env.get("REVBRIDGE_ACCOUNT_SYNC"),
             }.items()
             if v is not None
         }

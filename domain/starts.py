@@ -20,7 +20,7 @@ from typing import Any
 
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from domain import churn, dunning, quote, support
+from domain import churn, dunning, golden, quote, support
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,18 @@ START_POLICIES: dict[str, StartPolicy] = {
         WorkflowIDConflictPolicy.USE_EXISTING,
         "one running intervention per customer: a running one is rescored (signal-with-start); "
         "a new one may follow a closed one, but only for a new risk signal",
+    ),
+    golden.WORKFLOW_TYPE: StartPolicy(
+        WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        WorkflowIDConflictPolicy.USE_EXISTING,
+        "one account sync per billing customer, as long as the customer lives: a running one "
+        "receives the change (signal-with-start); a closed one (failed, ended by hand) may be "
+        "followed by a new one, which re-reads both sides",
+    ),
+    golden.FLUSH_WORKFLOW_TYPE: StartPolicy(
+        WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        WorkflowIDConflictPolicy.USE_EXISTING,
+        "one bulk flusher per deployment: a running one takes the minor changes",
     ),
 }
 

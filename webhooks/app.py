@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from temporalio.client import Client
 
+from domain.golden import SyncSignal, flush_workflow_id
 from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
 from infra.connection import client_connect_kwargs
@@ -107,7 +108,13 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         count(provider, "echo")
         return JSONResponse({"status": "echo", "reason": event.reason}, status_code=200)
 
-    async def dispatch(provider: str, event: PaymentFailed | InvoicePaid | Echo | None) -> Response:
+    #: account sync (issue 19): customer/subscription/account changes reach it when switched on
+    sync = cfg.account_sync
+    flusher = flush_workflow_id(settings.billing, settings.crm)
+
+    async def dispatch(
+        provider: str, event: PaymentFailed | InvoicePaid | SyncSignal | Echo | None
+    ) -> Response:
         if event is None:
             count(provider, "ignored", "event_not_routed")
             return JSONResponse(
@@ -116,7 +123,10 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         if isinstance(event, Echo):
             return echo(provider, event)
         # the whole event is validated and planned before the first Temporal call
-        plan = router.plan(event, settings.task_queue)
+        if isinstance(event, SyncSignal):
+            plan = router.plan_sync(event, flusher)
+        else:
+            plan = router.plan(event, settings.task_queue)
         status, body = await router.execute(await get_client(), plan, settings.task_queue)
         count(provider, body["status"], workflow_id=body.get("workflow_id"))
         return JSONResponse(body, status_code=status)
@@ -147,7 +157,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 cfg.chargebee_password.get_secret_value(),
             )
             event = chargebee.normalize(
-                parse_json(await read_body(request)), api_user=cfg.chargebee_api_user
+                parse_json(await read_body(request)), api_user=cfg.chargebee_api_user, sync=sync
             )
             return await dispatch("chargebee", event)
         except Rejected as exc:
@@ -275,6 +285,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 parse_json(raw),
                 org_id=cfg.salesforce_org_id,
                 integration_user_id=cfg.salesforce_integration_user_id,
+                sync=sync,
             )
             if event is None:
                 count("salesforce", "ignored", "event_not_routed")
@@ -284,7 +295,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
             if isinstance(event, Echo):
                 return echo("salesforce", event)
             status, body = await dispatch_crm(
-                "salesforce", router.plan_crm(event, settings.billing)
+                "salesforce", router.plan_crm(event, settings.billing, flusher)
             )
             return JSONResponse(body, status_code=status)
         except Rejected as exc:

@@ -12,6 +12,7 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.golden import Side, SyncSignal
 from domain.models import InvoicePaid, PaymentFailed
 from webhooks import parsing as p
 from webhooks.errors import Rejected
@@ -39,9 +40,47 @@ def is_echo(payload: dict[str, Any], api_user: str | None) -> bool:
     return bool(api_user) and payload.get("source") == "api" and payload.get("user") == api_user
 
 
+#: customer and subscription changes the account sync re-reads (issue 19); payment outcomes stay
+#: on the dunning path alone (one Temporal call per webhook)
+SYNC_EVENTS = frozenset(
+    {
+        "customer_created",
+        "customer_changed",
+        "subscription_created",
+        "subscription_changed",
+        "subscription_cancelled",
+        "subscription_cancellation_scheduled",
+        "subscription_reactivated",
+        "subscription_renewed",
+        "subscription_paused",
+        "subscription_resumed",
+    }
+)
+
+
+def sync_signal(
+    event_type: str, event_id: str, content: dict[str, Any], at: datetime
+) -> SyncSignal:
+    """A customer or subscription change as a trigger for the customer's account sync."""
+    if event_type.startswith("customer_"):
+        customer = p.obj(content.get("customer"), "content.customer")
+        customer_id = p.provider_id(customer.get("id"), "customer.id")
+    else:
+        sub = p.obj(content.get("subscription"), "content.subscription")
+        customer_id = p.provider_id(sub.get("customer_id"), "subscription.customer_id")
+    return SyncSignal(
+        billing=PROVIDER,
+        customer_id=customer_id,
+        side=Side.BILLING,
+        event_id=event_id,
+        occurred_at=at,
+        kind=event_type,
+    )
+
+
 def normalize(
-    payload: Any, api_user: str | None = None
-) -> PaymentFailed | InvoicePaid | p.Echo | None:
+    payload: Any, api_user: str | None = None, sync: bool = False
+) -> PaymentFailed | InvoicePaid | SyncSignal | p.Echo | None:
     """The canonical event, an :class:`~webhooks.parsing.Echo` of our own write, or None for
     event types RevBridge does not route (acknowledged). Every field is validated here
     (``webhooks.parsing``), so a routed event is safe to start.
@@ -96,4 +135,9 @@ def normalize(
             customer_id=p.provider_id(invoice.get("customer_id"), "invoice.customer_id"),
             occurred_at=occurred_at,
         )
-    return p.Echo("our own write") if is_echo(payload, api_user) else None
+    if is_echo(payload, api_user):
+        return p.Echo("our own write")
+    if sync and event_type in SYNC_EVENTS:
+        # ``sync``: the deployment runs the account sync (REVBRIDGE_ACCOUNT_SYNC)
+        return sync_signal(event_type, event_id, content, occurred_at)
+    return None

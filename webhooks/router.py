@@ -28,7 +28,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from domain import churn, quote, support
+from domain import churn, golden, quote, support
 from domain import temporal as names
 from domain.dunning import WORKFLOW_TYPE, DunningInput
 from domain.ids import (
@@ -187,10 +187,38 @@ def _churn_start(signal: RiskSignal, churn_id: str) -> Start:
     )
 
 
-def plan_crm(event: DealWon | CaseOpened, billing: str) -> Plan:
+def plan_sync(signal: golden.SyncSignal, flusher_id: str | None = None) -> Plan:
+    """A customer, subscription or CRM account change: signal-with-start the customer's
+    account sync (``account:{billing}:{customer}``), which applies changes in order and dedups
+    by event ID. One Temporal call."""
+    try:
+        wf_id = golden.account_workflow_id(signal.billing, signal.customer_id)
+    except ValueError as exc:
+        raise _bad_id(exc) from None
+    return Plan(
+        Start(
+            golden.WORKFLOW_TYPE,
+            golden.AccountSyncInput(
+                billing=signal.billing, customer_id=signal.customer_id, flusher_id=flusher_id
+            ),
+            wf_id,
+            use_case=UseCase.ACCOUNT_SYNC,
+            customer=signal.customer_id,
+            summary=f"Account sync for customer {signal.customer_id} ({signal.billing})",
+            signal=golden.SIGNAL_CHANGE,
+            signal_args=(signal,),
+        )
+    )
+
+
+def plan_crm(
+    event: DealWon | CaseOpened | golden.SyncSignal, billing: str, flusher_id: str | None = None
+) -> Plan:
     """A won deal starts quote-to-cash, a new case support context: each once per record (a
     failed run may be redone, ``domain.starts``), so a redelivered callout and the catch-up
-    query start nothing new."""
+    query start nothing new. An account change signals its customer's account sync."""
+    if isinstance(event, golden.SyncSignal):
+        return plan_sync(event, flusher_id)
     try:
         if isinstance(event, DealWon):
             return Plan(

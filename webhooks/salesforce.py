@@ -18,6 +18,7 @@ import hmac
 from datetime import UTC, datetime
 from typing import Any
 
+from domain.golden import Side, SyncSignal
 from domain.models import CaseOpened, DealWon
 from webhooks import parsing
 from webhooks.errors import Rejected
@@ -63,9 +64,31 @@ def is_echo(kind: Any, record: Any, integration_user_id: str | None) -> str | No
     return None
 
 
+def account_signal(event_id: str, record_id: str, record: Any, at: datetime) -> SyncSignal | None:
+    """An Account change callout (the account-change Flow, issue 19) as a trigger for the linked
+    billing customer's account sync; an account no billing customer is linked to is not routed."""
+    if not isinstance(record, dict):
+        raise Rejected(400, "account_changed without record", "malformed_event")
+    customer, billing = record.get("Billing_Customer_Id__c"), record.get("Billing_Platform__c")
+    if not customer or not billing:
+        return None
+    return SyncSignal(
+        billing=parsing.provider_id(billing, "record.Billing_Platform__c"),
+        customer_id=parsing.provider_id(customer, "record.Billing_Customer_Id__c"),
+        side=Side.CRM,
+        event_id=event_id,
+        occurred_at=at,
+        kind="account_changed",
+        crm_account_id=record_id,
+    )
+
+
 def normalize(
-    payload: Any, org_id: str | None = None, integration_user_id: str | None = None
-) -> DealWon | CaseOpened | parsing.Echo | None:
+    payload: Any,
+    org_id: str | None = None,
+    integration_user_id: str | None = None,
+    sync: bool = False,
+) -> DealWon | CaseOpened | SyncSignal | parsing.Echo | None:
     """The callout body → a canonical event, an :class:`~webhooks.parsing.Echo` of our own
     write, or None for an event type we do not route."""
     if not isinstance(payload, dict):
@@ -83,6 +106,12 @@ def normalize(
     if org_id and payload.get("orgId") != org_id:
         raise Rejected(403, "callout from another Salesforce org", "wrong_org")
     at = _occurred_at(payload.get("occurredAt"))
+    if kind == "account_changed" and sync:
+        # ``sync``: the deployment runs the account sync (REVBRIDGE_ACCOUNT_SYNC)
+        echo = is_echo(kind, payload.get("record"), integration_user_id)
+        if echo:
+            return parsing.Echo(echo)
+        return account_signal(event_id, record_id, payload.get("record"), at)
     if kind not in ("opportunity_closed_won", "case_created"):
         return None
     echo = is_echo(kind, payload.get("record"), integration_user_id)

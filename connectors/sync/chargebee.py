@@ -22,7 +22,7 @@ class ChargebeeSync:
     def __init__(self, billing: ChargebeeBilling) -> None:
         self.billing = billing
         self.name = billing.name
-        self._cb = billing.client()
+        self._cb = billing.client
 
     def sync_view(self, customer_id: str) -> dict[str, Any]:
         cust = self.billing._call(

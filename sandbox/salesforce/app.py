@@ -668,6 +668,7 @@ def event_payload(
         "record": record,
         "orgId": org_id,
         "occurredAt": format_datetime(occurred),
+        **({"changedFields": list(event.fields)} if event.fields else {}),
     }
 
 

@@ -30,6 +30,7 @@ from .schema import (
     text_field,
 )
 from .store import Event, Store
+from .sync import add_sync_fields
 from .values import now
 
 ORG_ID = id18("00D8N0000012RvB")
@@ -111,6 +112,7 @@ class SalesforceEmulator(Emulator):
         """Back to a fresh org: the base schema (seeded fields dropped), no records but the
         default users, API usage 0. Issued tokens stay valid."""
         self.schema: Schema = base_schema()
+        add_sync_fields(self.schema)  # the account sync's Account fields (sync.py)
         self.store = Store(self.schema, itertools.count(getattr(self, "id_base", 1)))
         self._usage.clear()
         self.rest.cursors.clear()
@@ -174,6 +176,7 @@ class SalesforceEmulator(Emulator):
             Route("/_sandbox/salesforce/expire_tokens", self._expire_tokens, methods=["POST"]),
             Route("/_sandbox/salesforce/api_usage", self._api_usage, methods=["GET", "POST"]),
             Route("/_sandbox/salesforce/org", self._org, methods=["POST"]),
+            Route("/_sandbox/salesforce/flows", self._flows, methods=["POST"]),
             Route("/_sandbox/salesforce/records/{sobject}", self._records, methods=["GET"]),
         ]
 
@@ -392,6 +395,13 @@ class SalesforceEmulator(Emulator):
         except ValueError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         return JSONResponse({"ok": True})
+
+    async def _flows(self, request: Request) -> Response:
+        """Activate or deactivate the account-change Flow (sandbox/salesforce/sync.py)."""
+        body = await request.json()
+        with self.lock:
+            self.store.account_flow = bool(body.get("account_changed", False))
+        return JSONResponse({"account_changed": self.store.account_flow})
 
     async def _records(self, request: Request) -> Response:
         include = request.query_params.get("include_deleted", "").lower() == "true"

@@ -27,9 +27,11 @@ _AUTONUMBER_START = {("Case", "CaseNumber"): 1001}
 class Event:
     """A record change a Flow would call out for (see the package docstring)."""
 
-    name: str  # "case_created" | "opportunity_closed_won"
+    name: str  # "case_created" | "opportunity_closed_won" | "account_changed"
     sobject: str
     record_id: str
+    #: account_changed: the fields the update changed (sandbox/salesforce/sync.py)
+    fields: tuple[str, ...] = ()
 
 
 class Store:
@@ -39,6 +41,8 @@ class Store:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {}
         self.deleted_at: dict[str, datetime] = {}
         self.events: list[Event] = []
+        #: the account-change Flow is active (sandbox/salesforce/sync.py); off in a fresh org
+        self.account_flow = False
         self._index: dict[tuple[str, str], dict[Any, set[str]]] = {}
         self._autonumbers: dict[tuple[str, str], int] = {}
         self._journal: list[tuple[str, str, dict[str, Any] | None]] = []
@@ -366,6 +370,11 @@ class Store:
             and (old is None or old["StageName"] != "Closed Won")
         ):
             self.events.append(Event("opportunity_closed_won", sobj.name, rec["Id"]))
+        if sobj.name == "Account" and old is not None and self.account_flow:
+            from .sync import changed_fields
+
+            if changed := changed_fields(old, rec):
+                self.events.append(Event("account_changed", sobj.name, rec["Id"], tuple(changed)))
 
     def _check_unique(self, sobj: SObject, rec: Mapping[str, Any], own_id: str | None) -> None:
         for f in sobj.fields.values():

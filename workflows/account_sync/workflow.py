@@ -221,6 +221,14 @@ class AccountSyncWorkflow(GovernedWorkflow):
                 if view is not None and side in missing:
                     views[side] = view
                     changes[side] = golden.changes_of(self.held[side.value], view)
+        if first and Side.CRM in changes:
+            # the first sync: a CRM copy of a billing-owned field that differs is catching up
+            # (written with the billing values below), not an edit to restore
+            changes[Side.CRM] = {
+                k: v
+                for k, v in changes[Side.CRM].items()
+                if (rule := rules.rule(k)) is None or rule.may_change(Side.CRM)
+            }
         self.started = True
         at = {
             side: max((s.occurred_at for s in batch if s.side is side), default=workflow.now())

