@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import churn_soak, flows, ingest, reconcile, report, sustained
+from bench import churn_soak, expansion, flows, ingest, reconcile, report, sustained
 from bench.common import stack
 
 #: after this many seconds no new burst round of the dunning benchmark starts
@@ -68,7 +68,9 @@ async def main() -> int:
     print("4/4 churn sweep, every billing platform …", flush=True)
     soak = await churn_soak.make_bench()
     # the daily reconciliation over 10,000 customers (issue 20): its own dev server too
-    return await reconcile.main() or soak
+    reconciled = await reconcile.main()
+    # usage-based expansion's daily intake and forecasting over 10,000 customers (issue 21)
+    return expansion.main() or reconciled or soak
 
 
 if __name__ == "__main__":

@@ -400,6 +400,7 @@ KEPT = (
     "## Churn sweep at scale (issue 15)",
     "## Sustained load (issue 15)",
     "## Reconciliation (issue 20)",
+    "## Expansion intake (issue 21)",
 )
 
 

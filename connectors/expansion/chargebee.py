@@ -7,7 +7,7 @@
   ``{"included_units": {"<metered item price>": 10000}, "upgrade_to": "<next plan price>"}``; the
   metered item price's ``price`` is the overage per unit. Subscriptions come from
   ``GET /subscriptions`` (``customer_id[in]``, live statuses) and prices from
-  ``GET /item_prices`` (``id[in]``), cached for the connector's life of one page.
+  ``GET /item_prices`` (``id[in]``), reused for 15 minutes (one intake, not one per page).
 - **Plan change**: ``POST /subscriptions/{id}/update_for_items`` with the new plan item price
   (a subscription holds exactly one plan: the new one replaces it) and ``prorate=true``, under
   the ``chargebee-idempotency-key`` header; a subscription already on the new plan is success,
@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from datetime import UTC, date, datetime
 from typing import Any
@@ -30,6 +31,8 @@ BULK_IN_MAX = 100
 USAGE_PAGES_MAX = 200
 LIVE = ["active", "non_renewing", "in_trial"]
 DAY_S = 86_400
+#: how long the plan prices (limits, next tier) read for one intake are reused
+PRICES_TTL_S = 900
 
 
 def _metadata(ip: Any) -> dict[str, Any]:
@@ -56,6 +59,7 @@ class ChargebeeUsage:
     def __init__(self, billing: ChargebeeBilling) -> None:
         self.billing = billing
         self._prices: dict[str, Any] = {}
+        self._prices_at = time.monotonic()
 
     @property
     def _cb(self) -> Any:
@@ -65,6 +69,8 @@ class ChargebeeUsage:
         return list(self.billing._pages(fetch, what, max_pages))
 
     def _item_prices(self, ids: set[str]) -> dict[str, Any]:
+        if time.monotonic() - self._prices_at > PRICES_TTL_S:  # a catalogue edit shows by then
+            self._prices, self._prices_at = {}, time.monotonic()
         missing = sorted(i for i in ids if i not in self._prices)
         for start in range(0, len(missing), BULK_IN_MAX):
             params = {"id": {"in": missing[start : start + BULK_IN_MAX]}, "limit": 100}
