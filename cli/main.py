@@ -74,6 +74,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
         os.environ["REVBRIDGE_EMAIL_CHANNEL"] = "marketing-cloud"
     if args.desk == "zendesk":
         os.environ["REVBRIDGE_DESK"] = "zendesk"
+    if args.scenario == "revenue":  # the stack runs the NetSuite sandbox (cli/revenue.py)
+        os.environ["REVBRIDGE_ERP"] = "netsuite"
     cfg = _load(args.config)
     assert cfg is not None
     cfg = cfg.with_pair(args.billing, args.crm)
@@ -216,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave a stack the demo started running")
     demo.add_argument(
         "--scenario",
-        choices=("dunning", "quote-to-cash", "churn", "support"),
+        choices=("dunning", "quote-to-cash", "churn", "support", "revenue"),
         default="dunning",
         help="the use case to show (default: dunning)",
     )

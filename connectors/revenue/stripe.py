@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from connectors.revenue import RevenueDocuments, day, period, split_cursor, ts
+from connectors.revenue.common import RevenueDocuments, day, period, split_cursor, ts
 from domain.revenue import RevenueLine
 
 PHASES = ("inv", "cn")
