@@ -15,6 +15,7 @@ from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.billing import BillingActivities
 from activities.budget import LIMITS_FILE, BudgetGate, BudgetInterceptor, Limits, load_limits
@@ -153,6 +154,17 @@ def activities_for(
     ]
 
 
+#: the workflow platform every plot stands on (workflows/governed, workflows/options: no module
+#: state, no clock or randomness of its own) is passed through the sandbox instead of re-imported
+#: for every workflow instance: about 25 ms of worker CPU per instance, the worker's largest cost
+#: of our making (issue 15, bench/RESULTS.md). The plots themselves stay sandboxed.
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "workflows.governed", "workflows.options"
+    )
+)
+
+
 def build_worker(
     client: Client,
     billing: BillingPlatform,
@@ -198,6 +210,7 @@ def build_worker(
         max_concurrent_activities=ACTIVITY_THREADS,
         interceptors=[*interceptors, VendorRouting(task_queue, vendors)],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        workflow_runner=WORKFLOW_RUNNER,
     )
     return WorkerGroup(
         main,
