@@ -77,6 +77,8 @@ class IntakePageResult(Frozen):
 class BackfillInput(Frozen):
     subscription_ids: list[str]
     since: date
+    #: the metered plans to read (runs before Stripe read by subscription IDs alone)
+    plans: list[MeteredPlan] = []
 
 
 class UsageDays(Frozen):
@@ -182,8 +184,8 @@ class ExpansionActivities:
         page = self.billing.list_customers(cursor, limit)
         ids = [c.id for c in page.customers]
         plans = self.usage.metered_plans(ids) if ids else {}
-        subs = sorted({p.subscription_id for ps in plans.values() for p in ps})
-        days = self.usage.daily_usage(subs, since) if subs else []
+        every = [p for ps in plans.values() for p in ps]
+        days = self.usage.daily_usage(every, since) if every else []
         return ids, plans, days, page.next_cursor
 
     @activity.defn(name="expansion_intake_page")
@@ -257,7 +259,11 @@ class ExpansionActivities:
     @vendor_errors
     def expansion_backfill(self, input: BackfillInput) -> UsageDays:
         """The history a new workflow lacks, read once (the workflow keeps it after that)."""
-        return UsageDays(days=self.usage.daily_usage(list(input.subscription_ids), input.since))
+        plans = list(input.plans) or [
+            MeteredPlan(subscription_id=sub, item="", plan_price_id="", included_per_period=1)
+            for sub in input.subscription_ids
+        ]
+        return UsageDays(days=self.usage.daily_usage(plans, input.since))
 
     @activity.defn(name="expansion_find_account")
     @vendor_errors

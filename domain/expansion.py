@@ -64,6 +64,11 @@ class MeteredPlan(Frozen):
     upgrade_price_id: str | None = None
     upgrade_unit_amount: int = 0
     upgrade_included_per_period: float | None = None
+    #: where the platform keeps the usage when it is not the subscription (Stripe: the customer
+    #: and the billing meter behind the metered price) and the plan's line to change
+    customer_id: str = ""
+    meter: str | None = None
+    plan_item_id: str | None = None
 
     @property
     def key(self) -> str:

@@ -45,8 +45,9 @@ class UsageSource(Protocol):
         and the catalogue's next tier (bulk: a few calls per page of customers)."""
         ...
 
-    def daily_usage(self, subscription_ids: list[str], since: date) -> list[UsageDay]:
-        """Daily totals per subscription and metered item from ``since`` (inclusive), bulk."""
+    def daily_usage(self, plans: list[MeteredPlan], since: date) -> list[UsageDay]:
+        """Daily totals per subscription and metered item of ``plans`` from ``since``
+        (inclusive), in as few calls as the platform allows."""
         ...
 
     def change_plan(
@@ -81,6 +82,10 @@ def usage_source(billing: Any) -> UsageSource | None:
         from connectors.expansion.chargebee import ChargebeeUsage
 
         return ChargebeeUsage(billing)
+    if name == "stripe":
+        from connectors.expansion.stripe import StripeUsage
+
+        return StripeUsage(billing)
     return None
 
 

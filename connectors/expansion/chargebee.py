@@ -147,11 +147,13 @@ class ChargebeeUsage:
                         upgrade_included_per_period=float(upgrade_included[item])
                         if item in upgrade_included
                         else None,
+                        customer_id=s.customer_id,
                     )
                 )
         return dict(out)
 
-    def daily_usage(self, subscription_ids: list[str], since: date) -> list[UsageDay]:
+    def daily_usage(self, plans: list[MeteredPlan], since: date) -> list[UsageDay]:
+        subscription_ids = sorted({p.subscription_id for p in plans})
         after = int(datetime(since.year, since.month, since.day, tzinfo=UTC).timestamp()) - 1
         totals: dict[tuple[str, str, date], float] = defaultdict(float)
         for start in range(0, len(subscription_ids), BULK_IN_MAX):

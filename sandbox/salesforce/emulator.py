@@ -18,6 +18,7 @@ from ..framework import Emulator, WebhookTarget
 from . import tooling
 from .app import RestApi, event_payload
 from .errors import SfError
+from .expansion import add_expansion_objects
 from .oauth import Session, TokenEndpoint, Tokens
 from .schema import (
     STANDARD_PRICE_BOOK,
@@ -113,6 +114,7 @@ class SalesforceEmulator(Emulator):
         default users, API usage 0. Issued tokens stay valid."""
         self.schema: Schema = base_schema()
         add_sync_fields(self.schema)  # the account sync's Account fields (sync.py)
+        add_expansion_objects(self.schema)  # Quote, Expansion_Signal__c (expansion.py)
         self.store = Store(self.schema, itertools.count(getattr(self, "id_base", 1)))
         self._usage.clear()
         self.rest.cursors.clear()

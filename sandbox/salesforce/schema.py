@@ -611,7 +611,4 @@ def base_schema() -> Schema:
     from sandbox.salesforce.reconcile import add_reconcile_objects  # Billing_Exception__c
 
     add_reconcile_objects(s)
-    from sandbox.salesforce.expansion import add_expansion_objects  # Quote, Expansion_Signal__c
-
-    add_expansion_objects(s)
     return s

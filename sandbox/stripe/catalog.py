@@ -427,21 +427,31 @@ class CatalogMixin(Store):
         start = as_int(params, "start_time", required=True)
         end = as_int(params, "end_time", required=True)
         assert customer and start is not None and end is not None
-        summary = {
-            "id": f"mtrusg_{meter_id}_{customer}_{start}_{end}",
-            "object": "billing.meter_event_summary",
-            "aggregated_value": self.meter_usage(meter, customer, start, end),
-            "end_time": end,
-            "livemode": False,
-            "meter": meter["id"],
-            "start_time": start,
-        }
-        return {
-            "object": "list",
-            "data": [summary],
-            "has_more": False,
-            "url": f"/v1/billing/meters/{meter_id}/event_summaries",
-        }
+        window = as_enum(params, "value_grouping_window", ("day", "hour"), None)
+        step = {"day": 86_400, "hour": 3_600}.get(window or "", end - start)
+        if window and (start % step or end % step):
+            raise StripeError(
+                400,
+                f"start_time and end_time must be aligned to {window} boundaries when "
+                "value_grouping_window is set.",
+                param="start_time",
+            )
+        summaries = [
+            {
+                "id": f"mtrusg_{meter_id}_{customer}_{t}_{min(t + step, end)}",
+                "object": "billing.meter_event_summary",
+                "aggregated_value": self.meter_usage(meter, customer, t, min(t + step, end)),
+                "end_time": min(t + step, end),
+                "livemode": False,
+                "meter": meter["id"],
+                "start_time": t,
+            }
+            for t in range(start, end, max(step, 1))
+        ]
+        # newest window first, paged like every list
+        return self.page(
+            list(reversed(summaries)), params, f"/v1/billing/meters/{meter_id}/event_summaries"
+        )
 
     # --- shared -----------------------------------------------------------------------------------
 

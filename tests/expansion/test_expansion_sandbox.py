@@ -126,7 +126,7 @@ def test_usage_and_limits_in_bulk_then_the_plan_change_once(
 
     httpx.delete(url + "/_sandbox/requests").raise_for_status()
     plans = usage.metered_plans([customer, "nobody"])
-    days = usage.daily_usage([sub], date.today() - timedelta(days=10))
+    days = usage.daily_usage([plans[customer][0]], date.today() - timedelta(days=10))
     calls = ledger(url)
     assert len(calls) <= 4, [c["path"] for c in calls]  # subscriptions, plan prices, limits, usage
     [plan] = plans[customer]
@@ -297,3 +297,110 @@ def test_crm_records_once_even_after_a_committed_then_timed_out_upsert(
     assert stage[0]["StageName"] == "Closed Lost"
     # a closed opportunity is never reopened by a later update
     assert acts.expansion_upsert_records(arg).opportunity_closed is True
+
+
+def test_stripe_meter_summaries_by_day_and_the_plan_change_once(
+    sandbox_urls: dict[str, str], uid: str
+) -> None:
+    """Stripe: limits from the plan price's metadata, daily usage from the billing meter's
+    event summaries (``value_grouping_window=day``), the plan item moved to the next price
+    (prorated) once after a committed-then-timed-out update."""
+    import json
+
+    from connectors.expansion.stripe import StripeUsage
+    from connectors.stripe import StripeBilling
+
+    url = sandbox_urls["stripe"]
+    billing = build_billing(pair_settings(sandbox_urls, "stripe", "salesforce", "unused"))
+    assert isinstance(billing, StripeBilling)
+    sc = billing._client
+    meter = sc.v1.billing.meters.create(
+        {
+            "display_name": f"API calls {uid}",
+            "event_name": f"api_calls_{uid}",
+            "default_aggregation": {"formula": "sum"},
+            "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
+            "value_settings": {"event_payload_key": "value"},
+        }
+    )
+    calls = sc.v1.prices.create(
+        {
+            "currency": "usd",
+            "unit_amount": 2,
+            "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id},
+            "product_data": {"name": f"API calls {uid}"},
+        }
+    )
+    growth = sc.v1.prices.create(
+        {
+            "currency": "usd",
+            "unit_amount": 30_000,
+            "recurring": {"interval": "month"},
+            "product_data": {"name": f"Growth {uid}"},
+            "metadata": {"included_units": json.dumps({calls.id: 50_000})},
+        }
+    )
+    starter = sc.v1.prices.create(
+        {
+            "currency": "usd",
+            "unit_amount": 10_000,
+            "recurring": {"interval": "month"},
+            "product_data": {"name": f"Starter {uid}"},
+            "metadata": {
+                "included_units": json.dumps({calls.id: 10_000}),
+                "upgrade_to": growth.id,
+            },
+        }
+    )
+    customer = sc.v1.customers.create({"name": f"Initech {uid}", "email": f"ops-{uid}@example.com"})
+    sub = sc.v1.subscriptions.create(
+        {"customer": customer.id, "items": [{"price": starter.id}, {"price": calls.id}]}
+    )
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    for d in range(1, 6):  # two events a day for the last 5 days: day -d has 100 + 10 (5 - d)
+        for part in (0.5, 0.5):
+            sc.v1.billing.meter_events.create(
+                {
+                    "event_name": f"api_calls_{uid}",
+                    "payload": {
+                        "stripe_customer_id": customer.id,
+                        "value": str(int((100 + 10 * (5 - d)) * part)),
+                    },
+                    "timestamp": int((noon - timedelta(days=d)).timestamp()),
+                }
+            )
+    usage = StripeUsage(billing)
+    [plan] = usage.metered_plans([customer.id])[customer.id]
+    assert (plan.subscription_id, plan.item, plan.plan_price_id) == (sub.id, calls.id, starter.id)
+    assert plan.included_per_period == 10_000 and plan.overage_unit_price == 2
+    assert plan.upgrade_price_id == growth.id and plan.upgrade_mrr == 20_000
+    assert plan.meter == meter.id and plan.customer_id == customer.id
+    days = usage.daily_usage([plan], date.today() - timedelta(days=7))
+    assert [(d.day, d.quantity) for d in days if d.quantity] == [
+        (date.today() - timedelta(days=5 - i), 100 + 10 * i) for i in range(5)
+    ]
+
+    httpx.post(
+        url + "/_sandbox/faults",
+        json={
+            "kind": "commit_then_timeout",
+            "method": "POST",
+            "path": f"/v1/subscriptions/{sub.id}",
+            "delay_s": 4,
+        },
+    ).raise_for_status()
+    key = f"rb-upgrade-{uid}"
+    with pytest.raises(ConnectorError):
+        usage.change_plan(sub.id, starter.id, growth.id, key)
+    changed = usage.change_plan(sub.id, starter.id, growth.id, key)
+    assert changed.id == sub.id and changed.created is False and changed.mrr == 30_000
+    subs = sc.v1.subscriptions.list({"customer": customer.id, "status": "all"}).data
+    assert [s.id for s in subs] == [sub.id]
+    prices = sorted(i.price.id for i in subs[0]["items"].data)
+    assert prices == sorted([growth.id, calls.id])
+    updates = [
+        r
+        for r in ledger(url)
+        if r["method"] == "POST" and r["path"] == f"/v1/subscriptions/{sub.id}"
+    ]
+    assert len(updates) == 1 and updates[0].get("fault") == "commit_then_timeout"

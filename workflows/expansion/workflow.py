@@ -219,7 +219,9 @@ class ExpansionWorkflow(GovernedWorkflow):
         until = (batch.covers_from or batch.today) - timedelta(days=1)
         got = await workflow.execute_activity_method(
             ExpansionActivities.expansion_backfill,
-            BackfillInput(subscription_ids=sorted({p.subscription_id for p in new}), since=since),
+            BackfillInput(
+                subscription_ids=sorted({p.subscription_id for p in new}), since=since, plans=new
+            ),
             summary=f"usage since {since}",
             **READ,
         )
