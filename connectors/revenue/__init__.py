@@ -40,11 +40,15 @@ def revenue_source(billing: Any) -> RevenueSource:
         from connectors.revenue.stripe import StripeRevenue
 
         return StripeRevenue(billing)
+    if name == "recurly":
+        from connectors.revenue.recurly import RecurlyRevenue
+
+        return RecurlyRevenue(billing)
     return _NotBuilt(name)
 
 
 class _NotBuilt:
-    """Zuora and Recurly: not built yet. Refused in one line, never a silent empty month."""
+    """Zuora: not built yet. Refused in one line, never a silent empty month."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -56,6 +60,6 @@ class _NotBuilt:
             self.name or "billing",
             ErrorKind.PERMANENT,
             f"revenue recognition does not read {self.name or 'this billing platform'} yet "
-            "(Chargebee and Stripe only)",
+            "(Chargebee, Stripe and Recurly only)",
             code="not_supported",
         )

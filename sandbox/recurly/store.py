@@ -1286,6 +1286,8 @@ class Store:
         amount = money(unit * quantity * (proration_rate if proration_rate is not None else 1))
         if kind == "credit":
             amount = -amount
+        # a plan's or add-on's line covers the subscription's period (a proration: from now on)
+        period = subscription is not None and body.get("origin") in ("plan", "add_on")
         li = {
             "id": new_id(),
             "object": "line_item",
@@ -1328,8 +1330,10 @@ class Store:
             "proration_rate": proration_rate,
             "refund": False,
             "credit_applied": 0.0,
-            "start_date": iso(self.now()),
-            "end_date": None,
+            "start_date": subscription["current_period_started_at"]
+            if period and proration_rate is None
+            else iso(self.now()),
+            "end_date": subscription["current_period_ends_at"] if period else None,
             "custom_fields": [],
         }
         self.stamp(li)
