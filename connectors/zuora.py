@@ -88,6 +88,9 @@ USAGE_PAGES_MAX = 10
 #: customers per Object Query ``IN`` list (a page of the sweep), and pages read per bulk query
 BULK_IN_MAX = 99
 BULK_PAGES_MAX = 50
+#: how long the churn sweep reuses one walk of the orders (a sweep), and its page bound
+SWEEP_WALK_TTL_S = 900
+ORDER_PAGES_MAX = 2_500
 #: reason-code category (last two digits) → how to treat it
 CATEGORY = {
     10: ErrorKind.PERMANENT,  # permission
@@ -1025,6 +1028,8 @@ class ZuoraBilling:
     # --- churn and support context --------------------------------------------------------------
 
     def list_customers(self, cursor: str | None = None, limit: int = 100) -> CustomerPage:
+        if not cursor:  # a new pass over the book: the sweep's order walk is read again
+            self._sweep_downgrades = None
         page = self._query(
             "accounts",
             ["status.EQ:Active"],
@@ -1125,25 +1130,12 @@ class ZuoraBilling:
             params={"pageSize": 40},
             what=f"subscription {number}",
         )
-        count = 0
-        for order in orders.get("orders") or []:
-            for sub in order.get("subscriptions") or []:
-                if sub.get("subscriptionNumber") != number:
-                    continue
-                for action in sub.get("orderActions") or []:
-                    if action.get("type") not in ("RemoveProduct", "UpdateProduct", "ChangePlan"):
-                        continue
-                    delta = 0.0
-                    at = None
-                    for metric in action.get("orderMetrics") or []:
-                        for slice_ in metric.get("mrr") or []:
-                            if slice_.get("discountChargeNumber"):
-                                continue
-                            delta += float(slice_.get("amount") or 0)
-                            at = at or _ts(slice_.get("startDate"))
-                    if delta < 0 and at is not None and at.timestamp() >= since - DAY_S:
-                        count += 1
-        return count
+        return sum(
+            _lowered_mrr(sub, since)
+            for order in orders.get("orders") or []
+            for sub in order.get("subscriptions") or []
+            if sub.get("subscriptionNumber") == number
+        )
 
     def _usage(self, customer_id: str, now: float) -> tuple[float, float] | None:
         cut = now - 30 * DAY_S
@@ -1470,8 +1462,9 @@ class ZuoraBilling:
         Query reads with ``accountId.IN:[…]`` (``id.IN`` for the accounts) for up to 99
         customers at a time, grouped by account. Still per customer: the subscriptions with
         their rate plans (``GET /v1/subscriptions/accounts/{key}``; Object Query's subscriptions
-        are flat), the unapplied credit memos (the account's metrics), the orders behind
-        downgrades (per subscription) and the subscription of an unpaid invoice (its items)."""
+        are flat), the unapplied credit memos (the account's metrics) and the subscription of an
+        unpaid invoice (its items). The orders behind downgrades are walked once per sweep
+        (``GET /v1/orders`` by order date, ``_downgrades_walk``), not per subscription."""
         out: dict[str, CustomerSnapshot] = {}
         ids = list(dict.fromkeys(customer_ids))
         for start in range(0, len(ids), BULK_IN_MAX):
@@ -1503,6 +1496,7 @@ class ZuoraBilling:
             payments.setdefault(str(p.get("accountId")), []).append(p)
         now = time.time()
         usage = self._usage_in(among, now)
+        downgrades = self._downgrades_walk(now)
         out: dict[str, CustomerSnapshot] = {}
         for customer_id in ids:
             acct = accounts.get(customer_id)
@@ -1532,13 +1526,42 @@ class ZuoraBilling:
                 invoices=[self._invoice(i, sub_of.get(i["id"])) for i in invs],
                 payments=[self._payment(p, None) for p in payments.get(customer_id, [])[:10]],
                 credit_balance=credit,
-                downgrades_90d=sum(
-                    self._downgrades(s["subscriptionNumber"], now) for s in raw_subs
-                ),
+                downgrades_90d=sum(downgrades.get(s["subscriptionNumber"], 0) for s in raw_subs),
                 usage_30d=used[0] if used else None,
                 usage_prev_30d=used[1] if used else None,
             )
         return out
+
+    def _downgrades_walk(self, now: float) -> dict[str, int]:
+        """``_downgrades`` for every subscription at once: one walk of ``GET /v1/orders`` by
+        order date (from a year before the window, for orders whose change took effect later,
+        to a year ahead), kept for ``SWEEP_WALK_TTL_S`` or until the sweep lists its first page
+        again."""
+        cached = getattr(self, "_sweep_downgrades", None)
+        if cached is not None and now - cached[0] < SWEEP_WALK_TTL_S:
+            return cached[1]
+        since = now - DOWNGRADE_WINDOW_S
+        params: list[tuple[str, str]] = [
+            ("dateFilterOption", "orderDate"),
+            ("startDate", date.fromtimestamp(since - 365 * DAY_S).isoformat()),
+            ("endDate", date.fromtimestamp(now + 365 * DAY_S).isoformat()),
+            ("pageSize", "40"),
+        ]
+        counts: dict[str, int] = {}
+        for page_no in range(1, ORDER_PAGES_MAX + 1):
+            page = self._request(
+                "GET", "/v1/orders", params=[*params, ("page", str(page_no))], what="orders"
+            )
+            for order in page.get("orders") or []:
+                for sub in order.get("subscriptions") or []:
+                    number = sub.get("subscriptionNumber")
+                    lowered = _lowered_mrr(sub, since) if number else 0
+                    if lowered:
+                        counts[number] = counts.get(number, 0) + lowered
+            if not page.get("nextPage"):
+                break
+        self._sweep_downgrades = (now, counts)
+        return counts
 
     def _usage_in(self, among: str, now: float) -> dict[str, tuple[float, float]] | None:
         """``_usage`` for a set of accounts in one Object Query walk; None where the tenant
@@ -1635,3 +1658,24 @@ def _reason_error(reasons: Any, status: int, what: str) -> ConnectorError:
         code=str(code),
         retry_after=1.0 if kind is ErrorKind.RATE_LIMITED else None,
     )
+
+
+def _lowered_mrr(sub: dict[str, Any], since: float) -> int:
+    """An order's actions on one subscription that lowered its list-price MRR on or after
+    ``since`` (RemoveProduct, UpdateProduct, ChangePlan with a negative MRR metric; discount
+    charges are not downgrades: a retention offer is not the customer leaving)."""
+    count = 0
+    for action in sub.get("orderActions") or []:
+        if action.get("type") not in ("RemoveProduct", "UpdateProduct", "ChangePlan"):
+            continue
+        delta = 0.0
+        at = None
+        for metric in action.get("orderMetrics") or []:
+            for slice_ in metric.get("mrr") or []:
+                if slice_.get("discountChargeNumber"):
+                    continue
+                delta += float(slice_.get("amount") or 0)
+                at = at or _ts(slice_.get("startDate"))
+        if delta < 0 and at is not None and at.timestamp() >= since - DAY_S:
+            count += 1
+    return count

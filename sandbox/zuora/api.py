@@ -972,6 +972,28 @@ class Api:
             raise ZuoraError(ORDER, 40, f"Cannot find entity by key: '{req.params['number']}'.")
         return {"order": self.render_order(order), "success": True}
 
+    def list_orders(self, req: Req) -> dict[str, Any]:
+        """``GET /v1/orders`` (List orders): every order, oldest first, each with its order
+        actions and their MRR metrics; ``dateFilterOption`` (orderDate, the default, or
+        updatedDate) with ``startDate`` / ``endDate`` (yyyy-MM-dd, inclusive) narrows them."""
+        option = req.q("dateFilterOption") or "orderDate"
+        if option not in ("orderDate", "updatedDate"):
+            raise ZuoraError(ORDER, INVALID_VALUE, "'dateFilterOption' is invalid")
+        start = parse_day(req.q("startDate"), "startDate", ORDER) if req.q("startDate") else None
+        end = parse_day(req.q("endDate"), "endDate", ORDER) + 86_400 if req.q("endDate") else None
+
+        def when(o: dict[str, Any]) -> float:
+            return (
+                o["orderDate"] if option == "orderDate" else o.get("updatedDate", o["createdDate"])
+            )
+
+        rows = [
+            self.render_order(o)
+            for o in sorted(self.store.orders.values(), key=lambda o: o["createdDate"])
+            if (start is None or when(o) >= start) and (end is None or when(o) < end)
+        ]
+        return _page(req, rows, "orders")
+
     def orders_by_subscription(self, req: Req) -> dict[str, Any]:
         """``GET /v1/orders/subscription/{subscriptionNumber}``: the orders that touched it,
         oldest first, each with its order actions and their MRR metrics."""

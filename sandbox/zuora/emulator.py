@@ -221,6 +221,7 @@ class ZuoraEmulator(Emulator):
             self._route("PUT", "/v1/subscriptions/{key}/suspend", a.suspend_subscription, c),
             self._route("PUT", "/v1/subscriptions/{key}/resume", a.resume_subscription, c),
             self._route("POST", "/v1/orders", a.create_order, c),
+            self._route("GET", "/v1/orders", a.list_orders, c),
             self._route("GET", "/v1/orders/subscription/{number}", a.orders_by_subscription, c),
             self._route("GET", "/v1/orders/{number}", a.get_order, c),
             self._route("GET", "/v1/invoices/{key}", a.get_invoice, c),
