@@ -218,7 +218,7 @@ async def wait_until(
         await asyncio.sleep(every_s)
 
 
-async def wait_for_http(url: str, service: Service, within_s: float = 30.0) -> None:
+async def wait_for_http(url: str, service: Service, within_s: float = 120.0) -> None:
     async with httpx.AsyncClient(timeout=2) as http:
 
         async def up() -> bool:

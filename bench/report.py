@@ -217,11 +217,15 @@ WHY = [
     "other engineers' test suites (see the load average). The floor's own single payment "
     "takes ~0.3 s here, so < 100 ms is out of reach on this machine whatever RevBridge does; "
     "the ratio to the floor is the figure to watch.",
-    "- **Worker CPU**: the heaviest frames are the SDK's workflow sandbox creating workflow "
-    "instances (its per-instance module imports) and the vendor SDKs' request paths, not "
-    "RevBridge's own code; every payment now also runs a churn intervention in the same worker "
-    "(a 6-request snapshot, a score write, its audit). Not yet tried: passing more modules "
-    "through the sandbox, or the unsandboxed runner for the deterministic workflow modules.",
+    "- **Worker CPU**: most of the profile's samples are idle activity threads; of the busy "
+    "ones the largest share was the SDK's workflow sandbox re-importing our workflow platform "
+    "(workflows/governed, workflows/options: pydantic models and dataclasses rebuilt) for every "
+    "workflow instance. Those modules now pass through the sandbox (workers/main.py "
+    "`WORKFLOW_RUNNER`): replaying a dunning and a churn history 40 times each went from "
+    "56–66 ms to 31–37 ms of CPU per workflow instance, about 50 ms per failed payment (its two "
+    "runs). The rest is the vendor SDKs' request paths and Temporal's own payload and "
+    "activation handling; every payment also runs a churn intervention in the same worker "
+    "(a 6-request snapshot, a score write unless unchanged, its audit).",
     "- **Flow ratio**: the floor now carries the churn workflow a payment causes; the "
     "remaining gap is the real activities' work (vendor SDK calls, the policy engine, the "
     "codec) competing with the server for 2 cores; the per-round ratios move widely with "
