@@ -63,7 +63,8 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> None:
             done = apply_fn(crm, steps)
         except ConnectorError as exc:
             raise CliError(f"{name} refused a change: {_text(exc)}") from None
-        created = sum(1 for line in done if line.startswith("created"))
+        # created, fixed, granted or assigned: everything but what was there already
+        created = sum(1 for line in done if not line.startswith("exists"))
         if auto:
             out(f"{name}: {created} created, {len(done) - created} there already")
         checks = crm.preflight()

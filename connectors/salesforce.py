@@ -272,6 +272,7 @@ class SalesforceCrm:
             )
         self._lock = threading.Lock()
         self._sf: Salesforce | None = None
+        self._identity = ""
 
     # --- auth ---------------------------------------------------------------------------------------
 
@@ -336,6 +337,8 @@ class SalesforceCrm:
                 code=err,
             )
         token = resp.json()
+        #: the identity URL (``…/id/<org>/<user>``): whose session this is (setup assigns to it)
+        self._identity = str(token.get("id") or "")
         instance = urlparse(token["instance_url"])
         session = requests.Session()
         plain = (
@@ -959,8 +962,8 @@ def _field_problem(need: _Need, field: dict[str, Any] | None) -> tuple[str, str]
     if field is None:
         return (
             "missing or not visible",
-            f"create {{}} as {kind} (`revbridge setup crm` creates custom fields), or grant the "
-            "integration user read/edit on it (field-level security)",
+            f"create {{}} as {kind}, or grant the integration user read/edit on it "
+            "(field-level security): `revbridge setup crm` does both",
         )
     actual = str(field.get("type") or "")
     if actual not in _COMPATIBLE[need.type]:
@@ -980,7 +983,8 @@ def _field_problem(need: _Need, field: dict[str, Any] | None) -> tuple[str, str]
     if need.writes and not (field.get("createable") and field.get("updateable")):
         return (
             "is read-only for the integration user",
-            "give the integration user Edit on {} (field-level security)",
+            "give the integration user Edit on {} (field-level security; `revbridge setup crm` "
+            "grants it in the RevBridge Integration permission set)",
         )
     return None
 
@@ -1312,7 +1316,20 @@ def setup_plan(crm: SalesforceCrm) -> list[SetupStep]:
     steps: list[SetupStep] = []
     for obj, result in zip(objects, results, strict=False):
         steps += _object_steps(obj, result)
-    return steps
+    access = _access_steps(crm)
+    granted = {s.request[1].obj for s in access if s.request and s.request[0] == "grant"}
+    granted |= {
+        path for s in access if s.request and s.request[0] == "grant" for path in s.request[1].paths
+    }
+    # what a person would grant by hand, the permission set now grants
+    steps = [s for s in steps if s.automatic or not _granted_by_set(s, granted)]
+    return steps + access
+
+
+def _granted_by_set(step: SetupStep, granted: set[str]) -> bool:
+    if step.action == "grant":
+        return step.target in granted and "permission set" in step.detail
+    return step.target in granted and "field-level security" in step.detail
 
 
 def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
@@ -1462,8 +1479,9 @@ def setup_apply(crm: SalesforceCrm, steps: list[SetupStep]) -> list[str]:
     earlier run, or a field the integration user cannot see: preflight says so afterwards).
     Returns one line per step: ``created …`` or ``exists …``."""
     done: list[str] = []
+    access = [s for s in steps if s.automatic and s.request[0] in _ACCESS_KINDS]
     for step in steps:
-        if not step.automatic:
+        if not step.automatic or step in access:
             continue
         if step.request[0] == "fix":
             _fix_field(crm, step.request[1], step.request[2])
@@ -1489,4 +1507,288 @@ def setup_apply(crm: SalesforceCrm, steps: list[SetupStep]) -> list[str]:
             done.append(f"exists  {step.target}")
             continue
         done.append(f"created {step.target}")
+    return done + (_apply_access(crm, access) if access else [])
+
+
+# --- access: the RevBridge Integration permission set ---------------------------------------------
+#
+# A field or object created through the Tooling API grants nobody access: on a real org the
+# integration user cannot see what setup just created (describe omits it, SOQL and DML answer
+# INVALID_FIELD). Setup grants it the real way, through the REST API: one permission set
+# (``PermissionSet`` RevBridge_Integration), an ``ObjectPermissions`` record per object RevBridge
+# uses (Read, and Create/Edit where it writes), a ``FieldPermissions`` record per custom field
+# (Read, and Edit where it writes), and a ``PermissionSetAssignment`` of the set to the user whose
+# session setup runs under (the integration user: setup reads the same settings as the worker).
+# Tasks have no object permissions (the set's "Edit Tasks" system permission), nor do quote lines
+# (they follow their quote). Idempotent: the plan reads the set's records first and names only
+# what is missing or weaker than needed; a record that appears meanwhile counts as done.
+
+PERMISSION_SET = "RevBridge_Integration"
+PERMISSION_SET_LABEL = "RevBridge Integration"
+#: objects without object permissions of their own
+_NO_OBJECT_PERMISSIONS = {"Task", "QuoteLineItem", "OpportunityLineItem"}
+_COLLECTION = 200  # records per sObject Collections request
+_ACCESS_KINDS = {"permission set", "edit task", "grant", "assign"}
+
+
+def wanted_access() -> tuple[dict[str, tuple[bool, bool, bool]], dict[str, tuple[bool, bool]]]:
+    """What the integration user needs, from :data:`NEEDS`: object → (Read, Create, Edit) and
+    ``"Object.Field__c"`` → (Read, Edit)."""
+    objects: dict[str, tuple[bool, bool, bool]] = {}
+    fields: dict[str, tuple[bool, bool]] = {}
+    for obj, needs in NEEDS.items():
+        writes = any(n.writes for n in needs.values())
+        if obj not in _NO_OBJECT_PERMISSIONS:
+            objects[obj] = (True, obj in _CREATES, writes or obj in _CREATES)
+        for name, need in needs.items():
+            if name.endswith("__c"):
+                fields[f"{obj}.{name}"] = (True, need.writes)
+    return objects, fields
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """The permission-set records one object needs created (no ``id``) or raised (``id``)."""
+
+    obj: str
+    object_perm: dict[str, Any] | None  # ObjectPermissions fields, with "Id" when it exists
+    field_perms: tuple[dict[str, Any], ...]  # FieldPermissions fields, "Id" when it exists
+    paths: tuple[str, ...] = ()  # the fields of field_perms, "Object.Field__c"
+
+
+def _access_steps(crm: SalesforceCrm) -> list[SetupStep]:
+    """The permission set, its grants and its assignment, as far as they are missing (three
+    queries: the set with its assignments, its object permissions, its field permissions)."""
+    user = _session_user(crm)
+    found = crm.query(
+        format_soql(
+            "SELECT Id, PermissionsEditTask, (SELECT AssigneeId FROM Assignments) "
+            "FROM PermissionSet WHERE Name = {}",
+            PERMISSION_SET,
+        )
+    )
+    pset = found[0] if found else None
+    have_objects: dict[str, dict[str, Any]] = {}
+    have_fields: dict[str, dict[str, Any]] = {}
+    if pset is not None:
+        for row in crm.query(
+            format_soql(
+                "SELECT Id, SobjectType, PermissionsRead, PermissionsCreate, PermissionsEdit "
+                "FROM ObjectPermissions WHERE ParentId = {}",
+                pset["Id"],
+            )
+        ):
+            have_objects[row["SobjectType"].lower()] = row
+        for row in crm.query(
+            format_soql(
+                "SELECT Id, Field, PermissionsRead, PermissionsEdit FROM FieldPermissions "
+                "WHERE ParentId = {}",
+                pset["Id"],
+            )
+        ):
+            have_fields[row["Field"].lower()] = row
+    steps: list[SetupStep] = []
+    where = f"in permission set {PERMISSION_SET}"
+    if pset is None:
+        steps.append(
+            SetupStep(
+                VENDOR,
+                "create permission set",
+                PERMISSION_SET,
+                f"{PERMISSION_SET_LABEL} (Edit Tasks)",
+                ("permission set", {"Name": PERMISSION_SET, "Label": PERMISSION_SET_LABEL}),
+            )
+        )
+    elif not pset.get("PermissionsEditTask"):
+        steps.append(
+            SetupStep(VENDOR, "grant", "Task", f"Edit Tasks {where}", ("edit task", pset["Id"]))
+        )
+    objects, fields = wanted_access()
+    for obj in NEEDS:
+        grant = _grant(obj, objects.get(obj), fields, have_objects, have_fields)
+        if grant is None:
+            continue
+        parts = []
+        if grant.object_perm is not None:
+            perms = [
+                p for p in ("Read", "Create", "Edit") if grant.object_perm.get(f"Permissions{p}")
+            ]
+            parts.append(f"{', '.join(perms)} on {obj}")
+        if grant.field_perms:
+            edit = sum(1 for f in grant.field_perms if f["PermissionsEdit"])
+            read = len(grant.field_perms) - edit
+            counts = [f"read/edit on {edit} field{'s' if edit > 1 else ''}"] if edit else []
+            counts += [f"read on {read} field{'s' if read > 1 else ''}"] if read else []
+            parts.append(", ".join(counts))
+        steps.append(
+            SetupStep(VENDOR, "grant", obj, f"{'; '.join(parts)} {where}", ("grant", grant))
+        )
+    assigned = {
+        a.get("AssigneeId") for a in ((pset or {}).get("Assignments") or {}).get("records") or []
+    }
+    if user and user not in assigned:
+        steps.append(
+            SetupStep(
+                VENDOR,
+                "assign",
+                PERMISSION_SET,
+                f"to the integration user {user}",
+                ("assign", user),
+            )
+        )
+    elif not user:
+        steps.append(
+            _manual(
+                "assign",
+                PERMISSION_SET,
+                "assign it to the integration user (Setup > Permission Sets > Manage Assignments)",
+            )
+        )
+    return steps
+
+
+def _grant(
+    obj: str,
+    want: tuple[bool, bool, bool] | None,
+    fields: dict[str, tuple[bool, bool]],
+    have_objects: dict[str, dict[str, Any]],
+    have_fields: dict[str, dict[str, Any]],
+) -> _Grant | None:
+    object_perm = None
+    if want is not None:
+        have = have_objects.get(obj.lower())
+        flags = dict(
+            zip(("PermissionsRead", "PermissionsCreate", "PermissionsEdit"), want, strict=True)
+        )
+        if have is None:
+            object_perm = {"SobjectType": obj, **flags}
+        elif any(v and not have.get(k) for k, v in flags.items()):
+            object_perm = {
+                "Id": have["Id"],
+                **{k: v or bool(have.get(k)) for k, v in flags.items()},
+            }
+    field_perms, paths = [], []
+    for path, (read, edit) in fields.items():
+        if not path.startswith(f"{obj}."):
+            continue
+        have = have_fields.get(path.lower())
+        paths.append(path)
+        if have is None:
+            field_perms.append(
+                {
+                    "SobjectType": obj,
+                    "Field": path,
+                    "PermissionsRead": read,
+                    "PermissionsEdit": edit,
+                }
+            )
+        elif (edit and not have.get("PermissionsEdit")) or not have.get("PermissionsRead"):
+            field_perms.append({"Id": have["Id"], "PermissionsRead": True, "PermissionsEdit": edit})
+        else:
+            paths.pop()  # granted already
+    if object_perm is None and not field_perms:
+        return None
+    return _Grant(obj, object_perm, tuple(field_perms), tuple(paths))
+
+
+def _session_user(crm: SalesforceCrm) -> str:
+    """The user ID of the session setup runs under, from the token's identity URL."""
+    crm._client()
+    return crm._identity.rstrip("/").rpartition("/")[2] if crm._identity else ""
+
+
+def _apply_access(crm: SalesforceCrm, steps: list[SetupStep]) -> list[str]:
+    """The permission set first, then every object permission, then every field permission (a
+    custom object's fields need Read on the object in the same set), then the assignment; the
+    permissions in sObject Collections of 200 (``allOrNone: false``)."""
+    done: list[str] = []
+    pset_id = ""
+    for step in steps:
+        if step.request[0] == "permission set":
+            try:
+                pset_id = str(
+                    crm._call(
+                        lambda sf, body=step.request[1]: sf.PermissionSet.create(
+                            {**body, "PermissionsEditTask": True}
+                        ),
+                        what="permission set",
+                    )["id"]
+                )
+                done.append(f"created permission set {PERMISSION_SET}")
+            except ConnectorError as exc:
+                if exc.code != "DUPLICATE_DEVELOPER_NAME":
+                    raise
+                done.append(f"exists  permission set {PERMISSION_SET}")
+        elif step.request[0] == "edit task":
+            pset_id = step.request[1]
+            crm._call(
+                lambda sf, pid=pset_id: sf.PermissionSet.update(pid, {"PermissionsEditTask": True}),
+                what="permission set",
+            )
+            done.append("granted Edit Tasks")
+    grants = [s.request[1] for s in steps if s.request[0] == "grant"]
+    if grants or any(s.request[0] == "assign" for s in steps):
+        pset_id = pset_id or _permission_set_id(crm)
+    object_perms = [g.object_perm for g in grants if g.object_perm is not None]
+    field_perms = [f for g in grants for f in g.field_perms]
+    for kind, records in (("ObjectPermissions", object_perms), ("FieldPermissions", field_perms)):
+        _write_permissions(crm, kind, pset_id, records)
+    done += [f"granted {g.obj}" for g in grants]
+    for step in steps:
+        if step.request[0] != "assign":
+            continue
+        try:
+            crm._call(
+                lambda sf, user=step.request[1]: sf.PermissionSetAssignment.create(
+                    {"AssigneeId": user, "PermissionSetId": pset_id}
+                ),
+                what="permission set assignment",
+            )
+            done.append(f"assigned {PERMISSION_SET}")
+        except ConnectorError as exc:
+            if exc.code != "DUPLICATE_VALUE":
+                raise
+            done.append(f"exists  assignment of {PERMISSION_SET}")
     return done
+
+
+def _permission_set_id(crm: SalesforceCrm) -> str:
+    rows = crm.query(format_soql("SELECT Id FROM PermissionSet WHERE Name = {}", PERMISSION_SET))
+    if not rows:
+        raise ConnectorError(VENDOR, ErrorKind.PERMANENT, f"{PERMISSION_SET}: not found")
+    return str(rows[0]["Id"])
+
+
+def _write_permissions(
+    crm: SalesforceCrm, kind: str, pset_id: str, records: list[dict[str, Any]]
+) -> None:
+    """Create the new records (POST) and raise the existing ones (PATCH), 200 a request; a
+    ``DUPLICATE_VALUE`` (a concurrent run's record) is done; any other refusal is one line."""
+    new = [
+        {"attributes": {"type": kind}, "ParentId": pset_id, **r} for r in records if "Id" not in r
+    ]
+    raised = [{"attributes": {"type": kind}, **r} for r in records if "Id" in r]
+    for method, batch in (("POST", new), ("PATCH", raised)):
+        for start in range(0, len(batch), _COLLECTION):
+            chunk = batch[start : start + _COLLECTION]
+            results = crm._call(
+                lambda sf, method=method, chunk=chunk: sf.restful(
+                    "composite/sobjects",
+                    method=method,
+                    json={"allOrNone": False, "records": chunk},
+                ),
+                what=kind,
+            )
+            for record, result in zip(chunk, results or [], strict=False):
+                errors = [] if result.get("success") else result.get("errors") or [{}]
+                codes = {e.get("statusCode") for e in errors}
+                if errors and codes != {"DUPLICATE_VALUE"}:
+                    what = record.get("Field") or record.get("SobjectType") or record.get("Id")
+                    first = errors[0]
+                    raise ConnectorError(
+                        VENDOR,
+                        ErrorKind.PERMANENT,
+                        f"{kind} {what}: {first.get('statusCode')}: "
+                        f"{str(first.get('message') or '')[:200]}",
+                        code=first.get("statusCode"),
+                    )

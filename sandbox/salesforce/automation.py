@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from . import permissions
 from .errors import bad
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ def before_save(
     rule = _BEFORE.get(sobj.name)
     if rule is not None:
         rule(store, old, rec, changed)
+    elif sobj.name in permissions.OBJECTS:
+        permissions.before_save(store, sobj, old, rec)
 
 
 def after_save(
@@ -50,7 +53,9 @@ def after_save(
     rec: Mapping[str, Any],
     seeding: bool,
 ) -> None:
-    if sobj.name == "OpportunityLineItem":
+    if sobj.name in permissions.OBJECTS:
+        permissions.after_save(store, sobj)  # a grant changed what the API user may do
+    elif sobj.name == "OpportunityLineItem":
         _roll_up(store, rec["OpportunityId"], stamp=not seeding)
     elif sobj.name == "OpportunityContactRole" and rec["IsPrimary"] and not rec["IsDeleted"]:
         for other in _live(store, "OpportunityContactRole"):

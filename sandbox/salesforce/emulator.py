@@ -20,6 +20,7 @@ from .app import RestApi, event_payload
 from .errors import SfError
 from .expansion import add_expansion_objects
 from .oauth import Session, TokenEndpoint, Tokens
+from .permissions import add_permission_objects
 from .schema import (
     STANDARD_PRICE_BOOK,
     Schema,
@@ -115,6 +116,7 @@ class SalesforceEmulator(Emulator):
         self.schema: Schema = base_schema()
         add_sync_fields(self.schema)  # the account sync's Account fields (sync.py)
         add_expansion_objects(self.schema)  # Quote, Expansion_Signal__c (expansion.py)
+        add_permission_objects(self.schema)  # PermissionSet & co. (permissions.py)
         self.store = Store(self.schema, itertools.count(getattr(self, "id_base", 1)))
         self._usage.clear()
         self.rest.cursors.clear()

@@ -13,10 +13,11 @@ External ID / unique flags, picklist values; ``GET tooling/query?q=SELECT Id, Fu
 FROM CustomField WHERE TableEnumOrId = 'Account' AND DeveloperName = 'MRR'`` finds a custom field
 of a standard object (also one the org had before, which gets its Tooling ID then).
 
-What is simpler than a real org: a real org grants no field-level security or object
-permission on a field or object created through the API (an admin grants them in the
-integration user's permission set); here the integration user can see and write what it
-created. A type change through PATCH, a shorter length, and any other Tooling query are refused
+Field-level security: a real org grants no field-level security or object permission on a
+field or object created through the API (an admin, or ``revbridge setup crm``, grants them in a
+permission set assigned to the integration user: permissions.py). So does the strict profile
+(``fresh_org(em, strict=True)``); in the default profile the integration user sees and writes
+what it created. The Tooling API itself sees every field and object (an admin's view). A type change through PATCH, a shorter length, and any other Tooling query are refused
 (400) rather than emulated. Anything else under ``tooling/`` is 404 ``NOT_FOUND``.
 """
 
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import JSONResponse, Response
 
+from . import permissions
 from .errors import SfError, bad, not_found
 from .schema import Field, define_object, make_id
 
@@ -62,7 +64,13 @@ _FIXED_LENGTH = {"TextArea": 255, "Email": 80, "Phone": 40, "Url": 255}
 
 
 def route(em: SalesforceEmulator, ctx: Ctx, rest: list[str]) -> Response:
-    """``tooling/...`` under ``/services/data/vXX.X/``."""
+    """``tooling/...`` under ``/services/data/vXX.X/``: the admin's view of every field and
+    object, whatever the integration user's field-level security (re-applied afterwards)."""
+    with permissions.unveiled(em):
+        return _route(em, ctx, rest)
+
+
+def _route(em: SalesforceEmulator, ctx: Ctx, rest: list[str]) -> Response:
     if rest == ["query"] and ctx.method == "GET":
         return JSONResponse(_query(em, ctx.params.get("q", "")))
     if len(rest) < 2 or rest[0] != "sobjects" or rest[1] not in ("CustomField", "CustomObject"):
@@ -98,9 +106,11 @@ def route(em: SalesforceEmulator, ctx: Ctx, rest: list[str]) -> Response:
     raise not_found()
 
 
-def fresh_org(em: SalesforceEmulator) -> None:
+def fresh_org(em: SalesforceEmulator, strict: bool = False) -> None:
     """The org as Salesforce delivers it: no custom field on a standard object, no custom
-    object (what ``revbridge setup crm`` starts from)."""
+    object (what ``revbridge setup crm`` starts from). ``strict``: field-level security as a
+    real org enforces it too (permissions.py): what setup creates stays invisible to the
+    integration user until a permission set grants it."""
     with em.lock:
         fields = [
             f"{obj.name}.{f.name}"
@@ -111,6 +121,8 @@ def fresh_org(em: SalesforceEmulator) -> None:
         ]
         objects = [obj.name for obj in em.schema.objects.values() if obj.custom]
     em.configure_org(drop_fields=fields, drop_objects=objects)
+    if strict:
+        permissions.strict(em)
 
 
 # --- internals ---------------------------------------------------------------------------------

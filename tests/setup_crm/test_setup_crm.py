@@ -44,6 +44,8 @@ PREFIXES = ("REVBRIDGE_", "SALESFORCE_", "HUBSPOT_")
 SF_CREATES = sum(1 for fields in NEEDS.values() for f in fields if f.endswith("__c")) + len(
     SETUP_OBJECTS
 )
+#: and the access it grants: the permission set, one grant per object, the assignment
+SF_GRANTS = 1 + len(NEEDS) + 1
 #: on a fresh portal: each property, and the RevBridge group on each object type
 HS_CREATES = len(REQUIRED_PROPERTIES) + len({t for t, *_ in REQUIRED_PROPERTIES})
 
@@ -152,15 +154,26 @@ def test_a_fresh_salesforce_org_is_planned_created_ready_and_then_left_alone(
     code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
     assert code == 0 and err == ""
     plan = [line for line in lines if line.startswith("+ ")]
-    assert len(plan) == SF_CREATES == len(lines) - 1, lines
+    assert len(plan) == SF_CREATES + SF_GRANTS == len(lines) - 1, lines
     assert "+ salesforce: create object AI_Agent_Log__c — AI Agent Log (AutoNumber name)" in plan
+    assert plan[SF_CREATES:][0] == (
+        "+ salesforce: create permission set RevBridge_Integration — RevBridge Integration "
+        "(Edit Tasks)"
+    )
+    assert (
+        "+ salesforce: grant Case — Read, Create, Edit on Case; read/edit on 3 fields in "
+        "permission set RevBridge_Integration" in plan
+    )
+    assert plan[-1].startswith(
+        "+ salesforce: assign RevBridge_Integration — to the integration user 005"
+    )
     assert (
         "+ salesforce: create field Case.RevBridge_Key__c — Text(64), External ID, unique" in plan
     )
     assert "+ salesforce: create field AI_Agent_Log__c.Case__c — Lookup to Case" in plan
-    assert (
-        lines[-1]
-        == f"salesforce: plan: {SF_CREATES} to create, 0 by hand (dry run: nothing changed)"
+    assert lines[-1] == (
+        f"salesforce: plan: {SF_CREATES + SF_GRANTS} to create, 0 by hand "
+        "(dry run: nothing changed)"
     )
     assert sf_writes(sf) == []  # the dry run only read
     assert sf.schema.get("AI_Agent_Log__c") is None
@@ -169,11 +182,21 @@ def test_a_fresh_salesforce_org_is_planned_created_ready_and_then_left_alone(
     sf.ledger.clear()
     code, lines, err = setup(monkeypatch, capsys, env)
     assert code == 0 and err == "", (lines, err)
-    assert lines[-2] == f"salesforce: {SF_CREATES} created, 0 there already"
+    assert lines[-2] == f"salesforce: {SF_CREATES + SF_GRANTS} created, 0 there already"
     assert lines[-1].startswith("salesforce: ready (")
     tooling = [w for w in sf_writes(sf) if "/tooling/" in w]
-    assert len(tooling) == SF_CREATES == len(sf_writes(sf))
+    assert len(tooling) == SF_CREATES
     assert tooling[0].endswith("/tooling/sobjects/CustomField")
+    # the grants: the set, its object and its field permissions (one collection each), the
+    # assignment
+    assert [
+        w.rpartition("/v62.0/")[2].rstrip("/") for w in sf_writes(sf) if "/tooling/" not in w
+    ] == [
+        "sobjects/PermissionSet",
+        "composite/sobjects",
+        "composite/sobjects",
+        "sobjects/PermissionSetAssignment",
+    ]
     checks = crm_lines(env)
     assert [c.status for c in checks] == [CheckStatus.OK] * len(checks), [c.line() for c in checks]
 
@@ -207,32 +230,30 @@ def test_a_fresh_salesforce_org_is_planned_created_ready_and_then_left_alone(
     assert sf_writes(sf) == []
 
 
-def test_a_user_without_an_object_permission_ends_in_one_line_naming_the_grant(
+def test_a_user_without_an_object_permission_gets_it_through_the_permission_set(
     servers: Any,
     sf: SalesforceEmulator,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The integration user's profile lacks Create on Case: doctor names the grant, setup grants
+    it in the RevBridge Integration permission set (no step left to a person), then it is ready."""
     sf.configure_org(access={"Case": {"create": False}})
     env = sf_env(servers[2])
+    failed = {c.name: c for c in crm_lines(env) if c.failed}
+    assert failed["object:Case:permissions"].fix == (
+        "grant Create on Case in the integration user's permission set"
+    )
     code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
     assert code == 0
-    grant = [line for line in lines if line.startswith("! ")]
-    assert grant == [
-        "! salesforce: grant Case — by hand: grant Create on Case in the integration user's "
-        "permission set"
-    ]
-    code, lines, err = setup(monkeypatch, capsys, env)
-    assert code == 2
-    assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("revbridge setup: salesforce is not ready: object:Case:permissions")
-    assert "grant Create on Case in the integration user's permission set" in err
-    assert "FAIL  salesforce: object:Case:permissions — the integration user lacks Create" in (
-        "\n".join(lines)
+    assert [line for line in lines if line.startswith("! ")] == []
+    assert (
+        "+ salesforce: grant Case — Read, Create, Edit on Case; read/edit on 3 fields in "
+        "permission set RevBridge_Integration" in lines
     )
-    # everything setup can do was done: only the grant is left
-    failed = [c.name for c in crm_lines(env) if c.failed]
-    assert failed == ["object:Case:permissions"]
+    code, lines, err = setup(monkeypatch, capsys, env)
+    assert code == 0 and err == "", (lines, err)
+    assert [c.line() for c in crm_lines(env) if c.status is not CheckStatus.OK] == []
 
 
 def test_fields_an_admin_made_too_short_or_unflagged_are_fixed_a_wrong_type_is_left_to_a_person(
