@@ -71,7 +71,7 @@ class ReconcileSchedule:
 
 #: the pairs whose books the reconciliation reads (connectors/reconcile)
 BILLING = {"chargebee", "stripe"}
-CRM = {"salesforce"}
+CRM = {"salesforce", "hubspot"}
 
 
 async def ensure_reconcile_schedule(

@@ -89,9 +89,13 @@ def crm_reader(crm: Any) -> CrmReader:
         from connectors.reconcile.salesforce import SalesforceBook
 
         return SalesforceBook(crm)
+    if name == "hubspot":
+        from connectors.reconcile.hubspot import HubSpotBook
+
+        return HubSpotBook(crm)
     raise ConnectorError(
         name or "crm",
         ErrorKind.PERMANENT,
-        f"reconciliation does not write exceptions to {name or 'this CRM'} yet (Salesforce does)",
+        f"reconciliation does not write exceptions to {name or 'this CRM'} yet",
         code="reconcile_unsupported",
     )

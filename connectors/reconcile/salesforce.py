@@ -169,6 +169,15 @@ def _line(r: dict[str, Any]) -> Line:
 
 
 def _exception(r: ExceptionRecord) -> dict[str, Any]:
+    fields = _exception_fields(r)
+    if not r.evidence and not r.records:  # a closing record: keep what the record says
+        for name in ("Account__c", "Billing_Customer_Id__c", "Records__c", "Evidence__c",
+                     "Proposed_Fix__c", "Approver_Role__c"):  # fmt: skip
+            fields.pop(name)
+    return fields
+
+
+def _exception_fields(r: ExceptionRecord) -> dict[str, Any]:
     return {
         "attributes": {"type": OBJECT},
         "Exception_Id__c": r.id,

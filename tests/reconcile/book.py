@@ -37,11 +37,41 @@ class Planted:
     clean: list[str] = field(default_factory=list)
 
 
-def seed(
-    cb: ChargebeeDriver, sf: SalesforceDriver, cb_emulator: Any, prefix: str, clean: int = 3
-) -> Planted:
+class SalesforceSide:
+    """The CRM half of the book in Salesforce."""
+
+    crm = "salesforce"
+
+    def __init__(self, sf: SalesforceDriver) -> None:
+        self.sf = sf
+
+    def catalog(self) -> None:
+        self.sf.seed_catalog()
+
+    def account(self, name: str, customer_id: str | None) -> str:
+        fields = {"Name": name, "Type": "Customer - Direct"}
+        if customer_id:
+            fields.update(Billing_Customer_Id__c=customer_id, Billing_Platform__c="chargebee")
+        return self.sf.connector.client.Account.create(fields)["id"]
+
+    def billing_fields(self, account: str, mrr: int, status: str) -> None:
+        self.sf.connector.client.Account.update(
+            account, {"MRR__c": mrr / 100, "Billing_Status__c": status}
+        )
+
+    def won_deal(self, account: str, name: str, lines: list, subscription: str | None) -> None:
+        opp = self.sf.create_opportunity(account, name, lines)
+        won: dict[str, Any] = {"StageName": "Closed Won"}
+        if subscription:
+            won["Billing_Subscription_Id__c"] = subscription
+        self.sf.connector.client.Opportunity.update(opp, won)
+
+
+def seed(cb: ChargebeeDriver, sf: Any, cb_emulator: Any, prefix: str, clean: int = 3) -> Planted:
+    """``sf``: a :class:`SalesforceDriver` or any CRM side with the same four methods."""
+    side = SalesforceSide(sf) if isinstance(sf, SalesforceDriver) else sf
     cb.seed_catalog()
-    sf.seed_catalog()
+    side.catalog()
     out = Planted()
     now = int(time.time())
     tags = [f"clean{i}" for i in range(clean)] + list(PLANTED)
@@ -55,22 +85,11 @@ def seed(
     for tag in tags:
         cid = f"{prefix}-{tag}"
         if tag == "ghost":
-            acc = sf.connector.client.Account.create(
-                {"Name": f"Ghost {prefix}", "Type": "Customer - Direct"}
-            )["id"]
-            out.who[tag] = (acc, None)
+            out.who[tag] = (side.account(f"Ghost {prefix}", None), None)
             continue
         if tag != "orphan":
-            acc = sf.connector.client.Account.create(
-                {
-                    "Name": f"{tag} {prefix}",
-                    "Type": "Customer - Direct",
-                    "Billing_Customer_Id__c": cid,
-                    "Billing_Platform__c": "chargebee",
-                }
-            )["id"]
-            accounts[tag] = acc
-        meta = {"crm": "salesforce", "crm_account_id": accounts[tag]} if tag in accounts else {}
+            accounts[tag] = side.account(f"{tag} {prefix}", cid)
+        meta = {"crm": side.crm, "crm_account_id": accounts[tag]} if tag in accounts else {}
         data["customers"].append({"id": cid, "company": f"{tag} {prefix}", "meta_data": meta})
         seats = 7 if tag == "mismatch" else 5
         sub = f"sub-{cid}"
@@ -127,17 +146,9 @@ def seed(
     for tag, acc in accounts.items():
         sub = cb.connector.client.Subscription.retrieve(f"sub-{prefix}-{tag}").subscription
         mrr = 1_234_00 if tag == "drift" else int(sub.mrr or 0)
-        sf.connector.client.Account.update(
-            acc, {"MRR__c": mrr / 100, "Billing_Status__c": sub.status}
-        )
-        opp = sf.create_opportunity(
-            acc, f"Deal {tag}", [("RB-CORE", 1, 50_000, 0), ("RB-SEAT", 5, 4_000, 0)]
-        )
-        sf.connector.client.Opportunity.update(
-            opp, {"StageName": "Closed Won", "Billing_Subscription_Id__c": sub.id}
-        )
+        side.billing_fields(acc, mrr, sub.status)
+        deal = [("RB-CORE", 1, 50_000, 0), ("RB-SEAT", 5, 4_000, 0)]
+        side.won_deal(acc, f"Deal {tag}", deal, sub.id)
         if tag == "nosub":
-            extra = sf.create_opportunity(acc, f"Upsell {tag}", [("RB-SEAT", 2, 4_000, 0)])
-            sf.connector.client.Opportunity.update(extra, {"StageName": "Closed Won"})
-            out.who[tag] = (acc, f"{prefix}-{tag}")
+            side.won_deal(acc, f"Upsell {tag}", [("RB-SEAT", 2, 4_000, 0)], None)
     return out

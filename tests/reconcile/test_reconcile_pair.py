@@ -141,6 +141,7 @@ async def test_a_day_then_the_next(rpair: ReconcilePair) -> None:
     rows2 = exceptions(p)
     assert len(rows2) == len(PLANTED)
     assert rows2[nopay]["Status__c"] == ExceptionStatus.CLOSED
+    assert rows2[nopay]["Account__c"] == rows[nopay]["Account__c"]  # closing keeps the details
     assert rows2[nopay]["Resolved_On__c"] == (DAY + timedelta(days=1)).isoformat()
     still = [r for r in rows2.values() if r["Status__c"] != ExceptionStatus.CLOSED]
     assert len(still) == len(PLANTED) - 2
