@@ -1,0 +1,403 @@
+"""``revbridge demo --scenario expansion``: usage growth becomes an opportunity with a draft
+quote, and the won deal upgrades the existing subscription.
+
+On the running stack's billing sandbox (Chargebee or Stripe) it seeds a Starter plan that
+includes 10,000 API calls a month (its price's metadata names the limit and the next tier,
+Growth), a customer on it, and 30 days of growing usage; in Salesforce, the linked account and
+the Growth product. Then it runs the daily usage intake the Schedule would run. Expansion ships
+in ``assist`` mode (the account owner gets a task proposing the deal); so the opportunity and the
+draft quote are created, this demo runs the intake and the expansion workflows on a worker of
+its own whose policy copy says ``expansion: auto`` — your policies/ are not touched. It prints
+the forecast, the ``Expansion_Signal__c``, the opportunity and the draft quote; then wins the
+deal in the CRM (its callout starts quote-to-cash on the stack), approves the plan change as the
+RevOps approver, and shows the same subscription on Growth, the new MRR in the CRM and the win
+recorded by the expansion workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from simple_salesforce import format_soql
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+
+from activities.policy import DEFAULT_POLICY_DIR
+from cli.codec_dev import approver_client
+from cli.config import CliError, StackConfig
+from connectors.registry import build_billing, build_crm
+from domain import expansion as ex
+from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
+from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult, expansion_workflow_id
+from domain.ids import q2c_workflow_id
+from domain.quote import WORKFLOW_TYPE as Q2C
+from domain.quote import QuoteToCashInput, QuoteToCashResult
+from domain.settings import Settings
+from infra.codec import data_converter
+
+WAIT_S = 60.0
+CALLOUT_WAIT_S = 6.0
+DAYS = 30
+REVOPS = "bob@example.com"  # policies/approvers.yaml: revops
+Say = Any
+
+
+async def scenario(cfg: StackConfig, say: Say) -> dict[str, Any]:
+    from cli.channels import stack_env
+
+    settings = Settings.from_env(stack_env(cfg))
+    if (settings.billing, settings.crm) not in (
+        ("chargebee", "salesforce"),
+        ("stripe", "salesforce"),
+    ):
+        raise CliError(
+            "the expansion demo runs on chargebee or stripe × salesforce (the other platforms' "
+            f"usage is not built yet), not {settings.billing} × {settings.crm}"
+        )
+    client = await Client.connect(
+        cfg.temporal.address, namespace=cfg.temporal.namespace, data_converter=data_converter()
+    )
+    approver = await approver_client(cfg, client, REVOPS)
+    return await run_scenario(
+        settings,
+        client,
+        approver,
+        say,
+        ui_url=cfg.ui_url(),
+        suffix=datetime.now(UTC).strftime("%m%d%H%M%S"),
+    )
+
+
+async def run_scenario(
+    settings: Settings, client: Client, approver: Client, say: Say, *, ui_url: str, suffix: str
+) -> dict[str, Any]:
+    from workers.main import build_worker
+
+    billing, crm = build_billing(settings), build_crm(settings)
+    seeded = await asyncio.to_thread(_seed_billing, settings, billing, suffix)
+    say(
+        f"Seeded {settings.billing}: customer {seeded['customer']} on Starter (10,000 API calls "
+        f"a month included, next tier Growth), {DAYS} days of usage growing 3 calls a day."
+    )
+    account = await asyncio.to_thread(_seed_crm, crm, settings.billing, seeded, suffix)
+    say(f"Seeded Salesforce: account {account} linked to it, product RB-GROWTH-{suffix}.")
+    queue = f"{settings.task_queue}-expansion-demo"
+    tmp = Path(tempfile.mkdtemp(prefix="revbridge-expansion-demo-"))
+    policy_dir = _auto_policies(settings, tmp, seeded["growth"], suffix)
+    expansion = client.get_workflow_handle(
+        expansion_workflow_id(settings.billing, seeded["customer"])
+    )
+    try:
+        async with build_worker(client, billing, crm, task_queue=queue, policy_dir=policy_dir):
+            intake = await client.execute_workflow(
+                ex.INTAKE_WORKFLOW_TYPE,
+                IntakeInput(billing=settings.billing, crm=settings.crm, intake_id=f"demo-{suffix}"),
+                id=f"expansion-intake-demo-{suffix}",
+                task_queue=queue,
+                result_type=IntakeResult,
+            )
+            say(f"  ✓ usage intake: {intake.customers} customer(s) in {intake.pages} page(s)")
+            status = await _until(
+                lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+                lambda s: bool(s.open) and "opportunity" in s.open[0],
+                "the expansion to open",
+            )
+            forecast = next(iter(status.last_forecast.values()), "")
+            say(f"  ✓ forecast: {forecast}")
+            records = await asyncio.to_thread(_records, crm, account)
+            sig = records["signal"]
+            say(
+                f"  ✓ Expansion_Signal__c {sig['Id']}: {sig['Status__c']}, limit in "
+                f"{sig['Days_To_Limit__c']:.0f} days (band {sig['Crossing_Earliest__c']} – "
+                f"{sig['Crossing_Latest__c']}), confidence {sig['Confidence__c']:.0f}%, "
+                f"recommends {sig['Recommended_Price__c']}"
+            )
+            opp, quote = records["opportunity"], records["quote"]
+            say(
+                f"  ✓ Opportunity {opp['Id']} ({opp['StageName']}, {opp['Type']}, close "
+                f"{opp['CloseDate']}); Quote {quote['Id']} in {quote['Status']} — never sent by "
+                "RevBridge"
+            )
+            await asyncio.to_thread(
+                crm.client.Opportunity.update, opp["Id"], {"StageName": "Closed Won"}
+            )
+            say(f"  ✓ the account executive won {opp['Id']}")
+            q2c = await _q2c(client, settings, opp["Id"], say)
+            [pending] = await _until(
+                lambda: q2c.query(QUERY, result_type=list[PendingApproval]), bool, "the approval"
+            )
+            await approver.get_workflow_handle(q2c.id).execute_update(
+                UPDATE,
+                ApprovalSignal(
+                    action_id=pending.action_id,
+                    decision=Decision.APPROVE,
+                    approver=REVOPS,
+                    note="demo: upgrade approved",
+                ),
+            )
+            say(f"  ✓ {REVOPS} approved {pending.action.describe()}")
+            result = await asyncio.wait_for(q2c.result(), timeout=WAIT_S)
+            if result.outcome != "live":
+                raise CliError(f"quote-to-cash ended {result.outcome}: {result.reason}")
+            say(f"  ✓ quote-to-cash: {result.reason}")
+            status = await _until(
+                lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+                lambda s: bool(s.closed),
+                "the win to be recorded",
+            )
+            await expansion.terminate("demo over")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    subs = await asyncio.to_thread(_subscriptions, settings, billing, seeded["customer"])
+    mrr = (await asyncio.to_thread(_records, crm, account))["mrr"]
+    say(
+        f"  ✓ {settings.billing}: {len(subs)} subscription(s) for the customer — "
+        + "; ".join(f"{s['id']} on {', '.join(s['prices'])}" for s in subs)
+        + f"; CRM account MRR {mrr:,.2f}"
+    )
+    say(f"  ✓ expansion outcome: {status.closed[-1]}")
+    return {
+        "pair": {"billing": settings.billing, "crm": settings.crm},
+        "web_ui": ui_url,
+        "customer": seeded["customer"],
+        "forecast": forecast,
+        "signal": sig,
+        "opportunity": opp,
+        "quote": quote,
+        "quote_to_cash": {"workflow": q2c.id, "outcome": result.outcome, "reason": result.reason},
+        "subscriptions": subs,
+        "crm_mrr": mrr,
+        "expansion": status.closed,
+    }
+
+
+def print_summary(summary: dict[str, Any], say: Say) -> None:
+    say("")
+    say(f"Expansion on {summary['pair']['billing']} × {summary['pair']['crm']}:")
+    say(f"  forecast     {summary['forecast']}")
+    say(
+        f"  signal       {summary['signal']['Id']} ({summary['signal']['Reasons__c'].splitlines()[0]})"
+    )
+    say(f"  opportunity  {summary['opportunity']['Id']}, draft quote {summary['quote']['Id']}")
+    say(f"  won          {summary['quote_to_cash']['reason']}; CRM MRR {summary['crm_mrr']:,.2f}")
+    say(f"  outcome      {summary['expansion'][-1]}")
+    say(f"  Web UI       {summary['web_ui']}")
+
+
+# --- seeding ------------------------------------------------------------------------------------
+
+
+def _seed_billing(settings: Settings, billing: Any, suffix: str) -> dict[str, str]:
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    if settings.billing == "chargebee":
+        assert settings.chargebee and settings.chargebee.api_url
+        ids = {k: f"{k}-{suffix}-USD-monthly" for k in ("starter", "growth", "calls")}
+        common = {"currency_code": "USD", "period": 1, "period_unit": "month"}
+        body = {
+            "item_prices": [
+                {**common, "id": ids["starter"], "name": "Starter", "price": 10_000,
+                 "item_type": "plan",
+                 "metadata": {"included_units": {ids["calls"]: 10_000}, "upgrade_to": ids["growth"]}},
+                {**common, "id": ids["growth"], "name": "Growth", "price": 30_000,
+                 "item_type": "plan", "metadata": {"included_units": {ids["calls"]: 50_000}}},
+                {**common, "id": ids["calls"], "name": "API calls", "price": 2,
+                 "item_type": "addon", "metered": True},
+            ]
+        }  # fmt: skip
+        resp = httpx.post(settings.chargebee.api_url + "/_sandbox/seed", json=body, timeout=60)
+        if resp.status_code != 200:
+            raise CliError(f"seeding Chargebee failed: HTTP {resp.status_code}")
+        cb = billing.client
+        cus = cb.Customer.create(
+            {"company": f"Initech {suffix}", "email": f"ops-{suffix}@initech.example"}
+        )
+        sub = cb.Subscription.create_with_items(
+            cus.customer.id,
+            {
+                "subscription_items": [
+                    {"item_price_id": ids["starter"]},
+                    {"item_price_id": ids["calls"]},
+                ]
+            },
+        ).subscription
+        for i in range(DAYS):
+            at = int((noon - timedelta(days=DAYS - i)).timestamp())
+            cb.Usage.create(
+                sub.id,
+                {"item_price_id": ids["calls"], "quantity": str(150 + 3 * i), "usage_date": at},
+            )
+        return {"customer": cus.customer.id, "subscription": sub.id, "growth": ids["growth"]}
+    sc = billing._client
+    meter = sc.v1.billing.meters.create(
+        {
+            "display_name": f"API calls {suffix}",
+            "event_name": f"api_calls_{suffix}",
+            "default_aggregation": {"formula": "sum"},
+            "customer_mapping": {"event_payload_key": "stripe_customer_id", "type": "by_id"},
+            "value_settings": {"event_payload_key": "value"},
+        }
+    )
+    monthly = {"interval": "month"}
+    calls = sc.v1.prices.create(
+        {"currency": "usd", "unit_amount": 2, "product_data": {"name": "API calls"},
+         "recurring": {**monthly, "usage_type": "metered", "meter": meter.id}}
+    )  # fmt: skip
+    growth = sc.v1.prices.create(
+        {"currency": "usd", "unit_amount": 30_000, "recurring": monthly,
+         "product_data": {"name": "Growth"},
+         "metadata": {"included_units": json.dumps({calls.id: 50_000})}}
+    )  # fmt: skip
+    starter = sc.v1.prices.create(
+        {"currency": "usd", "unit_amount": 10_000, "recurring": monthly,
+         "product_data": {"name": "Starter"},
+         "metadata": {"included_units": json.dumps({calls.id: 10_000}), "upgrade_to": growth.id}}
+    )  # fmt: skip
+    customer = sc.v1.customers.create({"name": f"Initech {suffix}"}).id
+    sub = sc.v1.subscriptions.create(
+        {"customer": customer, "items": [{"price": starter.id}, {"price": calls.id}]}
+    ).id
+    for i in range(DAYS):
+        sc.v1.billing.meter_events.create(
+            {
+                "event_name": f"api_calls_{suffix}",
+                "payload": {"stripe_customer_id": customer, "value": str(150 + 3 * i)},
+                "timestamp": int((noon - timedelta(days=DAYS - i)).timestamp()),
+            }
+        )
+    return {"customer": customer, "subscription": sub, "growth": growth.id}
+
+
+def _seed_crm(crm: Any, billing: str, seeded: dict[str, str], suffix: str) -> str:
+    sf = crm.client
+    account = sf.Account.create(
+        {
+            "Name": f"Initech {suffix}",
+            "Billing_Customer_Id__c": seeded["customer"],
+            "Billing_Platform__c": billing,
+        }
+    )["id"]
+    book = crm.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1")[0]["Id"]
+    product = sf.Product2.create(
+        {"Name": "Growth", "ProductCode": f"RB-GROWTH-{suffix}", "IsActive": True}
+    )["id"]
+    sf.PricebookEntry.create(
+        {"Pricebook2Id": book, "Product2Id": product, "UnitPrice": 300.0, "IsActive": True}
+    )
+    return account
+
+
+def _auto_policies(settings: Settings, tmp: Path, growth: str, suffix: str) -> Path:
+    src = Path(settings.policy_dir) if settings.policy_dir else DEFAULT_POLICY_DIR
+    dst = tmp / "policies"
+    shutil.copytree(src, dst)
+    modes = dst / "modes.yaml"
+    text = modes.read_text()
+    if "expansion:" in text:
+        text = "\n".join(
+            "  expansion: auto" if line.strip().startswith("expansion:") else line
+            for line in text.splitlines()
+        )
+    else:
+        text = text.replace("use_cases:\n", "use_cases:\n  expansion: auto\n")
+    modes.write_text(text + "\n")
+    products = dst / "products.yaml"
+    products.write_text(
+        products.read_text() + f"  RB-GROWTH-{suffix}:\n    {settings.billing}: {growth}\n"
+    )
+    return dst
+
+
+# --- reading back -------------------------------------------------------------------------------
+
+
+def _records(crm: Any, account: str) -> dict[str, Any]:
+    def one(soql: str) -> dict[str, Any]:
+        rows = crm.query(soql)
+        return {k: v for k, v in rows[0].items() if k != "attributes"} if rows else {}
+
+    opp = one(
+        format_soql(
+            "SELECT Id, StageName, Type, CloseDate FROM Opportunity WHERE AccountId = {}", account
+        )
+    )
+    return {
+        "signal": one(
+            format_soql(
+                "SELECT Id, Status__c, Days_To_Limit__c, Crossing_Earliest__c, "
+                "Crossing_Latest__c, Confidence__c, Recommended_Price__c, Reasons__c "
+                "FROM Expansion_Signal__c WHERE Account__c = {}",
+                account,
+            )
+        ),
+        "opportunity": opp,
+        "quote": one(
+            format_soql("SELECT Id, Status FROM Quote WHERE OpportunityId = {}", opp.get("Id"))
+        )
+        if opp
+        else {},
+        "mrr": one(format_soql("SELECT MRR__c FROM Account WHERE Id = {}", account)).get("MRR__c")
+        or 0.0,
+    }
+
+
+def _subscriptions(settings: Settings, billing: Any, customer: str) -> list[dict[str, Any]]:
+    if settings.billing == "chargebee":
+        subs = billing.client.Subscription.list({"customer_id[is]": customer}).list
+        return [
+            {
+                "id": e.subscription.id,
+                "prices": [i.item_price_id for i in e.subscription.subscription_items],
+            }
+            for e in subs
+        ]
+    subs = billing._client.v1.subscriptions.list({"customer": customer, "status": "all"}).data
+    return [{"id": s.id, "prices": [i.price.id for i in s["items"].data]} for s in subs]
+
+
+async def _q2c(client: Client, settings: Settings, opp: str, say: Say) -> WorkflowHandle:
+    """The run the CRM's callout started; if none arrived, the one its catch-up would start."""
+    wf_id = q2c_workflow_id("salesforce", opp)
+    handle = client.get_workflow_handle(wf_id, result_type=QuoteToCashResult)
+    deadline = time.monotonic() + CALLOUT_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            await handle.describe()
+            say(f"  ✓ the CRM's callout started {wf_id}")
+            return handle
+        except RPCError:
+            await asyncio.sleep(0.5)
+    say("  … no callout arrived: starting quote-to-cash as the catch-up would")
+    return await client.start_workflow(
+        Q2C,
+        QuoteToCashInput(
+            crm="salesforce", billing=settings.billing, opportunity_id=opp, trigger="catch_up"
+        ),
+        id=wf_id,
+        task_queue=settings.task_queue,
+        result_type=QuoteToCashResult,
+    )
+
+
+async def _until(probe: Any, ok: Any, what: str) -> Any:
+    deadline = time.monotonic() + WAIT_S
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = await probe()
+            if ok(last):
+                return last
+        except RPCError:
+            pass
+        except Exception as exc:  # a query before the first workflow task
+            if "not found" not in str(exc).lower() and "query" not in str(exc).lower():
+                raise
+        await asyncio.sleep(0.5)
+    raise CliError(f"timed out waiting for {what} (last seen: {str(last)[:200]})")

@@ -1,0 +1,43 @@
+"""`revbridge demo --scenario expansion` end to end on Chargebee × Salesforce (the scenario's own
+logic against the session's sandboxes, as tests/quote_to_cash/test_demo.py does): the forecast,
+the signal, the opportunity and draft quote, the won deal upgrading the same subscription."""
+
+from __future__ import annotations
+
+import httpx
+from temporalio.client import Client
+
+from cli.demo_expansion import run_scenario
+from connectors.registry import build_billing, build_crm
+from tests.pairs import pair_settings
+from workers.main import build_worker
+
+
+async def test_demo_scenario_forecasts_opens_wins_and_upgrades_in_place(
+    client: Client, sandbox_urls: dict[str, str], uid: str
+) -> None:
+    settings = pair_settings(sandbox_urls, "chargebee", "salesforce", f"demo-exp-{uid}")
+    httpx.delete(sandbox_urls["salesforce"] + "/_sandbox/webhooks").raise_for_status()
+    lines: list[str] = []
+    # the stack's own worker (quote-to-cash runs there, under the shipped policies)
+    async with build_worker(
+        client, build_billing(settings), build_crm(settings), task_queue=settings.task_queue
+    ):
+        summary = await run_scenario(
+            settings,
+            client,
+            client,
+            lines.append,
+            ui_url="http://ui.test/namespaces/default/workflows",
+            suffix=uid,
+        )
+    assert summary["signal"]["Status__c"] == "Open"
+    assert summary["quote"]["Status"] == "Draft"
+    assert summary["opportunity"]["Type"] == "Existing Customer - Upgrade"
+    assert summary["quote_to_cash"]["outcome"] == "live"
+    [sub] = summary["subscriptions"]
+    assert any(p.startswith(f"growth-{uid}") for p in sub["prices"])
+    assert summary["crm_mrr"] >= 300.0
+    assert "won" in summary["expansion"][-1]
+    assert any("forecast:" in line for line in lines)
+    assert any("catch-up" in line for line in lines)  # no callout here: the catch-up's start
