@@ -1436,21 +1436,34 @@ class ZuoraBilling:
                 )
                 for name in fields
             ]
-        return [
-            Check(
-                system=VENDOR,
-                name=f"custom-field:{obj}.{name}",
-                status=CheckStatus.OK if name in names else CheckStatus.FAIL,
-                detail=f"exists ({names[name] or 'type not stated'})"
-                if name in names
-                else f"{obj} has no custom field {name}",
-                fix=""
-                if name in names
-                else f"create the custom field {name} on {obj} (Settings > Custom Fields; "
-                "text, API name exactly as shown)",
+        checks = []
+        for name in fields:
+            kind = names.get(name)
+            # RevBridge writes IDs and keys as strings: a number/date/picklist field refuses them
+            wrong = kind not in (None, "", "text")
+            checks.append(
+                Check(
+                    system=VENDOR,
+                    name=f"custom-field:{obj}.{name}",
+                    status=CheckStatus.OK if kind is not None and not wrong else CheckStatus.FAIL,
+                    detail=(
+                        f"{obj} has no custom field {name}"
+                        if kind is None
+                        else f"is {kind}, RevBridge writes text"
+                        if wrong
+                        else f"exists ({kind or 'type not stated'})"
+                    ),
+                    fix=(
+                        f"create the custom field {name} on {obj} (Settings > Custom Fields; "
+                        "text, API name exactly as shown)"
+                        if kind is None
+                        else f"recreate {obj}.{name} as a text custom field"
+                        if wrong
+                        else ""
+                    ),
+                )
             )
-            for name in fields
-        ]
+        return checks
 
     # --- the churn sweep's page read ----------------------------------------------------------
 

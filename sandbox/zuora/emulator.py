@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from sandbox.framework import Delivery, Emulator, WebhookTarget
 
+from . import describe
 from .api import Api, Req
 from .state import (
     GENERIC,
@@ -258,6 +259,7 @@ class ZuoraEmulator(Emulator):
         ctl = "/_sandbox/zuora"
         return [
             *routes,
+            describe.route(self),  # GET /v1/describe/{object} (XML; describe.py)
             Route("/v1/{rest:path}", self._unknown, methods=_ALL),
             # Zuora Collect (Configurable Payment Retry): a separate host in production, with
             # Basic auth (login email + CPR API token); here under /api/v1 of the same server

@@ -1,6 +1,6 @@
 """Zuora's preflight reads custom fields through the Describe API (``GET /v1/describe/{object}``,
-XML), which the Zuora sandbox does not serve (there the field lines are SKIP): the parsing a real
-tenant exercises, against answers in Describe's shape, through the connector's own transport."""
+XML): the parsing a real tenant exercises, against answers in Describe's shape, through the
+connector's own transport (the Zuora sandbox serves Describe too: test_zuora_describe_sandbox.py)."""
 
 from __future__ import annotations
 
