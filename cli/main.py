@@ -14,7 +14,6 @@ from pathlib import Path
 from cli.churn import add_churn_command
 from cli.config import CliError, StackConfig, config_path
 from cli.link import add_link_command
-from cli.sync import add_sync_command
 from cli.reconcile import add_reconcile_command
 from cli.report import add_report_command
 from cli.revenue import add_revenue_command
@@ -219,7 +218,7 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave a stack the demo started running")
     demo.add_argument(
         "--scenario",
-        choices=("dunning", "quote-to-cash", "churn", "support", "revenue"),
+        choices=("dunning", "quote-to-cash", "churn", "support", "revenue", "expansion"),
         default="dunning",
         help="the use case to show (default: dunning)",
     )
@@ -239,7 +238,6 @@ def parser() -> argparse.ArgumentParser:
     add_report_command(add)
     add_reconcile_command(add)
     add_link_command(add)
-    add_sync_command(add)
     add_revenue_command(add)
     wh = add("webhooks", cmd_webhooks, "run the webhook service", config_required=False)
     wh.add_argument("--host", default=None)
