@@ -91,6 +91,8 @@ class BackfillPlan(Frozen):
     plan: LinkPlan
     #: links the CRM holds already (their account carries this customer): nothing to write
     linked_already: int = 0
+    #: the links to write: account ID → billing customer ID (the rest of ``plan.links``)
+    to_write: dict[str, str] = {}
     billing_reads: int = 0
     crm_reads: int = 0
 
@@ -230,9 +232,17 @@ class SyncActivities:
                 break
         plan = plan_links(customers, accounts, auto=input.auto, review=input.review)
         holds = {a.id: a.billing_customer_id for a in accounts}
-        already = [x for x in plan.links if holds.get(x.account_id) == x.customer_id]
+        to_write = {
+            x.account_id: x.customer_id
+            for x in plan.links
+            if holds.get(x.account_id) != x.customer_id
+        }
         return BackfillPlan(
-            plan=plan, linked_already=len(already), billing_reads=b_reads, crm_reads=c_reads
+            plan=plan,
+            linked_already=len(plan.links) - len(to_write),
+            to_write=to_write,
+            billing_reads=b_reads,
+            crm_reads=c_reads,
         )
 
     @writes

@@ -14,6 +14,7 @@ from pathlib import Path
 from cli.churn import add_churn_command
 from cli.config import CliError, StackConfig, config_path
 from cli.link import add_link_command
+from cli.sync import add_sync_command
 from cli.reconcile import add_reconcile_command
 from cli.report import add_report_command
 from cli.revenue import add_revenue_command
@@ -238,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
     add_report_command(add)
     add_reconcile_command(add)
     add_link_command(add)
+    add_sync_command(add)
     add_revenue_command(add)
     wh = add("webhooks", cmd_webhooks, "run the webhook service", config_required=False)
     wh.add_argument("--host", default=None)

@@ -483,3 +483,40 @@ def changes_of(held: dict[str, Any], view: dict[str, Any]) -> dict[str, Any]:
     """What a side changed since it was last read or written: every field whose value differs
     from what it held (a field it never reported before counts as a change)."""
     return {k: v for k, v in view.items() if k not in held or held[k] != v}
+
+
+class BackfillInput(Frozen):
+    billing: str
+    crm: str
+    #: report only: read both books, plan the links, write nothing
+    dry_run: bool = False
+    #: links per bulk write (one call each)
+    chunk: int = Field(default=200, gt=0, le=200)
+    #: a continuation's remaining links (account → customer) and what is done already
+    remaining: dict[str, str] | None = None
+    report: BackfillReport | None = None
+    history_limit: int = 2_000
+
+
+class BackfillReport(Frozen):
+    """What the backfill found and did (the CLI prints it; no PII: IDs and counts)."""
+
+    dry_run: bool = False
+    counts: dict[str, int] = {}
+    linked_already: int = 0
+    to_write: int = 0
+    written: int = 0
+    failed: dict[str, str] = {}
+    #: ambiguous or uncertain pairs for a person: customer → candidate accounts (score)
+    review: dict[str, list[str]] = {}
+    billing_reads: int = 0
+    crm_reads: int = 0
+    bulk_calls: int = 0
+    stage: str = "planning"
+
+
+BackfillInput.model_rebuild()
+
+
+def backfill_workflow_id(billing: str, crm: str) -> str:
+    return f"account-sync-backfill:{billing}:{crm}"

@@ -127,11 +127,15 @@ def plan_links(
             if len(free) == 1:
                 link(c, next(iter(free)), method, confidence)
 
-    # 4. similar names, from a token index
+    # 4. similar names, from a token index. A word is "common" by the whole book, not by what
+    # is still free: otherwise a backfill resumed after half its links were written would find
+    # the other half's common words rare again, and the same book would link differently.
     index: dict[str, list[str]] = defaultdict(list)
+    book_count: dict[str, int] = defaultdict(int)
     for a in accounts:
-        if a.id not in taken:
-            for t in set(company_tokens(a.name)):
+        for t in set(company_tokens(a.name)):
+            book_count[t] += 1
+            if a.id not in taken:
                 index[t].append(a.id)
     reviews: list[Review] = []
     for c in sorted(customers, key=lambda c: c.id):
@@ -140,7 +144,7 @@ def plan_links(
         pool = {
             account_id
             for t in set(company_tokens(c.company))
-            if len(index.get(t, ())) <= block_limit
+            if book_count.get(t, 0) <= block_limit
             for account_id in index.get(t, ())
             if account_id not in taken
         }

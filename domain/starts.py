@@ -75,6 +75,12 @@ START_POLICIES: dict[str, StartPolicy] = {
         WorkflowIDConflictPolicy.USE_EXISTING,
         "one bulk flusher per deployment: a running one takes the minor changes",
     ),
+    golden.BACKFILL_WORKFLOW_TYPE: StartPolicy(
+        WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        WorkflowIDConflictPolicy.USE_EXISTING,
+        "one backfill per deployment at a time: running it again joins a running one, or after "
+        "one ended (or was stopped) starts over and skips what is linked already",
+    ),
 }
 
 

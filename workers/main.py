@@ -57,6 +57,7 @@ from infra import startup, telemetry
 from infra.health import HealthServer, WorkerProbe, health_port_from_env
 from workers import configuration, schedules
 from workers.vendor_queues import VendorRouting, WorkerGroup, vendor_workers
+from workflows.account_sync.backfill import AccountSyncBackfillWorkflow
 from workflows.account_sync.flush import AccountSyncFlushWorkflow
 from workflows.account_sync.workflow import AccountSyncWorkflow
 from workflows.churn.sweep import ChurnSweepWorkflow
@@ -87,6 +88,7 @@ WORKFLOWS = [
     LlmBudgetWorkflow,
     AccountSyncWorkflow,
     AccountSyncFlushWorkflow,
+    AccountSyncBackfillWorkflow,
     ExpansionWorkflow,
     ExpansionIntakeWorkflow,
     ReconciliationWorkflow,

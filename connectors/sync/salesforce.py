@@ -113,15 +113,19 @@ class SalesforceSync:
         return failed
 
     def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[CrmParty], str | None]:
-        soql = format_soql(
-            "SELECT Id, Name, Website, Billing_Customer_Id__c, "
-            "(SELECT Email FROM Contacts) FROM Account WHERE Id > {} ORDER BY Id LIMIT {:literal}",
-            cursor or "",
-            str(max(1, min(limit, 2000))),
-        )
-        rows = self.crm._call(lambda sf: sf.query(soql), what="accounts")["records"]
+        """One page (Salesforce's own: up to 2,000 rows); ``cursor`` is its ``nextRecordsUrl``."""
+        if cursor:
+            answer = self.crm._call(
+                lambda sf: sf.query_more(cursor, identifier_is_url=True), what="accounts"
+            )
+        else:
+            soql = (
+                "SELECT Id, Name, Website, Billing_Customer_Id__c, "
+                "(SELECT Email FROM Contacts) FROM Account ORDER BY Id"
+            )
+            answer = self.crm._call(lambda sf: sf.query(soql), what="accounts")
         parties = []
-        for r in rows:
+        for r in answer["records"]:
             contacts = (r.get("Contacts") or {}).get("records") or []
             website = (r.get("Website") or "").lower()
             domain = website.split("//")[-1].split("/")[0] or None
@@ -134,8 +138,7 @@ class SalesforceSync:
                     billing_customer_id=r.get("Billing_Customer_Id__c"),
                 )
             )
-        more = len(rows) >= max(1, min(limit, 2000))
-        return parties, (rows[-1]["Id"] if rows and more else None)
+        return parties, answer.get("nextRecordsUrl") or None
 
     def sync_link_many(self, links: dict[str, str], billing: str) -> dict[str, str]:
         records = {

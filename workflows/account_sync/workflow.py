@@ -542,6 +542,7 @@ class AccountSyncWorkflow(GovernedWorkflow):
         if all(c.action_id != conflict.action_id for c in self.conflicts):
             return
         self.conflicts = [c for c in self.conflicts if c.action_id != conflict.action_id]
+        self._set(stage="applying a person's decision")
         value = conflict.crm_value if side is Side.CRM else conflict.billing_value
         self.record, _ = golden.resolve(self.record, conflict.field, value, side, workflow.now())
         self._set(conflicts_resolved=self.st.conflicts_resolved + 1)
