@@ -131,9 +131,13 @@ def entries(settings: Settings, month: str) -> list[dict]:
 
 
 def cmd_revenue(args: argparse.Namespace) -> None:
-    from cli.services import apply_stack_defaults
+    if args.config:  # the stack's settings, as cli.services.apply_stack_defaults sets them
+        # (not imported from there: cli.services imports this module for the NetSuite sandbox)
+        from cli.channels import channel_env
 
-    apply_stack_defaults(StackConfig.load(args.config) if args.config else None)
+        cfg = StackConfig.load(args.config)
+        for key, value in {**cfg.service_env(), **channel_env(cfg), **erp_env(cfg)}.items():
+            os.environ.setdefault(key, value)
     settings = Settings.from_env(os.environ)
     month = month_arg(args.month)
     if args.revenue_command == "entries":
