@@ -219,7 +219,15 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave a stack the demo started running")
     demo.add_argument(
         "--scenario",
-        choices=("dunning", "quote-to-cash", "churn", "support", "revenue", "expansion"),
+        choices=(
+            "dunning",
+            "quote-to-cash",
+            "churn",
+            "support",
+            "revenue",
+            "expansion",
+            "reconcile",
+        ),
         default="dunning",
         help="the use case to show (default: dunning)",
     )

@@ -19,12 +19,12 @@ from temporalio.client import Client
 from connectors.registry import build_billing, build_crm
 from domain.approvals import SIGNAL, ApprovalSignal, Decision
 from harness.drivers import ChargebeeDriver, SalesforceDriver
+from harness.reconcile_book import Planted, seed
 from infra.codec import load_identity_keys, stamp_approver
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
 from tests.pairs import CB_KEY, SF_ID, SF_SECRET, pair_settings
-from tests.reconcile.book import Planted, seed
 
 
 async def send_approval(

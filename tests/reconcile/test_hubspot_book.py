@@ -14,51 +14,20 @@ from typing import Any
 
 import httpx
 import pytest
-from hubspot.crm.objects import SimplePublicObjectInput
 
 from activities.reconcile import ReconcileActivities, ScanInput, UpsertExceptionsInput
 from connectors.reconcile import crm_reader
 from connectors.registry import build_billing, build_crm
 from domain import reconcile as rx
 from harness.drivers import ChargebeeDriver, HubSpotDriver
+from harness.reconcile_book import PLANTED, Planted, seed
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
 from tests.pairs import CB_KEY, HS_SECRET, HS_TOKEN, pair_settings
-from tests.reconcile.book import PLANTED, Planted, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 12, 1)
-
-
-class HubSpotSide:
-    crm = "hubspot"
-
-    def __init__(self, hs: HubSpotDriver) -> None:
-        self.hs = hs
-
-    def catalog(self) -> None:
-        self.hs.seed_catalog()
-
-    def account(self, name: str, customer_id: str | None) -> str:
-        acc = self.hs.create_account(name, "SMB", customer_id, "chargebee" if customer_id else None)
-        self._set("companies", acc, {"lifecyclestage": "customer"})
-        return acc
-
-    def billing_fields(self, account: str, mrr: int, status: str) -> None:
-        self._set("companies", account, {"mrr": f"{mrr / 100:.2f}", "billing_status": status})
-
-    def won_deal(self, account: str, name: str, lines: list, subscription: str | None) -> None:
-        deal = self.hs.create_opportunity(account, name, lines)
-        props = {"dealstage": "closedwon"}
-        if subscription:
-            props["billing_subscription_id"] = subscription
-        self._set("deals", deal, props)
-
-    def _set(self, kind: str, oid: str, props: dict[str, str]) -> None:
-        self.hs.client.crm.objects.basic_api.update(
-            kind, oid, SimplePublicObjectInput(properties=props)
-        )
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +41,7 @@ def hs_book(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any
         settings = pair_settings(urls, "chargebee", "hubspot", "unused")
         billing, crm = build_billing(settings), build_crm(settings)
         hs = HubSpotDriver(urls["hubspot"], HS_TOKEN)
-        planted = seed(ChargebeeDriver(urls["chargebee"], billing), HubSpotSide(hs), cb_em, "hx")
+        planted = seed(ChargebeeDriver(urls["chargebee"], billing), hs, cb_em, "hx")
         reports = tmp_path_factory.mktemp("reports")
         acts = ReconcileActivities(billing, crm, ROOT / "policies" / "products.yaml", reports)
         yield acts, crm, planted, urls["hubspot"]

@@ -29,8 +29,8 @@ from domain.reconcile import (
     ReconcileResult,
     fix_workflow_id,
 )
+from harness.reconcile_book import PLANTED
 from tests.pairs import eventually
-from tests.reconcile.book import PLANTED
 from tests.reconcile.conftest import ReconcilePair, send_approval
 
 DAY = date(2026, 12, 1)

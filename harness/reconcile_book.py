@@ -1,7 +1,9 @@
-"""A seeded book for the reconciliation: clean customers, and one customer per planted
-discrepancy of every kind (Chargebee × Salesforce, through the official clients and the
-sandboxes' seed endpoints). ``Planted.expected`` says which kind each planted customer must
-produce — exactly one discrepancy each, none on the clean ones."""
+"""A seeded book for the reconciliation (tests/reconcile, ``revbridge demo --scenario
+reconcile``): clean customers, and one customer per planted discrepancy of every kind, in
+Chargebee and a CRM (Salesforce or HubSpot), through the official clients and the sandboxes'
+seed endpoints. ``PLANTED`` says which kind each planted customer must produce — exactly one
+discrepancy each, none on the clean ones. The unapplied payment needs the Chargebee emulator
+object itself (no API leaves a payment unused): without it that customer is not planted."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any
 import httpx
 
 from domain.reconcile import Kind
-from harness.drivers import ChargebeeDriver, SalesforceDriver
+from harness.drivers import ChargebeeDriver, HubSpotDriver, SalesforceDriver
 
 CORE, SEAT, SUPPORT = "core-USD-monthly", "seat-USD-monthly", "support-premium-USD-monthly"
 PLANTED = {
@@ -67,14 +69,59 @@ class SalesforceSide:
         self.sf.connector.client.Opportunity.update(opp, won)
 
 
+class HubSpotSide:
+    """The CRM half of the book in HubSpot (companies, deals with line items)."""
+
+    crm = "hubspot"
+
+    def __init__(self, hs: HubSpotDriver) -> None:
+        self.hs = hs
+
+    def catalog(self) -> None:
+        self.hs.seed_catalog()
+
+    def account(self, name: str, customer_id: str | None) -> str:
+        acc = self.hs.create_account(name, "SMB", customer_id, "chargebee" if customer_id else None)
+        self._set("companies", acc, {"lifecyclestage": "customer"})
+        return acc
+
+    def billing_fields(self, account: str, mrr: int, status: str) -> None:
+        self._set("companies", account, {"mrr": f"{mrr / 100:.2f}", "billing_status": status})
+
+    def won_deal(self, account: str, name: str, lines: list, subscription: str | None) -> None:
+        deal = self.hs.create_opportunity(account, name, lines)
+        props = {"dealstage": "closedwon"}
+        if subscription:
+            props["billing_subscription_id"] = subscription
+        self._set("deals", deal, props)
+
+    def _set(self, kind: str, oid: str, props: dict[str, str]) -> None:
+        from hubspot.crm.objects import SimplePublicObjectInput
+
+        self.hs.client.crm.objects.basic_api.update(
+            kind, oid, SimplePublicObjectInput(properties=props)
+        )
+
+
+def planted_kinds(cb_emulator: Any) -> dict[str, Kind]:
+    """What :func:`seed` plants (the unapplied payment only with the emulator at hand)."""
+    return {t: k for t, k in PLANTED.items() if cb_emulator is not None or t != "unapplied"}
+
+
 def seed(cb: ChargebeeDriver, sf: Any, cb_emulator: Any, prefix: str, clean: int = 3) -> Planted:
-    """``sf``: a :class:`SalesforceDriver` or any CRM side with the same four methods."""
-    side = SalesforceSide(sf) if isinstance(sf, SalesforceDriver) else sf
+    """``sf``: a :class:`SalesforceDriver`, a :class:`HubSpotDriver` or a CRM side with the
+    same four methods; ``cb_emulator``: the in-process Chargebee emulator, or None."""
+    if isinstance(sf, SalesforceDriver):
+        side: Any = SalesforceSide(sf)
+    elif isinstance(sf, HubSpotDriver):
+        side = HubSpotSide(sf)
+    else:
+        side = sf
     cb.seed_catalog()
     side.catalog()
     out = Planted()
     now = int(time.time())
-    tags = [f"clean{i}" for i in range(clean)] + list(PLANTED)
+    tags = [f"clean{i}" for i in range(clean)] + list(planted_kinds(cb_emulator))
     data: dict[str, list] = {
         "customers": [],
         "subscriptions": [],
@@ -139,10 +186,11 @@ def seed(cb: ChargebeeDriver, sf: Any, cb_emulator: Any, prefix: str, clean: int
     resp = httpx.post(cb.url + "/_sandbox/seed", json=data, timeout=30)
     resp.raise_for_status()
     # an unapplied payment: 50.00 more than the invoice, left unused (Chargebee's amount_unused)
-    with cb_emulator.lock:
-        txn = cb_emulator.store.transactions[f"txn-{prefix}-unapplied-0"]
-        txn["amount"] += 5_000
-        txn["amount_unused"] = 5_000
+    if cb_emulator is not None:
+        with cb_emulator.lock:
+            txn = cb_emulator.store.transactions[f"txn-{prefix}-unapplied-0"]
+            txn["amount"] += 5_000
+            txn["amount_unused"] = 5_000
     for tag, acc in accounts.items():
         sub = cb.connector.client.Subscription.retrieve(f"sub-{prefix}-{tag}").subscription
         mrr = 1_234_00 if tag == "drift" else int(sub.mrr or 0)
