@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from typing import NoReturn
 
 import uvicorn
@@ -24,11 +25,35 @@ from domain.temporal import SEARCH_ATTRIBUTES
 from infra import startup
 from infra.startup import StartupError
 
+#: the local mail relay's login (the sandbox's own, like its other local secrets) and where the
+#: sandbox leaves the certificate its STARTTLS presents, for the mailer to verify it against
+RELAY_USER, RELAY_PASSWORD = "revbridge", "relay-local-password"  # noqa: S105
+RELAY_CA_FILE = Path(".revbridge") / "mail-relay-ca.pem"
+
+
+def relay_env(cfg: StackConfig) -> dict[str, str]:
+    """The local relay used as production relays are: STARTTLS with a verified certificate, then
+    AUTH (what ``revbridge doctor`` checks)."""
+    return {
+        "SMTP_STARTTLS": "true",
+        "SMTP_USERNAME": RELAY_USER,
+        "SMTP_PASSWORD": RELAY_PASSWORD,
+        "SMTP_CA_FILE": str((cfg.root / RELAY_CA_FILE).resolve()),
+    }
+
 
 def apply_stack_defaults(cfg: StackConfig | None) -> None:
     if cfg is not None:
+        sb = cfg.sandbox
+        # the relay's login and CA only for the stack's own relay, never another SMTP_HOST's
+        local_relay = os.environ.get("SMTP_HOST", sb.host) == sb.host and os.environ.get(
+            "SMTP_PORT", str(sb.smtp_port)
+        ) == str(sb.smtp_port)
         for key, value in cfg.service_env().items():
             os.environ.setdefault(key, value)
+        if local_relay:
+            for key, value in relay_env(cfg).items():
+                os.environ.setdefault(key, value)
         from cli.channels import channel_env
 
         for key, value in channel_env(cfg).items():
@@ -183,20 +208,23 @@ def run_sandbox(cfg: StackConfig) -> None:
 
     if "zuora" in sb.ports:
         from sandbox.zuora import ZuoraEmulator
+        from sandbox.zuora.scenarios import catalog
 
         hook = wh.zuora
-        emulators[
-            ZuoraEmulator(
-                client_id=sb.zuora.client_id or "revbridge-zuora-local",
-                client_secret=sb.zuora.client_secret or "zuora-local-secret",
-                webhook_targets=[
-                    WebhookTarget(
-                        url=f"{wh.url}/webhooks/zuora",
-                        basic_auth=(hook.username, hook.password) if hook else None,
-                    )
-                ],
-            )
-        ] = sb.ports["zuora"]
+        zuora = ZuoraEmulator(
+            client_id=sb.zuora.client_id or "revbridge-zuora-local",
+            client_secret=sb.zuora.client_secret or "zuora-local-secret",
+            webhook_targets=[
+                WebhookTarget(
+                    url=f"{wh.url}/webhooks/zuora",
+                    basic_auth=(hook.username, hook.password) if hook else None,
+                )
+            ],
+        )
+        # the tenant's catalog (the discount and courtesy-credit rate plans RevBridge uses, the
+        # products the demos quote), as a configured tenant has it; seeding again adds nothing
+        zuora.seed({"products": catalog()})
+        emulators[zuora] = sb.ports["zuora"]
 
     if "recurly" in sb.ports:
         from sandbox.recurly import RecurlyEmulator
@@ -214,9 +242,13 @@ def run_sandbox(cfg: StackConfig) -> None:
     from cli.revenue import erp_emulators  # NetSuite, when the stack configures an ERP
 
     emulators.update(erp_emulators(cfg))
-    mailbox = MailboxEmulator()
+    mailbox = MailboxEmulator(username=RELAY_USER, password=RELAY_PASSWORD)  # STARTTLS + AUTH
     emulators[mailbox] = sb.ports.get("mailbox", 8705)  # type: ignore[index]
     mailbox.start_smtp(sb.host, sb.smtp_port)
+    if mailbox.cert_file:  # this start's certificate, where the stack's mailer looks for it
+        ca_file = Path(relay_env(cfg)["SMTP_CA_FILE"])
+        ca_file.parent.mkdir(parents=True, exist_ok=True)
+        ca_file.write_bytes(Path(mailbox.cert_file).read_bytes())
 
     async def go() -> None:
         try:
