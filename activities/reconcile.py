@@ -31,8 +31,9 @@ from domain import reconcile as rx
 from domain.models import Frozen
 from domain.quote import ProductMapping
 
-#: where reports go unless REVBRIDGE_REPORT_DIR says otherwise (relative to the worker's cwd)
-DEFAULT_REPORT_DIR = "reports/reconciliation"
+#: where reports go unless REVBRIDGE_REPORT_DIR says otherwise (relative to the worker's cwd:
+#: beside the local stack's state, never in a checkout)
+DEFAULT_REPORT_DIR = ".revbridge/reports/reconciliation"
 #: how far back the report's chart looks
 HISTORY_DAYS = 30
 #: findings one run files (most severe first): keeps every payload well under Temporal's 2 MB
