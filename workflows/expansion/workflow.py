@@ -261,9 +261,17 @@ class ExpansionWorkflow(GovernedWorkflow):
         action = decide(f, policy, upgrade_mrr=plan.upgrade_mrr, is_open=is_open)
         self._note(
             plan.key,
-            f"{action.action}: {action.reason}; "
-            + (f"limit in {f.days_to_limit} days" if f.days_to_limit is not None else "no crossing")
-            + f", confidence {f.confidence:.0%}",
+            f"{action.action}: {action.reason}"
+            + (
+                ""
+                if action.action in ("open", "update")
+                else (
+                    f"; limit in {f.days_to_limit} days"
+                    if f.days_to_limit is not None
+                    else "; no crossing"
+                )
+                + f", confidence {f.confidence:.0%}"
+            ),
         )
         if is_open:
             expired = s.open[plan.key].opened_on + timedelta(days=policy.expire_after_days)
