@@ -45,13 +45,17 @@ from domain.containment import (
 )
 from domain.draft_check import DraftFacts
 from domain.drafts import (
+    CSM_SYSTEM_PROMPT,
     SYSTEM_PROMPT,
+    CsmFacts,
     DraftedMessage,
     DraftingPolicy,
     DraftKind,
     DraftOutput,
     ReminderFacts,
     contain_draft,
+    csm_check_facts,
+    csm_prompt,
     load_drafting_policy,
     reminder_check_facts,
     reminder_prompt,
@@ -146,6 +150,21 @@ class Drafter:
             language=facts.language,
         )
 
+    async def csm_outreach(self, facts: CsmFacts, subject: str) -> DraftedMessage:
+        """The CSM task's note: risk summary, recommended action, outreach draft."""
+        template = MessageDraft(subject=subject, body=facts.template)
+        if not self.enabled(DraftKind.CSM_OUTREACH):
+            return DraftedMessage.of(template)
+        if facts.language not in self.policy.languages:
+            return DraftedMessage.of(template, refusals=[f"language_not_allowed: {facts.language}"])
+        return await self.draft(
+            csm_prompt(facts),
+            csm_check_facts(facts, self.policy),
+            template,
+            language=facts.language,
+            system=CSM_SYSTEM_PROMPT,
+        )
+
     async def draft(
         self,
         prompt: str,
@@ -153,6 +172,7 @@ class Drafter:
         template: MessageDraft,
         *,
         language: str,
+        system: str = SYSTEM_PROMPT,
     ) -> DraftedMessage:
         assert self.llm is not None
 
@@ -167,7 +187,7 @@ class Drafter:
         request = LlmReservation(
             reservation_id=rid,
             run_key=run_key,
-            input_tokens=estimate_tokens(SYSTEM_PROMPT, prompt, _schema_json()),
+            input_tokens=estimate_tokens(system, prompt, _schema_json()),
             output_tokens=int(getattr(self.llm, "max_tokens", 1024)),
             caps=self.budgets,
         )
@@ -180,7 +200,7 @@ class Drafter:
         self.calls += 1
         try:
             reply = await asyncio.to_thread(
-                self.llm.complete, SYSTEM_PROMPT, prompt, output_schema(), TOOL
+                self.llm.complete, system, prompt, output_schema(), TOOL
             )
         except ConnectorError as err:
             if err.status is not None:  # an answered error was not billed
@@ -203,6 +223,22 @@ class Drafter:
             )
         except Exception as err:  # noqa: BLE001 - the estimate stays charged: never less safe
             log.warning("LLM usage not settled (%s): the estimate stays charged", err)
+
+
+class CsmDraftInput(CsmFacts):
+    subject: str
+
+
+class DraftingActivities:
+    """Drafts a workflow asks for directly (the dunning reminder is the messaging activity's)."""
+
+    def __init__(self, drafter: Drafter) -> None:
+        self.drafter = drafter
+
+    @activity.defn(name="draft_csm_outreach")
+    async def draft_csm_outreach(self, input: CsmDraftInput) -> DraftedMessage:
+        facts = CsmFacts.model_validate(input.model_dump(exclude={"subject"}))
+        return await self.drafter.csm_outreach(facts, input.subject)
 
 
 def drafter_for(

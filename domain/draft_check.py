@@ -266,6 +266,28 @@ def _check_people(text: str, facts: DraftFacts, refuse: Any) -> None:
                 return
 
 
+def facts_from_text(text: str, base: DraftFacts) -> DraftFacts:
+    """``base`` widened by every figure a reviewed text states (amounts, percentages, dates,
+    invoice numbers): a draft written from a rules text may repeat its figures, no other."""
+    amounts = list(base.amounts)
+    for m in _AMOUNT.finditer(text):
+        amounts.append(_minor(m["a"] or m["b"] or m["c"]))
+    percents = list(base.percents) + [float(m["p"]) for m in _PERCENT.finditer(text)]
+    found, _ = _dates(text)
+    invoices = list(base.invoice_numbers) + [
+        (m.groupdict().get("n") or m[0]).rstrip(".,;:")
+        for m in [*_INVOICE.finditer(text), *_INVOICE_ID.finditer(text)]
+    ]
+    return base.model_copy(
+        update={
+            "amounts": sorted(set(amounts)),
+            "percents": sorted(set(percents)),
+            "dates": sorted(set(base.dates) | set(found)),
+            "invoice_numbers": sorted(set(invoices)),
+        }
+    )
+
+
 def _is_date_or_amount(value: str) -> bool:
     """A phone-looking run that is really an ISO date or a grouped amount."""
     if _ISO_DATE.fullmatch(value) or _NUMERIC_DATE.fullmatch(value):

@@ -30,7 +30,7 @@ from pydantic import Field, StrictStr, ValidationError
 
 from domain.config_file import load_model
 from domain.containment import SYSTEM_PROMPT_DATA_RULES, fence, redact_pii
-from domain.draft_check import DraftFacts, check_draft
+from domain.draft_check import DraftFacts, check_draft, facts_from_text
 from domain.messages import MessageDraft
 from domain.models import Frozen, Strict
 
@@ -68,7 +68,7 @@ class DraftingPolicy(Strict):
     """``policies/drafting.yaml``: where a model may draft, and where its draft may go out alone."""
 
     #: kinds of text a model may draft (the rest: templates only)
-    llm_kinds: list[DraftKind] = [DraftKind.REMINDER]
+    llm_kinds: list[DraftKind] = [DraftKind.REMINDER, DraftKind.CSM_OUTREACH]
     #: language → Unicode scripts its letters may come from
     languages: dict[str, list[str]] = {
         "en": ["LATIN"],
@@ -255,3 +255,62 @@ def review_task_text(draft: DraftedMessage, action_id: str, workflow_id: str) ->
         f"Approve & send: revbridge approve {workflow_id} --action {action_id} --as <email> "
         "(or the Web UI's approval signal with this action_id)."
     )
+
+
+# --- the CSM outreach of a churn intervention -----------------------------------------------------
+
+CSM_SYSTEM_PROMPT = (
+    "You help a customer success manager reach out to an account at risk of churning. Write the "
+    "task note the CSM reads: a short risk summary, ONE recommended next action, and a short "
+    "outreach email draft the CSM can adapt. Use ONLY the trusted facts: no figure, date or "
+    "percentage that is not in them; mention a retention offer only if the facts carry one, and "
+    "only as awaiting approval; no links, email addresses or phone numbers; never name any other "
+    "company. Answer only with the tool.\n\n" + SYSTEM_PROMPT_DATA_RULES
+)
+
+
+class CsmFacts(Frozen):
+    customer_id: str
+    account_name: str
+    score: int
+    level: str
+    reasons: list[str] = []
+    talking_points: list[str] = []
+    #: a retention offer proposed for approval (percent off, months), if any
+    offer_percent: float | None = None
+    offer_months: int | None = None
+    language: str = "en"
+    #: the reviewed rules text (the template): its figures are the facts
+    template: str
+
+
+def csm_prompt(f: CsmFacts) -> str:
+    facts = {
+        "churn_risk": f"{f.score}/100 ({f.level})",
+        "reasons": f.reasons,
+        "talking_points": f.talking_points,
+        "retention_offer_awaiting_approval": (
+            f"{f.offer_percent:g}% off for {f.offer_months} months"
+            if f.offer_percent is not None
+            else None
+        ),
+        "language": f.language,
+    }
+    parts = [
+        f"Trusted facts:\n{json.dumps(facts, indent=1, ensure_ascii=False)}",
+        fence("account_name", f.account_name, max_chars=200),
+    ]
+    return redact_pii("\n\n".join(parts))
+
+
+def csm_check_facts(f: CsmFacts, policy: DraftingPolicy) -> DraftFacts:
+    base = DraftFacts(
+        offers=["discount"] if f.offer_percent is not None else [],
+        percents=[f.offer_percent] if f.offer_percent is not None else [],
+        scripts=policy.languages.get(f.language, ["LATIN"]),
+        max_chars=policy.max_chars,
+        names=[f.account_name],
+        customer_ids=[f.customer_id],
+        untrusted=[f.account_name],
+    )
+    return facts_from_text(f.template, base)

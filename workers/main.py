@@ -21,7 +21,7 @@ from activities.billing import BillingActivities
 from activities.budget import LIMITS_FILE, BudgetGate, BudgetInterceptor, Limits, load_limits
 from activities.churn import DEFAULT_CHURN_CONFIG, ChurnActivities
 from activities.crm import CrmActivities
-from activities.drafting import drafter_for
+from activities.drafting import DraftingActivities, drafter_for
 from activities.expansion import ExpansionActivities
 from activities.messaging import MessagingActivities
 from activities.playbook import PlaybookActivities
@@ -129,6 +129,7 @@ def activities_for(
         *b.catch_up_methods(),
         b.dunning_signal_churn,  # the dunning run's handoff to churn (a local activity)
         m.draft_reminder,
+        DraftingActivities(drafter).draft_csm_outreach,  # the churn CSM note (a local activity)
         m.send_email,
         pb.dunning_playbook,
         c.find_crm_account,

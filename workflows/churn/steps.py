@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.governed.audit import AuditScope
 from workflows.governed.gate import Governed, Permit
@@ -20,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         WriteChurnScoreInput,
     )
     from activities.crm import CrmActivities
+    from activities.drafting import CsmDraftInput, DraftingActivities
     from activities.models import UpsertTaskInput
     from domain import churn
     from domain.approvals import ProposedAction
@@ -33,6 +36,14 @@ with workflow.unsafe.imports_passed_through():
 #: the score, CSM task and follow-up entries also go to the customer's billing notes (issue 13,
 #: harm 6); runs from before wrote them to the CRM only
 AUDIT_BOTH_SIDES_PATCH = "churn-audit-both-sides"
+#: the CSM task's note may be a model's draft, contained; a refused one is audited (issue 22)
+CHURN_DRAFTING_PATCH = "churn-drafting"
+#: the draft is a local activity that never fails on a model's account (the template comes
+#: back); a worker without it must not hold the task: two quick tries, then the template
+_DRAFT_OPTIONS = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_attempts=2, initial_interval=timedelta(seconds=1)),
+}
 #: a score within ``sweep_write_threshold`` of the one the CRM holds (or this intervention last
 #: wrote), at the same level, is not written again (issue 15: the sweep's rule,
 #: ``domain.churn.moved``); runs from before wrote every score
@@ -166,6 +177,10 @@ class ChurnSteps:
                 parameters={"task": "csm", "score": result.score},
             )
             return
+        subject = f"Churn risk {result.score}/100 ({result.level.value}): reach out"
+        note = churn.outreach(result, account.name if account else self._input.customer_id, offer)
+        if workflow.patched(CHURN_DRAFTING_PATCH):
+            note = await self._draft_outreach(scored, offer, subject, note)
         task = await self.write(
             permit,
             CrmActivities.upsert_crm_task,
@@ -173,10 +188,8 @@ class ChurnSteps:
                 draft=TaskDraft(
                     key=idempotency_key(self._scope, "csm-task"),
                     account_id=account.id if account else None,
-                    subject=f"Churn risk {result.score}/100 ({result.level.value}): reach out",
-                    description=churn.outreach(
-                        result, account.name if account else self._input.customer_id, offer
-                    )
+                    subject=subject,
+                    description=note
                     + f"\n\nOpened by RevBridge workflow {workflow.info().workflow_id}.",
                     high_priority=result.level is churn.Level.CRITICAL,
                     due=workflow.now() + timedelta(days=3),
@@ -192,6 +205,47 @@ class ChurnSteps:
             summary=f"CSM task for churn risk {result.score}/100 ({result.level.value}).",
             parameters={"task": "csm", "score": result.score},
         )
+
+    async def _draft_outreach(
+        self, scored: CustomerScore, offer: Offer | None, subject: str, template: str
+    ) -> str:
+        """The CSM note from a model when one may draft it (contained: figures from the rules
+        text only, an offer only as awaiting approval), else the rules text; a refused draft is
+        audited on both sides with its reasons."""
+        result, account = scored.result, scored.account
+        try:
+            draft = await workflow.execute_local_activity_method(
+                DraftingActivities.draft_csm_outreach,
+                CsmDraftInput(
+                    customer_id=self._input.customer_id,
+                    account_name=account.name if account else self._input.customer_id,
+                    score=result.score,
+                    level=result.level.value,
+                    reasons=result.reasons,
+                    talking_points=[
+                        line[2:] for line in template.splitlines() if line.startswith("- ")
+                    ],
+                    offer_percent=offer.percent if offer else None,
+                    offer_months=offer.months if offer else None,
+                    template=template,
+                    subject=subject,
+                ),
+                summary="draft the CSM note",
+                **_DRAFT_OPTIONS,
+            )
+        except (ActivityError, ApplicationError) as err:  # a local activity's failure is the latter
+            workflow.logger.warning("CSM draft unavailable (%s): the rules text", err)
+            return template
+        if draft.refusals:
+            await self._audit(
+                "draft_refused",
+                decision="deny",
+                outcome="template used",
+                summary="CSM note: the model's draft was discarded for the rules text: "
+                + "; ".join(draft.refusals),
+                parameters={"task": "csm", "score": result.score},
+            )
+        return draft.body
 
     async def _propose_offer(self, scored: CustomerScore, offer: Offer) -> None:
         assert scored.subscription_id is not None
