@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import churn_soak, expansion, flows, ingest, reconcile, report, sustained
+from bench import churn_soak, drafting, expansion, flows, ingest, reconcile, report, sustained
 from bench.common import stack
 
 #: after this many seconds no new burst round of the dunning benchmark starts
@@ -70,7 +70,10 @@ async def main() -> int:
     # the daily reconciliation over 10,000 customers (issue 20): its own dev server too
     reconciled = await reconcile.main()
     # usage-based expansion's daily intake and forecasting over 10,000 customers (issue 21)
-    return expansion.main() or reconciled or soak
+    expanded = expansion.main()
+    # drafting (issue 22): the rules path's cost, the llm path's overhead, containment's catch
+    drafted = drafting.main()
+    return expanded or drafted or reconciled or soak
 
 
 if __name__ == "__main__":
