@@ -77,7 +77,14 @@ async def scenario(cfg: StackConfig, say: Say) -> dict[str, Any]:
 
 
 async def run_scenario(
-    settings: Settings, client: Client, approver: Client, say: Say, *, ui_url: str, suffix: str
+    settings: Settings,
+    client: Client,
+    approver: Client,
+    say: Say,
+    *,
+    ui_url: str,
+    suffix: str,
+    callout_wait_s: float = CALLOUT_WAIT_S,
 ) -> dict[str, Any]:
     from workers.main import build_worker
 
@@ -130,7 +137,7 @@ async def run_scenario(
                 crm.client.Opportunity.update, opp["Id"], {"StageName": "Closed Won"}
             )
             say(f"  ✓ the account executive won {opp['Id']}")
-            q2c = await _q2c(client, settings, opp["Id"], say)
+            q2c = await _q2c(client, settings, opp["Id"], say, callout_wait_s)
             [pending] = await _until(
                 lambda: q2c.query(QUERY, result_type=list[PendingApproval]), bool, "the approval"
             )
@@ -362,11 +369,13 @@ def _subscriptions(settings: Settings, billing: Any, customer: str) -> list[dict
     return [{"id": s.id, "prices": [i.price.id for i in s["items"].data]} for s in subs]
 
 
-async def _q2c(client: Client, settings: Settings, opp: str, say: Say) -> WorkflowHandle:
+async def _q2c(
+    client: Client, settings: Settings, opp: str, say: Say, wait_s: float
+) -> WorkflowHandle:
     """The run the CRM's callout started; if none arrived, the one its catch-up would start."""
     wf_id = q2c_workflow_id("salesforce", opp)
     handle = client.get_workflow_handle(wf_id, result_type=QuoteToCashResult)
-    deadline = time.monotonic() + CALLOUT_WAIT_S
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
             await handle.describe()

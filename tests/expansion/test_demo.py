@@ -1,6 +1,7 @@
-"""`revbridge demo --scenario expansion` end to end on Chargebee × Salesforce (the scenario's own
+"""`revbridge demo --scenario expansion` end to end on Stripe × Salesforce (the scenario's own
 logic against the session's sandboxes, as tests/quote_to_cash/test_demo.py does): the forecast,
-the signal, the opportunity and draft quote, the won deal upgrading the same subscription."""
+the signal, the opportunity and draft quote, the won deal upgrading the same subscription — the
+Stripe pair's end-to-end test (tests/expansion/test_expansion_pairs.py runs Chargebee's)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from workers.main import build_worker
 async def test_demo_scenario_forecasts_opens_wins_and_upgrades_in_place(
     client: Client, sandbox_urls: dict[str, str], uid: str
 ) -> None:
-    settings = pair_settings(sandbox_urls, "chargebee", "salesforce", f"demo-exp-{uid}")
+    settings = pair_settings(sandbox_urls, "stripe", "salesforce", f"demo-exp-{uid}")
     httpx.delete(sandbox_urls["salesforce"] + "/_sandbox/webhooks").raise_for_status()
     lines: list[str] = []
     # the stack's own worker (quote-to-cash runs there, under the shipped policies)
@@ -30,14 +31,17 @@ async def test_demo_scenario_forecasts_opens_wins_and_upgrades_in_place(
             lines.append,
             ui_url="http://ui.test/namespaces/default/workflows",
             suffix=uid,
+            callout_wait_s=0,  # no callout reaches this test: the catch-up's start at once
         )
     assert summary["signal"]["Status__c"] == "Open"
     assert summary["quote"]["Status"] == "Draft"
     assert summary["opportunity"]["Type"] == "Existing Customer - Upgrade"
     assert summary["quote_to_cash"]["outcome"] == "live"
     [sub] = summary["subscriptions"]
-    assert any(p.startswith(f"growth-{uid}") for p in sub["prices"])
-    assert summary["crm_mrr"] >= 300.0
+    assert (
+        len(sub["prices"]) == 2 and sub["id"] == summary["quote_to_cash"]["reason"].split()[1][:-1]
+    )
+    assert summary["crm_mrr"] == 300.0
     assert "won" in summary["expansion"][-1]
     assert any("forecast:" in line for line in lines)
     assert any("catch-up" in line for line in lines)  # no callout here: the catch-up's start
