@@ -113,7 +113,8 @@ _INVOICE = re.compile(
 _INVOICE_ID = re.compile(r"\b(?:in_[A-Za-z0-9]{6,}|INV-?\d{3,})\b")
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\")\]]+", re.IGNORECASE)
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-_PHONE = re.compile(r"(?<![\w.])\+?\d[\d ().-]{7,}\d(?![\w.])")
+#: not inside an ID ("INV-1042 (125.00 USD)" is an invoice and an amount, not a phone number)
+_PHONE = re.compile(r"(?<![\w.-])\+?\d[\d ().-]{7,}\d(?![\w.])")
 _OFFERS = {
     "discount": re.compile(r"\b(discount\w*|\d+\s?% off|coupon|promo)\b", re.IGNORECASE),
     "credit": re.compile(
