@@ -488,6 +488,7 @@ async def run_checks(
     env: Mapping[str, str], timeout_s: float = CHECK_TIMEOUT_S
 ) -> tuple[list[Check], Settings | None]:
     """Every check, Temporal first, then billing, CRM, SMTP and the LLM (run side by side)."""
+    from cli.crm_use_cases import use_case_checks  # the use cases' own CRM properties
     from connectors.registry import build_billing, build_crm
 
     try:
@@ -519,6 +520,7 @@ async def run_checks(
             ),
             ("smtp", lambda: _in_thread(lambda: email_checks(s), timeout_s)),
             ("llm", lambda: _in_thread(lambda: llm_checks(s), timeout_s)),
+            ("use cases", lambda: _in_thread(lambda: use_case_checks(s), timeout_s)),
         ]
         if s.netsuite is not None:
             groups.append(("netsuite", lambda: _in_thread(lambda: erp_checks(s), timeout_s)))

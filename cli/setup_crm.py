@@ -46,7 +46,12 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> None:
     crm = build_crm(settings)
     try:
         try:
-            steps = plan_fn(crm)
+            if name == "hubspot":  # the use cases' own properties too (cli/crm_use_cases.py)
+                from cli.crm_use_cases import hubspot_properties
+
+                steps = plan_fn(crm, hubspot_properties())
+            else:
+                steps = plan_fn(crm)
         except ConnectorError as exc:
             raise CliError(f"could not read {name}'s schema: {_text(exc)}") from None
         auto = [s for s in steps if s.automatic]
@@ -67,7 +72,9 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> None:
         created = sum(1 for line in done if not line.startswith("exists"))
         if auto:
             out(f"{name}: {created} created, {len(done) - created} there already")
-        checks = crm.preflight()
+        from cli.crm_use_cases import use_case_checks
+
+        checks = crm.preflight() + use_case_checks(settings)
         problems = [c for c in checks if c.status is not CheckStatus.OK]
         for check in problems:
             out(check.line())

@@ -1463,16 +1463,19 @@ def property_definition(name: str, kind: str, unique: bool) -> dict[str, Any]:
     return body
 
 
-def setup_plan(crm: HubSpotCrm) -> list[SetupStep]:
+def setup_plan(
+    crm: HubSpotCrm, extra: tuple[tuple[str, str, str, bool], ...] = ()
+) -> list[SetupStep]:
     """What the portal lacks, two reads per object type (its property groups, its properties):
-    the RevBridge group and each missing property of :data:`REQUIRED_PROPERTIES` to create, and
-    what setup must not change itself (a property of the wrong type, or without unique values,
-    holds data: a person archives it) with its fix."""
+    the RevBridge group and each missing property of :data:`REQUIRED_PROPERTIES` (and ``extra``:
+    the use cases' own, cli/crm_use_cases.py) to create, and what setup must not change itself
+    (a property of the wrong type, or without unique values, holds data: a person archives it)
+    with its fix."""
     from hubspot.crm.properties import GroupsApi
 
     groups_api = GroupsApi(crm._properties.api_client)
     by_type: dict[str, list[tuple[str, str, bool]]] = {}
-    for otype, name, kind, unique in REQUIRED_PROPERTIES:
+    for otype, name, kind, unique in (*REQUIRED_PROPERTIES, *extra):
         by_type.setdefault(otype, []).append((name, kind, unique))
     steps: list[SetupStep] = []
     for otype, wanted in by_type.items():

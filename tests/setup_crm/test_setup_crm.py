@@ -22,6 +22,7 @@ from hubspot.crm.properties import PropertyCreate, PropertyGroupCreate
 from pydantic import SecretStr
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
+from cli.crm_use_cases import hubspot_properties, use_case_checks
 from cli.doctor import connector_checks
 from cli.main import main
 from connectors.base import ConnectorError
@@ -47,7 +48,9 @@ SF_CREATES = sum(1 for fields in NEEDS.values() for f in fields if f.endswith("_
 #: and the access it grants: the permission set, one grant per object, the assignment
 SF_GRANTS = 1 + len(NEEDS) + 1
 #: on a fresh portal: each property, and the RevBridge group on each object type
-HS_CREATES = len(REQUIRED_PROPERTIES) + len({t for t, *_ in REQUIRED_PROPERTIES})
+#: (and the use cases' own: the reconciliation's exception ticket properties)
+HS_PROPERTIES = (*REQUIRED_PROPERTIES, *hubspot_properties())
+HS_CREATES = len(HS_PROPERTIES) + len({t for t, *_ in HS_PROPERTIES})
 
 
 @pytest.fixture(scope="module")
@@ -393,6 +396,9 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
 ) -> None:
     env = hs_env(servers[2])
     assert any(c.failed for c in crm_lines(env))
+    (missing,) = use_case_checks(Settings.from_env(env))  # doctor's line for the use cases
+    assert missing.status is CheckStatus.WARN and "rx_kind" in missing.detail
+    assert missing.fix.startswith("run `revbridge setup crm`")
     hs.ledger.clear()
 
     code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
@@ -405,6 +411,7 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
         "+ hubspot: create property deals.payment_terms — enumeration (select) "
         "[Net 15, Net 30, Net 45, Net 60]"
     ) in plan
+    assert "+ hubspot: create property tickets.rx_first_seen — date (date)" in plan
     assert {r["method"] for r in hs.ledger} == {"GET"}  # only reads
     assert "mrr" not in hs.store.properties["companies"]
 
@@ -416,6 +423,7 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
     assert len(posts) == HS_CREATES and posts[0] == "/crm/v3/properties/companies/groups"
     checks = crm_lines(env)
     assert [c.status for c in checks] == [CheckStatus.OK] * len(checks), [c.line() for c in checks]
+    assert [c.status for c in use_case_checks(Settings.from_env(env))] == [CheckStatus.OK]
     churn = hs.store.properties["companies"]["churn_level"]
     assert [o["value"] for o in churn["options"]] == ["low", "medium", "high", "critical"]
     assert hs.store.properties["companies"]["billing_customer_id"]["hasUniqueValue"] is True
