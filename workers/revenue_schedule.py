@@ -5,7 +5,7 @@ which), proposes the entries to finance and posts them once approved.
 Idempotent (``infra.schedules.ensure_schedule``). Overlap SKIP: a close waiting days for its
 approver is never joined by a second. Ensured only where it can work: an ERP is configured
 (NetSuite settings) and the billing platform's revenue reads exist (Chargebee, Stripe,
-Recurly); elsewhere it is ``skipped`` with the reason, so no monthly run fails by construction. The day and hour come
+Recurly, Zuora); elsewhere it is ``skipped`` with the reason, so no monthly run fails by construction. The day and hour come
 from ``REVBRIDGE_REVENUE_CLOSE_DAY`` (1-28, default 3: late invoices and credit notes of the
 month are in) and ``REVBRIDGE_REVENUE_CLOSE_HOUR`` (UTC, default 6).
 """
@@ -37,7 +37,7 @@ from domain.temporal import TASK_QUEUE, UseCase
 from infra.schedules import ensure_schedule
 
 #: billing platforms whose revenue reads exist (connectors/revenue)
-BILLING = {"chargebee", "stripe", "recurly"}
+BILLING = {"chargebee", "stripe", "recurly", "zuora"}
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,16 @@ def revenue_source(billing: Any) -> RevenueSource:
         from connectors.revenue.recurly import RecurlyRevenue
 
         return RecurlyRevenue(billing)
+    if name == "zuora":
+        from connectors.revenue.zuora import ZuoraRevenue
+
+        return ZuoraRevenue(billing)
     return _NotBuilt(name)
 
 
 class _NotBuilt:
-    """Zuora: not built yet. Refused in one line, never a silent empty month."""
+    """A billing platform without revenue reads: refused in one line, never a silent empty
+    month."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -60,6 +65,6 @@ class _NotBuilt:
             self.name or "billing",
             ErrorKind.PERMANENT,
             f"revenue recognition does not read {self.name or 'this billing platform'} yet "
-            "(Chargebee, Stripe and Recurly only)",
+            "(Chargebee, Stripe, Recurly and Zuora only)",
             code="not_supported",
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from connectors.revenue.common import RevenueDocuments, period, split_cursor, ts
+from connectors.revenue.common import RevenueDocuments, credit_period, day, period, split_cursor, ts
 from domain.revenue import RevenueLine
 
 PHASES = ("inv", "cn")
@@ -59,6 +59,8 @@ def _lines(doc: Any, sign: int) -> list[RevenueLine]:
         if amount == 0:
             continue
         start, end = period(li.date_from, getattr(li, "date_to", None))
+        if sign < 0:  # a credit note gives back from its own date on
+            start, end = credit_period(start, end, day(doc.date))
         out.append(
             RevenueLine(
                 source_id=f"{doc.id}/{li.id}",

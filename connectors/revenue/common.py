@@ -40,3 +40,11 @@ def split_cursor(cursor: str | None, phases: tuple[str, ...]) -> tuple[str, str 
     if phase not in phases:
         raise ValueError(f"bad revenue cursor {cursor[:40]!r}")
     return phase, rest or None
+
+
+def credit_period(start: date, end: date, issued: date) -> tuple[date, date]:
+    """A credit gives back its period from the day it is issued on, never in months already
+    closed (amendments re-spread prospectively): a credit issued after its whole period reverses
+    on its own day."""
+    lo = max(start, issued)
+    return (lo, end) if lo < end else (issued, issued + timedelta(days=1))

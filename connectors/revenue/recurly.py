@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connectors.revenue.common import RevenueDocuments
+from connectors.revenue.common import RevenueDocuments, credit_period
 from domain.revenue import RevenueLine
 
 #: ISO 4217 minor units where they are not hundredths
@@ -84,6 +84,8 @@ def _line(x: dict[str, Any]) -> RevenueLine | None:
     end = _when(x["end_date"]).date() if x.get("end_date") else start
     if end <= start:
         end = start + timedelta(days=1)
+    if amount < 0 and x.get("created_at"):  # a credit gives back from the day it is made on
+        start, end = credit_period(start, end, _when(x["created_at"]).date())
     product = (x.get("product_code") or x.get("add_on_code") or x.get("plan_code")
                or x.get("item_code") or "other")  # fmt: skip
     return RevenueLine(

@@ -11,6 +11,7 @@ import base64
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -1534,6 +1535,23 @@ class Api:
             )
         memo = self.new_memo(inv["accountId"], total, body.get("reasonCode"), body.get("comment"))
         memo["referredInvoiceId"] = inv["id"]
+        # each memo item credits an invoice item and carries its service period (object query
+        # ``expand[]=creditmemoitems``)
+        by_id = {x["id"]: x for x in inv["items"]}
+        memo["items"] = [
+            {
+                "id": new_id(),
+                "sourceItemId": it["invoiceItemId"],
+                "skuName": it["skuName"],
+                "amount": cents(it["amount"], "amount", CREDIT_MEMO),
+                # the request may narrow the period (a cancellation credits its last days)
+                "serviceStartDate": _day_ts(it.get("serviceStartDate"))
+                or by_id[it["invoiceItemId"]]["serviceStartDate"],
+                "serviceEndDate": _day_ts(it.get("serviceEndDate"))
+                or by_id[it["invoiceItemId"]]["serviceEndDate"],
+            }
+            for it in items
+        ]
         memo["source"], memo["sourceType"] = "Invoice", "Invoice"
         if body.get("autoPost") is False:
             memo["status"] = "Draft"
@@ -1643,7 +1661,28 @@ class Api:
                     list(s.subscriptions.values()),
                     lambda x: r.expanded_subscription(s, x),
                 ),
-                "invoices": (list(s.invoices.values()), r.expanded_invoice),
+                "invoices": (
+                    list(s.invoices.values()),
+                    lambda i: {
+                        **r.expanded_invoice(i),
+                        **(
+                            {"invoiceItems": [r.query_invoice_item(x) for x in i["items"]]}
+                            if "invoiceitems" in {e.lower() for e in req.qs("expand[]")}
+                            else {}
+                        ),
+                    },
+                ),
+                "credit-memos": (
+                    list(s.credit_memos.values()),
+                    lambda m: {
+                        **r.credit_memo(s, m),
+                        **(
+                            {"creditMemoItems": [r.query_memo_item(x) for x in m.get("items", [])]}
+                            if "creditmemoitems" in {e.lower() for e in req.qs("expand[]")}
+                            else {}
+                        ),
+                    },
+                ),
                 "payments": (list(s.payments.values()), lambda p: r.expanded_payment(s, p)),
                 "usages": (list(s.usages.values()), lambda u: r.expanded_usage(s, u)),
             }
@@ -1693,6 +1732,18 @@ class Api:
             return out
 
         return handler
+
+
+def _day_ts(value: Any) -> float | None:
+    """A ``YYYY-MM-DD`` request date as the store's timestamp (None when absent)."""
+    if not value:
+        return None
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise ZuoraError(
+            CREDIT_MEMO, INVALID_VALUE, f"invalid date {str(value)[:20]!r}", http_status=400
+        ) from None
 
 
 def _lower(row: dict[str, Any]) -> dict[str, Any]:

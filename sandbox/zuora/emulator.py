@@ -253,6 +253,7 @@ class ZuoraEmulator(Emulator):
                     "invoices",
                     "payments",
                     "usages",
+                    "credit-memos",
                 )
             ),
         ]

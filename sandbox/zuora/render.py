@@ -402,6 +402,38 @@ def invoice_item(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def query_invoice_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An invoice item as Object Query expands it (``expand[]=invoiceitems``): flat, amounts
+    as numbers, the service period as dates (the end date inclusive, as Zuora's is)."""
+    return {
+        "id": item["id"],
+        "subscriptionId": item.get("subscriptionId"),
+        "chargeName": item.get("chargeName"),
+        "sku": item.get("sku"),
+        "productName": item.get("productName"),
+        "chargeAmount": money(item["amount"]),
+        "taxAmount": 0.0,
+        "quantity": item.get("quantity", 1),
+        "serviceStartDate": day(item["serviceStartDate"]),
+        "serviceEndDate": day(item["serviceEndDate"]),
+        "processingType": "Charge",
+    }
+
+
+def query_memo_item(item: dict[str, Any]) -> dict[str, Any]:
+    """A credit memo item as Object Query expands it (``expand[]=creditmemoitems``)."""
+    return {
+        "id": item["id"],
+        "sourceItemId": item.get("sourceItemId"),
+        "sourceItemType": "InvoiceDetail",
+        "skuName": item.get("skuName"),
+        "amount": money(item["amount"]),
+        "amountWithoutTax": money(item["amount"]),
+        "serviceStartDate": day(item["serviceStartDate"]),
+        "serviceEndDate": day(item["serviceEndDate"]),
+    }
+
+
 def payment(store: Store, p: dict[str, Any]) -> dict[str, Any]:
     acct = store.accounts.get(p["accountId"], {})
     return {
