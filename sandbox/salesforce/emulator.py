@@ -21,6 +21,7 @@ from .errors import SfError
 from .expansion import add_expansion_objects
 from .oauth import Session, TokenEndpoint, Tokens
 from .permissions import add_permission_objects
+from .reconcile import add_reconcile_objects
 from .schema import (
     STANDARD_PRICE_BOOK,
     Schema,
@@ -117,6 +118,7 @@ class SalesforceEmulator(Emulator):
         add_sync_fields(self.schema)  # the account sync's Account fields (sync.py)
         add_expansion_objects(self.schema)  # Quote, Expansion_Signal__c (expansion.py)
         add_permission_objects(self.schema)  # PermissionSet & co. (permissions.py)
+        add_reconcile_objects(self.schema)  # Billing_Exception__c (reconcile.py)
         self.store = Store(self.schema, itertools.count(getattr(self, "id_base", 1)))
         self._usage.clear()
         self.rest.cursors.clear()
@@ -387,8 +389,8 @@ class SalesforceEmulator(Emulator):
 
     async def _org(self, request: Request) -> Response:
         body = await request.json()
-        if body.get("fresh"):
-            tooling.fresh_org(self)
+        if body.get("fresh"):  # "strict": field-level security enforced (permissions.py)
+            tooling.fresh_org(self, strict=bool(body.get("strict")))
         try:
             self.configure_org(
                 body.get("drop_fields", ()),

@@ -608,7 +608,4 @@ def base_schema() -> Schema:
         text_field("Parameters_Hash__c", 128, custom=True),
         Field("Details__c", "textarea", custom=True, length=131072),
     ])  # fmt: skip
-    from sandbox.salesforce.reconcile import add_reconcile_objects  # Billing_Exception__c
-
-    add_reconcile_objects(s)
     return s
