@@ -12,7 +12,14 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from connectors.revenue.common import RevenueDocuments, day, period, split_cursor, ts
+from connectors.revenue.common import (
+    RevenueDocuments,
+    credit_period,
+    day,
+    period,
+    split_cursor,
+    ts,
+)
 from domain.revenue import RevenueLine
 
 PHASES = ("inv", "cn")
@@ -102,7 +109,7 @@ class StripeRevenue:
             if source is not None:
                 per = source.get("period") or {}
                 start, end = period(per.get("start"), per.get("end"))
-                start = min(max(start, effective), end - timedelta(days=1))
+                start, end = credit_period(start, end, effective)
                 product = _product(source)
             else:
                 start, end = effective, effective + timedelta(days=1)
