@@ -36,7 +36,13 @@ the integration user only through its permission sets, as on a real org where a 
 through the API has no field-level security: without Read an object or field is absent from
 describe and SOQL (``INVALID_TYPE`` / ``INVALID_FIELD``) and a write naming it is refused
 (``INVALID_FIELD``); Read without Edit leaves it read-only (``INVALID_FIELD_FOR_INSERT_UPDATE``).
-The Tooling API (an admin's view) still sees everything.
+The Tooling API (an admin's view) still sees everything. Over HTTP: ``POST
+/_sandbox/salesforce/org {"fresh": true, "strict": true}``.
+
+Simpler than a real org: the grants apply to the sandbox's one API user (the integration user);
+a permission write rolled back by an all-or-none request leaves the access computed with it
+until the next permission write; profiles are not objects here (``configure_org``'s ``access``
+stands for the profile).
 """
 
 from __future__ import annotations
