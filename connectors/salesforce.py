@@ -1533,7 +1533,7 @@ _ACCESS_KINDS = {"permission set", "edit task", "grant", "assign"}
 
 def wanted_access() -> tuple[dict[str, tuple[bool, bool, bool]], dict[str, tuple[bool, bool]]]:
     """What the integration user needs, from :data:`NEEDS`: object → (Read, Create, Edit) and
-    ``"Object.Field__c"`` → (Read, Edit)."""
+    ``"<Object>.<custom field>"`` → (Read, Edit)."""
     objects: dict[str, tuple[bool, bool, bool]] = {}
     fields: dict[str, tuple[bool, bool]] = {}
     for obj, needs in NEEDS.items():
@@ -1553,7 +1553,7 @@ class _Grant:
     obj: str
     object_perm: dict[str, Any] | None  # ObjectPermissions fields, with "Id" when it exists
     field_perms: tuple[dict[str, Any], ...]  # FieldPermissions fields, "Id" when it exists
-    paths: tuple[str, ...] = ()  # the fields of field_perms, "Object.Field__c"
+    paths: tuple[str, ...] = ()  # the fields of field_perms, "<Object>.<custom field>"
 
 
 def _access_steps(crm: SalesforceCrm) -> list[SetupStep]:

@@ -8,8 +8,10 @@ Each test runs its own emulator on a free port."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,6 +94,18 @@ def crm(url: str) -> SalesforceCrm:
 def test_needs_lists_every_field_the_new_use_cases_write() -> None:
     for obj, fields in NEW.items():
         assert set(fields) <= set(NEEDS[obj]), obj
+
+
+def test_every_custom_name_a_salesforce_connector_uses_is_in_needs() -> None:
+    """A guard for the next use case: any ``…__c`` a Salesforce connector names (the CRM
+    connector and each use case's) is an object or field setup creates and doctor checks."""
+    root = Path(__file__).resolve().parents[2] / "connectors"
+    sources = [root / "salesforce.py", *sorted(root.glob("*/salesforce.py"))]
+    used = {
+        m for path in sources for m in re.findall(r"\b[A-Za-z][A-Za-z0-9_]*__c\b", path.read_text())
+    }
+    known = set(NEEDS) | {f for fields in NEEDS.values() for f in fields}
+    assert sorted(used - known) == []
 
 
 def test_doctor_names_each_missing_use_case_object_and_field_with_its_fix(
