@@ -1440,7 +1440,7 @@ class ZuoraBilling:
         for name in fields:
             kind = names.get(name)
             # RevBridge writes IDs and keys as strings: a number/date/picklist field refuses them
-            wrong = kind not in (None, "", "text")
+            wrong = kind is not None and kind.lower() not in ("", "text")  # "text", "Decimal"…
             checks.append(
                 Check(
                     system=VENDOR,

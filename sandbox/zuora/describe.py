@@ -129,6 +129,19 @@ _RELATED = {
     "Payment": [("Account", "Account")],
     "Contact": [("Account", "Account")],
 }
+#: the values of the picklists above, as a tenant lists them under ``<options>``
+_OPTIONS = {
+    ("Account", "Currency"): ("USD", "EUR", "GBP"),
+    ("Account", "Status"): ("Draft", "Active", "Canceled"),
+    ("Subscription", "Status"): (
+        "Draft", "Pending Activation", "Pending Acceptance", "Active", "Cancelled", "Suspended",
+        "Expired",
+    ),
+    ("Subscription", "TermType"): ("TERMED", "EVERGREEN"),
+    ("Order", "Status"): ("Draft", "Pending", "Completed", "Cancelled", "Scheduled"),
+    ("Invoice", "Status"): ("Draft", "Posted", "Canceled", "Error"),
+    ("Payment", "Status"): ("Draft", "Processing", "Processed", "Error", "Voided", "Canceled"),
+}  # fmt: skip
 #: the custom fields a prepared tenant has (what RevBridge's Zuora connector writes)
 DEFAULT_CUSTOM_FIELDS: dict[str, dict[str, tuple[str, int]]] = {
     "Account": {"RevBridgeCrm__c": ("text", 255)},
@@ -204,9 +217,9 @@ def _known(obj: str) -> str | None:
 
 def render(obj: str, custom: list[tuple[str, tuple[str, int]]]) -> str:
     label, standard = _STANDARD[obj]
-    rows = [_field(*f, custom=False) for f in standard]
+    rows = [_field(obj, *f, custom=False) for f in standard]
     rows += [
-        _field(name, name.removesuffix("__c"), kind, length, True, True, False, custom=True)
+        _field(obj, name, name.removesuffix("__c"), kind, length, True, True, False, custom=True)
         for name, (kind, length) in custom
     ]
     related = "".join(
@@ -223,6 +236,7 @@ def render(obj: str, custom: list[tuple[str, tuple[str, int]]]) -> str:
 
 
 def _field(
+    obj: str,
     name: str,
     label: str,
     kind: str,
@@ -236,11 +250,17 @@ def _field(
         return "true" if value else "false"
 
     size = f"<maxlength>{length}</maxlength>" if length else ""
+    values = _OPTIONS.get((obj, name), ()) if kind == "picklist" else ()
+    options = (
+        "<options>" + "".join(f"<option>{escape(v)}</option>" for v in values) + "</options>"
+        if values
+        else ""
+    )
     return (
         f"<field><name>{name}</name><label>{escape(label)}</label>"
         f"<selectable>true</selectable><createable>{flag(createable)}</createable>"
         f"<updateable>{flag(updateable)}</updateable><filterable>true</filterable>"
         f"<custom>{flag(custom)}</custom>{size}<required>{flag(required)}</required>"
-        f"<type>{kind}</type><contexts><context>soap</context><context>export</context>"
+        f"<type>{kind}</type>{options}<contexts><context>soap</context><context>export</context>"
         "</contexts></field>"
     )

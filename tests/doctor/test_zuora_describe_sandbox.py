@@ -66,6 +66,10 @@ def test_describe_answers_xml_with_standard_and_custom_fields(
     assert fields["AccountNumber"].findtext("maxlength") == "70"
     assert fields["RevBridgeCrm__c"].findtext("custom") == "true"
     assert fields["RevBridgeCrm__c"].findtext("type") == "text"
+    status = fields["Status"]
+    assert status.findtext("type") == "picklist"
+    assert [o.text for o in status.iter("option")] == ["Draft", "Active", "Canceled"]
+    assert [c.text for c in fields["Name"].iter("context")] == ["soap", "export"]
     assert [o.findtext("name") for o in root.find("related-objects") or []] == [
         "BillToContact",
         "SoldToContact",
