@@ -5,7 +5,11 @@ groups and properties of each object type), prints the plan — one line per fie
 property group or property to create (``+``), and per thing only a person can do (``!``: grant
 the integration user a permission, change a field an admin made) — then, unless ``--dry-run``,
 creates what it can (Salesforce's Tooling API, HubSpot's properties API), idempotently: a
-second run plans nothing. Last it runs the connector's ``preflight()`` (what ``revbridge
+second run plans nothing. On Salesforce it also grants the integration user access to what
+RevBridge uses (the API grants no field-level security by itself): the RevBridge_Integration
+permission set, its object and field permissions and its assignment, listed in the plan too.
+The use cases' own objects and properties are part of it (connectors/salesforce.NEEDS,
+cli/crm_use_cases.py). Last it runs the connector's ``preflight()`` (what ``revbridge
 doctor`` prints for the CRM) and prints every line that is not OK.
 
 Exit 0 when the CRM ends ready (``--dry-run``: when the plan was read); otherwise one line on
