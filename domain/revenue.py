@@ -287,6 +287,8 @@ class RevenueCloseInput(Frozen):
     lookback_months: int = Field(default=24, ge=1, le=120)
     remind_after_hours: int = 24
     expire_after_hours: int = 120
+    #: history events after which a long read continues as new (a very large book)
+    history_limit: int = Field(default=8_000, ge=10)
     # carried across continue-as-new (a very large book's close): where the read stands
     cursor: str | None = None
     totals: list[MonthRevenue] = []

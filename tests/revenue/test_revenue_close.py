@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError
 
 from activities.revenue import RevenueActivities
@@ -128,6 +129,25 @@ async def test_hand_computed_month_is_posted_once_after_finance_approves(client:
     # audited in the CRM (the ERP side is the memo), never as a billing note
     assert [a for a, _ in f.audited()] == ["post_journal_entry"]
     assert f.billing_entries() == []
+
+
+async def test_a_long_read_continues_as_new_and_closes_the_same(client: Client) -> None:
+    erp = FakeErp()
+    source = FakeSource(april_book(), per_page=1)
+    async with revenue_worker(client, fakes(), acts(source, erp)) as tq:
+        handle = await client.start_workflow(
+            WORKFLOW_TYPE,
+            RevenueCloseInput(billing="fakebill", month=APRIL, dry_run=True, history_limit=20),
+            id=f"revenue-close:fakebill:{APRIL}:{uuid.uuid4().hex[:6]}",
+            task_queue=tq,
+            result_type=RevenueCloseResult,
+        )
+        result = await handle.result()
+        first = client.get_workflow_handle(handle.id, run_id=handle.first_execution_run_id)
+        events = [e async for e in first.fetch_history_events()]
+    assert events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW
+    assert len(source.windows) == 10 and result.documents == 10  # counts carried across
+    assert sorted(shape(e) for e in result.entries) == sorted([USD_LINES, EUR_LINES])
 
 
 async def test_a_rejected_close_posts_nothing(client: Client) -> None:

@@ -56,8 +56,6 @@ with workflow.unsafe.imports_passed_through():
 
 #: a page of 100 invoices with their lines (and the credited invoices of a credit-note page)
 PAGE: dict = {**READ, "start_to_close_timeout": timedelta(minutes=2)}
-#: history events after which a long read continues as new (well below Temporal's limits)
-HISTORY_LIMIT = 8_000
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -154,7 +152,7 @@ class RevenuePostingWorkflow(GovernedWorkflow):
             cursor = page.next_cursor
             if cursor is None:
                 return totals
-            if self.history_full(HISTORY_LIMIT):
+            if self.history_full(input.history_limit):
                 await self.continue_as_new(
                     input.model_copy(
                         update={
