@@ -44,8 +44,9 @@ class SalesforceSide:
 
     crm = "salesforce"
 
-    def __init__(self, sf: SalesforceDriver) -> None:
+    def __init__(self, sf: SalesforceDriver, billing: str = "chargebee") -> None:
         self.sf = sf
+        self.billing = billing
 
     def catalog(self) -> None:
         self.sf.seed_catalog()
@@ -53,7 +54,7 @@ class SalesforceSide:
     def account(self, name: str, customer_id: str | None) -> str:
         fields = {"Name": name, "Type": "Customer - Direct"}
         if customer_id:
-            fields.update(Billing_Customer_Id__c=customer_id, Billing_Platform__c="chargebee")
+            fields.update(Billing_Customer_Id__c=customer_id, Billing_Platform__c=self.billing)
         return self.sf.connector.client.Account.create(fields)["id"]
 
     def billing_fields(self, account: str, mrr: int, status: str) -> None:
@@ -74,14 +75,17 @@ class HubSpotSide:
 
     crm = "hubspot"
 
-    def __init__(self, hs: HubSpotDriver) -> None:
+    def __init__(self, hs: HubSpotDriver, billing: str = "chargebee") -> None:
         self.hs = hs
+        self.billing = billing
 
     def catalog(self) -> None:
         self.hs.seed_catalog()
 
     def account(self, name: str, customer_id: str | None) -> str:
-        acc = self.hs.create_account(name, "SMB", customer_id, "chargebee" if customer_id else None)
+        acc = self.hs.create_account(
+            name, "SMB", customer_id, self.billing if customer_id else None
+        )
         self._set("companies", acc, {"lifecyclestage": "customer"})
         return acc
 

@@ -70,7 +70,7 @@ class ReconcileSchedule:
 
 
 #: the pairs whose books the reconciliation reads (connectors/reconcile)
-BILLING = {"chargebee", "stripe"}
+BILLING = {"chargebee", "stripe", "recurly"}
 CRM = {"salesforce", "hubspot"}
 
 

@@ -72,11 +72,15 @@ def billing_reader(billing: Any) -> BillingReader:
         from connectors.reconcile.stripe import StripeBook
 
         return StripeBook(billing)
+    if name == "recurly":
+        from connectors.reconcile.recurly import RecurlyBook
+
+        return RecurlyBook(billing)
     raise ConnectorError(
         name or "billing",
         ErrorKind.PERMANENT,
         f"reconciliation does not read {name or 'this billing platform'} yet "
-        "(Chargebee and Stripe do)",
+        "(Chargebee, Stripe and Recurly do)",
         code="reconcile_unsupported",
     )
 
