@@ -108,6 +108,10 @@ NEEDS: dict[str, dict[str, _Need]] = {
     },
     "Opportunity": {
         "RevBridge_Key__c": _Need("string", 64, external_id=True),  # expansion's upsert key
+        # what expansion writes on the opportunity it opens (and NextStep when it closes it)
+        "Type": _Need("picklist", values=("Existing Customer - Upgrade",)),
+        "NextStep": _Need("string", 255),
+        "Description": _Need("textarea", 32000),
         "Billing_Subscription_Id__c": _Need("string", 255),
         "Billing_Status__c": _Need("string", 255),
         "MRR__c": _Need("currency"),
