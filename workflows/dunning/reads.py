@@ -148,10 +148,19 @@ class DunningReads:
     async def _settled_now(self, before: str) -> bool:
         """Before anything reaches the customer, ask billing again: a lost "paid" event (a
         webhook outage, a replay window passed) must never leave a paying customer chased. An
-        invoice paid, voided or credited — or gone — ends the run as recovered."""
+        invoice paid, voided or credited — or gone — ends the run as recovered.
+
+        The patch is consulted first, on every path that reaches here. It used to come after
+        the early return for an invoice already known as settled, so whether a run recorded the
+        marker depended on when the payment came (a run paid during its look for open cases
+        did not, one paid a moment later did) and code that skips it where a history has it
+        fails with "Non-deprecated patch marker ... dunning-reread-invoice"
+        (tests/dunning/test_reread_patch.py). A history without the marker at this point
+        replays as before: the call answers False there and records nothing."""
+        reread = workflow.patched(REREAD_PATCH)
         if self.s.settled:
             return True
-        if not workflow.patched(REREAD_PATCH):
+        if not reread:
             return False
         if self._hot and self._context_at and workflow.now() - self._context_at < FRESH_READ:
             return False  # read moments ago (the day-0 step right after the first read)
