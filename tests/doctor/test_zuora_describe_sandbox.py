@@ -5,7 +5,9 @@ its fix, a field an admin then defines OK, a field of the wrong type a FAIL."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from xml.etree import ElementTree
 
 import httpx
@@ -17,7 +19,7 @@ from domain.preflight import CheckStatus
 from domain.settings import ZuoraSettings
 from sandbox.framework import ServerThread
 from sandbox.zuora import ZuoraEmulator
-from sandbox.zuora.describe import define_custom_field, fresh_tenant
+from sandbox.zuora.describe import DEFAULT_CUSTOM_FIELDS, define_custom_field, fresh_tenant
 
 CLIENT, SECRET = "describe-client", "describe-secret"
 
@@ -104,3 +106,14 @@ def test_doctor_checks_the_custom_fields_on_the_sandbox(
     wrong = checks["custom-field:Account.RevBridgeCrm__c"]
     assert wrong.status is CheckStatus.FAIL  # type: ignore[attr-defined]
     assert wrong.fix == "recreate Account.RevBridgeCrm__c as a text custom field"  # type: ignore[attr-defined]
+
+
+def test_every_custom_field_a_zuora_connector_names_is_checked() -> None:
+    """A guard for the next use case: each ``…__c`` the Zuora connectors name is a field doctor
+    checks through Describe (and the prepared sandbox tenant has)."""
+    root = Path(__file__).resolve().parents[2] / "connectors"
+    sources = [root / "zuora.py", *sorted(root.glob("*/zuora.py"))]
+    used = {m for p in sources for m in re.findall(r"\b[A-Za-z][A-Za-z0-9]*__c\b", p.read_text())}
+    checked = {name for names in REQUIRED_CUSTOM_FIELDS.values() for name in names}
+    assert sorted(used - checked) == []
+    assert checked == {n for fields in DEFAULT_CUSTOM_FIELDS.values() for n in fields}
