@@ -47,7 +47,9 @@ Scenario = Callable[[StackConfig, Out], Awaitable[dict[str, Any]]]
 Printer = Callable[[dict[str, Any], Out], None]
 
 #: ``revbridge demo --scenario NAME``: the use case to show
-SCENARIOS = ("dunning", "quote-to-cash", "churn", "support", "revenue", "expansion", "reconcile")
+SCENARIOS = (
+    "dunning", "quote-to-cash", "churn", "support", "revenue", "expansion", "reconcile", "sync"
+)  # fmt: skip
 
 
 def _scenario_for(name: str) -> tuple[Scenario, Printer | None]:
@@ -67,6 +69,8 @@ def _scenario_for(name: str) -> tuple[Scenario, Printer | None]:
         from cli import demo_expansion as mod  # type: ignore[no-redef]
     elif name == "reconcile":
         from cli import demo_reconcile as mod  # type: ignore[no-redef]
+    elif name == "sync":
+        from cli import demo_sync as mod  # type: ignore[no-redef]
     else:
         raise CliError(f"unknown scenario {name!r}: choose one of {', '.join(SCENARIOS)}")
     return mod.scenario, getattr(mod, "print_summary", None) or _print_json

@@ -14,10 +14,10 @@ from pathlib import Path
 from cli.churn import add_churn_command
 from cli.config import CliError, StackConfig, config_path
 from cli.link import add_link_command
-from cli.sync import add_sync_command
 from cli.reconcile import add_reconcile_command
 from cli.report import add_report_command
 from cli.revenue import add_revenue_command
+from cli.sync import add_sync_command
 from domain.settings import SettingsError
 from harness.errors import HarnessError
 
@@ -227,6 +227,7 @@ def parser() -> argparse.ArgumentParser:
             "revenue",
             "expansion",
             "reconcile",
+            "sync",
         ),
         default="dunning",
         help="the use case to show (default: dunning)",

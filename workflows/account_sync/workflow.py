@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.governed.audit import AuditScope
 from workflows.governed.base import GovernedWorkflow
@@ -301,6 +302,17 @@ class AccountSyncWorkflow(GovernedWorkflow):
     # --- reads and writes ------------------------------------------------------------------------
 
     async def _read(self, billing: bool, crm: bool, account_hint: str | None) -> SyncRead:
+        try:
+            return await self._read_sides(billing, crm, account_hint)
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and (cause.type or "").endswith(".not_found"):
+                # the customer or account is gone: nothing to sync until it comes back
+                self._note(f"not found on re-read: {cause.message[:120]}")
+                return SyncRead()
+            raise
+
+    async def _read_sides(self, billing: bool, crm: bool, account_hint: str | None) -> SyncRead:
         read = await workflow.execute_activity_method(
             SyncActivities.sync_read,
             SyncReadInput(
