@@ -195,6 +195,8 @@ class ExpansionStatus(Frozen):
     last_forecast: dict[str, str] = {}
     closed: list[str] = []
     audit_ids: list[str] = []
+    #: usage batches taken so far (all runs)
+    batches: int = 0
 
 
 class ExpansionState(BaseModel):

@@ -126,6 +126,7 @@ class ExpansionWorkflow(GovernedWorkflow):
                     for o in s.open.values()
                 ],
                 "closed": [f"{c.key}: {c.outcome.value} ({c.reason})" for c in s.closed],
+                "batches": s.batches,
             }
         )
 
