@@ -213,12 +213,19 @@ def render(s: dict[str, Any]) -> str:
     )
 
 
+#: lines of the section that ``--workflows`` measured: a rerun of the read keeps them
+KEPT_LINES = ("- The workflows,", "- Under that run")
+
+
 def _write(summary: dict[str, Any]) -> None:
     section = render(summary)
     text = RESULTS.read_text() if RESULTS.exists() else ""
     start = text.find(HEADING)
     if start >= 0:
         end = text.find("\n## ", start + len(HEADING))
+        old = text[start : end if end >= 0 else len(text)]
+        kept = [line for line in old.splitlines() if line.startswith(KEPT_LINES)]
+        section = "\n".join([section, *kept])
         text = text[:start].rstrip() + "\n\n" + section + (text[end:] if end >= 0 else "\n")
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
