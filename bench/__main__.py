@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench import churn_soak, drafting, expansion, flows, ingest, reconcile, report, sustained
 from bench import revenue as revenue_close
+from bench import sync as account_sync
 from bench.common import stack
 
 #: after this many seconds no new burst round of the dunning benchmark starts
@@ -74,9 +75,11 @@ async def main() -> int:
     expanded = expansion.main()
     # drafting (issue 22): the rules path's cost, the llm path's overhead, containment's catch
     drafted = drafting.main()
+    # the account sync (issue 19): CRM calls per 1,000 minor changes, immediate latency, backfill
+    synced = await account_sync.main()
     # the month close (issue 20): 10,000 customers' documents read in bulk, posted once to NetSuite
     closed = revenue_close.main()
-    return expanded or drafted or reconciled or soak or closed
+    return expanded or drafted or synced or reconciled or soak or closed
 
 
 if __name__ == "__main__":

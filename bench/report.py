@@ -405,6 +405,7 @@ KEPT = (
     "## Sustained load (issue 15)",
     "## Reconciliation (issue 20)",
     "## Expansion intake (issue 21)",
+    "## Account sync (issue 19)",
     "## Revenue close (issue 20)",
 )
 
