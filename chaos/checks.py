@@ -68,15 +68,41 @@ async def at_durable_wait(client: Client, workflow_id: str) -> tuple[bool, str]:
         return False, f"describe failed ({type(exc).__name__})"
     if desc.status != WorkflowExecutionStatus.RUNNING:
         ok = desc.status == WorkflowExecutionStatus.COMPLETED
-        return ok, f"status {desc.status.name if desc.status else '?'}"
+        why = f"status {desc.status.name if desc.status else '?'}"
+        return ok, why if ok else why + await why_closed(client, workflow_id)
     raw = desc.raw_description
     if raw.pending_activities:
         a = raw.pending_activities[0]
         return False, f"activity {a.activity_type.name} attempt {a.attempt} in flight"
     task = raw.pending_workflow_task
     if task.state != PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_UNSPECIFIED:
-        return False, "workflow task pending"
+        return False, "workflow task pending" + await why_closed(client, workflow_id)
     return True, "waiting"
+
+
+async def why_closed(client: Client, workflow_id: str) -> str:
+    """The failure that closed a run, or the last failed workflow task of a running one, as one
+    line (the failure chain's messages, decoded with the client's codec), so a verdict says what
+    happened instead of only that it did: ``: <activity> failed: <error> <- ...``."""
+    try:
+        failure = None
+        async for event in client.get_workflow_handle(workflow_id).fetch_history_events():
+            if event.HasField("workflow_execution_failed_event_attributes"):
+                failure = event.workflow_execution_failed_event_attributes.failure
+            elif event.HasField("workflow_task_failed_event_attributes"):
+                failure = event.workflow_task_failed_event_attributes.failure
+            elif event.HasField("workflow_task_completed_event_attributes"):
+                failure = None  # a task failure the next attempt got past
+        if failure is None:
+            return ""
+        exc: BaseException | None = await client.data_converter.decode_failure(failure)
+        chain: list[str] = []
+        while exc is not None and len(chain) < 4:
+            chain.append(f"{type(exc).__name__}: {exc}"[:200])
+            exc = exc.__cause__
+        return ": " + " <- ".join(chain).replace("\n", " ")
+    except Exception as exc:  # a diagnosis never fails the verdict
+        return f" (history unreadable: {type(exc).__name__})"
 
 
 async def runs_of(client: Client, workflow_id: str) -> int:
