@@ -206,6 +206,9 @@ class Drafter:
             if err.status is not None:  # an answered error was not billed
                 await self._settle(day, rid, run_key, LlmUsage(calls=1))
             return fallback(f"llm_unavailable: {err}")
+        except Exception as err:  # noqa: BLE001 - a draft never fails the run: the template
+            log.warning("drafting failed unexpectedly (%s): the template", type(err).__name__)
+            return fallback(f"llm_unavailable: {type(err).__name__}")
         await self._settle(day, rid, run_key, reply.usage)
         return contain_draft(
             reply.raw,
