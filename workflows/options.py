@@ -94,6 +94,7 @@ SINGLE_VENDOR: dict[str, str] = {
     "q2c_undo_customer": BILLING,
     "q2c_undo_subscription": BILLING,
     "dunning_billing_changes": BILLING,
+    "revenue_read_page": BILLING,
     # CRM
     "find_crm_account": CRM,
     "upsert_crm_case": CRM,
@@ -106,12 +107,15 @@ SINGLE_VENDOR: dict[str, str] = {
     "q2c_get_opportunity": CRM,
     "q2c_write_billing_link": CRM,
     "q2c_won_opportunities": CRM,
+    "reconcile_upsert_exceptions": CRM,
+    "reconcile_restore_fields": CRM,
 }
 #: activities that call both (or a vendor and something else): they stay on the main queue,
 #: paced per call inside the worker, and the daily budget still applies to them
 MULTI_VENDOR: dict[str, tuple[str, ...]] = {
     "churn_score_customer": (BILLING, CRM),
     "churn_sweep_page": (BILLING, CRM),
+    "reconcile_scan": (BILLING, CRM),
     "send_email": (BILLING,),
 }
 
