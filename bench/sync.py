@@ -81,11 +81,17 @@ def clear(url: str) -> None:
 
 
 def _path(r: dict[str, Any]) -> str:
+    """Method and path with record IDs and keys folded, so the counts add up by kind."""
     path = r["path"]
-    for marker in ("/query", "/composite/sobjects", "/sobjects/"):
-        if marker in path:
-            return f"{r['method']} …{marker}{path.split(marker, 1)[1][:40]}"
-    return f"{r['method']} {path}"
+    if "/composite/sobjects" in path:
+        return f"{r['method']} …/composite/sobjects"
+    if "/query" in path:
+        return f"{r['method']} …/query"
+    if "/sobjects/" in path:
+        obj = path.split("/sobjects/", 1)[1].split("/")[0]
+        return f"{r['method']} …/sobjects/{obj}/…"
+    parts = path.split("/")
+    return f"{r['method']} " + "/".join(parts[:5]) + ("/…" if len(parts) > 5 else "")
 
 
 def _excerpt(rows: list[dict[str, Any]], n: int = 6) -> list[tuple[str, int]]:
@@ -307,6 +313,7 @@ async def _measure(
                 raise RuntimeError("an immediate change never reached the CRM")
             await asyncio.sleep(0.005)
         latencies.append((time.monotonic() - t0) * 1000)
+    await asyncio.sleep(BATCH_S + 2)  # the cancellations' minor fields (ARR) flush too
     crm_immediate = ledger(urls["salesforce"])
 
     # 3. backfill: a fresh book on each side

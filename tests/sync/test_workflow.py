@@ -192,3 +192,32 @@ async def test_continue_as_new_keeps_the_record(client: Client) -> None:
         record = await handle.query("golden", result_type=golden.GoldenRecord)
         assert record.value("mrr") == 650_000
         await keep_history(handle, golden.WORKFLOW_TYPE, "continued_as_new")
+
+
+async def test_shuffled_late_and_repeated_events_end_at_the_truth_with_one_write(
+    client: Client,
+) -> None:
+    import random
+    from datetime import timedelta
+
+    w = World()
+    async with start(w, client) as handle:
+        await settled(handle, 1)
+        writes = w.fakes.names().count("sync_write_crm")
+        # billing moved three times; the events arrive shuffled, late and twice
+        w.billing["mrr"] = 200_000
+        w.billing["subscription_status"] = "non_renewing"
+        events = [w.signal(Side.BILLING, "subscription_changed") for _ in range(3)]
+        events = [
+            e.model_copy(update={"occurred_at": e.occurred_at - timedelta(minutes=i)})
+            for i, e in enumerate(events)
+        ]
+        delivered = events + events[:2]
+        random.Random(7).shuffle(delivered)
+        for e in delivered:
+            await handle.signal(golden.SIGNAL_CHANGE, e)
+        s = await settled(handle, 4)
+        assert w.crm["mrr"] == 200_000 and w.crm["subscription_status"] == "non_renewing"
+        assert w.fakes.names().count("sync_write_crm") - writes == 1  # the truth, written once
+        assert s.signals == 4  # the two redeliveries were dropped by event ID
+        await keep_history(handle, golden.WORKFLOW_TYPE, "shuffled_events")

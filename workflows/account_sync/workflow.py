@@ -76,6 +76,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain.temporal import UseCase
 
+#: a re-read's values are the truth as of the read (before: as of the latest event's time, so
+#: a late event could make the current value look stale and it was never applied)
+REREAD_IS_NOW_PATCH = "sync-reread-is-now"
 #: fields whose values are personal data: audited as "changed", never with the value
 PERSONAL = frozenset({"billing_contact", "billing_address"})
 #: how many verdict lines the status keeps
@@ -231,10 +234,15 @@ class AccountSyncWorkflow(GovernedWorkflow):
                 if (rule := rules.rule(k)) is None or rule.may_change(Side.CRM)
             }
         self.started = True
-        at = {
-            side: max((s.occurred_at for s in batch if s.side is side), default=workflow.now())
-            for side in Side
-        }
+        # what a re-read returns is the truth as of now, whatever time the event that asked for
+        # it carries (a late event must not make the current value look stale)
+        now = workflow.now()
+        at = {side: now for side in Side}
+        if not workflow.patched(REREAD_IS_NOW_PATCH):  # runs from before: the events' times
+            at = {
+                side: max((s.occurred_at for s in batch if s.side is side), default=now)
+                for side in Side
+            }
         hint = None
         b = changes.get(Side.BILLING, {})
         if "plan" in b and "mrr" in b and (self.record.value("mrr") or 0) > (b["mrr"] or 0):
