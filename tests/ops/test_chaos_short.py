@@ -32,9 +32,9 @@ def _clean(result: Result) -> None:
     print(result.line())
 
 
-# worker-kills is out of make test until a dunning run that ended FAILED after a worker kill
-# (1 run in 3 under load, seen 2026-12-07) is understood; `make chaos` still runs it
-@pytest.mark.parametrize("name", ["redelivery", "webhook-kills", "server-restart", "combined"])
+@pytest.mark.parametrize(
+    "name", ["redelivery", "worker-kills", "webhook-kills", "server-restart", "combined"]
+)
 async def test_short_scenario(arena: Arena, name: str) -> None:
     result = await play(BY_NAME[name], arena, events=EVENTS, settle_s=90, rounds=1, fault_tail_s=5)
     _clean(result)
