@@ -221,3 +221,20 @@ async def test_shuffled_late_and_repeated_events_end_at_the_truth_with_one_write
         assert w.fakes.names().count("sync_write_crm") - writes == 1  # the truth, written once
         assert s.signals == 4  # the two redeliveries were dropped by event ID
         await keep_history(handle, golden.WORKFLOW_TYPE, "shuffled_events")
+
+
+async def test_observe_mode_reads_and_reports_and_writes_nothing(client: Client) -> None:
+    from domain.policy import Mode, Outcome
+    from tests.fast.fakes import policy
+
+    w = World()
+    w.fakes.on("decide_policy", policy(default=Outcome.DENY, mode=Mode.OBSERVE))
+    async with start(w, client) as handle:
+        await settled(handle, 1)
+        w.crm["mrr"] = 1  # a CRM edit that auto mode would restore
+        await handle.signal(golden.SIGNAL_CHANGE, w.signal(Side.CRM, "account_changed"))
+        await settled(handle, 2)
+        assert w.fakes.inputs("sync_write_crm") == [] and w.fakes.inputs("sync_write_billing") == []
+        assert w.fakes.crm_entries() == [] and w.fakes.billing_entries() == []
+        observed = await handle.query("observed")
+        assert any(line.startswith("sync_to_crm: blocked") for line in observed)
