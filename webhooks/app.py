@@ -175,7 +175,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 [s.get_secret_value() for s in cfg.stripe_secrets],
                 now=time.time(),
             )
-            return await dispatch("stripe", stripe.normalize(parse_json(raw)))
+            return await dispatch("stripe", stripe.normalize(parse_json(raw), sync=sync))
         except Rejected as exc:
             return reject(exc, "stripe")
 

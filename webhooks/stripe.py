@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from domain.golden import Side, SyncSignal
 from domain.models import InvoicePaid, PaymentFailed
 from webhooks import parsing as p
 from webhooks.errors import Rejected
@@ -125,7 +126,43 @@ def _provider_id(obj: Any, key: str, where: str) -> str:
     return value
 
 
-def normalize(payload: Any) -> PaymentFailed | InvoicePaid | p.Echo | None:
+#: customer and subscription changes the account sync re-reads (issue 19)
+SYNC_EVENTS = frozenset(
+    {
+        "customer.created",
+        "customer.updated",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+    }
+)
+
+
+def sync_signal(payload: dict[str, Any], event_id: str, event_type: str) -> SyncSignal:
+    """A customer or subscription change as a trigger for the customer's account sync."""
+    created = payload.get("created")
+    if isinstance(created, bool) or not isinstance(created, int):
+        raise Rejected(422, "event.created is not a unix timestamp", "bad_field")
+    data = payload.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    key = (
+        "id"
+        if event_type.startswith("customer.") and "subscription" not in event_type
+        else "customer"
+    )
+    return SyncSignal(
+        billing=PROVIDER,
+        customer_id=_provider_id(obj, key, "event.data.object"),
+        side=Side.BILLING,
+        event_id=event_id,
+        occurred_at=p.unix_seconds(created, "event.created"),
+        kind=event_type,
+    )
+
+
+def normalize(
+    payload: Any, sync: bool = False
+) -> PaymentFailed | InvoicePaid | SyncSignal | p.Echo | None:
     """The canonical event; an :class:`~webhooks.parsing.Echo` for another event our own request
     caused; None for event types RevBridge does not route (acknowledged).
 
@@ -141,7 +178,12 @@ def normalize(payload: Any) -> PaymentFailed | InvoicePaid | p.Echo | None:
     if not isinstance(event_type, str) or not event_type:
         raise Rejected(422, "event.type is missing", "missing_field")
     if event_type != "invoice.payment_failed" and event_type not in _PAID_TYPES:
-        return p.Echo("our own write") if is_echo(payload) else None
+        if is_echo(payload):
+            return p.Echo("our own write")
+        if sync and event_type in SYNC_EVENTS:
+            # ``sync``: the deployment runs the account sync (REVBRIDGE_ACCOUNT_SYNC)
+            return sync_signal(payload, event_id, event_type)
+        return None
     created = payload.get("created")
     if isinstance(created, bool) or not isinstance(created, int):
         raise Rejected(422, "event.created is not a unix timestamp", "bad_field")

@@ -62,6 +62,10 @@ def sync_billing(billing: BillingPlatform) -> SyncBilling:
         from connectors.sync.chargebee import ChargebeeSync
 
         return ChargebeeSync(billing)  # type: ignore[arg-type]
+    if billing.name == "stripe":
+        from connectors.sync.stripe import StripeSync
+
+        return StripeSync(billing)  # type: ignore[arg-type]
     return Unsupported(billing.name)  # type: ignore[return-value]
 
 

@@ -154,3 +154,63 @@ async def test_plan_change_restore_and_no_ping_pong(
     # coming back through both webhooks) and were recognised as no change
     final = await status(handle)
     assert final.signals >= 4 and final.restored == 1
+
+
+@pytest.fixture(scope="module")
+async def stripe_deployment(
+    temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
+) -> AsyncIterator[Pair]:
+    """Stripe × Salesforce with the account sync switched on."""
+    from webhooks.app import TemporalConnection, create_app
+    from workers.main import build_worker
+
+    settings = pair_settings(sandbox_urls, "stripe", CRM, "revbridge-sync-stripe-salesforce")
+    hooks = settings.webhooks.model_dump()
+    settings = settings.model_copy(
+        update={"webhooks": WebhookSettings(**{**hooks, "account_sync": True})}
+    )
+    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
+    app = App("webhooks", create_app(settings, client=TemporalConnection()))
+    with ServerThread({app: 0}) as thread:
+        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
+        async with build_worker(
+            temporal_env.client, pair.billing, pair.crm, task_queue=settings.task_queue
+        ):
+            yield pair
+
+
+async def test_stripe_plan_change_reaches_salesforce_and_a_crm_edit_is_restored(
+    stripe_deployment: Pair, uid: str, temporal_env: WorkflowEnvironment
+) -> None:
+    pair = stripe_deployment
+    pair.route_billing_webhooks_here()
+    pair.route_crm_webhooks_here()
+    sf_url = pair.urls[CRM]
+    httpx.post(sf_url + "/_sandbox/salesforce/flows", json={"account_changed": True})
+    try:
+        ids = seeded(pair, uid)
+        st = pair.billing.client
+        wf_id = golden.account_workflow_id("stripe", ids["customer"])
+        (sub,) = [s for s in st.v1.subscriptions.list({"customer": ids["customer"]}).data]
+        item = sub["items"]["data"][0]
+        st.v1.subscriptions.update(sub["id"], {"items": [{"id": item["id"], "quantity": 9}]})
+        want = 9 * int(item["price"]["unit_amount"])
+        await eventually(
+            lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
+            lambda a: a.get("MRR__c") == want / 100,
+            "the new MRR on the CRM account",
+        )
+        handle = temporal_env.client.get_workflow_handle(wf_id)
+        await quiet(pair, handle)
+        pair.crm.client.Account.update(ids["account"], {"MRR__c": 1.0})
+        await eventually(
+            lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
+            lambda a: a.get("MRR__c") == want / 100,
+            "the MRR restored",
+        )
+        s = await quiet(pair, handle)
+        assert s.restored == 1
+        assert [a["action"] for a in pair.crm.audit_log(wf_id)].count("restore_field") == 1
+    finally:
+        httpx.post(sf_url + "/_sandbox/salesforce/flows", json={"account_changed": False})
+        httpx.delete(sf_url + "/_sandbox/webhooks")

@@ -85,3 +85,27 @@ def test_a_linked_salesforce_account_change_reaches_its_customer_sync() -> None:
 def test_a_customer_id_no_workflow_id_can_hold_is_refused() -> None:
     with pytest.raises(Rejected):
         chargebee.normalize(cb_event("customer_changed", {"customer": {"id": "a b"}}), sync=True)
+
+
+def st_event(event_type: str, obj: dict, **extra: object) -> dict:
+    return {
+        "id": "evt_1",
+        "object": "event",
+        "type": event_type,
+        "created": 1_796_000_000,
+        "data": {"object": obj},
+        **extra,
+    }
+
+
+def test_stripe_customer_and_subscription_changes_reach_the_sync() -> None:
+    from webhooks import stripe
+
+    sub = st_event("customer.subscription.updated", {"id": "sub_1", "customer": "cus_1"})
+    cus = st_event("customer.updated", {"id": "cus_1", "object": "customer"})
+    assert stripe.normalize(sub) is None  # the sync is off
+    for event in (sub, cus):
+        signal = stripe.normalize(event, sync=True)
+        assert isinstance(signal, SyncSignal) and signal.customer_id == "cus_1"
+    ours = {**sub, "request": {"id": "req_1", "idempotency_key": "rb-abc"}}
+    assert isinstance(stripe.normalize(ours, sync=True), Echo)

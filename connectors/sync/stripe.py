@@ -1,0 +1,81 @@
+"""Stripe for the account sync: the customer and its subscriptions in two reads (payment health
+from the live subscriptions' ``past_due`` / ``unpaid`` status, so the dunning hot path is never
+asked twice), customer field sets sent with the workflow's idempotency key, and the book for
+linking (``starting_after`` pages)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from connectors.stripe import _NO_REVENUE, StripeBilling, _subscription
+from domain.linking import BillingParty
+
+FAILING = ("past_due", "unpaid")
+
+
+class StripeSync:
+    def __init__(self, billing: StripeBilling) -> None:
+        self.billing = billing
+        self.name = billing.name
+        self._client = billing.client
+
+    def sync_view(self, customer_id: str) -> dict[str, Any]:
+        what = f"customer {customer_id}"
+        cus = self.billing._call(
+            lambda: self._client.v1.customers.retrieve(customer_id), what
+        ).to_dict()
+        raw = self.billing._list(
+            self._client.v1.subscriptions,
+            {"customer": customer_id, "status": "all", "limit": 100},
+            what,
+        )
+        view: dict[str, Any] = {}
+        if cus.get("name"):
+            view["account_name"] = cus["name"]
+        if cus.get("email"):
+            view["billing_contact"] = cus["email"]
+        subs = [_subscription(s, time.time()) for s in raw]
+        live = [s for s in subs if s.status not in _NO_REVENUE]
+        main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[0] if subs else None)
+        if main is not None:
+            view["plan"] = main.plan
+            view["subscription_status"] = main.status
+            view["next_renewal"] = (
+                main.current_term_end.date().isoformat() if main.current_term_end else None
+            )
+            view["mrr"] = sum(s.mrr for s in live)
+            view["arr"] = view["mrr"] * 12
+            view["payment_health"] = "failing" if any(s.status in FAILING for s in live) else "ok"
+        return view
+
+    def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
+        params: dict[str, Any] = {}
+        if "account_name" in fields:
+            params["name"] = fields["account_name"]
+        if "billing_contact" in fields:
+            params["email"] = fields["billing_contact"]
+        if not params:
+            return
+        options: dict[str, Any] = {"idempotency_key": idempotency_key}
+        self.billing._call(
+            lambda: self._client.v1.customers.update(customer_id, params, options),  # type: ignore[arg-type]
+            f"customer {customer_id}",
+        )
+
+    def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[BillingParty], str | None]:
+        params: dict[str, Any] = {"limit": max(1, min(limit, 100))}
+        if cursor:
+            params["starting_after"] = cursor
+        rows = self.billing._list(self._client.v1.customers, params, "customers")
+        parties = [
+            BillingParty(
+                id=str(c["id"]),
+                company=c.get("name"),
+                email=c.get("email"),
+                crm_account_id=(c.get("metadata") or {}).get("crm_account_id"),
+            )
+            for c in rows
+        ]
+        more = len(rows) >= params["limit"]
+        return parties, (str(rows[-1]["id"]) if rows and more else None)
