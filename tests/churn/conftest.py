@@ -25,10 +25,12 @@ from activities.churn import (
     WriteChurnScoreInput,
     load_config,
 )
+from activities.drafting import CsmDraftInput
 from activities.models import AddBillingNoteInput, UpsertTaskInput, WriteAuditInput, WriteResult
 from activities.policy import PolicyActivities
 from domain import churn
 from domain.churn import ChurnSignals
+from domain.drafts import DraftedMessage
 from domain.models import CrmAccount, CustomerTier
 
 
@@ -120,8 +122,14 @@ class FakeVendors:
             self.notes.append(input)
             return WriteResult(id=f"note-{len(self.notes)}")
 
+        @activity.defn(name="draft_csm_outreach")
+        async def draft_csm_outreach(input: CsmDraftInput) -> DraftedMessage:
+            # no model: the rules text, as a worker's drafter without one answers
+            return DraftedMessage(subject=input.subject, body=input.template)
+
         policies = PolicyActivities()
         return [
+            draft_csm_outreach,
             score_customer,
             write_score,
             apply_discount,
