@@ -539,7 +539,7 @@ def write_bench_section(rows: list[tuple[str, int, SweepFigures, SweepFigures]])
     lines = [
         SECTION,
         "",
-        f"`make bench` step 3 (`bench.churn_soak.make_bench`), run of {when}, limits off: each "
+        f"`make bench` step 4 (`bench.churn_soak.make_bench`), run of {when}, limits off: each "
         "billing platform × Salesforce sandboxes of its own, the book seeded (failed payments "
         "and downgrades recorded through the official clients), then two sweeps on one worker: "
         "the first over the cold book (every score written, at-risk customers' interventions "

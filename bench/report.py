@@ -407,6 +407,7 @@ KEPT = (
     "## Expansion intake (issue 21)",
     "## Account sync (issue 19)",
     "## Revenue close (issue 20)",
+    "## Drafting (issue 22)",
 )
 
 
