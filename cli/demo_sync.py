@@ -180,7 +180,7 @@ async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, An
     )
     say(
         f"  ✓ batched flush: the minor changes (+1 seat for two customers, and the ARR "
-        f"of the plan change) waited {BATCH_S} s and went out in one bulk write (the "
+        f"of the plan change) waited {BATCH_S} s and went out in bulk (the "
         f"deployment's flusher so far: {flushed.bulk_calls} bulk write(s), "
         f"{flushed.records_written} account(s))"
     )
