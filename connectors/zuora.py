@@ -1475,8 +1475,8 @@ class ZuoraBilling:
         Query reads with ``accountId.IN:[…]`` (``id.IN`` for the accounts) for up to 99
         customers at a time, grouped by account. Still per customer: the subscriptions with
         their rate plans (``GET /v1/subscriptions/accounts/{key}``; Object Query's subscriptions
-        are flat), the unapplied credit memos (the account's metrics) and the subscription of an
-        unpaid invoice (its items). The orders behind downgrades are walked once per sweep
+        are flat) and the subscription of an unpaid invoice (its items); the unapplied credit
+        memos are an Object Query ``credit-memos`` read for the page. The orders behind downgrades are walked once per sweep
         (``GET /v1/orders`` by order date, ``_downgrades_walk``), not per subscription."""
         out: dict[str, CustomerSnapshot] = {}
         ids = list(dict.fromkeys(customer_ids))
@@ -1507,6 +1507,16 @@ class ZuoraBilling:
             expand=["paymentApplications"],
         ):
             payments.setdefault(str(p.get("accountId")), []).append(p)
+        memos: dict[str, Decimal] = {}
+        for m in self._query_all(
+            "credit-memos",
+            [f"accountId.IN:{among}", "status.EQ:Posted"],
+            max_pages=BULK_PAGES_MAX,
+        ):
+            account = str(m.get("accountId"))
+            memos[account] = memos.get(account, Decimal(0)) + Decimal(
+                str(m.get("unappliedAmount") or 0)
+            )
         now = time.time()
         usage = self._usage_in(among, now)
         downgrades = self._downgrades_walk(now)
@@ -1530,7 +1540,7 @@ class ZuoraBilling:
                 if inv.get("status") == "Posted" and minor(inv.get("balance"), currency) > 0:
                     sub_of[inv["id"]] = self._invoice_subscription(inv["id"])
             credit = minor(acct.get("creditBalance"), currency) + minor(
-                self._unapplied_memos(customer_id), currency
+                memos.get(customer_id, 0), currency
             )
             used = usage.get(customer_id) if usage is not None else None
             out[customer_id] = CustomerSnapshot(
