@@ -267,17 +267,3 @@ class CrmSystem(Protocol):
         associated to the ticket, found again by its key marker). Returns the written record's ID;
         a retried call writes nothing new."""
         ...
-
-
-def snapshots_one_by_one(
-    platform: BillingPlatform, customer_ids: list[str], invoices: int = 5
-) -> dict[str, CustomerSnapshot]:
-    """``customer_snapshot`` for each distinct customer of a sweep page, where a platform has no
-    bulk read yet; a customer deleted since the page was listed is absent."""
-    out: dict[str, CustomerSnapshot] = {}
-    for customer_id in dict.fromkeys(customer_ids):
-        try:
-            out[customer_id] = platform.customer_snapshot(customer_id, invoices)
-        except NotFound:
-            continue
-    return out
