@@ -75,6 +75,10 @@ def sync_crm(crm: CrmSystem) -> SyncCrm:
         from connectors.sync.salesforce import SalesforceSync
 
         return SalesforceSync(crm)  # type: ignore[arg-type]
+    if name == "hubspot":
+        from connectors.sync.hubspot import HubSpotSync
+
+        return HubSpotSync(crm)  # type: ignore[arg-type]
     return Unsupported(name)  # type: ignore[return-value]
 
 

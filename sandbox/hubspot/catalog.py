@@ -481,6 +481,11 @@ def _revbridge() -> dict[str, list[dict[str, Any]]]:
             custom("churn_reasons", field_type="textarea"),
             custom("churn_narrative", field_type="textarea"),
             custom("churn_scored_at", "datetime"),
+            # the account sync's golden fields (issue 19)
+            custom("billing_plan"),
+            custom("next_renewal", "date"),
+            custom("payment_health"),
+            custom("billing_contact_email"),
         ],
         "deals": [
             custom("term_months", "number"),

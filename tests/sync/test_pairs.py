@@ -214,3 +214,54 @@ async def test_stripe_plan_change_reaches_salesforce_and_a_crm_edit_is_restored(
     finally:
         httpx.post(sf_url + "/_sandbox/salesforce/flows", json={"account_changed": False})
         httpx.delete(sf_url + "/_sandbox/webhooks")
+
+
+@pytest.fixture(scope="module")
+async def hubspot_deployment(
+    temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
+) -> AsyncIterator[Pair]:
+    """Chargebee × HubSpot with the account sync switched on."""
+    from webhooks.app import TemporalConnection, create_app
+    from workers.main import build_worker
+
+    settings = pair_settings(sandbox_urls, BILLING, "hubspot", "revbridge-sync-chargebee-hubspot")
+    hooks = settings.webhooks.model_dump()
+    settings = settings.model_copy(
+        update={"webhooks": WebhookSettings(**{**hooks, "account_sync": True})}
+    )
+    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
+    app = App("webhooks", create_app(settings, client=TemporalConnection()))
+    with ServerThread({app: 0}) as thread:
+        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
+        async with build_worker(
+            temporal_env.client, pair.billing, pair.crm, task_queue=settings.task_queue
+        ):
+            yield pair
+
+
+async def test_hubspot_company_gets_the_plan_change_and_the_golden_fields(
+    hubspot_deployment: Pair, uid: str, temporal_env: WorkflowEnvironment
+) -> None:
+    from connectors.sync.hubspot import HubSpotSync
+
+    pair = hubspot_deployment
+    pair.route_billing_webhooks_here()
+    ids = seeded(pair, uid)
+    assert ids["account"]
+    cb, hs = pair.billing.client, HubSpotSync(pair.crm)
+    sub = cb.Subscription.retrieve(ids["subscription"]).subscription
+    item = next(i for i in sub.subscription_items if i.item_type == "plan")
+    cb.Subscription.update_for_items(
+        ids["subscription"],
+        {"subscription_items": [{"item_price_id": item.item_price_id, "quantity": 9}]},
+    )
+    mrr = cb.Subscription.retrieve(ids["subscription"]).subscription.mrr
+    view = await eventually(
+        lambda: asyncio.to_thread(hs.sync_view, ids["account"]),
+        lambda v: v.get("mrr") == mrr and v.get("plan") == item.item_price_id,
+        "the new MRR and plan on the HubSpot company",
+    )
+    assert view["subscription_status"] == "active" and view["payment_health"] == "failing"
+    wf_id = golden.account_workflow_id(BILLING, ids["customer"])
+    audit = pair.crm.audit_log(wf_id)
+    assert any(a["action"] == "sync_to_crm" for a in audit)

@@ -1,0 +1,132 @@
+"""HubSpot for the account sync (billing → CRM): the company's golden fields in one read, a
+property set per company, ``/crm/v3/objects/companies/batch/update`` for a batch of minor changes
+(HubSpot takes 100 inputs per call: two calls per 200 accounts), and the book for linking.
+
+Not built: routing HubSpot's own ``company.propertyChange`` webhooks to the sync (the event names
+the company, not the billing customer: it needs a lookup step) — so a CRM edit on HubSpot is seen
+at the customer's next billing-side change, not at once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hubspot.crm.companies import BatchInputSimplePublicObjectBatchInput as CompanyBatchUpdate
+from hubspot.crm.companies import SimplePublicObjectBatchInput as CompanyBatchInput
+from hubspot.crm.companies import SimplePublicObjectInput as CompanyUpdate
+
+from connectors.hubspot import HubSpotCrm
+from domain.linking import CrmParty
+
+#: golden field → company property
+FIELDS = {
+    "account_name": "name",
+    "account_owner": "hubspot_owner_id",
+    "segment": "customer_tier",
+    "plan": "billing_plan",
+    "mrr": "mrr",
+    "subscription_status": "billing_status",
+    "next_renewal": "next_renewal",
+    "payment_health": "payment_health",
+    "billing_contact": "billing_contact_email",
+}
+_MONEY = {"mrr"}
+BATCH = 100
+
+
+def _to_golden(name: str, value: Any) -> Any:
+    if value in (None, ""):
+        return None
+    if name in _MONEY:
+        return int(round(float(value) * 100))
+    return value
+
+
+def _to_hubspot(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if name in _MONEY:
+        return str(round(int(value) / 100, 2))
+    return str(value)
+
+
+class HubSpotSync:
+    def __init__(self, crm: HubSpotCrm) -> None:
+        self.crm = crm
+        self.name = crm.name
+
+    def sync_find(self, billing: str, customer_id: str) -> str | None:
+        company = self.crm._company_by_customer(billing, customer_id)
+        return str(company.id) if company is not None else None
+
+    def sync_view(self, account_id: str) -> dict[str, Any]:
+        company = self.crm._call(
+            self.crm._companies.get_by_id,
+            account_id,
+            properties=list(FIELDS.values()),
+            what="company",
+        )
+        props = company.properties or {}
+        return {
+            name: value
+            for name, prop in FIELDS.items()
+            if (value := _to_golden(name, props.get(prop))) is not None
+        }
+
+    def _props(self, fields: dict[str, Any]) -> dict[str, str]:
+        return {FIELDS[k]: _to_hubspot(k, v) for k, v in fields.items() if k in FIELDS}
+
+    def sync_write(self, account_id: str, fields: dict[str, Any]) -> None:
+        if props := self._props(fields):
+            self.crm._call(
+                self.crm._companies.update,
+                account_id,
+                CompanyUpdate(properties=props),
+                what="company",
+            )
+
+    def sync_bulk_write(self, records: dict[str, dict[str, Any]]) -> dict[str, str]:
+        return self._batch({i: self._props(f) for i, f in records.items()}, "account sync batch")
+
+    def _batch(self, records: dict[str, dict[str, str]], what: str) -> dict[str, str]:
+        failed: dict[str, str] = {}
+        ids = list(records)
+        for start in range(0, len(ids), BATCH):
+            chunk = ids[start : start + BATCH]
+            body = CompanyBatchUpdate(
+                inputs=[
+                    CompanyBatchInput(id=i, object_write_trace_id=i, properties=records[i])
+                    for i in chunk
+                ]
+            )
+            result = self.crm._call(self.crm._company_batches.update, body, what=what)
+            for error in getattr(result, "errors", None) or []:
+                context = error.context or {}
+                for account in [*context.get("objectWriteTraceId", []), *context.get("ids", [])]:
+                    failed[str(account)] = str(error.category or "UNKNOWN")
+        return failed
+
+    def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[CrmParty], str | None]:
+        page = self.crm._call(
+            self.crm._companies.get_page,
+            limit=max(1, min(limit, 100)),
+            after=cursor,
+            properties=["name", "domain", "billing_customer_id"],
+            what="companies",
+        )
+        parties = [
+            CrmParty(
+                id=str(c.id),
+                name=(c.properties or {}).get("name"),
+                domain=(c.properties or {}).get("domain"),
+                billing_customer_id=(c.properties or {}).get("billing_customer_id") or None,
+            )
+            for c in page.results or []
+        ]
+        nxt = page.paging.next.after if page.paging and page.paging.next else None
+        return parties, nxt
+
+    def sync_link_many(self, links: dict[str, str], billing: str) -> dict[str, str]:
+        return self._batch(
+            {a: {"billing_customer_id": c, "billing_platform": billing} for a, c in links.items()},
+            "billing links",
+        )
