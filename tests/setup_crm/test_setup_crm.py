@@ -396,9 +396,14 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
 ) -> None:
     env = hs_env(servers[2])
     assert any(c.failed for c in crm_lines(env))
-    (missing,) = use_case_checks(Settings.from_env(env))  # doctor's line for the use cases
-    assert missing.status is CheckStatus.WARN and "rx_kind" in missing.detail
-    assert missing.fix.startswith("run `revbridge setup crm`")
+    sync, exceptions = use_case_checks(Settings.from_env(env))  # doctor's use-case lines
+    assert sync.line().startswith(
+        "FAIL  hubspot: properties:companies.account-sync — missing billing_plan, next_renewal, "
+        "payment_health, billing_contact_email (the account sync's golden fields) (fix: run "
+        "`revbridge setup crm`"
+    )
+    assert exceptions.status is CheckStatus.WARN and "rx_kind" in exceptions.detail
+    assert exceptions.fix.startswith("run `revbridge setup crm`")
     hs.ledger.clear()
 
     code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
@@ -423,7 +428,8 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
     assert len(posts) == HS_CREATES and posts[0] == "/crm/v3/properties/companies/groups"
     checks = crm_lines(env)
     assert [c.status for c in checks] == [CheckStatus.OK] * len(checks), [c.line() for c in checks]
-    assert [c.status for c in use_case_checks(Settings.from_env(env))] == [CheckStatus.OK]
+    assert [c.status for c in use_case_checks(Settings.from_env(env))] == [CheckStatus.OK] * 2
+    assert "+ hubspot: create property companies.next_renewal — date (date)" in plan
     churn = hs.store.properties["companies"]["churn_level"]
     assert [o["value"] for o in churn["options"]] == ["low", "medium", "high", "critical"]
     assert hs.store.properties["companies"]["billing_customer_id"]["hasUniqueValue"] is True
