@@ -255,17 +255,3 @@ async def test_a_discount_waits_for_revops_before_any_record(fast_client: Client
         assert pending[0]["eligible_approvers"] == ["bob@example.com"]
         assert "expansion_upsert_records" not in f.names()
         assert "expansion_upsert_signal" not in f.names()
-
-
-async def test_an_open_expansion_without_usage_expires_and_the_workflow_ends(
-    fast_client: Client,
-) -> None:
-    f = fakes()
-    first = batch("intake-1:cus-exp", growth(TODAY - timedelta(days=2), TODAY))
-    async with await start(fast_client, f, first) as handle:
-        await eventually(lambda: status(handle), lambda s: bool(s.open), "opened")
-        result = await handle.result()  # the time-skipping server runs out the idle wait
-    assert [c["outcome"] for c in result["closed"]] == ["expired"]
-    assert "no usage reported for 60 days" in result["closed"][0]["reason"]
-    assert len(f.inputs("expansion_close")) == 1
-    assert f.inputs("expansion_upsert_signal")[-1]["record"]["status"] == "Expired"

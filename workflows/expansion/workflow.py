@@ -157,17 +157,11 @@ class ExpansionWorkflow(GovernedWorkflow):
                     timeout_summary="no usage for a while",
                 )
             except TimeoutError:
-                # no usage for ``idle_days`` (the subscription ended, the item left the plan):
-                # what is open expires, then the workflow ends; a later batch starts a new one
-                for key in list(self.s.open):
-                    await self._close(
-                        key,
-                        f"no usage reported for {input.idle_days} days",
-                        ExpansionOutcome.EXPIRED,
-                    )
-                self._stage("closed: idle")
-                await self.handlers_finished()
-                return ExpansionResult(customer_id=input.customer_id, closed=self.s.closed)
+                if not self.s.open:
+                    self._stage("closed: idle")
+                    await self.handlers_finished()
+                    return ExpansionResult(customer_id=input.customer_id, closed=self.s.closed)
+                continue
             while self._outcomes:
                 outcome = self._outcomes.pop(0)
                 self._remember(outcome.event_id)
