@@ -3,6 +3,7 @@ the test server, mailing through the sandbox's SMTP mailbox over STARTTLS with a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.api.enums.v1 import PendingWorkflowTaskState
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from activities import billing as billing_activities
@@ -92,10 +94,12 @@ async def schedule_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[str]:
     """A worker for this pair on the time-skipping server; yields its task queue. Its dunning
-    runs hand no failure to churn (tests/fast and tests/workflows test the handoff): with the
-    churn interventions on this shared time-skipping server, the next pair's first schedule test
-    timed out skipping time, even with every intervention closed or terminated after its test
-    (not understood yet)."""
+    runs hand their failures to churn as in production. Before the worker leaves, every churn
+    intervention they started is let finish what it is doing (no activity or workflow task in
+    flight), then ended if still running: one left mid-activity when its worker stopped kept the
+    shared server's clock locked, so the next pair's first ``env.sleep`` timed out ("Timeout
+    expired"), terminated or not (seen with the second-failure test's intervention, still busy
+    at its test's end). The handoff used to be switched off here for that reason."""
     em, _ = mailbox
     assert em.smtp_port
     # billing's webhooks would start the same runs on the dev server's deployment: not here
@@ -112,15 +116,34 @@ async def schedule_worker(
         ca_file=em.cert_file,
     )
 
-    def no_churn(billing: str, customer_id: str) -> str:
-        raise ValueError("no churn interventions on the time-skipping server")
+    started: set[str] = set()
+    churn_id = billing_activities.churn_workflow_id
 
-    # the handoff answers invalid_customer_id and starts nothing
-    monkeypatch.setattr(billing_activities, "churn_workflow_id", no_churn)
+    def recorded(billing: str, customer_id: str) -> str:
+        started.add(churn_id(billing, customer_id))
+        return churn_id(billing, customer_id)
+
+    monkeypatch.setattr(billing_activities, "churn_workflow_id", recorded)
     async with build_worker(
         time_env.client, pair.billing, pair.crm, task_queue=queue, mailer=mailer
     ):
         yield queue
+        for wf_id in sorted(started):
+            await _settle(time_env.client.get_workflow_handle(wf_id))
+
+
+async def _settle(handle: WorkflowHandle, within_s: float = 20.0) -> None:
+    """Until the run has nothing in flight (or has closed); then end it if it still runs."""
+    for _ in range(int(within_s / 0.2)):
+        desc = await handle.describe()
+        if desc.status is not WorkflowExecutionStatus.RUNNING:
+            return
+        raw = desc.raw_description
+        idle = PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_UNSPECIFIED
+        if not raw.pending_activities and raw.pending_workflow_task.state == idle:
+            break
+        await asyncio.sleep(0.2)
+    await handle.terminate("its test is over")
 
 
 def inbox(mailbox: tuple[MailboxEmulator, str], invoice_id: str) -> list[dict[str, Any]]:

@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
@@ -32,11 +34,23 @@ from domain import temporal as names
 from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult
 from domain.models import InvoicePaid
 from infra.codec import data_converter
+from tests.conftest import start_time_skipping
 from tests.fast.test_dunning import BILLING, Run, dunning_fakes
 from workers.main import WORKFLOWS
 from workflows.dunning.reads import REREAD_PATCH
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+
+
+@pytest.fixture
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server of this test's own: runs other modules left on the session's
+    (their workers gone) can hold its clock, and this test skips three days."""
+    env = await start_time_skipping()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 def _patches(history: Any) -> list[str]:
