@@ -47,6 +47,11 @@ with workflow.unsafe.imports_passed_through():
 
 #: model drafts, their refusals audited, approve & send bound to the text's hash (issue 22)
 DRAFTING_PATCH = "dunning-drafting"
+#: runs started before sent every reviewed reminder through approve & send, the template too —
+#: and the playbook waited on the approval (no retry, no owner task meanwhile). Since, only a
+#: model's draft waits for a person to approve its exact text; the reviewed template goes to
+#: the rep as a task, as before drafting, and the playbook goes on.
+REVIEW_LLM_ONLY_PATCH = "dunning-review-llm-only"
 
 
 class Reminders:
@@ -161,7 +166,11 @@ class Reminders:
                     if task.outcome is Outcome.DENY
                     else f"drafted for a rep ({sent.reason})"
                 )
-        elif decision.outcome is Outcome.NEEDS_APPROVAL and drafting:
+        elif (
+            decision.outcome is Outcome.NEEDS_APPROVAL
+            and drafting
+            and (draft.variant is Variant.LLM or not workflow.patched(REVIEW_LLM_ONLY_PATCH))
+        ):
             outcome = await self._approve_and_send(number, draft)
         elif decision.outcome is Outcome.NEEDS_APPROVAL:
             # assist mode, or a segment people talk to: the draft goes to a rep, who sends it
