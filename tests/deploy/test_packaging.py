@@ -152,13 +152,18 @@ def test_the_worker_reads_every_policy_file_from_the_teams_policy_dir(tmp_path: 
     paths: dict[str, Path] = {}
     for fn in activities_for(stand_in, stand_in, stand_in, PolicyActivities(team)):  # type: ignore[arg-type]
         for value in vars(getattr(fn, "__self__", SimpleNamespace())).values():
-            if isinstance(value, Path):
+            # policy files and folders (the reconciliation's report folder is output, not policy)
+            if isinstance(value, Path) and (value.suffix in {".yaml", ".cedar"} or value == team):
                 paths[type(fn.__self__).__name__] = value
     assert paths == {
         "PolicyActivities": team,
         "PlaybookActivities": team / "playbooks.yaml",
         "QuoteActivities": team / "products.yaml",
         "ChurnActivities": team / "churn.yaml",
+        "ExpansionActivities": team,
+        "RevenueActivities": team / "revenue.yaml",
+        "SyncActivities": team / "sync.yaml",
+        "ReconcileActivities": team / "products.yaml",
     }
 
 
