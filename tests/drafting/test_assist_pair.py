@@ -44,7 +44,7 @@ def assist_policies(tmp_path: Path) -> Path:
     (target / "modes.yaml").write_text(modes.replace("  dunning: auto", "  dunning: assist"))
     drafting = (target / "drafting.yaml").read_text()
     (target / "drafting.yaml").write_text(
-        drafting.replace("llm_kinds: [reminder, csm_outreach]", "llm_kinds: [reminder]")
+        drafting.replace("llm_kinds: []", "llm_kinds: [reminder]")
     )
     return target
 
