@@ -122,8 +122,12 @@ class ApprovalGate:
     def _unverified_sender(raw: RawValue, claimed: str, patch: bool) -> str | None:
         """Why the person named in a message (``claimed``) is not proven to have sent it, or None
         (proven, or identities are not verified here). Any signal a person sends uses it."""
-        check = raw.payload.metadata.get(IDENTITY_CHECK)
-        if check is None or (patch and not workflow.patched(VERIFIED_APPROVERS)):
+        # the patch is asked first, whatever the worker's configuration: asked only when this
+        # worker verifies identities, a history recorded by a worker with identity keys did not
+        # replay on one without them (nor an in-flight run across a restart that turned them on)
+        if patch and not workflow.patched(VERIFIED_APPROVERS):
+            return None
+        if raw.payload.metadata.get(IDENTITY_CHECK) is None:
             return None
         claimed = claimed.strip().lower()
         verified = raw.payload.metadata.get(VERIFIED_APPROVER, b"").decode(errors="replace")
