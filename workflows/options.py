@@ -95,6 +95,8 @@ SINGLE_VENDOR: dict[str, str] = {
     "q2c_undo_subscription": BILLING,
     "dunning_billing_changes": BILLING,
     "revenue_read_page": BILLING,
+    "sync_write_billing": BILLING,
+    "expansion_backfill": BILLING,
     # CRM
     "find_crm_account": CRM,
     "upsert_crm_case": CRM,
@@ -109,6 +111,13 @@ SINGLE_VENDOR: dict[str, str] = {
     "q2c_won_opportunities": CRM,
     "reconcile_upsert_exceptions": CRM,
     "reconcile_restore_fields": CRM,
+    "sync_write_crm": CRM,
+    "sync_bulk_write_crm": CRM,
+    "expansion_find_account": CRM,
+    "expansion_opportunity_state": CRM,
+    "expansion_upsert_signal": CRM,
+    "expansion_upsert_records": CRM,
+    "expansion_close": CRM,
 }
 #: activities that call both (or a vendor and something else): they stay on the main queue,
 #: paced per call inside the worker, and the daily budget still applies to them
