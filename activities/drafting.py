@@ -46,6 +46,7 @@ from domain.containment import (
 from domain.draft_check import DraftFacts
 from domain.drafts import (
     CSM_SYSTEM_PROMPT,
+    SUPPORT_SYSTEM_PROMPT,
     SYSTEM_PROMPT,
     CsmFacts,
     DraftedMessage,
@@ -53,12 +54,15 @@ from domain.drafts import (
     DraftKind,
     DraftOutput,
     ReminderFacts,
+    SupportFacts,
     contain_draft,
     csm_check_facts,
     csm_prompt,
     load_drafting_policy,
     reminder_check_facts,
     reminder_prompt,
+    support_check_facts,
+    support_prompt,
 )
 from domain.messages import MessageDraft
 
@@ -165,6 +169,21 @@ class Drafter:
             system=CSM_SYSTEM_PROMPT,
         )
 
+    async def support_summary(self, facts: SupportFacts, subject: str) -> DraftedMessage:
+        """The support-context note's summary, rewritten from the rules summary's facts."""
+        template = MessageDraft(subject=subject, body=facts.template)
+        if not self.enabled(DraftKind.SUPPORT_SUMMARY):
+            return DraftedMessage.of(template)
+        if facts.language not in self.policy.languages:
+            return DraftedMessage.of(template, refusals=[f"language_not_allowed: {facts.language}"])
+        return await self.draft(
+            support_prompt(facts),
+            support_check_facts(facts, self.policy),
+            template,
+            language=facts.language,
+            system=SUPPORT_SYSTEM_PROMPT,
+        )
+
     async def draft(
         self,
         prompt: str,
@@ -232,6 +251,10 @@ class CsmDraftInput(CsmFacts):
     subject: str
 
 
+class SupportDraftInput(SupportFacts):
+    subject: str = "Billing context"
+
+
 class DraftingActivities:
     """Drafts a workflow asks for directly (the dunning reminder is the messaging activity's)."""
 
@@ -242,6 +265,11 @@ class DraftingActivities:
     async def draft_csm_outreach(self, input: CsmDraftInput) -> DraftedMessage:
         facts = CsmFacts.model_validate(input.model_dump(exclude={"subject"}))
         return await self.drafter.csm_outreach(facts, input.subject)
+
+    @activity.defn(name="draft_support_summary")
+    async def draft_support_summary(self, input: SupportDraftInput) -> DraftedMessage:
+        facts = SupportFacts.model_validate(input.model_dump(exclude={"subject"}))
+        return await self.drafter.support_summary(facts, input.subject)
 
 
 def drafter_for(

@@ -130,6 +130,7 @@ def activities_for(
         b.dunning_signal_churn,  # the dunning run's handoff to churn (a local activity)
         m.draft_reminder,
         DraftingActivities(drafter).draft_csm_outreach,  # the churn CSM note (a local activity)
+        DraftingActivities(drafter).draft_support_summary,  # support note (a local activity)
         m.send_email,
         pb.dunning_playbook,
         c.find_crm_account,

@@ -19,7 +19,11 @@ asks a person first).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.governed.audit import AuditScope
 from workflows.governed.base import GovernedWorkflow
@@ -27,6 +31,7 @@ from workflows.governed.gate import Governed, Permit
 from workflows.options import READ
 
 with workflow.unsafe.imports_passed_through():
+    from activities.drafting import DraftingActivities, SupportDraftInput
     from activities.support import (
         AnnotateCaseInput,
         GetSupportCaseInput,
@@ -36,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain import temporal as names
     from domain.approvals import ApprovalTiming, ProposedAction
+    from domain.drafts import Variant
     from domain.ids import idempotency_key
     from domain.models import CrmAccount
     from domain.policy import AccountFacts, ActionKind
@@ -54,6 +60,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.temporal import UseCase
 
 NOTE_STEP = "billing-context"
+#: the summary drafted through the drafting seam (issue 22: a model's, contained, when policy lists
+#: ``support_summary``; else the rules text); runs from before wrote the rules text directly
+SUPPORT_DRAFTING_PATCH = "support-drafting"
+_DRAFT_OPTIONS = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_attempts=2, initial_interval=timedelta(seconds=1)),
+}
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -119,6 +132,8 @@ class SupportContextWorkflow(GovernedWorkflow):
             text = summarize(
                 snapshot, dunning, input.billing, as_of=workflow.now(), workflow_id=wf_id
             )
+            if workflow.patched(SUPPORT_DRAFTING_PATCH):
+                text = await self._draft_summary(case, account, snapshot, text)
 
         self._stage(f"Writing the billing context onto case {case.number or case.id}.")
         governed = await self._annotate(case, account, snapshot, text, outcome)
@@ -150,6 +165,46 @@ class SupportContextWorkflow(GovernedWorkflow):
         )
         self._update(open_dunning=[d.workflow_id for d in found.runs])
         return found.runs
+
+    async def _draft_summary(
+        self,
+        case: CaseDetail,
+        account: CrmAccount | None,
+        snapshot: CustomerSnapshot,
+        rules: str,
+    ) -> str:
+        """The note's summary from a model when one may draft it (contained: figures and IDs
+        from the rules summary only), else the rules text; a refused draft is audited (CRM only)
+        with its reasons. The rules text's last line (who wrote it, read-only) stays the note's."""
+        try:
+            draft = await workflow.execute_local_activity_method(
+                DraftingActivities.draft_support_summary,
+                SupportDraftInput(
+                    customer_id=snapshot.customer.id,
+                    account_name=account.name if account else None,
+                    case_subject=case.subject,
+                    invoice_ids=[i.id for i in snapshot.invoices],
+                    template=rules,
+                ),
+                summary="draft the support summary",
+                **_DRAFT_OPTIONS,
+            )
+        except (ActivityError, ApplicationError) as err:  # a local activity's failure is the latter
+            workflow.logger.warning("support summary draft unavailable (%s): the rules text", err)
+            return rules
+        if draft.refusals:
+            await self.audit(
+                "draft_refused",
+                decision="deny",
+                outcome="rules text used",
+                summary=f"Billing context for case {case.number or case.id}: the model's draft "
+                "was discarded for the rules summary: " + "; ".join(draft.refusals),
+                parameters={"kind": "support_summary", "case_id": case.id},
+            )
+        if draft.variant is not Variant.LLM:
+            return rules
+        footer = rules.splitlines()[-1]
+        return f"{draft.body}\n\n{footer}"
 
     async def _annotate(
         self,
