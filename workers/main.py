@@ -27,7 +27,6 @@ from activities.messaging import MessagingActivities
 from activities.playbook import PlaybookActivities
 from activities.policy import DEFAULT_POLICY_DIR, PolicyActivities
 from activities.quote import PRODUCTS_FILE, QuoteActivities
-from activities.reconcile import ReconcileActivities
 from activities.reasoning import (
     LLM_BUDGET_FILE,
     LlmLedger,
@@ -35,6 +34,7 @@ from activities.reasoning import (
     TemporalLlmLedger,
     load_llm_budgets,
 )
+from activities.reconcile import ReconcileActivities
 from activities.revenue import REVENUE_FILE, RevenueActivities
 from activities.support import SupportActivities, with_desk
 from activities.sync import SyncActivities
