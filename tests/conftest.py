@@ -86,15 +86,21 @@ async def start_time_skipping() -> WorkflowEnvironment:
     return env
 
 
-@pytest.fixture(scope="session")
-async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The session's time-skipping server (a module that may leave a run without its worker
-    shadows it with one of its own: such a run stalls the shared clock)."""
+async def own_time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping server for one scope. A run left without its worker stalls the clock of
+    the server it is on, so each use-case package below shadows ``time_env`` with its own
+    (``time_env = pytest.fixture(scope="package")(own_time_skipping)`` in its conftest): a run
+    one package leaves cannot stall another's tests (seen: the churn-drafting tests waited out
+    their 180 s timeout in the full suite, alone they take 4 s)."""
     env = await start_time_skipping()
     try:
         yield env
     finally:
         await env.shutdown()
+
+
+#: the session's time-skipping server, for the packages that share it
+time_env = pytest.fixture(scope="session")(own_time_skipping)
 
 
 @pytest.fixture(scope="session")

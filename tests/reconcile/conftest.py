@@ -24,7 +24,11 @@ from infra.codec import load_identity_keys, stamp_approver
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
+from tests.conftest import own_time_skipping
 from tests.pairs import CB_KEY, SF_ID, SF_SECRET, pair_settings
+
+#: this package's own time-skipping server (why: tests/conftest.py own_time_skipping)
+time_env = pytest.fixture(scope="package")(own_time_skipping)
 
 
 async def send_approval(

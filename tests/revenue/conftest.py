@@ -23,7 +23,11 @@ from activities.writes import activity_name
 from connectors.base import ConnectorError, ErrorKind
 from connectors.revenue import RevenueDocuments
 from domain.revenue import JournalEntry, RevenueLine
+from tests.conftest import own_time_skipping
 from tests.fast.fakes import REAL_NAMES, Fakes
+
+#: this package's own time-skipping server (why: tests/conftest.py own_time_skipping)
+time_env = pytest.fixture(scope="package")(own_time_skipping)
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 
