@@ -15,9 +15,11 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
+    ScheduleRange,
     ScheduleSpec,
     ScheduleState,
     ScheduleUpdate,
@@ -64,6 +66,52 @@ class CatchUp:
 
     async def ensure(self, client: Client) -> str:
         return await ensure_schedule(client, self.schedule_id, self.schedule())
+
+
+def calendar_schedule(
+    workflow_type: str,
+    input: Any,
+    *,
+    workflow_id: str,
+    task_queue: str,
+    use_case: str,
+    timeout: timedelta,
+    at: ScheduleCalendarSpec,
+    note: str,
+    summary: str | None = None,
+) -> Schedule:
+    """A workflow started at calendar times (the nightly sweep, the daily reconciliation and
+    intake, the monthly close): overlap SKIP, so a slow run is never joined by a second. The
+    schedule appends the scheduled time to ``workflow_id``: one workflow ID per run."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            workflow_type,
+            input,
+            id=workflow_id,
+            task_queue=task_queue,
+            execution_timeout=timeout,
+            typed_search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(names.USE_CASE_KEY, use_case)]
+            ),
+            static_summary=summary,
+        ),
+        spec=ScheduleSpec(calendars=[at]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        state=ScheduleState(note=note),
+    )
+
+
+def at_utc(
+    hour: int, minute: int, comment: str, day_of_month: int | None = None
+) -> ScheduleCalendarSpec:
+    """Every day (or on ``day_of_month``) at ``hour:minute:00`` UTC."""
+    return ScheduleCalendarSpec(
+        **({"day_of_month": [ScheduleRange(day_of_month)]} if day_of_month else {}),
+        hour=[ScheduleRange(hour)],
+        minute=[ScheduleRange(minute)],
+        second=[ScheduleRange(0)],
+        comment=comment,
+    )
 
 
 async def ensure_schedule(client: Client, schedule_id: str, wanted: Schedule) -> str:

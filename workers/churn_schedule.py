@@ -13,17 +13,8 @@ from datetime import timedelta
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleCalendarSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleRange,
-    ScheduleSpec,
-    ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from domain import temporal as names
 from domain.churn import (
     SWEEP_SCHEDULE_ID,
     SWEEP_WORKFLOW_ID,
@@ -32,7 +23,7 @@ from domain.churn import (
     SweepInput,
 )
 from domain.temporal import TASK_QUEUE
-from infra.schedules import ensure_schedule
+from infra.schedules import at_utc, calendar_schedule, ensure_schedule
 
 
 @dataclass(frozen=True)
@@ -46,34 +37,17 @@ class SweepSchedule:
     schedule_id: str = SWEEP_SCHEDULE_ID
 
     def schedule(self) -> Schedule:
-        return Schedule(
-            action=ScheduleActionStartWorkflow(
-                SWEEP_WORKFLOW_TYPE,
-                SweepInput(
-                    billing=self.billing,
-                    page_size=self.page_size,
-                    pages_per_run=self.pages_per_run,
-                ),
-                # the schedule appends the scheduled time: one workflow ID per sweep
-                id=SWEEP_WORKFLOW_ID,
-                task_queue=self.task_queue,
-                execution_timeout=timedelta(hours=23),
-                typed_search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(names.USE_CASE_KEY, USE_CASE)]
-                ),
+        return calendar_schedule(
+            SWEEP_WORKFLOW_TYPE,
+            SweepInput(
+                billing=self.billing, page_size=self.page_size, pages_per_run=self.pages_per_run
             ),
-            spec=ScheduleSpec(
-                calendars=[
-                    ScheduleCalendarSpec(
-                        hour=[ScheduleRange(self.hour_utc)],
-                        minute=[ScheduleRange(0)],
-                        second=[ScheduleRange(0)],
-                        comment="nightly churn sweep",
-                    )
-                ]
-            ),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            state=ScheduleState(note="RevBridge: rescore every customer's churn risk"),
+            workflow_id=SWEEP_WORKFLOW_ID,
+            task_queue=self.task_queue,
+            use_case=USE_CASE,
+            timeout=timedelta(hours=23),
+            at=at_utc(self.hour_utc, 0, "nightly churn sweep"),
+            note="RevBridge: rescore every customer's churn risk",
         )
 
 

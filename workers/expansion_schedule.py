@@ -13,17 +13,8 @@ from datetime import timedelta
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleCalendarSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleRange,
-    ScheduleSpec,
-    ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from domain import temporal as names
 from domain.expansion import (
     INTAKE_SCHEDULE_ID,
     INTAKE_WORKFLOW_ID,
@@ -31,7 +22,7 @@ from domain.expansion import (
     IntakeInput,
 )
 from domain.temporal import TASK_QUEUE, UseCase
-from infra.schedules import ensure_schedule
+from infra.schedules import at_utc, calendar_schedule, ensure_schedule
 
 
 @dataclass(frozen=True)
@@ -46,35 +37,20 @@ class IntakeSchedule:
     schedule_id: str = INTAKE_SCHEDULE_ID
 
     def schedule(self) -> Schedule:
-        return Schedule(
-            action=ScheduleActionStartWorkflow(
-                INTAKE_WORKFLOW_TYPE,
-                IntakeInput(
-                    billing=self.billing,
-                    crm=self.crm,
-                    page_size=self.page_size,
-                    pages_per_run=self.pages_per_run,
-                ),
-                # the schedule appends the scheduled time: one workflow ID per day
-                id=INTAKE_WORKFLOW_ID,
-                task_queue=self.task_queue,
-                execution_timeout=timedelta(hours=23),
-                typed_search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(names.USE_CASE_KEY, UseCase.EXPANSION.value)]
-                ),
+        return calendar_schedule(
+            INTAKE_WORKFLOW_TYPE,
+            IntakeInput(
+                billing=self.billing,
+                crm=self.crm,
+                page_size=self.page_size,
+                pages_per_run=self.pages_per_run,
             ),
-            spec=ScheduleSpec(
-                calendars=[
-                    ScheduleCalendarSpec(
-                        hour=[ScheduleRange(self.hour_utc)],
-                        minute=[ScheduleRange(15)],
-                        second=[ScheduleRange(0)],
-                        comment="daily usage intake for expansion forecasts",
-                    )
-                ]
-            ),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            state=ScheduleState(note="RevBridge: forecast metered usage for expansion"),
+            workflow_id=INTAKE_WORKFLOW_ID,
+            task_queue=self.task_queue,
+            use_case=UseCase.EXPANSION.value,
+            timeout=timedelta(hours=23),
+            at=at_utc(self.hour_utc, 15, "daily usage intake for expansion forecasts"),
+            note="RevBridge: forecast metered usage for expansion",
         )
 
 

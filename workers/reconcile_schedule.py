@@ -15,21 +15,12 @@ from datetime import timedelta
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleCalendarSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleRange,
-    ScheduleSpec,
-    ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from domain import reconcile as rx
-from domain import temporal as names
 from domain.settings import Settings
 from domain.temporal import TASK_QUEUE, UseCase
-from infra.schedules import ensure_schedule
+from infra.schedules import at_utc, calendar_schedule, ensure_schedule
 
 
 @dataclass(frozen=True)
@@ -40,32 +31,16 @@ class ReconcileSchedule:
     schedule_id: str = rx.SCHEDULE_ID
 
     def schedule(self) -> Schedule:
-        return Schedule(
-            action=ScheduleActionStartWorkflow(
-                rx.WORKFLOW_TYPE,
-                rx.ReconcileInput(),
-                id=rx.WORKFLOW_ID,
-                task_queue=self.task_queue,
-                execution_timeout=timedelta(hours=23),
-                typed_search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(names.USE_CASE_KEY, UseCase.RECONCILIATION)]
-                ),
-                static_summary="Daily billing ↔ CRM reconciliation",
-            ),
-            spec=ScheduleSpec(
-                calendars=[
-                    ScheduleCalendarSpec(
-                        hour=[ScheduleRange(self.hour_utc)],
-                        minute=[ScheduleRange(0)],
-                        second=[ScheduleRange(0)],
-                        comment="daily reconciliation",
-                    )
-                ]
-            ),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            state=ScheduleState(
-                note="RevBridge: reconcile billing and the CRM; exceptions to Billing_Exception__c"
-            ),
+        return calendar_schedule(
+            rx.WORKFLOW_TYPE,
+            rx.ReconcileInput(),
+            workflow_id=rx.WORKFLOW_ID,
+            task_queue=self.task_queue,
+            use_case=UseCase.RECONCILIATION,
+            timeout=timedelta(hours=23),
+            at=at_utc(self.hour_utc, 0, "daily reconciliation"),
+            note="RevBridge: reconcile billing and the CRM; exceptions to Billing_Exception__c",
+            summary="Daily billing ↔ CRM reconciliation",
         )
 
 

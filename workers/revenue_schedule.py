@@ -20,21 +20,12 @@ from datetime import timedelta
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleCalendarSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleRange,
-    ScheduleSpec,
-    ScheduleState,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from domain import revenue as rv
-from domain import temporal as names
 from domain.settings import Settings, SettingsError
 from domain.temporal import TASK_QUEUE, UseCase
-from infra.schedules import ensure_schedule
+from infra.schedules import at_utc, calendar_schedule, ensure_schedule
 
 #: billing platforms whose revenue reads exist (connectors/revenue)
 BILLING = {"chargebee", "stripe", "recurly", "zuora"}
@@ -64,34 +55,19 @@ class RevenueSchedule:
         return cls(billing=settings.billing, task_queue=settings.task_queue, day=day, hour_utc=hour)
 
     def schedule(self) -> Schedule:
-        return Schedule(
-            action=ScheduleActionStartWorkflow(
-                rv.WORKFLOW_TYPE,
-                rv.RevenueCloseInput(billing=self.billing),
-                # the schedule appends the scheduled time: one workflow ID per month's close
-                id=f"{rv.SCHEDULE_ID}:{self.billing}",
-                task_queue=self.task_queue,
-                execution_timeout=timedelta(days=20),
-                typed_search_attributes=TypedSearchAttributes(
-                    [SearchAttributePair(names.USE_CASE_KEY, UseCase.REVENUE_RECOGNITION)]
-                ),
-                static_summary="Monthly revenue close: journal entries to NetSuite",
+        return calendar_schedule(
+            rv.WORKFLOW_TYPE,
+            rv.RevenueCloseInput(billing=self.billing),
+            # one workflow ID per month's close
+            workflow_id=f"{rv.SCHEDULE_ID}:{self.billing}",
+            task_queue=self.task_queue,
+            use_case=UseCase.REVENUE_RECOGNITION,
+            timeout=timedelta(days=20),
+            at=at_utc(
+                self.hour_utc, 0, "monthly revenue close (the month before)", day_of_month=self.day
             ),
-            spec=ScheduleSpec(
-                calendars=[
-                    ScheduleCalendarSpec(
-                        day_of_month=[ScheduleRange(self.day)],
-                        hour=[ScheduleRange(self.hour_utc)],
-                        minute=[ScheduleRange(0)],
-                        second=[ScheduleRange(0)],
-                        comment="monthly revenue close (the month before)",
-                    )
-                ]
-            ),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-            state=ScheduleState(
-                note="RevBridge: last month's revenue, proposed to finance, posted once approved"
-            ),
+            note="RevBridge: last month's revenue, proposed to finance, posted once approved",
+            summary="Monthly revenue close: journal entries to NetSuite",
         )
 
 
