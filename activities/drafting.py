@@ -46,6 +46,8 @@ from domain.containment import (
 from domain.draft_check import DraftFacts
 from domain.drafts import (
     CSM_SYSTEM_PROMPT,
+    HEALTH_SUBJECT,
+    HEALTH_SYSTEM_PROMPT,
     SUPPORT_SYSTEM_PROMPT,
     SYSTEM_PROMPT,
     CsmFacts,
@@ -53,11 +55,17 @@ from domain.drafts import (
     DraftingPolicy,
     DraftKind,
     DraftOutput,
+    HealthFacts,
     ReminderFacts,
     SupportFacts,
+    Variant,
     contain_draft,
     csm_check_facts,
     csm_prompt,
+    health_check_facts,
+    health_language,
+    health_prompt,
+    health_rules_line,
     load_drafting_policy,
     reminder_check_facts,
     reminder_prompt,
@@ -65,6 +73,7 @@ from domain.drafts import (
     support_prompt,
 )
 from domain.messages import MessageDraft
+from domain.models import Frozen
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +193,22 @@ class Drafter:
             system=SUPPORT_SYSTEM_PROMPT,
         )
 
+    async def health_line(self, facts: HealthFacts, rules_line: str) -> DraftedMessage:
+        """The account's one-line health summary: the rules line, or a model's phrasing of the
+        same figures (every number one of the facts', one line, no offer)."""
+        template = MessageDraft(subject=HEALTH_SUBJECT, body=rules_line)
+        if not self.enabled(DraftKind.HEALTH_LINE):
+            return DraftedMessage.of(template)
+        if facts.language not in self.policy.languages:
+            return DraftedMessage.of(template, refusals=[f"language_not_allowed: {facts.language}"])
+        return await self.draft(
+            health_prompt(facts, rules_line),
+            health_check_facts(facts, rules_line, self.policy),
+            template,
+            language=facts.language,
+            system=HEALTH_SYSTEM_PROMPT,
+        )
+
     async def draft(
         self,
         prompt: str,
@@ -255,6 +280,26 @@ class SupportDraftInput(SupportFacts):
     subject: str = "Billing context"
 
 
+class HealthLineInput(HealthFacts):
+    """An account's health figures (:class:`domain.drafts.HealthFacts`) and, optionally, the
+    caller's own rules line; without one, :func:`domain.drafts.health_rules_line` writes it. The
+    caller's line is the fallback, and its figures are facts a draft may repeat."""
+
+    rules_line: str | None = None
+
+
+class HealthLineDraft(Frozen):
+    """The line to write on the CRM account: the rules line, or a model's that passed every
+    check (``variant`` says which); ``refusals`` are why a model's line was discarded (audit
+    them as ``draft_refused``, CRM-only)."""
+
+    line: str
+    variant: Variant = Variant.TEMPLATE
+    refusals: list[str] = []
+    model: str | None = None
+    language: str = "en"
+
+
 class DraftingActivities:
     """Drafts a workflow asks for directly (the dunning reminder is the messaging activity's)."""
 
@@ -270,6 +315,22 @@ class DraftingActivities:
     async def draft_support_summary(self, input: SupportDraftInput) -> DraftedMessage:
         facts = SupportFacts.model_validate(input.model_dump(exclude={"subject"}))
         return await self.drafter.support_summary(facts, input.subject)
+
+    @activity.defn(name="draft_health_line")
+    async def draft_health_line(self, input: HealthLineInput) -> HealthLineDraft:
+        """A local activity: no vendor call, never fails (a model's trouble is a refusal)."""
+        facts = HealthFacts.model_validate(input.model_dump(exclude={"rules_line"}))
+        rules = " ".join((input.rules_line or health_rules_line(facts)).split())
+        draft = await self.drafter.health_line(facts, rules)
+        line = draft.body if draft.variant is Variant.LLM else rules
+        return HealthLineDraft(
+            line=line,
+            variant=draft.variant,
+            refusals=draft.refusals,
+            model=draft.model,
+            # the rules line is in the account's language when we have its words
+            language=draft.language if draft.variant is Variant.LLM else health_language(facts),
+        )
 
 
 def drafter_for(

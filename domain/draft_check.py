@@ -18,7 +18,10 @@ caller then sends the reviewed template and audits the refusal with these reason
   of ``domain.containment``: "ignore previous instructions", role markers, "pre-approved"),
   markup, and no run of customer-written text repeated verbatim (what a model echoes from a
   fenced case is data, never the customer's words in our voice);
-- **length** and **script** limits (a draft in an unexpected alphabet is not reviewed text).
+- **length** and **script** limits (a draft in an unexpected alphabet is not reviewed text), and
+  for a one-line text (the account health line) no line break;
+- where the caller lists them (``numbers``), **every number** in the text is one of the facts'
+  (a health line has no figure of its own: a tenure or count the model made up is caught).
 Pure: no I/O, deterministic.
 """
 
@@ -45,6 +48,7 @@ class DraftCode(StrEnum):
     LENGTH = "too_long"
     SCRIPT = "unexpected_script"
     EMPTY = "empty"
+    NUMBER = "number_not_in_facts"
     OTHER_CUSTOMER = "other_customer"
     INSTRUCTION = "instruction_followed"
     MARKUP = "markup"
@@ -77,6 +81,10 @@ class DraftFacts(Frozen):
     foreign_names: list[str] = []
     #: customer-written text given to the model as fenced data: never repeated verbatim
     untrusted: list[str] = []
+    #: when set, every number in the text (amounts, counts, percentages alike) must be one of these
+    numbers: list[float] | None = None
+    #: the text must be one line (no line break)
+    one_line: bool = False
 
 
 class DraftRefusal(Frozen):
@@ -181,6 +189,12 @@ def check_draft(text: str, facts: DraftFacts) -> list[DraftRefusal]:
         return [DraftRefusal(code=DraftCode.EMPTY, detail="the draft is empty")]
     if len(text) > facts.max_chars:
         refuse(DraftCode.LENGTH, f"{len(text)} characters, at most {facts.max_chars}")
+    if facts.one_line and ("\n" in text.strip() or "\r" in text.strip()):
+        refuse(DraftCode.LENGTH, "more than one line")
+    if facts.numbers is not None:
+        allowed = set(facts.numbers)
+        for value in sorted({n for n in _numbers(text) if n not in allowed}):
+            refuse(DraftCode.NUMBER, f"{value:g}")
     odd = _scripts(text) - set(facts.scripts)
     if odd:
         refuse(DraftCode.SCRIPT, ", ".join(sorted(odd)))
@@ -267,6 +281,14 @@ def _check_people(text: str, facts: DraftFacts, refuse: Any) -> None:
                 return
 
 
+#: a number standing alone (not inside an ID such as cus_N0RTH1); grouping commas allowed
+_BARE_NUMBER = re.compile(r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\d])")
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(m[0].replace(",", "")) for m in _BARE_NUMBER.finditer(text)]
+
+
 def facts_from_text(text: str, base: DraftFacts) -> DraftFacts:
     """``base`` widened by every figure a reviewed text states (amounts, percentages, dates,
     invoice numbers): a draft written from a rules text may repeat its figures, no other."""
@@ -285,6 +307,9 @@ def facts_from_text(text: str, base: DraftFacts) -> DraftFacts:
             "percents": sorted(set(percents)),
             "dates": sorted(set(base.dates) | set(found)),
             "invoice_numbers": sorted(set(invoices)),
+            "numbers": (
+                None if base.numbers is None else sorted(set(base.numbers) | set(_numbers(text)))
+            ),
         }
     )
 

@@ -131,6 +131,7 @@ def activities_for(
         m.draft_reminder,
         DraftingActivities(drafter).draft_csm_outreach,  # the churn CSM note (a local activity)
         DraftingActivities(drafter).draft_support_summary,  # support note (a local activity)
+        DraftingActivities(drafter).draft_health_line,  # account health line (local activity)
         m.send_email,
         pb.dunning_playbook,
         c.find_crm_account,
