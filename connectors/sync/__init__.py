@@ -66,6 +66,14 @@ def sync_billing(billing: BillingPlatform) -> SyncBilling:
         from connectors.sync.stripe import StripeSync
 
         return StripeSync(billing)  # type: ignore[arg-type]
+    if billing.name == "zuora":
+        from connectors.sync.zuora import ZuoraSync
+
+        return ZuoraSync(billing)  # type: ignore[arg-type]
+    if billing.name == "recurly":
+        from connectors.sync.recurly import RecurlySync
+
+        return RecurlySync(billing)  # type: ignore[arg-type]
     return Unsupported(billing.name)  # type: ignore[return-value]
 
 

@@ -1,0 +1,92 @@
+"""Recurly for the account sync, through the official client: the account and its subscriptions
+in two reads (payment health from the account's own ``has_past_due_invoice``, so the dunning hot
+path is never asked twice; each plan's billing interval read once and kept), account field sets,
+and the book for linking (``GET /accounts`` pages of 200, custom fields included)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+from connectors.recurly import CF_CRM_ACCOUNT, RecurlyBilling, _fields
+from domain.linking import BillingParty
+
+#: a subscription that still bills, in the domain's words (Recurly's "canceled" is non_renewing)
+LIVE = ("active", "non_renewing", "paused", "future")
+
+
+class RecurlySync:
+    def __init__(self, billing: RecurlyBilling) -> None:
+        self.billing = billing
+        self.name = billing.name
+
+    def sync_view(self, customer_id: str) -> dict[str, Any]:
+        r = self.billing
+        code = f"code-{customer_id}"
+        account = r._call(lambda c: c.get_account(code), f"account {customer_id}")
+        raw = list(
+            r._scan(
+                lambda c: c.list_account_subscriptions(code, params={"limit": 200}),
+                "subscriptions",
+                pages=5,
+            )
+        )
+        subs = [r._subscription(s) for s in raw]
+        view: dict[str, Any] = {}
+        if account.company:
+            view["account_name"] = account.company
+        if account.email:
+            view["billing_contact"] = account.email
+        live = [s for s in subs if s.status in LIVE]
+        main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[0] if subs else None)
+        if main is not None:
+            view["plan"] = main.plan
+            view["subscription_status"] = main.status
+            view["next_renewal"] = (
+                main.current_term_end.date().isoformat() if main.current_term_end else None
+            )
+            view["mrr"] = sum(s.mrr for s in live)
+            view["arr"] = view["mrr"] * 12
+            past_due = bool(getattr(account, "has_past_due_invoice", False))
+            view["payment_health"] = "failing" if past_due else "ok"
+        return view
+
+    def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
+        """``PUT /accounts/code-…``: a field set (Recurly's v2021-02-25 API documents no
+        idempotency header; setting the same values again changes nothing)."""
+        body: dict[str, Any] = {}
+        if "account_name" in fields:
+            body["company"] = fields["account_name"]
+        if "billing_contact" in fields:
+            body["email"] = fields["billing_contact"]
+        if not body:
+            return
+        self.billing._call(
+            lambda c: c.update_account(f"code-{customer_id}", body), f"account {customer_id}"
+        )
+
+    def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[BillingParty], str | None]:
+        params: dict[str, Any] = {
+            "limit": max(1, min(limit, 200)),
+            "order": "asc",
+            "sort": "created_at",
+        }
+        if cursor:
+            params["cursor"] = cursor
+        page = self.billing._call(
+            lambda c: c._make_request("GET", "/accounts", None, params=params), "accounts"
+        )
+        parties = [
+            BillingParty(
+                id=a.code,
+                company=a.company,
+                email=a.email or None,
+                crm_account_id=_fields(a).get(CF_CRM_ACCOUNT) or None,
+            )
+            for a in page.data
+            if a.state == "active"
+        ]
+        nxt = None
+        if page.has_more and page.next:
+            nxt = dict(parse_qsl(urlparse(page.next).query)).get("cursor")
+        return parties, nxt

@@ -1,0 +1,100 @@
+"""Zuora for the account sync: the account, its subscriptions and its due invoices in three reads
+(Object Query for the account with its bill-to contact and for the invoices; the classic
+subscriptions-by-account list for the rate plans, which Object Query's flat subscriptions lack),
+account field sets, and the book for linking by Object Query pages (99 accounts a call).
+
+Payment health is "failing" while a posted invoice with a balance is due (its due date today or
+past), as Chargebee's ``due_invoices_count`` says it: the dunning hot path is never asked twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from connectors.zuora import CRM_SYSTEM_FIELD, ZuoraBilling
+from domain.linking import BillingParty
+
+#: a subscription that still bills (the main one is the live one with the highest MRR)
+LIVE = ("active", "non_renewing", "paused", "future")
+
+
+class ZuoraSync:
+    def __init__(self, billing: ZuoraBilling) -> None:
+        self.billing = billing
+        self.name = billing.name
+
+    def sync_view(self, customer_id: str) -> dict[str, Any]:
+        z = self.billing
+        acct = z._account(customer_id)
+        currency = str(acct.get("currency") or "USD").upper()
+        listed = z._request(
+            "GET",
+            f"/v1/subscriptions/accounts/{customer_id}",
+            params={"pageSize": 40},
+            what=f"account {customer_id}",
+        )
+        subs = [z._subscription(s, currency) for s in listed.get("subscriptions") or []]
+        view: dict[str, Any] = {}
+        if acct.get("name"):
+            view["account_name"] = acct["name"]
+        email = (acct.get("billTo") or {}).get("workEmail")
+        if email:
+            view["billing_contact"] = email
+        live = [s for s in subs if s.status in LIVE]
+        main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[-1] if subs else None)
+        if main is not None:
+            today = datetime.now(UTC).date().isoformat()
+            due = z._query(
+                "invoices",
+                [
+                    f"accountId.EQ:{customer_id}",
+                    "status.EQ:Posted",
+                    "balance.GT:0",
+                    f"dueDate.LE:{today}",
+                ],
+                size=1,
+            ).get("data")
+            view["plan"] = main.plan
+            view["subscription_status"] = main.status
+            view["next_renewal"] = (
+                main.current_term_end.date().isoformat() if main.current_term_end else None
+            )
+            view["mrr"] = sum(s.mrr for s in live)
+            view["arr"] = view["mrr"] * 12
+            view["payment_health"] = "failing" if due else "ok"
+        return view
+
+    def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
+        """``PUT /v1/accounts/{key}``: a field set (Zuora takes ``Idempotency-Key`` on POST and
+        PATCH only; setting the same values again changes nothing)."""
+        body: dict[str, Any] = {}
+        if "account_name" in fields:
+            body["name"] = fields["account_name"]
+        if "billing_contact" in fields:
+            body["billToContact"] = {"workEmail": fields["billing_contact"]}
+        if not body:
+            return
+        self.billing._request(
+            "PUT", f"/v1/accounts/{customer_id}", what=f"account {customer_id}", json=body
+        )
+
+    def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[BillingParty], str | None]:
+        page = self.billing._query(
+            "accounts",
+            ["status.EQ:Active"],
+            sort="createdDate.ASC",
+            size=max(1, min(limit, 99)),
+            cursor=cursor,
+            expand=["billTo"],
+        )
+        parties = [
+            BillingParty(
+                id=str(a["id"]),
+                company=a.get("name"),
+                email=(a.get("billTo") or {}).get("workEmail") or None,
+                crm_account_id=(a.get("crmId") or None) if a.get(CRM_SYSTEM_FIELD) else None,
+            )
+            for a in page.get("data") or []
+        ]
+        return parties, page.get("nextPage") or None
