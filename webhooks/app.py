@@ -23,7 +23,7 @@ from starlette.routing import Route
 from temporalio.client import Client
 
 from domain.golden import SyncSignal, flush_workflow_id
-from domain.models import CaseOpened, DealWon, InvoicePaid, PaymentFailed
+from domain.models import CaseOpened, CrmAccountChanged, DealWon, InvoicePaid, PaymentFailed
 from domain.settings import Settings
 from infra.connection import client_connect_kwargs
 from infra.telemetry import WebhookMetrics, WebhookTracingMiddleware, temporal_interceptors
@@ -211,6 +211,8 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         """A new Zendesk ticket (signed: timestamp + body) starts its support context run."""
         return await zendesk.receive(request, settings, get_client, count)
 
+    hubspot_lookup: list[hubspot.HubSpotLookup] = []
+
     async def hubspot_webhook(request: Request) -> Response:
         """A batch of up to 100 events: each is judged alone, so one bad or duplicate event
         never sinks the others (the whole batch is only retried when Temporal is down)."""
@@ -235,11 +237,17 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
         # every event of the batch is judged (validated and planned) before the first Temporal
         # call; each then starts what it should, or is dead-lettered alone
         results: list[dict[str, str] | router.Plan] = []
+        #: company/contact changes for the account sync: looked up together (one read)
+        changed: dict[int, CrmAccountChanged | hubspot.ContactChanged] = {}
         for raw_event in events:
             try:
                 outcome = hubspot.normalize(raw_event, own_app_id=app_id)
                 if isinstance(outcome, DealWon | CaseOpened):
                     results.append(router.plan_crm(outcome, settings.billing))
+                    continue
+                if sync and isinstance(outcome, CrmAccountChanged | hubspot.ContactChanged):
+                    changed[len(results)] = outcome
+                    results.append({"status": "ignored", "reason": "not linked to a customer"})
                     continue
             except Rejected as exc:
                 count("hubspot", "dead_letter", exc.code)
@@ -259,6 +267,18 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 results.append(
                     {"status": "ignored", "reason": f"no workflow for {type(outcome).__name__} yet"}
                 )
+        if changed and settings.hubspot is not None:
+            try:
+                if not hubspot_lookup:
+                    hubspot_lookup.append(hubspot.HubSpotLookup(settings.hubspot))
+                signals = await hubspot_lookup[0].resolve(list(changed.values()), settings.billing)
+            except Rejected as exc:  # HubSpot unreachable: HubSpot redelivers the whole batch
+                return reject(exc, "hubspot")
+            for i, signal in zip(changed, signals, strict=True):
+                if signal is not None:
+                    results[i] = router.plan_sync(signal, flusher)
+                else:
+                    count("hubspot", "ignored", "not_linked")
         for i, item in enumerate(results):
             if isinstance(item, router.Plan):
                 try:

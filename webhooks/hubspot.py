@@ -27,6 +27,7 @@ the same: ``changeSource: "API"``, ``sourceId: "<appId>"``; UI changes carry ``C
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -34,7 +35,9 @@ import re
 from datetime import datetime
 from typing import Any
 
-from domain.models import CaseOpened, CrmAccountChanged, DealWon
+from domain.golden import Side, SyncSignal
+from domain.models import CaseOpened, CrmAccountChanged, DealWon, Frozen
+from domain.settings import HubSpotSettings
 from webhooks import parsing
 from webhooks.errors import Rejected
 
@@ -161,9 +164,19 @@ def is_echo(event: dict[str, Any], own_app_id: str | None) -> bool:
     return source in _API_SOURCES and str(event.get("sourceId") or "") == str(own_app_id)
 
 
+class ContactChanged(Frozen):
+    """A HubSpot contact changed (``contact.propertyChange``): for the account sync of the
+    billing customer linked to the contact's company (found by :class:`HubSpotLookup`)."""
+
+    event_id: str
+    contact_id: str
+    fields: list[str] = []
+    occurred_at: datetime
+
+
 def normalize(
     event: Any, own_app_id: str | None
-) -> CaseOpened | DealWon | CrmAccountChanged | _Echo | None:
+) -> CaseOpened | DealWon | CrmAccountChanged | ContactChanged | _Echo | None:
     """One event of a batch → a canonical event, :data:`ECHO`, or ``None`` (not routed).
 
     Raises ``Rejected(422)`` for a malformed event: not an object, or without ``eventId``,
@@ -208,4 +221,132 @@ def normalize(
             fields=[name],
             occurred_at=_occurred_at(event),
         )
+    if sub_type == "contact.propertyChange" and object_id:
+        name = event.get("propertyName")
+        if not isinstance(name, str) or not name:
+            raise Rejected(422, "propertyChange event is missing propertyName", "malformed_event")
+        return ContactChanged(
+            event_id=event_id, contact_id=object_id, fields=[name], occurred_at=_occurred_at(event)
+        )
     return None
+
+
+# --- the account sync's lookup: which billing customer a company or contact belongs to ---------
+
+#: the company's billing link (written by quote-to-cash and the sync's backfill)
+LINK_PROPERTIES = ["billing_customer_id", "billing_platform"]
+#: how long one lookup may hold the delivery (HubSpot waits 5 s for an answer)
+LOOKUP_TIMEOUT_S = 3.0
+#: HubSpot's batch APIs take 100 inputs a call (a delivery holds at most 100 events)
+_BATCH = 100
+
+
+class HubSpotLookup:
+    """The billing customer behind the companies and contacts a delivery names, for the account
+    sync (issue 19). An event names the HubSpot record, the sync's workflow is keyed by the
+    billing customer: the company's billing link (``billing_customer_id`` +
+    ``billing_platform``) is read for every company of a delivery in ONE ``batch/read``; a
+    contact's company comes first from ONE v4 associations batch read. Official client, calls
+    in a thread (the event loop keeps answering), failures a one-line 503 (HubSpot redelivers).
+    """
+
+    def __init__(self, settings: HubSpotSettings, timeout_s: float = LOOKUP_TIMEOUT_S) -> None:
+        import hubspot
+
+        overrides = (
+            {"host": settings.api_url, "base_url": settings.api_url} if settings.api_url else {}
+        )
+        self._client = hubspot.HubSpot(
+            access_token=settings.access_token.get_secret_value(), retry=False, **overrides
+        )
+        self._companies = self._client.crm.companies.batch_api
+        self._associations = self._client.crm.associations.v4.batch_api
+        self._timeout_s = timeout_s
+        #: vendor calls made (tests read it: one per kind of lookup per delivery)
+        self.calls = 0
+
+    async def resolve(
+        self, events: list[CrmAccountChanged | ContactChanged], billing: str
+    ) -> list[SyncSignal | None]:
+        """Each event's sync signal, in order; None where the record is not linked to a
+        customer of this deployment's billing platform (nothing to sync)."""
+        return await asyncio.to_thread(self._resolve, events, billing)
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        self.calls += 1
+        try:
+            return fn(*args, _request_timeout=self._timeout_s)
+        except Exception as exc:  # the SDK's ApiException, urllib3's, timeouts: all "later"
+            raise Rejected(
+                503, f"hubspot lookup failed ({type(exc).__name__}), retry later", "lookup_failed"
+            ) from None
+
+    def _company_of(self, contact_ids: list[str]) -> dict[str, str]:
+        from hubspot.crm.associations.v4 import (
+            BatchInputPublicFetchAssociationsBatchRequest,
+            PublicFetchAssociationsBatchRequest,
+        )
+
+        out: dict[str, str] = {}
+        for i in range(0, len(contact_ids), _BATCH):
+            request = BatchInputPublicFetchAssociationsBatchRequest(
+                inputs=[
+                    PublicFetchAssociationsBatchRequest(id=x) for x in contact_ids[i : i + _BATCH]
+                ]
+            )
+            page = self._call(self._associations.get_page, "contacts", "companies", request)
+            for row in page.results or []:
+                if row.to:  # a contact of several companies: the first (HubSpot's primary)
+                    out[str(row._from.id)] = str(row.to[0].to_object_id)
+        return out
+
+    def _links(self, company_ids: list[str]) -> dict[str, dict[str, str]]:
+        from hubspot.crm.companies import BatchReadInputSimplePublicObjectId
+
+        out: dict[str, dict[str, str]] = {}
+        for i in range(0, len(company_ids), _BATCH):
+            body = BatchReadInputSimplePublicObjectId(
+                inputs=[{"id": x} for x in company_ids[i : i + _BATCH]],
+                properties=LINK_PROPERTIES,
+            )
+            page = self._call(self._companies.read, body)
+            for row in page.results or []:
+                out[str(row.id)] = row.properties or {}
+        return out
+
+    def _resolve(
+        self, events: list[CrmAccountChanged | ContactChanged], billing: str
+    ) -> list[SyncSignal | None]:
+        contacts = sorted({e.contact_id for e in events if isinstance(e, ContactChanged)})
+        company_of = self._company_of(contacts) if contacts else {}
+        companies = {
+            e.account_id if isinstance(e, CrmAccountChanged) else company_of.get(e.contact_id)
+            for e in events
+        }
+        links = self._links(sorted(c for c in companies if c)) if any(companies) else {}
+        out: list[SyncSignal | None] = []
+        for e in events:
+            company = (
+                e.account_id if isinstance(e, CrmAccountChanged) else company_of.get(e.contact_id)
+            )
+            link = links.get(company or "", {})
+            customer = link.get("billing_customer_id")
+            if not company or not customer or link.get("billing_platform") != billing:
+                out.append(None)
+                continue
+            kind = "company_changed" if isinstance(e, CrmAccountChanged) else "contact_changed"
+            if not parsing.PROVIDER_ID.fullmatch(customer):
+                out.append(None)  # not an ID a workflow can carry: not one of our links
+                continue
+            out.append(
+                SyncSignal(
+                    billing=billing,
+                    customer_id=customer,
+                    side=Side.CRM,
+                    event_id=f"hubspot:{e.event_id}",
+                    occurred_at=e.occurred_at,
+                    kind=kind,
+                    crm_account_id=company,
+                )
+            )
+        return out

@@ -2,9 +2,9 @@
 property set per company, ``/crm/v3/objects/companies/batch/update`` for a batch of minor changes
 (HubSpot takes 100 inputs per call: two calls per 200 accounts), and the book for linking.
 
-Not built: routing HubSpot's own ``company.propertyChange`` webhooks to the sync (the event names
-the company, not the billing customer: it needs a lookup step) — so a CRM edit on HubSpot is seen
-at the customer's next billing-side change, not at once."""
+HubSpot's ``company.propertyChange`` / ``contact.propertyChange`` webhooks reach the sync through
+the webhook service's lookup (``webhooks/hubspot.py`` ``HubSpotLookup``: the company's billing
+link, one batch read per delivery)."""
 
 from __future__ import annotations
 
