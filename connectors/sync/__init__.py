@@ -16,16 +16,39 @@ from domain.linking import BillingParty, CrmParty
 #: records per bulk write (Salesforce sObject Collections: 200; HubSpot batch update: 100)
 BULK_MAX = 200
 
+#: the golden ``billing_address``: a dict of these keys (strings; empty ones left out, and an
+#: address with none of them is no address: the field is left out of the view)
+ADDRESS_KEYS = ("line1", "line2", "city", "state", "postal_code", "country")
+#: the fields billing holds a copy of and the CRM may change (``policies/sync.yaml``): what
+#: :meth:`SyncBilling.sync_write` is handed
+BILLING_WRITABLE = ("account_name", "billing_contact", "billing_contact_name", "billing_address")
+
+
+def address(parts: dict[str, Any]) -> dict[str, str] | None:
+    """The golden ``billing_address`` from a vendor's parts named as :data:`ADDRESS_KEYS`:
+    trimmed strings, empty parts left out; None when nothing is left (so every vendor reports
+    the same address as the same value, and an echo is recognised by equality)."""
+    out = {k: str(parts[k]).strip() for k in ADDRESS_KEYS if parts.get(k) not in (None, "")}
+    out = {k: v for k, v in out.items() if v}
+    return out or None
+
 
 class SyncBilling(Protocol):
     name: str
 
     def sync_view(self, customer_id: str) -> dict[str, Any]:
-        """The customer's golden fields as billing holds them."""
+        """The customer's golden fields as billing holds them (``billing_address`` through
+        :func:`address`, ``billing_contact_name`` as one string, absent when empty)."""
         ...
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
-        """Set fields billing holds a copy of (account name, billing contact)."""
+        """Set fields billing holds a copy of (:data:`BILLING_WRITABLE`): ``account_name``,
+        ``billing_contact`` (the billing email), ``billing_contact_name``, ``billing_address`` (a
+        dict of :data:`ADDRESS_KEYS`, see :func:`address`; None clears it). A field the vendor
+        does not hold is skipped (its view leaves it out too). Every vendor call carries
+        ``idempotency_key`` the vendor's way — where the fields need two calls (Chargebee: the
+        customer, then its billing info), each its own key derived from it (``key + "-addr"``)
+        — so a retry after a committed but timed-out call is one change in billing."""
         ...
 
     def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[BillingParty], str | None]:
