@@ -86,6 +86,10 @@ def usage_source(billing: Any) -> UsageSource | None:
         from connectors.expansion.stripe import StripeUsage
 
         return StripeUsage(billing)
+    if name == "zuora":
+        from connectors.expansion.zuora import ZuoraUsage
+
+        return ZuoraUsage(billing)
     return None
 
 

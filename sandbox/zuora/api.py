@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from . import metering
 from . import render as r
 from .state import (
     ACCOUNT,
@@ -918,6 +919,8 @@ class Api:
             )
             sub["orderNumber"] = order["orderNumber"]
             return sub
+        elif kind == "ChangePlan":  # usage-based expansion's upgrade (metering.py)
+            metering.change_plan(self, sub, action, when)
         elif kind == "Suspend":
             sub["status"] = "Suspended"
         elif kind == "Resume":
@@ -1659,7 +1662,10 @@ class Api:
                 "contacts": (list(s.contacts.values()), r.expanded_contact),
                 "subscriptions": (
                     list(s.subscriptions.values()),
-                    lambda x: r.expanded_subscription(s, x),
+                    lambda x: {
+                        **r.expanded_subscription(s, x),
+                        **metering.expand_rate_plans(s, x, req.qs("expand[]")),
+                    },
                 ),
                 "invoices": (
                     list(s.invoices.values()),

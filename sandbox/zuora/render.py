@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import metering
 from .state import Store, day, money, stamp
 
 MONTHS = {"Month": 1, "Quarter": 3, "Semi_Annual": 6, "Annual": 12}
@@ -210,12 +211,14 @@ def product_rate_plan(store: Store, prp: dict[str, Any]) -> dict[str, Any]:
                         "currency": prp["currency"],
                         "price": money(ch.get("price", 0)),
                         "discountPercentage": ch.get("discountPercentage"),
+                        **metering.pricing(ch),
                     }
                 ],
                 "defaultQuantity": ch.get("defaultQuantity", 1),
             }
             for ch in prp["charges"]
         ],
+        **custom_fields(prp),
         "success": True,
     }
 

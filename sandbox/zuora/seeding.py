@@ -5,7 +5,9 @@
     {"products": [{"id"?, "name", "sku", "rate_plans": [{"id"?, "number", "name", "currency",
                     "charges": [{"id"?, "name", "type": Recurring|OneTime|Usage,
                                  "model": PerUnit|FlatFee|DiscountPercentage, "price" (cents),
-                                 "billingPeriod"?, "uom"?, "discountPercentage"?}]}]}],
+                                 "billingPeriod"?, "uom"?, "discountPercentage"?,
+                                 "includedUnits"?, "overagePrice"?, "tiers"? (metering)}],
+                    "…__c"?}]}],
      "accounts": [{"id"?, "accountNumber"?, "name", "currency"?, "crmId"?, "notes"?, "…__c"?,
                    "email"?, "createdDate"? (unix), "card": {"decline_code"} | null}],
      "subscriptions": [{"id"?, "subscriptionNumber"?, "account", "start"? (unix),
@@ -26,6 +28,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .api import GATEWAY_MESSAGES
+from .metering import seeded_charge
 from .state import new_id
 
 if TYPE_CHECKING:
@@ -80,9 +83,11 @@ def seed(em: ZuoraEmulator, data: Mapping[str, Any]) -> dict[str, Any]:
                         "uom": ch.get("uom"),
                         "discountPercentage": ch.get("discountPercentage"),
                         "defaultQuantity": ch.get("defaultQuantity", 1),
+                        **seeded_charge(ch),
                     }
                     for ch in rp["charges"]
                 ],
+                **{k: v for k, v in rp.items() if k.endswith("__c")},
             }
             s.product_rate_plans[prp["id"]] = prp
             out["rate_plans"].append(prp["id"])
