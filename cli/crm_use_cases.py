@@ -52,9 +52,17 @@ def reconcile_properties() -> tuple[Property, ...]:
     )
 
 
+def expansion_properties() -> tuple[Property, ...]:
+    """Usage-based expansion's deal property group, and the quote's and line item's keys."""
+    from connectors.expansion.hubspot import SETUP_PROPERTIES
+
+    return SETUP_PROPERTIES
+
+
 def hubspot_properties() -> tuple[Property, ...]:
-    """Everything setup creates beyond the connector's own: the sync's, the reconciliation's."""
-    return sync_properties() + reconcile_properties()
+    """Everything setup creates beyond the connector's own: the sync's, the reconciliation's,
+    the expansion's."""
+    return sync_properties() + reconcile_properties() + expansion_properties()
 
 
 def use_case_checks(settings: Settings) -> list[Check]:

@@ -99,4 +99,8 @@ def expansion_crm(crm: Any) -> ExpansionCrm | None:
         from connectors.expansion.salesforce import SalesforceExpansion
 
         return SalesforceExpansion(crm)
+    if name == "hubspot":
+        from connectors.expansion.hubspot import HubSpotExpansion
+
+        return HubSpotExpansion(crm)
     return None

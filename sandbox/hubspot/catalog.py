@@ -6,6 +6,7 @@ custom properties created through the API never leak into the defaults.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -504,10 +505,17 @@ def _revbridge() -> dict[str, list[dict[str, Any]]]:
 NO_UNIQUE_PROPERTIES = frozenset({"notes", "tasks", "calls", "meetings", "emails"})
 
 
+#: HubSpot-defined properties another module of this package adds (quotes.py), per object type
+EXTRA_PROPERTIES: list[Callable[[], dict[str, list[dict[str, Any]]]]] = []
+
+
 def default_properties() -> dict[str, dict[str, dict[str, Any]]]:
     """Fresh, mutable property definitions per object type (HubSpot-defined + RevBridge custom)."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     defaults, custom = _defaults(), _revbridge()
+    for extra in EXTRA_PROPERTIES:
+        for name, more in extra().items():
+            defaults[name] = [*defaults.get(name, []), *more]
     for name, otype in OBJECT_TYPES.items():
         props = [*_common(), *defaults[name], *custom.get(name, [])]
         for p in props:
