@@ -194,7 +194,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 [s.get_secret_value() for s in cfg.recurly_secrets],
                 now_ms=int(time.time() * 1000),
             )
-            note = recurly.parse(parse_json(raw))
+            note = recurly.parse(parse_json(raw), sync=sync)
             if note is None:
                 return await dispatch("recurly", None)
             if not recurly_lookup:

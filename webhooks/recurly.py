@@ -17,6 +17,11 @@ wants an answer within 5 s); a failed lookup is a 503, so Recurly delivers again
 - **Echoes**: RevBridge collects only with ``PUT /invoices/{id}/collect``, which Recurly records
   as transaction origin ``force_collect``; notifications about such a transaction are our own
   write coming back and are dropped.
+- **Account sync** (``REVBRIDGE_ACCOUNT_SYNC=1``, issue 19): ``account`` notifications name the
+  account code and signal-with-start ``account:recurly:{code}`` at once; ``subscription`` ones
+  name the subscription's UUID, re-fetched (one GET) for its account. The notification ID is
+  the event ID (the same on every redelivery). Our own account writes come back too and are
+  recognised by the run (value equality). Payment outcomes stay on the dunning path alone.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
+from domain.golden import Side, SyncSignal
 from domain.models import InvoicePaid, PaymentFailed
 from domain.settings import RecurlySettings
 from webhooks.errors import Rejected
@@ -99,8 +105,8 @@ class Notification:
         self, event_id: str, kind: str, ref: str, occurred_at: datetime, failed: bool
     ) -> None:
         self.event_id = event_id
-        self.kind = kind  # "transaction" | "invoice"
-        self.ref = ref  # "uuid-<uuid>" | "number-<n>"
+        self.kind = kind  # "transaction" | "invoice" | "account" | "subscription" (account sync)
+        self.ref = ref  # "uuid-<uuid>" | "number-<n>" | "code-<account code>"
         self.occurred_at = occurred_at
         self.failed = failed
 
@@ -113,15 +119,31 @@ _ROUTED = {
     ("charge_invoice", "paid"): ("invoice", False),
 }
 _UUID = re.compile(r"[0-9a-f]{32}")
+#: account and subscription changes the account sync re-reads (issue 19)
+SYNC_EVENTS = {
+    "account": frozenset({"created", "updated", "deactivated", "reactivated"}),
+    "subscription": frozenset(
+        {"created", "updated", "canceled", "expired", "paused", "resumed", "reactivated", "renewed"}
+    ),
+}
 
 
-def parse(payload: Any) -> Notification | None:
-    """Validate the notification; None for kinds RevBridge does not route (acknowledged)."""
+def parse(payload: Any, sync: bool = False) -> Notification | None:
+    """Validate the notification; None for kinds RevBridge does not route (acknowledged).
+    ``sync``: the deployment runs the account sync (REVBRIDGE_ACCOUNT_SYNC)."""
     note = obj(payload, "notification")
     event_id = provider_id(note.get("id"), "notification.id")
     object_type = text(note.get("object_type"), "notification.object_type")
     event_type = text(note.get("event_type"), "notification.event_type")
     occurred_at = iso_timestamp(note.get("event_time"), "notification.event_time")
+    if sync and event_type in SYNC_EVENTS.get(object_type, ()):
+        if object_type == "account":
+            code = provider_id(note.get("account_code"), "notification.account_code")
+            return Notification(event_id, "account", f"code-{code}", occurred_at, False)
+        uuid = note.get("uuid")
+        if not isinstance(uuid, str) or not _UUID.fullmatch(uuid):
+            raise Rejected(422, "notification.uuid is not a Recurly UUID", "bad_id")
+        return Notification(event_id, "subscription", f"uuid-{uuid}", occurred_at, False)
     routed = _ROUTED.get((object_type, event_type))
     if routed is None:
         return None
@@ -162,8 +184,23 @@ class RecurlyLookup:
             )
         self._lock = threading.Lock()
 
-    async def resolve(self, note: Notification) -> PaymentFailed | InvoicePaid | Echo | None:
+    async def resolve(
+        self, note: Notification
+    ) -> PaymentFailed | InvoicePaid | SyncSignal | Echo | None:
+        if note.kind == "account":  # the notification names the customer: no lookup
+            return self._sync(note, note.ref.removeprefix("code-"))
         return await asyncio.to_thread(self._resolve, note)
+
+    @staticmethod
+    def _sync(note: Notification, account_code: str) -> SyncSignal:
+        return SyncSignal(
+            billing=PROVIDER,
+            customer_id=provider_id(account_code, "account.code"),
+            side=Side.BILLING,
+            event_id=note.event_id,
+            occurred_at=note.occurred_at,
+            kind=f"{note.kind}_changed",
+        )
 
     def _get(self, fn: Any) -> Any:
         with self._lock:
@@ -189,7 +226,12 @@ class RecurlyLookup:
                     "lookup_failed",
                 ) from None
 
-    def _resolve(self, note: Notification) -> PaymentFailed | InvoicePaid | Echo | None:
+    def _resolve(
+        self, note: Notification
+    ) -> PaymentFailed | InvoicePaid | SyncSignal | Echo | None:
+        if note.kind == "subscription":
+            sub = self._get(lambda: self._rc.get_subscription(note.ref))
+            return self._sync(note, sub.account.code)
         if note.kind == "transaction":
             txn = self._get(lambda: self._rc.get_transaction(note.ref))
             if getattr(txn, "invoice", None) is None:

@@ -22,6 +22,11 @@ stale, out-of-order or replayed callouts do no harm (DESIGN §2 "events are trig
   runs deduplicate on.
 - **Echoes**: orders RevBridge places carry the order custom field ``RevBridgeKey__c``; their
   Order Processed callouts come back with it and are dropped.
+- **Account sync** (``REVBRIDGE_ACCOUNT_SYNC=1``, issue 19): the custom events AccountChanged
+  and ContactChanged (``sandbox/zuora/sync_events.py``: Zuora has no standard account event)
+  and Order Processed signal-with-start the customer's ``account:zuora:{account id}`` run —
+  one Temporal call; an order that lowers MRR also still rescores churn (a second, its own).
+  Payment outcomes stay on the dunning path alone.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from temporalio.client import Client
 
+from domain.golden import Side, SyncSignal, flush_workflow_id
 from domain.models import InvoicePaid, PaymentFailed, RiskSignal
 from domain.settings import Settings
 from webhooks import router
@@ -59,6 +66,8 @@ PROVIDER = "zuora"
 REALM = 'Basic realm="RevBridge Zuora callouts", charset="UTF-8"'
 #: order actions that can lower what a customer pays (a churn signal to rescore)
 DOWNGRADE_ACTIONS = frozenset({"RemoveProduct", "UpdateProduct", "ChangePlan"})
+#: the account sync's custom events (on the Account and Contact objects)
+SYNC_CATEGORIES = frozenset({"AccountChanged", "ContactChanged"})
 
 log = logging.getLogger("revbridge.webhooks")
 
@@ -104,11 +113,46 @@ def _occurred(payload: dict[str, Any]) -> datetime:
     return iso_timestamp(value, "eventTimestamp")
 
 
-def normalize(payload: Any) -> PaymentFailed | InvoicePaid | RiskSignal | Echo | None:
-    """The canonical event, an echo of our own write, or None (acknowledged, nothing to do)."""
+@dataclass(frozen=True)
+class SyncAndRisk:
+    """An order that lowers MRR with the account sync on: the sync re-reads the account, and
+    churn rescores (each its own signal-with-start)."""
+
+    sync: SyncSignal
+    risk: RiskSignal
+
+
+def _sync(body: dict[str, Any], category: str, key: str, at: datetime) -> SyncSignal:
+    """A trigger for the account's sync; the event ID is the category, the object and the
+    event's time (a redelivery carries the same body; ``Zuora-Request-Id`` is new each time)."""
+    ref = provider_id(body.get(key), key)
+    return SyncSignal(
+        billing=PROVIDER,
+        customer_id=provider_id(body.get("accountId"), "accountId"),
+        side=Side.BILLING,
+        event_id=f"{category}:{ref}:{at:%Y%m%dT%H%M%S}",
+        occurred_at=at,
+        kind=category,
+    )
+
+
+def normalize(
+    payload: Any, sync: bool = False
+) -> PaymentFailed | InvoicePaid | RiskSignal | SyncSignal | SyncAndRisk | Echo | None:
+    """The canonical event, an echo of our own write, or None (acknowledged, nothing to do).
+    ``sync``: the deployment runs the account sync (REVBRIDGE_ACCOUNT_SYNC)."""
     body = obj(payload, "callout")
     category = text(body.get("eventCategory"), "eventCategory", 60)
     occurred_at = _occurred(body)
+    if category in SYNC_CATEGORIES:
+        if not sync:
+            return None
+        return _sync(
+            body,
+            category,
+            "accountId" if category == "AccountChanged" else "contactId",
+            occurred_at,
+        )
     if category == "PaymentDeclined":
         payment = provider_id(body.get("paymentId"), "paymentId")
         return PaymentFailed(
@@ -142,15 +186,17 @@ def normalize(payload: Any) -> PaymentFailed | InvoicePaid | RiskSignal | Echo |
                 optional_text(body.get("orderActionTypes"), "orderActionTypes") or ""
             ).split(",")
         }
+        changed = _sync(body, category, "orderNumber", occurred_at) if sync else None
         if not kinds & DOWNGRADE_ACTIONS:
-            return None
-        return RiskSignal(
+            return changed
+        risk = RiskSignal(
             billing=PROVIDER,
             event_id=f"OrderProcessed:{order}",
             customer_id=provider_id(body.get("accountId"), "accountId"),
             kind="downgrade",
             occurred_at=occurred_at,
         )
+        return risk if changed is None else SyncAndRisk(changed, risk)
     # InvoicePosted, UsageRecorded (custom event), anything else: acknowledged, nothing routed
     return None
 
@@ -187,7 +233,7 @@ async def receive(
                 request.headers.get(cfg.zuora_hmac_header),
                 [k.get_secret_value() for k in cfg.zuora_hmac_keys],
             )
-        event = normalize(parse_json(raw))
+        event = normalize(parse_json(raw), sync=cfg.account_sync)
         if event is None:
             count(PROVIDER, "ignored", "event_not_routed")
             return _answer({"status": "ignored", "reason": "event type not routed"})
@@ -195,11 +241,18 @@ async def receive(
             count(PROVIDER, "echo")
             return _answer({"status": "echo", "reason": event.reason})
         # the whole event is validated and planned before the first Temporal call
-        plan = (
-            router.plan_risk(event)
-            if isinstance(event, RiskSignal)
-            else router.plan(event, settings.task_queue)
-        )
+        flusher = flush_workflow_id(settings.billing, settings.crm)
+        if isinstance(event, SyncAndRisk):
+            plan = router.Plan(
+                router.plan_sync(event.sync, flusher).first,
+                follow_up=router.plan_risk(event.risk).first,  # type: ignore[arg-type]
+            )
+        elif isinstance(event, SyncSignal):
+            plan = router.plan_sync(event, flusher)
+        elif isinstance(event, RiskSignal):
+            plan = router.plan_risk(event)
+        else:
+            plan = router.plan(event, settings.task_queue)
         _, body = await router.execute(await get_client(), plan, settings.task_queue)
         count(PROVIDER, body["status"], workflow_id=body.get("workflow_id"))
         return _answer(body)

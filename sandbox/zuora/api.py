@@ -39,6 +39,7 @@ from .state import (
     new_id,
     parse_day,
 )
+from .sync_events import account_changed, contact_changed
 
 if TYPE_CHECKING:
     from .emulator import ZuoraEmulator
@@ -343,6 +344,7 @@ class Api:
                 {k: v for k, v in body["billToContact"].items() if isinstance(v, str)}
             )
         acct["updatedDate"] = self.store.now()
+        req.callouts.append(account_changed(acct))  # a custom event (sync_events.py)
         return {"success": True}
 
     def delete_account(self, req: Req) -> dict[str, Any]:
@@ -371,6 +373,7 @@ class Api:
         if c is None:
             raise ZuoraError(CONTACT, 40, f"Cannot find entity by key: '{req.params['id']}'.")
         c.update({k: v for k, v in req.obj().items() if isinstance(v, str)})
+        req.callouts.append(contact_changed(c))  # a custom event (sync_events.py)
         return {**(r.contact(self.store, c["id"]) or {}), "success": True}
 
     # --- catalogue --------------------------------------------------------------------------------

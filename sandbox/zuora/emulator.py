@@ -40,6 +40,7 @@ from .state import (
     new_id,
     stamp,
 )
+from .sync_events import SYNC_TEMPLATES
 
 log = logging.getLogger("sandbox.zuora")
 
@@ -85,6 +86,7 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "usageId": "<Usage.Id>",
         "accountId": "<Account.Id>",
     },
+    **SYNC_TEMPLATES,  # the account sync's custom events (sync_events.py)
 }
 
 _ALL = ["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -616,7 +618,7 @@ class ZuoraEmulator(Emulator):
                 continue
             full = {"Event.Timestamp": stamp(self.store.now()), "Event.EventCategory": event, **ctx}
             body = json.dumps(render_template(template, full), separators=(",", ":")).encode()
-            event_id = f"{event}:{ctx.get('Payment.Id') or ctx.get('Invoice.Id') or ctx.get('Order.OrderNumber') or ctx.get('Usage.Id')}"
+            event_id = f"{event}:{ctx.get('Payment.Id') or ctx.get('Invoice.Id') or ctx.get('Order.OrderNumber') or ctx.get('Usage.Id') or ctx.get('Contact.Id') or ctx.get('Account.Id')}"
             self.callout_log.append({"event": event, "body": json.loads(body)})
             if self.hold_callouts:
                 self.held.append((body, event_id))
