@@ -90,6 +90,10 @@ def usage_source(billing: Any) -> UsageSource | None:
         from connectors.expansion.zuora import ZuoraUsage
 
         return ZuoraUsage(billing)
+    if name == "recurly":
+        from connectors.expansion.recurly import RecurlyUsage
+
+        return RecurlyUsage(billing)
     return None
 
 

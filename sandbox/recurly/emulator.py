@@ -50,6 +50,7 @@ DEFAULT_CUSTOM_FIELDS: tuple[tuple[str, str], ...] = (
     ("subscription", "crm"),
     ("subscription", "crm_opportunity_id"),
     ("subscription", "revbridge_key"),
+    ("plan", "upgrade_to"),  # usage-based expansion: the next tier's plan code
 )
 
 Handler = Callable[["Call"], Any]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from . import metering
 from .errors import (
     RecurlyError,
     bad_request,
@@ -499,7 +500,7 @@ class Store:
             "total_billing_cycles": body.get("total_billing_cycles"),
             "auto_renew": bool(body.get("auto_renew", True)),
             "pricing_model": "fixed",
-            "custom_fields": [],
+            "custom_fields": self.custom_fields("plan", body.get("custom_fields"), []),
             "accounting_code": body.get("accounting_code"),
             "tax_exempt": False,
             "currencies": [
@@ -551,7 +552,7 @@ class Store:
                 {"currency": str(c["currency"]).upper(), "unit_amount": money(c["unit_amount"])}
                 for c in body.get("currencies") or []
             ],
-            "tier_type": "flat",
+            **metering.add_on_tiers(body),  # tier_type and tiers (metering.py)
             "usage_timeframe": "billing_period" if add_on_type == "usage" else None,
             "deleted_at": None,
         }
@@ -788,7 +789,7 @@ class Store:
                 "quantity": quantity,
                 "unit_amount": price,
                 "revenue_schedule_type": "evenly",
-                "tier_type": "flat",
+                **metering.subscription_tiers(add_on, currency),  # metering.py
                 "usage_calculation_type": add_on["usage_calculation_type"],
                 "usage_timeframe": add_on["usage_timeframe"],
                 "expired_at": None,
