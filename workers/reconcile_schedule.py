@@ -45,7 +45,7 @@ class ReconcileSchedule:
 
 
 #: the pairs whose books the reconciliation reads (connectors/reconcile)
-BILLING = {"chargebee", "stripe", "recurly"}
+BILLING = {"chargebee", "stripe", "recurly", "zuora"}
 CRM = {"salesforce", "hubspot"}
 
 

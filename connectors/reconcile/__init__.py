@@ -76,11 +76,15 @@ def billing_reader(billing: Any) -> BillingReader:
         from connectors.reconcile.recurly import RecurlyBook
 
         return RecurlyBook(billing)
+    if name == "zuora":
+        from connectors.reconcile.zuora import ZuoraBook
+
+        return ZuoraBook(billing)
     raise ConnectorError(
         name or "billing",
         ErrorKind.PERMANENT,
         f"reconciliation does not read {name or 'this billing platform'} yet "
-        "(Chargebee, Stripe and Recurly do)",
+        "(Chargebee, Stripe, Recurly and Zuora do)",
         code="reconcile_unsupported",
     )
 

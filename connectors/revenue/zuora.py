@@ -75,7 +75,11 @@ def _lines(doc: dict[str, Any], phase: str) -> list[RevenueLine]:
             issued = date.fromisoformat(str(doc["creditMemoDate"])[:10])
             start, end = credit_period(start, end, issued)
         product = (
-            it.get("sku") or it.get("skuName") or it.get("productName") or it.get("chargeName")
+            it.get("sKU")  # Object Query's spelling (ExpandedInvoiceItem)
+            or it.get("sku")
+            or it.get("skuName")
+            or it.get("productName")
+            or it.get("chargeName")
         )
         out.append(
             RevenueLine(

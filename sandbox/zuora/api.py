@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 
 from . import metering
 from . import render as r
+from .query_expand import expand_page
 from .state import (
     ACCOUNT,
     BUSINESS_RULE,
@@ -1732,7 +1733,7 @@ class Api:
                     raise ZuoraError(
                         GENERIC, INVALID_VALUE, "invalid cursor", http_status=400
                     ) from None
-            chunk = rows[start : start + size]
+            chunk = expand_page(s, kind, rows[start : start + size], req.qs("expand[]"))
             out: dict[str, Any] = {"data": chunk}
             if start + size < len(rows):
                 out["nextPage"] = base64.urlsafe_b64encode(

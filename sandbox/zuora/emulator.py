@@ -30,6 +30,7 @@ from sandbox.framework import Delivery, Emulator, WebhookTarget
 
 from . import describe
 from .api import Api, Req
+from .query_expand import product_rate_plans
 from .state import (
     GENERIC,
     LIMIT_EXCEEDED,
@@ -263,6 +264,9 @@ class ZuoraEmulator(Emulator):
         return [
             *routes,
             describe.route(self),  # GET /v1/describe/{object} (XML; describe.py)
+            self._route(  # the catalogue's plans (the reconciliation's invoice items)
+                "GET", "/object-query/product-rate-plans", product_rate_plans(a), q
+            ),
             Route("/v1/{rest:path}", self._unknown, methods=_ALL),
             # Zuora Collect (Configurable Payment Retry): a separate host in production, with
             # Basic auth (login email + CPR API token); here under /api/v1 of the same server

@@ -1,5 +1,6 @@
 """The daily schedule: created once, updated in place after (idempotent), starting the
-reconciliation on the deployment's queue every day; skipped on a pair it cannot read yet."""
+reconciliation on the deployment's queue every day, on every billing platform (Zuora too);
+skipped on a platform it cannot read."""
 
 from __future__ import annotations
 
@@ -26,5 +27,9 @@ async def test_the_daily_schedule_is_ensured_idempotently(
         assert cal.hour[0].start == 5 and cal.minute[0].start == 0
     finally:
         await handle.delete()
+    # every billing platform is reconciled now, Zuora too (connectors/reconcile/zuora.py)
     zuora = settings.model_copy(update={"billing": "zuora"})
-    assert (await ensure_reconcile_schedule(client, spec, zuora)).startswith("skipped")
+    assert await ensure_reconcile_schedule(client, spec, zuora) == "created"
+    await handle.delete()
+    other = settings.model_copy(update={"billing": "paddle"})
+    assert (await ensure_reconcile_schedule(client, spec, other)).startswith("skipped")
