@@ -71,7 +71,7 @@ async def test_hubspot_expansion_opens_once_and_the_won_deal_upgrades_in_place(
             )
             status = await eventually(
                 lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-                lambda s: s.batches >= n and bool(s.open) and "opportunity -" not in s.open[0],
+                lambda s, n=n: s.batches >= n and bool(s.open) and "opportunity -" not in s.open[0],
                 "an open expansion",
                 within_s=60,
             )
