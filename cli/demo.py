@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -89,6 +90,9 @@ async def run_demo(
 ) -> None:
     say = Out(as_json)
     run_scenario, printer = _scenario_for(scenario)
+    check = getattr(sys.modules[run_scenario.__module__], "check_pair", None)
+    if check is not None:  # a scenario built on some pairs only: refused before a stack starts
+        check(cfg.pair.billing, cfg.pair.crm)
     started = time.monotonic()
     health = await stack_health(cfg)
     stack: Stack | None = None

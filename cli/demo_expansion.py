@@ -50,18 +50,20 @@ REVOPS = "bob@example.com"  # policies/approvers.yaml: revops
 Say = Any
 
 
+def check_pair(billing: str, crm: str) -> None:
+    """The pairs this demo runs on (cli/demo.py asks before it starts a stack)."""
+    if (billing, crm) not in (("chargebee", "salesforce"), ("stripe", "salesforce")):
+        raise CliError(
+            "the expansion demo runs on chargebee or stripe × salesforce (the other platforms' "
+            f"usage is not built yet), not {billing} × {crm}"
+        )
+
+
 async def scenario(cfg: StackConfig, say: Say) -> dict[str, Any]:
     from cli.channels import stack_env
 
     settings = Settings.from_env(stack_env(cfg))
-    if (settings.billing, settings.crm) not in (
-        ("chargebee", "salesforce"),
-        ("stripe", "salesforce"),
-    ):
-        raise CliError(
-            "the expansion demo runs on chargebee or stripe × salesforce (the other platforms' "
-            f"usage is not built yet), not {settings.billing} × {settings.crm}"
-        )
+    check_pair(settings.billing, settings.crm)
     client = await Client.connect(
         cfg.temporal.address, namespace=cfg.temporal.namespace, data_converter=data_converter()
     )

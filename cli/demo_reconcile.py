@@ -30,14 +30,19 @@ from infra.codec import data_converter
 WAIT_S = 120.0
 
 
+def check_pair(billing: str, crm: str) -> None:
+    """The pairs this demo runs on (cli/demo.py asks before it starts a stack)."""
+    if billing != "chargebee":
+        raise CliError(
+            "the reconcile demo seeds its book in Chargebee: run it with --billing chargebee"
+        )
+
+
 async def run_scenario(
     settings: Settings, billing: Any, crm: Any, client: Client, say: Callable[[str], None],
     prefix: str,
 ) -> dict[str, Any]:  # fmt: skip
-    if settings.billing != "chargebee":
-        raise CliError(
-            "the reconcile demo seeds its book in Chargebee: run it with --billing chargebee"
-        )
+    check_pair(settings.billing, settings.crm)
     cb, crm_driver = drivers(settings, billing, crm)
     planted = await asyncio.to_thread(seed, cb, crm_driver, None, prefix)  # type: ignore[arg-type]
     kinds = planted_kinds(None)

@@ -145,12 +145,17 @@ async def _pending(handle: WorkflowHandle) -> PendingApproval | None:
     raise CliError(f"{handle.id} proposed nothing within {WAIT_S:.0f} s (see the worker's log)")
 
 
+def check_pair(billing: str, crm: str) -> None:
+    """The pairs this demo runs on (cli/demo.py asks before it starts a stack)."""
+    if billing not in ("chargebee", "stripe"):
+        raise CliError(f"the revenue demo reads Chargebee or Stripe, not {billing}")
+
+
 async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, Any]:
     settings = Settings.from_env({**cfg.service_env(), **erp_env(cfg)})
     if settings.netsuite is None:
         raise CliError("the revenue demo needs the NetSuite sandbox: REVBRIDGE_ERP=netsuite")
-    if settings.billing not in ("chargebee", "stripe"):
-        raise CliError(f"the revenue demo reads Chargebee or Stripe, not {settings.billing}")
+    check_pair(settings.billing, settings.crm)
     billing = build_billing(settings)
     client = await Client.connect(
         cfg.temporal.address, namespace=cfg.temporal.namespace, data_converter=data_converter()

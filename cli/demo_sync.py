@@ -66,13 +66,18 @@ def _seed(url: str, data: dict[str, Any]) -> None:
         raise CliError(f"seeding {url} failed: HTTP {resp.status_code}: {resp.text[:200]}")
 
 
-async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, Any]:
-    settings = Settings.from_env(cfg.service_env())
-    if (settings.billing, settings.crm) != ("chargebee", "salesforce"):
+def check_pair(billing: str, crm: str) -> None:
+    """The pairs this demo runs on (cli/demo.py asks before it starts a stack)."""
+    if (billing, crm) != ("chargebee", "salesforce"):
         raise CliError(
             "the sync demo runs on Chargebee × Salesforce (the account sync's first pair): "
             "revbridge demo --scenario sync --billing chargebee --crm salesforce"
         )
+
+
+async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, Any]:
+    settings = Settings.from_env(cfg.service_env())
+    check_pair(settings.billing, settings.crm)
     assert settings.chargebee and settings.chargebee.api_url and settings.salesforce
     billing, crm = build_billing(settings), build_crm(settings)
     cb, sf = billing.client, crm.client

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from cli.churn import add_churn_command
 from cli.config import CliError, StackConfig, config_path
@@ -194,10 +195,16 @@ def _pair_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--crm", choices=["salesforce", "hubspot"], help="CRM (default: config)")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line too (argparse prints the whole usage first); its subcommands'
+    parsers are of this class as well (``add_subparsers`` makes them of the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="revbridge", description="Durable AI agents between billing and CRM."
-    )
+    p = _OneLineParser(prog="revbridge", description="Durable AI agents between billing and CRM.")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn, help: str, config_required: bool = True) -> argparse.ArgumentParser:  # noqa: ANN001
@@ -327,6 +334,19 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:  # the console script: exit without interpreter finalization, where the
+        # Temporal runtime's threads, still unwinding a failed connect, make Python abort now and
+        # then ("PyGILState_Release … finalizing", temporalio/sdk-python#300; cli/services.py)
+        with contextlib.suppress(OSError):  # a closed pipe
+            sys.stdout.flush()
+            sys.stderr.flush()
+        logging.shutdown()
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

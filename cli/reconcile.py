@@ -82,15 +82,17 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
     from cli.services import apply_stack_defaults
 
     apply_stack_defaults(StackConfig.load(args.config) if args.config else None)
+    try:  # bad values first, whatever else is asked (a bad --since was ignored with --open)
+        since = date.fromisoformat(args.since) if args.since is not None else None
+    except ValueError:
+        raise CliError(f"--since wants a date (YYYY-MM-DD), not {args.since!r}") from None
+    if args.open and (since is not None or args.dry_run):
+        raise CliError("--open lists the open exceptions; --since and --dry-run are for a run")
     settings = Settings.from_env(os.environ)
     if args.open:
         rows = open_exceptions(settings)
         print(json.dumps(rows, indent=2) if args.json else render_open(rows, date.today()))
         return
-    try:
-        since = date.fromisoformat(args.since) if args.since else None
-    except ValueError:
-        raise CliError(f"--since wants a date (YYYY-MM-DD), not {args.since!r}") from None
     result = asyncio.run(run_now(settings, since, args.dry_run))
     print(result.model_dump_json(indent=2) if args.json else render_result(result))
 

@@ -251,6 +251,10 @@ class Settings(_Settings):
                 "email_channel",
             ],
         )
+        for key, known in (("billing", ("chargebee", "stripe", "zuora", "recurly")),
+                           ("crm", ("salesforce", "hubspot"))):  # fmt: skip
+            if key in raw and raw[key] not in known:  # a typo, refused before any Temporal call
+                raise SettingsError(f"REVBRIDGE_{key.upper()} must be one of {', '.join(known)}")
         cb = pick("CHARGEBEE_", ["site", "api_key", "api_url"])
         if cb:
             raw["chargebee"] = cb
