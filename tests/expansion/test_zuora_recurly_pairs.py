@@ -1,0 +1,262 @@
+"""Usage-based expansion end to end on Zuora × Salesforce and Recurly × Salesforce, through a
+real worker and the sandboxes (each billing platform on a tenant of this module's own): usage
+grows → the daily intake → the customer's ExpansionWorkflow opens ONE opportunity with a draft
+quote and an Expansion_Signal__c (auto mode); a second intake changes nothing; the rep wins the
+deal → quote-to-cash (after RevOps approves) CHANGES the existing subscription — the plan
+change's first answer is lost after the platform committed it, Temporal retries the activity,
+and the ledger shows ONE change call and no subscription create — writes the new MRR to the
+CRM, and the expansion workflow records the win."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from simple_salesforce import format_soql
+from temporalio.client import Client
+
+from connectors.recurly import RecurlyBilling
+from connectors.registry import build_billing, build_crm
+from connectors.salesforce import SalesforceCrm
+from connectors.zuora import ZuoraBilling
+from domain import expansion as ex
+from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
+from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult, expansion_workflow_id
+from domain.ids import q2c_workflow_id
+from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
+from sandbox.framework import ServerThread
+from sandbox.recurly import RecurlyEmulator
+from sandbox.zuora import ZuoraEmulator
+from tests.expansion.test_recurly_usage import recurly_customer_on_starter, seed_recurly_catalog
+from tests.expansion.test_zuora_usage import seed_zuora_catalog, zuora_customer_on_starter
+from tests.pairs import (
+    RECURLY_KEY,
+    RECURLY_SECRET,
+    ZUORA_ID,
+    ZUORA_SECRET,
+    eventually,
+    pair_settings,
+)
+from workers.main import build_worker
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+@pytest.fixture(scope="module")
+def billing_urls() -> Iterator[dict[str, str]]:
+    """A Zuora tenant and a Recurly site of this module's own: the intake walks only this
+    module's book."""
+    zuora = ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET)
+    recurly = RecurlyEmulator(
+        api_key=RECURLY_KEY, webhook_secrets=[RECURLY_SECRET], rate_limit_per_minute=None
+    )
+    with ServerThread({zuora: 0, recurly: 0}) as thread:
+        yield {"zuora": thread.urls["zuora"], "recurly": thread.urls["recurly"]}
+
+
+@dataclass
+class Seeded:
+    customer: str
+    subscription: str
+    starter: str
+    growth: str
+
+
+def seed(platform: str, billing: Any, url: str, uid: str) -> Seeded:
+    """Starter → Growth catalogue, a customer on Starter, 40 days of usage growing 3 API calls a
+    day from 150, one record a day ending yesterday."""
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    if platform == "zuora":
+        ids = seed_zuora_catalog(url, uid)
+        customer, sub = zuora_customer_on_starter(url, ids, uid)
+        usages = [
+            {
+                "account": customer,
+                "subscription": sub,
+                "uom": ids["uom"],
+                "quantity": 150 + 3 * i,
+                "startDateTime": (noon - timedelta(days=40 - i)).timestamp(),
+            }
+            for i in range(40)
+        ]
+        httpx.post(url + "/_sandbox/seed", json={"usages": usages}, timeout=30).raise_for_status()
+        return Seeded(customer, sub, ids["starter"], ids["growth"])
+    ids = seed_recurly_catalog(billing, uid)
+    customer, sub = recurly_customer_on_starter(billing, ids, uid)
+    for i in range(40):
+        at = (noon - timedelta(days=40 - i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        billing.client.create_usage(
+            sub, f"code-{ids['calls']}", {"amount": 150 + 3 * i, "usage_timestamp": at}
+        )
+    return Seeded(customer, sub, ids["starter"], ids["growth"])
+
+
+def change_path(platform: str, sub: str) -> str:
+    return "/v1/orders" if platform == "zuora" else f"/subscriptions/{sub}/change"
+
+
+def create_paths(platform: str) -> tuple[str, ...]:
+    """The requests that would create a subscription."""
+    return ("/v1/subscriptions",) if platform == "zuora" else ("/subscriptions", "/purchases")
+
+
+def subscriptions(platform: str, billing: Any, customer: str) -> list[tuple[str, str]]:
+    """(subscription, plan) of every subscription the customer has, as billing shows them."""
+    if platform == "zuora":
+        listed = billing._request("GET", f"/v1/subscriptions/accounts/{customer}", what="subs")
+        return [
+            (s["subscriptionNumber"], rp["productRatePlanNumber"])
+            for s in listed["subscriptions"]
+            for rp in s["ratePlans"]
+        ]
+    return [
+        (s.id, s.plan.code)
+        for s in billing.client.list_account_subscriptions(f"code-{customer}").items()
+    ]
+
+
+def policies(tmp: Path, platform: str, uid: str, growth: str) -> Path:
+    shutil.copytree(POLICIES, tmp, dirs_exist_ok=True)
+    modes = (tmp / "modes.yaml").read_text().replace("expansion: assist", "expansion: auto")
+    (tmp / "modes.yaml").write_text(modes)
+    products = (tmp / "products.yaml").read_text()
+    (tmp / "products.yaml").write_text(products + f"  RB-GROWTH-{uid}:\n    {platform}: {growth}\n")
+    return tmp
+
+
+@pytest.mark.parametrize("platform", ["zuora", "recurly"])
+async def test_usage_growth_to_one_draft_quote_and_an_upgrade_in_place(
+    platform: str,
+    client: Client,
+    sandbox_urls: dict[str, str],
+    billing_urls: dict[str, str],
+    uid: str,
+    tmp_path: Path,
+) -> None:
+    urls = {**sandbox_urls, **billing_urls}
+    settings = pair_settings(urls, platform, "salesforce", f"exp-{platform}-{uid}")
+    billing, crm = build_billing(settings), build_crm(settings)
+    assert isinstance(billing, ZuoraBilling | RecurlyBilling) and isinstance(crm, SalesforceCrm)
+    url = billing_urls[platform]
+    httpx.delete(sandbox_urls["salesforce"] + "/_sandbox/webhooks").raise_for_status()
+    seeded = seed(platform, billing, url, uid)
+    sf = crm.client
+    account = sf.Account.create(
+        {
+            "Name": f"Initech {uid}",
+            "Billing_Customer_Id__c": seeded.customer,
+            "Billing_Platform__c": platform,
+        }
+    )["id"]
+    book = crm.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true LIMIT 1")[0]["Id"]
+    product = sf.Product2.create(
+        {"Name": "Growth", "ProductCode": f"RB-GROWTH-{uid}", "IsActive": True}
+    )["id"]
+    sf.PricebookEntry.create(
+        {"Pricebook2Id": book, "Product2Id": product, "UnitPrice": 300.0, "IsActive": True}
+    )
+    policy_dir = policies(tmp_path / "policies", platform, uid, seeded.growth)
+
+    expansion = client.get_workflow_handle(expansion_workflow_id(platform, seeded.customer))
+    async with build_worker(
+        client, billing, crm, task_queue=settings.task_queue, policy_dir=policy_dir
+    ):
+        for n in (1, 2):  # the second day's intake finds the expansion open: nothing new
+            intake = await client.execute_workflow(
+                ex.INTAKE_WORKFLOW_TYPE,
+                IntakeInput(billing=platform, crm="salesforce", intake_id=f"t{n}-{uid}"),
+                id=f"expansion-intake-{platform}-{uid}-{n}",
+                task_queue=settings.task_queue,
+                result_type=IntakeResult,
+            )
+            assert intake.customers >= 1
+            status = await eventually(
+                lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+                lambda s: bool(s.open) and "opportunity 006" in s.open[0],
+                "an open expansion",
+                within_s=60,
+            )
+        opps = crm.query(
+            format_soql("SELECT Id, Type FROM Opportunity WHERE AccountId = {}", account)
+        )
+        assert len(opps) == 1, status
+        assert opps[0]["Type"] == "Existing Customer - Upgrade"
+        opp = opps[0]["Id"]
+        quotes = crm.query(
+            format_soql("SELECT Id, Status FROM Quote WHERE OpportunityId = {}", opp)
+        )
+        assert [q["Status"] for q in quotes] == ["Draft"]
+        signals = crm.query(
+            format_soql(
+                "SELECT Status__c, Recommended_Price__c, Days_To_Limit__c FROM "
+                "Expansion_Signal__c WHERE Account__c = {}",
+                account,
+            )
+        )
+        assert len(signals) == 1 and signals[0]["Status__c"] == "Open"
+        assert signals[0]["Recommended_Price__c"] == seeded.growth
+        assert signals[0]["Days_To_Limit__c"] <= 45
+
+        # the rep wins it; the plan change's first answer will be lost after it committed
+        httpx.delete(url + "/_sandbox/requests").raise_for_status()
+        httpx.post(
+            url + "/_sandbox/faults",
+            json={
+                "kind": "commit_then_timeout",
+                "method": "POST",
+                "path": change_path(platform, seeded.subscription),
+                "delay_s": 4,
+            },
+        ).raise_for_status()
+        sf.Opportunity.update(opp, {"StageName": "Closed Won"})
+        q2c = await client.start_workflow(
+            WORKFLOW_TYPE,
+            QuoteToCashInput(crm="salesforce", billing=platform, opportunity_id=opp),
+            id=q2c_workflow_id("salesforce", opp) + f"-{uuid.uuid4().hex[:4]}",
+            task_queue=settings.task_queue,
+            result_type=QuoteToCashResult,
+        )
+        [pending] = await eventually(
+            lambda: q2c.query(QUERY, result_type=list[PendingApproval]), bool, "approval"
+        )
+        assert pending.action.kind.value == "change_plan" and pending.approver_roles == ["revops"]
+        await q2c.execute_update(
+            UPDATE,
+            ApprovalSignal(
+                action_id=pending.action_id, decision=Decision.APPROVE, approver="bob@example.com"
+            ),
+        )
+        result = await asyncio.wait_for(q2c.result(), timeout=90)
+        assert result.outcome == "live", result.reason
+        assert result.subscription_id == seeded.subscription
+
+        assert subscriptions(platform, billing, seeded.customer) == [
+            (seeded.subscription, seeded.growth)
+        ]  # changed in place, none created
+        calls = httpx.get(url + "/_sandbox/requests").json()["requests"]
+        changes = [
+            c
+            for c in calls
+            if c["method"] == "POST" and c["path"] == change_path(platform, seeded.subscription)
+        ]
+        assert len(changes) == 1 and changes[0].get("fault") == "commit_then_timeout"
+        assert not [
+            c for c in calls if c["method"] == "POST" and c["path"] in create_paths(platform)
+        ]
+        row = crm.query(format_soql("SELECT MRR__c FROM Account WHERE Id = {}", account))[0]
+        assert row["MRR__c"] == 300.0
+        status = await eventually(
+            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+            lambda s: bool(s.closed),
+            "the win recorded",
+        )
+        assert "won" in status.closed[0] and not status.open
+        await expansion.terminate("test over")
