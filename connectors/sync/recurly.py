@@ -8,7 +8,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
-from connectors.recurly import CF_CRM_ACCOUNT, RecurlyBilling, _fields
+from connectors.recurly import CF_CRM_ACCOUNT, RecurlyBilling, _fields, _key
+from connectors.sync import address
 from domain.linking import BillingParty
 
 #: a subscription that still bills, in the domain's words (Recurly's "canceled" is non_renewing)
@@ -37,6 +38,20 @@ class RecurlySync:
             view["account_name"] = account.company
         if account.email:
             view["billing_contact"] = account.email
+        name = " ".join(n for n in (account.first_name, account.last_name) if n)
+        if name:
+            view["billing_contact_name"] = name
+        held = getattr(account, "address", None)
+        parts = {
+            "line1": getattr(held, "street1", None),
+            "line2": getattr(held, "street2", None),
+            "city": getattr(held, "city", None),
+            "state": getattr(held, "region", None),
+            "postal_code": getattr(held, "postal_code", None),
+            "country": getattr(held, "country", None),
+        }
+        if addr := address(parts):
+            view["billing_address"] = addr
         live = [s for s in subs if s.status in LIVE]
         main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[0] if subs else None)
         if main is not None:
@@ -52,17 +67,33 @@ class RecurlySync:
         return view
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
-        """``PUT /accounts/code-…``: a field set (Recurly's v2021-02-25 API documents no
-        idempotency header; setting the same values again changes nothing)."""
+        """One ``PUT /accounts/code-…`` (company, email, first/last name, the account's
+        ``address``): a field set, sent with the key as the connector sends its creates
+        (Recurly's v2021-02-25 API documents no idempotency header, billing-apis.md §4e: setting
+        the same values again is what makes a retry harmless)."""
         body: dict[str, Any] = {}
         if "account_name" in fields:
             body["company"] = fields["account_name"]
         if "billing_contact" in fields:
             body["email"] = fields["billing_contact"]
+        if "billing_contact_name" in fields:
+            first, _, last = str(fields["billing_contact_name"] or "").strip().partition(" ")
+            body["first_name"], body["last_name"] = first, last.strip()
+        if "billing_address" in fields:
+            addr = fields["billing_address"] or {}
+            body["address"] = {
+                "street1": addr.get("line1", ""),
+                "street2": addr.get("line2", ""),
+                "city": addr.get("city", ""),
+                "region": addr.get("state", ""),
+                "postal_code": addr.get("postal_code", ""),
+                "country": addr.get("country", ""),
+            }
         if not body:
             return
         self.billing._call(
-            lambda c: c.update_account(f"code-{customer_id}", body), f"account {customer_id}"
+            lambda c: c.update_account(f"code-{customer_id}", body, headers=_key(idempotency_key)),
+            f"account {customer_id}",
         )
 
     def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[BillingParty], str | None]:

@@ -3,6 +3,9 @@
 subscriptions-by-account list for the rate plans, which Object Query's flat subscriptions lack),
 account field sets, and the book for linking by Object Query pages (99 accounts a call).
 
+The billing contact, its name and the billing address are the account's bill-to contact
+(``workEmail``, ``firstName``/``lastName``, ``address1``…``country``).
+
 Payment health is "failing" while a posted invoice with a balance is due (its due date today or
 past), as Chargebee's ``due_invoices_count`` says it: the dunning hot path is never asked twice.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from connectors.sync import address
 from connectors.zuora import CRM_SYSTEM_FIELD, ZuoraBilling
 from domain.linking import BillingParty
 
@@ -38,9 +42,22 @@ class ZuoraSync:
         view: dict[str, Any] = {}
         if acct.get("name"):
             view["account_name"] = acct["name"]
-        email = (acct.get("billTo") or {}).get("workEmail")
-        if email:
-            view["billing_contact"] = email
+        bill_to = acct.get("billTo") or {}
+        if bill_to.get("workEmail"):
+            view["billing_contact"] = bill_to["workEmail"]
+        name = " ".join(n for n in (bill_to.get("firstName"), bill_to.get("lastName")) if n)
+        if name:
+            view["billing_contact_name"] = name
+        parts = {
+            "line1": bill_to.get("address1"),
+            "line2": bill_to.get("address2"),
+            "city": bill_to.get("city"),
+            "state": bill_to.get("state"),
+            "postal_code": bill_to.get("postalCode") or bill_to.get("zipCode"),
+            "country": bill_to.get("country"),
+        }
+        if addr := address(parts):
+            view["billing_address"] = addr
         live = [s for s in subs if s.status in LIVE]
         main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[-1] if subs else None)
         if main is not None:
@@ -66,13 +83,34 @@ class ZuoraSync:
         return view
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
-        """``PUT /v1/accounts/{key}``: a field set (Zuora takes ``Idempotency-Key`` on POST and
-        PATCH only; setting the same values again changes nothing)."""
+        """One ``PUT /v1/accounts/{key}`` with the name and the bill-to contact: a field set
+        (Zuora takes ``Idempotency-Key`` on POST and PATCH only, billing-apis.md §3e, so the key
+        has no header here; setting the same values again changes nothing)."""
         body: dict[str, Any] = {}
+        contact: dict[str, Any] = {}
         if "account_name" in fields:
             body["name"] = fields["account_name"]
         if "billing_contact" in fields:
-            body["billToContact"] = {"workEmail": fields["billing_contact"]}
+            contact["workEmail"] = fields["billing_contact"] or ""
+        if "billing_contact_name" in fields:
+            first, _, last = str(fields["billing_contact_name"] or "").strip().partition(" ")
+            # Zuora requires a contact's last name: a one-word name is the last name
+            contact["firstName"], contact["lastName"] = (
+                (first, last.strip()) if last else ("", first)
+            )
+        if "billing_address" in fields:
+            addr = fields["billing_address"] or {}
+            for ours, theirs in (
+                ("line1", "address1"),
+                ("line2", "address2"),
+                ("city", "city"),
+                ("state", "state"),
+                ("postal_code", "zipCode"),
+                ("country", "country"),
+            ):
+                contact[theirs] = addr.get(ours, "")
+        if contact:
+            body["billToContact"] = contact
         if not body:
             return
         self.billing._request(

@@ -292,6 +292,7 @@ class Store:
             "last_name": body.get("last_name"),
             "company": body.get("company"),
             "username": body.get("username"),
+            "address": _address(body.get("address")),
             "bill_to": "self",
             "preferred_locale": body.get("preferred_locale"),
             "cc_emails": body.get("cc_emails"),
@@ -321,6 +322,10 @@ class Store:
             if any(a["code"] == body["code"] for a in self.accounts.values()):
                 raise validation("code", "has already been taken")
             account["code"] = body["code"]
+        if "address" in body:  # AccountUpdate's Address: the parts given replace those held
+            account["address"] = _address(
+                {**(account.get("address") or {}), **(body["address"] or {})}
+            )
         for name in ("email", "first_name", "last_name", "company", "username", "cc_emails"):
             if name in body:
                 account[name] = body[name]
@@ -1756,3 +1761,14 @@ def require_object(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("The request body must be a JSON object")
     return body
+
+
+#: the parts of Recurly's ``Address`` (accounts)
+ADDRESS_PARTS = ("phone", "street1", "street2", "city", "region", "postal_code", "country")
+
+
+def _address(value: Any) -> dict[str, Any] | None:
+    """An account's ``address`` as Recurly answers it: every part, null when not set."""
+    if not isinstance(value, dict):
+        return None
+    return {k: (value.get(k) or None) for k in ADDRESS_PARTS}

@@ -162,6 +162,13 @@ def expanded_contact(c: dict[str, Any]) -> dict[str, Any]:
         "firstName": c.get("firstName"),
         "lastName": c.get("lastName"),
         "workEmail": c.get("workEmail"),
+        # the Contact object's address fields (Object Query: postalCode; REST v1: zipCode)
+        "address1": c.get("address1"),
+        "address2": c.get("address2"),
+        "city": c.get("city"),
+        "state": c.get("state"),
+        "postalCode": c.get("zipCode"),
+        "country": c.get("country"),
         "createdDate": stamp(c["createdDate"]),
         "updatedDate": stamp(c["createdDate"]),
     }

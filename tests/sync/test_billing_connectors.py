@@ -70,11 +70,32 @@ def test_view_write_and_read_back(tenants: dict[str, str], vendor: str, uid: str
     # account, subscriptions (+ Zuora's due invoices; Recurly's plan interval once per plan)
     assert calls <= 3, calls
 
+    addr = {"line1": "1 Main St", "city": "Springfield", "postal_code": "12345", "country": "US"}
     sync.sync_write(
-        cid, {"account_name": "View Renamed", "billing_contact": "ap@view.example"}, "rb-k"
+        cid,
+        {
+            "account_name": "View Renamed",
+            "billing_contact": "ap@view.example",
+            "billing_contact_name": "Ada Lovelace",
+            "billing_address": addr,
+        },
+        "rb-k",
     )
     again = sync.sync_view(cid)
     assert again["account_name"] == "View Renamed" and again["billing_contact"] == "ap@view.example"
+    assert again["billing_contact_name"] == "Ada Lovelace" and again["billing_address"] == addr
+    # one call for every field (the account with its contact and address)
+    writes = [r for r in ledger(tenants[vendor]) if r["method"] == "PUT"]
+    assert len(writes) == 1
+    # a one-word name and a changed address part read back as written
+    sync.sync_write(
+        cid, {"billing_contact_name": "Ada", "billing_address": {**addr, "line2": "Unit 4"}}, "rb-2"
+    )
+    renamed = sync.sync_view(cid)
+    assert renamed["billing_contact_name"] == "Ada"
+    assert renamed["billing_address"] == {**addr, "line2": "Unit 4"}
+    sync.sync_write(cid, {"billing_contact_name": "Ada Lovelace", "billing_address": addr}, "rb-3")
+    again = sync.sync_view(cid)
     # a field set: written twice, the same record
     sync.sync_write(cid, {"billing_contact": "ap@view.example"}, "rb-k")
     assert sync.sync_view(cid) == again
