@@ -306,6 +306,7 @@ def create_app(settings: Settings | None = None, client: ClientProvider | None =
                 org_id=cfg.salesforce_org_id,
                 integration_user_id=cfg.salesforce_integration_user_id,
                 sync=sync,
+                billing=settings.billing,
             )
             if event is None:
                 count("salesforce", "ignored", "event_not_routed")

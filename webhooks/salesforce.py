@@ -64,22 +64,31 @@ def is_echo(kind: Any, record: Any, integration_user_id: str | None) -> str | No
     return None
 
 
-def account_signal(event_id: str, record_id: str, record: Any, at: datetime) -> SyncSignal | None:
+def account_signal(
+    event_id: str, record_id: str, record: Any, at: datetime, deployment: str | None = None
+) -> SyncSignal | None:
     """An Account change callout (the account-change Flow, issue 19) as a trigger for the linked
-    billing customer's account sync; an account no billing customer is linked to is not routed."""
+    billing customer's account sync; an account no billing customer is linked to is not routed,
+    nor one linked to another platform than the deployment's (``deployment``): its customer ID
+    means nothing in this deployment's billing (as HubSpot's lookup, webhooks/hubspot.py)."""
     if not isinstance(record, dict):
         raise Rejected(400, "account_changed without record", "malformed_event")
     customer, billing = record.get("Billing_Customer_Id__c"), record.get("Billing_Platform__c")
     if not customer or not billing:
         return None
+    billing = parsing.provider_id(billing, "record.Billing_Platform__c")
+    customer = parsing.provider_id(customer, "record.Billing_Customer_Id__c")
+    if deployment is not None and billing != deployment:
+        return None
     return SyncSignal(
-        billing=parsing.provider_id(billing, "record.Billing_Platform__c"),
-        customer_id=parsing.provider_id(customer, "record.Billing_Customer_Id__c"),
+        billing=billing,
+        customer_id=customer,
         side=Side.CRM,
         event_id=event_id,
         occurred_at=at,
         kind="account_changed",
-        crm_account_id=record_id,
+        # the account the run reads back: an ID, never free text from the body
+        crm_account_id=parsing.provider_id(record_id, "recordId"),
     )
 
 
@@ -88,6 +97,7 @@ def normalize(
     org_id: str | None = None,
     integration_user_id: str | None = None,
     sync: bool = False,
+    billing: str | None = None,
 ) -> DealWon | CaseOpened | SyncSignal | parsing.Echo | None:
     """The callout body → a canonical event, an :class:`~webhooks.parsing.Echo` of our own
     write, or None for an event type we do not route."""
@@ -111,7 +121,7 @@ def normalize(
         echo = is_echo(kind, payload.get("record"), integration_user_id)
         if echo:
             return parsing.Echo(echo)
-        return account_signal(event_id, record_id, payload.get("record"), at)
+        return account_signal(event_id, record_id, payload.get("record"), at, billing)
     if kind not in ("opportunity_closed_won", "case_created"):
         return None
     echo = is_echo(kind, payload.get("record"), integration_user_id)
