@@ -14,7 +14,6 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,10 @@ from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApp
 from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult, expansion_workflow_id
 from domain.ids import q2c_workflow_id
 from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
+from harness.expansion_book import seed_metered_customer, subscriptions
 from sandbox.framework import ServerThread
 from sandbox.recurly import RecurlyEmulator
 from sandbox.zuora import ZuoraEmulator
-from tests.expansion.test_recurly_usage import recurly_customer_on_starter, seed_recurly_catalog
-from tests.expansion.test_zuora_usage import seed_zuora_catalog, zuora_customer_on_starter
 from tests.pairs import (
     RECURLY_KEY,
     RECURLY_SECRET,
@@ -72,31 +70,9 @@ class Seeded:
 
 def seed(platform: str, billing: Any, url: str, uid: str) -> Seeded:
     """Starter → Growth catalogue, a customer on Starter, 40 days of usage growing 3 API calls a
-    day from 150, one record a day ending yesterday."""
-    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
-    if platform == "zuora":
-        ids = seed_zuora_catalog(url, uid)
-        customer, sub = zuora_customer_on_starter(url, ids, uid)
-        usages = [
-            {
-                "account": customer,
-                "subscription": sub,
-                "uom": ids["uom"],
-                "quantity": 150 + 3 * i,
-                "startDateTime": (noon - timedelta(days=40 - i)).timestamp(),
-            }
-            for i in range(40)
-        ]
-        httpx.post(url + "/_sandbox/seed", json={"usages": usages}, timeout=30).raise_for_status()
-        return Seeded(customer, sub, ids["starter"], ids["growth"])
-    ids = seed_recurly_catalog(billing, uid)
-    customer, sub = recurly_customer_on_starter(billing, ids, uid)
-    for i in range(40):
-        at = (noon - timedelta(days=40 - i)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        billing.client.create_usage(
-            sub, f"code-{ids['calls']}", {"amount": 150 + 3 * i, "usage_timestamp": at}
-        )
-    return Seeded(customer, sub, ids["starter"], ids["growth"])
+    day from 150, one record a day ending yesterday (harness/expansion_book.py, as the demo)."""
+    made = seed_metered_customer(platform, billing, url, uid)
+    return Seeded(made["customer"], made["subscription"], made["starter"], made["growth"])
 
 
 def change_path(platform: str, sub: str) -> str:
@@ -108,19 +84,9 @@ def create_paths(platform: str) -> tuple[str, ...]:
     return ("/v1/subscriptions",) if platform == "zuora" else ("/subscriptions", "/purchases")
 
 
-def subscriptions(platform: str, billing: Any, customer: str) -> list[tuple[str, str]]:
+def plans_of(platform: str, billing: Any, customer: str) -> list[tuple[str, str]]:
     """(subscription, plan) of every subscription the customer has, as billing shows them."""
-    if platform == "zuora":
-        listed = billing._request("GET", f"/v1/subscriptions/accounts/{customer}", what="subs")
-        return [
-            (s["subscriptionNumber"], rp["productRatePlanNumber"])
-            for s in listed["subscriptions"]
-            for rp in s["ratePlans"]
-        ]
-    return [
-        (s.id, s.plan.code)
-        for s in billing.client.list_account_subscriptions(f"code-{customer}").items()
-    ]
+    return [(s["id"], s["prices"][0]) for s in subscriptions(platform, billing, customer)]
 
 
 def policies(tmp: Path, platform: str, uid: str, growth: str) -> Path:
@@ -238,7 +204,7 @@ async def test_usage_growth_to_one_draft_quote_and_an_upgrade_in_place(
         assert result.outcome == "live", result.reason
         assert result.subscription_id == seeded.subscription
 
-        assert subscriptions(platform, billing, seeded.customer) == [
+        assert plans_of(platform, billing, seeded.customer) == [
             (seeded.subscription, seeded.growth)
         ]  # changed in place, none created
         calls = httpx.get(url + "/_sandbox/requests").json()["requests"]
