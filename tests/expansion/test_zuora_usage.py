@@ -230,3 +230,34 @@ def test_tiered_usage_charge_limit_is_its_free_tier(
     # already on the target: nothing to change, nothing ordered
     same = ZuoraUsage(zuora).change_plan(sub, ids["growth"], ids["starter"], f"k2-{uid}")
     assert same.created is False and same.id == sub
+
+
+def test_the_reads_and_the_change_plan_order_fit_zuoras_models(
+    zuora: ZuoraBilling, zuora_url: str, uid: str
+) -> None:
+    """What the connector sends and reads has the shapes of Zuora's generated models
+    (``zuora-sdk`` 3.21.0): the ChangePlan order (CreateOrderRequest, required fields too), the
+    Object Query subscriptions with rate plans and charges expanded, and the usage pages."""
+    import json
+
+    from tests.zuora import shapes
+
+    url = zuora_url
+    ids = seed_zuora_catalog(url, uid)
+    account, sub = zuora_customer_on_starter(url, ids, uid)
+    record_zuora_usage(zuora, account, sub, ids["uom"], days=2)
+    since = (datetime.now(UTC) - timedelta(days=5)).strftime("%Y-%m-%dT%H:%M:%S")
+    subs = zuora._query(
+        "subscriptions",
+        [f"accountId.IN:[{account}]"],
+        expand=["rateplans", "rateplans.rateplancharges"],
+    )
+    assert subs["data"][0]["ratePlans"][0]["ratePlanCharges"]
+    assert shapes.problems("QuerySubscriptionsResponse", subs) == []
+    usages = zuora._query("usages", [f"accountId.IN:[{account}]", f"startDateTime.GE:{since}"])
+    assert len(usages["data"]) == 4
+    assert shapes.problems("QueryUsagesResponse", usages) == []
+    httpx.delete(url + "/_sandbox/requests").raise_for_status()
+    ZuoraUsage(zuora).change_plan(sub, ids["starter"], ids["growth"], f"rb-shape-{uid}")
+    [order] = [c for c in ledger(url) if c["path"] == "/v1/orders"]
+    assert shapes.problems("CreateOrderRequest", json.loads(order["body"]), request=True) == []
