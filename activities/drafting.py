@@ -95,6 +95,8 @@ class ReminderDraftInput(DraftReminderInput):
     account_name: str | None = None
     #: open support cases' subject and description (customer-written: fenced in the prompt)
     case_texts: list[str] = []
+    #: the language the template was written in, when not ``language`` (set by the activity)
+    template_language: str | None = None
 
     def facts(self) -> ReminderFacts:
         return ReminderFacts(
@@ -150,18 +152,29 @@ class Drafter:
     def enabled(self, kind: DraftKind) -> bool:
         return self.llm is not None and kind in self.policy.llm_kinds
 
+    def language_for(self, requested: str | None) -> str:
+        """The language to write to a customer in: theirs when policy allows drafts in it
+        (``policies/drafting.yaml`` languages), else English."""
+        return requested if requested and requested in self.policy.languages else "en"
+
     async def reminder(self, input: ReminderDraftInput, template: MessageDraft) -> DraftedMessage:
+        """``template`` is written in ``input.language`` (``template_language`` says which when
+        it is not): the fallback speaks the customer's language, English only when unknown."""
+        tl = input.template_language or input.language
         if not self.enabled(DraftKind.REMINDER):
-            return DraftedMessage.of(template)
+            return DraftedMessage.of(template, language=tl)
         facts = input.facts()
         if facts.language not in self.policy.languages:
-            return DraftedMessage.of(template, refusals=[f"language_not_allowed: {facts.language}"])
-        return await self.draft(
+            return DraftedMessage.of(
+                template, language=tl, refusals=[f"language_not_allowed: {facts.language}"]
+            )
+        draft = await self.draft(
             reminder_prompt(facts, self.policy),
             reminder_check_facts(facts, self.policy),
             template,
             language=facts.language,
         )
+        return draft if draft.variant is Variant.LLM else draft.model_copy(update={"language": tl})
 
     async def csm_outreach(self, facts: CsmFacts, subject: str) -> DraftedMessage:
         """The CSM task's note: risk summary, recommended action, outreach draft."""

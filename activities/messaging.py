@@ -26,7 +26,7 @@ from connectors.base import BillingPlatform
 from connectors.email import Email, SmtpMailer
 from domain.decisions import FailureClass
 from domain.drafts import DraftedMessage, draft_sha256
-from domain.messages import draft_reminder
+from domain.messages import TEMPLATE_LANGUAGES, draft_reminder
 
 
 class SendDraftInput(SendEmailInput):
@@ -46,6 +46,11 @@ class MessagingActivities:
 
     @activity.defn(name="draft_reminder")
     async def draft_reminder(self, input: ReminderDraftInput) -> DraftedMessage:
+        # the customer's language when policy writes in it (else English); the template in it
+        # when we have its words (domain.messages.TEMPLATE_LANGUAGES), else English
+        language = self.drafter.language_for(input.language)
+        written = language if language in TEMPLATE_LANGUAGES else "en"
+        input = input.model_copy(update={"language": language, "template_language": written})
         template = draft_reminder(
             company=input.company,
             invoice_id=input.invoice_id,
@@ -56,6 +61,7 @@ class MessagingActivities:
             reminders=input.reminders,
             tone=input.tone,
             days_left=input.days_left,
+            language=written,
         )
         return await self.drafter.reminder(input, template)
 

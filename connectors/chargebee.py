@@ -34,6 +34,7 @@ from chargebee.api_error import APIError
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
+from domain.messages import locale_language
 from domain.models import (
     BillingCustomer,
     Invoice,
@@ -250,6 +251,7 @@ class ChargebeeBilling:
                 mrr=mrr,
                 currency=inv.currency_code,
                 email=getattr(cust, "email", None) or None,
+                language=locale_language(getattr(cust, "locale", None)),
             ),
             recent_payments=recent,
         )
@@ -846,6 +848,7 @@ class ChargebeeBilling:
             currency=(currency or getattr(c, "preferred_currency_code", None) or "USD").upper(),
             metadata=_metadata(getattr(c, "meta_data", None)),
             email=getattr(c, "email", None) or None,
+            language=locale_language(getattr(c, "locale", None)),
         )
 
     def _list_customers(self, params: dict[str, Any]) -> list[Any]:

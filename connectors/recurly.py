@@ -39,6 +39,7 @@ from recurly import errors as rerr
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
+from domain.messages import locale_language
 from domain.models import (
     BillingCustomer,
     Invoice,
@@ -717,6 +718,7 @@ class RecurlyBilling:
             currency=(currency or "USD").upper(),
             metadata=metadata,
             email=a.email or None,
+            language=locale_language(getattr(a, "preferred_locale", None)),
         )
 
     def _subscription(self, s: Any) -> Subscription:

@@ -42,6 +42,7 @@ import stripe
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
+from domain.messages import locale_language
 from domain.models import (
     BillingCustomer,
     Invoice,
@@ -1096,6 +1097,7 @@ def _customer(
         },
         mrr=mrr,
         currency=currency or _upper(cust.get("currency")),
+        language=locale_language(next(iter(cust.get("preferred_locales") or []), None)),
     )
 
 

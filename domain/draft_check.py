@@ -242,7 +242,13 @@ _MARKUP = re.compile(r"<\s*/?\s*[A-Za-z!?][^>]{0,200}>|\]\(")
 _WORD = re.compile(r"\w+")
 #: this many words of customer-written text in a row, repeated in the draft, is an echo
 ECHO_WORDS = 6
-_COMPANY_WORDS = ("The", "Dear", "Hi", "Hello", "Your", "Our", "Team", "Thanks", "Thank")
+_COMPANY_WORDS = (
+    "The", "Dear", "Hi", "Hello", "Your", "Our", "Team", "Thanks", "Thank",
+    # greetings of the other template languages (fr, de, es): "Bonjour Acme SARL," is Acme's name
+    "Bonjour", "Bonsoir", "Cher", "Chère", "Chers", "Équipe", "Merci", "Hallo", "Liebe", "Lieber",
+    "Sehr", "Geehrtes", "Geehrte", "Guten", "Tag", "Danke", "Hola", "Estimado", "Estimada",
+    "Estimados", "Equipo", "Gracias",
+)  # fmt: skip
 
 
 def _norm_name(name: str) -> str:

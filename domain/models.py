@@ -151,6 +151,9 @@ class BillingCustomer(Frozen):
     email: str | None = None
     #: free-form key/values on the customer (customer-controlled text: data, never instructions)
     metadata: dict[str, str] = {}
+    #: the customer's language (ISO 639-1) from the platform's locale field (Chargebee
+    #: ``locale``, Stripe ``preferred_locales``, Recurly ``preferred_locale``); None: unknown
+    language: str | None = None
 
 
 class InvoiceContext(Frozen):

@@ -326,7 +326,15 @@ class Store:
             account["address"] = _address(
                 {**(account.get("address") or {}), **(body["address"] or {})}
             )
-        for name in ("email", "first_name", "last_name", "company", "username", "cc_emails"):
+        for name in (
+            "email",
+            "first_name",
+            "last_name",
+            "company",
+            "username",
+            "cc_emails",
+            "preferred_locale",  # AccountUpdate carries it, as AccountCreate does
+        ):
             if name in body:
                 account[name] = body[name]
         if "dunning_campaign_id" in body:

@@ -90,6 +90,9 @@ class Reminders:
                 failed_attempts=sum(1 for p in payments if not p.succeeded),
                 paid_before=sum(1 for p in payments if p.succeeded),
                 account_name=s.account.name if s.account else None,
+                # the billing customer's language: the template's and the model's (an input, not
+                # a command: histories replay unchanged)
+                language=s.context.customer.language or "en",
             ),
             summary=f"draft reminder {number} of {pb.reminders}",
             **(LOCAL_POLICY if self._hot else READ),

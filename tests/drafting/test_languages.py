@@ -1,0 +1,229 @@
+"""The customer's language (issue 22): the reviewed reminder templates in every language the policy
+allows as shipped (en, fr, de, es), the fallback in the customer's language — a refused French
+model draft is replaced by the French template — and English only when the language is unknown or
+not allowed. The language comes from the billing customer's locale field, read through each
+platform's official client against its sandbox (Chargebee ``locale``, Stripe
+``preferred_locales``, Recurly ``preferred_locale``; Zuora's account has no language field)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from activities.drafting import Drafter, ReminderDraftInput
+from activities.messaging import MessagingActivities
+from connectors.anthropic_llm import AnthropicLlm
+from connectors.registry import build_billing
+from domain.containment import LlmBudget, LlmBudgets
+from domain.decisions import FailureClass
+from domain.draft_check import check_draft
+from domain.drafts import DraftingPolicy, ReminderFacts, Variant, reminder_check_facts
+from domain.messages import TEMPLATE_LANGUAGES, draft_reminder, locale_language
+from harness.drivers import drivers
+from sandbox.anthropic import AnthropicEmulator, tool_reply
+from sandbox.framework import ServerThread
+from sandbox.scenarios import DEMO_CUSTOMERS
+from tests.contract.targets import BILLING
+from tests.pairs import ANTHROPIC_KEY as KEY
+from tests.pairs import pair_settings
+
+POLICIES = Path(__file__).parent.parent.parent / "policies"
+INVOICE, CUSTOMER, AMOUNT = "INV-2042", "cus_F1R2A3", 12_500
+BUDGETS = LlmBudgets(
+    per_run=LlmBudget(max_calls=1000, max_input_tokens=10**9, max_output_tokens=10**9),
+    per_day=LlmBudget(max_calls=1000, max_input_tokens=10**9, max_output_tokens=10**9),
+)
+#: a phrase of the English template that must not appear in another language's
+ENGLISH = ("We could not collect", "Reminder 1 of", "If you have already paid")
+
+
+def _template(language: str, tone: str = "friendly", failure=FailureClass.EXPIRED_CARD, n=1):  # noqa: ANN001, ANN202
+    return draft_reminder(
+        company="Acme SARL",
+        invoice_id=INVOICE,
+        amount_due=AMOUNT,
+        currency="USD",
+        failure_class=failure,
+        reminder=n,
+        reminders=3,
+        tone=tone,
+        days_left=10,
+        language=language,
+    )
+
+
+def test_the_shipped_policy_languages_all_have_templates() -> None:
+    from domain.drafts import load_drafting_policy
+
+    allowed = set(load_drafting_policy(POLICIES).languages)
+    assert allowed <= set(TEMPLATE_LANGUAGES) and {"en", "fr", "de", "es"} <= allowed
+
+
+@pytest.mark.parametrize(
+    ("language", "tone", "failure", "n"),
+    list(
+        itertools.product(
+            ["fr", "de", "es"], ["friendly", "firm", "formal"], list(FailureClass), [1, 3]
+        )
+    ),
+)
+def test_every_localized_template_passes_the_checks_and_speaks_its_language(
+    language: str, tone: str, failure: FailureClass, n: int
+) -> None:
+    t = _template(language, tone, failure, n)
+    facts = ReminderFacts(
+        customer_id=CUSTOMER,
+        invoice_id=INVOICE,
+        amount_due=AMOUNT,
+        currency="USD",
+        failure_class=failure.value,
+        segment="SMB",
+        tone=tone,
+        reminder=n,
+        reminders=3,
+        days_left=10,
+        language=language,
+        company="Acme SARL",
+    )
+    checks = reminder_check_facts(facts, DraftingPolicy())
+    assert check_draft(t.body, checks) == [] and check_draft(t.subject, checks) == []
+    assert not any(phrase in t.body for phrase in ENGLISH), t.body
+    assert INVOICE in t.subject and "125.00 USD" in t.body
+    assert t.body != _template("en", tone, failure, n).body
+
+
+def test_an_unknown_template_language_is_english() -> None:
+    assert _template("pt") == _template("en")
+
+
+@pytest.mark.parametrize(
+    ("locale", "language"),
+    [("fr-FR", "fr"), ("de_DE", "de"), ("es", "es"), ("EN-us", "en"), ("", None), (None, None)],
+)
+def test_a_platform_locale_names_a_language(locale: str | None, language: str | None) -> None:
+    assert locale_language(locale) == language
+
+
+@pytest.fixture(scope="module")
+def anthropic() -> Iterator[tuple[AnthropicEmulator, AnthropicLlm]]:
+    em = AnthropicEmulator(api_key=KEY)
+    with ServerThread({em: 0}) as thread:
+        llm = AnthropicLlm(api_key=KEY, base_url=thread.urls["anthropic"], max_tokens=600)
+        try:
+            yield em, llm
+        finally:
+            llm.close()
+
+
+def _input(language: str) -> ReminderDraftInput:
+    return ReminderDraftInput(
+        invoice_id=INVOICE,
+        company="Acme SARL",
+        amount_due=AMOUNT,
+        currency="USD",
+        failure_class="expired_card",
+        reminder=1,
+        reminders=3,
+        tone="friendly",
+        days_left=10,
+        customer_id=CUSTOMER,
+        segment="SMB",
+        language=language,
+    )
+
+
+def _asked_language(em: AnthropicEmulator) -> str:
+    prompt = json.loads(em.ledger[-1]["body"])["messages"][0]["content"]
+    return json.loads(prompt.split("Trusted facts:\n", 1)[1].split("\n\n", 1)[0])["language"]
+
+
+def test_a_refused_french_draft_falls_back_to_the_french_template(anthropic: Any) -> None:
+    em, llm = anthropic
+    em.clear_script()
+    bad = (
+        f"Bonjour,\n\nNous n'avons pas pu encaisser 152.00 USD pour la facture {INVOICE}. "
+        "Profitez de 20% de remise."
+    )
+    em.script([tool_reply({"subject": f"Facture {INVOICE}", "body": bad, "language": "fr"})])
+    m = MessagingActivities(None, None, Drafter(llm, DraftingPolicy(), BUDGETS))  # type: ignore[arg-type]
+    draft = asyncio.run(m.draft_reminder(_input("fr")))
+    assert _asked_language(em) == "fr"  # the model was asked in the customer's language
+    assert draft.variant is Variant.TEMPLATE and draft.language == "fr"
+    assert (draft.subject, draft.body) == (_template("fr").subject, _template("fr").body)
+    assert "Nous n'avons pas pu encaisser 125.00 USD" in draft.body
+    assert any(r.startswith("amount_not_in_facts") for r in draft.refusals)
+    assert draft.hash_ok()
+
+
+def test_a_good_french_draft_is_sent_in_french(anthropic: Any) -> None:
+    em, llm = anthropic
+    em.clear_script()
+    good = (
+        f"Bonjour,\n\nNous n'avons pas pu encaisser 125.00 USD pour la facture {INVOICE}. Merci "
+        "de vérifier votre moyen de paiement."
+    )
+    em.script([tool_reply({"subject": f"Facture {INVOICE}", "body": good, "language": "fr"})])
+    m = MessagingActivities(None, None, Drafter(llm, DraftingPolicy(), BUDGETS))  # type: ignore[arg-type]
+    draft = asyncio.run(m.draft_reminder(_input("fr")))
+    assert (draft.variant, draft.body, draft.language) == (Variant.LLM, good, "fr")
+
+
+@pytest.mark.parametrize("language", ["pt", ""])
+def test_a_language_policy_does_not_allow_is_english_for_model_and_template(
+    anthropic: Any, language: str
+) -> None:
+    em, llm = anthropic
+    em.clear_script()
+    em.script([tool_reply({"subject": "x", "body": "Hola", "language": "es"})])  # refused
+    m = MessagingActivities(None, None, Drafter(llm, DraftingPolicy(), BUDGETS))  # type: ignore[arg-type]
+    draft = asyncio.run(m.draft_reminder(_input(language)))
+    assert _asked_language(em) == "en"
+    assert draft.variant is Variant.TEMPLATE and draft.language == "en"
+    assert draft.body == _template("en").body
+    assert draft.refusals and draft.refusals[0].startswith("wrong_language")
+
+
+def test_without_a_model_the_template_is_in_the_customers_language() -> None:
+    m = MessagingActivities(None, None)  # type: ignore[arg-type]
+    for language in ("fr", "de", "es", "en"):
+        draft = asyncio.run(m.draft_reminder(_input(language)))
+        assert (draft.body, draft.language, draft.refusals) == (
+            _template(language).body,
+            language,
+            [],
+        )
+    assert m.drafter.calls == 0
+
+
+#: how each platform's admin sets a customer's language, through its official client
+SET_LOCALE = {
+    "chargebee": lambda c, cid: c.client.Customer.update(cid, {"locale": "fr-FR"}),
+    "stripe": lambda c, cid: c.client.v1.customers.update(cid, {"preferred_locales": ["fr-FR"]}),
+    "recurly": lambda c, cid: c.client.update_account(f"code-{cid}", {"preferred_locale": "fr-FR"}),
+}
+
+
+@pytest.mark.parametrize("spec", [s for s in BILLING if s.name in SET_LOCALE], ids=lambda s: s.name)
+def test_the_billing_customers_locale_is_read_as_their_language(spec: Any) -> None:
+    customer = DEMO_CUSTOMERS[0]
+    with ServerThread({spec.emulator(): 0}) as thread:
+        urls = dict.fromkeys(("chargebee", "stripe", "salesforce", "hubspot"), "http://127.0.0.1:9")
+        urls[spec.name] = thread.urls[spec.name]
+        settings = pair_settings(urls, spec.name, "salesforce", "languages")
+        connector = build_billing(settings)
+        driver, _ = drivers(settings, connector, None)
+        suffix = uuid.uuid4().hex[:6]
+        driver.seed((customer,), suffix)
+        ids = customer.ids(suffix)
+        context = connector.get_invoice_context(ids["invoice"])
+        assert context.customer.language is None  # not set: unknown, the template in English
+        SET_LOCALE[spec.name](connector, ids["customer"])
+        context = connector.get_invoice_context(ids["invoice"])
+        assert context.customer.language == "fr"
