@@ -1,9 +1,10 @@
 """``revbridge demo --scenario expansion``: usage growth becomes an opportunity with a draft
 quote, and the won deal upgrades the existing subscription.
 
-On the running stack's billing sandbox (Chargebee or Stripe) it seeds a Starter plan that
-includes 10,000 API calls a month (its price's metadata names the limit and the next tier,
-Growth), a customer on it, and 30 days of growing usage; in Salesforce, the linked account and
+On the running stack's billing sandbox (Chargebee, Stripe, Zuora or Recurly) it seeds a Starter
+plan that includes 10,000 API calls a month (the catalogue names the limit and the next tier,
+Growth, as each platform prices it: harness/expansion_book.py for Zuora and Recurly), a customer
+on it, and 30 days of growing usage; in Salesforce, the linked account and
 the Growth product. Then it runs the daily usage intake the Schedule would run. Expansion ships
 in ``assist`` mode (the account owner gets a task proposing the deal); so the opportunity and the
 draft quote are created, this demo runs the intake and the expansion workflows on a worker of
@@ -41,6 +42,7 @@ from domain.ids import q2c_workflow_id
 from domain.quote import WORKFLOW_TYPE as Q2C
 from domain.quote import QuoteToCashInput, QuoteToCashResult
 from domain.settings import Settings
+from harness import expansion_book
 from infra.codec import data_converter
 
 WAIT_S = 60.0
@@ -52,10 +54,10 @@ Say = Any
 
 def check_pair(billing: str, crm: str) -> None:
     """The pairs this demo runs on (cli/demo.py asks before it starts a stack)."""
-    if (billing, crm) not in (("chargebee", "salesforce"), ("stripe", "salesforce")):
+    if crm != "salesforce":
         raise CliError(
-            "the expansion demo runs on chargebee or stripe × salesforce (the other platforms' "
-            f"usage is not built yet), not {billing} × {crm}"
+            "the expansion demo runs on chargebee, stripe, zuora or recurly × salesforce (the "
+            f"HubSpot records are not built yet), not {billing} × {crm}"
         )
 
 
@@ -206,6 +208,10 @@ def print_summary(summary: dict[str, Any], say: Say) -> None:
 
 def _seed_billing(settings: Settings, billing: Any, suffix: str) -> dict[str, str]:
     noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    if settings.billing in expansion_book.PLATFORMS:
+        api = settings.zuora if settings.billing == "zuora" else settings.recurly
+        url = str(getattr(api, "api_url", "") or "")
+        return expansion_book.seed_metered_customer(settings.billing, billing, url, suffix, DAYS)
     if settings.billing == "chargebee":
         assert settings.chargebee and settings.chargebee.api_url
         ids = {k: f"{k}-{suffix}-USD-monthly" for k in ("starter", "growth", "calls")}
@@ -358,6 +364,8 @@ def _records(crm: Any, account: str) -> dict[str, Any]:
 
 
 def _subscriptions(settings: Settings, billing: Any, customer: str) -> list[dict[str, Any]]:
+    if settings.billing in expansion_book.PLATFORMS:
+        return expansion_book.subscriptions(settings.billing, billing, customer)
     if settings.billing == "chargebee":
         subs = billing.client.Subscription.list({"customer_id[is]": customer}).list
         return [

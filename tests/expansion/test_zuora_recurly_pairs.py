@@ -226,3 +226,34 @@ async def test_usage_growth_to_one_draft_quote_and_an_upgrade_in_place(
         )
         assert "won" in status.closed[0] and not status.open
         await expansion.terminate("test over")
+
+
+async def test_the_demo_scenario_on_zuora(
+    client: Client, sandbox_urls: dict[str, str], billing_urls: dict[str, str], uid: str
+) -> None:
+    """``revbridge demo --scenario expansion --billing zuora``'s own logic against these
+    sandboxes (as tests/expansion/test_demo.py runs Stripe's): seeded through
+    harness/expansion_book.py, forecast, records, the win, the same subscription on Growth."""
+    from cli.demo_expansion import run_scenario
+
+    urls = {**sandbox_urls, **billing_urls}
+    settings = pair_settings(urls, "zuora", "salesforce", f"demo-zuora-{uid}")
+    httpx.delete(sandbox_urls["salesforce"] + "/_sandbox/webhooks").raise_for_status()
+    lines: list[str] = []
+    async with build_worker(
+        client, build_billing(settings), build_crm(settings), task_queue=settings.task_queue
+    ):
+        summary = await run_scenario(
+            settings,
+            client,
+            client,
+            lines.append,
+            ui_url="http://ui.test/namespaces/default/workflows",
+            suffix=uid,
+            callout_wait_s=0,
+        )
+    assert summary["signal"]["Status__c"] == "Open" and summary["quote"]["Status"] == "Draft"
+    assert summary["quote_to_cash"]["outcome"] == "live"
+    [sub] = summary["subscriptions"]
+    assert sub["prices"] == [f"PRP-GROWTH-{uid}"] and summary["crm_mrr"] == 300.0
+    assert "won" in summary["expansion"][-1]
