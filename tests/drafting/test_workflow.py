@@ -154,3 +154,29 @@ async def test_assist_mode_sends_exactly_the_reviewed_text_once_after_approval(
     else:
         assert sent == []
     assert waiting.action.subject_id == SHA_PREFIX + sha
+
+
+async def test_a_reviewed_template_goes_to_the_rep_as_a_task_and_the_playbook_goes_on(
+    client: Client,
+) -> None:
+    """``dunning-review-llm-only``: where a person must review (assist mode here) and the draft
+    is the reviewed template, nothing waits for an approval: the rep gets a "Review and send"
+    task with the text, every reminder of the schedule is drafted the same way, and the run goes
+    on to its end. Only a model's draft waits for approve & send."""
+    run = Run()
+    fakes = dunning_fakes(run).on(
+        "decide_policy", policy({"send_email": Outcome.NEEDS_APPROVAL})
+    )  # draft_reminder answers with the template (the fakes' default)
+    async with dunning(client, run, fakes) as handle:
+        result = await handle.result()
+        memo = await (await handle.describe()).memo()
+        await keep_history(handle, "review_template_task")
+    assert fakes.inputs("send_email") == []  # a rep sends it, not RevBridge
+    tasks = [t["draft"]["subject"] for t in fakes.inputs("upsert_crm_task")]
+    reviews = [t for t in tasks if t.startswith("Review and send reminder")]
+    assert len(reviews) == 2 and not any("Approve & send" in t for t in tasks)
+    assert result.outcome != "recovered"
+    assert memo[VARIANT_MEMO] == "template"
+    crm, _ = audited(fakes, "send_email")
+    assert len(crm) == 2 and all("drafted for a rep" in e["summary"] for e in crm)
+    assert all(e["summary"].endswith("(variant: template)") for e in crm)
