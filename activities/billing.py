@@ -83,7 +83,12 @@ class BillingActivities:
     @activity.defn(name="get_invoice_context")
     @vendor_errors
     def get_invoice_context(self, input: GetInvoiceContextInput) -> InvoiceContext:
-        ctx = self.billing.get_invoice_context(input.invoice_id)
+        if input.failure is not None:
+            # the event carried the declined attempt: the invoice and customer alone (issue 15)
+            ctx = self.billing.get_invoice_context(input.invoice_id, payments=0)
+            ctx = ctx.model_copy(update={"recent_payments": [input.failure]})
+        else:
+            ctx = self.billing.get_invoice_context(input.invoice_id)
         # the contact's address is PII: it stays out of history; the email activity finds it in
         # this process's memory (CONTACTS) instead of reading the context again
         CONTACTS.remember(input.invoice_id, ctx.customer.email)
@@ -126,7 +131,7 @@ class BillingActivities:
         except ConnectorError as err:
             if err.kind is not ErrorKind.PERMANENT or err.code == "not_found":
                 raise
-            invoice = self.billing.get_invoice_context(input.invoice_id, payments=1).invoice
+            invoice = self.billing.get_invoice_context(input.invoice_id, payments=0).invoice
             if invoice.settled is None:
                 raise
             return PaymentAttempt(succeeded=True, already=invoice.settled)

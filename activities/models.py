@@ -13,6 +13,7 @@ from domain.models import (
     Frozen,
     InvoiceContext,
     NoteTarget,
+    Payment,
     RiskSignal,
     TaskDraft,
 )
@@ -20,6 +21,9 @@ from domain.models import (
 
 class GetInvoiceContextInput(Frozen):
     invoice_id: str
+    #: the failed attempt the event carried (``PaymentFailed.payment``): the read skips the
+    #: payment attempts and the context lists this one (issue 15); None: read them
+    failure: Payment | None = None
 
 
 class FindAccountInput(Frozen):

@@ -165,13 +165,15 @@ class RecurlyBilling:
         for sid in inv.subscription_ids or []:
             sub = self._call(lambda c, s=sid: c.get_subscription(s), f"subscription {sid}")
             mrr += self._mrr(sub)
-        txns = self._call(
-            lambda c: c.list_account_transactions(
-                f"code-{code}",
-                params={"limit": max(1, min(payments, 200)), "order": "desc", "type": "payment"},
-            ).take(max(1, min(payments, 200))),
-            "transactions",
-        )
+        txns = []
+        if payments > 0:  # 0: the caller has the attempt (the event carried it)
+            txns = self._call(
+                lambda c: c.list_account_transactions(
+                    f"code-{code}",
+                    params={"limit": min(payments, 200), "order": "desc", "type": "payment"},
+                ).take(min(payments, 200)),
+                "transactions",
+            )
         return InvoiceContext(
             invoice=_invoice(inv),
             customer=self._customer(account, mrr=mrr, currency=inv.currency),

@@ -523,7 +523,10 @@ class ZuoraBilling:
         return InvoiceContext(
             invoice=invoice,
             customer=self._customer(acct, mrr),
-            recent_payments=self._payments(inv["accountId"], payments, invoice.id),
+            # 0: the caller has the attempt (the event carried it): no payments query
+            recent_payments=self._payments(inv["accountId"], payments, invoice.id)
+            if payments > 0
+            else [],
         )
 
     def add_note(self, target: NoteTarget, target_id: str, text: str, idempotency_key: str) -> str:

@@ -44,6 +44,11 @@ class PaymentFailed(Frozen):
     currency: str = "USD"
     decline_code: str | None = None
     occurred_at: datetime
+    #: the failed attempt as the event carries it (ID, amount, decline code and message), so the
+    #: run's first read skips the payment-attempt read it replaces; None when the event does not
+    #: say (Stripe's invoice event, a catch-up, an event recorded before this field): the run
+    #: reads the attempts from billing
+    payment: Payment | None = None
 
 
 class InvoicePaid(Frozen):
@@ -139,6 +144,10 @@ class Payment(Frozen):
     decline_code: str | None = None
     decline_message: str | None = None
     at: datetime | None = None
+
+
+#: ``PaymentFailed.payment`` names :class:`Payment`, defined after it
+PaymentFailed.model_rebuild()
 
 
 class BillingCustomer(Frozen):

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.golden import Side, SyncSignal
-from domain.models import InvoicePaid, PaymentFailed
+from domain.models import InvoicePaid, Payment, PaymentFailed
 from webhooks import parsing as p
 from webhooks.errors import Rejected
 
@@ -78,6 +78,34 @@ def sync_signal(
     )
 
 
+def failed_attempt(transaction: dict[str, Any] | None, invoice_id: str) -> Payment | None:
+    """The declined transaction the event carries, as the run's first read would have read it
+    (its ``Transaction.list``, skipped when this is given: issue 15). None unless it is a failed
+    payment with an ID: the run then reads the customer's transactions."""
+    if not transaction or transaction.get("status") != "failure":
+        return None
+    if transaction.get("type", "payment") != "payment" or not transaction.get("id"):
+        return None
+    date = transaction.get("date")
+    try:
+        return Payment(
+            id=p.provider_id(transaction.get("id"), "transaction.id"),
+            invoice_id=invoice_id,
+            succeeded=False,
+            amount=p.amount(transaction.get("amount"), "transaction.amount", default=0),
+            currency=p.currency(
+                transaction.get("currency_code"), "transaction.currency_code", "USD"
+            ),
+            decline_code=p.optional_text(transaction.get("error_code"), "transaction.error_code"),
+            decline_message=p.optional_text(
+                transaction.get("error_text"), "transaction.error_text"
+            ),
+            at=None if date is None else p.unix_seconds(date, "transaction.date"),
+        )
+    except Rejected:
+        return None  # an odd field: the event still counts, the run reads the attempts
+
+
 def normalize(
     payload: Any, api_user: str | None = None, sync: bool = False
 ) -> PaymentFailed | InvoicePaid | SyncSignal | p.Echo | None:
@@ -108,10 +136,11 @@ def normalize(
         transaction = content.get("transaction")
         if transaction is not None and not isinstance(transaction, dict):
             raise Rejected(422, "content.transaction is not an object", "bad_field")
+        invoice_id = p.provider_id(invoice.get("id"), "invoice.id")
         return PaymentFailed(
             billing=PROVIDER,
             event_id=event_id,
-            invoice_id=p.provider_id(invoice.get("id"), "invoice.id"),
+            invoice_id=invoice_id,
             customer_id=p.provider_id(invoice.get("customer_id"), "invoice.customer_id"),
             subscription_id=p.optional_provider_id(
                 invoice.get("subscription_id"), "invoice.subscription_id"
@@ -122,6 +151,7 @@ def normalize(
                 (transaction or {}).get("error_code"), "transaction.error_code"
             ),
             occurred_at=occurred_at,
+            payment=failed_attempt(transaction, invoice_id),
         )
     if event_type == "payment_succeeded":
         invoice = content.get("invoice")

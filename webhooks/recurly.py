@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from domain.golden import Side, SyncSignal
-from domain.models import InvoicePaid, PaymentFailed
+from domain.models import InvoicePaid, Payment, PaymentFailed
 from domain.settings import RecurlySettings
 from webhooks.errors import Rejected
 from webhooks.parsing import Echo, iso_timestamp, obj, provider_id, text
@@ -96,6 +96,26 @@ def verify(
         raise Rejected(400, "recurly-signature timestamp is too old", "timestamp_stale")
     if ts > now_ms + tolerance_ms:
         raise Rejected(400, "recurly-signature timestamp is in the future", "timestamp_future")
+
+
+def _failed_attempt(txn: Any, invoice_id: str, currency: str, scale: int) -> Payment | None:
+    """The declined transaction just read, as the run's first read would read it (its
+    transaction list is skipped when this is given: issue 15); None when it lacks an ID."""
+    txn_id = getattr(txn, "id", None)
+    if not isinstance(txn_id, str) or not txn_id:
+        return None
+    created = getattr(txn, "created_at", None)
+    message = getattr(txn, "status_message", None)
+    return Payment(
+        id=txn_id,
+        invoice_id=invoice_id,
+        succeeded=False,
+        amount=max(0, int(round(float(getattr(txn, "amount", 0) or 0) * scale))),
+        currency=currency,
+        decline_code=(txn.status_code or None) and str(txn.status_code)[:200],
+        decline_message=str(message)[:500] if message else None,
+        at=created if isinstance(created, datetime) and created.tzinfo else None,
+    )
 
 
 class Notification:
@@ -276,4 +296,5 @@ class RecurlyLookup:
             currency=currency,
             decline_code=(txn.status_code or None) and str(txn.status_code)[:200],
             occurred_at=note.occurred_at,
+            payment=_failed_attempt(txn, invoice_id, currency, scale),
         )

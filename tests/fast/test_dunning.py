@@ -240,7 +240,36 @@ async def test_an_invoice_billing_does_not_know_closes_without_writing(client: C
     assert result.outcome == "unknown_invoice"
     # the two reads ran at once (the event names the customer); nothing written, nothing handed
     assert sorted(fakes.names()) == ["find_crm_account", "get_invoice_context"]
-    assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice}]
+    assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice, "failure": None}]
+
+
+async def test_the_decline_the_event_carries_spares_the_payment_read(client: Client) -> None:
+    """Issue 15: the event's declined attempt goes into the first read, which then skips the
+    payment attempts; the case quotes it. Without it (above) the read lists them itself."""
+    run = Run()
+    declined = Payment(
+        id="txn_evt",
+        invoice_id=run.invoice,
+        succeeded=False,
+        amount=120_000,
+        currency="USD",
+        decline_code="insufficient_funds",
+        decline_message="Insufficient funds.",
+    )
+    fakes = dunning_fakes(run)
+    async with started(
+        client,
+        fakes,
+        WORKFLOW_TYPE,
+        DunningInput(billing=BILLING, invoice_id=run.invoice),
+        id=run.wf_id,
+        start_signal=names.SIGNAL_PAYMENT_FAILED,
+        start_signal_args=[run.failure().model_copy(update={"payment": declined})],
+        result_type=DunningResult,
+    ) as handle:
+        await eventually(lambda: status(handle), lambda s: s.case_id is not None, "the case")
+    [read] = fakes.inputs("get_invoice_context")
+    assert read == {"invoice_id": run.invoice, "failure": declined.model_dump(mode="json")}
 
 
 async def test_a_failure_event_for_a_paid_invoice_closes_as_already_paid(client: Client) -> None:
@@ -566,7 +595,7 @@ async def test_a_second_failure_joins_the_run_and_a_redelivery_is_ignored(client
     ]
     assert "2 failed attempt(s)" in close["summary"]
     # one run: its first read (day 0 follows it by moments), then before day 3 and the end
-    assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice}] * 3
+    assert fakes.inputs("get_invoice_context") == [{"invoice_id": run.invoice, "failure": None}] * 3
     # each failure handed to the churn intervention once: the first with the CRM read
     handed = [r for i in fakes.inputs("dunning_signal_churn") for r in i["risks"]]
     assert [r["signal"]["event_id"] for r in handed] == ["evt-1", "evt-2"]

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import temporal as names
     from domain.models import (
         InvoiceContext,
+        Payment,
         RiskSignal,
     )
 
@@ -121,12 +122,16 @@ class DunningReads:
             await workflow.wait_condition(lambda: self._churn_sent >= len(self.s.failures))
         await self.flush_billing_notes()
 
-    async def _invoice_context(self):  # noqa: ANN202 - InvoiceContext | None
+    async def _invoice_context(self, failure: Payment | None = None):  # noqa: ANN202
+        """The invoice context (None: billing does not know the invoice). ``failure``: the
+        declined attempt the event carried, so the read skips the payment attempts (issue 15;
+        the same one activity either way: no change of command sequence)."""
         try:
             ctx = self.s.context = await workflow.execute_activity_method(
                 BillingActivities.get_invoice_context,
-                GetInvoiceContextInput(invoice_id=self._input.invoice_id),
-                summary="re-fetch invoice, customer and payments",
+                GetInvoiceContextInput(invoice_id=self._input.invoice_id, failure=failure),
+                summary="re-fetch invoice and customer"
+                + (" (the decline from the event)" if failure else " and payments"),
                 **READ,
             )
         except ActivityError as err:

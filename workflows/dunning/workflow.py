@@ -134,8 +134,11 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
         )
         if self._hot and self.s.failures:
             # both reads at once: the event names the customer (checked against billing below)
+            # the newest failure's declined attempt, when its event carried it, spares the
+            # read of the payment attempts (issue 15)
             ctx, found = await asyncio.gather(
-                self._invoice_context(), self._find_account(self.s.failures[0].customer_id)
+                self._invoice_context(self.s.failures[-1].payment),
+                self._find_account(self.s.failures[0].customer_id),
             )
         else:
             ctx, found = await self._invoice_context(), None
