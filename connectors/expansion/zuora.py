@@ -3,6 +3,7 @@
 - **Plans and limits** come from the catalogue. A customer's live subscriptions, their rate
   plans and charges are one Object Query read per page of customers
   (``/object-query/subscriptions`` with ``accountId.IN:[…]``, ``status.EQ:Active``,
+  ``isLatestVersion.EQ:true`` — Zuora keeps a record per subscription version —,
   ``expand[]=rateplans``, ``expand[]=rateplans.rateplancharges``). A subscription rate plan
   with a usage charge (``chargeType`` Usage) is a metered plan: its product rate plan
   (``GET /v1/product-rate-plans/{id}``, read once per intake) gives the limit of that usage
@@ -15,7 +16,8 @@
 - **Usage**: Object Query ``/object-query/usages`` for the page's accounts at once
   (``accountId.IN:[…]``, ``startDateTime.GE:…``), every page of 99, summed per subscription,
   UOM and UTC day here. A record names its subscription by ID; a record without one (uploaded
-  by account and UOM) belongs to the account's only live subscription with that UOM.
+  by account and UOM), or naming another version of it, belongs to the account's only live
+  subscription with that UOM (with two such subscriptions it is not attributed).
 - **Plan change**: one order (``POST /v1/orders``) with a ``ChangePlan`` order action
   (``subType`` Upgrade, ``effectivePolicy`` EffectiveImmediately) replacing the plan's rate plan
   by the new product rate plan on the SAME subscription (Zuora prorates the recurring charge by
@@ -83,7 +85,7 @@ class ZuoraUsage:
             among = f"[{','.join(customer_ids[start : start + BULK_IN_MAX])}]"
             for sub in self.billing._query_all(
                 "subscriptions",
-                [f"accountId.IN:{among}", "status.EQ:Active"],
+                [f"accountId.IN:{among}", "status.EQ:Active", "isLatestVersion.EQ:true"],
                 max_pages=BULK_PAGES_MAX,
                 expand=["rateplans", "rateplans.rateplancharges"],
             ):
