@@ -182,11 +182,28 @@ def _invoice(store: Store, row: dict[str, Any]) -> dict[str, Any]:
 # --- GET /object-query/product-rate-plans: the catalogue's plans, by ID or number ------------------
 
 
+#: Object Query's largest page (the same bound as every other Object Query route)
+QUERY_PAGE_MAX = 99
+_KEYS = {"id": "id", "productrateplannumber": "productRatePlanNumber", "productid": "productId"}
+
+
+def _pick(rows: list[dict[str, Any]], spec: str) -> list[dict[str, Any]]:
+    """``field.EQ:value`` or ``field.IN:[a,b]`` on ``id``, ``productRatePlanNumber`` or
+    ``productId`` (case-insensitive field names, as Object Query treats them)."""
+    head, sep, value = spec.partition(":")
+    name, _, op = head.rpartition(".")
+    key = _KEYS.get(name.lower())
+    if not sep or key is None or op.upper() not in ("EQ", "IN"):
+        raise ZuoraError(GENERIC, INVALID_VALUE, f"invalid filter {spec!r}", http_status=400)
+    wanted = {v.strip() for v in value.strip("[]").split(",")} if op.upper() == "IN" else {value}
+    return [r for r in rows if str(r.get(key)) in wanted]
+
+
 def product_rate_plans(api: Any) -> Callable[[Any], dict[str, Any]]:
     """The handler of ``GET /object-query/product-rate-plans`` (``ExpandedProductRatePlan``:
     ``id``, ``productRatePlanNumber``, ``name``, ``productId``, ``state``, effective dates):
-    ``filter[]`` as on every Object Query (``id.IN:[…]``), ``pageSize`` ≤ 99, ``cursor``."""
-    from .api import QUERY_PAGE_MAX, _filter
+    ``filter[]`` by ``id``, ``productRatePlanNumber`` or ``productId`` (``EQ``, ``IN``),
+    ``pageSize`` ≤ 99, ``cursor``."""
 
     def handler(req: Any) -> dict[str, Any]:
         s = api.store
@@ -203,7 +220,7 @@ def product_rate_plans(api: Any) -> Callable[[Any], dict[str, Any]]:
             for p in s.product_rate_plans.values()
         ]
         for f in req.qs("filter[]"):
-            rows = _filter(rows, f)
+            rows = _pick(rows, f)
         try:
             size = int(req.q("pageSize") or 10)
         except ValueError:
