@@ -105,6 +105,7 @@ NEEDS: dict[str, dict[str, _Need]] = {
         "Next_Renewal__c": _Need("date"),
         "Payment_Health__c": _Need("string", 40),
         "Billing_Contact_Email__c": _Need("email"),
+        "Billing_Contact_Name__c": _Need("string", 255),
     },
     "Opportunity": {
         "RevBridge_Key__c": _Need("string", 64, external_id=True),  # expansion's upsert key

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connectors.chargebee import ChargebeeBilling, _key
+from connectors.sync import address
 from domain.linking import BillingParty
 
 #: a subscription that still bills (the main one is the live one with the highest MRR)
@@ -16,6 +17,21 @@ LIVE = ("active", "in_trial", "non_renewing", "paused", "future")
 
 def _day(ts: int | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).date().isoformat() if ts else None
+
+
+def _parts(addr: Any) -> dict[str, Any]:
+    """Chargebee's ``billing_address`` in the golden address's names (``zip`` → postal_code)."""
+    if addr is None:
+        return {}
+    get = addr.get if isinstance(addr, dict) else lambda k: getattr(addr, k, None)
+    return {
+        "line1": get("line1"),
+        "line2": get("line2"),
+        "city": get("city"),
+        "state": get("state") or get("state_code"),
+        "postal_code": get("zip"),
+        "country": get("country"),
+    }
 
 
 class ChargebeeSync:
@@ -38,6 +54,13 @@ class ChargebeeSync:
             view["account_name"] = cust.company
         if getattr(cust, "email", None):
             view["billing_contact"] = cust.email
+        name = " ".join(
+            n for n in (getattr(cust, "first_name", None), getattr(cust, "last_name", None)) if n
+        )
+        if name:
+            view["billing_contact_name"] = name
+        if addr := address(_parts(getattr(cust, "billing_address", None))):
+            view["billing_address"] = addr
         live = [s for s in raw if s.status in LIVE]
         main = max(live, key=lambda s: (int(s.mrr or 0), s.id), default=None) or max(
             raw, key=lambda s: (int(getattr(s, "cancelled_at", 0) or 0), s.id), default=None
@@ -60,12 +83,36 @@ class ChargebeeSync:
             params["company"] = fields["account_name"]
         if "billing_contact" in fields:
             params["email"] = fields["billing_contact"]
-        if not params:
-            return
-        self.billing._call(
-            lambda: self._cb.Customer.update(customer_id, params, headers=_key(idempotency_key)),
-            what=f"customer {customer_id}",
-        )
+        if "billing_contact_name" in fields:
+            first, _, last = str(fields["billing_contact_name"] or "").strip().partition(" ")
+            params["first_name"], params["last_name"] = first, last.strip()
+        if params:
+            self.billing._call(
+                lambda: self._cb.Customer.update(
+                    customer_id, params, headers=_key(idempotency_key)
+                ),
+                what=f"customer {customer_id}",
+            )
+        if "billing_address" in fields:
+            # the billing address is its own call (POST /customers/{id}/update_billing_info),
+            # with its own key derived from the step's
+            addr = fields["billing_address"] or {}
+            info = {
+                "billing_address": {
+                    "line1": addr.get("line1", ""),
+                    "line2": addr.get("line2", ""),
+                    "city": addr.get("city", ""),
+                    "state": addr.get("state", ""),
+                    "zip": addr.get("postal_code", ""),
+                    "country": addr.get("country", ""),
+                }
+            }
+            self.billing._call(
+                lambda: self._cb.Customer.update_billing_info(
+                    customer_id, info, headers=_key(idempotency_key + "-addr")
+                ),
+                what=f"customer {customer_id} billing info",
+            )
 
     def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[BillingParty], str | None]:
         params: dict[str, Any] = {

@@ -15,6 +15,7 @@ from hubspot.crm.companies import SimplePublicObjectBatchInput as CompanyBatchIn
 from hubspot.crm.companies import SimplePublicObjectInput as CompanyUpdate
 
 from connectors.hubspot import HubSpotCrm
+from connectors.sync import address
 from domain.linking import CrmParty
 
 #: golden field → company property
@@ -28,6 +29,16 @@ FIELDS = {
     "next_renewal": "next_renewal",
     "payment_health": "payment_health",
     "billing_contact": "billing_contact_email",
+    "billing_contact_name": "billing_contact_name",
+}
+#: the golden billing address → HubSpot's own company address properties
+ADDRESS = {
+    "line1": "address",
+    "line2": "address2",
+    "city": "city",
+    "state": "state",
+    "postal_code": "zip",
+    "country": "country",
 }
 _MONEY = {"mrr"}
 BATCH = 100
@@ -62,18 +73,25 @@ class HubSpotSync:
         company = self.crm._call(
             self.crm._companies.get_by_id,
             account_id,
-            properties=list(FIELDS.values()),
+            properties=[*FIELDS.values(), *ADDRESS.values()],
             what="company",
         )
         props = company.properties or {}
-        return {
+        view = {
             name: value
             for name, prop in FIELDS.items()
             if (value := _to_golden(name, props.get(prop))) is not None
         }
+        if addr := address({k: props.get(p) for k, p in ADDRESS.items()}):
+            view["billing_address"] = addr
+        return view
 
     def _props(self, fields: dict[str, Any]) -> dict[str, str]:
-        return {FIELDS[k]: _to_hubspot(k, v) for k, v in fields.items() if k in FIELDS}
+        props = {FIELDS[k]: _to_hubspot(k, v) for k, v in fields.items() if k in FIELDS}
+        if "billing_address" in fields:
+            addr = fields["billing_address"] or {}
+            props.update({p: str(addr.get(k) or "") for k, p in ADDRESS.items()})
+        return props
 
     def sync_write(self, account_id: str, fields: dict[str, Any]) -> None:
         if props := self._props(fields):

@@ -12,6 +12,7 @@ from simple_salesforce import format_soql
 
 from connectors.base import ConnectorError, ErrorKind
 from connectors.salesforce import SalesforceCrm
+from connectors.sync import address
 from domain.linking import CrmParty
 
 #: golden field → Account field
@@ -25,9 +26,20 @@ FIELDS = {
     "next_renewal": "Next_Renewal__c",
     "payment_health": "Payment_Health__c",
     "billing_contact": "Billing_Contact_Email__c",
+    "billing_contact_name": "Billing_Contact_Name__c",
 }
+#: the golden billing address → the Account's standard Billing address parts (the compound
+#: ``BillingAddress`` is read-only: its parts are written one by one; the street holds line 1
+#: and line 2 on two lines, as the Salesforce UI's street box does)
+ADDRESS = {
+    "city": "BillingCity",
+    "state": "BillingState",
+    "postal_code": "BillingPostalCode",
+    "country": "BillingCountry",
+}
+STREET = "BillingStreet"
 _MONEY = {"mrr"}
-_SELECT = ", ".join(["Id", *FIELDS.values()])
+_SELECT = ", ".join(["Id", *FIELDS.values(), STREET, *ADDRESS.values()])
 
 
 def _to_golden(name: str, value: Any) -> Any:
@@ -36,6 +48,18 @@ def _to_golden(name: str, value: Any) -> Any:
     if name in _MONEY:
         return int(round(float(value) * 100))
     return value
+
+
+def _address_from_sf(row: dict[str, Any]) -> dict[str, str] | None:
+    line1, _, line2 = str(row.get(STREET) or "").partition("\n")
+    parts = {"line1": line1, "line2": line2, **{k: row.get(sf) for k, sf in ADDRESS.items()}}
+    return address(parts)
+
+
+def _address_to_sf(value: Any) -> dict[str, Any]:
+    addr = value or {}
+    street = "\n".join(p for p in (addr.get("line1"), addr.get("line2")) if p)
+    return {STREET: street or None, **{sf: addr.get(k) or None for k, sf in ADDRESS.items()}}
 
 
 def _to_sf(name: str, value: Any) -> Any:
@@ -62,15 +86,20 @@ class SalesforceSync:
             format_soql("SELECT {:literal} FROM Account WHERE Id = {}", _SELECT, account_id),
             "account",
         )
-        return {
+        view = {
             name: _to_golden(name, row.get(sf))
             for name, sf in FIELDS.items()
             if row.get(sf) is not None
         }
+        if addr := _address_from_sf(row):
+            view["billing_address"] = addr
+        return view
 
     @staticmethod
     def _record(account_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         body = {FIELDS[k]: _to_sf(k, v) for k, v in fields.items() if k in FIELDS}
+        if "billing_address" in fields:
+            body.update(_address_to_sf(fields["billing_address"]))
         return {"attributes": {"type": "Account"}, "id": account_id, **body}
 
     def sync_write(self, account_id: str, fields: dict[str, Any]) -> None:

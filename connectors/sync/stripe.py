@@ -9,9 +9,12 @@ import time
 from typing import Any
 
 from connectors.stripe import _NO_REVENUE, StripeBilling, _subscription
+from connectors.sync import ADDRESS_KEYS, address
 from domain.linking import BillingParty
 
 FAILING = ("past_due", "unpaid")
+#: the billing contact's name, in the customer's metadata (its ``name`` is the account name)
+CONTACT_NAME = "billing_contact_name"
 
 
 class StripeSync:
@@ -35,6 +38,10 @@ class StripeSync:
             view["account_name"] = cus["name"]
         if cus.get("email"):
             view["billing_contact"] = cus["email"]
+        if addr := address(cus.get("address") or {}):
+            view["billing_address"] = addr
+        if name := (cus.get("metadata") or {}).get(CONTACT_NAME):
+            view["billing_contact_name"] = name
         subs = [_subscription(s, time.time()) for s in raw]
         live = [s for s in subs if s.status not in _NO_REVENUE]
         main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[0] if subs else None)
@@ -55,6 +62,13 @@ class StripeSync:
             params["name"] = fields["account_name"]
         if "billing_contact" in fields:
             params["email"] = fields["billing_contact"]
+        if "billing_address" in fields:
+            # Stripe's customer address has the golden address's keys; "" unsets a part
+            addr = fields["billing_address"] or {}
+            params["address"] = {k: addr.get(k, "") for k in ADDRESS_KEYS}
+        if "billing_contact_name" in fields:
+            # Stripe's customer ``name`` is the account name: the contact's is metadata
+            params["metadata"] = {CONTACT_NAME: fields["billing_contact_name"] or ""}
         if not params:
             return
         options: dict[str, Any] = {"idempotency_key": idempotency_key}

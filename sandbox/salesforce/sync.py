@@ -2,7 +2,8 @@
 golden record to, and the record-triggered Flow an admin activates to call out on Account changes.
 
 Fields (custom, on Account): ``Billing_Plan__c`` (text 255), ``Next_Renewal__c`` (date),
-``Payment_Health__c`` (text 40), ``Billing_Contact_Email__c`` (email). ``MRR__c``,
+``Payment_Health__c`` (text 40), ``Billing_Contact_Email__c`` (email),
+``Billing_Contact_Name__c`` (text 255). ``MRR__c``,
 ``Billing_Status__c`` and ``Customer_Tier__c`` exist already.
 
 The Flow (off in a fresh org, as an inactive Flow is; ``POST /_sandbox/salesforce/flows
@@ -30,6 +31,7 @@ def add_sync_fields(s: Schema) -> None:
         Field("Next_Renewal__c", "date", "Next Renewal", custom=True),
         text_field("Payment_Health__c", 40, custom=True),
         Field("Billing_Contact_Email__c", "email", "Billing Contact Email", length=80, custom=True),
+        text_field("Billing_Contact_Name__c", custom=True),
     ):
         s.add_field(account, f)
 

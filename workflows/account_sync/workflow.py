@@ -80,7 +80,7 @@ with workflow.unsafe.imports_passed_through():
 #: a late event could make the current value look stale and it was never applied)
 REREAD_IS_NOW_PATCH = "sync-reread-is-now"
 #: fields whose values are personal data: audited as "changed", never with the value
-PERSONAL = frozenset({"billing_contact", "billing_address"})
+PERSONAL = frozenset({"billing_contact", "billing_contact_name", "billing_address"})
 #: how many verdict lines the status keeps
 LAST = 20
 #: who decides a conflict (policies/approvers.yaml roles)
