@@ -8,6 +8,8 @@ read what the ERP holds for the month, post one approved journal entry.
   (``domain.revenue.month_totals``), so the run's history holds a few totals per page, never
   the lines.
 - ``revenue_posted_entries``: RevBridge's entries already in the ERP for the month (SuiteQL).
+- ``revenue_ledger_lines``: those entries' lines (``connectors/revenue/netsuite.py``), for the
+  adjusting entry of a month that changed after it was posted.
 - ``revenue_post_entry`` (a write): refuses an unbalanced entry before any call, then posts
   through ``NetSuiteErp.post_journal_entry``, exactly once by the entry's external ID (a retry
   after a committed call whose answer was lost finds the entry and writes nothing).
@@ -24,9 +26,11 @@ from temporalio.exceptions import ApplicationError
 from activities.errors import vendor_errors
 from activities.writes import writes
 from connectors.revenue import RevenueSource
+from connectors.revenue.netsuite import ledger_lines
 from domain.revenue import (
     Accounts,
     LedgerEntry,
+    LedgerLine,
     PostedEntry,
     PostEntryInput,
     RevenuePage,
@@ -51,6 +55,7 @@ class RevenueActivities:
             self.revenue_accounts,
             self.revenue_read_page,
             self.revenue_posted_entries,
+            self.revenue_ledger_lines,
             self.revenue_post_entry,
         ]
 
@@ -89,6 +94,13 @@ class RevenueActivities:
             LedgerEntry(internal_id=e.internal_id, external_id=e.external_id)
             for e in self._erp().find_entries(month)
         ]
+
+    @activity.defn(name="revenue_ledger_lines")
+    @vendor_errors
+    def revenue_ledger_lines(self, month: str) -> list[LedgerLine]:
+        """Every line of RevBridge's entries for ``month`` in the ERP (adjustments too): what a
+        close compares the month's figures with (``domain.revenue.settle``)."""
+        return ledger_lines(self._erp(), month, load_accounts(self.accounts_path))
 
     @writes
     @activity.defn(name="revenue_post_entry")

@@ -13,6 +13,9 @@ entries for the ERP (issue 20). Pure and exact: integer minor units, no floats, 
   per product account, deferred revenue debited by the total — balanced by construction. Each
   entry has an ``external_id`` derived from its month, currency and content, so a retried post
   is one entry in the ERP, and a corrected month is a different entry, never an overwrite.
+- **Adjusting entries**: a month that changed after it was posted is compared, account by
+  account, with every line the ERP holds for it (:func:`settle`); only the difference is posted,
+  as its own balanced entry keyed by what it adjusts and its content.
 """
 
 from __future__ import annotations
@@ -202,6 +205,92 @@ def entries_from_totals(rows: list[MonthRevenue], accounts: Accounts) -> list[Jo
     return entries
 
 
+# --- a posted month that changed: the adjusting entry ----------------------------------------------
+
+
+class LedgerLine(Frozen):
+    """One line of a RevBridge journal entry as the ERP holds it (minor units)."""
+
+    external_id: str
+    currency: str
+    account: str
+    debit: int = 0
+    credit: int = 0
+
+
+def currency_of(external_id: str) -> str:
+    """``rb-rev-2026-04-usd-…`` → ``USD`` (the entry's currency is in its external ID)."""
+    parts = external_id.split("-")
+    return parts[4].upper() if len(parts) > 4 else ""
+
+
+def _net(lines: list[tuple[str, int, int]]) -> dict[str, int]:
+    """Credits less debits per account."""
+    out: dict[str, int] = defaultdict(int)
+    for account, debit, credit in lines:
+        out[account] += credit - debit
+    return dict(out)
+
+
+def settle(
+    month: str, entries: list[JournalEntry], held: list[LedgerLine], accounts: Accounts
+) -> tuple[list[JournalEntry], list[JournalEntry]]:
+    """What a close posts for ``month``, given the month's fresh ``entries`` (one per currency)
+    and what the ERP already ``held`` for it (every RevBridge entry's lines, adjustments too):
+    ``(in_full, adjusting)``.
+
+    - A currency the ERP holds nothing for: its entry, in full.
+    - A currency the ERP holds entries for: per account, what the entry says less what the ERP
+      holds (credits less debits); nothing when every account agrees (an unchanged re-close, or
+      a change already adjusted), else one **adjusting entry** for the difference — balanced,
+      since both sides are. Its external ID is ``rb-rev-<month>-<cur>-adj-<hash>`` over the
+      entries it adjusts and its lines: a retried post is one entry, and once posted the next
+      close finds nothing left to adjust.
+    """
+    fresh = {e.currency.upper(): e for e in entries}
+    by_cur: dict[str, list[LedgerLine]] = defaultdict(list)
+    for line in held:
+        by_cur[line.currency.upper()].append(line)
+    in_full, adjusting = [], []
+    for cur in sorted(set(fresh) | set(by_cur)):
+        entry = fresh.get(cur)
+        if cur not in by_cur:
+            if entry is not None:
+                in_full.append(entry)
+            continue
+        want = _net([(x.account, x.debit, x.credit) for x in entry.lines]) if entry else {}
+        have = _net([(x.account, x.debit, x.credit) for x in by_cur[cur]])
+        diff = {a: want.get(a, 0) - have.get(a, 0) for a in set(want) | set(have)}
+        diff = {a: d for a, d in diff.items() if d}
+        if not diff:
+            continue
+        order = sorted(diff, key=lambda a: (a != accounts.deferred_revenue, a))
+        jl = [
+            JournalLine(
+                account=a,
+                credit=max(diff[a], 0),
+                debit=max(-diff[a], 0),
+                memo=f"adjusting {'deferred revenue' if a == accounts.deferred_revenue else 'revenue'}"
+                f" {month}",
+            )
+            for a in order
+        ]
+        basis = ",".join(sorted({x.external_id for x in by_cur[cur]}))
+        content = "|".join(f"{x.account}:{x.debit}:{x.credit}" for x in jl)
+        digest = hashlib.sha256(f"{month}|{cur}|{basis}|{content}".encode()).hexdigest()[:12]
+        adjusting.append(
+            JournalEntry(
+                external_id=f"rb-rev-{month}-{cur.lower()}-adj-{digest}",
+                month=month,
+                currency=cur,
+                date=_last_day(month),
+                memo=f"{accounts.memo}, {month} ({cur}): adjusting entry",
+                lines=jl,
+            )
+        )
+    return in_full, adjusting
+
+
 # --- a month close, page by page ------------------------------------------------------------------
 
 
@@ -340,8 +429,10 @@ class RevenueCloseResult(Frozen):
     #: external ID → ERP internal ID, for entries posted by this run or found posted already
     posted: dict[str, str] = {}
     #: entries for a month and currency whose content changed since it was posted: never
-    #: re-posted in full, left for finance (an adjusting entry)
+    #: re-posted in full; the difference is proposed as an adjusting entry
     changed: list[str] = []
+    #: the adjusting entries this close proposed (external IDs; ``posted`` once approved)
+    adjustments: list[str] = []
     documents: int = 0
     lines: int = 0
     approver: str | None = None

@@ -91,6 +91,22 @@ class FakeErp:
             if x.startswith(f"rb-rev-{month}-")
         ]
 
+    def ledger_lines(self, month: str) -> list[Any]:
+        """The lines of the month's entries as the ledger holds them (NetSuite's are read
+        through the record service: connectors/revenue/netsuite.py)."""
+        self.calls.append(f"lines {month}")
+        from domain.revenue import LedgerLine
+
+        return [
+            LedgerLine(
+                external_id=x, currency=e.currency, account=ln.account, debit=ln.debit,
+                credit=ln.credit,
+            )
+            for x, e in self.entries.items()
+            if x.startswith(f"rb-rev-{month}-")
+            for ln in e.lines
+        ]  # fmt: skip
+
     def post_journal_entry(self, entry: JournalEntry) -> str:
         self.calls.append(f"post {entry.external_id}")
         if entry.external_id not in self.entries:

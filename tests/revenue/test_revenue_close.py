@@ -175,13 +175,63 @@ async def test_a_second_close_of_the_month_posts_nothing_new(client: Client) -> 
     assert "decide_policy" not in f.names()  # nobody is asked about nothing
 
 
-async def test_a_month_changed_since_it_was_posted_is_left_for_finance(client: Client) -> None:
-    erp = FakeErp()
+async def test_a_month_changed_since_it_was_posted_gets_an_adjusting_entry(
+    client: Client,
+) -> None:
+    """A late USD credit of 5.00 on Apr 25 (one day) after April was posted: the close proposes
+    only the difference — revenue 4000 debited 5.00, deferred revenue 2400 credited 5.00 — through
+    the same finance approval, posted once; the EUR entry is untouched. Closing again proposes
+    nothing, and so does a third close after a retried post."""
+    erp = TimesOutAfterCommit()
     await close(client, fakes(), acts(FakeSource(april_book()), erp))
-    late = [*april_book(), line(-500, D(2026, 4, 25), D(2026, 4, 26))]  # a late USD credit
-    again, _ = await close(client, fakes(), acts(FakeSource(late), erp), decide=None)
-    assert again.outcome == "nothing_new" and len(again.changed) == 1
-    assert again.changed[0].startswith(f"rb-rev-{APRIL}-usd-") and len(erp.entries) == 2
+    first = dict(erp.entries)
+    late = [*april_book(), line(-500, D(2026, 4, 25), D(2026, 4, 26))]
+    f = fakes()
+    again, pending = await close(client, f, acts(FakeSource(late), erp), keep="adjusted")
+    assert again.outcome == "executed" and len(again.adjustments) == 1
+    adj = erp.entries[again.adjustments[0]]
+    assert adj.external_id.startswith(f"rb-rev-{APRIL}-usd-adj-") and adj.currency == "USD"
+    assert shape(adj) == [("2400", 0, 500), ("4000", 500, 0)] and adj.balanced
+    assert adj.date == D(2026, 4, 30) and "approved by alice@example.com" in adj.memo
+    assert len(again.changed) == 1 and again.changed[0].startswith(f"rb-rev-{APRIL}-usd-")
+    assert set(erp.entries) == {*first, adj.external_id}  # the originals stay as posted
+    assert "-5.00 USD" in pending[0].details()
+    assert [a for a, _ in f.audited()] == ["post_journal_entry"]
+    # the same figures again: what the ERP holds now agrees, so nothing is proposed
+    posts = [c for c in erp.calls if c.startswith("post")]
+    third, none = await close(
+        client, fakes(), acts(FakeSource(late), erp), decide=None, keep="adjusted_unchanged"
+    )
+    assert third.outcome == "nothing_new" and none == [] and third.adjustments == []
+    assert [c for c in erp.calls if c.startswith("post")] == posts and len(erp.entries) == 3
+
+
+def test_settle_by_hand() -> None:
+    """domain.revenue.settle: a currency with nothing posted goes in full; one whose revenue
+    vanished is reversed whole; one adjusted already needs nothing more."""
+    from domain.revenue import LedgerLine, load_accounts, settle
+
+    accounts = load_accounts(POLICY_DIR / "revenue.yaml")
+    usd = JournalEntry(
+        external_id="rb-rev-2026-04-usd-aaa", month=APRIL, currency="USD", date=D(2026, 4, 30),
+        memo="m", lines=[JournalLine(account="2400", debit=1_000),
+                         JournalLine(account="4000", credit=1_000)],
+    )  # fmt: skip
+    gbp_held = [
+        LedgerLine(external_id="rb-rev-2026-04-gbp-bbb", currency="GBP", account="2400", debit=700),
+        LedgerLine(external_id="rb-rev-2026-04-gbp-bbb", currency="GBP", account="4100", credit=700),
+    ]  # fmt: skip
+    in_full, adjusting = settle(APRIL, [usd], gbp_held, accounts)
+    assert in_full == [usd]
+    assert [shape(a) for a in adjusting] == [[("2400", 0, 700), ("4100", 700, 0)]]
+    assert adjusting[0].currency == "GBP" and adjusting[0].balanced
+    # after that adjustment is posted, the same figures settle to nothing
+    posted = [
+        LedgerLine(external_id=adjusting[0].external_id, currency="GBP", account=x.account,
+                   debit=x.debit, credit=x.credit)
+        for x in adjusting[0].lines
+    ]  # fmt: skip
+    assert settle(APRIL, [usd], gbp_held + posted, accounts) == ([usd], [])
 
 
 async def test_a_dry_run_asks_nobody_and_posts_nothing(client: Client) -> None:

@@ -9,8 +9,10 @@ each page comes back as the revenue it recognizes in the month per currency and 
 up. The totals become one balanced entry per currency (deferred revenue → revenue per product
 account); an unbalanced entry is refused before any call. A dry run stops there and shows them.
 Otherwise the run reads what the ERP already holds for the month: an entry already posted (same
-external ID) is not proposed again, and one whose month changed since it was posted is left for
-finance, never posted a second time in full. What is left is proposed through the approval gate
+external ID) is not proposed again, and a month that changed since it was posted is never posted
+a second time in full: the run reads the lines the ERP holds for it (adjustments too) and
+proposes only the difference, as an adjusting entry (``revenue-adjusting-entries``; an
+unchanged re-close proposes nothing). What is left is proposed through the approval gate
 as one action — its totals in the approval's details — and posted to NetSuite only when a finance
 approver says yes, each entry exactly once by its external ID. The decision is audited in the
 CRM's agent log, and the ERP side carries it in each entry's memo (the approver and this run):
@@ -50,10 +52,14 @@ with workflow.unsafe.imports_passed_through():
         format_minor,
         month_bounds,
         previous_month,
+        settle,
         unbalanced,
     )
     from domain.temporal import UseCase
 
+#: a month the ERP holds entries for is compared line by line; a difference is proposed as an
+#: adjusting entry (before: listed as ``changed`` for finance to adjust by hand)
+ADJUSTING_PATCH = "revenue-adjusting-entries"
 #: a page of 100 invoices with their lines (and the credited invoices of a credit-note page)
 PAGE: dict = {**READ, "start_to_close_timeout": timedelta(minutes=2)}
 
@@ -119,6 +125,29 @@ class RevenuePostingWorkflow(GovernedWorkflow):
             },
             changed=changed,
         )
+        if posted and workflow.patched(ADJUSTING_PATCH):
+            # the ERP holds entries for the month: compare line by line with what it holds
+            # (adjustments included), and propose only the difference as an adjusting entry
+            held = await workflow.execute_activity_method(
+                RevenueActivities.revenue_ledger_lines,
+                month,
+                summary=f"ERP lines of {month}",
+                **READ,
+            )
+            in_full, adjusting = settle(month, entries, held, accounts)
+            bad = unbalanced(adjusting)
+            if bad:  # balanced by construction; refused before any ERP call all the same
+                raise ApplicationError(
+                    f"unbalanced adjusting entries refused: {', '.join(bad)}",
+                    type="revenue.unbalanced",
+                    non_retryable=True,
+                )
+            to_post = [*in_full, *adjusting]
+            adjusted = {e.currency for e in adjusting}
+            self._set(
+                changed=[e.external_id for e in fresh if e.currency in adjusted],
+                adjustments=[e.external_id for e in adjusting],
+            )
         if not to_post:
             self._set(outcome="nothing_new")
             await self.handlers_finished()
