@@ -216,6 +216,9 @@ class ExpansionState(BaseModel):
     generations: dict[str, int] = {}
     batches: int = 0
     last_day: date | None = None
+    #: the policy's ``expire_after_days`` the last batch carried: a silent workflow (no more
+    #: batches) expires its open expansions by it, across continue-as-new too
+    expire_after_days: int | None = None
 
 
 class ExpansionInput(Frozen):

@@ -25,7 +25,7 @@ generation, so continue-as-new and retries never write a record twice.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from temporalio import workflow
 
@@ -80,6 +80,9 @@ with workflow.unsafe.imports_passed_through():
 
 #: a day's usage moves the crossing by a day or two; the records are rewritten when it moved more
 UPDATE_WHEN_MOVED_DAYS = 7
+#: an open expansion that goes silent (no usage batch, no win or loss) expires on its own day:
+#: the wait for usage ends then, not only after ``idle_days`` (histories before it replay)
+EXPIRY_PATCH = "expansion-expiry"
 
 
 @workflow.defn(name=ex.WORKFLOW_TYPE)
@@ -94,6 +97,8 @@ class ExpansionWorkflow(GovernedWorkflow):
         self._batches: list[UsageBatch] = []
         self._outcomes: list[OutcomeSignal] = []
         self._status = ExpansionStatus(customer_id=input.customer_id)
+        #: open expansions whose deal a person won: quote-to-cash tells the outcome, no expiry
+        self._won_waiting: set[str] = set()
         self._init_governed()
 
     # --- messages --------------------------------------------------------------------------------
@@ -150,13 +155,24 @@ class ExpansionWorkflow(GovernedWorkflow):
             )
         while True:
             self._stage("waiting for usage")
+            wait = timedelta(days=input.idle_days)
+            due = self._expiry_due() if self.s.open else None
+            if due is not None and workflow.patched(EXPIRY_PATCH):
+                wait = min(wait, max(due - workflow.now(), timedelta(seconds=1)))
+            else:
+                due = None
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._batches or self._outcomes),
-                    timeout=timedelta(days=input.idle_days),
-                    timeout_summary="no usage for a while",
+                    timeout=wait,
+                    timeout_summary="no usage for a while"
+                    if due is None
+                    else "an open expansion expires",
                 )
             except TimeoutError:
+                if due is not None and workflow.now() >= due:
+                    await self._expire_silent()
+                    continue
                 if not self.s.open:
                     self._stage("closed: idle")
                     await self.handlers_finished()
@@ -179,6 +195,7 @@ class ExpansionWorkflow(GovernedWorkflow):
         s = self.s
         self._stage("forecasting")
         s.batches += 1
+        s.expire_after_days = batch.policy.expire_after_days
         for plan in batch.plans:
             s.plans[plan.key] = plan
         await self._backfill(batch)
@@ -525,6 +542,39 @@ class ExpansionWorkflow(GovernedWorkflow):
         await self._signal(plan, f, o)
         s.open = {**s.open, plan.key: o}
 
+    # --- expiry of a silent expansion (patch expansion-expiry) ---------------------------------
+
+    def _expire_days(self) -> int:
+        return self.s.expire_after_days or ExpansionPolicy().expire_after_days
+
+    def _expiry_due(self) -> datetime | None:
+        """When the earliest open expansion expires (midnight UTC of its day), leaving out one
+        whose deal is won and waits for quote-to-cash to tell the outcome."""
+        days = timedelta(days=self._expire_days())
+        dues = [o.opened_on + days for k, o in self.s.open.items() if k not in self._won_waiting]
+        return _midnight(min(dues)) if dues else None
+
+    async def _expire_silent(self) -> None:
+        """Every open expansion past its day with no win or loss: closed as expired in the CRM
+        (the opportunity or deal closed lost with the reason, the quote rejected, the signal
+        Expired), audited, and recorded for attribution. One a person closed meanwhile is
+        recorded as they left it (lost), and a won one waits for quote-to-cash."""
+        today = workflow.now().date()
+        days = self._expire_days()
+        for key, o in list(self.s.open.items()):
+            if key in self._won_waiting or today < o.opened_on + timedelta(days=days):
+                continue
+            if await self._closed_by_person(key):
+                if key in self.s.open:  # won: quote-to-cash tells the outcome
+                    self._won_waiting.add(key)
+                continue
+            await self._close(
+                key,
+                f"expired: no win or loss in {days} days (no usage reported since "
+                f"{self.s.last_day or o.opened_on})",
+                ExpansionOutcome.EXPIRED,
+            )
+
     async def _closed_by_person(self, key: str) -> bool:
         """An opportunity a person closed lost is recorded as lost (won waits for quote-to-cash)."""
         o = self.s.open[key]
@@ -650,7 +700,5 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _midnight(d: date):  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime, time
-
+def _midnight(d: date) -> datetime:
     return datetime.combine(d, time(), UTC)
