@@ -149,3 +149,64 @@ async def test_hubspot_expansion_opens_once_and_the_won_deal_upgrades_in_place(
             len(api.associations.v4.basic_api.get_page("companies", company, "deals").results) == 1
         )
         await expansion.terminate("test over")
+
+
+@pytest.mark.parametrize("billing_name", ["chargebee", "stripe"])
+async def test_a_hubspot_deal_the_rep_declines_is_recorded_lost_and_not_reopened(
+    client: Client, sandbox_urls: dict[str, str], uid: str, tmp_path: Path, billing_name: str
+) -> None:
+    settings = pair_settings(sandbox_urls, billing_name, "hubspot", f"exp-hs-lost-{uid}")
+    billing, crm = build_billing(settings), build_crm(settings)
+    assert isinstance(crm, HubSpotCrm)
+    httpx.delete(sandbox_urls["hubspot"] + "/_sandbox/webhooks").raise_for_status()
+    hubspot_ready(crm)
+    seeded = _seed_billing(settings, billing, uid)
+    company = hubspot_company(crm, seeded["customer"], billing_name)
+    hubspot_product(crm, f"RB-GROWTH-{uid}", "300.00")
+    policy_dir = _auto_policies(settings, tmp_path, seeded["growth"], uid)
+    api = crm._client.crm
+    expansion = client.get_workflow_handle(expansion_workflow_id(billing_name, seeded["customer"]))
+
+    async def intake(n: int) -> None:
+        await client.execute_workflow(
+            ex.INTAKE_WORKFLOW_TYPE,
+            IntakeInput(billing=billing_name, crm="hubspot", intake_id=f"l{n}-{uid}"),
+            id=f"expansion-intake-hs-lost-{uid}-{n}",
+            task_queue=settings.task_queue,
+            result_type=IntakeResult,
+        )
+
+    async with build_worker(
+        client, billing, crm, task_queue=settings.task_queue, policy_dir=policy_dir
+    ):
+        await intake(1)
+        await eventually(
+            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+            lambda s: bool(s.open) and "opportunity -" not in s.open[0],
+            "an open expansion",
+            within_s=60,
+        )
+        [row] = api.associations.v4.basic_api.get_page("companies", company, "deals").results
+        deal = str(row.to_object_id)
+        # the rep declines it in HubSpot; the next day's intake finds it closed lost
+        httpx.post(
+            f"{sandbox_urls['hubspot']}/_sandbox/hubspot/objects/deals/{deal}/ui_update",
+            json={"properties": {"dealstage": "closedlost"}},
+        ).raise_for_status()
+        await intake(2)
+        status = await eventually(
+            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+            lambda s: bool(s.closed),
+            "the loss recorded",
+            within_s=60,
+        )
+        assert "lost" in status.closed[0] and not status.open
+        props = api.deals.basic_api.get_by_id(
+            deal, properties=["dealstage", "expansion_status", "expansion_close_reason"]
+        ).properties
+        assert props["dealstage"] == "closedlost"  # the rep's decision, left as it is
+        assert props["expansion_status"] == "Lost"
+        assert "closedlost" in props["expansion_close_reason"]
+        # nothing changed in billing
+        assert _subscriptions(billing_name, billing, seeded["customer"]) == [seeded["subscription"]]
+        await expansion.terminate("test over")
