@@ -1,0 +1,143 @@
+"""The backfill on Stripe, Zuora and Recurly (× Salesforce), each on sandboxes of its own: a dry
+run writes nothing; exact (email, domain), fuzzy (name) and linked-already customers are linked,
+ambiguous ones reported for a person; the book is read by list pages (one call per page:
+Stripe ``starting_after``, Zuora Object Query, Recurly ``GET /accounts``), never one call per
+customer; the links go in one sObject Collections PATCH per 200; a second run writes nothing.
+(Interrupted and resumed: test_backfill.py, on Chargebee — the workflow is the same.)"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from cli.sync import backfill
+from sandbox.framework import ServerThread
+from sandbox.recurly import RecurlyEmulator
+from sandbox.salesforce import SalesforceEmulator
+from sandbox.stripe import StripeEmulator
+from sandbox.zuora import ZuoraEmulator
+from tests.pairs import (
+    RECURLY_KEY,
+    RECURLY_SECRET,
+    SF_ID,
+    SF_SECRET,
+    STRIPE_KEY,
+    STRIPE_SECRET,
+    ZUORA_ID,
+    ZUORA_SECRET,
+    Pair,
+    pair_settings,
+)
+from tests.sync.book import Book, make_book
+
+#: the book's size: every kind ``domain/linking.py`` decides, 40 customers each (a smaller
+#: book's made-up names are too alike for the name match to be clearly ahead), over pages
+N = 200
+#: how each vendor lists its book (method, path): what the backfill may call in billing
+LISTS = {
+    "stripe": ("GET", "/v1/customers"),
+    "zuora": ("GET", "/object-query/accounts"),
+    "recurly": ("GET", "/accounts"),
+}
+
+
+def seed_of(book: Book, billing: str) -> dict[str, Any]:
+    """The book's customers in the vendor's seed shape."""
+    rows = []
+    for c in book.customers:
+        if billing == "recurly":
+            row = {"code": c["id"], "company": c["company"]}
+        else:
+            row = {"id": c["id"], "name": c["company"]}
+        if c.get("email"):
+            row["email"] = c["email"]
+        rows.append(row)
+    return {"accounts" if billing in ("zuora", "recurly") else "customers": rows}
+
+
+def emulator(billing: str) -> Any:
+    if billing == "stripe":
+        return StripeEmulator(api_key=STRIPE_KEY, webhook_secret=STRIPE_SECRET)
+    if billing == "zuora":
+        return ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET)
+    return RecurlyEmulator(
+        api_key=RECURLY_KEY, webhook_secrets=[RECURLY_SECRET], rate_limit_per_minute=None
+    )
+
+
+@pytest.fixture(scope="module", params=["stripe", "zuora", "recurly"])
+async def books(
+    request: pytest.FixtureRequest,
+    temporal_env: WorkflowEnvironment,
+    sandbox_urls: dict[str, str],
+) -> AsyncIterator[Pair]:
+    from workers.main import build_worker
+
+    billing = request.param
+    sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    with ServerThread({emulator(billing): 0, sf: 0}) as thread:
+        urls = {**sandbox_urls, **thread.urls}
+        queue = f"revbridge-sync-backfill-{billing}"
+        settings = pair_settings(urls, billing, "salesforce", queue)
+        os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
+        pair = Pair.build(settings, urls, "")
+        async with build_worker(temporal_env.client, pair.billing, pair.crm, task_queue=queue):
+            yield pair
+
+
+def ledger(pair: Pair, side: str) -> list[dict[str, Any]]:
+    rows = httpx.get(pair.urls[side] + "/_sandbox/requests").json()["requests"]
+    return [r for r in rows if r["path"] != "/oauth/token"]
+
+
+def linked(pair: Pair) -> dict[str, dict[str, Any]]:
+    url = pair.urls["salesforce"] + "/_sandbox/salesforce/records/Account"
+    rows = httpx.get(url).json()["records"]
+    return {a["Billing_Customer_Id__c"]: a for a in rows if a.get("Billing_Customer_Id__c")}
+
+
+async def test_the_book_is_linked_from_list_pages(books: Pair) -> None:
+    pair, billing = books, books.settings.billing
+    book = make_book(N, f"bv{billing[:2]}", billing=billing)
+    httpx.post(
+        pair.urls[billing] + "/_sandbox/seed", json=seed_of(book, billing), timeout=60
+    ).raise_for_status()
+    httpx.post(
+        pair.urls["salesforce"] + "/_sandbox/seed", json=book.salesforce_seed(), timeout=60
+    ).raise_for_status()
+    billing_calls = len(ledger(pair, billing))
+
+    dry = await backfill(pair.settings, dry_run=True, progress=False)
+    assert dry.dry_run and dry.written == 0
+    for kind in ("email", "domain", "name"):
+        assert dry.counts[kind] == book.expected(kind), (kind, dry.counts)
+    assert dry.linked_already == book.expected("linked")
+    assert dry.counts["review"] == book.expected("ambiguous") == len(dry.review)
+    assert not [
+        r
+        for r in ledger(pair, "salesforce")
+        if r["method"] in ("PATCH", "POST") and "/sobjects" in r["path"]
+    ]
+
+    done = await backfill(pair.settings, dry_run=False, progress=False)
+    to_link = book.expected("email") + book.expected("domain") + book.expected("name")
+    assert done.written == done.to_write == to_link and done.bulk_calls == 1
+    rows = linked(pair)
+    assert len(rows) == to_link + book.expected("linked")
+    for customer, kind in book.kinds.items():
+        assert (customer in rows) == (kind != "ambiguous"), (customer, kind)
+        if customer in rows:
+            assert rows[customer]["Billing_Platform__c"] == billing
+    # billing was only listed, a page (up to 99-100 customers) a call, and nothing written
+    calls = ledger(pair, billing)[billing_calls:]
+    assert {(r["method"], r["path"]) for r in calls} == {LISTS[billing]}
+    assert len(calls) == dry.billing_reads + done.billing_reads
+    assert done.billing_reads <= N // 99 + 1 + (billing == "stripe")  # Stripe: a last empty page
+
+    again = await backfill(pair.settings, dry_run=False, progress=False)
+    assert again.written == 0 and again.linked_already == to_link + book.expected("linked")
