@@ -8,7 +8,9 @@ entries for the ERP (issue 20). Pure and exact: integer minor units, no floats, 
   old plan and a charge for the new one, both over the remaining period; each is spread over its
   own period, so months already closed never move.
 - **Credits and refunds reversed**: negative lines over the period they give back (a refund with
-  no service period reverses on its own day).
+  no service period reverses on its own day); a refund without a credit note
+  (:func:`refund_lines`) gives back the days ahead, and reverses any revenue already recognized
+  on its own day.
 - **Journal entries** per month and currency (never summed across currencies): revenue credited
   per product account, deferred revenue debited by the total — balanced by construction. Each
   entry has an ``external_id`` derived from its month, currency and content, so a retried post
@@ -82,6 +84,64 @@ def schedule(line: RevenueLine) -> dict[str, int]:
         cum = line.amount if upto == days else _share(line.amount, upto, days)
         out[month_of(lo)] = out.get(month_of(lo), 0) + cum - done
         done = cum
+    return out
+
+
+def refund_lines(
+    lines: list[RevenueLine], amount: int, on: date, source_id: str
+) -> list[RevenueLine]:
+    """The revenue reversed by a refund of ``amount`` (minor units) of a paid invoice, made on
+    ``on`` with no credit note (Stripe: a refund of the invoice's payment intent that no credit
+    note names), given the invoice's revenue ``lines``.
+
+    The refund is shared among the invoice's lines in proportion to their amounts (capped at the
+    invoice's revenue; shares sum exactly). Each share first gives back what the line had not yet
+    recognized on ``on``, spread over its remaining service days ``[on, end)``, so only the months
+    ahead change; whatever is left of the share (revenue already recognized) is reversed on the
+    refund's own day — never in a month before it, so a closed month never moves. A refund of
+    the unused part reverses exactly the days ahead; a full refund mid-term cancels the months
+    ahead and reverses the months behind on the refund's day (Stripe's own methodology: the
+    recognized part becomes contra revenue, the deferred part is cleared)."""
+    positive = [x for x in lines if x.amount > 0]
+    total = sum(x.amount for x in positive)
+    amount = min(amount, total)
+    if amount <= 0:
+        return []
+    out: list[RevenueLine] = []
+    done = cum = 0
+    for line in positive:
+        cum += line.amount
+        share = amount * cum // total - done
+        done += share
+        if share == 0:
+            continue
+        days = (line.end - line.start).days
+        lo = max(line.start, on)
+        ahead = 0
+        if lo < line.end:
+            unrecognized = line.amount - line.amount * (lo - line.start).days // days
+            ahead = min(share, unrecognized)
+        if ahead:
+            out.append(
+                line.model_copy(
+                    update={
+                        "source_id": f"{source_id}/{line.source_id}",
+                        "amount": -ahead,
+                        "start": lo,
+                    }
+                )
+            )
+        if share - ahead:
+            out.append(
+                line.model_copy(
+                    update={
+                        "source_id": f"{source_id}/{line.source_id}/recognized",
+                        "amount": -(share - ahead),
+                        "start": on,
+                        "end": on + timedelta(days=1),
+                    }
+                )
+            )
     return out
 
 
