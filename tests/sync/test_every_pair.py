@@ -223,6 +223,16 @@ async def test_a_plan_change_reaches_the_crm_account(
     )
     handle = temporal_env.client.get_workflow_handle(wf_id)
     assert (await status(handle)).signals >= 1
+    if billing in ("zuora", "recurly"):
+        # an account edit in billing: Zuora's AccountChanged custom event, Recurly's
+        # account/updated notification; the shared billing contact reaches the CRM at once
+        set_billing_contact(pair, ids["customer"], f"payables+{uid}@example.com")
+        await eventually(
+            lambda: asyncio.to_thread(c.sync_view, ids["account"]),
+            lambda v: v.get("billing_contact") == f"payables+{uid}@example.com",
+            f"the new billing contact on the {crm} account",
+            within_s=60,
+        )
 
 
 async def started(
