@@ -105,6 +105,9 @@ def run_webhooks(cfg: StackConfig | None, host: str | None, port: int | None) ->
 
     apply_stack_defaults(cfg)
     telemetry.configure_logging()
+    from connectors import quiet_vendor_loggers  # its HubSpot/Recurly lookups: no customer data
+
+    quiet_vendor_loggers()
     settings = Settings.from_env(os.environ)
     telemetry.setup_tracing(telemetry.SERVICE_WEBHOOKS, settings)
     connection = TemporalConnection()
