@@ -1666,10 +1666,7 @@ class Api:
                 "contacts": (list(s.contacts.values()), r.expanded_contact),
                 "subscriptions": (
                     list(s.subscriptions.values()),
-                    lambda x: {
-                        **r.expanded_subscription(s, x),
-                        **metering.expand_rate_plans(s, x, req.qs("expand[]")),
-                    },
+                    lambda x: r.expanded_subscription(s, x),
                 ),
                 "invoices": (
                     list(s.invoices.values()),

@@ -7,9 +7,8 @@
   Seeded through ``/_sandbox/seed`` (``seeding``: ``includedUnits``, ``overagePrice``, ``tiers``
   on a charge, ``…__c`` on a rate plan) and shown by ``GET /v1/product-rate-plans/{id}`` in the
   charge's ``pricing`` entry.
-- **Object Query subscriptions** expand their rate plans (``expand[]=rateplans``) and those rate
-  plans' charges (``expand[]=rateplans.rateplancharges``), field names as ``ExpandedRatePlan`` /
-  ``ExpandedRatePlanCharge`` of the spec (``chargeType``, ``chargeModel``, ``uOM``, ...).
+- **Object Query subscriptions** expand their rate plans and charges in ``query_expand.py``
+  (``expand[]=rateplans``, ``rateplans.rateplancharges``: ``chargeType``, ``uOM``, ...).
 - **The ``ChangePlan`` order action** (``CreateOrderChangePlan``): the rate plan named by
   ``ratePlanId`` / ``subscriptionRatePlanNumber`` / ``productRatePlanId`` /
   ``productRatePlanNumber`` is replaced by ``newProductRatePlan`` on the same subscription, with
@@ -22,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .state import INVALID_VALUE, MISSING_FIELD, ORDER, ZuoraError, day, money
+from .state import INVALID_VALUE, MISSING_FIELD, ORDER, ZuoraError, money
 
 if TYPE_CHECKING:
     from .api import Api
@@ -57,56 +56,6 @@ def pricing(ch: dict[str, Any]) -> dict[str, Any]:
             for n, t in enumerate(ch["tiers"])
         ]
     return out
-
-
-def expand_rate_plans(
-    store: Any, sub: dict[str, Any], expand: list[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """``ratePlans`` (and their ``ratePlanCharges``) of an Object Query subscription row, when
-    the query asked for them."""
-    wanted = {e.lower() for e in expand}
-    if "rateplans" not in wanted and "rateplans.rateplancharges" not in wanted:
-        return {}
-    charges = "rateplans.rateplancharges" in wanted
-    now = store.now()
-    plans = []
-    for rp in sub["ratePlans"]:
-        if rp.get("_removed"):
-            continue
-        row: dict[str, Any] = {
-            "id": rp["id"],
-            "name": rp["ratePlanName"],
-            "productId": rp["productId"],
-            "productRatePlanId": rp["productRatePlanId"],
-            "subscriptionId": sub["id"],
-            "subscriptionRatePlanNumber": rp.get("number"),
-            "amendmentType": rp.get("lastChangeType"),
-        }
-        if charges:
-            end = rp.get("effectiveEndDate")
-            row["ratePlanCharges"] = [
-                {
-                    "id": ch["id"],
-                    "chargeNumber": ch["number"],
-                    "name": ch["name"],
-                    "chargeType": ch["type"],
-                    "chargeModel": ch["model"],
-                    "uOM": ch.get("uom"),
-                    "quantity": ch.get("quantity"),
-                    "billingPeriod": ch.get("billingPeriod"),
-                    "productRatePlanChargeId": ch["productRatePlanChargeId"],
-                    "ratePlanId": rp["id"],
-                    "subscriptionId": sub["id"],
-                    "effectiveStartDate": day(
-                        ch.get("effectiveStartDate", rp["effectiveStartDate"])
-                    ),
-                    "effectiveEndDate": day(end) if end else None,
-                    "isLastSegment": end is None or end > now,
-                }
-                for ch in rp["charges"]
-            ]
-        plans.append(row)
-    return {"ratePlans": plans}
 
 
 def change_plan(api: Api, sub: dict[str, Any], action: dict[str, Any], when: float) -> None:
