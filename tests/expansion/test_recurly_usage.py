@@ -173,3 +173,39 @@ def test_tiers_usage_lists_and_one_subscription_change(
     assert "credit" in kinds and "charge" in kinds
     with pytest.raises(ConnectorError, match="no longer on"):
         usage.change_plan(sub, f"basic-{uid}", f"other-{uid}", f"k-{uid}")
+
+
+def test_tiered_plans_and_subscriptions_fit_the_client_and_the_spec(
+    recurly_billing: RecurlyBilling, recurly_url: str, uid: str
+) -> None:
+    """The sandbox's tiered usage add-ons, plan custom fields and subscription add-on tiers as
+    the recurly client reads them in strict mode (an unknown field raises) and as the OpenAPI
+    spec describes them (Plan, AddOn, Subscription)."""
+    import recurly
+
+    from tests.recurly.test_recurly_spec import ACCEPT, violations
+
+    ids = seed_recurly_catalog(recurly_billing, uid)
+    _, sub = recurly_customer_on_starter(recurly_billing, ids, uid)
+    rc = recurly_billing.client
+    strict = recurly.STRICT_MODE
+    recurly.STRICT_MODE = True
+    try:
+        plan = rc.get_plan(f"code-{ids['starter']}")
+        [add_on] = list(rc.list_plan_add_ons(plan.id).items())
+        read = rc.get_subscription(sub)
+    finally:
+        recurly.STRICT_MODE = strict
+    assert [(f.name, f.value) for f in plan.custom_fields] == [("upgrade_to", ids["growth"])]
+    assert add_on.tier_type == "tiered" and add_on.tiers[0].ending_quantity == 10_000
+    [sa] = read.add_ons
+    assert [(t.ending_quantity, t.unit_amount) for t in sa.tiers] == [(10_000, 0), (None, 0.02)]
+    for path, schema in (
+        (f"/plans/code-{ids['starter']}", "Plan"),
+        (f"/plans/code-{ids['starter']}/add_ons/code-{ids['calls']}", "AddOn"),
+        (f"/subscriptions/{sub}", "Subscription"),
+    ):
+        body = httpx.get(
+            recurly_url + path, auth=(RECURLY_KEY, ""), headers=ACCEPT, timeout=10
+        ).json()
+        assert violations(body, {"$ref": f"#/components/schemas/{schema}"}, path) == []
