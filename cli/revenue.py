@@ -65,10 +65,14 @@ def render(r: RevenueCloseResult, workflow_id: str, pending: PendingApproval | N
         f"revenue close {r.month} ({workflow_id}): {head}",
         f"  read {r.documents} billing documents, {r.lines} lines; totals: {r.totals or 'none'}",
     ]
-    for e in r.entries:
+    changed = "changed since it was posted: " + (
+        "the difference is adjusted below" if r.adjustments else "left for finance"
+    )
+    for e in [*r.entries, *r.adjustments]:
         state = f"posted as {r.posted[e.external_id]}" if e.external_id in r.posted else (
-            "changed since it was posted: left for finance" if e.external_id in r.changed
-            else "to post")  # fmt: skip
+            changed if e.external_id in r.changed else "to post")  # fmt: skip
+        if e in r.adjustments:
+            state = f"adjusting entry, {state}"
         lines.append(f"  {e.external_id} ({e.date}, {state})")
         for x in e.lines:
             side = f"Dr {format_minor(x.debit, e.currency)}" if x.debit else (

@@ -491,8 +491,8 @@ class RevenueCloseResult(Frozen):
     #: entries for a month and currency whose content changed since it was posted: never
     #: re-posted in full; the difference is proposed as an adjusting entry
     changed: list[str] = []
-    #: the adjusting entries this close proposed (external IDs; ``posted`` once approved)
-    adjustments: list[str] = []
+    #: the adjusting entries this close proposed for changed months (``posted`` once approved)
+    adjustments: list[JournalEntry] = []
     documents: int = 0
     lines: int = 0
     approver: str | None = None

@@ -4,6 +4,8 @@ month is checked before anything starts."""
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 from temporalio.client import Client
 
@@ -41,3 +43,24 @@ def test_the_month_is_checked_first() -> None:
     with pytest.raises(CliError, match="YYYY-MM"):
         month_arg("2026-4")
     assert month_arg("2026-04") == "2026-04"
+
+
+def test_an_adjusting_entry_is_printed_beside_the_changed_one() -> None:
+    from cli.revenue import render
+    from domain.revenue import JournalEntry, JournalLine, RevenueCloseResult
+
+    def entry(ext: str, lines: list[JournalLine]) -> JournalEntry:
+        return JournalEntry(external_id=ext, month=APRIL, currency="USD",
+                            date=date(2026, 4, 30), memo="m", lines=lines)  # fmt: skip
+
+    fresh = entry("rb-rev-2026-04-usd-new", [JournalLine(account="2400", debit=58_000),
+                                             JournalLine(account="4000", credit=58_000)])  # fmt: skip
+    adj = entry("rb-rev-2026-04-usd-adj-abc", [JournalLine(account="2400", credit=500),
+                                               JournalLine(account="4000", debit=500)])  # fmt: skip
+    r = RevenueCloseResult(month=APRIL, outcome="executed", approver="alice@example.com",
+                           entries=[fresh], changed=[fresh.external_id], adjustments=[adj],
+                           posted={adj.external_id: "1003"})  # fmt: skip
+    text = render(r, f"revenue-close:fakebill:{APRIL}", None)
+    assert "rb-rev-2026-04-usd-new (2026-04-30, changed since it was posted: the difference" in text
+    assert "rb-rev-2026-04-usd-adj-abc (2026-04-30, adjusting entry, posted as 1003)" in text
+    assert "Cr 5.00 USD" in text and "Dr 5.00 USD" in text

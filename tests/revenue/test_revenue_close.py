@@ -189,7 +189,8 @@ async def test_a_month_changed_since_it_was_posted_gets_an_adjusting_entry(
     f = fakes()
     again, pending = await close(client, f, acts(FakeSource(late), erp), keep="adjusted")
     assert again.outcome == "executed" and len(again.adjustments) == 1
-    adj = erp.entries[again.adjustments[0]]
+    adj = erp.entries[again.adjustments[0].external_id]
+    assert again.adjustments[0].lines == adj.lines and adj.external_id in again.posted
     assert adj.external_id.startswith(f"rb-rev-{APRIL}-usd-adj-") and adj.currency == "USD"
     assert shape(adj) == [("2400", 0, 500), ("4000", 500, 0)] and adj.balanced
     assert adj.date == D(2026, 4, 30) and "approved by alice@example.com" in adj.memo

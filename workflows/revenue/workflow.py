@@ -146,7 +146,7 @@ class RevenuePostingWorkflow(GovernedWorkflow):
             adjusted = {e.currency for e in adjusting}
             self._set(
                 changed=[e.external_id for e in fresh if e.currency in adjusted],
-                adjustments=[e.external_id for e in adjusting],
+                adjustments=adjusting,
             )
         if not to_post:
             self._set(outcome="nothing_new")
