@@ -13,11 +13,12 @@ Records (every write keyed, so a retry after a committed-then-timed-out call fin
 - the **deal**: ``POST /crm/v3/objects/deals/batch/upsert`` with ``idProperty=revbridge_key``
   (unique), ``dealtype`` existingbusiness, in :data:`PIPELINE` at :data:`OPEN_STAGE`, owned by the
   company's owner, associated with the company (v4 default association);
-- the **draft quote** (``hs_status`` DRAFT) and its **line item** priced from the billing
-  catalogue (the CRM product from policies/products.yaml by ``hs_sku``): each a ``batch/upsert``
-  on its own ``revbridge_key``, then one v4 ``batch/associate/default`` per pair of types (quote →
-  deal, line item → quote, line item → deal; associating twice changes nothing). Nothing here
-  publishes or sends a quote.
+- the **draft quote** (``hs_status`` DRAFT) and its **line item**, and the deal's own line item
+  (a line item belongs to one parent), priced from the billing catalogue (the CRM product from
+  policies/products.yaml by ``hs_sku``): a ``batch/upsert`` per type on each record's own
+  ``revbridge_key`` (both line items in one), then one v4 ``batch/associate/default`` per pair
+  of types (quote → deal, line item → quote, line item → deal; associating twice changes
+  nothing). Nothing here publishes or sends a quote.
 - A deal a person has closed is never reopened or rewritten; closing one RevBridge opened sets
   ``closedlost`` with ``closed_lost_reason`` and the quote ``REJECTED``.
 """
@@ -241,12 +242,15 @@ class HubSpotExpansion:
             line["hs_product_id"] = product
         if draft.product_code:
             line["hs_sku"] = draft.product_code
-        line_id = self._upsert(
-            self._line_batches, LineUpserts, draft.quote_key + "-1", line, "line item"
+        # a line item belongs to one parent (HubSpot's line items guide): one for the deal (its
+        # product, as Salesforce's opportunity product) and one for the quote, in one batch
+        deal_line, quote_line = draft.opportunity_key + "-1", draft.quote_key + "-1"
+        lines = self._upsert_many(
+            self._line_batches, LineUpserts, {deal_line: line, quote_line: line}, "line items"
         )
         self._associate("quotes", "deals", [(quote_id, deal_id)])
-        self._associate("line_items", "quotes", [(line_id, quote_id)])
-        self._associate("line_items", "deals", [(line_id, deal_id)])
+        self._associate("line_items", "quotes", [(lines[quote_line], quote_id)])
+        self._associate("line_items", "deals", [(lines[deal_line], deal_id)])
         return ExpansionRecords(opportunity_id=deal_id, quote_id=quote_id, created=existing is None)
 
     def close_expansion(
@@ -283,6 +287,23 @@ class HubSpotExpansion:
         body = model(inputs=[{"id": key, "idProperty": KEY_PROPERTY, "properties": props}])
         done = self._call(api.upsert, body, what=what)
         return str(done.results[0].id)
+
+    def _upsert_many(
+        self, api: Any, model: type, records: dict[str, dict[str, str]], what: str
+    ) -> dict[str, str]:
+        """Several records of one type by their ``revbridge_key`` in one ``batch/upsert``
+        (HubSpot does not promise the results' order: each is matched by its key)."""
+        body = model(
+            inputs=[
+                {"id": key, "idProperty": KEY_PROPERTY, "properties": props}
+                for key, props in records.items()
+            ]
+        )
+        done = self._call(api.upsert, body, what=what)
+        ids = {(r.properties or {}).get(KEY_PROPERTY): str(r.id) for r in done.results or []}
+        if set(records) - set(ids):  # an answer without the keys: HubSpot's input order
+            ids = {key: str(r.id) for key, r in zip(records, done.results or [], strict=True)}
+        return ids
 
     def _associate(self, from_type: str, to_type: str, pairs: list[tuple[str, str]]) -> None:
         body = BatchInputPublicDefaultAssociationMultiPost(

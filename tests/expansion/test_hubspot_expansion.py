@@ -1,8 +1,8 @@
 """Usage-based expansion's HubSpot records through the official client against the sandbox:
 ``revbridge setup crm``'s expansion properties, then the deal (expansion pipeline, the company's
-owner), its DRAFT quote and line item priced from the catalogue, each an upsert on its
+owner) with its line item, its DRAFT quote and the quote's line item priced from the catalogue, each an upsert on its
 ``revbridge_key`` — a quote upsert committed-then-timed-out and retried leaves ONE deal, ONE
-quote, ONE line item — the signal's properties on the deal, the link quote-to-cash reads, the
+quote, ONE line item each — the signal's properties on the deal, the link quote-to-cash reads, the
 close (closed lost with the reason, quote rejected) and no reopening."""
 
 from __future__ import annotations
@@ -161,6 +161,11 @@ def test_deal_quote_and_line_once_after_a_committed_then_timed_out_upsert(
     assert quote.properties["hs_status"] == "DRAFT"  # drafted, never sent
     lines = api.associations.v4.basic_api.get_page("quotes", made.quote_id, "line_items")
     assert len(lines.results) == 1
+    # the deal has its own line item (a line item belongs to one parent)
+    deal_lines = api.associations.v4.basic_api.get_page(
+        "deals", made.opportunity_id, "line_items"
+    ).results
+    assert len(deal_lines) == 1 and deal_lines[0].to_object_id != lines.results[0].to_object_id
     line = api.line_items.basic_api.get_by_id(
         str(lines.results[0].to_object_id), properties=["price", "hs_product_id", "amount"]
     ).properties
