@@ -130,14 +130,28 @@ class WriteChurnScoresInput(Frozen):
 # --- the activities ------------------------------------------------------------------------------
 
 
+#: the last configuration read per file, with the file's (mtime, size) when it was read
+_CONFIGS: dict[Path, tuple[tuple[int, int], ChurnConfig]] = {}
+
+
 def load_config(path: Path) -> ChurnConfig:
-    """The scorecard configuration; a broken file raises (the activity retries until fixed)."""
+    """The scorecard configuration; a broken file raises (the activity retries until fixed).
+    Parsed again only when the file changed (its mtime or size): every score reads it, and the
+    YAML parse and validation were a visible share of the worker's CPU per failed payment
+    (issue 15, bench/profile-worker.txt); an edit still counts from the next score on."""
     try:
-        return ChurnConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        cached = _CONFIGS.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        config = ChurnConfig.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError, ValidationError) as exc:
         raise ApplicationError(
             f"{path.name} is unusable: {str(exc)[:300]}", type="churn.config_invalid"
         ) from None
+    _CONFIGS[path] = (stamp, config)
+    return config
 
 
 class ChurnActivities:
