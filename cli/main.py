@@ -72,6 +72,10 @@ def cmd_dev(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from cli.demo import run_demo
 
+    if args.desk == "zendesk" and args.scenario not in ("dunning", "support"):  # the default
+        raise CliError(
+            f"--desk zendesk shows the support scenario, not {args.scenario}: drop one of them"
+        )
     if args.channel == "marketing-cloud":  # the stack's pieces inherit it (cli/channels.py)
         os.environ["REVBRIDGE_EMAIL_CHANNEL"] = "marketing-cloud"
     if args.desk == "zendesk":
