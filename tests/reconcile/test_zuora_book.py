@@ -1,6 +1,7 @@
 """The reconciliation's Zuora reader (connectors/reconcile/zuora.py) against the Zuora sandbox
 through the connector's own REST client, with Salesforce and with HubSpot: clean customers
-(the core plan and five seats, a paid invoice, its payment applied) and one customer per
+(the core plan and five seats, one of them 10% off through Zuora's discount rate plan, a paid
+invoice, its payment applied) and one customer per
 discrepancy a Zuora tenant can hold — a won deal without a subscription, a subscription that
 disagrees with its deal, an invoice line for a product the subscription does not have, an
 invoice paid without a payment, a payment left unapplied, an invoice paid with half its amount,
@@ -34,7 +35,7 @@ from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.zuora import ZuoraEmulator
-from sandbox.zuora.scenarios import catalog
+from sandbox.zuora.scenarios import DISCOUNT_PLAN, catalog
 from tests.pairs import HS_SECRET, HS_TOKEN, SF_ID, SF_SECRET, ZUORA_ID, ZUORA_SECRET, pair_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,7 +66,7 @@ def plant(url: str, em: ZuoraEmulator, side: Any, prefix: str) -> dict[str, tupl
     data: dict[str, list] = {"products": catalog(), "accounts": [], "subscriptions": []}
     data |= {"invoices": [], "payments": []}
     side.catalog()
-    for tag in ["clean0", "clean1", *PLANTED]:
+    for tag in ["clean0", "clean1", "discounted", *PLANTED]:
         cid = f"{prefix}{tag}"
         if tag == "ghost":
             who[tag] = (side.account(f"Ghost {prefix}", None), None)
@@ -77,14 +78,11 @@ def plant(url: str, em: ZuoraEmulator, side: Any, prefix: str) -> dict[str, tupl
         data["accounts"].append(account)
         seats = 7 if tag == "mismatch" else 5
         number = f"S-{cid}"
-        data["subscriptions"].append(
-            {
-                "account": cid,
-                "subscriptionNumber": number,
-                "plans": [{"plan": CORE}, {"plan": SEAT, "quantity": seats}],
-            }
-        )
-        total = 50_000 + 4_000 * seats
+        plans: list[dict[str, Any]] = [{"plan": CORE}, {"plan": SEAT, "quantity": seats}]
+        if tag == "discounted":  # 10% off as Zuora sells it: a discount rate plan
+            plans.append({"plan": DISCOUNT_PLAN})
+        data["subscriptions"].append({"account": cid, "subscriptionNumber": number, "plans": plans})
+        total = (50_000 + 4_000 * seats) * (9 if tag == "discounted" else 10) // 10
         inv = f"inv-{cid}"
         data["invoices"].append(
             {"id": inv, "account": cid, "subscription": number, "amount": total, "balance": 0}
@@ -115,8 +113,10 @@ def plant(url: str, em: ZuoraEmulator, side: Any, prefix: str) -> dict[str, tupl
         if acc is None or tag == "ghost":
             continue
         seats = 7 if tag == "mismatch" else 5
-        side.billing_fields(acc, 1_234_00 if tag == "drift" else 50_000 + 4_000 * seats, "active")
-        side.won_deal(acc, f"Deal {tag}", DEAL, f"S-{prefix}{tag}")
+        mrr = (50_000 + 4_000 * seats) * (9 if tag == "discounted" else 10) // 10
+        side.billing_fields(acc, 1_234_00 if tag == "drift" else mrr, "active")
+        deal = [(*ln[:3], 10) for ln in DEAL] if tag == "discounted" else DEAL
+        side.won_deal(acc, f"Deal {tag}", deal, f"S-{prefix}{tag}")
         if tag == "nosub":
             side.won_deal(acc, "Upsell", [("RB-SEAT", 2, 4_000, 0)], None)
     return who
@@ -168,7 +168,7 @@ def test_the_zuora_book_finds_exactly_the_planted_ones(zuora_book: Any) -> None:
     assert by_kind[Kind.INVOICE_LINE_UNMATCHED].evidence["product"] == "RB-SUPPORT"
     assert by_kind[Kind.UNAPPLIED_PAYMENT].evidence["unapplied"] == "5000"
     assert by_kind[Kind.CRM_FIELD_DRIFT].evidence["billing"] == "70000"
-    assert scan.counts["customers"] == len(PLANTED) + 1  # two clean, eight planted in Zuora
+    assert scan.counts["customers"] == len(PLANTED) + 2  # three clean, eight planted in Zuora
     # four Object Query walks (one page each here), and one catalogue read for the support
     # plan no subscription holds; never one call per account
     paths = sorted(c["path"] for c in calls if not c["path"].startswith("/oauth"))
