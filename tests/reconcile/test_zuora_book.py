@@ -235,3 +235,45 @@ def test_the_expanded_reads_have_zuoras_shapes(zuora_book: Any) -> None:
     assert problems("QueryInvoicesResponse", invoices) == []
     payments = billing._query("payments", [], expand=["paymentapplications"])
     assert problems("QueryPaymentsResponse", payments) == []
+
+
+def test_a_book_beyond_one_page_is_read_page_by_page(tmp_path: Path) -> None:
+    """150 Zuora customers (each with a subscription, an invoice and its payment): every list is
+    walked with Object Query's cursor, 99 rows a page and the expansions on each page — two
+    pages a list, never one call per customer."""
+    zu = ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET)
+    sf_em = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    with ServerThread({zu: 0, sf_em: 0}) as thread:
+        urls = dict(thread.urls)
+        for missing in ("chargebee", "stripe", "hubspot"):
+            urls.setdefault(missing, "http://127.0.0.1:9")
+        settings = pair_settings(urls, "zuora", "salesforce", "unused")
+        billing, crm = build_billing(settings), build_crm(settings)
+        n = 150
+        data: dict[str, list] = {"products": catalog(), "accounts": [], "subscriptions": []}
+        data |= {"invoices": [], "payments": []}
+        for i in range(n):
+            cid = f"pg{i:03d}"
+            data["accounts"].append({"id": cid, "name": cid})
+            data["subscriptions"].append(
+                {"account": cid, "subscriptionNumber": f"S-{cid}",
+                 "plans": [{"plan": CORE}, {"plan": SEAT, "quantity": 5}]}
+            )  # fmt: skip
+            data["invoices"].append({"id": f"inv-{cid}", "account": cid,
+                                     "subscription": f"S-{cid}", "amount": 70_000, "balance": 0})  # fmt: skip
+            data["payments"].append({"account": cid, "invoice": f"inv-{cid}", "amount": 70_000})
+        httpx.post(urls["zuora"] + "/_sandbox/seed", json=data, timeout=60).raise_for_status()
+        acts = ReconcileActivities(billing, crm, ROOT / "policies" / "products.yaml", tmp_path)
+        httpx.delete(urls["zuora"] + "/_sandbox/requests").raise_for_status()
+        scan = acts.reconcile_scan(ScanInput(today=DAY))
+        calls = httpx.get(urls["zuora"] + "/_sandbox/requests").json()["requests"]
+    assert {k: scan.counts[k] for k in ("customers", "subscriptions", "invoices", "payments")} == {
+        "customers": n, "subscriptions": n, "invoices": n, "payments": n,
+    }  # fmt: skip
+    # nobody is linked to a CRM account, and nothing else disagrees
+    assert {f.discrepancy.kind for f in scan.findings} == {Kind.CUSTOMER_WITHOUT_ACCOUNT}
+    assert len(scan.findings) == n
+    paths = [c["path"] for c in calls if not c["path"].startswith("/oauth")]
+    assert sorted(paths) == sorted(
+        [f"/object-query/{k}" for k in ("accounts", "subscriptions", "invoices", "payments")] * 2
+    ), paths
