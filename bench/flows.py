@@ -357,6 +357,33 @@ class FlowsResult:
 PROFILE = Path(__file__).parent / "profile-worker.txt"
 
 
+#: our packages, as the installed wheel has them: compiled (pip compiles on install)
+PACKAGES = (
+    "activities",
+    "cli",
+    "connectors",
+    "domain",
+    "infra",
+    "webhooks",
+    "workers",
+    "workflows",
+)
+
+
+def compile_sources() -> None:
+    """Bytecode for our modules before the worker starts. The workflow sandbox imports each
+    workflow's modules afresh for every workflow instance; where Python may not write bytecode
+    (``PYTHONDONTWRITEBYTECODE=1``, as on this machine) and the checkout has none fresh, every
+    instance compiled them from source — about a tenth of the worker's busy samples in the
+    profile of 2026-12-07 22:10 (``SourceLoader.source_to_code``), a cost an installed wheel
+    (compiled by pip) never pays. ``compileall`` writes it whatever that variable says."""
+    import compileall
+
+    root = Path(__file__).resolve().parent.parent
+    for package in PACKAGES:
+        compileall.compile_dir(str(root / package), quiet=1)
+
+
 def _limits_env(logs: Path) -> dict[str, str]:
     """policies/limits.yaml with Chargebee at the benchmark site's rate (bench.common
     CHARGEBEE_PER_MINUTE), for the worker's pacing: REVBRIDGE_LIMITS_FILE."""
@@ -397,6 +424,7 @@ async def run(
 ) -> FlowsResult:
     """``rounds`` burst rounds (fewer once ``budget_s`` is spent), then ``idle`` flows one by one."""
     began = time.monotonic()
+    compile_sources()
     port = free_port()
     env = {**stack.stack_config(TASK_QUEUE, port).service_env(), **_limits_env(stack.logs)}
     webhook_url = f"http://127.0.0.1:{port}"
@@ -660,3 +688,35 @@ def _cpu_per_flow(batches: list[Batch]) -> dict[str, float]:
 
 def _joined(batches: list[Batch]) -> Batch:
     return Batch(sum(b.seconds for b in batches), [x for b in batches for x in b.latencies_ms], {})
+
+
+async def _main() -> int:
+    """``python -m bench.flows``: webhook ingest and the failed-payment flows alone, on a fresh
+    dev server (not the sustained load nor the soaks of ``make bench``); RESULTS.md's first part
+    and bench/profile-worker.txt are rewritten, the other benches' sections kept."""
+    import logging
+    import shutil
+    import tempfile
+
+    from bench import ingest, report
+    from bench.common import stack
+
+    logging.basicConfig(level=logging.WARNING)
+    began = time.monotonic()
+    load_before = os.getloadavg()
+    logs = Path(tempfile.mkdtemp(prefix="revbridge-bench-flows-"))
+    async with stack(logs) as st:
+        print("webhook ingest …", flush=True)
+        ing = ingest.summarize(await ingest.run(st))
+        print("end-to-end dunning …", flush=True)
+        fl = summarize(await run(st, budget_s=max(30.0, 170.0 - (time.monotonic() - began))))
+    shutil.rmtree(logs, ignore_errors=True)
+    elapsed = time.monotonic() - began
+    by = "`python -m bench.flows` (webhook ingest and the failed-payment flows alone)"
+    report.write(ing, fl, elapsed, (load_before, os.getloadavg()), by=by)
+    report.print_table(ing, fl, elapsed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(_main()))

@@ -204,33 +204,57 @@ BEFORE = (
 )
 
 WHY = [
-    "Why the misses (read from the excerpt and the profile above):",
+    "Why the misses, and where the pairs the benchmark does not run stand (read from the "
+    "excerpt, the profile below and tests/dunning/test_vendor_calls.py):",
     "",
-    "- **Billing calls to the case**: the Chargebee connector still reads the invoice, its "
-    "subscription and its transactions (3 requests) in `get_invoice_context`; cutting it to "
-    "≤ 2 belongs to the connector work running in parallel. Every other hot-path call is one "
-    "request: the account with its open cases (one SOQL with a Cases subquery), the case with "
-    "its audit entry (`/composite`).",
+    "- **Vendor calls, Chargebee × Salesforce (met)**: Chargebee's `payment_failed` carries the "
+    "declined transaction, which now rides in the event (`PaymentFailed.payment`) into the "
+    "run's first read: the invoice and its subscription (with the customer), no transaction "
+    "list. The account with its open cases is one SOQL with a Cases subquery, the case with "
+    "its audit entry one `/composite`; day 0's email and its audit entry (the case's billing "
+    "note rides with it) complete the 4 + 3.",
+    "- **Other pairs** (not in this benchmark; tests/dunning/test_vendor_calls.py counts them "
+    "from the ledgers on every pair of tests/pairs.py): Stripe × Salesforce 1 + 2 to the case "
+    "(one expanded invoice read) and 3 + 3 to the wait. The HubSpot pairs meet the case "
+    "target (the company, the ticket) but take **4 CRM requests** to the first wait: a "
+    "ticket cannot carry the case's audit note, so the two audit notes are two requests "
+    "(the fix: one HubSpot batch note write for both, in the audit writer and the HubSpot "
+    "connector). **Recurly and Zuora miss the hot path** (by reading the code, not measured "
+    "here): Recurly's webhook service reads the transaction and the invoice, then the run the "
+    "invoice, account and subscription (4–5; its transaction list is now skipped); Zuora reads "
+    "the invoice, its items, the account and the subscription (the callout template carries "
+    "no amount, so the payments query stays: 5).",
     "- **Latency to the case**: the path is two parallel reads, one workflow task with two "
     "local activities, one write — but each hop is a Temporal round trip on a dev server "
-    "sharing 2 cores with the worker, the webhook service, the sandboxes and (while this ran) "
-    "other engineers' test suites (see the load average). The floor's own single payment "
-    "takes ~0.3 s here, so < 100 ms is out of reach on this machine whatever RevBridge does; "
-    "the ratio to the floor is the figure to watch.",
-    "- **Worker CPU**: most of the profile's samples are idle activity threads; of the busy "
-    "ones the largest share was the SDK's workflow sandbox re-importing our workflow platform "
-    "(workflows/governed, workflows/options: pydantic models and dataclasses rebuilt) for every "
-    "workflow instance. Those modules now pass through the sandbox (workers/main.py "
-    "`WORKFLOW_RUNNER`): replaying a dunning and a churn history 40 times each went from "
-    "56–66 ms to 31–37 ms of CPU per workflow instance, about 50 ms per failed payment (its two "
-    "runs). The rest is the vendor SDKs' request paths and Temporal's own payload and "
-    "activation handling; every payment also runs a churn intervention in the same worker "
-    "(a 6-request snapshot, a score write unless unchanged, its audit).",
-    "- **Flow ratio**: the floor now carries the churn workflow a payment causes; the "
-    "remaining gap is the real activities' work (vendor SDK calls, the policy engine, the "
-    "codec) competing with the server for 2 cores; the per-round ratios move widely with "
-    "the machine's other load.",
-    "- **Ingest**: one Temporal call per webhook now; the rest of the gap to raw starts is the "
+    "sharing 2 cores with the worker, the webhook service, the sandboxes and other engineers' "
+    "test suites (see the load average). The floor's own single payment takes 0.3–0.4 s "
+    "here, so < 100 ms is out of reach on this machine whatever RevBridge does; the ratio to "
+    "the floor is the figure to watch.",
+    "- **Worker CPU**: two of our costs showed in the profile and are gone from it: the "
+    "workflow sandbox compiled our workflow modules from source for every workflow instance "
+    "(`SourceLoader.source_to_code`, a tenth of the busy samples) because this machine sets "
+    "`PYTHONDONTWRITEBYTECODE=1` and the checkout had no fresh bytecode — the benchmark now "
+    "compiles it first, as pip does for an installed wheel (`bench/flows.py` "
+    "`compile_sources`); and every payment parsed `playbooks.yaml` and `churn.yaml` again "
+    "(3 %; now once per change of the file). Per flow the worker's CPU hardly moved against "
+    "a run of the same evening (209 → 206 ms, while the floor worker's went 88 → 96 ms on "
+    "a busier machine: 2.4× → 2.1× the floor worker's). What remains is mostly Temporal's: "
+    "the sandbox builds each workflow instance afresh (the plot's module and "
+    "`@workflow.defn` on its class: about 13 ms per instance, two instances per payment, "
+    "measured by replay; passing `workflows` through the sandbox halves it but gives up "
+    "the sandbox's determinism checks for the plots, so it is not done), activation and "
+    "payload handling with the codec, and the vendor SDKs' request paths — 16 requests per "
+    "payment, 7 of them the churn score's — plus the pacer (`connectors/limits.py`).",
+    "- **The churn run's 7 billing calls**: dunning hands over the CRM account and open "
+    "cases it read, not billing data: the score needs the customer's whole recent book "
+    "(all subscriptions, invoices, payments, usage and the event log), which dunning does not "
+    "read; only the customer record overlaps (the subscription read carries it), one request "
+    "of the six, and handing it over needs its credit balance in the handoff.",
+    "- **Flow ratio**: the floor carries the churn workflow a payment causes; the remaining "
+    "gap is the real activities' work (vendor SDK calls, the policy engine, the codec) "
+    "competing with the server for 2 cores; the per-round ratios move widely with the "
+    "machine's other load.",
+    "- **Ingest**: one Temporal call per webhook; the rest of the gap to raw starts is the "
     "webhook service's own work per request (auth, parsing, the codec) — not measured apart "
     "here.",
     "",
@@ -274,12 +298,15 @@ def write(
     fl: dict[str, Any],
     elapsed_s: float,
     load: tuple[tuple[float, ...], tuple[float, ...]],
+    by: str = "`make bench` (`python -m bench`)",
 ) -> None:
+    """RESULTS.md from one run; ``by``: the command that ran it (``python -m bench.flows`` runs
+    ingest and the failed-payment flows alone, keeping the other benches' sections)."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# RevBridge benchmark results",
         "",
-        f"Generated by `make bench` (`python -m bench`) on {now}, in {elapsed_s:.0f} s. "
+        f"Generated by {by} on {now}, in {elapsed_s:.0f} s. "
         "Every figure here comes from that one run; re-run `make bench` to refresh it.",
         "",
         "## Machine",
