@@ -11,9 +11,11 @@ Two paths of the real activity (``MessagingActivities.draft_reminder``):
   budget ledger, containment — plus one local HTTP round trip, not a model's latency), tokens per
   draft, bad drafts caught, good drafts wrongly refused.
 
-Recovery per variant is not measured here: the sandboxes' seeded customers pay or decline by
-their card's seeded behaviour, whatever the email says, so a rate per variant on them would only
-restate the seed. On a live stack ``revbridge report recovery`` gives it from real runs.
+- **recovery per variant** (``bench/drafting_recovery.py``): real dunning runs of both variants
+  on the sandboxes, whose seeded payers answer what reaches their mailbox by documented,
+  deterministic — synthetic — rules (``sandbox/payers.py``); recovery rate and time to recover
+  per variant as ``revbridge report recovery`` computes them (``--no-recovery``: skip it).
+
 Writes the "Drafting (issue 22)" section of bench/RESULTS.md (``--no-results``: print only).
 """
 
@@ -29,6 +31,7 @@ from typing import Any
 from activities.billing import CONTACTS
 from activities.drafting import Drafter, ReminderDraftInput
 from activities.messaging import MessagingActivities
+from bench import drafting_recovery
 from bench.report import RESULTS
 from connectors.anthropic_llm import AnthropicLlm
 from domain.containment import LlmBudget, LlmBudgets
@@ -155,16 +158,17 @@ def section(r: dict[str, Any]) -> str:
             f"{r['good']} good drafts refused. Mean tokens per model draft: "
             f"{r['input_tokens']:.0f} in, {r['output_tokens']:.0f} out (the sandbox's estimate).",
             "The llm path's time is RevBridge's overhead plus a local round trip, not a model's "
-            "latency. Recovery per variant is not measured on the sandboxes (their customers pay "
-            "by seeded card behaviour, not by what the email says): `revbridge report recovery` "
-            "on real runs.",
+            "latency.",
             "",
+            *([drafting_recovery.section(r["recovery"]), ""] if r.get("recovery") else []),
         ]
     )
 
 
-def main(n: int = N, write_results: bool = True) -> int:
+def main(n: int = N, write_results: bool = True, recovery: bool = True) -> int:
     r = asyncio.run(run(n))
+    if recovery:
+        r["recovery"] = asyncio.run(drafting_recovery.measure(copies=2))
     text = section(r)
     print(text)
     if write_results:
@@ -181,4 +185,10 @@ def main(n: int = N, write_results: bool = True) -> int:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    sys.exit(main(int(args[0]) if args else N, "--no-results" not in sys.argv))
+    sys.exit(
+        main(
+            int(args[0]) if args else N,
+            "--no-results" not in sys.argv,
+            "--no-recovery" not in sys.argv,
+        )
+    )

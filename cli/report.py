@@ -103,6 +103,30 @@ async def collect(client: Any, extra_query: str = "") -> list[RunRow]:
     return rows
 
 
+async def rows_of(client: Any, workflow_ids: list[str]) -> list[RunRow]:
+    """The same rows for named runs, read from each run's description and result (a server
+    without a visibility store, e.g. the time-skipping test server the recovery bench runs on).
+    Runs not completed (open, terminated, failed) are left out, as ``collect`` leaves them."""
+    from temporalio.client import WorkflowExecutionStatus
+
+    rows: list[RunRow] = []
+    for wf_id in workflow_ids:
+        handle = client.get_workflow_handle(wf_id, result_type=DunningResult)
+        desc = await handle.describe()
+        if desc.status is not WorkflowExecutionStatus.COMPLETED or desc.close_time is None:
+            continue
+        result = await handle.result(follow_runs=False)
+        rows.append(
+            RunRow(
+                variant=variant_of(await desc.memo()),
+                outcome=str(result.outcome.value),
+                started=desc.start_time,
+                closed=desc.close_time,
+            )
+        )
+    return rows
+
+
 async def recovery(as_json: bool, extra_query: str = "") -> str:
     from cli.approvals import connect
 
