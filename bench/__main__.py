@@ -71,6 +71,8 @@ async def main() -> int:
     soak = await churn_soak.make_bench()
     # the daily reconciliation over 10,000 customers (issue 20): its own dev server too
     reconciled = await reconcile.main()
+    # and on Zuora (Object Query pages with their expansions), 2,000 customers
+    reconciled = await reconcile.main(reconcile.ZUORA_BOOK_SIZE, billing="zuora") or reconciled
     # usage-based expansion's daily intake and forecasting over 10,000 customers (issue 21)
     expanded = expansion.main()
     # drafting (issue 22): the rules path's cost, the llm path's overhead, containment's catch

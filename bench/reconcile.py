@@ -7,6 +7,10 @@ Measured: the run's duration (scan and whole run), the vendor calls from the san
 ledgers (by path), and that the run found exactly the planted discrepancies. The fix workflows
 it starts for approvals are terminated after. Writes the "Reconciliation (issue 20)" section of
 bench/RESULTS.md (``make bench`` runs it after the others; ``--no-results`` prints only).
+
+``python -m bench.reconcile [N] --billing zuora``: the same on Zuora × Salesforce (default 2,000
+customers: the Zuora sandbox renders a whole table per Object Query page), the nine kinds a Zuora
+tenant can hold (Zuora never over-applies a payment); its own section of bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -29,16 +33,36 @@ from bench.report import RESULTS
 from cli.stack import temporal_binary
 from connectors.registry import build_billing, build_crm
 from domain import reconcile as rx
-from domain.settings import ChargebeeSettings, SalesforceSettings, Settings, StripeSettings
+from domain.settings import (
+    ChargebeeSettings,
+    SalesforceSettings,
+    Settings,
+    StripeSettings,
+    ZuoraSettings,
+)
 from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS
 from infra.codec import data_converter
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.scenarios import chargebee_seed
+from sandbox.zuora import ZuoraEmulator
+from sandbox.zuora.scenarios import catalog as zuora_catalog
 
 BOOK_SIZE = 10_000
+ZUORA_BOOK_SIZE = 2_000
 HEADING = "## Reconciliation (issue 20)"
+ZUORA_HEADING = "## Reconciliation on Zuora (issue 20)"
+ZUORA_NOTE = (
+    "Zuora's book is four Object Query walks, 99 rows a page (accounts; subscriptions with their "
+    "rate plans, charges, tiers and catalogue plans expanded; invoices with their items; "
+    "processed payments with their applications) plus one catalogue read for an invoice item "
+    "whose plan no subscription holds: about 4 requests per 99 customers (each restored field "
+    "adds the account read of its billing note). The sandbox renders "
+    "the whole table for every page, so its time grows with the square of the book; a tenant "
+    "answers Object Query with its own index."
+)
+ZUORA_ID, ZUORA_SECRET = "bench-zuora-id", "bench-zuora-secret"
 NOTE = (
     "Where the time goes: 400 list pages, most of the scan's time spent in the Chargebee "
     "sandbox serving each page (it filters and sorts the whole table per request), on a "
@@ -68,14 +92,16 @@ KIND_OF = {
 }
 
 
-def plan(n: int) -> list[tuple[str, str]]:
+def plan(n: int, kinds: list[str] = KINDS) -> list[tuple[str, str]]:
     """``(customer ID, planted kind or "")`` for each customer: one in 100 planted."""
     return [
-        (f"rb-{i:06d}", KINDS[(i // 100) % len(KINDS)] if i % 100 == 99 else "") for i in range(n)
+        (f"rb-{i:06d}", kinds[(i // 100) % len(kinds)] if i % 100 == 99 else "") for i in range(n)
     ]
 
 
-def seeds(book: list[tuple[str, str]], now: int) -> tuple[dict, dict, list[str]]:
+def seeds(
+    book: list[tuple[str, str]], now: int, billing: str = "chargebee"
+) -> tuple[dict, dict, list[str]]:
     """Chargebee's and Salesforce's seed bodies, and the transactions to leave unapplied."""
     cb: dict[str, list] = {
         "item_prices": chargebee_seed((), "catalog")["item_prices"],
@@ -144,7 +170,7 @@ def seeds(book: list[tuple[str, str]], now: int) -> tuple[dict, dict, list[str]]
                 "Name": f"Company {cid}",
                 "Type": "Customer - Direct",
                 "Billing_Customer_Id__c": cid,
-                "Billing_Platform__c": "chargebee",
+                "Billing_Platform__c": billing,
                 "MRR__c": (123_400 if kind == "drift" else mrr) / 100,
                 "Billing_Status__c": "active",
             }
@@ -180,28 +206,44 @@ def ledger(url: str) -> list[dict[str, Any]]:
     return httpx.get(url + "/_sandbox/requests", timeout=60).json()["requests"]
 
 
-async def main(n: int = BOOK_SIZE, write_results: bool = True) -> int:
+async def main(n: int = BOOK_SIZE, write_results: bool = True, billing: str = "chargebee") -> int:
     from workers.main import build_worker
 
     os.environ["REVBRIDGE_REPORT_DIR"] = tempfile.mkdtemp(prefix="revbridge-reconcile-")
-    cb_em = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=3_500)
+    platform = billing  # (``billing`` names the connector below)
+    zuora = platform == "zuora"
+    bill_em: Any = (
+        ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET)
+        if zuora
+        else ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=3_500)
+    )
     sf_em = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
-    book = plan(n)
+    book = plan(n, [k for k in KINDS if k != "overpaid"] if zuora else KINDS)
     planted = collections.Counter(k for _, k in book if k)
-    print(f"reconciliation bench: {n:,} customers, {sum(planted.values())} planted …", flush=True)
-    with ServerThread({cb_em: 0, sf_em: 0}) as thread:
+    print(
+        f"reconciliation bench ({billing}): {n:,} customers, {sum(planted.values())} planted …",
+        flush=True,
+    )
+    with ServerThread({bill_em: 0, sf_em: 0}) as thread:
         urls = dict(thread.urls)
         now = int(time.time())
-        seeded_s = _prepare(urls, cb_em, book, now)
+        seeded_s = (_prepare_zuora if zuora else _prepare)(urls, bill_em, book, now)
         settings = Settings(
-            billing="chargebee",
+            billing=billing,
             crm="salesforce",
             task_queue="bench-reconcile",
             http_timeout_s=60.0,
             chargebee=ChargebeeSettings(
-                site="bench", api_key=_secret(CB_KEY), api_url=urls["chargebee"]
+                site="bench",
+                api_key=_secret(CB_KEY),
+                api_url=urls.get("chargebee", "http://127.0.0.1:9"),
             ),
             stripe=StripeSettings(api_key=_secret("sk_test_unused"), api_url="http://127.0.0.1:9"),
+            zuora=ZuoraSettings(
+                client_id=ZUORA_ID, client_secret=_secret(ZUORA_SECRET), api_url=urls["zuora"]
+            )
+            if zuora
+            else None,
             salesforce=SalesforceSettings(
                 token_url=urls["salesforce"] + "/services/oauth2/token",
                 client_id=SF_ID,
@@ -248,6 +290,7 @@ async def main(n: int = BOOK_SIZE, write_results: bool = True) -> int:
             v: collections.Counter(_path(r) for r in c).most_common(6) for v, c in calls.items()
         },
         "report": result.report_html,
+        "billing": platform,
     }
     print(render(summary), flush=True)
     if write_results:
@@ -271,6 +314,53 @@ def _prepare(urls: dict[str, str], cb_em: ChargebeeEmulator, book: list, now: in
             txn = cb_em.store.transactions[txn_id]
             txn["amount"] += 5_000
             txn["amount_unused"] = 5_000
+    for url in urls.values():
+        httpx.delete(url + "/_sandbox/requests")
+    return time.monotonic() - began
+
+
+def _prepare_zuora(urls: dict[str, str], zu_em: Any, book: list, now: int) -> float:
+    """Seed Salesforce, then the Zuora tenant (its accounts carry their Salesforce account in
+    ``crmId``), plant what only the tenant's state holds (an invoice line for a plan the
+    subscription lacks), and clear the ledgers; returns seconds taken."""
+    began = time.monotonic()
+    _, sf_seed, _ = seeds(book, now, billing="zuora")
+    refs = _seed_salesforce(urls["salesforce"], sf_seed)["refs"]
+    data: dict[str, list] = {"products": zuora_catalog(), "accounts": [], "subscriptions": []}
+    data |= {"invoices": [], "payments": []}
+    for cid, kind in book:
+        if kind == "ghost":
+            continue
+        account: dict[str, Any] = {"id": cid, "name": f"Company {cid}"}
+        if kind != "orphan":
+            account |= {"crmId": refs[cid], "RevBridgeCrm__c": "salesforce"}
+        data["accounts"].append(account)
+        seats = 7 if kind == "mismatch" else 5
+        sub, inv = f"sub-{cid}", f"inv-{cid}"
+        data["subscriptions"].append(
+            {"account": cid, "subscriptionNumber": sub, "start": now - 40 * 86_400,
+             "plans": [{"plan": "PRP-CORE-USD-MONTHLY"},
+                       {"plan": "PRP-SEAT-USD-MONTHLY", "quantity": seats}]}
+        )  # fmt: skip
+        total = 50_000 + 4_000 * seats
+        data["invoices"].append(
+            {"id": inv, "account": cid, "subscription": sub, "amount": total, "balance": 0}
+        )
+        paid = {"nopay": 0, "underpaid": total - 10_000}.get(kind, total)
+        if paid:
+            data["payments"].append({"account": cid, "invoice": inv, "amount": paid})
+        if kind == "unapplied":
+            data["payments"].append({"account": cid, "amount": 5_000})
+    httpx.post(urls["zuora"] + "/_sandbox/seed", json=data, timeout=600).raise_for_status()
+    support = zu_em.store.rate_plan("PRP-SUPPORT-PREMIUM-USD-MONTHLY")["id"]
+    for cid, kind in book:
+        if kind == "extraline":
+            inv = zu_em.store.invoices[f"inv-{cid}"]
+            inv["items"].append(
+                {**inv["items"][0], "id": f"item-{cid}-support", "chargeId": None,
+                 "chargeName": "Premium support", "productRatePlanId": support,
+                 "quantity": 1, "unitPrice": 10_000, "amount": 10_000}
+            )  # fmt: skip
     for url in urls.values():
         httpx.delete(url + "/_sandbox/requests")
     return time.monotonic() - began
@@ -350,16 +440,26 @@ def render(s: dict[str, Any]) -> str:
 
 
 def _write(s: dict[str, Any]) -> None:
+    zuora = s.get("billing") == "zuora"
+    heading = ZUORA_HEADING if zuora else HEADING
+    intro = (
+        f"`python -m bench.reconcile {s['n']} --billing zuora` (run by `make bench`): the real "
+        "`ReconciliationWorkflow` on its own dev server and worker, Zuora × Salesforce "
+        "sandboxes; one customer in 100 planted with one discrepancy (the nine kinds a Zuora "
+        "tenant can hold, in turn). Seeding is not timed."
+        if zuora
+        else f"`python -m bench.reconcile {s['n']}` (run by `make bench`): the real "
+        "`ReconciliationWorkflow` on its own dev server and worker, Chargebee (Enterprise "
+        "site, 3,500 requests/min) × Salesforce sandboxes; one customer in 100 planted with "
+        "one discrepancy (the ten kinds in turn). Seeding is not timed."
+    )
     section = "\n".join(
         [
-            HEADING,
+            heading,
             "",
-            f"`python -m bench.reconcile {s['n']}` (run by `make bench`): the real "
-            "`ReconciliationWorkflow` on its own dev server and worker, Chargebee (Enterprise "
-            "site, 3,500 requests/min) × Salesforce sandboxes; one customer in 100 planted with "
-            "one discrepancy (the ten kinds in turn). Seeding is not timed.",
+            intro,
             "",
-            NOTE,
+            ZUORA_NOTE if zuora else NOTE,
             "",
             "| measure | value |",
             "|---|---|",
@@ -380,16 +480,21 @@ def _write(s: dict[str, Any]) -> None:
         ]
     )
     text = RESULTS.read_text() if RESULTS.exists() else ""
-    start = text.find(HEADING)
+    start = text.find(heading + "\n")
     if start >= 0:
-        end = text.find("\n## ", start + len(HEADING))
+        end = text.find("\n## ", start + len(heading))
         text = text[:start].rstrip() + ("\n\n" + text[end + 1 :] if end >= 0 else "")
     RESULTS.write_text(text.rstrip() + "\n\n" + section)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    sys.exit(
-        asyncio.run(main(int(args[0]) if args else BOOK_SIZE, "--no-results" not in sys.argv[1:]))
-    )
+    argv = sys.argv[1:]
+    on = argv[argv.index("--billing") + 1] if "--billing" in argv[:-1] else "chargebee"
+    args = [
+        a
+        for i, a in enumerate(argv)
+        if not a.startswith("--") and (i == 0 or argv[i - 1] != "--billing")
+    ]
+    size = int(args[0]) if args else (ZUORA_BOOK_SIZE if on == "zuora" else BOOK_SIZE)
+    sys.exit(asyncio.run(main(size, "--no-results" not in argv, billing=on)))
