@@ -25,6 +25,7 @@ from connectors.base import BillingPlatform, CrmSystem
 from connectors.sync import BULK_MAX, SyncBilling, SyncCrm, sync_billing, sync_crm
 from domain import golden
 from domain import temporal as names
+from domain.health import HealthInputs
 from domain.linking import BillingParty, CrmParty, LinkPlan, plan_links
 from domain.models import Frozen
 from domain.starts import start_options
@@ -43,12 +44,16 @@ class SyncReadInput(Frozen):
     read_billing: bool = True
     read_crm: bool = True
     crm_account_id: str | None = None
+    #: with billing: the health profile's inputs too (domain/health.py)
+    health: bool = False
 
 
 class SyncRead(Frozen):
     billing: dict[str, Any] | None = None
     crm: dict[str, Any] | None = None
     crm_account_id: str | None = None
+    #: billing's inputs to the health profile (asked for, and the platform reads them)
+    health: HealthInputs | None = None
 
 
 class SyncCrmWriteInput(Frozen):
@@ -150,12 +155,18 @@ class SyncActivities:
     def sync_read(self, input: SyncReadInput) -> SyncRead:
         """The truth, re-read: the sides asked for (the CRM account found by its billing link
         when the run does not know it yet)."""
-        billing = self.b.sync_view(input.customer_id) if input.read_billing else None
+        billing, health = None, None
+        if input.read_billing:
+            both = getattr(self.b, "sync_view_health", None) if input.health else None
+            if callable(both):  # a platform that reads the health inputs with the view
+                billing, health = both(input.customer_id)
+            else:
+                billing = self.b.sync_view(input.customer_id)
         account_id, crm = input.crm_account_id, None
         if input.read_crm:
             account_id = account_id or self.c.sync_find(input.billing, input.customer_id)
             crm = self.c.sync_view(account_id) if account_id else None
-        return SyncRead(billing=billing, crm=crm, crm_account_id=account_id)
+        return SyncRead(billing=billing, crm=crm, crm_account_id=account_id, health=health)
 
     @writes
     @activity.defn(name="sync_write_crm")

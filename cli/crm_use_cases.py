@@ -32,13 +32,14 @@ SYNC_TYPES = {"next_renewal": "date"}
 
 def sync_properties() -> tuple[Property, ...]:
     from connectors.hubspot import REQUIRED_PROPERTIES
-    from connectors.sync.hubspot import FIELDS
+    from connectors.sync.hubspot import FIELDS, HEALTH, HEALTH_TYPES
 
     known = {name for otype, name, *_ in REQUIRED_PROPERTIES if otype == "companies"}
     standard = {"name", "hubspot_owner_id"}  # HubSpot's own company properties
+    types = {**SYNC_TYPES, **HEALTH_TYPES}
     return tuple(
-        ("companies", name, SYNC_TYPES.get(name, "string"), False)
-        for name in FIELDS.values()
+        ("companies", name, types.get(name, "string"), False)
+        for name in [*FIELDS.values(), *HEALTH.values()]
         if name not in known | standard
     )
 

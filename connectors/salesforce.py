@@ -106,6 +106,13 @@ NEEDS: dict[str, dict[str, _Need]] = {
         "Payment_Health__c": _Need("string", 40),
         "Billing_Contact_Email__c": _Need("email"),
         "Billing_Contact_Name__c": _Need("string", 255),
+        # the account sync's health profile (connectors/sync/salesforce.py HEALTH)
+        "Health_Summary__c": _Need("string", 255),
+        "Subscription_Health__c": _Need("textarea", _LONG_TEXT),
+        "Tenure_Months__c": _Need("double"),
+        "Payment_Success_Rate__c": _Need("percent"),
+        "Open_Dunning__c": _Need("double"),
+        "Usage_Trend__c": _Need("string", 40),
     },
     "Opportunity": {
         "RevBridge_Key__c": _Need("string", 64, external_id=True),  # expansion's upsert key

@@ -29,6 +29,7 @@ from typing import Any
 from pydantic import Field
 
 from domain.config_file import load_model
+from domain.health import HealthState
 from domain.models import Frozen
 
 
@@ -437,6 +438,8 @@ class SyncState(Frozen):
     conflicts: list[Conflict] = []
     status: SyncStatus
     started: bool = False
+    #: the health profile's seat observations and what was last written (domain/health.py)
+    health: HealthState = HealthState()
 
 
 class AccountSyncInput(Frozen):

@@ -11,26 +11,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from connectors.base import BillingPlatform, ConnectorError, CrmSystem, ErrorKind
+from connectors.sync.shapes import ADDRESS_KEYS as ADDRESS_KEYS  # re-exported
+from connectors.sync.shapes import BILLING_WRITABLE as BILLING_WRITABLE
+from connectors.sync.shapes import address as address
 from domain.linking import BillingParty, CrmParty
 
 #: records per bulk write (Salesforce sObject Collections: 200; HubSpot batch update: 100)
 BULK_MAX = 200
-
-#: the golden ``billing_address``: a dict of these keys (strings; empty ones left out, and an
-#: address with none of them is no address: the field is left out of the view)
-ADDRESS_KEYS = ("line1", "line2", "city", "state", "postal_code", "country")
-#: the fields billing holds a copy of and the CRM may change (``policies/sync.yaml``): what
-#: :meth:`SyncBilling.sync_write` is handed
-BILLING_WRITABLE = ("account_name", "billing_contact", "billing_contact_name", "billing_address")
-
-
-def address(parts: dict[str, Any]) -> dict[str, str] | None:
-    """The golden ``billing_address`` from a vendor's parts named as :data:`ADDRESS_KEYS`:
-    trimmed strings, empty parts left out; None when nothing is left (so every vendor reports
-    the same address as the same value, and an echo is recognised by equality)."""
-    out = {k: str(parts[k]).strip() for k in ADDRESS_KEYS if parts.get(k) not in (None, "")}
-    out = {k: v for k, v in out.items() if v}
-    return out or None
 
 
 class SyncBilling(Protocol):
@@ -54,6 +41,10 @@ class SyncBilling(Protocol):
     def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[BillingParty], str | None]:
         """One page of the book for linking (backfill), and the next cursor."""
         ...
+
+    # Optional (Chargebee, Stripe): ``sync_view_health(customer_id) -> (view, HealthInputs)`` —
+    # the view and the health profile's inputs (domain/health.py) in as few reads as the
+    # platform allows. A platform without it gets no health profile (the activity checks).
 
 
 class SyncCrm(Protocol):

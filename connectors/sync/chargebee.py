@@ -4,15 +4,21 @@ dunning hot path is never asked twice), customer field sets, and the book for li
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.chargebee import ChargebeeBilling, _key
-from connectors.sync import address
+from connectors.sync.shapes import address
+from domain.health import HealthInputs
 from domain.linking import BillingParty
 
 #: a subscription that still bills (the main one is the live one with the highest MRR)
 LIVE = ("active", "in_trial", "non_renewing", "paused", "future")
+
+
+#: how far back the payment success rate looks
+YEAR_S = 365 * 86_400
 
 
 def _day(ts: int | None) -> str | None:
@@ -41,6 +47,39 @@ class ChargebeeSync:
         self._cb = billing.client
 
     def sync_view(self, customer_id: str) -> dict[str, Any]:
+        return self._read(customer_id)[0]
+
+    def sync_view_health(self, customer_id: str) -> tuple[dict[str, Any], HealthInputs]:
+        """The view and the health profile's inputs: the same two reads, and the customer's
+        payment transactions of the last 365 days (one more, up to 100 attempts)."""
+        view, cust, main, raw = self._read(customer_id)
+        since = int(time.time()) - YEAR_S
+        txns = self.billing._call(
+            lambda: self._cb.Transaction.list(
+                {
+                    "customer_id": {"is": customer_id},
+                    "type": {"is": "payment"},
+                    "date": {"after": since},
+                    "limit": 100,
+                }
+            ),
+            what="transactions",
+        )
+        status = [e.transaction.status for e in txns.list]
+        seats = None
+        if main is not None:
+            plan = next((i for i in main.subscription_items or [] if i.item_type == "plan"), None)
+            seats = int(plan.quantity or 1) if plan is not None else None
+        return view, HealthInputs(
+            customer_since=_day(getattr(cust, "created_at", None)),
+            payments_ok=status.count("success"),
+            payments_failed=status.count("failure"),
+            open_dunning=sum(int(getattr(s, "due_invoices_count", 0) or 0) for s in raw),
+            seats=seats,
+            currency=(getattr(main, "currency_code", None) if main is not None else None) or "USD",
+        )
+
+    def _read(self, customer_id: str) -> tuple[dict[str, Any], Any, Any, list[Any]]:
         cust = self.billing._call(
             lambda: self._cb.Customer.retrieve(customer_id), what=f"customer {customer_id}"
         ).customer
@@ -75,7 +114,7 @@ class ChargebeeSync:
             view["arr"] = view["mrr"] * 12
             due = sum(int(getattr(s, "due_invoices_count", 0) or 0) for s in raw)
             view["payment_health"] = "failing" if due else "ok"
-        return view
+        return view, cust, main, raw
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
         params: dict[str, Any] = {}

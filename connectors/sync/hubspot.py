@@ -15,7 +15,7 @@ from hubspot.crm.companies import SimplePublicObjectBatchInput as CompanyBatchIn
 from hubspot.crm.companies import SimplePublicObjectInput as CompanyUpdate
 
 from connectors.hubspot import HubSpotCrm
-from connectors.sync import address
+from connectors.sync.shapes import address
 from domain.linking import CrmParty
 
 #: golden field → company property
@@ -30,6 +30,23 @@ FIELDS = {
     "payment_health": "payment_health",
     "billing_contact": "billing_contact_email",
     "billing_contact_name": "billing_contact_name",
+    # the churn use case writes it; the sync reads it for the health profile
+    "churn_level": "churn_level",
+}
+#: the health profile (domain/health.py) → company properties; written, never read back
+HEALTH = {
+    "health_summary": "health_summary",
+    "subscription_health": "subscription_health",
+    "tenure_months": "tenure_months",
+    "payment_success_rate": "payment_success_rate",
+    "open_dunning": "open_dunning",
+    "usage_trend": "usage_trend",
+}
+#: their property types (``revbridge setup crm``; the rest are strings)
+HEALTH_TYPES = {
+    "tenure_months": "number",
+    "payment_success_rate": "number",
+    "open_dunning": "number",
 }
 #: the golden billing address → HubSpot's own company address properties
 ADDRESS = {
@@ -88,6 +105,7 @@ class HubSpotSync:
 
     def _props(self, fields: dict[str, Any]) -> dict[str, str]:
         props = {FIELDS[k]: _to_hubspot(k, v) for k, v in fields.items() if k in FIELDS}
+        props.update({HEALTH[k]: _to_hubspot(k, v) for k, v in fields.items() if k in HEALTH})
         if "billing_address" in fields:
             addr = fields["billing_address"] or {}
             props.update({p: str(addr.get(k) or "") for k, p in ADDRESS.items()})

@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from connectors.recurly import CF_CRM_ACCOUNT, RecurlyBilling, _fields, _key
-from connectors.sync import address
+from connectors.sync.shapes import address
 from domain.linking import BillingParty
 
 #: a subscription that still bills, in the domain's words (Recurly's "canceled" is non_renewing)

@@ -12,7 +12,7 @@ from simple_salesforce import format_soql
 
 from connectors.base import ConnectorError, ErrorKind
 from connectors.salesforce import SalesforceCrm
-from connectors.sync import address
+from connectors.sync.shapes import address
 from domain.linking import CrmParty
 
 #: golden field → Account field
@@ -27,6 +27,18 @@ FIELDS = {
     "payment_health": "Payment_Health__c",
     "billing_contact": "Billing_Contact_Email__c",
     "billing_contact_name": "Billing_Contact_Name__c",
+    # the churn use case writes it; the sync reads it for the health profile
+    "churn_level": "Churn_Level__c",
+}
+#: the health profile (domain/health.py) → Account fields; written, never read back (the run
+#: remembers what it wrote and writes again only when a figure changed)
+HEALTH = {
+    "health_summary": "Health_Summary__c",
+    "subscription_health": "Subscription_Health__c",
+    "tenure_months": "Tenure_Months__c",
+    "payment_success_rate": "Payment_Success_Rate__c",
+    "open_dunning": "Open_Dunning__c",
+    "usage_trend": "Usage_Trend__c",
 }
 #: the golden billing address → the Account's standard Billing address parts (the compound
 #: ``BillingAddress`` is read-only: its parts are written one by one; the street holds line 1
@@ -98,6 +110,7 @@ class SalesforceSync:
     @staticmethod
     def _record(account_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         body = {FIELDS[k]: _to_sf(k, v) for k, v in fields.items() if k in FIELDS}
+        body.update({HEALTH[k]: v for k, v in fields.items() if k in HEALTH})
         if "billing_address" in fields:
             body.update(_address_to_sf(fields["billing_address"]))
         return {"attributes": {"type": "Account"}, "id": account_id, **body}

@@ -6,10 +6,12 @@ linking (``starting_after`` pages)."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.stripe import _NO_REVENUE, StripeBilling, _subscription
-from connectors.sync import ADDRESS_KEYS, address
+from connectors.sync.shapes import ADDRESS_KEYS, address
+from domain.health import HealthInputs
 from domain.linking import BillingParty
 
 FAILING = ("past_due", "unpaid")
@@ -24,6 +26,39 @@ class StripeSync:
         self._client = billing.client
 
     def sync_view(self, customer_id: str) -> dict[str, Any]:
+        return self._read(customer_id)[0]
+
+    def sync_view_health(self, customer_id: str) -> tuple[dict[str, Any], HealthInputs]:
+        """The view and the health profile's inputs: the same two reads, and the customer's
+        payment intents of the last 365 days (one more, up to 100): a succeeded one is a
+        successful attempt, one carrying a ``last_payment_error`` a failed one."""
+        view, cus, raw = self._read(customer_id)
+        since = int(time.time()) - 365 * 86_400
+        intents = self.billing._call(
+            lambda: self._client.v1.payment_intents.list(
+                {"customer": customer_id, "created": {"gte": since}, "limit": 100}
+            ),
+            f"customer {customer_id}",
+        ).data
+        ok = sum(1 for p in intents if p.get("status") == "succeeded")
+        failed = sum(1 for p in intents if p.get("last_payment_error"))
+        live = [s for s in raw if s.get("status") not in _NO_REVENUE]
+        main = max(live, key=lambda s: _subscription(s, time.time()).mrr, default=None)
+        items = ((main or {}).get("items") or {}).get("data") or []
+        seats = max((int(i.get("quantity") or 1) for i in items), default=None)
+        created = cus.get("created")
+        return view, HealthInputs(
+            customer_since=(
+                datetime.fromtimestamp(int(created), UTC).date().isoformat() if created else None
+            ),
+            payments_ok=ok,
+            payments_failed=failed,
+            open_dunning=sum(1 for s in live if s.get("status") in FAILING),
+            seats=seats,
+            currency=str((main or {}).get("currency") or "usd").upper(),
+        )
+
+    def _read(self, customer_id: str) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
         what = f"customer {customer_id}"
         cus = self.billing._call(
             lambda: self._client.v1.customers.retrieve(customer_id), what
@@ -54,7 +89,7 @@ class StripeSync:
             view["mrr"] = sum(s.mrr for s in live)
             view["arr"] = view["mrr"] * 12
             view["payment_health"] = "failing" if any(s.status in FAILING for s in live) else "ok"
-        return view
+        return view, cus, raw
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
         params: dict[str, Any] = {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.sync import address
+from connectors.sync.shapes import address
 from connectors.zuora import CRM_SYSTEM_FIELD, ZuoraBilling
 from domain.linking import BillingParty
 

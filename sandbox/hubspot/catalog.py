@@ -491,6 +491,13 @@ def _revbridge() -> dict[str, list[dict[str, Any]]]:
             custom("payment_health"),
             custom("billing_contact_email"),
             custom("billing_contact_name"),
+            # the account sync's health profile
+            custom("health_summary"),
+            custom("subscription_health", field_type="textarea"),
+            custom("tenure_months", "number"),
+            custom("payment_success_rate", "number"),
+            custom("open_dunning", "number"),
+            custom("usage_trend"),
         ],
         "deals": [
             custom("term_months", "number"),

@@ -3,7 +3,9 @@ golden record to, and the record-triggered Flow an admin activates to call out o
 
 Fields (custom, on Account): ``Billing_Plan__c`` (text 255), ``Next_Renewal__c`` (date),
 ``Payment_Health__c`` (text 40), ``Billing_Contact_Email__c`` (email),
-``Billing_Contact_Name__c`` (text 255). ``MRR__c``,
+``Billing_Contact_Name__c`` (text 255); the health profile: ``Health_Summary__c`` (text 255),
+``Subscription_Health__c`` (long text), ``Tenure_Months__c``, ``Open_Dunning__c`` (number),
+``Payment_Success_Rate__c`` (percent), ``Usage_Trend__c`` (text 40). ``MRR__c``,
 ``Billing_Status__c`` and ``Customer_Tier__c`` exist already.
 
 The Flow (off in a fresh org, as an inactive Flow is; ``POST /_sandbox/salesforce/flows
@@ -32,6 +34,15 @@ def add_sync_fields(s: Schema) -> None:
         text_field("Payment_Health__c", 40, custom=True),
         Field("Billing_Contact_Email__c", "email", "Billing Contact Email", length=80, custom=True),
         text_field("Billing_Contact_Name__c", custom=True),
+        # the health profile (issue 19)
+        text_field("Health_Summary__c", custom=True),
+        Field(
+            "Subscription_Health__c", "textarea", "Subscription Health", custom=True, length=32768
+        ),
+        Field("Tenure_Months__c", "double", "Tenure (months)", custom=True),
+        Field("Payment_Success_Rate__c", "percent", "Payment Success Rate", custom=True),
+        Field("Open_Dunning__c", "double", "Open Dunning", custom=True),
+        text_field("Usage_Trend__c", 40, custom=True),
     ):
         s.add_field(account, f)
 

@@ -250,7 +250,7 @@ def test_setup_grants_access_on_a_strict_fresh_org_then_plans_nothing(
     code, lines, err = setup(url, monkeypatch, capsys, "--dry-run")
     assert code == 0 and err == ""
     assert (
-        "+ salesforce: grant Account — Read, Edit on Account; read/edit on 15 fields, read on 1 "
+        "+ salesforce: grant Account — Read, Edit on Account; read/edit on 21 fields, read on 1 "
         f"field in permission set {PERMISSION_SET}" in lines
     )
     assert "+ salesforce: grant Task — read/edit on 1 field in permission set" in "\n".join(lines)

@@ -399,8 +399,9 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
     sync, exceptions = use_case_checks(Settings.from_env(env))  # doctor's use-case lines
     assert sync.line().startswith(
         "FAIL  hubspot: properties:companies.account-sync — missing billing_plan, next_renewal, "
-        "payment_health, billing_contact_email, billing_contact_name (the account sync's golden "
-        "fields) (fix: run "
+        "payment_health, billing_contact_email, billing_contact_name, health_summary, "
+        "subscription_health, tenure_months, payment_success_rate, open_dunning, usage_trend "
+        "(the account sync's golden fields) (fix: run "
         "`revbridge setup crm`"
     )
     assert exceptions.status is CheckStatus.WARN and "rx_kind" in exceptions.detail

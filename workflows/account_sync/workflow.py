@@ -31,6 +31,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.governed.audit import AuditScope
@@ -38,6 +39,7 @@ from workflows.governed.base import GovernedWorkflow
 from workflows.options import LOCAL_POLICY, LOCAL_TEMPORAL, READ
 
 with workflow.unsafe.imports_passed_through():
+    from activities.drafting import DraftingActivities, HealthLineDraft, HealthLineInput
     from activities.policy import PolicyActivities
     from activities.sync import (
         HandMinorInput,
@@ -48,9 +50,10 @@ with workflow.unsafe.imports_passed_through():
         SyncReadInput,
         SyncRulesInput,
     )
-    from domain import golden
+    from domain import golden, health
     from domain import temporal as names
     from domain.approvals import ApprovalOutcome, ApprovalTiming, ProposedAction
+    from domain.drafts import health_rules_line
     from domain.golden import (
         AccountSyncInput,
         Conflict,
@@ -79,6 +82,15 @@ with workflow.unsafe.imports_passed_through():
 #: a re-read's values are the truth as of the read (before: as of the latest event's time, so
 #: a late event could make the current value look stale and it was never applied)
 REREAD_IS_NOW_PATCH = "sync-reread-is-now"
+#: the health profile on the CRM account (billing's inputs read with the view, the line drafted,
+#: written with the minor changes when a figure changed); runs from before write none
+HEALTH_PATCH = "sync-health-profile"
+#: the health line's draft: a local activity that never fails on a model's trouble; a second
+#: attempt at most, then the rules line
+DRAFT_OPTIONS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_attempts=2, initial_interval=timedelta(seconds=1)),
+}
 #: fields whose values are personal data: audited as "changed", never with the value
 PERSONAL = frozenset({"billing_contact", "billing_contact_name", "billing_address"})
 #: how many verdict lines the status keeps
@@ -112,6 +124,7 @@ class AccountSyncWorkflow(GovernedWorkflow):
         self.conflicts: list[Conflict] = list(carry.conflicts) if carry else []
         self.st: SyncStatus = carry.status if carry else SyncStatus(customer_id=input.customer_id)
         self.started = carry.started if carry else False
+        self.health: health.HealthState = carry.health if carry else health.HealthState()
         #: conflicts a person decided, waiting for the main loop to apply them
         self._decided_conflicts: list[tuple[Conflict, Side, str | None]] = []
         self._rules: SyncRules | None = None
@@ -184,6 +197,7 @@ class AccountSyncWorkflow(GovernedWorkflow):
                                 conflicts=self.conflicts,
                                 status=self.st,
                                 started=self.started,
+                                health=self.health,
                             )
                         }
                     )
@@ -202,8 +216,9 @@ class AccountSyncWorkflow(GovernedWorkflow):
         sides = {s.side for s in batch}
         first = not self.started
         account_hint = next((s.crm_account_id for s in batch if s.crm_account_id), None)
+        health_on = workflow.patched(HEALTH_PATCH)
         read = await self._read(
-            Side.BILLING in sides or first, Side.CRM in sides or first, account_hint
+            Side.BILLING in sides or first, Side.CRM in sides or first, account_hint, health_on
         )
         views: dict[Side, dict[str, Any]] = {}
         if read.billing is not None:
@@ -263,13 +278,46 @@ class AccountSyncWorkflow(GovernedWorkflow):
                 outcomes.append((change, outcome))
         for side, view in views.items():
             self.held[side.value].update(view)
-        await self._act(outcomes, rules, first)
+        profile = await self._health(read.health) if read.health is not None else {}
+        await self._act(outcomes, rules, first, profile)
+
+    async def _health(self, inputs: health.HealthInputs) -> dict[str, Any]:
+        """The health profile's fields when one of its figures changed (else nothing): the
+        figures from the golden record and billing's inputs, the one-line summary drafted (the
+        rules line without a model, or with ``health_line`` unlisted in drafting.yaml)."""
+        golden_now = {name: f.value for name, f in self.record.fields.items()}
+        facts, self.health = health.facts(
+            self._input.customer_id, golden_now, inputs, self.health, workflow.now()
+        )
+        if not health.changed(self.health, facts):
+            return {}
+        line = health_rules_line(facts)
+        try:
+            draft: HealthLineDraft = await workflow.execute_local_activity_method(
+                DraftingActivities.draft_health_line,
+                HealthLineInput(**facts.model_dump(), rules_line=line),
+                summary="draft the health line",
+                **DRAFT_OPTIONS,
+            )
+            line = draft.line
+            if draft.refusals:
+                self._note(f"health line: model draft refused ({draft.refusals[0][:80]})")
+        except (ActivityError, ApplicationError) as err:  # a local activity's: the latter
+            workflow.logger.warning("health line draft unavailable (%s): the rules line", err)
+        self.health = self.health.model_copy(update={"written": facts})
+        return health.crm_fields(facts, line)
 
     async def _act(
-        self, outcomes: list[tuple[FieldChange, golden.Outcome]], rules: SyncRules, first: bool
+        self,
+        outcomes: list[tuple[FieldChange, golden.Outcome]],
+        rules: SyncRules,
+        first: bool,
+        profile: dict[str, Any] | None = None,
     ) -> None:
         crm_now: dict[str, Any] = {}
         crm_minor: dict[str, Any] = {}
+        if profile:  # the health profile: a minor change (the next bulk flush) but the first
+            (crm_now if first or self._input.flusher_id is None else crm_minor).update(profile)
         to_billing: dict[str, Any] = {}
         restored: list[tuple[Side, str]] = []
         # a field in conflict is written nowhere until a person picks its value
@@ -309,9 +357,11 @@ class AccountSyncWorkflow(GovernedWorkflow):
 
     # --- reads and writes ------------------------------------------------------------------------
 
-    async def _read(self, billing: bool, crm: bool, account_hint: str | None) -> SyncRead:
+    async def _read(
+        self, billing: bool, crm: bool, account_hint: str | None, with_health: bool = False
+    ) -> SyncRead:
         try:
-            return await self._read_sides(billing, crm, account_hint)
+            return await self._read_sides(billing, crm, account_hint, with_health)
         except ActivityError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and (cause.type or "").endswith(".not_found"):
@@ -320,7 +370,9 @@ class AccountSyncWorkflow(GovernedWorkflow):
                 return SyncRead()
             raise
 
-    async def _read_sides(self, billing: bool, crm: bool, account_hint: str | None) -> SyncRead:
+    async def _read_sides(
+        self, billing: bool, crm: bool, account_hint: str | None, with_health: bool = False
+    ) -> SyncRead:
         read = await workflow.execute_activity_method(
             SyncActivities.sync_read,
             SyncReadInput(
@@ -329,6 +381,7 @@ class AccountSyncWorkflow(GovernedWorkflow):
                 read_billing=billing,
                 read_crm=crm,
                 crm_account_id=self.record.crm_account_id or account_hint,
+                health=with_health and billing,
             ),
             summary="re-read "
             + " and ".join(s for s, on in (("billing", billing), ("the CRM", crm)) if on),
