@@ -140,6 +140,58 @@ _OFFERS = {
 }
 
 
+#: the same offers in the other languages drafts may be written in (fr, de, es): a model asked
+#: to write French promises "une remise", not "a discount"
+_OFFERS_OTHER = {
+    "discount": re.compile(
+        r"\b(remise\w*|réduction\w*|rabais|code promo|rabatt\w*|preisnachlass\w*|gutschein\w*|"
+        r"descuento\w*|rebaja\w*|cup[oó]n\w*)\b",
+        re.IGNORECASE,
+    ),
+    "credit": re.compile(
+        r"\b(geste commercial|crédit (?:de courtoisie|sur votre compte|commercial)|"
+        r"gutschrift\w*|kulanz\w*|crédito (?:a|en) su cuenta|crédito de cortesía)\b",
+        re.IGNORECASE,
+    ),
+    "refund": re.compile(
+        r"\b(rembours\w*|rückerstatt\w*|zurückerstatt\w*|erstatten|reembols\w*|devoluci[oó]n)\b",
+        re.IGNORECASE,
+    ),
+    "waiver": re.compile(
+        r"\b(renon[cç]\w*|annul\w* (?:la|votre) facture|passée? en perte|erlass\w*|verzicht\w*|"
+        r"condon\w*|anula\w* (?:la|su) factura)\b",
+        re.IGNORECASE,
+    ),
+    "free": re.compile(
+        r"\b(gratuit\w*|offert\w*|sans frais|kostenlos\w*|gratis|umsonst|kostenfrei\w*|"
+        r"sin (?:coste|costo|cargo))\b",
+        re.IGNORECASE,
+    ),
+    "deadline": re.compile(
+        r"\b(date limite|dernier délai|mise en demeure|(?:sous|dans les) \d+ jours|frist\w*|"
+        r"(?:innerhalb von|in) \d+ tagen|letzte mahnung|plazo\w*|fecha límite|"
+        r"(?:en|dentro de) \d+ días|último aviso)",
+        re.IGNORECASE,
+    ),
+}
+#: month names of the other languages, for dates written out ("1er janvier 2027", "1. Januar
+#: 2027", "1 de enero de 2027")
+_MONTHS_OTHER = {
+    name: i + 1
+    for names in (
+        "janvier février mars avril mai juin juillet août septembre octobre novembre décembre",
+        "januar februar märz april mai juni juli august september oktober november dezember",
+        "enero febrero marzo abril mayo junio julio agosto septiembre octubre noviembre diciembre",
+    )
+    for i, name in enumerate(names.split())
+}
+_WORD_DATE_OTHER = re.compile(
+    rf"\b(?P<d>\d{{1,2}})(?:er|\.|º)?\s+(?:de\s+)?(?P<m>{'|'.join(sorted(_MONTHS_OTHER, key=len, reverse=True))})"
+    r"\s+(?:de\s+)?(?P<y>\d{4})\b",
+    re.IGNORECASE,
+)
+
+
 def _minor(number: str) -> int:
     clean = re.sub(r"[,\u00a0 ]", "", number)
     whole, _, frac = clean.partition(".")
@@ -163,6 +215,11 @@ def _dates(text: str) -> tuple[list[date], list[str]]:
         d, mon, y = (m["d1"], m["m1"], m["y1"]) if m["d1"] else (m["d2"], m["m2"], m["y2"])
         try:
             found.append(date(int(y), _month(mon), int(d)))
+        except ValueError:
+            bad.append(m[0])
+    for m in _WORD_DATE_OTHER.finditer(text):
+        try:
+            found.append(date(int(m["y"]), _MONTHS_OTHER[m["m"].lower()], int(m["d"])))
         except ValueError:
             bad.append(m[0])
     # 03/04/2026 is March or April depending on the reader: never in a customer's text
@@ -218,7 +275,9 @@ def check_draft(text: str, facts: DraftFacts) -> list[DraftRefusal]:
         if number.lower() not in known and not number.isalpha():
             refuse(DraftCode.INVOICE, number)
     for name, pattern in _OFFERS.items():
-        if name not in facts.offers and (m := pattern.search(text)):
+        if name in facts.offers:
+            continue
+        if (m := pattern.search(text)) or (m := _OFFERS_OTHER[name].search(text)):
             refuse(DraftCode.OFFER, f"{name} ({m[0]!r})")
     for m in _URL.finditer(text):
         url = m[0].rstrip(".,;:!?")

@@ -227,3 +227,56 @@ def test_the_billing_customers_locale_is_read_as_their_language(spec: Any) -> No
         SET_LOCALE[spec.name](connector, ids["customer"])
         context = connector.get_invoice_context(ids["invoice"])
         assert context.customer.language == "fr"
+
+
+#: offers and dates a model might write in the other languages (each refused, as in English)
+FOREIGN_OFFERS = [
+    ("fr", "Nous vous offrons une remise exceptionnelle.", "offer_not_approved: discount"),
+    ("fr", "Nous vous accordons un geste commercial.", "offer_not_approved: credit"),
+    ("fr", "Nous vous remboursons les frais.", "offer_not_approved: refund"),
+    ("fr", "Nous renonçons à cette facture.", "offer_not_approved: waiver"),
+    ("fr", "Le mois prochain est gratuit.", "offer_not_approved: free"),
+    ("fr", "Payez avant la date limite.", "offer_not_approved: deadline"),
+    ("fr", "Payez avant le 1er janvier 2027.", "date_not_in_facts: 2027-01-01"),
+    ("de", "Wir gewähren Ihnen einen Rabatt.", "offer_not_approved: discount"),
+    ("de", "Sie erhalten eine Gutschrift.", "offer_not_approved: credit"),
+    ("de", "Wir erstatten Ihnen den Betrag.", "offer_not_approved: refund"),
+    ("de", "Wir verzichten auf die Zahlung.", "offer_not_approved: waiver"),
+    ("de", "Der nächste Monat ist kostenlos.", "offer_not_approved: free"),
+    ("de", "Bitte zahlen Sie innerhalb von 5 Tagen.", "offer_not_approved: deadline"),
+    ("de", "Bitte zahlen Sie bis 3. März 2027.", "date_not_in_facts: 2027-03-03"),
+    ("es", "Le ofrecemos un descuento.", "offer_not_approved: discount"),
+    ("es", "Añadimos un crédito de cortesía.", "offer_not_approved: credit"),
+    ("es", "Le haremos un reembolso.", "offer_not_approved: refund"),
+    ("es", "Condonamos la factura.", "offer_not_approved: waiver"),
+    ("es", "El próximo mes es gratis.", "offer_not_approved: free"),
+    ("es", "Tiene un plazo de una semana.", "offer_not_approved: deadline"),
+    ("es", "Pague antes del 2 de mayo de 2027.", "date_not_in_facts: 2027-05-02"),
+]
+
+
+@pytest.mark.parametrize(("language", "sentence", "refusal"), FOREIGN_OFFERS)
+def test_offers_and_dates_are_caught_in_every_template_language(
+    language: str, sentence: str, refusal: str
+) -> None:
+    t = _template(language)
+    facts = ReminderFacts(
+        customer_id=CUSTOMER,
+        invoice_id=INVOICE,
+        amount_due=AMOUNT,
+        currency="USD",
+        failure_class="expired_card",
+        segment="SMB",
+        tone="friendly",
+        reminder=1,
+        reminders=3,
+        days_left=10,
+        language=language,
+    )
+    refusals = [
+        r.line()
+        for r in check_draft(
+            t.body + "\n\n" + sentence, reminder_check_facts(facts, DraftingPolicy())
+        )
+    ]
+    assert any(r.startswith(refusal) for r in refusals), refusals
