@@ -28,6 +28,7 @@ from activities.reconcile import ReconcileActivities, ScanInput
 from connectors.reconcile import crm_reader
 from connectors.registry import build_billing, build_crm
 from domain import reconcile as rx
+from domain.models import NoteTarget
 from domain.reconcile import Kind
 from harness.drivers import HubSpotDriver, SalesforceDriver
 from harness.reconcile_book import HubSpotSide, SalesforceSide
@@ -189,7 +190,7 @@ async def test_the_daily_run_on_zuora(
     ones one day older and nothing new."""
     from workers.main import build_worker
 
-    acts, crm, _, _, crm_name = zuora_book
+    acts, crm, who, _, crm_name = zuora_book
     monkeypatch.setenv("REVBRIDGE_REPORT_DIR", str(tmp_path))
     tq = f"reconcile-zuora-{crm_name}"
     async with build_worker(client, acts.billing, crm, task_queue=tq):
@@ -209,6 +210,9 @@ async def test_the_daily_run_on_zuora(
         )
     assert first.found == len(PLANTED) and first.new == len(PLANTED), first
     assert first.auto_fixed == 1 and first.sent_for_approval == len(PLANTED) - 1
+    # the restored MRR is audited on the Zuora side too: a note on the customer's account
+    notes = acts.billing.list_notes(NoteTarget.CUSTOMER, who["drift"][1])
+    assert any("restore" in n for n in notes), notes
     # the drift was filed closed on day one: the rest is still open, one day older, no new one
     assert second.found == len(PLANTED) - 1 and second.new == 0 and second.open == len(PLANTED) - 1
     stored = crm_reader(crm).stored_exceptions(DAY - timedelta(days=30))
