@@ -281,3 +281,14 @@ def test_a_book_beyond_one_page_is_read_page_by_page(tmp_path: Path) -> None:
     assert sorted(paths) == sorted(
         [f"/object-query/{k}" for k in ("accounts", "subscriptions", "invoices", "payments")] * 2
     ), paths
+
+
+def test_since_narrows_the_invoices_and_payments_read(zuora_book: Any) -> None:
+    """``--since``: Object Query filters invoices by ``invoiceDate`` and payments by
+    ``effectiveDate`` (a day after everything seeded: none of them is read)."""
+    acts = zuora_book[0]
+    everything = acts.reconcile_scan(ScanInput(today=DAY))
+    assert everything.counts["invoices"] > 0 and everything.counts["payments"] > 0
+    scan = acts.reconcile_scan(ScanInput(today=DAY, since=date.today() + timedelta(days=1)))
+    assert scan.counts["invoices"] == 0 and scan.counts["payments"] == 0
+    assert scan.counts["customers"] == len(PLANTED) + 2  # accounts are always read whole
