@@ -54,6 +54,43 @@ async def connect() -> Client:
         ) from None
 
 
+async def require_worker(task_queue: str, wait_s: float = 5.0) -> None:
+    """Refuse, in one line, to start work that no worker would pick up: a command that waits for
+    its run (``reconcile``, ``revenue close``, ``sync backfill``) would otherwise wait forever,
+    silent, or fail after 30 s on a query nobody answers. A worker starting right now gets
+    ``wait_s`` to poll; a server that cannot say (no DescribeTaskQueue) is trusted."""
+    import asyncio
+    import time
+
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    client = await connect()
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            answer = await client.workflow_service.describe_task_queue(request)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.UNIMPLEMENTED:
+                return
+            why = exc.status.name if exc.status else type(exc).__name__
+            raise CliError(f"Temporal refused to describe task queue {task_queue}: {why}") from None
+        if answer.pollers:
+            return
+        if time.monotonic() > deadline:
+            raise CliError(
+                f"no worker polls task queue {task_queue!r}: start one (`revbridge worker`, or "
+                "`revbridge dev` locally) and run this again"
+            )
+        await asyncio.sleep(0.5)
+
+
 async def pending(as_json: bool) -> None:
     client = await connect()
     rows: list[dict[str, Any]] = []

@@ -93,6 +93,9 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
         rows = open_exceptions(settings)
         print(json.dumps(rows, indent=2) if args.json else render_open(rows, date.today()))
         return
+    from cli.approvals import require_worker
+
+    asyncio.run(require_worker(settings.task_queue))  # run_now waits for the run's result
     result = asyncio.run(run_now(settings, since, args.dry_run))
     print(result.model_dump_json(indent=2) if args.json else render_result(result))
 

@@ -154,6 +154,9 @@ def cmd_revenue(args: argparse.Namespace) -> None:
             for r in rows:
                 print(f"  {r['internal_id']:>8}  {r['external_id']}  {r['tran_date']}  {r['memo']}")
         return
+    from cli.approvals import require_worker
+
+    asyncio.run(require_worker(settings.task_queue))  # close waits for the run's proposal
     print(asyncio.run(close(settings, month, args.dry_run)))
 
 

@@ -25,7 +25,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from cli.approvals import connect, decide
+from cli.approvals import connect, decide, require_worker
 from cli.config import CliError, StackConfig
 from domain import golden
 from domain import temporal as names
@@ -199,6 +199,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
             )
         )
     elif what == "backfill":
+        asyncio.run(require_worker(settings.task_queue))  # it waits for the run
         report = asyncio.run(backfill(settings, args.dry_run))
         print(report.model_dump_json(indent=2) if args.json else render_backfill(report))
     elif what == "status":
