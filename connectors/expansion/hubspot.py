@@ -13,12 +13,15 @@ Records (every write keyed, so a retry after a committed-then-timed-out call fin
 - the **deal**: ``POST /crm/v3/objects/deals/batch/upsert`` with ``idProperty=revbridge_key``
   (unique), ``dealtype`` existingbusiness, in :data:`PIPELINE` at :data:`OPEN_STAGE`, owned by the
   company's owner, associated with the company (v4 default association);
-- the **draft quote** (``hs_status`` DRAFT) and its **line item**, and the deal's own line item
-  (a line item belongs to one parent), priced from the billing catalogue (the CRM product from
-  policies/products.yaml by ``hs_sku``): a ``batch/upsert`` per type on each record's own
-  ``revbridge_key`` (both line items in one), then one v4 ``batch/associate/default`` per pair
-  of types (quote → deal, line item → quote, line item → deal; associating twice changes
-  nothing). Nothing here publishes or sends a quote.
+- the **draft quote** (``hs_status`` DRAFT), created WITH its association to the deal in one
+  request, and two **line items** priced from the billing catalogue (the CRM product from
+  policies/products.yaml by ``hs_sku``) — one on the deal, one on the quote (a line item belongs
+  to one parent) — created with their associations in one batch create. Quotes and line items
+  cannot have unique-value properties in HubSpot, so their ``revbridge_key`` is a plain property:
+  a retry (the deal already existed) looks for them among the deal's and the quote's associated
+  records (v4, consistent at once; a batch read of their keys) and updates what it finds, so a
+  create whose answer was lost is found, never made twice. Nothing here publishes or sends a
+  quote.
 - A deal a person has closed is never reopened or rewritten; closing one RevBridge opened sets
   ``closedlost`` with ``closed_lost_reason`` and the quote ``REJECTED``.
 """
@@ -32,12 +35,17 @@ from typing import Any
 from hubspot.crm.associations.v4 import BatchInputPublicDefaultAssociationMultiPost
 from hubspot.crm.deals import BatchInputSimplePublicObjectBatchInputUpsert as DealUpserts
 from hubspot.crm.deals import SimplePublicObjectInput as DealUpdate
-from hubspot.crm.line_items import BatchInputSimplePublicObjectBatchInputUpsert as LineUpserts
+from hubspot.crm.line_items import BatchInputSimplePublicObjectBatchInput as LineUpdates
+from hubspot.crm.line_items import (
+    BatchInputSimplePublicObjectBatchInputForCreate as LineCreates,
+)
+from hubspot.crm.line_items import BatchReadInputSimplePublicObjectId as LineRead
 from hubspot.crm.products import Filter as ProductFilter
 from hubspot.crm.products import FilterGroup as ProductFilterGroup
 from hubspot.crm.products import PublicObjectSearchRequest as ProductSearch
-from hubspot.crm.quotes import BatchInputSimplePublicObjectBatchInputUpsert as QuoteUpserts
+from hubspot.crm.quotes import BatchReadInputSimplePublicObjectId as QuoteRead
 from hubspot.crm.quotes import SimplePublicObjectInput as QuoteUpdate
+from hubspot.crm.quotes import SimplePublicObjectInputForCreate as QuoteCreate
 from hubspot.crm.quotes.exceptions import ApiException as QuotesApiException
 
 from connectors.base import NotFound
@@ -58,6 +66,9 @@ OPEN_STAGE = "qualifiedtobuy"
 CLOSED_LOST = "closedlost"
 #: HubSpot-defined association types (reference §2.4; quotes: HubSpot's v4 type table)
 DEAL_TO_COMPANY = 341
+QUOTE_TO_DEAL = 64
+LINE_TO_QUOTE = 68
+LINE_TO_DEAL = 20
 
 #: the signal's deal properties (``revbridge`` group; ``revbridge setup crm`` creates them):
 #: (name, type) — and the record keys of the quote and its line item
@@ -86,8 +97,11 @@ SIGNAL_PROPERTIES: tuple[tuple[str, str], ...] = (
 SETUP_PROPERTIES: tuple[tuple[str, str, str, bool], ...] = (
     ("deals", KEY_PROPERTY, "string", True),
     *(("deals", name, kind, False) for name, kind in SIGNAL_PROPERTIES),
-    ("quotes", KEY_PROPERTY, "string", True),
-    ("line_items", KEY_PROPERTY, "string", True),
+    # quotes and line items cannot have unique-value properties (HubSpot offers them for
+    # contacts, companies, deals, tickets and custom objects): a plain key, found through the
+    # parent's associations
+    ("quotes", KEY_PROPERTY, "string", False),
+    ("line_items", KEY_PROPERTY, "string", False),
 )
 _LINK = [name for name, _ in SIGNAL_PROPERTIES]
 
@@ -219,15 +233,49 @@ class HubSpotExpansion:
             )
             if draft.owner_id:
                 deal["hubspot_owner_id"] = draft.owner_id
-        deal_id = self._upsert(self._deal_batches, DealUpserts, draft.opportunity_key, deal, "deal")
-        if existing is None:
+        deal_id, deal_new = self._upsert(
+            self._deal_batches, DealUpserts, draft.opportunity_key, deal, "deal"
+        )
+        if deal_new:
             self._associate("deals", "companies", [(deal_id, draft.account_id)])
-        quote: dict[str, str] = {
+        # a deal new in this call has no quote or line items yet: nothing to look for
+        quote_id = self._quote(draft, deal_id, look=not deal_new)
+        self._lines(draft, deal_id, quote_id, look=not deal_new)
+        return ExpansionRecords(opportunity_id=deal_id, quote_id=quote_id, created=deal_new)
+
+    def _quote(self, draft: ExpansionDraft, deal_id: str, look: bool) -> str:
+        """The deal's draft quote for ``draft.quote_key``: found among the deal's quotes (v4
+        associations, consistent at once) and updated, or created WITH its association to the
+        deal in one request — so a create whose answer was lost is found by the retry."""
+        props = {
             "hs_title": f"{draft.name} (draft)"[:250],
             "hs_expiration_date": _iso(draft.quote_expires or draft.close_date),
             "hs_currency": draft.currency,
         }
-        quote_id = self._upsert(self._quote_batches, QuoteUpserts, draft.quote_key, quote, "quote")
+        if look:
+            ids = self.crm._associated_ids("deals", deal_id, "quotes")
+            found = self._keyed(self._quote_batches, QuoteRead, ids, "quotes")
+            if draft.quote_key in found:
+                quote_id = found[draft.quote_key]
+                self._call(
+                    self._quotes.update, quote_id, QuoteUpdate(properties=props), what="quote"
+                )
+                return quote_id
+        made = self._call(
+            self._quotes.create,
+            QuoteCreate(
+                properties={**props, "hs_status": "DRAFT", KEY_PROPERTY: draft.quote_key},
+                associations=[_to(deal_id, QUOTE_TO_DEAL)],
+            ),
+            what="quote",
+        )
+        return str(made.id)
+
+    def _lines(self, draft: ExpansionDraft, deal_id: str, quote_id: str, look: bool) -> None:
+        """The upgrade as a line item on the deal (its product, as Salesforce's opportunity
+        product) and one on the quote — a line item belongs to one parent (HubSpot's line items
+        guide) — each created with its association in one batch create, or found among its
+        parent's line items and updated in one batch update."""
         line: dict[str, str] = {
             "name": draft.name[:250],
             "quantity": str(draft.quantity),
@@ -242,16 +290,28 @@ class HubSpotExpansion:
             line["hs_product_id"] = product
         if draft.product_code:
             line["hs_sku"] = draft.product_code
-        # a line item belongs to one parent (HubSpot's line items guide): one for the deal (its
-        # product, as Salesforce's opportunity product) and one for the quote, in one batch
-        deal_line, quote_line = draft.opportunity_key + "-1", draft.quote_key + "-1"
-        lines = self._upsert_many(
-            self._line_batches, LineUpserts, {deal_line: line, quote_line: line}, "line items"
-        )
-        self._associate("quotes", "deals", [(quote_id, deal_id)])
-        self._associate("line_items", "quotes", [(lines[quote_line], quote_id)])
-        self._associate("line_items", "deals", [(lines[deal_line], deal_id)])
-        return ExpansionRecords(opportunity_id=deal_id, quote_id=quote_id, created=existing is None)
+        parents = {
+            draft.opportunity_key + "-1": ("deals", deal_id, LINE_TO_DEAL),
+            draft.quote_key + "-1": ("quotes", quote_id, LINE_TO_QUOTE),
+        }
+        found: dict[str, str] = {}
+        if look:
+            ids = [
+                i
+                for otype, oid, _ in parents.values()
+                for i in self.crm._associated_ids(otype, oid, "line_items")
+            ]
+            found = self._keyed(self._line_batches, LineRead, ids, "line items")
+        updates = [{"id": found[k], "properties": line} for k in parents if k in found]
+        creates = [
+            {"properties": {**line, KEY_PROPERTY: k}, "associations": [_to(oid, type_id)]}
+            for k, (_, oid, type_id) in parents.items()
+            if k not in found
+        ]
+        if updates:
+            self._call(self._line_batches.update, LineUpdates(inputs=updates), what="line items")
+        if creates:
+            self._call(self._line_batches.create, LineCreates(inputs=creates), what="line items")
 
     def close_expansion(
         self, opportunity_id: str, quote_id: str | None, reason: str
@@ -281,29 +341,20 @@ class HubSpotExpansion:
 
     # --- helpers ----------------------------------------------------------------------------------
 
-    def _upsert(self, api: Any, model: type, key: str, props: dict[str, str], what: str) -> str:
-        """One record by its ``revbridge_key`` (``batch/upsert``, idProperty): created or
-        updated, never twice."""
+    def _upsert(
+        self, api: Any, model: type, key: str, props: dict[str, str], what: str
+    ) -> tuple[str, bool]:
+        """One record by its unique ``revbridge_key`` (``batch/upsert``, idProperty): ``(id,
+        created)``, created or updated, never twice."""
         body = model(inputs=[{"id": key, "idProperty": KEY_PROPERTY, "properties": props}])
         done = self._call(api.upsert, body, what=what)
-        return str(done.results[0].id)
+        first = done.results[0]
+        return str(first.id), bool(getattr(first, "new", False))
 
-    def _upsert_many(
-        self, api: Any, model: type, records: dict[str, dict[str, str]], what: str
-    ) -> dict[str, str]:
-        """Several records of one type by their ``revbridge_key`` in one ``batch/upsert``
-        (HubSpot does not promise the results' order: each is matched by its key)."""
-        body = model(
-            inputs=[
-                {"id": key, "idProperty": KEY_PROPERTY, "properties": props}
-                for key, props in records.items()
-            ]
-        )
-        done = self._call(api.upsert, body, what=what)
-        ids = {(r.properties or {}).get(KEY_PROPERTY): str(r.id) for r in done.results or []}
-        if set(records) - set(ids):  # an answer without the keys: HubSpot's input order
-            ids = {key: str(r.id) for key, r in zip(records, done.results or [], strict=True)}
-        return ids
+    def _keyed(self, api: Any, model: type, ids: list[str], what: str) -> dict[str, str]:
+        """``{revbridge_key: id}`` of the records ``ids`` (one batch read per 100)."""
+        rows = self.crm._batch_read(api, model, list(dict.fromkeys(ids)), [KEY_PROPERTY], what)
+        return {key: str(r.id) for r in rows if (key := (r.properties or {}).get(KEY_PROPERTY))}
 
     def _associate(self, from_type: str, to_type: str, pairs: list[tuple[str, str]]) -> None:
         body = BatchInputPublicDefaultAssociationMultiPost(
@@ -326,6 +377,14 @@ class HubSpotExpansion:
         )
         page = self._call(self._products_search.do_search, request, what="product search")
         return str(page.results[0].id) if page.results else None
+
+
+def _to(object_id: str, type_id: int) -> dict[str, Any]:
+    """A v3 create's association to ``object_id`` (HubSpot-defined type)."""
+    return {
+        "to": {"id": object_id},
+        "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": type_id}],
+    }
 
 
 def _state(p: dict[str, Any]) -> OpportunityState:

@@ -17,6 +17,8 @@ association type table of the v4 associations guide):
   ignored (read-only), as for the other calculated properties.
 - Association types (HUBSPOT_DEFINED): quote→deal 64 / deal→quote 63, quote→line item 67 /
   line item→quote 68, quote→contact 69 / contact→quote 70, quote→company 71 / company→quote 72.
+- Quotes and line items have no unique-value properties (a property created with
+  ``hasUniqueValue`` is refused, a read or upsert by ``idProperty`` other than the record ID too).
 - A deal closed lost says why in ``closed_lost_reason`` (HubSpot-defined; added here too).
 - Quotes send no webhooks of their own (``quote.*`` is not a subscription type): a change is an
   ``object.*`` event with ``objectTypeId`` ``0-14``.
@@ -99,6 +101,10 @@ def register() -> None:
     catalog._pair("quotes", "line_items", 67, 68)
     catalog._pair("quotes", "contacts", 69, 70)
     catalog._pair("quotes", "companies", 71, 72)
+    # unique-value properties exist for contacts, companies, deals, tickets and custom objects
+    # only (HubSpot's changelog "Unique Properties support for newly created Contact
+    # properties"): neither quotes nor line items can have one
+    catalog.NO_UNIQUE_PROPERTIES = catalog.NO_UNIQUE_PROPERTIES | {"quotes", "line_items"}
 
 
 register()

@@ -1,9 +1,11 @@
 """Usage-based expansion's HubSpot records through the official client against the sandbox:
 ``revbridge setup crm``'s expansion properties, then the deal (expansion pipeline, the company's
-owner) with its line item, its DRAFT quote and the quote's line item priced from the catalogue, each an upsert on its
-``revbridge_key`` — a quote upsert committed-then-timed-out and retried leaves ONE deal, ONE
-quote, ONE line item each — the signal's properties on the deal, the link quote-to-cash reads, the
-close (closed lost with the reason, quote rejected) and no reopening."""
+owner) upserted on its unique ``revbridge_key``, its line item, its DRAFT quote and the quote's
+line item priced from the catalogue, each created with its association (quotes and line items
+have no unique properties: a retry finds them through the deal's associations). A quote create
+and a line items create, each committed-then-timed-out and retried, leave ONE deal, ONE quote
+and ONE line item each. Then the signal's properties on the deal, the link quote-to-cash reads,
+the close (closed lost with the reason, quote rejected) and no reopening."""
 
 from __future__ import annotations
 
@@ -129,17 +131,16 @@ def test_deal_quote_and_line_once_after_a_committed_then_timed_out_upsert(
     arg = UpsertExpansionInput(
         draft=draft, billing="chargebee", upgrade_price_id=f"growth-{uid}-USD-monthly"
     )
-    httpx.post(
-        url + "/_sandbox/faults",
-        json={
-            "kind": "commit_then_timeout",
-            "method": "POST",
-            "path": "/crm/v3/objects/quotes/batch/upsert",
-            "delay_s": 4,
-        },
-    ).raise_for_status()
-    with pytest.raises(Exception):  # noqa: B017 - the call's timeout, classified retryable
-        acts.expansion_upsert_records(arg)
+    # the quote's create, then (on the retry) the line items' batch create: each committed,
+    # each answer lost to a timeout
+    for path in ("/crm/v3/objects/quotes", "/crm/v3/objects/line_items/batch/create"):
+        httpx.post(
+            url + "/_sandbox/faults",
+            json={"kind": "commit_then_timeout", "method": "POST", "path": path, "delay_s": 4},
+        ).raise_for_status()
+    for _ in range(2):
+        with pytest.raises(Exception):  # noqa: B017 - the call's timeout, classified retryable
+            acts.expansion_upsert_records(arg)
     made = acts.expansion_upsert_records(arg)  # Temporal's retry
     again = acts.expansion_upsert_records(arg)  # a rising forecast's update
     assert (again.opportunity_id, again.quote_id) == (made.opportunity_id, made.quote_id)
@@ -173,9 +174,9 @@ def test_deal_quote_and_line_once_after_a_committed_then_timed_out_upsert(
     upserts = [
         r
         for r in httpx.get(url + "/_sandbox/requests").json()["requests"]
-        if r["path"] == "/crm/v3/objects/quotes/batch/upsert"
+        if r["path"] == "/crm/v3/objects/quotes" and r["method"] == "POST"
     ]
-    assert upserts[0].get("fault") == "commit_then_timeout"
+    assert len(upserts) == 1 and upserts[0].get("fault") == "commit_then_timeout"
 
     record = SignalRecord(
         key=f"rb-signal-{uid}",
