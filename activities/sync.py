@@ -44,8 +44,10 @@ class SyncReadInput(Frozen):
     read_billing: bool = True
     read_crm: bool = True
     crm_account_id: str | None = None
-    #: with billing: the health profile's inputs too (domain/health.py)
+    #: with billing: the health profile's inputs too (domain/health.py), with the payment
+    #: attempts when ``health_payments`` (an extra read: once a day)
     health: bool = False
+    health_payments: bool = True
 
 
 class SyncRead(Frozen):
@@ -159,7 +161,7 @@ class SyncActivities:
         if input.read_billing:
             both = getattr(self.b, "sync_view_health", None) if input.health else None
             if callable(both):  # a platform that reads the health inputs with the view
-                billing, health = both(input.customer_id)
+                billing, health = both(input.customer_id, input.health_payments)
             else:
                 billing = self.b.sync_view(input.customer_id)
         account_id, crm = input.crm_account_id, None

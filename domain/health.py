@@ -49,9 +49,11 @@ class HealthInputs(Frozen):
 
     #: when the customer was created (ISO date)
     customer_since: str | None = None
-    #: payment attempts of the last 365 days
+    #: payment attempts of the last 365 days (read at most once a day: ``payments_read`` False
+    #: means not read this time, the counts last read stand)
     payments_ok: int = 0
     payments_failed: int = 0
+    payments_read: bool = True
     #: invoices in dunning now
     open_dunning: int = 0
     #: the main plan's quantity (seats)
@@ -65,6 +67,14 @@ class HealthState(Frozen):
 
     seats: list[tuple[str, int]] = []
     written: HealthFacts | None = None
+    #: the payment attempts last read (ok, failed) and the day they were read
+    payments: tuple[int, int] | None = None
+    payments_on: str | None = None
+
+    def payments_due(self, today: date) -> bool:
+        """Whether the payment attempts are read with this re-read (at most once a day: a
+        seat change a minute does not cost a transactions read a minute)."""
+        return self.payments_on != today.isoformat()
 
 
 def tenure_months(since: str | None, today: date) -> int | None:
@@ -116,6 +126,14 @@ def facts(
     billing's inputs, and the state with today's seat count observed."""
     today = now.date()
     state = observe(state, inputs.seats, today)
+    if inputs.payments_read:
+        state = state.model_copy(
+            update={
+                "payments": (inputs.payments_ok, inputs.payments_failed),
+                "payments_on": today.isoformat(),
+            }
+        )
+    ok, failed = state.payments or (0, 0)
     mrr = golden.get("mrr")
     return (
         HealthFacts(
@@ -125,7 +143,7 @@ def facts(
             mrr=int(mrr) if isinstance(mrr, int | float) else None,
             currency=inputs.currency or "USD",
             tenure_months=tenure_months(inputs.customer_since, today),
-            payment_success_rate=success_rate(inputs.payments_ok, inputs.payments_failed),
+            payment_success_rate=success_rate(ok, failed),
             open_dunning=inputs.open_dunning,
             usage_trend=usage_trend(state, today),
             churn_level=golden.get("churn_level"),

@@ -42,9 +42,10 @@ class SyncBilling(Protocol):
         """One page of the book for linking (backfill), and the next cursor."""
         ...
 
-    # Optional (Chargebee, Stripe): ``sync_view_health(customer_id) -> (view, HealthInputs)`` —
-    # the view and the health profile's inputs (domain/health.py) in as few reads as the
-    # platform allows. A platform without it gets no health profile (the activity checks).
+    # Optional (Chargebee, Stripe): ``sync_view_health(customer_id, payments=True) -> (view,
+    # HealthInputs)`` — the view and the health profile's inputs (domain/health.py) in as few
+    # reads as the platform allows; the payment attempts only when ``payments`` (once a day).
+    # A platform without it gets no health profile (the activity checks).
 
 
 class SyncCrm(Protocol):

@@ -49,23 +49,27 @@ class ChargebeeSync:
     def sync_view(self, customer_id: str) -> dict[str, Any]:
         return self._read(customer_id)[0]
 
-    def sync_view_health(self, customer_id: str) -> tuple[dict[str, Any], HealthInputs]:
-        """The view and the health profile's inputs: the same two reads, and the customer's
-        payment transactions of the last 365 days (one more, up to 100 attempts)."""
+    def sync_view_health(
+        self, customer_id: str, payments: bool = True
+    ) -> tuple[dict[str, Any], HealthInputs]:
+        """The view and the health profile's inputs: the same two reads, and with ``payments``
+        the customer's payment transactions of the last 365 days (one more, up to 100)."""
         view, cust, main, raw = self._read(customer_id)
-        since = int(time.time()) - YEAR_S
-        txns = self.billing._call(
-            lambda: self._cb.Transaction.list(
-                {
-                    "customer_id": {"is": customer_id},
-                    "type": {"is": "payment"},
-                    "date": {"after": since},
-                    "limit": 100,
-                }
-            ),
-            what="transactions",
-        )
-        status = [e.transaction.status for e in txns.list]
+        status: list[str] = []
+        if payments:
+            since = int(time.time()) - YEAR_S
+            txns = self.billing._call(
+                lambda: self._cb.Transaction.list(
+                    {
+                        "customer_id": {"is": customer_id},
+                        "type": {"is": "payment"},
+                        "date": {"after": since},
+                        "limit": 100,
+                    }
+                ),
+                what="transactions",
+            )
+            status = [e.transaction.status for e in txns.list]
         seats = None
         if main is not None:
             plan = next((i for i in main.subscription_items or [] if i.item_type == "plan"), None)
@@ -74,6 +78,7 @@ class ChargebeeSync:
             customer_since=_day(getattr(cust, "created_at", None)),
             payments_ok=status.count("success"),
             payments_failed=status.count("failure"),
+            payments_read=payments,
             open_dunning=sum(int(getattr(s, "due_invoices_count", 0) or 0) for s in raw),
             seats=seats,
             currency=(getattr(main, "currency_code", None) if main is not None else None) or "USD",

@@ -28,18 +28,23 @@ class StripeSync:
     def sync_view(self, customer_id: str) -> dict[str, Any]:
         return self._read(customer_id)[0]
 
-    def sync_view_health(self, customer_id: str) -> tuple[dict[str, Any], HealthInputs]:
+    def sync_view_health(
+        self, customer_id: str, payments: bool = True
+    ) -> tuple[dict[str, Any], HealthInputs]:
         """The view and the health profile's inputs: the same two reads, and the customer's
-        payment intents of the last 365 days (one more, up to 100): a succeeded one is a
-        successful attempt, one carrying a ``last_payment_error`` a failed one."""
+        payment intents of the last 365 days when ``payments`` (one more, up to 100): a
+        succeeded one is a successful attempt, one carrying a ``last_payment_error`` a failed
+        one."""
         view, cus, raw = self._read(customer_id)
-        since = int(time.time()) - 365 * 86_400
-        intents = self.billing._call(
-            lambda: self._client.v1.payment_intents.list(
-                {"customer": customer_id, "created": {"gte": since}, "limit": 100}
-            ),
-            f"customer {customer_id}",
-        ).data
+        intents: list[Any] = []
+        if payments:
+            since = int(time.time()) - 365 * 86_400
+            intents = self.billing._call(
+                lambda: self._client.v1.payment_intents.list(
+                    {"customer": customer_id, "created": {"gte": since}, "limit": 100}
+                ),
+                f"customer {customer_id}",
+            ).data
         ok = sum(1 for p in intents if p.get("status") == "succeeded")
         failed = sum(1 for p in intents if p.get("last_payment_error"))
         live = [s for s in raw if s.get("status") not in _NO_REVENUE]
@@ -53,6 +58,7 @@ class StripeSync:
             ),
             payments_ok=ok,
             payments_failed=failed,
+            payments_read=payments,
             open_dunning=sum(1 for s in live if s.get("status") in FAILING),
             seats=seats,
             currency=str((main or {}).get("currency") or "usd").upper(),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -69,6 +69,13 @@ def test_the_profile_is_written_only_when_a_figure_changes() -> None:
     state = state.model_copy(update={"written": f})
     again, state = health.facts("cus_1", golden_now, inputs, state, now)
     assert not health.changed(state, again)
+    # payments read once a day: a re-read that skipped them keeps the day's counts
+    assert not state.payments_due(now.date()) and state.payments_due(date(2026, 12, 8))
+    skipped = inputs.model_copy(
+        update={"payments_ok": 0, "payments_failed": 0, "payments_read": False}
+    )
+    same, state = health.facts("cus_1", golden_now, skipped, state, now)
+    assert same == again
     fields = health.crm_fields(f, health_rules_line(f))
     assert set(fields) == set(health.PROFILE_FIELDS)
     assert (
@@ -101,7 +108,11 @@ class HealthWorld(World):
 
     def _read_health(self, i: dict[str, Any]) -> dict[str, Any]:
         out = self._read(i)
-        out["health"] = dict(self.inputs) if i["read_billing"] and i.get("health") else None
+        out["health"] = None
+        if i["read_billing"] and i.get("health"):
+            out["health"] = dict(self.inputs)
+            if not i["health_payments"]:  # as the connectors do: no transactions read
+                out["health"].update(payments_ok=0, payments_failed=0, payments_read=False)
         return out
 
     @staticmethod
@@ -114,7 +125,7 @@ def handed(w: World) -> list[dict[str, Any]]:
 
 
 async def test_the_sync_writes_the_profile_first_at_once_then_with_the_minor_changes(
-    client: Client,
+    client: Client, time_env: WorkflowEnvironment
 ) -> None:
     w = HealthWorld(flusher=True)
     async with start(w, client) as handle:
@@ -132,14 +143,25 @@ async def test_the_sync_writes_the_profile_first_at_once_then_with_the_minor_cha
         assert w.fakes.names().count("draft_health_line") == 1
         assert all("health_summary" not in f for f in handed(w))
 
-        # more seats and a failed payment: the profile changes, handed to the bulk flusher
+        # the payment attempts are read once a day: not with these re-reads
+        reads = [i for i in w.fakes.inputs("sync_read") if i["read_billing"]]
+        assert [i["health_payments"] for i in reads] == [True, False]
+
+        # more seats and an invoice in dunning: the profile changes, handed to the bulk flusher
         w.inputs.update(seats=8, payments_failed=2, open_dunning=1)
         await handle.signal(golden.SIGNAL_CHANGE, w.signal(Side.BILLING))
         await settled(handle, 3)
         (minor,) = [f for f in handed(w) if "health_summary" in f]
         assert minor["usage_trend"] == "rising" and minor["open_dunning"] == 1
-        assert minor["payment_success_rate"] == 81.8
+        assert minor["payment_success_rate"] == 90.0  # today's count stands
         assert "1 invoice in dunning" in minor["health_summary"]
+
+        # the next day's re-read reads the payment attempts again: the failed one counts
+        await time_env.sleep(timedelta(days=1))
+        await handle.signal(golden.SIGNAL_CHANGE, w.signal(Side.BILLING))
+        await settled(handle, 4)
+        latest = [f for f in handed(w) if "health_summary" in f][-1]
+        assert latest["payment_success_rate"] == 81.8
         await keep_history(handle, golden.WORKFLOW_TYPE, "health_profile")
 
 

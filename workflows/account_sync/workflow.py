@@ -382,6 +382,7 @@ class AccountSyncWorkflow(GovernedWorkflow):
                 read_crm=crm,
                 crm_account_id=self.record.crm_account_id or account_hint,
                 health=with_health and billing,
+                health_payments=self.health.payments_due(workflow.now().date()),
             ),
             summary="re-read "
             + " and ".join(s for s, on in (("billing", billing), ("the CRM", crm)) if on),
