@@ -612,3 +612,79 @@ def test_hubspot_any_batch_or_link_never_5xx(
     for wf_id, _ in client.started:
         assert platform == "chargebee" and wf_id == f"account:chargebee:{customer}"
         assert PROVIDER_ID.fullmatch(customer or "")
+
+
+# --- the billing side of the account sync: customer / subscription events, sync on ------------
+
+_value = st.one_of(
+    st.none(), st.booleans(), st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(allow_nan=False), st.text(max_size=30),
+    st.sampled_from(["", "../x", "a b", "x" * 300, "2026-01-01", "jane@example.com"]),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)  # fmt: skip
+_FIELDS = ["id", "customer_id", "customer", "status", "mrr", "plan_id", "email", "object", "items"]
+
+
+def _billing_event(vendor: str, kind: str, fields: dict[str, Any]) -> bytes:
+    if vendor == "chargebee":
+        key = "customer" if kind.startswith("customer") else "subscription"
+        body: dict[str, Any] = {
+            "id": "ev_1", "event_type": kind, "api_version": "v2", "occurred_at": int(time.time()),
+            "content": {key: fields},
+        }  # fmt: skip
+    elif vendor == "stripe":
+        body = {
+            "id": "evt_1", "type": kind, "created": int(time.time()),
+            "data": {"object": fields}, "request": {"id": None, "idempotency_key": None},
+        }  # fmt: skip
+    else:
+        body = {"id": "n1", "object_type": kind, "event_type": "updated", **fields}
+    return json.dumps(body).encode()
+
+
+_billing_events = st.one_of(
+    st.builds(
+        _billing_event,
+        st.just("chargebee"),
+        st.sampled_from(["customer_changed", "customer_created", "subscription_changed",
+                         "subscription_cancelled", "subscription_created", "customer_deleted"]),
+        st.dictionaries(st.sampled_from(_FIELDS), _value, max_size=4),
+    ),
+    st.builds(
+        _billing_event,
+        st.just("stripe"),
+        st.sampled_from(["customer.updated", "customer.created", "customer.deleted",
+                         "customer.subscription.updated", "customer.subscription.deleted"]),
+        st.dictionaries(st.sampled_from(_FIELDS), _value, max_size=4),
+    ),
+    st.builds(
+        _billing_event,
+        st.just("recurly"),
+        st.sampled_from(["account", "subscription", "charge_invoice", "payment"]),
+        st.dictionaries(st.sampled_from(["account_code", "uuid", "event_time", "site_id", "account"]), _value, max_size=4),  # fmt: skip
+    ),
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(body=_billing_events)
+def test_billing_change_parsers_with_the_sync_on_reject_cleanly(body: bytes) -> None:
+    from webhooks import chargebee, recurly, stripe
+
+    try:
+        payload = parse_json(body)
+    except Rejected as exc:  # (Infinity, 1e400: the door's parser)
+        assert exc.status == 400
+        return
+    for parse in (
+        lambda p: chargebee.normalize(p, api_user="rb", sync=True),
+        lambda p: stripe.normalize(p, sync=True),
+        lambda p: recurly.parse(p, sync=True),
+    ):
+        try:
+            out = parse(payload)
+        except Rejected as exc:
+            assert 400 <= exc.status < 500 and "\n" not in exc.reason
+            continue
+        if isinstance(out, SyncSignal):
+            assert PROVIDER_ID.fullmatch(out.customer_id) and PROVIDER_ID.fullmatch(out.billing)
