@@ -688,3 +688,58 @@ def test_billing_change_parsers_with_the_sync_on_reject_cleanly(body: bytes) -> 
             continue
         if isinstance(out, SyncSignal):
             assert PROVIDER_ID.fullmatch(out.customer_id) and PROVIDER_ID.fullmatch(out.billing)
+
+
+# --- Temporal down: 503 + Retry-After, so the vendor redelivers (nothing accepted is lost) ------
+
+
+class DownClient:
+    """Temporal answering UNAVAILABLE to every start (a server restart, a network split)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def start_workflow(self, *_: Any, **__: Any) -> None:
+        from temporalio.service import RPCError, RPCStatusCode
+
+        self.calls += 1
+        raise RPCError("connection refused", RPCStatusCode.UNAVAILABLE, b"")
+
+
+@pytest.mark.parametrize("route", ["zendesk", "salesforce", "hubspot"])
+async def test_temporal_down_is_503_with_retry_after(route: str, lookup: type[FakeLookup]) -> None:
+    from webhooks.app import create_app
+
+    down = DownClient()
+
+    async def provider() -> DownClient:
+        return down
+
+    s = Settings(
+        billing="chargebee",
+        crm="hubspot" if route == "hubspot" else "salesforce",
+        desk="zendesk",
+        hubspot=HubSpotSettings(access_token=SecretStr("t"), api_url="http://127.0.0.1:9"),
+        webhooks=WebhookSettings(
+            zendesk_secrets=[SecretStr(ZD_SECRET)],
+            salesforce_secrets=[SecretStr(SF_SECRET)],
+            hubspot_client_secret=SecretStr(HS_SECRET),
+            hubspot_public_url=HS_URL,
+            account_sync=True,
+        ),
+    )
+    app = create_app(s, client=provider)  # type: ignore[arg-type]
+    if route == "zendesk":
+        body = json.dumps(ticket("8181")).encode()
+        headers = zd_headers(body)
+    elif route == "salesforce":
+        body = json.dumps(sf_body(orgId=None)).encode()
+        headers = {salesforce.HEADER: SF_SECRET}
+    else:
+        body = json.dumps([hs_event()]).encode()
+        headers = hs_headers(body)
+    resp = await post(app, route, body, headers)
+    assert resp.status_code == 503, resp.text
+    assert one_line(resp) == "workflow engine unavailable, retry later"
+    assert resp.headers["Retry-After"]
+    assert down.calls == 1
