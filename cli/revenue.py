@@ -154,6 +154,8 @@ def cmd_revenue(args: argparse.Namespace) -> None:
             for r in rows:
                 print(f"  {r['internal_id']:>8}  {r['external_id']}  {r['tran_date']}  {r['memo']}")
         return
+    if month > f"{datetime.now(UTC):%Y-%m}":  # a typo's year: revenue of days still to come
+        raise CliError(f"--month {month} has not begun: a close recognizes the days that passed")
     from cli.approvals import require_worker
 
     asyncio.run(require_worker(settings.task_queue))  # close waits for the run's proposal

@@ -66,6 +66,7 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["revenue", "close", "--month", "bad"], {}, "--month wants YYYY-MM"),
     (["revenue", "close", "--month", "2026-00"], {}, "--month wants YYYY-MM"),
     (["revenue", "close", "--month"], {}, "expected one argument"),
+    (["revenue", "close", "--month", "2999-01"], {}, "--month 2999-01 has not begun"),
     (["revenue", "close", "--month", "2026-01", "--dry-run"], {}, NO_TEMPORAL),
     (["revenue", "entries"], {}, "no ERP is configured"),
     (["revenue", "entries", "--month", "2026-13"], {}, "--month wants YYYY-MM"),
