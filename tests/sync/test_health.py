@@ -165,6 +165,50 @@ async def test_the_sync_writes_the_profile_first_at_once_then_with_the_minor_cha
         await keep_history(handle, golden.WORKFLOW_TYPE, "health_profile")
 
 
+async def test_a_models_line_is_used_a_refused_one_audited_and_an_unwritten_profile_retried(
+    client: Client,
+) -> None:
+    w = HealthWorld()
+    linked = {"now": False}
+    read = w._read_health
+
+    def read_maybe_linked(i: dict[str, Any]) -> dict[str, Any]:
+        out = read(i)
+        if not linked["now"]:  # no CRM account carries this customer's link yet
+            out.update(crm=None, crm_account_id=None)
+        return out
+
+    drafts = iter(
+        [
+            {"line": "x", "variant": "template", "refusals": ["a figure that is not a fact: 17"]},
+            {"line": "Steady pro customer, paying reliably.", "variant": "llm", "model": "m"},
+        ]
+    )
+    w.fakes.on("sync_read", read_maybe_linked)
+    w.fakes.on("draft_health_line", lambda i: {**next(drafts), "line": next_line(i)})
+    lines: list[str] = []
+
+    def next_line(i: dict[str, Any]) -> str:
+        lines.append(i["rules_line"])
+        return i["rules_line"] if len(lines) == 1 else "Steady pro customer, paying reliably."
+
+    async with start(w, client) as handle:
+        await settled(handle, 1)
+        # not linked: nothing written to the CRM, the refusal audited on both sides
+        assert "health_summary" not in w.crm
+        assert ("draft_refused", "rules line used") in w.fakes.audited()
+        assert any(e["action"] == "draft_refused" for e in w.fakes.billing_entries())
+        # linked now: the profile was never written, so it is drafted and written this time
+        linked["now"] = True  # the CRM's change (the link written) reaches the run
+        await handle.signal(golden.SIGNAL_CHANGE, w.signal(Side.CRM))
+        await settled(handle, 2)
+        assert "health_summary" not in w.crm  # a CRM-side re-read does not read billing
+        await handle.signal(golden.SIGNAL_CHANGE, w.signal(Side.BILLING))
+        await settled(handle, 3)
+        assert w.fakes.names().count("draft_health_line") == 2
+        assert w.crm["health_summary"] == "Steady pro customer, paying reliably."
+
+
 # --- end to end ----------------------------------------------------------------------------------
 
 

@@ -53,7 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import golden, health
     from domain import temporal as names
     from domain.approvals import ApprovalOutcome, ApprovalTiming, ProposedAction
-    from domain.drafts import health_rules_line
+    from domain.drafts import HealthFacts, health_rules_line
     from domain.golden import (
         AccountSyncInput,
         Conflict,
@@ -278,19 +278,27 @@ class AccountSyncWorkflow(GovernedWorkflow):
                 outcomes.append((change, outcome))
         for side, view in views.items():
             self.held[side.value].update(view)
-        profile = await self._health(read.health) if read.health is not None else {}
+        profile, facts = await self._health(read.health) if read.health is not None else ({}, None)
         await self._act(outcomes, rules, first, profile)
+        crm_holds = self.held[Side.CRM.value]
+        if profile and all(crm_holds.get(k) == v for k, v in profile.items()):
+            # written (or handed to the flusher): not again until a figure changes; denied
+            # (observe mode) or no account linked yet: asked again at the next re-read
+            self.health = self.health.model_copy(update={"written": facts})
 
-    async def _health(self, inputs: health.HealthInputs) -> dict[str, Any]:
+    async def _health(
+        self, inputs: health.HealthInputs
+    ) -> tuple[dict[str, Any], HealthFacts | None]:
         """The health profile's fields when one of its figures changed (else nothing): the
         figures from the golden record and billing's inputs, the one-line summary drafted (the
-        rules line without a model, or with ``health_line`` unlisted in drafting.yaml)."""
+        rules line without a model, or with ``health_line`` unlisted in drafting.yaml; a model's
+        line refused by containment is audited on both sides, and the rules line is used)."""
         golden_now = {name: f.value for name, f in self.record.fields.items()}
         facts, self.health = health.facts(
             self._input.customer_id, golden_now, inputs, self.health, workflow.now()
         )
         if not health.changed(self.health, facts):
-            return {}
+            return {}, None
         line = health_rules_line(facts)
         try:
             draft: HealthLineDraft = await workflow.execute_local_activity_method(
@@ -302,10 +310,18 @@ class AccountSyncWorkflow(GovernedWorkflow):
             line = draft.line
             if draft.refusals:
                 self._note(f"health line: model draft refused ({draft.refusals[0][:80]})")
+                await self.audit(
+                    "draft_refused",
+                    decision="deny",
+                    outcome="rules line used",
+                    summary="Health line: the model's draft was discarded for the rules line: "
+                    + "; ".join(draft.refusals),
+                    key_suffix=f"h{self.st.reads}",
+                    parameters={"kind": "health_line"},
+                )
         except (ActivityError, ApplicationError) as err:  # a local activity's: the latter
             workflow.logger.warning("health line draft unavailable (%s): the rules line", err)
-        self.health = self.health.model_copy(update={"written": facts})
-        return health.crm_fields(facts, line)
+        return health.crm_fields(facts, line), facts
 
     async def _act(
         self,
