@@ -45,6 +45,7 @@ from domain.containment import (
 )
 from domain.draft_check import DraftFacts
 from domain.drafts import (
+    CSM_LANGUAGES,
     CSM_SYSTEM_PROMPT,
     HEALTH_SUBJECT,
     HEALTH_SYSTEM_PROMPT,
@@ -62,6 +63,7 @@ from domain.drafts import (
     contain_draft,
     csm_check_facts,
     csm_prompt,
+    csm_template,
     health_check_facts,
     health_language,
     health_prompt,
@@ -177,19 +179,26 @@ class Drafter:
         return draft if draft.variant is Variant.LLM else draft.model_copy(update={"language": tl})
 
     async def csm_outreach(self, facts: CsmFacts, subject: str) -> DraftedMessage:
-        """The CSM task's note: risk summary, recommended action, outreach draft."""
-        template = MessageDraft(subject=subject, body=facts.template)
+        """The CSM task's note: risk summary, recommended action, outreach draft. In the
+        customer's language when policy writes in it (else English); the rules text in that
+        language when we have its words (:func:`domain.drafts.csm_template`), and a refused
+        model draft falls back to it."""
+        language = self.language_for(facts.language)
+        facts = facts.model_copy(update={"language": language})
+        written = language if language in CSM_LANGUAGES else "en"
+        template = MessageDraft(subject=subject, body=csm_template(facts))
         if not self.enabled(DraftKind.CSM_OUTREACH):
-            return DraftedMessage.of(template)
-        if facts.language not in self.policy.languages:
-            return DraftedMessage.of(template, refusals=[f"language_not_allowed: {facts.language}"])
-        return await self.draft(
+            return DraftedMessage.of(template, language=written)
+        draft = await self.draft(
             csm_prompt(facts),
             csm_check_facts(facts, self.policy),
             template,
-            language=facts.language,
+            language=language,
             system=CSM_SYSTEM_PROMPT,
         )
+        if draft.variant is Variant.LLM:
+            return draft
+        return draft.model_copy(update={"language": written})
 
     async def support_summary(self, facts: SupportFacts, subject: str) -> DraftedMessage:
         """The support-context note's summary, rewritten from the rules summary's facts."""

@@ -169,8 +169,8 @@ _OFFERS_OTHER = {
     ),
     "deadline": re.compile(
         r"\b(date limite|dernier délai|mise en demeure|(?:sous|dans les) \d+ jours|frist\w*|"
-        r"(?:innerhalb von|in) \d+ tagen|letzte mahnung|plazo\w*|fecha límite|"
-        r"(?:en|dentro de) \d+ días|último aviso)",
+        r"(?:innerhalb von|binnen) \d+ tagen|letzte mahnung|plazo\w*|fecha límite|"
+        r"dentro de \d+ días|último aviso)",
         re.IGNORECASE,
     ),
 }

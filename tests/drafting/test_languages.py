@@ -280,3 +280,88 @@ def test_offers_and_dates_are_caught_in_every_template_language(
         )
     ]
     assert any(r.startswith(refusal) for r in refusals), refusals
+
+
+# --- the CSM note in the customer's language -------------------------------------------------------
+
+
+def _csm_facts(language: str) -> Any:
+    from domain.churn import ChurnScore, ChurnSignals, Factor, Level, Offer, describe, outreach
+    from domain.drafts import CsmFacts
+
+    signals = ChurnSignals(
+        payment_failures_90d=3,
+        usage_drop=0.45,
+        mrr=90_000,
+        baseline_mrr=120_000,
+        days_to_renewal=20,
+    )
+    factors = [Factor.PAYMENT_FAILURES, Factor.USAGE_DROP, Factor.MRR_DROP, Factor.RENEWAL_SOON]
+    result = ChurnScore(
+        score=72,
+        level=Level.HIGH,
+        reasons=[describe(f, signals) for f in factors],
+        top_factors=factors,
+    )
+    offer = Offer(percent=10, months=3)
+    template = outreach(result, "Acme SARL", offer)
+    return CsmFacts(
+        customer_id=CUSTOMER,
+        account_name="Acme SARL",
+        score=result.score,
+        level=result.level.value,
+        reasons=result.reasons,
+        talking_points=[line[2:] for line in template.splitlines() if line.startswith("- ")],
+        offer_percent=offer.percent,
+        offer_months=offer.months,
+        language=language,
+        template=template,
+    )
+
+
+@pytest.mark.parametrize("language", ["fr", "de", "es"])
+def test_the_csm_note_is_written_in_the_customers_language_with_the_same_figures(
+    language: str,
+) -> None:
+    from domain.drafts import csm_check_facts, csm_template
+
+    facts = _csm_facts(language)
+    note = csm_template(facts)
+    english = facts.template
+    for hook in facts.talking_points:  # every talking point and reason has its words
+        assert hook not in note
+    assert "failed payment" not in note and "month over month" not in note
+    for figure in ("72/100", "3 ", "45%", "25%", "1,200.00 → 900.00", "20 ", "10%", "3 "):
+        assert figure in note and figure in english
+    assert check_draft(note, csm_check_facts(facts, DraftingPolicy())) == []
+    assert csm_template(_csm_facts("en")) == english  # English: the churn rules' own text
+
+
+def test_a_refused_french_csm_note_falls_back_to_the_french_rules_note(anthropic: Any) -> None:
+    from activities.drafting import CsmDraftInput, DraftingActivities
+    from domain.drafts import DraftKind, csm_template
+
+    em, llm = anthropic
+    em.clear_script()
+    em.script(
+        [
+            tool_reply(
+                {
+                    "subject": "Risque de churn",
+                    "body": "Risque 72/100. Offrez-leur une remise de 30% pour les garder.",
+                    "language": "fr",
+                }
+            )
+        ]
+    )
+    facts = _csm_facts("fr")
+    acts = DraftingActivities(
+        Drafter(llm, DraftingPolicy(llm_kinds=[DraftKind.CSM_OUTREACH]), BUDGETS)
+    )
+    draft = asyncio.run(
+        acts.draft_csm_outreach(CsmDraftInput(**facts.model_dump(), subject="Churn risk"))
+    )
+    assert _asked_language(em) == "fr"
+    assert draft.variant is Variant.TEMPLATE and draft.language == "fr"
+    assert draft.body == csm_template(facts) and "Points à aborder" in draft.body
+    assert any(r.startswith("percent_not_approved: 30%") for r in draft.refusals), draft.refusals
