@@ -198,10 +198,11 @@ async def measure(copies: int = 1) -> dict[str, Any]:
     runs: list[Tracked] = []
     root = Path(tempfile.mkdtemp(prefix="revbridge-recovery-"))
     env = await _time_skipping()
-    # the LLM budget book in-process: the time-skipping test server answers a second
-    # update-with-start of the day's budget entity with ALREADY_EXISTS instead of joining it,
-    # so every reservation after the first failed and its draft fell back to the template
-    # (llm_budget_unavailable) — a result of the test server, not of the variant
+    # the LLM budget book in-process: here a draft's reservation is dated by the activity's wall
+    # clock while the workflows' clock has skipped days ahead, so it names a day whose budget
+    # entity already closed; update-with-start on that closed ID (REJECT_DUPLICATE) answers
+    # ALREADY_EXISTS and the draft fell back to the template — the test server's doing, not
+    # the variant's (docs/drafting.md)
     import workers.main as worker_main
     from activities.reasoning import LocalLlmLedger
 
