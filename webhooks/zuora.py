@@ -26,6 +26,8 @@ stale, out-of-order or replayed callouts do no harm (DESIGN §2 "events are trig
   and ContactChanged (``sandbox/zuora/sync_events.py``: Zuora has no standard account event)
   and Order Processed signal-with-start the customer's ``account:zuora:{account id}`` run —
   one Temporal call; an order that lowers MRR also still rescores churn (a second, its own).
+  An order is deduplicated by its number; each account/contact callout is its own trigger
+  (``_delivery``).
   Payment outcomes stay on the dunning path alone.
 """
 
@@ -36,6 +38,7 @@ import binascii
 import hashlib
 import hmac
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -122,37 +125,44 @@ class SyncAndRisk:
     risk: RiskSignal
 
 
-def _sync(body: dict[str, Any], category: str, key: str, at: datetime) -> SyncSignal:
-    """A trigger for the account's sync; the event ID is the category, the object and the
-    event's time (a redelivery carries the same body; ``Zuora-Request-Id`` is new each time)."""
-    ref = provider_id(body.get(key), key)
+def _sync(body: dict[str, Any], category: str, ref: str, at: datetime) -> SyncSignal:
+    """A trigger for the account's sync (the run re-reads the account: the callout is not the
+    truth) under the event ID ``{category}:{ref}``."""
     return SyncSignal(
         billing=PROVIDER,
         customer_id=provider_id(body.get("accountId"), "accountId"),
         side=Side.BILLING,
-        event_id=f"{category}:{ref}:{at:%Y%m%dT%H%M%S}",
+        event_id=f"{category}:{ref}",
         occurred_at=at,
         kind=category,
     )
 
 
+def _delivery(delivery_id: str | None) -> str:
+    """What tells one AccountChanged / ContactChanged callout from another. Their bodies are
+    IDs and a timestamp, alike for two edits in the same instant, and Zuora sends no event ID;
+    ``Zuora-Request-Id`` is new on every delivery. So each delivery is its own trigger: a
+    redelivered copy costs one more re-read, which changes nothing, while two real edits are
+    never taken for one (a merged edit would be a lost re-read)."""
+    if delivery_id and len(delivery_id) <= 64 and all(c.isalnum() or c == "-" for c in delivery_id):
+        return delivery_id
+    return uuid.uuid4().hex
+
+
 def normalize(
-    payload: Any, sync: bool = False
+    payload: Any, sync: bool = False, delivery_id: str | None = None
 ) -> PaymentFailed | InvoicePaid | RiskSignal | SyncSignal | SyncAndRisk | Echo | None:
     """The canonical event, an echo of our own write, or None (acknowledged, nothing to do).
-    ``sync``: the deployment runs the account sync (REVBRIDGE_ACCOUNT_SYNC)."""
+    ``sync``: the deployment runs the account sync (REVBRIDGE_ACCOUNT_SYNC); ``delivery_id``:
+    the callout's ``Zuora-Request-Id`` (:func:`_delivery`)."""
     body = obj(payload, "callout")
     category = text(body.get("eventCategory"), "eventCategory", 60)
     occurred_at = _occurred(body)
     if category in SYNC_CATEGORIES:
         if not sync:
             return None
-        return _sync(
-            body,
-            category,
-            "accountId" if category == "AccountChanged" else "contactId",
-            occurred_at,
-        )
+        provider_id(body.get("contactId" if category == "ContactChanged" else "accountId"), "id")
+        return _sync(body, category, _delivery(delivery_id), occurred_at)
     if category == "PaymentDeclined":
         payment = provider_id(body.get("paymentId"), "paymentId")
         return PaymentFailed(
@@ -186,7 +196,7 @@ def normalize(
                 optional_text(body.get("orderActionTypes"), "orderActionTypes") or ""
             ).split(",")
         }
-        changed = _sync(body, category, "orderNumber", occurred_at) if sync else None
+        changed = _sync(body, category, order, occurred_at) if sync else None
         if not kinds & DOWNGRADE_ACTIONS:
             return changed
         risk = RiskSignal(
@@ -233,7 +243,11 @@ async def receive(
                 request.headers.get(cfg.zuora_hmac_header),
                 [k.get_secret_value() for k in cfg.zuora_hmac_keys],
             )
-        event = normalize(parse_json(raw), sync=cfg.account_sync)
+        event = normalize(
+            parse_json(raw),
+            sync=cfg.account_sync,
+            delivery_id=request.headers.get("zuora-request-id"),
+        )
         if event is None:
             count(PROVIDER, "ignored", "event_not_routed")
             return _answer({"status": "ignored", "reason": "event type not routed"})

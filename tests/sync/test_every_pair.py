@@ -183,10 +183,14 @@ def add_seats(pair: Pair, ids: dict[str, str], seats: int, plan: str = "team-mon
             },
         )
     else:
-        rc = pair.billing.client
-        sub = rc.list_account_subscriptions(f"code-{ids['customer']}").first()
-        rc.create_subscription_change(
-            sub.id, {"quantity": int(sub.quantity) + seats, "timeframe": "now"}
+        # the client's one connection is the worker's too: used under the connector's lock
+        rc = pair.billing._call
+        sub = rc(lambda c: c.list_account_subscriptions(f"code-{ids['customer']}").first(), "")
+        rc(
+            lambda c: c.create_subscription_change(
+                sub.id, {"quantity": int(sub.quantity) + seats, "timeframe": "now"}
+            ),
+            "",
         )
 
 
@@ -198,41 +202,91 @@ async def status(handle: WorkflowHandle[Any, Any]) -> SyncStatus:
 async def test_a_plan_change_reaches_the_crm_account(
     deployments: Any, billing: str, crm: str, uid: str, temporal_env: WorkflowEnvironment
 ) -> None:
+    """The smoke; on Zuora and Recurly also an account edit in billing reaching the CRM, and on
+    their Salesforce pairs a rep's edit of a billing-owned field restored, with both sides'
+    webhooks echoing our writes back and nothing more written (the loop scenario)."""
     pair: Pair = await deployments.get_pair((billing, crm))
     route_billing(pair)
-    ids = seeded(pair, "smoke", uid)
-    b, c = sync_billing(pair.billing), sync_crm(pair.crm)
-    before = b.sync_view(ids["customer"])["mrr"]
-    add_seats(pair, ids, 5)  # +100 %: at once, not batched
-    after = b.sync_view(ids["customer"])
-    assert after["mrr"] == 2 * before
-    view = await eventually(
-        lambda: asyncio.to_thread(c.sync_view, ids["account"]),
-        lambda v: v.get("mrr") == after["mrr"],
-        f"the new MRR on the {crm} account",
-        within_s=60,
-    )
-    assert view.get("plan") == after["plan"]
-    assert view.get("subscription_status") == after["subscription_status"] == "active"
-    wf_id = golden.account_workflow_id(billing, ids["customer"])
-    await eventually(
-        lambda: asyncio.to_thread(pair.crm.audit_log, wf_id),
-        lambda audit: any(a["action"] == "sync_to_crm" for a in audit),
-        f"the sync_to_crm audit entry in {crm}",
-        within_s=60,
-    )
-    handle = temporal_env.client.get_workflow_handle(wf_id)
-    assert (await status(handle)).signals >= 1
-    if billing in ("zuora", "recurly"):
-        # an account edit in billing: Zuora's AccountChanged custom event, Recurly's
-        # account/updated notification; the shared billing contact reaches the CRM at once
-        set_billing_contact(pair, ids["customer"], f"payables+{uid}@example.com")
-        await eventually(
+    loop = crm == "salesforce" and billing in ("zuora", "recurly")
+    sf = pair.urls["salesforce"]
+    if loop:  # the account-change Flow's callouts to this deployment
+        pair.route_crm_webhooks_here()
+        httpx.post(
+            sf + "/_sandbox/salesforce/flows", json={"account_changed": True}
+        ).raise_for_status()
+    try:
+        ids = seeded(pair, "smoke", uid)
+        b, c = sync_billing(pair.billing), sync_crm(pair.crm)
+        before = b.sync_view(ids["customer"])["mrr"]
+        add_seats(pair, ids, 5)  # +100 %: at once, not batched
+        after = b.sync_view(ids["customer"])
+        assert after["mrr"] == 2 * before
+        view = await eventually(
             lambda: asyncio.to_thread(c.sync_view, ids["account"]),
-            lambda v: v.get("billing_contact") == f"payables+{uid}@example.com",
-            f"the new billing contact on the {crm} account",
+            lambda v: v.get("mrr") == after["mrr"],
+            f"the new MRR on the {crm} account",
             within_s=60,
         )
+        assert view.get("plan") == after["plan"]
+        assert view.get("subscription_status") == after["subscription_status"] == "active"
+        wf_id = golden.account_workflow_id(billing, ids["customer"])
+        await eventually(
+            lambda: asyncio.to_thread(pair.crm.audit_log, wf_id),
+            lambda audit: any(a["action"] == "sync_to_crm" for a in audit),
+            f"the sync_to_crm audit entry in {crm}",
+            within_s=60,
+        )
+        handle = temporal_env.client.get_workflow_handle(wf_id)
+        assert (await status(handle)).signals >= 1
+        if billing in ("zuora", "recurly"):
+            # an account edit in billing: Zuora's AccountChanged custom event, Recurly's
+            # account/updated notification; the shared billing contact reaches the CRM at once
+            set_billing_contact(pair, ids["customer"], f"payables+{uid}@example.com")
+            await eventually(
+                lambda: asyncio.to_thread(c.sync_view, ids["account"]),
+                lambda v: v.get("billing_contact") == f"payables+{uid}@example.com",
+                f"the new billing contact on the {crm} account",
+                within_s=60,
+            )
+        if loop:
+            await restored_without_ping_pong(pair, ids, handle, after["mrr"])
+    finally:
+        if loop:
+            httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": False})
+            httpx.delete(sf + "/_sandbox/webhooks")
+
+
+def billing_writes(pair: Pair, customer: str) -> list[dict[str, Any]]:
+    """Writes to the billing customer's own record (Zuora ``PUT /v1/accounts/{id}``, Recurly
+    ``PUT /accounts/code-{id}``)."""
+    rows = httpx.get(pair.billing_url + "/_sandbox/requests").json()["requests"]
+    own = {f"/v1/accounts/{customer}", f"/accounts/code-{customer}"}
+    return [r for r in rows if r["method"] == "PUT" and r["path"] in own]
+
+
+async def restored_without_ping_pong(
+    pair: Pair, ids: dict[str, str], handle: WorkflowHandle[Any, Any], mrr: int
+) -> None:
+    # a rep types another MRR into the account (the Flow's callout): billing owns it
+    pair.crm.client.Account.update(ids["account"], {"MRR__c": 1.0})
+    await eventually(
+        lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
+        lambda a: a.get("MRR__c") == mrr / 100,
+        "the MRR restored",
+    )
+    await eventually(lambda: status(handle), lambda s: s.restored == 1, "the restore counted")
+    assert [a["action"] for a in pair.crm.audit_log(handle.id)].count("restore_field") == 1
+    # our writes come back (the Flow's callouts for the field sets; on Zuora the audit note's
+    # AccountChanged callout): nothing more is written on either side
+    crm_before = len(bulk_patches(pair, ids["account"])[1])
+    billing_before = len(billing_writes(pair, ids["customer"]))
+    await asyncio.sleep(3)
+    quiet = await eventually(
+        lambda: status(handle), lambda s: s.stage == "waiting for a change", "the run idle"
+    )
+    assert len(bulk_patches(pair, ids["account"])[1]) == crm_before
+    assert len(billing_writes(pair, ids["customer"])) == billing_before
+    assert quiet.restored == 1 and quiet.signals >= 4
 
 
 async def started(
@@ -280,8 +334,8 @@ def set_billing_contact(pair: Pair, customer: str, email: str) -> None:
         pair.billing.request(
             "PUT", f"/v1/accounts/{customer}", json={"billToContact": {"workEmail": email}}
         )
-    else:
-        pair.billing.client.update_account(f"code-{customer}", {"email": email})
+    else:  # under the connector's lock (the worker shares the client's one connection)
+        pair.billing._call(lambda c: c.update_account(f"code-{customer}", {"email": email}), "")
 
 
 def bulk_patches(pair: Pair, account: str) -> tuple[list[Any], list[Any]]:
