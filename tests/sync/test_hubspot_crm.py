@@ -203,3 +203,65 @@ async def test_company_edits_reach_the_sync_restore_and_billing_contact(
         assert ours, "our own writes were delivered back as API events"
     finally:
         httpx.delete(pair.urls[CRM] + "/_sandbox/webhooks")
+
+
+async def test_a_billing_contact_changed_on_both_sides_at_once_is_reviewed_without_ping_pong(
+    deployment: Pair, uid: str, temporal_env: WorkflowEnvironment
+) -> None:
+    """Chargebee × HubSpot: the same shared field edited in Chargebee and in HubSpot's UI
+    before either reached the other → one conflict; a person keeps billing's value, which is
+    written to the company once; the echoes change nothing."""
+    from connectors.sync.hubspot import HubSpotSync
+    from domain.approvals import Decision
+    from tests.sync.world import decide
+
+    pair = deployment
+    pair.route_billing_webhooks_here()
+    pair.route_crm_webhooks_here()
+    try:
+        ids = seeded(pair, uid)
+        cb, hs = pair.billing.client, HubSpotSync(pair.crm)
+        handle = temporal_env.client.get_workflow_handle(
+            golden.account_workflow_id(BILLING, ids["customer"])
+        )
+        ui_update(pair, ids["account"], {"customer_tier": "Strategic"})  # the first sync
+        await eventually(
+            lambda: asyncio.to_thread(hs.sync_view, ids["account"]),
+            lambda v: bool(v.get("plan")) and bool(v.get("billing_contact")),
+            "the first sync on the company",
+            within_s=60,
+        )
+        await quiet(handle)
+        # both sides at once
+        cb.Customer.update(ids["customer"], {"email": f"finance-{uid}@hubsync.example"})
+        ui_update(pair, ids["account"], {"billing_contact_email": f"ap-{uid}@hubsync.example"})
+        s = await eventually(
+            lambda: handle.query("status", result_type=SyncStatus),
+            lambda s: len(s.conflicts_open) == 1,
+            "the conflict in the review queue",
+            within_s=60,
+        )
+        (conflict,) = s.conflicts_open
+        assert conflict.field == "billing_contact"
+        await decide(
+            temporal_env.client, handle.id, conflict.action_id, Decision.REJECT, "bob@example.com"
+        )  # reject = keep billing's value
+        await eventually(
+            lambda: asyncio.to_thread(hs.sync_view, ids["account"]),
+            lambda v: v.get("billing_contact") == f"finance-{uid}@hubsync.example",
+            "billing's contact on the company",
+            within_s=60,
+        )
+        await quiet(handle)
+        crm_before = len(company_writes(pair, ids["account"]))
+        billing_before = len(customer_writes(pair, ids["customer"]))
+        await asyncio.sleep(3)
+        final = await quiet(handle)
+        assert len(company_writes(pair, ids["account"])) == crm_before
+        assert len(customer_writes(pair, ids["customer"])) == billing_before
+        assert final.conflicts_resolved == 1 and not final.conflicts_open
+        assert cb.Customer.retrieve(ids["customer"]).customer.email == (
+            f"finance-{uid}@hubsync.example"
+        )
+    finally:
+        httpx.delete(pair.urls[CRM] + "/_sandbox/webhooks")
