@@ -2,8 +2,8 @@
 worker and the sandboxes: usage grows → the daily intake → the customer's ExpansionWorkflow
 opens ONE deal (the company owner's, expansion properties set) with ONE draft quote and line
 item (auto mode); a second intake changes nothing; a person moves the deal to closedwon (the
-portal sends ``deal.propertyChange`` dealstage=closedwon, which the webhook route turns into a
-won deal for quote-to-cash) → quote-to-cash reads the expansion from the deal, and after RevOps
+portal sends ``deal.propertyChange`` dealstage=closedwon; on Chargebee × HubSpot it goes through
+the deployment's webhook service, which starts quote-to-cash itself) → quote-to-cash reads the expansion from the deal, and after RevOps
 approves, CHANGES the existing subscription — no second subscription in the billing ledger —
 writes the new MRR to the company, and the expansion workflow records the win."""
 
@@ -28,7 +28,7 @@ from domain.ids import q2c_workflow_id
 from domain.models import DealWon
 from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
 from tests.expansion.test_hubspot_expansion import hubspot_company, hubspot_product, hubspot_ready
-from tests.pairs import HS_APP_ID, eventually, pair_settings
+from tests.pairs import HS_APP_ID, Pair, eventually, on_pairs, pair_settings
 from tests.sync.world import decide
 from webhooks.hubspot import normalize
 from workers.main import build_worker
@@ -41,7 +41,7 @@ def _subscriptions(billing_name: str, billing: Any, customer: str) -> list[str]:
     return [s.id for s in billing._client.v1.subscriptions.list({"customer": customer}).data]
 
 
-@pytest.mark.parametrize("billing_name", ["chargebee", "stripe"])
+@pytest.mark.parametrize("billing_name", ["stripe"])  # Chargebee's: through the webhook, below
 async def test_hubspot_expansion_opens_once_and_the_won_deal_upgrades_in_place(
     client: Client, sandbox_urls: dict[str, str], uid: str, tmp_path: Path, billing_name: str
 ) -> None:
@@ -209,4 +209,75 @@ async def test_a_hubspot_deal_the_rep_declines_is_recorded_lost_and_not_reopened
         assert "closedlost" in props["expansion_close_reason"]
         # nothing changed in billing
         assert _subscriptions(billing_name, billing, seeded["customer"]) == [seeded["subscription"]]
+        await expansion.terminate("test over")
+
+
+@on_pairs("chargebee×hubspot")
+async def test_the_won_deals_webhook_starts_the_upgrade_through_the_webhook_service(
+    client: Client, pair: Pair, uid: str, tmp_path: Path
+) -> None:
+    """Chargebee × HubSpot with the deployment's own webhook service: the expansion (its
+    workflow on a worker in auto mode) opens the deal; the rep wins it in the portal; HubSpot's
+    ``deal.propertyChange`` webhook reaches the service, which starts quote-to-cash on the
+    deployment's worker (the shipped policies); it upgrades the existing subscription after
+    RevOps approves, writes MRR to the company, and tells the expansion it was won."""
+    settings = pair_settings(pair.urls, "chargebee", "hubspot", f"exp-hs-wh-{uid}")
+    billing, crm = build_billing(settings), build_crm(settings)
+    assert isinstance(crm, HubSpotCrm)
+    hubspot_ready(crm)
+    seeded = _seed_billing(settings, billing, uid)
+    company = hubspot_company(crm, seeded["customer"], "chargebee")
+    hubspot_product(crm, f"RB-GROWTH-{uid}", "300.00")
+    policy_dir = _auto_policies(settings, tmp_path, seeded["growth"], uid)
+    api = crm._client.crm
+    expansion = client.get_workflow_handle(expansion_workflow_id("chargebee", seeded["customer"]))
+    async with build_worker(
+        client, billing, crm, task_queue=settings.task_queue, policy_dir=policy_dir
+    ):
+        await client.execute_workflow(
+            ex.INTAKE_WORKFLOW_TYPE,
+            IntakeInput(billing="chargebee", crm="hubspot", intake_id=f"w1-{uid}"),
+            id=f"expansion-intake-hs-wh-{uid}",
+            task_queue=settings.task_queue,
+            result_type=IntakeResult,
+        )
+        await eventually(
+            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+            lambda s: bool(s.open) and "opportunity -" not in s.open[0],
+            "an open expansion",
+            within_s=60,
+        )
+        [row] = api.associations.v4.basic_api.get_page("companies", company, "deals").results
+        deal = str(row.to_object_id)
+        pair.route_crm_webhooks_here()
+        try:
+            httpx.post(
+                f"{pair.urls['hubspot']}/_sandbox/hubspot/objects/deals/{deal}/ui_update",
+                json={"properties": {"dealstage": "closedwon"}},
+            ).raise_for_status()
+            q2c = client.get_workflow_handle(
+                q2c_workflow_id("hubspot", deal), result_type=QuoteToCashResult
+            )
+            [pending] = await eventually(
+                lambda: q2c.query(QUERY, result_type=list[PendingApproval]),
+                bool,
+                "quote-to-cash started by the webhook, asking RevOps",
+                within_s=60,
+            )
+        finally:
+            httpx.delete(pair.urls["hubspot"] + "/_sandbox/webhooks").raise_for_status()
+        assert pending.action.kind.value == "change_plan"
+        await decide(client, q2c.id, pending.action_id, Decision.APPROVE, "bob@example.com")
+        result = await asyncio.wait_for(q2c.result(), timeout=60)
+        assert result.outcome == "live", result.reason
+        assert result.subscription_id == seeded["subscription"]
+        assert _subscriptions("chargebee", billing, seeded["customer"]) == [seeded["subscription"]]
+        mrr = api.companies.basic_api.get_by_id(company, properties=["mrr"]).properties["mrr"]
+        assert float(mrr) >= 300.0
+        status = await eventually(
+            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+            lambda s: bool(s.closed),
+            "the win recorded",
+        )
+        assert "won" in status.closed[0] and not status.open
         await expansion.terminate("test over")
