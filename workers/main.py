@@ -244,6 +244,8 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
     # a support desk beside the CRM's cases (REVBRIDGE_DESK=zendesk): the support-context runs of
     # its tickets read and annotate the desk; everything else is the CRM (activities/support.py)
     crm = with_desk(crm, build_desk(settings, billing))
+    # the email channel and the ERP too: a misconfigured one is one line now, not after Temporal
+    mailer, erp = build_mailer(settings), build_erp(settings)
     # Liveness/readiness on REVBRIDGE_HEALTH_PORT (infra/health.py), up before Temporal is.
     probe = WorkerProbe(settings.task_queue)
     bind = health_port_from_env()
@@ -260,7 +262,7 @@ async def run(settings: Settings | None = None, stop: asyncio.Event | None = Non
         )
         if client is None:  # stopped while waiting
             return
-        await _serve(client, settings, billing, crm, probe, stop)
+        await _serve(client, settings, billing, crm, probe, stop, mailer, erp)
     finally:
         await probe.stop()
         if health is not None:
@@ -274,16 +276,18 @@ async def _serve(
     crm: CrmSystem,
     probe: WorkerProbe,
     stop: asyncio.Event | None,
+    mailer: Any = None,
+    erp: Any = None,
 ) -> None:
     worker = build_worker(
         client,
         billing,
         crm,
         reasoner=build_reasoner(settings),
-        mailer=build_mailer(settings),
+        mailer=mailer,
         task_queue=settings.task_queue,
         policy_dir=Path(settings.policy_dir) if settings.policy_dir else None,
-        erp=build_erp(settings),
+        erp=erp,
     )
     log.info(
         "worker polling task queue %s (billing=%s, crm=%s)",
