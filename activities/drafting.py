@@ -342,6 +342,8 @@ class DraftingActivities:
     async def draft_health_line(self, input: HealthLineInput) -> HealthLineDraft:
         """A local activity: no vendor call, never fails (a model's trouble is a refusal)."""
         facts = HealthFacts.model_validate(input.model_dump(exclude={"rules_line"}))
+        # the account's language when policy writes in it, else English (not a refusal)
+        facts = facts.model_copy(update={"language": self.drafter.language_for(facts.language)})
         rules = " ".join((input.rules_line or health_rules_line(facts)).split())
         draft = await self.drafter.health_line(facts, rules)
         line = draft.body if draft.variant is Variant.LLM else rules

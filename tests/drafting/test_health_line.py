@@ -254,3 +254,12 @@ class _Broken:
 
     def complete(self, *args: Any) -> Any:
         raise RuntimeError("connection reset")
+
+
+def test_a_language_policy_does_not_allow_is_english_not_a_refusal(sandbox: Any) -> None:
+    em, llm = sandbox
+    only_en = DraftingPolicy(llm_kinds=[DraftKind.HEALTH_LINE], languages={"en": ["LATIN"]})
+    draft, calls = _draft(em, llm, reply(LINE), policy=only_en, language="fr")
+    assert calls == 1 and (draft.variant, draft.line, draft.language) == (Variant.LLM, LINE, "en")
+    draft, calls = _draft(em, None, None, policy=only_en, language="fr")
+    assert draft.line == health_rules_line(HealthFacts(**FACTS)) and draft.refusals == []
