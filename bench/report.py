@@ -249,11 +249,12 @@ WHY = [
     "the sandbox's determinism checks for the plots, so it is not done), activation and "
     "payload handling with the codec, and the vendor SDKs' request paths — 16 requests per "
     "payment, 7 of them the churn score's — plus the pacer (`connectors/limits.py`).",
-    "- **The churn run's 7 billing calls**: dunning hands over the CRM account and open "
-    "cases it read, not billing data: the score needs the customer's whole recent book "
-    "(all subscriptions, invoices, payments, usage and the event log), which dunning does not "
-    "read; only the customer record overlaps (the subscription read carries it), one request "
-    "of the six, and handing it over needs its credit balance in the handoff.",
+    "- **The churn run's billing calls**: dunning hands over the CRM account and open cases it "
+    "read, not billing data: the score needs the customer's whole recent book (all "
+    "subscriptions, invoices, payments, usage and the event log), which dunning does not "
+    "read. Only the customer record overlapped, and on Chargebee it now comes with the "
+    "subscription list, whose entries carry it: 6 → 5 reads per score (committed after the "
+    "run above, so not in its figures; tests/churn/test_snapshot_reads.py).",
     "- **Flow ratio**: the floor carries the churn workflow a payment causes; the remaining "
     "gap is the real activities' work (vendor SDK calls, the policy engine, the codec) "
     "competing with the server for 2 cores; the per-round ratios move widely with the "
