@@ -7,8 +7,10 @@ Each test uses fresh business IDs (uuid-based), so tests share the session's ser
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +22,14 @@ from temporalio.testing import WorkflowEnvironment
 from cli.stack import temporal_binary, test_server_binary
 from domain.settings import Settings
 from domain.temporal import ALL_SEARCH_ATTRIBUTE_KEYS, SEARCH_ATTRIBUTES, TASK_QUEUE
-from infra.codec import ENV_KEYS, data_converter, new_key_entry
+from infra.codec import (
+    DEV_IDENTITY_KEYS_FILE,
+    ENV_IDENTITY_KEYS,
+    ENV_IDENTITY_KEYS_FILE,
+    ENV_KEYS,
+    data_converter,
+    new_key_entry,
+)
 from sandbox.anthropic import AnthropicEmulator
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import App, ServerThread
@@ -48,6 +57,16 @@ __all__ = ["WEBHOOK_PASSWORD", "WEBHOOK_USER"]
 # Every payload the tests send through Temporal is encrypted (infra/codec.py), with a key of this
 # session's own, in the environment so worker subprocesses share it.
 os.environ.setdefault(ENV_KEYS, new_key_entry("test"))
+
+# `make demo` run in this checkout leaves the dev stack's approver-identity keys in
+# ./.revbridge/; picked up from the working directory they would make every plain (unsigned)
+# approval the tests send a refused one. `make test` after `make demo` behaves as on a fresh clone.
+if DEV_IDENTITY_KEYS_FILE.exists() and not (
+    os.environ.get(ENV_IDENTITY_KEYS) or os.environ.get(ENV_IDENTITY_KEYS_FILE)
+):
+    _NO_IDENTITY_KEYS = Path(tempfile.mkdtemp(prefix="revbridge-tests-")) / "no-identity-keys"
+    _NO_IDENTITY_KEYS.write_text("")
+    os.environ[ENV_IDENTITY_KEYS_FILE] = str(_NO_IDENTITY_KEYS)
 
 
 @pytest.fixture(scope="session")
