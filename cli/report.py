@@ -128,10 +128,19 @@ async def rows_of(client: Any, workflow_ids: list[str]) -> list[RunRow]:
 
 
 async def recovery(as_json: bool, extra_query: str = "") -> str:
+    from temporalio.service import RPCError, RPCStatusCode
+
     from cli.approvals import connect
+    from cli.config import CliError
 
     client = await connect()
-    summary = summarize(await collect(client, extra_query))
+    try:
+        rows = await collect(client, extra_query)
+    except RPCError as exc:  # a --query the visibility store cannot read: the user's input
+        if exc.status != RPCStatusCode.INVALID_ARGUMENT:
+            raise
+        raise CliError(f"--query: {exc.message.splitlines()[0][:300]}") from None
+    summary = summarize(rows)
     return json.dumps(summary, indent=1) if as_json else render(summary)
 
 
@@ -148,6 +157,8 @@ def add_report_command(add: Callable[..., argparse.ArgumentParser]) -> argparse.
     )
     rec.add_argument("--json", action="store_true", help="print JSON")
     rec.add_argument(
-        "--query", help="narrow the runs with a visibility query, e.g. \"StartTime > '2026-12-01'\""
+        "--query",
+        help="narrow the runs with a visibility query (times in RFC 3339), e.g. "
+        "\"StartTime > '2026-12-01T00:00:00Z'\"",
     )
     return sp

@@ -5,7 +5,8 @@ backfill`` waited forever without a word and ``revenue close`` ended after 30 s 
 RPCError: Timeout expired``, each leaving a run queued for a worker that was not there.
 
 With a worker polling the queue the check passes at once (and waits a moment for one that is
-just starting)."""
+just starting). And ``report recovery --query`` with a query the store cannot read: the user's
+one line, not an unexpected error."""
 
 from __future__ import annotations
 
@@ -84,3 +85,25 @@ async def test_a_polling_worker_passes_the_check(
 ) -> None:
     async with Worker(temporal_env.client, task_queue=deployment, workflows=[Idle]):
         await asyncio.wait_for(require_worker(deployment, wait_s=10.0), timeout=15)
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("Nope = 1", "invalid search attribute: Nope"),
+        ("StartTime > 'yesterday'", "unable to parse datetime 'yesterday'"),
+        (")", "malformed SQL query"),
+    ],
+)
+async def test_report_recovery_bad_query_is_the_users_one_line(
+    query: str, reason: str, deployment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A visibility query the store cannot read is the user's input (exit 2, ``--query: …``),
+    not an ``unexpected RPCError`` (exit 1, as before); the help's own example works."""
+    code = await asyncio.to_thread(main, ["report", "recovery", "--query", query])
+    _, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("revbridge report: --query: invalid query") and reason in lines[0]
+    example = ["report", "recovery", "--query", "StartTime > '2026-12-01T00:00:00Z'"]
+    assert await asyncio.to_thread(main, example) == 0, capsys.readouterr().err
