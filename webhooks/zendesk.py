@@ -171,7 +171,9 @@ async def receive(
     try:
         if settings.desk != PROVIDER:
             raise Rejected(
-                404, f"zendesk is not this deployment's support desk ({settings.desk})", "not_ours"
+                404,
+                f"zendesk is not this deployment's support desk ({settings.desk or 'none'})",
+                "not_ours",
             )
         if not cfg.zendesk_secrets:
             raise Rejected(

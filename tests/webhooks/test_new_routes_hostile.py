@@ -743,3 +743,19 @@ async def test_temporal_down_is_503_with_retry_after(route: str, lookup: type[Fa
     assert one_line(resp) == "workflow engine unavailable, retry later"
     assert resp.headers["Retry-After"]
     assert down.calls == 1
+
+
+async def test_zendesk_on_a_deployment_without_a_desk_is_a_404_naming_none() -> None:
+    from webhooks.app import create_app
+
+    client = RecordingClient()
+
+    async def provider() -> RecordingClient:
+        return client
+
+    app = create_app(Settings(task_queue="no-desk"), client=provider)  # type: ignore[arg-type]
+    body = json.dumps(ticket()).encode()
+    resp = await post(app, "zendesk", body, zd_headers(body))
+    assert resp.status_code == 404
+    assert one_line(resp) == "zendesk is not this deployment's support desk (none)"  # not "(None)"
+    assert client.started == []
