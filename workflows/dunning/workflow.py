@@ -15,12 +15,13 @@ A second failure of the same invoice while we run joins this workflow (signal-wi
 ``dunning:{billing}:{invoice_id}``); duplicate deliveries are ignored by event ID.
 
 The hot path (runs since ``dunning-hot-path``): the webhook makes one Temporal call, and the
-path to the CRM case is two reads in parallel (the invoice context; the CRM account with its
-open cases, found by the event's customer ID), the assessment and the policy decision as local
-activities, and one write carrying the case with its audit entry. The run then hands each
-failure to the customer's churn intervention itself (``dunning_signal_churn``, a local
-activity that signal-with-starts it with the account and cases just read), so churn reads the
-CRM no second time. The day-0 step reuses the account read and the invoice read of moments
+path to the CRM case is two reads in parallel (the invoice context — without the payment
+attempts when the event carried the declined one, ``PaymentFailed.payment``; the CRM
+account with its open cases, found by the event's customer ID), the assessment and the policy
+decision as local activities, and one write carrying the case with its audit entry. The run
+then hands each failure to the customer's churn intervention itself (``dunning_signal_churn``,
+a local activity that signal-with-starts it with the account and cases just read), so churn
+reads the CRM no second time. The day-0 step reuses the account read and the invoice read of moments
 before; the case's billing note rides with the next audit entry's.
 """
 
