@@ -53,6 +53,7 @@ from domain.ids import churn_workflow_id
 from sandbox.framework import free_port
 from sandbox.scenarios import DEMO_CUSTOMERS
 from tests.pairs import Pair
+from workers.bytecode import compile_sources
 
 FLOWS = 40
 WARMUP = 3
@@ -357,33 +358,6 @@ class FlowsResult:
 PROFILE = Path(__file__).parent / "profile-worker.txt"
 
 
-#: our packages, as the installed wheel has them: compiled (pip compiles on install)
-PACKAGES = (
-    "activities",
-    "cli",
-    "connectors",
-    "domain",
-    "infra",
-    "webhooks",
-    "workers",
-    "workflows",
-)
-
-
-def compile_sources() -> None:
-    """Bytecode for our modules before the worker starts. The workflow sandbox imports each
-    workflow's modules afresh for every workflow instance; where Python may not write bytecode
-    (``PYTHONDONTWRITEBYTECODE=1``, as on this machine) and the checkout has none fresh, every
-    instance compiled them from source — about a tenth of the worker's busy samples in the
-    profile of 2026-12-07 22:10 (``SourceLoader.source_to_code``), a cost an installed wheel
-    (compiled by pip) never pays. ``compileall`` writes it whatever that variable says."""
-    import compileall
-
-    root = Path(__file__).resolve().parent.parent
-    for package in PACKAGES:
-        compileall.compile_dir(str(root / package), quiet=1)
-
-
 def _limits_env(logs: Path) -> dict[str, str]:
     """policies/limits.yaml with Chargebee at the benchmark site's rate (bench.common
     CHARGEBEE_PER_MINUTE), for the worker's pacing: REVBRIDGE_LIMITS_FILE."""
@@ -424,7 +398,7 @@ async def run(
 ) -> FlowsResult:
     """``rounds`` burst rounds (fewer once ``budget_s`` is spent), then ``idle`` flows one by one."""
     began = time.monotonic()
-    compile_sources()
+    compile_sources(always=True)
     port = free_port()
     env = {**stack.stack_config(TASK_QUEUE, port).service_env(), **_limits_env(stack.logs)}
     webhook_url = f"http://127.0.0.1:{port}"

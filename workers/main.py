@@ -56,6 +56,7 @@ from domain.temporal import SEARCH_ATTRIBUTES, TASK_QUEUE
 from infra import startup, telemetry
 from infra.health import HealthServer, WorkerProbe, health_port_from_env
 from workers import configuration, schedules
+from workers.bytecode import compile_sources
 from workers.vendor_queues import VendorRouting, WorkerGroup, vendor_workers
 from workflows.account_sync.backfill import AccountSyncBackfillWorkflow
 from workflows.account_sync.flush import AccountSyncFlushWorkflow
@@ -238,6 +239,7 @@ def _allowance_gauge(entry: vendor_limits.Allowance) -> None:
 
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or Settings.from_env(os.environ)
+    compile_sources()  # the sandbox re-imports our modules per workflow: not from source each time
     telemetry.setup_tracing(telemetry.SERVICE_WORKER, settings)
     runtime = telemetry.worker_runtime()  # Prometheus on REVBRIDGE_METRICS_PORT, when set
     billing, crm = build_billing(settings), build_crm(settings)
