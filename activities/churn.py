@@ -78,6 +78,8 @@ class CustomerScore(Frozen):
     #: account came from a read that does not carry them, such as a dunning run's handoff)
     stored_score: int | None = None
     stored_level: str | None = None
+    #: the billing customer's language (its locale), for the CSM note; None: not known
+    language: str | None = None
 
 
 class WriteChurnScoreInput(Frozen):
@@ -464,6 +466,7 @@ def _scored(
         subscription_id=sub.id if sub else None,
         subscription_discount=sub.discount_percent if sub else 0,
         currency=snapshot.customer.currency,
+        language=snapshot.customer.language,
     )
 
 

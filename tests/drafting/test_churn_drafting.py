@@ -92,3 +92,22 @@ async def test_a_worker_without_the_drafting_activity_still_opens_the_task(clien
         await handle.result()
     (task,) = fakes.inputs("upsert_crm_task")
     assert task["draft"]["description"].startswith("Hi — reaching out to Initech")
+
+
+async def test_the_csm_note_is_asked_in_the_billing_customers_language(client: Client) -> None:
+    """The score carries the billing customer's locale; the note is drafted in it (the drafter
+    writes English where policy does not list the language, and when none is known)."""
+    c = Customer()
+    french = {**c.scored(60), "language": "fr"}
+    fakes = churn_fakes(french, french).on("draft_csm_outreach", model_note)
+    async with intervention(client, c, fakes) as handle:
+        await handle.result()
+    (asked,) = fakes.inputs("draft_csm_outreach")
+    assert asked["language"] == "fr"
+
+    c = Customer()
+    fakes = churn_fakes(c.scored(60), c.scored(60)).on("draft_csm_outreach", model_note)
+    async with intervention(client, c, fakes) as handle:
+        await handle.result()
+    (asked,) = fakes.inputs("draft_csm_outreach")
+    assert asked["language"] == "en"

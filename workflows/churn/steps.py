@@ -229,6 +229,8 @@ class ChurnSteps:
                     offer_months=offer.months if offer else None,
                     template=template,
                     subject=subject,
+                    # an input only (no new command): the note in the customer's language
+                    language=scored.language or "en",
                 ),
                 summary="draft the CSM note",
                 **_DRAFT_OPTIONS,
