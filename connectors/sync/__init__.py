@@ -42,7 +42,7 @@ class SyncBilling(Protocol):
         """One page of the book for linking (backfill), and the next cursor."""
         ...
 
-    # Optional (Chargebee, Stripe): ``sync_view_health(customer_id, payments=True) -> (view,
+    # Optional (Chargebee, Stripe, Zuora, Recurly): ``sync_view_health(customer_id, payments=True) -> (view,
     # HealthInputs)`` — the view and the health profile's inputs (domain/health.py) in as few
     # reads as the platform allows; the payment attempts only when ``payments`` (once a day).
     # A platform without it gets no health profile (the activity checks).

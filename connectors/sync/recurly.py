@@ -5,13 +5,17 @@ and the book for linking (``GET /accounts`` pages of 200, custom fields included
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from connectors.recurly import CF_CRM_ACCOUNT, RecurlyBilling, _fields, _key
 from connectors.sync.shapes import address
+from domain.health import HealthInputs
 from domain.linking import BillingParty
 
+YEAR_S = 365 * 86_400
 #: a subscription that still bills, in the domain's words (Recurly's "canceled" is non_renewing)
 LIVE = ("active", "non_renewing", "paused", "future")
 
@@ -22,6 +26,55 @@ class RecurlySync:
         self.name = billing.name
 
     def sync_view(self, customer_id: str) -> dict[str, Any]:
+        return self._read(customer_id)[0]
+
+    def sync_view_health(
+        self, customer_id: str, payments: bool = True
+    ) -> tuple[dict[str, Any], HealthInputs]:
+        """The view and the health profile's inputs: the same two reads; with ``payments`` the
+        account's payment transactions of the last 365 days (one page, up to 200: ``success``
+        a successful attempt, ``declined`` / ``error`` a failed one); the past-due invoices
+        counted only when the account says it has one (one more read then)."""
+        r = self.billing
+        code = f"code-{customer_id}"
+        view, account, main = self._read(customer_id)
+        status: list[str] = []
+        if payments:
+            since = datetime.fromtimestamp(time.time() - YEAR_S, UTC)
+            status = [
+                str(t.status)
+                for t in r._call(
+                    lambda c: c.list_account_transactions(
+                        code, params={"limit": 200, "type": "payment", "begin_time": since}
+                    ).take(200),
+                    "transactions",
+                )
+                or []
+            ]
+        dunning = 0
+        if getattr(account, "has_past_due_invoice", False):
+            dunning = len(
+                r._call(
+                    lambda c: c.list_account_invoices(
+                        code, params={"limit": 200, "state": "past_due"}
+                    ).take(200),
+                    "invoices",
+                )
+                or []
+            )
+        created = getattr(account, "created_at", None)
+        return view, HealthInputs(
+            customer_since=created.date().isoformat() if created else None,
+            payments_ok=status.count("success"),
+            payments_failed=status.count("declined") + status.count("error"),
+            payments_read=payments,
+            open_dunning=dunning,
+            seats=main.quantity if main is not None else None,
+            currency=main.currency if main is not None else "USD",
+        )
+
+    def _read(self, customer_id: str) -> tuple[dict[str, Any], Any, Any]:
+        """The view, the account and the main subscription."""
         r = self.billing
         code = f"code-{customer_id}"
         account = r._call(lambda c: c.get_account(code), f"account {customer_id}")
@@ -64,7 +117,7 @@ class RecurlySync:
             view["arr"] = view["mrr"] * 12
             past_due = bool(getattr(account, "has_past_due_invoice", False))
             view["payment_health"] = "failing" if past_due else "ok"
-        return view
+        return view, account, main
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
         """One ``PUT /accounts/code-…`` (company, email, first/last name, the account's

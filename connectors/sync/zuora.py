@@ -6,19 +6,25 @@ account field sets, and the book for linking by Object Query pages (99 accounts 
 The billing contact, its name and the billing address are the account's bill-to contact
 (``workEmail``, ``firstName``/``lastName``, ``address1``…``country``).
 
+The health profile's inputs (``sync_view_health``): the account's creation date, its payments
+of the last year (Object Query), the invoices due, the main subscription's seats.
+
 Payment health is "failing" while a posted invoice with a balance is due (its due date today or
 past), as Chargebee's ``due_invoices_count`` says it: the dunning hot path is never asked twice.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from connectors.sync.shapes import address
 from connectors.zuora import CRM_SYSTEM_FIELD, ZuoraBilling
+from domain.health import HealthInputs
 from domain.linking import BillingParty
 
+YEAR_S = 365 * 86_400
 #: a subscription that still bills (the main one is the live one with the highest MRR)
 LIVE = ("active", "non_renewing", "paused", "future")
 
@@ -29,6 +35,35 @@ class ZuoraSync:
         self.name = billing.name
 
     def sync_view(self, customer_id: str) -> dict[str, Any]:
+        return self._read(customer_id)[0]
+
+    def sync_view_health(
+        self, customer_id: str, payments: bool = True
+    ) -> tuple[dict[str, Any], HealthInputs]:
+        """The view and the health profile's inputs: the same three reads, and with
+        ``payments`` the account's payments of the last 365 days (one Object Query, up to 99):
+        ``Processed`` a successful attempt, ``Error`` a failed one."""
+        view, acct, main, due = self._read(customer_id)
+        status: list[str] = []
+        if payments:
+            since = datetime.fromtimestamp(time.time() - YEAR_S, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            rows = self.billing._query(
+                "payments", [f"accountId.EQ:{customer_id}", f"createdDate.GE:{since}"], size=99
+            ).get("data")
+            status = [str(p.get("status")) for p in rows or []]
+        created = str(acct.get("createdDate") or "")[:10]
+        return view, HealthInputs(
+            customer_since=created or None,
+            payments_ok=status.count("Processed"),
+            payments_failed=status.count("Error"),
+            payments_read=payments,
+            open_dunning=due,
+            seats=main.quantity if main is not None else None,
+            currency=main.currency if main is not None else str(acct.get("currency") or "USD"),
+        )
+
+    def _read(self, customer_id: str) -> tuple[dict[str, Any], dict[str, Any], Any, int]:
+        """The view, the account row, the main subscription and how many invoices are due."""
         z = self.billing
         acct = z._account(customer_id)
         currency = str(acct.get("currency") or "USD").upper()
@@ -60,18 +95,22 @@ class ZuoraSync:
             view["billing_address"] = addr
         live = [s for s in subs if s.status in LIVE]
         main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[-1] if subs else None)
+        due: list[Any] = []
         if main is not None:
             today = datetime.now(UTC).date().isoformat()
-            due = z._query(
-                "invoices",
-                [
-                    f"accountId.EQ:{customer_id}",
-                    "status.EQ:Posted",
-                    "balance.GT:0",
-                    f"dueDate.LE:{today}",
-                ],
-                size=1,
-            ).get("data")
+            due = (
+                z._query(
+                    "invoices",
+                    [
+                        f"accountId.EQ:{customer_id}",
+                        "status.EQ:Posted",
+                        "balance.GT:0",
+                        f"dueDate.LE:{today}",
+                    ],
+                    size=99,
+                ).get("data")
+                or []
+            )
             view["plan"] = main.plan
             view["subscription_status"] = main.status
             view["next_renewal"] = (
@@ -80,7 +119,7 @@ class ZuoraSync:
             view["mrr"] = sum(s.mrr for s in live)
             view["arr"] = view["mrr"] * 12
             view["payment_health"] = "failing" if due else "ok"
-        return view
+        return view, acct, main, len(due)
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
         """One ``PUT /v1/accounts/{key}`` with the name and the bill-to contact: a field set

@@ -147,3 +147,39 @@ def test_the_book_is_read_by_pages(tenants: dict[str, str], vendor: str, uid: st
     lists = [r for r in ledger(tenants[vendor])[before:] if r["method"] == "GET"]
     # one call per page of two, whatever the book holds: no read per customer
     assert len(lists) == pages and pages >= (len(seen) + 1) // 2
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_health_inputs_come_with_the_view(tenants: dict[str, str], vendor: str, uid: str) -> None:
+    """``sync_view_health``: the same view, the account's age, its seats, and — after a
+    declined collection — the failed attempt and the invoice in dunning; without ``payments``
+    the attempts are not read (one call fewer)."""
+    billing, driver = connector(tenants, vendor)
+    c = DunningCustomer(
+        "health", "Health Analytics", "SMB", "team-monthly", 4_900, 5, 400, "card_declined"
+    )
+    driver.seed((c,), uid)
+    ids = c.ids(uid)
+    sync = sync_billing(billing)
+    view, health = sync.sync_view_health(ids["customer"])
+    assert view == sync.sync_view(ids["customer"])
+    assert health.seats == 5 and health.currency == "USD" and health.payments_read
+    assert health.customer_since is not None and health.customer_since < view["next_renewal"]
+    assert (health.payments_failed, health.open_dunning) == (0, 0)
+    if vendor == "zuora":
+        driver.decline(ids["invoice"])  # collect now: the card declines
+        billing.request("PUT", f"/v1/invoices/{ids['invoice']}", json={"dueDate": "2026-01-01"})
+    else:
+        inv = billing._call(
+            lambda c: c.list_account_invoices(f"code-{ids['customer']}").first(), "invoice"
+        )
+        httpx.post(
+            f"{tenants['recurly']}/_sandbox/recurly/invoices/{inv.id}/fail_payment", json={}
+        ).raise_for_status()
+    view, health = sync.sync_view_health(ids["customer"])
+    assert view["payment_health"] == "failing"
+    assert health.payments_failed >= 1 and health.open_dunning == 1
+    before = len(ledger(tenants[vendor]))
+    _, skipped = sync.sync_view_health(ids["customer"], payments=False)
+    assert not skipped.payments_read and skipped.payments_failed == 0
+    assert len(ledger(tenants[vendor])) - before < 4  # the view's reads (+ Recurly's dunning)

@@ -249,6 +249,14 @@ async def test_a_plan_change_reaches_the_crm_account(
                 within_s=60,
             )
         if loop:
+            # the health profile, from Zuora's / Recurly's own figures (sync_view_health)
+            account = await eventually(
+                lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
+                lambda a: bool(a.get("Health_Summary__c")),
+                "the health profile on the account",
+            )
+            assert account["Health_Summary__c"].startswith(after["plan"] + " · ")
+            assert "@" not in account["Health_Summary__c"]
             await restored_without_ping_pong(pair, ids, handle, after["mrr"])
     finally:
         if loop:
