@@ -192,6 +192,8 @@ NS_TBA = ("revbridge-ns-consumer", "ns-local-consumer-secret", "revbridge-ns-tok
 
 def erp_wanted(cfg: StackConfig, env: Mapping[str, str] | None = None) -> bool:
     env = os.environ if env is None else env
+    if env.get("REVBRIDGE_ERP") not in (None, "", NETSUITE):  # a typo, not silently no ERP
+        raise CliError(f"REVBRIDGE_ERP must be {NETSUITE} (or unset): {env['REVBRIDGE_ERP']!r}")
     return NETSUITE in cfg.sandbox.ports or env.get("REVBRIDGE_ERP") == NETSUITE
 
 

@@ -251,8 +251,11 @@ class Settings(_Settings):
                 "email_channel",
             ],
         )
+        if raw.get("desk") == "":  # REVBRIDGE_DESK= (empty): the CRM's cases, as unset
+            del raw["desk"]
         for key, known in (("billing", ("chargebee", "stripe", "zuora", "recurly")),
-                           ("crm", ("salesforce", "hubspot"))):  # fmt: skip
+                           ("crm", ("salesforce", "hubspot")),
+                           ("desk", ("zendesk",))):  # fmt: skip
             if key in raw and raw[key] not in known:  # a typo, refused before any Temporal call
                 raise SettingsError(f"REVBRIDGE_{key.upper()} must be one of {', '.join(known)}")
         cb = pick("CHARGEBEE_", ["site", "api_key", "api_url"])

@@ -51,6 +51,8 @@ CASES: list[tuple[list[str], dict[str, str], str]] = [
     (["sync", "status", "cus_1"], {"REVBRIDGE_BILLING": "paypal"}, "REVBRIDGE_BILLING must be"),
     (["sync", "backfill"], {"REVBRIDGE_CRM": "pipedrive"}, "REVBRIDGE_CRM must be"),
     (["sync", "status", "cus_1"], {"REVBRIDGE_ACCOUNT_SYNC": "maybe"}, "account_sync"),
+    (["sync", "status", "cus_1"], {"REVBRIDGE_DESK": "freshdesk"}, "REVBRIDGE_DESK must be"),
+    (["demo"], {"REVBRIDGE_ERP": "sap"}, "REVBRIDGE_ERP must be netsuite"),
     # reconcile
     (["reconcile", "--since", "bad"], {}, "--since wants a date"),
     (["reconcile", "--since", "2026-13-45", "--open", "--dry-run"], {}, "--since wants a date"),
