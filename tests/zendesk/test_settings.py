@@ -40,8 +40,11 @@ def test_build_desk() -> None:
     no_token = {k: v for k, v in ENV.items() if k != "ZENDESK_API_TOKEN"}
     with pytest.raises(SettingsError, match="ZENDESK_API_TOKEN"):
         build_desk(Settings.from_env(no_token))
+    # a typo is refused as the settings are read (webhook service and worker alike)
+    with pytest.raises(SettingsError, match="REVBRIDGE_DESK must be one of zendesk"):
+        Settings.from_env({"REVBRIDGE_DESK": "freshdesk"})
     with pytest.raises(SettingsError, match="unsupported support desk"):
-        build_desk(Settings.from_env({"REVBRIDGE_DESK": "freshdesk"}))
+        build_desk(Settings(desk="freshdesk"))
 
 
 def test_without_a_desk_the_worker_keeps_its_crm() -> None:
