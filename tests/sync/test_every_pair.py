@@ -265,11 +265,15 @@ async def test_a_plan_change_reaches_the_crm_account(
 
 
 def billing_writes(pair: Pair, customer: str) -> list[dict[str, Any]]:
-    """Writes to the billing customer's own record (Zuora ``PUT /v1/accounts/{id}``, Recurly
-    ``PUT /accounts/code-{id}``)."""
+    """Writes to the billing customer's own record (Stripe ``POST /v1/customers/{id}``, Zuora
+    ``PUT /v1/accounts/{id}``, Recurly ``PUT /accounts/code-{id}``)."""
     rows = httpx.get(pair.billing_url + "/_sandbox/requests").json()["requests"]
-    own = {f"/v1/accounts/{customer}", f"/accounts/code-{customer}"}
-    return [r for r in rows if r["method"] == "PUT" and r["path"] in own]
+    own = {
+        ("POST", f"/v1/customers/{customer}"),
+        ("PUT", f"/v1/accounts/{customer}"),
+        ("PUT", f"/accounts/code-{customer}"),
+    }
+    return [r for r in rows if (r["method"], r["path"]) in own]
 
 
 async def restored_without_ping_pong(
@@ -443,3 +447,32 @@ async def test_a_conflict_through_the_review_queue_then_a_minor_change_flushed_i
     assert "sync_bulk_write" in [a["action"] for a in pair.crm.audit_log(flusher_id)]
     await flusher.terminate("test over")
     await handle.terminate("test over")
+
+
+async def test_stripe_restore_without_ping_pong(
+    deployments: Any, uid: str, temporal_env: WorkflowEnvironment
+) -> None:
+    """The loop scenario on Stripe × Salesforce: the restore's audit note on the customer comes
+    back as ``customer.updated`` carrying our ``rb-`` key (an echo at the door), the field set
+    as the Flow's callout (the same value): nothing more written on either side."""
+    pair: Pair = await deployments.get_pair(("stripe", "salesforce"))
+    route_billing(pair)
+    pair.route_crm_webhooks_here()
+    sf = pair.urls["salesforce"]
+    httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": True}).raise_for_status()
+    try:
+        ids = seeded(pair, "loop", uid)
+        add_seats(pair, ids, 5)
+        mrr = sync_billing(pair.billing).sync_view(ids["customer"])["mrr"]
+        await eventually(
+            lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
+            lambda a: a.get("MRR__c") == mrr / 100,
+            "the new MRR on the account",
+        )
+        handle = temporal_env.client.get_workflow_handle(
+            golden.account_workflow_id("stripe", ids["customer"])
+        )
+        await restored_without_ping_pong(pair, ids, handle, mrr)
+    finally:
+        httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": False})
+        httpx.delete(sf + "/_sandbox/webhooks")
