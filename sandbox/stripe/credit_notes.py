@@ -183,11 +183,7 @@ class CreditNoteMixin(Store):
                 "reason",
                 ("duplicate", "fraudulent", "order_change", "product_unsatisfactory"),
             ),  # fmt: skip
-            "refunds": (
-                [{"amount_refunded": refund_amt, "refund": self.new_id("re"), "type": "refund"}]
-                if refund_amt
-                else []
-            ),
+            "refunds": self.credit_note_refunds(inv, refund_amt) if refund_amt else [],
             "shipping_cost": None,
             "status": "issued",
             "subtotal": amount,

@@ -120,6 +120,13 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/credit_notes", lambda s, p: s.list_credit_notes(p)),
     ("GET", "/v1/credit_notes/{id}", _get("credit_note")),
     ("POST", "/v1/credit_notes/{id}/void", lambda s, p, id: s.void_credit_note(id)),
+    # charges and refunds (refunds.py)
+    ("GET", "/v1/charges", lambda s, p: s.list_charges(p)),
+    ("GET", "/v1/charges/{id}", _get("charge")),
+    ("POST", "/v1/refunds", lambda s, p: s.create_refund(p)),
+    ("GET", "/v1/refunds", lambda s, p: s.list_refunds(p)),
+    ("GET", "/v1/refunds/{id}", _get("refund")),
+    ("POST", "/v1/refunds/{id}", lambda s, p, id: s.update_refund(id, p)),
     # usage
     ("POST", "/v1/billing/meters", lambda s, p: s.create_meter(p)),
     (

@@ -10,10 +10,13 @@ from .credit_notes import CreditNoteMixin
 from .customers import CustomerMixin
 from .errors import StripeError
 from .invoices import InvoiceMixin
+from .refunds import RefundMixin
 from .subscriptions import SubscriptionMixin
 
 
-class StripeState(SubscriptionMixin, InvoiceMixin, CreditNoteMixin, CustomerMixin, CatalogMixin):
+class StripeState(
+    RefundMixin, SubscriptionMixin, InvoiceMixin, CreditNoteMixin, CustomerMixin, CatalogMixin
+):
     def __init__(self, clock: Callable[[], float], api_version: str) -> None:
         super().__init__(clock, api_version)
         self.meter_events: list[dict[str, Any]] = []
