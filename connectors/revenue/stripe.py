@@ -5,7 +5,17 @@ with ``GET /v1/invoices/{id}/lines``. A credit note line that credits an invoice
 that line's period from the credit note's ``effective_at`` on (the unused part: a cancellation
 or a downgrade); one that credits no line (a custom line, a goodwill amount) reverses on its own
 day. Drafts and voided documents are skipped. The credited invoice is read once per page per
-invoice (credit notes are few)."""
+invoice (credit notes are few).
+
+Then ``GET /v1/refunds`` filtered by ``created``: a refund made with no credit note reverses
+revenue (``domain.revenue.refund_lines``: shared among its invoice's lines, each share over the
+line's remaining service days, any rest on the refund's day). A refund's invoice is the one its
+payment intent paid (``GET /v1/invoice_payments`` by ``payment[payment_intent]``; a refund that
+names only its charge is traced through the charge's payment intent). A refund a credit note
+already names (the credit note's ``refunds[].refund``, or ``refund`` on older API versions) is
+skipped, since the credit note is read; so is a refund of a payment no invoice was paid by (no
+billed revenue to reverse) and one that did not succeed. Per refund: one invoice-payments read,
+one credit-notes read of its invoice, one invoice read (refunds are few)."""
 
 from __future__ import annotations
 
@@ -20,9 +30,11 @@ from connectors.revenue.common import (
     split_cursor,
     ts,
 )
-from domain.revenue import RevenueLine
+from domain.revenue import RevenueLine, refund_lines
 
-PHASES = ("inv", "cn")
+PHASES = ("inv", "cn", "re")
+SERVICES = {"inv": ("invoices", "invoices"), "cn": ("credit_notes", "credit notes"),
+            "re": ("refunds", "refunds")}  # fmt: skip
 
 
 class StripeRevenue:
@@ -41,22 +53,25 @@ class StripeRevenue:
         }
         if after:
             params["starting_after"] = after
-        service = v1.invoices if phase == "inv" else v1.credit_notes
-        page = self._billing._call(
-            lambda: service.list(params), "invoices" if phase == "inv" else "credit notes"
-        )
+        attr, what = SERVICES[phase]
+        service = getattr(v1, attr)
+        page = self._billing._call(lambda: service.list(params), what)
         docs = [d.to_dict() for d in page.data]
         if phase == "inv":
             lines = [ln for inv in docs if inv.get("status") not in ("draft", "void")
                      for ln in self._invoice_lines(inv)]  # fmt: skip
-        else:
+        elif phase == "cn":
             cache: dict[str, list[dict[str, Any]]] = {}
             lines = [ln for cn in docs if cn.get("status") != "void"
                      for ln in self._credit_lines(cn, cache)]  # fmt: skip
+        else:
+            lines = [ln for re in docs if re.get("status") == "succeeded"
+                     for ln in self._refund_lines(re)]  # fmt: skip
         if page.has_more and docs:
             next_cursor: str | None = f"{phase}:{docs[-1]['id']}"
         else:
-            next_cursor = "cn:" if phase == "inv" else None
+            nxt = PHASES.index(phase) + 1
+            next_cursor = f"{PHASES[nxt]}:" if nxt < len(PHASES) else None
         return RevenueDocuments(lines=lines, documents=len(docs), next_cursor=next_cursor)
 
     def _all_lines(self, inv: dict[str, Any]) -> list[dict[str, Any]]:
@@ -138,6 +153,49 @@ class StripeRevenue:
             ).to_dict()
             cache[inv_id] = self._all_lines(inv)
         return next((x for x in cache[inv_id] if x.get("id") == line_id), None)
+
+    def _refund_lines(self, refund: dict[str, Any]) -> list[RevenueLine]:
+        """The revenue a refund with no credit note reverses; nothing for a refund a credit note
+        names or of a payment no invoice was paid by."""
+        v1 = self._billing.client.v1
+        pi = refund.get("payment_intent")
+        if not pi and refund.get("charge"):
+            charge = self._billing._call(
+                lambda: v1.charges.retrieve(refund["charge"]), "refund's charge"
+            ).to_dict()
+            pi = charge.get("payment_intent")
+        if not pi:
+            return []
+        payments = self._billing._call(
+            lambda: v1.invoice_payments.list(
+                {"payment": {"type": "payment_intent", "payment_intent": pi}, "limit": 10}
+            ),
+            "refund's invoice payment",
+        )
+        inv_id = next((p.invoice for p in payments.data if p.status == "paid"), None)
+        if not inv_id:
+            return []
+        notes = self._billing._call(
+            lambda: v1.credit_notes.list({"invoice": inv_id, "limit": 100}),
+            "refund's credit notes",
+        )
+        if any(refund["id"] in _named_refunds(cn.to_dict()) for cn in notes.data):
+            return []
+        inv = self._billing._call(
+            lambda: v1.invoices.retrieve(inv_id), "refund's invoice"
+        ).to_dict()
+        return refund_lines(
+            self._invoice_lines(inv), int(refund.get("amount") or 0), day(refund["created"]),
+            refund["id"],
+        )  # fmt: skip
+
+
+def _named_refunds(cn: dict[str, Any]) -> set[str]:
+    """The refunds a credit note names: ``refunds[].refund`` (``refund`` on older versions)."""
+    out = {str(r.get("refund")) for r in cn.get("refunds") or [] if isinstance(r, dict)}
+    if cn.get("refund"):
+        out.add(str(cn["refund"]))
+    return out
 
 
 def _product(li: dict[str, Any]) -> str:
