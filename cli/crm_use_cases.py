@@ -3,7 +3,7 @@
 ``revbridge doctor`` to check (cli may import every use case's connector; the CRM connector may
 not import them back).
 
-Salesforce keeps one table (``NEEDS`` in connectors/salesforce.py, with the reconciliation's
+Salesforce keeps one table (``NEEDS`` in connectors/salesforce_fields.py, with the reconciliation's
 ``Billing_Exception__c``, expansion's ``Expansion_Signal__c`` and Quote keys, the account sync's
 fields), so nothing is added here for it. HubSpot's account sync writes company properties
 beyond the connector's own (``billing_plan``, ``next_renewal``, ``payment_health``,

@@ -8,7 +8,7 @@ creates what it can (Salesforce's Tooling API, HubSpot's properties API), idempo
 second run plans nothing. On Salesforce it also grants the integration user access to what
 RevBridge uses (the API grants no field-level security by itself): the RevBridge_Integration
 permission set, its object and field permissions and its assignment, listed in the plan too.
-The use cases' own objects and properties are part of it (connectors/salesforce.NEEDS,
+The use cases' own objects and properties are part of it (connectors/salesforce_fields.NEEDS,
 cli/crm_use_cases.py). Last it runs the connector's ``preflight()`` (what ``revbridge
 doctor`` prints for the CRM) and prints every line that is not OK.
 
@@ -33,7 +33,7 @@ from domain.settings import Settings
 
 def _functions(crm: str) -> tuple[Callable[[Any], list[SetupStep]], Callable[..., list[str]]]:
     if crm == "salesforce":
-        from connectors.salesforce import setup_apply, setup_plan
+        from connectors.salesforce_setup import setup_apply, setup_plan
     elif crm == "hubspot":
         from connectors.hubspot import setup_apply, setup_plan
     else:  # pragma: no cover - Settings refuses any other CRM

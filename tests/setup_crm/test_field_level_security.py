@@ -24,7 +24,8 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceR
 from cli.doctor import connector_checks
 from cli.main import main
 from connectors.registry import build_crm
-from connectors.salesforce import PERMISSION_SET, SalesforceCrm
+from connectors.salesforce import SalesforceCrm
+from connectors.salesforce_setup import PERMISSION_SET
 from domain.preflight import CheckStatus
 from domain.records import ChurnScoreRecord
 from domain.settings import SalesforceSettings, Settings

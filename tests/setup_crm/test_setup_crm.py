@@ -28,7 +28,9 @@ from cli.main import main
 from connectors.base import ConnectorError
 from connectors.hubspot import REQUIRED_PROPERTIES, HubSpotCrm
 from connectors.registry import build_crm
-from connectors.salesforce import NEEDS, SETUP_OBJECTS, SalesforceCrm
+from connectors.salesforce import SalesforceCrm
+from connectors.salesforce_fields import NEEDS
+from connectors.salesforce_setup import SETUP_OBJECTS
 from domain.preflight import CheckStatus
 from domain.records import ChurnScoreRecord
 from domain.settings import HubSpotSettings, SalesforceSettings, Settings

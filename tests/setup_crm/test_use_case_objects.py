@@ -22,7 +22,8 @@ from cli.main import main
 from connectors.expansion.salesforce import SalesforceExpansion
 from connectors.reconcile.salesforce import SalesforceBook
 from connectors.registry import build_crm
-from connectors.salesforce import NEEDS, SalesforceCrm
+from connectors.salesforce import SalesforceCrm
+from connectors.salesforce_fields import NEEDS
 from domain.expansion import SignalRecord
 from domain.preflight import CheckStatus
 from domain.reconcile import ExceptionRecord, ExceptionStatus, Kind, Severity
