@@ -3,17 +3,17 @@ worker and the sandboxes (each billing platform on this module's own tenant, as
 test_zuora_recurly_pairs.py has them): usage grows → the daily intake → the customer's
 ExpansionWorkflow opens ONE deal (the company owner's, expansion properties set) with ONE draft
 quote and its line item (auto mode); a second intake duplicates nothing; the rep moves the deal to
-closedwon in the portal (HubSpot's ``deal.propertyChange`` dealstage=closedwon, normalized as
-the webhook route does, quote-to-cash started directly as on Stripe × HubSpot) → after RevOps
-approves, quote-to-cash CHANGES the existing subscription — Zuora one ``ChangePlan`` order,
-Recurly one subscription change, no subscription create in the billing ledger — writes the new
-MRR to the company, and the expansion workflow records the win."""
+closedwon in the portal → HubSpot's ``deal.propertyChange`` webhook reaches the deployment's
+webhook service (this pair's settings, its own Temporal connection), which starts quote-to-cash
+on the pair's worker → after RevOps approves, quote-to-cash CHANGES the existing subscription —
+Zuora one ``ChangePlan`` order, Recurly one subscription change, no subscription create in the
+billing ledger — writes the new MRR to the company, and the expansion workflow records the win
+(the deal's ``expansion_status`` Won)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 
 import httpx
@@ -28,8 +28,8 @@ from domain import expansion as ex
 from domain.approvals import QUERY, Decision, PendingApproval
 from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult, expansion_workflow_id
 from domain.ids import q2c_workflow_id
-from domain.models import DealWon
-from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
+from domain.quote import QuoteToCashResult
+from sandbox.framework import App, ServerThread
 from tests.expansion.test_hubspot_expansion import hubspot_company, hubspot_product, hubspot_ready
 from tests.expansion.test_zuora_recurly_pairs import (  # noqa: F401 (billing_urls: a fixture)
     billing_urls,
@@ -39,9 +39,9 @@ from tests.expansion.test_zuora_recurly_pairs import (  # noqa: F401 (billing_ur
     policies,
     seed,
 )
-from tests.pairs import HS_APP_ID, eventually, pair_settings
+from tests.pairs import eventually, pair_settings
 from tests.sync.world import decide
-from webhooks.hubspot import normalize
+from webhooks.app import TemporalConnection, create_app
 from workers.main import build_worker
 
 
@@ -53,7 +53,10 @@ async def test_hubspot_expansion_opens_once_and_the_won_deal_changes_the_subscri
     billing_urls: dict[str, str],  # noqa: F811
     uid: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # the webhook service's own Temporal connection (its own loop), as a deployment has it
+    monkeypatch.setenv("TEMPORAL_ADDRESS", client.service_client.config.target_host)
     urls = {**sandbox_urls, **billing_urls}
     settings = pair_settings(urls, platform, "hubspot", f"exp-hs-{platform}-{uid}")
     billing, crm = build_billing(settings), build_crm(settings)
@@ -120,32 +123,30 @@ async def test_hubspot_expansion_opens_once_and_the_won_deal_changes_the_subscri
         ).properties
         assert float(item["price"]) == 300.0 and float(item["quantity"]) == 1
 
-        # the rep wins it in HubSpot: the portal's webhook is what the route sends to q2c
+        # the rep wins it in HubSpot; the portal's deal.propertyChange webhook reaches this
+        # deployment's webhook service, which starts quote-to-cash on its worker
         httpx.delete(url + "/_sandbox/requests").raise_for_status()
-        httpx.post(
-            f"{hs_url}/_sandbox/hubspot/objects/deals/{deal}/ui_update",
-            json={"properties": {"dealstage": "closedwon"}},
-        ).raise_for_status()
-        events = httpx.get(hs_url + "/_sandbox/hubspot/webhooks/events").json()["events"]
-        [won_event] = [
-            e
-            for e in events
-            if e["subscriptionType"] == "deal.propertyChange"
-            and str(e["objectId"]) == deal
-            and e.get("propertyName") == "dealstage"
-        ]
-        won = normalize(won_event, HS_APP_ID)
-        assert isinstance(won, DealWon) and won.opportunity_id == deal
-        q2c = await client.start_workflow(
-            WORKFLOW_TYPE,
-            QuoteToCashInput(crm="hubspot", billing=platform, opportunity_id=deal),
-            id=q2c_workflow_id("hubspot", deal) + f"-{uuid.uuid4().hex[:4]}",
-            task_queue=settings.task_queue,
-            result_type=QuoteToCashResult,
-        )
-        [pending] = await eventually(
-            lambda: q2c.query(QUERY, result_type=list[PendingApproval]), bool, "approval"
-        )
+        with ServerThread(
+            {App("webhooks", create_app(settings, client=TemporalConnection())): 0}
+        ) as service:
+            webhooks = {"url": f"{service.urls['webhooks']}/webhooks/hubspot"}
+            httpx.post(hs_url + "/_sandbox/webhooks", json=webhooks).raise_for_status()
+            try:
+                httpx.post(
+                    f"{hs_url}/_sandbox/hubspot/objects/deals/{deal}/ui_update",
+                    json={"properties": {"dealstage": "closedwon"}},
+                ).raise_for_status()
+                q2c = client.get_workflow_handle(
+                    q2c_workflow_id("hubspot", deal), result_type=QuoteToCashResult
+                )
+                [pending] = await eventually(
+                    lambda: q2c.query(QUERY, result_type=list[PendingApproval]),
+                    bool,
+                    "quote-to-cash started by the webhook, asking RevOps",
+                    within_s=60,
+                )
+            finally:
+                httpx.delete(hs_url + "/_sandbox/webhooks").raise_for_status()
         assert pending.action.kind.value == "change_plan" and pending.approver_roles == ["revops"]
         # RevOps approves as from the Web UI (stamped where the stack verifies approvers)
         await decide(client, q2c.id, pending.action_id, Decision.APPROVE, "bob@example.com")
