@@ -35,7 +35,7 @@ def _functions(crm: str) -> tuple[Callable[[Any], list[SetupStep]], Callable[...
     if crm == "salesforce":
         from connectors.salesforce_setup import setup_apply, setup_plan
     elif crm == "hubspot":
-        from connectors.hubspot import setup_apply, setup_plan
+        from connectors.hubspot_setup import setup_apply, setup_plan
     else:  # pragma: no cover - Settings refuses any other CRM
         raise CliError(f"setup crm does not know {crm!r}")
     return setup_plan, setup_apply

@@ -27,7 +27,8 @@ from activities.expansion import (
 from cli.crm_use_cases import expansion_properties
 from connectors.chargebee import ChargebeeBilling
 from connectors.expansion.hubspot import HubSpotExpansion
-from connectors.hubspot import HubSpotCrm, setup_apply, setup_plan
+from connectors.hubspot import HubSpotCrm
+from connectors.hubspot_setup import setup_apply, setup_plan
 from connectors.registry import build_billing, build_crm
 from domain.expansion import ExpansionDraft, SignalRecord
 from sandbox.hubspot.emulator import SEARCH_LAG_S
