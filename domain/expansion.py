@@ -175,6 +175,8 @@ class OpenExpansion(Frozen):
     discount_percent: float = 0
     #: the run number it was opened in (keys of a later expansion for the same item differ)
     generation: int = 1
+    #: the forecast's crossing when it was opened or last updated (what a decline is held to)
+    crossing: date | None = None
 
 
 class ClosedExpansion(Frozen):
@@ -185,6 +187,49 @@ class ClosedExpansion(Frozen):
     on: date
     mrr_before: int = 0
     mrr_after: int = 0
+
+
+class DeclinedExpansion(Frozen):
+    """An item whose expansion was lost or expired: what it offered, for the reopen cooldown."""
+
+    key: str
+    outcome: ExpansionOutcome
+    #: the day it was lost or expired (the usage day, as the forecasts count days)
+    on: date
+    #: the declined expansion's forecast crossing, and its upgrade's MRR
+    crossing: date | None = None
+    upgrade_mrr: int = 0
+
+
+def reopen_held(
+    declined: DeclinedExpansion,
+    *,
+    today: date,
+    crossing: date | None,
+    upgrade_mrr: int,
+    policy: ExpansionPolicy,
+) -> str | None:
+    """Why a declined (lost or expired) expansion is not reopened today, or None when it may be:
+    never within ``reopen_after_days`` of the decline; after that only when the forecast now
+    crosses ``reopen_when_crossing_earlier_days`` earlier than the declined one did, or the
+    recommended upgrade is worth ``reopen_when_deal_grew_ratio`` times its MRR. Pure."""
+    until = declined.on + timedelta(days=policy.reopen_after_days)
+    if today < until:
+        return f"{declined.outcome.value} on {declined.on}: not reopened before {until}"
+    earlier = (
+        crossing is not None
+        and declined.crossing is not None
+        and (declined.crossing - crossing).days >= policy.reopen_when_crossing_earlier_days
+    )
+    grew = upgrade_mrr >= declined.upgrade_mrr * policy.reopen_when_deal_grew_ratio
+    if earlier or grew:
+        return None
+    return (
+        f"{declined.outcome.value} on {declined.on}: the crossing ({crossing or 'none'}) is not "
+        f"{policy.reopen_when_crossing_earlier_days}+ days earlier than then "
+        f"({declined.crossing or 'none'}) and the upgrade has not grown "
+        f"{policy.reopen_when_deal_grew_ratio:g}x"
+    )
 
 
 class ExpansionStatus(Frozen):
@@ -219,6 +264,8 @@ class ExpansionState(BaseModel):
     #: the policy's ``expire_after_days`` the last batch carried: a silent workflow (no more
     #: batches) expires its open expansions by it, across continue-as-new too
     expire_after_days: int | None = None
+    #: per item key: its last lost or expired expansion (patch expansion-reopen-cooldown)
+    declined: dict[str, DeclinedExpansion] = {}
 
 
 class ExpansionInput(Frozen):

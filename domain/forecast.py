@@ -219,6 +219,12 @@ class ExpansionPolicy(Frozen):
     #: a discount on the recommended tier's draft quote (0: list price); above 0 it waits for
     #: RevOps (the Cedar policy ``discount_needs_revops``)
     upgrade_discount_percent: float = Field(default=0, ge=0, le=100)
+    #: a lost or expired expansion's item is not reopened for this many days
+    reopen_after_days: int = Field(default=30, ge=0)
+    #: ... and after that only when its forecast crossing came this many days earlier than the
+    #: declined one's, or the recommended upgrade's MRR grew by this ratio
+    reopen_when_crossing_earlier_days: int = Field(default=14, gt=0)
+    reopen_when_deal_grew_ratio: float = Field(default=1.5, gt=1.0)
 
 
 class SignalAction(Frozen):

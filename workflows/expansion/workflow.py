@@ -17,7 +17,9 @@ account owner with a DRAFT quote for the next tier priced from the billing catal
 ``assist`` mode a task for the owner proposes them instead. A quote is never sent by RevBridge.
 A discount on the upgrade waits for RevOps. A rising forecast updates the records; a falling one
 (past the hysteresis) closes them with the reason; an opportunity a person lost is recorded as
-lost, one left open too long expires. When the deal is won, quote-to-cash upgrades the existing
+lost, one left open too long expires; a lost or expired one does not come back the next day
+because usage still rises (a cooldown, then only a materially earlier crossing or a bigger
+deal reopens it). When the deal is won, quote-to-cash upgrades the existing
 subscription and tells this workflow (``expansion_outcome``): the outcome is recorded for
 attribution. Every key derives from the workflow ID, the chain's first run and the expansion's
 generation, so continue-as-new and retries never write a record twice.
@@ -51,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.approvals import ApprovalTiming, ProposedAction
     from domain.expansion import (
         ClosedExpansion,
+        DeclinedExpansion,
         ExpansionDraft,
         ExpansionInput,
         ExpansionOutcome,
@@ -83,6 +86,10 @@ UPDATE_WHEN_MOVED_DAYS = 7
 #: an open expansion that goes silent (no usage batch, no win or loss) expires on its own day:
 #: the wait for usage ends then, not only after ``idle_days`` (histories before it replay)
 EXPIRY_PATCH = "expansion-expiry"
+#: a lost or expired expansion's item is not reopened the next day because usage still rises:
+#: not within the policy's ``reopen_after_days``, then only for a materially different forecast
+#: or deal (``domain.expansion.reopen_held``); the declined record is in the carried state
+COOLDOWN_PATCH = "expansion-reopen-cooldown"
 
 
 @workflow.defn(name=ex.WORKFLOW_TYPE)
@@ -303,6 +310,18 @@ class ExpansionWorkflow(GovernedWorkflow):
                 )
                 return
         if action.action == "open" and plan.upgrade_price_id:
+            declined = s.declined.get(plan.key)
+            if declined is not None and workflow.patched(COOLDOWN_PATCH):
+                held = ex.reopen_held(
+                    declined,
+                    today=today,
+                    crossing=f.crossing,
+                    upgrade_mrr=plan.upgrade_mrr,
+                    policy=policy,
+                )
+                if held is not None:
+                    self._note(plan.key, f"held: {held}")
+                    return
             await self._open(plan, f, policy, action.reason)
         elif action.action == "update":
             await self._update_open(plan, f, policy)
@@ -338,6 +357,7 @@ class ExpansionWorkflow(GovernedWorkflow):
             upgrade_mrr=plan.upgrade_mrr,
             days_to_limit=f.days_to_limit,
             generation=gen,
+            crossing=f.crossing,
         )
         discount = await self._discount(plan, policy, opened)
         opened = opened.model_copy(update={"discount_percent": discount})
@@ -360,6 +380,7 @@ class ExpansionWorkflow(GovernedWorkflow):
             opened = opened.model_copy(update={"task_id": await self._propose(plan, f, opened)})
         opened = opened.model_copy(update={"signal_id": await self._signal(plan, f, opened)})
         s.open = {**s.open, plan.key: opened}
+        s.declined = {k: v for k, v in s.declined.items() if k != plan.key}
         await self._audit(
             "expansion_opened",
             outcome="opportunity and draft quote"
@@ -525,7 +546,13 @@ class ExpansionWorkflow(GovernedWorkflow):
         )
         if not moved and o.upgrade_price_id == plan.upgrade_price_id:
             return
-        o = o.model_copy(update={"updates": o.updates + 1, "days_to_limit": f.days_to_limit})
+        o = o.model_copy(
+            update={
+                "updates": o.updates + 1,
+                "days_to_limit": f.days_to_limit,
+                "crossing": f.crossing,
+            }
+        )
         if o.opportunity_id:
             permit = await self.ask(ActionKind.UPDATE_CRM_FIELD, self._facts(plan))
             if permit.allowed:
@@ -573,6 +600,7 @@ class ExpansionWorkflow(GovernedWorkflow):
                 f"expired: no win or loss in {days} days (no usage reported since "
                 f"{self.s.last_day or o.opened_on})",
                 ExpansionOutcome.EXPIRED,
+                on=o.opened_on + timedelta(days=days),
             )
 
     async def _closed_by_person(self, key: str) -> bool:
@@ -605,11 +633,29 @@ class ExpansionWorkflow(GovernedWorkflow):
         *,
         write: bool = True,
         mrr: tuple[int, int] = (0, 0),
+        on: date | None = None,
     ) -> None:
         s = self.s
         o = s.open.get(key)
         if o is None:
             return
+        if outcome in (ExpansionOutcome.LOST, ExpansionOutcome.EXPIRED):
+            # held against a reopen (COOLDOWN_PATCH); state only, no command
+            crossing = o.crossing or (
+                o.opened_on + timedelta(days=o.days_to_limit)
+                if o.days_to_limit is not None
+                else None
+            )
+            s.declined = {
+                **s.declined,
+                key: DeclinedExpansion(
+                    key=key,
+                    outcome=outcome,
+                    on=on or s.last_day or workflow.now().date(),
+                    crossing=crossing,
+                    upgrade_mrr=o.upgrade_mrr,
+                ),
+            }
         plan = s.plans.get(key)
         decision = "allow"
         if write and o.opportunity_id and outcome is not ExpansionOutcome.WON:
