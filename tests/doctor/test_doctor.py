@@ -10,12 +10,14 @@ and runs the command in a thread of its own (its asyncio.run never touches the s
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -173,6 +175,42 @@ def failed(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("FAIL")]
 
 
+@dataclass
+class Doctor:
+    """`revbridge doctor` run in-process against the session's server and this module's
+    sandboxes, by default in the ready namespace."""
+
+    client: Client
+    ns: str
+    urls: dict[str, str]
+    monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str]
+
+    def env(
+        self, billing: str, crm: str, ns: str | None = None, urls: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        return env_for(self.client, ns or self.ns, billing, crm, urls or self.urls)
+
+    def __call__(self, env: dict[str, str], *flags: str) -> tuple[int, list[str], str]:
+        return doctor(self.monkeypatch, self.capsys, env, *flags)
+
+    async def in_thread(self, env: dict[str, str]) -> tuple[int, list[str], str]:
+        """From an async test (its namespace made on the session's loop): the command still
+        runs in a thread of its own."""
+        return await asyncio.to_thread(self, env)
+
+
+@pytest.fixture
+def run(
+    client: Client,
+    ready: str,
+    vendors: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Doctor:
+    return Doctor(client, ready, vendors, monkeypatch, capsys)
+
+
 @pytest.mark.parametrize(
     ("billing", "crm"),
     [
@@ -182,16 +220,9 @@ def failed(lines: list[str]) -> list[str]:
         ("stripe", "salesforce"),
     ],
 )
-def test_a_ready_deployment_passes_every_check(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    billing: str,
-    crm: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    code, lines, err = doctor(monkeypatch, capsys, env_for(client, ready, billing, crm, vendors))
+def test_a_ready_deployment_passes_every_check(run: Doctor, billing: str, crm: str) -> None:
+    ready = run.ns
+    code, lines, err = run(run.env(billing, crm))
     assert code == 0, lines
     assert failed(lines) == [] and err == ""
     for expected in (
@@ -242,16 +273,10 @@ def test_a_namespace_that_does_not_exist_is_one_fail_line_with_its_fix_and_exit_
     assert "Traceback" not in done.stdout + done.stderr
 
 
-async def test_a_missing_search_attribute_is_one_fail_line_with_its_fix(
-    client: Client,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+async def test_a_missing_search_attribute_is_one_fail_line_with_its_fix(run: Doctor) -> None:
     partial = {n: k for n, k in SEARCH_ATTRIBUTES.items() if n != MISSING}
-    ns = await namespace(client, NEEDED_RETENTION, partial)
-    env = env_for(client, ns, "recurly", "salesforce", vendors)
-    code, lines, _ = await _in_thread(monkeypatch, capsys, env)
+    ns = await namespace(run.client, NEEDED_RETENTION, partial)
+    code, lines, _ = await run.in_thread(run.env("recurly", "salesforce", ns=ns))
     assert code == 1
     assert failed(lines) == [
         f"FAIL  temporal: search-attribute:{MISSING} — not registered in namespace {ns} (every "
@@ -260,41 +285,18 @@ async def test_a_missing_search_attribute_is_one_fail_line_with_its_fix(
     ]
 
 
-async def test_a_retention_shorter_than_the_redelivery_windows_fails(
-    client: Client,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    ns = await namespace(client, timedelta(days=1), SEARCH_ATTRIBUTES)
-    code, lines, _ = await _in_thread(
-        monkeypatch, capsys, env_for(client, ns, "recurly", "salesforce", vendors)
-    )
+async def test_a_retention_shorter_than_the_redelivery_windows_fails(run: Doctor) -> None:
+    ns = await namespace(run.client, timedelta(days=1), SEARCH_ATTRIBUTES)
+    code, lines, _ = await run.in_thread(run.env("recurly", "salesforce", ns=ns))
     assert code == 1
     [line] = failed(lines)
     assert line.startswith("FAIL  temporal: retention — 1 day < 7 days needed")
     assert line.endswith("(fix: run `revbridge setup temporal` with the same TEMPORAL_* settings)")
 
 
-async def _in_thread(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str]
-) -> tuple[int, list[str], str]:
-    """From an async test (its namespace made on the session's loop): the command still runs in
-    a thread of its own."""
-    import asyncio
-
-    return await asyncio.to_thread(doctor, monkeypatch, capsys, env)
-
-
-def test_a_recurly_site_missing_a_custom_field_is_one_fail_line_with_its_fix(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    urls = {**vendors, "recurly": vendors["recurly-partial"]}
-    code, lines, _ = doctor(monkeypatch, capsys, env_for(client, ready, "recurly", "hubspot", urls))
+def test_a_recurly_site_missing_a_custom_field_is_one_fail_line_with_its_fix(run: Doctor) -> None:
+    urls = {**run.urls, "recurly": run.urls["recurly-partial"]}
+    code, lines, _ = run(run.env("recurly", "hubspot", urls=urls))
     assert code == 1
     assert failed(lines) == [
         "FAIL  recurly: custom-field:account.crm_account_id — not defined on accounts of this "
@@ -303,24 +305,16 @@ def test_a_recurly_site_missing_a_custom_field_is_one_fail_line_with_its_fix(
     ]
 
 
-def test_a_zuora_tenant_without_the_rate_plans_and_a_refused_key_fail(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    env = env_for(client, ready, "zuora", "hubspot", vendors) | {
-        "ZUORA_CREDIT_PLAN": "PRP-NOT-THERE"
-    }
-    code, lines, _ = doctor(monkeypatch, capsys, env)
+def test_a_zuora_tenant_without_the_rate_plans_and_a_refused_key_fail(run: Doctor) -> None:
+    env = run.env("zuora", "hubspot") | {"ZUORA_CREDIT_PLAN": "PRP-NOT-THERE"}
+    code, lines, _ = run(env)
     assert code == 1
     assert failed(lines) == [
         "FAIL  zuora: rate-plan:ZUORA_CREDIT_PLAN — product rate plan PRP-NOT-THERE is not in "
         "the catalog (fix: create it in the product catalog, or set ZUORA_CREDIT_PLAN to its ID)"
     ]
     env["ZUORA_CLIENT_SECRET"] = "not-the-secret"
-    code, lines, _ = doctor(monkeypatch, capsys, env)
+    code, lines, _ = run(env)
     assert code == 1
     [line] = failed(lines)
     assert line.startswith("FAIL  zuora: credentials — the OAuth client was refused")
@@ -328,11 +322,7 @@ def test_a_zuora_tenant_without_the_rate_plans_and_a_refused_key_fail(
 
 
 def test_a_preflight_that_raises_is_a_fail_line_naming_it_never_a_trace(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run: Doctor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from connectors.recurly import RecurlyBilling
 
@@ -340,9 +330,7 @@ def test_a_preflight_that_raises_is_a_fail_line_naming_it_never_a_trace(
         raise RuntimeError("the site answered nonsense\n  File 'x.py', line 1")
 
     monkeypatch.setattr(RecurlyBilling, "preflight", boom)
-    code, lines, err = doctor(
-        monkeypatch, capsys, env_for(client, ready, "recurly", "salesforce", vendors)
-    )
+    code, lines, err = run(run.env("recurly", "salesforce"))
     assert code == 1
     assert failed(lines) == [
         "FAIL  recurly: preflight — the check itself failed (RuntimeError: the site answered "
@@ -352,11 +340,7 @@ def test_a_preflight_that_raises_is_a_fail_line_naming_it_never_a_trace(
 
 
 def test_secrets_are_masked_and_warn_fails_only_when_strict(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run: Doctor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from connectors.recurly import RecurlyBilling
 
@@ -372,15 +356,15 @@ def test_secrets_are_masked_and_warn_fails_only_when_strict(
         ]
 
     monkeypatch.setattr(RecurlyBilling, "preflight", leaky)
-    env = env_for(client, ready, "recurly", "salesforce", vendors)
-    code, lines, _ = doctor(monkeypatch, capsys, env)
+    env = run.env("recurly", "salesforce")
+    code, lines, _ = run(env)
     assert code == 0
     assert (
         "WARN  recurly: allowance — key *** has 3% of its daily calls left "
         "(fix: raise the plan's limit)"
     ) in lines
     assert RECURLY_KEY not in "\n".join(lines)
-    code, _, _ = doctor(monkeypatch, capsys, env, "--strict")
+    code, _, _ = run(env, "--strict")
     assert code == 1
 
 
@@ -402,11 +386,7 @@ def test_colour_only_when_asked_and_the_same_words_either_way() -> None:
 
 
 def test_a_check_that_hangs_is_cut_off_as_one_fail_line(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run: Doctor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import io
     import threading
@@ -421,9 +401,7 @@ def test_a_check_that_hangs_is_cut_off_as_one_fail_line(
         return []
 
     # warm up first (SDK imports, Temporal's runtime), so that only the stuck check is slow
-    code, _, _ = doctor(
-        monkeypatch, capsys, env_for(client, ready, "recurly", "salesforce", vendors)
-    )
+    code, _, _ = run(run.env("recurly", "salesforce"))
     assert code == 0
     monkeypatch.setattr(RecurlyBilling, "preflight", stuck)
     out = io.StringIO()
@@ -470,24 +448,19 @@ def test_an_unreachable_temporal_is_one_fail_line_and_the_rest_is_skipped(
 
 
 def test_the_llm_model_is_checked_when_an_llm_is_configured(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    anthropic_url: str,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run: Doctor, anthropic_url: str
 ) -> None:
     from tests.pairs import ANTHROPIC_KEY
 
-    env = env_for(client, ready, "recurly", "salesforce", vendors) | {
+    env = run.env("recurly", "salesforce") | {
         "REVBRIDGE_REASONER": "anthropic",
         "ANTHROPIC_API_KEY": ANTHROPIC_KEY,
         "ANTHROPIC_BASE_URL": anthropic_url,
     }
-    code, lines, _ = doctor(monkeypatch, capsys, env)
+    code, lines, _ = run(env)
     assert code == 0, lines
     assert any(line.startswith("OK    llm: model — ") for line in lines), lines
-    code, lines, _ = doctor(monkeypatch, capsys, env | {"ANTHROPIC_MODEL": "claude-nope-1"})
+    code, lines, _ = run(env | {"ANTHROPIC_MODEL": "claude-nope-1"})
     assert code == 1
     [line] = failed(lines)
     assert line.startswith("FAIL  llm: model — claude-nope-1 does not exist")
@@ -496,11 +469,7 @@ def test_the_llm_model_is_checked_when_an_llm_is_configured(
 
 
 def test_a_fresh_chargebee_site_is_reported_check_by_check_then_passes_once_configured(
-    client: Client,
-    ready: str,
-    sandbox_urls: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run: Doctor, sandbox_urls: dict[str, str]
 ) -> None:
     """Issue 16's "fresh" site (no cf_crm_link, Contract Terms off) with the product catalog in
     place: each misconfiguration is one FAIL line with its fix, and after the admin's changes
@@ -515,10 +484,10 @@ def test_a_fresh_chargebee_site_is_reported_check_by_check_then_passes_once_conf
     with ServerThread({site: 0}) as thread:
         urls = {**sandbox_urls, "chargebee": thread.urls["chargebee"]}
         urls |= {"recurly": "http://127.0.0.1:9", "zuora": "http://127.0.0.1:9"}
-        env = env_for(client, ready, "chargebee", "hubspot", urls)
+        env = run.env("chargebee", "hubspot", urls=urls)
         connector = build_billing(Settings.from_env(env))
         ChargebeeDriver(urls["chargebee"], connector).seed_catalog()
-        code, lines, err = doctor(monkeypatch, capsys, env)
+        code, lines, err = run(env)
         assert code == 1 and err == ""
         mine = [line for line in failed(lines) if line.startswith("FAIL  chargebee: ")]
         assert [line.split(" — ")[0] for line in mine] == [
@@ -528,16 +497,12 @@ def test_a_fresh_chargebee_site_is_reported_check_by_check_then_passes_once_conf
         ]
         assert all("(fix: " in line and line.endswith(")") for line in mine)
         site.configure_site(contract_terms=True, custom_field=dict(DEFAULT_CUSTOM_FIELDS[0]))
-        code, lines, _ = doctor(monkeypatch, capsys, env)
+        code, lines, _ = run(env)
         assert failed(lines) == [] and code == 0
 
 
 def test_a_hubspot_portal_missing_a_property_and_a_scope_is_reported_with_fixes(
-    client: Client,
-    ready: str,
-    sandbox_urls: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    run: Doctor, sandbox_urls: dict[str, str]
 ) -> None:
     """Issue 16's other Done-means: a portal where the company property billing_customer_id was
     never created (archived here through HubSpot's properties API) and the private app lacks
@@ -562,9 +527,7 @@ def test_a_hubspot_portal_missing_a_property_and_a_scope_is_reported_with_fixes(
         ).raise_for_status()
         urls = {**sandbox_urls, "hubspot": url, "recurly": "http://127.0.0.1:9"}
         urls["zuora"] = "http://127.0.0.1:9"
-        code, lines, err = doctor(
-            monkeypatch, capsys, env_for(client, ready, "chargebee", "hubspot", urls)
-        )
+        code, lines, err = run(run.env("chargebee", "hubspot", urls=urls))
     assert code == 1 and err == ""
     mine = [line for line in failed(lines) if line.startswith("FAIL  hubspot: ")]
     assert [line.split(" — ")[0] for line in mine] == [
@@ -575,13 +538,7 @@ def test_a_hubspot_portal_missing_a_property_and_a_scope_is_reported_with_fixes(
     assert HS_TOKEN not in "\n".join(lines)
 
 
-def test_the_smtp_relay_is_checked_when_configured(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_the_smtp_relay_is_checked_when_configured(run: Doctor) -> None:
     """The sandbox relay with STARTTLS and AUTH, as in production: OK with the right login, one
     FAIL line with its fix (and the password masked) with a wrong one."""
     from sandbox.mailbox import MailboxEmulator
@@ -589,7 +546,7 @@ def test_the_smtp_relay_is_checked_when_configured(
     relay = MailboxEmulator(username="revbridge", password="relay-password-1")
     port = relay.start_smtp()
     try:
-        env = env_for(client, ready, "recurly", "salesforce", vendors) | {
+        env = run.env("recurly", "salesforce") | {
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(port),
             "SMTP_STARTTLS": "true",
@@ -597,14 +554,14 @@ def test_the_smtp_relay_is_checked_when_configured(
             "SMTP_USERNAME": "revbridge",
             "SMTP_PASSWORD": "relay-password-1",
         }
-        code, lines, _ = doctor(monkeypatch, capsys, env)
+        code, lines, _ = run(env)
         assert code == 0, lines
         assert [line.split(" — ")[0] for line in lines if line.split()[1] == "smtp:"] == [
             "OK    smtp: reachable",
             "OK    smtp: starttls",
             "OK    smtp: auth",
         ]
-        code, lines, _ = doctor(monkeypatch, capsys, env | {"SMTP_PASSWORD": "wrong-password-2"})
+        code, lines, _ = run(env | {"SMTP_PASSWORD": "wrong-password-2"})
         assert code == 1
         [line] = failed(lines)
         assert line.startswith("FAIL  smtp: auth — ") and "(fix: " in line
@@ -613,29 +570,23 @@ def test_the_smtp_relay_is_checked_when_configured(
         relay.stop_smtp()
 
 
-def test_zuora_collect_when_configured_is_checked_with_its_own_login(
-    client: Client,
-    ready: str,
-    vendors: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_zuora_collect_when_configured_is_checked_with_its_own_login(run: Doctor) -> None:
     """The sandbox serves Collect's Configurable Payment Retry API beside the tenant's REST API,
     with its own Basic login (the emulator's defaults)."""
-    env = env_for(client, ready, "zuora", "hubspot", vendors) | {
-        "ZUORA_COLLECT_API_URL": vendors["zuora"],
+    env = run.env("zuora", "hubspot") | {
+        "ZUORA_COLLECT_API_URL": run.urls["zuora"],
         "ZUORA_COLLECT_USERNAME": "collections@revbridge.local",
         "ZUORA_COLLECT_TOKEN": "test_cpr_token",
     }
-    code, lines, _ = doctor(monkeypatch, capsys, env)
+    code, lines, _ = run(env)
     assert code == 0, lines
     assert any(line.startswith("OK    zuora: collect — ") for line in lines), lines
-    code, lines, _ = doctor(monkeypatch, capsys, env | {"ZUORA_COLLECT_TOKEN": "not-the-token"})
+    code, lines, _ = run(env | {"ZUORA_COLLECT_TOKEN": "not-the-token"})
     assert code == 1
     assert failed(lines) == [
         "FAIL  zuora: collect — the Configurable Payment Retry API refused the login (401) "
         "(fix: set ZUORA_COLLECT_USERNAME to the login email and ZUORA_COLLECT_TOKEN to its CPR "
         "API token)"
     ]
-    code, lines, _ = doctor(monkeypatch, capsys, env | {"ZUORA_COLLECT_TOKEN": ""})
+    code, lines, _ = run(env | {"ZUORA_COLLECT_TOKEN": ""})
     assert [line.split(" — ")[0] for line in failed(lines)] == ["FAIL  zuora: collect"]
