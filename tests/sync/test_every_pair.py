@@ -287,7 +287,12 @@ async def restored_without_ping_pong(
         "the MRR restored",
     )
     await eventually(lambda: status(handle), lambda s: s.restored == 1, "the restore counted")
-    assert [a["action"] for a in pair.crm.audit_log(handle.id)].count("restore_field") == 1
+    # the audit entry follows the write
+    await eventually(
+        lambda: asyncio.to_thread(pair.crm.audit_log, handle.id),
+        lambda audit: [a["action"] for a in audit].count("restore_field") == 1,
+        "the restore_field audit entry",
+    )
     # our writes come back (the Flow's callouts for the field sets; on Zuora the audit note's
     # AccountChanged callout): nothing more is written on either side
     crm_before = len(bulk_patches(pair, ids["account"])[1])
@@ -420,9 +425,18 @@ async def test_a_conflict_through_the_review_queue_then_a_minor_change_flushed_i
         again = [r for r in later if r.get("body") == lost.get("body")]
         key = lost["headers"].get("idempotency-key")
         assert again and key and again[0]["headers"].get("idempotency-key") == key
-    notes = pair.billing.list_notes(NoteTarget.CUSTOMER, ids["customer"])
-    assert sum(1 for n in notes if "approved by: bob@example.com" in n) == 1, notes
-    resolved = [a for a in pair.crm.audit_log(handle.id) if a["action"] == "resolve_conflict"]
+    # audited on both sides, once (the entries follow the write)
+    await eventually(
+        lambda: asyncio.to_thread(pair.billing.list_notes, NoteTarget.CUSTOMER, ids["customer"]),
+        lambda notes: sum(1 for n in notes if "approved by: bob@example.com" in n) == 1,
+        "the resolution's note on the billing customer",
+    )
+    audit = await eventually(
+        lambda: asyncio.to_thread(pair.crm.audit_log, handle.id),
+        lambda audit: any(a["action"] == "resolve_conflict" for a in audit),
+        "the resolution's CRM audit entry",
+    )
+    resolved = [a for a in audit if a["action"] == "resolve_conflict"]
     assert len(resolved) == 1 and "bob@example.com" in resolved[0]["text"]
 
     # a minor change (one more seat: +20 %) is handed to the flusher and written in bulk
@@ -444,7 +458,11 @@ async def test_a_conflict_through_the_review_queue_then_a_minor_change_flushed_i
     bulk, singles = bulk_patches(pair, ids["account"])
     # the one bulk call, and no single-account write
     assert len(bulk) == len(bulk_before) + 1 and len(singles) == len(singles_before)
-    assert "sync_bulk_write" in [a["action"] for a in pair.crm.audit_log(flusher_id)]
+    await eventually(
+        lambda: asyncio.to_thread(pair.crm.audit_log, flusher_id),
+        lambda audit: "sync_bulk_write" in [a["action"] for a in audit],
+        "the bulk write's CRM audit entry",
+    )
     await flusher.terminate("test over")
     await handle.terminate("test over")
 
