@@ -335,16 +335,19 @@ def _crm_fields(book: Book) -> list[Discrepancy]:
         subs = live.get(acc.billing_customer_id or "")
         if not subs:
             continue
+        main = _main(subs)
         truth = {
             "mrr": sum(s.mrr for s in subs),
             "status": subs[0].status if len(subs) == 1 else "active",
-            "plan": subs[0].plan if len(subs) == 1 else None,
-            "renewal": min((s.renewal for s in subs if s.renewal), default=None),
+            "plan": main.plan if main else None,
+            "renewal": main.renewal if main else None,
         }
         held = {"mrr": acc.mrr, "status": acc.status, "plan": acc.plan, "renewal": acc.renewal}
         for name in ("mrr", "status", "plan", "renewal"):
             if name not in acc.holds or truth[name] is None or held[name] == truth[name]:
                 continue
+            if name in WRITTEN_BY_SYNC and held[name] is None:
+                continue  # not written yet: the account sync fills it, nothing contradicts billing
             found.append(
                 _d(
                     Kind.CRM_FIELD_DRIFT,
@@ -356,6 +359,23 @@ def _crm_fields(book: Book) -> list[Discrepancy]:
                 )
             )
     return found
+
+
+#: account fields the account sync writes (issue 19): compared where the CRM holds a value (an
+#: empty one is an account the sync has not written yet — it says nothing billing disagrees with)
+WRITTEN_BY_SYNC = ("plan", "renewal")
+
+
+def _main(subs: list[Sub]) -> Sub | None:
+    """The subscription whose plan and renewal date the golden record writes on the account:
+    the live one with the highest MRR (the account sync's choice, ``connectors/sync/*``). Two
+    live subscriptions tied on the highest MRR that disagree on plan or renewal leave both
+    fields unchecked (either could be the one written; no false drift)."""
+    top = max(s.mrr for s in subs)
+    tied = [s for s in subs if s.mrr == top]
+    if len({(s.plan, s.renewal) for s in tied}) > 1:
+        return None
+    return tied[0]
 
 
 def _links(book: Book) -> list[Discrepancy]:

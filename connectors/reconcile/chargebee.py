@@ -110,7 +110,8 @@ def _sub(s: dict[str, Any], product_of: dict[str, str]) -> Sub:
     discount = round((1 - keep) * 100, 4)
     items = s.get("subscription_items") or []
     plan = next((i for i in items if i.get("item_type") == "plan"), items[0] if items else None)
-    end = s.get("current_term_end")
+    # the plan and renewal as the account sync writes them (connectors/sync/chargebee.py)
+    end = s.get("next_billing_at") or s.get("current_term_end")
     return Sub(
         id=s["id"],
         customer_id=s["customer_id"],
@@ -125,7 +126,7 @@ def _sub(s: dict[str, Any], product_of: dict[str, str]) -> Sub:
             for i in items
         ],
         mrr=int(s.get("mrr") or 0),
-        plan=product_of.get(plan["item_price_id"], plan["item_price_id"]) if plan else None,
+        plan=plan["item_price_id"] if plan else None,
         renewal=datetime.fromtimestamp(end, UTC).date() if end else None,
     )
 

@@ -70,8 +70,16 @@ TICKET_PROPERTIES = {
 _DATES = {"rx_first_seen", "rx_last_seen", "rx_resolved_on"}
 _PRIORITY = {"high": "HIGH", "medium": "MEDIUM", "low": "LOW"}
 #: company properties RevBridge writes from billing
-FIELDS = {"mrr": "mrr", "status": "billing_status"}
+FIELDS = {
+    "mrr": "mrr",
+    "status": "billing_status",
+    # the account sync's golden-record properties (connectors/sync/hubspot.py), where the portal
+    # has them: HubSpot answers a requested property only if it exists (null when unset)
+    "plan": "billing_plan",
+    "renewal": "next_renewal",
+}
 TICKET_TO_COMPANY = 339
+BASE = ("mrr", "status")  # compared on every portal (as before the account sync)
 
 
 class HubSpotBook:
@@ -155,7 +163,7 @@ class HubSpotBook:
         accounts = []
         for c in self._walk(
             self.crm._companies,
-            ["billing_customer_id", "billing_platform", "mrr", "billing_status", "lifecyclestage"],
+            ["billing_customer_id", "billing_platform", "lifecyclestage", *FIELDS.values()],
             "companies",
         ):
             p = c.properties or {}
@@ -170,7 +178,11 @@ class HubSpotBook:
                     billing_customer_id=linked or None,
                     mrr=None if p.get("mrr") in (None, "") else minor(p["mrr"]),
                     status=p.get("billing_status") or None,
-                    holds=list(FIELDS),
+                    plan=p.get("billing_plan") or None,
+                    renewal=date.fromisoformat(str(p["next_renewal"])[:10])
+                    if p.get("next_renewal")
+                    else None,
+                    holds=[k for k, prop in FIELDS.items() if k in BASE or prop in p],
                 )
             )
         return CrmSide(deals=deals, accounts=accounts)

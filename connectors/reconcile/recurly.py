@@ -73,7 +73,7 @@ class RecurlyBook:
                     status=norm.status,
                     lines=lines,
                     mrr=norm.mrr,
-                    plan=code(s.plan.code),
+                    plan=s.plan.code,  # as the account sync writes it
                     renewal=end.date() if end else None,
                 )
             )

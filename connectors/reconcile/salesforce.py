@@ -17,6 +17,7 @@ from typing import Any
 
 from simple_salesforce import format_soql
 
+from connectors.base import ConnectorError
 from connectors.reconcile.views import CrmSide, minor
 from connectors.salesforce import SalesforceCrm, fit
 from domain.reconcile import (
@@ -32,7 +33,15 @@ from domain.reconcile import (
 CHUNK = 200  # sObject Collections' limit
 OBJECT = "Billing_Exception__c"
 #: billing-owned account fields this CRM holds, and how each is written
-FIELDS = {"mrr": "MRR__c", "status": "Billing_Status__c"}
+FIELDS = {
+    "mrr": "MRR__c",
+    "status": "Billing_Status__c",
+    # the account sync's golden-record fields (connectors/sync/salesforce.py), where the org has
+    # them: an org without them is compared on MRR and status only
+    "plan": "Billing_Plan__c",
+    "renewal": "Next_Renewal__c",
+}
+BASE_FIELDS = ("mrr", "status")
 
 
 class SalesforceBook:
@@ -61,11 +70,7 @@ class SalesforceBook:
             )
             for o in opps
         ]
-        rows = self.crm.query(
-            "SELECT Id, Type, Billing_Customer_Id__c, Billing_Platform__c, MRR__c, "
-            "Billing_Status__c FROM Account "
-            "WHERE Billing_Customer_Id__c != null OR Type LIKE 'Customer%'"
-        )
+        rows, holds = self._accounts()
         accounts = []
         for r in rows:
             platform = r.get("Billing_Platform__c")
@@ -77,10 +82,28 @@ class SalesforceBook:
                     billing_customer_id=linked or None,
                     mrr=None if r.get("MRR__c") is None else minor(r["MRR__c"]),
                     status=r.get("Billing_Status__c"),
-                    holds=list(FIELDS),
+                    plan=r.get("Billing_Plan__c") or None,
+                    renewal=_day(r.get("Next_Renewal__c")),
+                    holds=holds,
                 )
             )
         return CrmSide(deals=deals, accounts=accounts)
+
+    def _accounts(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The linked and customer accounts with the billing-owned fields the org holds: all of
+        them in one query, or — on an org without the account sync's plan and renewal fields
+        (``INVALID_FIELD``) — MRR and status only."""
+        where = " FROM Account WHERE Billing_Customer_Id__c != null OR Type LIKE 'Customer%'"
+        base = (
+            "SELECT Id, Type, Billing_Customer_Id__c, Billing_Platform__c, MRR__c, "
+            "Billing_Status__c"
+        )
+        try:
+            return self.crm.query(f"{base}, Billing_Plan__c, Next_Renewal__c{where}"), list(FIELDS)
+        except ConnectorError as exc:
+            if "INVALID_FIELD" not in f"{exc.code} {exc}":
+                raise
+        return self.crm.query(base + where), list(BASE_FIELDS)
 
     def stored_exceptions(self, closed_since: date) -> list[StoredException]:
         rows = self.crm.query(
@@ -205,3 +228,7 @@ def _failures(ids: list[str], results: Any) -> dict[str, str]:
             errs = res.get("errors") or [{}]
             failed[rid] = str(errs[0].get("statusCode") or "error")
     return failed
+
+
+def _day(value: Any) -> date | None:
+    return date.fromisoformat(str(value)[:10]) if value else None

@@ -74,7 +74,7 @@ class StripeBook:
                         for i in items
                     ],
                     mrr=norm.mrr,
-                    plan=code(norm.plan) if norm.plan else None,
+                    plan=norm.plan or None,  # as the account sync writes it
                     renewal=end.date() if end else None,
                 )
             )

@@ -97,7 +97,8 @@ class ZuoraBook:
                         )
                     )
                     if main is None and ch.get("chargeType") == "Recurring":
-                        main = product
+                        # the plan as the account sync writes it: the catalogue plan's number
+                        main = number or rp.get("productRatePlanId")
             discount = round((1 - keep) * 100, 4)
             number = str(s.get("name") or s["id"])
             number_of[s["id"]] = number
