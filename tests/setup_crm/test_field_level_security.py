@@ -10,92 +10,29 @@ Each test runs its own emulator on a free port (module-scoped, reset per test)."
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest, SalesforceResourceNotFound
 
-from cli.doctor import connector_checks
-from cli.main import main
-from connectors.registry import build_crm
 from connectors.salesforce import SalesforceCrm
 from connectors.salesforce_setup import PERMISSION_SET
 from domain.preflight import CheckStatus
 from domain.records import ChurnScoreRecord
-from domain.settings import SalesforceSettings, Settings
-from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.salesforce.tooling import fresh_org
+from tests.setup_crm.org import crm_checks, setup_crm, sf_crm, sf_env
 
-SF_ID, SF_SECRET = "fls-app", "fls-secret"
-PREFIXES = ("REVBRIDGE_", "SALESFORCE_", "HUBSPOT_")
 MRR = {"type": "Currency", "label": "MRR", "precision": 18, "scale": 2}
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[SalesforceEmulator, str]]:
-    em = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
-    with ServerThread({em: 0}) as thread:
-        yield em, thread.urls["salesforce"]
-
-
-@pytest.fixture
-def sf(server: tuple[SalesforceEmulator, str]) -> SalesforceEmulator:
-    em = server[0]
-    with em.lock:
-        em.reset_state()
-    em.ledger.clear()
-    return em
-
-
-def connector(url: str) -> SalesforceCrm:
-    settings = SalesforceSettings(
-        token_url=url + "/services/oauth2/token",
-        client_id=SF_ID,
-        client_secret=SecretStr(SF_SECRET),
-    )
-    return SalesforceCrm(settings, timeout_s=5)
-
-
-def env(url: str) -> dict[str, str]:
-    return {
-        "REVBRIDGE_CRM": "salesforce",
-        "REVBRIDGE_HTTP_TIMEOUT_S": "5",
-        "SALESFORCE_TOKEN_URL": url + "/services/oauth2/token",
-        "SALESFORCE_CLIENT_ID": SF_ID,
-        "SALESFORCE_CLIENT_SECRET": SF_SECRET,
-    }
 
 
 def refused(call: Any) -> dict[str, Any]:
     with pytest.raises(SalesforceMalformedRequest) as info:
         call()
     return info.value.content[0]  # type: ignore[no-any-return]
-
-
-def setup(
-    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *flags: str
-) -> tuple[int, list[str], str]:
-    for key in list(os.environ):
-        if key.startswith(PREFIXES):
-            monkeypatch.delenv(key)
-    for key, value in env(url).items():
-        monkeypatch.setenv(key, value)
-    capsys.readouterr()
-    code = main(["setup", "crm", *flags])
-    out, err = capsys.readouterr()
-    return code, out.splitlines(), err
-
-
-def doctor(url: str) -> list[Any]:
-    settings = Settings.from_env(env(url))
-    return connector_checks(settings.crm, lambda: build_crm(settings))
 
 
 def user_id(client: SalesforceCrm) -> str:
@@ -106,7 +43,7 @@ def user_id(client: SalesforceCrm) -> str:
 def test_the_permission_objects_answer_as_salesforce_does(
     server: tuple[SalesforceEmulator, str], sf: SalesforceEmulator
 ) -> None:
-    client = connector(server[1])
+    client = sf_crm(server[1])
     api: Salesforce = client.client
     pset = api.PermissionSet.create({"Name": "Ops_Set", "Label": "Ops"})["id"]
     assert pset.startswith("0PS")
@@ -178,7 +115,7 @@ def test_strict_a_created_field_and_object_are_invisible_until_a_permission_set_
         server[1] + "/_sandbox/salesforce/org", json={"fresh": True, "strict": True}
     )
     assert strict.status_code == 200  # what fresh_org(em, strict=True) does, over HTTP
-    client = connector(server[1])
+    client = sf_crm(server[1])
     api: Salesforce = client.client
     api.toolingexecute(
         "sobjects/CustomField", method="POST", data={"FullName": "Account.MRR__c", "Metadata": MRR}
@@ -248,7 +185,7 @@ def test_setup_grants_access_on_a_strict_fresh_org_then_plans_nothing(
 ) -> None:
     fresh_org(sf, strict=True)
     url = server[1]
-    code, lines, err = setup(url, monkeypatch, capsys, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, sf_env(url), "--dry-run")
     assert code == 0 and err == ""
     assert (
         "+ salesforce: grant Account — Read, Edit on Account; read/edit on 21 fields, read on 1 "
@@ -257,15 +194,15 @@ def test_setup_grants_access_on_a_strict_fresh_org_then_plans_nothing(
     assert "+ salesforce: grant Task — read/edit on 1 field in permission set" in "\n".join(lines)
     assert sf.records("PermissionSet") == []  # the dry run granted nothing
 
-    code, lines, err = setup(url, monkeypatch, capsys)
+    code, lines, err = setup_crm(monkeypatch, capsys, sf_env(url))
     assert code == 0 and err == "", (lines, err)
     assert lines[-1].startswith("salesforce: ready (")
-    assert [c.line() for c in doctor(url) if c.status is not CheckStatus.OK] == []
+    assert [c.line() for c in crm_checks(sf_env(url)) if c.status is not CheckStatus.OK] == []
     (pset,) = sf.records("PermissionSet")
     assert (pset["Name"], pset["PermissionsEditTask"]) == (PERMISSION_SET, True)
     assert len(sf.records("PermissionSetAssignment")) == 1
     # what the connector writes, the integration user may now write
-    client = connector(url)
+    client = sf_crm(url)
     account = client.client.Account.create({"Name": "Globex"})["id"]
     client.write_churn_score(
         ChurnScoreRecord(
@@ -274,22 +211,22 @@ def test_setup_grants_access_on_a_strict_fresh_org_then_plans_nothing(
     )
     assert sf.get_record(account)["Churn_Level__c"] == "high"  # type: ignore[index]
 
-    code, lines, err = setup(url, monkeypatch, capsys, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, sf_env(url), "--dry-run")
     assert lines == ["salesforce: plan: nothing to do (dry run: nothing changed)"]
 
     # an admin removes the assignment: doctor fails on the fields, setup only re-assigns
     (assignment,) = sf.records("PermissionSetAssignment")
     client.client.PermissionSetAssignment.delete(assignment["Id"])
-    failed = [c for c in doctor(url) if c.failed]
+    failed = [c for c in crm_checks(sf_env(url)) if c.failed]
     assert "field:Account.MRR__c" in {c.name for c in failed}
     assert "`revbridge setup crm` does both" in failed[0].fix
-    code, lines, err = setup(url, monkeypatch, capsys, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, sf_env(url), "--dry-run")
     plan = [line for line in lines if line.startswith(("+", "!"))]
     # it cannot see what it lost access to, so it plans to create it (a duplicate then: done)
     assert [line for line in plan if " create " not in line] == [
         f"+ salesforce: assign {PERMISSION_SET} — to the integration user {user_id(client)}"
     ]
-    code, lines, err = setup(url, monkeypatch, capsys)
+    code, lines, err = setup_crm(monkeypatch, capsys, sf_env(url))
     assert code == 0 and err == "", (lines, err)
     assert lines[-2] == f"salesforce: 1 created, {len(plan) - 1} there already"
-    assert [c.line() for c in doctor(url) if c.status is not CheckStatus.OK] == []
+    assert [c.line() for c in crm_checks(sf_env(url)) if c.status is not CheckStatus.OK] == []

@@ -12,7 +12,6 @@ Every test runs its own emulator (the session's sandboxes stay as they are) on a
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -23,26 +22,21 @@ from pydantic import SecretStr
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
 from cli.crm_use_cases import hubspot_properties, use_case_checks
-from cli.doctor import connector_checks
-from cli.main import main
 from connectors.base import ConnectorError
 from connectors.hubspot import REQUIRED_PROPERTIES, HubSpotCrm
-from connectors.registry import build_crm
-from connectors.salesforce import SalesforceCrm
 from connectors.salesforce_fields import NEEDS
 from connectors.salesforce_setup import SETUP_OBJECTS
 from domain.preflight import CheckStatus
 from domain.records import ChurnScoreRecord
-from domain.settings import HubSpotSettings, SalesforceSettings, Settings
+from domain.settings import HubSpotSettings, Settings
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
 from sandbox.hubspot.admin import fresh_portal
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.salesforce.tooling import fresh_org
+from tests.setup_crm.org import SF_ID, SF_SECRET, crm_checks, setup_crm, sf_crm, sf_env
 
-SF_ID, SF_SECRET = "setup-app", "setup-secret"
 HS_TOKEN = "pat-setup"
-PREFIXES = ("REVBRIDGE_", "SALESFORCE_", "HUBSPOT_")
 #: what setup creates on a fresh org: each custom field of NEEDS and each custom object
 SF_CREATES = sum(1 for fields in NEEDS.values() for f in fields if f.endswith("__c")) + len(
     SETUP_OBJECTS
@@ -84,16 +78,6 @@ def hs(servers: tuple[SalesforceEmulator, HubSpotEmulator, dict[str, str]]) -> H
     return em
 
 
-def sf_env(urls: dict[str, str]) -> dict[str, str]:
-    return {
-        "REVBRIDGE_CRM": "salesforce",
-        "REVBRIDGE_HTTP_TIMEOUT_S": "5",
-        "SALESFORCE_TOKEN_URL": urls["salesforce"] + "/services/oauth2/token",
-        "SALESFORCE_CLIENT_ID": SF_ID,
-        "SALESFORCE_CLIENT_SECRET": SF_SECRET,
-    }
-
-
 def hs_env(urls: dict[str, str]) -> dict[str, str]:
     return {
         "REVBRIDGE_CRM": "hubspot",
@@ -101,30 +85,6 @@ def hs_env(urls: dict[str, str]) -> dict[str, str]:
         "HUBSPOT_ACCESS_TOKEN": HS_TOKEN,
         "HUBSPOT_API_URL": urls["hubspot"],
     }
-
-
-def setup(
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    env: dict[str, str],
-    *flags: str,
-) -> tuple[int, list[str], str]:
-    """`revbridge setup crm` in-process with exactly ``env``: (exit status, stdout lines, stderr)."""
-    for key in list(os.environ):
-        if key.startswith(PREFIXES):
-            monkeypatch.delenv(key)
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    capsys.readouterr()
-    code = main(["setup", "crm", *flags])
-    out, err = capsys.readouterr()
-    return code, out.splitlines(), err
-
-
-def crm_lines(env: dict[str, str]) -> list[Any]:
-    """The CRM's lines of `revbridge doctor` (the same function doctor runs for them)."""
-    settings = Settings.from_env(env)
-    return connector_checks(settings.crm, lambda: build_crm(settings))
 
 
 def sf_writes(em: SalesforceEmulator) -> list[str]:
@@ -151,12 +111,12 @@ def test_a_fresh_salesforce_org_is_planned_created_ready_and_then_left_alone(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    env = sf_env(servers[2])
-    before = crm_lines(env)
+    env = sf_env(servers[2]["salesforce"])
+    before = crm_checks(env)
     assert any(c.failed for c in before)  # a fresh org is not ready
     sf.ledger.clear()
 
-    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, env, "--dry-run")
     assert code == 0 and err == ""
     plan = [line for line in lines if line.startswith("+ ")]
     assert len(plan) == SF_CREATES + SF_GRANTS == len(lines) - 1, lines
@@ -185,7 +145,7 @@ def test_a_fresh_salesforce_org_is_planned_created_ready_and_then_left_alone(
     assert sf.schema.get("Account").field("MRR__c") is None  # type: ignore[union-attr]
 
     sf.ledger.clear()
-    code, lines, err = setup(monkeypatch, capsys, env)
+    code, lines, err = setup_crm(monkeypatch, capsys, env)
     assert code == 0 and err == "", (lines, err)
     assert lines[-2] == f"salesforce: {SF_CREATES + SF_GRANTS} created, 0 there already"
     assert lines[-1].startswith("salesforce: ready (")
@@ -202,19 +162,12 @@ def test_a_fresh_salesforce_org_is_planned_created_ready_and_then_left_alone(
         "composite/sobjects",
         "sobjects/PermissionSetAssignment",
     ]
-    checks = crm_lines(env)
+    checks = crm_checks(env)
     assert [c.status for c in checks] == [CheckStatus.OK] * len(checks), [c.line() for c in checks]
 
     # what was created is what the connector writes to
     acct = sf.seed({"records": {"Account": [{"Name": "Globex"}]}})["ids"]["Account"][0]
-    crm = SalesforceCrm(
-        SalesforceSettings(
-            token_url=env["SALESFORCE_TOKEN_URL"],
-            client_id=SF_ID,
-            client_secret=SecretStr(SF_SECRET),
-        ),
-        timeout_s=5,
-    )
+    crm = sf_crm(servers[2]["salesforce"])
     crm.write_churn_score(
         ChurnScoreRecord(
             account_id=acct, score=80, level="high", scored_at=datetime(2026, 5, 1, tzinfo=UTC)
@@ -224,13 +177,13 @@ def test_a_fresh_salesforce_org_is_planned_created_ready_and_then_left_alone(
     assert row is not None and row["Churn_Level__c"] == "high" and row["Churn_Risk__c"] == 80
 
     sf.ledger.clear()
-    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, env, "--dry-run")
     assert (code, lines, err) == (
         0,
         ["salesforce: plan: nothing to do (dry run: nothing changed)"],
         "",
     )
-    code, lines, err = setup(monkeypatch, capsys, env)
+    code, lines, err = setup_crm(monkeypatch, capsys, env)
     assert code == 0 and err == "" and lines[0] == "salesforce: nothing to create"
     assert sf_writes(sf) == []
 
@@ -244,21 +197,21 @@ def test_a_user_without_an_object_permission_gets_it_through_the_permission_set(
     """The integration user's profile lacks Create on Case: doctor names the grant, setup grants
     it in the RevBridge Integration permission set (no step left to a person), then it is ready."""
     sf.configure_org(access={"Case": {"create": False}})
-    env = sf_env(servers[2])
-    failed = {c.name: c for c in crm_lines(env) if c.failed}
+    env = sf_env(servers[2]["salesforce"])
+    failed = {c.name: c for c in crm_checks(env) if c.failed}
     assert failed["object:Case:permissions"].fix == (
         "grant Create on Case in the integration user's permission set"
     )
-    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, env, "--dry-run")
     assert code == 0
     assert [line for line in lines if line.startswith("! ")] == []
     assert (
         "+ salesforce: grant Case — Read, Create, Edit on Case; read/edit on 3 fields in "
         "permission set RevBridge_Integration" in lines
     )
-    code, lines, err = setup(monkeypatch, capsys, env)
+    code, lines, err = setup_crm(monkeypatch, capsys, env)
     assert code == 0 and err == "", (lines, err)
-    assert [c.line() for c in crm_lines(env) if c.status is not CheckStatus.OK] == []
+    assert [c.line() for c in crm_checks(env) if c.status is not CheckStatus.OK] == []
 
 
 def test_fields_an_admin_made_too_short_or_unflagged_are_fixed_a_wrong_type_is_left_to_a_person(
@@ -281,8 +234,8 @@ def test_fields_an_admin_made_too_short_or_unflagged_are_fixed_a_wrong_type_is_l
         },
     )
     sf.add_field("Account", {"name": "MRR__c", "type": "string", "length": 20})
-    env = sf_env(servers[2])
-    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    env = sf_env(servers[2]["salesforce"])
+    code, lines, err = setup_crm(monkeypatch, capsys, env, "--dry-run")
     assert code == 0 and err == ""
     fixes = [line for line in lines if " fix" in line]
     assert fixes == [
@@ -295,7 +248,7 @@ def test_fields_an_admin_made_too_short_or_unflagged_are_fixed_a_wrong_type_is_l
     ]
     assert sf_writes(sf) == []
 
-    code, lines, err = setup(monkeypatch, capsys, env)
+    code, lines, err = setup_crm(monkeypatch, capsys, env)
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("revbridge setup: salesforce is not ready: field:Account.MRR__c: ")
     assert "recreate Account.MRR__c as currency" in err
@@ -313,26 +266,19 @@ def test_fields_an_admin_made_too_short_or_unflagged_are_fixed_a_wrong_type_is_l
         "high",
         "critical",
     )
-    assert [c.name for c in crm_lines(env) if c.failed] == ["field:Account.MRR__c"]
+    assert [c.name for c in crm_checks(env) if c.failed] == ["field:Account.MRR__c"]
 
     # the admin recreates MRR__c as currency: then the org is ready, and stays as it is
     sf.configure_org(drop_fields=["Account.MRR__c"])
-    code, lines, err = setup(monkeypatch, capsys, env)
+    code, lines, err = setup_crm(monkeypatch, capsys, env)
     assert code == 0 and err == "", (lines, err)
     assert lines[0] == "+ salesforce: create field Account.MRR__c — Currency(18, 2)"
-    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, env, "--dry-run")
     assert lines == ["salesforce: plan: nothing to do (dry run: nothing changed)"]
 
 
 def test_the_tooling_api_answers_as_salesforce_does(servers: Any, sf: SalesforceEmulator) -> None:
-    crm = SalesforceCrm(
-        SalesforceSettings(
-            token_url=servers[2]["salesforce"] + "/services/oauth2/token",
-            client_id=SF_ID,
-            client_secret=SecretStr(SF_SECRET),
-        ),
-        timeout_s=5,
-    )
+    crm = sf_crm(servers[2]["salesforce"])
     client = crm.client
     body = {
         "FullName": "Account.Billing_Platform__c",
@@ -397,7 +343,7 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     env = hs_env(servers[2])
-    assert any(c.failed for c in crm_lines(env))
+    assert any(c.failed for c in crm_checks(env))
     sync, exceptions = use_case_checks(Settings.from_env(env))  # doctor's use-case lines
     assert sync.line().startswith(
         "FAIL  hubspot: properties:companies.account-sync — missing billing_plan, next_renewal, "
@@ -410,7 +356,7 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
     assert exceptions.fix.startswith("run `revbridge setup crm`")
     hs.ledger.clear()
 
-    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, env, "--dry-run")
     assert code == 0 and err == ""
     plan = [line for line in lines if line.startswith("+ ")]
     assert len(plan) == HS_CREATES == len(lines) - 1, lines
@@ -425,12 +371,12 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
     assert "mrr" not in hs.store.properties["companies"]
 
     hs.ledger.clear()
-    code, lines, err = setup(monkeypatch, capsys, env)
+    code, lines, err = setup_crm(monkeypatch, capsys, env)
     assert code == 0 and err == "", (lines, err)
     assert lines[-2] == f"hubspot: {HS_CREATES} created, 0 there already"
     posts = [r["path"] for r in hs.ledger if r["method"] == "POST" and "/properties/" in r["path"]]
     assert len(posts) == HS_CREATES and posts[0] == "/crm/v3/properties/companies/groups"
-    checks = crm_lines(env)
+    checks = crm_checks(env)
     assert [c.status for c in checks] == [CheckStatus.OK] * len(checks), [c.line() for c in checks]
     assert [c.status for c in use_case_checks(Settings.from_env(env))] == [CheckStatus.OK] * 2
     assert "+ hubspot: create property companies.next_renewal — date (date)" in plan
@@ -439,7 +385,7 @@ def test_a_fresh_hubspot_portal_is_planned_created_ready_and_then_left_alone(
     assert hs.store.properties["companies"]["billing_customer_id"]["hasUniqueValue"] is True
 
     hs.ledger.clear()
-    code, lines, err = setup(monkeypatch, capsys, env)
+    code, lines, err = setup_crm(monkeypatch, capsys, env)
     assert code == 0 and err == "" and lines[0] == "hubspot: nothing to create"
     assert [r for r in hs.ledger if r["method"] != "GET" and "/properties/" in r["path"]] == []
 
@@ -485,7 +431,7 @@ def test_an_unreachable_crm_is_one_line_never_a_trace(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     env = hs_env({"hubspot": "http://127.0.0.1:9"})
-    code, lines, err = setup(monkeypatch, capsys, env, "--dry-run")
+    code, lines, err = setup_crm(monkeypatch, capsys, env, "--dry-run")
     assert code == 2 and lines == []
     assert err.startswith("revbridge setup: could not read hubspot's schema: ")
     assert err.count("\n") == 1 and "Traceback" not in err and HS_TOKEN not in err

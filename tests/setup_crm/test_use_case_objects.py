@@ -9,31 +9,21 @@ Each test runs its own emulator on a free port."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
-from cli.doctor import connector_checks
-from cli.main import main
 from connectors.expansion.salesforce import SalesforceExpansion
 from connectors.reconcile.salesforce import SalesforceBook
-from connectors.registry import build_crm
-from connectors.salesforce import SalesforceCrm
 from connectors.salesforce_fields import NEEDS
 from domain.expansion import SignalRecord
 from domain.preflight import CheckStatus
 from domain.reconcile import ExceptionRecord, ExceptionStatus, Kind, Severity
-from domain.settings import SalesforceSettings, Settings
-from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.salesforce.tooling import fresh_org
+from tests.setup_crm.org import crm_checks, setup_crm, sf_crm, sf_env
 
-SF_ID, SF_SECRET = "setup-app", "setup-secret"
-PREFIXES = ("REVBRIDGE_", "SALESFORCE_", "HUBSPOT_")
 #: what the new use cases write, by object (issue 19, 20, 21)
 NEW = {
     "Account": (
@@ -48,48 +38,6 @@ NEW = {
     "Expansion_Signal__c": ("Status__c", "Reasons__c", "Confidence__c", "Quote__c"),
     "Billing_Exception__c": ("Exception_Id__c", "Evidence__c", "Severity__c", "Status__c"),
 }
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[tuple[SalesforceEmulator, str]]:
-    sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
-    with ServerThread({sf: 0}) as thread:
-        yield sf, thread.urls["salesforce"]
-
-
-@pytest.fixture
-def sf(server: tuple[SalesforceEmulator, str]) -> SalesforceEmulator:
-    em = server[0]
-    with em.lock:
-        em.reset_state()
-    em.ledger.clear()
-    return em
-
-
-def env(url: str) -> dict[str, str]:
-    return {
-        "REVBRIDGE_CRM": "salesforce",
-        "REVBRIDGE_HTTP_TIMEOUT_S": "5",
-        "SALESFORCE_TOKEN_URL": url + "/services/oauth2/token",
-        "SALESFORCE_CLIENT_ID": SF_ID,
-        "SALESFORCE_CLIENT_SECRET": SF_SECRET,
-    }
-
-
-def doctor_lines(url: str) -> list[Any]:
-    settings = Settings.from_env(env(url))
-    return connector_checks(settings.crm, lambda: build_crm(settings))
-
-
-def crm(url: str) -> SalesforceCrm:
-    return SalesforceCrm(
-        SalesforceSettings(
-            token_url=url + "/services/oauth2/token",
-            client_id=SF_ID,
-            client_secret=SecretStr(SF_SECRET),
-        ),
-        timeout_s=5,
-    )
 
 
 def test_needs_lists_every_field_the_new_use_cases_write() -> None:
@@ -116,7 +64,7 @@ def test_doctor_names_each_missing_use_case_object_and_field_with_its_fix(
         drop_fields=["Account.Billing_Plan__c", "Quote.RevBridge_Key__c"],
         drop_objects=["Billing_Exception__c"],
     )
-    failed = {c.name: c for c in doctor_lines(server[1]) if c.failed}
+    failed = {c.name: c for c in crm_checks(sf_env(server[1])) if c.failed}
     assert set(failed) == {
         "field:Account.Billing_Plan__c",
         "field:Quote.RevBridge_Key__c",
@@ -132,7 +80,7 @@ def test_an_org_without_quotes_is_told_to_turn_them_on(
     server: tuple[SalesforceEmulator, str], sf: SalesforceEmulator
 ) -> None:
     sf.configure_org(drop_objects=["QuoteLineItem", "Quote"])
-    failed = {c.name: c for c in doctor_lines(server[1]) if c.failed}
+    failed = {c.name: c for c in crm_checks(sf_env(server[1])) if c.failed}
     assert "turn on Quotes (Setup > Quote Settings > Enable)" in failed["object:Quote"].fix
 
 
@@ -145,24 +93,20 @@ def test_setup_creates_them_on_a_fresh_org_and_the_use_cases_write_to_them(
     fresh_org(sf)
     assert sf.schema.get("Billing_Exception__c") is None
     assert sf.schema.get("Expansion_Signal__c") is None
-    for key in list(__import__("os").environ):
-        if key.startswith(PREFIXES):
-            monkeypatch.delenv(key)
-    for key, value in env(server[1]).items():
-        monkeypatch.setenv(key, value)
-    capsys.readouterr()
-    assert main(["setup", "crm", "--dry-run"]) == 0
-    plan = capsys.readouterr().out
+    code, lines, _ = setup_crm(monkeypatch, capsys, sf_env(server[1]), "--dry-run")
+    assert code == 0
+    plan = "\n".join(lines)
     assert "+ salesforce: create object Billing_Exception__c — Billing Exception" in plan
     assert "+ salesforce: create object Expansion_Signal__c — Expansion Signal" in plan
     assert "create field Expansion_Signal__c.Quote__c — Lookup to Quote" in plan
     assert "create field Account.Billing_Contact_Email__c — Email" in plan
     assert "create field Expansion_Signal__c.Confidence__c — Percent(5, 2)" in plan
-    assert main(["setup", "crm"]) == 0, capsys.readouterr()
-    checks = doctor_lines(server[1])
+    code, lines, err = setup_crm(monkeypatch, capsys, sf_env(server[1]))
+    assert code == 0, (lines, err)
+    checks = crm_checks(sf_env(server[1]))
     assert all(c.status is CheckStatus.OK for c in checks), [c.line() for c in checks]
 
-    client = crm(server[1])
+    client = sf_crm(server[1])
     acct = sf.seed({"records": {"Account": [{"Name": "Globex"}]}})["ids"]["Account"][0]
     exception = ExceptionRecord(
         id="EXC-1",
