@@ -5,14 +5,17 @@ On the running stack's billing sandbox (Chargebee, Stripe, Zuora or Recurly) it 
 plan that includes 10,000 API calls a month (the catalogue names the limit and the next tier,
 Growth, as each platform prices it: harness/expansion_book.py for Zuora and Recurly), a customer
 on it, and 30 days of growing usage; in Salesforce, the linked account and
-the Growth product. Then it runs the daily usage intake the Schedule would run. Expansion ships
+the Growth product — or, on HubSpot (with Chargebee or Stripe), the expansion deal properties
+``revbridge setup crm`` creates, the linked company (its owner's) and the Growth product by SKU. Then it runs the daily usage intake the Schedule would run. Expansion ships
 in ``assist`` mode (the account owner gets a task proposing the deal); so the opportunity and the
 draft quote are created, this demo runs the intake and the expansion workflows on a worker of
 its own whose policy copy says ``expansion: auto`` — your policies/ are not touched. It prints
-the forecast, the ``Expansion_Signal__c``, the opportunity and the draft quote; then wins the
-deal in the CRM (its callout starts quote-to-cash on the stack), approves the plan change as the
-RevOps approver, and shows the same subscription on Growth, the new MRR in the CRM and the win
-recorded by the expansion workflow.
+the forecast, the ``Expansion_Signal__c``, the opportunity and the draft quote (on HubSpot: the
+deal with its ``expansion_*`` properties, the DRAFT quote and its line item); then wins the
+deal in the CRM (its callout — HubSpot: the sandbox portal's ``deal.propertyChange`` webhook —
+starts quote-to-cash on the stack), approves the plan change as the RevOps approver, and shows
+the same subscription on Growth, the new MRR in the CRM (the account, or the company) and the
+win recorded by the expansion workflow.
 """
 
 from __future__ import annotations
@@ -49,16 +52,22 @@ WAIT_S = 60.0
 CALLOUT_WAIT_S = 6.0
 DAYS = 30
 REVOPS = "bob@example.com"  # policies/approvers.yaml: revops
+#: the billing platforms the HubSpot demo runs on (tests/expansion/test_hubspot_pairs.py)
+HUBSPOT_BILLING = ("chargebee", "stripe")
+#: the company's owner in the sandbox portal (the deal is the owner's)
+HUBSPOT_OWNER = "77001"
 Say = Any
 
 
 def check_pair(billing: str, crm: str) -> None:
     """The pairs this demo runs on (cli/demo.py asks before it starts a stack)."""
-    if crm != "salesforce":
+    if crm == "hubspot" and billing not in HUBSPOT_BILLING:
         raise CliError(
-            "the expansion demo runs on chargebee, stripe, zuora or recurly × salesforce (the "
-            f"HubSpot records are not built yet), not {billing} × {crm}"
+            "the expansion demo runs on HubSpot with chargebee or stripe (zuora and recurly "
+            f"run it with salesforce), not {billing} × {crm}"
         )
+    if crm not in ("salesforce", "hubspot"):
+        raise CliError(f"the expansion demo runs on salesforce or hubspot, not {billing} × {crm}")
 
 
 async def scenario(cfg: StackConfig, say: Say) -> dict[str, Any]:
@@ -98,8 +107,16 @@ async def run_scenario(
         f"Seeded {settings.billing}: customer {seeded['customer']} on Starter (10,000 API calls "
         f"a month included, next tier Growth), {DAYS} days of usage growing 3 calls a day."
     )
-    account = await asyncio.to_thread(_seed_crm, crm, settings.billing, seeded, suffix)
-    say(f"Seeded Salesforce: account {account} linked to it, product RB-GROWTH-{suffix}.")
+    hubspot = settings.crm == "hubspot"
+    if hubspot:
+        account = await asyncio.to_thread(_seed_hubspot, crm, settings.billing, seeded, suffix)
+        say(
+            f"Seeded HubSpot: the expansion deal properties (as `revbridge setup crm`), company "
+            f"{account} linked to it (owner {HUBSPOT_OWNER}), product RB-GROWTH-{suffix}."
+        )
+    else:
+        account = await asyncio.to_thread(_seed_crm, crm, settings.billing, seeded, suffix)
+        say(f"Seeded Salesforce: account {account} linked to it, product RB-GROWTH-{suffix}.")
     queue = f"{settings.task_queue}-expansion-demo"
     tmp = Path(tempfile.mkdtemp(prefix="revbridge-expansion-demo-"))
     policy_dir = _auto_policies(settings, tmp, seeded["growth"], suffix)
@@ -123,24 +140,19 @@ async def run_scenario(
             )
             forecast = next(iter(status.last_forecast.values()), "")
             say(f"  ✓ forecast: {forecast}")
-            records = await asyncio.to_thread(_records, crm, account)
-            sig = records["signal"]
-            say(
-                f"  ✓ Expansion_Signal__c {sig['Id']}: {sig['Status__c']}, limit in "
-                f"{sig['Days_To_Limit__c']:.0f} days (band {sig['Crossing_Earliest__c']} – "
-                f"{sig['Crossing_Latest__c']}), confidence {sig['Confidence__c']:.0f}%, "
-                f"recommends {sig['Recommended_Price__c']}"
-            )
-            opp, quote = records["opportunity"], records["quote"]
-            say(
-                f"  ✓ Opportunity {opp['Id']} ({opp['StageName']}, {opp['Type']}, close "
-                f"{opp['CloseDate']}); Quote {quote['Id']} in {quote['Status']} — never sent by "
-                "RevBridge"
-            )
-            await asyncio.to_thread(
-                crm.client.Opportunity.update, opp["Id"], {"StageName": "Closed Won"}
-            )
-            say(f"  ✓ the account executive won {opp['Id']}")
+            if hubspot:
+                records = await asyncio.to_thread(_hubspot_records, crm, account)
+                sig, opp, quote = records["signal"], records["opportunity"], records["quote"]
+                _say_hubspot(records, say)
+                await asyncio.to_thread(_win_in_portal, settings, opp["Id"])
+                say(f"  ✓ the account executive won deal {opp['Id']} in the HubSpot portal")
+            else:
+                records = await asyncio.to_thread(_records, crm, account)
+                sig, opp, quote = _say_salesforce(records, say)
+                await asyncio.to_thread(
+                    crm.client.Opportunity.update, opp["Id"], {"StageName": "Closed Won"}
+                )
+                say(f"  ✓ the account executive won {opp['Id']}")
             q2c = await _q2c(client, settings, opp["Id"], say, callout_wait_s)
             [pending] = await _until(
                 lambda: q2c.query(QUERY, result_type=list[PendingApproval]), bool, "the approval"
@@ -168,11 +180,12 @@ async def run_scenario(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     subs = await asyncio.to_thread(_subscriptions, settings, billing, seeded["customer"])
-    mrr = (await asyncio.to_thread(_records, crm, account))["mrr"]
+    read = _hubspot_records if hubspot else _records
+    mrr = (await asyncio.to_thread(read, crm, account))["mrr"]
     say(
         f"  ✓ {settings.billing}: {len(subs)} subscription(s) for the customer — "
         + "; ".join(f"{s['id']} on {', '.join(s['prices'])}" for s in subs)
-        + f"; CRM account MRR {mrr:,.2f}"
+        + f"; CRM {'company' if hubspot else 'account'} MRR {mrr:,.2f}"
     )
     say(f"  ✓ expansion outcome: {status.closed[-1]}")
     return {
@@ -190,13 +203,49 @@ async def run_scenario(
     }
 
 
+def _say_salesforce(records: dict[str, Any], say: Say) -> tuple[dict, dict, dict]:
+    sig, opp, quote = records["signal"], records["opportunity"], records["quote"]
+    say(
+        f"  ✓ Expansion_Signal__c {sig['Id']}: {sig['Status__c']}, limit in "
+        f"{sig['Days_To_Limit__c']:.0f} days (band {sig['Crossing_Earliest__c']} – "
+        f"{sig['Crossing_Latest__c']}), confidence {sig['Confidence__c']:.0f}%, "
+        f"recommends {sig['Recommended_Price__c']}"
+    )
+    say(
+        f"  ✓ Opportunity {opp['Id']} ({opp['StageName']}, {opp['Type']}, close "
+        f"{opp['CloseDate']}); Quote {quote['Id']} in {quote['Status']} — never sent by "
+        "RevBridge"
+    )
+    return sig, opp, quote
+
+
+def _say_hubspot(records: dict[str, Any], say: Say) -> None:
+    deal, quote = records["opportunity"], records["quote"]
+    p = deal["properties"]
+    say(
+        f"  ✓ deal {deal['Id']} ({p['dealname']}; {p['dealstage']}, {p['dealtype']}, owner "
+        f"{p['hubspot_owner_id']}, amount {float(p['amount'] or 0):,.2f}) with its expansion "
+        f"properties: expansion_status {p['expansion_status']}, limit in "
+        f"{float(p['expansion_days_to_limit']):.0f} days (band {p['expansion_crossing_earliest']}"
+        f" – {p['expansion_crossing_latest']}), confidence {float(p['expansion_confidence']):.0f}"
+        f"%, recommends {p['expansion_recommended_price']} (+{p['expansion_upgrade_mrr']} MRR)"
+    )
+    for line in (p.get("expansion_reasons") or "").splitlines():
+        say(f"      {line}")
+    say(
+        f"  ✓ quote {quote['Id']} in {quote['Status']} ({quote['title']}, expires "
+        f"{quote['expires']}) — never published or sent by RevBridge; line item: "
+        + "; ".join(f"{li['name']} × {li['quantity']} at {li['price']}" for li in quote["lines"])
+    )
+
+
 def print_summary(summary: dict[str, Any], say: Say) -> None:
     say("")
     say(f"Expansion on {summary['pair']['billing']} × {summary['pair']['crm']}:")
     say(f"  forecast     {summary['forecast']}")
-    say(
-        f"  signal       {summary['signal']['Id']} ({summary['signal']['Reasons__c'].splitlines()[0]})"
-    )
+    sig = summary["signal"]
+    reasons = sig.get("Reasons__c") or sig.get("properties", {}).get("expansion_reasons") or ""
+    say(f"  signal       {sig['Id']} ({reasons.splitlines()[0] if reasons else '-'})")
     say(f"  opportunity  {summary['opportunity']['Id']}, draft quote {summary['quote']['Id']}")
     say(f"  won          {summary['quote_to_cash']['reason']}; CRM MRR {summary['crm_mrr']:,.2f}")
     say(f"  outcome      {summary['expansion'][-1]}")
@@ -330,6 +379,102 @@ def _auto_policies(settings: Settings, tmp: Path, growth: str, suffix: str) -> P
     return dst
 
 
+def _seed_hubspot(crm: Any, billing: str, seeded: dict[str, str], suffix: str) -> str:
+    """The portal as `revbridge setup crm` leaves it for expansion, a company linked to the
+    customer (its owner's), and the Growth product under the CRM product code; then waits until
+    HubSpot's search (which lags its writes) finds both, as the workflows will look them up."""
+    from hubspot.crm.companies import SimplePublicObjectInputForCreate as CompanyCreate
+    from hubspot.crm.products import SimplePublicObjectInputForCreate as ProductCreate
+
+    from cli.crm_use_cases import expansion_properties
+    from connectors.expansion.hubspot import HubSpotExpansion
+    from connectors.hubspot_setup import setup_apply, setup_plan
+
+    setup_apply(crm, setup_plan(crm, expansion_properties()))
+    api = crm._client.crm
+    company = api.companies.basic_api.create(
+        CompanyCreate(
+            properties={
+                "name": f"Initech {suffix}",
+                "billing_customer_id": seeded["customer"],
+                "billing_platform": billing,
+                "hubspot_owner_id": HUBSPOT_OWNER,
+            }
+        )
+    )
+    sku = f"RB-GROWTH-{suffix}"
+    api.products.basic_api.create(
+        ProductCreate(
+            properties={
+                "name": "Growth",
+                "hs_sku": sku,
+                "price": "300.00",
+                "recurringbillingfrequency": "monthly",
+            }
+        )
+    )
+    records = HubSpotExpansion(crm)
+    deadline = time.monotonic() + WAIT_S
+    while not (records.find_account(billing, seeded["customer"]) and records._product(sku)):
+        if time.monotonic() > deadline:
+            raise CliError("HubSpot's search never found the seeded company and product")
+        time.sleep(0.5)
+    return str(company.id)
+
+
+def _hubspot_records(crm: Any, company: str) -> dict[str, Any]:
+    """The company's expansion deal with its properties, the deal's quote and its line items,
+    and the company's MRR, read back through the official client."""
+    from connectors.expansion.hubspot import SIGNAL_PROPERTIES
+
+    api = crm._client.crm
+    links = api.associations.v4.basic_api
+    mrr = api.companies.basic_api.get_by_id(company, properties=["mrr"]).properties.get("mrr")
+    deals = links.get_page("companies", company, "deals").results
+    if not deals:
+        return {"signal": {}, "opportunity": {}, "quote": {}, "mrr": float(mrr or 0)}
+    deal_id = str(deals[0].to_object_id)
+    names = ["dealname", "dealstage", "dealtype", "hubspot_owner_id", "amount", "closedate"]
+    props = api.deals.basic_api.get_by_id(
+        deal_id, properties=names + [n for n, _ in SIGNAL_PROPERTIES]
+    ).properties
+    deal = {"Id": deal_id, "properties": props}
+    quote: dict[str, Any] = {}
+    quotes = links.get_page("deals", deal_id, "quotes").results
+    if quotes:
+        quote_id = str(quotes[0].to_object_id)
+        q = api.quotes.basic_api.get_by_id(
+            quote_id, properties=["hs_status", "hs_title", "hs_expiration_date"]
+        ).properties
+        lines = []
+        for row in links.get_page("quotes", quote_id, "line_items").results:
+            li = api.line_items.basic_api.get_by_id(
+                str(row.to_object_id), properties=["name", "quantity", "price"]
+            ).properties
+            lines.append({k: li.get(k) for k in ("name", "quantity", "price")})
+        quote = {
+            "Id": quote_id,
+            "Status": q.get("hs_status"),
+            "title": q.get("hs_title"),
+            "expires": (q.get("hs_expiration_date") or "")[:10],
+            "lines": lines,
+        }
+    return {"signal": deal, "opportunity": deal, "quote": quote, "mrr": float(mrr or 0)}
+
+
+def _win_in_portal(settings: Settings, deal: str) -> None:
+    """The rep moves the deal to closedwon in the portal's UI: the sandbox portal sends its
+    ``deal.propertyChange`` webhook to the stack's webhook service, as HubSpot does."""
+    assert settings.hubspot and settings.hubspot.api_url
+    resp = httpx.post(
+        f"{settings.hubspot.api_url}/_sandbox/hubspot/objects/deals/{deal}/ui_update",
+        json={"properties": {"dealstage": "closedwon"}},
+        timeout=30,
+    )
+    if resp.status_code != 200:
+        raise CliError(f"winning the deal in the HubSpot portal failed: HTTP {resp.status_code}")
+
+
 # --- reading back -------------------------------------------------------------------------------
 
 
@@ -383,13 +528,14 @@ async def _q2c(
     client: Client, settings: Settings, opp: str, say: Say, wait_s: float
 ) -> WorkflowHandle:
     """The run the CRM's callout started; if none arrived, the one its catch-up would start."""
-    wf_id = q2c_workflow_id("salesforce", opp)
+    wf_id = q2c_workflow_id(settings.crm, opp)
     handle = client.get_workflow_handle(wf_id, result_type=QuoteToCashResult)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         try:
             await handle.describe()
-            say(f"  ✓ the CRM's callout started {wf_id}")
+            how = "portal's webhook" if settings.crm == "hubspot" else "CRM's callout"
+            say(f"  ✓ the {how} started {wf_id}")
             return handle
         except RPCError:
             await asyncio.sleep(0.5)
@@ -397,7 +543,7 @@ async def _q2c(
     return await client.start_workflow(
         Q2C,
         QuoteToCashInput(
-            crm="salesforce", billing=settings.billing, opportunity_id=opp, trigger="catch_up"
+            crm=settings.crm, billing=settings.billing, opportunity_id=opp, trigger="catch_up"
         ),
         id=wf_id,
         task_queue=settings.task_queue,
