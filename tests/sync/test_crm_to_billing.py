@@ -8,7 +8,6 @@ goes to the conflict queue, and once a person picks a value nothing ping-pongs."
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,10 +22,9 @@ from domain import golden
 from domain.approvals import Decision
 from domain.golden import SyncStatus
 from domain.ids import idempotency_key
-from domain.settings import WebhookSettings
-from sandbox.framework import App, ServerThread
 from sandbox.scenarios import DunningCustomer
 from tests.pairs import Pair, eventually, pair_settings
+from tests.sync.deployment import salesforce_flow, sync_deployment
 from tests.sync.world import decide
 
 ADDRESS = {
@@ -140,31 +138,16 @@ def test_the_crm_holds_the_shared_fields_in_the_same_shape(
 async def deployment(
     temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
 ) -> AsyncIterator[Pair]:
-    from webhooks.app import TemporalConnection, create_app
-    from workers.main import build_worker
-
-    settings = pair_settings(sandbox_urls, "chargebee", "salesforce", QUEUE)
-    hooks = settings.webhooks.model_dump()
-    settings = settings.model_copy(
-        update={"webhooks": WebhookSettings(**{**hooks, "account_sync": True})}
-    )
-    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
-    app = App("webhooks", create_app(settings, client=TemporalConnection()))
-    with ServerThread({app: 0}) as thread:
-        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
-        async with build_worker(temporal_env.client, pair.billing, pair.crm, task_queue=QUEUE):
-            yield pair
+    async with sync_deployment(
+        temporal_env, sandbox_urls, "chargebee", "salesforce", QUEUE
+    ) as pair:
+        yield pair
 
 
 @pytest.fixture
 def wired(deployment: Pair) -> Iterator[Pair]:
-    deployment.route_billing_webhooks_here()
-    deployment.route_crm_webhooks_here()
-    sf = deployment.urls["salesforce"]
-    httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": True}).raise_for_status()
-    yield deployment
-    httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": False})
-    httpx.delete(sf + "/_sandbox/webhooks")
+    with salesforce_flow(deployment):
+        yield deployment
 
 
 async def quiet(handle: WorkflowHandle[Any, Any], seconds: float = 1.5) -> SyncStatus:

@@ -9,7 +9,6 @@ timed-out call is one change in billing."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -21,10 +20,9 @@ from temporalio.testing import WorkflowEnvironment
 from domain import golden
 from domain.golden import SyncStatus
 from domain.models import NoteTarget
-from domain.settings import WebhookSettings
-from sandbox.framework import App, ServerThread
 from sandbox.scenarios import DunningCustomer
-from tests.pairs import Pair, eventually, pair_settings
+from tests.pairs import Pair, eventually
+from tests.sync.deployment import salesforce_flow, sync_deployment
 
 BILLING, CRM = "chargebee", "salesforce"
 QUEUE = "revbridge-sync-chargebee-salesforce"
@@ -35,32 +33,15 @@ async def deployment(
     temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
 ) -> AsyncIterator[Pair]:
     """A Chargebee × Salesforce deployment with the account sync switched on."""
-    from webhooks.app import TemporalConnection, create_app
-    from workers.main import build_worker
-
-    settings = pair_settings(sandbox_urls, BILLING, CRM, QUEUE)
-    hooks = settings.webhooks.model_dump()
-    settings = settings.model_copy(
-        update={"webhooks": WebhookSettings(**{**hooks, "account_sync": True})}
-    )
-    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
-    app = App("webhooks", create_app(settings, client=TemporalConnection()))
-    with ServerThread({app: 0}) as thread:
-        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
-        async with build_worker(temporal_env.client, pair.billing, pair.crm, task_queue=QUEUE):
-            yield pair
+    async with sync_deployment(temporal_env, sandbox_urls, BILLING, CRM, QUEUE) as pair:
+        yield pair
 
 
 @pytest.fixture
 def sync(deployment: Pair) -> Iterator[Pair]:
     """Both sandboxes' webhooks to this deployment, the account-change Flow active."""
-    deployment.route_billing_webhooks_here()
-    deployment.route_crm_webhooks_here()
-    sf = deployment.urls[CRM]
-    httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": True}).raise_for_status()
-    yield deployment
-    httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": False})
-    httpx.delete(sf + "/_sandbox/webhooks")
+    with salesforce_flow(deployment):
+        yield deployment
 
 
 def seeded(pair: Pair, uid: str) -> dict[str, str]:
@@ -161,33 +142,16 @@ async def stripe_deployment(
     temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
 ) -> AsyncIterator[Pair]:
     """Stripe × Salesforce with the account sync switched on."""
-    from webhooks.app import TemporalConnection, create_app
-    from workers.main import build_worker
-
-    settings = pair_settings(sandbox_urls, "stripe", CRM, "revbridge-sync-stripe-salesforce")
-    hooks = settings.webhooks.model_dump()
-    settings = settings.model_copy(
-        update={"webhooks": WebhookSettings(**{**hooks, "account_sync": True})}
-    )
-    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
-    app = App("webhooks", create_app(settings, client=TemporalConnection()))
-    with ServerThread({app: 0}) as thread:
-        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
-        async with build_worker(
-            temporal_env.client, pair.billing, pair.crm, task_queue=settings.task_queue
-        ):
-            yield pair
+    queue = "revbridge-sync-stripe-salesforce"
+    async with sync_deployment(temporal_env, sandbox_urls, "stripe", CRM, queue) as pair:
+        yield pair
 
 
 async def test_stripe_plan_change_reaches_salesforce_and_a_crm_edit_is_restored(
     stripe_deployment: Pair, uid: str, temporal_env: WorkflowEnvironment
 ) -> None:
     pair = stripe_deployment
-    pair.route_billing_webhooks_here()
-    pair.route_crm_webhooks_here()
-    sf_url = pair.urls[CRM]
-    httpx.post(sf_url + "/_sandbox/salesforce/flows", json={"account_changed": True})
-    try:
+    with salesforce_flow(pair):
         ids = seeded(pair, uid)
         st = pair.billing.client
         wf_id = golden.account_workflow_id("stripe", ids["customer"])
@@ -211,9 +175,6 @@ async def test_stripe_plan_change_reaches_salesforce_and_a_crm_edit_is_restored(
         s = await quiet(pair, handle)
         assert s.restored == 1
         assert [a["action"] for a in pair.crm.audit_log(wf_id)].count("restore_field") == 1
-    finally:
-        httpx.post(sf_url + "/_sandbox/salesforce/flows", json={"account_changed": False})
-        httpx.delete(sf_url + "/_sandbox/webhooks")
 
 
 @pytest.fixture(scope="module")
@@ -221,22 +182,9 @@ async def hubspot_deployment(
     temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
 ) -> AsyncIterator[Pair]:
     """Chargebee × HubSpot with the account sync switched on."""
-    from webhooks.app import TemporalConnection, create_app
-    from workers.main import build_worker
-
-    settings = pair_settings(sandbox_urls, BILLING, "hubspot", "revbridge-sync-chargebee-hubspot")
-    hooks = settings.webhooks.model_dump()
-    settings = settings.model_copy(
-        update={"webhooks": WebhookSettings(**{**hooks, "account_sync": True})}
-    )
-    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
-    app = App("webhooks", create_app(settings, client=TemporalConnection()))
-    with ServerThread({app: 0}) as thread:
-        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
-        async with build_worker(
-            temporal_env.client, pair.billing, pair.crm, task_queue=settings.task_queue
-        ):
-            yield pair
+    queue = "revbridge-sync-chargebee-hubspot"
+    async with sync_deployment(temporal_env, sandbox_urls, BILLING, "hubspot", queue) as pair:
+        yield pair
 
 
 async def test_hubspot_company_gets_the_plan_change_and_the_golden_fields(
