@@ -109,7 +109,17 @@ class BillingActivities:
     @vendor_errors
     def add_billing_note(self, input: AddBillingNoteInput) -> WriteResult:
         """The entry's note, after any earlier entries that ride with it (``more``), each
-        idempotent by its own key. Returns the ID of ``entry``'s note."""
+        idempotent by its own key. Returns the ID of ``entry``'s note. A connector with
+        ``add_notes`` writes them together (one read and one write per record: issue 15)."""
+        add_notes = getattr(self.billing, "add_notes", None)
+        if add_notes is not None and input.more:
+            texts = [(e.as_text(), e.key) for e in input.more]
+            ids = add_notes(
+                input.target,
+                input.target_id,
+                [*texts, (input.entry.as_text(), input.entry.key)],
+            )
+            return WriteResult(id=ids[-1])
         for earlier in input.more:
             self.billing.add_note(
                 input.target, input.target_id, earlier.as_text(), idempotency_key=earlier.key

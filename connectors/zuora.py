@@ -511,14 +511,29 @@ class ZuoraBilling:
 
     # --- BillingPlatform: dunning -------------------------------------------------------------------
 
+    def _invoice_row(self, invoice_id: str) -> dict[str, Any]:
+        """One Object Query: the invoice with its account (and bill-to contact) and its items
+        with their subscriptions expanded (``ExpandedInvoice``, ``ExpandedInvoiceItem``)."""
+        rows = self._query(
+            "invoices",
+            [f"id.EQ:{invoice_id}"],
+            size=1,
+            expand=["account", "account.billTo", "invoiceItems", "invoiceItems.subscription"],
+        ).get("data")
+        if not rows or not rows[0].get("account"):
+            raise NotFound(VENDOR, f"invoice {invoice_id}")
+        return rows[0]
+
     def get_invoice_context(self, invoice_id: str, payments: int = 5) -> InvoiceContext:
-        inv = self._request("GET", f"/v1/invoices/{invoice_id}", what=f"invoice {invoice_id}")
-        sub_number = self._invoice_subscription(invoice_id)
-        acct = self._account(inv["accountId"])
-        mrr = None
-        if sub_number:
-            sub = self._subscription_raw(sub_number)
-            mrr = minor(sub.get("contractedNetMrr", sub.get("contractedMrr")), inv.get("currency"))
+        """One Object Query (issue 15): the invoice with its account (and bill-to contact) and
+        its items with their subscriptions expanded — the subscription's number and net MRR —
+        where the classic API took four reads (invoice, items, account, subscription). Then
+        the account's recent payments, unless the caller has the attempt (``payments=0``)."""
+        inv = self._invoice_row(invoice_id)
+        acct = inv["account"]
+        sub = _item_subscription(inv)
+        sub_number = str(sub["name"]) if sub else None
+        mrr = minor(sub.get("cMRR"), inv.get("currency")) if sub else None
         invoice = self._invoice(inv, sub_number)
         return InvoiceContext(
             invoice=invoice,
@@ -534,37 +549,54 @@ class ZuoraBilling:
         note names the invoice); an invoice's note also leaves a short line on its
         subscription's ``notes`` (500 characters, the newest lines kept), where people look.
         Each line carries the key's marker, so a retried note is found, not written twice."""
-        marker = note_marker(idempotency_key)
-        flat = " ".join(text.split())
+        return self.add_notes(target, target_id, [(text, idempotency_key)])[-1]
+
+    def add_notes(
+        self, target: NoteTarget, target_id: str, notes: list[tuple[str, str]]
+    ) -> list[str]:
+        """Several notes on one record (``(text, idempotency key)`` each, oldest first) as
+        :meth:`add_note` writes one, in one read and at most one write per record (issue 15:
+        an audit entry's note and the earlier ones riding with it). An invoice's read is one
+        Object Query — the invoice with its account and its items' subscription, each with
+        its ``notes`` — where a note alone took four reads. Returns each note's ID."""
         account_id = target_id
-        sub_number = None
+        sub: dict[str, Any] | None = None
         if target is NoteTarget.INVOICE:
-            inv = self._request("GET", f"/v1/invoices/{target_id}", what=f"invoice {target_id}")
-            account_id = inv["accountId"]
-            sub_number = self._invoice_subscription(target_id)
-            line = f"{marker} invoice {target_id}: {flat}"
+            inv = self._invoice_row(target_id)
+            acct = inv["account"]
+            account_id = acct["id"]
+            sub = _item_subscription(inv)
         else:
-            line = f"{marker} {flat}"
-        acct = self._account(account_id)
-        notes = acct.get("notes") or ""
-        if marker not in notes:
+            acct = self._account(account_id)
+        account_notes = acct.get("notes") or ""
+        sub_notes = (sub.get("notes") or "") if sub else ""
+        ids = []
+        for text, idempotency_key in notes:
+            marker = note_marker(idempotency_key)
+            flat = " ".join(text.split())
+            invoice = target is NoteTarget.INVOICE
+            line = f"{marker} invoice {target_id}: {flat}" if invoice else f"{marker} {flat}"
+            if marker not in account_notes:
+                account_notes = _append(account_notes, line, ACCOUNT_NOTES_MAX)
+            if sub is not None and marker not in sub_notes:
+                short = f"{marker} {flat[:SUBSCRIPTION_LINE_MAX]}"
+                sub_notes = _append(sub_notes, short, SUBSCRIPTION_NOTES_MAX)
+            ids.append(f"{account_id}{marker}")
+        if account_notes != (acct.get("notes") or ""):
             self._request(
                 "PUT",
                 f"/v1/accounts/{account_id}",
                 what=f"account {account_id}",
-                json={"notes": _append(notes, line, ACCOUNT_NOTES_MAX)},
+                json={"notes": account_notes},
             )
-        if sub_number:
-            sub_notes = self._subscription_raw(sub_number).get("notes") or ""
-            if marker not in sub_notes:
-                short = f"{marker} {flat[:SUBSCRIPTION_LINE_MAX]}"
-                self._request(
-                    "PUT",
-                    f"/v1/subscriptions/{sub_number}",
-                    what=f"subscription {sub_number}",
-                    json={"notes": _append(sub_notes, short, SUBSCRIPTION_NOTES_MAX)},
-                )
-        return f"{account_id}{marker}"
+        if sub is not None and sub_notes != (sub.get("notes") or ""):
+            self._request(
+                "PUT",
+                f"/v1/subscriptions/{sub['name']}",
+                what=f"subscription {sub['name']}",
+                json={"notes": sub_notes},
+            )
+        return ids
 
     def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
         """The texts of the notes RevBridge wrote about a customer (every line of the account's
@@ -1630,6 +1662,18 @@ def _note_texts(notes: Any) -> list[str]:
         if line:
             out.append(line)
     return out
+
+
+def _item_subscription(inv: dict[str, Any]) -> dict[str, Any] | None:
+    """The subscription of an invoice's first item that has one (an expanded Object Query row)."""
+    return next(
+        (
+            i["subscription"]
+            for i in inv.get("invoiceItems") or []
+            if (i.get("subscription") or {}).get("name")
+        ),
+        None,
+    )
 
 
 def _append(notes: str, line: str, limit: int) -> str:

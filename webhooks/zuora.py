@@ -1,13 +1,16 @@
 """Zuora callouts: Basic auth (challenge/response or preemptive), optional HMAC, IDs only.
 
 Zuora's callout templates build their JSON body from merge fields; RevBridge's install guide
-(``sandbox/zuora/emulator.py`` ``DEFAULT_TEMPLATES``) asks for **IDs only**:
+(``sandbox/zuora/emulator.py`` ``DEFAULT_TEMPLATES``) asks for IDs:
 ``{"eventCategory", "eventTimestamp", "paymentId", "accountId", "invoiceId", ...}`` for Payment
 Declined / Payment Processed, ``orderNumber`` / ``subscriptionNumber`` / ``orderActionTypes`` /
-``revbridgeKey`` for Order Processed, ``usageId`` for the custom Usage event. Nothing in a body
-is trusted beyond the IDs: the workflows re-fetch the invoice, the declined payment (its
-gateway response code), the account and its subscriptions from Zuora's API before acting, so
-stale, out-of-order or replayed callouts do no harm (DESIGN §2 "events are triggers, not truth").
+``revbridgeKey`` for Order Processed, ``usageId`` for the custom Usage event. Payment Declined
+also carries the declined attempt (``gatewayResponseCode``, ``amount``, ``currency``,
+``gatewayResponse``), which stands in for the run's read of the payments (issue 15; a template
+without them costs that read, nothing else). Beyond that, nothing in a body is trusted: the
+workflows re-fetch the invoice, the account and its subscription from Zuora's API before
+acting, so stale, out-of-order or replayed callouts do no harm (DESIGN §2 "events are
+triggers, not truth").
 
 - **Auth**: Zuora's default Basic mode sends the first request *without* credentials and
   expects ``401`` with ``WWW-Authenticate``; it then resends with ``Authorization: Basic``.
@@ -38,10 +41,12 @@ import binascii
 import hashlib
 import hmac
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from starlette.requests import Request
@@ -49,7 +54,7 @@ from starlette.responses import JSONResponse, Response
 from temporalio.client import Client
 
 from domain.golden import Side, SyncSignal, flush_workflow_id
-from domain.models import InvoicePaid, PaymentFailed, RiskSignal
+from domain.models import InvoicePaid, Payment, PaymentFailed, RiskSignal
 from domain.settings import Settings
 from webhooks import router
 from webhooks.errors import Rejected
@@ -149,6 +154,42 @@ def _delivery(delivery_id: str | None) -> str:
     return uuid.uuid4().hex
 
 
+#: currencies Zuora amounts carry without a minor unit (as ``connectors.zuora``)
+_ZERO_DECIMAL = frozenset({"JPY", "KRW", "CLP", "VND", "ISK", "HUF", "TWD", "UGX"})
+_AMOUNT = re.compile(r"[0-9]{1,12}(\.[0-9]{1,4})?")
+_CURRENCY = re.compile(r"[A-Za-z]{3}")
+
+
+def _declined(
+    body: dict[str, Any], payment_id: str, invoice_id: str, code: str | None
+) -> Payment | None:
+    """The declined attempt as the template carries it (``amount``, ``currency``,
+    ``gatewayResponse``: issue 15), as the run's payments read would list it, so that read is
+    skipped. None — the run reads the payments itself — when the template predates these
+    fields or a value will not parse: an odd field drops the attempt, never the event."""
+    amount, currency = body.get("amount"), body.get("currency")
+    if not isinstance(amount, str | int | float) or isinstance(amount, bool):
+        return None
+    if not isinstance(currency, str) or not _CURRENCY.fullmatch(currency):
+        return None
+    if not _AMOUNT.fullmatch(str(amount).strip()):
+        return None
+    currency = currency.upper()
+    scale = 1 if currency in _ZERO_DECIMAL else 100
+    message = body.get("gatewayResponse")
+    if message is not None and not isinstance(message, str):
+        return None
+    return Payment(
+        id=payment_id,
+        invoice_id=invoice_id,
+        succeeded=False,
+        amount=int((Decimal(str(amount).strip()) * scale).to_integral_value()),
+        currency=currency,
+        decline_code=code,
+        decline_message=message.strip()[:500] or None if message else None,
+    )
+
+
 def normalize(
     payload: Any, sync: bool = False, delivery_id: str | None = None
 ) -> PaymentFailed | InvoicePaid | RiskSignal | SyncSignal | SyncAndRisk | Echo | None:
@@ -165,14 +206,17 @@ def normalize(
         return _sync(body, category, _delivery(delivery_id), occurred_at)
     if category == "PaymentDeclined":
         payment = provider_id(body.get("paymentId"), "paymentId")
+        invoice_id = provider_id(body.get("invoiceId"), "invoiceId")
+        # a code, not customer text
+        code = optional_text(body.get("gatewayResponseCode"), "gatewayResponseCode", 60)
         return PaymentFailed(
             billing=PROVIDER,
             event_id=f"PaymentDeclined:{payment}",
-            invoice_id=provider_id(body.get("invoiceId"), "invoiceId"),
+            invoice_id=invoice_id,
             customer_id=provider_id(body.get("accountId"), "accountId"),
-            # a code, not customer text; the run reads the payment again anyway
-            decline_code=optional_text(body.get("gatewayResponseCode"), "gatewayResponseCode", 60),
+            decline_code=code,
             occurred_at=occurred_at,
+            payment=_declined(body, payment, invoice_id, code),
         )
     if category == "PaymentProcessed":
         payment = provider_id(body.get("paymentId"), "paymentId")

@@ -1206,6 +1206,7 @@ class Api:
             "Payment.CreatedDate": r.stamp(pay["createdDate"]),
             "Account.Id": acct["id"],
             "Account.AccountNumber": acct["accountNumber"],
+            "Account.Currency": acct["currency"],
             "Invoice.Id": inv["id"] if inv else "",
             "Invoice.InvoiceNumber": inv["invoiceNumber"] if inv else "",
         }
@@ -1670,14 +1671,7 @@ class Api:
                 ),
                 "invoices": (
                     list(s.invoices.values()),
-                    lambda i: {
-                        **r.expanded_invoice(i),
-                        **(
-                            {"invoiceItems": [r.query_invoice_item(x) for x in i["items"]]}
-                            if "invoiceitems" in {e.lower() for e in req.qs("expand[]")}
-                            else {}
-                        ),
-                    },
+                    lambda i: _invoice_row(s, i, {e.lower() for e in req.qs("expand[]")}),
                 ),
                 "credit-memos": (
                     list(s.credit_memos.values()),
@@ -1760,6 +1754,32 @@ def _lower(row: dict[str, Any]) -> dict[str, Any]:
 def _sort_key(row: dict[str, Any], name: str) -> tuple[int, Any]:
     v = _lower(row).get(name.lower())
     return (0, "") if v is None else (1, v)
+
+
+def _invoice_row(s: Any, inv: dict[str, Any], asked: set[str]) -> dict[str, Any]:
+    """An invoice as Object Query renders it, with what ``expand[]`` asked for: ``invoiceitems``
+    (``invoiceitems.subscription``: each item's subscription, ``ExpandedSubscription`` with its
+    ``name`` and ``cMRR``), ``account`` (``account.billto``: its bill-to contact), as Zuora's
+    ``ExpandedInvoice`` / ``ExpandedInvoiceItem`` carry them (issue 15: the dunning run's one
+    read of an invoice with what its case needs)."""
+    row = r.expanded_invoice(inv)
+    if "invoiceitems" in asked or "invoiceitems.subscription" in asked:
+        items = []
+        for x in inv["items"]:
+            item = r.query_invoice_item(x)
+            sub = s.subscriptions.get(x.get("subscriptionId") or "")
+            if "invoiceitems.subscription" in asked:
+                item["subscription"] = r.expanded_subscription(s, sub) if sub else None
+            items.append(item)
+        row["invoiceItems"] = items
+    if "account" in asked or "account.billto" in asked:
+        acct = s.accounts.get(inv["accountId"])
+        account = r.expanded_account(s, acct) if acct else None
+        if account is not None and "account.billto" in asked:
+            contact = s.contacts.get(acct.get("billToId") or "")
+            account["billTo"] = r.expanded_contact(contact) if contact else None
+        row["account"] = account
+    return row
 
 
 def _by_key(recs: list[dict[str, Any]], specs: list[str]) -> list[dict[str, Any]]:

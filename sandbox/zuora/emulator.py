@@ -45,7 +45,8 @@ from .sync_events import SYNC_TEMPLATES
 
 log = logging.getLogger("sandbox.zuora")
 
-#: the callout templates RevBridge's install guide asks for: IDs only, built from merge fields
+#: the callout templates RevBridge's install guide asks for: IDs, built from merge fields (Payment
+#: Declined also carries the declined attempt: amount, currency, the gateway's response)
 DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
     "PaymentDeclined": {
         "eventCategory": "PaymentDeclined",
@@ -56,6 +57,10 @@ DEFAULT_TEMPLATES: dict[str, dict[str, str]] = {
         "accountNumber": "<Account.AccountNumber>",
         "invoiceId": "<Invoice.Id>",
         "gatewayResponseCode": "<Payment.GatewayResponseCode>",
+        # the declined attempt itself, so the run need not read the payments (issue 15)
+        "amount": "<Payment.Amount>",
+        "currency": "<Account.Currency>",
+        "gatewayResponse": "<Payment.GatewayResponse>",
     },
     "PaymentProcessed": {
         "eventCategory": "PaymentProcessed",

@@ -124,7 +124,7 @@ BILLING: list[BillingSpec] = [
     BillingSpec(
         "zuora",
         lambda: ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET),
-        read=("GET", r"/v1/invoices/.*"),
+        read=("GET", r"/object-query/invoices"),  # one Object Query, what the case needs expanded
         credit_write=("POST", r"/v1/credit-memos"),
         credits=_zuora_credits,
     ),

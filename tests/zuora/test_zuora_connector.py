@@ -250,7 +250,7 @@ def test_success_false_on_http_200_maps_by_category(
     body = {"success": False, "processId": "P1", "reasons": [{"code": code, "message": "no"}]}
     httpx.post(
         url + "/_sandbox/faults",
-        json={"method": "GET", "path": "/v1/invoices/.*", "status": 200, "body": body},
+        json={"method": "GET", "path": "/object-query/invoices", "status": 200, "body": body},
     ).raise_for_status()
     with pytest.raises(ConnectorError) as err:
         billing.get_invoice_context(DEMO_CUSTOMERS[0].ids("t1")["invoice"])
@@ -263,7 +263,7 @@ def test_category_40_is_not_found_and_crud_errors_are_permanent(
     body = {"success": False, "reasons": [{"code": 50000040, "message": "Cannot find entity"}]}
     httpx.post(
         url + "/_sandbox/faults",
-        json={"method": "GET", "path": "/v1/invoices/.*", "status": 200, "body": body},
+        json={"method": "GET", "path": "/object-query/invoices", "status": 200, "body": body},
     ).raise_for_status()
     with pytest.raises(NotFound):
         billing.get_invoice_context("x")
@@ -277,7 +277,8 @@ def test_category_40_is_not_found_and_crud_errors_are_permanent(
 
 def test_5xx_and_network_are_retryable(billing: ZuoraBilling, url: str) -> None:
     httpx.post(
-        url + "/_sandbox/faults", json={"method": "GET", "path": "/v1/invoices/.*", "status": 503}
+        url + "/_sandbox/faults",
+        json={"method": "GET", "path": "/object-query/invoices", "status": 503},
     ).raise_for_status()
     with pytest.raises(ConnectorError) as err:
         billing.get_invoice_context(DEMO_CUSTOMERS[0].ids("t1")["invoice"])

@@ -709,7 +709,9 @@ def test_callout_challenge_then_basic_ids_only_and_200_only(z: Zuora) -> None:
         and body["accountId"] == aid
     )
     assert body["gatewayResponseCode"] == "expired_card"
-    assert not re.search(r"@|Acme|amount", hooks[0]["body"].decode())  # IDs only, no PII
+    # the declined attempt (issue 15: it spares the run its payments read), and no PII
+    assert (body["amount"], body["currency"]) == ("50.00", "USD")
+    assert not re.search(r"@|Acme", hooks[0]["body"].decode())
     deliveries = httpx.get(z.url + "/_sandbox/webhooks/deliveries").json()["deliveries"]
     assert deliveries[-1]["delivered"] is True and deliveries[-1]["attempts"] == 2
 
