@@ -12,15 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.common.v1 import Payloads, WorkflowExecution
-from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client
 
 from connectors.registry import build_billing, build_crm
-from domain.approvals import SIGNAL, ApprovalSignal, Decision
 from harness.drivers import ChargebeeDriver, SalesforceDriver
 from harness.reconcile_book import Planted, seed
-from infra.codec import load_identity_keys, stamp_approver
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
@@ -29,33 +25,6 @@ from tests.pairs import CB_KEY, SF_ID, SF_SECRET, pair_settings
 
 #: this package's own time-skipping server (why: tests/conftest.py own_time_skipping)
 time_env = pytest.fixture(scope="package")(own_time_skipping)
-
-
-async def send_approval(
-    client: Client,
-    workflow_id: str,
-    action_id: str,
-    approver: str,
-    decision: Decision = Decision.APPROVE,
-) -> None:
-    """The signal a signed-in approver sends: stamped with the identity key when the client's
-    codec checks identities (a dev stack's key file in the working directory turns that on)."""
-    conv = client.data_converter
-    signal = ApprovalSignal(action_id=action_id, decision=decision, approver=approver)
-    payload = conv.payload_converter.to_payloads([signal])[0]
-    keys = load_identity_keys()
-    if keys:
-        stamp_approver(payload, approver, keys)
-    payloads = await conv.payload_codec.encode([payload]) if conv.payload_codec else [payload]
-    await client.workflow_service.signal_workflow_execution(
-        SignalWorkflowExecutionRequest(
-            namespace=client.namespace,
-            workflow_execution=WorkflowExecution(workflow_id=workflow_id),
-            signal_name=SIGNAL,
-            input=Payloads(payloads=payloads),
-            identity="test",
-        )
-    )
 
 
 @dataclass

@@ -23,8 +23,8 @@ from activities.policy import PolicyActivities
 from activities.reconcile import UpsertExceptionsInput, WriteSummary
 from domain import reconcile as rx
 from domain.approvals import QUERY, Decision, PendingApproval
+from tests.approvals import send_approval
 from tests.pairs import eventually
-from tests.reconcile.conftest import send_approval
 
 DAY = date(2026, 12, 1)
 

@@ -30,8 +30,9 @@ from domain.reconcile import (
     fix_workflow_id,
 )
 from harness.reconcile_book import PLANTED
+from tests.approvals import send_approval
 from tests.pairs import eventually
-from tests.reconcile.conftest import ReconcilePair, send_approval
+from tests.reconcile.conftest import ReconcilePair
 
 DAY = date(2026, 12, 1)
 

@@ -9,14 +9,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.api.common.v1 import Payloads, WorkflowExecution
-from temporalio.api.workflowservice.v1 import SignalWorkflowExecutionRequest
 from temporalio.client import Client
 
 from domain import golden
-from domain.approvals import SIGNAL, ApprovalSignal, Decision
+from domain.approvals import Decision
 from domain.golden import SyncSignal
-from infra.codec import load_identity_keys, stamp_approver
+from tests.approvals import send_approval
 from tests.fast.fakes import Fakes, governance
 
 RULES = golden.load_rules(
@@ -92,22 +90,5 @@ class World:
 async def decide(
     client: Client, workflow_id: str, action_id: str, decision: Decision, approver: str
 ) -> None:
-    """The approval signal a signed-in approver sends from the Web UI: stamped with the
-    identity key when the client's codec checks identities (a dev stack's key file in the
-    working directory turns that on)."""
-    conv = client.data_converter
-    signal = ApprovalSignal(action_id=action_id, decision=decision, approver=approver)
-    payload = conv.payload_converter.to_payloads([signal])[0]
-    keys = load_identity_keys()
-    if keys:
-        stamp_approver(payload, approver, keys)
-    payloads = await conv.payload_codec.encode([payload]) if conv.payload_codec else [payload]
-    await client.workflow_service.signal_workflow_execution(
-        SignalWorkflowExecutionRequest(
-            namespace=client.namespace,
-            workflow_execution=WorkflowExecution(workflow_id=workflow_id),
-            signal_name=SIGNAL,
-            input=Payloads(payloads=payloads),
-            identity="test",
-        )
-    )
+    """The approval signal a signed-in approver sends from the Web UI (tests/approvals.py)."""
+    await send_approval(client, workflow_id, action_id, approver, decision)
