@@ -176,6 +176,12 @@ async def run_scenario(
                 lambda s: bool(s.closed),
                 "the win to be recorded",
             )
+            # and audited (its last step): no activity of it is cut off by the end
+            await _until(
+                lambda: expansion.describe(),
+                lambda d: not d.raw_description.pending_activities,
+                "the win's audit",
+            )
             await expansion.terminate("demo over")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
