@@ -5,7 +5,6 @@ when a figure changed), and end to end on Chargebee × Salesforce and Chargebee 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,10 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 from domain import golden, health
 from domain.drafts import health_rules_line
 from domain.golden import Side
-from domain.settings import WebhookSettings
-from sandbox.framework import App, ServerThread
 from sandbox.scenarios import DunningCustomer
-from tests.pairs import Pair, eventually, pair_settings
+from tests.pairs import Pair, eventually
+from tests.sync.deployment import sync_deployment
 from tests.sync.test_workflow import keep_history, settled, start
 from tests.sync.world import World
 
@@ -212,33 +210,14 @@ async def test_a_models_line_is_used_a_refused_one_audited_and_an_unwritten_prof
 # --- end to end ----------------------------------------------------------------------------------
 
 
-async def _deployment(
-    temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str], crm: str
-) -> AsyncIterator[Pair]:
-    from webhooks.app import TemporalConnection, create_app
-    from workers.main import build_worker
-
-    queue = f"revbridge-sync-health-{crm}"
-    settings = pair_settings(sandbox_urls, "chargebee", crm, queue)
-    hooks = settings.webhooks.model_dump()
-    settings = settings.model_copy(
-        update={"webhooks": WebhookSettings(**{**hooks, "account_sync": True})}
-    )
-    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
-    app = App("webhooks", create_app(settings, client=TemporalConnection()))
-    with ServerThread({app: 0}) as thread:
-        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
-        async with build_worker(temporal_env.client, pair.billing, pair.crm, task_queue=queue):
-            yield pair
-
-
 @pytest.fixture(scope="module", params=["salesforce", "hubspot"])
 async def deployment(
     request: pytest.FixtureRequest,
     temporal_env: WorkflowEnvironment,
     sandbox_urls: dict[str, str],
 ) -> AsyncIterator[Pair]:
-    async for pair in _deployment(temporal_env, sandbox_urls, request.param):
+    crm, queue = request.param, f"revbridge-sync-health-{request.param}"
+    async with sync_deployment(temporal_env, sandbox_urls, "chargebee", crm, queue) as pair:
         yield pair
 
 

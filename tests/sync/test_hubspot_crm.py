@@ -9,7 +9,6 @@ at the door."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,10 +23,9 @@ from temporalio.testing import WorkflowEnvironment
 from domain import golden
 from domain.golden import SyncStatus
 from domain.models import CrmAccountChanged
-from domain.settings import WebhookSettings
-from sandbox.framework import App, ServerThread
 from sandbox.scenarios import DunningCustomer
-from tests.pairs import Pair, eventually, pair_settings
+from tests.pairs import Pair, eventually
+from tests.sync.deployment import sync_deployment
 from webhooks import hubspot as hooks
 
 BILLING, CRM = "chargebee", "hubspot"
@@ -38,20 +36,8 @@ QUEUE = "revbridge-sync-hubspot-crm"
 async def deployment(
     temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
 ) -> AsyncIterator[Pair]:
-    from webhooks.app import TemporalConnection, create_app
-    from workers.main import build_worker
-
-    settings = pair_settings(sandbox_urls, BILLING, CRM, QUEUE)
-    webhook = settings.webhooks.model_dump()
-    settings = settings.model_copy(
-        update={"webhooks": WebhookSettings(**{**webhook, "account_sync": True})}
-    )
-    os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
-    app = App("webhooks", create_app(settings, client=TemporalConnection()))
-    with ServerThread({app: 0}) as thread:
-        pair = Pair.build(settings, sandbox_urls, thread.urls["webhooks"])
-        async with build_worker(temporal_env.client, pair.billing, pair.crm, task_queue=QUEUE):
-            yield pair
+    async with sync_deployment(temporal_env, sandbox_urls, BILLING, CRM, QUEUE) as pair:
+        yield pair
 
 
 def seeded(pair: Pair, uid: str) -> dict[str, str]:
