@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from activities.reconcile import ReconcileActivities, ScanInput
+from activities.reconcile import ReconcileActivities
 from connectors.registry import build_billing, build_crm
 from domain.reconcile import Kind
 from harness.drivers import RecurlyDriver, SalesforceDriver
@@ -23,6 +23,7 @@ from sandbox.framework import ServerThread
 from sandbox.recurly import RecurlyEmulator
 from sandbox.salesforce import SalesforceEmulator
 from tests.pairs import RECURLY_KEY, SF_ID, SF_SECRET, pair_settings
+from tests.reconcile.scan import scan_finds_the_planted
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = {
@@ -106,15 +107,5 @@ def plant(url: str, side: SalesforceSide, tags: list[str]) -> dict[str, tuple[An
 
 def test_the_recurly_book_finds_exactly_the_planted_ones(recurly_book: Any) -> None:
     acts, who, url = recurly_book
-    httpx.delete(url + "/_sandbox/requests").raise_for_status()
-    scan = acts.reconcile_scan(ScanInput(today=date.today()))
-    calls = httpx.get(url + "/_sandbox/requests").json()["requests"]
-    kinds = sorted(f.discrepancy.kind.value for f in scan.findings)
-    assert kinds == sorted(k.value for k in PLANTED.values()), [
-        (f.discrepancy.kind.value, f.discrepancy.evidence) for f in scan.findings
-    ]
-    for f in scan.findings:
-        tag = next(t for t, k in PLANTED.items() if k is f.discrepancy.kind)
-        account, customer = who[tag]
-        assert f.account_id == account or f.customer_id == customer, tag
+    scan, calls = scan_finds_the_planted(acts, url, PLANTED, who, date.today())
     assert len(calls) <= 8, [c["path"] for c in calls]

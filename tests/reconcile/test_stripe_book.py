@@ -14,10 +14,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from activities.reconcile import ReconcileActivities, ScanInput
+from activities.reconcile import ReconcileActivities
 from connectors.registry import build_billing, build_crm
 from domain.reconcile import Kind
 from harness.drivers import SalesforceDriver, StripeDriver
@@ -25,6 +24,7 @@ from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
 from sandbox.stripe import StripeEmulator
 from tests.pairs import SF_ID, SF_SECRET, STRIPE_KEY, STRIPE_SECRET, pair_settings
+from tests.reconcile.scan import scan_finds_the_planted
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED = {
@@ -124,16 +124,6 @@ def plant(client: Any, sf: SalesforceDriver, tags: list[str]) -> dict[str, tuple
 
 def test_the_stripe_book_finds_exactly_the_planted_ones(stripe_book: Any) -> None:
     acts, who, url = stripe_book
-    httpx.delete(url + "/_sandbox/requests").raise_for_status()
-    scan = acts.reconcile_scan(ScanInput(today=date.today()))
-    calls = httpx.get(url + "/_sandbox/requests").json()["requests"]
-    kinds = sorted(f.discrepancy.kind.value for f in scan.findings)
-    assert kinds == sorted(k.value for k in PLANTED.values()), [
-        (f.discrepancy.kind.value, f.discrepancy.evidence) for f in scan.findings
-    ]
-    for f in scan.findings:
-        tag = next(t for t, k in PLANTED.items() if k is f.discrepancy.kind)
-        account, customer = who[tag]
-        assert f.account_id == account or f.customer_id == customer, tag
+    scan, calls = scan_finds_the_planted(acts, url, PLANTED, who, date.today())
     # one walk of each list for the whole account
     assert len(calls) <= 6, [c["path"] for c in calls]

@@ -38,6 +38,7 @@ from sandbox.salesforce import SalesforceEmulator
 from sandbox.zuora import ZuoraEmulator
 from sandbox.zuora.scenarios import DISCOUNT_PLAN, catalog
 from tests.pairs import HS_SECRET, HS_TOKEN, SF_ID, SF_SECRET, ZUORA_ID, ZUORA_SECRET, pair_settings
+from tests.reconcile.scan import scan_finds_the_planted
 
 ROOT = Path(__file__).resolve().parents[2]
 DAY = date(2026, 12, 1)
@@ -153,17 +154,7 @@ def zuora_book(
 
 def test_the_zuora_book_finds_exactly_the_planted_ones(zuora_book: Any) -> None:
     acts, _, who, url, _ = zuora_book
-    httpx.delete(url + "/_sandbox/requests").raise_for_status()
-    scan = acts.reconcile_scan(ScanInput(today=DAY))
-    calls = httpx.get(url + "/_sandbox/requests").json()["requests"]
-    kinds = sorted(f.discrepancy.kind.value for f in scan.findings)
-    assert kinds == sorted(k.value for k in PLANTED.values()), [
-        (f.discrepancy.kind.value, f.discrepancy.evidence) for f in scan.findings
-    ]
-    for f in scan.findings:
-        tag = next(t for t, k in PLANTED.items() if k is f.discrepancy.kind)
-        account, customer = who[tag]
-        assert f.account_id == account or f.customer_id == customer, tag
+    scan, calls = scan_finds_the_planted(acts, url, PLANTED, who, DAY)
     by_kind = {f.discrepancy.kind: f.discrepancy for f in scan.findings}
     assert by_kind[Kind.SUBSCRIPTION_MISMATCH].evidence["product"] == "RB-SEAT"
     assert by_kind[Kind.INVOICE_LINE_UNMATCHED].evidence["product"] == "RB-SUPPORT"
