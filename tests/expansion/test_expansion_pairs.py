@@ -8,9 +8,7 @@ the CRM, and the expansion workflow records the win."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,10 +20,8 @@ from connectors.chargebee import ChargebeeBilling
 from connectors.registry import build_billing, build_crm
 from connectors.salesforce import SalesforceCrm
 from domain import expansion as ex
-from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
-from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult, expansion_workflow_id
-from domain.ids import q2c_workflow_id
-from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
+from domain.expansion import ExpansionStatus, expansion_workflow_id
+from tests.expansion.flow import open_by_intake, salesforce_upgrade, win_and_approve
 from tests.expansion.test_expansion_sandbox import customer_on_starter, seed_catalog
 from tests.pairs import eventually, pair_settings
 from workers.main import build_worker
@@ -87,64 +83,18 @@ async def test_usage_growth_becomes_one_draft_quote_and_the_won_deal_upgrades_in
     async with build_worker(
         client, billing, crm, task_queue=settings.task_queue, policy_dir=policy_dir
     ):
-        for n in (1, 2):  # the second day's intake finds the expansion open: nothing new
-            intake = await client.execute_workflow(
-                ex.INTAKE_WORKFLOW_TYPE,
-                IntakeInput(billing="chargebee", crm="salesforce", intake_id=f"t{n}-{uid}"),
-                id=f"expansion-intake-{uid}-{n}",
-                task_queue=settings.task_queue,
-                result_type=IntakeResult,
-            )
-            assert intake.customers >= 1
-            status = await eventually(
-                lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-                lambda s: bool(s.open) and "opportunity 006" in s.open[0],
-                "an open expansion",
-                within_s=60,
-            )
-        opps = crm.query(
-            format_soql("SELECT Id, Type, StageName FROM Opportunity WHERE AccountId = {}", account)
+        # the second day's intake finds the expansion open: nothing new
+        status = await open_by_intake(
+            client, expansion, "chargebee", uid, settings.task_queue, tag=uid
         )
-        assert len(opps) == 1, status
-        assert opps[0]["Type"] == "Existing Customer - Upgrade"
-        opp = opps[0]["Id"]
-        quotes = crm.query(
-            format_soql("SELECT Id, Status FROM Quote WHERE OpportunityId = {}", opp)
-        )
-        assert [q["Status"] for q in quotes] == ["Draft"]
-        signals = crm.query(
-            format_soql(
-                "SELECT Status__c, Recommended_Price__c, Days_To_Limit__c, Reasons__c "
-                "FROM Expansion_Signal__c WHERE Account__c = {}",
-                account,
-            )
-        )
-        assert len(signals) == 1 and signals[0]["Status__c"] == "Open"
-        assert signals[0]["Recommended_Price__c"] == ids["growth"]
-        assert (
-            signals[0]["Days_To_Limit__c"] <= 45 and "reaches the limit" in signals[0]["Reasons__c"]
-        )
+        opp, signal = salesforce_upgrade(crm, account, status)
+        assert signal["Recommended_Price__c"] == ids["growth"]
+        assert signal["Days_To_Limit__c"] <= 45 and "reaches the limit" in signal["Reasons__c"]
 
         # the rep wins it; quote-to-cash starts as the CRM's callout would start it
-        sf.Opportunity.update(opp, {"StageName": "Closed Won"})
-        q2c = await client.start_workflow(
-            WORKFLOW_TYPE,
-            QuoteToCashInput(crm="salesforce", billing="chargebee", opportunity_id=opp),
-            id=q2c_workflow_id("salesforce", opp) + f"-{uuid.uuid4().hex[:4]}",
-            task_queue=settings.task_queue,
-            result_type=QuoteToCashResult,
+        result = await win_and_approve(
+            client, crm, opp, "chargebee", settings.task_queue, timeout_s=60
         )
-        [pending] = await eventually(
-            lambda: q2c.query(QUERY, result_type=list[PendingApproval]), bool, "approval"
-        )
-        assert pending.action.kind.value == "change_plan" and pending.approver_roles == ["revops"]
-        await q2c.execute_update(
-            UPDATE,
-            ApprovalSignal(
-                action_id=pending.action_id, decision=Decision.APPROVE, approver="bob@example.com"
-            ),
-        )
-        result = await asyncio.wait_for(q2c.result(), timeout=60)
         assert result.outcome == "live", result.reason
         assert result.subscription_id == sub
 

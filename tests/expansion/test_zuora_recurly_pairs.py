@@ -9,9 +9,7 @@ CRM, and the expansion workflow records the win."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,14 +25,12 @@ from connectors.registry import build_billing, build_crm
 from connectors.salesforce import SalesforceCrm
 from connectors.zuora import ZuoraBilling
 from domain import expansion as ex
-from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
-from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult, expansion_workflow_id
-from domain.ids import q2c_workflow_id
-from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
+from domain.expansion import ExpansionStatus, expansion_workflow_id
 from harness.expansion_book import seed_metered_customer, subscriptions
 from sandbox.framework import ServerThread
 from sandbox.recurly import RecurlyEmulator
 from sandbox.zuora import ZuoraEmulator
+from tests.expansion.flow import open_by_intake, salesforce_upgrade, win_and_approve
 from tests.pairs import (
     RECURLY_KEY,
     RECURLY_SECRET,
@@ -135,41 +131,13 @@ async def test_usage_growth_to_one_draft_quote_and_an_upgrade_in_place(
     async with build_worker(
         client, billing, crm, task_queue=settings.task_queue, policy_dir=policy_dir
     ):
-        for n in (1, 2):  # the second day's intake finds the expansion open: nothing new
-            intake = await client.execute_workflow(
-                ex.INTAKE_WORKFLOW_TYPE,
-                IntakeInput(billing=platform, crm="salesforce", intake_id=f"t{n}-{uid}"),
-                id=f"expansion-intake-{platform}-{uid}-{n}",
-                task_queue=settings.task_queue,
-                result_type=IntakeResult,
-            )
-            assert intake.customers >= 1
-            status = await eventually(
-                lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-                lambda s: bool(s.open) and "opportunity 006" in s.open[0],
-                "an open expansion",
-                within_s=60,
-            )
-        opps = crm.query(
-            format_soql("SELECT Id, Type FROM Opportunity WHERE AccountId = {}", account)
+        # the second day's intake finds the expansion open: nothing new
+        status = await open_by_intake(
+            client, expansion, platform, uid, settings.task_queue, tag=f"{platform}-{uid}"
         )
-        assert len(opps) == 1, status
-        assert opps[0]["Type"] == "Existing Customer - Upgrade"
-        opp = opps[0]["Id"]
-        quotes = crm.query(
-            format_soql("SELECT Id, Status FROM Quote WHERE OpportunityId = {}", opp)
-        )
-        assert [q["Status"] for q in quotes] == ["Draft"]
-        signals = crm.query(
-            format_soql(
-                "SELECT Status__c, Recommended_Price__c, Days_To_Limit__c FROM "
-                "Expansion_Signal__c WHERE Account__c = {}",
-                account,
-            )
-        )
-        assert len(signals) == 1 and signals[0]["Status__c"] == "Open"
-        assert signals[0]["Recommended_Price__c"] == seeded.growth
-        assert signals[0]["Days_To_Limit__c"] <= 45
+        opp, signal = salesforce_upgrade(crm, account, status)
+        assert signal["Recommended_Price__c"] == seeded.growth
+        assert signal["Days_To_Limit__c"] <= 45
 
         # the rep wins it; the plan change's first answer will be lost after it committed
         httpx.delete(url + "/_sandbox/requests").raise_for_status()
@@ -182,25 +150,9 @@ async def test_usage_growth_to_one_draft_quote_and_an_upgrade_in_place(
                 "delay_s": 4,
             },
         ).raise_for_status()
-        sf.Opportunity.update(opp, {"StageName": "Closed Won"})
-        q2c = await client.start_workflow(
-            WORKFLOW_TYPE,
-            QuoteToCashInput(crm="salesforce", billing=platform, opportunity_id=opp),
-            id=q2c_workflow_id("salesforce", opp) + f"-{uuid.uuid4().hex[:4]}",
-            task_queue=settings.task_queue,
-            result_type=QuoteToCashResult,
+        result = await win_and_approve(
+            client, crm, opp, platform, settings.task_queue, timeout_s=90
         )
-        [pending] = await eventually(
-            lambda: q2c.query(QUERY, result_type=list[PendingApproval]), bool, "approval"
-        )
-        assert pending.action.kind.value == "change_plan" and pending.approver_roles == ["revops"]
-        await q2c.execute_update(
-            UPDATE,
-            ApprovalSignal(
-                action_id=pending.action_id, decision=Decision.APPROVE, approver="bob@example.com"
-            ),
-        )
-        result = await asyncio.wait_for(q2c.result(), timeout=90)
         assert result.outcome == "live", result.reason
         assert result.subscription_id == seeded.subscription
 

@@ -1,0 +1,96 @@
+"""The steps a full-stack expansion test on Salesforce walks through, whatever the billing
+platform: two days' intake open one expansion (opportunity, draft quote, signal record), and the
+rep's win becomes a plan change that RevOps approves in quote-to-cash."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from simple_salesforce import format_soql
+from temporalio.client import Client, WorkflowHandle
+
+from connectors.salesforce import SalesforceCrm
+from domain import expansion as ex
+from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
+from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult
+from domain.ids import q2c_workflow_id
+from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
+from tests.pairs import eventually
+
+
+async def open_by_intake(
+    client: Client,
+    expansion: WorkflowHandle[Any, Any],
+    billing: str,
+    uid: str,
+    queue: str,
+    tag: str,
+) -> ExpansionStatus:
+    """Two days' intake on ``queue``: the first opens the customer's expansion (an opportunity),
+    the second finds it open and adds nothing. Returns the expansion's status."""
+    for n in (1, 2):
+        intake = await client.execute_workflow(
+            ex.INTAKE_WORKFLOW_TYPE,
+            IntakeInput(billing=billing, crm="salesforce", intake_id=f"t{n}-{uid}"),
+            id=f"expansion-intake-{tag}-{n}",
+            task_queue=queue,
+            result_type=IntakeResult,
+        )
+        assert intake.customers >= 1
+        status = await eventually(
+            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+            lambda s: bool(s.open) and "opportunity 006" in s.open[0],
+            "an open expansion",
+            within_s=60,
+        )
+    return status
+
+
+def salesforce_upgrade(
+    crm: SalesforceCrm, account: str, status: ExpansionStatus
+) -> tuple[str, dict[str, Any]]:
+    """The account's one upgrade opportunity, with one draft quote, and its one open expansion
+    signal: (the opportunity's ID, the signal's fields)."""
+    opps = crm.query(format_soql("SELECT Id, Type FROM Opportunity WHERE AccountId = {}", account))
+    assert len(opps) == 1, status
+    assert opps[0]["Type"] == "Existing Customer - Upgrade"
+    opp = opps[0]["Id"]
+    quotes = crm.query(format_soql("SELECT Id, Status FROM Quote WHERE OpportunityId = {}", opp))
+    assert [q["Status"] for q in quotes] == ["Draft"]
+    signals = crm.query(
+        format_soql(
+            "SELECT Status__c, Recommended_Price__c, Days_To_Limit__c, Reasons__c "
+            "FROM Expansion_Signal__c WHERE Account__c = {}",
+            account,
+        )
+    )
+    assert len(signals) == 1 and signals[0]["Status__c"] == "Open"
+    return opp, signals[0]
+
+
+async def win_and_approve(
+    client: Client, crm: SalesforceCrm, opp: str, billing: str, queue: str, timeout_s: float
+) -> QuoteToCashResult:
+    """The rep wins the opportunity; quote-to-cash starts as the CRM's callout would start it,
+    asks RevOps for the plan change, is approved, and ends within ``timeout_s``."""
+    crm.client.Opportunity.update(opp, {"StageName": "Closed Won"})
+    q2c = await client.start_workflow(
+        WORKFLOW_TYPE,
+        QuoteToCashInput(crm="salesforce", billing=billing, opportunity_id=opp),
+        id=q2c_workflow_id("salesforce", opp) + f"-{uuid.uuid4().hex[:4]}",
+        task_queue=queue,
+        result_type=QuoteToCashResult,
+    )
+    [pending] = await eventually(
+        lambda: q2c.query(QUERY, result_type=list[PendingApproval]), bool, "approval"
+    )
+    assert pending.action.kind.value == "change_plan" and pending.approver_roles == ["revops"]
+    await q2c.execute_update(
+        UPDATE,
+        ApprovalSignal(
+            action_id=pending.action_id, decision=Decision.APPROVE, approver="bob@example.com"
+        ),
+    )
+    return await asyncio.wait_for(q2c.result(), timeout=timeout_s)
