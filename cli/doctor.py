@@ -12,6 +12,9 @@ sandbox endpoints are defaults) and runs, side by side:
 - **llm**: when an LLM reasoner is configured, ``connectors.llm_preflight`` (the model exists).
 - **netsuite**: when NETSUITE_* is set, the ERP connector's preflight (credentials, subsidiary,
   the accounts of ``policies/revenue.yaml``).
+- **expansion**: usage-based expansion's setup (``cli/doctor_expansion.py``): the billing
+  platform's upgrade target and the CRM's expansion records — FAIL while missing with the
+  expansion switched on (mode assist/auto and its intake Schedule running), else WARN.
 
 Exit status: 0 when nothing failed, 1 when a check FAILed (``--strict``: a WARN too). A check
 that raises becomes one FAIL line naming it, never a trace; a check that hangs is cut off after
@@ -489,6 +492,7 @@ async def run_checks(
 ) -> tuple[list[Check], Settings | None]:
     """Every check, Temporal first, then billing, CRM, SMTP and the LLM (run side by side)."""
     from cli.crm_use_cases import use_case_checks  # the use cases' own CRM properties
+    from cli.doctor_expansion import expansion_group  # usage-based expansion's setup
     from connectors.registry import build_billing, build_crm
 
     try:
@@ -521,6 +525,7 @@ async def run_checks(
             ("smtp", lambda: _in_thread(lambda: email_checks(s), timeout_s)),
             ("llm", lambda: _in_thread(lambda: llm_checks(s), timeout_s)),
             ("use cases", lambda: _in_thread(lambda: use_case_checks(s), timeout_s)),
+            ("expansion", lambda: expansion_group(s, lambda fn: _in_thread(fn, timeout_s))),
         ]
         if s.netsuite is not None:
             groups.append(("netsuite", lambda: _in_thread(lambda: erp_checks(s), timeout_s)))
