@@ -114,3 +114,61 @@ def test_plan_and_renewal_compared_where_the_crm_holds_them(
     assert str(sc.sync_view(wrong_renewal)["next_renewal"])[:10] == true_renewal
     again = drifts(acts.reconcile_scan(ScanInput(today=DAY)))
     assert wrong_plan not in again and wrong_renewal not in again
+
+
+def test_an_org_without_the_sync_fields_is_compared_on_mrr_and_status(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Salesforce without ``Billing_Plan__c`` / ``Next_Renewal__c``: the accounts query answers
+    ``INVALID_FIELD``, the read falls back to MRR and status, and the book's findings are the
+    planted ones (no plan or renewal drift, no failure)."""
+    cb_em = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=None)
+    sf_em = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    account = sf_em.schema.get("Account")
+    for name in ("billing_plan__c", "next_renewal__c"):
+        account.fields.pop(name)
+    with ServerThread({cb_em: 0, sf_em: 0}) as thread:
+        urls = dict(thread.urls)
+        for missing in ("stripe", "hubspot"):
+            urls.setdefault(missing, "http://127.0.0.1:9")
+        settings = pair_settings(urls, "chargebee", "salesforce", "unused")
+        billing, crm = build_billing(settings), build_crm(settings)
+        planted = seed(ChargebeeDriver(urls["chargebee"], billing),
+                       SalesforceDriver(urls["salesforce"], crm), cb_em, "nf")  # fmt: skip
+        acts = ReconcileActivities(
+            billing, crm, ROOT / "policies" / "products.yaml", tmp_path_factory.mktemp("r")
+        )
+        side = crm_reader(crm).read_crm("chargebee", None)
+        assert side.accounts and all(a.holds == ["mrr", "status"] for a in side.accounts)
+        scan = acts.reconcile_scan(ScanInput(today=DAY))
+    kinds = sorted(f.discrepancy.kind.value for f in scan.findings)
+    assert kinds == sorted(k.value for k in PLANTED.values())
+    assert planted.clean
+
+
+def test_the_plan_and_renewal_of_the_subscription_the_sync_writes() -> None:
+    """domain.reconcile: the live subscription with the highest MRR gives the plan and renewal
+    (the account sync's choice); an empty CRM field is not written yet, not a drift; two
+    subscriptions tied on the highest MRR that disagree leave both unchecked."""
+    june, july = date(2027, 6, 1), date(2027, 7, 1)
+    subs = [
+        rx.Sub(id="s1", customer_id="c", status="active", mrr=9_000, plan="pro", renewal=june),
+        rx.Sub(id="s2", customer_id="c", status="active", mrr=1_000, plan="addon", renewal=july),
+    ]
+
+    def drift(acc: rx.Account, subs: list[rx.Sub] = subs) -> set[tuple[str, str]]:
+        book = rx.Book(subscriptions=subs, accounts=[acc],
+                       customers=[rx.Customer(id="c", crm_account_id="a")])  # fmt: skip
+        return {(d.evidence["field"], d.evidence["crm"]) for d in rx.check(book)
+                if d.kind is rx.Kind.CRM_FIELD_DRIFT}  # fmt: skip
+
+    base = rx.Account(id="a", is_customer=True, billing_customer_id="c", mrr=10_000,
+                      status="active")  # fmt: skip
+    assert drift(base.model_copy(update={"plan": "pro", "renewal": june})) == set()
+    assert drift(base) == set()  # plan and renewal not written yet
+    assert drift(base.model_copy(update={"plan": "addon", "renewal": july})) == {
+        ("plan", "addon"), ("renewal", "2027-07-01"),
+    }  # fmt: skip
+    tied = [subs[0], subs[1].model_copy(update={"mrr": 9_000})]
+    acc = base.model_copy(update={"mrr": 18_000, "plan": "other", "renewal": july})
+    assert drift(acc, tied) == set()
