@@ -111,6 +111,47 @@ def record_usage(billing: ChargebeeBilling, sub: str, item: str, days: int) -> N
             )
 
 
+def growth_upsert(uid: str, account: str, owner_id: str | None = None) -> UpsertExpansionInput:
+    """The upsert of an expansion towards ``growth-{uid}``: its opportunity and draft quote."""
+    draft = ExpansionDraft(
+        opportunity_key=f"rb-opp-{uid}",
+        quote_key=f"rb-quote-{uid}",
+        account_id=account,
+        owner_id=owner_id,
+        name="Expansion: calls → growth",
+        close_date=date.today() + timedelta(days=20),
+        description="usage heads for the limit",
+        unit_amount=30_000,
+        upgrade_mrr=20_000,
+        quote_expires=date.today() + timedelta(days=50),
+    )
+    return UpsertExpansionInput(
+        draft=draft, billing="chargebee", upgrade_price_id=f"growth-{uid}-USD-monthly"
+    )
+
+
+def growth_signal(uid: str, account: str, made: Any) -> SignalRecord:
+    """The open signal of that expansion, on the records ``made`` by its upsert."""
+    return SignalRecord(
+        key=f"rb-signal-{uid}",
+        account_id=account,
+        billing="chargebee",
+        customer_id=f"cus-{uid}",
+        subscription_id=f"sub-{uid}",
+        item="calls",
+        status="Open",
+        current_price_id="starter",
+        recommended_price_id=f"growth-{uid}-USD-monthly",
+        upgrade_mrr=20_000,
+        days_to_limit=20,
+        confidence=0.97,
+        reasons=["calls: 9,700 of 10,000 included", "reaches the limit in about 20 days"],
+        opportunity_id=made.opportunity_id,
+        quote_id=made.quote_id,
+        workflow_id=f"expansion:chargebee:cus-{uid}",
+    )
+
+
 def ledger(url: str) -> list[dict[str, Any]]:
     return httpx.get(url + "/_sandbox/requests").json()["requests"]
 
@@ -195,20 +236,7 @@ def test_crm_records_once_even_after_a_committed_then_timed_out_upsert(
     product(salesforce, f"RB-GROWTH-{uid}", 300.0)
     account = salesforce.client.Account.create({"Name": f"Initech {uid}"})["id"]
     acts = ExpansionActivities(chargebee, salesforce, policy_dir)
-    draft = ExpansionDraft(
-        opportunity_key=f"rb-opp-{uid}",
-        quote_key=f"rb-quote-{uid}",
-        account_id=account,
-        name="Expansion: calls → growth",
-        close_date=date.today() + timedelta(days=20),
-        description="usage heads for the limit",
-        unit_amount=30_000,
-        upgrade_mrr=20_000,
-        quote_expires=date.today() + timedelta(days=50),
-    )
-    arg = UpsertExpansionInput(
-        draft=draft, billing="chargebee", upgrade_price_id=f"growth-{uid}-USD-monthly"
-    )
+    arg = growth_upsert(uid, account)
     httpx.post(
         url + "/_sandbox/faults",
         json={
@@ -251,24 +279,7 @@ def test_crm_records_once_even_after_a_committed_then_timed_out_upsert(
     )
     assert len(opp_lines) == 1
 
-    record = SignalRecord(
-        key=f"rb-signal-{uid}",
-        account_id=account,
-        billing="chargebee",
-        customer_id=f"cus-{uid}",
-        subscription_id=f"sub-{uid}",
-        item="calls",
-        status="Open",
-        current_price_id="starter",
-        recommended_price_id=f"growth-{uid}-USD-monthly",
-        upgrade_mrr=20_000,
-        days_to_limit=20,
-        confidence=0.97,
-        reasons=["calls: 9,700 of 10,000 included", "reaches the limit in about 20 days"],
-        opportunity_id=made.opportunity_id,
-        quote_id=made.quote_id,
-        workflow_id=f"expansion:chargebee:cus-{uid}",
-    )
+    record = growth_signal(uid, account, made)
     first = acts.expansion_upsert_signal(UpsertSignalInput(record=record))
     second = acts.expansion_upsert_signal(UpsertSignalInput(record=record))
     assert first.id == second.id

@@ -10,7 +10,6 @@ the close (closed lost with the reason, quote rejected) and no reopening."""
 from __future__ import annotations
 
 import time
-from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -21,7 +20,6 @@ from hubspot.crm.products import SimplePublicObjectInputForCreate as ProductCrea
 from activities.expansion import (
     CloseExpansionInput,
     ExpansionActivities,
-    UpsertExpansionInput,
     UpsertSignalInput,
 )
 from cli.crm_use_cases import expansion_properties
@@ -30,8 +28,8 @@ from connectors.expansion.hubspot import HubSpotExpansion
 from connectors.hubspot import HubSpotCrm
 from connectors.hubspot_setup import setup_apply, setup_plan
 from connectors.registry import build_billing, build_crm
-from domain.expansion import ExpansionDraft, SignalRecord
 from sandbox.hubspot.emulator import SEARCH_LAG_S
+from tests.expansion.test_expansion_sandbox import growth_signal, growth_upsert
 from tests.pairs import pair_settings
 
 
@@ -117,21 +115,7 @@ def test_deal_quote_and_line_once_after_a_committed_then_timed_out_upsert(
     account = hubspot.find_account("chargebee", f"cus-{uid}")
     assert account is not None and account.owner_id == "77001"
     acts = ExpansionActivities(chargebee, hubspot, policy_dir)
-    draft = ExpansionDraft(
-        opportunity_key=f"rb-opp-{uid}",
-        quote_key=f"rb-quote-{uid}",
-        account_id=company,
-        owner_id=account.owner_id,
-        name="Expansion: calls → growth",
-        close_date=date.today() + timedelta(days=20),
-        description="usage heads for the limit",
-        unit_amount=30_000,
-        upgrade_mrr=20_000,
-        quote_expires=date.today() + timedelta(days=50),
-    )
-    arg = UpsertExpansionInput(
-        draft=draft, billing="chargebee", upgrade_price_id=f"growth-{uid}-USD-monthly"
-    )
+    arg = growth_upsert(uid, company, account.owner_id)
     # the quote's create, then (on the retry) the line items' batch create: each committed,
     # each answer lost to a timeout
     for path in ("/crm/v3/objects/quotes", "/crm/v3/objects/line_items/batch/create"):
@@ -179,24 +163,7 @@ def test_deal_quote_and_line_once_after_a_committed_then_timed_out_upsert(
     ]
     assert len(upserts) == 1 and upserts[0].get("fault") == "commit_then_timeout"
 
-    record = SignalRecord(
-        key=f"rb-signal-{uid}",
-        account_id=company,
-        billing="chargebee",
-        customer_id=f"cus-{uid}",
-        subscription_id=f"sub-{uid}",
-        item="calls",
-        status="Open",
-        current_price_id="starter",
-        recommended_price_id=f"growth-{uid}-USD-monthly",
-        upgrade_mrr=20_000,
-        days_to_limit=20,
-        confidence=0.97,
-        reasons=["calls: 9,700 of 10,000 included", "reaches the limit in about 20 days"],
-        opportunity_id=made.opportunity_id,
-        quote_id=made.quote_id,
-        workflow_id=f"expansion:chargebee:cus-{uid}",
-    )
+    record = growth_signal(uid, company, made)
     first = acts.expansion_upsert_signal(UpsertSignalInput(record=record))
     second = acts.expansion_upsert_signal(UpsertSignalInput(record=record))
     assert first.id == second.id == made.opportunity_id
