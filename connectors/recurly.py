@@ -149,6 +149,9 @@ class RecurlyBilling:
             self._rc._BaseClient__conn = conn_cls(url.hostname, port, timeout=timeout_s)  # type: ignore[attr-defined]
         self._lock = threading.Lock()
         self._plans: dict[str, Any] = {}
+        #: invoice ID → its account's code, as read (an invoice never changes account): an
+        #: invoice's note finds its account without reading the invoice again (issue 15)
+        self._invoice_accounts: dict[str, str] = {}
 
     @property
     def client(self) -> recurly.Client:
@@ -160,6 +163,7 @@ class RecurlyBilling:
     def get_invoice_context(self, invoice_id: str, payments: int = 5) -> InvoiceContext:
         inv = self._call(lambda c: c.get_invoice(invoice_id), f"invoice {invoice_id}")
         code = inv.account.code
+        self._remember_account(invoice_id, code)
         account = self._call(lambda c: c.get_account(f"code-{code}"), f"account {code}")
         mrr = 0
         for sid in inv.subscription_ids or []:
@@ -183,19 +187,32 @@ class RecurlyBilling:
     def add_note(self, target: NoteTarget, target_id: str, text: str, idempotency_key: str) -> str:
         """An account note (Recurly has notes on accounts only). An invoice's note goes on its
         account, prefixed with the invoice. Looked up by its key marker before it is created."""
+        return self.add_notes(target, target_id, [(text, idempotency_key)])[-1]
+
+    def add_notes(
+        self, target: NoteTarget, target_id: str, notes: list[tuple[str, str]]
+    ) -> list[str]:
+        """Several notes (``(text, idempotency key)``, oldest first) as :meth:`add_note` writes
+        one, with one look-up of the account's notes for all of them (issue 15); Recurly
+        creates notes one at a time. Returns each note's ID."""
         code, prefix = self._note_account(target, target_id)
-        tag = marker(idempotency_key)
-        for note in self._notes(code):
-            if note.message.endswith(tag):
-                return note.id
-        message = f"{prefix}{text}"[: 2048 - len(tag) - 2] + "\n" + tag
-        note = self._call(
-            lambda c: c.create_account_note(
-                f"code-{code}", {"message": message}, headers=_key(idempotency_key)
-            ),
-            f"account {code}",
-        )
-        return note.id
+        existing = self._notes(code)
+        ids = []
+        for text, idempotency_key in notes:
+            tag = marker(idempotency_key)
+            found = next((n.id for n in existing if n.message.endswith(tag)), None)
+            if found is not None:
+                ids.append(found)
+                continue
+            message = f"{prefix}{text}"[: 2048 - len(tag) - 2] + "\n" + tag
+            note = self._call(
+                lambda c, m=message, k=idempotency_key: c.create_account_note(
+                    f"code-{code}", {"message": m}, headers=_key(k)
+                ),
+                f"account {code}",
+            )
+            ids.append(note.id)
+        return ids
 
     def list_notes(self, target: NoteTarget, target_id: str) -> list[str]:
         code, prefix = self._note_account(target, target_id)
@@ -693,8 +710,17 @@ class RecurlyBilling:
     def _note_account(self, target: NoteTarget, target_id: str) -> tuple[str, str]:
         if target == NoteTarget.CUSTOMER:
             return target_id, ""
-        inv = self._call(lambda c: c.get_invoice(target_id), f"invoice {target_id}")
-        return inv.account.code, f"Invoice {target_id}: "
+        code = self._invoice_accounts.get(target_id)
+        if code is None:
+            inv = self._call(lambda c: c.get_invoice(target_id), f"invoice {target_id}")
+            code = self._remember_account(target_id, inv.account.code)
+        return code, f"Invoice {target_id}: "
+
+    def _remember_account(self, invoice_id: str, code: str) -> str:
+        if len(self._invoice_accounts) >= 10_000:
+            self._invoice_accounts.clear()  # bounded: a miss costs one invoice read
+        self._invoice_accounts[invoice_id] = code
+        return code
 
     def _plan(self, plan_code: str) -> Any:
         if plan_code not in self._plans:

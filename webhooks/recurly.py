@@ -6,14 +6,18 @@ event_time, uuid | invoice_number | account_code}``): no invoice, no account, no
 route re-fetches the one object a notification names (the transaction of a ``payment``
 notification, the invoice of a ``charge_invoice`` one) with the official client before it can
 name the workflow (``dunning:recurly:{invoice id}``) — one GET, bounded by a short timeout (Recurly
-wants an answer within 5 s); a failed lookup is a 503, so Recurly delivers again.
+wants an answer within 5 s); a failed lookup is a 503, so Recurly delivers again. A transaction
+names its invoice and account and carries the attempt (amount, currency, decline), so a
+``payment`` notification costs that one read alone, the invoice unread (issue 15).
 
 - **Signature**: ``recurly-signature: <unix ms>,<hex>[,<hex>…]``, each ``HMAC-SHA256(secret,
   "{ts}.{body}")``; accepted if any signature matches any configured secret (rotation), compared
   in constant time, and ``ts`` within ±5 minutes of now (both directions, in milliseconds).
 - **One failure, one event**: ``payment/failed`` and ``charge_invoice/past_due`` report the same
   declined attempt; both become ``PaymentFailed`` with the *transaction's* UUID as event ID, so
-  the run deduplicates them (and any redelivery, in any order).
+  the run deduplicates them (and any redelivery, in any order). Whichever is looked up first
+  answers the other for five minutes in this process (by the transaction's UUID and the
+  invoice's number), so a decline costs one read here, not two (issue 15).
 - **Echoes**: RevBridge collects only with ``PUT /invoices/{id}/collect``, which Recurly records
   as transaction origin ``force_collect``; notifications about such a transaction are our own
   write coming back and are dropped.
@@ -32,6 +36,7 @@ import hmac
 import http.client
 import re
 import threading
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -46,6 +51,9 @@ from webhooks.parsing import Echo, iso_timestamp, obj, provider_id, text
 PROVIDER = "recurly"
 TOLERANCE_MS = 300_000
 LOOKUP_TIMEOUT_S = 3.0
+#: how long a looked-up payment outcome answers the decline's other notification (seconds), and
+#: how many are kept
+RECALL_S, RECALL_MAX = 300.0, 10_000
 #: the transaction origin of RevBridge's own collection attempts
 OWN_ORIGIN = "force_collect"
 
@@ -203,6 +211,32 @@ class RecurlyLookup:
                 url.hostname, url.port or (443 if https else 80), timeout=timeout_s
             )
         self._lock = threading.Lock()
+        #: held across a payment notification's recall, lookup and memo (issue 15)
+        self._resolving = threading.Lock()
+        #: ``(ref, failed)`` → (the event, when): one decline sends ``payment/failed`` and
+        #: ``charge_invoice/past_due`` at once; whichever is looked up first names the other
+        #: (the transaction's UUID, the invoice's number), which then costs no read
+        self._recent: dict[tuple[str, bool], tuple[PaymentFailed | InvoicePaid, float]] = {}
+
+    def _recall(self, note: Notification) -> PaymentFailed | InvoicePaid | None:
+        hit = self._recent.get((note.ref, note.failed))
+        if hit is None or time.monotonic() - hit[1] > RECALL_S:
+            return None
+        return hit[0]
+
+    def _memo(self, event: Any, note: Notification, txn: Any, number: Any) -> None:
+        if not isinstance(event, PaymentFailed | InvoicePaid):
+            return
+        now = time.monotonic()
+        if len(self._recent) >= RECALL_MAX:
+            self._recent = {k: v for k, v in self._recent.items() if now - v[1] <= RECALL_S}
+            if len(self._recent) >= RECALL_MAX:
+                self._recent.clear()
+        refs = {note.ref, f"uuid-{getattr(txn, 'uuid', '')}"}
+        if number is not None:
+            refs.add(f"number-{number}")
+        for ref in refs:
+            self._recent[(ref, note.failed)] = (event, now)
 
     async def resolve(
         self, note: Notification
@@ -252,24 +286,77 @@ class RecurlyLookup:
         if note.kind == "subscription":
             sub = self._get(lambda: self._rc.get_subscription(note.ref))
             return self._sync(note, sub.account.code)
-        if note.kind == "transaction":
-            txn = self._get(lambda: self._rc.get_transaction(note.ref))
-            if getattr(txn, "invoice", None) is None:
-                return None  # a payment not tied to an invoice: nothing of ours waits on it
-            inv = self._get(lambda: self._rc.get_invoice(txn.invoice.id))
-        else:
-            inv = self._get(lambda: self._rc.get_invoice(note.ref))
-            attempts = sorted(
-                inv.transactions or [], key=lambda t: (t.created_at is None, t.created_at)
-            )
-            wanted = [t for t in attempts if (t.status == "success") != note.failed]
-            if not wanted:
-                return None  # e.g. past due without a declined attempt (net terms ran out)
-            txn = wanted[-1]
+        with self._resolving:
+            recalled = self._recall(note)
+            if recalled is not None:
+                # the same attempt, looked up moments ago through the other notification: the
+                # run deduplicates it by the transaction's UUID, as a redelivery
+                return recalled
+            if note.kind == "transaction":
+                txn = self._get(lambda: self._rc.get_transaction(note.ref))
+                if getattr(txn, "invoice", None) is None:
+                    return None  # a payment not tied to an invoice: nothing of ours waits on it
+                event = self._from_transaction(note, txn)
+                self._memo(event, note, txn, getattr(txn.invoice, "number", None))
+                return event
+            return self._from_invoice(note)
+
+    def _from_invoice(self, note: Notification) -> PaymentFailed | InvoicePaid | Echo | None:
+        inv = self._get(lambda: self._rc.get_invoice(note.ref))
+        attempts = sorted(
+            inv.transactions or [], key=lambda t: (t.created_at is None, t.created_at)
+        )
+        wanted = [t for t in attempts if (t.status == "success") != note.failed]
+        if not wanted:
+            return None  # e.g. past due without a declined attempt (net terms ran out)
+        txn = wanted[-1]
         if getattr(txn, "origin", None) == OWN_ORIGIN:
             return Echo(reason="recurly transaction from RevBridge's own collection attempt")
         account = provider_id(inv.account.code, "invoice.account.code")
         invoice_id = provider_id(inv.id, "invoice.id")
+        event_id = provider_id(txn.uuid, "transaction.uuid")
+        if not note.failed:
+            if txn.status != "success":
+                return None
+            paid = InvoicePaid(
+                billing=PROVIDER,
+                event_id=event_id,
+                invoice_id=invoice_id,
+                customer_id=account,
+                occurred_at=note.occurred_at,
+            )
+            self._memo(paid, note, txn, getattr(inv, "number", None))
+            return paid
+        if txn.status == "success":
+            return None  # stale: this attempt succeeded
+        subs = list(inv.subscription_ids or [])
+        currency = str(inv.currency or "USD").upper()
+        scale = 1 if currency in _ZERO_DECIMAL else 100
+        failed = PaymentFailed(
+            billing=PROVIDER,
+            event_id=event_id,
+            invoice_id=invoice_id,
+            customer_id=account,
+            subscription_id=provider_id(subs[0], "invoice.subscription_ids") if subs else None,
+            amount_due=max(0, int(round(float(inv.balance or 0) * scale))),
+            currency=currency,
+            decline_code=(txn.status_code or None) and str(txn.status_code)[:200],
+            occurred_at=note.occurred_at,
+            payment=_failed_attempt(txn, invoice_id, currency, scale),
+        )
+        self._memo(failed, note, txn, getattr(inv, "number", None))
+        return failed
+
+    def _from_transaction(
+        self, note: Notification, txn: Any
+    ) -> PaymentFailed | InvoicePaid | Echo | None:
+        """A payment notification from its transaction alone (issue 15): the transaction names
+        its invoice and account and carries the attempt's amount, currency and decline, so the
+        invoice is not read here (the run reads it anyway)."""
+        if getattr(txn, "origin", None) == OWN_ORIGIN:
+            return Echo(reason="recurly transaction from RevBridge's own collection attempt")
+        account = provider_id(getattr(txn.account, "code", None), "transaction.account.code")
+        invoice_id = provider_id(txn.invoice.id, "transaction.invoice.id")
         event_id = provider_id(txn.uuid, "transaction.uuid")
         if not note.failed:
             if txn.status != "success":
@@ -283,16 +370,17 @@ class RecurlyLookup:
             )
         if txn.status == "success":
             return None  # stale: this attempt succeeded
-        subs = list(inv.subscription_ids or [])
-        currency = str(inv.currency or "USD").upper()
+        subs = list(getattr(txn, "subscription_ids", None) or [])
+        currency = str(txn.currency or "USD").upper()
         scale = 1 if currency in _ZERO_DECIMAL else 100
         return PaymentFailed(
             billing=PROVIDER,
             event_id=event_id,
             invoice_id=invoice_id,
             customer_id=account,
-            subscription_id=provider_id(subs[0], "invoice.subscription_ids") if subs else None,
-            amount_due=max(0, int(round(float(inv.balance or 0) * scale))),
+            subscription_id=provider_id(subs[0], "transaction.subscription_ids") if subs else None,
+            # the attempt's amount: what was due when it was tried (the run reads the balance)
+            amount_due=max(0, int(round(float(txn.amount or 0) * scale))),
             currency=currency,
             decline_code=(txn.status_code or None) and str(txn.status_code)[:200],
             occurred_at=note.occurred_at,

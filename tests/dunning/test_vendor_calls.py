@@ -74,8 +74,15 @@ DECLINE = {
     "zuora": lambda r: r["method"] == "POST" and r["path"].endswith("/invoice-collect"),
     "recurly": lambda r: False,
 }
-#: billing requests to the case: the target is 2 on every platform
-TO_CASE_BILLING = {"zuora": 2, "recurly": 2}
+#: billing requests to the case (target 2) and through the first wait (target 4). Recurly misses
+#: both: the webhook service reads the declined transaction (1: the decline's past_due
+#: notification is answered from it), then the run reads the invoice, the account (language,
+#: CRM link, tenure), the subscription and — in a worker that has not read it yet — its plan
+#: (the MRR's interval; kept per process), 5 to the case; the two audit notes cost one look-up
+#: of the account's notes and two creates (Recurly has no idempotency header and no batch note
+#: create), 8 to the wait (was 7 and 13: bench/RESULTS.md)
+TO_CASE_BILLING = {"zuora": 2, "recurly": 5}
+THROUGH_WAIT_BILLING = {"zuora": 4, "recurly": 8}
 
 
 def ledger(url: str) -> list[dict[str, Any]]:
@@ -184,8 +191,8 @@ def tenants(sandbox_urls: dict[str, str]) -> Iterator[dict[str, str]]:
 
 
 @pytest.fixture(
-    params=[("zuora", "salesforce")],
-    ids=["zuora-salesforce"],
+    params=[("zuora", "salesforce"), ("recurly", "salesforce")],
+    ids=["zuora-salesforce", "recurly-salesforce"],
 )
 async def other_deployment(
     request: pytest.FixtureRequest,
@@ -279,17 +286,27 @@ async def test_zuora_and_recurly_to_the_case_and_to_the_wait(
     client: Client, other_deployment: Pair, mailbox: tuple[MailboxEmulator, str], uid: str
 ) -> None:
     """Zuora: the callout carries the declined attempt and the invoice, its items, their
-    subscription and the account come in one Object Query. Recurly: see ``TO_CASE_BILLING``."""
+    subscription and the account come in one Object Query: 1 + 2 to the case, 4 + 3 to the wait.
+    Recurly: see ``TO_CASE_BILLING`` (the target missed, and why)."""
     pair = other_deployment
     billing, crm = pair.settings.billing, pair.settings.crm
     to_case_billing, to_case_crm, billing_rows, crm_rows = await measure(client, pair, mailbox, uid)
     assert 1 <= len(to_case_billing) <= TO_CASE_BILLING[billing], show(to_case_billing)
     assert len(to_case_crm) <= 2, show(to_case_crm)
-    assert len(billing_rows) <= 4, show(billing_rows)
+    assert len(billing_rows) <= THROUGH_WAIT_BILLING[billing], show(billing_rows)
     assert len(crm_rows) <= THROUGH_WAIT_CRM[crm], show(crm_rows)
     if billing == "zuora":
         # the declined attempt came with the callout: no payments query
         assert not [r for r in billing_rows if "payments" in r["path"]], show(billing_rows)
+    else:
+        # the decline's two notifications cost one read; the transaction list is not read
+        lookups = [
+            r
+            for r in billing_rows
+            if r["path"].startswith(("/transactions/uuid-", "/invoices/number-"))
+        ]
+        assert len(lookups) == 1, show(billing_rows)  # whichever notification came first
+        assert not [r for r in billing_rows if r["path"].endswith("/transactions")]
 
 
 def test_the_chargebee_event_carries_the_declined_attempt_and_odd_fields_only_drop_it() -> None:
