@@ -27,12 +27,25 @@ from bench.report import RESULTS
 from connectors.registry import build_billing
 from domain.expansion import MeteredPlan, Series, UsageDay, merge_days
 from domain.forecast import ExpansionPolicy, decide, forecast
-from domain.settings import ChargebeeSettings, SalesforceSettings, Settings, StripeSettings
+from domain.settings import (
+    ChargebeeSettings,
+    RecurlySettings,
+    SalesforceSettings,
+    Settings,
+    StripeSettings,
+    ZuoraSettings,
+)
+from harness import expansion_book
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.chargebee.handlers import Call
 from sandbox.framework import ServerThread
 
 BOOK_SIZE = 10_000
+#: Zuora's and Recurly's books: their sandboxes render a whole table per page (Zuora's Object
+#: Query) or per subscription's usage list (Recurly), so 2,000 customers; calls scale per customer
+PLATFORM_BOOK_SIZE = 2_000
+ZUORA_ID, ZUORA_SECRET = "bench-zuora-id", "bench-zuora-secret"
+RECURLY_KEY = "bench-recurly-key"
 LOOKBACK = 3
 HEADING = "## Expansion intake (issue 21)"
 CB_KEY = "bench_cb_key"
@@ -139,7 +152,81 @@ def forecast_all(n: int) -> float:
     return time.monotonic() - began
 
 
-def main(n: int = BOOK_SIZE, write_results: bool = True) -> int:
+def platform_intake(platform: str, n: int = PLATFORM_BOOK_SIZE) -> dict[str, Any]:
+    """The daily intake's read on Zuora or Recurly: ``n`` metered customers on Starter (seeded
+    by harness/expansion_book.py in one bulk request), every page read as the intake reads it
+    (``ExpansionActivities.read_page``), vendor calls counted from the sandbox's ledger. Rate
+    limits off: this counts calls, the limits only pace them."""
+    from sandbox.recurly import RecurlyEmulator
+    from sandbox.zuora import ZuoraEmulator
+
+    em: Any = (
+        ZuoraEmulator(client_id=ZUORA_ID, client_secret=ZUORA_SECRET)
+        if platform == "zuora"
+        else RecurlyEmulator(api_key=RECURLY_KEY, rate_limit_per_minute=None)
+    )
+    print(f"expansion bench: {n:,} {platform} customers with metered usage …", flush=True)
+    with ServerThread({em: 0}) as thread:
+        url = dict(thread.urls)[platform]
+        began = time.monotonic()
+        expansion_book.seed_book(platform, url, n, LOOKBACK)
+        seed_s = time.monotonic() - began
+        httpx.delete(url + "/_sandbox/requests", timeout=60).raise_for_status()
+        settings = Settings(
+            billing=platform,
+            crm="salesforce",
+            http_timeout_s=120.0,
+            zuora=ZuoraSettings(
+                client_id=ZUORA_ID, client_secret=_secret(ZUORA_SECRET), api_url=url
+            )
+            if platform == "zuora"
+            else None,
+            recurly=RecurlySettings(api_key=_secret(RECURLY_KEY), api_url=url)
+            if platform == "recurly"
+            else None,
+            salesforce=SalesforceSettings(
+                token_url="http://127.0.0.1:9/services/oauth2/token",  # noqa: S106 - unused
+                client_id="unused",
+                client_secret=_secret("unused"),
+            ),
+        )
+        acts = ExpansionActivities(build_billing(settings), crm=None)  # type: ignore[arg-type]
+        customers, metered, days, read_s = read_all(acts, date.today() - timedelta(days=LOOKBACK))
+        calls = httpx.get(url + "/_sandbox/requests", timeout=60).json()["requests"]
+    by_path = collections.Counter(_path(c["path"]) for c in calls)
+    return {
+        "platform": platform,
+        "n": n,
+        "customers": customers,
+        "metered": metered,
+        "usage_days": days,
+        "seed_s": seed_s,
+        "read_s": read_s,
+        "calls": len(calls),
+        "per_1000": len(calls) * 1000 / max(customers, 1),
+        "by_path": by_path.most_common(6),
+    }
+
+
+def render_platform(p: dict[str, Any]) -> str:
+    paths = ", ".join(f"`{path}` {c}" for path, c in p["by_path"])
+    return (
+        f"- {p['platform'].title()}: {p['n']:,} customers on a metered plan "
+        f"({p['metered']:,} metered plans, {p['usage_days']:,} customer-days of usage read): "
+        f"**{p['calls']:,} vendor calls, {p['per_1000']:.0f} per 1,000 customers** ({paths}); "
+        f"read {p['read_s']:.1f} s ({p['read_s'] * 1000 / p['n']:.1f} s per 1,000) against the "
+        "sandbox, rate limits off (the calls are what carries to a real tenant)"
+        + (
+            f"; at production's 1,000 GETs a minute a 10,000-customer site's intake takes about "
+            f"{p['per_1000'] * 10 / 1000:.0f} minutes of that allowance (one usage list per "
+            "metered subscription: Recurly has no site-wide usage list)."
+            if p["platform"] == "recurly"
+            else "."
+        )
+    )
+
+
+def main(n: int = BOOK_SIZE, write_results: bool = True, platforms: bool = True) -> int:
     em = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=3_500)
     print(f"expansion bench: {n:,} customers with metered usage …", flush=True)
     with ServerThread({em: 0}) as thread:
@@ -163,6 +250,7 @@ def main(n: int = BOOK_SIZE, write_results: bool = True) -> int:
         customers, metered, days, read_s = read_all(acts, since)
         calls = httpx.get(url + "/_sandbox/requests", timeout=60).json()["requests"]
     fc_s = forecast_all(n)
+    others = [platform_intake(p) for p in expansion_book.PLATFORMS] if platforms else []
     by_path = collections.Counter(_path(c["path"]) for c in calls)
     summary = {
         "n": n,
@@ -175,16 +263,28 @@ def main(n: int = BOOK_SIZE, write_results: bool = True) -> int:
         "per_1000": len(calls) * 1000 / max(customers, 1),
         "by_path": by_path.most_common(),
         "forecast_s": fc_s,
+        "platforms": others,
     }
     print(render(summary), flush=True)
     if write_results:
         _write(summary)
     ok = customers == n and metered == n and days == n * LOOKBACK
+    ok = ok and all(
+        p["customers"] == p["n"] == p["metered"] and p["usage_days"] == p["n"] * LOOKBACK
+        for p in others
+    )
     return 0 if ok else 1
 
 
 def _path(path: str) -> str:
-    return path.removeprefix("/api/v2")
+    """The ledger's path with the IDs in it as ``{id}`` (Zuora's product rate plans, Recurly's
+    plans, add-ons and per-subscription usage lists), so the counts group by endpoint."""
+    path = path.removeprefix("/api/v2")
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        if parts[i - 1] in ("product-rate-plans", "plans", "subscriptions", "add_ons"):
+            parts[i] = "{id}"
+    return "/".join(parts)
 
 
 def render(s: dict[str, Any]) -> str:
@@ -209,8 +309,19 @@ def render(s: dict[str, Any]) -> str:
             "- The per-customer workflows are not run at this size here (each batch is one "
             "signal-with-start; the first batch also one backfill read): `python -m "
             "bench.expansion 1000 --workflows` runs 1,000 of them on a dev server.",
+            *render_platforms(s.get("platforms") or []),
         ]
     )
+
+
+def render_platforms(platforms: list[dict[str, Any]]) -> list[str]:
+    if not platforms:
+        return []
+    return [
+        "- The same intake read on the other platforms (harness/expansion_book.py seeds them; "
+        "`python -m bench.expansion --billing zuora|recurly [N]`):",
+        *[render_platform(p) for p in platforms],
+    ]
 
 
 #: lines of the section that ``--workflows`` measured: a rerun of the read keeps them
@@ -218,17 +329,19 @@ KEPT_LINES = ("- The workflows,", "- Under that run")
 
 
 def _write(summary: dict[str, Any]) -> None:
-    section = render(summary)
+    platforms = render_platforms(summary.get("platforms") or [])
+    section = render({**summary, "platforms": []})
     text = RESULTS.read_text() if RESULTS.exists() else ""
     start = text.find(HEADING)
     if start >= 0:
         end = text.find("\n## ", start + len(HEADING))
         old = text[start : end if end >= 0 else len(text)]
         kept = [line for line in old.splitlines() if line.startswith(KEPT_LINES)]
-        section = "\n".join([section, *kept])
-        text = text[:start].rstrip() + "\n\n" + section + (text[end:] if end >= 0 else "\n")
+        # the Chargebee lines, the --workflows run's (kept), then the other platforms'
+        section = "\n".join([section, *kept, *platforms])
+        text = text[:start].rstrip() + "\n\n" + section + ("\n" + text[end:] if end >= 0 else "\n")
     else:
-        text = text.rstrip() + "\n\n" + section + "\n"
+        text = text.rstrip() + "\n\n" + "\n".join([section, *platforms]) + "\n"
     RESULTS.write_text(text)
 
 
@@ -467,6 +580,10 @@ async def _settled(handles: list[Any], day: int, status_type: Any, query: str) -
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if "--billing" in sys.argv:
+        on = sys.argv[sys.argv.index("--billing") + 1]
+        print(render_platform(platform_intake(on, int(args[1]) if len(args) > 1 else 2_000)))
+        sys.exit(0)
     if "--workflows" in sys.argv:
         import asyncio
 

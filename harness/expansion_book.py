@@ -203,3 +203,117 @@ def subscriptions(platform: str, billing: Any, customer: str) -> list[dict[str, 
             for s in billing.client.list_account_subscriptions(f"code-{customer}").items()
         ]
     raise HarnessError(f"no subscription listing for {platform}")
+
+
+# --- a whole book at once (bench/expansion.py) ---------------------------------------------------
+
+
+def seed_book(platform: str, url: str, n: int, lookback: int = 3) -> dict[str, Any]:
+    """``n`` metered customers on Starter, each with ``lookback`` days of usage (the days the
+    daily intake re-reads), through the sandbox's bulk ``/_sandbox/seed`` (one request, not
+    ``n`` customers' worth of API calls): the same catalogue as ``seed_metered_customer``.
+    Returns the customers' IDs (Zuora account IDs, Recurly account codes)."""
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    at = [int((noon - timedelta(days=d)).timestamp()) for d in range(1, lookback + 1)]
+    if platform == "zuora":
+        starter, growth = "PRP-STARTER-BOOK", "PRP-GROWTH-BOOK"
+
+        def plan(number: str, name: str, fee: int, included: int) -> dict[str, Any]:
+            return {
+                "number": number,
+                "name": name,
+                "charges": [
+                    {"name": f"{name} fee", "price": fee, "model": "FlatFee"},
+                    {"name": "API calls", "type": "Usage", "model": "Overage", "uom": UOM,
+                     "price": 2, "includedUnits": included, "overagePrice": 2},
+                ],
+            }  # fmt: skip
+
+        ids = [f"2c9{i:029x}" for i in range(n)]
+        start = int((noon - timedelta(days=60)).timestamp())
+        body: dict[str, Any] = {
+            "products": [
+                {
+                    "name": "Platform",
+                    "sku": "SKU-PLATFORM-BOOK",
+                    "rate_plans": [
+                        {
+                            **plan(starter, "Starter", 10_000, 10_000),
+                            "RevBridgeUpgradeTo__c": growth,
+                        },
+                        plan(growth, "Growth", 30_000, 50_000),
+                    ],
+                }
+            ],  # fmt: skip
+            "accounts": [{"id": a, "name": f"Company {i}"} for i, a in enumerate(ids)],
+            "subscriptions": [
+                {
+                    "account": a,
+                    "subscriptionNumber": f"S-EXP-{i:06d}",
+                    "plans": [{"plan": starter}],
+                    "start": start,
+                }
+                for i, a in enumerate(ids)
+            ],  # fmt: skip
+            "usages": [
+                {
+                    "account": a,
+                    "subscription": f"S-EXP-{i:06d}",
+                    "uom": UOM,
+                    "quantity": 200 + i % 100 + d,
+                    "startDateTime": t,
+                }
+                for i, a in enumerate(ids)
+                for d, t in enumerate(at)
+            ],  # fmt: skip
+        }
+    elif platform == "recurly":
+        starter, growth = "starter-book", "growth-book"
+
+        def calls(included: int) -> dict[str, Any]:
+            usd = lambda amount: [{"currency": "USD", "unit_amount": amount}]  # noqa: E731
+            return {"code": ADD_ON, "name": "API calls", "add_on_type": "usage",
+                    "usage_type": "price", "tier_type": "tiered", "currencies": usd(0.02),
+                    "tiers": [{"ending_quantity": included, "currencies": usd(0)},
+                              {"currencies": usd(0.02)}]}  # fmt: skip
+
+        ids = [f"exp-{i:06d}" for i in range(n)]
+        subs = [f"expsub{i:06d}" for i in range(n)]
+        body = {
+            "plans": [
+                {
+                    "code": growth,
+                    "name": "Growth",
+                    "currencies": [{"currency": "USD", "unit_amount": 300}],
+                    "add_ons": [calls(50_000)],
+                },
+                {
+                    "code": starter,
+                    "name": "Starter",
+                    "currencies": [{"currency": "USD", "unit_amount": 100}],
+                    "add_ons": [calls(10_000)],
+                    "custom_fields": [{"name": "upgrade_to", "value": growth}],
+                },
+            ],  # fmt: skip
+            "accounts": [{"code": a, "company": f"Company {i}"} for i, a in enumerate(ids)],
+            "subscriptions": [
+                {"id": s, "account_code": a, "plan_code": starter, "add_ons": [{"code": ADD_ON}]}
+                for a, s in zip(ids, subs, strict=True)
+            ],
+            "usage": [
+                {
+                    "subscription_id": s,
+                    "add_on_code": ADD_ON,
+                    "amount": 200 + i % 100 + d,
+                    "usage_timestamp": t,
+                }
+                for i, s in enumerate(subs)
+                for d, t in enumerate(at)
+            ],  # fmt: skip
+        }
+    else:
+        raise HarnessError(f"no metered book seeding for {platform}")
+    resp = httpx.post(url + "/_sandbox/seed", json=body, timeout=900)
+    if resp.status_code != 200:
+        raise HarnessError(f"seeding {platform} failed: HTTP {resp.status_code}")
+    return {"customers": ids, "starter": starter, "growth": growth}
