@@ -1,6 +1,7 @@
 """HubSpot for the account sync (billing → CRM): the company's golden fields in one read, a
 property set per company, ``/crm/v3/objects/companies/batch/update`` for a batch of minor changes
-(HubSpot takes 100 inputs per call: two calls per 200 accounts), and the book for linking.
+(HubSpot takes 100 inputs per call: two calls per 200 accounts), and the book for linking
+(companies by list pages, their contacts' emails by batch reads).
 
 HubSpot's ``company.propertyChange`` / ``contact.propertyChange`` webhooks reach the sync through
 the webhook service's lookup (``webhooks/hubspot.py`` ``HubSpotLookup``: the company's billing
@@ -13,8 +14,9 @@ from typing import Any
 from hubspot.crm.companies import BatchInputSimplePublicObjectBatchInput as CompanyBatchUpdate
 from hubspot.crm.companies import SimplePublicObjectBatchInput as CompanyBatchInput
 from hubspot.crm.companies import SimplePublicObjectInput as CompanyUpdate
+from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId as ContactBatchRead
 
-from connectors.hubspot import HubSpotCrm
+from connectors.hubspot import HubSpotCrm, _assoc_ids
 from connectors.sync.shapes import address
 from domain.linking import CrmParty
 
@@ -142,21 +144,36 @@ class HubSpotSync:
         return failed
 
     def sync_parties(self, cursor: str | None, limit: int) -> tuple[list[CrmParty], str | None]:
+        """One page of companies (HubSpot's own: up to 100) with their contacts' emails: the
+        page names its contacts (``associations``), one batch read per 100 of them gives the
+        emails — no call per company."""
         page = self.crm._call(
             self.crm._companies.get_page,
             limit=max(1, min(limit, 100)),
             after=cursor,
             properties=["name", "domain", "billing_customer_id"],
+            associations=["contacts"],
             what="companies",
         )
+        results = page.results or []
+        contacts = {c.id: _assoc_ids(c.associations, ["contacts"]) for c in results}
+        wanted = list(dict.fromkeys(i for ids in contacts.values() for i in ids))
+        emails = {
+            str(c.id): e
+            for c in self.crm._batch_read(
+                self.crm._contact_batches, ContactBatchRead, wanted, ["email"], "contacts"
+            )
+            if (e := (c.properties or {}).get("email"))
+        }
         parties = [
             CrmParty(
                 id=str(c.id),
                 name=(c.properties or {}).get("name"),
                 domain=(c.properties or {}).get("domain"),
+                emails=[emails[i] for i in contacts[c.id] if i in emails],
                 billing_customer_id=(c.properties or {}).get("billing_customer_id") or None,
             )
-            for c in page.results or []
+            for c in results
         ]
         nxt = page.paging.next.after if page.paging and page.paging.next else None
         return parties, nxt

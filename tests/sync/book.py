@@ -1,7 +1,7 @@
 """A book to link (the backfill's tests and bench/sync.py): billing customers and CRM accounts of
 every kind ``domain/linking.py`` decides — linked already, the same email, the same company
 domain, a similar name, and ambiguous names for a person — as seeds for the Chargebee and
-Salesforce sandboxes."""
+Salesforce (or HubSpot) sandboxes."""
 
 from __future__ import annotations
 
@@ -34,6 +34,32 @@ class Book:
 
     def salesforce_seed(self) -> dict[str, Any]:
         return {"records": {"Account": self.accounts, "Contact": self.contacts}}
+
+    def hubspot_seed(self) -> dict[str, Any]:
+        """The same accounts as HubSpot companies (``domain`` bare, as HubSpot keeps it; the
+        billing link in ``billing_customer_id`` / ``billing_platform``) and their contacts."""
+        props = {
+            "Name": "name",
+            "Billing_Customer_Id__c": "billing_customer_id",
+            "Billing_Platform__c": "billing_platform",
+        }
+        companies = []
+        for a in self.accounts:
+            p = {hs: a[sf] for sf, hs in props.items() if a.get(sf)}
+            if a.get("Website"):
+                p["domain"] = a["Website"].split("//")[-1].removeprefix("www.")
+            companies.append({"ref": a["Ref"], "properties": p})
+        contacts = [
+            {"ref": f"c{n}", "properties": {"lastname": c["LastName"], "email": c["Email"]}}
+            for n, c in enumerate(self.contacts)
+        ]
+        return {
+            "objects": {"companies": companies, "contacts": contacts},
+            "associations": [
+                {"from": f"c{n}", "to": c["AccountId"].removeprefix("@")}
+                for n, c in enumerate(self.contacts)
+            ],
+        }
 
     def expected(self, kind: str) -> int:
         return sum(1 for k in self.kinds.values() if k == kind)
