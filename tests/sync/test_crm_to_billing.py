@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from connectors.base import ConnectorError
@@ -24,7 +23,7 @@ from domain.golden import SyncStatus
 from domain.ids import idempotency_key
 from sandbox.scenarios import DunningCustomer
 from tests.pairs import Pair, eventually, pair_settings
-from tests.sync.deployment import salesforce_flow, sync_deployment
+from tests.sync.deployment import quiet, salesforce_flow, sync_deployment
 from tests.sync.world import decide
 
 ADDRESS = {
@@ -148,16 +147,6 @@ async def deployment(
 def wired(deployment: Pair) -> Iterator[Pair]:
     with salesforce_flow(deployment):
         yield deployment
-
-
-async def quiet(handle: WorkflowHandle[Any, Any], seconds: float = 1.5) -> SyncStatus:
-    last = None
-    while True:
-        s = await handle.query("status", result_type=SyncStatus)
-        if last is not None and s == last and s.stage == "waiting for a change":
-            return s
-        last = s
-        await asyncio.sleep(seconds)
 
 
 def writes(pair: Pair, cid: str, account: str) -> tuple[int, int]:

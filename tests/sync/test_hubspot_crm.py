@@ -17,7 +17,6 @@ import httpx
 import pytest
 from hubspot.crm.companies import SimplePublicObjectInputForCreate as NewCompany
 from hubspot.crm.contacts import SimplePublicObjectInputForCreate as NewContact
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from domain import golden
@@ -25,7 +24,7 @@ from domain.golden import SyncStatus
 from domain.models import CrmAccountChanged
 from sandbox.scenarios import DunningCustomer
 from tests.pairs import Pair, eventually
-from tests.sync.deployment import sync_deployment
+from tests.sync.deployment import quiet, sync_deployment
 from webhooks import hubspot as hooks
 
 BILLING, CRM = "chargebee", "hubspot"
@@ -53,16 +52,6 @@ def ui_update(pair: Pair, company: str, properties: dict[str, str]) -> None:
     """A rep edits the company in HubSpot's UI (its webhook says ``changeSource: CRM_UI``)."""
     url = f"{pair.urls[CRM]}/_sandbox/hubspot/objects/companies/{company}/ui_update"
     httpx.post(url, json={"properties": properties}).raise_for_status()
-
-
-async def quiet(handle: WorkflowHandle[Any, Any], seconds: float = 1.5) -> SyncStatus:
-    last = None
-    while True:
-        s = await handle.query("status", result_type=SyncStatus)
-        if last is not None and s == last and s.stage == "waiting for a change":
-            return s
-        last = s
-        await asyncio.sleep(seconds)
 
 
 def company_writes(pair: Pair, company: str) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from domain.golden import SyncStatus
 from domain.models import NoteTarget
 from sandbox.scenarios import DunningCustomer
 from tests.pairs import Pair, eventually
-from tests.sync.deployment import salesforce_flow, sync_deployment
+from tests.sync.deployment import quiet, salesforce_flow, sync_deployment
 
 BILLING, CRM = "chargebee", "salesforce"
 QUEUE = "revbridge-sync-chargebee-salesforce"
@@ -74,17 +74,6 @@ def customer_writes(pair: Pair, customer_id: str) -> list[dict[str, Any]]:
     return [r for r in ledger(pair, BILLING) if r["method"] == "POST" and r["path"] == path]
 
 
-async def quiet(pair: Pair, handle: WorkflowHandle[Any, Any], seconds: float = 1.5) -> SyncStatus:
-    """Wait until the run has taken every signal its webhooks sent and is idle."""
-    last = None
-    while True:
-        s = await status(handle)
-        if last is not None and s == last and s.stage == "waiting for a change":
-            return s
-        last = s
-        await asyncio.sleep(seconds)
-
-
 async def test_plan_change_restore_and_no_ping_pong(
     sync: Pair, uid: str, temporal_env: WorkflowEnvironment
 ) -> None:
@@ -107,7 +96,7 @@ async def test_plan_change_restore_and_no_ping_pong(
     # the scenario's invoice is due: payment health comes from the subscription re-read
     assert account["Billing_Status__c"] == "active" and account["Payment_Health__c"] == "failing"
     handle = client.get_workflow_handle(wf_id)
-    await quiet(pair, handle)
+    await quiet(handle)
 
     # a rep types another MRR into the account: billing owns it, so it is put back
     sf.Account.update(ids["account"], {"MRR__c": 1.0})
@@ -116,7 +105,7 @@ async def test_plan_change_restore_and_no_ping_pong(
         lambda a: a.get("MRR__c") == mrr / 100,
         "the MRR restored",
     )
-    s = await quiet(pair, handle)
+    s = await quiet(handle)
     assert s.restored == 1
     audit = pair.crm.audit_log(wf_id)
     assert [a["action"] for a in audit].count("restore_field") == 1
@@ -128,7 +117,7 @@ async def test_plan_change_restore_and_no_ping_pong(
     crm_before = len(account_writes(pair, ids["account"]))
     billing_before = len(customer_writes(pair, ids["customer"]))
     await asyncio.sleep(3)
-    await quiet(pair, handle)
+    await quiet(handle)
     assert len(account_writes(pair, ids["account"])) == crm_before
     assert len(customer_writes(pair, ids["customer"])) == billing_before
     # the echoes did arrive (the subscription change, the rep's edit, then our own writes
@@ -165,14 +154,14 @@ async def test_stripe_plan_change_reaches_salesforce_and_a_crm_edit_is_restored(
             "the new MRR on the CRM account",
         )
         handle = temporal_env.client.get_workflow_handle(wf_id)
-        await quiet(pair, handle)
+        await quiet(handle)
         pair.crm.client.Account.update(ids["account"], {"MRR__c": 1.0})
         await eventually(
             lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
             lambda a: a.get("MRR__c") == want / 100,
             "the MRR restored",
         )
-        s = await quiet(pair, handle)
+        s = await quiet(handle)
         assert s.restored == 1
         assert [a["action"] for a in pair.crm.audit_log(wf_id)].count("restore_field") == 1
 
