@@ -171,6 +171,18 @@ def doctor(
     return code, out.splitlines(), err
 
 
+def doctor_process(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The real command in a process of its own, as CI runs it, with exactly ``env``."""
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "cli.main", "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=ROOT,
+    )
+
+
 def failed(lines: list[str]) -> list[str]:
     return [line for line in lines if line.startswith("FAIL")]
 
@@ -252,14 +264,7 @@ def test_a_namespace_that_does_not_exist_is_one_fail_line_with_its_fix_and_exit_
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
     env |= env_for(client, "no-such-namespace", "recurly", "salesforce", vendors)
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "cli.main", "doctor"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-    )
+    done = doctor_process(env)
     assert done.returncode == 1, (done.stdout, done.stderr)
     lines = done.stdout.splitlines()
     assert failed(lines) == [
@@ -425,14 +430,7 @@ def test_an_unreachable_temporal_is_one_fail_line_and_the_rest_is_skipped(
     env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIXES)}
     env |= env_for(client, "default", "recurly", "salesforce", vendors)
     env |= {"TEMPORAL_ADDRESS": f"127.0.0.1:{free_port('127.0.0.1')}", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "cli.main", "doctor"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        cwd=ROOT,
-    )
+    done = doctor_process(env)
     lines = done.stdout.splitlines()
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert failed(lines) == [
