@@ -2,11 +2,13 @@
 book never touches another test's records): a dry run writes nothing; exact (email, domain),
 fuzzy (name) and linked-already customers are linked, ambiguous ones reported for a person;
 interrupted by a refused bulk write, it resumes from where it stopped and writes each link once;
-and it creates nothing."""
+and it creates nothing. ``interrupted_and_resumed`` is that interruption on any pair (Salesforce
+or HubSpot), shared by test_backfill_vendors.py and test_backfill_hubspot.py."""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,11 +19,12 @@ from temporalio.testing import WorkflowEnvironment
 from cli.config import CliError
 from cli.sync import backfill
 from domain import golden
+from domain.golden import BackfillReport
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.salesforce import SalesforceEmulator
-from tests.pairs import CB_KEY, SF_ID, SF_SECRET, Pair, pair_settings
-from tests.sync.book import make_book
+from tests.pairs import CB_KEY, HS_TOKEN, SF_ID, SF_SECRET, Pair, pair_settings
+from tests.sync.book import Book, make_book
 from tests.sync.test_workflow import keep_history
 
 QUEUE = "revbridge-sync-backfill"
@@ -49,16 +52,113 @@ def accounts(pair: Pair) -> list[dict[str, Any]]:
     return httpx.get(url).json()["records"]
 
 
+def companies(pair: Pair) -> list[dict[str, Any]]:
+    """Every HubSpot company's properties (read through the vendor API: these calls are in the
+    ledger, so read them only between the windows a test counts)."""
+    out: list[dict[str, Any]] = []
+    after: str | None = None
+    while True:
+        r = httpx.get(
+            pair.urls["hubspot"] + "/crm/v3/objects/companies",
+            params={
+                "limit": 100,
+                "properties": "name,billing_customer_id,billing_platform",
+                **({"after": after} if after else {}),
+            },
+            headers={"Authorization": f"Bearer {HS_TOKEN}"},
+        )
+        r.raise_for_status()
+        body = r.json()
+        out += [c["properties"] for c in body["results"]]
+        after = (body.get("paging") or {}).get("next", {}).get("after")
+        if not after:
+            return out
+
+
+def crm_links(pair: Pair) -> tuple[dict[str, str], int]:
+    """The billing links the CRM's records hold (customer → platform), and how many records."""
+    if pair.settings.crm == "hubspot":
+        rows = [(c.get("billing_customer_id"), c.get("billing_platform")) for c in companies(pair)]
+    else:
+        rows = [
+            (a.get("Billing_Customer_Id__c"), a.get("Billing_Platform__c")) for a in accounts(pair)
+        ]
+    return {c: p for c, p in rows if c}, len(rows)
+
+
 def ledger(pair: Pair, side: str) -> list[dict[str, Any]]:
     return httpx.get(pair.urls[side] + "/_sandbox/requests").json()["requests"]
 
 
+#: each CRM's bulk write of links: method, path, links per call, and the error it answers when
+#: it commits and still fails (a validation rule refusing one record, a proxy)
+BULK = {
+    "salesforce": (
+        "PATCH",
+        ".*/composite/sobjects",
+        200,
+        [{"errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "no"}],
+    ),
+    "hubspot": (
+        "POST",
+        "/crm/v3/objects/companies/batch/update",
+        100,
+        {
+            "status": "error",
+            "message": "Property values were not valid",
+            "correlationId": "b9f1c1c2-0000-4000-8000-000000000000",
+            "category": "VALIDATION_ERROR",
+        },
+    ),
+}
+#: links per backfill write (the workflow's chunk; one audit entry each)
+CHUNK = 200
+
+
 def bulk_writes(pair: Pair) -> list[dict[str, Any]]:
+    method, path, _, _ = BULK[pair.settings.crm]
     return [
         r
-        for r in ledger(pair, "salesforce")
-        if r["method"] == "PATCH" and r["path"].endswith("/composite/sobjects")
+        for r in ledger(pair, pair.settings.crm)
+        if r["method"] == method and re.fullmatch(path, r["path"])
     ]
+
+
+async def interrupted_and_resumed(pair: Pair, book: Book) -> BackfillReport:
+    """The backfill of ``book`` (seeded, not linked yet beyond its ``linked`` kind) on
+    ``pair``: its first bulk write commits but answers an error, so the run stops after that
+    call's links; run again, it resumes where it stopped, writing each remaining link once,
+    one call per ``BULK`` batch — every exact and fuzzy customer linked, every ambiguous one
+    not, no record created. Returns the resumed run's report."""
+    crm, billing = pair.settings.crm, pair.settings.billing
+    method, path, per_call, body = BULK[crm]
+    to_link = book.expected("email") + book.expected("domain") + book.expected("name")
+    first = min(per_call, to_link)
+    assert first < to_link, "a book too small to leave links for the resume"
+    _, n_records = crm_links(pair)
+    fault = {"kind": "commit_then_error", "method": method, "path": path, "status": 400}
+    httpx.post(
+        pair.urls[crm] + "/_sandbox/faults", json={**fault, "times": 1, "body": body}
+    ).raise_for_status()
+    with pytest.raises(CliError, match="run it again to resume"):
+        await backfill(pair.settings, dry_run=False, progress=False)
+    links, _ = crm_links(pair)
+    assert len(links) == book.expected("linked") + first
+
+    httpx.delete(pair.urls[crm] + "/_sandbox/faults")
+    calls = len(bulk_writes(pair))
+    done = await backfill(pair.settings, dry_run=False, progress=False)
+    assert done.linked_already == book.expected("linked") + first
+    assert done.written == done.to_write == to_link - first
+    assert done.bulk_calls == -(-(to_link - first) // CHUNK)
+    assert len(bulk_writes(pair)) - calls == -(-(to_link - first) // per_call)
+    links, n = crm_links(pair)
+    assert len(links) == to_link + book.expected("linked")
+    for customer, kind in book.kinds.items():
+        assert (customer in links) == (kind != "ambiguous"), (customer, kind)
+        assert customer not in links or links[customer] == billing
+    assert n == n_records  # created nothing in the CRM
+    return done
 
 
 async def test_backfill_dry_run_then_interrupted_and_resumed(
@@ -75,7 +175,6 @@ async def test_backfill_dry_run_then_interrupted_and_resumed(
         pair.urls["salesforce"] + "/_sandbox/seed", json=book.salesforce_seed(), timeout=60
     ).raise_for_status()
     settings = pair.settings
-    n_accounts = len(accounts(pair))
 
     dry = await backfill(settings, dry_run=True, progress=False)
     assert dry.dry_run and dry.written == 0
@@ -90,43 +189,12 @@ async def test_backfill_dry_run_then_interrupted_and_resumed(
         if r["method"] in ("PATCH", "POST") and "/sobjects" in r["path"]
     ]
 
-    # the first bulk write commits but its answer is an error (a validation rule refusing one
-    # record, a proxy): the run stops after 200 links
-    httpx.post(
-        pair.urls["salesforce"] + "/_sandbox/faults",
-        json={
-            "kind": "commit_then_error",
-            "method": "PATCH",
-            "path": ".*/composite/sobjects",
-            "status": 400,
-            "times": 1,
-            "body": [{"errorCode": "FIELD_CUSTOM_VALIDATION_EXCEPTION", "message": "no"}],
-        },
-    ).raise_for_status()
-    with pytest.raises(CliError, match="run it again to resume"):
-        await backfill(settings, dry_run=False, progress=False)
-    to_link = book.expected("email") + book.expected("domain") + book.expected("name")
-    linked_first = sum(1 for a in accounts(pair) if a.get("Billing_Customer_Id__c"))
-    assert linked_first == book.expected("linked") + 200
-
-    # run again: it resumes where it stopped, writing each remaining link once
-    httpx.delete(pair.urls["salesforce"] + "/_sandbox/faults")
-    patches = len(bulk_writes(pair))
-    done = await backfill(settings, dry_run=False, progress=False)
-    assert done.linked_already == book.expected("linked") + 200
-    assert done.written == done.to_write == to_link - 200
-    assert done.bulk_calls == 1
-    assert len(bulk_writes(pair)) == patches + 1
+    # interrupted after the first 200 links, resumed for the other 100
+    await interrupted_and_resumed(pair, book)
     wf_id = golden.backfill_workflow_id("chargebee", "salesforce")
     handle = temporal_env.client.get_workflow_handle(wf_id)
     await keep_history(handle, golden.BACKFILL_WORKFLOW_TYPE, "resumed")
-    rows = accounts(pair)
-    linked = {a["Billing_Customer_Id__c"]: a for a in rows if a.get("Billing_Customer_Id__c")}
-    assert len(linked) == to_link + book.expected("linked")
-    for customer, kind in book.kinds.items():
-        assert (customer in linked) == (kind != "ambiguous"), (customer, kind)
-    # created nothing: the same accounts, no customer created in billing
-    assert len(rows) == n_accounts
+    # no customer created in billing
     assert not [
         r
         for r in ledger(pair, "chargebee")
@@ -134,5 +202,6 @@ async def test_backfill_dry_run_then_interrupted_and_resumed(
     ]
 
     # once more: everything is linked already, nothing is written
+    to_link = book.expected("email") + book.expected("domain") + book.expected("name")
     again = await backfill(settings, dry_run=False, progress=False)
     assert again.written == 0 and again.linked_already == to_link + book.expected("linked")

@@ -3,25 +3,25 @@
 ambiguous ones reported for a person; the companies are read by list pages (100 a call, their
 contacts' emails one batch read a page), never one call per company; interrupted by a batch
 update that commits and then answers an error, it resumes and writes each remaining link once,
-one ``companies/batch/update`` per 100 links; and it creates nothing."""
+one ``companies/batch/update`` per 100 links (test_backfill.py ``interrupted_and_resumed``);
+and it creates nothing."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from cli.config import CliError
 from cli.sync import backfill
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
 from sandbox.hubspot import HubSpotEmulator
 from tests.pairs import CB_KEY, HS_SECRET, HS_TOKEN, Pair, pair_settings
 from tests.sync.book import make_book
+from tests.sync.test_backfill import companies, interrupted_and_resumed, ledger
 
 QUEUE = "revbridge-sync-backfill-hubspot"
 BATCH_UPDATE = "/crm/v3/objects/companies/batch/update"
@@ -44,37 +44,10 @@ async def books(
             yield pair
 
 
-def companies(pair: Pair) -> dict[str, dict[str, Any]]:
-    """Every company's properties by ID (read through the vendor API: its calls are in the
-    ledger, so read it only between the windows a test counts)."""
-    out: dict[str, dict[str, Any]] = {}
-    after: str | None = None
-    while True:
-        r = httpx.get(
-            pair.urls["hubspot"] + "/crm/v3/objects/companies",
-            params={
-                "limit": 100,
-                "properties": "name,billing_customer_id,billing_platform",
-                **({"after": after} if after else {}),
-            },
-            headers={"Authorization": f"Bearer {HS_TOKEN}"},
-        )
-        r.raise_for_status()
-        body = r.json()
-        out.update({c["id"]: c["properties"] for c in body["results"]})
-        after = (body.get("paging") or {}).get("next", {}).get("after")
-        if not after:
-            return out
-
-
-def ledger(pair: Pair, side: str) -> list[dict[str, Any]]:
-    return httpx.get(pair.urls[side] + "/_sandbox/requests").json()["requests"]
-
-
-def writes(pair: Pair) -> list[dict[str, Any]]:
-    """Every write to HubSpot's CRM (the links and the audit's notes)."""
+def writes(pair: Pair) -> list[str]:
+    """The paths of every write to HubSpot's CRM (the links and the audit's notes)."""
     return [
-        r
+        r["path"]
         for r in ledger(pair, "hubspot")
         if r["method"] in ("POST", "PATCH", "PUT")
         and "/crm/" in r["path"]
@@ -114,54 +87,20 @@ async def test_backfill_on_hubspot_dry_run_then_interrupted_and_resumed(books: P
         ("POST", "/crm/v3/objects/contacts/batch/read"),
     }, reads
 
-    # the first batch update commits but answers an error: the run stops after 100 links
-    httpx.post(
-        pair.urls["hubspot"] + "/_sandbox/faults",
-        json={
-            "kind": "commit_then_error",
-            "method": "POST",
-            "path": BATCH_UPDATE,
-            "status": 400,
-            "times": 1,
-            "body": {
-                "status": "error",
-                "message": "Property values were not valid",
-                "correlationId": "b9f1c1c2-0000-4000-8000-000000000000",
-                "category": "VALIDATION_ERROR",
-            },
-        },
-    ).raise_for_status()
-    with pytest.raises(CliError, match="run it again to resume"):
-        await backfill(settings, dry_run=False, progress=False)
-    to_link = book.expected("email") + book.expected("domain") + book.expected("name")
-    first = [c for c in companies(pair).values() if c.get("billing_customer_id")]
-    assert len(first) == book.expected("linked") + 100
-
-    # run again: it resumes where it stopped, each remaining link once, one call per 100
-    httpx.delete(pair.urls["hubspot"] + "/_sandbox/faults")
-    calls = len(writes(pair))
-    done = await backfill(settings, dry_run=False, progress=False)
-    assert done.linked_already == book.expected("linked") + 100
-    assert done.written == done.to_write == to_link - 100
-    new = [r["path"] for r in writes(pair)[calls:]]
-    assert new.count(BATCH_UPDATE) == -(-(to_link - 100) // 100)
-    # and each backfill write (up to 200 links) audited once in the agent log, a note
-    assert new.count("/crm/v3/objects/notes") == done.bulk_calls == 1
-    assert len(new) == new.count(BATCH_UPDATE) + done.bulk_calls, new
-    rows = companies(pair)
-    linked = {c["billing_customer_id"]: c for c in rows.values() if c.get("billing_customer_id")}
-    assert len(linked) == to_link + book.expected("linked")
-    for customer, kind in book.kinds.items():
-        assert (customer in linked) == (kind != "ambiguous"), (customer, kind)
-        if customer in linked:
-            assert linked[customer]["billing_platform"] == "chargebee"
-    # created nothing: the same companies, no customer created in billing
-    assert len(rows) == n_companies
+    # interrupted after the first batch update (100 links), resumed for the other 200
+    done = await interrupted_and_resumed(pair, book)
+    # every write: the batch updates (the interrupted one, then one per 100) and one audit note
+    # per backfill write (the interrupted run audited nothing: its write failed)
+    paths = writes(pair)
+    assert paths.count(BATCH_UPDATE) == 1 + -(-done.written // 100)
+    assert paths.count("/crm/v3/objects/notes") == done.bulk_calls == 1
+    assert len(paths) == paths.count(BATCH_UPDATE) + done.bulk_calls, paths
     assert not [
         r
         for r in ledger(pair, "chargebee")
         if r["method"] == "POST" and r["path"].endswith("/customers")
     ]
 
+    to_link = book.expected("email") + book.expected("domain") + book.expected("name")
     again = await backfill(settings, dry_run=False, progress=False)
     assert again.written == 0 and again.linked_already == to_link + book.expected("linked")

@@ -1,9 +1,11 @@
 """The backfill on Stripe, Zuora and Recurly (× Salesforce), each on sandboxes of its own: a dry
 run writes nothing; exact (email, domain), fuzzy (name) and linked-already customers are linked,
-ambiguous ones reported for a person; the book is read by list pages (one call per page:
-Stripe ``starting_after``, Zuora Object Query, Recurly ``GET /accounts``), never one call per
-customer; the links go in one sObject Collections PATCH per 200; a second run writes nothing.
-(Interrupted and resumed: test_backfill.py, on Chargebee — the workflow is the same.)"""
+ambiguous ones reported for a person; interrupted by a bulk write that commits and then answers
+an error, it resumes and writes each remaining link once (test_backfill.py
+``interrupted_and_resumed``, as on Chargebee and HubSpot); the book is read by list pages (one
+call per page: Stripe ``starting_after``, Zuora Object Query, Recurly ``GET /accounts``), never
+one call per customer; the links go in one sObject Collections PATCH per 200; a last run writes
+nothing."""
 
 from __future__ import annotations
 
@@ -34,10 +36,12 @@ from tests.pairs import (
     pair_settings,
 )
 from tests.sync.book import Book, make_book
+from tests.sync.test_backfill import crm_links, interrupted_and_resumed
 
-#: the book's size: every kind ``domain/linking.py`` decides, 40 customers each (a smaller
-#: book's made-up names are too alike for the name match to be clearly ahead), over pages
-N = 200
+#: the book's size: every kind ``domain/linking.py`` decides, 80 customers each (a book under
+#: 200's made-up names are too alike for the name match to be clearly ahead), over pages; 240 to
+#: link, so the interrupted first PATCH (200) leaves 40 for the resume
+N = 400
 #: how each vendor lists its book (method, path): what the backfill may call in billing
 LISTS = {
     "stripe": ("GET", "/v1/customers"),
@@ -95,12 +99,6 @@ def ledger(pair: Pair, side: str) -> list[dict[str, Any]]:
     return [r for r in rows if r["path"] != "/oauth/token"]
 
 
-def linked(pair: Pair) -> dict[str, dict[str, Any]]:
-    url = pair.urls["salesforce"] + "/_sandbox/salesforce/records/Account"
-    rows = httpx.get(url).json()["records"]
-    return {a["Billing_Customer_Id__c"]: a for a in rows if a.get("Billing_Customer_Id__c")}
-
-
 async def test_the_book_is_linked_from_list_pages(books: Pair) -> None:
     pair, billing = books, books.settings.billing
     book = make_book(N, f"bv{billing[:2]}", billing=billing)
@@ -124,19 +122,18 @@ async def test_the_book_is_linked_from_list_pages(books: Pair) -> None:
         if r["method"] in ("PATCH", "POST") and "/sobjects" in r["path"]
     ]
 
-    done = await backfill(pair.settings, dry_run=False, progress=False)
+    # interrupted after the first PATCH (200 links), resumed for the other 40
+    done = await interrupted_and_resumed(pair, book)
     to_link = book.expected("email") + book.expected("domain") + book.expected("name")
-    assert done.written == done.to_write == to_link and done.bulk_calls == 1
-    rows = linked(pair)
-    assert len(rows) == to_link + book.expected("linked")
-    for customer, kind in book.kinds.items():
-        assert (customer in rows) == (kind != "ambiguous"), (customer, kind)
-        if customer in rows:
-            assert rows[customer]["Billing_Platform__c"] == billing
-    # billing was only listed, a page (up to 99-100 customers) a call, and nothing written
+    assert done.written == to_link - 200 and done.bulk_calls == 1
+    links, _ = crm_links(pair)
+    assert len(links) == to_link + book.expected("linked")
+    # billing was only listed, a page (up to 99-100 customers) a call, and nothing written: each
+    # of the three runs (dry, interrupted, resumed) read the whole book once
     calls = ledger(pair, billing)[billing_calls:]
     assert {(r["method"], r["path"]) for r in calls} == {LISTS[billing]}
-    assert len(calls) == dry.billing_reads + done.billing_reads
+    assert len(calls) == dry.billing_reads + 2 * done.billing_reads
+    assert dry.billing_reads == done.billing_reads
     assert done.billing_reads <= N // 99 + 1 + (billing == "stripe")  # Stripe: a last empty page
 
     again = await backfill(pair.settings, dry_run=False, progress=False)
