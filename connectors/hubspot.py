@@ -889,6 +889,13 @@ class HubSpotCrm:
             if entry.account_id
             else None
         )
+        if known_ids is None and limits.first_attempt():
+            # an audit entry's key is written by the one activity that records the entry, and
+            # this is that activity's first attempt: no earlier attempt can have written it, so
+            # the look-up on the anchor (its notes by association, then by ID: two requests)
+            # is skipped (issue 15), as Chargebee's notes skip theirs. A retry, or a call
+            # outside an activity, looks first.
+            anchor_is_new = True
         note_id, _ = self._engagement_once(
             "notes",
             entry.key,

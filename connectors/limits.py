@@ -273,7 +273,8 @@ def observe_headers(vendor: str, headers: Mapping[str, str] | None) -> None:
 
 # --- the running attempt --------------------------------------------------------------------------
 
-_attempt: contextvars.ContextVar[int] = contextvars.ContextVar("revbridge_attempt", default=1)
+#: 0: not inside an activity attempt (a direct call: whether an earlier call wrote is unknown)
+_attempt: contextvars.ContextVar[int] = contextvars.ContextVar("revbridge_attempt", default=0)
 
 
 @contextlib.contextmanager
@@ -289,3 +290,9 @@ def attempt(number: int) -> Iterator[None]:
 def retry_attempt() -> bool:
     """Whether the calls being made are a retry (an earlier attempt may have committed)."""
     return _attempt.get() > 1
+
+
+def first_attempt() -> bool:
+    """Whether the calls run in an activity's first attempt: a write keyed to that activity
+    alone cannot have been made before (no earlier attempt exists). False outside one."""
+    return _attempt.get() == 1

@@ -64,7 +64,10 @@ CASE_WRITE = {
 }
 #: CRM requests through the first wait: the target is 3 (the account, the case with its audit
 #: entry, day 0's audit entry). HubSpot misses it by one: its ticket cannot carry the case's audit
-#: note (no composite request), so the two audit notes are two requests (bench/RESULTS.md)
+#: note (no composite request), so the two audit notes are two requests (bench/RESULTS.md). Day
+#: 0's note no longer looks for an earlier attempt's note first on the activity's first attempt
+#: (it was 6: the ticket's notes by association and by ID, which name no customer and were not
+#: counted here before)
 THROUGH_WAIT_CRM = {"salesforce": 3, "hubspot": 4}
 #: the harness's decline of the invoice (the request the vendor answers with the webhook);
 #: Recurly's is a control route of its sandbox, not in the ledger
@@ -238,7 +241,17 @@ async def measure(
             billing_rows = [r for r in rows if "oauth" not in r["path"]]
         else:
             billing_rows = naming(rows, tag)
-        crm_rows = naming(ledger(pair.urls[crm]), tag)
+        crm_all = ledger(pair.urls[crm])
+        crm_rows = naming(crm_all, tag)
+        if crm == "hubspot":
+            # look-ups by ID name no customer (a ticket's notes by association, then by ID):
+            # every one in the window is counted, ours or not (the count can only err high)
+            by_id = [
+                r for r in crm_all if "/associations/" in r["path"] or "/batch/read" in r["path"]
+            ]
+            crm_rows = sorted(
+                {r["seq"]: r for r in [*crm_rows, *by_id]}.values(), key=lambda r: r["seq"]
+            )
     finally:
         await placeholder.terminate("test over")
 
