@@ -43,6 +43,7 @@ from tests.pairs import (
     eventually,
     pair_settings,
 )
+from tests.sync.settle import mark, settled
 from tests.sync.world import decide
 
 SMOKE_PAIRS = [
@@ -279,6 +280,7 @@ def billing_writes(pair: Pair, customer: str) -> list[dict[str, Any]]:
 async def restored_without_ping_pong(
     pair: Pair, ids: dict[str, str], handle: WorkflowHandle[Any, Any], mrr: int
 ) -> None:
+    since = mark(pair)
     # a rep types another MRR into the account (the Flow's callout): billing owns it
     pair.crm.client.Account.update(ids["account"], {"MRR__c": 1.0})
     await eventually(
@@ -294,13 +296,11 @@ async def restored_without_ping_pong(
         "the restore_field audit entry",
     )
     # our writes come back (the Flow's callouts for the field sets; on Zuora the audit note's
-    # AccountChanged callout): nothing more is written on either side
+    # AccountChanged callout): once every one of them was answered and taken by the idle run,
+    # nothing more is written on either side
     crm_before = len(bulk_patches(pair, ids["account"])[1])
     billing_before = len(billing_writes(pair, ids["customer"]))
-    await asyncio.sleep(3)
-    quiet = await eventually(
-        lambda: status(handle), lambda s: s.stage == "waiting for a change", "the run idle"
-    )
+    quiet = await settled(pair, handle, since)
     assert len(bulk_patches(pair, ids["account"])[1]) == crm_before
     assert len(billing_writes(pair, ids["customer"])) == billing_before
     assert quiet.restored == 1 and quiet.signals >= 4
@@ -315,7 +315,7 @@ async def started(
     handle = await temporal_env.client.start_workflow(
         golden.WORKFLOW_TYPE,
         golden.AccountSyncInput(
-            billing=billing, customer_id=ids["customer"], flusher_id=flusher_id, batch_every_s=2
+            billing=billing, customer_id=ids["customer"], flusher_id=flusher_id, batch_every_s=1
         ),
         id=golden.account_workflow_id(billing, ids["customer"]),
         task_queue=pair.settings.task_queue,
