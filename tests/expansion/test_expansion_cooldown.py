@@ -111,14 +111,16 @@ async def test_a_lost_expansion_is_held_then_reopens_only_for_a_bigger_deal(
         async def take(b: UsageBatch) -> ExpansionStatus:
             run = (await h.describe()).run_id
             await h.signal(ex.SIGNAL_USAGE, b)
-            await eventually(lambda: h.describe(), lambda d: d.run_id != run, "continued")
+            await eventually(
+                lambda: h.describe(), lambda d: d.run_id != run, "continued", within_s=60
+            )
             # the run that took the batch (its forecast lines are not carried, its state is)
             return await client.get_workflow_handle(wf_id, run_id=run).query(
                 ex.QUERY_STATUS, result_type=ExpansionStatus
             )
 
         try:
-            await eventually(status, lambda s: bool(s.open), "opened")
+            await eventually(status, lambda s: bool(s.open), "opened", within_s=60)
             first_run = (await h.describe()).run_id
             assert f.names().count("expansion_upsert_records") == 1
 
