@@ -31,7 +31,7 @@ from simple_salesforce.exceptions import (
 
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
-from connectors.salesforce_fields import CREATES, FEATURES, NEEDS, Need
+from connectors.salesforce_fields import ACCESS_FIX, NEEDS, VENDOR, object_checks
 from connectors.timeouts import call_timeout
 from domain.audit import AuditEntry
 from domain.churn import ScoredAccount
@@ -54,7 +54,6 @@ from domain.records import (
 )
 from domain.settings import SalesforceSettings
 
-VENDOR = "salesforce"
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 # Salesforce error codes that a retry can fix.
 _RETRYABLE_CODES = {"UNABLE_TO_LOCK_ROW", "SERVER_UNAVAILABLE", "UNKNOWN_EXCEPTION"}
@@ -513,11 +512,11 @@ class SalesforceCrm:
             if exc.code == "REQUEST_LIMIT_EXCEEDED":
                 checks.append(_check("api-allowance", CheckStatus.FAIL, "spent", _ALLOWANCE_FIX))
             else:
-                checks.append(_check("describe", CheckStatus.FAIL, _reason(exc), _ACCESS_FIX))
+                checks.append(_check("describe", CheckStatus.FAIL, _reason(exc), ACCESS_FIX))
             return checks
         results = (answer.get("compositeResponse") if isinstance(answer, dict) else None) or []
         for obj, result in zip(objects, results, strict=False):
-            checks.extend(_object_checks(obj, result))
+            checks.extend(object_checks(obj, result))
         checks.append(self._allowance_check())
         return checks
 
@@ -730,23 +729,10 @@ _CREDENTIALS_FIX = (
     "check SALESFORCE_TOKEN_URL (your My Domain), SALESFORCE_CLIENT_ID and the secret or JWT key, "
     "and that the connected app's Run As / pre-authorised user is active"
 )
-_ACCESS_FIX = "give the integration user the RevBridge permission set (API Enabled, object access)"
 _ALLOWANCE_FIX = (
     "raise the org's daily API allocation (Setup > Company Information) or lower RevBridge's "
     "Salesforce rate in policies/limits.yaml"
 )
-_COMPATIBLE = {
-    "string": {"string", "textarea"},
-    "textarea": {"textarea", "string"},
-    "picklist": {"picklist", "string"},
-    "double": {"double", "percent"},
-    "currency": {"currency", "double"},
-    "percent": {"percent", "double"},
-    "email": {"email", "string"},
-    "date": {"date"},
-    "datetime": {"datetime"},
-    "reference": {"reference"},
-}
 
 
 def _check(name: str, status: CheckStatus, detail: str = "", fix: str = "") -> Check:
@@ -755,94 +741,6 @@ def _check(name: str, status: CheckStatus, detail: str = "", fix: str = "") -> C
 
 def _reason(exc: ConnectorError) -> str:
     return str(exc).removeprefix(f"{VENDOR}: ")
-
-
-def _object_checks(obj: str, result: dict[str, Any]) -> list[Check]:
-    """One describe's findings: a FAIL per missing object, permission, field, type, length
-    or external-ID flag; one OK line when the object has everything RevBridge needs."""
-    name = f"object:{obj}"
-    status = int(result.get("httpStatusCode") or 500)
-    describe = result.get("body")
-    if status == 404 or (status >= 400 and _error_code(describe) in ("NOT_FOUND", "INVALID_TYPE")):
-        fix = (
-            f"run `revbridge setup crm` (it deploys {obj} with RevBridge's fields), "
-            "or grant the integration user Read on it"
-            if obj.endswith("__c")
-            else (f"{FEATURES[obj]}, then " if obj in FEATURES else "")
-            + f"grant the integration user Read on {obj}"
-        )
-        return [_check(name, CheckStatus.FAIL, "not visible to the integration user", fix)]
-    if status >= 300 or not isinstance(describe, dict):
-        detail = f"describe answered {status} {_error_code(describe) or ''}".strip()
-        return [_check(name, CheckStatus.FAIL, detail, _ACCESS_FIX)]
-    checks: list[Check] = []
-    wanted = [("Read", "queryable", True), ("Create", "createable", obj in CREATES)]
-    wanted.append(("Edit", "updateable", any(n.writes for n in NEEDS[obj].values())))
-    missing_perms = [perm for perm, flag, needed in wanted if needed and not describe.get(flag)]
-    if missing_perms:
-        checks.append(
-            _check(
-                f"{name}:permissions",
-                CheckStatus.FAIL,
-                f"the integration user lacks {', '.join(missing_perms)}",
-                f"grant {'/'.join(missing_perms)} on {obj} in the integration user's permission set",
-            )
-        )
-    fields = {f.get("name", "").lower(): f for f in describe.get("fields") or []}
-    for field_name, need in NEEDS[obj].items():
-        problem = _field_problem(need, fields.get(field_name.lower()))
-        if problem:
-            detail, fix = problem
-            checks.append(
-                _check(
-                    f"field:{obj}.{field_name}",
-                    CheckStatus.FAIL,
-                    detail,
-                    fix.format(f"{obj}.{field_name}"),
-                )
-            )
-    if not checks:
-        checks.append(_check(name, CheckStatus.OK, f"{len(NEEDS[obj])} fields as RevBridge needs"))
-    return checks
-
-
-def _field_problem(need: Need, field: dict[str, Any] | None) -> tuple[str, str] | None:
-    """(detail, fix with ``{}`` for the field's name) when the org's field will not do."""
-    kind = need.type + (f"({need.length})" if need.length else "")
-    if field is None:
-        return (
-            "missing or not visible",
-            f"create {{}} as {kind}, or grant the integration user read/edit on it "
-            "(field-level security): `revbridge setup crm` does both",
-        )
-    actual = str(field.get("type") or "")
-    if actual not in _COMPATIBLE[need.type]:
-        return f"is {actual}, RevBridge needs {need.type}", f"recreate {{}} as {kind}"
-    if need.length and int(field.get("length") or 0) < need.length:
-        return (
-            f"holds {field.get('length')} characters, RevBridge writes up to {need.length}",
-            f"raise the length of {{}} to {need.length}",
-        )
-    if need.external_id and not field.get("externalId"):
-        return "is not an External ID", "mark {} as External ID (and Unique)"
-    offered = {p.get("value") for p in field.get("picklistValues") or [] if p.get("active", True)}
-    lacking = [v for v in need.values if v not in offered]
-    if lacking and field.get("restrictedPicklist"):
-        values = ", ".join(lacking)
-        return f"restricted picklist lacks {values}", f"add {values} to the picklist {{}}"
-    if need.writes and not (field.get("createable") and field.get("updateable")):
-        return (
-            "is read-only for the integration user",
-            "give the integration user Edit on {} (field-level security; `revbridge setup crm` "
-            "grants it in the RevBridge Integration permission set)",
-        )
-    return None
-
-
-def _error_code(body: Any) -> str | None:
-    if isinstance(body, list) and body and isinstance(body[0], dict):
-        return body[0].get("errorCode")
-    return None
 
 
 def _churn_fields(record: ChurnScoreRecord) -> dict[str, Any]:

@@ -4,14 +4,18 @@ object, with its type, the length the connector cuts text to, and the picklist v
 Three readers, so they cannot disagree: the connector (connectors/salesforce.py) truncates to these
 lengths before sending, ``preflight`` (``revbridge doctor``) checks a real org against the table,
 and ``revbridge setup crm`` (connectors/salesforce_setup.py) creates and grants what is missing.
-Pure data: no I/O."""
+``object_checks`` judges one describe of the org against the table (``preflight``'s lines; setup
+plans from the same judgement). Pure: no I/O."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from domain.models import CasePriority
+from domain.preflight import Check, CheckStatus
 
+VENDOR = "salesforce"
 LONG_TEXT = 32768  # Long Text Area length of the churn and billing-context fields
 
 
@@ -178,3 +182,110 @@ CREATES = (
 )
 #: standard objects an org has only once a feature is on (what the admin turns on)
 FEATURES = {"Quote": "turn on Quotes (Setup > Quote Settings > Enable)"}
+#: the fix for an object the integration user cannot use
+ACCESS_FIX = "give the integration user the RevBridge permission set (API Enabled, object access)"
+#: the org's field types that hold what RevBridge writes as each type of NEEDS
+_COMPATIBLE = {
+    "string": {"string", "textarea"},
+    "textarea": {"textarea", "string"},
+    "picklist": {"picklist", "string"},
+    "double": {"double", "percent"},
+    "currency": {"currency", "double"},
+    "percent": {"percent", "double"},
+    "email": {"email", "string"},
+    "date": {"date"},
+    "datetime": {"datetime"},
+    "reference": {"reference"},
+}
+
+
+def _check(name: str, status: CheckStatus, detail: str = "", fix: str = "") -> Check:
+    return Check(system=VENDOR, name=name, status=status, detail=detail, fix=fix)
+
+
+def object_checks(obj: str, result: dict[str, Any]) -> list[Check]:
+    """One describe's findings: a FAIL per missing object, permission, field, type, length
+    or external-ID flag; one OK line when the object has everything RevBridge needs."""
+    name = f"object:{obj}"
+    status = int(result.get("httpStatusCode") or 500)
+    describe = result.get("body")
+    if status == 404 or (status >= 400 and error_code(describe) in ("NOT_FOUND", "INVALID_TYPE")):
+        fix = (
+            f"run `revbridge setup crm` (it deploys {obj} with RevBridge's fields), "
+            "or grant the integration user Read on it"
+            if obj.endswith("__c")
+            else (f"{FEATURES[obj]}, then " if obj in FEATURES else "")
+            + f"grant the integration user Read on {obj}"
+        )
+        return [_check(name, CheckStatus.FAIL, "not visible to the integration user", fix)]
+    if status >= 300 or not isinstance(describe, dict):
+        detail = f"describe answered {status} {error_code(describe) or ''}".strip()
+        return [_check(name, CheckStatus.FAIL, detail, ACCESS_FIX)]
+    checks: list[Check] = []
+    wanted = [("Read", "queryable", True), ("Create", "createable", obj in CREATES)]
+    wanted.append(("Edit", "updateable", any(n.writes for n in NEEDS[obj].values())))
+    missing_perms = [perm for perm, flag, needed in wanted if needed and not describe.get(flag)]
+    if missing_perms:
+        checks.append(
+            _check(
+                f"{name}:permissions",
+                CheckStatus.FAIL,
+                f"the integration user lacks {', '.join(missing_perms)}",
+                f"grant {'/'.join(missing_perms)} on {obj} in the integration user's permission set",
+            )
+        )
+    fields = {f.get("name", "").lower(): f for f in describe.get("fields") or []}
+    for field_name, need in NEEDS[obj].items():
+        problem = field_problem(need, fields.get(field_name.lower()))
+        if problem:
+            detail, fix = problem
+            checks.append(
+                _check(
+                    f"field:{obj}.{field_name}",
+                    CheckStatus.FAIL,
+                    detail,
+                    fix.format(f"{obj}.{field_name}"),
+                )
+            )
+    if not checks:
+        checks.append(_check(name, CheckStatus.OK, f"{len(NEEDS[obj])} fields as RevBridge needs"))
+    return checks
+
+
+def field_problem(need: Need, field: dict[str, Any] | None) -> tuple[str, str] | None:
+    """(detail, fix with ``{}`` for the field's name) when the org's field will not do."""
+    kind = need.type + (f"({need.length})" if need.length else "")
+    if field is None:
+        return (
+            "missing or not visible",
+            f"create {{}} as {kind}, or grant the integration user read/edit on it "
+            "(field-level security): `revbridge setup crm` does both",
+        )
+    actual = str(field.get("type") or "")
+    if actual not in _COMPATIBLE[need.type]:
+        return f"is {actual}, RevBridge needs {need.type}", f"recreate {{}} as {kind}"
+    if need.length and int(field.get("length") or 0) < need.length:
+        return (
+            f"holds {field.get('length')} characters, RevBridge writes up to {need.length}",
+            f"raise the length of {{}} to {need.length}",
+        )
+    if need.external_id and not field.get("externalId"):
+        return "is not an External ID", "mark {} as External ID (and Unique)"
+    offered = {p.get("value") for p in field.get("picklistValues") or [] if p.get("active", True)}
+    lacking = [v for v in need.values if v not in offered]
+    if lacking and field.get("restrictedPicklist"):
+        values = ", ".join(lacking)
+        return f"restricted picklist lacks {values}", f"add {values} to the picklist {{}}"
+    if need.writes and not (field.get("createable") and field.get("updateable")):
+        return (
+            "is read-only for the integration user",
+            "give the integration user Edit on {} (field-level security; `revbridge setup crm` "
+            "grants it in the RevBridge Integration permission set)",
+        )
+    return None
+
+
+def error_code(body: Any) -> str | None:
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        return body[0].get("errorCode")
+    return None

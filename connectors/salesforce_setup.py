@@ -4,7 +4,8 @@ application (Tooling API creates and safe field fixes, then the RevBridge Integr
 set: object and field-level security, assigned to the integration user).
 
 Everything goes through :class:`~connectors.salesforce.SalesforceCrm`'s session and error mapping;
-the field checks are ``preflight``'s own, so setup and ``revbridge doctor`` judge an org alike."""
+the field checks are ``preflight``'s own (connectors/salesforce_fields.py), so setup and
+``revbridge doctor`` judge an org alike."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from typing import Any
 from simple_salesforce import format_soql
 
 from connectors.base import ConnectorError, ErrorKind
-from connectors.salesforce import (
-    _ACCESS_FIX,
+from connectors.salesforce import SalesforceCrm
+from connectors.salesforce_fields import (
+    ACCESS_FIX,
+    CREATES,
+    FEATURES,
+    NEEDS,
     VENDOR,
-    SalesforceCrm,
-    _error_code,
-    _field_problem,
-    _object_checks,
+    Need,
+    error_code,
+    field_problem,
+    object_checks,
 )
-from connectors.salesforce_fields import CREATES, FEATURES, NEEDS, Need
 from connectors.setup_steps import SetupStep
 from domain.models import CustomerTier
 
@@ -183,7 +187,7 @@ def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
     status = int(result.get("httpStatusCode") or 500)
     describe = result.get("body")
     missing = status == 404 or (
-        status >= 400 and _error_code(describe) in ("NOT_FOUND", "INVALID_TYPE")
+        status >= 400 and error_code(describe) in ("NOT_FOUND", "INVALID_TYPE")
     )
     if missing and obj not in SETUP_OBJECTS:
         enable = f"{FEATURES[obj]}, then " if obj in FEATURES else ""
@@ -205,8 +209,8 @@ def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
             if name.endswith("__c")
         ]
     if status >= 300 or not isinstance(describe, dict):
-        detail = f"describe answered {status} {_error_code(describe) or ''}".strip()
-        return [_manual("grant", obj, f"{detail}: {_ACCESS_FIX}")]
+        detail = f"describe answered {status} {error_code(describe) or ''}".strip()
+        return [_manual("grant", obj, f"{detail}: {ACCESS_FIX}")]
     steps: list[SetupStep] = []
     fields = {f.get("name", "").lower(): f for f in describe.get("fields") or []}
     for name, need in NEEDS[obj].items():
@@ -214,7 +218,7 @@ def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
         if found is None and name.endswith("__c"):
             steps.append(_create_field(obj, name, need))
             continue
-        problem = _field_problem(need, found)
+        problem = field_problem(need, found)
         if problem:
             fixes = _safe_fixes(obj, name, need, found)
             if fixes:
@@ -230,7 +234,7 @@ def _object_steps(obj: str, result: dict[str, Any]) -> list[SetupStep]:
             )
     steps += [
         _manual("grant", obj, c.fix)
-        for c in _object_checks(obj, result)
+        for c in object_checks(obj, result)
         if c.name.endswith(":permissions")
     ]
     return steps

@@ -49,7 +49,7 @@ def test_every_custom_name_a_salesforce_connector_uses_is_in_needs() -> None:
     """A guard for the next use case: any ``…__c`` a Salesforce connector names (the CRM
     connector and each use case's) is an object or field setup creates and doctor checks."""
     root = Path(__file__).resolve().parents[2] / "connectors"
-    sources = [root / "salesforce.py", *sorted(root.glob("*/salesforce.py"))]
+    sources = [*sorted(root.glob("salesforce*.py")), *sorted(root.glob("*/salesforce.py"))]
     used = {
         m for path in sources for m in re.findall(r"\b[A-Za-z][A-Za-z0-9_]*__c\b", path.read_text())
     }
