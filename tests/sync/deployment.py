@@ -4,17 +4,13 @@ the session's dev server), and the wiring that lets both sides' webhooks reach i
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import httpx
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from domain.golden import SyncStatus
 from domain.settings import WebhookSettings
 from sandbox.framework import App, ServerThread
 from tests.pairs import Pair, pair_settings
@@ -58,15 +54,3 @@ def salesforce_flow(pair: Pair) -> Iterator[Pair]:
     finally:
         httpx.post(flows, json={"account_changed": False})
         httpx.delete(pair.urls["salesforce"] + "/_sandbox/webhooks")
-
-
-async def quiet(handle: WorkflowHandle[Any, Any], seconds: float = 1.5) -> SyncStatus:
-    """Wait until the run has taken every signal its webhooks sent and is idle: the same status
-    twice, ``seconds`` apart, waiting for a change."""
-    last = None
-    while True:
-        s = await handle.query("status", result_type=SyncStatus)
-        if last is not None and s == last and s.stage == "waiting for a change":
-            return s
-        last = s
-        await asyncio.sleep(seconds)

@@ -50,12 +50,12 @@ def _rows(pair: Pair, side: str) -> list[tuple[int, bool]]:
     return [(d["seq"], _answered(d)) for d in rows if d["url"].startswith(pair.webhook_url)]
 
 
-def _deliveries(pair: Pair, since: dict[str, int]) -> list[tuple[str, int, bool]]:
+def _deliveries(pair: Pair, since: dict[str, int] | None) -> list[tuple[str, int, bool]]:
     return [
         (side, seq, done)
         for side in _sides(pair)
         for seq, done in _rows(pair, side)
-        if seq > since.get(side, 0)
+        if seq > (since or {}).get(side, 0)
     ]
 
 
@@ -68,10 +68,14 @@ async def _idle(handle: WorkflowHandle[Any, Any]) -> SyncStatus | None:
 
 
 async def settled(
-    pair: Pair, handle: WorkflowHandle[Any, Any], since: dict[str, int], within_s: float = 60.0
+    pair: Pair,
+    handle: WorkflowHandle[Any, Any],
+    since: dict[str, int] | None = None,
+    within_s: float = 60.0,
 ) -> SyncStatus:
-    """The run's status once every webhook both sandboxes sent this deployment after ``since``
-    (``mark``) was answered and the run has taken them all and is idle (above)."""
+    """The run's status once every webhook both sandboxes sent this deployment (after
+    ``since``, a ``mark``; without it, ever: a deployment's webhook service is its own) was
+    answered and the run has taken them all and is idle (above)."""
     deadline = time.monotonic() + within_s
     last: object = None
     while time.monotonic() < deadline:

@@ -23,7 +23,8 @@ from domain.golden import SyncStatus
 from domain.ids import idempotency_key
 from sandbox.scenarios import DunningCustomer
 from tests.pairs import Pair, eventually, pair_settings
-from tests.sync.deployment import quiet, salesforce_flow, sync_deployment
+from tests.sync.deployment import salesforce_flow, sync_deployment
+from tests.sync.settle import settled
 from tests.sync.world import decide
 
 ADDRESS = {
@@ -183,7 +184,7 @@ async def test_a_shared_field_changed_on_both_sides_at_once_is_reviewed_and_neve
         within_s=60,
     )
     handle = client.get_workflow_handle(wf_id)
-    await quiet(handle)
+    await settled(pair, handle)
 
     # a rep edits the billing address in Salesforce: it reaches the Chargebee customer
     sf.Account.update(
@@ -197,7 +198,7 @@ async def test_a_shared_field_changed_on_both_sides_at_once_is_reviewed_and_neve
         "the CRM's billing address on the Chargebee customer",
         within_s=60,
     )
-    await quiet(handle)
+    await settled(pair, handle)
     audit = await asyncio.to_thread(pair.crm.audit_log, wf_id)
     assert any(a["action"] == "sync_to_billing" for a in audit)
     assert "94105" not in str(audit)  # personal data: audited as "(changed)"
@@ -226,10 +227,9 @@ async def test_a_shared_field_changed_on_both_sides_at_once_is_reviewed_and_neve
         "the CRM's city on the Chargebee customer",
         within_s=60,
     )
-    done = await quiet(handle)
+    done = await settled(pair, handle)
     before = writes(pair, cid, account)
-    await asyncio.sleep(3)
-    final = await quiet(handle)
+    final = await settled(pair, handle)
     assert writes(pair, cid, account) == before  # zero ping-pong
     assert final.conflicts_resolved == done.conflicts_resolved == 1
     assert not final.conflicts_open

@@ -24,7 +24,8 @@ from domain.golden import SyncStatus
 from domain.models import CrmAccountChanged
 from sandbox.scenarios import DunningCustomer
 from tests.pairs import Pair, eventually
-from tests.sync.deployment import quiet, sync_deployment
+from tests.sync.deployment import sync_deployment
+from tests.sync.settle import settled
 from webhooks import hubspot as hooks
 
 BILLING, CRM = "chargebee", "hubspot"
@@ -141,7 +142,7 @@ async def test_company_edits_reach_the_sync_restore_and_billing_contact(
             "billing's golden fields on the company after a HubSpot-side change",
             within_s=60,
         )
-        s = await quiet(handle)
+        s = await settled(pair, handle)
         assert s.signals >= 1 and s.crm_account_id == ids["account"]
 
         # a rep types another MRR into the company: billing owns it, so it is put back
@@ -152,7 +153,7 @@ async def test_company_edits_reach_the_sync_restore_and_billing_contact(
             "the MRR restored on the company",
             within_s=60,
         )
-        s = await quiet(handle)
+        s = await settled(pair, handle)
         assert s.restored == 1
 
         # the billing contact is shared two-way: a rep's edit in HubSpot reaches Chargebee
@@ -164,12 +165,11 @@ async def test_company_edits_reach_the_sync_restore_and_billing_contact(
             "the billing contact on the Chargebee customer",
             within_s=60,
         )
-        s = await quiet(handle)
+        s = await settled(pair, handle)
         # our writes come back through both sides' webhooks and change nothing
         crm_before = len(company_writes(pair, ids["account"]))
         billing_before = len(customer_writes(pair, ids["customer"]))
-        await asyncio.sleep(3)
-        final = await quiet(handle)
+        final = await settled(pair, handle)
         assert len(company_writes(pair, ids["account"])) == crm_before
         assert len(customer_writes(pair, ids["customer"])) == billing_before
         assert final.restored == 1 and not final.conflicts_open
@@ -206,7 +206,7 @@ async def test_a_billing_contact_changed_on_both_sides_at_once_is_reviewed_witho
             "the first sync on the company",
             within_s=60,
         )
-        await quiet(handle)
+        await settled(pair, handle)
         # both sides at once
         cb.Customer.update(ids["customer"], {"email": f"finance-{uid}@hubsync.example"})
         ui_update(pair, ids["account"], {"billing_contact_email": f"ap-{uid}@hubsync.example"})
@@ -227,11 +227,10 @@ async def test_a_billing_contact_changed_on_both_sides_at_once_is_reviewed_witho
             "billing's contact on the company",
             within_s=60,
         )
-        await quiet(handle)
+        await settled(pair, handle)
         crm_before = len(company_writes(pair, ids["account"]))
         billing_before = len(customer_writes(pair, ids["customer"]))
-        await asyncio.sleep(3)
-        final = await quiet(handle)
+        final = await settled(pair, handle)
         assert len(company_writes(pair, ids["account"])) == crm_before
         assert len(customer_writes(pair, ids["customer"])) == billing_before
         assert final.conflicts_resolved == 1 and not final.conflicts_open

@@ -22,7 +22,8 @@ from domain.golden import SyncStatus
 from domain.models import NoteTarget
 from sandbox.scenarios import DunningCustomer
 from tests.pairs import Pair, eventually
-from tests.sync.deployment import quiet, salesforce_flow, sync_deployment
+from tests.sync.deployment import salesforce_flow, sync_deployment
+from tests.sync.settle import settled
 
 BILLING, CRM = "chargebee", "salesforce"
 QUEUE = "revbridge-sync-chargebee-salesforce"
@@ -96,7 +97,7 @@ async def test_plan_change_restore_and_no_ping_pong(
     # the scenario's invoice is due: payment health comes from the subscription re-read
     assert account["Billing_Status__c"] == "active" and account["Payment_Health__c"] == "failing"
     handle = client.get_workflow_handle(wf_id)
-    await quiet(handle)
+    await settled(pair, handle)
 
     # a rep types another MRR into the account: billing owns it, so it is put back
     sf.Account.update(ids["account"], {"MRR__c": 1.0})
@@ -105,7 +106,7 @@ async def test_plan_change_restore_and_no_ping_pong(
         lambda a: a.get("MRR__c") == mrr / 100,
         "the MRR restored",
     )
-    s = await quiet(handle)
+    s = await settled(pair, handle)
     assert s.restored == 1
     audit = pair.crm.audit_log(wf_id)
     assert [a["action"] for a in audit].count("restore_field") == 1
@@ -116,8 +117,7 @@ async def test_plan_change_restore_and_no_ping_pong(
     # Salesforce account_changed for the field sets): nothing more was written
     crm_before = len(account_writes(pair, ids["account"]))
     billing_before = len(customer_writes(pair, ids["customer"]))
-    await asyncio.sleep(3)
-    await quiet(handle)
+    await settled(pair, handle)
     assert len(account_writes(pair, ids["account"])) == crm_before
     assert len(customer_writes(pair, ids["customer"])) == billing_before
     # the echoes did arrive (the subscription change, the rep's edit, then our own writes
@@ -154,14 +154,14 @@ async def test_stripe_plan_change_reaches_salesforce_and_a_crm_edit_is_restored(
             "the new MRR on the CRM account",
         )
         handle = temporal_env.client.get_workflow_handle(wf_id)
-        await quiet(handle)
+        await settled(pair, handle)
         pair.crm.client.Account.update(ids["account"], {"MRR__c": 1.0})
         await eventually(
             lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
             lambda a: a.get("MRR__c") == want / 100,
             "the MRR restored",
         )
-        s = await quiet(handle)
+        s = await settled(pair, handle)
         assert s.restored == 1
         assert [a["action"] for a in pair.crm.audit_log(wf_id)].count("restore_field") == 1
 
