@@ -1,0 +1,191 @@
+"""The account sync on Stripe, Zuora and Recurly × HubSpot, end to end (Chargebee × HubSpot:
+test_hubspot_crm.py): a rep's edit of a billing-owned company property in HubSpot's UI is
+restored, and both sides' webhooks echoing our writes back write nothing more (the loop
+scenario, checked with tests/sync/settle.py ``settled``); the billing contact changed on both
+sides goes to the review queue, a person's pick (the Web UI's approval signal) is written to the
+billing platform and audited on both sides, then a minor change is written in ONE HubSpot
+``companies/batch/update`` and no single-company write.
+
+The deployments (webhook service, worker, a Zuora tenant and a Recurly site of this module's
+own) and the vendor-shaped edits are test_every_pair.py's; the HubSpot UI edit and ledger are
+test_hubspot_crm.py's."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from connectors.sync import sync_billing, sync_crm
+from domain import golden
+from domain.approvals import Decision
+from domain.golden import FlushStatus, Side
+from domain.models import NoteTarget
+from tests.pairs import Pair, eventually
+from tests.sync.settle import mark, settled
+from tests.sync.test_every_pair import (  # noqa: F401  (module-scoped fixtures: this module's own stacks)
+    add_seats,
+    billing_writes,
+    deployments,
+    route_billing,
+    seeded,
+    set_billing_contact,
+    signal,
+    started,
+    status,
+    tenants,
+    unroute_billing,
+)
+from tests.sync.test_hubspot_crm import company_writes, ui_update
+from tests.sync.world import decide
+
+CRM = "hubspot"
+BILLINGS = ["stripe", "zuora", "recurly"]
+BATCH_UPDATE = "/crm/v3/objects/companies/batch/update"
+
+
+def unroute_crm(pair: Pair) -> None:
+    httpx.delete(pair.urls[CRM] + "/_sandbox/webhooks").raise_for_status()
+
+
+def company_patches(pair: Pair, company: str) -> tuple[list[Any], list[Any]]:
+    """HubSpot's ledger for the company: batch updates naming it, single-company PATCHes."""
+    rows = company_writes(pair, company)
+    bulk = [r for r in rows if r["path"] == BATCH_UPDATE]
+    single = [r for r in rows if r["method"] == "PATCH" and r["path"].endswith("/" + company)]
+    return bulk, single
+
+
+@pytest.mark.parametrize("billing", BILLINGS)
+async def test_a_company_edit_restored_without_ping_pong(
+    deployments: Any,  # noqa: F811
+    billing: str,
+    uid: str,
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    pair: Pair = await deployments.get_pair((billing, CRM))
+    route_billing(pair)
+    pair.route_crm_webhooks_here()
+    try:
+        ids = seeded(pair, "hsloop", uid)
+        b, c = sync_billing(pair.billing), sync_crm(pair.crm)
+        add_seats(pair, ids, 5)  # +100 %: at once
+        mrr = b.sync_view(ids["customer"])["mrr"]
+        await eventually(
+            lambda: asyncio.to_thread(c.sync_view, ids["account"]),
+            lambda v: v.get("mrr") == mrr,
+            "the new MRR on the company",
+            within_s=60,
+        )
+        handle = temporal_env.client.get_workflow_handle(
+            golden.account_workflow_id(billing, ids["customer"])
+        )
+        await settled(pair, handle)
+        since = mark(pair)
+        # a rep types another MRR into the company (company.propertyChange, CRM_UI): billing
+        # owns it, so it is put back and audited
+        ui_update(pair, ids["account"], {"mrr": "1.0"})
+        await eventually(
+            lambda: asyncio.to_thread(c.sync_view, ids["account"]),
+            lambda v: v.get("mrr") == mrr,
+            "the MRR restored on the company",
+            within_s=60,
+        )
+        await eventually(lambda: status(handle), lambda s: s.restored == 1, "the restore counted")
+        await eventually(
+            lambda: asyncio.to_thread(pair.crm.audit_log, handle.id),
+            lambda audit: [a["action"] for a in audit].count("restore_field") == 1,
+            "the restore_field audit entry",
+        )
+        # our writes come back (HubSpot: API events of our app, dropped at the door; billing:
+        # the audit note's event or callout): once all were taken, nothing more is written
+        await settled(pair, handle, since)
+        crm_before = len(company_writes(pair, ids["account"]))
+        billing_before = len(billing_writes(pair, ids["customer"]))
+        quiet = await settled(pair, handle, since)
+        assert len(company_writes(pair, ids["account"])) == crm_before
+        assert len(billing_writes(pair, ids["customer"])) == billing_before
+        assert quiet.restored == 1 and not quiet.conflicts_open
+    finally:
+        unroute_crm(pair)
+        unroute_billing(pair)
+
+
+@pytest.mark.parametrize("billing", BILLINGS)
+async def test_a_conflict_through_the_queue_then_a_minor_change_in_one_batch_update(
+    deployments: Any,  # noqa: F811
+    billing: str,
+    uid: str,
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    pair: Pair = await deployments.get_pair((billing, CRM))
+    unroute_billing(pair)
+    unroute_crm(pair)
+    ids = seeded(pair, "hsreview", uid)
+    flusher_id = f"account-sync-flush:{billing}:hubspot-{uid}"
+    handle = await started(pair, ids, temporal_env, flusher_id)
+
+    # both sides change the billing contact before either reached the other
+    set_billing_contact(pair, ids["customer"], f"finance+{uid}@example.com")
+    ui_update(pair, ids["account"], {"billing_contact_email": f"ap+{uid}@example.com"})
+    await handle.signal(golden.SIGNAL_CHANGE, signal(billing, ids, Side.CRM))
+    s = await eventually(
+        lambda: status(handle), lambda s: bool(s.conflicts_open), "the conflict in the queue"
+    )
+    (conflict,) = s.conflicts_open
+    assert conflict.field == "billing_contact"
+    assert conflict.billing_value == f"finance+{uid}@example.com"
+    assert conflict.crm_value == f"ap+{uid}@example.com"
+    # a reviewer takes HubSpot's value (the Web UI's approval signal)
+    await decide(
+        temporal_env.client, handle.id, conflict.action_id, Decision.APPROVE, "bob@example.com"
+    )
+    await eventually(
+        lambda: status(handle),
+        lambda s: s.conflicts_resolved == 1 and s.stage == "waiting for a change",
+        "the resolution written",
+        within_s=30,
+    )
+    view = sync_billing(pair.billing).sync_view(ids["customer"])
+    assert view["billing_contact"] == f"ap+{uid}@example.com"
+    await eventually(
+        lambda: asyncio.to_thread(pair.billing.list_notes, NoteTarget.CUSTOMER, ids["customer"]),
+        lambda notes: sum(1 for n in notes if "approved by: bob@example.com" in n) == 1,
+        "the resolution's note on the billing customer",
+    )
+    audit = await eventually(
+        lambda: asyncio.to_thread(pair.crm.audit_log, handle.id),
+        lambda audit: any(a["action"] == "resolve_conflict" for a in audit),
+        "the resolution's HubSpot audit entry",
+    )
+    resolved = [a for a in audit if a["action"] == "resolve_conflict"]
+    assert len(resolved) == 1 and "bob@example.com" in resolved[0]["text"]
+
+    # a minor change (one more seat: +20 %) is handed to the flusher: one batch update
+    bulk_before, singles_before = company_patches(pair, ids["account"])
+    before = view["mrr"]
+    add_seats(pair, ids, 1)
+    after = sync_billing(pair.billing).sync_view(ids["customer"])["mrr"]
+    assert after == before * 6 // 5
+    await handle.signal(golden.SIGNAL_CHANGE, signal(billing, ids, Side.BILLING))
+    await eventually(lambda: status(handle), lambda s: s.minor_handed >= 1, "handed to the flusher")
+    flusher = temporal_env.client.get_workflow_handle(flusher_id)
+    await eventually(
+        lambda: flusher.query("status", result_type=FlushStatus),
+        lambda f: f.records_written >= 1,
+        "the bulk flush",
+        within_s=30,
+    )
+    assert sync_crm(pair.crm).sync_view(ids["account"])["mrr"] == after
+    bulk, singles = company_patches(pair, ids["account"])
+    assert len(bulk) == len(bulk_before) + 1 and len(singles) == len(singles_before)
+    await eventually(
+        lambda: asyncio.to_thread(pair.crm.audit_log, flusher_id),
+        lambda audit: "sync_bulk_write" in [a["action"] for a in audit],
+        "the bulk write's HubSpot audit entry",
+    )
+    await flusher.terminate("test over")
+    await handle.terminate("test over")
