@@ -2,7 +2,7 @@
 
 Seeds three customers in the billing sandbox and their accounts in the CRM, starts each
 customer's account sync the way a webhook does (signal-with-start of ``sync_change`` on
-``account:{billing}:{customer}``), then shows, on Chargebee × Salesforce:
+``account:{billing}:{customer}``), then shows, on Chargebee × Salesforce or Chargebee × HubSpot:
 
 1. a **plan change** (a downgrade to one seat) written to the CRM account at once;
 2. **minor changes** (one more seat for two customers) coalesced and written by the flusher in
@@ -26,6 +26,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from cli.config import CliError, StackConfig
 from connectors.registry import build_billing, build_crm
+from connectors.sync import sync_crm
 from domain import golden
 from domain.golden import (
     AccountSyncInput,
@@ -40,7 +41,7 @@ from domain.golden import (
 from domain.settings import Settings
 from domain.starts import start_options
 from infra.codec import data_converter
-from sandbox.scenarios import DunningCustomer, chargebee_seed, salesforce_seed
+from sandbox.scenarios import DunningCustomer, chargebee_seed, hubspot_seed, salesforce_seed
 
 WAIT_S = 60.0
 BATCH_S = 4
@@ -68,36 +69,66 @@ def _seed(url: str, data: dict[str, Any]) -> None:
 
 def check_pair(billing: str, crm: str) -> None:
     """The pairs this demo runs on (cli/demo.py asks before it starts a stack)."""
-    if (billing, crm) != ("chargebee", "salesforce"):
+    if billing != "chargebee" or crm not in ("salesforce", "hubspot"):
         raise CliError(
-            "the sync demo runs on Chargebee × Salesforce (the account sync's first pair): "
-            "revbridge demo --scenario sync --billing chargebee --crm salesforce"
+            "the sync demo runs on Chargebee × Salesforce or Chargebee × HubSpot: "
+            "revbridge demo --scenario sync --billing chargebee --crm salesforce (or hubspot)"
         )
 
 
 async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, Any]:
     settings = Settings.from_env(cfg.service_env())
     check_pair(settings.billing, settings.crm)
-    assert settings.chargebee and settings.chargebee.api_url and settings.salesforce
-    billing, crm = build_billing(settings), build_crm(settings)
-    cb, sf = billing.client, crm.client
     client = await Client.connect(
         cfg.temporal.address, namespace=cfg.temporal.namespace, data_converter=data_converter()
     )
-    suffix = f"{datetime.now(UTC):%m%d%H%M%S}"
+    return await run_scenario(
+        settings, client, say, ui_url=cfg.ui_url(), suffix=f"{datetime.now(UTC):%m%d%H%M%S}"
+    )
+
+
+def _crm_url(settings: Settings) -> str:
+    if settings.crm == "hubspot":
+        assert settings.hubspot and settings.hubspot.api_url
+        return settings.hubspot.api_url
+    assert settings.salesforce
+    return settings.salesforce.token_url.split("/services/")[0]
+
+
+async def run_scenario(
+    settings: Settings,
+    client: Client,
+    say: Callable[[str], None],
+    *,
+    ui_url: str,
+    suffix: str,
+    flusher: str | None = None,
+) -> dict[str, Any]:
+    """The scenario against ``settings``' sandboxes and a worker on its task queue (``flusher``:
+    another flusher workflow ID than the deployment's, for a test beside other deployments)."""
+    check_pair(settings.billing, settings.crm)
+    assert settings.chargebee and settings.chargebee.api_url
+    billing, crm = build_billing(settings), build_crm(settings)
+    cb, view = billing.client, sync_crm(crm)
+
+    def crm_mrr(account_id: str) -> float | None:
+        """The account's MRR as the CRM shows it (currency units)."""
+        cents = view.sync_view(account_id).get("mrr")
+        return None if cents is None else cents / 100
+
     people = (
         DunningCustomer("acme", "Acme Robotics", "Mid-Market", "team-monthly", 9_900, 5, 400, None),
         DunningCustomer("globex", "Globex Freight", "SMB", "team-monthly", 4_900, 10, 300, None),
         DunningCustomer("initech", "Initech Labs", "SMB", "team-monthly", 4_900, 8, 200, None),
     )
-    sf_url = settings.salesforce.token_url.split("/services/")[0]
-    await asyncio.to_thread(_seed, sf_url, salesforce_seed(people, suffix, "chargebee"))
+    crm_seed = hubspot_seed if settings.crm == "hubspot" else salesforce_seed
+    await asyncio.to_thread(_seed, _crm_url(settings), crm_seed(people, suffix, "chargebee"))
     await asyncio.to_thread(_seed, settings.chargebee.api_url, chargebee_seed(people, suffix))
     ids = {p.key: p.ids(suffix) for p in people}
     account = {k: await asyncio.to_thread(_account_id, crm, i["customer"]) for k, i in ids.items()}
-    say(f"Seeded {len(people)} customers in chargebee and their accounts in salesforce.")
+    say(f"Seeded {len(people)} customers in chargebee and their accounts in {settings.crm}.")
 
-    flusher = golden.flush_workflow_id(settings.billing, settings.crm)
+    flusher = flusher or golden.flush_workflow_id(settings.billing, settings.crm)
     handles: dict[str, WorkflowHandle] = {}
     n = 0
 
@@ -142,7 +173,7 @@ async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, An
 
     # 1. a plan change: down to one seat (a downgrade: written at once)
     sub = ids["acme"]["subscription"]
-    before = (await asyncio.to_thread(sf.Account.get, account["acme"]))["MRR__c"]
+    before = await asyncio.to_thread(crm_mrr, account["acme"])
     item = await asyncio.to_thread(_plan_item, cb, sub)
     t0 = time.monotonic()
     await asyncio.to_thread(
@@ -152,19 +183,19 @@ async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, An
     )
     await signal("acme", Side.BILLING)
     after = await _until(
-        lambda: asyncio.to_thread(sf.Account.get, account["acme"]),
-        lambda a: a["MRR__c"] != before,
+        lambda: asyncio.to_thread(crm_mrr, account["acme"]),
+        lambda mrr: mrr != before,
         "the plan change on the account",
     )
     plan_change = {
         "customer_id": ids["acme"]["customer"],
         "mrr_before": before,
-        "mrr_after": after["MRR__c"],
+        "mrr_after": after,
         "seconds": round(time.monotonic() - t0, 2),
     }
     say(
         f"  ✓ plan change: {ids['acme']['customer']} down to 1 seat → CRM MRR {before} → "
-        f"{after['MRR__c']} in {plan_change['seconds']} s (significant: written at once)"
+        f"{after} in {plan_change['seconds']} s (significant: written at once)"
     )
 
     # 2. minor changes: one more seat for two customers → the flusher, one bulk write
@@ -194,8 +225,8 @@ async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, An
     cid = ids["initech"]["customer"]
     await asyncio.to_thread(cb.Customer.update, cid, {"email": f"finance+{suffix}@initech.example"})
     await asyncio.to_thread(
-        sf.Account.update, account["initech"], {"Billing_Contact_Email__c": f"ap+{suffix}@initech.example"}
-    )  # fmt: skip
+        view.sync_write, account["initech"], {"billing_contact": f"ap+{suffix}@initech.example"}
+    )
     await signal("initech", Side.CRM)
     status = await _until(
         lambda: handles["initech"].query("status", result_type=SyncStatus),
@@ -231,7 +262,7 @@ async def scenario(cfg: StackConfig, say: Callable[[str], None]) -> dict[str, An
         "batched_flush": flushed.model_dump(),
         "conflict": {"workflow_id": wf_id, **conflict.model_dump(mode="json")},
         "backfill": report.model_dump(mode="json"),
-        "web_ui": cfg.ui_url(),
+        "web_ui": ui_url,
     }
 
 
