@@ -32,6 +32,8 @@ class CrmActivities:
         #: the connector's one-request forms, where it has them (else None / False)
         self._with_cases = getattr(crm, "find_account_with_cases", None)
         self._case_with_audit = _accepts(crm, "upsert_case", "audit")
+        #: several audit entries in one request (HubSpot's notes batch create), else None
+        self._audits = getattr(crm, "write_audits", None)
 
     @activity.defn(name="find_crm_account")
     @vendor_errors
@@ -49,7 +51,8 @@ class CrmActivities:
     def upsert_crm_case(self, input: UpsertCaseInput) -> CaseRef:
         """The case and, with ``input.audit``, its audit entry (one request where the CRM has
         a composite API; else the case, then the entry on it — both idempotent by key)."""
-        if input.audit is None:
+        if input.audit is None or (input.audit_rides and self._audits is not None):
+            # a riding entry goes with the run's next audit entry (``write_crm_audit``'s more)
             return self.crm.upsert_case(input.draft)
         if self._case_with_audit:
             return self.crm.upsert_case(input.draft, audit=input.audit)  # type: ignore[call-arg]
@@ -61,6 +64,14 @@ class CrmActivities:
     @activity.defn(name="write_crm_audit")
     @vendor_errors
     def write_crm_audit(self, input: WriteAuditInput) -> WriteResult:
+        """``input.entry`` and, where the CRM batches audit notes, the riding ``input.more``
+        before it, in one request (each once per its key); elsewhere ``more`` went with its
+        write already, and so did ``entry`` when ``entry_rides``."""
+        if self._audits is not None and (input.more or input.entry_rides):
+            ids = self._audits([*input.more, input.entry])
+            return WriteResult(id=ids[-1])
+        if input.entry_rides:
+            return WriteResult(id="")
         return WriteResult(id=self.crm.write_audit(input.entry))
 
     @writes

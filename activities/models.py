@@ -51,10 +51,21 @@ class UpsertCaseInput(Frozen):
     #: the case's own audit entry, written with the case in one request where the CRM allows it
     #: (``CrmSystem.upsert_case(draft, audit)``); idempotent by ``audit.key``
     audit: AuditEntry | None = None
+    #: ``audit`` rides with the run's next CRM audit entry where the CRM batches its audit notes
+    #: (``write_audits``: HubSpot), so the case is written alone; ignored elsewhere (Salesforce
+    #: writes it with the case in one /composite). False: histories from before it
+    audit_rides: bool = False
 
 
 class WriteAuditInput(Frozen):
     entry: AuditEntry
+    #: earlier entries whose CRM side rode (the case's, ``UpsertCaseInput.audit_rides``), written
+    #: with ``entry`` in one request where the CRM batches audit notes; ignored elsewhere (they
+    #: went with their write)
+    more: list[AuditEntry] = []
+    #: ``entry`` rode too (a flush before a durable wait): where the CRM does not batch, it went
+    #: with its write and nothing is written (the result's ID is empty)
+    entry_rides: bool = False
 
 
 class AddBillingNoteInput(Frozen):

@@ -81,6 +81,9 @@ from hubspot.crm.deals import SimplePublicObjectInput as DealUpdate
 from hubspot.crm.deals.exceptions import ApiException as DealsApiException
 from hubspot.crm.line_items import BatchReadInputSimplePublicObjectId as LineItemBatchRead
 from hubspot.crm.line_items.exceptions import ApiException as LineItemsApiException
+from hubspot.crm.objects.notes import (
+    BatchInputSimplePublicObjectBatchInputForCreate as NoteBatchCreate,
+)
 from hubspot.crm.objects.notes import BatchReadInputSimplePublicObjectId as NoteBatchRead
 from hubspot.crm.objects.notes import PublicObjectSearchRequest as NoteSearchRequest
 from hubspot.crm.objects.notes import SimplePublicObjectInputForCreate as NoteCreate
@@ -867,14 +870,70 @@ class HubSpotCrm:
     def write_audit(self, entry: AuditEntry) -> str:
         return self._write_audit(entry)
 
-    def _write_audit(
-        self, entry: AuditEntry, known_ids: list[str] | None = None, anchor_is_new: bool = False
-    ) -> str:
-        """The audit note on the ticket and/or company, once per ``entry.key``; the ticket is
-        the anchor it is looked up by when there is one (a ticket has few notes; a company may
-        have many)."""
+    def write_audits(self, entries: list[AuditEntry]) -> list[str]:
+        """Several audit notes, each once per its ``key``, in ONE request on an activity's first
+        attempt: ``POST /crm/v3/objects/notes/batch/create`` with each note's associations
+        (a batch fails whole: no half of it is written). The keys are the calling activity's
+        alone, so its first attempt creates without looking; a retry (an earlier attempt may
+        have committed and timed out) first finds the notes carrying each key's marker on their
+        anchors (by association, then by ID; search where there is no anchor) and creates only
+        the missing ones. Returns the notes' IDs in ``entries``' order."""
+        notes = [(e.key, *self._audit_note(e)) for e in entries]
+        found: dict[str, str] = {}
+        if not limits.first_attempt():
+            anchors = sorted({n[3] for n in notes if n[3] is not None})
+            ids = [i for anchor in anchors for i in self._associated_ids(*anchor, "notes")]
+            rows = (
+                self._batch_read(
+                    self._note_batches,
+                    NoteBatchRead,
+                    sorted(set(ids)),
+                    ["hs_note_body"],
+                    "notes read",
+                )
+                if ids
+                else []
+            )
+            bodies = [(str(r.id), (r.properties or {}).get("hs_note_body") or "") for r in rows]
+            for key, _, _, anchor in notes:
+                ref = _REF + engagement_ref(key)
+                hit = next((i for i, body in bodies if body.endswith(ref)), None)
+                if hit is None and anchor is None:
+                    hit = self._search_ref("notes", engagement_ref(key))
+                    if hit is None and limits.retry_attempt():
+                        time.sleep(INDEX_LAG_S)  # an earlier attempt's write is indexed by now
+                        hit = self._search_ref("notes", engagement_ref(key))
+                if hit is not None:
+                    found[key] = hit
+        todo = [n for n in notes if n[0] not in found]
+        if todo:
+            body = NoteBatchCreate(
+                inputs=[{"properties": p, "associations": a} for _, p, a, _ in todo]
+            )
+            page = self._call(self._note_batches.create, body, what="notes batch create")
+            created = {
+                (r.properties or {}).get("hs_note_body", "").rsplit(_REF, 1)[-1]: str(r.id)
+                for r in page.results or []
+            }
+            for key, *_ in todo:
+                note_id = created.get(engagement_ref(key))
+                if note_id is None:
+                    raise ConnectorError(
+                        VENDOR, ErrorKind.RETRYABLE, "notes batch create: a note is missing"
+                    )
+                found[key] = note_id
+        return [found[e.key] for e in entries]
+
+    def _audit_note(
+        self, entry: AuditEntry
+    ) -> tuple[dict[str, str], list[dict[str, Any]], tuple[str, str] | None]:
+        """An audit note's properties (its body ending in the key's marker), associations and
+        the anchor it is looked up by: the ticket when there is one (a ticket has few notes; a
+        company may have many), else the company."""
         properties = {
-            "hs_note_body": note_html(entry.as_text()),
+            "hs_note_body": fit_body(
+                note_html(entry.as_text()), "<br>" + _REF + engagement_ref(entry.key)
+            ),
             "hs_timestamp": _epoch_ms(entry.at),
         }
         associations = []
@@ -889,6 +948,19 @@ class HubSpotCrm:
             if entry.account_id
             else None
         )
+        return properties, associations, anchor
+
+    def _write_audit(
+        self, entry: AuditEntry, known_ids: list[str] | None = None, anchor_is_new: bool = False
+    ) -> str:
+        """The audit note on the ticket and/or company, once per ``entry.key``; the ticket is
+        the anchor it is looked up by when there is one (a ticket has few notes; a company may
+        have many)."""
+        properties = {
+            "hs_note_body": note_html(entry.as_text()),
+            "hs_timestamp": _epoch_ms(entry.at),
+        }
+        _, associations, anchor = self._audit_note(entry)
         if known_ids is None and limits.first_attempt():
             # an audit entry's key is written by the one activity that records the entry, and
             # this is that activity's first attempt: no earlier attempt can have written it, so

@@ -63,12 +63,12 @@ CASE_WRITE = {
     "hubspot": lambda r: r["method"] == "POST" and "/crm/v3/objects/tickets" in r["path"],
 }
 #: CRM requests through the first wait: the target is 3 (the account, the case with its audit
-#: entry, day 0's audit entry). HubSpot misses it by one: its ticket cannot carry the case's audit
-#: note (no composite request), so the two audit notes are two requests (bench/RESULTS.md). Day
-#: 0's note no longer looks for an earlier attempt's note first on the activity's first attempt
-#: (it was 6: the ticket's notes by association and by ID, which name no customer and were not
-#: counted here before)
-THROUGH_WAIT_CRM = {"salesforce": 3, "hubspot": 4}
+#: entry, day 0's audit entry). HubSpot's ticket cannot carry the case's audit note (no composite
+#: request), so the ticket goes alone and its note rides with day 0's: both notes in one
+#: ``notes/batch/create`` (``dunning-case-audit-rides``; it was 4: two note creates). Day 0's
+#: notes do not look for an earlier attempt's first on the activity's first attempt (it was 6:
+#: the ticket's notes by association and by ID)
+THROUGH_WAIT_CRM = {"salesforce": 3, "hubspot": 3}
 #: the harness's decline of the invoice (the request the vendor answers with the webhook);
 #: Recurly's is a control route of its sandbox, not in the ledger
 DECLINE = {

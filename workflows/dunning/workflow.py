@@ -39,6 +39,10 @@ from workflows.governed.audit import AuditScope
 from workflows.governed.base import GovernedWorkflow
 from workflows.governed.gate import Governed, Permit
 
+#: since: the case is written alone where the CRM batches audit notes (HubSpot) and its audit
+#: entry rides with the next CRM entry, or is flushed before a durable wait (issue 15)
+CASE_AUDIT_RIDES_PATCH = "dunning-case-audit-rides"
+
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
     from activities.crm import CrmActivities
@@ -94,6 +98,8 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
         self._first_cases: FindAccountResult | None = None
         #: the case's audit entry, sent with the case write (its billing note comes later)
         self._case_audit = None
+        #: the case's audit entry rides with the next CRM entry (``CASE_AUDIT_RIDES_PATCH``)
+        self._case_audit_rides = False
         #: failures handed to churn so far (a continuation's were handed by the run before)
         self._churn_sent = len(self.s.failures) if input.carry is not None else 0
         self._churn_crm: FindAccountResult | None = None
@@ -232,10 +238,15 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
                 audit = self._case_audit = await self.entry_with_write(
                     action.kind.value, **self._executing.audit_fields()
                 )
+                # where the CRM has no composite write (HubSpot) it rides instead with the next
+                # entry's, in one batch of notes (issue 15)
+                self._case_audit_rides = audit is not None and workflow.patched(
+                    CASE_AUDIT_RIDES_PATCH
+                )
             case = self.s.case = await self.write(
                 permit,
                 CrmActivities.upsert_crm_case,
-                UpsertCaseInput(draft=draft, audit=audit),
+                UpsertCaseInput(draft=draft, audit=audit, audit_rides=self._case_audit_rides),
                 summary="open the billing case" + (" with its audit entry" if audit else ""),
             )
             self._update(case_id=case.id, case_number=case.number)
@@ -322,7 +333,19 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
     async def _audit_governed(self, governed: Governed) -> None:
         written, self._case_audit = self._case_audit, None
         if written is not None and governed.action.kind is ActionKind.CREATE_CASE:
-            # the CRM entry went with the case; its billing note rides with the next entry's
+            # the CRM entry went with the case (or rides: HubSpot); its billing note rides with
+            # the next entry's
+            if self._case_audit_rides:
+                case_id = self.s.case.id if self.s.case else None
+                self.ride_crm_entry(
+                    written.model_copy(
+                        update={
+                            "outcome": governed.outcome,
+                            "summary": governed.summary(),
+                            "case_id": case_id,
+                        }
+                    )
+                )
             self.note_written_entry(
                 written,
                 key_suffix=governed.action.action_id,

@@ -98,19 +98,22 @@ async def write_audit(
     note_key: str,
     more_notes: list[AuditEntry] | None = None,
     crm: bool = True,
+    crm_more: list[AuditEntry] | None = None,
 ) -> list[str]:
     """Write ``entry`` to the CRM and, with ``note=(target, id)``, to billing too.
     ``more_notes``: earlier entries whose CRM side was written already (with the case) and
     whose billing notes ride with this one (same record, one activity, each its own key);
     ``crm=False``: billing only (``entry``'s CRM side was written already too).
+    ``crm_more``: earlier entries whose CRM side rode (the case's on HubSpot): written with
+    ``entry`` in one request where the CRM batches audit notes.
     Returns the IDs of what was written (CRM log first)."""
     writes = []
     if crm:
         writes.append(
             workflow.execute_activity_method(
                 CrmActivities.write_crm_audit,
-                WriteAuditInput(entry=entry),
-                summary=f"audit {entry.action} in the CRM",
+                WriteAuditInput(entry=entry, more=crm_more or []),
+                summary=f"audit {', '.join(e.action for e in [*(crm_more or []), entry])} in the CRM",
                 **WRITE,
             )
         )
@@ -140,3 +143,17 @@ async def write_billing_notes(note: tuple[NoteTarget, str], entries: list[AuditE
     *earlier, last = entries
     (note_id,) = await write_audit(last, note, last.key, earlier, crm=False)
     return note_id
+
+
+async def write_riding_crm(entries: list[AuditEntry]) -> str:
+    """CRM entries that rode (their write went alone) and found no entry to ride with before a
+    durable wait: one activity, one request where the CRM batches audit notes, nothing where it
+    wrote them with their write. Returns the last entry's ID ("" where nothing was written)."""
+    *earlier, last = entries
+    result = await workflow.execute_activity_method(
+        CrmActivities.write_crm_audit,
+        WriteAuditInput(entry=last, more=earlier, entry_rides=True),
+        summary=f"audit {', '.join(e.action for e in entries)} in the CRM",
+        **WRITE,
+    )
+    return result.id

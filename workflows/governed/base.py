@@ -19,6 +19,7 @@ from workflows.governed.audit import (
     note_key,
     write_audit,
     write_billing_notes,
+    write_riding_crm,
 )
 from workflows.governed.gate import Gate, Governed
 
@@ -49,6 +50,9 @@ class GovernedWorkflow(Gate):
         #: billing notes of entries whose CRM side went with a write (the case): they ride
         #: with the next audit entry's note, or go out on :meth:`flush_billing_notes`
         self._notes_pending: list[tuple[tuple[NoteTarget, str], AuditEntry]] = []
+        #: CRM entries that ride (:meth:`ride_crm_entry`): written with the next audit entry's
+        #: CRM side, or on :meth:`flush_billing_notes`
+        self._crm_pending: list[AuditEntry] = []
 
     @workflow.query(
         name="observed", description="Observe mode: what this run would have written, unwritten."
@@ -92,11 +96,14 @@ class GovernedWorkflow(Gate):
             self._observed.append(f"{action}: {outcome}")
             return []
         note = scope.billing_note if billing_note is True else (billing_note or None)
+        crm_more, self._crm_pending = self._crm_pending, []  # they ride with this entry's
         riding = [e for target, e in self._notes_pending if target == note]
         if len(riding) < len(self._notes_pending):
             await self.flush_billing_notes()  # pending notes for another record go first
         self._notes_pending = []
-        return await write_audit(entry, note, note_key(scope, entry, key_suffix), riding)
+        return await write_audit(
+            entry, note, note_key(scope, entry, key_suffix), riding, crm_more=crm_more
+        )
 
     async def entry_with_write(
         self, action: str, *, key_suffix: str = "", **fields: Any
@@ -118,8 +125,18 @@ class GovernedWorkflow(Gate):
         noted = noted.model_copy(update={"key": note_key(scope, noted, key_suffix)})
         self._notes_pending.append((scope.billing_note, noted))
 
+    def ride_crm_entry(self, entry: AuditEntry) -> None:
+        """``entry``'s write went alone (``UpsertCaseInput.audit_rides``): its CRM side rides
+        with the next audit entry's (one request where the CRM batches audit notes)."""
+        self._crm_pending.append(entry)
+
     async def flush_billing_notes(self) -> None:
-        """Write the pending billing notes now (before any durable wait or the end of a run)."""
+        """Write the pending billing notes — and CRM entries that ride — now (before any durable
+        wait or the end of a run)."""
+        crm, self._crm_pending = self._crm_pending, []
+        if crm:
+            written = await write_riding_crm(crm)
+            await self._record_audit_ids([written] if written else [])
         pending, self._notes_pending = self._notes_pending, []
         by_target: dict[tuple[NoteTarget, str], list[AuditEntry]] = {}
         for target, entry in pending:
