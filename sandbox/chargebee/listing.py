@@ -8,6 +8,7 @@ duplicate nor skip rows. There is no ``next_offset`` on the last page.
 from __future__ import annotations
 
 import json
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -150,14 +151,10 @@ def apply_filters(
     return out
 
 
-def paginate(
-    rows: list[dict[str, Any]],
-    params: dict[str, Any],
-    render: Callable[[dict[str, Any]], dict[str, Any]],
-    sort_fields: tuple[str, ...],
-    default_sort: str,
-    default_desc: bool = True,
-) -> dict[str, Any]:
+def _order(
+    params: dict[str, Any], sort_fields: tuple[str, ...], default_sort: str, default_desc: bool
+) -> tuple[str, bool, int, tuple[int, int] | None]:
+    """A list request's sort field, direction, page size and keyset cursor (None: first page)."""
     field, desc = default_sort, default_desc
     sort_by = params.get("sort_by")
     if sort_by is not None:
@@ -177,10 +174,7 @@ def paginate(
     if not 1 <= limit <= 100:
         raise param_error("limit", "limit : should be between 1 and 100")
 
-    def key(row: dict[str, Any]) -> tuple[int, int]:
-        return (int(row.get(field) or 0), int(row["_seq"]))
-
-    ordered = sorted(rows, key=key, reverse=desc)
+    cursor = None
     offset = params.get("offset")
     if offset not in (None, ""):
         try:
@@ -188,11 +182,76 @@ def paginate(
             cursor = (int(value), int(seq))
         except (TypeError, ValueError):
             raise param_error("offset", f"offset : invalid value {offset!r}") from None
-        ordered = [r for r in ordered if (key(r) < cursor if desc else key(r) > cursor)]
+    return field, desc, limit, cursor
 
+
+def _page(
+    ordered: list[dict[str, Any]],
+    key: Callable[[dict[str, Any]], tuple[int, int]],
+    limit: int,
+    render: Callable[[dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """``ordered``: the page's rows and, if there is a next page, one row more."""
     page = ordered[:limit]
     out: dict[str, Any] = {"list": [render(r) for r in page]}
     if len(ordered) > limit:
         last = key(page[-1])
         out["next_offset"] = json.dumps([str(last[0]), str(last[1])], separators=(",", ":"))
     return out
+
+
+def _row_key(field: str) -> Callable[[dict[str, Any]], tuple[int, int]]:
+    def key(row: dict[str, Any]) -> tuple[int, int]:
+        return (int(row.get(field) or 0), int(row["_seq"]))
+
+    return key
+
+
+def paginate(
+    rows: list[dict[str, Any]],
+    params: dict[str, Any],
+    render: Callable[[dict[str, Any]], dict[str, Any]],
+    sort_fields: tuple[str, ...],
+    default_sort: str,
+    default_desc: bool = True,
+) -> dict[str, Any]:
+    field, desc, limit, cursor = _order(params, sort_fields, default_sort, default_desc)
+    key = _row_key(field)
+    ordered = sorted(rows, key=key, reverse=desc)
+    if cursor is not None:
+        ordered = [r for r in ordered if (key(r) < cursor if desc else key(r) > cursor)]
+    return _page(ordered, key, limit, render)
+
+
+def paginate_indexed(
+    index: list[tuple[int, int, str]],
+    rows: dict[str, dict[str, Any]],
+    keep: Callable[[dict[str, Any]], bool],
+    params: dict[str, Any],
+    render: Callable[[dict[str, Any]], dict[str, Any]],
+    sort_fields: tuple[str, ...],
+    default_sort: str,
+    default_desc: bool = True,
+) -> dict[str, Any] | None:
+    """``paginate`` over a table's rows kept sorted by ``(default_sort, _seq, id)`` (``index``),
+    for a request sorted by that field: a bisect to the cursor and a walk of one page (skipping
+    the rows ``keep`` refuses), not a filter and sort of every row per request, which made
+    paging a 100,000-customer site quadratic. None: sorted by another field (use ``paginate``)."""
+    field, desc, limit, cursor = _order(params, sort_fields, default_sort, default_desc)
+    if field != default_sort:
+        return None
+    if cursor is None:
+        start = len(index) - 1 if desc else 0
+    elif desc:
+        start = bisect_left(index, cursor) - 1  # the rows sorting before the cursor
+    else:
+        start = bisect_right(index, (cursor[0], cursor[1], "\uffff"))
+    step = -1 if desc else 1
+    ordered: list[dict[str, Any]] = []
+    i = start
+    while 0 <= i < len(index) and len(ordered) <= limit:
+        row = rows[index[i][2]]
+        if keep(row):
+            ordered.append(row)
+        i += step
+    return _page(ordered, _row_key(field), limit, render)

@@ -69,6 +69,25 @@ class Store:
     _by_customer: dict[str, tuple[dict[str, list[dict[str, Any]]], int]] = field(
         default_factory=dict, repr=False
     )
+    #: the customers sorted by (created_at, _seq, id), customers indexed: customers_by_created
+    _customer_order: tuple[list[tuple[int, int, str]], int] = field(
+        default_factory=lambda: ([], 0), repr=False
+    )
+
+    def customers_by_created(self) -> list[tuple[int, int, str]]:
+        """Every customer as ``(created_at, _seq, id)``, sorted: kept up to date lazily
+        (customers are only ever added; a deleted one keeps its row), so listing the site's
+        customers page by page reads one page, not every customer, per request."""
+        index, done = self._customer_order
+        if done > len(self.customers):  # replaced wholesale: index again
+            index, done = [], 0
+        if done < len(self.customers):
+            new = islice(self.customers.values(), done, None)
+            index.extend((int(c.get("created_at") or 0), int(c["_seq"]), c["id"]) for c in new)
+            index.sort()  # a sorted run and a short tail: linear
+            done = len(self.customers)
+        self._customer_order = (index, done)
+        return index
 
     def rows_of_customers(self, table: str, customer_ids: list[str]) -> list[dict[str, Any]]:
         """The rows of ``subscriptions`` / ``invoices`` / ``transactions`` (only ever added to)

@@ -7,7 +7,7 @@ from typing import Any
 from .. import models
 from ..errors import duplicate, param_error
 from ..forms import to_bool, to_int, to_json_object
-from ..listing import apply_filters, paginate, wanted_ids
+from ..listing import CONTROL_PARAMS, apply_filters, paginate, paginate_indexed, wanted_ids
 from ..state import public, random_id
 from .base import Base, Call, _required
 
@@ -91,7 +91,6 @@ class CustomerHandlers(Base):
             if ids is None
             else [self.store.customers[i] for i in dict.fromkeys(ids) if i in self.store.customers]
         )
-        rows = [c for c in source if include_deleted or not c["deleted"]]
         # Chargebee filters on a custom field only when the site has it made searchable (a
         # support-enabled setting); otherwise the filter is silently dropped and the unfiltered
         # list comes back (chargebee-typescript issues #6 and #69). The sandbox does the same, so
@@ -102,6 +101,22 @@ class CustomerHandlers(Base):
             if name.startswith("cf_")
             and not (self.store.custom_fields.get(name) or {}).get("searchable")
         ]
+        ignored = {*CONTROL_PARAMS, "relationship", *unsearchable}
+        if ids is None and not any(
+            isinstance(spec, dict) and name not in ignored for name, spec in call.params.items()
+        ):  # the whole site, unfiltered: one page read from the sorted index
+            page = paginate_indexed(
+                self.store.customers_by_created(),
+                self.store.customers,
+                lambda c: include_deleted or not c["deleted"],
+                call.params,
+                self.customer_wrap,
+                ("created_at", "updated_at"),
+                "created_at",
+            )
+            if page is not None:
+                return page
+        rows = [c for c in source if include_deleted or not c["deleted"]]
         rows = apply_filters(rows, call.params, ignore=("relationship", *unsearchable))
         return paginate(
             rows, call.params, self.customer_wrap, ("created_at", "updated_at"), "created_at"
