@@ -1,10 +1,12 @@
-"""The account sync on Stripe, Zuora and Recurly × HubSpot, end to end (Chargebee × HubSpot:
-test_hubspot_crm.py): a rep's edit of a billing-owned company property in HubSpot's UI is
-restored, and both sides' webhooks echoing our writes back write nothing more (the loop
-scenario, checked with tests/sync/settle.py ``settled``); the billing contact changed on both
-sides goes to the review queue, a person's pick (the Web UI's approval signal) is written to the
-billing platform and audited on both sides, then a minor change is written in ONE HubSpot
-``companies/batch/update`` and no single-company write.
+"""The account sync on Stripe, Zuora and Recurly × HubSpot, end to end with both sides' webhooks
+on (Chargebee × HubSpot: test_hubspot_crm.py), one customer a platform: a rep's edit of a
+billing-owned company property in HubSpot's UI is restored; the billing contact changed in the
+billing platform and in HubSpot's UI before either reached the other goes to the review queue, a
+person's pick (the Web UI's approval signal) is written to the billing platform and audited on
+both sides; a minor change (one more seat, through the billing platform's webhook) is written in
+ONE HubSpot ``companies/batch/update`` and no single-company write; then, once every echo of our
+writes on both sides was taken (tests/sync/settle.py ``settled``, no sleeps), nothing more is
+written on either side (the loop scenario).
 
 The deployments (webhook service, worker, a Zuora tenant and a Recurly site of this module's
 own) and the vendor-shaped edits are test_every_pair.py's; the HubSpot UI edit and ledger are
@@ -20,12 +22,11 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from connectors.sync import sync_billing, sync_crm
-from domain import golden
 from domain.approvals import Decision
-from domain.golden import FlushStatus, Side
+from domain.golden import FlushStatus
 from domain.models import NoteTarget
 from tests.pairs import Pair, eventually
-from tests.sync.settle import mark, settled
+from tests.sync.settle import settled
 from tests.sync.test_every_pair import (  # noqa: F401  (module-scoped fixtures: this module's own stacks)
     add_seats,
     billing_writes,
@@ -33,7 +34,6 @@ from tests.sync.test_every_pair import (  # noqa: F401  (module-scoped fixtures:
     route_billing,
     seeded,
     set_billing_contact,
-    signal,
     started,
     status,
     tenants,
@@ -60,62 +60,7 @@ def company_patches(pair: Pair, company: str) -> tuple[list[Any], list[Any]]:
 
 
 @pytest.mark.parametrize("billing", BILLINGS)
-async def test_a_company_edit_restored_without_ping_pong(
-    deployments: Any,  # noqa: F811
-    billing: str,
-    uid: str,
-    temporal_env: WorkflowEnvironment,
-) -> None:
-    pair: Pair = await deployments.get_pair((billing, CRM))
-    route_billing(pair)
-    pair.route_crm_webhooks_here()
-    try:
-        ids = seeded(pair, "hsloop", uid)
-        b, c = sync_billing(pair.billing), sync_crm(pair.crm)
-        add_seats(pair, ids, 5)  # +100 %: at once
-        mrr = b.sync_view(ids["customer"])["mrr"]
-        await eventually(
-            lambda: asyncio.to_thread(c.sync_view, ids["account"]),
-            lambda v: v.get("mrr") == mrr,
-            "the new MRR on the company",
-            within_s=60,
-        )
-        handle = temporal_env.client.get_workflow_handle(
-            golden.account_workflow_id(billing, ids["customer"])
-        )
-        await settled(pair, handle)
-        since = mark(pair)
-        # a rep types another MRR into the company (company.propertyChange, CRM_UI): billing
-        # owns it, so it is put back and audited
-        ui_update(pair, ids["account"], {"mrr": "1.0"})
-        await eventually(
-            lambda: asyncio.to_thread(c.sync_view, ids["account"]),
-            lambda v: v.get("mrr") == mrr,
-            "the MRR restored on the company",
-            within_s=60,
-        )
-        await eventually(lambda: status(handle), lambda s: s.restored == 1, "the restore counted")
-        await eventually(
-            lambda: asyncio.to_thread(pair.crm.audit_log, handle.id),
-            lambda audit: [a["action"] for a in audit].count("restore_field") == 1,
-            "the restore_field audit entry",
-        )
-        # our writes come back (HubSpot: API events of our app, dropped at the door; billing:
-        # the audit note's event or callout): once all were taken, nothing more is written
-        await settled(pair, handle, since)
-        crm_before = len(company_writes(pair, ids["account"]))
-        billing_before = len(billing_writes(pair, ids["customer"]))
-        quiet = await settled(pair, handle, since)
-        assert len(company_writes(pair, ids["account"])) == crm_before
-        assert len(billing_writes(pair, ids["customer"])) == billing_before
-        assert quiet.restored == 1 and not quiet.conflicts_open
-    finally:
-        unroute_crm(pair)
-        unroute_billing(pair)
-
-
-@pytest.mark.parametrize("billing", BILLINGS)
-async def test_a_conflict_through_the_queue_then_a_minor_change_in_one_batch_update(
+async def test_restore_conflict_and_one_batch_update_without_ping_pong(
     deployments: Any,  # noqa: F811
     billing: str,
     uid: str,
@@ -124,14 +69,44 @@ async def test_a_conflict_through_the_queue_then_a_minor_change_in_one_batch_upd
     pair: Pair = await deployments.get_pair((billing, CRM))
     unroute_billing(pair)
     unroute_crm(pair)
-    ids = seeded(pair, "hsreview", uid)
+    ids = seeded(pair, "hsync", uid)
     flusher_id = f"account-sync-flush:{billing}:hubspot-{uid}"
     handle = await started(pair, ids, temporal_env, flusher_id)
+    # from here on both sides' webhooks reach the deployment (the run was started first, with
+    # its test flusher and a 1 s batch window)
+    route_billing(pair)
+    pair.route_crm_webhooks_here()
+    try:
+        await restored(pair, ids, handle)
+        await conflict_then_flush(pair, ids, handle, flusher_id, uid, temporal_env)
+    finally:
+        unroute_crm(pair)
+        unroute_billing(pair)
 
-    # both sides change the billing contact before either reached the other
+
+async def restored(pair: Pair, ids: dict[str, str], handle: Any) -> None:
+    """A rep types another MRR into the company (company.propertyChange, CRM_UI): billing owns
+    it, so it is put back (its audit entry is checked at the end: HubSpot's search shows a note
+    about 2 s after it was written)."""
+    c = sync_crm(pair.crm)
+    mrr = c.sync_view(ids["account"])["mrr"]
+    ui_update(pair, ids["account"], {"mrr": "1.0"})
+    await eventually(lambda: status(handle), lambda s: s.restored == 1, "the restore counted")
+    assert c.sync_view(ids["account"])["mrr"] == mrr
+
+
+async def conflict_then_flush(
+    pair: Pair,
+    ids: dict[str, str],
+    handle: Any,
+    flusher_id: str,
+    uid: str,
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    # both sides change the billing contact before either reached the other: the billing
+    # platform's own webhook and HubSpot's company.propertyChange (a rep in the UI)
     set_billing_contact(pair, ids["customer"], f"finance+{uid}@example.com")
     ui_update(pair, ids["account"], {"billing_contact_email": f"ap+{uid}@example.com"})
-    await handle.signal(golden.SIGNAL_CHANGE, signal(billing, ids, Side.CRM))
     s = await eventually(
         lambda: status(handle), lambda s: bool(s.conflicts_open), "the conflict in the queue"
     )
@@ -161,16 +136,18 @@ async def test_a_conflict_through_the_queue_then_a_minor_change_in_one_batch_upd
         lambda audit: any(a["action"] == "resolve_conflict" for a in audit),
         "the resolution's HubSpot audit entry",
     )
+    assert [a["action"] for a in audit].count("restore_field") == 1  # the restore's, once
     resolved = [a for a in audit if a["action"] == "resolve_conflict"]
     assert len(resolved) == 1 and "bob@example.com" in resolved[0]["text"]
 
-    # a minor change (one more seat: +20 %) is handed to the flusher: one batch update
+    # a minor change (one more seat: +20 %), through the billing platform's webhook, is handed
+    # to the flusher: one batch update
+    await settled(pair, handle)
     bulk_before, singles_before = company_patches(pair, ids["account"])
     before = view["mrr"]
     add_seats(pair, ids, 1)
     after = sync_billing(pair.billing).sync_view(ids["customer"])["mrr"]
     assert after == before * 6 // 5
-    await handle.signal(golden.SIGNAL_CHANGE, signal(billing, ids, Side.BILLING))
     await eventually(lambda: status(handle), lambda s: s.minor_handed >= 1, "handed to the flusher")
     flusher = temporal_env.client.get_workflow_handle(flusher_id)
     await eventually(
@@ -187,5 +164,14 @@ async def test_a_conflict_through_the_queue_then_a_minor_change_in_one_batch_upd
         lambda audit: "sync_bulk_write" in [a["action"] for a in audit],
         "the bulk write's HubSpot audit entry",
     )
+    # the batch update comes back as HubSpot API events of our app, the resolution's write and
+    # notes as billing events: once all were taken, nothing more is written on either side
+    await settled(pair, handle)
+    crm_before = len(company_writes(pair, ids["account"]))
+    billing_before = len(billing_writes(pair, ids["customer"]))
+    quiet = await settled(pair, handle)
+    assert len(company_writes(pair, ids["account"])) == crm_before
+    assert len(billing_writes(pair, ids["customer"])) == billing_before
+    assert quiet.conflicts_resolved == 1 and not quiet.conflicts_open and quiet.restored == 1
     await flusher.terminate("test over")
     await handle.terminate("test over")
