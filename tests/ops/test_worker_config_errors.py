@@ -32,7 +32,7 @@ CASES = [
         {"REVBRIDGE_EMAIL_CHANNEL": "marketing-cloud"},
         "REVBRIDGE_EMAIL_CHANNEL=marketing-cloud needs MARKETING_CLOUD_AUTH_URL",
     ),  # fmt: skip
-    ({"REVBRIDGE_DESK": "freshdesk"}, "unsupported support desk 'freshdesk'"),
+    ({"REVBRIDGE_DESK": "freshdesk"}, "REVBRIDGE_DESK must be one of zendesk"),
     ({"REVBRIDGE_DESK": "zendesk"}, "REVBRIDGE_DESK=zendesk needs ZENDESK_SUBDOMAIN"),
 ]
 
