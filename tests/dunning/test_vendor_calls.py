@@ -21,9 +21,12 @@ this test's customer (every ID of it carries ``{key}-{uid}``); OAuth token reque
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +35,7 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from connectors.email import SmtpMailer
+from domain.dunning import DunningResult
 from domain.ids import churn_workflow_id
 from domain.models import PaymentFailed
 from domain.settings import Settings, WebhookSettings
@@ -47,6 +51,7 @@ from tests.pairs import (
     ZUORA_ID,
     ZUORA_SECRET,
     Pair,
+    on_pairs,
     pair_settings,
     stage,
 )
@@ -55,6 +60,7 @@ from webhooks import chargebee, zuora
 from webhooks.app import TemporalConnection, create_app
 from workers.main import build_worker
 
+HISTORIES = Path(__file__).parent.parent / "histories"
 NORTHWIND = DEMO_CUSTOMERS[0]  # SMB, expired card: nothing waits for a person before the case
 
 #: the request that writes the case, per CRM (Salesforce: /composite with its audit entry)
@@ -218,11 +224,17 @@ async def other_deployment(
 
 
 async def measure(
-    client: Client, pair: Pair, mailbox: tuple[MailboxEmulator, str], uid: str
+    client: Client,
+    pair: Pair,
+    mailbox: tuple[MailboxEmulator, str],
+    uid: str,
+    seeded: dict[str, str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
     """One decline through the pair's webhook service and worker: the billing and CRM requests
-    to the case, then through the first durable wait."""
+    to the case, then through the first durable wait (``seeded`` receives the seeded IDs)."""
     ids = pair.seed(NORTHWIND, uid)
+    if seeded is not None:
+        seeded.update(ids)
     tag = f"{NORTHWIND.key}-{uid}"
     billing, crm = pair.settings.billing, pair.settings.crm
     # the churn intervention's ID, held by a run no worker picks up: the handoff signals it
@@ -293,6 +305,31 @@ async def test_one_failed_payment_costs_at_most_2_plus_2_to_the_case_and_4_plus_
     if billing == "chargebee":
         # the declined transaction came with the event: no transaction list is read
         assert not [r for r in billing_rows if r["path"].endswith("/transactions")]
+
+
+@on_pairs("chargebee×hubspot")
+async def test_hubspot_case_note_rides_with_day_0s_then_the_run_closes_with_each_note_once(
+    client: Client, deployment: Pair, mailbox: tuple[MailboxEmulator, str], uid: str
+) -> None:
+    """The ticket goes alone and its audit note rides with day 0's: ONE notes batch create
+    carries both (``dunning-case-audit-rides``); the run then closes on payment and the ticket's
+    audit trail is each entry once. `make histories` keeps this run's history for tests/replay."""
+    pair, ids = deployment, {}
+    *_, crm_rows = await measure(client, pair, mailbox, uid, seeded=ids)
+    [batch] = [r for r in crm_rows if r["path"].endswith("/notes/batch/create")]
+    assert [r for r in crm_rows if r["path"] == "/crm/v3/objects/notes"] == []
+    assert len(json.loads(batch["body"])["inputs"]) == 2, batch["body"]  # the case's and day 0's
+    pair.billing_driver.pay(ids["invoice"], NORTHWIND.invoice_total)
+    handle = client.get_workflow_handle(pair.workflow_id(ids["invoice"]), result_type=DunningResult)
+    result = await asyncio.wait_for(handle.result(), timeout=30)
+    assert result.outcome == "recovered"
+    log = pair.audit(ids["invoice"])
+    assert [r["action"] for r in log] == ["create_case", "send_email", "close_dunning"]
+    assert len({r["id"] for r in log}) == 3
+    assert {r["case_id"] for r in log} == {result.case_id}
+    if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1":
+        history = await handle.fetch_history()
+        (HISTORIES / "DunningWorkflow__hubspot_case_audit_rides.json").write_text(history.to_json())
 
 
 async def test_zuora_and_recurly_to_the_case_and_to_the_wait(
