@@ -284,6 +284,18 @@ async def _lags(client: Client, invoices: list[str], result: SustainedResult) ->
         result.activity_lag_ms += act_lags
 
 
+def _accepted_rate(p: Paced) -> float:
+    return len(p.accepted) / p.elapsed_s if p.elapsed_s else 0.0
+
+
+def cpu_ceiling_per_s(s: dict[str, Any]) -> float:
+    """The payments per second this machine's cores could carry at the CPU every process spent
+    per webhook in this run (the webhook service, the dev server, the worker, the bench and its
+    sandboxes): the load is CPU-bound past it, whatever the code's queues do."""
+    total = sum(s["cpu_ms_per_webhook"].values())
+    return s["cores"] * 1000 / total if total else float("inf")
+
+
 def summarize(r: SustainedResult) -> dict[str, Any]:
     return {
         "asked_per_s": r.hooks.asked_rate,
@@ -297,6 +309,16 @@ def summarize(r: SustainedResult) -> dict[str, Any]:
         "floor_p50_ms": pct(r.floor.latencies_ms, 50),
         "floor_p99_ms": pct(r.floor.latencies_ms, 99),
         "ratio": r.hooks.rate / r.floor.rate if r.floor.rate else float("nan"),
+        # accepted (2xx: the vendor will not deliver it again) per second, and the same for the
+        # floor's starts: a 503 is an answer but not an ingest, so the ratio that counts is this
+        "accepted_per_s": _accepted_rate(r.hooks),
+        "floor_accepted_per_s": _accepted_rate(r.floor),
+        "accepted_ratio": (
+            _accepted_rate(r.hooks) / _accepted_rate(r.floor)
+            if _accepted_rate(r.floor)
+            else float("nan")
+        ),
+        "cores": os.cpu_count() or 1,
         "invoices": r.invoices,
         "accepted": len(r.hooks.accepted),
         "missing": r.missing,
@@ -320,7 +342,9 @@ def line(s: dict[str, Any]) -> str:
     return (
         f"    sustained: {s['sent']} webhooks at {s['asked_per_s']:g}/s asked for "
         f"{s['duration_s']:g} s: {s['webhooks_per_s']:.1f}/s answered (floor "
-        f"{s['floor_per_s']:.1f} raw starts/s: ratio {s['ratio']:.2f}); ingest p50 "
+        f"{s['floor_per_s']:.1f} raw starts/s: ratio {s['ratio']:.2f}; accepted "
+        f"{s['accepted_per_s']:.1f}/s against {s['floor_accepted_per_s']:.1f}/s: ratio "
+        f"{s['accepted_ratio']:.2f}); ingest p50 "
         f"{s['p50_ms']:.0f} ms / p99 {s['p99_ms']:.0f} ms (floor {s['floor_p50_ms']:.0f} / "
         f"{s['floor_p99_ms']:.0f}); {s['accepted']} accepted, {s['missing']} of them lost, "
         f"{s['doubled']} doubled, "
@@ -366,8 +390,10 @@ def write_section(s: dict[str, Any]) -> None:
         "",
         "| | RevBridge | floor, same run | ratio |",
         "|---|---|---|---|",
-        f"| rate answered (asked {s['asked_per_s']:g}/s) | {s['webhooks_per_s']:.1f}/s | "
-        f"{s['floor_per_s']:.1f} raw starts/s | **{s['ratio']:.2f}** |",
+        f"| rate accepted, 2xx (asked {s['asked_per_s']:g}/s) | {s['accepted_per_s']:.1f}/s | "
+        f"{s['floor_accepted_per_s']:.1f} raw starts/s | **{s['accepted_ratio']:.2f}** |",
+        f"| rate answered, any status | {s['webhooks_per_s']:.1f}/s | "
+        f"{s['floor_per_s']:.1f}/s | {s['ratio']:.2f} |",
         f"| ingest latency p50 / p99 | {s['p50_ms']:.0f} ms / {s['p99_ms']:.0f} ms | "
         f"{s['floor_p50_ms']:.0f} ms / {s['floor_p99_ms']:.0f} ms | |",
         f"| lost / doubled ({s['invoices']} invoices, {s['accepted']} accepted) | "
@@ -380,7 +406,8 @@ def write_section(s: dict[str, Any]) -> None:
         f"| drain | {s['closed']} runs closed ({s['completed']} completed) for {s['accepted']} "
         "accepted webhooks "
         f"{s['drain_s']:.0f} s after the last send | | |",
-        f"| CPU per webhook, ms | {cpu} | | |",
+        f"| CPU per webhook, ms | {cpu} (total {sum(s['cpu_ms_per_webhook'].values()):.1f}: "
+        f"{s['cores']} cores carry at most {cpu_ceiling_per_s(s):.0f}/s) | | |",
         "",
         f"Answers: {', '.join(f'{n}× `{k}`' for k, n in sorted(s['statuses'].items()))}.",
     ]
