@@ -4,7 +4,8 @@ billing-owned company property in HubSpot's UI is restored; the billing contact 
 billing platform and in HubSpot's UI before either reached the other goes to the review queue, a
 person's pick (the Web UI's approval signal) is written to the billing platform and audited on
 both sides; a minor change (one more seat, through the billing platform's webhook) is written in
-ONE HubSpot ``companies/batch/update`` and no single-company write; then, once every echo of our
+ONE HubSpot ``companies/batch/update`` and no single-company write; a later edit of the billing
+contact in HubSpot reaches the billing platform; then, once every echo of our
 writes on both sides was taken (tests/sync/settle.py ``settled``, no sleeps), nothing more is
 written on either side (the loop scenario).
 
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from connectors.base import ConnectorError
 from connectors.sync import sync_billing, sync_crm
 from domain.approvals import Decision
 from domain.golden import FlushStatus
@@ -164,7 +166,19 @@ async def conflict_then_flush(
         lambda audit: "sync_bulk_write" in [a["action"] for a in audit],
         "the bulk write's HubSpot audit entry",
     )
-    # the batch update comes back as HubSpot API events of our app, the resolution's write and
+    # a rep edits the billing contact again (no conflict now): HubSpot's webhook → the billing
+    # platform
+    email = f"billing+{uid}@example.com"
+    ui_update(pair, ids["account"], {"billing_contact_email": email})
+    await eventually(
+        lambda: asyncio.to_thread(sync_billing(pair.billing).sync_view, ids["customer"]),
+        lambda v: v.get("billing_contact") == email,
+        "HubSpot's billing contact on the billing customer",
+        # the test's client shares Recurly's one connection with the worker: a poll that finds
+        # it closed mid-way is "not yet" (the connector reopens it next call)
+        tolerate=(ConnectorError,),
+    )
+    # the batch update comes back as HubSpot API events of our app, the billing writes and
     # notes as billing events: once all were taken, nothing more is written on either side
     await settled(pair, handle)
     crm_before = len(company_writes(pair, ids["account"]))
