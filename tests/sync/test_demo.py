@@ -57,9 +57,11 @@ async def test_the_sync_demo(
                 suffix=uid,
                 flusher=f"account-sync-flush:chargebee:{crm}-demo-{uid}",
             )
-            await client.get_workflow_handle(summary["conflict"]["workflow_id"]).terminate(
-                "test over"
-            )
+            for wf_id in (
+                summary["conflict"]["workflow_id"],
+                f"account-sync-flush:chargebee:{crm}-demo-{uid}",
+            ):
+                await client.get_workflow_handle(wf_id).terminate("test over")
             flush = summary["batched_flush"]
     assert summary["pair"] == {"billing": "chargebee", "crm": crm}
     change = summary["plan_change"]
