@@ -34,6 +34,8 @@ OPERATORS = {
     "gte",
 }
 Getter = Callable[[dict[str, Any]], Any]
+#: sorts after every ``_seq`` (an index entry's second item) of a sort value
+_END = float("inf")
 
 
 def _num(raw: Any, param: str) -> float:
@@ -116,6 +118,17 @@ def apply_filters(
     virtual: dict[str, Getter] | None = None,
     ignore: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
+    match = row_filter(params, virtual, ignore)
+    return [row for row in rows if match(row)]
+
+
+def row_filter(
+    params: dict[str, Any],
+    virtual: dict[str, Getter] | None = None,
+    ignore: Iterable[str] = (),
+) -> Callable[[dict[str, Any]], bool]:
+    """The request's filters, parsed once (an unknown operator is refused here), as a test of
+    one row (``apply_filters`` over a table, ``paginate_indexed`` over the rows it walks)."""
     virtual = virtual or {}
     ignored = CONTROL_PARAMS | set(ignore)
     filters: list[tuple[str, str, Any, Getter]] = []
@@ -129,9 +142,8 @@ def apply_filters(
             if op in ("in", "not_in"):
                 raw = _Options(parse_list_literal(raw, f"{name}[{op}]"))
             filters.append((name, op, raw, getter))
-    out = []
-    for row in rows:
-        ok = True
+
+    def match(row: dict[str, Any]) -> bool:
         for name, op, raw, getter in filters:
             value = getter(row)
             param = f"{name}[{op}]"
@@ -144,11 +156,10 @@ def apply_filters(
             else:
                 hit = _match_one(value, op, raw, param)
             if not hit:
-                ok = False
-                break
-        if ok:
-            out.append(row)
-    return out
+                return False
+        return True
+
+    return match
 
 
 def _order(
@@ -232,26 +243,41 @@ def paginate_indexed(
     sort_fields: tuple[str, ...],
     default_sort: str,
     default_desc: bool = True,
+    low: int | None = None,
+    high: int | None = None,
 ) -> dict[str, Any] | None:
     """``paginate`` over a table's rows kept sorted by ``(default_sort, _seq, id)`` (``index``),
     for a request sorted by that field: a bisect to the cursor and a walk of one page (skipping
     the rows ``keep`` refuses), not a filter and sort of every row per request, which made
-    paging a 100,000-customer site quadratic. None: sorted by another field (use ``paginate``)."""
+    paging a 100,000-customer site quadratic. ``low`` / ``high``: no row ``keep`` accepts has
+    its sort value outside them (the walk starts and stops there). A row no longer in ``rows``
+    is skipped. None: sorted by another field (use ``paginate``)."""
     field, desc, limit, cursor = _order(params, sort_fields, default_sort, default_desc)
     if field != default_sort:
         return None
-    if cursor is None:
-        start = len(index) - 1 if desc else 0
-    elif desc:
-        start = bisect_left(index, cursor) - 1  # the rows sorting before the cursor
+    if desc:
+        start = len(index) - 1
+        if cursor is not None:  # the rows sorting before the cursor
+            start = min(start, bisect_left(index, cursor) - 1)
+        if high is not None:
+            start = min(start, bisect_right(index, (high, _END)) - 1)
     else:
-        start = bisect_right(index, (cursor[0], cursor[1], "\uffff"))
+        start = 0
+        if cursor is not None:
+            start = bisect_right(index, (cursor[0], cursor[1], "\uffff"))
+        if low is not None:
+            start = max(start, bisect_left(index, (low,)))
     step = -1 if desc else 1
     ordered: list[dict[str, Any]] = []
     i = start
     while 0 <= i < len(index) and len(ordered) <= limit:
-        row = rows[index[i][2]]
-        if keep(row):
+        value, _, id_ = index[i]
+        if (desc and low is not None and value < low) or (
+            not desc and high is not None and value > high
+        ):
+            break
+        row = rows.get(id_)
+        if row is not None and keep(row):
             ordered.append(row)
         i += step
     return _page(ordered, _row_key(field), limit, render)

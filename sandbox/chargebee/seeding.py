@@ -77,6 +77,7 @@ def seed(em: ChargebeeEmulator, data: Mapping[str, Any]) -> dict[str, Any]:
                 k for k, e in store.events.items() if e["event_type"] == "coupon_created"
             ]:
                 store.events.pop(ev_id)
+                store.events_dropped += 1
             if "meta_data" in spec:
                 store.coupons[coupon["id"]]["meta_data"] = spec["meta_data"]
             out["coupons"].append(coupon["id"])

@@ -69,6 +69,11 @@ class Store:
     _by_customer: dict[str, tuple[dict[str, list[dict[str, Any]]], int]] = field(
         default_factory=dict, repr=False
     )
+    #: events removed from ``events`` (anything else only adds): events_by_time starts again
+    events_dropped: int = 0
+    _event_order: tuple[list[tuple[int, int, str]], int, int] = field(
+        default_factory=lambda: ([], 0, 0), repr=False
+    )
     #: the customers sorted by (created_at, _seq, id), customers indexed: customers_by_created
     _customer_order: tuple[list[tuple[int, int, str]], int] = field(
         default_factory=lambda: ([], 0), repr=False
@@ -87,6 +92,21 @@ class Store:
             index.sort()  # a sorted run and a short tail: linear
             done = len(self.customers)
         self._customer_order = (index, done)
+        return index
+
+    def events_by_time(self) -> list[tuple[int, int, str]]:
+        """Every event as ``(occurred_at, _seq, id)``, sorted, kept up to date lazily like
+        ``customers_by_created``; rebuilt after ``events_dropped`` moved (the seed drops the
+        events its coupons made), so a walk of the event log reads a page per request."""
+        index, done, dropped = self._event_order
+        if done > len(self.events) or dropped != self.events_dropped:
+            index, done = [], 0
+        if done < len(self.events):
+            new = islice(self.events.values(), done, None)
+            index.extend((int(e["occurred_at"]), int(e["_seq"]), e["id"]) for e in new)
+            index.sort()  # a sorted run and a short tail: linear
+            done = len(self.events)
+        self._event_order = (index, done, self.events_dropped)
         return index
 
     def rows_of_customers(self, table: str, customer_ids: list[str]) -> list[dict[str, Any]]:
