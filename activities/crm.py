@@ -38,12 +38,13 @@ class CrmActivities:
     @activity.defn(name="find_crm_account")
     @vendor_errors
     def find_crm_account(self, input: FindAccountInput) -> FindAccountResult:
+        batches = self._audits is not None
         if self._with_cases is not None:
             account, cases = self._with_cases(input.billing, input.customer_id)
-            return FindAccountResult(account=account, open_cases=cases)
+            return FindAccountResult(account=account, open_cases=cases, audits_batch=batches)
         account = self.crm.find_account(input.billing, input.customer_id)
         cases = self.crm.open_cases(account.id) if account else []
-        return FindAccountResult(account=account, open_cases=cases)
+        return FindAccountResult(account=account, open_cases=cases, audits_batch=batches)
 
     @writes
     @activity.defn(name="upsert_crm_case")

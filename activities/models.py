@@ -35,6 +35,9 @@ class FindAccountResult(Frozen):
     account: CrmAccount | None
     #: the account's open support cases (context for the reasoner; customer-controlled text)
     open_cases: list[CaseSummary] = []
+    #: the CRM writes several audit entries in one request (``write_audits``: HubSpot's notes
+    #: batch), so a case's entry may ride with the next one (``UpsertCaseInput.audit_rides``)
+    audits_batch: bool = False
 
 
 class AssessFailureInput(Frozen):

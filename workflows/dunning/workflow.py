@@ -98,7 +98,9 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
         self._first_cases: FindAccountResult | None = None
         #: the case's audit entry, sent with the case write (its billing note comes later)
         self._case_audit = None
-        #: the case's audit entry rides with the next CRM entry (``CASE_AUDIT_RIDES_PATCH``)
+        #: the case's audit entry rides with the next CRM entry (``CASE_AUDIT_RIDES_PATCH``):
+        #: where the CRM batches audit entries (``FindAccountResult.audits_batch``: HubSpot)
+        self._audits_batch = False
         self._case_audit_rides = False
         #: failures handed to churn so far (a continuation's were handed by the run before)
         self._churn_sent = len(self.s.failures) if input.carry is not None else 0
@@ -162,6 +164,7 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
             found = await self._find_account(ctx.customer.id)  # billing is the truth
         self.s.account = found.account
         self._first_cases = self._churn_crm = found
+        self._audits_batch = found.audits_batch
         assessment = self.s.assessment = await self._assess(ctx, found)
         await self._audit_refused_reasoning()
         self._update(
@@ -240,8 +243,10 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
                 )
                 # where the CRM has no composite write (HubSpot) it rides instead with the next
                 # entry's, in one batch of notes (issue 15)
-                self._case_audit_rides = audit is not None and workflow.patched(
-                    CASE_AUDIT_RIDES_PATCH
+                self._case_audit_rides = (
+                    audit is not None
+                    and self._audits_batch
+                    and workflow.patched(CASE_AUDIT_RIDES_PATCH)
                 )
             case = self.s.case = await self.write(
                 permit,

@@ -99,20 +99,22 @@ async def write_audit(
     more_notes: list[AuditEntry] | None = None,
     crm: bool = True,
     crm_more: list[AuditEntry] | None = None,
+    entry_rides: bool = False,
 ) -> list[str]:
     """Write ``entry`` to the CRM and, with ``note=(target, id)``, to billing too.
     ``more_notes``: earlier entries whose CRM side was written already (with the case) and
     whose billing notes ride with this one (same record, one activity, each its own key);
     ``crm=False``: billing only (``entry``'s CRM side was written already too).
     ``crm_more``: earlier entries whose CRM side rode (the case's on HubSpot): written with
-    ``entry`` in one request where the CRM batches audit notes.
+    ``entry`` in one request where the CRM batches audit notes; ``entry_rides``: ``entry``
+    rode too (``WriteAuditInput.entry_rides``).
     Returns the IDs of what was written (CRM log first)."""
     writes = []
     if crm:
         writes.append(
             workflow.execute_activity_method(
                 CrmActivities.write_crm_audit,
-                WriteAuditInput(entry=entry, more=crm_more or []),
+                WriteAuditInput(entry=entry, more=crm_more or [], entry_rides=entry_rides),
                 summary=f"audit {', '.join(e.action for e in [*(crm_more or []), entry])} in the CRM",
                 **WRITE,
             )
@@ -150,10 +152,5 @@ async def write_riding_crm(entries: list[AuditEntry]) -> str:
     durable wait: one activity, one request where the CRM batches audit notes, nothing where it
     wrote them with their write. Returns the last entry's ID ("" where nothing was written)."""
     *earlier, last = entries
-    result = await workflow.execute_activity_method(
-        CrmActivities.write_crm_audit,
-        WriteAuditInput(entry=last, more=earlier, entry_rides=True),
-        summary=f"audit {', '.join(e.action for e in entries)} in the CRM",
-        **WRITE,
-    )
-    return result.id
+    (written,) = await write_audit(last, None, last.key, crm_more=earlier, entry_rides=True)
+    return written
