@@ -2,7 +2,8 @@
 on (Chargebee × HubSpot: test_hubspot_crm.py), one customer a platform: a rep's edit of a
 billing-owned company property in HubSpot's UI is restored; the billing contact changed in the
 billing platform and in HubSpot's UI before either reached the other goes to the review queue, a
-person's pick (the Web UI's approval signal) is written to the billing platform and audited on
+person's pick (Stripe: the Web UI's approval signal; Zuora, Recurly: `revbridge sync conflicts`
+and `revbridge sync resolve`) is written to the billing platform and audited on
 both sides; a minor change (one more seat, through the billing platform's webhook) is written in
 ONE HubSpot ``companies/batch/update`` and no single-company write; a later edit of the billing
 contact in HubSpot reaches the billing platform; then, once every echo of our
@@ -16,12 +17,14 @@ test_hubspot_crm.py's."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from cli.sync import open_conflicts, resolve
 from connectors.base import ConnectorError
 from connectors.sync import sync_billing, sync_crm
 from domain.approvals import Decision
@@ -67,7 +70,14 @@ async def test_restore_conflict_and_one_batch_update_without_ping_pong(
     billing: str,
     uid: str,
     temporal_env: WorkflowEnvironment,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    # `revbridge sync resolve` on this stack: its Temporal, approvers not verified (as
+    # test_cli.py: a dev stack's identity-key file would ask for REVBRIDGE_ID_TOKEN)
+    (tmp_path / "no-identity-keys").write_text("")
+    monkeypatch.setenv("REVBRIDGE_IDENTITY_KEYS_FILE", str(tmp_path / "no-identity-keys"))
+    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_env.client.service_client.config.target_host)
     pair: Pair = await deployments.get_pair((billing, CRM))
     unroute_billing(pair)
     unroute_crm(pair)
@@ -116,10 +126,16 @@ async def conflict_then_flush(
     assert conflict.field == "billing_contact"
     assert conflict.billing_value == f"finance+{uid}@example.com"
     assert conflict.crm_value == f"ap+{uid}@example.com"
-    # a reviewer takes HubSpot's value (the Web UI's approval signal)
-    await decide(
-        temporal_env.client, handle.id, conflict.action_id, Decision.APPROVE, "bob@example.com"
-    )
+    # a reviewer takes HubSpot's value: on Stripe the Web UI's approval signal, on Zuora and
+    # Recurly `revbridge sync conflicts` then `revbridge sync resolve ... --take crm`
+    if pair.settings.billing == "stripe":
+        await decide(
+            temporal_env.client, handle.id, conflict.action_id, Decision.APPROVE, "bob@example.com"
+        )
+    else:
+        listed = await open_conflicts(temporal_env.client)
+        assert (handle.id, conflict) in listed
+        await resolve(handle.id, "billing_contact", "crm", "bob@example.com", "HubSpot is right")
     await eventually(
         lambda: status(handle),
         lambda s: s.conflicts_resolved == 1 and s.stage == "waiting for a change",
