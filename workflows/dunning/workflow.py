@@ -34,14 +34,35 @@ from temporalio import workflow
 
 from workflows.dunning.legacy import LegacyCollect
 from workflows.dunning.playbook import PlaybookRunner
-from workflows.dunning.reads import HOT_PATH_PATCH, PLAYBOOK_PATCH, DunningReads
+from workflows.dunning.reads import HOT_PATH_PATCH, PLAYBOOK_PATCH, REREAD_PATCH, DunningReads
+from workflows.dunning.reminders import DRAFTING_PATCH, REVIEW_LLM_ONLY_PATCH
+from workflows.governed.approval import VERIFIED_APPROVERS
 from workflows.governed.audit import AuditScope
-from workflows.governed.base import GovernedWorkflow
-from workflows.governed.gate import Governed, Permit
+from workflows.governed.base import AUDIT_MODE_PATCH, REFUSALS_BOTH_SIDES_PATCH, GovernedWorkflow
+from workflows.governed.gate import REMIND_APPROVERS_PATCH, Governed, Permit
 
 #: since: the case is written alone where the CRM batches audit notes (HubSpot) and its audit
 #: entry rides with the next CRM entry, or is flushed before a durable wait (issue 15)
 CASE_AUDIT_RIDES_PATCH = "dunning-case-audit-rides"
+#: runs started since ask every later patch in their first workflow task. Asked deep in a run (the
+#: re-read before day 0's step, after local activities and the churn hand-off ran concurrently),
+#: ``dunning-reread-invoice`` at times failed to replay under load — on a worker restart, or for a
+#: query once the run had left the cache: "Non-deprecated patch marker encountered … but there is
+#: no corresponding change command" (tests/fast/test_dunning_patches.py). Asked before any
+#: activity or timer exists, a patch has one place in every history; runs recorded before keep
+#: asking each where they did. Each answer is memoized for the run: later asks add nothing.
+PATCHES_FIRST = "dunning-patches-first"
+EARLY_PATCHES = (
+    PLAYBOOK_PATCH,
+    REREAD_PATCH,
+    DRAFTING_PATCH,
+    REVIEW_LLM_ONLY_PATCH,
+    CASE_AUDIT_RIDES_PATCH,
+    AUDIT_MODE_PATCH,
+    REFUSALS_BOTH_SIDES_PATCH,
+    REMIND_APPROVERS_PATCH,
+    VERIFIED_APPROVERS,
+)
 
 with workflow.unsafe.imports_passed_through():
     from activities.billing import BillingActivities
@@ -133,6 +154,9 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
     @workflow.run
     async def run(self, input: DunningInput) -> DunningResult:
         self._hot = self._local_decisions = workflow.patched(HOT_PATH_PATCH)
+        if workflow.patched(PATCHES_FIRST):
+            for patch in EARLY_PATCHES:
+                workflow.patched(patch)
         if input.carry is not None:
             if self._hot:
                 self._start_churn_handoff()
