@@ -77,8 +77,13 @@ class Deployment:
         self.pair.billing_driver.decline(ids["invoice"])
         resp = await http.post(
             "/webhooks/chargebee",
+            # as Chargebee sends it: the transaction carries the decline the card gave (the run
+            # takes it from the event instead of reading the transactions: issue 15)
             content=payment_failed(
-                ids["invoice"], customer_id=ids["customer"], amount=customer.invoice_total
+                ids["invoice"],
+                customer_id=ids["customer"],
+                amount=customer.invoice_total,
+                error_code=customer.decline_code or "card_declined",
             ),
             headers=basic(),
         )

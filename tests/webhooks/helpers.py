@@ -14,7 +14,11 @@ def basic(user: str = WEBHOOK_USER, password: str = WEBHOOK_PASSWORD) -> dict[st
 
 
 def payment_failed(
-    invoice_id: str, customer_id: str = "cust_1", event_id: str | None = None, amount: int = 2000
+    invoice_id: str,
+    customer_id: str = "cust_1",
+    event_id: str | None = None,
+    amount: int = 2000,
+    error_code: str = "card_declined",
 ) -> bytes:
     return json.dumps(
         {
@@ -33,7 +37,7 @@ def payment_failed(
                     "status": "failure",
                     "amount": amount,
                     "currency_code": "USD",
-                    "error_code": "card_declined",
+                    "error_code": error_code,
                     "object": "transaction",
                 },
                 "invoice": {
