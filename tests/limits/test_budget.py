@@ -29,11 +29,12 @@ def _gate(**kw: object) -> BudgetGate:
 
 
 def test_reserve_holds_back_only_non_critical_work_until_the_reset() -> None:
-    midnight = datetime(2026, 12, 8, tzinfo=UTC)
+    now = datetime.now(UTC)
+    # the next midnight, whatever day the suite runs (a fixed date held nothing back after it)
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     vendor_limits.observe("hubspot", 850_000, 1_000_000, midnight)  # 15 % left
     vendor_limits.observe("salesforce", 100, 15_000)  # plenty left
     gate = _gate()
-    now = datetime.now(UTC)
     assert gate.waiting_for("DunningWorkflow", ["hubspot"], now) is None
     assert gate.waiting_for("ChurnSweepWorkflow", ["salesforce"], now) is None
     held = gate.waiting_for("ChurnSweepWorkflow", ["salesforce", "hubspot"], now)
