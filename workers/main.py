@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
@@ -239,7 +240,9 @@ def _allowance_gauge(entry: vendor_limits.Allowance) -> None:
 
 async def run(settings: Settings | None = None, stop: asyncio.Event | None = None) -> None:
     settings = settings or Settings.from_env(os.environ)
-    compile_sources()  # the sandbox re-imports our modules per workflow: not from source each time
+    # the sandbox re-imports our modules per workflow: not from source each time. In the
+    # background, so a first start (nothing compiled yet) is not slower to serve or to fail
+    threading.Thread(target=compile_sources, name="compile-sources", daemon=True).start()
     telemetry.setup_tracing(telemetry.SERVICE_WORKER, settings)
     runtime = telemetry.worker_runtime()  # Prometheus on REVBRIDGE_METRICS_PORT, when set
     billing, crm = build_billing(settings), build_crm(settings)
