@@ -991,16 +991,19 @@ class ZuoraBilling:
             ],
             "processingOptions": {"runBilling": False, "collectPayment": False},
         }
-        created = True
+        created = self._place_order(body, what=f"account {draft.customer_id}", key=draft.key)
+        return self._ref(self._subscription_raw(number), draft.currency, created=created)
+
+    def _place_order(self, body: dict[str, Any], *, what: str, key: str) -> bool:
+        """``POST /v1/orders``; False when the order number already exists (an error code
+        ending in 30): an earlier attempt with the same number placed it."""
         try:
-            self._request(
-                "POST", "/v1/orders", what=f"account {draft.customer_id}", json=body, key=draft.key
-            )
+            self._request("POST", "/v1/orders", what=what, json=body, key=key)
         except ConnectorError as err:
             if not (err.code or "").endswith("30"):
                 raise
-            created = False  # the order number exists: an earlier attempt made it
-        return self._ref(self._subscription_raw(number), draft.currency, created=created)
+            return False
+        return True
 
     def _ref(self, sub: dict[str, Any], currency: str, created: bool) -> SubscriptionRef:
         cur = str(sub.get("currency") or currency).upper()
@@ -1047,17 +1050,7 @@ class ZuoraBilling:
             ],
             "processingOptions": {"runBilling": False},
         }
-        try:
-            self._request(
-                "POST",
-                "/v1/orders",
-                what=f"subscription {subscription_id}",
-                json=body,
-                key=idempotency_key,
-            )
-        except ConnectorError as err:
-            if not (err.code or "").endswith("30"):
-                raise
+        self._place_order(body, what=f"subscription {subscription_id}", key=idempotency_key)
         return _status(self._subscription_raw(subscription_id))
 
     # --- churn and support context --------------------------------------------------------------
@@ -1252,17 +1245,7 @@ class ZuoraBilling:
             ],
             "processingOptions": {"runBilling": False},
         }
-        try:
-            self._request(
-                "POST",
-                "/v1/orders",
-                what=f"subscription {subscription_id}",
-                json=body,
-                key=idempotency_key,
-            )
-        except ConnectorError as err:
-            if not (err.code or "").endswith("30"):
-                raise
+        self._place_order(body, what=f"subscription {subscription_id}", key=idempotency_key)
         return number
 
     # --- for the harness ---------------------------------------------------------------------------

@@ -236,19 +236,9 @@ class ZuoraUsage:
             ],
             "processingOptions": {"runBilling": False, "collectPayment": False},
         }
-        created = True
-        try:
-            self.billing._request(
-                "POST",
-                "/v1/orders",
-                what=f"subscription {subscription_id}",
-                json=body,
-                key=idempotency_key,
-            )
-        except ConnectorError as err:
-            if not (err.code or "").endswith("30"):
-                raise
-            created = False  # the order number exists: an earlier attempt made the change
+        created = self.billing._place_order(
+            body, what=f"subscription {subscription_id}", key=idempotency_key
+        )
         return self.billing._ref(
             self.billing._subscription_raw(subscription_id), currency, created=created
         )
