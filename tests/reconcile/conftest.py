@@ -50,7 +50,10 @@ async def rpair(
     from workers.main import build_worker
 
     cb_em = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=None)
-    sf_em = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    # IDs of its own (fix workflows are named by exception ID, which names the CRM's records)
+    sf_em = SalesforceEmulator(
+        client_id=SF_ID, client_secret=SF_SECRET, id_base=uuid.uuid4().int % 10**9
+    )
     report_dir = tmp_path_factory.mktemp("reports")
     old = os.environ.get("REVBRIDGE_REPORT_DIR")
     os.environ["REVBRIDGE_REPORT_DIR"] = str(report_dir)
@@ -64,7 +67,7 @@ async def rpair(
             billing, crm = build_billing(settings), build_crm(settings)
             cb = ChargebeeDriver(urls["chargebee"], billing)
             sf = SalesforceDriver(urls["salesforce"], crm)
-            planted = seed(cb, sf, cb_em, prefix="rx")
+            planted = seed(cb, sf, cb_em, prefix=f"rx{uuid.uuid4().hex[:6]}")
             async with build_worker(client, billing, crm, task_queue=tq):
                 yield ReconcilePair(
                     client, tq, urls["chargebee"], urls["salesforce"], billing, crm, cb, sf,

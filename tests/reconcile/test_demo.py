@@ -28,7 +28,11 @@ async def test_the_reconcile_demo(
 
     monkeypatch.setenv("REVBRIDGE_REPORT_DIR", str(tmp_path))
     cb_em = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=None)
-    sf_em = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    # fix workflows are named by exception ID, which names the CRM's records: on a shared server
+    # another test's book (the same emulator IDs) would own them, so this book's IDs are its own
+    sf_em = SalesforceEmulator(
+        client_id=SF_ID, client_secret=SF_SECRET, id_base=uuid.uuid4().int % 10**9
+    )
     with ServerThread({cb_em: 0, sf_em: 0}) as thread:
         urls: dict[str, Any] = dict(thread.urls)
         for missing in ("stripe", "hubspot"):
@@ -38,7 +42,9 @@ async def test_the_reconcile_demo(
         billing, crm = build_billing(settings), build_crm(settings)
         lines: list[str] = []
         async with build_worker(client, billing, crm, task_queue=tq):
-            summary = await run_scenario(settings, billing, crm, client, lines.append, "demo")
+            summary = await run_scenario(
+                settings, billing, crm, client, lines.append, f"demo{uuid.uuid4().hex[:6]}"
+            )
         planted = planted_kinds(None)
         assert summary["found"] == len(planted)
         assert sorted(summary["by_kind"]) == sorted(
