@@ -198,6 +198,10 @@ class ChargebeeBilling:
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         )
         self.keep_alive = _install_shared_client_seam()
+        #: the churn sweep's page reader (connectors/churn/chargebee.py) and the customer objects
+        #: of the page ``list_customers`` last returned
+        self._sweep_reader: Any = None
+        self._listed_customers: dict[str, Any] = {}
 
     def close(self) -> None:
         """Close the connector's HTTP connections (at shutdown)."""
@@ -543,6 +547,9 @@ class ChargebeeBilling:
         if cursor:
             params["offset"] = cursor
         resp = self._call(lambda: self._cb.Customer.list(params), what="customers")
+        # the page's customer objects, for the sweep's bulk read of the same page (it does not
+        # read them again by ID: connectors/churn/chargebee.py)
+        self._listed_customers = {e.customer.id: e.customer for e in resp.list}
         return CustomerPage(
             customers=[self._billing_customer(e.customer) for e in resp.list],
             next_cursor=resp.next_offset or None,
@@ -1096,99 +1103,15 @@ class ChargebeeBilling:
     def customer_snapshots(
         self, customer_ids: list[str], invoices: int = 5
     ) -> dict[str, CustomerSnapshot]:
-        """``customer_snapshot`` for a page of customers with Chargebee's ``[in]`` filters (at
-        most 100 IDs each, as Chargebee allows): the customers (``id[in]``), their subscriptions,
-        invoices and payment transactions (``customer_id[in]``), and their usage
-        (``subscription_id[in]``), each a few list pages for the whole page of customers instead
-        of five calls per customer. Downgrades come from the subscription event log walked once
-        per ``SWEEP_EVENTS_TTL_S`` (the sweep), not once per customer."""
-        ids = list(dict.fromkeys(customer_ids))
-        out: dict[str, CustomerSnapshot] = {}
-        for start in range(0, len(ids), BULK_IN_MAX):
-            out.update(self._snapshots_chunk(ids[start : start + BULK_IN_MAX], invoices))
-        return out
+        """The churn sweep's page read: ≤ 4 Chargebee calls for 100 customers, only what the
+        score uses (``connectors/churn/chargebee.py``); ``invoices`` is not used (the sweep
+        reads the invoices of failed payments only)."""
+        del invoices
+        from connectors.churn.chargebee import ChargebeeSweepReader
 
-    def _snapshots_chunk(self, ids: list[str], invoices: int) -> dict[str, CustomerSnapshot]:
-        custs = {
-            e.customer.id: e.customer
-            for e in self._pages(
-                lambda offset: self._cb.Customer.list(
-                    _paged({"id": {"in": ids}, "limit": 100}, offset)
-                ),
-                "customers",
-                max_pages=2,
-            )
-        }
-        coupons: dict[str, Any] = {}
-        subs_of: dict[str, list[Subscription]] = {}
-        for e in self._pages(
-            lambda offset: self._cb.Subscription.list(
-                _paged({"customer_id": {"in": ids}, "limit": 100}, offset)
-            ),
-            "subscriptions",
-            max_pages=5 * len(ids) // 100 + 5,
-        ):
-            sub = self._subscription(e.subscription, coupons)
-            subs_of.setdefault(sub.customer_id, []).append(sub)
-        count = max(1, min(invoices, 100))
-        invs_of: dict[str, list[Invoice]] = {}
-        for e in self._pages(
-            lambda offset: self._cb.Invoice.list(
-                _paged(
-                    {"customer_id": {"in": ids}, "sort_by": {"desc": "date"}, "limit": 100},
-                    offset,
-                )
-            ),
-            "invoices",
-            max_pages=count * len(ids) // 100 + 1,
-        ):
-            mine = invs_of.setdefault(e.invoice.customer_id, [])
-            if len(mine) < count:
-                mine.append(_invoice(e.invoice))
-        pays_of: dict[str, list[Payment]] = {}
-        for e in self._pages(
-            lambda offset: self._cb.Transaction.list(
-                _paged(
-                    {
-                        "customer_id": {"in": ids},
-                        "type": {"is": "payment"},
-                        "sort_by": {"desc": "date"},
-                        "limit": 100,
-                    },
-                    offset,
-                )
-            ),
-            "transactions",
-            max_pages=10 * len(ids) // 100 + 1,
-        ):
-            mine_p = pays_of.setdefault(e.transaction.customer_id, [])
-            if len(mine_p) < 10:
-                mine_p.append(self._payment(e.transaction, ""))
-        now = int(time.time())
-        all_subs = [s.id for subs in subs_of.values() for s in subs]
-        usage = self._usage_by_sub(all_subs, now)
-        downgrades = self._downgrades_by_sub(set(all_subs), now)
-        out: dict[str, CustomerSnapshot] = {}
-        for cid, cust in custs.items():
-            subs = subs_of.get(cid, [])
-            used = [usage[s.id] for s in subs if s.id in usage]
-            currency = (subs[0].currency if subs else None) or getattr(
-                cust, "preferred_currency_code", None
-            )
-            out[cid] = CustomerSnapshot(
-                customer=self._billing_customer(
-                    cust, mrr=sum(s.mrr for s in subs), currency=currency
-                ),
-                subscriptions=subs,
-                invoices=invs_of.get(cid, []),
-                payments=pays_of.get(cid, []),
-                credit_balance=int(getattr(cust, "promotional_credits", 0) or 0)
-                + int(getattr(cust, "refundable_credits", 0) or 0),
-                downgrades_90d=sum(downgrades.get(s.id, 0) for s in subs),
-                usage_30d=sum(u[0] for u in used) if used else None,
-                usage_prev_30d=sum(u[1] for u in used) if used else None,
-            )
-        return out
+        if self._sweep_reader is None:
+            self._sweep_reader = ChargebeeSweepReader(self)
+        return dict(self._sweep_reader.snapshots(customer_ids))
 
     def _usage_by_sub(self, sub_ids: list[str], now: int) -> dict[str, tuple[float, float]]:
         """``_usage`` for many subscriptions at once, per subscription (``subscription_id[in]``,
@@ -1220,59 +1143,6 @@ class ChargebeeBilling:
                     raise
                 return {}  # no metered billing on this site: no usage
         return out
-
-    def _window_events(self, now: int) -> list[tuple[str, str, float]]:
-        """The subscription events of the downgrade window, oldest first, as (subscription,
-        type, monthly item value): walked once per ``SWEEP_EVENTS_TTL_S`` and kept (a sweep
-        reads the log once, not once per page or customer)."""
-        cached = getattr(self, "_sweep_events", None)
-        if cached is not None and now - cached[0] < SWEEP_EVENTS_TTL_S:
-            return cached[1]
-        window: list[tuple[str, str, float]] = []
-        for entry in self._events({"occurred_at": {"after": now - DOWNGRADE_WINDOW_S}}, "asc"):
-            ev = entry.event
-            sub = (ev.content or {}).get("subscription") or {}
-            if sub.get("id"):
-                window.append((sub["id"], ev.event_type, _items_monthly(sub)))
-        self._sweep_events = (now, window)
-        return window
-
-    def _before_window(self, now: int) -> list[tuple[str, float]]:
-        """The subscription events just before the window, newest first, as (subscription,
-        monthly item value): the baselines of subscriptions whose first event in the window is
-        a change. The same bounded look back as ``_downgrades``, read once per sweep."""
-        cached = getattr(self, "_sweep_before", None)
-        if cached is not None and now - cached[0] < SWEEP_EVENTS_TTL_S:
-            return cached[1]
-        since = now - DOWNGRADE_WINDOW_S
-        before: list[tuple[str, float]] = []
-        for entry in self._events({"occurred_at": {"before": since}}, "desc"):
-            sub = (entry.event.content or {}).get("subscription") or {}
-            if sub.get("id"):
-                before.append((sub["id"], _items_monthly(sub)))
-        self._sweep_before = (now, before)
-        return before
-
-    def _downgrades_by_sub(self, sub_ids: set[str], now: int) -> dict[str, int]:
-        """``_downgrades`` per subscription, from the window's events read once per sweep (the
-        look back before the window only for this page's subscriptions that need it)."""
-        if not sub_ids:
-            return {}
-        window = [ev for ev in self._window_events(now) if ev[0] in sub_ids]
-        last: dict[str, float] = {}
-        need = {sid for sid, kind, _ in _firsts(window) if kind == "subscription_changed"}
-        if need:
-            for sid, value in self._before_window(now):  # newest first: the last one wins
-                if sid in need:
-                    last[sid] = value
-                    need.discard(sid)
-        counts: dict[str, int] = {}
-        for sid, kind, value in window:
-            before = last.get(sid)
-            if kind == "subscription_changed" and before is not None and value < before:
-                counts[sid] = counts.get(sid, 0) + 1
-            last[sid] = value
-        return counts
 
 
 def _classify(exc: APIError, what: str) -> ConnectorError:

@@ -270,6 +270,17 @@ def list_mrr(sub: Subscription) -> int:
     return sub.mrr
 
 
+class SweepSnapshot(CustomerSnapshot):
+    """A billing snapshot as the churn sweep reads it (issue 15: ≤ 1 vendor call per 20
+    customers): only what the score uses — the failed payments and the invoices they were for
+    (with their current status), not the whole payment and invoice history — and the MRR
+    baseline the connector took from what the sweep already reads (the subscription list and
+    the subscription event log walked once per sweep) instead of the invoice history.
+    ``baseline_mrr`` None: the connector has none, the invoices stand for it as before."""
+
+    baseline_mrr: int | None = None
+
+
 def signals_from(
     snapshot: CustomerSnapshot,
     account: CrmAccount | None,
@@ -312,6 +323,8 @@ def signals_from(
     # MRR at list price: a discount (our own retention offer, above all) is not the customer
     # paying for less, so it must neither raise the risk nor read as a downgrade afterwards
     mrr = sum(list_mrr(s) for s in alive) if alive else snapshot.customer.mrr
+    if baseline_mrr is None and isinstance(snapshot, SweepSnapshot):
+        baseline_mrr = snapshot.baseline_mrr
     if baseline_mrr is None:
         billed = [
             inv

@@ -249,10 +249,29 @@ class PaymentHandlers(Base):
 
     # --- transactions --------------------------------------------------------------------------
 
+    def _txn(self, txn: dict[str, Any]) -> dict[str, Any]:
+        """A transaction as read now: its ``linked_invoices[].invoice_status`` is the invoice's
+        current status (a failed payment's invoice paid later reads ``paid``), as Chargebee
+        reports the linked invoice, not the status it had when the attempt was made."""
+        out = public(txn)
+        links = out.get("linked_invoices") or []
+        if links:
+            out["linked_invoices"] = [
+                {**link, "invoice_status": inv["status"]}
+                if (inv := self.store.invoices.get(link.get("invoice_id"))) is not None
+                else link
+                for link in links
+            ]
+        return out
+
     def _list_txns(self, call: Call, rows: list[dict[str, Any]]) -> dict[str, Any]:
         rows = apply_filters(rows, call.params)
         return paginate(
-            rows, call.params, lambda t: {"transaction": public(t)}, ("date", "updated_at"), "date"
+            rows,
+            call.params,
+            lambda t: {"transaction": self._txn(t)},
+            ("date", "updated_at"),
+            "date",
         )
 
     def list_transactions(self, call: Call) -> dict[str, Any]:
@@ -279,4 +298,4 @@ class PaymentHandlers(Base):
         txn = self.store.transactions.get(call.path["id"])
         if txn is None:
             raise not_found("Transaction", call.path["id"])
-        return {"transaction": public(txn)}
+        return {"transaction": self._txn(txn)}
