@@ -36,7 +36,7 @@ bench: $(STAMP)  ## Temporal-floor ratios for ingest, end-to-end dunning, sustai
 	@$(PY) -m bench
 
 histories: $(STAMP)  ## re-record tests/histories/ from the workflow scenarios (then commit them; plaintext payloads: a session key could not replay them)
-	@REVBRIDGE_PAYLOAD_KEYS= REVBRIDGE_PAYLOAD_KEYS_FILE=/dev/null REVBRIDGE_WRITE_HISTORIES=1 $(PY) -m pytest -q tests/workflows tests/dunning tests/support_context tests/quote_to_cash tests/churn tests/zuora/test_zuora_pairs.py tests/security/test_llm_budget.py tests/reconcile/test_reconcile_pair.py tests/drafting/test_workflow.py tests/drafting/test_churn_drafting.py tests/revenue/test_revenue_close.py tests/sync/test_workflow.py tests/sync/test_flush.py tests/sync/test_backfill.py tests/sync/test_health.py
+	@REVBRIDGE_PAYLOAD_KEYS= REVBRIDGE_PAYLOAD_KEYS_FILE=/dev/null REVBRIDGE_WRITE_HISTORIES=1 $(PY) -m pytest -q tests/workflows tests/dunning tests/support_context tests/quote_to_cash tests/churn tests/zuora/test_zuora_pairs.py tests/security/test_llm_budget.py tests/reconcile/test_reconcile_pair.py tests/drafting/test_workflow.py tests/drafting/test_churn_drafting.py tests/revenue/test_revenue_close.py tests/sync/test_workflow.py tests/sync/test_assist.py tests/sync/test_flush.py tests/sync/test_backfill.py tests/sync/test_health.py
 
 chaos: $(STAMP)  ## every chaos scenario on every pair, as separate processes (minutes; docs/reliability.md)
 	@$(PY) -m chaos

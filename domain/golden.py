@@ -411,6 +411,57 @@ class Conflict(Frozen):
     action_id: str = ""
 
 
+class ProposalItem(Frozen):
+    """One change assist mode would make: ``field`` on ``target``, from ``current`` to
+    ``proposed`` (the value ``source`` holds), and why."""
+
+    target: Side
+    field: str
+    current: Any = None
+    proposed: Any = None
+    source: Side
+    why: str = ""
+
+
+class SyncProposal(Frozen):
+    """Assist mode: what one sync pass would write, as one CRM task for a person. The approval's
+    action ID is bound to :func:`proposal_hash` (the exact values): approve applies exactly
+    these; a newer proposal for the account supersedes this one."""
+
+    items: list[ProposalItem]
+    hash: str
+    action_id: str = ""
+    task_id: str | None = None
+    opened_at: datetime
+    #: who may approve it (policy's answer in assist mode; policies/approvers.yaml roles)
+    approver_roles: list[str] = []
+
+
+def proposal_hash(items: list[ProposalItem]) -> str:
+    """The proposal's identity: every item's target, field and exact proposed value."""
+    from domain.audit import parameters_hash
+
+    return parameters_hash(
+        {"items": [[i.target.value, i.field, i.proposed] for i in sorted_items(items)]}
+    )[:16]
+
+
+def sorted_items(items: list[ProposalItem]) -> list[ProposalItem]:
+    return sorted(items, key=lambda i: (i.target.value, i.field))
+
+
+def merge_proposal(
+    older: list[ProposalItem], newer: list[ProposalItem], holds: dict[Side, dict[str, Any]]
+) -> list[ProposalItem]:
+    """A newer pass's items over an undecided older proposal's (same target and field: the
+    newer wins), without items a side holds already (nothing to change)."""
+    merged = {(i.target, i.field): i for i in older}
+    merged.update({(i.target, i.field): i for i in newer})
+    return sorted_items(
+        [i for i in merged.values() if holds.get(i.target, {}).get(i.field) != i.proposed]
+    )
+
+
 class SyncStatus(Frozen):
     customer_id: str
     crm_account_id: str | None = None
@@ -423,6 +474,10 @@ class SyncStatus(Frozen):
     echoes: int = 0
     conflicts_open: list[Conflict] = []
     conflicts_resolved: int = 0
+    #: assist mode: the open proposal (one CRM task), and how earlier ones ended
+    proposal_open: SyncProposal | None = None
+    proposals_applied: int = 0
+    proposals_rejected: int = 0
     last: list[str] = []  # the latest verdicts, newest last (bounded)
 
 
@@ -440,6 +495,8 @@ class SyncState(Frozen):
     started: bool = False
     #: the health profile's seat observations and what was last written (domain/health.py)
     health: HealthState = HealthState()
+    #: assist mode: the proposal waiting for a person (asked again after a continuation)
+    proposal: SyncProposal | None = None
 
 
 class AccountSyncInput(Frozen):

@@ -19,6 +19,13 @@ read or written goes through ``domain/golden.py`` in order (billing first, then 
   gate (Web UI signal ``approval`` or ``revbridge sync resolve``): approve takes the CRM's value,
   reject keeps billing's; the winner is written to the other side and audited.
 
+In assist mode (``policies/modes.yaml``) a pass writes nothing: everything it would write (to the
+CRM: billing-owned fields, restores, the health profile; to billing: contacts and address) is
+proposed as ONE CRM task for the account — each field, current → proposed, why, the source —
+and asked on the approval gate under an action ID bound to the proposal's hash. Approve applies
+exactly those values (audited with the approver); reject leaves both sides and is audited; a
+newer pass's proposal supersedes an undecided one (its items carried over).
+
 Every write passes the gate as housekeeping (fields RevBridge keeps in step: only a deny stops
 it, so observe mode writes nothing) and is audited in the CRM's agent log and as a note on the
 billing customer. The run continues as new when its history grows, carrying its state whole.
@@ -27,6 +34,7 @@ billing customer. The run continues as new when its history grows, carrying its 
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -36,10 +44,13 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows.governed.audit import AuditScope
 from workflows.governed.base import GovernedWorkflow
+from workflows.governed.gate import Permit
 from workflows.options import LOCAL_POLICY, LOCAL_TEMPORAL, READ
 
 with workflow.unsafe.imports_passed_through():
+    from activities.crm import CrmActivities
     from activities.drafting import DraftingActivities, HealthLineDraft, HealthLineInput
+    from activities.models import UpsertTaskInput
     from activities.policy import PolicyActivities
     from activities.sync import (
         HandMinorInput,
@@ -52,7 +63,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from domain import golden, health
     from domain import temporal as names
-    from domain.approvals import ApprovalOutcome, ApprovalTiming, ProposedAction
+    from domain.approvals import (
+        SIGNAL,
+        ApprovalOutcome,
+        ApprovalResult,
+        ApprovalTiming,
+        ProposedAction,
+    )
     from domain.drafts import HealthFacts, health_rules_line
     from domain.golden import (
         AccountSyncInput,
@@ -61,7 +78,9 @@ with workflow.unsafe.imports_passed_through():
         FieldChange,
         GoldenRecord,
         MinorChange,
+        ProposalItem,
         Side,
+        SyncProposal,
         SyncRules,
         SyncSignal,
         SyncState,
@@ -69,13 +88,15 @@ with workflow.unsafe.imports_passed_through():
         Verdict,
     )
     from domain.ids import idempotency_key
-    from domain.models import NoteTarget
+    from domain.models import NoteTarget, TaskDraft
     from domain.policy import (
         AccountFacts,
         ActionKind,
         EligibleApproversInput,
+        Mode,
         Outcome,
         PolicyDecision,
+        PolicyRequest,
     )
     from domain.temporal import UseCase
 
@@ -85,6 +106,9 @@ REREAD_IS_NOW_PATCH = "sync-reread-is-now"
 #: the health profile on the CRM account (billing's inputs read with the view, the line drafted,
 #: written with the minor changes when a figure changed); runs from before write none
 HEALTH_PATCH = "sync-health-profile"
+#: assist mode proposes a pass's writes as one CRM task, applied on approval (asked once, at the
+#: start of each run); runs from before wrote in assist mode as in auto
+ASSIST_PATCH = "sync-assist-proposals"
 #: the health line's draft: a local activity that never fails on a model's trouble; a second
 #: attempt at most, then the rules line
 DRAFT_OPTIONS: dict[str, Any] = {
@@ -127,6 +151,10 @@ class AccountSyncWorkflow(GovernedWorkflow):
         self.health: health.HealthState = carry.health if carry else health.HealthState()
         #: conflicts a person decided, waiting for the main loop to apply them
         self._decided_conflicts: list[tuple[Conflict, Side, str | None]] = []
+        #: assist mode: the proposal waiting for a person, and decided ones to apply
+        self.proposal: SyncProposal | None = carry.proposal if carry else None
+        self._decided_proposals: list[tuple[SyncProposal, ApprovalResult]] = []
+        self._assist_on = False
         self._rules: SyncRules | None = None
         self._reviews: list[asyncio.Task[None]] = []
         self._init_governed()
@@ -154,7 +182,9 @@ class AccountSyncWorkflow(GovernedWorkflow):
 
     @workflow.query(name="status", description="Where this customer's sync stands.")
     def status(self) -> SyncStatus:
-        return self.st.model_copy(update={"conflicts_open": list(self.conflicts)})
+        return self.st.model_copy(
+            update={"conflicts_open": list(self.conflicts), "proposal_open": self.proposal}
+        )
 
     @workflow.query(name="golden", description="The golden record: each field's value and source.")
     def golden_record(self) -> GoldenRecord:
@@ -168,6 +198,7 @@ class AccountSyncWorkflow(GovernedWorkflow):
 
     @workflow.run
     async def run(self, input: AccountSyncInput) -> SyncStatus:
+        self._assist_on = workflow.patched(ASSIST_PATCH)
         if input.carry is None:
             workflow.upsert_search_attributes(
                 [
@@ -177,16 +208,30 @@ class AccountSyncWorkflow(GovernedWorkflow):
             )
         for conflict in self.conflicts:  # carried over: ask again in this run
             self._review_later(conflict)
+        if self.proposal is not None:  # carried over: ask again in this run (its task exists)
+            self._reviews.append(asyncio.create_task(self._review_proposal(self.proposal)))
         while True:
             self._set(stage="waiting for a change")
             await workflow.wait_condition(
-                lambda: bool(self.queue) or bool(self._decided_conflicts) or self._full()
+                lambda: (
+                    bool(self.queue)
+                    or bool(self._decided_conflicts)
+                    or bool(self._decided_proposals)
+                    or self._full()
+                )
             )
             while self._decided_conflicts:
                 await self._apply_decision(*self._decided_conflicts.pop(0))
+            while self._decided_proposals:
+                await self._apply_proposal(*self._decided_proposals.pop(0))
             if self.queue:
                 await self._apply_batch()
-            if self._full() and not self.queue and not self._decided_conflicts:
+            if (
+                self._full()
+                and not self.queue
+                and not self._decided_conflicts
+                and not self._decided_proposals
+            ):
                 await self.continue_as_new(
                     input.model_copy(
                         update={
@@ -198,6 +243,7 @@ class AccountSyncWorkflow(GovernedWorkflow):
                                 status=self.st,
                                 started=self.started,
                                 health=self.health,
+                                proposal=self.proposal,
                             )
                         }
                     )
@@ -332,8 +378,13 @@ class AccountSyncWorkflow(GovernedWorkflow):
     ) -> None:
         crm_now: dict[str, Any] = {}
         crm_minor: dict[str, Any] = {}
+        #: why each (target, field) would be written, and the side its value comes from
+        why: dict[tuple[Side, str], tuple[str, Side]] = {}
         if profile:  # the health profile: a minor change (the next bulk flush) but the first
             (crm_now if first or self._input.flusher_id is None else crm_minor).update(profile)
+            why.update(
+                {(Side.CRM, k): ("a health profile figure changed", Side.BILLING) for k in profile}
+            )
         to_billing: dict[str, Any] = {}
         restored: list[tuple[Side, str]] = []
         # a field in conflict is written nowhere until a person picks its value
@@ -347,10 +398,20 @@ class AccountSyncWorkflow(GovernedWorkflow):
             elif out.verdict is Verdict.RESTORE:
                 restored.append((change.side, change.field))
                 (crm_now if change.side is Side.CRM else to_billing)[change.field] = out.value
+                why[(change.side, change.field)] = (
+                    f"restore: the {change.side.value} edit is undone ({out.reason})",
+                    change.side.other,
+                )
             elif out.verdict is Verdict.ACCEPT and change.field not in conflicted:
                 for target in out.write_to:
                     if self.held[target.value].get(change.field) == out.value:
                         continue  # that side holds it already
+                    rule = rules.rule(change.field)
+                    owner = rule.owner.value if rule else "?"
+                    why[(target, change.field)] = (
+                        f"changed in {change.side.value} ({change.field}: owner {owner})",
+                        change.side,
+                    )
                     if target is Side.BILLING:
                         to_billing[change.field] = out.value
                     elif (
@@ -364,8 +425,17 @@ class AccountSyncWorkflow(GovernedWorkflow):
                         crm_minor[change.field] = out.value
                 if not any(self.held[t.value].get(change.field) != out.value for t in out.write_to):
                     self.record = golden.mark_synced(self.record, change.field, out.value)
+        if not (crm_now or to_billing or crm_minor):
+            return
+        crm_permit = None
+        if self._assist_on:
+            # one decision for the pass: assist mode proposes instead of writing
+            crm_permit = await self.ask_housekeeping(ActionKind.UPDATE_CRM_FIELD, self._facts())
+            if self._assisting(crm_permit.decision):
+                await self._propose({**crm_minor, **crm_now}, to_billing, why, crm_permit)
+                return
         if crm_now:
-            await self._write_crm(crm_now, restored)
+            await self._write_crm(crm_now, restored, crm_permit)
         if to_billing:
             await self._write_billing(to_billing, restored)
         if crm_minor:
@@ -420,7 +490,23 @@ class AccountSyncWorkflow(GovernedWorkflow):
         n = self.st.immediate_writes + self.st.restored + self.st.conflicts_resolved
         return f"{n}:{self.st.reads}"
 
-    async def _write_crm(self, fields: dict[str, Any], restored: list[tuple[Side, str]]) -> None:
+    async def _approved_permit(self, kind: ActionKind, approver: str) -> Permit:
+        """Policy asked again with the person's approval attached: an ``allow`` or nothing."""
+        decision = await self._decide(
+            PolicyRequest(
+                use_case=self.use_case, action=kind, account=self._facts(), approved_by=approver
+            ),
+            summary=f"policy: {kind.value} approved by a person",
+        )
+        return self._permit(kind, decision)
+
+    async def _write_crm(
+        self,
+        fields: dict[str, Any],
+        restored: list[tuple[Side, str]],
+        permit: Permit | None = None,
+        approver: str | None = None,
+    ) -> None:
         account_id = self.record.crm_account_id
         if account_id is None:
             self._note("no CRM account linked: the CRM side waits for a link")
@@ -428,13 +514,17 @@ class AccountSyncWorkflow(GovernedWorkflow):
         restores = sorted(f for s, f in restored if s is Side.CRM)
         what = ", ".join(f"{k}={_shown(k, v)}" for k, v in sorted(fields.items()))
         step = self._step()
-        permit = await self.ask_housekeeping(ActionKind.UPDATE_CRM_FIELD, self._facts())
+        if approver is not None:
+            permit = await self._approved_permit(ActionKind.UPDATE_CRM_FIELD, approver)
+        elif permit is None:
+            permit = await self.ask_housekeeping(ActionKind.UPDATE_CRM_FIELD, self._facts())
         if not permit.allowed:
             await self.audit(
                 "sync_to_crm",
                 decision="deny",
                 outcome="blocked",
                 summary=f"Not written to the CRM ({', '.join(permit.decision.policy_ids)}): {what}",
+                approver=approver,
                 key_suffix=step,
                 parameters={"fields": sorted(fields)},
             )
@@ -455,6 +545,8 @@ class AccountSyncWorkflow(GovernedWorkflow):
             restored=self.st.restored + (1 if restores else 0),
         )
         summary = f"Golden record written to the CRM account: {what}."
+        if approver:
+            summary += f" Proposed in assist mode, approved by {approver}."
         if restores:
             summary += (
                 f" Restored {', '.join(restores)}: billing owns them (policies/sync.yaml), "
@@ -462,27 +554,35 @@ class AccountSyncWorkflow(GovernedWorkflow):
             )
         await self.audit(
             "restore_field" if restores and len(restores) == len(fields) else "sync_to_crm",
-            decision=permit.decision.outcome.value,
+            decision="needs_approval" if approver else permit.decision.outcome.value,
             outcome="written",
             summary=summary,
             policy_ids=permit.decision.policy_ids,
+            approver=approver,
             key_suffix=step,
             parameters={"fields": sorted(fields), "restored": restores},
         )
 
     async def _write_billing(
-        self, fields: dict[str, Any], restored: list[tuple[Side, str]]
+        self,
+        fields: dict[str, Any],
+        restored: list[tuple[Side, str]],
+        approver: str | None = None,
     ) -> None:
         restores = sorted(f for s, f in restored if s is Side.BILLING)
         what = ", ".join(f"{k}={_shown(k, v)}" for k, v in sorted(fields.items()))
         step = self._step()
-        permit = await self.ask_housekeeping(ActionKind.UPDATE_BILLING_FIELD, self._facts())
+        if approver is not None:
+            permit = await self._approved_permit(ActionKind.UPDATE_BILLING_FIELD, approver)
+        else:
+            permit = await self.ask_housekeeping(ActionKind.UPDATE_BILLING_FIELD, self._facts())
         if not permit.allowed:
             await self.audit(
                 "sync_to_billing",
                 decision="deny",
                 outcome="blocked",
                 summary=f"Not written to billing ({', '.join(permit.decision.policy_ids)}): {what}",
+                approver=approver,
                 key_suffix=f"b{step}",
                 parameters={"fields": sorted(fields)},
             )
@@ -507,14 +607,17 @@ class AccountSyncWorkflow(GovernedWorkflow):
             restored=self.st.restored + (1 if restores else 0),
         )
         summary = f"Golden record written to the billing customer: {what}."
+        if approver:
+            summary += f" Proposed in assist mode, approved by {approver}."
         if restores:
             summary += f" Restored {', '.join(restores)}: the CRM owns them (policies/sync.yaml)."
         await self.audit(
             "sync_to_billing",
-            decision=permit.decision.outcome.value,
+            decision="needs_approval" if approver else permit.decision.outcome.value,
             outcome="written",
             summary=summary,
             policy_ids=permit.decision.policy_ids,
+            approver=approver,
             key_suffix=f"b{step}",
             parameters={"fields": sorted(fields), "restored": restores},
         )
@@ -657,6 +760,198 @@ class AccountSyncWorkflow(GovernedWorkflow):
             else:
                 await self._write_billing({conflict.field: value}, [])
         self.record = golden.mark_synced(self.record, conflict.field, value)
+
+    # --- assist mode: a pass's writes proposed as one CRM task --------------------------------------
+
+    @staticmethod
+    def _assisting(decision: PolicyDecision) -> bool:
+        """Assist mode with an approver who can say yes (assist and nobody may: a deny, audited
+        as blocked like observe mode)."""
+        return decision.mode is Mode.ASSIST and decision.outcome is Outcome.NEEDS_APPROVAL
+
+    async def _propose(
+        self,
+        to_crm: dict[str, Any],
+        to_billing: dict[str, Any],
+        why: dict[tuple[Side, str], tuple[str, Side]],
+        permit: Permit,
+    ) -> None:
+        if self.record.crm_account_id is None:
+            self._note("assist mode: no CRM account linked, nothing proposed yet")
+            return
+        holds = {side: self.held[side.value] for side in Side}
+        new = [
+            ProposalItem(
+                target=target,
+                field=name,
+                current=holds[target].get(name),
+                proposed=value,
+                source=why.get((target, name), ("", target.other))[1],
+                why=why.get((target, name), ("the golden record differs", target.other))[0],
+            )
+            for target, fields in ((Side.CRM, to_crm), (Side.BILLING, to_billing))
+            for name, value in sorted(fields.items())
+        ]
+        older = self.proposal
+        items = golden.merge_proposal(older.items if older else [], new, holds)
+        if not items:
+            return
+        digest = golden.proposal_hash(items)
+        if older is not None and older.hash == digest:
+            return  # the same values are waiting for a person already
+        proposal = SyncProposal(
+            items=items,
+            hash=digest,
+            opened_at=workflow.now(),
+            approver_roles=permit.decision.approver_roles or CONFLICT_ROLES,
+        )
+        action = self._proposal_action(proposal)
+        proposal = proposal.model_copy(update={"action_id": action.action_id})
+        self.proposal = proposal  # an older one's wait ends as superseded
+        self._set(stage="proposing to a person")
+        task_id = await self._proposal_task(proposal, action)
+        if self.proposal.action_id == proposal.action_id:
+            proposal = self.proposal = proposal.model_copy(update={"task_id": task_id})
+        shown = "; ".join(
+            f"{i.target.value} {i.field}: {_shown(i.field, i.current)} → "
+            f"{_shown(i.field, i.proposed)}"
+            for i in items
+        )
+        await self.audit(
+            "sync_proposed",
+            decision=permit.decision.outcome.value,
+            outcome=f"proposed ({task_id})" if task_id else "proposed (no task)",
+            summary=(
+                f"Assist mode: {len(items)} change(s) proposed for approval, nothing written: "
+                f"{shown}." + (f" Supersedes proposal {older.hash}." if older is not None else "")
+            )[:1000],
+            policy_ids=permit.decision.policy_ids,
+            key_suffix=f"p{digest}",
+            parameters={"proposal": digest, "fields": [i.field for i in items]},
+        )
+        self._reviews.append(asyncio.create_task(self._review_proposal(proposal)))
+
+    def _proposal_action(self, p: SyncProposal) -> ProposedAction:
+        targets = sorted({i.target for i in p.items})
+        return ProposedAction(
+            kind=ActionKind.UPDATE_CRM_FIELD
+            if Side.CRM in targets
+            else ActionKind.UPDATE_BILLING_FIELD,
+            customer_id=self._input.customer_id,
+            subject_id=f"sync-proposal-{p.hash}",
+            terms=(
+                "write "
+                + "; ".join(
+                    f"{i.target.value} {i.field} {_shown(i.field, i.current)} → "
+                    f"{_shown(i.field, i.proposed)}"
+                    for i in p.items
+                )
+                + f" (proposal {p.hash}: approve applies exactly these values)"
+            ),
+            reason="account sync in assist mode: every write is proposed to a person",
+        )
+
+    async def _proposal_task(self, p: SyncProposal, action: ProposedAction) -> str | None:
+        """The one CRM task of this proposal (its key: the workflow and the proposal's hash)."""
+        permit = await self.ask_housekeeping(ActionKind.CREATE_TASK, self._facts())
+        if not permit.allowed:
+            self._note(f"proposal {p.hash}: no task ({', '.join(permit.decision.policy_ids)})")
+            return None
+        wf = workflow.info().workflow_id
+        lines = [
+            f"- {i.target.value}: {i.field}: {i.current!r} → {i.proposed!r} "
+            f"(source: {i.source.value}; why: {i.why})"
+            for i in p.items
+        ]
+        signal = {"action_id": p.action_id, "decision": "approve", "approver": "you@example.com"}
+        description = (
+            "RevBridge's account sync runs in assist mode (policies/modes.yaml): it writes "
+            "nothing until a person approves. This pass would change:\n"
+            + "\n".join(lines)
+            + f"\n\nApprove to apply exactly these values (proposal {p.hash}); reject to leave "
+            "both systems as they are. A newer proposal for this account replaces this one.\n"
+            f"Run: revbridge approve {wf} --action {p.action_id} --as <your email> "
+            f"(or --reject), or send the signal '{SIGNAL}' with {json.dumps(signal)} "
+            "in the Temporal Web UI."
+        )
+        task = await self.write(
+            permit,
+            CrmActivities.upsert_crm_task,
+            UpsertTaskInput(
+                draft=TaskDraft(
+                    key=idempotency_key(wf, f"proposal:{p.hash}"),
+                    account_id=self.record.crm_account_id,
+                    subject=f"Account sync proposal: {len(p.items)} change(s) to approve"[:250],
+                    description=description,
+                    due=workflow.now() + CONFLICT_TIMING.expire_after,
+                )
+            ),
+            summary=f"propose {len(p.items)} change(s) as a CRM task",
+        )
+        return str(task.id)
+
+    async def _review_proposal(self, proposal: SyncProposal) -> None:
+        action = self._proposal_action(proposal)
+        decision = PolicyDecision(
+            outcome=Outcome.NEEDS_APPROVAL,
+            policy_ids=["mode_assist", "sync_assist_proposal"],
+            approver_roles=proposal.approver_roles,
+        )
+        eligible = await workflow.execute_local_activity_method(
+            PolicyActivities.eligible_approvers,
+            EligibleApproversInput(action=action.kind, roles=proposal.approver_roles),
+            summary="who may approve a sync proposal",
+            **LOCAL_POLICY,
+        )
+        answer = await self._await_approval(
+            action,
+            decision,
+            eligible.emails,
+            action.reason,
+            self.record.crm_account_id,
+            CONFLICT_TIMING,
+            lambda: self.proposal is None or self.proposal.action_id != proposal.action_id,
+            approver_crm_ids=eligible.crm_user_ids,
+        )
+        if answer.outcome is not ApprovalOutcome.SUPERSEDED:
+            self._decided_proposals.append((proposal, answer))
+
+    async def _apply_proposal(self, proposal: SyncProposal, answer: ApprovalResult) -> None:
+        if self.proposal is None or self.proposal.action_id != proposal.action_id:
+            self._note(f"proposal {proposal.hash} superseded before it was applied")
+            return
+        self.proposal = None
+        fields = ", ".join(f"{i.target.value} {i.field}" for i in proposal.items)
+        if answer.outcome is ApprovalOutcome.APPROVED and answer.approver:
+            self._set(stage="applying an approved proposal")
+            to_crm = {i.field: i.proposed for i in proposal.items if i.target is Side.CRM}
+            to_billing = {i.field: i.proposed for i in proposal.items if i.target is Side.BILLING}
+            if to_crm:
+                await self._write_crm(to_crm, [], approver=answer.approver)
+            if to_billing:
+                await self._write_billing(to_billing, [], approver=answer.approver)
+            self._set(proposals_applied=self.st.proposals_applied + 1)
+            self._note(f"proposal {proposal.hash} approved by {answer.approver}: applied")
+            return
+        rejected = answer.outcome is ApprovalOutcome.REJECTED
+        if rejected:
+            self._set(proposals_rejected=self.st.proposals_rejected + 1)
+        self._note(f"proposal {proposal.hash} {answer.outcome.value}: nothing written")
+        await self.audit(
+            "sync_proposal_" + ("rejected" if rejected else "expired"),
+            decision="needs_approval",
+            outcome=answer.outcome.value,
+            summary=(
+                f"Assist mode: proposal {proposal.hash} ({fields}) "
+                + (f"rejected by {answer.approver}" if rejected else "expired undecided")
+                + ": nothing written, both systems keep their values."
+                + (f" Note: {answer.note[:200]}" if answer.note else "")
+            ),
+            approver=answer.approver,
+            policy_ids=["mode_assist", "sync_assist_proposal"],
+            key_suffix=f"p{proposal.hash}:{answer.outcome.value}",
+            parameters={"proposal": proposal.hash, "fields": [i.field for i in proposal.items]},
+        )
 
     # --- status ----------------------------------------------------------------------------------------
 
