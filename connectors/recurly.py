@@ -37,6 +37,7 @@ import recurly
 from recurly import errors as rerr
 
 from connectors import limits
+from connectors import recurly_hot as hot
 from connectors.base import ConnectorError, ErrorKind, NotFound
 from connectors.timeouts import call_timeout
 from domain.messages import locale_language
@@ -165,8 +166,12 @@ class RecurlyBilling:
         code = inv.account.code
         self._remember_account(invoice_id, code)
         account = self._call(lambda c: c.get_account(f"code-{code}"), f"account {code}")
-        mrr = 0
-        for sid in inv.subscription_ids or []:
+        # the hot path (payments=0: the event carried the attempt) takes the MRR from the
+        # invoice's subscription lines when they say it (issue 15; connectors/recurly_hot.py)
+        lines_mrr = hot.mrr_from_lines(inv, to_minor) if payments == 0 else None
+        mrr = lines_mrr or 0
+        subs = list(inv.subscription_ids or []) if lines_mrr is None else []
+        for sid in subs:
             sub = self._call(lambda c, s=sid: c.get_subscription(s), f"subscription {sid}")
             mrr += self._mrr(sub)
         txns = []
@@ -193,14 +198,34 @@ class RecurlyBilling:
         self, target: NoteTarget, target_id: str, notes: list[tuple[str, str]]
     ) -> list[str]:
         """Several notes (``(text, idempotency key)``, oldest first) as :meth:`add_note` writes
-        one, with one look-up of the account's notes for all of them (issue 15); Recurly
-        creates notes one at a time. Returns each note's ID."""
+        one, each once per its key (issue 15). Recurly creates notes one at a time (no batch,
+        no idempotency header), so entries written together go as ONE note, each entry ending
+        with its key's marker (``recurly_hot.one_note``; one note each where they would not
+        fit). An activity's first attempt creates without looking: the keys are the calling
+        activity's alone, so no earlier attempt can have written them; a retry, or a call
+        outside an activity, first looks up the account's notes for each key's marker and
+        writes only the missing entries. Returns each entry's note ID."""
         code, prefix = self._note_account(target, target_id)
-        existing = self._notes(code)
+        existing = [] if limits.first_attempt() else self._notes(code)
+        found_ids = {
+            tag: next((n.id for n in existing if tag in (n.message or "")), None)
+            for tag in (marker(k) for _, k in notes)
+        }
+        missing = [(t, k) for t, k in notes if found_ids[marker(k)] is None]
+        message = hot.one_note(prefix, [(t, marker(k)) for t, k in missing])
+        if len(missing) > 1 and message is not None:
+            note = self._call(
+                lambda c: c.create_account_note(
+                    f"code-{code}", {"message": message}, headers=_key(missing[-1][1])
+                ),
+                f"account {code}",
+            )
+            for _, k in missing:
+                found_ids[marker(k)] = note.id
         ids = []
         for text, idempotency_key in notes:
             tag = marker(idempotency_key)
-            found = next((n.id for n in existing if n.message.endswith(tag)), None)
+            found = found_ids[tag]
             if found is not None:
                 ids.append(found)
                 continue
@@ -218,8 +243,9 @@ class RecurlyBilling:
         code, prefix = self._note_account(target, target_id)
         out = []
         for note in self._notes(code):
-            if note.message.startswith(prefix):
-                out.append(_MARKER.sub("", note.message[len(prefix) :]).rstrip())
+            for entry in hot.split_note(note.message or ""):  # a note may carry several
+                if entry.startswith(prefix):
+                    out.append(_MARKER.sub("", entry[len(prefix) :]).rstrip())
         return out
 
     def retry_payment(self, invoice_id: str, idempotency_key: str) -> PaymentAttempt:

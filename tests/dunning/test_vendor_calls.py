@@ -83,15 +83,15 @@ DECLINE = {
     "zuora": lambda r: r["method"] == "POST" and r["path"].endswith("/invoice-collect"),
     "recurly": lambda r: False,
 }
-#: billing requests to the case (target 2) and through the first wait (target 4). Recurly misses
-#: both: the webhook service reads the declined transaction (1: the decline's past_due
-#: notification is answered from it), then the run reads the invoice, the account (language,
-#: CRM link, tenure), the subscription and — in a worker that has not read it yet — its plan
-#: (the MRR's interval; kept per process), 5 to the case; the two audit notes cost one look-up
-#: of the account's notes and two creates (Recurly has no idempotency header and no batch note
-#: create), 8 to the wait (was 7 and 13: bench/RESULTS.md)
-TO_CASE_BILLING = {"zuora": 2, "recurly": 5}
-THROUGH_WAIT_BILLING = {"zuora": 4, "recurly": 8}
+#: billing requests to the case (target 2) and through the first wait (target 4). Recurly meets
+#: the wait and misses the case by one: the webhook service reads the declined transaction (1:
+#: the decline's past_due notification is answered from it), then the run reads the invoice
+#: (its state and balance; its subscription lines give the MRR, so neither the subscription nor
+#: its plan is read: connectors/recurly_hot.py) and the account (tenure, language, CRM link):
+#: 3 to the case. The case's and day 0's billing notes are one account note, created without a
+#: look-up on the activity's first attempt: 4 to the wait (was 5 and 8; 7 and 13 before that)
+TO_CASE_BILLING = {"zuora": 2, "recurly": 3}
+THROUGH_WAIT_BILLING = {"zuora": 4, "recurly": 4}
 
 
 def ledger(url: str) -> list[dict[str, Any]]:
@@ -357,6 +357,11 @@ async def test_zuora_and_recurly_to_the_case_and_to_the_wait(
         ]
         assert len(lookups) == 1, show(billing_rows)  # whichever notification came first
         assert not [r for r in billing_rows if r["path"].endswith("/transactions")]
+        # the MRR from the invoice's lines: no subscription or plan read; the two audit entries
+        # in one note, not looked up first
+        assert not [r for r in billing_rows if r["path"].startswith(("/subscriptions/", "/plans/"))]
+        notes = [r for r in billing_rows if r["path"].endswith("/notes")]
+        assert [r["method"] for r in notes] == ["POST"], show(billing_rows)
 
 
 def test_the_chargebee_event_carries_the_declined_attempt_and_odd_fields_only_drop_it() -> None:
