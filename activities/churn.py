@@ -32,7 +32,15 @@ from activities.writes import writes
 from connectors.base import BillingPlatform, ConnectorError, CrmSystem, NotFound
 from domain import churn
 from domain.audit import AuditEntry, parameters_hash
-from domain.churn import ChurnConfig, ChurnInput, ChurnScore, ChurnSignals
+from domain.churn import (
+    ChurnConfig,
+    ChurnInput,
+    ChurnScore,
+    ChurnSignals,
+    ScoredAccount,
+    SweepHandoff,
+    SweepSnapshot,
+)
 from domain.ids import churn_workflow_id, idempotency_key
 from domain.models import CaseSummary, CrmAccount, Frozen
 from domain.records import ChurnScoreRecord, CustomerPage, CustomerSnapshot
@@ -61,6 +69,9 @@ class ScoreCustomerInput(Frozen):
     has_crm: bool = False
     account: CrmAccount | None = None
     open_cases: list[CaseSummary] = []
+    #: what the sweep that started the intervention scored it from (issue 15): its billing
+    #: snapshot, CRM account and open cases, used instead of reading either system again
+    sweep: SweepHandoff | None = None
 
 
 class CustomerScore(Frozen):
@@ -180,11 +191,14 @@ class ChurnActivities:
         now: datetime,
         baseline_mrr: int | None = None,
         crm: tuple[CrmAccount | None, list[CaseSummary]] | None = None,
+        snapshot: CustomerSnapshot | None = None,
     ) -> CustomerScore:
         """Score one customer from live data (the activity, and ``revbridge churn score``);
-        ``crm``: the account and open cases already read (a dunning run's handoff)."""
+        ``crm``: the account and open cases already read (a dunning run's handoff, or the
+        sweep's); ``snapshot``: the billing snapshot already read (the sweep's)."""
         config = load_config(self.config_path)
-        snapshot = self.billing.customer_snapshot(customer_id)
+        if snapshot is None:
+            snapshot = self.billing.customer_snapshot(customer_id)
         if crm is not None:
             account, cases = crm
         else:
@@ -197,6 +211,12 @@ class ChurnActivities:
     @activity.defn(name="churn_score_customer")
     @vendor_errors
     def churn_score_customer(self, input: ScoreCustomerInput) -> CustomerScore:
+        if input.sweep is not None:
+            sweep = input.sweep
+            crm = (sweep.account, list(sweep.open_cases))
+            return self.score_now(
+                input.customer_id, input.now, input.baseline_mrr, crm, sweep.snapshot
+            )
         crm = (input.account, input.open_cases) if input.has_crm else None
         return self.score_now(input.customer_id, input.now, input.baseline_mrr, crm)
 
@@ -372,7 +392,12 @@ class ChurnActivities:
                 await client.start_workflow(
                     churn.WORKFLOW_TYPE,
                     ChurnInput(
-                        billing=input.billing, customer_id=customer_id, follow_up=input.follow_up
+                        billing=input.billing,
+                        customer_id=customer_id,
+                        follow_up=input.follow_up,
+                        sweep=_handoff(
+                            snapshots[customer_id], *accounts.get(customer_id, (None, []))
+                        ),
                     ),
                     id=workflow_id,
                     task_queue=info.task_queue,
@@ -429,6 +454,18 @@ class ChurnActivities:
                 at=now,
             )
         )
+
+
+def _handoff(
+    snapshot: CustomerSnapshot, account: CrmAccount | None, cases: list[CaseSummary]
+) -> SweepHandoff:
+    """What a page scored a customer from, for the intervention it starts (a running one is
+    only signalled: the start's input is then dropped, and it reads for itself)."""
+    if account is not None and not isinstance(account, ScoredAccount):
+        account = ScoredAccount.model_validate(account.model_dump())
+    if not isinstance(snapshot, SweepSnapshot):
+        snapshot = SweepSnapshot.model_validate(snapshot.model_dump())
+    return SweepHandoff(snapshot=snapshot, account=account, open_cases=cases)
 
 
 def _record(scored: CustomerScore, now: datetime) -> ChurnScoreRecord:

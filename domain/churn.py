@@ -432,6 +432,9 @@ class ChurnInput(Frozen):
     #: continue-as-new once the history reaches this many events (or Temporal suggests it)
     history_limit: int = 10_000
     carry: ChurnCarry | None = None
+    #: what the sweep that started this run read and scored it from (issue 15): the first
+    #: score uses it instead of reading billing and the CRM again; None for other starts
+    sweep: SweepHandoff | None = None
 
 
 class ChurnStatus(Frozen):
@@ -502,9 +505,6 @@ class ChurnResult(Frozen):
     audit_ids: list[str] = []
 
 
-ChurnInput.model_rebuild()
-
-
 class SweepInput(Frozen):
     """Input of ChurnSweepWorkflow: walk the book page by page; continue-as-new carries the rest."""
 
@@ -536,6 +536,20 @@ class ScoredAccount(CrmAccount):
 
     churn_risk: int | None = None
     churn_level: str | None = None
+
+
+class SweepHandoff(Frozen):
+    """The billing snapshot, CRM account (with the score it stores) and open cases a sweep page
+    scored a customer from, handed to the intervention it starts: a cold sweep of a large book
+    starts thousands, each of which read the customer again (on Chargebee a walk of the event
+    log each) to compute the score the sweep had just computed."""
+
+    snapshot: SweepSnapshot
+    account: ScoredAccount | None = None
+    open_cases: list[CaseSummary] = []
+
+
+ChurnInput.model_rebuild()
 
 
 def moved(

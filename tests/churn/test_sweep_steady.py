@@ -29,6 +29,10 @@ async def test_a_second_sweep_over_an_unchanged_book_writes_and_signals_nothing(
     # the cold book: every score written (in one collections write per page for the low-risk
     # ones), interventions started for the customers at risk
     assert first.crm_writes > 0 and first.started > 0
+    # the interventions it started scored from the sweep's handoff: no billing read of their
+    # own (the cold sweep reads what the unchanged one does, plus its writes), no CRM read
+    assert first.billing_calls - first.billing_writes <= 2 * 4 + 2
+    assert first.crm_calls - first.crm_writes == 2
     # the unchanged book: not one write on either side
     assert (second.billing_writes, second.crm_writes) == (0, 0)
     # no intervention started or signalled: the running ones saw only the first sweep's signal

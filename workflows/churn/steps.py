@@ -58,6 +58,9 @@ class ChurnSteps:
         self._update(stage="scoring")
         # a dunning run's handoff: the CRM account and cases it read moments ago
         handed, self._handed = self._handed, None
+        # the sweep's handoff (the first score of a run the sweep started): what it scored the
+        # customer from, so the score reads neither system again (a dunning handoff is newer)
+        sweep, self._sweep = getattr(self, "_sweep", None), None
         scored = await workflow.execute_activity_method(
             ChurnActivities.churn_score_customer,
             ScoreCustomerInput(
@@ -68,6 +71,7 @@ class ChurnSteps:
                 has_crm=handed is not None,
                 account=handed.account if handed else None,
                 open_cases=handed.open_cases if handed else [],
+                sweep=sweep if handed is None else None,
             ),
             summary="score the customer from billing and CRM",
             **READ,

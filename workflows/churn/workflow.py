@@ -62,6 +62,8 @@ class ChurnInterventionWorkflow(ChurnSteps, GovernedWorkflow):
         #: what a dunning run read moments before (the CRM account and open cases): the next
         #: score uses it instead of reading the CRM again (never carried over a continuation)
         self._handed: RiskContext | None = None
+        #: what the sweep that started this run read and scored (its first score uses it)
+        self._sweep = input.sweep if input.carry is None else None
         self._init_governed()
 
     # --- messages ------------------------------------------------------------------------------------
@@ -164,7 +166,9 @@ class ChurnInterventionWorkflow(ChurnSteps, GovernedWorkflow):
                 assert s.baseline is not None
                 await self._write(await self._score(s.baseline.mrr), "rescored on a signal")
             if self._history_full():
-                await self.continue_as_new(self._input.model_copy(update={"carry": s}))
+                await self.continue_as_new(
+                    self._input.model_copy(update={"carry": s, "sweep": None})
+                )
         assert s.baseline is not None
         final = await self._score(s.baseline.mrr)
         outcome = churn.outcome_of(s.baseline, final.signals)
