@@ -261,7 +261,11 @@ class ChurnActivities:
         """
         info = activity.info()
         try:
-            page = await asyncio.to_thread(self.billing.list_customers, input.cursor, input.limit)
+            # a platform whose list allows more than the sweep's page asks for it (Recurly: 200
+            # a page, half the list and CRM reads per customer: issue 15); the rest of the
+            # page's work is sized by what the list returns
+            limit = max(input.limit, int(getattr(self.billing, "sweep_page_size", 0) or 0))
+            page = await asyncio.to_thread(self.billing.list_customers, input.cursor, limit)
         except ConnectorError as err:
             raise to_application_error(err) from None
         if not input.write_low_risk:

@@ -28,7 +28,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
@@ -1041,136 +1040,17 @@ class RecurlyBilling:
 
     # --- the churn sweep's page read ----------------------------------------------------------
 
+    #: the sweep's page of accounts: Recurly's list limit (the sweep asks for at least this many)
+    sweep_page_size = 200
+
     def customer_snapshots(
         self, customer_ids: list[str], invoices: int = 5
     ) -> dict[str, CustomerSnapshot]:
-        """``customer_snapshot`` for each customer of a sweep page; a customer deleted since the
-        page was listed is absent. Recurly's site lists (subscriptions, invoices, payment
-        transactions, line items) cannot filter by account, and ``ids`` takes the records' own
-        IDs, so the sweep walks each once per sweep and groups it by account code
-        (``_RecurlyBook``); the accounts come from the page ``list_customers`` just returned
-        (one it did not hold is read alone). Usage is still read per usage add-on (none without
-        them). A walk is kept until the sweep lists its first page again or
-        ``SWEEP_WALK_TTL_S`` passes."""
-        now = time.time()
-        book = self._sweep_book(now)
-        listed: dict[str, Any] = getattr(self, "_listed_accounts", {})
-        n = max(1, min(invoices, 200))
-        out: dict[str, CustomerSnapshot] = {}
-        for customer_id in dict.fromkeys(customer_ids):
-            account = listed.get(customer_id)
-            if account is None:
-                try:
-                    account = self._call(
-                        lambda c, cid=customer_id: c.get_account(f"code-{cid}"),
-                        f"account {customer_id}",
-                    )
-                except NotFound:
-                    continue
-            raw_subs = book.subscriptions.get(customer_id, [])
-            subs = [self._subscription(s) for s in raw_subs]
-            live = [s for s in subs if s.status in ("active", "non_renewing", "paused", "future")]
-            credit = sum(-to_minor(i.amount, i.currency) for i in book.credits.get(customer_id, []))
-            currency = (live[0].currency if live else None) or (subs[0].currency if subs else "USD")
-            usage = self._usage(raw_subs, now)
-            out[customer_id] = CustomerSnapshot(
-                customer=self._customer(account, mrr=sum(s.mrr for s in live), currency=currency),
-                subscriptions=subs,
-                invoices=[_invoice(i) for i in book.invoices.get(customer_id, [])[:n]],
-                payments=[_payment(t) for t in book.payments.get(customer_id, [])[:10]],
-                credit_balance=max(credit, 0),
-                downgrades_90d=_downgrade_count(book.prorations.get(customer_id, [])),
-                usage_30d=usage[0] if usage else None,
-                usage_prev_30d=usage[1] if usage else None,
-            )
-        return out
+        """The churn sweep's page read (``connectors/churn/recurly.py``): the site lists walked
+        once per sweep, grouped by account code; only the failed payments."""
+        from connectors.churn.recurly import snapshots
 
-    def _sweep_book(self, now: float) -> _RecurlyBook:
-        """One walk of each site list the snapshots need, grouped by account code, in the
-        order one account's list would give (subscriptions, invoices and payments newest
-        first; the 90 days' line items oldest first)."""
-        cached: _RecurlyBook | None = getattr(self, "_sweep_cache", None)
-        if cached is not None and now - cached.at < SWEEP_WALK_TTL_S:
-            return cached
-        book = _RecurlyBook(at=now)
-        since = datetime.fromtimestamp(now - 90 * DAY_S, UTC)
-        walks: list[tuple[Callable[[recurly.Client], Any], dict[str, list[Any]], str, int]] = [
-            (
-                lambda c: c.list_subscriptions(params={"limit": 200}),
-                book.subscriptions,
-                "subscriptions",
-                1_000,
-            ),
-            (
-                lambda c: c.list_invoices(params={"limit": 200, "order": "desc"}),
-                book.invoices,
-                "invoices",
-                200,
-            ),
-            (
-                lambda c: c.list_transactions(
-                    params={"limit": 200, "order": "desc", "type": "payment"}
-                ),
-                book.payments,
-                "transactions",
-                10,
-            ),
-            (
-                lambda c: c.list_line_items(
-                    params={"limit": 200, "state": "pending", "type": "credit"}
-                ),
-                book.credits,
-                "line items",
-                1_000,
-            ),
-            (
-                lambda c: c.list_line_items(
-                    params={"limit": 200, "begin_time": since, "order": "asc"}
-                ),
-                book.prorations,
-                "line items",
-                1_000,
-            ),
-        ]
-        for fetch, into, what, keep in walks:
-            for item in self._scan(fetch, what, pages=SWEEP_WALK_PAGES_MAX):
-                rows = into.setdefault(item.account.code, [])
-                if len(rows) < keep:
-                    rows.append(item)
-        self._sweep_cache = book
-        return book
-
-
-def _downgrade_count(line_items: list[Any]) -> int:
-    """``RecurlyBilling._downgrades`` over line items already read (one account's, oldest
-    first): per change (subscription, time), a proration credit above its charge."""
-    groups: dict[tuple[str, str], dict[str, float]] = {}
-    for li in line_items:
-        if (
-            li.proration_rate is None
-            or not li.subscription_id
-            or li.origin
-            not in (
-                "plan",
-                "add_on",
-            )
-        ):
-            continue
-        key = (li.subscription_id, str(li.created_at))
-        groups.setdefault(key, {})[li.type] = float(li.unit_amount or 0) * int(li.quantity or 1)
-    return sum(1 for g in groups.values() if "credit" in g and g.get("charge", 0) < g["credit"])
-
-
-@dataclass
-class _RecurlyBook:
-    """One sweep's walk of the site lists, grouped by account code."""
-
-    at: float
-    subscriptions: dict[str, list[Any]] = field(default_factory=dict)
-    invoices: dict[str, list[Any]] = field(default_factory=dict)
-    payments: dict[str, list[Any]] = field(default_factory=dict)
-    credits: dict[str, list[Any]] = field(default_factory=dict)
-    prorations: dict[str, list[Any]] = field(default_factory=dict)
+        return dict(snapshots(self, customer_ids, invoices))
 
 
 class _Declined(Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from urllib.parse import unquote
 
 import httpx
@@ -13,6 +14,7 @@ import pytest
 
 from connectors.chargebee import ChargebeeBilling
 from connectors.registry import build_billing
+from domain.churn import signals_from
 from sandbox import books
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
@@ -59,8 +61,6 @@ def test_a_page_reads_only_what_the_score_uses_in_at_most_four_requests(
     and the usage — 4 Chargebee calls, the CRM's one SOQL making 5 — plus the event log once per
     sweep; the score of every customer is the one-at-a-time snapshot's, except the MRR baseline,
     which comes from the event log instead of the invoice history."""
-    from datetime import UTC, datetime
-
     from domain import churn
 
     billing, url, book = seeded
@@ -172,13 +172,22 @@ def test_recurly_reads_a_page_from_one_walk_of_each_site_list_per_sweep() -> Non
         again = billing.customer_snapshots(ids[:5])
         calls_again = ledger(url)[len(calls) :]
         one_by_one = {cid: billing.customer_snapshot(cid) for cid in ids}
-    assert bulk == one_by_one  # the unknown account is absent, as one at a time
-    assert all(again[cid] == one_by_one[cid] for cid in ids[:5])
+    assert set(bulk) == set(one_by_one)  # the unknown account is absent, as one at a time
+    now = datetime.now(UTC)
+    for cid, one in one_by_one.items():  # the same score: only the failed payments are read
+        assert signals_from(bulk[cid], None, [], now) == signals_from(one, None, [], now), cid
+        assert bulk[cid].payments == [p for p in one.payments if not p.succeeded], cid
+        assert bulk[cid].model_dump(exclude={"payments", "baseline_mrr"}) == one.model_dump(
+            exclude={"payments"}
+        )
+    assert all(again[cid] == bulk[cid] for cid in ids[:5])
     assert sum(s.downgrades_90d for s in bulk.values()) == sum(
         1 for c in book.customers if c.downgrade_by
     )
     failing = {c.id for c in book.customers if c.failures}
-    assert {cid for cid, s in bulk.items() if any(not p.succeeded for p in s.payments)} == failing
+    assert {cid for cid, s in bulk.items() if s.payments} == failing
+    (txns,) = [c for c in calls if c["path"] == "/transactions"]
+    assert "success=false" in unquote(txns["query"])
     plans = [c for c in calls if c["path"].startswith("/plans/")]
     assert len(plans) <= len(books.PLANS)  # each plan read once for its billing period
     paths = sorted(c["path"] for c in calls if c not in plans)
@@ -240,3 +249,42 @@ def test_zuora_reads_a_page_with_object_query_in_filters() -> None:
     assert [c["path"] for c in calls].count("/v1/orders") == 1
     assert len(calls) == len(queries) + 1 + len(ids) + unpaid, sorted(c["path"] for c in calls)
     assert sum(s.credit_balance for s in bulk.values()) > 0  # the memo below is seen
+
+
+def test_recurly_steady_sweep_costs_at_most_one_call_per_20_customers() -> None:
+    """Issue 15 on Recurly: a sweep over 500 accounts (the plans aside: each is read once per
+    process) lists them 200 a page (Recurly's limit; the sweep's CRM read is one per page too) and
+    walks each site list once at 200 a page, the payments failed only: with the CRM's one read
+    per page, at most 25 calls (1.0 per 20 customers)."""
+    from sandbox.recurly import RecurlyEmulator
+    from sandbox.recurly.seeding import book_seed
+
+    n = 500
+    em = RecurlyEmulator(api_key=RECURLY_KEY, rate_limit_per_minute=None)
+    with ServerThread({em: 0}) as thread:
+        url = dict(thread.urls)["recurly"]
+        book = books.book(n, prefix="rcs")
+        httpx.post(url + "/_sandbox/seed", json=book_seed(book), timeout=120).raise_for_status()
+        urls = {"recurly": url}
+        for other in ("chargebee", "stripe", "salesforce", "hubspot"):
+            urls[other] = "http://127.0.0.1:9"
+        billing = build_billing(pair_settings(urls, "recurly", "salesforce", "unused"))
+
+        def sweep() -> tuple[int, int]:
+            cursor, pages, seen = None, 0, 0
+            while True:
+                page = billing.list_customers(cursor, billing.sweep_page_size)  # type: ignore[attr-defined]
+                pages += 1
+                seen += len(billing.customer_snapshots([c.id for c in page.customers]))
+                if not (cursor := page.next_cursor):
+                    return pages, seen
+
+        httpx.delete(url + "/_sandbox/requests").raise_for_status()
+        pages, seen = sweep()
+        # each plan is read once per process for its billing period, not once per sweep
+        calls = [c for c in ledger(url) if not c["path"].startswith("/plans/")]
+    assert seen == n
+    assert pages == 3
+    paths = [c["path"] for c in calls]
+    assert len(calls) + pages <= n // 20, sorted(paths)
+    assert paths.count("/transactions") <= 2
