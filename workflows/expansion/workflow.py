@@ -27,10 +27,11 @@ generation, so continue-as-new and retries never write a record twice.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from temporalio import workflow
 
+from workflows.expansion import shapes
 from workflows.governed.audit import AuditScope
 from workflows.governed.base import GovernedWorkflow
 from workflows.options import READ
@@ -52,8 +53,6 @@ with workflow.unsafe.imports_passed_through():
     from domain import temporal as names
     from domain.approvals import ApprovalTiming, ProposedAction
     from domain.expansion import (
-        ClosedExpansion,
-        DeclinedExpansion,
         ExpansionDraft,
         ExpansionInput,
         ExpansionOutcome,
@@ -63,9 +62,7 @@ with workflow.unsafe.imports_passed_through():
         MeteredPlan,
         OpenExpansion,
         OutcomeSignal,
-        SignalRecord,
         UsageBatch,
-        UsageDay,
         merge_days,
     )
     from domain.forecast import (
@@ -77,7 +74,7 @@ with workflow.unsafe.imports_passed_through():
         forecast,
     )
     from domain.ids import idempotency_key
-    from domain.models import NoteTarget, TaskDraft
+    from domain.models import NoteTarget
     from domain.policy import AccountFacts, ActionKind
     from domain.temporal import UseCase
 
@@ -128,19 +125,7 @@ class ExpansionWorkflow(GovernedWorkflow):
 
     @workflow.query(name=ex.QUERY_STATUS, description="Usage held, forecasts, open expansions.")
     def status(self) -> ExpansionStatus:
-        s = self.s
-        return self._status.model_copy(
-            update={
-                "days": {k: len(v.values) for k, v in s.series.items()},
-                "open": [
-                    f"{o.item}: opportunity {o.opportunity_id or '-'}, quote {o.quote_id or '-'}"
-                    + (f", task {o.task_id}" if o.task_id else "")
-                    for o in s.open.values()
-                ],
-                "closed": [f"{c.key}: {c.outcome.value} ({c.reason})" for c in s.closed],
-                "batches": s.batches,
-            }
-        )
+        return shapes.status_view(self._status, self.s)
 
     def _seen(self, event_id: str) -> bool:
         pending = {b.event_id for b in self._batches} | {o.event_id for o in self._outcomes}
@@ -211,12 +196,7 @@ class ExpansionWorkflow(GovernedWorkflow):
             days = [d for d in days if d.item == plan.item]
             # the batch covers every day from covers_from to today: a day without records is 0
             start = batch.covers_from or batch.today
-            had = {d.day for d in days}
-            days += [
-                UsageDay(subscription_id=plan.subscription_id, item=plan.item, day=day, quantity=0)
-                for day in _days(start, batch.today)
-                if day not in had
-            ]
+            days = shapes.with_zero_days(plan, days, start, batch.today)
             s.series[plan.key] = merge_days(s.series.get(plan.key), days)
         s.last_day = batch.today
         if not s.account_read:
@@ -260,14 +240,7 @@ class ExpansionWorkflow(GovernedWorkflow):
             ]
             first = min((d.day for d in days), default=None)
             if first is not None:
-                had = {d.day for d in days}
-                days += [
-                    UsageDay(
-                        subscription_id=plan.subscription_id, item=plan.item, day=d, quantity=0
-                    )
-                    for d in _days(first, until)
-                    if d not in had
-                ]
+                days = shapes.with_zero_days(plan, days, first, until)
             s.series[plan.key] = merge_days(s.series.get(plan.key), days)
             s.backfilled = [*s.backfilled, plan.key]
 
@@ -284,20 +257,7 @@ class ExpansionWorkflow(GovernedWorkflow):
             return
         is_open = plan.key in s.open
         action = decide(f, policy, upgrade_mrr=plan.upgrade_mrr, is_open=is_open)
-        self._note(
-            plan.key,
-            f"{action.action}: {action.reason}"
-            + (
-                ""
-                if action.action in ("open", "update")
-                else (
-                    f"; limit in {f.days_to_limit} days"
-                    if f.days_to_limit is not None
-                    else "; no crossing"
-                )
-                + f", confidence {f.confidence:.0%}"
-            ),
-        )
+        self._note(plan.key, shapes.forecast_line(action, f))
         if is_open:
             expired = s.open[plan.key].opened_on + timedelta(days=policy.expire_after_days)
             if await self._closed_by_person(plan.key):
@@ -387,11 +347,7 @@ class ExpansionWorkflow(GovernedWorkflow):
             if opened.opportunity_id
             else ("proposed to the owner" if opened.task_id else "not written"),
             decision=records.decision.outcome.value,
-            summary=f"{plan.item} on {plan.subscription_id}: {why}. Recommended "
-            f"{plan.upgrade_price_id} (+{plan.upgrade_mrr / 100:,.2f} {plan.currency} MRR"
-            + (f", {discount:g}% off approved" if discount else "")
-            + "). "
-            + " ".join(f.reasons),
+            summary=shapes.opened_summary(plan, f, why, discount),
             key_suffix=f"{plan.key}:{gen}:opened",
         )
 
@@ -427,31 +383,14 @@ class ExpansionWorkflow(GovernedWorkflow):
     def _draft(self, plan: MeteredPlan, f: UsageForecast, o: OpenExpansion) -> ExpansionDraft:
         a = self.s.account
         assert a is not None
-        close = f.crossing or (f.today + timedelta(days=30))
-        return ExpansionDraft(
+        return shapes.expansion_draft(
+            plan,
+            f,
+            o,
+            a,
             opportunity_key=self._key(plan.key, o.generation, "opportunity"),
             quote_key=self._key(plan.key, o.generation, "quote"),
-            account_id=a.id,
-            owner_id=a.owner_id,
-            name=f"Expansion: {plan.item} → {plan.upgrade_price_id}"[:120],
-            close_date=close,
-            currency=plan.currency,
-            description="\n".join(
-                [
-                    f"Usage forecast for {plan.item} (subscription {plan.subscription_id}):",
-                    *f.reasons,
-                    f"Recommended: {plan.upgrade_price_id} at "
-                    f"{plan.upgrade_unit_amount / 100:,.2f} {plan.currency}/month "
-                    f"(+{plan.upgrade_mrr / 100:,.2f} MRR).",
-                    "Draft quote: review and present it yourself; RevBridge never sends it.",
-                    f"RevBridge workflow {workflow.info().workflow_id}.",
-                ]
-            ),
-            quantity=plan.plan_quantity,
-            unit_amount=plan.upgrade_unit_amount,
-            discount_percent=o.discount_percent,
-            quote_expires=close + timedelta(days=30),
-            upgrade_mrr=plan.upgrade_mrr,
+            workflow_id=workflow.info().workflow_id,
         )
 
     async def _signal(
@@ -469,35 +408,17 @@ class ExpansionWorkflow(GovernedWorkflow):
         permit = await self.ask_housekeeping(ActionKind.UPDATE_CRM_FIELD, self._facts(plan))
         if not permit.allowed:
             return o.signal_id
-        record = SignalRecord(
+        record = shapes.signal_record(
+            plan,
+            f,
+            o,
+            a,
             key=self._key(plan.key, o.generation, "signal"),
-            account_id=a.id,
             billing=self._input.billing,
             customer_id=self._input.customer_id,
-            subscription_id=plan.subscription_id,
-            item=plan.item,
-            status=status,
-            current_price_id=plan.plan_price_id,
-            recommended_price_id=o.upgrade_price_id,
-            upgrade_mrr=o.upgrade_mrr,
-            opportunity_id=o.opportunity_id,
-            quote_id=o.quote_id,
-            close_reason=reason,
             workflow_id=workflow.info().workflow_id,
-            included_per_period=plan.included_per_period,
-            **(
-                {
-                    "days_to_limit": f.days_to_limit,
-                    "crossing": f.crossing,
-                    "crossing_earliest": f.crossing_earliest,
-                    "crossing_latest": f.crossing_latest,
-                    "confidence": f.confidence,
-                    "projected_per_period": f.projected_per_period,
-                    "reasons": f.reasons,
-                }
-                if f is not None
-                else {}
-            ),
+            status=status,
+            reason=reason,
         )
         written = await self.write(
             permit,
@@ -519,15 +440,8 @@ class ExpansionWorkflow(GovernedWorkflow):
             permit,
             CrmActivities.upsert_crm_task,
             UpsertTaskInput(
-                draft=TaskDraft(
-                    key=self._key(plan.key, o.generation, "task"),
-                    account_id=a.id,
-                    owner_id=a.owner_id,
-                    subject=f"Expansion proposed: {plan.item} heads for its limit"[:250],
-                    description=draft.description
-                    + "\n\nRevBridge runs expansion in assist mode: create the opportunity and "
-                    "the quote yourself if you agree (policies/modes.yaml: auto creates them).",
-                    due=_midnight(f.crossing) if f.crossing else None,
+                draft=shapes.proposal_task(
+                    plan, f, draft, a, self._key(plan.key, o.generation, "task")
                 )
             ),
             summary="propose the expansion to the owner",
@@ -579,7 +493,7 @@ class ExpansionWorkflow(GovernedWorkflow):
         whose deal is won and waits for quote-to-cash to tell the outcome."""
         days = timedelta(days=self._expire_days())
         dues = [o.opened_on + days for k, o in self.s.open.items() if k not in self._won_waiting]
-        return _midnight(min(dues)) if dues else None
+        return shapes.midnight(min(dues)) if dues else None
 
     async def _expire_silent(self) -> None:
         """Every open expansion past its day with no win or loss: closed as expired in the CRM
@@ -641,20 +555,9 @@ class ExpansionWorkflow(GovernedWorkflow):
             return
         if outcome in (ExpansionOutcome.LOST, ExpansionOutcome.EXPIRED):
             # held against a reopen (COOLDOWN_PATCH); state only, no command
-            crossing = o.crossing or (
-                o.opened_on + timedelta(days=o.days_to_limit)
-                if o.days_to_limit is not None
-                else None
-            )
             s.declined = {
                 **s.declined,
-                key: DeclinedExpansion(
-                    key=key,
-                    outcome=outcome,
-                    on=on or s.last_day or workflow.now().date(),
-                    crossing=crossing,
-                    upgrade_mrr=o.upgrade_mrr,
-                ),
+                key: shapes.declined(key, o, outcome, on or s.last_day or workflow.now().date()),
             }
         plan = s.plans.get(key)
         decision = "allow"
@@ -675,25 +578,13 @@ class ExpansionWorkflow(GovernedWorkflow):
         s.open = {k: v for k, v in s.open.items() if k != key}
         s.closed = [
             *s.closed,
-            ClosedExpansion(
-                key=key,
-                opportunity_id=o.opportunity_id,
-                outcome=outcome,
-                reason=reason[:250],
-                on=s.last_day or workflow.now().date(),
-                mrr_before=mrr[0],
-                mrr_after=mrr[1],
-            ),
+            shapes.closed(key, o, outcome, reason, s.last_day or workflow.now().date(), mrr),
         ][-20:]
         await self._audit(
             f"expansion_{outcome.value}",
             outcome=outcome.value,
             decision=decision,
-            summary=f"Expansion of {o.item} on {o.subscription_id} "
-            + (f"(opportunity {o.opportunity_id}) " if o.opportunity_id else "")
-            + f"{outcome.value}: {reason}"
-            + (f"; MRR {mrr[0] / 100:,.2f} → {mrr[1] / 100:,.2f}" if any(mrr) else "")
-            + ".",
+            summary=shapes.closed_summary(o, outcome, reason, mrr),
             key_suffix=f"{key}:{o.generation}:{outcome.value}",
         )
 
@@ -740,11 +631,3 @@ class ExpansionWorkflow(GovernedWorkflow):
 async def _approved(permit: object, action: ProposedAction) -> str:
     """The approved discount is a term of the draft quote written next, not a write of its own."""
     return "approved"
-
-
-def _days(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
-
-
-def _midnight(d: date) -> datetime:
-    return datetime.combine(d, time(), UTC)
