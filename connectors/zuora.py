@@ -1066,8 +1066,11 @@ class ZuoraBilling:
             cursor=cursor,
             expand=["billTo"],
         )
+        rows = page.get("data") or []
+        # the page's accounts, for the sweep's read of the same page (connectors/churn/zuora.py)
+        self._listed_accounts = {str(a["id"]): a for a in rows}
         return CustomerPage(
-            customers=[self._customer(a) for a in page.get("data") or []],
+            customers=[self._customer(a) for a in rows],
             next_cursor=page.get("nextPage") or None,
         )
 
@@ -1488,90 +1491,11 @@ class ZuoraBilling:
     def customer_snapshots(
         self, customer_ids: list[str], invoices: int = 5
     ) -> dict[str, CustomerSnapshot]:
-        """``customer_snapshot`` for each customer of a sweep page; a customer deleted since the
-        page was listed is absent. The accounts, their invoices, payments and usage are Object
-        Query reads with ``accountId.IN:[…]`` (``id.IN`` for the accounts) for up to 99
-        customers at a time, grouped by account. Still per customer: the subscriptions with
-        their rate plans (``GET /v1/subscriptions/accounts/{key}``; Object Query's subscriptions
-        are flat) and the subscription of an unpaid invoice (its items); the unapplied credit
-        memos are an Object Query ``credit-memos`` read for the page. The orders behind downgrades are walked once per sweep
-        (``GET /v1/orders`` by order date, ``_downgrades_walk``), not per subscription."""
-        out: dict[str, CustomerSnapshot] = {}
-        ids = list(dict.fromkeys(customer_ids))
-        for start in range(0, len(ids), BULK_IN_MAX):
-            out.update(self._snapshots_in(ids[start : start + BULK_IN_MAX], invoices))
-        return out
+        """The churn sweep's page read: Object Query ``IN`` reads for the whole page, none per
+        customer (``connectors/churn/zuora.py``)."""
+        from connectors.churn.zuora import snapshots
 
-    def _snapshots_in(self, ids: list[str], invoices: int) -> dict[str, CustomerSnapshot]:
-        among = f"[{','.join(ids)}]"
-        accounts = {
-            str(a["id"]): a
-            for a in self._query_all("accounts", [f"id.IN:{among}"], max_pages=2, expand=["billTo"])
-        }
-        by_account: dict[str, list[dict[str, Any]]] = {}
-        for inv in self._query_all(
-            "invoices",
-            [f"accountId.IN:{among}", "status.NE:Draft"],
-            sort="invoiceDate.DESC",
-            max_pages=BULK_PAGES_MAX,
-        ):
-            by_account.setdefault(str(inv.get("accountId")), []).append(inv)
-        payments: dict[str, list[dict[str, Any]]] = {}
-        for p in self._query_all(
-            "payments",
-            [f"accountId.IN:{among}"],
-            sort="createdDate.DESC",
-            max_pages=BULK_PAGES_MAX,
-            expand=["paymentApplications"],
-        ):
-            payments.setdefault(str(p.get("accountId")), []).append(p)
-        memos: dict[str, Decimal] = {}
-        for m in self._query_all(
-            "credit-memos",
-            [f"accountId.IN:{among}", "status.EQ:Posted"],
-            max_pages=BULK_PAGES_MAX,
-        ):
-            account = str(m.get("accountId"))
-            memos[account] = memos.get(account, Decimal(0)) + Decimal(
-                str(m.get("unappliedAmount") or 0)
-            )
-        now = time.time()
-        usage = self._usage_in(among, now)
-        downgrades = self._downgrades_walk(now)
-        out: dict[str, CustomerSnapshot] = {}
-        for customer_id in ids:
-            acct = accounts.get(customer_id)
-            if acct is None:
-                continue  # deleted since the page was listed
-            currency = str(acct.get("currency") or "USD").upper()
-            listed = self._request(
-                "GET",
-                f"/v1/subscriptions/accounts/{customer_id}",
-                params={"pageSize": 40},
-                what=f"account {customer_id}",
-            )
-            raw_subs = list(listed.get("subscriptions") or [])
-            subs = [self._subscription(s, currency) for s in raw_subs]
-            invs = by_account.get(customer_id, [])[: max(1, min(invoices, 99))]
-            sub_of = {}
-            for inv in invs:
-                if inv.get("status") == "Posted" and minor(inv.get("balance"), currency) > 0:
-                    sub_of[inv["id"]] = self._invoice_subscription(inv["id"])
-            credit = minor(acct.get("creditBalance"), currency) + minor(
-                memos.get(customer_id, 0), currency
-            )
-            used = usage.get(customer_id) if usage is not None else None
-            out[customer_id] = CustomerSnapshot(
-                customer=self._customer(acct, mrr=sum(s.mrr for s in subs)),
-                subscriptions=subs,
-                invoices=[self._invoice(i, sub_of.get(i["id"])) for i in invs],
-                payments=[self._payment(p, None) for p in payments.get(customer_id, [])[:10]],
-                credit_balance=credit,
-                downgrades_90d=sum(downgrades.get(s["subscriptionNumber"], 0) for s in raw_subs),
-                usage_30d=used[0] if used else None,
-                usage_prev_30d=used[1] if used else None,
-            )
-        return out
+        return snapshots(self, customer_ids, invoices)
 
     def _downgrades_walk(self, now: float) -> dict[str, int]:
         """``_downgrades`` for every subscription at once: one walk of ``GET /v1/orders`` by

@@ -338,6 +338,12 @@ def expanded_subscription(store: Store, sub: dict[str, Any]) -> dict[str, Any]:
         "termStartDate": day(sub["termStartDate"]),
         "termEndDate": day(sub["termEndDate"]) if sub.get("termEndDate") else None,
         "cancelledDate": day(sub["cancelledDate"]) if sub.get("cancelledDate") else None,
+        # ExpandedSubscription's own dates: the start, and the end a cancellation (made or
+        # scheduled for a later date) sets; v1 shows the scheduled one as scheduledCancelDate
+        "subscriptionStartDate": day(sub["contractEffectiveDate"]),
+        "subscriptionEndDate": day(sub.get("cancelledDate") or sub.get("scheduledCancelDate"))
+        if sub.get("cancelledDate") or sub.get("scheduledCancelDate")
+        else None,
         "notes": sub.get("notes"),
         "cMRR": money(net),
         "currency": store.accounts.get(sub["accountId"], {}).get("currency"),
