@@ -78,15 +78,18 @@ class ChargebeeSweepReader:
         ids = [cid for cid in ids if cid in custs]
         if not ids:
             return {}
-        coupons: dict[str, Any] = {}
+        raw_subs = list(
+            b._pages(
+                lambda offset: b._cb.Subscription.list(
+                    c._paged({"customer_id": {"in": ids}, "limit": 100}, offset)
+                ),
+                "subscriptions",
+                max_pages=5 * len(ids) // 100 + 5,
+            )
+        )
+        coupons = self._coupons(raw_subs)
         subs_of: dict[str, list[Subscription]] = {}
-        for e in b._pages(
-            lambda offset: b._cb.Subscription.list(
-                c._paged({"customer_id": {"in": ids}, "limit": 100}, offset)
-            ),
-            "subscriptions",
-            max_pages=5 * len(ids) // 100 + 5,
-        ):
+        for e in raw_subs:
             sub = b._subscription(e.subscription, coupons)
             subs_of.setdefault(sub.customer_id, []).append(sub)
         pays_of: dict[str, list[Payment]] = {}
@@ -140,6 +143,34 @@ class ChargebeeSweepReader:
                 usage_prev_30d=sum(u[1] for u in used) if used else None,
                 baseline_mrr=_baseline(subs, baselines),
             )
+        return out
+
+    def _coupons(self, raw_subs: list[Any]) -> dict[str, Any]:
+        """The coupons the page's subscriptions carry, in one ``id[in]`` list per 100 (each
+        retention offer is a coupon of its own: read one by one, a book with offers applied
+        would cost a request per customer who has one)."""
+        from connectors import chargebee as c
+
+        b = self.cb
+        ids = sorted(
+            {
+                applied.coupon_id
+                for e in raw_subs
+                for applied in e.subscription.coupons or []
+                if applied.coupon_id
+            }
+        )
+        out: dict[str, Any] = {}
+        for start in range(0, len(ids), c.BULK_IN_MAX):
+            chunk = ids[start : start + c.BULK_IN_MAX]
+            for e in b._pages(
+                lambda offset, ch=chunk: b._cb.Coupon.list(
+                    c._paged({"id": {"in": ch}, "limit": 100}, offset)
+                ),
+                "coupons",
+                max_pages=2,
+            ):
+                out[e.coupon.id] = e.coupon
         return out
 
     # --- the event log, once per sweep -----------------------------------------------------------

@@ -49,17 +49,21 @@ def seeded() -> Iterator[tuple[ChargebeeBilling, str, books.Book]]:
         yield billing, url, book
 
 
+def by_id_sub(book: books.Book, customer_id: str) -> str:
+    return next(c.subscription_id for c in book.customers if c.id == customer_id)
+
+
 def ledger(url: str) -> list[dict]:
     return httpx.get(url + "/_sandbox/requests").json()["requests"]
 
 
-def test_a_page_reads_only_what_the_score_uses_in_at_most_four_requests(
+def test_a_page_reads_only_what_the_score_uses_in_four_requests(
     seeded: tuple[ChargebeeBilling, str, books.Book],
 ) -> None:
     """Issue 15, ≤ 1 vendor call per 20 customers: a listed page of 100 costs the list, the
     subscriptions, the failed payments (their invoices' status rides on ``linked_invoices``)
-    and the usage — 4 Chargebee calls, the CRM's one SOQL making 5 — plus the event log once per
-    sweep; the score of every customer is the one-at-a-time snapshot's, except the MRR baseline,
+    and the usage — 4 Chargebee calls, the CRM's one SOQL making 5 (and one coupons list when
+    subscriptions carry coupons) — plus the event log once per sweep; the score of every customer is the one-at-a-time snapshot's, except the MRR baseline,
     which comes from the event log instead of the invoice history."""
     from domain import churn
 
@@ -68,12 +72,22 @@ def test_a_page_reads_only_what_the_score_uses_in_at_most_four_requests(
     page = billing.list_customers(limit=100)
     ids = [c.id for c in page.customers]
     assert len(ids) == 100
+    offered = ids[:2]  # retention offers: a coupon of its own each
+    for cid in offered:
+        billing.apply_discount(by_id_sub(book, cid), 10, 3, f"bulk-offer-{cid}")
     httpx.delete(url + "/_sandbox/requests").raise_for_status()
     bulk = billing.customer_snapshots(ids)
     calls = ledger(url)
     assert "nobody" not in billing.customer_snapshots(["nobody"])  # not listed: read by ID
     paths = sorted(c["path"] for c in calls)
-    assert paths == ["/api/v2/subscriptions", "/api/v2/transactions", "/api/v2/usages"], paths
+    # the coupons the page's subscriptions carry: one id[in] list, not one read each
+    assert paths == [
+        "/api/v2/coupons",
+        "/api/v2/subscriptions",
+        "/api/v2/transactions",
+        "/api/v2/usages",
+    ], paths
+    assert all(bulk[cid].subscriptions[0].discount_percent == 10 for cid in offered)
     assert all("[in]" in unquote(c["query"]) for c in calls)
     txn = next(c for c in calls if c["path"] == "/api/v2/transactions")
     assert "status[is]=failure" in unquote(txn["query"])
