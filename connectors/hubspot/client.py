@@ -129,18 +129,8 @@ class HubSpotClient:
         what: str,
         associations: list[str] | None = None,
     ) -> Any | None:
-        extra = {"associations": associations} if associations else {}
-        try:
-            return self._call(
-                api.get_by_id,
-                key,
-                id_property=KEY_PROPERTY,
-                properties=properties,
-                what=what,
-                **extra,
-            )
-        except NotFound:
-            return None
+        """The record whose unique ``revbridge_key`` is ``key``, or None."""
+        return self._by_unique(api, KEY_PROPERTY, key, properties, what, associations)
 
     def _create_once(
         self,
