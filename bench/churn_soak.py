@@ -364,6 +364,27 @@ async def _running(client: Client, task_queue: str) -> list[str]:
     return [w.id async for w in client.list_workflows(query)]
 
 
+#: seconds between the progress lines a long sweep prints (customers swept so far, the rate)
+PROGRESS_EVERY_S = 60
+
+
+async def _report_progress(client: Client, sweep_id: str, started: float) -> None:
+    """A line per ``PROGRESS_EVERY_S`` from the sweep's ``progress`` query (its latest run), so
+    a run stopped before the end still tells how far it got and at what rate."""
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_S)
+        with contextlib.suppress(Exception):
+            done = await client.get_workflow_handle(sweep_id).query(
+                "progress", result_type=SweepResult
+            )
+            elapsed = time.monotonic() - started
+            print(
+                f"    … {done.customers:,} customers in {done.pages:,} pages, {elapsed:.0f} s "
+                f"({done.customers / elapsed:.0f} customers/s), run {done.runs}",
+                flush=True,
+            )
+
+
 async def _one_sweep(
     client: Client,
     urls: dict[str, str],
@@ -385,7 +406,11 @@ async def _one_sweep(
         task_queue=task_queue,
         result_type=SweepResult,
     )
-    result = await asyncio.wait_for(sweep.result(), timeout=timeout_s)
+    progress = asyncio.create_task(_report_progress(client, sweep.id, started))
+    try:
+        result = await asyncio.wait_for(sweep.result(), timeout=timeout_s)
+    finally:
+        progress.cancel()
     elapsed = time.monotonic() - started
     billing_rows, crm_rows = _ledger(urls[billing]), _ledger(urls["salesforce"])
     running = await _running(client, task_queue)
