@@ -19,6 +19,7 @@ from activities.models import (
     AddBillingNoteInput,
     ApplyCreditInput,
     CancelSubscriptionInput,
+    GetBillingCustomerInput,
     GetInvoiceContextInput,
     RetryPaymentInput,
     SignalChurnInput,
@@ -38,7 +39,7 @@ from domain.dunning import (
     DunningInput,
 )
 from domain.ids import churn_workflow_id, dunning_workflow_id
-from domain.models import InvoiceContext, PaymentAttempt
+from domain.models import BillingCustomer, InvoiceContext, PaymentAttempt
 from domain.starts import start_options
 
 RPC_TIMEOUT = timedelta(seconds=10)
@@ -83,7 +84,12 @@ class BillingActivities:
     @activity.defn(name="get_invoice_context")
     @vendor_errors
     def get_invoice_context(self, input: GetInvoiceContextInput) -> InvoiceContext:
-        if input.failure is not None:
+        later = getattr(self.billing, "invoice_context_customer_later", None)
+        if input.failure is not None and later is not None:
+            # the invoice alone (Recurly: its account in brief); the run reads the customer
+            # after the case where the context says so (``customer_later``; issue 15)
+            ctx = later(input.invoice_id).model_copy(update={"recent_payments": [input.failure]})
+        elif input.failure is not None:
             # the event carried the declined attempt: the invoice and customer alone (issue 15)
             ctx = self.billing.get_invoice_context(input.invoice_id, payments=0)
             ctx = ctx.model_copy(update={"recent_payments": [input.failure]})
@@ -94,6 +100,20 @@ class BillingActivities:
         CONTACTS.remember(input.invoice_id, ctx.customer.email)
         customer = ctx.customer.model_copy(update={"email": None})
         return ctx.model_copy(update={"customer": customer})
+
+    @activity.defn(name="get_billing_customer")
+    @vendor_errors
+    def get_billing_customer(self, input: GetBillingCustomerInput) -> BillingCustomer:
+        """The customer of a context read with ``customer_later``, after the case (issue 15):
+        tenure, language and CRM link; the contact's address kept in this process (CONTACTS),
+        out of history."""
+        read = getattr(self.billing, "billing_customer", None)
+        if read is not None:
+            customer = read(input.customer_id)
+        else:
+            customer = self.billing.get_invoice_context(input.invoice_id, payments=0).customer
+        CONTACTS.remember(input.invoice_id, customer.email)
+        return customer.model_copy(update={"email": None})
 
     @writes
     @activity.defn(name="cancel_subscription")

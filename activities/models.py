@@ -26,6 +26,14 @@ class GetInvoiceContextInput(Frozen):
     failure: Payment | None = None
 
 
+class GetBillingCustomerInput(Frozen):
+    """The billing customer of an invoice whose context left it for after the case
+    (``InvoiceContext.customer_later``: issue 15)."""
+
+    invoice_id: str
+    customer_id: str
+
+
 class FindAccountInput(Frozen):
     billing: str
     customer_id: str

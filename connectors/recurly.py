@@ -188,6 +188,35 @@ class RecurlyBilling:
             recent_payments=[_payment(t) for t in txns or []],
         )
 
+    def invoice_context_customer_later(self, invoice_id: str) -> InvoiceContext:
+        """The invoice alone (issue 15): its customer as the invoice names it (the AccountMini:
+        code, company, email), the MRR from its subscription lines (else the subscriptions'
+        reads), no payment attempts; the account (tenure, language, CRM link) is the caller's
+        to read after the case (:meth:`billing_customer`)."""
+        inv = self._call(lambda c: c.get_invoice(invoice_id), f"invoice {invoice_id}")
+        code = self._remember_account(invoice_id, inv.account.code)
+        mrr = hot.mrr_from_lines(inv, to_minor)
+        if mrr is None:
+            mrr = sum(
+                self._mrr(self._call(lambda c, s=sid: c.get_subscription(s), f"subscription {sid}"))
+                for sid in inv.subscription_ids or []
+            )
+        customer = BillingCustomer(
+            id=code,
+            company=inv.account.company,
+            mrr=mrr,
+            currency=(inv.currency or "USD").upper(),
+            email=inv.account.email or None,
+        )
+        return InvoiceContext(invoice=_invoice(inv), customer=customer, customer_later=True)
+
+    def billing_customer(self, customer_id: str) -> BillingCustomer:
+        """The account (one read): its tenure, language, contact and CRM link; no MRR."""
+        account = self._call(
+            lambda c: c.get_account(f"code-{customer_id}"), f"account {customer_id}"
+        )
+        return self._customer(account)
+
     def add_note(self, target: NoteTarget, target_id: str, text: str, idempotency_key: str) -> str:
         """An account note (Recurly has notes on accounts only). An invoice's note goes on its
         account, prefixed with the invoice. Looked up by its key marker before it is created."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from domain.bounds import Subject, Summary
 
@@ -171,6 +172,18 @@ class InvoiceContext(Frozen):
     invoice: Invoice
     customer: BillingCustomer
     recent_payments: list[Payment] = Field(default_factory=list)
+    #: True: ``customer`` is what the invoice says of it (ID, company, contact; Recurly's
+    #: AccountMini, on the hot path where the event carried the attempt) and its account —
+    #: tenure, language, CRM link — is left to a read after the case (issue 15). Left out of the
+    #: serialized form when False, so every other context reads as it did
+    customer_later: bool = False
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_later(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        if isinstance(data, dict) and not self.customer_later:
+            data.pop("customer_later", None)
+        return data
 
     @property
     def last_failure(self) -> Payment | None:

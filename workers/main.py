@@ -124,6 +124,7 @@ def activities_for(
     r = ReasoningActivities(reasoner, budgets, llm_ledger)
     return [
         b.get_invoice_context,
+        b.get_billing_customer,  # a customer read after the case (Recurly's hot path)
         b.add_billing_note,
         b.retry_payment,
         b.apply_credit,

@@ -1,29 +1,37 @@
 """Issue 15, Recurly's hot path (connectors/recurly_hot.py) against its sandbox through the
 official client: the invoice's subscription lines give the MRR the subscription and plan reads
-gave (so the run reads neither), and the audit entries written together are one account note,
-each entry once — also when the note's create committed and its answer was lost."""
+gave (so the run reads neither), the audit entries written together are one account note, each
+entry once — also when the note's create committed and its answer was lost; and, over fake
+activities, the run reads the customer left by the first read once, after the case."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.client import Client
 
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind
 from connectors.recurly import RecurlyBilling, marker, to_minor
 from connectors.recurly_hot import NOTE_MAX, mrr_from_lines, one_note, split_note, whole_months
-from domain.models import NoteTarget
+from domain import temporal as names
+from domain.dunning import WORKFLOW_TYPE, DunningInput, DunningResult
+from domain.models import BillingCustomer, NoteTarget
 from domain.settings import RecurlySettings
 from sandbox.framework import ServerThread
 from sandbox.recurly import RecurlyEmulator
 from sandbox.recurly.seeding import catalog_plans, dunning_seed
 from sandbox.scenarios import DEMO_CUSTOMERS
+from tests.fast.fakes import Fakes, not_found, started
+from tests.fast.test_dunning import BILLING, Run, dunning_fakes
+from tests.pairs import eventually
 
 KEY = "recurly_hot_path_test_key"
 
@@ -155,3 +163,54 @@ def test_entries_written_together_are_one_note_each_once_after_a_lost_answer(
     assert [r.split(" ")[0] for r in requests(url)] == ["POST"]
     listed = billing.list_notes(NoteTarget.INVOICE, invoice)  # Recurly lists newest first
     assert sorted(listed) == sorted(t for t, _ in entries + more)
+
+
+# --- the run: the customer after the case (``dunning-customer-after-case``), over fakes ----------
+
+
+async def _to_day_0(client: Client, customer: object) -> Fakes:
+    """A run whose first read left the customer (Recurly's invoice alone), to day 0's email;
+    ``customer``: what get_billing_customer answers."""
+    run = Run()
+    first = run.context().model_copy(
+        update={
+            "customer": BillingCustomer(id=run.customer, company="Globex", mrr=120_000),
+            "customer_later": True,
+        }
+    )
+    fakes = dunning_fakes(run).on("get_invoice_context", first)
+    fakes.on("get_billing_customer", customer)
+    declined = run.context().recent_payments[0]
+    async with started(
+        client,
+        fakes,
+        WORKFLOW_TYPE,
+        DunningInput(billing=BILLING, invoice_id=run.invoice),
+        id=run.wf_id,
+        start_signal=names.SIGNAL_PAYMENT_FAILED,
+        start_signal_args=[run.failure().model_copy(update={"payment": declined})],
+        result_type=DunningResult,
+    ):
+        await eventually(
+            lambda: asyncio.sleep(0.05, fakes.names()), lambda n: "send_email" in n, "day 0"
+        )
+    return fakes
+
+
+async def test_the_run_reads_the_customer_once_after_the_case_for_day_0(client: Client) -> None:
+    since = datetime.now(UTC) - timedelta(days=400)
+    fakes = await _to_day_0(
+        client,
+        BillingCustomer(id="x", company="Globex", created_at=since, language="fr", mrr=0),
+    )
+    reads = [n for n in fakes.names() if n in ("upsert_crm_case", "get_billing_customer")]
+    assert reads == ["upsert_crm_case", "get_billing_customer"]  # once, after the case
+    assert len(fakes.inputs("get_invoice_context")) == 1
+    [draft] = fakes.inputs("draft_reminder")
+    assert draft["language"] == "fr"  # the account's, for day 0
+
+
+async def test_a_failed_customer_read_keeps_what_the_invoice_said(client: Client) -> None:
+    fakes = await _to_day_0(client, not_found("account"))
+    [draft] = fakes.inputs("draft_reminder")
+    assert draft["language"] == "en" and "send_email" in fakes.names()

@@ -84,13 +84,14 @@ DECLINE = {
     "recurly": lambda r: False,
 }
 #: billing requests to the case (target 2) and through the first wait (target 4). Recurly meets
-#: the wait and misses the case by one: the webhook service reads the declined transaction (1:
-#: the decline's past_due notification is answered from it), then the run reads the invoice
-#: (its state and balance; its subscription lines give the MRR, so neither the subscription nor
-#: its plan is read: connectors/recurly_hot.py) and the account (tenure, language, CRM link):
-#: 3 to the case. The case's and day 0's billing notes are one account note, created without a
-#: look-up on the activity's first attempt: 4 to the wait (was 5 and 8; 7 and 13 before that)
-TO_CASE_BILLING = {"zuora": 2, "recurly": 3}
+#: both: the webhook service reads the declined transaction (1: the decline's past_due
+#: notification is answered from it), then the run reads the invoice alone (2: its state and
+#: balance, its customer as its AccountMini names it, the MRR from its subscription lines, so
+#: neither the subscription nor its plan is read: connectors/recurly_hot.py) — the case. After
+#: it, the account (3: tenure, language, CRM link; ``dunning-customer-after-case``), and the
+#: case's and day 0's billing notes as ONE account note, created without a look-up on the
+#: activity's first attempt (4). It was 5 + 8, and 7 + 13 before that
+TO_CASE_BILLING = {"zuora": 2, "recurly": 2}
 THROUGH_WAIT_BILLING = {"zuora": 4, "recurly": 4}
 
 
@@ -337,10 +338,13 @@ async def test_zuora_and_recurly_to_the_case_and_to_the_wait(
 ) -> None:
     """Zuora: the callout carries the declined attempt and the invoice, its items, their
     subscription and the account come in one Object Query: 1 + 2 to the case, 4 + 3 to the wait.
-    Recurly: see ``TO_CASE_BILLING`` (the target missed, and why)."""
+    Recurly: 2 + 2 and 4 + 3 (``TO_CASE_BILLING``), then the run closes on payment."""
     pair = other_deployment
     billing, crm = pair.settings.billing, pair.settings.crm
-    to_case_billing, to_case_crm, billing_rows, crm_rows = await measure(client, pair, mailbox, uid)
+    seeded: dict[str, str] = {}
+    to_case_billing, to_case_crm, billing_rows, crm_rows = await measure(
+        client, pair, mailbox, uid, seeded
+    )
     assert 1 <= len(to_case_billing) <= TO_CASE_BILLING[billing], show(to_case_billing)
     assert len(to_case_crm) <= 2, show(to_case_crm)
     assert len(billing_rows) <= THROUGH_WAIT_BILLING[billing], show(billing_rows)
@@ -362,6 +366,21 @@ async def test_zuora_and_recurly_to_the_case_and_to_the_wait(
         assert not [r for r in billing_rows if r["path"].startswith(("/subscriptions/", "/plans/"))]
         notes = [r for r in billing_rows if r["path"].endswith("/notes")]
         assert [r["method"] for r in notes] == ["POST"], show(billing_rows)
+        # the account after the case, once
+        assert [r["path"].split("/")[1] for r in to_case_billing] == ["transactions", "invoices"]
+        accounts = [r for r in billing_rows if r["path"].startswith("/accounts/code-")]
+        assert [r["method"] for r in accounts] == ["GET", "POST"], show(billing_rows)
+        # the run closes on payment; `make histories` keeps its history for tests/replay
+        pair.billing_driver.pay(seeded["invoice"], NORTHWIND.invoice_total)
+        handle = client.get_workflow_handle(
+            pair.workflow_id(seeded["invoice"]), result_type=DunningResult
+        )
+        result = await asyncio.wait_for(handle.result(), timeout=30)
+        assert result.outcome == "recovered"
+        if os.environ.get("REVBRIDGE_WRITE_HISTORIES") == "1":
+            history = await handle.fetch_history()
+            path = HISTORIES / "DunningWorkflow__recurly_customer_after_case.json"
+            path.write_text(history.to_json())
 
 
 def test_the_chargebee_event_carries_the_declined_attempt_and_odd_fields_only_drop_it() -> None:

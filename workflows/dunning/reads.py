@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         AssessFailureInput,
         FindAccountInput,
         FindAccountResult,
+        GetBillingCustomerInput,
         GetInvoiceContextInput,
         RiskContext,
         SignalChurnInput,
@@ -43,6 +44,10 @@ REREAD_PATCH = "dunning-reread-invoice"
 #: runs started before it read sequentially with regular activities, wrote the case's audit
 #: entry separately and left churn to the webhook service; since, the hot path (module doc)
 HOT_PATH_PATCH = "dunning-hot-path"
+#: since: where the invoice names its customer only in brief (Recurly), the first read is the
+#: invoice alone and the customer's account (tenure, language, CRM link) is read right after the
+#: case, once, for the day-0 step (issue 15: two billing requests to the case)
+CUSTOMER_AFTER_CASE_PATCH = "dunning-customer-after-case"
 #: an invoice read this recently is not read again before a step (the day-0 step follows the
 #: first read by moments: a lost "paid" event cannot hide in that gap)
 FRESH_READ = timedelta(minutes=5)
@@ -125,7 +130,9 @@ class DunningReads:
     async def _invoice_context(self, failure: Payment | None = None):  # noqa: ANN202
         """The invoice context (None: billing does not know the invoice). ``failure``: the
         declined attempt the event carried, so the read skips the payment attempts (issue 15;
-        the same one activity either way: no change of command sequence)."""
+        the same one activity either way: no change of command sequence); where the platform's
+        invoice names its customer only in brief (Recurly) it is the invoice alone, and the
+        customer is read after the case (:meth:`_customer_after_case`)."""
         try:
             ctx = self.s.context = await workflow.execute_activity_method(
                 BillingActivities.get_invoice_context,
@@ -149,6 +156,40 @@ class DunningReads:
             ]
         )
         return ctx
+
+    async def _customer_after_case(self) -> None:
+        """The customer's account, when the first read left it for after the case
+        (``InvoiceContext.customer_later``: Recurly's invoice names its account in brief): one
+        read, before any step that speaks to the customer (day 0's language). The case was
+        assessed without the customer's tenure. A failed read keeps what the invoice said (the
+        reminder then goes in the default language)."""
+        ctx = self.s.context
+        if ctx is None or not ctx.customer_later:
+            return  # every history recorded before: no command
+        if not workflow.patched(CUSTOMER_AFTER_CASE_PATCH):
+            # a run begun before it (its answer memoized from its first task): as it was
+            return
+        try:
+            customer = await workflow.execute_activity_method(
+                BillingActivities.get_billing_customer,
+                GetBillingCustomerInput(
+                    invoice_id=self._input.invoice_id, customer_id=ctx.customer.id
+                ),
+                summary="read the billing customer (tenure, language, CRM link)",
+                **READ,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("billing customer read failed: %s", err.cause)
+            customer = ctx.customer
+        ctx = self.s.context or ctx  # a re-read meanwhile has today's invoice
+        self.s.context = ctx.model_copy(
+            update={
+                "customer": customer.model_copy(
+                    update={"mrr": ctx.customer.mrr, "currency": ctx.customer.currency}
+                ),
+                "customer_later": False,
+            }
+        )
 
     async def _settled_now(self, before: str) -> bool:
         """Before anything reaches the customer, ask billing again: a lost "paid" event (a

@@ -34,7 +34,13 @@ from temporalio import workflow
 
 from workflows.dunning.legacy import LegacyCollect
 from workflows.dunning.playbook import PlaybookRunner
-from workflows.dunning.reads import HOT_PATH_PATCH, PLAYBOOK_PATCH, REREAD_PATCH, DunningReads
+from workflows.dunning.reads import (
+    CUSTOMER_AFTER_CASE_PATCH,
+    HOT_PATH_PATCH,
+    PLAYBOOK_PATCH,
+    REREAD_PATCH,
+    DunningReads,
+)
 from workflows.dunning.reminders import DRAFTING_PATCH, REVIEW_LLM_ONLY_PATCH
 from workflows.governed.approval import VERIFIED_APPROVERS
 from workflows.governed.audit import AuditScope
@@ -62,6 +68,7 @@ EARLY_PATCHES = (
     REFUSALS_BOTH_SIDES_PATCH,
     REMIND_APPROVERS_PATCH,
     VERIFIED_APPROVERS,
+    CUSTOMER_AFTER_CASE_PATCH,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -207,6 +214,7 @@ class DunningWorkflow(DunningReads, PlaybookRunner, LegacyCollect, GovernedWorkf
         )
         if self._hot:
             self._start_churn_handoff()  # after the case: nothing else on its path
+        await self._customer_after_case()  # a command only where the first read left it
         for action in assessment.proposed_actions:
             if action.kind is ActionKind.RETRY_PAYMENT:
                 continue  # retries are the playbook's
