@@ -1,6 +1,7 @@
 """The steps a full-stack expansion test on Salesforce walks through, whatever the billing
 platform: two days' intake open one expansion (opportunity, draft quote, signal record), and the
-rep's win becomes a plan change that RevOps approves in quote-to-cash."""
+rep's win becomes a plan change that RevOps approves in quote-to-cash; and the demo scenario run
+on any pair (:func:`demo_scenario`)."""
 
 from __future__ import annotations
 
@@ -11,13 +12,16 @@ from typing import Any
 from simple_salesforce import format_soql
 from temporalio.client import Client, WorkflowHandle
 
+from connectors.registry import build_billing, build_crm
 from connectors.salesforce import SalesforceCrm
 from domain import expansion as ex
 from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApproval
 from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult
 from domain.ids import q2c_workflow_id
 from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
+from domain.settings import Settings
 from tests.pairs import eventually
+from workers.main import build_worker
 
 
 async def open_by_intake(
@@ -94,3 +98,25 @@ async def win_and_approve(
         ),
     )
     return await asyncio.wait_for(q2c.result(), timeout=timeout_s)
+
+
+async def demo_scenario(
+    client: Client, settings: Settings, uid: str, lines: list[str]
+) -> dict[str, Any]:
+    """``revbridge demo --scenario expansion``'s own logic on ``settings``' pair, with the stack's
+    own worker (quote-to-cash runs there, under the shipped policies); no callout reaches a test,
+    so the catch-up's start stands in for it at once. The scenario's lines go to ``lines``."""
+    from cli.demo_expansion import run_scenario
+
+    async with build_worker(
+        client, build_billing(settings), build_crm(settings), task_queue=settings.task_queue
+    ):
+        return await run_scenario(
+            settings,
+            client,
+            client,
+            lines.append,
+            ui_url="http://ui.test/namespaces/default/workflows",
+            suffix=uid,
+            callout_wait_s=0,
+        )

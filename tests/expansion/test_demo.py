@@ -8,10 +8,8 @@ from __future__ import annotations
 import httpx
 from temporalio.client import Client
 
-from cli.demo_expansion import run_scenario
-from connectors.registry import build_billing, build_crm
+from tests.expansion.flow import demo_scenario
 from tests.pairs import pair_settings
-from workers.main import build_worker
 
 
 async def test_demo_scenario_forecasts_opens_wins_and_upgrades_in_place(
@@ -20,19 +18,7 @@ async def test_demo_scenario_forecasts_opens_wins_and_upgrades_in_place(
     settings = pair_settings(sandbox_urls, "stripe", "salesforce", f"demo-exp-{uid}")
     httpx.delete(sandbox_urls["salesforce"] + "/_sandbox/webhooks").raise_for_status()
     lines: list[str] = []
-    # the stack's own worker (quote-to-cash runs there, under the shipped policies)
-    async with build_worker(
-        client, build_billing(settings), build_crm(settings), task_queue=settings.task_queue
-    ):
-        summary = await run_scenario(
-            settings,
-            client,
-            client,
-            lines.append,
-            ui_url="http://ui.test/namespaces/default/workflows",
-            suffix=uid,
-            callout_wait_s=0,  # no callout reaches this test: the catch-up's start at once
-        )
+    summary = await demo_scenario(client, settings, uid, lines)
     assert summary["signal"]["Status__c"] == "Open"
     assert summary["quote"]["Status"] == "Draft"
     assert summary["opportunity"]["Type"] == "Existing Customer - Upgrade"

@@ -12,10 +12,9 @@ import pytest
 from temporalio.client import Client
 
 from cli.config import CliError
-from cli.demo_expansion import check_pair, print_summary, run_scenario
-from connectors.registry import build_billing, build_crm
+from cli.demo_expansion import check_pair, print_summary
+from tests.expansion.flow import demo_scenario
 from tests.pairs import pair_settings
-from workers.main import build_worker
 
 
 def test_the_pairs_the_demo_runs_on() -> None:
@@ -35,18 +34,7 @@ async def test_demo_scenario_on_hubspot_opens_the_deal_and_quote_wins_and_upgrad
     httpx.delete(sandbox_urls["hubspot"] + "/_sandbox/webhooks").raise_for_status()
     lines: list[str] = []
     try:
-        async with build_worker(
-            client, build_billing(settings), build_crm(settings), task_queue=settings.task_queue
-        ):
-            summary = await run_scenario(
-                settings,
-                client,
-                client,
-                lines.append,
-                ui_url="http://ui.test/namespaces/default/workflows",
-                suffix=uid,
-                callout_wait_s=0,
-            )
+        summary = await demo_scenario(client, settings, uid, lines)
     finally:
         # the shared portal's ledger as this test found it empty of quote creates: a later test
         # counts its own (test_hubspot_expansion.py reads the whole ledger)

@@ -30,7 +30,7 @@ from harness.expansion_book import seed_metered_customer, subscriptions
 from sandbox.framework import ServerThread
 from sandbox.recurly import RecurlyEmulator
 from sandbox.zuora import ZuoraEmulator
-from tests.expansion.flow import open_by_intake, salesforce_upgrade, win_and_approve
+from tests.expansion.flow import demo_scenario, open_by_intake, salesforce_upgrade, win_and_approve
 from tests.pairs import (
     RECURLY_KEY,
     RECURLY_SECRET,
@@ -186,24 +186,11 @@ async def test_the_demo_scenario_on_zuora(
     """``revbridge demo --scenario expansion --billing zuora``'s own logic against these
     sandboxes (as tests/expansion/test_demo.py runs Stripe's): seeded through
     harness/expansion_book.py, forecast, records, the win, the same subscription on Growth."""
-    from cli.demo_expansion import run_scenario
-
     urls = {**sandbox_urls, **billing_urls}
     settings = pair_settings(urls, "zuora", "salesforce", f"demo-zuora-{uid}")
     httpx.delete(sandbox_urls["salesforce"] + "/_sandbox/webhooks").raise_for_status()
     lines: list[str] = []
-    async with build_worker(
-        client, build_billing(settings), build_crm(settings), task_queue=settings.task_queue
-    ):
-        summary = await run_scenario(
-            settings,
-            client,
-            client,
-            lines.append,
-            ui_url="http://ui.test/namespaces/default/workflows",
-            suffix=uid,
-            callout_wait_s=0,
-        )
+    summary = await demo_scenario(client, settings, uid, lines)
     assert summary["signal"]["Status__c"] == "Open" and summary["quote"]["Status"] == "Draft"
     assert summary["quote_to_cash"]["outcome"] == "live"
     [sub] = summary["subscriptions"]
