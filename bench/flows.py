@@ -478,7 +478,6 @@ async def run(
         one, one_floor, idle_case, idle_churn = [], [], [], []
         excerpt: list[tuple[float, str, str, str]] = []
         marks: dict[str, float] = {}
-        spy = _profile_start(worker.proc.pid)
         for i in range(idle):
             tag = f"idle{i}"
             batch, shapes, churn, billing, crm, invoices, case_ms = await dunning_batch(
@@ -505,6 +504,14 @@ async def run(
                     "churn's first wait or close": cshape.reached_at - t0,
                 }
             one_floor.append(await floor_batch(stack.client, tag, 1, per_payment, {}))
+        # the profile over as many payments again, after the timed ones: py-spy pauses the worker
+        # for every sample (200 Hz), which took one idle payment's case from 137 ms to 363 ms in
+        # bench.latency — the "one at a time" rows were measured under it until 2026-12-08
+        spy = _profile_start(worker.proc.pid)
+        for i in range(idle):
+            await dunning_batch(
+                stack, pair, f"spied{i}", 1, calls_per_run, {}, services, with_churn=True
+            )
         profile, note = _profile_stop(spy)
         for s in services:
             s.check_alive()
@@ -589,7 +596,10 @@ def _profile_stop(spy: subprocess.Popen[bytes] | None) -> tuple[list[tuple[float
             ):
                 inclusive[f"{name} ({where.split('/site-packages/')[-1].rstrip(')')})"] += n
     top = [(n / total, frame) for frame, n in inclusive.most_common(15)] if total else []
-    return top, f"{total} non-idle samples at 200 Hz over the idle flows (all threads)"
+    return (
+        top,
+        f"{total} non-idle samples at 200 Hz over {IDLE} idle payments run after the timed ones (all threads)",
+    )
 
 
 def summarize(result: FlowsResult) -> dict[str, Any]:

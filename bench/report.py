@@ -456,6 +456,7 @@ KEPT = (
     "## Account sync (issue 19)",
     "## Revenue close (issue 20)",
     "## Drafting (issue 22)",
+    "## Webhook → case, one payment at a time (issue 15)",  # bench.latency --write
 )
 
 
