@@ -10,21 +10,26 @@ Query reads with ``accountId.IN:[…]``:
   ``rateplans.rateplancharges``, ``rateplans.rateplancharges.rateplanchargetiers`` and
   ``rateplans.productrateplan``: the rate plans and charges the per-customer read took from
   ``GET /v1/subscriptions/accounts/{key}`` (one request per customer);
-- ``invoices`` with ``expand[]=invoiceitems.subscription``: an unpaid invoice's subscription
-  from its items, which the per-customer read took from ``GET /v1/invoices/{id}/items`` (one
-  request per unpaid invoice);
-- ``payments`` (with their applications), ``credit-memos`` (the unapplied credit) and
-  ``usages``; the orders behind downgrades walked once per sweep (``_downgrades_walk``).
+- ``invoices``, the **unpaid** ones only (``status.EQ:Posted``, ``balance.GT:0``), with
+  ``expand[]=invoiceitems.subscription``: an unpaid invoice's subscription from its items, which
+  the per-customer read took from ``GET /v1/invoices/{id}/items`` (one request per unpaid
+  invoice). They are all the score uses of invoices on Zuora: a declined payment is never applied
+  to its invoice (no invoice to look up for it), and only an unpaid invoice carries its
+  subscription into the MRR baseline;
+- ``payments``, the **failed** ones only (``status.EQ:Error``): the score counts failures;
+- ``usages``; the orders behind downgrades walked once per sweep (``_downgrades_walk``). Not
+  read: the unapplied credit memos (the snapshot's credit is the account's balance only; the
+  score does not use credit).
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from domain.records import CustomerSnapshot, Subscription
+from domain.churn import SweepSnapshot
+from domain.records import Subscription
 
 if TYPE_CHECKING:
     from connectors.zuora import ZuoraBilling
@@ -41,14 +46,14 @@ def snapshots(zb: ZuoraBilling, customer_ids: list[str], invoices: int = 5) -> d
     """A page's snapshots; an account deleted since the page was listed is absent."""
     from connectors import zuora as z
 
-    out: dict[str, CustomerSnapshot] = {}
+    out: dict[str, SweepSnapshot] = {}
     ids = list(dict.fromkeys(customer_ids))
     for start in range(0, len(ids), z.BULK_IN_MAX):
         out.update(_chunk(zb, ids[start : start + z.BULK_IN_MAX], invoices))
     return out
 
 
-def _chunk(zb: ZuoraBilling, ids: list[str], invoices: int) -> dict[str, CustomerSnapshot]:
+def _chunk(zb: ZuoraBilling, ids: list[str], invoices: int) -> dict[str, SweepSnapshot]:
     from connectors import zuora as z
 
     listed: dict[str, dict[str, Any]] = getattr(zb, "_listed_accounts", {})
@@ -81,7 +86,7 @@ def _chunk(zb: ZuoraBilling, ids: list[str], invoices: int) -> dict[str, Custome
     by_account: dict[str, list[dict[str, Any]]] = {}
     for inv in zb._query_all(
         "invoices",
-        [f"accountId.IN:{among}", "status.NE:Draft"],
+        [f"accountId.IN:{among}", "status.EQ:Posted", "balance.GT:0"],
         sort="invoiceDate.DESC",
         max_pages=z.BULK_PAGES_MAX,
         expand=["invoiceitems.subscription"],
@@ -90,26 +95,16 @@ def _chunk(zb: ZuoraBilling, ids: list[str], invoices: int) -> dict[str, Custome
     payments: dict[str, list[dict[str, Any]]] = {}
     for p in zb._query_all(
         "payments",
-        [f"accountId.IN:{among}"],
+        [f"accountId.IN:{among}", "status.EQ:Error"],
         sort="createdDate.DESC",
         max_pages=z.BULK_PAGES_MAX,
         expand=["paymentApplications"],
     ):
         payments.setdefault(str(p.get("accountId")), []).append(p)
-    memos: dict[str, Decimal] = {}
-    for m in zb._query_all(
-        "credit-memos",
-        [f"accountId.IN:{among}", "status.EQ:Posted"],
-        max_pages=z.BULK_PAGES_MAX,
-    ):
-        account = str(m.get("accountId"))
-        memos[account] = memos.get(account, Decimal(0)) + Decimal(
-            str(m.get("unappliedAmount") or 0)
-        )
     now = time.time()
     usage = zb._usage_in(among, now)
     downgrades = zb._downgrades_walk(now)
-    out: dict[str, CustomerSnapshot] = {}
+    out: dict[str, SweepSnapshot] = {}
     for customer_id in ids:
         acct = accounts[customer_id]
         currency = str(acct.get("currency") or "USD").upper()
@@ -120,11 +115,12 @@ def _chunk(zb: ZuoraBilling, ids: list[str], invoices: int) -> dict[str, Custome
         for inv in invs:
             if inv.get("status") == "Posted" and z.minor(inv.get("balance"), currency) > 0:
                 sub_of[inv["id"]] = _invoice_subscription(inv)
-        credit = z.minor(acct.get("creditBalance"), currency) + z.minor(
-            memos.get(customer_id, 0), currency
-        )
+        # the account's credit balance only: the unapplied credit memos (a credit-memos read
+        # per page) are not read, as the score does not use credit (support context does, from
+        # the per-customer snapshot)
+        credit = z.minor(acct.get("creditBalance"), currency)
         used = usage.get(customer_id) if usage is not None else None
-        out[customer_id] = CustomerSnapshot(
+        out[customer_id] = SweepSnapshot(
             customer=zb._customer(acct, mrr=sum(s.mrr for s in subs)),
             subscriptions=subs,
             invoices=[zb._invoice(i, sub_of.get(i["id"])) for i in invs],

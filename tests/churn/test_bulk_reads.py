@@ -217,10 +217,10 @@ def test_recurly_reads_a_page_from_one_walk_of_each_site_list_per_sweep() -> Non
 
 
 def test_zuora_reads_a_page_with_object_query_in_filters() -> None:
-    """Zuora: the page's accounts, invoices, payments and usage are Object Query reads with
-    ``accountId.IN`` / ``id.IN`` for the whole page, equal to one customer at a time; what is
-    still read per customer (subscriptions with rate plans, an unpaid invoice's items) is
-    counted, not hidden; credit memos are read for the page, the orders walked once."""
+    """Zuora: the page's accounts, subscriptions (with rate plans and charges), unpaid invoices
+    (with their items' subscriptions), failed payments and usage are Object Query reads with
+    ``accountId.IN`` / ``id.IN`` for the whole page — nothing per customer — and score as one
+    customer at a time does; the orders are walked once."""
     from harness.drivers import ZuoraDriver
     from sandbox.zuora import ZuoraEmulator
     from sandbox.zuora.scenarios import book_downgrades, book_seed
@@ -244,7 +244,16 @@ def test_zuora_reads_a_page_with_object_query_in_filters() -> None:
         bulk = billing.customer_snapshots([*ids, "nobody"])
         calls = [c for c in ledger(url) if c["path"] != "/oauth/token"]
         one_by_one = {cid: billing.customer_snapshot(cid) for cid in ids}
-    assert bulk == one_by_one
+    assert set(bulk) == set(one_by_one)
+    now = datetime.now(UTC)
+    for cid, one in one_by_one.items():  # the same score from the failed payments and the
+        # unpaid invoices only
+        assert signals_from(bulk[cid], None, [], now) == signals_from(one, None, [], now), cid
+        assert bulk[cid].payments == [p for p in one.payments if not p.succeeded], cid
+        assert bulk[cid].invoices == [i for i in one.invoices if i.amount_due > 0], cid
+        assert bulk[cid].model_dump(
+            exclude={"payments", "invoices", "baseline_mrr", "credit_balance"}
+        ) == one.model_dump(exclude={"payments", "invoices", "credit_balance"})
     assert sum(s.downgrades_90d for s in bulk.values()) == len(book_downgrades(book))
     failing = {c.id for c in book.customers if c.failures}
     assert {cid for cid, s in bulk.items() if any(not p.succeeded for p in s.payments)} == failing
@@ -253,19 +262,22 @@ def test_zuora_reads_a_page_with_object_query_in_filters() -> None:
     # an unpaid invoice's subscription, come from Object Query expansions for the whole page
     assert sorted(c["path"] for c in queries) == [
         "/object-query/accounts",  # "nobody" was not on a listed page: read by ID
-        "/object-query/credit-memos",
         "/object-query/invoices",
         "/object-query/payments",
         "/object-query/subscriptions",
         "/object-query/usages",
     ]
     assert all(".IN:" in unquote(c["query"]) for c in queries)
+    query = {c["path"]: unquote(c["query"]) for c in queries}
+    assert "status.EQ:Error" in query["/object-query/payments"]
+    assert "balance.GT:0" in query["/object-query/invoices"]
     # the orders walked once for the page (and the sweep: GET /v1/orders by order date)
     assert [c["path"] for c in calls].count("/v1/orders") == 1
     assert len(calls) == len(queries) + 1, sorted(c["path"] for c in calls)
     assert any(sub.cancel_at for snap in bulk.values() for sub in snap.subscriptions)
     assert any(inv.subscription_id for snap in bulk.values() for inv in snap.invoices)
-    assert sum(s.credit_balance for s in bulk.values()) > 0  # the memo below is seen
+    # the credit memo is the per-customer snapshot's (support context): the sweep does not read it
+    assert sum(s.credit_balance for s in one_by_one.values()) > 0
 
 
 def test_recurly_steady_sweep_costs_at_most_one_call_per_20_customers() -> None:
