@@ -192,7 +192,12 @@ def build_worker(
     gate = BudgetGate(limits=limits) if limits else BudgetGate(limits_file)
     limits = limits or load_limits(limits_file)
     vendors = {BILLING: billing.name, CRM: crm.name}
-    vendor_limits.configure_pacing(limits.process_rates(vendors.values()))
+    rates = limits.process_rates(vendors.values())
+    # the process's pacing is this worker's while it runs; a stopped worker gives back what was
+    # there before (a process that runs several in turn — the tests, the bench — is not left
+    # pacing a vendor at the share of a worker that no longer exists)
+    paced_before = {vendor: vendor_limits.pacing_rate(vendor) for vendor in rates}
+    vendor_limits.configure_pacing(rates)
     vendor_limits.add_listener(_allowance_gauge)
     budget = BudgetInterceptor(
         gate, lambda activity_type: tuple(vendors[s] for s in vendor_sides(activity_type))
@@ -232,6 +237,7 @@ def build_worker(
             ACTIVITY_THREADS,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         ),
+        on_close=lambda: vendor_limits.configure_pacing(paced_before),
     )
 
 

@@ -66,9 +66,16 @@ class WorkerGroup:
     """The main worker and the vendor queues' workers, run and stopped together (the same
     interface as one ``Worker`` for the worker's callers: ``async with``, run, shutdown)."""
 
-    def __init__(self, main: Worker, vendor_workers: Sequence[Worker]) -> None:
+    def __init__(
+        self,
+        main: Worker,
+        vendor_workers: Sequence[Worker],
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.main = main
         self.vendor_workers = list(vendor_workers)
+        #: undoes what building the group set in the process (its vendors' pacing), once stopped
+        self.on_close = on_close
 
     @property
     def workers(self) -> list[Worker]:
@@ -109,7 +116,11 @@ class WorkerGroup:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        await asyncio.gather(*(w.__aexit__(*exc) for w in reversed(self.workers)))
+        try:
+            await asyncio.gather(*(w.__aexit__(*exc) for w in reversed(self.workers)))
+        finally:
+            if self.on_close is not None:
+                self.on_close()
 
 
 def vendor_workers(
