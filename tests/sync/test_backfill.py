@@ -1,9 +1,11 @@
-"""The backfill end to end (Chargebee × Salesforce on sandboxes of its own, so linking a whole
-book never touches another test's records): a dry run writes nothing; exact (email, domain),
-fuzzy (name) and linked-already customers are linked, ambiguous ones reported for a person;
-interrupted by a refused bulk write, it resumes from where it stopped and writes each link once;
-and it creates nothing. ``interrupted_and_resumed`` is that interruption on any pair (Salesforce
-or HubSpot), shared by test_backfill_vendors.py and test_backfill_hubspot.py."""
+"""The backfill end to end on Chargebee × Salesforce and Chargebee × HubSpot (sandboxes of its
+own, so linking a whole book never touches another test's records): a dry run writes nothing;
+exact (email — on HubSpot a contact's —, domain), fuzzy (name) and linked-already customers are
+linked, ambiguous ones reported for a person; HubSpot's companies are read by list pages (100 a
+call, their contacts' emails one batch read a page), never one call per company; interrupted by
+a refused bulk write, it resumes from where it stopped and writes each link once (on HubSpot one
+``companies/batch/update`` per 100 links); and it creates nothing. ``interrupted_and_resumed``
+is that interruption on any pair, shared by test_backfill_vendors.py."""
 
 from __future__ import annotations
 
@@ -22,28 +24,36 @@ from domain import golden
 from domain.golden import BackfillReport
 from sandbox.chargebee import ChargebeeEmulator
 from sandbox.framework import ServerThread
+from sandbox.hubspot import HubSpotEmulator
 from sandbox.salesforce import SalesforceEmulator
-from tests.pairs import CB_KEY, HS_TOKEN, SF_ID, SF_SECRET, Pair, pair_settings
+from tests.pairs import CB_KEY, HS_SECRET, HS_TOKEN, SF_ID, SF_SECRET, Pair, pair_settings
 from tests.sync.book import Book, make_book
 from tests.sync.test_workflow import keep_history
 
-QUEUE = "revbridge-sync-backfill"
+QUEUE = {"salesforce": "revbridge-sync-backfill", "hubspot": "revbridge-sync-backfill-hubspot"}
+BATCH_UPDATE = "/crm/v3/objects/companies/batch/update"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["salesforce", "hubspot"])
 async def books(
-    temporal_env: WorkflowEnvironment, sandbox_urls: dict[str, str]
+    request: pytest.FixtureRequest,
+    temporal_env: WorkflowEnvironment,
+    sandbox_urls: dict[str, str],
 ) -> AsyncIterator[Pair]:
     from workers.main import build_worker
 
+    crm, queue = request.param, QUEUE[request.param]
     cb = ChargebeeEmulator(api_key=CB_KEY, rate_limit_per_minute=3_500)
-    sf = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
-    with ServerThread({cb: 0, sf: 0}) as thread:
+    if crm == "hubspot":
+        em: Any = HubSpotEmulator(access_token=HS_TOKEN, client_secret=HS_SECRET)
+    else:
+        em = SalesforceEmulator(client_id=SF_ID, client_secret=SF_SECRET)
+    with ServerThread({cb: 0, em: 0}) as thread:
         urls = {**sandbox_urls, **thread.urls}
-        settings = pair_settings(urls, "chargebee", "salesforce", QUEUE)
+        settings = pair_settings(urls, "chargebee", crm, queue)
         os.environ["TEMPORAL_ADDRESS"] = temporal_env.client.service_client.config.target_host
         pair = Pair.build(settings, urls, "")
-        async with build_worker(temporal_env.client, pair.billing, pair.crm, task_queue=QUEUE):
+        async with build_worker(temporal_env.client, pair.billing, pair.crm, task_queue=queue):
             yield pair
 
 
@@ -88,6 +98,28 @@ def crm_links(pair: Pair) -> tuple[dict[str, str], int]:
 
 def ledger(pair: Pair, side: str) -> list[dict[str, Any]]:
     return httpx.get(pair.urls[side] + "/_sandbox/requests").json()["requests"]
+
+
+def writes(pair: Pair) -> list[str]:
+    """The paths of every write to HubSpot's CRM (the links and the audit's notes)."""
+    return [
+        r["path"]
+        for r in ledger(pair, "hubspot")
+        if r["method"] in ("POST", "PATCH", "PUT")
+        and "/crm/" in r["path"]
+        and not r["path"].endswith(("/batch/read", "/search"))
+    ]
+
+
+def crm_writes(pair: Pair) -> list[str]:
+    """The paths of every write to the CRM's records (on Salesforce any sObject PATCH or POST)."""
+    if pair.settings.crm == "hubspot":
+        return writes(pair)
+    return [
+        r["path"]
+        for r in ledger(pair, "salesforce")
+        if r["method"] in ("PATCH", "POST") and "/sobjects" in r["path"]
+    ]
 
 
 #: each CRM's bulk write of links: method, path, links per call, and the error it answers when
@@ -164,36 +196,51 @@ async def interrupted_and_resumed(pair: Pair, book: Book) -> BackfillReport:
 async def test_backfill_dry_run_then_interrupted_and_resumed(
     books: Pair, temporal_env: WorkflowEnvironment
 ) -> None:
-    pair = books
-    for side in ("chargebee", "salesforce"):
+    pair, crm = books, books.settings.crm
+    for side in ("chargebee", crm):
         httpx.post(pair.urls[side] + "/_sandbox/reset").raise_for_status()
-    book = make_book(500, "bf01")
+    book = make_book(500, "bfhs" if crm == "hubspot" else "bf01")
     httpx.post(
         pair.urls["chargebee"] + "/_sandbox/seed", json=book.chargebee_seed(), timeout=60
     ).raise_for_status()
-    httpx.post(
-        pair.urls["salesforce"] + "/_sandbox/seed", json=book.salesforce_seed(), timeout=60
-    ).raise_for_status()
+    crm_seed = book.hubspot_seed() if crm == "hubspot" else book.salesforce_seed()
+    httpx.post(pair.urls[crm] + "/_sandbox/seed", json=crm_seed, timeout=60).raise_for_status()
     settings = pair.settings
+    n_companies = len(companies(pair)) if crm == "hubspot" else 0
+    before = len(ledger(pair, crm))
 
     dry = await backfill(settings, dry_run=True, progress=False)
     assert dry.dry_run and dry.written == 0
-    assert dry.counts["email"] == book.expected("email")
-    assert dry.counts["domain"] == book.expected("domain")
-    assert dry.counts["name"] == book.expected("name")
+    for kind in ("email", "domain", "name"):
+        assert dry.counts[kind] == book.expected(kind), (kind, dry.counts)
     assert dry.linked_already == book.expected("linked")
     assert dry.counts["review"] == book.expected("ambiguous") == len(dry.review)
-    assert not [
-        r
-        for r in ledger(pair, "salesforce")
-        if r["method"] in ("PATCH", "POST") and "/sobjects" in r["path"]
-    ]
+    assert not crm_writes(pair)
+    if crm == "hubspot":
+        # read by pages: the companies 100 a call, their contacts' emails a batch read per page
+        reads = [(r["method"], r["path"]) for r in ledger(pair, "hubspot")[before:]]
+        pages = reads.count(("GET", "/crm/v3/objects/companies"))
+        assert pages == dry.crm_reads == -(-n_companies // 100)
+        assert reads.count(("POST", "/crm/v3/objects/contacts/batch/read")) <= pages
+        assert set(reads) <= {
+            ("GET", "/crm/v3/objects/companies"),
+            ("POST", "/crm/v3/objects/contacts/batch/read"),
+        }, reads
 
-    # interrupted after the first 200 links, resumed for the other 100
-    await interrupted_and_resumed(pair, book)
-    wf_id = golden.backfill_workflow_id("chargebee", "salesforce")
-    handle = temporal_env.client.get_workflow_handle(wf_id)
-    await keep_history(handle, golden.BACKFILL_WORKFLOW_TYPE, "resumed")
+    # interrupted after the first bulk write (200 links on Salesforce, 100 on HubSpot), resumed
+    # for the rest
+    done = await interrupted_and_resumed(pair, book)
+    if crm == "hubspot":
+        # every write: the batch updates (the interrupted one, then one per 100) and one audit
+        # note per backfill write (the interrupted run audited nothing: its write failed)
+        paths = writes(pair)
+        assert paths.count(BATCH_UPDATE) == 1 + -(-done.written // 100)
+        assert paths.count("/crm/v3/objects/notes") == done.bulk_calls == 1
+        assert len(paths) == paths.count(BATCH_UPDATE) + done.bulk_calls, paths
+    else:
+        wf_id = golden.backfill_workflow_id("chargebee", "salesforce")
+        handle = temporal_env.client.get_workflow_handle(wf_id)
+        await keep_history(handle, golden.BACKFILL_WORKFLOW_TYPE, "resumed")
     # no customer created in billing
     assert not [
         r

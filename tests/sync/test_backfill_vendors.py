@@ -1,5 +1,5 @@
 """The backfill on Stripe, Zuora and Recurly, each × Salesforce and × HubSpot, on sandboxes of its
-own (Chargebee: test_backfill.py and test_backfill_hubspot.py): a dry run writes nothing; exact
+own (Chargebee: test_backfill.py): a dry run writes nothing; exact
 (email — on HubSpot a contact's —, domain), fuzzy (name) and linked-already customers are linked,
 ambiguous ones reported for a person; interrupted by a bulk write that commits and then answers
 an error (an sObject Collections PATCH, 200 links a call; a ``companies/batch/update``, 100), it
@@ -40,8 +40,14 @@ from tests.pairs import (
     pair_settings,
 )
 from tests.sync.book import Book, make_book
-from tests.sync.test_backfill import BULK, companies, crm_links, interrupted_and_resumed
-from tests.sync.test_backfill_hubspot import BATCH_UPDATE, writes
+from tests.sync.test_backfill import (
+    BATCH_UPDATE,
+    BULK,
+    companies,
+    crm_links,
+    interrupted_and_resumed,
+    writes,
+)
 
 #: the book's size on each CRM: every kind ``domain/linking.py`` decides, N/5 customers each (a
 #: book under 200's made-up names are too alike for the name match to be clearly ahead), over
