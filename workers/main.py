@@ -52,6 +52,7 @@ from connectors.registry import (
     build_reasoner,
 )
 from connectors.revenue import revenue_source
+from domain.dunning import WORKFLOW_TYPE as DUNNING_WORKFLOW_TYPE
 from domain.settings import Settings
 from domain.temporal import SEARCH_ATTRIBUTES, TASK_QUEUE
 from infra import startup, telemetry
@@ -103,6 +104,10 @@ ACTIVITY_THREADS = 16
 #: call in flight completes; the long heartbeating ones (the churn sweep) are cancelled and resume
 #: from their last heartbeat elsewhere. The orchestrator's grace period must exceed it (docs).
 GRACEFUL_SHUTDOWN = timedelta(seconds=40)
+#: workflow types whose single-vendor activities skip the vendor queues (workers/vendor_queues.py):
+#: the failed payment's path to its CRM case is three activities, each handed to this worker with
+#: the workflow task that scheduled it instead of waiting for a vendor queue's poller
+EAGER_WORKFLOWS = (DUNNING_WORKFLOW_TYPE,)
 
 
 def activities_for(
@@ -221,7 +226,8 @@ def build_worker(
         activity_executor=executor
         or ThreadPoolExecutor(ACTIVITY_THREADS, thread_name_prefix="activity"),
         max_concurrent_activities=ACTIVITY_THREADS,
-        interceptors=[*interceptors, VendorRouting(task_queue, vendors)],
+        # the failed payment's activities stay on this queue, dispatched eagerly (issue 15)
+        interceptors=[*interceptors, VendorRouting(task_queue, vendors, EAGER_WORKFLOWS)],
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         workflow_runner=WORKFLOW_RUNNER,
     )
