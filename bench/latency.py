@@ -250,7 +250,7 @@ HOPS = (
      "dunning: WFT1 started"),
     ("first workflow task (new sandboxed instance, both reads scheduled)",
      "dunning: WFT1 started", "dunning: WFT1 completed"),
-    ("the reads reach an activity slot", "dunning: WFT1 completed",
+    ("the server records the task, the reads start (eager)", "dunning: WFT1 completed",
      "~dunning: get_invoice_context started|dunning: find_crm_account started"),
     ("both reads (invoice + subscription; account with open cases)",
      "~dunning: get_invoice_context started|dunning: find_crm_account started",
@@ -258,7 +258,7 @@ HOPS = (
     ("workflow task(s): assessment and policy (local), case write scheduled",
      "*dunning: get_invoice_context completed|dunning: find_crm_account completed",
      "dunning: upsert_crm_case scheduled"),
-    ("the case write reaches an activity slot", "dunning: upsert_crm_case scheduled",
+    ("the case write starts (eager: 0 = same event batch)", "dunning: upsert_crm_case scheduled",
      "dunning: upsert_crm_case started"),
     ("the case write's request reaches Salesforce", "dunning: upsert_crm_case started", "CASE*"),
 )  # fmt: skip

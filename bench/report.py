@@ -244,12 +244,14 @@ WHY = [
     "activity's first attempt; a retry looks for every marker first (Recurly has no idempotency "
     "header and no batch note create; tests/dunning/test_recurly_hot.py: a create committed and "
     "its answer lost leaves one note).",
-    "- **Latency to the case**: the path is two parallel reads, one workflow task with two "
-    "local activities, one write — but each hop is a Temporal round trip on a dev server "
-    "sharing 2 cores with the worker, the webhook service, the sandboxes and other engineers' "
-    "test suites (see the load average). The floor's own single payment takes 0.3–0.4 s "
-    "here, so < 100 ms is out of reach on this machine whatever RevBridge does; the ratio to "
-    "the floor is the figure to watch.",
+    "- **Latency to the case**: hop by hop in *Webhook → case, one payment at a time* below "
+    "(`python -m bench.latency`). On a quiet machine it was 135 ms before 2026-12-08; the 665 ms "
+    "of the run of 2026-12-07 was measured with py-spy stopping the worker 200 times a second "
+    "(the profile is now taken over other payments) at load 11. The activities to the case are "
+    "dispatched eagerly (the dunning run's activities stay on its own queue) and the pacer no "
+    "longer spaces a burst's first calls; the remaining gap to 100 ms is the dev server's and "
+    "the SDK's round trips on a shared 2-core machine, and one workflow task the two parallel "
+    "reads cost (they could be local activities: measured in that section, not committed).",
     "- **Worker CPU**: two of our costs showed in the profile and are gone from it: the "
     "workflow sandbox compiled our workflow modules from source for every workflow instance "
     "(`SourceLoader.source_to_code`, a tenth of the busy samples) because this machine sets "
