@@ -22,7 +22,9 @@ decision as local activities, and one write carrying the case with its audit ent
 then hands each failure to the customer's churn intervention itself (``dunning_signal_churn``,
 a local activity that signal-with-starts it with the account and cases just read), so churn
 reads the CRM no second time. The day-0 step reuses the account read and the invoice read of moments
-before; the case's billing note rides with the next audit entry's.
+before; the case's billing note rides with the next audit entry's. Where the invoice names its
+customer only in brief (Recurly), the first read is the invoice alone and the customer's account
+is read once right after the case, for day 0 (``dunning-customer-after-case``).
 """
 
 from __future__ import annotations
