@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import Field
 
+from domain.audit import parameters_hash
 from domain.config_file import load_model
 from domain.health import HealthState
 from domain.models import Frozen
@@ -439,8 +440,6 @@ class SyncProposal(Frozen):
 
 def proposal_hash(items: list[ProposalItem]) -> str:
     """The proposal's identity: every item's target, field and exact proposed value."""
-    from domain.audit import parameters_hash
-
     return parameters_hash(
         {"items": [[i.target.value, i.field, i.proposed] for i in sorted_items(items)]}
     )[:16]

@@ -35,7 +35,8 @@ def assist_world() -> World:
 
 
 async def proposed(handle: WorkflowHandle[Any, Any], not_hash: str | None = None) -> SyncStatus:
-    return await eventually(
+    """The proposal's task written and its approval asked (what an approver sees waiting)."""
+    s = await eventually(
         lambda: status(handle),
         lambda s: (
             s.proposal_open is not None
@@ -46,6 +47,14 @@ async def proposed(handle: WorkflowHandle[Any, Any], not_hash: str | None = None
         "a proposal",
         within_s=60,
     )
+    assert s.proposal_open is not None
+    action_id = s.proposal_open.action_id
+    await eventually(
+        lambda: handle.query("pending_approvals"),
+        lambda pending: action_id in [a["action_id"] for a in pending],
+        "the proposal's approval asked",
+    )
+    return s
 
 
 async def test_assist_mode_proposes_one_task_and_approval_applies_exactly_it(

@@ -36,6 +36,7 @@ from tests.sync.test_every_pair import (  # noqa: F401  (module-scoped fixtures:
     add_seats,
     billing_writes,
     deployments,
+    policy_dir,
     route_billing,
     seeded,
     set_billing_contact,
@@ -133,8 +134,13 @@ async def conflict_then_flush(
             temporal_env.client, handle.id, conflict.action_id, Decision.APPROVE, "bob@example.com"
         )
     else:
-        listed = await open_conflicts(temporal_env.client)
-        assert (handle.id, conflict) in listed
+        # the list is a visibility query: it shows the run a moment after its search
+        # attribute says a person is asked (eventually consistent)
+        await eventually(
+            lambda: open_conflicts(temporal_env.client),
+            lambda listed: (handle.id, conflict) in listed,
+            "the conflict listed by revbridge sync conflicts",
+        )
         await resolve(handle.id, "billing_contact", "crm", "bob@example.com", "HubSpot is right")
     await eventually(
         lambda: status(handle),

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,6 +46,14 @@ from tests.pairs import (
     pair_settings,
 )
 from tests.sync.settle import mark, settled
+from tests.sync.shuffle import (
+    Capture,
+    billing_captured,
+    capture_server,
+    deliver_shuffled,
+    late_repeat_changes_nothing,
+    shuffled,
+)
 from tests.sync.world import decide
 
 SMOKE_PAIRS = [
@@ -79,8 +89,29 @@ def sync_settings(urls: dict[str, str], billing: str, crm: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
+def capture() -> Iterator[Capture]:
+    """A receiver that keeps billing's webhooks, for their shuffled delivery (shuffle.py)."""
+    with capture_server() as cap:
+        yield cap
+
+
+def hook_auth(pair: Pair) -> list[str] | None:
+    return [HOOK_USER, HOOK_PASSWORD] if pair.settings.billing == "zuora" else None
+
+
+@pytest.fixture(scope="module")
+def policy_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The module's workers' own copy of the policies (a test may switch the sync's mode)."""
+    from activities.policy import DEFAULT_POLICY_DIR
+
+    target = tmp_path_factory.mktemp("policies")
+    shutil.copytree(DEFAULT_POLICY_DIR, target, dirs_exist_ok=True)
+    return target
+
+
+@pytest.fixture(scope="module")
 async def deployments(
-    temporal_env: WorkflowEnvironment, tenants: dict[str, str]
+    temporal_env: WorkflowEnvironment, tenants: dict[str, str], policy_dir: Path
 ) -> AsyncIterator[dict[tuple[str, str], Pair]]:
     """Every pair's deployment, built once for the module: its task queue, worker and webhook
     service (started when first asked for, stopped with the module)."""
@@ -107,6 +138,7 @@ async def deployments(
                                 pair.billing,
                                 pair.crm,
                                 task_queue=settings.task_queue,
+                                policy_dir=policy_dir,
                             )
                         )
                         built[key] = pair
@@ -201,13 +233,19 @@ async def status(handle: WorkflowHandle[Any, Any]) -> SyncStatus:
 
 @pytest.mark.parametrize(("billing", "crm"), SMOKE_PAIRS, ids=["-".join(p) for p in SMOKE_PAIRS])
 async def test_a_plan_change_reaches_the_crm_account(
-    deployments: Any, billing: str, crm: str, uid: str, temporal_env: WorkflowEnvironment
+    deployments: Any,
+    billing: str,
+    crm: str,
+    uid: str,
+    temporal_env: WorkflowEnvironment,
+    capture: Capture,
 ) -> None:
-    """The smoke; on Zuora and Recurly also an account edit in billing reaching the CRM, and on
-    their Salesforce pairs a rep's edit of a billing-owned field restored, with both sides'
-    webhooks echoing our writes back and nothing more written (the loop scenario)."""
+    """The smoke, with the burst of billing events (the customer's seeding, the plan change)
+    delivered in a shuffled order and the earliest one again, late (it changes nothing); on Zuora
+    and Recurly also an account edit in billing reaching the CRM, and on their Salesforce pairs a
+    rep's edit of a billing-owned field restored, with both sides' webhooks echoing our writes
+    back and nothing more written (the loop scenario)."""
     pair: Pair = await deployments.get_pair((billing, crm))
-    route_billing(pair)
     loop = crm == "salesforce" and billing in ("zuora", "recurly")
     sf = pair.urls["salesforce"]
     if loop:  # the account-change Flow's callouts to this deployment
@@ -216,16 +254,25 @@ async def test_a_plan_change_reaches_the_crm_account(
             sf + "/_sandbox/salesforce/flows", json={"account_changed": True}
         ).raise_for_status()
     try:
-        ids = seeded(pair, "smoke", uid)
         b, c = sync_billing(pair.billing), sync_crm(pair.crm)
-        before = b.sync_view(ids["customer"])["mrr"]
-        add_seats(pair, ids, 5)  # +100 %: at once, not batched
-        after = b.sync_view(ids["customer"])
+        with billing_captured(pair, capture, hook_auth(pair)):
+            ids = seeded(pair, "smoke", uid)
+            before = b.sync_view(ids["customer"])["mrr"]
+            add_seats(pair, ids, 5)  # +100 %: at once, not batched
+            after = b.sync_view(ids["customer"])
+            if billing in ("zuora", "recurly"):
+                # an account edit in billing: Zuora's AccountChanged custom event, Recurly's
+                # account/updated notification; the shared billing contact reaches the CRM
+                set_billing_contact(pair, ids["customer"], f"payables+{uid}@example.com")
         assert after["mrr"] == 2 * before
+        route_billing(pair)
+        burst = shuffled(list(capture.events))
+        assert len(burst.events) >= 2, f"a burst of billing events, not {len(burst.events)}"
+        await deliver_shuffled(pair, burst)
         view = await eventually(
             lambda: asyncio.to_thread(c.sync_view, ids["account"]),
             lambda v: v.get("mrr") == after["mrr"],
-            f"the new MRR on the {crm} account",
+            f"the new MRR on the {crm} account ({burst.why})",
             within_s=60,
         )
         assert view.get("plan") == after["plan"]
@@ -239,10 +286,8 @@ async def test_a_plan_change_reaches_the_crm_account(
         )
         handle = temporal_env.client.get_workflow_handle(wf_id)
         assert (await status(handle)).signals >= 1
+        await late_repeat_changes_nothing(pair, ids, handle, burst)
         if billing in ("zuora", "recurly"):
-            # an account edit in billing: Zuora's AccountChanged custom event, Recurly's
-            # account/updated notification; the shared billing contact reaches the CRM at once
-            set_billing_contact(pair, ids["customer"], f"payables+{uid}@example.com")
             await eventually(
                 lambda: asyncio.to_thread(c.sync_view, ids["account"]),
                 lambda v: v.get("billing_contact") == f"payables+{uid}@example.com",
@@ -467,30 +512,107 @@ async def test_a_conflict_through_the_review_queue_then_a_minor_change_flushed_i
     await handle.terminate("test over")
 
 
-async def test_stripe_restore_without_ping_pong(
-    deployments: Any, uid: str, temporal_env: WorkflowEnvironment
+async def test_stripe_restore_without_ping_pong_then_assist_mode_proposes(
+    deployments: Any,
+    uid: str,
+    temporal_env: WorkflowEnvironment,
+    policy_dir: Path,
+    capture: Capture,
 ) -> None:
     """The loop scenario on Stripe × Salesforce: the restore's audit note on the customer comes
     back as ``customer.updated`` carrying our ``rb-`` key (an echo at the door), the field set
-    as the Flow's callout (the same value): nothing more written on either side."""
+    as the Flow's callout (the same value): nothing more written on either side. Then the sync
+    in assist mode: the same kind of edit is proposed as one Salesforce task and restored only
+    when a person approves the proposal. The seeding's and the plan change's Stripe events reach
+    the deployment in a shuffled order, and the earliest again, late (it changes nothing)."""
     pair: Pair = await deployments.get_pair(("stripe", "salesforce"))
-    route_billing(pair)
     pair.route_crm_webhooks_here()
     sf = pair.urls["salesforce"]
     httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": True}).raise_for_status()
     try:
-        ids = seeded(pair, "loop", uid)
-        add_seats(pair, ids, 5)
+        with billing_captured(pair, capture):
+            ids = seeded(pair, "loop", uid)
+            add_seats(pair, ids, 5)
+        route_billing(pair)
+        burst = shuffled(list(capture.events))
+        await deliver_shuffled(pair, burst)
         mrr = sync_billing(pair.billing).sync_view(ids["customer"])["mrr"]
         await eventually(
             lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
             lambda a: a.get("MRR__c") == mrr / 100,
-            "the new MRR on the account",
+            f"the new MRR on the account ({burst.why})",
         )
         handle = temporal_env.client.get_workflow_handle(
             golden.account_workflow_id("stripe", ids["customer"])
         )
+        await late_repeat_changes_nothing(pair, ids, handle, burst)
         await restored_without_ping_pong(pair, ids, handle, mrr)
+        await assist_mode_proposes_then_applies(pair, ids, handle, mrr, policy_dir, temporal_env)
     finally:
         httpx.post(sf + "/_sandbox/salesforce/flows", json={"account_changed": False})
         httpx.delete(sf + "/_sandbox/webhooks")
+
+
+async def assist_mode_proposes_then_applies(
+    pair: Pair,
+    ids: dict[str, str],
+    handle: WorkflowHandle[Any, Any],
+    mrr: int,
+    policy_dir: Path,
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    """policies/modes.yaml says ``account_sync: assist`` (read at decision time): a rep's edit of
+    the MRR is not restored but proposed — one task on the account (field, current → proposed,
+    source, the action to approve) — and approved through the Web UI's signal it is written,
+    exactly the proposed value, audited with the approver; its echoes write nothing more."""
+    modes = policy_dir / "modes.yaml"
+    text = modes.read_text()
+    assert "account_sync: auto" in text
+    modes.write_text(text.replace("account_sync: auto", "account_sync: assist"))
+    try:
+        since = mark(pair)
+        pair.crm.client.Account.update(ids["account"], {"MRR__c": 2.0})
+        s = await eventually(
+            lambda: status(handle),
+            lambda s: s.proposal_open is not None and s.proposal_open.task_id is not None,
+            "the proposal",
+        )
+        p = s.proposal_open
+        assert p is not None and [(i.field, i.current, i.proposed) for i in p.items] == [
+            ("mrr", 200, mrr)
+        ]
+        assert pair.crm_driver.account(ids["account"])["MRR__c"] == 2.0  # nothing written
+        tasks = [
+            t for t in pair.crm_driver.tasks(ids["account"]) if p.hash in (t["description"] or "")
+        ]
+        assert len(tasks) == 1 and tasks[0]["id"] == p.task_id
+        assert f"crm: mrr: 200 → {mrr} (source: billing" in tasks[0]["description"]
+        assert p.action_id in tasks[0]["description"]
+        # the approver acts on what the Web UI shows waiting (the task may be there a moment
+        # before the approval is asked, under load)
+        await eventually(
+            lambda: handle.query("pending_approvals"),
+            lambda pending: p.action_id in [a["action_id"] for a in pending],
+            "the proposal's approval asked",
+        )
+        await decide(
+            temporal_env.client, handle.id, p.action_id, Decision.APPROVE, "bob@example.com"
+        )
+        await eventually(
+            lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
+            lambda a: a.get("MRR__c") == mrr / 100,
+            "the approved proposal applied",
+        )
+        audit = await eventually(
+            lambda: asyncio.to_thread(pair.crm.audit_log, handle.id),
+            lambda audit: [a["action"] for a in audit].count("sync_to_crm") >= 2,
+            "the approved write's audit entry",
+        )
+        assert [a["action"] for a in audit].count("sync_proposed") == 1
+        assert "bob@example.com" in [a for a in audit if a["action"] == "sync_to_crm"][-1]["text"]
+        crm_before = len(bulk_patches(pair, ids["account"])[1])
+        quiet = await settled(pair, handle, since)
+        assert quiet.proposals_applied == 1 and quiet.proposal_open is None
+        assert len(bulk_patches(pair, ids["account"])[1]) == crm_before
+    finally:
+        modes.write_text(text)

@@ -24,6 +24,14 @@ from sandbox.scenarios import DunningCustomer
 from tests.pairs import Pair, eventually
 from tests.sync.deployment import salesforce_flow, sync_deployment
 from tests.sync.settle import settled
+from tests.sync.shuffle import (
+    Capture,
+    billing_captured,
+    capture_server,
+    deliver_shuffled,
+    late_repeat_changes_nothing,
+    shuffled,
+)
 
 BILLING, CRM = "chargebee", "salesforce"
 QUEUE = "revbridge-sync-chargebee-salesforce"
@@ -36,6 +44,13 @@ async def deployment(
     """A Chargebee × Salesforce deployment with the account sync switched on."""
     async with sync_deployment(temporal_env, sandbox_urls, BILLING, CRM, QUEUE) as pair:
         yield pair
+
+
+@pytest.fixture(scope="module")
+def capture() -> Iterator[Capture]:
+    """A receiver that keeps billing's webhooks, for their shuffled delivery (shuffle.py)."""
+    with capture_server() as cap:
+        yield cap
 
 
 @pytest.fixture
@@ -76,28 +91,37 @@ def customer_writes(pair: Pair, customer_id: str) -> list[dict[str, Any]]:
 
 
 async def test_plan_change_restore_and_no_ping_pong(
-    sync: Pair, uid: str, temporal_env: WorkflowEnvironment
+    sync: Pair, uid: str, temporal_env: WorkflowEnvironment, capture: Capture
 ) -> None:
-    pair, ids, client = sync, seeded(sync, uid), temporal_env.client
+    pair, client = sync, temporal_env.client
     cb, sf = pair.billing.client, pair.crm.client
+    with billing_captured(pair, capture):
+        ids = seeded(sync, uid)
+        # a plan change in billing (more seats): the subscription_changed webhook starts the sync
+        sub = cb.Subscription.retrieve(ids["subscription"]).subscription
+        item = next(i for i in sub.subscription_items if i.item_type == "plan")
+        for seats in (7, 9):  # two plan changes: a burst of two subscription_changed events
+            cb.Subscription.update_for_items(
+                ids["subscription"],
+                {"subscription_items": [{"item_price_id": item.item_price_id, "quantity": seats}]},
+            )
     wf_id = golden.account_workflow_id(BILLING, ids["customer"])
-    # a plan change in billing (more seats): the subscription_changed webhook starts the sync
-    sub = cb.Subscription.retrieve(ids["subscription"]).subscription
-    item = next(i for i in sub.subscription_items if i.item_type == "plan")
-    cb.Subscription.update_for_items(
-        ids["subscription"],
-        {"subscription_items": [{"item_price_id": item.item_price_id, "quantity": 9}]},
-    )
+    # the seeding's and the plan change's events reach the deployment shuffled
+    pair.route_billing_webhooks_here()
+    burst = shuffled(list(capture.events))
+    assert len(burst.events) >= 2, f"a burst of billing events, not {len(burst.events)}"
+    await deliver_shuffled(pair, burst)
     mrr = cb.Subscription.retrieve(ids["subscription"]).subscription.mrr
     account = await eventually(
         lambda: asyncio.to_thread(pair.crm_driver.account, ids["account"]),
         lambda a: a.get("MRR__c") == mrr / 100 and a.get("Billing_Plan__c") == item.item_price_id,
-        "the new MRR and plan on the CRM account",
+        f"the new MRR and plan on the CRM account ({burst.why})",
     )
     # the scenario's invoice is due: payment health comes from the subscription re-read
     assert account["Billing_Status__c"] == "active" and account["Payment_Health__c"] == "failing"
     handle = client.get_workflow_handle(wf_id)
-    await settled(pair, handle)
+    # the earliest event again, late: nothing written on either side
+    await late_repeat_changes_nothing(pair, ids, handle, burst)
 
     # a rep types another MRR into the account: billing owns it, so it is put back
     sf.Account.update(ids["account"], {"MRR__c": 1.0})
@@ -177,26 +201,32 @@ async def hubspot_deployment(
 
 
 async def test_hubspot_company_gets_the_plan_change_and_the_golden_fields(
-    hubspot_deployment: Pair, uid: str, temporal_env: WorkflowEnvironment
+    hubspot_deployment: Pair, uid: str, temporal_env: WorkflowEnvironment, capture: Capture
 ) -> None:
     from connectors.sync.hubspot import HubSpotSync
 
     pair = hubspot_deployment
-    pair.route_billing_webhooks_here()
-    ids = seeded(pair, uid)
-    assert ids["account"]
     cb, hs = pair.billing.client, HubSpotSync(pair.crm)
-    sub = cb.Subscription.retrieve(ids["subscription"]).subscription
-    item = next(i for i in sub.subscription_items if i.item_type == "plan")
-    cb.Subscription.update_for_items(
-        ids["subscription"],
-        {"subscription_items": [{"item_price_id": item.item_price_id, "quantity": 9}]},
-    )
+    with billing_captured(pair, capture):
+        ids = seeded(pair, uid)
+        assert ids["account"]
+        sub = cb.Subscription.retrieve(ids["subscription"]).subscription
+        item = next(i for i in sub.subscription_items if i.item_type == "plan")
+        for seats in (7, 9):  # two plan changes: a burst of two subscription_changed events
+            cb.Subscription.update_for_items(
+                ids["subscription"],
+                {"subscription_items": [{"item_price_id": item.item_price_id, "quantity": seats}]},
+            )
+    # the seeding's and the plan change's events reach the deployment shuffled
+    pair.route_billing_webhooks_here()
+    burst = shuffled(list(capture.events))
+    assert len(burst.events) >= 2, f"a burst of billing events, not {len(burst.events)}"
+    await deliver_shuffled(pair, burst)
     mrr = cb.Subscription.retrieve(ids["subscription"]).subscription.mrr
     view = await eventually(
         lambda: asyncio.to_thread(hs.sync_view, ids["account"]),
         lambda v: v.get("mrr") == mrr and v.get("plan") == item.item_price_id,
-        "the new MRR and plan on the HubSpot company",
+        f"the new MRR and plan on the HubSpot company ({burst.why})",
         within_s=60,
     )
     assert view["subscription_status"] == "active" and view["payment_health"] == "failing"
@@ -208,3 +238,6 @@ async def test_hubspot_company_gets_the_plan_change_and_the_golden_fields(
         "the sync_to_crm audit entry in HubSpot",
         within_s=60,
     )
+    # the earliest event again, late: nothing written on either side
+    handle = temporal_env.client.get_workflow_handle(wf_id)
+    await late_repeat_changes_nothing(pair, ids, handle, burst)
