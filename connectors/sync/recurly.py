@@ -5,19 +5,19 @@ and the book for linking (``GET /accounts`` pages of 200, custom fields included
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 from connectors.recurly import CF_CRM_ACCOUNT, RecurlyBilling, _fields, _key
-from connectors.sync.shapes import address
+from connectors.sync.shapes import (
+    health_inputs,
+    main_subscription,
+    party_view,
+    subscription_view,
+    year_ago,
+)
 from domain.health import HealthInputs
 from domain.linking import BillingParty
-
-YEAR_S = 365 * 86_400
-#: a subscription that still bills, in the domain's words (Recurly's "canceled" is non_renewing)
-LIVE = ("active", "non_renewing", "paused", "future")
 
 
 class RecurlySync:
@@ -40,7 +40,7 @@ class RecurlySync:
         view, account, main = self._read(customer_id)
         status: list[str] = []
         if payments:
-            since = datetime.fromtimestamp(time.time() - YEAR_S, UTC)
+            since = year_ago()
             status = [
                 str(t.status)
                 for t in r._call(
@@ -63,14 +63,14 @@ class RecurlySync:
                 or []
             )
         created = getattr(account, "created_at", None)
-        return view, HealthInputs(
-            customer_since=created.date().isoformat() if created else None,
-            payments_ok=status.count("success"),
-            payments_failed=status.count("declined") + status.count("error"),
-            payments_read=payments,
-            open_dunning=dunning,
-            seats=main.quantity if main is not None else None,
-            currency=main.currency if main is not None else "USD",
+        return view, health_inputs(
+            created.date().isoformat() if created else None,
+            status.count("success"),
+            status.count("declined") + status.count("error"),
+            payments,
+            dunning,
+            main,
+            "USD",
         )
 
     def _read(self, customer_id: str) -> tuple[dict[str, Any], Any, Any]:
@@ -86,14 +86,6 @@ class RecurlySync:
             )
         )
         subs = [r._subscription(s) for s in raw]
-        view: dict[str, Any] = {}
-        if account.company:
-            view["account_name"] = account.company
-        if account.email:
-            view["billing_contact"] = account.email
-        name = " ".join(n for n in (account.first_name, account.last_name) if n)
-        if name:
-            view["billing_contact_name"] = name
         held = getattr(account, "address", None)
         parts = {
             "line1": getattr(held, "street1", None),
@@ -103,20 +95,13 @@ class RecurlySync:
             "postal_code": getattr(held, "postal_code", None),
             "country": getattr(held, "country", None),
         }
-        if addr := address(parts):
-            view["billing_address"] = addr
-        live = [s for s in subs if s.status in LIVE]
-        main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[0] if subs else None)
+        view = party_view(
+            account.company, account.email, account.first_name, account.last_name, parts
+        )
+        live, main = main_subscription(subs, subs[0] if subs else None)
         if main is not None:
-            view["plan"] = main.plan
-            view["subscription_status"] = main.status
-            view["next_renewal"] = (
-                main.current_term_end.date().isoformat() if main.current_term_end else None
-            )
-            view["mrr"] = sum(s.mrr for s in live)
-            view["arr"] = view["mrr"] * 12
             past_due = bool(getattr(account, "has_past_due_invoice", False))
-            view["payment_health"] = "failing" if past_due else "ok"
+            subscription_view(view, live, main, failing=past_due)
         return view, account, main
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:

@@ -15,18 +15,19 @@ past), as Chargebee's ``due_invoices_count`` says it: the dunning hot path is ne
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.sync.shapes import address
+from connectors.sync.shapes import (
+    health_inputs,
+    main_subscription,
+    party_view,
+    subscription_view,
+    year_ago,
+)
 from connectors.zuora import CRM_SYSTEM_FIELD, ZuoraBilling
 from domain.health import HealthInputs
 from domain.linking import BillingParty
-
-YEAR_S = 365 * 86_400
-#: a subscription that still bills (the main one is the live one with the highest MRR)
-LIVE = ("active", "non_renewing", "paused", "future")
 
 
 class ZuoraSync:
@@ -46,20 +47,20 @@ class ZuoraSync:
         view, acct, main, due = self._read(customer_id)
         status: list[str] = []
         if payments:
-            since = datetime.fromtimestamp(time.time() - YEAR_S, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            since = year_ago().strftime("%Y-%m-%dT%H:%M:%S")
             rows = self.billing._query(
                 "payments", [f"accountId.EQ:{customer_id}", f"createdDate.GE:{since}"], size=99
             ).get("data")
             status = [str(p.get("status")) for p in rows or []]
         created = str(acct.get("createdDate") or "")[:10]
-        return view, HealthInputs(
-            customer_since=created or None,
-            payments_ok=status.count("Processed"),
-            payments_failed=status.count("Error"),
-            payments_read=payments,
-            open_dunning=due,
-            seats=main.quantity if main is not None else None,
-            currency=main.currency if main is not None else str(acct.get("currency") or "USD"),
+        return view, health_inputs(
+            created or None,
+            status.count("Processed"),
+            status.count("Error"),
+            payments,
+            due,
+            main,
+            str(acct.get("currency") or "USD"),
         )
 
     def _read(self, customer_id: str) -> tuple[dict[str, Any], dict[str, Any], Any, int]:
@@ -74,15 +75,7 @@ class ZuoraSync:
             what=f"account {customer_id}",
         )
         subs = [z._subscription(s, currency) for s in listed.get("subscriptions") or []]
-        view: dict[str, Any] = {}
-        if acct.get("name"):
-            view["account_name"] = acct["name"]
         bill_to = acct.get("billTo") or {}
-        if bill_to.get("workEmail"):
-            view["billing_contact"] = bill_to["workEmail"]
-        name = " ".join(n for n in (bill_to.get("firstName"), bill_to.get("lastName")) if n)
-        if name:
-            view["billing_contact_name"] = name
         parts = {
             "line1": bill_to.get("address1"),
             "line2": bill_to.get("address2"),
@@ -91,10 +84,14 @@ class ZuoraSync:
             "postal_code": bill_to.get("postalCode") or bill_to.get("zipCode"),
             "country": bill_to.get("country"),
         }
-        if addr := address(parts):
-            view["billing_address"] = addr
-        live = [s for s in subs if s.status in LIVE]
-        main = max(live, key=lambda s: (s.mrr, s.id), default=None) or (subs[-1] if subs else None)
+        view = party_view(
+            acct.get("name"),
+            bill_to.get("workEmail"),
+            bill_to.get("firstName"),
+            bill_to.get("lastName"),
+            parts,
+        )
+        live, main = main_subscription(subs, subs[-1] if subs else None)
         due: list[Any] = []
         if main is not None:
             today = datetime.now(UTC).date().isoformat()
@@ -111,14 +108,7 @@ class ZuoraSync:
                 ).get("data")
                 or []
             )
-            view["plan"] = main.plan
-            view["subscription_status"] = main.status
-            view["next_renewal"] = (
-                main.current_term_end.date().isoformat() if main.current_term_end else None
-            )
-            view["mrr"] = sum(s.mrr for s in live)
-            view["arr"] = view["mrr"] * 12
-            view["payment_health"] = "failing" if due else "ok"
+            subscription_view(view, live, main, failing=bool(due))
         return view, acct, main, len(due)
 
     def sync_write(self, customer_id: str, fields: dict[str, Any], idempotency_key: str) -> None:
