@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -33,7 +34,9 @@ from chargebee.api_error import APIError
 
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.churn.chargebee import ChargebeeSweepReader, baseline_of
 from connectors.timeouts import call_timeout
+from domain.churn import SweepSnapshot
 from domain.messages import locale_language
 from domain.models import (
     BillingCustomer,
@@ -602,14 +605,19 @@ class ChargebeeBilling:
         currency = (subs[0].currency if subs else None) or getattr(
             cust, "preferred_currency_code", None
         )
-        return CustomerSnapshot(
+        baselines: dict[str, float] = {}
+        downgrades = self._downgrades(set(sub_ids), now, baselines)
+        # the MRR baseline from the event log, as the churn sweep takes it (so a customer's
+        # score is the same from either read): SweepSnapshot, a CustomerSnapshot with it
+        return SweepSnapshot(
+            baseline_mrr=baseline_of(subs, baselines),
             customer=self._billing_customer(cust, mrr=sum(s.mrr for s in subs), currency=currency),
             subscriptions=subs,
             invoices=[_invoice(e.invoice) for e in invs.list],
             payments=[self._payment(e.transaction, "") for e in txns.list],
             credit_balance=int(getattr(cust, "promotional_credits", 0) or 0)
             + int(getattr(cust, "refundable_credits", 0) or 0),
-            downgrades_90d=self._downgrades(set(sub_ids), now),
+            downgrades_90d=downgrades,
             usage_30d=usage[0] if usage else None,
             usage_prev_30d=usage[1] if usage else None,
         )
@@ -991,7 +999,9 @@ class ChargebeeBilling:
             discount_percent=round((1 - keep) * 100, 4),
         )
 
-    def _downgrades(self, sub_ids: set[str], now: int) -> int:
+    def _downgrades(
+        self, sub_ids: set[str], now: int, baselines: dict[str, float] | None = None
+    ) -> int:
         """Plan or quantity decreases in the last 90 days, from the event log.
 
         Chargebee's events carry the subscription *after* the change and no previous values,
@@ -1002,6 +1012,10 @@ class ChargebeeBilling:
         window is a change, the baseline is its last event before the window (one bounded look
         back). The value is the items' monthly amount *before* discounts: a retention coupon
         lowers MRR but is not the customer downgrading.
+
+        ``baselines``, when given, receives each subscription's value at the start of the window
+        (its last event before it, else its first in it): the MRR baseline, as the churn sweep
+        takes it (connectors/churn/chargebee.py), so both score a customer alike.
         """
         if not sub_ids:
             return 0
@@ -1022,6 +1036,10 @@ class ChargebeeBilling:
                     need.discard(sub["id"])
                     if not need:
                         break
+        if baselines is not None:
+            baselines.update(last)
+            for sid, _, value in _firsts(window):
+                baselines.setdefault(sid, value)
         count = 0
         for sid, kind, value in window:
             before = last.get(sid)
@@ -1107,10 +1125,17 @@ class ChargebeeBilling:
         score uses (``connectors/churn/chargebee.py``); ``invoices`` is not used (the sweep
         reads the invoices of failed payments only)."""
         del invoices
-        from connectors.churn.chargebee import ChargebeeSweepReader
-
         if self._sweep_reader is None:
-            self._sweep_reader = ChargebeeSweepReader(self)
+            kit = SimpleNamespace(
+                _paged=_paged,
+                _ts=_ts,
+                _STATUS=_STATUS,
+                _items_monthly=_items_monthly,
+                BULK_IN_MAX=BULK_IN_MAX,
+                SWEEP_EVENTS_TTL_S=SWEEP_EVENTS_TTL_S,
+                DOWNGRADE_WINDOW_S=DOWNGRADE_WINDOW_S,
+            )
+            self._sweep_reader = ChargebeeSweepReader(self, kit)
         return dict(self._sweep_reader.snapshots(customer_ids))
 
     def _usage_by_sub(self, sub_ids: list[str], now: int) -> dict[str, tuple[float, float]]:

@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
@@ -38,6 +39,7 @@ from recurly import errors as rerr
 from connectors import limits
 from connectors import recurly_hot as hot
 from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.churn.recurly import snapshots as sweep_snapshots
 from connectors.timeouts import call_timeout
 from domain.messages import locale_language
 from domain.models import (
@@ -1077,9 +1079,15 @@ class RecurlyBilling:
     ) -> dict[str, CustomerSnapshot]:
         """The churn sweep's page read (``connectors/churn/recurly.py``): the site lists walked
         once per sweep, grouped by account code; only the failed payments."""
-        from connectors.churn.recurly import snapshots
-
-        return dict(snapshots(self, customer_ids, invoices))
+        kit = SimpleNamespace(
+            to_minor=to_minor,
+            _invoice=_invoice,
+            _payment=_payment,
+            DAY_S=DAY_S,
+            SWEEP_WALK_TTL_S=SWEEP_WALK_TTL_S,
+            SWEEP_WALK_PAGES_MAX=SWEEP_WALK_PAGES_MAX,
+        )
+        return dict(sweep_snapshots(self, kit, customer_ids, invoices))
 
 
 class _Declined(Exception):

@@ -33,6 +33,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from types import SimpleNamespace
 from typing import Any
 from xml.etree import ElementTree
 
@@ -40,6 +41,7 @@ import httpx
 
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
+from connectors.churn.zuora import snapshots as sweep_snapshots
 from connectors.timeouts import call_timeout
 from domain.models import (
     BillingCustomer,
@@ -1493,9 +1495,14 @@ class ZuoraBilling:
     ) -> dict[str, CustomerSnapshot]:
         """The churn sweep's page read: Object Query ``IN`` reads for the whole page, none per
         customer (``connectors/churn/zuora.py``)."""
-        from connectors.churn.zuora import snapshots
-
-        return snapshots(self, customer_ids, invoices)
+        kit = SimpleNamespace(
+            minor=minor,
+            _ts=_ts,
+            _status=_status,
+            BULK_IN_MAX=BULK_IN_MAX,
+            BULK_PAGES_MAX=BULK_PAGES_MAX,
+        )
+        return sweep_snapshots(self, kit, customer_ids, invoices)
 
     def _downgrades_walk(self, now: float) -> dict[str, int]:
         """``_downgrades`` for every subscription at once: one walk of ``GET /v1/orders`` by

@@ -21,14 +21,11 @@ What the sweep reads before this (bench/RESULTS.md "Churn sweep"): the customers
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from domain.churn import SweepSnapshot, list_mrr, live
 from domain.models import Invoice, InvoiceStatus, Payment
 from domain.records import Subscription
-
-if TYPE_CHECKING:
-    from connectors.chargebee import ChargebeeBilling
 
 #: failed payments kept per customer (the per-customer snapshot reads the 10 newest payments)
 FAILED_PER_CUSTOMER = 10
@@ -37,16 +34,19 @@ FAILED_PER_CUSTOMER = 10
 class ChargebeeSweepReader:
     """The sweep's bulk reads for one ``ChargebeeBilling`` (its client, pacing and errors)."""
 
-    def __init__(self, billing: ChargebeeBilling) -> None:
+    def __init__(self, billing: Any, kit: Any) -> None:
         self.cb = billing
+        #: the connector module's helpers and bounds (``_paged``, ``_ts``, ``_STATUS``,
+        #: ``_items_monthly``, ``BULK_IN_MAX``, ``SWEEP_EVENTS_TTL_S``, ``DOWNGRADE_WINDOW_S``),
+        #: handed in by ``ChargebeeBilling`` so this module does not import it back
+        self.kit = kit
         #: (read at, [(subscription, event type, monthly item value)]) of the window, oldest first
         self._window: tuple[int, list[tuple[str, str, float]]] | None = None
         #: (read at, [(subscription, monthly item value)]) just before the window, newest first
         self._before: tuple[int, list[tuple[str, float]]] | None = None
 
     def snapshots(self, customer_ids: list[str]) -> dict[str, SweepSnapshot]:
-        from connectors import chargebee as c
-
+        c = self.kit
         ids = list(dict.fromkeys(customer_ids))
         out: dict[str, SweepSnapshot] = {}
         for start in range(0, len(ids), c.BULK_IN_MAX):
@@ -56,8 +56,7 @@ class ChargebeeSweepReader:
     # --- one chunk of at most 100 customers -----------------------------------------------------
 
     def _chunk(self, ids: list[str]) -> dict[str, SweepSnapshot]:
-        from connectors import chargebee as c
-
+        c = self.kit
         b = self.cb
         listed = b._listed_customers
         custs = {cid: listed[cid] for cid in ids if cid in listed}
@@ -117,7 +116,7 @@ class ChargebeeSweepReader:
             mine.append(b._payment(txn, ""))
             for link in txn.linked_invoices or []:
                 invs_of.setdefault(txn.customer_id, {})[link.invoice_id] = _linked_invoice(
-                    txn, link
+                    c, txn, link
                 )
         now = int(time.time())
         all_subs = [s.id for subs in subs_of.values() for s in subs]
@@ -141,7 +140,7 @@ class ChargebeeSweepReader:
                 downgrades_90d=sum(downgrades.get(s.id, 0) for s in subs),
                 usage_30d=sum(u[0] for u in used) if used else None,
                 usage_prev_30d=sum(u[1] for u in used) if used else None,
-                baseline_mrr=_baseline(subs, baselines),
+                baseline_mrr=baseline_of(subs, baselines),
             )
         return out
 
@@ -149,8 +148,7 @@ class ChargebeeSweepReader:
         """The coupons the page's subscriptions carry, in one ``id[in]`` list per 100 (each
         retention offer is a coupon of its own: read one by one, a book with offers applied
         would cost a request per customer who has one)."""
-        from connectors import chargebee as c
-
+        c = self.kit
         b = self.cb
         ids = sorted(
             {
@@ -203,8 +201,7 @@ class ChargebeeSweepReader:
         return counts, baselines
 
     def _window_events(self, now: int) -> list[tuple[str, str, float]]:
-        from connectors import chargebee as c
-
+        c = self.kit
         if self._window is not None and now - self._window[0] < c.SWEEP_EVENTS_TTL_S:
             return self._window[1]
         window: list[tuple[str, str, float]] = []
@@ -217,8 +214,7 @@ class ChargebeeSweepReader:
         return window
 
     def _before_window(self, now: int) -> list[tuple[str, float]]:
-        from connectors import chargebee as c
-
+        c = self.kit
         if self._before is not None and now - self._before[0] < c.SWEEP_EVENTS_TTL_S:
             return self._before[1]
         since = now - c.DOWNGRADE_WINDOW_S
@@ -231,7 +227,7 @@ class ChargebeeSweepReader:
         return before
 
 
-def _baseline(subs: list[Subscription], baselines: dict[str, float]) -> int | None:
+def baseline_of(subs: list[Subscription], baselines: dict[str, float]) -> int | None:
     """What the customer paid at the start of the window, at list price: each live
     subscription's value then (its current list MRR when the log shows no event of it in or
     just before the window: it has not changed); None without a live subscription (the
@@ -242,12 +238,10 @@ def _baseline(subs: list[Subscription], baselines: dict[str, float]) -> int | No
     return sum(round(baselines[s.id]) if s.id in baselines else list_mrr(s) for s in alive)
 
 
-def _linked_invoice(txn: Any, link: Any) -> Invoice:
+def _linked_invoice(c: Any, txn: Any, link: Any) -> Invoice:
     """The invoice a failed payment was for, as its ``linked_invoices`` entry describes it now:
     Chargebee's ``payment_due`` / ``not_paid`` mean an amount is still due (the entry carries
     the total, not the amount due: the total stands for it)."""
-    from connectors import chargebee as c
-
     status = c._STATUS.get(link.invoice_status, InvoiceStatus.OTHER)
     return Invoice(
         id=link.invoice_id,

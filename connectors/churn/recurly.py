@@ -20,13 +20,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from connectors.base import NotFound
 from domain.churn import SweepSnapshot
-
-if TYPE_CHECKING:
-    from connectors.recurly import RecurlyBilling
 
 #: failed payments kept per account (the per-customer snapshot reads the 10 newest payments)
 FAILED_PER_ACCOUNT = 10
@@ -45,13 +42,15 @@ class _RecurlyBook:
 
 
 def snapshots(
-    rb: RecurlyBilling, customer_ids: list[str], invoices: int = 5
+    rb: Any, kit: Any, customer_ids: list[str], invoices: int = 5
 ) -> dict[str, SweepSnapshot]:
-    """A page's snapshots; a customer deleted since the page was listed is absent."""
-    from connectors import recurly as r
-
+    """A page's snapshots; a customer deleted since the page was listed is absent. ``rb``: the
+    ``RecurlyBilling``; ``kit``: its module's helpers and bounds (``to_minor``, ``_invoice``,
+    ``_payment``, ``DAY_S``, ``SWEEP_WALK_TTL_S``, ``SWEEP_WALK_PAGES_MAX``), handed in so this
+    module does not import the connector back."""
+    r = kit
     now = time.time()
-    book = _sweep_book(rb, now)
+    book = _sweep_book(rb, kit, now)
     listed: dict[str, Any] = getattr(rb, "_listed_accounts", {})
     n = max(1, min(invoices, 200))
     out: dict[str, SweepSnapshot] = {}
@@ -84,12 +83,11 @@ def snapshots(
     return out
 
 
-def _sweep_book(rb: RecurlyBilling, now: float) -> _RecurlyBook:
+def _sweep_book(rb: Any, kit: Any, now: float) -> _RecurlyBook:
     """One walk of each site list the snapshots need, grouped by account code, in the order one
     account's list would give (subscriptions, invoices and payments newest first; the 90 days'
     line items oldest first)."""
-    from connectors import recurly as r
-
+    r = kit
     cached: _RecurlyBook | None = getattr(rb, "_sweep_cache", None)
     if cached is not None and now - cached.at < r.SWEEP_WALK_TTL_S:
         return cached

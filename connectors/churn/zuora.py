@@ -26,13 +26,10 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from domain.churn import SweepSnapshot
 from domain.records import Subscription
-
-if TYPE_CHECKING:
-    from connectors.zuora import ZuoraBilling
 
 SUBSCRIPTION_EXPAND = [
     "rateplans",
@@ -42,20 +39,21 @@ SUBSCRIPTION_EXPAND = [
 ]
 
 
-def snapshots(zb: ZuoraBilling, customer_ids: list[str], invoices: int = 5) -> dict[str, Any]:
-    """A page's snapshots; an account deleted since the page was listed is absent."""
-    from connectors import zuora as z
-
+def snapshots(zb: Any, kit: Any, customer_ids: list[str], invoices: int = 5) -> dict[str, Any]:
+    """A page's snapshots; an account deleted since the page was listed is absent. ``zb``: the
+    ``ZuoraBilling``; ``kit``: its module's helpers and bounds (``minor``, ``_ts``,
+    ``_status``, ``BULK_IN_MAX``, ``BULK_PAGES_MAX``), handed in so this module does not import
+    the connector back."""
+    z = kit
     out: dict[str, SweepSnapshot] = {}
     ids = list(dict.fromkeys(customer_ids))
     for start in range(0, len(ids), z.BULK_IN_MAX):
-        out.update(_chunk(zb, ids[start : start + z.BULK_IN_MAX], invoices))
+        out.update(_chunk(zb, kit, ids[start : start + z.BULK_IN_MAX], invoices))
     return out
 
 
-def _chunk(zb: ZuoraBilling, ids: list[str], invoices: int) -> dict[str, SweepSnapshot]:
-    from connectors import zuora as z
-
+def _chunk(zb: Any, kit: Any, ids: list[str], invoices: int) -> dict[str, SweepSnapshot]:
+    z = kit
     listed: dict[str, dict[str, Any]] = getattr(zb, "_listed_accounts", {})
     accounts = {cid: listed[cid] for cid in ids if cid in listed}
     missing = [cid for cid in ids if cid not in accounts]
@@ -109,7 +107,7 @@ def _chunk(zb: ZuoraBilling, ids: list[str], invoices: int) -> dict[str, SweepSn
         acct = accounts[customer_id]
         currency = str(acct.get("currency") or "USD").upper()
         raw_subs = subs_of.get(customer_id, [])
-        subs = [subscription(s, currency) for s in raw_subs]
+        subs = [subscription(kit, s, currency) for s in raw_subs]
         invs = by_account.get(customer_id, [])[: max(1, min(invoices, 99))]
         sub_of = {}
         for inv in invs:
@@ -145,13 +143,12 @@ def _invoice_subscription(inv: dict[str, Any]) -> str | None:
     )
 
 
-def subscription(sub: dict[str, Any], currency: str) -> Subscription:
+def subscription(kit: Any, sub: dict[str, Any], currency: str) -> Subscription:
     """``ZuoraBilling._subscription`` for an Object Query subscription (``ExpandedSubscription``
     with its rate plans, charges and tiers): the number is ``name``, the net MRR ``cMRR``, a
     discount charge's percentage sits on its tier, and a cancellation still to come is the
     ``subscriptionEndDate`` of an active subscription (the v1 read's ``scheduledCancelDate``)."""
-    from connectors import zuora as z
-
+    z = kit
     cur = str(sub.get("currency") or currency).upper()
     now = datetime.now(UTC)
     main = None
