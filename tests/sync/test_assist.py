@@ -169,3 +169,28 @@ def test_the_proposal_hash_binds_exact_values_and_merging_keeps_the_newest() -> 
     assert proposal_hash(a) != proposal_hash([item("mrr", 50_001), a[1]])  # values do
     merged = merge_proposal(a, [item("mrr", 90_000)], {Side.BILLING: {"account_name": "Initech"}})
     assert [(i.field, i.proposed) for i in merged] == [("mrr", 90_000)]  # billing holds the name
+
+
+async def test_an_open_proposal_survives_continue_as_new(client: Client) -> None:
+    from tests.fast.fakes import started
+
+    w = assist_world()
+    async with started(
+        client,
+        w.fakes,
+        golden.WORKFLOW_TYPE,
+        w.input(history_limit=30),
+        id=w.wf_id,
+        start_signal=golden.SIGNAL_CHANGE,
+        start_signal_args=[w.signal(Side.BILLING, "customer_created")],
+    ) as handle:
+        p = (await proposed(handle)).proposal_open
+        assert p is not None
+        desc = await handle.describe()
+        assert desc.run_id != handle.first_execution_run_id  # continued as new, proposal carried
+        await decide(client, w.wf_id, p.action_id, Decision.APPROVE, APPROVER)
+        await eventually(
+            lambda: status(handle), lambda s: s.proposals_applied == 1, "applied after the carry"
+        )
+        assert w.crm["mrr"] == 50_000 and w.billing["account_name"] == "Initech"
+        assert len(w.fakes.inputs("upsert_crm_task")) == 1  # the task was not written again
