@@ -31,24 +31,80 @@ async def open_by_intake(
     uid: str,
     queue: str,
     tag: str,
+    crm: str = "salesforce",
 ) -> ExpansionStatus:
-    """Two days' intake on ``queue``: the first opens the customer's expansion (an opportunity),
-    the second finds it open and adds nothing. Returns the expansion's status."""
+    """Two days' intake on ``queue``: the first opens the customer's expansion (an opportunity,
+    a deal on HubSpot), the second finds it open and adds nothing. Returns the expansion's
+    status."""
     for n in (1, 2):
         intake = await client.execute_workflow(
             ex.INTAKE_WORKFLOW_TYPE,
-            IntakeInput(billing=billing, crm="salesforce", intake_id=f"t{n}-{uid}"),
+            IntakeInput(billing=billing, crm=crm, intake_id=f"t{n}-{uid}"),
             id=f"expansion-intake-{tag}-{n}",
             task_queue=queue,
             result_type=IntakeResult,
         )
         assert intake.customers >= 1
+
+        def opened(s: ExpansionStatus, n: int = n) -> bool:
+            if crm == "hubspot":  # a deal: its ID is a number, "-" until written
+                return s.batches >= n and bool(s.open) and "opportunity -" not in s.open[0]
+            return bool(s.open) and "opportunity 006" in s.open[0]
+
         status = await eventually(
             lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-            lambda s: bool(s.open) and "opportunity 006" in s.open[0],
+            opened,
             "an open expansion",
             within_s=60,
         )
+    return status
+
+
+def hubspot_deal(
+    api: Any, company: str, status: ExpansionStatus, growth: str, starter: str | None = None
+) -> tuple[str, str]:
+    """The company's one expansion deal — the company owner's, its expansion properties Open for
+    ``growth`` (and from ``starter`` where given) — with one DRAFT quote: (deal ID, quote ID)."""
+    deals = api.associations.v4.basic_api.get_page("companies", company, "deals").results
+    assert len(deals) == 1, status
+    deal = str(deals[0].to_object_id)
+    props = api.deals.basic_api.get_by_id(
+        deal,
+        properties=[
+            "dealtype",
+            "hubspot_owner_id",
+            "expansion_status",
+            "expansion_current_price",
+            "expansion_recommended_price",
+            "expansion_days_to_limit",
+            "expansion_reasons",
+        ],
+    ).properties
+    assert props["dealtype"] == "existingbusiness" and props["hubspot_owner_id"] == "77001"
+    assert props["expansion_status"] == "Open"
+    if starter is not None:
+        assert props["expansion_current_price"] == starter
+    assert props["expansion_recommended_price"] == growth
+    assert float(props["expansion_days_to_limit"]) <= 45
+    assert "reaches the limit" in props["expansion_reasons"]
+    quotes = api.associations.v4.basic_api.get_page("deals", deal, "quotes").results
+    assert len(quotes) == 1
+    quote = str(quotes[0].to_object_id)
+    assert (
+        api.quotes.basic_api.get_by_id(quote, properties=["hs_status"]).properties["hs_status"]
+        == "DRAFT"
+    )
+    return deal, quote
+
+
+async def win_recorded(expansion: WorkflowHandle[Any, Any]) -> ExpansionStatus:
+    """The expansion's status once it recorded the win: closed as won, nothing open."""
+    status = await eventually(
+        lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
+        lambda s: bool(s.closed),
+        "the win recorded",
+    )
+    assert "won" in status.closed[0] and not status.open
     return status
 
 

@@ -27,6 +27,7 @@ from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult, expansi
 from domain.ids import q2c_workflow_id
 from domain.models import DealWon
 from domain.quote import WORKFLOW_TYPE, QuoteToCashInput, QuoteToCashResult
+from tests.expansion.flow import hubspot_deal, open_by_intake, win_recorded
 from tests.expansion.test_hubspot_expansion import hubspot_company, hubspot_product, hubspot_ready
 from tests.pairs import HS_APP_ID, Pair, eventually, on_pairs, pair_settings
 from tests.sync.world import decide
@@ -61,46 +62,17 @@ async def test_hubspot_expansion_opens_once_and_the_won_deal_upgrades_in_place(
     async with build_worker(
         client, billing, crm, task_queue=settings.task_queue, policy_dir=policy_dir
     ):
-        for n in (1, 2):  # the second day's intake finds the expansion open: nothing new
-            await client.execute_workflow(
-                ex.INTAKE_WORKFLOW_TYPE,
-                IntakeInput(billing=billing_name, crm="hubspot", intake_id=f"t{n}-{uid}"),
-                id=f"expansion-intake-hs-{uid}-{n}",
-                task_queue=settings.task_queue,
-                result_type=IntakeResult,
-            )
-            status = await eventually(
-                lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-                lambda s, n=n: s.batches >= n and bool(s.open) and "opportunity -" not in s.open[0],
-                "an open expansion",
-                within_s=60,
-            )
-        deals = api.associations.v4.basic_api.get_page("companies", company, "deals").results
-        assert len(deals) == 1, status
-        deal = str(deals[0].to_object_id)
-        props = api.deals.basic_api.get_by_id(
-            deal,
-            properties=[
-                "dealtype",
-                "hubspot_owner_id",
-                "expansion_status",
-                "expansion_recommended_price",
-                "expansion_days_to_limit",
-                "expansion_reasons",
-            ],
-        ).properties
-        assert props["dealtype"] == "existingbusiness" and props["hubspot_owner_id"] == "77001"
-        assert props["expansion_status"] == "Open"
-        assert props["expansion_recommended_price"] == seeded["growth"]
-        assert float(props["expansion_days_to_limit"]) <= 45
-        assert "reaches the limit" in props["expansion_reasons"]
-        quotes = api.associations.v4.basic_api.get_page("deals", deal, "quotes").results
-        assert len(quotes) == 1
-        quote = str(quotes[0].to_object_id)
-        assert (
-            api.quotes.basic_api.get_by_id(quote, properties=["hs_status"]).properties["hs_status"]
-            == "DRAFT"
+        # the second day's intake finds the expansion open: nothing new
+        status = await open_by_intake(
+            client,
+            expansion,
+            billing_name,
+            uid,
+            settings.task_queue,
+            f"hs-{uid}",
+            crm="hubspot",
         )
+        deal, quote = hubspot_deal(api, company, status, seeded["growth"])
         lines = api.associations.v4.basic_api.get_page("quotes", quote, "line_items").results
         assert len(lines) == 1
 
@@ -139,12 +111,7 @@ async def test_hubspot_expansion_opens_once_and_the_won_deal_upgrades_in_place(
         assert _subscriptions(billing_name, billing, seeded["customer"]) == [seeded["subscription"]]
         mrr = api.companies.basic_api.get_by_id(company, properties=["mrr"]).properties["mrr"]
         assert float(mrr) >= 300.0
-        status = await eventually(
-            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-            lambda s: bool(s.closed),
-            "the win recorded",
-        )
-        assert "won" in status.closed[0] and not status.open
+        await win_recorded(expansion)
         assert (
             len(api.associations.v4.basic_api.get_page("companies", company, "deals").results) == 1
         )
@@ -274,10 +241,5 @@ async def test_the_won_deals_webhook_starts_the_upgrade_through_the_webhook_serv
         assert _subscriptions("chargebee", billing, seeded["customer"]) == [seeded["subscription"]]
         mrr = api.companies.basic_api.get_by_id(company, properties=["mrr"]).properties["mrr"]
         assert float(mrr) >= 300.0
-        status = await eventually(
-            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-            lambda s: bool(s.closed),
-            "the win recorded",
-        )
-        assert "won" in status.closed[0] and not status.open
+        await win_recorded(expansion)
         await expansion.terminate("test over")

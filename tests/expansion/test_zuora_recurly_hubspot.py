@@ -24,12 +24,12 @@ from connectors.hubspot import HubSpotCrm
 from connectors.recurly import RecurlyBilling
 from connectors.registry import build_billing, build_crm
 from connectors.zuora import ZuoraBilling
-from domain import expansion as ex
 from domain.approvals import QUERY, Decision, PendingApproval
-from domain.expansion import ExpansionStatus, IntakeInput, IntakeResult, expansion_workflow_id
+from domain.expansion import expansion_workflow_id
 from domain.ids import q2c_workflow_id
 from domain.quote import QuoteToCashResult
 from sandbox.framework import App, ServerThread
+from tests.expansion.flow import hubspot_deal, open_by_intake, win_recorded
 from tests.expansion.test_hubspot_expansion import hubspot_company, hubspot_product, hubspot_ready
 from tests.expansion.test_zuora_recurly_pairs import (  # noqa: F401 (billing_urls: a fixture)
     billing_urls,
@@ -74,49 +74,17 @@ async def test_hubspot_expansion_opens_once_and_the_won_deal_changes_the_subscri
     async with build_worker(
         client, billing, crm, task_queue=settings.task_queue, policy_dir=policy_dir
     ):
-        for n in (1, 2):  # the second day's intake finds the expansion open: nothing new
-            intake = await client.execute_workflow(
-                ex.INTAKE_WORKFLOW_TYPE,
-                IntakeInput(billing=platform, crm="hubspot", intake_id=f"t{n}-{uid}"),
-                id=f"expansion-intake-hs-{platform}-{uid}-{n}",
-                task_queue=settings.task_queue,
-                result_type=IntakeResult,
-            )
-            assert intake.customers >= 1
-            status = await eventually(
-                lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-                lambda s, n=n: s.batches >= n and bool(s.open) and "opportunity -" not in s.open[0],
-                "an open expansion",
-                within_s=60,
-            )
-        deals = api.associations.v4.basic_api.get_page("companies", company, "deals").results
-        assert len(deals) == 1, status
-        deal = str(deals[0].to_object_id)
-        props = api.deals.basic_api.get_by_id(
-            deal,
-            properties=[
-                "dealtype",
-                "hubspot_owner_id",
-                "expansion_status",
-                "expansion_current_price",
-                "expansion_recommended_price",
-                "expansion_days_to_limit",
-                "expansion_reasons",
-            ],
-        ).properties
-        assert props["dealtype"] == "existingbusiness" and props["hubspot_owner_id"] == "77001"
-        assert props["expansion_status"] == "Open"
-        assert props["expansion_current_price"] == seeded.starter
-        assert props["expansion_recommended_price"] == seeded.growth
-        assert float(props["expansion_days_to_limit"]) <= 45
-        assert "reaches the limit" in props["expansion_reasons"]
-        quotes = api.associations.v4.basic_api.get_page("deals", deal, "quotes").results
-        assert len(quotes) == 1
-        quote = str(quotes[0].to_object_id)
-        assert (
-            api.quotes.basic_api.get_by_id(quote, properties=["hs_status"]).properties["hs_status"]
-            == "DRAFT"
+        # the second day's intake finds the expansion open: nothing new
+        status = await open_by_intake(
+            client,
+            expansion,
+            platform,
+            uid,
+            settings.task_queue,
+            f"hs-{platform}-{uid}",
+            crm="hubspot",
         )
+        deal, quote = hubspot_deal(api, company, status, seeded.growth, starter=seeded.starter)
         [line] = api.associations.v4.basic_api.get_page("quotes", quote, "line_items").results
         item = api.line_items.basic_api.get_by_id(
             str(line.to_object_id), properties=["price", "quantity"]
@@ -173,12 +141,7 @@ async def test_hubspot_expansion_opens_once_and_the_won_deal_changes_the_subscri
         ]
         mrr = api.companies.basic_api.get_by_id(company, properties=["mrr"]).properties["mrr"]
         assert float(mrr) == 300.0
-        status = await eventually(
-            lambda: expansion.query(ex.QUERY_STATUS, result_type=ExpansionStatus),
-            lambda s: bool(s.closed),
-            "the win recorded",
-        )
-        assert "won" in status.closed[0] and not status.open
+        await win_recorded(expansion)
         assert (
             len(api.associations.v4.basic_api.get_page("companies", company, "deals").results) == 1
         )
