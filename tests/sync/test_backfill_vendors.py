@@ -45,6 +45,7 @@ from tests.sync.test_backfill import (
     BULK,
     companies,
     crm_links,
+    crm_writes,
     interrupted_and_resumed,
     writes,
 )
@@ -118,18 +119,6 @@ async def books(
 def ledger(pair: Pair, side: str) -> list[dict[str, Any]]:
     rows = httpx.get(pair.urls[side] + "/_sandbox/requests").json()["requests"]
     return [r for r in rows if r["path"] != "/oauth/token"]
-
-
-def crm_writes(pair: Pair) -> list[str]:
-    """The paths of every write to the CRM's records (on HubSpot the links and the audit's
-    notes; on Salesforce any sObject PATCH or POST)."""
-    if pair.settings.crm == "hubspot":
-        return writes(pair)
-    return [
-        r["path"]
-        for r in ledger(pair, "salesforce")
-        if r["method"] in ("PATCH", "POST") and "/sobjects" in r["path"]
-    ]
 
 
 async def test_the_book_is_linked_from_list_pages(books: Pair) -> None:
