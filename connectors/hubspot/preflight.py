@@ -92,41 +92,31 @@ class Preflight(HubSpotClient):
             )
         except requests.RequestException as exc:
             return [
-                Check(
-                    system=VENDOR,
-                    name="token",
-                    status=CheckStatus.FAIL,
-                    detail=f"HubSpot unreachable ({type(exc).__name__})",
-                    fix="check HUBSPOT_API_URL and the network path to HubSpot",
+                _token_check(
+                    CheckStatus.FAIL,
+                    f"HubSpot unreachable ({type(exc).__name__})",
+                    "check HUBSPOT_API_URL and the network path to HubSpot",
                 )
             ]
         if resp.status_code in (400, 401, 403, 404):
             return [
-                Check(
-                    system=VENDOR,
-                    name="token",
-                    status=CheckStatus.FAIL,
-                    detail=f"HubSpot does not recognise the access token ({resp.status_code})",
-                    fix="set HUBSPOT_ACCESS_TOKEN to the private app's current access token",
+                _token_check(
+                    CheckStatus.FAIL,
+                    f"HubSpot does not recognise the access token ({resp.status_code})",
+                    "set HUBSPOT_ACCESS_TOKEN to the private app's current access token",
                 )
             ]
         if resp.status_code != 200:
             return [
-                Check(
-                    system=VENDOR,
-                    name="token",
-                    status=CheckStatus.SKIP,
-                    detail=f"token introspection answered {resp.status_code}; try again",
+                _token_check(
+                    CheckStatus.SKIP, f"token introspection answered {resp.status_code}; try again"
                 )
             ]
         info = resp.json()
         granted = set(info.get("scopes") or [])
         checks = [
-            Check(
-                system=VENDOR,
-                name="token",
-                status=CheckStatus.OK,
-                detail=f"private app {info.get('appId')} on portal {info.get('hubId')}",
+            _token_check(
+                CheckStatus.OK, f"private app {info.get('appId')} on portal {info.get('hubId')}"
             )
         ]
         for scope, why in REQUIRED_SCOPES.items():
@@ -174,3 +164,8 @@ def _property_check(otype: str, name: str, kind: str, unique: bool, found: Any) 
             fix=f"create property {spec} (uniqueness cannot be added to an existing property)",
         )
     return Check(system=VENDOR, name=label, status=CheckStatus.OK, detail=kind)
+
+
+def _token_check(status: CheckStatus, detail: str, fix: str = "") -> Check:
+    """The access token's finding (``revbridge doctor``'s ``hubspot token`` line)."""
+    return Check(system=VENDOR, name="token", status=status, detail=detail, fix=fix)
