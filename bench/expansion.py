@@ -24,6 +24,7 @@ import httpx
 
 from activities.expansion import ExpansionActivities
 from bench.report import RESULTS
+from connectors import limits
 from connectors.registry import build_billing
 from domain.expansion import MeteredPlan, Series, UsageDay, merge_days
 from domain.forecast import ExpansionPolicy, decide, forecast
@@ -166,7 +167,7 @@ def platform_intake(platform: str, n: int = PLATFORM_BOOK_SIZE) -> dict[str, Any
         else RecurlyEmulator(api_key=RECURLY_KEY, rate_limit_per_minute=None)
     )
     print(f"expansion bench: {n:,} {platform} customers with metered usage …", flush=True)
-    with ServerThread({em: 0}) as thread:
+    with ServerThread({em: 0}) as thread, limits.unpaced(platform):
         url = dict(thread.urls)[platform]
         began = time.monotonic()
         expansion_book.seed_book(platform, url, n, LOOKBACK)

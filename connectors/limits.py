@@ -176,6 +176,19 @@ def pace(vendor: str) -> None:
         pacer.acquire()
 
 
+@contextlib.contextmanager
+def unpaced(*vendors: str) -> Iterator[None]:
+    """``vendors`` not paced in this process for the block, then as before: for what counts
+    calls against a sandbox whose limits are off (the benchmarks' reads and their tests), which
+    a worker running in the same process must not slow to its share of a production rate."""
+    before = {vendor: pacing_rate(vendor) for vendor in vendors}
+    configure_pacing(dict.fromkeys(vendors))
+    try:
+        yield
+    finally:
+        configure_pacing(before)
+
+
 class PacedAdapter(HTTPAdapter):
     """A requests transport that paces every request and reads the vendor's allowance headers
     (Stripe's session; Salesforce's transport extends it)."""
