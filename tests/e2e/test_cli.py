@@ -49,12 +49,23 @@ def test_demo_turns_failed_payments_into_cases_with_audit_on_both_sides(
     tmp_path: Path, billing: str, crm: str
 ) -> None:
     config = stack_config(tmp_path)
+    # one of the two runs sends its email through the other channel a deployment can choose,
+    # Marketing Cloud, instead of a whole demo stack of its own (the suite's time budget); the
+    # other keeps the default SMTP relay (as does CI's `revbridge demo` from an empty folder)
+    extra = ("--channel", "marketing-cloud") if billing == "chargebee" else ()
+    if extra:
+        cfg = yaml.safe_load(config.read_text())
+        cfg["sandbox"]["ports"]["marketing_cloud"] = free_port()
+        config.write_text(yaml.safe_dump(cfg))
     run = revbridge(
-        "demo", "--json", "--billing", billing, "--crm", crm, "--config", str(config), cwd=tmp_path
-    )
+        "demo", "--json", "--billing", billing, "--crm", crm, *extra, "--config", str(config),
+        cwd=tmp_path,
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     summary = json.loads(run.stdout)
     assert summary["pair"] == {"billing": billing, "crm": crm}
+    if extra:
+        _sent_through_marketing_cloud(summary)
     assert summary["stack"] == "started for this run and stopped"
     rows = summary["customers"]
     assert len(rows) == 4
@@ -86,6 +97,20 @@ def test_demo_turns_failed_payments_into_cases_with_audit_on_both_sides(
     assert by["Initech"]["attribution"]
     # the stack's own processes are gone
     assert (tmp_path / ".revbridge" / "logs" / "worker.log").exists()
+
+
+def _sent_through_marketing_cloud(summary: dict) -> None:
+    """``--channel marketing-cloud``: the SMB reminder went out through the Marketing Cloud
+    sandbox (the emails below are read from its inbox), shown from its ledger."""
+    assert summary["email_channel"] == "marketing-cloud"
+    by = {row["company"]: row for row in summary["customers"]}
+    [subject] = by["Northwind Analytics"]["emails"]
+    assert by["Northwind Analytics"]["invoice"] in subject
+    ledger = summary["marketing_cloud_ledger"]
+    assert ledger[0] == "POST /v2/token → 200"
+    sends = [line for line in ledger if line.startswith("POST /messaging/v1/email/messages/")]
+    assert sends and all(line.endswith("→ 202") for line in sends)
+    assert any(line.startswith("GET /messaging/v1/email/messages/") for line in ledger)
 
 
 def test_dev_refuses_a_port_in_use_with_one_line(tmp_path: Path) -> None:
