@@ -96,6 +96,10 @@ class Pacer:
             raise ValueError("rate must be positive")
         self.vendor = vendor
         self.rate_per_s = rate_per_s
+        # a burst is at most a quarter of a window's calls: at a few calls a second (HubSpot's 4
+        # searches) three sent together arrive milliseconds apart, and the call a window after
+        # them lands inside the vendor's window of the last (429 SECONDLY); those go strictly spaced
+        burst = min(burst, max(1, math.floor(rate_per_s * WINDOW_S + 1e-9) // 4))
         self._reserved = _Schedule(rate_per_s, burst)
         self._sent = _Schedule(rate_per_s, burst)
         self._lock = threading.Lock()

@@ -73,3 +73,10 @@ def test_a_slot_too_far_away_is_a_rate_limited_error(clock: _Clock) -> None:
     with pytest.raises(ConnectorError) as err:
         pacer.reserve(max_wait_s=2.0)
     assert err.value.code == "paced" and err.value.retry_after > 2.0
+
+
+def test_a_few_calls_a_second_go_strictly_spaced(clock: _Clock) -> None:
+    """At HubSpot's 4 searches a second a burst of 3 is most of the vendor's window, and the
+    vendor counts arrivals: those calls never go out together."""
+    sent = _send(limits.Pacer("hubspot.search", 4.0), clock, 4)
+    assert [round(b - a, 6) for a, b in zip(sent, sent[1:], strict=False)] == [0.25] * 3
