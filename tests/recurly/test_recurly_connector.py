@@ -6,11 +6,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 
+from connectors import recurly as recurly_connector
 from connectors.base import BillingPlatform, ConnectorError, ErrorKind, NotFound
 from connectors.recurly import RecurlyBilling
 from domain.models import InvoiceStatus, NoteTarget
@@ -364,3 +366,24 @@ def test_an_account_without_billing_info_is_invoiced_not_declined(
     assert ref.status == "active"
     [invoice] = billing.client.list_subscription_invoices(ref.id).items()
     assert (invoice.state, invoice.collection_method) == ("pending", "manual")
+
+
+def test_a_connection_idle_past_the_servers_keep_alive_is_renewed(
+    url: str, billing: RecurlyBilling
+) -> None:
+    """The client's one connection is kept alive between calls, and renewed after an idle spell
+    (servers close idle connections: the first request on a closed one failed and waited out an
+    activity retry)."""
+
+    def plans() -> Any:
+        return billing._call(lambda c: c.list_plans(params={"limit": 1}).first(), "plans")
+
+    conn = billing.client._BaseClient__conn
+    plans()
+    first = conn.sock
+    plans()
+    assert first is not None and conn.sock is first  # back to back: the same connection
+    billing._last_call -= recurly_connector.IDLE_RECONNECT_S + 1  # as if idle that long
+    plans()
+    assert conn.sock is not None and conn.sock is not first
+    assert [r["status"] for r in ledger(url, "GET")][-3:] == [200, 200, 200]
