@@ -1,4 +1,4 @@
-"""The containment rules drafting added to domain/draft_check.py and domain/drafts.py, pure: what
+"""The containment rules drafting added to domain/draft_check.py and domain/drafts/, pure: what
 they refuse, and that the reviewed texts themselves pass (a check that refuses the template would
 only ever send the template)."""
 
