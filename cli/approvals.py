@@ -10,6 +10,7 @@ is checked against ``policies/starters.cedar`` with the caller's identity first.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -39,6 +40,9 @@ from infra.codec_server import ENV_CODEC_URL, ENV_ID_TOKEN, stamping_converter
 from infra.connection import client_connect_kwargs
 
 PENDING_QUERY = f"{names.APPROVAL_KEY.name} = 'pending' AND ExecutionStatus = 'Running'"
+#: how long one run may take to answer, and how many are asked at once
+QUERY_TIMEOUT = timedelta(seconds=10)
+QUERY_CONCURRENCY = 16
 
 
 async def connect() -> Client:
@@ -89,16 +93,40 @@ async def require_worker(task_queue: str, wait_s: float = 5.0) -> None:
         await asyncio.sleep(0.5)
 
 
+async def _ask(
+    client: Client, wf: Any, gate: asyncio.Semaphore
+) -> tuple[Any, list[PendingApproval] | None]:
+    """One run's pending approvals; None when it did not answer in time (no worker polls its
+    task queue: a query waits for one, and on its own would hold the command for 30 s a run)."""
+    handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
+    async with gate:
+        try:
+            waiting = await handle.query(
+                QUERY, result_type=list[PendingApproval], rpc_timeout=QUERY_TIMEOUT
+            )
+        except RPCError as exc:
+            if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                return wf, []  # closed between the list and the query
+            return wf, None  # the deadline passed ("Timeout expired": CANCELLED), or worse
+    return wf, waiting
+
+
 async def pending(as_json: bool) -> None:
     client = await connect()
     rows: list[dict[str, Any]] = []
-    async for wf in client.list_workflows(PENDING_QUERY):
-        handle = client.get_workflow_handle(wf.id, run_id=wf.run_id)
-        try:
-            waiting = await handle.query(QUERY, result_type=list[PendingApproval])
-        except RPCError:
-            continue  # closed between the list and the query
-        for p in waiting:
+    gate = asyncio.Semaphore(QUERY_CONCURRENCY)
+    runs = [wf async for wf in client.list_workflows(PENDING_QUERY)]
+    answers = await asyncio.gather(*(_ask(client, wf, gate) for wf in runs))
+    silent = [wf.id for wf, waiting in answers if waiting is None]
+    if silent:
+        shown = ", ".join(silent[:3]) + (f" and {len(silent) - 3} more" if len(silent) > 3 else "")
+        print(
+            f"revbridge pending: {len(silent)} run(s) waiting for approval did not answer within "
+            f"{QUERY_TIMEOUT.seconds} s (is a worker running for their task queue?): {shown}",
+            file=sys.stderr,
+        )
+    for wf, waiting in answers:
+        for p in waiting or []:
             rows.append(
                 {
                     "workflow_id": wf.id,

@@ -13,7 +13,6 @@ from domain.approvals import QUERY, UPDATE, ApprovalSignal, Decision, PendingApp
 from infra import telemetry
 from tests.observability.conftest import GLOBEX, Deployment, eventually
 from tests.webhooks.helpers import basic, payment_failed
-from workflows.options import vendor_task_queue
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -96,8 +95,9 @@ async def test_worker_endpoint_serves_temporal_and_revbridge_metrics(
         if s[0] == "revbridge_actions_total" and s[1].get("action") == "create_case"
     ]
     assert labels["decision"] == "allow"
-    # the audit write runs on the CRM's own task queue (workers/vendor_queues.py)
-    assert labels["task_queue"] == vendor_task_queue(deployment.settings.task_queue, "salesforce")
+    # a dunning run's activities stay on its own queue, dispatched eagerly with the workflow task
+    # that scheduled them (workers/main.py EAGER_WORKFLOWS); other use cases' go to the vendor's
+    assert labels["task_queue"] == deployment.settings.task_queue
     assert value(text, "revbridge_vendor_api_calls_total", vendor="chargebee", outcome="2xx") >= 1
     assert value(text, "revbridge_vendor_api_calls_total", vendor="salesforce") >= 1
 

@@ -40,13 +40,13 @@ async def test_worker_and_webhooks_wait_for_a_server_started_20_s_later(tmp_path
         assert resp.status_code == 503 and resp.headers["retry-after"].isdigit()
         await asyncio.sleep(20 - 2)  # the server comes 20 s after the pieces
         assert worker.alive and webhooks.alive
-        began = time.monotonic()
         await stack.start_temporal()  # the server, set up as `revbridge setup temporal` does
+        # ready soon after the server, by themselves (no restart: starts == 1 below); the bound
+        # is generous, a loaded machine is no failure of theirs (the backoff caps at 15 s)
         await stack.wait_until(
-            "webhooks ready", lambda: _get(webhooks, "/readyz") == 200, 15, [webhooks]
+            "webhooks ready", lambda: _get(webhooks, "/readyz") == 200, 45, [webhooks]
         )
-        await stack.wait_until("worker ready", lambda: _get(worker, "/readyz") == 200, 15, [worker])
-        assert time.monotonic() - began < 15
+        await stack.wait_until("worker ready", lambda: _get(worker, "/readyz") == 200, 45, [worker])
         assert await stack.worker_polling(worker)
         # serving: the event refused earlier is accepted when the vendor redelivers it
         resp = httpx.post(

@@ -20,6 +20,7 @@ import pytest
 import yaml
 from simple_salesforce import format_soql
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError
 
 from domain import temporal as names
@@ -305,6 +306,37 @@ async def test_cli_lists_pending_refuses_the_wrong_approver_and_approves(
     await status_when(handle, lambda s: s.stage == "waiting for payment")
     assert gov.credits(ids["customer"]) == CREDIT
     await handle.terminate("test done")
+
+
+async def test_cli_pending_names_runs_that_do_not_answer_instead_of_waiting_on_them(
+    client: Client,
+    uid: str,
+    cli_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run waiting for approval whose worker is gone (a stopped deployment) cannot answer the
+    query: the list is still printed, and the silent runs named on stderr."""
+    import cli.approvals
+
+    monkeypatch.setattr(cli.approvals, "QUERY_TIMEOUT", timedelta(seconds=1))
+    orphan = await client.start_workflow(
+        "DunningWorkflow",
+        id=f"no-worker-{uid}",
+        task_queue=f"nobody-polls-{uid}",
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(names.APPROVAL_KEY, "pending")]
+        ),
+    )
+    try:
+        await asyncio.sleep(1.5)  # visibility is eventually consistent
+        assert await asyncio.to_thread(revbridge, "pending", "--json") == 0
+        out, err = capsys.readouterr()
+        assert orphan.id not in {r["workflow_id"] for r in json.loads(out)}
+        [line] = err.strip().splitlines()
+        assert "did not answer within 1 s" in line and "is a worker running" in line
+    finally:
+        await orphan.terminate("test done")
 
 
 async def test_cli_start_checks_who_may_start_what(
