@@ -1,4 +1,4 @@
-"""Pacing: a burst of 500 vendor calls, served by two worker processes, stays under the
+"""Pacing: a burst of 240 vendor calls, served by two worker processes, stays under the
 configured rate — measured from the sandbox's own ledger (when the vendor received each
 request), not from our code's clock.
 
@@ -27,13 +27,14 @@ from tests.limits.conftest import Sandboxes, deployment, peak_per_second
 from tests.limits.probe import PROBE_WORKFLOW, ProbeInput, ProbeResult
 
 RATE = 40.0  # calls per second: the test's vendor limit (production: policies/limits.yaml); high
-#: enough that the 500 calls take ~25 s of `make test`, not the 67 s they took at 15/s
+#: enough that the 240 calls take ~12 s of `make test` (12 one-second windows to judge; 500 took
+#: 25 s, and 67 s at 15/s)
 #: the fraction of it RevBridge uses (production: 0.8). The ledger stamps arrival: a sandbox
 #: process stalled for a second on a loaded machine stamps a second's calls at once, and half
 #: the rate is what absorbs that (measured at load average 8-20 on 2 cores: peaks of 16/s at
 #: 0.6 x 15, a steady 9/s otherwise)
 PACE = 0.5
-BURST = 500
+BURST = 240
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -74,7 +75,7 @@ async def remote_sandboxes() -> AsyncIterator[Sandboxes]:
         await _stop(proc)
 
 
-async def test_a_burst_of_500_calls_from_two_processes_stays_under_the_rate(
+async def test_a_burst_of_calls_from_two_processes_stays_under_the_rate(
     client: Client, remote_sandboxes: Sandboxes
 ) -> None:
     sandboxes = remote_sandboxes
