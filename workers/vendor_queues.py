@@ -5,7 +5,7 @@ every worker process) and a concurrency limit (activity slots per process).
 Workflows stay as they are: a workflow interceptor sets the task queue of every activity that
 calls one vendor (``workflows/options.py`` ``SINGLE_VENDOR``) when the workflow did not choose
 one. The task queue of an activity command is not part of the determinism check, so histories
-recorded before the routing replay unchanged (tests/limits/test_vendor_queues.py replays the
+recorded before the routing replay unchanged (tests/replay/test_replay.py replays the
 committed ones through the interceptor). Activities that call both vendors stay on the main
 queue; all of them are paced per call inside the process (connectors/limits.py), and the main
 queue's worker still registers every activity, so activities scheduled there before a deploy
