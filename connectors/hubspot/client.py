@@ -25,6 +25,7 @@ from hubspot.crm.objects.tasks.exceptions import ApiException as TasksApiExcepti
 from hubspot.crm.products.exceptions import ApiException as ProductsApiException
 from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 from hubspot.crm.tickets.exceptions import ApiException as TicketsApiException
+from urllib3.util.retry import Retry
 
 from connectors import limits
 from connectors.base import ConnectorError, ErrorKind, NotFound
@@ -32,6 +33,12 @@ from connectors.hubspot.values import _BATCH, KEY_PROPERTY, VENDOR
 from connectors.timeouts import call_timeout
 from domain.settings import HubSpotSettings
 
+#: a read sent on a pooled connection the server closed at that moment (an idle keep-alive
+#: timing out) is sent once more on a fresh one; only idempotent methods (urllib3's default set:
+#: never a POST), never on an HTTP status (429 and 5xx are classified by _classify), no redirects
+STALE_CONNECTION_RETRY = Retry(
+    total=1, connect=1, read=1, redirect=0, status=0, other=0, respect_retry_after_header=False
+)
 #: HubSpot's ten-second rolling window: the wait when a 429 carries no Retry-After
 DEFAULT_RETRY_AFTER_S = 10.0
 #: the daily allocation resets at the portal's midnight; an hour is a sane first wait
@@ -70,7 +77,9 @@ class HubSpotClient:
             {"host": settings.api_url, "base_url": settings.api_url} if settings.api_url else {}
         )
         self._client = hubspot.HubSpot(
-            access_token=settings.access_token.get_secret_value(), retry=False, **overrides
+            access_token=settings.access_token.get_secret_value(),
+            retry=STALE_CONNECTION_RETRY,
+            **overrides,
         )
         # Each ``.basic_api`` access builds a new ApiClient and connection pool: build them once.
         crm = self._client.crm
