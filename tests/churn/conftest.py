@@ -32,6 +32,7 @@ from domain import churn
 from domain.churn import ChurnSignals
 from domain.drafts import DraftedMessage
 from domain.models import CrmAccount, CustomerTier
+from tests.conftest import own_time_skipping
 
 
 @dataclass
@@ -147,6 +148,12 @@ class Harness:
     env: WorkflowEnvironment
     task_queue: str
     vendors: FakeVendors
+
+
+#: each churn module on a time-skipping server of its own (tests/conftest.py own_time_skipping):
+#: a run another file leaves open stalls a shared server's clock — test_churn_workflow.py's
+#: queries timed out in the full suite (three tests at 180 s) and pass in 4 s alone
+time_env = pytest.fixture(scope="module")(own_time_skipping)
 
 
 @pytest.fixture
